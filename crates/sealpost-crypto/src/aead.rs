@@ -33,7 +33,12 @@ pub fn seal_into(
 }
 
 /// Encrypts `plaintext` and returns `ciphertext || tag`.
-pub fn seal(key: &[u8; AEAD_KEY_LEN], nonce: &[u8; AEAD_NONCE_LEN], ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+pub fn seal(
+    key: &[u8; AEAD_KEY_LEN],
+    nonce: &[u8; AEAD_NONCE_LEN],
+    ad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + AEAD_TAG_LEN);
     seal_into(key, nonce, ad, plaintext, &mut out);
     out
@@ -55,7 +60,9 @@ pub fn open(
         });
     };
     let (body, tag) = ciphertext.split_at(body_len);
-    let tag: [u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| CryptoError::AeadAuthentication)?;
+    let tag: [u8; AEAD_TAG_LEN] = tag
+        .try_into()
+        .map_err(|_| CryptoError::AeadAuthentication)?;
     let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     let mut out = body.to_vec();
     match cipher.decrypt_inout_detached(
@@ -83,15 +90,24 @@ mod tests {
                 .unwrap()
                 .try_into()
                 .unwrap();
-        let nonce: [u8; 12] = hex::decode("070000004041424344454647").unwrap().try_into().unwrap();
+        let nonce: [u8; 12] = hex::decode("070000004041424344454647")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let ad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
         let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let ct = seal(&key, &nonce, &ad, pt);
-        assert_eq!(hex::encode(&ct[ct.len() - 16..]), "1ae10b594f09e26a7e902ecbd0600691");
+        assert_eq!(
+            hex::encode(&ct[ct.len() - 16..]),
+            "1ae10b594f09e26a7e902ecbd0600691"
+        );
         assert_eq!(open(&key, &nonce, &ad, &ct).unwrap(), pt);
         let mut bad = ct.clone();
         bad[0] ^= 1;
-        assert_eq!(open(&key, &nonce, &ad, &bad), Err(CryptoError::AeadAuthentication));
+        assert_eq!(
+            open(&key, &nonce, &ad, &bad),
+            Err(CryptoError::AeadAuthentication)
+        );
         assert!(open(&key, &nonce, &ad, &ct[..15]).is_err());
     }
 }

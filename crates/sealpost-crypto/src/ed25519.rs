@@ -98,7 +98,11 @@ impl VerifyingKey {
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VerifyingKey({})", crate::kdf::short_hex(self.0.as_bytes()))
+        write!(
+            f,
+            "VerifyingKey({})",
+            crate::kdf::short_hex(self.0.as_bytes())
+        )
     }
 }
 
@@ -120,11 +124,12 @@ impl Signature {
 
     /// Parses from a slice of exactly 64 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; SIGNATURE_LEN] = bytes.try_into().map_err(|_| CryptoError::InvalidLength {
-            what: "Ed25519 signature",
-            expected: SIGNATURE_LEN,
-            actual: bytes.len(),
-        })?;
+        let arr: [u8; SIGNATURE_LEN] =
+            bytes.try_into().map_err(|_| CryptoError::InvalidLength {
+                what: "Ed25519 signature",
+                expected: SIGNATURE_LEN,
+                actual: bytes.len(),
+            })?;
         Ok(Self(arr))
     }
 

@@ -11,7 +11,12 @@ pub const HASH_LEN: usize = 32;
 
 /// HKDF-SHA256: extract with `salt` (empty means 32 zero bytes, per RFC 5869), then expand
 /// `info` to fill `out`. Fails only if `out` is longer than 255 * 32 bytes.
-pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
+pub fn hkdf_sha256(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
     let salt = if salt.is_empty() { None } else { Some(salt) };
     hkdf::Hkdf::<sha2::Sha256>::new(salt, ikm)
         .expand(info, out)
@@ -38,7 +43,11 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; HASH_LEN] {
 
 /// HMAC-SHA256 of two one-byte messages under the same key, sharing the key schedule:
 /// returns `(HMAC(key, [a]), HMAC(key, [b]))`. This is the Double Ratchet's KDF_CK.
-pub fn hmac_sha256_pair(key: &[u8; HASH_LEN], a: u8, b: u8) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+pub fn hmac_sha256_pair(
+    key: &[u8; HASH_LEN],
+    a: u8,
+    b: u8,
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     let keyed = new_hmac(key);
     let mut first = keyed.clone();
     first.update(&[a]);

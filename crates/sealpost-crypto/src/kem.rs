@@ -101,7 +101,11 @@ impl KemCiphertext {
 
 impl fmt::Debug for KemCiphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KemCiphertext({})", crate::kdf::short_hex(self.as_bytes()))
+        write!(
+            f,
+            "KemCiphertext({})",
+            crate::kdf::short_hex(self.as_bytes())
+        )
     }
 }
 

@@ -138,7 +138,8 @@ mod tests {
                 .unwrap();
         for bad in [[0u8; 32], one, order8.try_into().unwrap()] {
             assert_eq!(
-                sk.diffie_hellman(&X25519Public::from_bytes(bad)).unwrap_err(),
+                sk.diffie_hellman(&X25519Public::from_bytes(bad))
+                    .unwrap_err(),
                 CryptoError::NonContributory
             );
         }
@@ -150,7 +151,9 @@ mod tests {
         let dbg = format!("{sk:?}");
         assert!(!dbg.contains("42, 42"), "{dbg}");
         assert!(!dbg.to_lowercase().contains("4242"), "{dbg}");
-        let ss = sk.diffie_hellman(&X25519Secret::from_bytes([7; 32]).public_key()).unwrap();
+        let ss = sk
+            .diffie_hellman(&X25519Secret::from_bytes([7; 32]).public_key())
+            .unwrap();
         assert_eq!(format!("{ss:?}"), "SharedSecret(..)");
     }
 

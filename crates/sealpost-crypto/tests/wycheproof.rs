@@ -14,7 +14,12 @@
 
 // Test code: panicking on a broken expectation is the point, and the vectors are indexed
 // at offsets the Wycheproof schema guarantees.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use sealpost_crypto::CryptoError;
 use sealpost_crypto::aead::{AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN};
@@ -103,15 +108,25 @@ fn xdh_x25519() {
                 "tc {id}: ZeroSharedSecret flag disagrees with the expected output"
             );
             if t.flags.contains(&TestFlag::LowOrderPublic) {
-                assert!(expected_zero, "tc {id}: low-order public key with a non-zero result");
+                assert!(
+                    expected_zero,
+                    "tc {id}: low-order public key with a non-zero result"
+                );
             }
 
             let public = match X25519Public::from_slice(&t.public_key) {
                 Ok(p) => p,
                 Err(e) => {
                     // Only a wrongly sized key can fail to parse.
-                    assert!(matches!(e, CryptoError::InvalidLength { .. }), "tc {id}: {e:?}");
-                    assert_eq!(t.result, TestResult::Invalid, "tc {id}: rejected a usable key");
+                    assert!(
+                        matches!(e, CryptoError::InvalidLength { .. }),
+                        "tc {id}: {e:?}"
+                    );
+                    assert_eq!(
+                        t.result,
+                        TestResult::Invalid,
+                        "tc {id}: rejected a usable key"
+                    );
                     assert_ne!(t.public_key.len(), X25519_LEN);
                     counts.reject();
                     continue;
@@ -127,7 +142,11 @@ fn xdh_x25519() {
 
             match t.result {
                 TestResult::Invalid => {
-                    assert!(got.is_err(), "tc {id} ({}): invalid case accepted", t.comment);
+                    assert!(
+                        got.is_err(),
+                        "tc {id} ({}): invalid case accepted",
+                        t.comment
+                    );
                     counts.reject();
                 }
                 // Sealpost policy (RFC 7748 section 6.1): an all-zero agreement, i.e. a
@@ -168,7 +187,10 @@ fn xdh_x25519() {
     assert_eq!(counts.checked, set.number_of_tests);
     assert_eq!(counts.skipped_total(), 0);
     assert!(counts.checked > 500, "only {} cases", counts.checked);
-    assert!(non_contributory >= 20, "only {non_contributory} low-order cases");
+    assert!(
+        non_contributory >= 20,
+        "only {non_contributory} low-order cases"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -194,7 +216,10 @@ fn eddsa_ed25519() {
             match t.result {
                 TestResult::Valid => {
                     outcome.unwrap_or_else(|e| {
-                        panic!("tc {id} ({}) {:?}: valid signature rejected: {e:?}", t.comment, t.flags)
+                        panic!(
+                            "tc {id} ({}) {:?}: valid signature rejected: {e:?}",
+                            t.comment, t.flags
+                        )
                     });
                     counts.accept();
                 }
@@ -272,8 +297,13 @@ fn aead_chacha20_poly1305() {
             match t.result {
                 TestResult::Valid => {
                     let fresh = sealpost_crypto::aead::seal(&key, &nonce, &t.aad, &t.pt);
-                    assert_eq!(fresh, sealed, "tc {id} ({}): seal output differs", t.comment);
-                    let pt = opened.unwrap_or_else(|e| panic!("tc {id} ({}): open failed: {e:?}", t.comment));
+                    assert_eq!(
+                        fresh, sealed,
+                        "tc {id} ({}): seal output differs",
+                        t.comment
+                    );
+                    let pt = opened
+                        .unwrap_or_else(|e| panic!("tc {id} ({}): open failed: {e:?}", t.comment));
                     assert_eq!(pt.as_slice(), t.pt.as_slice(), "tc {id}: wrong plaintext");
                     counts.accept();
                 }
@@ -293,7 +323,9 @@ fn aead_chacha20_poly1305() {
     }
 
     counts.report("ChaCha20-Poly1305");
-    eprintln!("  of the rejected, {unsupported_sizes} have key/nonce/tag sizes the API cannot express");
+    eprintln!(
+        "  of the rejected, {unsupported_sizes} have key/nonce/tag sizes the API cannot express"
+    );
     assert_eq!(counts.checked, set.number_of_tests);
     assert_eq!(counts.skipped_total(), 0);
     assert!(counts.checked > 300, "only {} cases", counts.checked);
@@ -319,12 +351,21 @@ fn hkdf_sha256_vectors() {
             match t.result {
                 TestResult::Valid => {
                     got.unwrap_or_else(|e| panic!("tc {id} ({}): {e:?}", t.comment));
-                    assert_eq!(out.as_slice(), t.okm.as_slice(), "tc {id} ({}): wrong OKM", t.comment);
+                    assert_eq!(
+                        out.as_slice(),
+                        t.okm.as_slice(),
+                        "tc {id} ({}): wrong OKM",
+                        t.comment
+                    );
                     counts.accept();
                 }
                 TestResult::Invalid => {
                     // The only invalid HKDF cases ask for more than 255 * 32 bytes.
-                    assert!(t.flags.contains(&TestFlag::SizeTooLarge), "tc {id}: {:?}", t.flags);
+                    assert!(
+                        t.flags.contains(&TestFlag::SizeTooLarge),
+                        "tc {id}: {:?}",
+                        t.flags
+                    );
                     assert!(t.size > 255 * HASH_LEN);
                     assert_eq!(got, Err(CryptoError::KdfOutputTooLong(t.size)), "tc {id}");
                     counts.reject();
@@ -382,7 +423,12 @@ fn mac_hmac_sha256() {
 
             match t.result {
                 TestResult::Valid => {
-                    assert_eq!(full.as_slice(), t.tag.as_slice(), "tc {id} ({}): wrong MAC", t.comment);
+                    assert_eq!(
+                        full.as_slice(),
+                        t.tag.as_slice(),
+                        "tc {id} ({}): wrong MAC",
+                        t.comment
+                    );
                     verdict.unwrap_or_else(|e| panic!("tc {id} ({}): {e:?}", t.comment));
                     counts.accept();
                 }
@@ -437,13 +483,22 @@ fn mlkem_decaps_set(counts: &mut Counts) -> usize {
             let Ok(seed) = seed_of(seed) else {
                 // "Private key too long/short": the seed cannot become the 64-byte array
                 // `KemKeyPair::from_seed` takes, so it is rejected by the type.
-                assert_eq!(t.result, TestResult::Invalid, "tc {id} ({}): bad seed length", t.comment);
+                assert_eq!(
+                    t.result,
+                    TestResult::Invalid,
+                    "tc {id} ({}): bad seed length",
+                    t.comment
+                );
                 counts.reject();
                 continue;
             };
             let kp = KemKeyPair::from_seed(&seed);
             if let Some(ek) = &t.encaps_key {
-                assert_eq!(kp.public_key().as_bytes().as_slice(), ek.as_slice(), "tc {id}: ek");
+                assert_eq!(
+                    kp.public_key().as_bytes().as_slice(),
+                    ek.as_slice(),
+                    "tc {id}: ek"
+                );
                 let parsed = KemPublic::from_slice(ek).unwrap();
                 assert_eq!(&parsed, kp.public_key());
             }
@@ -463,7 +518,10 @@ fn mlkem_decaps_set(counts: &mut Counts) -> usize {
                 }
                 (TestResult::Invalid, Err(e)) => {
                     // "Ciphertext too long/short".
-                    assert!(matches!(e, CryptoError::InvalidLength { .. }), "tc {id}: {e:?}");
+                    assert!(
+                        matches!(e, CryptoError::InvalidLength { .. }),
+                        "tc {id}: {e:?}"
+                    );
                     assert_ne!(c.len(), KEM_CIPHERTEXT_LEN);
                     counts.reject();
                 }
@@ -489,7 +547,13 @@ fn mlkem_encaps_set(counts: &mut Counts) -> usize {
         for t in &group.tests {
             let id = t.tc_id;
             let ek = t.encaps_key.as_ref().expect("encaps cases carry ek");
-            let m: [u8; 32] = t.msg.as_ref().expect("encaps cases carry m").as_slice().try_into().unwrap();
+            let m: [u8; 32] = t
+                .msg
+                .as_ref()
+                .expect("encaps cases carry m")
+                .as_slice()
+                .try_into()
+                .unwrap();
             let parsed = KemPublic::from_slice(ek);
             match t.result {
                 TestResult::Valid => {
@@ -509,7 +573,10 @@ fn mlkem_encaps_set(counts: &mut Counts) -> usize {
                         // "Public key not reduced" and ModulusOverflow: FIPS 203 7.2 check.
                         assert_eq!(err, CryptoError::InvalidKemKey, "tc {id} ({})", t.comment);
                     } else {
-                        assert!(matches!(err, CryptoError::InvalidLength { .. }), "tc {id}: {err:?}");
+                        assert!(
+                            matches!(err, CryptoError::InvalidLength { .. }),
+                            "tc {id}: {err:?}"
+                        );
                         assert!(!t.flags.contains(&TestFlag::ModulusOverflow));
                     }
                     counts.reject();
@@ -532,18 +599,33 @@ fn mlkem_keygen_set(counts: &mut Counts) -> usize {
         assert_eq!(group.test_type, TestGroupTypeId::MlKemKeyGen);
         for t in &group.tests {
             let id = t.tc_id;
-            assert_eq!(t.result, TestResult::Valid, "tc {id}: keygen cases are all valid");
+            assert_eq!(
+                t.result,
+                TestResult::Valid,
+                "tc {id}: keygen cases are all valid"
+            );
             let seed = seed_of(t.seed.as_ref().expect("keygen cases carry a seed")).unwrap();
             let ek = t.encaps_key.as_ref().expect("keygen cases carry ek");
             let dk = t.decaps_key.as_ref().expect("keygen cases carry dk");
             let kp = KemKeyPair::from_seed(&seed);
-            assert_eq!(kp.public_key().as_bytes().as_slice(), ek.as_slice(), "tc {id}: ek");
+            assert_eq!(
+                kp.public_key().as_bytes().as_slice(),
+                ek.as_slice(),
+                "tc {id}: ek"
+            );
             assert_eq!(dk.len(), KEM_DK_LEN);
-            assert_eq!(&dk[KEM_DK_EK_OFFSET..KEM_DK_EK_OFFSET + KEM_PUBLIC_LEN], ek.as_slice());
+            assert_eq!(
+                &dk[KEM_DK_EK_OFFSET..KEM_DK_EK_OFFSET + KEM_PUBLIC_LEN],
+                ek.as_slice()
+            );
             assert_eq!(&dk[KEM_DK_LEN - 32..], &seed[32..], "tc {id}: z");
             assert_eq!(kp.seed(), &seed);
             let (ct, ss) = kp.public_key().encapsulate_derand([id as u8; 32]);
-            assert_eq!(kp.decapsulate(&ct).as_bytes(), ss.as_bytes(), "tc {id}: round trip");
+            assert_eq!(
+                kp.decapsulate(&ct).as_bytes(),
+                ss.as_bytes(),
+                "tc {id}: round trip"
+            );
             counts.accept();
         }
     }
@@ -562,13 +644,19 @@ fn mlkem_semi_expanded_set(counts: &mut Counts) -> usize {
         assert_eq!(group.test_type, TestGroupTypeId::MlKemDecapsValidation);
         for t in &group.tests {
             let id = t.tc_id;
-            assert!(t.seed.is_none(), "tc {id}: has a seed now; check it instead of skipping");
+            assert!(
+                t.seed.is_none(),
+                "tc {id}: has a seed now; check it instead of skipping"
+            );
             assert!(t.decaps_key.is_some(), "tc {id}: no dk");
             let c = t.ct.as_ref().expect("decaps cases carry c");
             if t.flags.contains(&TestFlag::IncorrectCiphertextLength) {
                 assert_eq!(t.result, TestResult::Invalid);
                 assert!(
-                    matches!(KemCiphertext::from_slice(c), Err(CryptoError::InvalidLength { .. })),
+                    matches!(
+                        KemCiphertext::from_slice(c),
+                        Err(CryptoError::InvalidLength { .. })
+                    ),
                     "tc {id}: {}-byte ciphertext accepted",
                     c.len()
                 );
@@ -593,7 +681,9 @@ fn mlkem_semi_expanded_set(counts: &mut Counts) -> usize {
                         "semi-expanded decaps, invalid dk: Sealpost has no API to import an expanded dk at all",
                     );
                 }
-                TestResult::Acceptable => no_policy("ML-KEM-1024 semi-expanded decaps", id, &t.comment),
+                TestResult::Acceptable => {
+                    no_policy("ML-KEM-1024 semi-expanded decaps", id, &t.comment)
+                }
             }
         }
     }
@@ -617,13 +707,21 @@ fn mlkem_1024() {
     keygen.report("ML-KEM-1024 (mlkem_1024_keygen_seed)");
     semi.report("ML-KEM-1024 (mlkem_1024_semi_expanded_decaps)");
 
-    for (counts, n) in [(&decaps, n_decaps), (&encaps, n_encaps), (&keygen, n_keygen), (&semi, n_semi)] {
+    for (counts, n) in [
+        (&decaps, n_decaps),
+        (&encaps, n_encaps),
+        (&keygen, n_keygen),
+        (&semi, n_semi),
+    ] {
         assert_eq!(counts.checked + counts.skipped_total(), n);
     }
     assert!(decaps.checked > 150 && decaps.accepted > 100 && decaps.rejected > 30);
     assert!(encaps.checked > 250 && encaps.accepted > 100 && encaps.rejected > 100);
     assert_eq!(keygen.checked, 100);
-    assert_eq!(decaps.skipped_total() + encaps.skipped_total() + keygen.skipped_total(), 0);
+    assert_eq!(
+        decaps.skipped_total() + encaps.skipped_total() + keygen.skipped_total(),
+        0
+    );
     // Semi-expanded: 2 wrong ciphertext lengths checked; 3 valid and 4 invalid-dk cases
     // skipped because they give only an expanded dk.
     assert_eq!(semi.checked, 2);

@@ -1,1 +1,89 @@
-//! placeholder
+//! The Sealpost 1:1 session protocol: an asynchronous, post-quantum hybrid handshake in the
+//! manner of Signal's X3DH/PQXDH, followed by the Double Ratchet exactly as in Signal's
+//! specification (section 3), with ChaCha20-Poly1305. Byte-level definitions live in
+//! `spec/session.md` and `spec/wire.md`; `spec/vectors/` holds test vectors.
+//!
+//! This crate does no I/O: randomness is passed in as `&mut impl CryptoRng` and time as
+//! Unix seconds. Every decryption is transactional: a forged, replayed, reflected,
+//! truncated or otherwise bad message returns a typed error and leaves the session exactly
+//! as it was.
+//!
+//! # Quick start
+//! ```
+//! use sealpost_session::{
+//!     initiate, respond, IdentityKeyPair, KemPreKeyKind, PreKeyStore, SessionConfig,
+//!     SessionMessage, VerifiedBundle,
+//! };
+//! let mut rng = rand::rng();
+//! let now = 1_700_000_000;
+//!
+//! // Bob (a shop's support device) publishes prekeys through the relay.
+//! let bob = IdentityKeyPair::generate(&mut rng);
+//! let mut bob_store = PreKeyStore::new();
+//! bob_store.generate_signed_prekey(&mut rng, &bob, now);
+//! bob_store.generate_one_time_prekeys(&mut rng, 10);
+//! bob_store.generate_kem_prekeys(&mut rng, &bob, KemPreKeyKind::LastResort, 1, now);
+//! let bundle = bob_store.bundle(&bob, 1, true).unwrap();
+//!
+//! // Alice (a customer) verifies the bundle and starts a session.
+//! let alice = IdentityKeyPair::generate(&mut rng);
+//! let bundle = VerifiedBundle::verify(&bundle)?;
+//! let mut a = initiate(&mut rng, &alice, &bundle, SessionConfig::default())?;
+//! let first = a.encrypt(b"Where is my order #1234?")?;
+//!
+//! // Bob accepts the first message, which creates his side of the session.
+//! let SessionMessage::PreKey(pkm) = SessionMessage::decode(&first.encode())? else { unreachable!() };
+//! let (mut b, text) = respond(&mut rng, &bob, &mut bob_store, &pkm, SessionConfig::default())?;
+//! assert_eq!(text, b"Where is my order #1234?");
+//!
+//! let reply = b.encrypt(b"It ships today.")?;
+//! assert_eq!(a.decrypt(&mut rng, &reply)?, b"It ships today.");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod error;
+pub mod fingerprint;
+mod handshake;
+mod keys;
+mod ratchet;
+mod session;
+
+pub use error::{ConfigError, DecryptError, EncryptError, HandshakeError, PickleError};
+pub use fingerprint::{FingerprintError, SafetyNumber};
+pub use handshake::{
+    AD_LEN, HANDSHAKE_INFO, HANDSHAKE_PREFIX, InitiatorSecrets, initiate, initiate_with_secrets,
+    respond,
+};
+pub use keys::{
+    IdentityKey, IdentityKeyPair, KemPreKey, MAX_ONE_TIME_PREKEYS, PreKeyStore, SignedPreKey,
+    VerifiedBundle,
+};
+pub use ratchet::{CHAIN_KEY_CONSTANT, KDF_RK_INFO, MESSAGE_KEY_CONSTANT, MESSAGE_NONCE};
+pub use sealpost_crypto::CryptoRng;
+pub use sealpost_wire::{
+    AccountId, DeviceAddress, DeviceId, KemPreKeyKind, PreKeyBundle, PreKeyMessage, RatchetMessage,
+    SessionMessage,
+};
+pub use session::{
+    DEFAULT_MAX_SKIP, DEFAULT_MAX_SKIPPED_KEYS, HARD_MAX_SKIPPED_KEYS, PICKLE_INFO,
+    PICKLE_SALT_LEN, PICKLE_VERSION, PickleKey, Role, SESSION_STATE_VERSION, Session,
+    SessionConfig,
+};
+
+#[cfg(test)]
+mod tests;

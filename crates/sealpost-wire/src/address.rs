@@ -18,7 +18,11 @@ impl AccountId {
     pub fn new(id: impl Into<String>) -> Result<Self, DecodeError> {
         let id = id.into();
         if id.is_empty() {
-            return Err(DecodeError::TooShort { what: "account id", len: 0, min: 1 });
+            return Err(DecodeError::TooShort {
+                what: "account id",
+                len: 0,
+                min: 1,
+            });
         }
         if id.len() > MAX_ACCOUNT_ID_LEN {
             return Err(DecodeError::TooLong {
@@ -54,7 +58,15 @@ impl AccountId {
 impl fmt::Debug for AccountId {
     // Phone numbers are personal data: Debug shows only the length and last two characters.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tail: String = self.0.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = self
+            .0
+            .chars()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         write!(f, "AccountId(len={}, …{tail})", self.0.len())
     }
 }

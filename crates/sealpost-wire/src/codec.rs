@@ -27,12 +27,14 @@ impl<'a> Reader<'a> {
 
     /// Reads `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(
-            DecodeError::Truncated {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(DecodeError::Truncated {
                 offset: self.pos,
                 needed: n,
-            },
-        )?;
+            })?;
         let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated {
             offset: self.pos,
             needed: n,
@@ -207,13 +209,23 @@ mod tests {
     fn reader_never_reads_past_end() {
         let mut r = Reader::new(&[1, 2, 3]);
         assert_eq!(r.u16().unwrap(), 0x0102);
-        assert_eq!(r.u16(), Err(DecodeError::Truncated { offset: 2, needed: 2 }));
+        assert_eq!(
+            r.u16(),
+            Err(DecodeError::Truncated {
+                offset: 2,
+                needed: 2
+            })
+        );
         assert_eq!(r.u8().unwrap(), 3);
         r.finish().unwrap();
         let mut r = Reader::new(&[0, 0, 0, 9, 1]);
         assert_eq!(
             r.var_bytes32("x", 4),
-            Err(DecodeError::TooLong { what: "x", len: 9, max: 4 })
+            Err(DecodeError::TooLong {
+                what: "x",
+                len: 9,
+                max: 4
+            })
         );
         let mut r = Reader::new(&[2]);
         assert_eq!(r.flag("f"), Err(DecodeError::InvalidValue("f")));

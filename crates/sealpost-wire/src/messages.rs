@@ -70,7 +70,11 @@ impl RatchetMessage {
 
     /// This message's encoded header.
     pub fn header(&self) -> [u8; RATCHET_HEADER_LEN] {
-        Self::encode_header(&self.ratchet_key, self.previous_chain_length, self.message_number)
+        Self::encode_header(
+            &self.ratchet_key,
+            self.previous_chain_length,
+            self.message_number,
+        )
     }
 
     /// Serializes the message.
@@ -319,7 +323,12 @@ pub struct SignedPreKeyPublic {
 impl SignedPreKeyPublic {
     /// The canonical byte string the owner's identity key signs:
     /// `"Sealpost_SignedPreKey_v1" || identity_dh(32) || id(u32) || created_at(u64) || public(32)`.
-    pub fn signed_bytes(identity_dh: &[u8; KEY_LEN], id: u32, created_at: u64, public: &[u8; KEY_LEN]) -> Vec<u8> {
+    pub fn signed_bytes(
+        identity_dh: &[u8; KEY_LEN],
+        id: u32,
+        created_at: u64,
+        public: &[u8; KEY_LEN],
+    ) -> Vec<u8> {
         let mut w = Writer::with_capacity(SIGNED_PREKEY_SIG_LABEL.len() + 76);
         w.bytes(SIGNED_PREKEY_SIG_LABEL)
             .bytes(identity_dh)
@@ -455,7 +464,10 @@ mod tests {
 
     fn sample_prekey_message(ct_len: usize, opk: Option<u32>) -> PreKeyMessage {
         PreKeyMessage {
-            identity: IdentityBytes { signing: [1; 32], dh: [2; 32] },
+            identity: IdentityBytes {
+                signing: [1; 32],
+                dh: [2; 32],
+            },
             base_key: [3; 32],
             signed_prekey_id: 7,
             one_time_prekey_id: opk,
@@ -474,14 +486,26 @@ mod tests {
     fn prekey_message_roundtrip_and_every_truncation_fails() {
         let m = sample_prekey_message(40, Some(11));
         let bytes = m.encode();
-        assert_eq!(bytes.len(), PREKEY_MESSAGE_FIXED_LEN + RATCHET_HEADER_LEN + 40);
-        assert_eq!(SessionMessage::decode(&bytes).unwrap(), SessionMessage::PreKey(m));
+        assert_eq!(
+            bytes.len(),
+            PREKEY_MESSAGE_FIXED_LEN + RATCHET_HEADER_LEN + 40
+        );
+        assert_eq!(
+            SessionMessage::decode(&bytes).unwrap(),
+            SessionMessage::PreKey(m)
+        );
         for cut in 0..bytes.len() {
-            assert!(SessionMessage::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                SessionMessage::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut long = bytes.clone();
         long.push(0);
-        assert_eq!(SessionMessage::decode(&long), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            SessionMessage::decode(&long),
+            Err(DecodeError::TrailingBytes(1))
+        );
     }
 
     #[test]
@@ -489,12 +513,18 @@ mod tests {
         let m = sample_prekey_message(16, None).encode();
         let mut v = m.clone();
         v[0] = 2;
-        assert_eq!(SessionMessage::decode(&v), Err(DecodeError::UnsupportedVersion(2)));
+        assert_eq!(
+            SessionMessage::decode(&v),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
         let mut t = m.clone();
         t[1] = 9;
         assert_eq!(
             SessionMessage::decode(&t),
-            Err(DecodeError::UnknownType { what: "session message", value: 9 })
+            Err(DecodeError::UnknownType {
+                what: "session message",
+                value: 9
+            })
         );
         // A non-canonical "absent" one-time id is rejected.
         let mut f = m;
@@ -524,7 +554,10 @@ mod tests {
     fn bundle_roundtrip() {
         let b = PreKeyBundle {
             device_id: 3,
-            identity: IdentityBytes { signing: [1; 32], dh: [2; 32] },
+            identity: IdentityBytes {
+                signing: [1; 32],
+                dh: [2; 32],
+            },
             signed_prekey: SignedPreKeyPublic {
                 id: 1,
                 created_at: 1_700_000_000,

@@ -1,0 +1,507 @@
+//! Device identity and prekeys.
+
+use crate::HandshakeError;
+use sealpost_crypto::CryptoRng;
+use sealpost_crypto::ed25519::{Signature, SigningKey, VerifyingKey};
+use sealpost_crypto::kem::{KemKeyPair, KemPublic};
+use sealpost_crypto::x25519::{X25519Public, X25519Secret};
+use sealpost_wire::{
+    IdentityBytes, KemPreKeyKind, KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
+};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The public identity of a device: an Ed25519 key that signs its prekeys and an X25519 key
+/// that takes part in the handshake (DH1 and DH2). Both are covered by the safety number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdentityKey {
+    signing: VerifyingKey,
+    dh: X25519Public,
+}
+
+impl IdentityKey {
+    /// Validates the wire form (the Ed25519 key must be canonical and not of small order).
+    pub fn from_wire(bytes: &IdentityBytes) -> Result<Self, HandshakeError> {
+        let signing = VerifyingKey::from_bytes(&bytes.signing)
+            .map_err(|_| HandshakeError::InvalidIdentityKey)?;
+        Ok(Self {
+            signing,
+            dh: X25519Public::from_bytes(bytes.dh),
+        })
+    }
+
+    /// The wire form `signing(32) || dh(32)`.
+    pub fn to_wire(&self) -> IdentityBytes {
+        IdentityBytes {
+            signing: self.signing.to_bytes(),
+            dh: self.dh.to_bytes(),
+        }
+    }
+
+    /// The 64-byte encoding `signing || dh`.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.to_wire().to_bytes()
+    }
+
+    /// The Ed25519 public key.
+    pub fn signing_key(&self) -> &VerifyingKey {
+        &self.signing
+    }
+
+    /// The X25519 identity public key.
+    pub fn dh_key(&self) -> &X25519Public {
+        &self.dh
+    }
+}
+
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityKey")
+            .field("signing", &self.signing)
+            .field("dh", &self.dh)
+            .finish()
+    }
+}
+
+/// A device's long-term identity key pair. Secret parts are zeroized on drop and never printed.
+#[derive(Clone)]
+pub struct IdentityKeyPair {
+    signing: SigningKey,
+    dh: X25519Secret,
+}
+
+impl IdentityKeyPair {
+    /// Generates a new identity.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self {
+            signing: SigningKey::generate(rng),
+            dh: X25519Secret::generate(rng),
+        }
+    }
+
+    /// Restores an identity from its two 32-byte secrets (Ed25519 seed, X25519 scalar).
+    pub fn from_secret_bytes(signing_seed: &[u8; 32], dh_secret: [u8; 32]) -> Self {
+        Self {
+            signing: SigningKey::from_seed(signing_seed),
+            dh: X25519Secret::from_bytes(dh_secret),
+        }
+    }
+
+    /// The public identity.
+    pub fn public(&self) -> IdentityKey {
+        IdentityKey {
+            signing: self.signing.verifying_key(),
+            dh: self.dh.public_key(),
+        }
+    }
+
+    /// Signs with the Ed25519 identity key.
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        self.signing.sign(message)
+    }
+
+    pub(crate) fn dh_secret(&self) -> &X25519Secret {
+        &self.dh
+    }
+
+    /// Serialized secret form for an encrypted store: `seed(32) || dh(32)`. Secret.
+    pub fn to_secret_bytes(&self) -> zeroize::Zeroizing<[u8; 64]> {
+        let mut out = zeroize::Zeroizing::new([0u8; 64]);
+        let (a, b) = out.split_at_mut(32);
+        a.copy_from_slice(self.signing.to_seed().as_slice());
+        b.copy_from_slice(self.dh.to_bytes().as_slice());
+        out
+    }
+}
+
+impl fmt::Debug for IdentityKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityKeyPair")
+            .field("public", &self.public())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed X25519 prekey with its secret.
+#[derive(Clone)]
+pub struct SignedPreKey {
+    id: u32,
+    created_at: u64,
+    key: X25519Secret,
+    signature: Signature,
+}
+
+impl SignedPreKey {
+    /// Generates and signs a prekey. `now` is Unix seconds, supplied by the caller.
+    pub fn generate<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        id: u32,
+        now: u64,
+    ) -> Self {
+        let key = X25519Secret::generate(rng);
+        let msg = SignedPreKeyPublic::signed_bytes(
+            identity.public().dh_key().as_bytes(),
+            id,
+            now,
+            key.public_key().as_bytes(),
+        );
+        let signature = identity.sign(&msg);
+        Self {
+            id,
+            created_at: now,
+            key,
+            signature,
+        }
+    }
+
+    /// The id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Creation time (Unix seconds).
+    pub fn created_at(&self) -> u64 {
+        self.created_at
+    }
+
+    /// The published form.
+    pub fn public(&self) -> SignedPreKeyPublic {
+        SignedPreKeyPublic {
+            id: self.id,
+            created_at: self.created_at,
+            public: self.key.public_key().to_bytes(),
+            signature: self.signature.to_bytes(),
+        }
+    }
+
+    pub(crate) fn secret(&self) -> &X25519Secret {
+        &self.key
+    }
+}
+
+/// A signed ML-KEM-1024 prekey with its secret.
+#[derive(Clone)]
+pub struct KemPreKey {
+    id: u32,
+    kind: KemPreKeyKind,
+    created_at: u64,
+    key: KemKeyPair,
+    signature: Signature,
+}
+
+impl KemPreKey {
+    /// Generates and signs a KEM prekey.
+    pub fn generate<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        id: u32,
+        kind: KemPreKeyKind,
+        now: u64,
+    ) -> Self {
+        let key = KemKeyPair::generate(rng);
+        let msg = KemPreKeyPublic::signed_bytes(
+            identity.public().dh_key().as_bytes(),
+            id,
+            kind,
+            now,
+            key.public_key().as_bytes(),
+        );
+        let signature = identity.sign(&msg);
+        Self {
+            id,
+            kind,
+            created_at: now,
+            key,
+            signature,
+        }
+    }
+
+    /// The id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Last-resort or one-time.
+    pub fn kind(&self) -> KemPreKeyKind {
+        self.kind
+    }
+
+    /// The published form.
+    pub fn public(&self) -> KemPreKeyPublic {
+        KemPreKeyPublic {
+            id: self.id,
+            kind: self.kind,
+            created_at: self.created_at,
+            public: Box::new(*self.key.public_key().as_bytes()),
+            signature: self.signature.to_bytes(),
+        }
+    }
+
+    pub(crate) fn secret(&self) -> &KemKeyPair {
+        &self.key
+    }
+}
+
+/// What a device keeps to answer handshakes: its signed prekeys (the current one and recent
+/// predecessors), unused one-time prekeys, and ML-KEM prekeys.
+///
+/// Ids are allocated from increasing counters, so the store can tell an id that was issued
+/// and consumed ([`HandshakeError::OneTimePreKeyReused`]) from one never issued.
+pub struct PreKeyStore {
+    signed: BTreeMap<u32, SignedPreKey>,
+    one_time: BTreeMap<u32, X25519Secret>,
+    kem: BTreeMap<u32, KemPreKey>,
+    next_signed_id: u32,
+    next_one_time_id: u32,
+    next_kem_id: u32,
+}
+
+impl Default for PreKeyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for PreKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreKeyStore")
+            .field("signed", &self.signed.keys().collect::<Vec<_>>())
+            .field("one_time", &self.one_time.len())
+            .field("kem", &self.kem.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most one-time prekeys (X25519 or ML-KEM) a store holds at once.
+pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
+
+impl PreKeyStore {
+    /// An empty store. Ids start at 1.
+    pub fn new() -> Self {
+        Self {
+            signed: BTreeMap::new(),
+            one_time: BTreeMap::new(),
+            kem: BTreeMap::new(),
+            next_signed_id: 1,
+            next_one_time_id: 1,
+            next_kem_id: 1,
+        }
+    }
+
+    /// Generates a new signed prekey, keeps it, and returns its published form. Older
+    /// signed prekeys are kept until [`PreKeyStore::remove_signed_prekey`] so that handshakes
+    /// in flight still complete.
+    pub fn generate_signed_prekey<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        now: u64,
+    ) -> SignedPreKeyPublic {
+        let id = self.next_signed_id;
+        self.next_signed_id = self.next_signed_id.wrapping_add(1).max(1);
+        let spk = SignedPreKey::generate(rng, identity, id, now);
+        let public = spk.public();
+        self.signed.insert(id, spk);
+        public
+    }
+
+    /// Forgets a signed prekey (rotation). Returns whether it existed.
+    pub fn remove_signed_prekey(&mut self, id: u32) -> bool {
+        self.signed.remove(&id).is_some()
+    }
+
+    /// Generates up to `count` one-time prekeys (bounded by [`MAX_ONE_TIME_PREKEYS`] held)
+    /// and returns their `(id, public)` pairs for upload.
+    pub fn generate_one_time_prekeys<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        count: usize,
+    ) -> Vec<(u32, [u8; 32])> {
+        let room = MAX_ONE_TIME_PREKEYS.saturating_sub(self.one_time.len());
+        (0..count.min(room))
+            .map(|_| {
+                let id = self.next_one_time_id;
+                self.next_one_time_id = self.next_one_time_id.saturating_add(1);
+                let key = X25519Secret::generate(rng);
+                let public = key.public_key().to_bytes();
+                self.one_time.insert(id, key);
+                (id, public)
+            })
+            .collect()
+    }
+
+    /// Generates ML-KEM prekeys of the given kind (one last-resort key is enough; one-time
+    /// keys are bounded by [`MAX_ONE_TIME_PREKEYS`]) and returns their published forms.
+    pub fn generate_kem_prekeys<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+        kind: KemPreKeyKind,
+        count: usize,
+        now: u64,
+    ) -> Vec<KemPreKeyPublic> {
+        let room = MAX_ONE_TIME_PREKEYS.saturating_sub(self.kem.len());
+        (0..count.min(room))
+            .map(|_| {
+                let id = self.next_kem_id;
+                self.next_kem_id = self.next_kem_id.saturating_add(1);
+                let k = KemPreKey::generate(rng, identity, id, kind, now);
+                let public = k.public();
+                self.kem.insert(id, k);
+                public
+            })
+            .collect()
+    }
+
+    /// Number of unused one-time X25519 prekeys.
+    pub fn one_time_count(&self) -> usize {
+        self.one_time.len()
+    }
+
+    /// Number of ML-KEM prekeys held (both kinds).
+    pub fn kem_count(&self) -> usize {
+        self.kem.len()
+    }
+
+    /// Assembles a bundle from this store the way a relay does from the uploaded parts:
+    /// the newest signed prekey, the lowest unused one-time prekey (if `with_one_time` and
+    /// any is left) and the lowest one-time KEM prekey, else a last-resort one. Keys are not
+    /// consumed here; they are consumed when a handshake using them succeeds.
+    pub fn bundle(
+        &self,
+        identity: &IdentityKeyPair,
+        device_id: u32,
+        with_one_time: bool,
+    ) -> Option<PreKeyBundle> {
+        let spk = self.signed.values().next_back()?;
+        let one_time_prekey = if with_one_time {
+            self.one_time
+                .iter()
+                .next()
+                .map(|(id, k)| (*id, k.public_key().to_bytes()))
+        } else {
+            None
+        };
+        let kem = self
+            .kem
+            .values()
+            .find(|k| k.kind == KemPreKeyKind::OneTime)
+            .or_else(|| {
+                self.kem
+                    .values()
+                    .find(|k| k.kind == KemPreKeyKind::LastResort)
+            })?;
+        Some(PreKeyBundle {
+            device_id,
+            identity: identity.public().to_wire(),
+            signed_prekey: spk.public(),
+            one_time_prekey,
+            kem_prekey: kem.public(),
+        })
+    }
+
+    pub(crate) fn signed(&self, id: u32) -> Result<&SignedPreKey, HandshakeError> {
+        self.signed
+            .get(&id)
+            .ok_or(HandshakeError::UnknownSignedPreKey(id))
+    }
+
+    pub(crate) fn one_time(&self, id: u32) -> Result<&X25519Secret, HandshakeError> {
+        match self.one_time.get(&id) {
+            Some(k) => Ok(k),
+            None if id != 0 && id < self.next_one_time_id => {
+                Err(HandshakeError::OneTimePreKeyReused(id))
+            }
+            None => Err(HandshakeError::UnknownOneTimePreKey(id)),
+        }
+    }
+
+    pub(crate) fn kem(&self, id: u32) -> Result<&KemPreKey, HandshakeError> {
+        match self.kem.get(&id) {
+            Some(k) => Ok(k),
+            None if id != 0 && id < self.next_kem_id => Err(HandshakeError::KemPreKeyReused(id)),
+            None => Err(HandshakeError::UnknownKemPreKey(id)),
+        }
+    }
+
+    /// Consumes the one-time keys a successful handshake used.
+    pub(crate) fn consume(&mut self, one_time: Option<u32>, kem: u32) {
+        if let Some(id) = one_time {
+            self.one_time.remove(&id);
+        }
+        if self
+            .kem
+            .get(&kem)
+            .is_some_and(|k| k.kind == KemPreKeyKind::OneTime)
+        {
+            self.kem.remove(&kem);
+        }
+    }
+}
+
+/// A prekey bundle whose signatures and keys have been verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedBundle {
+    pub(crate) device_id: u32,
+    pub(crate) identity: IdentityKey,
+    pub(crate) signed_prekey_id: u32,
+    pub(crate) signed_prekey: X25519Public,
+    pub(crate) one_time_prekey: Option<(u32, X25519Public)>,
+    pub(crate) kem_prekey_id: u32,
+    pub(crate) kem_prekey: KemPublic,
+}
+
+impl VerifiedBundle {
+    /// Verifies both prekey signatures with `verify_strict` under the bundle's identity key
+    /// and validates the ML-KEM key.
+    pub fn verify(bundle: &PreKeyBundle) -> Result<Self, HandshakeError> {
+        let identity = IdentityKey::from_wire(&bundle.identity)?;
+        let spk = &bundle.signed_prekey;
+        let msg = SignedPreKeyPublic::signed_bytes(
+            &bundle.identity.dh,
+            spk.id,
+            spk.created_at,
+            &spk.public,
+        );
+        identity
+            .signing_key()
+            .verify(&msg, &Signature::from_bytes(spk.signature))
+            .map_err(|_| HandshakeError::BadSignedPreKeySignature(spk.id))?;
+        let kpk = &bundle.kem_prekey;
+        let msg = KemPreKeyPublic::signed_bytes(
+            &bundle.identity.dh,
+            kpk.id,
+            kpk.kind,
+            kpk.created_at,
+            &kpk.public,
+        );
+        identity
+            .signing_key()
+            .verify(&msg, &Signature::from_bytes(kpk.signature))
+            .map_err(|_| HandshakeError::BadKemPreKeySignature(kpk.id))?;
+        let kem_prekey = KemPublic::from_slice(kpk.public.as_slice())
+            .map_err(|_| HandshakeError::InvalidKemPreKey(kpk.id))?;
+        Ok(Self {
+            device_id: bundle.device_id,
+            identity,
+            signed_prekey_id: spk.id,
+            signed_prekey: X25519Public::from_bytes(spk.public),
+            one_time_prekey: bundle
+                .one_time_prekey
+                .map(|(id, k)| (id, X25519Public::from_bytes(k))),
+            kem_prekey_id: kpk.id,
+            kem_prekey,
+        })
+    }
+
+    /// The identity of the device the bundle belongs to.
+    pub fn identity(&self) -> &IdentityKey {
+        &self.identity
+    }
+
+    /// The device id the bundle was published for.
+    pub fn device_id(&self) -> u32 {
+        self.device_id
+    }
+}

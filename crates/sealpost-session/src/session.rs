@@ -1,0 +1,434 @@
+//! A 1:1 session between two devices, its state encoding and its encrypted pickle.
+
+use crate::handshake::{AD_LEN, associated_data};
+use crate::ratchet::RatchetState;
+use crate::{ConfigError, DecryptError, EncryptError, IdentityKey, PickleError};
+use sealpost_crypto::CryptoRng;
+use sealpost_crypto::aead;
+use sealpost_crypto::kdf::hkdf_sha256;
+use sealpost_crypto::x25519::X25519Public;
+use sealpost_wire::{
+    DecodeError, IdentityBytes, KEM_CIPHERTEXT_LEN, MAX_PLAINTEXT_LEN, PreKeyMessage,
+    RatchetMessage, Reader, SessionMessage, Writer,
+};
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Default per-chain limit on skipped message keys (MAX_SKIP).
+pub const DEFAULT_MAX_SKIP: u32 = 1_000;
+/// Default limit on stored skipped message keys across all chains; the oldest is evicted.
+pub const DEFAULT_MAX_SKIPPED_KEYS: u32 = 2_000;
+/// Hard upper bound for `max_skipped_keys` (bounds memory and pickle size: 68 B per key).
+pub const HARD_MAX_SKIPPED_KEYS: u32 = 100_000;
+
+/// Version byte of the session state encoding.
+pub const SESSION_STATE_VERSION: u8 = 1;
+/// Version byte of the encrypted pickle.
+pub const PICKLE_VERSION: u8 = 1;
+/// HKDF info and AEAD associated-data label of the pickle.
+pub const PICKLE_INFO: &[u8] = b"Sealpost_Pickle_v1";
+/// Length of the pickle salt.
+pub const PICKLE_SALT_LEN: usize = 32;
+
+/// Limits on out-of-order delivery. Both are persisted with the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub(crate) max_skip: u32,
+    pub(crate) max_skipped_keys: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_skip: DEFAULT_MAX_SKIP,
+            max_skipped_keys: DEFAULT_MAX_SKIPPED_KEYS,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// A configuration with `1 <= max_skip <= max_skipped_keys <= HARD_MAX_SKIPPED_KEYS`.
+    pub fn new(max_skip: u32, max_skipped_keys: u32) -> Result<Self, ConfigError> {
+        if max_skipped_keys > HARD_MAX_SKIPPED_KEYS {
+            return Err(ConfigError::TooManyKeys(
+                max_skipped_keys,
+                HARD_MAX_SKIPPED_KEYS,
+            ));
+        }
+        if max_skip == 0 || max_skip > max_skipped_keys {
+            return Err(ConfigError::MaxSkip {
+                max_skip,
+                max_skipped_keys,
+            });
+        }
+        Ok(Self {
+            max_skip,
+            max_skipped_keys,
+        })
+    }
+
+    /// Most message keys one chain may skip.
+    pub fn max_skip(&self) -> u32 {
+        self.max_skip
+    }
+
+    /// Most skipped message keys kept in total.
+    pub fn max_skipped_keys(&self) -> u32 {
+        self.max_skipped_keys
+    }
+}
+
+/// Which side of the handshake this session was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Fetched the bundle and sent the first message.
+    Initiator,
+    /// Published the bundle and accepted the first message.
+    Responder,
+}
+
+/// What the initiator repeats in every message until the responder has answered.
+#[derive(Clone)]
+pub(crate) struct PendingPreKey {
+    pub(crate) signed_prekey_id: u32,
+    pub(crate) one_time_prekey_id: Option<u32>,
+    pub(crate) kem_prekey_id: u32,
+    pub(crate) kem_ciphertext: Box<[u8; KEM_CIPHERTEXT_LEN]>,
+}
+
+/// A session with one remote device.
+///
+/// [`Session::encrypt`] never fails for plaintexts within [`MAX_PLAINTEXT_LEN`].
+/// [`Session::decrypt`] is transactional: on any error the session is exactly as before.
+#[derive(Clone)]
+pub struct Session {
+    local: IdentityKey,
+    remote: IdentityKey,
+    role: Role,
+    base_key: X25519Public,
+    pending: Option<PendingPreKey>,
+    ratchet: RatchetState,
+    ad: [u8; AD_LEN],
+    config: SessionConfig,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("remote", &self.remote)
+            .field("role", &self.role)
+            .field("awaiting_reply", &self.pending.is_some())
+            .field("ratchet", &self.ratchet)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        local: IdentityKey,
+        remote: IdentityKey,
+        role: Role,
+        base_key: X25519Public,
+        pending: Option<PendingPreKey>,
+        ratchet: RatchetState,
+        ad: [u8; AD_LEN],
+        config: SessionConfig,
+    ) -> Self {
+        Self {
+            local,
+            remote,
+            role,
+            base_key,
+            pending,
+            ratchet,
+            ad,
+            config,
+        }
+    }
+
+    /// Our identity.
+    pub fn local_identity(&self) -> &IdentityKey {
+        &self.local
+    }
+
+    /// The peer's identity (compare it with the one you trust, or show a safety number).
+    pub fn remote_identity(&self) -> &IdentityKey {
+        &self.remote
+    }
+
+    /// Which side of the handshake we were.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The initiator's base key, which identifies the handshake that created this session.
+    pub fn base_key(&self) -> &X25519Public {
+        &self.base_key
+    }
+
+    /// Whether we are the initiator and have not yet decrypted a reply (our messages are
+    /// still prekey messages).
+    pub fn awaiting_reply(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> SessionConfig {
+        self.config
+    }
+
+    /// Number of stored skipped message keys.
+    pub fn skipped_key_count(&self) -> usize {
+        self.ratchet.skipped.len()
+    }
+
+    /// Whether a prekey message belongs to this session (same initiator identity and base
+    /// key, and we are the responder). The message's ids and KEM ciphertext are not compared:
+    /// if they differ from the original, the embedded message fails authentication.
+    pub fn matches(&self, message: &PreKeyMessage) -> bool {
+        self.role == Role::Responder
+            && message.base_key == self.base_key.to_bytes()
+            && message.identity == self.remote.to_wire()
+    }
+
+    /// Encrypts one message. While [`Session::awaiting_reply`], the result is a prekey
+    /// message carrying everything the responder needs to create the session.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<SessionMessage, EncryptError> {
+        if plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(EncryptError::PlaintextTooLong {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
+        let enc = self.ratchet.encrypt(&self.ad, plaintext)?;
+        Ok(match &self.pending {
+            None => SessionMessage::Ratchet(enc.message),
+            Some(p) => SessionMessage::PreKey(PreKeyMessage {
+                identity: self.local.to_wire(),
+                base_key: self.base_key.to_bytes(),
+                signed_prekey_id: p.signed_prekey_id,
+                one_time_prekey_id: p.one_time_prekey_id,
+                kem_prekey_id: p.kem_prekey_id,
+                kem_ciphertext: p.kem_ciphertext.clone(),
+                message: enc.message,
+            }),
+        })
+    }
+
+    /// Decrypts a message of this session. `rng` supplies the next ratchet key when the
+    /// message starts a new chain. On error nothing changes.
+    pub fn decrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &SessionMessage,
+    ) -> Result<Vec<u8>, DecryptError> {
+        match message {
+            SessionMessage::Ratchet(m) => self.decrypt_ratchet(rng, m),
+            SessionMessage::PreKey(m) => {
+                if !self.matches(m) {
+                    return Err(DecryptError::WrongSession);
+                }
+                self.decrypt_ratchet(rng, &m.message)
+            }
+        }
+    }
+
+    /// Decodes and decrypts; see [`Session::decrypt`].
+    pub fn decrypt_bytes<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, DecryptError> {
+        let msg = SessionMessage::decode(bytes)?;
+        self.decrypt(rng, &msg)
+    }
+
+    pub(crate) fn decrypt_ratchet<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &RatchetMessage,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let pt = self.ratchet.decrypt(rng, &self.config, &self.ad, message)?;
+        // A reply authenticated under this session: the responder has the session.
+        self.pending = None;
+        Ok(pt)
+    }
+
+    /// The plaintext, versioned state encoding (spec/session.md, "Session state encoding").
+    /// It contains secret keys: store it only inside [`Session::pickle`].
+    pub fn to_state_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(512);
+        w.u8(SESSION_STATE_VERSION)
+            .u32(self.config.max_skip)
+            .u32(self.config.max_skipped_keys)
+            .bytes(&self.local.to_bytes())
+            .bytes(&self.remote.to_bytes())
+            .u8(match self.role {
+                Role::Initiator => 0,
+                Role::Responder => 1,
+            })
+            .bytes(self.base_key.as_bytes())
+            .flag(self.pending.is_some());
+        if let Some(p) = &self.pending {
+            w.u32(p.signed_prekey_id)
+                .flag(p.one_time_prekey_id.is_some())
+                .u32(p.one_time_prekey_id.unwrap_or(0))
+                .u32(p.kem_prekey_id)
+                .bytes(p.kem_ciphertext.as_slice());
+        }
+        self.ratchet.encode_into(&mut w);
+        Zeroizing::new(w.into_bytes())
+    }
+
+    /// Restores a session from [`Session::to_state_bytes`].
+    pub fn from_state_bytes(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != SESSION_STATE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version).into());
+        }
+        let config = SessionConfig::new(r.u32()?, r.u32()?)
+            .map_err(|_| PickleError::Inconsistent("session limits"))?;
+        let local = identity(&mut r)?;
+        let remote = identity(&mut r)?;
+        let role = match r.u8()? {
+            0 => Role::Initiator,
+            1 => Role::Responder,
+            v => {
+                return Err(DecodeError::UnknownType {
+                    what: "session role",
+                    value: v,
+                }
+                .into());
+            }
+        };
+        let base_key = X25519Public::from_bytes(r.array()?);
+        let pending = if r.flag("pending")? {
+            let signed_prekey_id = r.u32()?;
+            let has_opk = r.flag("has_one_time_prekey")?;
+            let opk = r.u32()?;
+            let kem_prekey_id = r.u32()?;
+            let kem_ciphertext = Box::new(r.array()?);
+            Some(PendingPreKey {
+                signed_prekey_id,
+                one_time_prekey_id: has_opk.then_some(opk),
+                kem_prekey_id,
+                kem_ciphertext,
+            })
+        } else {
+            None
+        };
+        if pending.is_some() && role == Role::Responder {
+            return Err(PickleError::Inconsistent("responder with pending prekey"));
+        }
+        let ratchet = RatchetState::decode_from(&mut r, &config)?;
+        r.finish()?;
+        let ad = match role {
+            Role::Initiator => associated_data(&local, &remote),
+            Role::Responder => associated_data(&remote, &local),
+        };
+        Ok(Self {
+            local,
+            remote,
+            role,
+            base_key,
+            pending,
+            ratchet,
+            ad,
+            config,
+        })
+    }
+
+    /// Encrypts the state under `key` (spec/session.md, "Pickle"):
+    /// `version(1) || salt(32) || ChaCha20-Poly1305(state)`, with key and nonce derived from
+    /// `key` and a fresh salt by HKDF.
+    pub fn pickle<R: CryptoRng + ?Sized>(&self, rng: &mut R, key: &PickleKey) -> Vec<u8> {
+        let salt = sealpost_crypto::random_array::<PICKLE_SALT_LEN, R>(rng);
+        self.pickle_with_salt(key, &salt)
+    }
+
+    /// [`Session::pickle`] with an explicit salt, for test vectors. Never reuse a salt.
+    pub fn pickle_with_salt(&self, key: &PickleKey, salt: &[u8; PICKLE_SALT_LEN]) -> Vec<u8> {
+        seal_pickle(key, salt, &self.to_state_bytes())
+    }
+
+    /// Decrypts and restores a pickle.
+    pub fn unpickle(pickle: &[u8], key: &PickleKey) -> Result<Self, PickleError> {
+        let state = open_pickle(key, pickle)?;
+        Self::from_state_bytes(&state)
+    }
+}
+
+fn identity(r: &mut Reader<'_>) -> Result<IdentityKey, PickleError> {
+    let bytes = IdentityBytes::decode_from(r)?;
+    IdentityKey::from_wire(&bytes).map_err(|_| PickleError::Inconsistent("identity key"))
+}
+
+/// A caller-supplied 32-byte key that pickles are encrypted under. Zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PickleKey([u8; 32]);
+
+impl PickleKey {
+    /// Wraps 32 bytes of key material (from the platform keystore, or a KDF of a passphrase).
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for PickleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PickleKey(..)")
+    }
+}
+
+fn pickle_keys(key: &PickleKey, salt: &[u8]) -> Zeroizing<[u8; 44]> {
+    let mut okm = Zeroizing::new([0u8; 44]);
+    // 44 bytes cannot exceed HKDF's limit.
+    let _ = hkdf_sha256(salt, &key.0, PICKLE_INFO, okm.as_mut_slice());
+    okm
+}
+
+fn split_keys(okm: &[u8; 44]) -> ([u8; 32], [u8; 12]) {
+    let mut k = [0u8; 32];
+    let mut n = [0u8; 12];
+    let (a, b) = okm.split_at(32);
+    k.copy_from_slice(a);
+    n.copy_from_slice(b);
+    (k, n)
+}
+
+fn pickle_ad() -> Vec<u8> {
+    let mut ad = PICKLE_INFO.to_vec();
+    ad.push(PICKLE_VERSION);
+    ad
+}
+
+pub(crate) fn seal_pickle(key: &PickleKey, salt: &[u8; PICKLE_SALT_LEN], state: &[u8]) -> Vec<u8> {
+    let okm = pickle_keys(key, salt);
+    let (mut k, n) = split_keys(&okm);
+    let mut out = Vec::with_capacity(1 + PICKLE_SALT_LEN + state.len() + 16);
+    out.push(PICKLE_VERSION);
+    out.extend_from_slice(salt);
+    aead::seal_into(&k, &n, &pickle_ad(), state, &mut out);
+    k.zeroize();
+    out
+}
+
+pub(crate) fn open_pickle(
+    key: &PickleKey,
+    pickle: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, PickleError> {
+    let mut r = Reader::new(pickle);
+    let version = r.u8()?;
+    if version != PICKLE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version).into());
+    }
+    let salt: [u8; PICKLE_SALT_LEN] = r.array()?;
+    let body = r.rest();
+    let okm = pickle_keys(key, &salt);
+    let (mut k, n) = split_keys(&okm);
+    let result = aead::open(&k, &n, &pickle_ad(), body).map_err(|_| PickleError::Authentication);
+    k.zeroize();
+    Ok(Zeroizing::new(result?))
+}
