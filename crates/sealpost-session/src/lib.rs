@@ -85,5 +85,3 @@ pub use session::{
     SessionConfig,
 };
 
-#[cfg(test)]
-mod tests;
