@@ -1,0 +1,1 @@
+//! Runnable examples of Sealpost; see `examples/`. This library is empty on purpose.
