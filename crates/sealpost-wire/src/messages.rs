@@ -58,13 +58,13 @@ impl RatchetMessage {
         message_number: u32,
     ) -> [u8; RATCHET_HEADER_LEN] {
         let mut h = [0u8; RATCHET_HEADER_LEN];
-        let mut w = Writer::with_capacity(RATCHET_HEADER_LEN);
-        w.u8(PROTOCOL_VERSION)
-            .u8(TYPE_RATCHET)
-            .bytes(ratchet_key)
-            .u32(previous_chain_length)
-            .u32(message_number);
-        h.copy_from_slice(w.as_slice());
+        let (prefix, rest) = h.split_at_mut(2);
+        prefix.copy_from_slice(&[PROTOCOL_VERSION, TYPE_RATCHET]);
+        let (key, rest) = rest.split_at_mut(KEY_LEN);
+        key.copy_from_slice(ratchet_key);
+        let (pn, n) = rest.split_at_mut(4);
+        pn.copy_from_slice(&previous_chain_length.to_be_bytes());
+        n.copy_from_slice(&message_number.to_be_bytes());
         h
     }
 
