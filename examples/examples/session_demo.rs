@@ -6,7 +6,8 @@
 //! like a real one, only ever sees the encoded bytes printed below. It delivers some
 //! messages out of order and loses one, and the shop's device restarts from an encrypted
 //! pickle halfway through.
-#![allow(clippy::print_stdout)]
+// Example code: fixed-size demo data is indexed directly and the test unwraps.
+#![allow(clippy::print_stdout, clippy::indexing_slicing, clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
 use sealpost_session::{
@@ -21,7 +22,11 @@ fn show(out: &mut impl Write, who: &str, bytes: &[u8]) -> Result<()> {
         _ => "ratchet message",
     };
     let head: String = bytes.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    writeln!(out, "    relay carries {who}: {kind}, {} bytes, {head}…", bytes.len())?;
+    writeln!(
+        out,
+        "    relay carries {who}: {kind}, {} bytes, {head}…",
+        bytes.len()
+    )?;
     Ok(())
 }
 
@@ -43,7 +48,11 @@ pub fn run(out: &mut impl Write) -> Result<()> {
         .bundle(&shop, 1, true)
         .context("shop has prekeys")?
         .encode();
-    writeln!(out, "shop publishes a prekey bundle of {} bytes", bundle_bytes.len())?;
+    writeln!(
+        out,
+        "shop publishes a prekey bundle of {} bytes",
+        bundle_bytes.len()
+    )?;
 
     // The customer fetches the bundle, verifies its signatures and starts a session.
     let customer_account = AccountId::new("+15550100999")?;
@@ -61,18 +70,34 @@ pub fn run(out: &mut impl Write) -> Result<()> {
 
     let reply = s.encrypt(b"It left our warehouse this morning.")?.encode();
     show(out, "shop -> customer", &reply)?;
-    writeln!(out, "customer reads: {}", String::from_utf8_lossy(&c.decrypt_bytes(&mut rng, &reply)?))?;
+    writeln!(
+        out,
+        "customer reads: {}",
+        String::from_utf8_lossy(&c.decrypt_bytes(&mut rng, &reply)?)
+    )?;
 
     // Three messages; the relay delivers them out of order and loses the second.
-    let m: Vec<Vec<u8>> = ["Great, thanks.", "Can I change the address?", "It's 12 Harbour St."]
-        .iter()
-        .map(|t| c.encrypt(t.as_bytes()).map(|m| m.encode()))
-        .collect::<Result<_, _>>()?;
+    let m: Vec<Vec<u8>> = [
+        "Great, thanks.",
+        "Can I change the address?",
+        "It's 12 Harbour St.",
+    ]
+    .iter()
+    .map(|t| c.encrypt(t.as_bytes()).map(|m| m.encode()))
+    .collect::<Result<_, _>>()?;
     for i in [2usize, 0] {
         show(out, "customer -> shop", &m[i])?;
-        writeln!(out, "shop reads: {}", String::from_utf8_lossy(&s.decrypt_bytes(&mut rng, &m[i])?))?;
+        writeln!(
+            out,
+            "shop reads: {}",
+            String::from_utf8_lossy(&s.decrypt_bytes(&mut rng, &m[i])?)
+        )?;
     }
-    writeln!(out, "    (message 2 was lost; its key waits, {} skipped key stored)", s.skipped_key_count())?;
+    writeln!(
+        out,
+        "    (message 2 was lost; its key waits, {} skipped key stored)",
+        s.skipped_key_count()
+    )?;
 
     // A replay is refused and changes nothing.
     match s.decrypt_bytes(&mut rng, &m[0]) {
@@ -85,22 +110,51 @@ pub fn run(out: &mut impl Write) -> Result<()> {
     let pickle = s.pickle(&mut rng, &app_key);
     drop(s);
     let mut s = Session::unpickle(&pickle, &app_key)?;
-    writeln!(out, "shop restarts from a {}-byte encrypted pickle", pickle.len())?;
+    writeln!(
+        out,
+        "shop restarts from a {}-byte encrypted pickle",
+        pickle.len()
+    )?;
 
     // The lost message arrives late and still decrypts.
-    writeln!(out, "shop reads (late): {}", String::from_utf8_lossy(&s.decrypt_bytes(&mut rng, &m[1])?))?;
+    writeln!(
+        out,
+        "shop reads (late): {}",
+        String::from_utf8_lossy(&s.decrypt_bytes(&mut rng, &m[1])?)
+    )?;
     let done = s.encrypt(b"Updated. Delivery tomorrow.")?.encode();
-    writeln!(out, "customer reads: {}", String::from_utf8_lossy(&c.decrypt_bytes(&mut rng, &done)?))?;
+    writeln!(
+        out,
+        "customer reads: {}",
+        String::from_utf8_lossy(&c.decrypt_bytes(&mut rng, &done)?)
+    )?;
 
     // Both sides compare safety numbers (in person, or by scanning the QR payload).
-    let on_customer = SafetyNumber::new(&customer.public(), &customer_account, s.local_identity(), &shop_account);
-    let on_shop = SafetyNumber::new(s.local_identity(), &shop_account, c.local_identity(), &customer_account);
+    let on_customer = SafetyNumber::new(
+        &customer.public(),
+        &customer_account,
+        s.local_identity(),
+        &shop_account,
+    );
+    let on_shop = SafetyNumber::new(
+        s.local_identity(),
+        &shop_account,
+        c.local_identity(),
+        &customer_account,
+    );
     if on_customer.digits() != on_shop.digits() {
         bail!("safety numbers differ");
     }
     on_shop.verify_scanned(&on_customer.qr_payload())?;
-    writeln!(out, "safety number: {}", on_customer.display_groups().join(" "))?;
-    writeln!(out, "the shop scanned the customer's QR code: identities verified")?;
+    writeln!(
+        out,
+        "safety number: {}",
+        on_customer.display_groups().join(" ")
+    )?;
+    writeln!(
+        out,
+        "the shop scanned the customer's QR code: identities verified"
+    )?;
     Ok(())
 }
 

@@ -84,4 +84,3 @@ pub use session::{
     PICKLE_SALT_LEN, PICKLE_VERSION, PickleKey, Role, SESSION_STATE_VERSION, Session,
     SessionConfig,
 };
-
