@@ -54,9 +54,14 @@ impl fmt::Debug for SigningKey {
 pub struct VerifyingKey(ed25519_dalek::VerifyingKey);
 
 impl VerifyingKey {
-    /// Parses and validates a public key. Rejects encodings that do not decompress and
-    /// keys of small order ("weak" keys, for which signatures prove nothing).
+    /// Parses and validates a public key. Rejects non-canonical encodings (y >= p), encodings
+    /// that do not decompress, and keys of small order ("weak" keys, for which signatures
+    /// prove nothing). A point therefore has exactly one accepted encoding, so two identity
+    /// keys are equal exactly when their bytes are.
     pub fn from_bytes(bytes: &[u8; ED25519_KEY_LEN]) -> Result<Self, CryptoError> {
+        if !is_canonical_y(bytes) {
+            return Err(CryptoError::InvalidVerifyingKey);
+        }
         let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)
             .map_err(|_| CryptoError::InvalidVerifyingKey)?;
         if key.is_weak() {
@@ -94,6 +99,16 @@ impl VerifyingKey {
             .verify_strict(message, &sig)
             .map_err(|_| CryptoError::BadSignature)
     }
+}
+
+/// Whether the little-endian y coordinate (sign bit masked) is below p = 2^255 - 19.
+/// y >= p exactly when the top 31 bytes are all 0xff (0x7f in the last, sign bit masked)
+/// and the first byte is at least 0xed.
+fn is_canonical_y(bytes: &[u8; ED25519_KEY_LEN]) -> bool {
+    let (first, rest) = bytes.split_at(1);
+    let (middle, last) = rest.split_at(ED25519_KEY_LEN - 2);
+    let high_all_ones = middle.iter().all(|&b| b == 0xff) && last.iter().all(|&b| b & 0x7f == 0x7f);
+    !(high_all_ones && first.iter().all(|&b| b >= 0xed))
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -179,6 +194,31 @@ mod tests {
             VerifyingKey::from_bytes(&identity),
             Err(CryptoError::InvalidVerifyingKey)
         );
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_rejected() {
+        // y = p + k for small k: every such encoding is non-canonical, whether or not the
+        // reduced y is on the curve; dalek alone would accept those that decompress.
+        let mut accepted_by_dalek = 0;
+        for k in 0u8..19 {
+            let mut enc = [0xffu8; 32];
+            enc[0] = 0xed + k;
+            enc[31] = 0x7f;
+            assert_eq!(
+                VerifyingKey::from_bytes(&enc),
+                Err(CryptoError::InvalidVerifyingKey)
+            );
+            if ed25519_dalek::VerifyingKey::from_bytes(&enc).is_ok_and(|k| !k.is_weak()) {
+                accepted_by_dalek += 1;
+            }
+        }
+        assert!(accepted_by_dalek > 0, "the check must matter for some encoding");
+        // The largest canonical y (p - 1) is not rejected by the canonical check.
+        let mut enc = [0xffu8; 32];
+        enc[0] = 0xec;
+        enc[31] = 0x7f;
+        assert!(is_canonical_y(&enc));
     }
 
     #[test]

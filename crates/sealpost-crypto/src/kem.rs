@@ -2,8 +2,9 @@
 //!
 //! Sealpost uses the 1024 parameter set (NIST category 5), as Signal's PQXDH does: the
 //! KEM protects handshakes recorded today against a future quantum adversary, a threat
-//! that lasts as long as the messages matter, so the margin is worth the extra ~1.1 KiB
-//! per handshake compared to ML-KEM-768. See spec/README.md, "Primitive choices".
+//! that lasts as long as the messages matter, so the margin is worth the extra bytes compared
+//! to ML-KEM-768 (384 per published KEM prekey and bundle, 480 per prekey message). See
+//! spec/README.md, "Primitive choices".
 
 use crate::{CryptoError, CryptoRng};
 use core::fmt;

@@ -298,8 +298,12 @@ impl PreKeyStore {
         identity: &IdentityKeyPair,
         now: u64,
     ) -> SignedPreKeyPublic {
-        let id = self.next_signed_id;
-        self.next_signed_id = self.next_signed_id.wrapping_add(1).max(1);
+        // Ids wrap after 2^32 - 1 rotations, skipping ids still held (at most a few are).
+        let mut id = self.next_signed_id;
+        while self.signed.contains_key(&id) {
+            id = id.checked_add(1).unwrap_or(1);
+        }
+        self.next_signed_id = id.checked_add(1).unwrap_or(1);
         let spk = SignedPreKey::generate(rng, identity, id, now);
         let public = spk.public();
         self.signed.insert(id, spk);
@@ -311,7 +315,8 @@ impl PreKeyStore {
         self.signed.remove(&id).is_some()
     }
 
-    /// Generates up to `count` one-time prekeys (bounded by [`MAX_ONE_TIME_PREKEYS`] held)
+    /// Generates up to `count` one-time prekeys (bounded by [`MAX_ONE_TIME_PREKEYS`] held,
+    /// and by the id space: ids are never reused, so after 2^32 - 2 keys none are generated)
     /// and returns their `(id, public)` pairs for upload.
     pub fn generate_one_time_prekeys<R: CryptoRng + ?Sized>(
         &mut self,
@@ -319,10 +324,11 @@ impl PreKeyStore {
         count: usize,
     ) -> Vec<(u32, [u8; 32])> {
         let room = MAX_ONE_TIME_PREKEYS.saturating_sub(self.one_time.len());
-        (0..count.min(room))
+        let ids_left = u32::MAX - self.next_one_time_id;
+        (0..count.min(room).min(ids_left as usize))
             .map(|_| {
                 let id = self.next_one_time_id;
-                self.next_one_time_id = self.next_one_time_id.saturating_add(1);
+                self.next_one_time_id += 1;
                 let key = X25519Secret::generate(rng);
                 let public = key.public_key().to_bytes();
                 self.one_time.insert(id, key);
@@ -342,16 +348,24 @@ impl PreKeyStore {
         now: u64,
     ) -> Vec<KemPreKeyPublic> {
         let room = MAX_ONE_TIME_PREKEYS.saturating_sub(self.kem.len());
-        (0..count.min(room))
+        let ids_left = u32::MAX - self.next_kem_id;
+        (0..count.min(room).min(ids_left as usize))
             .map(|_| {
                 let id = self.next_kem_id;
-                self.next_kem_id = self.next_kem_id.saturating_add(1);
+                self.next_kem_id += 1;
                 let k = KemPreKey::generate(rng, identity, id, kind, now);
                 let public = k.public();
                 self.kem.insert(id, k);
                 public
             })
             .collect()
+    }
+
+    /// Forgets an ML-KEM prekey, e.g. a last-resort key after it has been replaced (rotate
+    /// last-resort keys like signed prekeys so their secrets do not live forever). Returns
+    /// whether it existed.
+    pub fn remove_kem_prekey(&mut self, id: u32) -> bool {
+        self.kem.remove(&id).is_some()
     }
 
     /// Number of unused one-time X25519 prekeys.
@@ -500,7 +514,8 @@ impl VerifiedBundle {
         &self.identity
     }
 
-    /// The device id the bundle was published for.
+    /// The device id the bundle was published for, as the relay stated it. It is **not**
+    /// covered by any signature: treat it as routing information from the relay.
     pub fn device_id(&self) -> u32 {
         self.device_id
     }

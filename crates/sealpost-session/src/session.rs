@@ -98,8 +98,12 @@ pub(crate) struct PendingPreKey {
 
 /// A session with one remote device.
 ///
-/// [`Session::encrypt`] never fails for plaintexts within [`MAX_PLAINTEXT_LEN`].
 /// [`Session::decrypt`] is transactional: on any error the session is exactly as before.
+///
+/// **Persist before you send, and never roll back.** Every message key encrypts exactly one
+/// message under a constant nonce. Sending from a restored *older* copy of the state would
+/// reuse message keys, which breaks ChaCha20-Poly1305. Store the state (e.g. as a
+/// [`Session::pickle`]) after [`Session::encrypt`] and before the ciphertext leaves the device.
 #[derive(Clone)]
 pub struct Session {
     local: IdentityKey,
@@ -184,8 +188,9 @@ impl Session {
     }
 
     /// Whether a prekey message belongs to this session (same initiator identity and base
-    /// key, and we are the responder). The message's ids and KEM ciphertext are not compared:
-    /// if they differ from the original, the embedded message fails authentication.
+    /// key, and we are the responder). The outer handshake fields (prekey ids, KEM
+    /// ciphertext) of a repeated prekey message are not used once the session exists, so a
+    /// relay altering them changes nothing; only the embedded ratchet message is decrypted.
     pub fn matches(&self, message: &PreKeyMessage) -> bool {
         self.role == Role::Responder
             && message.base_key == self.base_key.to_bytes()
@@ -193,7 +198,8 @@ impl Session {
     }
 
     /// Encrypts one message. While [`Session::awaiting_reply`], the result is a prekey
-    /// message carrying everything the responder needs to create the session.
+    /// message carrying everything the responder needs to create the session. Fails only for
+    /// a plaintext over [`MAX_PLAINTEXT_LEN`] or after 2^32 - 1 messages on one sending chain.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<SessionMessage, EncryptError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(EncryptError::PlaintextTooLong {
@@ -308,6 +314,9 @@ impl Session {
             let signed_prekey_id = r.u32()?;
             let has_opk = r.flag("has_one_time_prekey")?;
             let opk = r.u32()?;
+            if !has_opk && opk != 0 {
+                return Err(DecodeError::InvalidValue("one_time_prekey_id").into());
+            }
             let kem_prekey_id = r.u32()?;
             let kem_ciphertext = Box::new(r.array()?);
             Some(PendingPreKey {
@@ -324,6 +333,17 @@ impl Session {
         }
         let ratchet = RatchetState::decode_from(&mut r, &config)?;
         r.finish()?;
+        if local == remote {
+            return Err(PickleError::Inconsistent("session with own identity"));
+        }
+        // Every session this crate creates can send: the initiator from the start, the
+        // responder after accepting the first message.
+        if ratchet.cks.is_none() || ratchet.dhr.is_none() {
+            return Err(PickleError::Inconsistent("missing sending or receiving ratchet key"));
+        }
+        if pending.is_some() && ratchet.ckr.is_some() {
+            return Err(PickleError::Inconsistent("pending prekey with a receiving chain"));
+        }
         let ad = match role {
             Role::Initiator => associated_data(&local, &remote),
             Role::Responder => associated_data(&remote, &local),

@@ -1,12 +1,17 @@
 //! Every bad input returns a typed error and leaves the session exactly as it was.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
-use common::{assert_noop, established, established_between, Device, NOW};
+use common::{Device, NOW, assert_noop, established, established_between};
 use sealpost_session::{
-    initiate, respond, DecryptError, HandshakeError, KemPreKeyKind, PickleError, PickleKey,
-    PreKeyBundle, Session, SessionConfig, SessionMessage, VerifiedBundle,
+    DecryptError, HandshakeError, KemPreKeyKind, PickleError, PickleKey, PreKeyBundle, Session,
+    SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
 };
 use sealpost_wire::{DecodeError, RatchetMessage};
 
@@ -26,12 +31,18 @@ fn long_conversation_both_directions() {
         for i in 0..(round % 4) + 1 {
             let text = format!("a->b {round}/{i}");
             let m = a.encrypt(text.as_bytes()).unwrap();
-            assert_eq!(b.decrypt_bytes(&mut rng, &m.encode()).unwrap(), text.as_bytes());
+            assert_eq!(
+                b.decrypt_bytes(&mut rng, &m.encode()).unwrap(),
+                text.as_bytes()
+            );
         }
         for i in 0..(round % 3) + 1 {
             let text = format!("b->a {round}/{i}");
             let m = b.encrypt(text.as_bytes()).unwrap();
-            assert_eq!(a.decrypt_bytes(&mut rng, &m.encode()).unwrap(), text.as_bytes());
+            assert_eq!(
+                a.decrypt_bytes(&mut rng, &m.encode()).unwrap(),
+                text.as_bytes()
+            );
         }
     }
     assert_eq!(a.skipped_key_count(), 0);
@@ -75,12 +86,17 @@ fn tampered_header_fields_fail_authentication() {
     let mut n = m.clone();
     n.message_number += 1;
     for bad in [pn, n] {
-        let err = assert_noop(&mut b, |s| s.decrypt(&mut rng, &SessionMessage::Ratchet(bad.clone())));
+        let err = assert_noop(&mut b, |s| {
+            s.decrypt(&mut rng, &SessionMessage::Ratchet(bad.clone()))
+        });
         assert_eq!(err, DecryptError::Authentication);
     }
     // The skipped key for message 0 was not stored by the failed attempt.
     assert_eq!(b.skipped_key_count(), 0);
-    assert_eq!(b.decrypt(&mut rng, &SessionMessage::Ratchet(m)).unwrap(), b"x");
+    assert_eq!(
+        b.decrypt(&mut rng, &SessionMessage::Ratchet(m)).unwrap(),
+        b"x"
+    );
 }
 
 #[test]
@@ -109,7 +125,9 @@ fn skip_beyond_max_skip_is_rejected_then_within_bound_accepted() {
     let mut rng = rand::rng();
     let config = SessionConfig::new(10, 20).unwrap();
     let (mut a, mut b) = established(config);
-    let msgs: Vec<_> = (0..12).map(|i| a.encrypt(format!("m{i}").as_bytes()).unwrap()).collect();
+    let msgs: Vec<_> = (0..12)
+        .map(|i| a.encrypt(format!("m{i}").as_bytes()).unwrap())
+        .collect();
     let err = assert_noop(&mut b, |s| s.decrypt(&mut rng, &msgs[11]));
     assert_eq!(
         err,
@@ -121,7 +139,10 @@ fn skip_beyond_max_skip_is_rejected_then_within_bound_accepted() {
     assert_eq!(b.decrypt(&mut rng, &msgs[10]).unwrap(), b"m10");
     assert_eq!(b.skipped_key_count(), 10);
     for i in [3usize, 0, 9, 11, 5] {
-        assert_eq!(b.decrypt(&mut rng, &msgs[i]).unwrap(), format!("m{i}").as_bytes());
+        assert_eq!(
+            b.decrypt(&mut rng, &msgs[i]).unwrap(),
+            format!("m{i}").as_bytes()
+        );
     }
     assert_eq!(b.skipped_key_count(), 6);
 }
@@ -132,19 +153,28 @@ fn skip_across_a_dh_ratchet_respects_bounds_and_total_cap_evicts_oldest() {
     let config = SessionConfig::new(5, 6).unwrap();
     let (mut a, mut b) = established(config);
     // Chain 1: a sends 5, b receives only the last => 4 skipped.
-    let c1: Vec<_> = (0..5).map(|i| a.encrypt(format!("c1-{i}").as_bytes()).unwrap()).collect();
+    let c1: Vec<_> = (0..5)
+        .map(|i| a.encrypt(format!("c1-{i}").as_bytes()).unwrap())
+        .collect();
     b.decrypt(&mut rng, &c1[4]).unwrap();
     assert_eq!(b.skipped_key_count(), 4);
     // b replies, a ratchets; a's next chain: b receives message 3 => 3 more skipped; the
     // total cap of 6 evicts the oldest one (c1-0).
     let r = b.encrypt(b"r").unwrap();
     a.decrypt(&mut rng, &r).unwrap();
-    let c2: Vec<_> = (0..4).map(|i| a.encrypt(format!("c2-{i}").as_bytes()).unwrap()).collect();
+    let c2: Vec<_> = (0..4)
+        .map(|i| a.encrypt(format!("c2-{i}").as_bytes()).unwrap())
+        .collect();
     b.decrypt(&mut rng, &c2[3]).unwrap();
     assert_eq!(b.skipped_key_count(), 6);
     let err = assert_noop(&mut b, |s| s.decrypt(&mut rng, &c1[0]));
     assert!(matches!(err, DecryptError::Duplicate { .. }), "{err:?}");
-    for (m, t) in [(&c1[1], "c1-1"), (&c2[0], "c2-0"), (&c1[3], "c1-3"), (&c2[2], "c2-2")] {
+    for (m, t) in [
+        (&c1[1], "c1-1"),
+        (&c2[0], "c2-0"),
+        (&c1[3], "c1-3"),
+        (&c2[2], "c2-2"),
+    ] {
         assert_eq!(b.decrypt(&mut rng, m).unwrap(), t.as_bytes());
     }
     // A new chain whose PN claims more skipped messages on the old chain than allowed.
@@ -154,7 +184,16 @@ fn skip_across_a_dh_ratchet_respects_bounds_and_total_cap_evicts_oldest() {
     a.decrypt(&mut rng, &r).unwrap();
     let new = a.encrypt(b"n").unwrap();
     let err = assert_noop(&mut b, |s| s.decrypt(&mut rng, &new));
-    assert!(matches!(err, DecryptError::TooManySkipped { skipped: 7, max_skip: 5 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DecryptError::TooManySkipped {
+                skipped: 7,
+                max_skip: 5
+            }
+        ),
+        "{err:?}"
+    );
     drop(old);
 }
 
@@ -194,7 +233,9 @@ fn small_order_and_zero_ratchet_keys_are_rejected() {
     for key in [[0u8; 32], one] {
         let mut bad = m.clone();
         bad.ratchet_key = key;
-        let err = assert_noop(&mut b, |s| s.decrypt(&mut rng, &SessionMessage::Ratchet(bad)));
+        let err = assert_noop(&mut b, |s| {
+            s.decrypt(&mut rng, &SessionMessage::Ratchet(bad))
+        });
         assert_eq!(err, DecryptError::NonContributory);
     }
 }
@@ -213,9 +254,11 @@ fn message_from_an_older_session_is_rejected() {
     let mut rng = rand::rng();
     let alice = Device::new(&mut rng);
     let mut bob = Device::new(&mut rng);
-    let (mut a_old, mut b_old) = established_between(&mut rng, &alice, &mut bob, SessionConfig::default());
+    let (mut a_old, mut b_old) =
+        established_between(&mut rng, &alice, &mut bob, SessionConfig::default());
     let old_msg = a_old.encrypt(b"old").unwrap();
-    let (_a_new, mut b_new) = established_between(&mut rng, &alice, &mut bob, SessionConfig::default());
+    let (_a_new, mut b_new) =
+        established_between(&mut rng, &alice, &mut bob, SessionConfig::default());
     let err = assert_noop(&mut b_new, |s| s.decrypt(&mut rng, &old_msg));
     assert_eq!(err, DecryptError::Authentication);
     // The old session itself still works.
@@ -238,18 +281,31 @@ fn prekey_message_for_another_session_is_wrong_session() {
     let mut rng = rand::rng();
     let alice = Device::new(&mut rng);
     let mut bob = Device::new(&mut rng);
-    let bundle = VerifiedBundle::verify(&bob.store.bundle(&bob.identity, 1, true).unwrap()).unwrap();
+    let bundle =
+        VerifiedBundle::verify(&bob.store.bundle(&bob.identity, 1, true).unwrap()).unwrap();
     let mut a1 = initiate(&mut rng, &alice.identity, &bundle, SessionConfig::default()).unwrap();
     let mut a2 = initiate(&mut rng, &alice.identity, &bundle, SessionConfig::default()).unwrap();
-    let SessionMessage::PreKey(first) = a1.encrypt(b"1").unwrap() else { panic!() };
-    let (mut b1, _) = respond(&mut rng, &bob.identity, &mut bob.store, &first, SessionConfig::default()).unwrap();
+    let SessionMessage::PreKey(first) = a1.encrypt(b"1").unwrap() else {
+        panic!()
+    };
+    let (mut b1, _) = respond(
+        &mut rng,
+        &bob.identity,
+        &mut bob.store,
+        &first,
+        SessionConfig::default(),
+    )
+    .unwrap();
     // A second prekey message of the same session is routed by base key and decrypts.
     let again = a1.encrypt(b"1b").unwrap();
     assert!(matches!(again, SessionMessage::PreKey(_)));
     assert_eq!(b1.decrypt(&mut rng, &again).unwrap(), b"1b");
     // One from a different handshake is refused by this session.
     let other = a2.encrypt(b"2").unwrap();
-    assert_eq!(assert_noop(&mut b1, |s| s.decrypt(&mut rng, &other)), DecryptError::WrongSession);
+    assert_eq!(
+        assert_noop(&mut b1, |s| s.decrypt(&mut rng, &other)),
+        DecryptError::WrongSession
+    );
 }
 
 fn fresh_bundle(bob: &Device) -> PreKeyBundle {
@@ -272,27 +328,45 @@ fn bad_bundle_signatures_and_substituted_identity_are_rejected() {
     );
     let mut bad = good.clone();
     bad.signed_prekey.public[5] ^= 1;
-    assert!(matches!(VerifiedBundle::verify(&bad), Err(HandshakeError::BadSignedPreKeySignature(_))));
+    assert!(matches!(
+        VerifiedBundle::verify(&bad),
+        Err(HandshakeError::BadSignedPreKeySignature(_))
+    ));
     let mut bad = good.clone();
     bad.kem_prekey.public[100] ^= 1;
-    assert!(matches!(VerifiedBundle::verify(&bad), Err(HandshakeError::BadKemPreKeySignature(_))));
+    assert!(matches!(
+        VerifiedBundle::verify(&bad),
+        Err(HandshakeError::BadKemPreKeySignature(_))
+    ));
     let mut bad = good.clone();
     bad.kem_prekey.kind = KemPreKeyKind::LastResort;
-    assert!(matches!(VerifiedBundle::verify(&bad), Err(HandshakeError::BadKemPreKeySignature(_))));
+    assert!(matches!(
+        VerifiedBundle::verify(&bad),
+        Err(HandshakeError::BadKemPreKeySignature(_))
+    ));
     // A relay substituting another identity (wrong identity) breaks both signatures.
     let mut bad = good.clone();
     bad.identity = mallory.identity.public().to_wire();
-    assert!(matches!(VerifiedBundle::verify(&bad), Err(HandshakeError::BadSignedPreKeySignature(_))));
+    assert!(matches!(
+        VerifiedBundle::verify(&bad),
+        Err(HandshakeError::BadSignedPreKeySignature(_))
+    ));
     // Swapping only the X25519 identity key is caught too: it is inside the signed layout.
     let mut bad = good.clone();
     bad.identity.dh = mallory.identity.public().to_wire().dh;
-    assert!(matches!(VerifiedBundle::verify(&bad), Err(HandshakeError::BadSignedPreKeySignature(_))));
+    assert!(matches!(
+        VerifiedBundle::verify(&bad),
+        Err(HandshakeError::BadSignedPreKeySignature(_))
+    ));
     // A small-order Ed25519 identity.
     let mut bad = good;
     let mut ident = [0u8; 32];
     ident[0] = 1;
     bad.identity.signing = ident;
-    assert_eq!(VerifiedBundle::verify(&bad).unwrap_err(), HandshakeError::InvalidIdentityKey);
+    assert_eq!(
+        VerifiedBundle::verify(&bad).unwrap_err(),
+        HandshakeError::InvalidIdentityKey
+    );
 }
 
 #[test]
@@ -302,68 +376,145 @@ fn responder_rejects_unknown_and_reused_prekeys_without_consuming() {
     let mut bob = Device::new(&mut rng);
     let bundle = VerifiedBundle::verify(&fresh_bundle(&bob)).unwrap();
     let mut a = initiate(&mut rng, &alice.identity, &bundle, SessionConfig::default()).unwrap();
-    let SessionMessage::PreKey(first) = a.encrypt(b"hi").unwrap() else { panic!() };
+    let SessionMessage::PreKey(first) = a.encrypt(b"hi").unwrap() else {
+        panic!()
+    };
     let counts = |d: &Device| (d.store.one_time_count(), d.store.kem_count());
     let before = counts(&bob);
 
     let mut m = first.clone();
     m.signed_prekey_id = 999;
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::UnknownSignedPreKey(999)
     );
     let mut m = first.clone();
     m.one_time_prekey_id = Some(4242);
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::UnknownOneTimePreKey(4242)
     );
     let mut m = first.clone();
     m.kem_prekey_id = 777;
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::UnknownKemPreKey(777)
     );
     // Tampered KEM ciphertext: implicit rejection, then the first message fails to authenticate.
     let mut m = first.clone();
     m.kem_ciphertext[0] ^= 1;
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::FirstMessage(DecryptError::Authentication)
     );
     // Tampered base key / initiator identity: other keys, authentication fails.
     let mut m = first.clone();
     m.base_key[3] ^= 1;
     assert!(matches!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
-        HandshakeError::FirstMessage(DecryptError::Authentication) | HandshakeError::NonContributory
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
+        HandshakeError::FirstMessage(DecryptError::Authentication)
+            | HandshakeError::NonContributory
     ));
     let mut m = first.clone();
     m.base_key = [0u8; 32];
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::NonContributory
     );
     let mut m = first.clone();
     m.identity = bob.identity.public().to_wire();
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::OwnIdentity
     );
-    assert_eq!(counts(&bob), before, "failed handshakes must not consume prekeys");
+    assert_eq!(
+        counts(&bob),
+        before,
+        "failed handshakes must not consume prekeys"
+    );
 
     // The genuine message succeeds once and consumes exactly one OTPK and one KEM one-time key.
-    respond(&mut rng, &bob.identity, &mut bob.store, &first, SessionConfig::default()).unwrap();
+    respond(
+        &mut rng,
+        &bob.identity,
+        &mut bob.store,
+        &first,
+        SessionConfig::default(),
+    )
+    .unwrap();
     assert_eq!(counts(&bob), (before.0 - 1, before.1 - 1));
     let otpk = first.one_time_prekey_id.unwrap();
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &first, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &first,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::OneTimePreKeyReused(otpk)
     );
     let mut m = first.clone();
     m.one_time_prekey_id = None;
     assert_eq!(
-        respond(&mut rng, &bob.identity, &mut bob.store, &m, SessionConfig::default()).unwrap_err(),
+        respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &m,
+            SessionConfig::default()
+        )
+        .unwrap_err(),
         HandshakeError::KemPreKeyReused(first.kem_prekey_id)
     );
 }
@@ -378,12 +529,25 @@ fn last_resort_kem_key_and_no_one_time_prekey_still_work() {
         let bundle = bob.store.bundle(&bob.identity, 1, false).unwrap();
         let bundle = VerifiedBundle::verify(&bundle).unwrap();
         let mut a = initiate(&mut rng, &alice.identity, &bundle, SessionConfig::default()).unwrap();
-        let SessionMessage::PreKey(first) = a.encrypt(b"no opk").unwrap() else { panic!() };
+        let SessionMessage::PreKey(first) = a.encrypt(b"no opk").unwrap() else {
+            panic!()
+        };
         assert_eq!(first.one_time_prekey_id, None);
-        let (_b, pt) = respond(&mut rng, &bob.identity, &mut bob.store, &first, SessionConfig::default()).unwrap();
+        let (_b, pt) = respond(
+            &mut rng,
+            &bob.identity,
+            &mut bob.store,
+            &first,
+            SessionConfig::default(),
+        )
+        .unwrap();
         assert_eq!(pt, b"no opk");
     }
-    assert_eq!(bob.store.kem_count(), 1, "only the last-resort key is left and kept");
+    assert_eq!(
+        bob.store.kem_count(),
+        1,
+        "only the last-resort key is left and kept"
+    );
 }
 
 #[test]

@@ -1,7 +1,12 @@
 //! Property tests of the ratchet invariants: any delivery order and drop pattern within the
 //! bounds decrypts everything delivered exactly once; everything else errors without a state
 //! change.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -12,12 +17,29 @@ use std::collections::VecDeque;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Send { from_a: bool },
-    Deliver { to_b: bool, pick: usize },
-    Drop { to_b: bool, pick: usize },
-    Replay { to_b: bool, pick: usize },
-    Tamper { to_b: bool, pick: usize, byte: usize },
-    Repickle { a: bool },
+    Send {
+        from_a: bool,
+    },
+    Deliver {
+        to_b: bool,
+        pick: usize,
+    },
+    Drop {
+        to_b: bool,
+        pick: usize,
+    },
+    Replay {
+        to_b: bool,
+        pick: usize,
+    },
+    Tamper {
+        to_b: bool,
+        pick: usize,
+        byte: usize,
+    },
+    Repickle {
+        a: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -2,8 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sealpost_session::{
-    initiate, respond, IdentityKeyPair, KemPreKeyKind, PreKeyStore, Session, SessionConfig,
-    SessionMessage, VerifiedBundle,
+    IdentityKeyPair, KemPreKeyKind, PreKeyStore, Session, SessionConfig, SessionMessage,
+    VerifiedBundle, initiate, respond,
 };
 
 pub const NOW: u64 = 1_767_225_600;
@@ -61,6 +61,10 @@ pub fn assert_noop<T: std::fmt::Debug, E: std::fmt::Debug>(
 ) -> E {
     let before = s.to_state_bytes();
     let err = f(s).expect_err("operation must fail");
-    assert_eq!(*before, *s.to_state_bytes(), "failed operation changed the session");
+    assert_eq!(
+        *before,
+        *s.to_state_bytes(),
+        "failed operation changed the session"
+    );
     err
 }
