@@ -38,6 +38,7 @@ mod address;
 mod codec;
 mod error;
 mod messages;
+pub mod relay;
 
 pub use address::{AccountId, DeviceAddress, DeviceId, MAX_ACCOUNT_ID_LEN};
 pub use codec::{Reader, Writer};
