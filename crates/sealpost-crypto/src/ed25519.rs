@@ -213,7 +213,10 @@ mod tests {
                 accepted_by_dalek += 1;
             }
         }
-        assert!(accepted_by_dalek > 0, "the check must matter for some encoding");
+        assert!(
+            accepted_by_dalek > 0,
+            "the check must matter for some encoding"
+        );
         // The largest canonical y (p - 1) is not rejected by the canonical check.
         let mut enc = [0xffu8; 32];
         enc[0] = 0xec;

@@ -339,10 +339,14 @@ impl Session {
         // Every session this crate creates can send: the initiator from the start, the
         // responder after accepting the first message.
         if ratchet.cks.is_none() || ratchet.dhr.is_none() {
-            return Err(PickleError::Inconsistent("missing sending or receiving ratchet key"));
+            return Err(PickleError::Inconsistent(
+                "missing sending or receiving ratchet key",
+            ));
         }
         if pending.is_some() && ratchet.ckr.is_some() {
-            return Err(PickleError::Inconsistent("pending prekey with a receiving chain"));
+            return Err(PickleError::Inconsistent(
+                "pending prekey with a receiving chain",
+            ));
         }
         let ad = match role {
             Role::Initiator => associated_data(&local, &remote),
