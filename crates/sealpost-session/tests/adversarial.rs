@@ -308,6 +308,19 @@ fn prekey_message_for_another_session_is_wrong_session() {
     );
 }
 
+/// Runs `respond` on a message that must be refused, returning the error.
+fn reject(bob: &mut Device, m: &sealpost_session::PreKeyMessage) -> HandshakeError {
+    let mut rng = rand::rng();
+    respond(
+        &mut rng,
+        &bob.identity,
+        &mut bob.store,
+        m,
+        SessionConfig::default(),
+    )
+    .unwrap_err()
+}
+
 fn fresh_bundle(bob: &Device) -> PreKeyBundle {
     bob.store.bundle(&bob.identity, 1, true).unwrap()
 }
@@ -385,97 +398,39 @@ fn responder_rejects_unknown_and_reused_prekeys_without_consuming() {
     let mut m = first.clone();
     m.signed_prekey_id = 999;
     assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
+        reject(&mut bob, &m),
         HandshakeError::UnknownSignedPreKey(999)
     );
     let mut m = first.clone();
     m.one_time_prekey_id = Some(4242);
     assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
+        reject(&mut bob, &m),
         HandshakeError::UnknownOneTimePreKey(4242)
     );
     let mut m = first.clone();
     m.kem_prekey_id = 777;
-    assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
-        HandshakeError::UnknownKemPreKey(777)
-    );
+    assert_eq!(reject(&mut bob, &m), HandshakeError::UnknownKemPreKey(777));
     // Tampered KEM ciphertext: implicit rejection, then the first message fails to authenticate.
     let mut m = first.clone();
     m.kem_ciphertext[0] ^= 1;
     assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
+        reject(&mut bob, &m),
         HandshakeError::FirstMessage(DecryptError::Authentication)
     );
     // Tampered base key / initiator identity: other keys, authentication fails.
     let mut m = first.clone();
     m.base_key[3] ^= 1;
     assert!(matches!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
+        reject(&mut bob, &m),
         HandshakeError::FirstMessage(DecryptError::Authentication)
             | HandshakeError::NonContributory
     ));
     let mut m = first.clone();
     m.base_key = [0u8; 32];
-    assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
-        HandshakeError::NonContributory
-    );
+    assert_eq!(reject(&mut bob, &m), HandshakeError::NonContributory);
     let mut m = first.clone();
     m.identity = bob.identity.public().to_wire();
-    assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
-        HandshakeError::OwnIdentity
-    );
+    assert_eq!(reject(&mut bob, &m), HandshakeError::OwnIdentity);
     assert_eq!(
         counts(&bob),
         before,
@@ -494,27 +449,13 @@ fn responder_rejects_unknown_and_reused_prekeys_without_consuming() {
     assert_eq!(counts(&bob), (before.0 - 1, before.1 - 1));
     let otpk = first.one_time_prekey_id.unwrap();
     assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &first,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
+        reject(&mut bob, &first),
         HandshakeError::OneTimePreKeyReused(otpk)
     );
     let mut m = first.clone();
     m.one_time_prekey_id = None;
     assert_eq!(
-        respond(
-            &mut rng,
-            &bob.identity,
-            &mut bob.store,
-            &m,
-            SessionConfig::default()
-        )
-        .unwrap_err(),
+        reject(&mut bob, &m),
         HandshakeError::KemPreKeyReused(first.kem_prekey_id)
     );
 }
