@@ -2,6 +2,10 @@
 //! where a counterpart exists, next to vodozemac's Olm (v1, the version Matrix deploys).
 //!
 //! Everything runs in one binary so that the ratios between benchmarks are meaningful.
+//! Run with `cargo bench -p sealpost-benches` (add e.g. `-- --measurement-time 3 --warm-up-time 1`
+//! to keep it short, or a filter such as `-- ping_pong`). The workspace's
+//! `--cfg poly1305_backend="soft"` (.cargo/config.toml) applies to Sealpost, the baselines and
+//! vodozemac alike.
 //!
 //! | bench                            | one iteration                                               |
 //! |----------------------------------|-------------------------------------------------------------|
@@ -11,6 +15,7 @@
 //! | `handshake/primitives_responder` | exactly the primitive calls of the above                    |
 //! | `message_*/sealpost`             | encrypt + encode + decode + decrypt, one chain, no DH step  |
 //! | `message_*/primitives`           | 4 HMAC-SHA256 (KDF_CK x2) + ChaCha20-Poly1305 seal + open   |
+//! | `message_*/primitives_shared_hmac_key` | the same, KDF_CK keying HMAC once per chain step (as Sealpost does) |
 //! | `message_*/vodozemac`            | Olm encrypt + to_parts + from_parts + decrypt, one chain    |
 //! | `ping_pong/*`                    | one message, directions alternate: every one is a DH step   |
 //! | `pickle/*`                       | pickle + unpickle of a session that exchanged a few messages|

@@ -20,6 +20,8 @@
 //! | [`ratchet_stateful`] | an op program on two parties checked against a Double Ratchet model |
 //! | [`unpickle`] | state/pickle decoding never panics and round-trips |
 //! | [`handshake_respond`] | `respond` on arbitrary prekey messages; store unchanged on error |
+//! | [`relay_frames`] | relay `Request`/`Response`/`Push` decoders are total and canonical |
+//! | [`relay_handler`] | the relay handler over `MemoryStore` under request programs: no panic, one-time prekeys served at most once per upload, auth/registration only with valid proofs |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and
 // indexing into buffers it built itself is clearer than `.get()` chains. The workspace lints
@@ -40,12 +42,14 @@ pub mod seeds;
 mod decrypt;
 mod handshake;
 mod pickle;
+mod relay;
 mod stateful;
 mod wire;
 
 pub use decrypt::{DecryptOutcome, Mutated, decrypt_arbitrary, decrypt_arbitrary_outcome};
 pub use handshake::handshake_respond;
 pub use pickle::unpickle;
+pub use relay::{RelayOp, RelayStats, relay_frames, relay_handler, relay_handler_stats};
 pub use stateful::{Op, Stats, ratchet_stateful, ratchet_stateful_stats};
 pub use wire::{decode_address, decode_bundle, decode_session_message, verify_scanned};
 
@@ -62,4 +66,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ratchet_stateful", ratchet_stateful),
     ("unpickle", unpickle),
     ("handshake_respond", handshake_respond),
+    ("relay_frames", relay_frames),
+    ("relay_handler", relay_handler),
 ];

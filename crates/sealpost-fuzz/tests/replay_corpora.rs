@@ -96,6 +96,8 @@ replay_tests!(
     ratchet_stateful,
     unpickle,
     handshake_respond,
+    relay_frames,
+    relay_handler,
 );
 
 /// The committed corpora contain every seed the generator produces, byte for byte: if an

@@ -101,3 +101,44 @@ fn ops_round_trip_through_their_encoding() {
     assert_eq!(read, ops);
     assert!(src.is_empty());
 }
+
+#[test]
+fn relay_handler_seeds_reach_every_outcome() {
+    use sealpost_fuzz::{RelayStats, relay_handler_stats};
+    let mut total = RelayStats::default();
+    for s in seeds_of("relay_handler") {
+        let st = relay_handler_stats(&s.bytes);
+        eprintln!("{}: {st:?}", s.name);
+        total.registered += st.registered;
+        total.authenticated += st.authenticated;
+        total.stored += st.stored;
+        total.bundles_with_one_time += st.bundles_with_one_time;
+        total.accepted += st.accepted;
+        total.acked += st.acked;
+        for (k, v) in st.errors {
+            *total.errors.entry(k).or_default() += v;
+        }
+    }
+    eprintln!("total: {total:?}");
+    assert!(total.registered > 0 && total.authenticated > 0 && total.stored > 0);
+    assert!(total.bundles_with_one_time > 0 && total.accepted > 0 && total.acked > 0);
+    // Error codes (spec/relay.md section 6) the seeds must reach.
+    for (code, name) in [
+        (1, "Malformed"),
+        (2, "UnsupportedVersion"),
+        (4, "Unauthenticated"),
+        (5, "AlreadyAuthenticated"),
+        (7, "InvalidAccount"),
+        (8, "CodeInvalid"),
+        (9, "CodeAttemptsExceeded"),
+        (10, "InvalidSignature"),
+        (11, "AuthFailed"),
+        (12, "UnknownAccount"),
+        (13, "MismatchedDevices"),
+        (14, "QueueFull"),
+        (15, "InvalidPreKey"),
+        (17, "UnknownRequest"),
+    ] {
+        assert!(total.errors.contains_key(&code), "no seed reaches {name}");
+    }
+}

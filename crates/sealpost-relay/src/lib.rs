@@ -1,1 +1,96 @@
-//! Work in progress (issue 3).
+//! The Sealpost relay: a QUIC server that registers devices, publishes their prekeys and
+//! stores and forwards **opaque** end-to-end encrypted envelopes (spec/relay.md). It holds
+//! no key that decrypts an envelope; envelopes, keys and verification codes never appear in
+//! its logs.
+//!
+//! # Layout
+//!
+//! | module | what |
+//! |---|---|
+//! | [`store`] | the [`Store`] trait (one transaction per method), [`MemoryStore`], `SqliteStore` |
+//! | [`handler`] | request handling as plain functions: `(state, request, now) -> (response, effects)` |
+//! | [`ratelimit`] | token buckets, keyed with bounded memory |
+//! | [`codes`] | verification-code delivery: [`CodeSender`], [`LogCodeSender`], `WebhookCodeSender` |
+//! | [`limits`] | the spec's limits and operator-tunable rate limits |
+//! | [`metrics`] | metric names; the Prometheus exporter |
+//! | `config` | TOML file + `SEALPOST_RELAY_*` environment + flags → [`RelayConfig`] |
+//! | `tls` | operator certificate or a persisted self-signed one; its SHA-256 fingerprint |
+//! | `server` | the quinn/tokio driver: request streams, delivery, shutdown → [`Relay`] |
+//!
+//! Everything that owns sockets, files or threads is behind the default `server` feature;
+//! without it the crate is the pure core (used by the fuzz targets).
+//!
+//! # Quick start: an in-process relay
+//!
+//! [`Relay::start`] binds, opens (or creates) the data directory and returns a
+//! [`RelayHandle`]; clients pin [`RelayHandle::cert_fingerprint`] (the SHA-256 of
+//! [`RelayHandle::cert_der`]) and connect to [`RelayHandle::local_addr`] with ALPN
+//! `sealpost/1`. This API is stable: SDK tests use it to run a relay on `127.0.0.1:0`.
+//!
+//! ```
+//! # #[cfg(feature = "server")]
+//! # fn main() -> anyhow::Result<()> {
+//! use sealpost_relay::{Relay, RelayConfig};
+//! let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+//! rt.block_on(async {
+//!     let dir = tempfile::tempdir()?;
+//!     let mut config = RelayConfig::for_tests(dir.path());
+//!     config.listen = "127.0.0.1:0".parse()?;
+//!     let relay = Relay::start(config).await?;
+//!     assert_ne!(relay.local_addr().port(), 0);
+//!     assert_eq!(relay.cert_fingerprint().len(), 32);
+//!     relay.shutdown().await;
+//!     Ok(())
+//! })
+//! # }
+//! # #[cfg(not(feature = "server"))]
+//! # fn main() {}
+//! ```
+//!
+//! The binary `sealpost-relay` does the same from a configuration file, environment and
+//! flags (`sealpost-relay --help`).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod codes;
+mod error;
+pub mod handler;
+pub mod limits;
+pub mod metrics;
+pub mod ratelimit;
+pub mod store;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod tls;
+
+pub use codes::{CodeSender, LogCodeSender, VerificationCode};
+pub use error::{RelayError, StoreError};
+pub use handler::{ConnectionState, Effect, Handler};
+pub use limits::Limits;
+pub use store::{MemoryStore, Store};
+
+#[cfg(feature = "server")]
+pub use codes::WebhookCodeSender;
+#[cfg(feature = "server")]
+pub use config::RelayConfig;
+#[cfg(feature = "server")]
+pub use server::{Relay, RelayHandle};
+#[cfg(feature = "server")]
+pub use store::SqliteStore;

@@ -1,15 +1,17 @@
 //! Device identity and prekeys.
 
-use crate::HandshakeError;
+use crate::{HandshakeError, PickleError};
 use sealpost_crypto::CryptoRng;
 use sealpost_crypto::ed25519::{Signature, SigningKey, VerifyingKey};
 use sealpost_crypto::kem::{KemKeyPair, KemPublic};
 use sealpost_crypto::x25519::{X25519Public, X25519Secret};
 use sealpost_wire::{
-    IdentityBytes, KemPreKeyKind, KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
+    DecodeError, IdentityBytes, KemPreKeyKind, KemPreKeyPublic, PreKeyBundle, Reader,
+    SignedPreKeyPublic, Writer,
 };
 use std::collections::BTreeMap;
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// The public identity of a device: an Ed25519 key that signs its prekeys and an X25519 key
 /// that takes part in the handshake (DH1 and DH2). Both are covered by the safety number.
@@ -454,6 +456,149 @@ impl PreKeyStore {
     }
 }
 
+/// Serialization of the secret state (spec/session.md, "Prekey store encoding").
+impl PreKeyStore {
+    /// Version byte of [`PreKeyStore::to_bytes`].
+    pub const STATE_VERSION: u8 = 1;
+
+    /// The plaintext, versioned encoding of the whole store: id counters, signed prekeys,
+    /// one-time prekeys and KEM prekeys with their secrets. It contains secret keys: store it
+    /// only encrypted (e.g. in an encrypted client store).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(
+            13 + 12 + self.signed.len() * 108 + self.one_time.len() * 36 + self.kem.len() * 141,
+        );
+        w.u8(Self::STATE_VERSION)
+            .u32(self.next_signed_id)
+            .u32(self.next_one_time_id)
+            .u32(self.next_kem_id);
+        // Every map is bounded by MAX_ONE_TIME_PREKEYS (signed prekeys: a handful), far below
+        // u32::MAX.
+        w.u32(u32::try_from(self.signed.len()).unwrap_or(u32::MAX));
+        for (id, k) in &self.signed {
+            w.u32(*id)
+                .u64(k.created_at)
+                .bytes(k.key.to_bytes().as_slice())
+                .bytes(k.signature.as_bytes());
+        }
+        w.u32(u32::try_from(self.one_time.len()).unwrap_or(u32::MAX));
+        for (id, k) in &self.one_time {
+            w.u32(*id).bytes(k.to_bytes().as_slice());
+        }
+        w.u32(u32::try_from(self.kem.len()).unwrap_or(u32::MAX));
+        for (id, k) in &self.kem {
+            w.u32(*id)
+                .u8(k.kind.to_u8())
+                .u64(k.created_at)
+                .bytes(k.key.seed())
+                .bytes(k.signature.as_bytes());
+        }
+        Zeroizing::new(w.into_bytes())
+    }
+
+    /// Restores a store from [`PreKeyStore::to_bytes`]. Checks the version, the bounds, that
+    /// ids are strictly increasing within each family, non-zero, and below their counters, and
+    /// that nothing trails. Public keys are recomputed from the secrets; signatures are kept
+    /// as stored.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != Self::STATE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version).into());
+        }
+        let next_signed_id = r.u32()?;
+        let next_one_time_id = r.u32()?;
+        let next_kem_id = r.u32()?;
+        if next_signed_id == 0 || next_one_time_id == 0 || next_kem_id == 0 {
+            return Err(DecodeError::InvalidValue("prekey id counter").into());
+        }
+
+        let mut signed = BTreeMap::new();
+        let n = bounded_count(&mut r, "signed prekeys")?;
+        let mut last = 0u32;
+        for _ in 0..n {
+            let id = r.u32()?;
+            // Signed prekey ids wrap (section 2.3), so they are only required to be distinct
+            // and increasing in the encoding, not below the counter.
+            if id <= last {
+                return Err(DecodeError::InvalidValue("signed prekey id").into());
+            }
+            last = id;
+            let created_at = r.u64()?;
+            let key = X25519Secret::from_bytes(r.array()?);
+            let signature = Signature::from_bytes(r.array()?);
+            signed.insert(
+                id,
+                SignedPreKey {
+                    id,
+                    created_at,
+                    key,
+                    signature,
+                },
+            );
+        }
+
+        let mut one_time = BTreeMap::new();
+        let n = bounded_count(&mut r, "one-time prekeys")?;
+        let mut last = 0u32;
+        for _ in 0..n {
+            let id = r.u32()?;
+            if id <= last || id >= next_one_time_id {
+                return Err(DecodeError::InvalidValue("one-time prekey id").into());
+            }
+            last = id;
+            let secret = Zeroizing::new(r.array::<32>()?);
+            one_time.insert(id, X25519Secret::from_bytes(*secret));
+        }
+
+        let mut kem = BTreeMap::new();
+        let n = bounded_count(&mut r, "KEM prekeys")?;
+        let mut last = 0u32;
+        for _ in 0..n {
+            let id = r.u32()?;
+            if id <= last || id >= next_kem_id {
+                return Err(DecodeError::InvalidValue("KEM prekey id").into());
+            }
+            last = id;
+            let kind = KemPreKeyKind::from_u8(r.u8()?)?;
+            let created_at = r.u64()?;
+            let seed = Zeroizing::new(r.array::<{ sealpost_crypto::kem::KEM_SEED_LEN }>()?);
+            let signature = Signature::from_bytes(r.array()?);
+            kem.insert(
+                id,
+                KemPreKey {
+                    id,
+                    kind,
+                    created_at,
+                    key: KemKeyPair::from_seed(&seed),
+                    signature,
+                },
+            );
+        }
+        r.finish()?;
+        Ok(Self {
+            signed,
+            one_time,
+            kem,
+            next_signed_id,
+            next_one_time_id,
+            next_kem_id,
+        })
+    }
+}
+
+fn bounded_count(r: &mut Reader<'_>, what: &'static str) -> Result<usize, DecodeError> {
+    let n = r.u32()? as usize;
+    if n > MAX_ONE_TIME_PREKEYS {
+        return Err(DecodeError::TooLong {
+            what,
+            len: n,
+            max: MAX_ONE_TIME_PREKEYS,
+        });
+    }
+    Ok(n)
+}
+
 /// A prekey bundle whose signatures and keys have been verified.
 #[derive(Clone, Debug)]
 pub struct VerifiedBundle {
@@ -518,5 +663,123 @@ impl VerifiedBundle {
     /// covered by any signature: treat it as routing information from the relay.
     pub fn device_id(&self) -> u32 {
         self.device_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled() -> (IdentityKeyPair, PreKeyStore) {
+        let mut rng = rand::rng();
+        let id = IdentityKeyPair::generate(&mut rng);
+        let mut store = PreKeyStore::new();
+        store.generate_signed_prekey(&mut rng, &id, 10);
+        store.generate_signed_prekey(&mut rng, &id, 20);
+        store.generate_one_time_prekeys(&mut rng, 5);
+        store.generate_kem_prekeys(&mut rng, &id, KemPreKeyKind::OneTime, 2, 30);
+        store.generate_kem_prekeys(&mut rng, &id, KemPreKeyKind::LastResort, 1, 40);
+        (id, store)
+    }
+
+    #[test]
+    fn prekey_store_roundtrip() {
+        let (id, mut store) = filled();
+        // Consume some keys so the counters run ahead of the held ids.
+        store.consume(Some(1), 1);
+        let bytes = store.to_bytes();
+        assert_eq!(bytes.len(), 25 + 2 * 108 + 4 * 36 + 2 * 141);
+        let back = PreKeyStore::from_bytes(&bytes).unwrap();
+        assert_eq!(*back.to_bytes(), *bytes);
+        assert_eq!(back.one_time_count(), 4);
+        assert_eq!(back.kem_count(), 2);
+        assert_eq!(back.bundle(&id, 1, true), store.bundle(&id, 1, true));
+        // Consumed ids are still recognised as consumed after the round trip.
+        assert_eq!(
+            back.one_time(1).err(),
+            Some(HandshakeError::OneTimePreKeyReused(1))
+        );
+        assert_eq!(back.kem(1).err(), Some(HandshakeError::KemPreKeyReused(1)));
+        // Secrets survive: the restored KEM key decapsulates what the original's public
+        // key encapsulates.
+        let mut rng = rand::rng();
+        let (ct, ss) = store
+            .kem(2)
+            .unwrap()
+            .secret()
+            .public_key()
+            .encapsulate(&mut rng);
+        assert_eq!(
+            back.kem(2).unwrap().secret().decapsulate(&ct).as_bytes(),
+            ss.as_bytes()
+        );
+        let empty = PreKeyStore::new();
+        assert_eq!(
+            PreKeyStore::from_bytes(&empty.to_bytes())
+                .unwrap()
+                .to_bytes(),
+            empty.to_bytes()
+        );
+    }
+
+    #[test]
+    fn prekey_store_rejects_bad_encodings() {
+        let (_, store) = filled();
+        let bytes = store.to_bytes().to_vec();
+        for cut in 0..bytes.len() {
+            assert!(PreKeyStore::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            PreKeyStore::from_bytes(&long).err(),
+            Some(PickleError::Decode(DecodeError::TrailingBytes(1)))
+        );
+        let mut v = bytes.clone();
+        v[0] = 2;
+        assert_eq!(
+            PreKeyStore::from_bytes(&v).err(),
+            Some(PickleError::Decode(DecodeError::UnsupportedVersion(2)))
+        );
+        // next_one_time_id (offset 5) lowered below a held id.
+        let mut v = bytes.clone();
+        v[5..9].copy_from_slice(&3u32.to_be_bytes());
+        assert_eq!(
+            PreKeyStore::from_bytes(&v).err(),
+            Some(PickleError::Decode(DecodeError::InvalidValue(
+                "one-time prekey id"
+            )))
+        );
+        // A zero counter.
+        let mut v = bytes.clone();
+        v[1..5].copy_from_slice(&0u32.to_be_bytes());
+        assert!(PreKeyStore::from_bytes(&v).is_err());
+        // Signed prekeys out of order: swap the ids of the two entries (offset 17 and 125).
+        let mut v = bytes.clone();
+        v[17..21].copy_from_slice(&2u32.to_be_bytes());
+        v[125..129].copy_from_slice(&1u32.to_be_bytes());
+        assert_eq!(
+            PreKeyStore::from_bytes(&v).err(),
+            Some(PickleError::Decode(DecodeError::InvalidValue(
+                "signed prekey id"
+            )))
+        );
+        // A count over the bound.
+        let mut v = bytes.clone();
+        v[13..17].copy_from_slice(&(MAX_ONE_TIME_PREKEYS as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            PreKeyStore::from_bytes(&v).err(),
+            Some(PickleError::Decode(DecodeError::TooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let (_, store) = filled();
+        let bytes = store.to_bytes();
+        let dbg = format!("{store:?}");
+        // No 8-byte window of the secret encoding shows up in hex in Debug output.
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!dbg.contains(&hex[58..74]));
     }
 }

@@ -1,0 +1,882 @@
+//! The async client: registration, the connection task (authentication, pushes, acks,
+//! prekey maintenance, reconnection) and the outbox task (sending).
+
+use crate::config::{BackoffState, ClientConfig};
+use crate::content::{MAX_BODY_LEN, MessageBody, MessageId};
+use crate::engine::{Engine, Processed};
+use crate::error::ClientError;
+use crate::event::ClientEvent;
+use crate::store::{AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, Store};
+use crate::transport::{Connection, PreKeyCounts, Transport};
+use sealpost_session::{IdentityKey, IdentityKeyPair, SafetyNumber};
+use sealpost_wire::relay::{ErrorCode, Push};
+use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Acknowledge after this many processed envelopes (the relay's window is 64).
+const ACK_BATCH: usize = 32;
+/// Or after this long without a further push.
+const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Processed message ids are kept this long (the relay's mailbox TTL plus margin).
+const PROCESSED_RETENTION_MS: u64 = 35 * DAY_MS;
+/// Pushes read ahead of processing (the relay's window is 64).
+const PUSH_QUEUE: usize = 64;
+/// Prekey upload rounds per maintenance run.
+const PREKEY_ROUNDS: usize = 3;
+/// Application close code of a relay connection whose device was removed (spec/relay.md 1).
+const RELAY_CLOSE_DEVICE_REMOVED: u32 = 1;
+/// How long `shutdown` waits for the background tasks.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The receiving end of a client's events.
+pub type EventReceiver = mpsc::Receiver<ClientEvent>;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs store and crypto work on a blocking thread.
+async fn blocking<T, F>(f: F) -> Result<T, ClientError>
+where
+    F: FnOnce() -> Result<T, ClientError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ClientError::Internal(format!("blocking task failed: {e}")))?
+}
+
+fn parse_code(code: &str) -> Result<[u8; 6], ClientError> {
+    let bytes: [u8; 6] = code
+        .as_bytes()
+        .try_into()
+        .map_err(|_| ClientError::InvalidCode)?;
+    if bytes.iter().all(u8::is_ascii_digit) {
+        Ok(bytes)
+    } else {
+        Err(ClientError::InvalidCode)
+    }
+}
+
+/// A device as the relay lists it, compared with what this device knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The device.
+    pub address: DeviceAddress,
+    /// Its registered identity.
+    pub identity: IdentityKey,
+    /// Whether this identity is the one stored for the device: `None` if no identity is
+    /// stored for it yet.
+    pub known: Option<bool>,
+}
+
+struct Shared {
+    engine: Arc<Engine>,
+    config: ClientConfig,
+    transport: Transport,
+    conn: watch::Sender<Option<Connection>>,
+    outbox_wake: Notify,
+    shutdown: watch::Sender<bool>,
+    events: mpsc::Sender<ClientEvent>,
+    /// The relay's last reported prekey counts.
+    prekey_counts: std::sync::Mutex<Option<PreKeyCounts>>,
+    /// Serializes prekey maintenance runs.
+    prekey_lock: Mutex<()>,
+}
+
+impl Shared {
+    async fn emit(&self, event: ClientEvent) {
+        // A dropped receiver means the app does not want events; state is in the store.
+        let _ = self.events.send(event).await;
+    }
+
+    fn connection(&self) -> Result<Connection, ClientError> {
+        self.conn.borrow().clone().ok_or(ClientError::Offline)
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    fn set_prekey_counts(&self, counts: PreKeyCounts) {
+        if let Ok(mut c) = self.prekey_counts.lock() {
+            *c = Some(counts);
+        }
+    }
+
+    fn prekey_counts(&self) -> Option<PreKeyCounts> {
+        self.prekey_counts.lock().ok().and_then(|c| *c)
+    }
+}
+
+/// A registered device connected (or reconnecting) to its relay.
+///
+/// Run at most one client per store at a time (in one process or several): the client
+/// serializes its own state changes but not those of another client on the same store.
+///
+/// Dropping a client aborts its background tasks; prefer [`Client::shutdown`], which
+/// acknowledges what was processed and closes the connection cleanly. Everything durable is
+/// in the [`Store`] either way.
+pub struct Client {
+    shared: Arc<Shared>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.shared.engine.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Registration step 1: asks the relay to send a verification code to `account`.
+    /// Returns the code's lifetime in seconds.
+    pub async fn request_code(
+        config: &ClientConfig,
+        account: &AccountId,
+    ) -> Result<u32, ClientError> {
+        let transport = Transport::new(config)?;
+        let conn = transport.connect().await?;
+        let result = conn.request_code(account).await;
+        conn.close(0, b"done");
+        transport.close().await;
+        result
+    }
+
+    /// Registration step 2: registers a new device for `account` with the code received,
+    /// authenticates, publishes prekeys (signed prekey, 100 one-time, 20 one-time KEM and a
+    /// last-resort KEM prekey), and starts the client.
+    ///
+    /// The identity is generated and stored before the request, so an interrupted
+    /// registration can be retried with the same store (and a new code). If this fails
+    /// *after* the relay registered the device (while authenticating or publishing
+    /// prekeys), the store already holds the registration: use [`Client::open`], which
+    /// publishes the prekeys when it connects. Registering **replaces** every earlier device
+    /// of the account at the relay; their connections are closed and they receive
+    /// [`ClientEvent::Deregistered`].
+    pub async fn register(
+        store: Store,
+        config: ClientConfig,
+        account: AccountId,
+        code: &str,
+    ) -> Result<(Client, EventReceiver), ClientError> {
+        let code = parse_code(code)?;
+        let s = store.clone();
+        let acct = account.clone();
+        let record = blocking(move || match s.account()? {
+            Some(a) if a.device.is_some() => Err(ClientError::AlreadyRegistered),
+            Some(a) if a.account == acct => Ok(a),
+            _ => {
+                let a = AccountRecord {
+                    identity: IdentityKeyPair::generate(&mut rand::rng()),
+                    account: acct,
+                    device: None,
+                    registered_at: 0,
+                };
+                let mut batch = Batch::new();
+                s.put_account(&mut batch, &a);
+                s.commit(batch)?;
+                Ok(a)
+            }
+        })
+        .await?;
+        let transport = Transport::new(&config)?;
+        let conn = transport.connect().await?;
+        let device_id = conn.register(&account, code, &record.identity).await?;
+        let record = AccountRecord {
+            device: Some(DeviceId(device_id)),
+            registered_at: now_ms(),
+            ..record
+        };
+        let s = store.clone();
+        let saved = record.clone();
+        blocking(move || {
+            let mut batch = Batch::new();
+            s.put_account(&mut batch, &saved);
+            Ok(s.commit(batch)?)
+        })
+        .await?;
+        tracing::info!(device = device_id, "device registered");
+        let engine = Arc::new(Engine::new(store, &record, config.session)?);
+        let ((one_time, kem), _queued) =
+            conn.authenticate(&engine.identity, &engine.address).await?;
+        let (client, events) = Self::start(engine, config, transport);
+        // Publish before returning, so that others can reach the device right away.
+        let shared = client.shared.clone();
+        shared.set_prekey_counts((one_time, kem));
+        maintain_prekeys(&shared, &conn).await?;
+        client.spawn_tasks(Some(conn));
+        Ok((client, events))
+    }
+
+    /// Opens an already registered device and starts connecting in the background (it
+    /// works offline: messages sent meanwhile wait in the outbox). Watch the events for
+    /// [`ClientEvent::Connected`].
+    pub async fn open(
+        store: Store,
+        config: ClientConfig,
+    ) -> Result<(Client, EventReceiver), ClientError> {
+        let s = store.clone();
+        let record = blocking(move || {
+            let record = s.account()?.ok_or(ClientError::NotRegistered)?;
+            s.prune_processed(now_ms().saturating_sub(PROCESSED_RETENTION_MS))?;
+            Ok(record)
+        })
+        .await?;
+        if record.device.is_none() {
+            return Err(ClientError::NotRegistered);
+        }
+        let engine = Arc::new(Engine::new(store, &record, config.session)?);
+        let transport = Transport::new(&config)?;
+        let (client, events) = Self::start(engine, config, transport);
+        client.spawn_tasks(None);
+        Ok((client, events))
+    }
+
+    fn start(
+        engine: Arc<Engine>,
+        config: ClientConfig,
+        transport: Transport,
+    ) -> (Client, EventReceiver) {
+        let (events, rx) = mpsc::channel(config.event_capacity.max(1));
+        let shared = Arc::new(Shared {
+            engine,
+            config,
+            transport,
+            conn: watch::channel(None).0,
+            outbox_wake: Notify::new(),
+            shutdown: watch::channel(false).0,
+            events,
+            prekey_counts: std::sync::Mutex::new(None),
+            prekey_lock: Mutex::new(()),
+        });
+        (
+            Client {
+                shared,
+                tasks: std::sync::Mutex::new(Vec::new()),
+            },
+            rx,
+        )
+    }
+
+    fn spawn_tasks(&self, initial: Option<Connection>) {
+        let a = tokio::spawn(connection_task(self.shared.clone(), initial));
+        let b = tokio::spawn(outbox_task(self.shared.clone()));
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(a);
+            t.push(b);
+        }
+    }
+
+    /// This device's address.
+    pub fn address(&self) -> &DeviceAddress {
+        &self.shared.engine.address
+    }
+
+    /// This device's public identity.
+    pub fn identity(&self) -> IdentityKey {
+        self.shared.engine.identity.public()
+    }
+
+    /// The local store.
+    pub fn store(&self) -> &Store {
+        &self.shared.engine.store
+    }
+
+    /// Whether the client is connected and authenticated right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.conn.borrow().is_some()
+    }
+
+    /// Sends text to every device of `account` (and to this account's other devices when
+    /// `account` is our own). See [`Client::send_bytes`].
+    pub async fn send_text(
+        &self,
+        account: &AccountId,
+        text: &str,
+    ) -> Result<MessageId, ClientError> {
+        self.send(account, MessageBody::Text(text.to_owned())).await
+    }
+
+    /// Queues bytes for every device of `account` and returns the message id.
+    ///
+    /// The message is first committed to the durable outbox (and the history); the
+    /// background sender then fans it out: it starts sessions with devices it has none with
+    /// (`FetchBundles`), encrypts one envelope per device, **persists the advanced sessions
+    /// and the envelopes before sending**, and sends. On `MismatchedDevices` it refreshes the
+    /// device list and retries once. Success is reported as [`ClientEvent::Delivered`],
+    /// failure for good as [`ClientEvent::SendFailed`]; transient failures (offline, relay
+    /// restart, rate limits) are retried, also after a restart of the app.
+    pub async fn send_bytes(
+        &self,
+        account: &AccountId,
+        bytes: &[u8],
+    ) -> Result<MessageId, ClientError> {
+        self.send(account, MessageBody::Bytes(bytes.to_vec())).await
+    }
+
+    async fn send(&self, account: &AccountId, body: MessageBody) -> Result<MessageId, ClientError> {
+        if self.shared.is_shutting_down() {
+            return Err(ClientError::ShutDown);
+        }
+        let len = body.as_bytes().len();
+        if len > MAX_BODY_LEN {
+            return Err(ClientError::MessageTooLong {
+                len,
+                max: MAX_BODY_LEN,
+            });
+        }
+        let engine = self.shared.engine.clone();
+        let account = account.clone();
+        let id = blocking(move || engine.enqueue(&account, &body, now_ms())).await?;
+        self.shared.outbox_wake.notify_one();
+        Ok(id)
+    }
+
+    /// Publishes prekeys now: an unconfirmed earlier upload, a signed prekey or last-resort
+    /// KEM prekey that is missing or due for rotation, and one-time keys if the relay's last
+    /// reported counts are low. The client also does this by itself after authenticating
+    /// and on `PreKeysLow`.
+    pub async fn publish_prekeys(&self) -> Result<(), ClientError> {
+        let conn = self.shared.connection()?;
+        maintain_prekeys(&self.shared, &conn).await
+    }
+
+    /// The safety number between this device and a remote device whose identity this
+    /// device knows (from a session).
+    pub async fn safety_number(
+        &self,
+        account: &AccountId,
+        device: DeviceId,
+    ) -> Result<SafetyNumber, ClientError> {
+        let engine = self.shared.engine.clone();
+        let address = DeviceAddress::new(account.clone(), device);
+        blocking(move || {
+            let contact = engine
+                .store
+                .contact(&address)?
+                .ok_or(ClientError::UnknownContact)?;
+            Ok(SafetyNumber::new(
+                &engine.identity.public(),
+                &engine.address.account,
+                &contact.identity,
+                &address.account,
+            ))
+        })
+        .await
+    }
+
+    /// The devices of `account` as the relay lists them (needs a connection), each compared
+    /// with the identity stored for it.
+    pub async fn devices(&self, account: &AccountId) -> Result<Vec<Device>, ClientError> {
+        let conn = self.shared.connection()?;
+        let listed = conn.list_devices(account).await?;
+        let engine = self.shared.engine.clone();
+        let account = account.clone();
+        blocking(move || {
+            let known: Vec<Contact> = engine.store.contacts(&account)?;
+            listed
+                .into_iter()
+                .map(|d| {
+                    let identity = IdentityKey::from_wire(&d.identity)
+                        .map_err(|_| ClientError::protocol("invalid identity in device list"))?;
+                    let known = known
+                        .iter()
+                        .find(|c| c.address.device.0 == d.device_id)
+                        .map(|c| c.identity == identity);
+                    Ok(Device {
+                        address: DeviceAddress::new(account.clone(), DeviceId(d.device_id)),
+                        identity,
+                        known,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The newest `limit` messages exchanged with `account`, oldest first.
+    pub async fn history(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
+        let store = self.shared.engine.store.clone();
+        let account = account.clone();
+        blocking(move || Ok(store.history(&account, limit)?)).await
+    }
+
+    /// Messages waiting in the outbox.
+    pub async fn outbox_len(&self) -> Result<u64, ClientError> {
+        let store = self.shared.engine.store.clone();
+        blocking(move || Ok(store.outbox_len()?)).await
+    }
+
+    /// Stops the background tasks, closes the connection cleanly and waits (bounded) for
+    /// the tasks to finish. Unsent messages stay in the outbox for the next `open`.
+    pub async fn shutdown(self) {
+        // The connection task acknowledges what it has processed, then closes the
+        // connection; whatever is still running after the grace period is aborted and the
+        // endpoint closed.
+        self.shared.shutdown.send_replace(true);
+        self.shared.outbox_wake.notify_one();
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for mut t in tasks {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+        self.shared.transport.close().await;
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Uploads prekeys until nothing more is due (bounded rounds), tracking the relay's counts.
+async fn maintain_prekeys(shared: &Arc<Shared>, conn: &Connection) -> Result<(), ClientError> {
+    let _serial = shared.prekey_lock.lock().await;
+    for _ in 0..PREKEY_ROUNDS {
+        let engine = shared.engine.clone();
+        let counts = shared.prekey_counts();
+        let now_s = now_ms() / 1000;
+        let Some(upload) = blocking(move || engine.plan_prekeys(counts, now_s)).await? else {
+            return Ok(());
+        };
+        let (one_time, kem) = (upload.one_time.len(), upload.kem.len());
+        let stored = match conn.upload_prekeys(upload.clone()).await {
+            Ok(stored) => {
+                tracing::debug!(one_time, kem, "prekeys published");
+                shared.set_prekey_counts(stored);
+                true
+            }
+            Err(e) if !e.is_transient() => {
+                // E.g. InvalidPreKey for a re-sent upload the relay had already stored
+                // before the response was lost. Drop it so we do not loop; the next counts
+                // tell whether more keys are needed.
+                tracing::warn!(error = %e, "prekey upload rejected; discarded");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let engine = shared.engine.clone();
+        blocking(move || engine.prekeys_uploaded(&upload)).await?;
+        if !stored {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn connect_and_authenticate(shared: &Arc<Shared>) -> Result<Connection, ClientError> {
+    let conn = shared.transport.connect().await?;
+    let engine = &shared.engine;
+    let ((one_time, kem), queued) = conn.authenticate(&engine.identity, &engine.address).await?;
+    tracing::debug!(queued, "authenticated to the relay");
+    shared.set_prekey_counts((one_time, kem));
+    Ok(conn)
+}
+
+/// The relay closed the connection because a new registration removed this device
+/// (application close code 1, spec/relay.md section 1).
+fn is_device_removed(reason: &quinn::ConnectionError) -> bool {
+    matches!(reason, quinn::ConnectionError::ApplicationClosed(c)
+        if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_DEVICE_REMOVED))
+}
+
+async fn connection_task(shared: Arc<Shared>, mut initial: Option<Connection>) {
+    let mut backoff = BackoffState::new(shared.config.reconnect);
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        if shared.is_shutting_down() {
+            break;
+        }
+        let attempt = match initial.take() {
+            Some(c) => Ok(c),
+            None => tokio::select! {
+                r = connect_and_authenticate(&shared) => r,
+                _ = shutdown.changed() => break,
+            },
+        };
+        match attempt {
+            Ok(conn) => {
+                backoff.reset();
+                shared.conn.send_replace(Some(conn.clone()));
+                shared.emit(ClientEvent::Connected).await;
+                shared.outbox_wake.notify_one();
+                {
+                    let shared = shared.clone();
+                    let conn = conn.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = maintain_prekeys(&shared, &conn).await {
+                            tracing::warn!(error = %e, "prekey maintenance failed");
+                        }
+                    });
+                }
+                run_pushes(&shared, &conn, &mut shutdown).await;
+                shared.conn.send_replace(None);
+                if shared.is_shutting_down() {
+                    conn.close(0, b"client shutdown");
+                }
+                shared.emit(ClientEvent::Disconnected).await;
+                if conn.close_reason().is_some_and(|r| is_device_removed(&r)) {
+                    tracing::error!("this device was removed by a new registration of its account");
+                    shared.emit(ClientEvent::Deregistered).await;
+                    break;
+                }
+            }
+            Err(e) if e.relay_code() == Some(ErrorCode::AuthFailed) => {
+                tracing::error!("the relay does not know this device any more");
+                shared.emit(ClientEvent::Deregistered).await;
+                break;
+            }
+            Err(e) => tracing::info!(error = %e, "connecting to the relay failed"),
+        }
+        if shared.is_shutting_down() {
+            break;
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn flush_acks(conn: &Connection, acks: &mut Vec<u64>) {
+    if acks.is_empty() {
+        return;
+    }
+    let ids = std::mem::take(acks);
+    if let Err(e) = conn.ack(ids).await {
+        // Not acknowledged means delivered again later and de-duplicated then.
+        tracing::debug!(error = %e, "ack failed");
+    }
+}
+
+/// Reads pushes in stream order (a dedicated reader task, so that no push is lost to a
+/// cancelled read) and processes them one at a time, so that messages reach the app in
+/// delivery order. Returns when the connection ends or on shutdown.
+async fn run_pushes(shared: &Arc<Shared>, conn: &Connection, shutdown: &mut watch::Receiver<bool>) {
+    let (tx, mut pushes) = mpsc::channel(PUSH_QUEUE);
+    let reader = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                let push = conn.accept_push().await;
+                let fatal = matches!(push, Err(ClientError::Connection(_)));
+                if tx.send(push).await.is_err() || fatal {
+                    break;
+                }
+            }
+        })
+    };
+    read_pushes(shared, conn, shutdown, &mut pushes).await;
+    reader.abort();
+}
+
+async fn read_pushes(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    shutdown: &mut watch::Receiver<bool>,
+    pushes: &mut mpsc::Receiver<Result<Push, ClientError>>,
+) {
+    let mut acks: Vec<u64> = Vec::new();
+    loop {
+        let push = tokio::select! {
+            p = pushes.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = tokio::time::sleep(ACK_DELAY), if !acks.is_empty() => {
+                flush_acks(conn, &mut acks).await;
+                continue;
+            }
+            _ = shutdown.changed() => {
+                flush_acks(conn, &mut acks).await;
+                return;
+            }
+        };
+        match push {
+            Ok(Push::Deliver(d)) => {
+                let server_id = d.server_id;
+                let from = d.sender.clone();
+                let message_id = MessageId::from_bytes(d.message_id);
+                let engine = shared.engine.clone();
+                match blocking(move || engine.process_delivery(&d, now_ms())).await {
+                    Ok(Processed::Duplicate) => {}
+                    Ok(Processed::Accepted(events)) => {
+                        for ev in events {
+                            shared.emit(ev).await;
+                        }
+                    }
+                    Ok(Processed::Rejected(why)) => {
+                        tracing::warn!(reason = why, "undecryptable envelope dropped");
+                        shared
+                            .emit(ClientEvent::Undecryptable { from, message_id })
+                            .await;
+                    }
+                    Err(e) => {
+                        // Not acknowledged: it comes again on the next connection. Drop this
+                        // one so that later envelopes are not processed out of order.
+                        tracing::error!(error = %e, "storing an incoming message failed");
+                        flush_acks(conn, &mut acks).await;
+                        conn.close(1, b"client store failure");
+                        return;
+                    }
+                }
+                acks.push(server_id);
+                if acks.len() >= ACK_BATCH {
+                    flush_acks(conn, &mut acks).await;
+                }
+            }
+            Ok(Push::PreKeysLow {
+                one_time_prekeys,
+                kem_prekeys,
+            }) => {
+                shared.set_prekey_counts((one_time_prekeys, kem_prekeys));
+                let shared = shared.clone();
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = maintain_prekeys(&shared, &conn).await {
+                        tracing::warn!(error = %e, "prekey replenishment failed");
+                    }
+                });
+            }
+            Ok(Push::QueueDrained) => flush_acks(conn, &mut acks).await,
+            Err(ClientError::Connection(e)) => {
+                tracing::info!(error = %e, "relay connection ended");
+                return;
+            }
+            Err(e) => {
+                if conn.close_reason().is_some() {
+                    return;
+                }
+                tracing::warn!(error = %e, "bad push stream ignored");
+            }
+        }
+    }
+}
+
+/// Why the outbox stopped draining.
+enum Stall {
+    /// Retry after this long (the relay said so).
+    After(Duration),
+    /// Retry with backoff.
+    Backoff,
+}
+
+async fn outbox_task(shared: Arc<Shared>) {
+    let mut conn_rx = shared.conn.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut backoff = BackoffState::new(shared.config.reconnect);
+    loop {
+        if shared.is_shutting_down() {
+            return;
+        }
+        let current = conn_rx.borrow_and_update().clone();
+        let Some(conn) = current else {
+            tokio::select! {
+                r = conn_rx.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        };
+        let stall = tokio::select! {
+            r = drain_outbox(&shared, &conn) => r,
+            _ = shutdown.changed() => return,
+        };
+        let delay = match stall {
+            None => {
+                backoff.reset();
+                tokio::select! {
+                    _ = shared.outbox_wake.notified() => {}
+                    r = conn_rx.changed() => if r.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            Some(Stall::After(d)) => d,
+            Some(Stall::Backoff) => backoff.next_delay(),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Sends outbox entries in order until it is empty (`None`) or a transient failure stalls it.
+async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection) -> Option<Stall> {
+    loop {
+        let engine = shared.engine.clone();
+        let entry = match blocking(move || engine.outbox_head()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the outbox failed");
+                return Some(Stall::Backoff);
+            }
+        };
+        let message_id = entry.message_id;
+        match send_entry(shared, conn, entry.clone()).await {
+            Ok((entry, timestamp)) => {
+                let engine = shared.engine.clone();
+                if let Err(e) = blocking(move || engine.complete(&entry, timestamp)).await {
+                    tracing::error!(error = %e, "recording a delivery failed");
+                    return Some(Stall::Backoff);
+                }
+                shared
+                    .emit(ClientEvent::Delivered {
+                        message_id,
+                        timestamp,
+                    })
+                    .await;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "send stalled; will retry");
+                return Some(match &e {
+                    ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
+                        Stall::After(Duration::from_secs(u64::from(*retry_after)))
+                    }
+                    _ => Stall::Backoff,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "message could not be sent; giving up");
+                let engine = shared.engine.clone();
+                if let Err(e) = blocking(move || engine.fail(&entry, now_ms())).await {
+                    tracing::error!(error = %e, "recording a failed send failed");
+                    return Some(Stall::Backoff);
+                }
+                shared
+                    .emit(ClientEvent::SendFailed {
+                        message_id,
+                        error: e,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// Fans one outbox entry out and sends it; returns the entry as prepared and the relay
+/// timestamp.
+async fn send_entry(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    mut entry: crate::store::OutboxEntry,
+) -> Result<(crate::store::OutboxEntry, u64), ClientError> {
+    let recipient = entry.recipient.clone();
+    if entry.envelopes.is_none() {
+        let mut devices = recipient_devices(shared, &recipient).await?;
+        if devices.is_empty() {
+            refresh_devices(shared, conn, &recipient, false).await?;
+            devices = recipient_devices(shared, &recipient).await?;
+        }
+        entry = prepare(shared, entry, devices).await?;
+    }
+    let envelopes = entry.envelopes.clone().unwrap_or_default();
+    match conn
+        .send(*entry.message_id.as_bytes(), &recipient, envelopes)
+        .await
+    {
+        Ok(ts) => Ok((entry, ts)),
+        Err(e) if e.relay_code() == Some(ErrorCode::MismatchedDevices) => {
+            tracing::debug!("recipient devices changed; refreshing");
+            refresh_devices(shared, conn, &recipient, true).await?;
+            let devices = recipient_devices(shared, &recipient).await?;
+            entry = prepare(shared, entry, devices).await?;
+            let envelopes = entry.envelopes.clone().unwrap_or_default();
+            let ts = conn
+                .send(*entry.message_id.as_bytes(), &recipient, envelopes)
+                .await?;
+            Ok((entry, ts))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn recipient_devices(
+    shared: &Arc<Shared>,
+    account: &AccountId,
+) -> Result<Vec<DeviceId>, ClientError> {
+    let engine = shared.engine.clone();
+    let account = account.clone();
+    blocking(move || engine.recipient_devices(&account)).await
+}
+
+async fn prepare(
+    shared: &Arc<Shared>,
+    entry: crate::store::OutboxEntry,
+    devices: Vec<DeviceId>,
+) -> Result<crate::store::OutboxEntry, ClientError> {
+    if devices.is_empty() {
+        return Err(ClientError::NoDevices);
+    }
+    let engine = shared.engine.clone();
+    blocking(move || engine.prepare(entry, &devices)).await
+}
+
+/// Learns an account's devices from the relay and starts sessions where missing. With
+/// `list`, asks `ListDevices` first (and forgets devices that are gone) and fetches bundles
+/// only if some device lacks a session; without, fetches bundles directly.
+async fn refresh_devices(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    account: &AccountId,
+    list: bool,
+) -> Result<(), ClientError> {
+    let listed = if list {
+        Some(conn.list_devices(account).await?)
+    } else {
+        None
+    };
+    let missing = match &listed {
+        Some(l) => {
+            let engine = shared.engine.clone();
+            let account = account.clone();
+            let l = l.clone();
+            Some(blocking(move || engine.missing_devices(&account, &l)).await?)
+        }
+        None => None,
+    };
+    let bundles = match &missing {
+        Some(m) if m.is_empty() => Vec::new(),
+        _ => {
+            let mut b = conn.fetch_bundles(account).await?;
+            if let Some(m) = &missing {
+                b.retain(|x| m.contains(&x.device_id));
+            }
+            b
+        }
+    };
+    let engine = shared.engine.clone();
+    let account = account.clone();
+    let events =
+        blocking(move || engine.apply_refresh(&account, listed.as_deref(), &bundles, now_ms()))
+            .await?;
+    for ev in events {
+        shared.emit(ev).await;
+    }
+    Ok(())
+}

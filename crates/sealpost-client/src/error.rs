@@ -1,0 +1,171 @@
+//! Typed errors. Display strings carry codes, sizes and counts, never key material, message
+//! content or account ids (phone numbers).
+
+use sealpost_session::{EncryptError, HandshakeError, PickleError};
+use sealpost_wire::DecodeError;
+use sealpost_wire::relay::ErrorCode;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The underlying database failed (I/O, locking, SQL). The text is the database's own
+    /// message, which never contains stored values.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store key (or passphrase) does not open this store.
+    #[error("wrong store key or passphrase")]
+    WrongKey,
+    /// A sealed record did not authenticate: it was modified, moved to another row, or
+    /// written under another key.
+    #[error("record in table {table} failed authentication")]
+    Authentication {
+        /// The table of the record.
+        table: &'static str,
+    },
+    /// A record authenticated but its plaintext does not decode.
+    #[error("record in table {table} is malformed: {error}")]
+    Malformed {
+        /// The table of the record.
+        table: &'static str,
+        /// What was wrong.
+        error: DecodeError,
+    },
+    /// A stored session or prekey state did not load.
+    #[error("stored state did not load: {0}")]
+    State(PickleError),
+    /// The store was created by a newer (or unknown) version of this library.
+    #[error("unsupported store format {0}")]
+    UnsupportedFormat(u32),
+    /// Key derivation from the passphrase failed (invalid parameters).
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    /// The store is not in the state the operation needs.
+    #[error("inconsistent store: {0}")]
+    Inconsistent(&'static str),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+/// Errors of the client SDK.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The relay answered with an `Error` response (spec/relay.md section 6).
+    #[error("relay error {code:?} (retry after {retry_after} s): {detail}")]
+    Relay {
+        /// The error code; unknown codes are [`ErrorCode::Other`] and never retried.
+        code: ErrorCode,
+        /// Seconds to wait before retrying (0 if not applicable).
+        retry_after: u32,
+        /// The relay's human-readable detail (never secret material, per the protocol).
+        detail: String,
+    },
+    /// The connection could not be set up (endpoint, address, TLS configuration).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The QUIC connection failed or was closed; TLS failures, including a certificate that
+    /// does not match the pinned fingerprint, surface here.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// A request or push stream failed.
+    #[error("stream: {0}")]
+    Stream(String),
+    /// A request did not complete within the configured timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The relay sent something the protocol does not allow (a frame that does not decode,
+    /// an unexpected response kind, bytes after a frame).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A prekey bundle did not verify or a session could not be started.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A message could not be encrypted.
+    #[error("encryption: {0}")]
+    Encrypt(#[from] EncryptError),
+    /// The store holds no registered device: call `Client::register` first.
+    #[error("no registered device in this store")]
+    NotRegistered,
+    /// The store already holds a registered device.
+    #[error("this store already holds a registered device")]
+    AlreadyRegistered,
+    /// A verification code must be exactly six ASCII digits.
+    #[error("a verification code is six ASCII digits")]
+    InvalidCode,
+    /// The operation needs a connection to the relay and there is none right now.
+    #[error("not connected to the relay")]
+    Offline,
+    /// The recipient has no device that can receive messages (none registered, or none with
+    /// published prekeys).
+    #[error("the recipient has no reachable device")]
+    NoDevices,
+    /// No identity is known for this device (no session has ever been made with it).
+    #[error("unknown contact device")]
+    UnknownContact,
+    /// A message body exceeds what one message can carry.
+    #[error("message body is {len} bytes, limit {max}")]
+    MessageTooLong {
+        /// Body length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The client has been shut down.
+    #[error("client is shut down")]
+    ShutDown,
+    /// A background task failed unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ClientError {
+    /// Whether retrying later may succeed: connection problems, timeouts, local store
+    /// failures and the relay's `RateLimited`, `QueueFull`, `Internal` and `Unauthenticated`
+    /// (a connection that lost its authentication) codes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Relay { code, .. } => matches!(
+                code,
+                ErrorCode::RateLimited
+                    | ErrorCode::QueueFull
+                    | ErrorCode::Internal
+                    | ErrorCode::Unauthenticated
+            ),
+            Self::Connect(_)
+            | Self::Connection(_)
+            | Self::Stream(_)
+            | Self::Timeout
+            | Self::Protocol(_)
+            | Self::Store(_)
+            | Self::Offline
+            | Self::Internal(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The relay error code, if this is a relay error.
+    pub fn relay_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Relay { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn protocol(what: impl std::fmt::Display) -> Self {
+        Self::Protocol(what.to_string())
+    }
+}
+
+impl From<DecodeError> for ClientError {
+    fn from(e: DecodeError) -> Self {
+        Self::Protocol(e.to_string())
+    }
+}

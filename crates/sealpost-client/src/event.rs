@@ -1,0 +1,69 @@
+//! Events the client reports to the application.
+
+use crate::content::{MessageBody, MessageId};
+use crate::error::ClientError;
+use sealpost_session::IdentityKey;
+use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+
+/// Something the application should know about. Received from the channel returned by
+/// `Client::register` / `Client::open`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+// `Message` is by far the most frequent event; boxing it would add an allocation per
+// message to save a few hundred bytes per queued event.
+#[allow(clippy::large_enum_variant)]
+pub enum ClientEvent {
+    /// Connected and authenticated to the relay.
+    Connected,
+    /// The connection to the relay ended; the client reconnects with backoff.
+    Disconnected,
+    /// A message, already committed to the store. Each message is reported exactly once,
+    /// in the order its sender's relay accepted it (per sending device).
+    Message {
+        /// The sending device.
+        from: DeviceAddress,
+        /// The sender's identity as authenticated by the session.
+        identity: IdentityKey,
+        /// The content.
+        body: MessageBody,
+        /// The sender's message id.
+        message_id: MessageId,
+        /// When the relay accepted it (Unix ms, relay clock).
+        timestamp: u64,
+    },
+    /// A device of `account` presented an identity this device has not seen for that
+    /// account before (a reinstalled app, a new phone, a new device — or an attack):
+    /// show the user the new safety number (`Client::safety_number`).
+    SafetyNumberChanged {
+        /// The account.
+        account: AccountId,
+        /// The device with the new identity.
+        device: DeviceId,
+    },
+    /// The relay accepted an outgoing message for delivery (durably queued for every
+    /// recipient device) and it has left the outbox.
+    Delivered {
+        /// The message id returned by `send_text`/`send_bytes`.
+        message_id: MessageId,
+        /// Relay acceptance time (Unix ms, relay clock).
+        timestamp: u64,
+    },
+    /// An outgoing message was given up for good and removed from the outbox
+    /// (e.g. unknown recipient, no reachable device).
+    SendFailed {
+        /// The message id.
+        message_id: MessageId,
+        /// Why.
+        error: ClientError,
+    },
+    /// A delivered envelope could not be decrypted or was malformed; it was dropped.
+    Undecryptable {
+        /// The sending device as stated by the relay.
+        from: DeviceAddress,
+        /// The message id as stated by the relay.
+        message_id: MessageId,
+    },
+    /// The relay no longer knows this device (`AuthFailed`, e.g. after the account was
+    /// registered on another device). The client stops reconnecting.
+    Deregistered,
+}

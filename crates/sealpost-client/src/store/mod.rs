@@ -1,0 +1,681 @@
+//! The client's local store: typed, encrypted records over a [`ClientStore`] backend.
+//!
+//! Every record that holds a secret or content is sealed with ChaCha20-Poly1305 under a
+//! key derived from the store key, with associated data that binds it to its table and row
+//! (spec/client-store.md). Lookups use blind index tags (HMAC-SHA256 under a derived key),
+//! so backends never see account ids, phone numbers, keys or message content.
+
+mod backend;
+mod crypt;
+mod records;
+mod sqlite;
+
+pub use backend::{ClientStore, MemoryClientStore, Row, Table, WriteOp};
+pub use crypt::{
+    ARGON2_SALT_LEN, Argon2Params, DB_SALT_LEN, INDEX_KEY_INFO, KEY_CHECK_PLAINTEXT,
+    PICKLE_KEY_INFO, RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreKey,
+};
+pub use records::{Contact, Direction, HistoryEntry, MessageStatus, RECORD_PLAINTEXT_VERSION};
+pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteClientStore};
+
+pub(crate) use records::{
+    AccountRecord, OutboxEntry, PreKeyState, RetiredKey, RetiredKind, decode_history,
+    decode_session, encode_history, encode_session,
+};
+
+use crate::content::MessageId;
+use crate::error::StoreError;
+use crypt::{StoreKeys, TagKind};
+use sealpost_crypto::Zeroizing;
+use sealpost_session::Session;
+use sealpost_wire::{AccountId, DeviceAddress, Reader, Writer};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Version of the store format (metadata entry `format`).
+pub const STORE_FORMAT_VERSION: u32 = 1;
+/// Most sessions kept per remote device; older ones are deleted.
+pub const MAX_SESSIONS_PER_DEVICE: usize = 4;
+/// Milliseconds per day, the granularity of de-duplication timestamps.
+pub const DAY_MS: u64 = 86_400_000;
+
+const META_FORMAT: &str = "format";
+const META_SALT: &str = "salt";
+const META_KDF: &str = "kdf";
+const META_CHECK: &str = "check";
+const KDF_RAW: u8 = 0;
+const KDF_ARGON2ID: u8 = 1;
+
+/// How to unlock a store.
+pub enum StoreSecret {
+    /// A 32-byte key from the platform keystore.
+    Key(StoreKey),
+    /// A passphrase, stretched with Argon2id. `params` apply when the store is created;
+    /// an existing store uses the parameters recorded in it.
+    Passphrase {
+        /// The passphrase (zeroized on drop).
+        passphrase: Zeroizing<String>,
+        /// Cost parameters for a new store.
+        params: Argon2Params,
+    },
+}
+
+impl StoreSecret {
+    /// A passphrase with the default Argon2id parameters.
+    pub fn passphrase(passphrase: impl Into<String>) -> Self {
+        Self::Passphrase {
+            passphrase: Zeroizing::new(passphrase.into()),
+            params: Argon2Params::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key(_) => f.write_str("StoreSecret::Key(..)"),
+            Self::Passphrase { params, .. } => f
+                .debug_struct("StoreSecret::Passphrase")
+                .field("params", params)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// An open, unlocked client store. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Box<dyn ClientStore>,
+    keys: StoreKeys,
+    seqs: Mutex<HashMap<Table, Arc<AtomicU64>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store(..)")
+    }
+}
+
+/// A set of changes committed atomically by [`Store::commit`].
+#[derive(Default, Debug)]
+pub(crate) struct Batch {
+    ops: Vec<WriteOp>,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// `u8(len(key)) || key || u8(len(group)) || group || u64(seq)`.
+fn row_ad(key: &[u8], group: &[u8], seq: u64) -> Vec<u8> {
+    let mut w = Writer::with_capacity(key.len() + group.len() + 10);
+    w.var_bytes8(key).var_bytes8(group).u64(seq);
+    w.into_bytes()
+}
+
+fn address_bytes(a: &DeviceAddress) -> Vec<u8> {
+    let mut w = Writer::new();
+    a.encode_into(&mut w);
+    w.into_bytes()
+}
+
+fn account_bytes(a: &AccountId) -> Vec<u8> {
+    let mut w = Writer::new();
+    a.encode_into(&mut w);
+    w.into_bytes()
+}
+
+const SINGLETON_KEY: &[u8] = &[1];
+
+impl Store {
+    /// Opens a store on `backend`, creating its metadata (random salt, key check) on first
+    /// use. Fails with [`StoreError::WrongKey`] if `secret` does not unlock an existing store.
+    pub fn open(backend: impl ClientStore, secret: StoreSecret) -> Result<Self, StoreError> {
+        let backend: Box<dyn ClientStore> = Box::new(backend);
+        let keys = match backend.meta(META_FORMAT)? {
+            None => Self::create(backend.as_ref(), &secret)?,
+            Some(_) => Self::unlock(backend.as_ref(), &secret)?,
+        };
+        let store = Self {
+            inner: Arc::new(Inner {
+                backend,
+                keys,
+                seqs: Mutex::new(HashMap::new()),
+            }),
+        };
+        for t in [Table::Sessions, Table::History, Table::Outbox] {
+            let max = store.inner.backend.max_seq(t)?;
+            store
+                .seqs()?
+                .insert(t, Arc::new(AtomicU64::new(max.saturating_add(1))));
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) a SQLite store at `path`.
+    pub fn open_sqlite(path: impl AsRef<Path>, secret: StoreSecret) -> Result<Self, StoreError> {
+        Self::open(SqliteClientStore::open(path)?, secret)
+    }
+
+    /// A volatile in-memory store (tests, ephemeral clients).
+    pub fn in_memory(secret: StoreSecret) -> Result<Self, StoreError> {
+        Self::open(MemoryClientStore::new(), secret)
+    }
+
+    fn check_record(keys: &StoreKeys) -> Vec<u8> {
+        keys.seal(
+            "meta",
+            &row_ad(META_CHECK.as_bytes(), &[], 0),
+            KEY_CHECK_PLAINTEXT,
+        )
+    }
+
+    fn create(backend: &dyn ClientStore, secret: &StoreSecret) -> Result<StoreKeys, StoreError> {
+        let mut rng = rand::rng();
+        let db_salt = sealpost_crypto::random_array::<DB_SALT_LEN, _>(&mut rng);
+        let (key, kdf) = match secret {
+            StoreSecret::Key(k) => (k.clone(), vec![KDF_RAW]),
+            StoreSecret::Passphrase { passphrase, params } => {
+                let salt = sealpost_crypto::random_array::<ARGON2_SALT_LEN, _>(&mut rng);
+                let key = StoreKey::from_passphrase(passphrase.as_bytes(), &salt, params)?;
+                let mut w = Writer::with_capacity(29);
+                w.u8(KDF_ARGON2ID)
+                    .bytes(salt.as_slice())
+                    .u32(params.memory_kib)
+                    .u32(params.iterations)
+                    .u32(params.parallelism);
+                (key, w.into_bytes())
+            }
+        };
+        let keys = StoreKeys::derive(&key, &db_salt)?;
+        let created = backend.init_meta(
+            META_FORMAT,
+            &[
+                (META_FORMAT, STORE_FORMAT_VERSION.to_be_bytes().to_vec()),
+                (META_SALT, db_salt.to_vec()),
+                (META_KDF, kdf),
+                (META_CHECK, Self::check_record(&keys)),
+            ],
+        )?;
+        if created {
+            Ok(keys)
+        } else {
+            // Someone else initialized it concurrently.
+            Self::unlock(backend, secret)
+        }
+    }
+
+    fn unlock(backend: &dyn ClientStore, secret: &StoreSecret) -> Result<StoreKeys, StoreError> {
+        let meta = |name: &'static str| {
+            backend
+                .meta(name)?
+                .ok_or(StoreError::Inconsistent("missing store metadata"))
+        };
+        let format = meta(META_FORMAT)?;
+        let format = u32::from_be_bytes(
+            format
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Inconsistent("store format entry"))?,
+        );
+        if format != STORE_FORMAT_VERSION {
+            return Err(StoreError::UnsupportedFormat(format));
+        }
+        let db_salt: [u8; DB_SALT_LEN] = meta(META_SALT)?
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Inconsistent("store salt entry"))?;
+        let kdf = meta(META_KDF)?;
+        let mut r = Reader::new(&kdf);
+        let bad_kdf = |_| StoreError::Inconsistent("store kdf entry");
+        let key = match (r.u8().map_err(bad_kdf)?, secret) {
+            (KDF_RAW, StoreSecret::Key(k)) => k.clone(),
+            (KDF_ARGON2ID, StoreSecret::Passphrase { passphrase, .. }) => {
+                let salt: [u8; ARGON2_SALT_LEN] = r.array().map_err(bad_kdf)?;
+                let params = Argon2Params {
+                    memory_kib: r.u32().map_err(bad_kdf)?,
+                    iterations: r.u32().map_err(bad_kdf)?,
+                    parallelism: r.u32().map_err(bad_kdf)?,
+                };
+                StoreKey::from_passphrase(passphrase.as_bytes(), &salt, &params)?
+            }
+            (KDF_RAW | KDF_ARGON2ID, _) => return Err(StoreError::WrongKey),
+            _ => return Err(StoreError::Inconsistent("unknown store kdf")),
+        };
+        r.finish().map_err(bad_kdf)?;
+        let keys = StoreKeys::derive(&key, &db_salt)?;
+        let check = meta(META_CHECK)?;
+        let opened = keys
+            .open("meta", &row_ad(META_CHECK.as_bytes(), &[], 0), &check)
+            .map_err(|_| StoreError::WrongKey)?;
+        if opened.as_slice() != KEY_CHECK_PLAINTEXT {
+            return Err(StoreError::WrongKey);
+        }
+        Ok(keys)
+    }
+
+    fn seqs(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<Table, Arc<AtomicU64>>>, StoreError> {
+        self.inner
+            .seqs
+            .lock()
+            .map_err(|_| StoreError::Database("sequence lock poisoned".into()))
+    }
+
+    fn next_seq(&self, table: Table) -> Result<u64, StoreError> {
+        let counter = self
+            .seqs()?
+            .get(&table)
+            .cloned()
+            .ok_or(StoreError::Inconsistent("no sequence for table"))?;
+        Ok(counter.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn backend(&self) -> &dyn ClientStore {
+        self.inner.backend.as_ref()
+    }
+
+    fn keys(&self) -> &StoreKeys {
+        &self.inner.keys
+    }
+
+    fn put(
+        &self,
+        batch: &mut Batch,
+        table: Table,
+        key: Vec<u8>,
+        group: Vec<u8>,
+        seq: u64,
+        plaintext: &[u8],
+    ) {
+        let value = self
+            .keys()
+            .seal(table.name(), &row_ad(&key, &group, seq), plaintext);
+        batch.ops.push(WriteOp::Put {
+            table,
+            row: Row {
+                key,
+                group,
+                seq,
+                value,
+            },
+        });
+    }
+
+    fn open_row(&self, table: Table, row: &Row) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.keys().open(
+            table.name(),
+            &row_ad(&row.key, &row.group, row.seq),
+            &row.value,
+        )
+    }
+
+    pub(crate) fn device_tag(&self, a: &DeviceAddress) -> [u8; 32] {
+        self.keys().tag(TagKind::Device, &address_bytes(a))
+    }
+
+    pub(crate) fn account_tag(&self, a: &AccountId) -> [u8; 32] {
+        self.keys().tag(TagKind::Account, &account_bytes(a))
+    }
+
+    fn processed_tag(&self, sender: &DeviceAddress, id: &MessageId) -> [u8; 32] {
+        let mut data = address_bytes(sender);
+        data.extend_from_slice(id.as_bytes());
+        self.keys().tag(TagKind::Processed, &data)
+    }
+
+    /// Applies a batch atomically and durably.
+    pub(crate) fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        self.backend().commit(&batch.ops)
+    }
+
+    // ---- account ----
+
+    pub(crate) fn account(&self) -> Result<Option<AccountRecord>, StoreError> {
+        match self.backend().get(Table::Account, SINGLETON_KEY)? {
+            None => Ok(None),
+            Some(row) => Ok(Some(AccountRecord::decode(
+                &self.open_row(Table::Account, &row)?,
+            )?)),
+        }
+    }
+
+    pub(crate) fn put_account(&self, batch: &mut Batch, a: &AccountRecord) {
+        self.put(
+            batch,
+            Table::Account,
+            SINGLETON_KEY.to_vec(),
+            Vec::new(),
+            0,
+            &a.encode(),
+        );
+    }
+
+    // ---- prekeys ----
+
+    pub(crate) fn prekeys(&self) -> Result<Option<PreKeyState>, StoreError> {
+        match self.backend().get(Table::PreKeys, SINGLETON_KEY)? {
+            None => Ok(None),
+            Some(row) => Ok(Some(PreKeyState::decode(
+                &self.open_row(Table::PreKeys, &row)?,
+            )?)),
+        }
+    }
+
+    pub(crate) fn put_prekeys(&self, batch: &mut Batch, p: &PreKeyState) {
+        self.put(
+            batch,
+            Table::PreKeys,
+            SINGLETON_KEY.to_vec(),
+            Vec::new(),
+            0,
+            &p.encode(),
+        );
+    }
+
+    // ---- contacts ----
+
+    /// The contact record of a device.
+    pub fn contact(&self, address: &DeviceAddress) -> Result<Option<Contact>, StoreError> {
+        let key = self.device_tag(address);
+        match self.backend().get(Table::Contacts, &key)? {
+            None => Ok(None),
+            Some(row) => {
+                let c = Contact::decode(&self.open_row(Table::Contacts, &row)?)?;
+                if &c.address != address {
+                    return Err(StoreError::Inconsistent("contact address"));
+                }
+                Ok(Some(c))
+            }
+        }
+    }
+
+    /// Every known device of an account, ordered by device id.
+    pub fn contacts(&self, account: &AccountId) -> Result<Vec<Contact>, StoreError> {
+        let group = self.account_tag(account);
+        let mut out = Vec::new();
+        for row in self
+            .backend()
+            .group(Table::Contacts, &group, usize::MAX, false)?
+        {
+            let c = Contact::decode(&self.open_row(Table::Contacts, &row)?)?;
+            if &c.address.account != account {
+                return Err(StoreError::Inconsistent("contact account"));
+            }
+            out.push(c);
+        }
+        out.sort_by_key(|c| c.address.device);
+        Ok(out)
+    }
+
+    pub(crate) fn put_contact(&self, batch: &mut Batch, c: &Contact) {
+        let key = self.device_tag(&c.address).to_vec();
+        let group = self.account_tag(&c.address.account).to_vec();
+        self.put(batch, Table::Contacts, key, group, 0, &c.encode());
+    }
+
+    pub(crate) fn delete_contact(&self, batch: &mut Batch, a: &DeviceAddress) {
+        batch.ops.push(WriteOp::Delete {
+            table: Table::Contacts,
+            key: self.device_tag(a).to_vec(),
+        });
+    }
+
+    // ---- sessions ----
+
+    /// Sessions with a device, newest first, each with its sequence number.
+    pub(crate) fn sessions(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<Vec<(u64, Session)>, StoreError> {
+        let group = self.device_tag(address);
+        let mut out = Vec::new();
+        for row in self
+            .backend()
+            .group(Table::Sessions, &group, usize::MAX, true)?
+        {
+            let (addr, pickle) = decode_session(&self.open_row(Table::Sessions, &row)?)?;
+            if &addr != address {
+                return Err(StoreError::Inconsistent("session address"));
+            }
+            let s =
+                Session::unpickle(&pickle, self.keys().pickle_key()).map_err(StoreError::State)?;
+            out.push((row.seq, s));
+        }
+        Ok(out)
+    }
+
+    /// Stores a session. `seq` is `None` for a new session (it becomes the newest) or the
+    /// sequence number it was loaded with.
+    pub(crate) fn put_session(
+        &self,
+        batch: &mut Batch,
+        address: &DeviceAddress,
+        seq: Option<u64>,
+        session: &Session,
+    ) -> Result<u64, StoreError> {
+        let seq = match seq {
+            Some(s) => s,
+            None => self.next_seq(Table::Sessions)?,
+        };
+        let device = self.device_tag(address);
+        let mut key = device.to_vec();
+        key.extend_from_slice(
+            &self
+                .keys()
+                .tag(TagKind::Session, session.base_key().as_bytes()),
+        );
+        let pickle = session.pickle(&mut rand::rng(), self.keys().pickle_key());
+        self.put(
+            batch,
+            Table::Sessions,
+            key,
+            device.to_vec(),
+            seq,
+            &encode_session(address, &pickle),
+        );
+        Ok(seq)
+    }
+
+    /// Deletes sessions of a device older than the `keep` newest (given as loaded, newest
+    /// first).
+    pub(crate) fn prune_sessions(
+        &self,
+        batch: &mut Batch,
+        address: &DeviceAddress,
+        sessions: &[(u64, Session)],
+        keep: usize,
+    ) {
+        let device = self.device_tag(address);
+        for (_, s) in sessions.iter().skip(keep) {
+            let mut key = device.to_vec();
+            key.extend_from_slice(&self.keys().tag(TagKind::Session, s.base_key().as_bytes()));
+            batch.ops.push(WriteOp::Delete {
+                table: Table::Sessions,
+                key,
+            });
+        }
+    }
+
+    pub(crate) fn delete_sessions(&self, batch: &mut Batch, address: &DeviceAddress) {
+        batch.ops.push(WriteOp::DeleteGroup {
+            table: Table::Sessions,
+            group: self.device_tag(address).to_vec(),
+        });
+    }
+
+    // ---- history ----
+
+    pub(crate) fn append_history(
+        &self,
+        batch: &mut Batch,
+        direction: Direction,
+        peer: &DeviceAddress,
+        timestamp: u64,
+        status: MessageStatus,
+        content: &[u8],
+    ) -> Result<u64, StoreError> {
+        let seq = self.next_seq(Table::History)?;
+        self.put_history(batch, seq, direction, peer, timestamp, status, content);
+        Ok(seq)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_history(
+        &self,
+        batch: &mut Batch,
+        seq: u64,
+        direction: Direction,
+        peer: &DeviceAddress,
+        timestamp: u64,
+        status: MessageStatus,
+        content: &[u8],
+    ) {
+        let group = self.account_tag(&peer.account).to_vec();
+        self.put(
+            batch,
+            Table::History,
+            seq.to_be_bytes().to_vec(),
+            group,
+            seq,
+            &encode_history(direction, peer, timestamp, status, content),
+        );
+    }
+
+    /// Updates the status of an outgoing history entry.
+    pub(crate) fn set_history_status(
+        &self,
+        batch: &mut Batch,
+        seq: u64,
+        message_id: &MessageId,
+        status: MessageStatus,
+    ) -> Result<(), StoreError> {
+        let Some(row) = self.backend().get(Table::History, &seq.to_be_bytes())? else {
+            return Ok(());
+        };
+        let (entry, content) = decode_history(row.seq, &self.open_row(Table::History, &row)?)?;
+        if &entry.message_id != message_id || row.seq != seq {
+            return Err(StoreError::Inconsistent("history entry"));
+        }
+        self.put_history(
+            batch,
+            seq,
+            entry.direction,
+            &entry.peer,
+            entry.timestamp,
+            status,
+            &content,
+        );
+        Ok(())
+    }
+
+    /// The newest `limit` messages exchanged with `account` (any device), oldest first.
+    pub fn history(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let group = self.account_tag(account);
+        let mut out = Vec::new();
+        for row in self.backend().group(Table::History, &group, limit, true)? {
+            let (entry, _) = decode_history(row.seq, &self.open_row(Table::History, &row)?)?;
+            if &entry.peer.account != account {
+                return Err(StoreError::Inconsistent("history account"));
+            }
+            out.push(entry);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    // ---- outbox ----
+
+    /// Number of messages waiting in the outbox.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.backend().count(Table::Outbox)
+    }
+
+    pub(crate) fn outbox_head(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.backend()
+            .first(Table::Outbox, limit)?
+            .iter()
+            .map(|row| OutboxEntry::decode(row.seq, &self.open_row(Table::Outbox, row)?))
+            .collect()
+    }
+
+    pub(crate) fn new_outbox_seq(&self) -> Result<u64, StoreError> {
+        self.next_seq(Table::Outbox)
+    }
+
+    pub(crate) fn put_outbox(&self, batch: &mut Batch, e: &OutboxEntry) {
+        self.put(
+            batch,
+            Table::Outbox,
+            e.seq.to_be_bytes().to_vec(),
+            Vec::new(),
+            e.seq,
+            &e.encode(),
+        );
+    }
+
+    pub(crate) fn delete_outbox(&self, batch: &mut Batch, seq: u64) {
+        batch.ops.push(WriteOp::Delete {
+            table: Table::Outbox,
+            key: seq.to_be_bytes().to_vec(),
+        });
+    }
+
+    // ---- processed ids ----
+
+    pub(crate) fn is_processed(
+        &self,
+        sender: &DeviceAddress,
+        id: &MessageId,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .backend()
+            .get(Table::Processed, &self.processed_tag(sender, id))?
+            .is_some())
+    }
+
+    pub(crate) fn mark_processed(
+        &self,
+        batch: &mut Batch,
+        sender: &DeviceAddress,
+        id: &MessageId,
+        timestamp_ms: u64,
+    ) {
+        batch.ops.push(WriteOp::Put {
+            table: Table::Processed,
+            row: Row {
+                key: self.processed_tag(sender, id).to_vec(),
+                group: Vec::new(),
+                seq: timestamp_ms / DAY_MS,
+                value: Vec::new(),
+            },
+        });
+    }
+
+    /// Forgets processed ids from before `before_ms` (day granularity).
+    pub(crate) fn prune_processed(&self, before_ms: u64) -> Result<(), StoreError> {
+        self.backend().commit(&[WriteOp::DeleteSeqBelow {
+            table: Table::Processed,
+            seq: before_ms / DAY_MS,
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,434 @@
+//! Store tests: encryption at rest, wrong keys, row swaps, outbox persistence.
+
+use super::*;
+use crate::content::{MessageBody, encode_content};
+use sealpost_session::{
+    IdentityKeyPair, KemPreKeyKind, PreKeyStore, SessionConfig, SessionMessage, VerifiedBundle,
+    initiate, respond,
+};
+use sealpost_wire::DeviceId;
+
+const SECRET_TEXT: &str = "ZEBRA-PINEAPPLE-4242 where is my order";
+const PHONE: &str = "+15550001111";
+const PEER_PHONE: &str = "+4915112345678";
+
+fn fast_params() -> Argon2Params {
+    Argon2Params {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
+fn acct(s: &str) -> AccountId {
+    AccountId::new(s).unwrap()
+}
+
+/// A responder session and an initiator session between two fresh identities.
+fn session_pair() -> (Session, Session) {
+    let mut rng = rand::rng();
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let mut store = PreKeyStore::new();
+    store.generate_signed_prekey(&mut rng, &bob, 1);
+    store.generate_one_time_prekeys(&mut rng, 1);
+    store.generate_kem_prekeys(&mut rng, &bob, KemPreKeyKind::LastResort, 1, 1);
+    let bundle = VerifiedBundle::verify(&store.bundle(&bob, 1, true).unwrap()).unwrap();
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let mut a = initiate(&mut rng, &alice, &bundle, SessionConfig::default()).unwrap();
+    let first = a.encrypt(b"hi").unwrap();
+    let SessionMessage::PreKey(p) = first else {
+        panic!()
+    };
+    let (b, _) = respond(&mut rng, &bob, &mut store, &p, SessionConfig::default()).unwrap();
+    (a, b)
+}
+
+/// Fills a store with one of everything; returns the secrets to look for.
+fn fill(store: &Store) -> (IdentityKeyPair, Session) {
+    let identity = IdentityKeyPair::generate(&mut rand::rng());
+    let peer = DeviceAddress::new(acct(PEER_PHONE), DeviceId(3));
+    let (session, _) = session_pair();
+    let mut batch = Batch::new();
+    store.put_account(
+        &mut batch,
+        &AccountRecord {
+            identity: identity.clone(),
+            account: acct(PHONE),
+            device: Some(DeviceId(1)),
+            registered_at: 5,
+        },
+    );
+    store.put_contact(
+        &mut batch,
+        &Contact {
+            address: peer.clone(),
+            identity: *session.remote_identity(),
+            first_seen: 1,
+            changed_at: 1,
+        },
+    );
+    store
+        .put_session(&mut batch, &peer, None, &session)
+        .unwrap();
+    let id = MessageId::from_bytes([7; 16]);
+    let content = encode_content(&id, &MessageBody::Text(SECRET_TEXT.into()));
+    store
+        .append_history(
+            &mut batch,
+            Direction::Incoming,
+            &peer,
+            99,
+            MessageStatus::Received,
+            &content,
+        )
+        .unwrap();
+    let seq = store.new_outbox_seq().unwrap();
+    store.put_outbox(
+        &mut batch,
+        &OutboxEntry {
+            seq,
+            message_id: id,
+            recipient: acct(PEER_PHONE),
+            history_seq: 1,
+            created_at: 2,
+            content,
+            envelopes: None,
+        },
+    );
+    store.mark_processed(&mut batch, &peer, &id, 99);
+    let mut prekeys = PreKeyState::default();
+    prekeys
+        .keys
+        .generate_signed_prekey(&mut rand::rng(), &identity, 1);
+    store.put_prekeys(&mut batch, &prekeys);
+    store.commit(batch).unwrap();
+    (identity, session)
+}
+
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        out.extend(std::fs::read(e.unwrap().path()).unwrap());
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn nothing_secret_reaches_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.db");
+    let key = StoreKey::from_bytes([42; 32]);
+    let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
+    let (identity, session) = fill(&store);
+    let state = session.to_state_bytes();
+    // The responder state's ratchet part starts at offset 171 (spec/session.md 8.1):
+    // our ratchet secret, then the peer's ratchet key, then the root key.
+    let ratchet_secret = &state[171..203];
+    let root_key = &state[236..268];
+    let disk = all_bytes(dir.path());
+    assert!(disk.len() > 10_000, "database files were written");
+    for (what, needle) in [
+        ("plaintext", SECRET_TEXT.as_bytes()),
+        ("plaintext prefix", &SECRET_TEXT.as_bytes()[..12]),
+        ("identity secret", &identity.to_secret_bytes()[..32]),
+        ("identity dh secret", &identity.to_secret_bytes()[32..]),
+        ("session ratchet secret", ratchet_secret),
+        ("session root key", root_key),
+        ("own phone number", PHONE.as_bytes()),
+        ("peer phone number", PEER_PHONE.as_bytes()),
+        ("peer identity", &session.remote_identity().to_bytes()[..]),
+    ] {
+        assert!(!contains(&disk, needle), "{what} found on disk");
+    }
+    drop(store);
+    // Reopening with the key gives everything back.
+    let store = Store::open_sqlite(&path, StoreSecret::Key(key)).unwrap();
+    let h = store.history(&acct(PEER_PHONE), 10).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].body, MessageBody::Text(SECRET_TEXT.into()));
+    let peer = DeviceAddress::new(acct(PEER_PHONE), DeviceId(3));
+    let sessions = store.sessions(&peer).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(*sessions[0].1.to_state_bytes(), *state);
+    assert_eq!(
+        store.account().unwrap().unwrap().identity.to_secret_bytes(),
+        identity.to_secret_bytes()
+    );
+    assert!(
+        store
+            .is_processed(&peer, &MessageId::from_bytes([7; 16]))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_processed(&peer, &MessageId::from_bytes([8; 16]))
+            .unwrap()
+    );
+}
+
+#[test]
+fn wrong_key_or_passphrase_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let store = Store::open_sqlite(&path, StoreSecret::Key(StoreKey::from_bytes([1; 32]))).unwrap();
+    fill(&store);
+    drop(store);
+    assert_eq!(
+        Store::open_sqlite(&path, StoreSecret::Key(StoreKey::from_bytes([2; 32]))).err(),
+        Some(StoreError::WrongKey)
+    );
+    let pw = |p: &str| StoreSecret::Passphrase {
+        passphrase: Zeroizing::new(p.into()),
+        params: fast_params(),
+    };
+    assert_eq!(
+        Store::open_sqlite(&path, pw("correct horse")).err(),
+        Some(StoreError::WrongKey)
+    );
+
+    let path = dir.path().join("p.db");
+    let store = Store::open_sqlite(&path, pw("correct horse")).unwrap();
+    fill(&store);
+    drop(store);
+    assert_eq!(
+        Store::open_sqlite(&path, pw("battery staple")).err(),
+        Some(StoreError::WrongKey)
+    );
+    assert_eq!(
+        Store::open_sqlite(&path, StoreSecret::Key(StoreKey::from_bytes([1; 32]))).err(),
+        Some(StoreError::WrongKey)
+    );
+    // The stored parameters are used, not the ones passed for creation.
+    let other_params = StoreSecret::Passphrase {
+        passphrase: Zeroizing::new("correct horse".into()),
+        params: Argon2Params::default(),
+    };
+    let store = Store::open_sqlite(&path, other_params).unwrap();
+    assert_eq!(store.history(&acct(PEER_PHONE), 5).unwrap().len(), 1);
+}
+
+fn swap_values(path: &std::path::Path, table: Table, a: &[u8], b: &[u8]) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let get = |k: &[u8]| -> Vec<u8> {
+        conn.query_row(
+            "SELECT value FROM records WHERE tbl = ?1 AND key = ?2",
+            rusqlite::params![table.id(), k],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let (va, vb) = (get(a), get(b));
+    for (k, v) in [(a, &vb), (b, &va)] {
+        conn.execute(
+            "UPDATE records SET value = ?1 WHERE tbl = ?2 AND key = ?3",
+            rusqlite::params![v, table.id(), k],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn swapped_rows_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let key = StoreKey::from_bytes([3; 32]);
+    let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
+    let (s1, _) = session_pair();
+    let (s2, _) = session_pair();
+    let d1 = DeviceAddress::new(acct(PEER_PHONE), DeviceId(1));
+    let d2 = DeviceAddress::new(acct(PEER_PHONE), DeviceId(2));
+    let mut batch = Batch::new();
+    for (d, s) in [(&d1, &s1), (&d2, &s2)] {
+        store.put_contact(
+            &mut batch,
+            &Contact {
+                address: d.clone(),
+                identity: *s.remote_identity(),
+                first_seen: 0,
+                changed_at: 0,
+            },
+        );
+        store.put_session(&mut batch, d, None, s).unwrap();
+    }
+    for text in ["first", "second"] {
+        let c = encode_content(&MessageId::random(), &MessageBody::Text(text.into()));
+        store
+            .append_history(
+                &mut batch,
+                Direction::Incoming,
+                &d1,
+                1,
+                MessageStatus::Received,
+                &c,
+            )
+            .unwrap();
+    }
+    store.commit(batch).unwrap();
+    let (t1, t2) = (store.device_tag(&d1), store.device_tag(&d2));
+    let sessions = store
+        .backend()
+        .group(Table::Sessions, &t1, 10, true)
+        .unwrap();
+    let k1 = sessions[0].key.clone();
+    let k2 = store
+        .backend()
+        .group(Table::Sessions, &t2, 10, true)
+        .unwrap()[0]
+        .key
+        .clone();
+    let history = store.backend().first(Table::History, 10).unwrap();
+    let (h1, h2) = (history[0].key.clone(), history[1].key.clone());
+    drop(store);
+
+    swap_values(&path, Table::Contacts, &t1, &t2);
+    swap_values(&path, Table::Sessions, &k1, &k2);
+    swap_values(&path, Table::History, &h1, &h2);
+    let store = Store::open_sqlite(&path, StoreSecret::Key(key)).unwrap();
+    assert_eq!(
+        store.contact(&d1).err(),
+        Some(StoreError::Authentication { table: "contacts" })
+    );
+    assert_eq!(
+        store.sessions(&d2).err(),
+        Some(StoreError::Authentication { table: "sessions" })
+    );
+    assert_eq!(
+        store.history(&acct(PEER_PHONE), 10).err(),
+        Some(StoreError::Authentication { table: "history" })
+    );
+
+    // Moving a row's sequence number (reordering) is detected too.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE records SET seq = seq + 100 WHERE tbl = ?1",
+        [Table::Sessions.id()],
+    )
+    .unwrap();
+    assert!(store.sessions(&d1).is_err());
+}
+
+#[test]
+fn outbox_survives_reopen_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    let key = StoreKey::from_bytes([4; 32]);
+    let ids: Vec<MessageId> = {
+        let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
+        (0..3)
+            .map(|i| {
+                let id = MessageId::random();
+                let content = encode_content(&id, &MessageBody::Text(format!("m{i}")));
+                let mut batch = Batch::new();
+                let seq = store.new_outbox_seq().unwrap();
+                store.put_outbox(
+                    &mut batch,
+                    &OutboxEntry {
+                        seq,
+                        message_id: id,
+                        recipient: acct(PEER_PHONE),
+                        history_seq: 0,
+                        created_at: i,
+                        content,
+                        envelopes: (i == 1).then(|| {
+                            vec![sealpost_wire::relay::OutgoingEnvelope {
+                                device_id: 2,
+                                envelope: vec![9; 40],
+                            }]
+                        }),
+                    },
+                );
+                store.commit(batch).unwrap();
+                id
+            })
+            .collect()
+    };
+    let store = Store::open_sqlite(&path, StoreSecret::Key(key)).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 3);
+    let head = store.outbox_head(10).unwrap();
+    assert_eq!(head.iter().map(|e| e.message_id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        records::body_of(&head[2].content),
+        Some(MessageBody::Text("m2".into()))
+    );
+    assert_eq!(head[1].envelopes.as_ref().unwrap()[0].envelope, vec![9; 40]);
+    // New entries go after the old ones.
+    let next = store.new_outbox_seq().unwrap();
+    assert!(next > head[2].seq);
+    let mut batch = Batch::new();
+    store.delete_outbox(&mut batch, head[0].seq);
+    store.commit(batch).unwrap();
+    assert_eq!(store.outbox_head(1).unwrap()[0].message_id, ids[1]);
+}
+
+#[test]
+fn processed_ids_are_pruned_by_day() {
+    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let peer = DeviceAddress::new(acct(PEER_PHONE), DeviceId(1));
+    let (old, new) = (
+        MessageId::from_bytes([1; 16]),
+        MessageId::from_bytes([2; 16]),
+    );
+    let mut batch = Batch::new();
+    store.mark_processed(&mut batch, &peer, &old, DAY_MS);
+    store.mark_processed(&mut batch, &peer, &new, 40 * DAY_MS);
+    store.commit(batch).unwrap();
+    store.prune_processed(10 * DAY_MS).unwrap();
+    assert!(!store.is_processed(&peer, &old).unwrap());
+    assert!(store.is_processed(&peer, &new).unwrap());
+}
+
+#[test]
+fn record_layouts_roundtrip() {
+    let (_, mut prekeys) = (0, PreKeyState::default());
+    let id = IdentityKeyPair::generate(&mut rand::rng());
+    let mut rng = rand::rng();
+    let spk = prekeys.keys.generate_signed_prekey(&mut rng, &id, 3);
+    prekeys.signed = Some((spk.id, 3));
+    prekeys.retired.push(RetiredKey {
+        kind: RetiredKind::Kem,
+        id: 9,
+        retired_at: 4,
+    });
+    prekeys.pending = Some(sealpost_wire::relay::PreKeyUpload {
+        signed_prekey: Some(spk),
+        one_time: prekeys.keys.generate_one_time_prekeys(&mut rng, 2),
+        kem: prekeys
+            .keys
+            .generate_kem_prekeys(&mut rng, &id, KemPreKeyKind::OneTime, 1, 3),
+    });
+    let back = PreKeyState::decode(&prekeys.encode()).unwrap();
+    assert_eq!(back.signed, prekeys.signed);
+    assert_eq!(back.retired, prekeys.retired);
+    assert_eq!(back.pending, prekeys.pending);
+    assert_eq!(*back.keys.to_bytes(), *prekeys.keys.to_bytes());
+    let enc = prekeys.encode();
+    for cut in [0, 1, 5, enc.len() - 1] {
+        assert!(PreKeyState::decode(&enc[..cut]).is_err());
+    }
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let key = StoreSecret::Key(StoreKey::from_bytes([0xab; 32]));
+    assert!(!format!("{key:?}").contains("171")); // 0xab = 171
+    let pw = StoreSecret::passphrase("hunter2-passphrase");
+    assert!(!format!("{pw:?}").contains("hunter2"));
+    let id = MessageId::random();
+    let e = OutboxEntry {
+        seq: 1,
+        message_id: id,
+        recipient: acct(PEER_PHONE),
+        history_seq: 1,
+        created_at: 1,
+        content: encode_content(&id, &MessageBody::Text(SECRET_TEXT.into())),
+        envelopes: None,
+    };
+    let dbg = format!("{e:?}");
+    assert!(!dbg.contains("ZEBRA") && !dbg.contains("90, 69, 66"));
+    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    assert_eq!(format!("{store:?}"), "Store(..)");
+}

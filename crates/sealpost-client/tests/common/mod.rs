@@ -1,0 +1,204 @@
+//! Shared helpers: an in-process relay with captured verification codes, registration,
+//! and event collection.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sealpost_client::{
+    AccountId, Backoff, Client, ClientConfig, ClientEvent, DeviceAddress, EventReceiver, MessageId,
+    Store, StoreKey, StoreSecret,
+};
+use sealpost_relay::{CodeSender, Limits, Relay, RelayConfig, RelayHandle, VerificationCode};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=sealpost_client=debug`).
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Captures verification codes instead of sending SMS.
+#[derive(Default)]
+pub struct Codes(pub Mutex<HashMap<String, String>>);
+
+impl CodeSender for Codes {
+    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(account.as_str().to_owned(), code.as_str().to_owned());
+    }
+}
+
+impl Codes {
+    pub fn take(&self, account: &str) -> String {
+        self.0
+            .lock()
+            .unwrap()
+            .remove(account)
+            .expect("a code was sent")
+    }
+}
+
+/// Relay limits generous enough for bulk tests (the defaults are production limits).
+pub fn bulk_limits() -> Limits {
+    Limits {
+        sends_per_second: 100_000,
+        send_burst: 100_000,
+        bundle_fetches_per_minute: 10_000,
+        code_requests_per_account: 100,
+        code_requests_per_connection: 100,
+        ..Limits::default()
+    }
+}
+
+pub async fn start_relay(
+    dir: &Path,
+    listen: SocketAddr,
+    codes: &Arc<Codes>,
+    limits: Limits,
+) -> RelayHandle {
+    init_logs();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut config = RelayConfig::for_tests(dir);
+        config.listen = listen;
+        config.limits = limits.clone();
+        config.shutdown_grace_secs = 2;
+        config.code_sender = Some(codes.clone());
+        match Relay::start(config).await {
+            Ok(r) => return r,
+            // The port of a relay that just stopped may take a moment to be released.
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("relay start failed, retrying: {e:#}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("relay did not start: {e:#}"),
+        }
+    }
+}
+
+pub fn client_config(relay: SocketAddr, fingerprint: [u8; 32]) -> ClientConfig {
+    ClientConfig::new(relay, fingerprint)
+        .with_reconnect(Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+        })
+        .with_request_timeout(Duration::from_secs(15))
+}
+
+pub fn acct(s: &str) -> AccountId {
+    AccountId::new(s).unwrap()
+}
+
+pub fn open_store(dir: &Path, name: &str) -> Store {
+    // A fixed key per name, so the same store can be reopened.
+    let mut key = [0u8; 32];
+    for (k, b) in key.iter_mut().zip(name.bytes().cycle()) {
+        *k = b;
+    }
+    Store::open_sqlite(
+        dir.join(format!("{name}.db")),
+        StoreSecret::Key(StoreKey::from_bytes(key)),
+    )
+    .unwrap()
+}
+
+pub async fn register(
+    config: &ClientConfig,
+    codes: &Codes,
+    phone: &str,
+    store: Store,
+) -> (Client, EventReceiver) {
+    let expires = Client::request_code(config, &acct(phone)).await.unwrap();
+    assert!(expires > 0);
+    let code = codes.take(phone);
+    Client::register(store, config.clone(), acct(phone), &code)
+        .await
+        .unwrap()
+}
+
+/// A message as the app saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub from: DeviceAddress,
+    pub text: String,
+    pub id: MessageId,
+}
+
+/// Collects every event of a receiver in the background until the channel closes.
+#[derive(Clone, Default)]
+pub struct Collector {
+    pub messages: Arc<Mutex<Vec<Seen>>>,
+    pub events: Arc<Mutex<Vec<ClientEvent>>>,
+}
+
+impl Collector {
+    pub fn spawn(&self, mut rx: EventReceiver) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let ClientEvent::Message {
+                    from,
+                    body,
+                    message_id,
+                    ..
+                } = &ev
+                {
+                    me.messages.lock().unwrap().push(Seen {
+                        from: from.clone(),
+                        text: body.as_text().unwrap_or_default().to_owned(),
+                        id: *message_id,
+                    });
+                }
+                me.events.lock().unwrap().push(ev);
+            }
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+
+    pub fn texts(&self) -> Vec<String> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.text.clone())
+            .collect()
+    }
+
+    pub fn delivered(&self) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Delivered { .. }))
+            .count()
+    }
+
+    pub fn count_events(&self, f: impl Fn(&ClientEvent) -> bool) -> usize {
+        self.events.lock().unwrap().iter().filter(|e| f(e)).count()
+    }
+
+    /// Waits until `f` holds (polling), failing the test after `secs`.
+    pub async fn wait(&self, what: &str, secs: u64, f: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} (messages: {}, delivered: {})",
+                self.count(),
+                self.delivered()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

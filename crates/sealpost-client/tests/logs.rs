@@ -1,0 +1,102 @@
+//! No message content, key or phone number appears in the logs, at any level: a whole
+//! conversation runs with every target at TRACE into a captured buffer, which is then
+//! searched. (Its own test binary, because the subscriber is process-global.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::*;
+use sealpost_relay::Limits;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_secret_is_logged() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    const SECRET: &str = "OCELOT-TANGERINE-9917 my card ends in 4242";
+    const SHOP: &str = "+15550003001";
+    const CUSTOMER: &str = "+15550003002";
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(
+        &dir.path().join("relay"),
+        "127.0.0.1:0".parse().unwrap(),
+        &codes,
+        Limits::default(),
+    )
+    .await;
+    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let (shop, s_rx) = register(&config, &codes, SHOP, open_store(dir.path(), "shop")).await;
+    let (customer, c_rx) = register(
+        &config,
+        &codes,
+        CUSTOMER,
+        open_store(dir.path(), "customer"),
+    )
+    .await;
+    let (s_seen, c_seen) = (Collector::default(), Collector::default());
+    s_seen.spawn(s_rx);
+    c_seen.spawn(c_rx);
+    customer.send_text(&acct(SHOP), SECRET).await.unwrap();
+    s_seen.wait("the message", 30, |c| c.count() == 1).await;
+    shop.send_text(&acct(CUSTOMER), SECRET).await.unwrap();
+    c_seen.wait("the reply", 30, |c| c.count() == 1).await;
+    // An undecryptable and a failed send also go through the logging paths.
+    shop.send_text(&acct("+15550003999"), SECRET).await.unwrap();
+    s_seen
+        .wait("a send failure", 30, |c| {
+            c.count_events(|e| matches!(e, sealpost_client::ClientEvent::SendFailed { .. })) == 1
+        })
+        .await;
+    let identity = customer.identity().to_bytes();
+    shop.shutdown().await;
+    customer.shutdown().await;
+    relay.shutdown().await;
+
+    let logs = capture.0.lock().unwrap().clone();
+    assert!(logs.len() > 1000, "logging was captured");
+    let text = String::from_utf8_lossy(&logs);
+    for (what, needle) in [
+        ("message text", SECRET.as_bytes()),
+        ("message text prefix", &SECRET.as_bytes()[..10]),
+        ("shop phone number", SHOP.as_bytes()),
+        ("customer phone number", CUSTOMER.as_bytes()),
+    ] {
+        assert!(!contains(&logs, needle), "{what} found in the logs");
+    }
+    for (what, needle) in [
+        ("identity (hex)", hex::encode(identity)),
+        ("identity prefix (hex)", hex::encode(&identity[..8])),
+    ] {
+        assert!(!text.contains(&needle), "{what} found in the logs");
+    }
+}

@@ -1,0 +1,416 @@
+//! Configuration: a TOML file (`--config path`), `SEALPOST_RELAY_*` environment variables and
+//! command-line flags, with precedence **flags > environment > file > defaults**.
+//!
+//! ```toml
+//! listen = "0.0.0.0:4433"
+//! data_dir = "/var/lib/sealpost-relay"
+//! metrics_listen = "127.0.0.1:9464"      # optional; no exporter without it
+//! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
+//! key = "/etc/sealpost/key.pem"
+//! cert_names = ["relay.example.com"]     # names of the self-signed certificate
+//! webhook_url = "https://sms.example/send"  # optional; else codes are logged (development)
+//! webhook_timeout_secs = 10
+//! sweep_interval_secs = 60
+//! shutdown_grace_secs = 10
+//!
+//! [limits]                               # see `Limits`; operators may lower them
+//! code_requests_per_account = 3
+//! max_connections = 10000
+//! ```
+//!
+//! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
+//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_MAX_CONNECTIONS`.
+
+use crate::RelayError;
+use crate::codes::CodeSender;
+use crate::limits::Limits;
+use clap::Parser;
+use serde::Deserialize;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./sealpost-relay-data";
+
+/// Everything [`crate::Relay::start`] needs.
+#[derive(Clone)]
+pub struct RelayConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the database, the code key and the self-signed certificate.
+    pub data_dir: PathBuf,
+    /// Prometheus exporter address; none means no exporter.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Operator certificate chain (PEM); with `key_path`. None: self-signed in `data_dir`.
+    pub cert_path: Option<PathBuf>,
+    /// Operator private key (PEM).
+    pub key_path: Option<PathBuf>,
+    /// Subject alternative names of a generated self-signed certificate.
+    pub cert_names: Vec<String>,
+    /// Verification codes are POSTed here; none means the development log sender.
+    pub webhook_url: Option<String>,
+    /// Timeout of one webhook call, in seconds.
+    pub webhook_timeout_secs: u64,
+    /// Period of the expiry sweep, in seconds.
+    pub sweep_interval_secs: u64,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Limits.
+    pub limits: Limits,
+    /// Overrides the code sender (tests capture codes with it). Takes precedence over
+    /// `webhook_url`.
+    pub code_sender: Option<Arc<dyn CodeSender>>,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("cert_names", &self.cert_names)
+            .field("webhook", &self.webhook_url.as_ref().map(|_| "configured"))
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            metrics_listen: None,
+            cert_path: None,
+            key_path: None,
+            cert_names: vec!["localhost".into()],
+            webhook_url: None,
+            webhook_timeout_secs: 10,
+            sweep_interval_secs: 60,
+            shutdown_grace_secs: 10,
+            limits: Limits::default(),
+            code_sender: None,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Defaults with `data_dir` set and listening on `127.0.0.1:0` (an ephemeral port).
+    pub fn for_tests(data_dir: impl AsRef<Path>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.as_ref().to_path_buf(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks consistency (both or neither of cert/key, limits).
+    pub fn validate(&self) -> Result<(), RelayError> {
+        if self.cert_path.is_some() != self.key_path.is_some() {
+            return Err(RelayError::Config(
+                "cert and key must be configured together".into(),
+            ));
+        }
+        if self.sweep_interval_secs == 0 {
+            return Err(RelayError::Config(
+                "sweep_interval_secs must be positive".into(),
+            ));
+        }
+        self.limits.validate().map_err(RelayError::Config)
+    }
+
+    /// Reads flags from `args` (the first item is the program name), the environment and the
+    /// configuration file they name.
+    pub fn load(args: impl IntoIterator<Item = OsString>) -> Result<Self, RelayError> {
+        Self::load_with_env(args, |k| std::env::var(k).ok())
+    }
+
+    /// As [`RelayConfig::load`], with environment variables looked up through `env`.
+    pub fn load_with_env(
+        args: impl IntoIterator<Item = OsString>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, RelayError> {
+        let cli = Cli::try_parse_from(args).map_err(|e| RelayError::Usage {
+            text: e.render().to_string(),
+            exit_code: e.exit_code(),
+        })?;
+        let flags = cli.layer();
+        let env_layer = Layer::from_env(&env)?;
+        let config_path = cli
+            .config
+            .clone()
+            .or_else(|| env("SEALPOST_RELAY_CONFIG").map(PathBuf::from));
+        let mut config = Self::default();
+        if let Some(path) = config_path {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| RelayError::io(format!("reading {}", path.display()), e))?;
+            let file: FileConfig = toml::from_str(&text)
+                .map_err(|e| RelayError::Config(format!("{}: {e}", path.display())))?;
+            if let Some(l) = file.limits.clone() {
+                config.limits = l;
+            }
+            config.apply(file.layer());
+        }
+        config.apply(env_layer);
+        config.apply(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, l: Layer) {
+        if let Some(v) = l.listen {
+            self.listen = v;
+        }
+        if let Some(v) = l.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = l.metrics_listen {
+            self.metrics_listen = Some(v);
+        }
+        if let Some(v) = l.cert {
+            self.cert_path = Some(v);
+        }
+        if let Some(v) = l.key {
+            self.key_path = Some(v);
+        }
+        if let Some(v) = l.cert_names {
+            self.cert_names = v;
+        }
+        if let Some(v) = l.webhook_url {
+            self.webhook_url = Some(v);
+        }
+        if let Some(v) = l.webhook_timeout_secs {
+            self.webhook_timeout_secs = v;
+        }
+        if let Some(v) = l.sweep_interval_secs {
+            self.sweep_interval_secs = v;
+        }
+        if let Some(v) = l.shutdown_grace_secs {
+            self.shutdown_grace_secs = v;
+        }
+        if let Some(v) = l.max_connections {
+            self.limits.max_connections = v;
+        }
+    }
+}
+
+/// One source's settings; `None` leaves the lower layer's value.
+#[derive(Default)]
+struct Layer {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cert_names: Option<Vec<String>>,
+    webhook_url: Option<String>,
+    webhook_timeout_secs: Option<u64>,
+    sweep_interval_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    max_connections: Option<u32>,
+}
+
+fn parse_env<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, RelayError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| RelayError::Config(format!("{name}: {e}"))),
+    }
+}
+
+impl Layer {
+    fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Self, RelayError> {
+        Ok(Self {
+            listen: parse_env(env, "SEALPOST_RELAY_LISTEN")?,
+            data_dir: env("SEALPOST_RELAY_DATA_DIR").map(PathBuf::from),
+            metrics_listen: parse_env(env, "SEALPOST_RELAY_METRICS_LISTEN")?,
+            cert: env("SEALPOST_RELAY_CERT").map(PathBuf::from),
+            key: env("SEALPOST_RELAY_KEY").map(PathBuf::from),
+            cert_names: env("SEALPOST_RELAY_CERT_NAMES")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
+            webhook_url: env("SEALPOST_RELAY_WEBHOOK_URL"),
+            webhook_timeout_secs: None,
+            sweep_interval_secs: None,
+            shutdown_grace_secs: None,
+            max_connections: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS")?,
+        })
+    }
+}
+
+/// The configuration file's shape (every key optional).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cert_names: Option<Vec<String>>,
+    webhook_url: Option<String>,
+    webhook_timeout_secs: Option<u64>,
+    sweep_interval_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    limits: Option<Limits>,
+}
+
+impl FileConfig {
+    fn layer(self) -> Layer {
+        Layer {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            metrics_listen: self.metrics_listen,
+            cert: self.cert,
+            key: self.key,
+            cert_names: self.cert_names,
+            webhook_url: self.webhook_url,
+            webhook_timeout_secs: self.webhook_timeout_secs,
+            sweep_interval_secs: self.sweep_interval_secs,
+            shutdown_grace_secs: self.shutdown_grace_secs,
+            max_connections: None,
+        }
+    }
+}
+
+/// Command-line flags of `sealpost-relay`.
+#[derive(Debug, Parser)]
+#[command(name = "sealpost-relay", version, about = "The Sealpost QUIC relay")]
+struct Cli {
+    /// TOML configuration file [env: SEALPOST_RELAY_CONFIG].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// UDP address to listen on (default 127.0.0.1:4433) [env: SEALPOST_RELAY_LISTEN].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (default ./sealpost-relay-data) [env: SEALPOST_RELAY_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Prometheus exporter address (default: none) [env: SEALPOST_RELAY_METRICS_LISTEN].
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Certificate chain PEM (default: self-signed in the data dir) [env: SEALPOST_RELAY_CERT].
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Private key PEM [env: SEALPOST_RELAY_KEY].
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Names for the self-signed certificate, comma-separated [env: SEALPOST_RELAY_CERT_NAMES].
+    #[arg(long, value_delimiter = ',')]
+    cert_names: Option<Vec<String>>,
+    /// Verification-code webhook URL (default: log codes) [env: SEALPOST_RELAY_WEBHOOK_URL].
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Most concurrent connections (default 10000) [env: SEALPOST_RELAY_MAX_CONNECTIONS].
+    #[arg(long)]
+    max_connections: Option<u32>,
+}
+
+impl Cli {
+    fn layer(&self) -> Layer {
+        Layer {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            metrics_listen: self.metrics_listen,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            cert_names: self.cert_names.clone(),
+            webhook_url: self.webhook_url.clone(),
+            webhook_timeout_secs: None,
+            sweep_interval_secs: None,
+            shutdown_grace_secs: None,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        std::iter::once("sealpost-relay")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = RelayConfig::load_with_env(args(&[]), |_| None).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(c.metrics_listen.is_none() && c.cert_path.is_none() && c.webhook_url.is_none());
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn precedence_flags_env_file_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:1000"
+data_dir = "/from/file"
+metrics_listen = "127.0.0.1:9000"
+webhook_url = "http://file.example/"
+[limits]
+code_requests_per_account = 2
+max_connections = 50
+"#,
+        )
+        .unwrap();
+        let env: HashMap<&str, String> = [
+            ("SEALPOST_RELAY_CONFIG", file.display().to_string()),
+            ("SEALPOST_RELAY_LISTEN", "127.0.0.1:2000".to_owned()),
+            ("SEALPOST_RELAY_DATA_DIR", "/from/env".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let c = RelayConfig::load_with_env(args(&["--listen", "127.0.0.1:3000"]), |k| {
+            env.get(k).cloned()
+        })
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000"); // flag
+        assert_eq!(c.data_dir, PathBuf::from("/from/env")); // env over file
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9000"); // file
+        assert_eq!(c.webhook_url.as_deref(), Some("http://file.example/"));
+        assert_eq!(c.limits.code_requests_per_account, 2);
+        assert_eq!(c.limits.max_connections, 50);
+        assert_eq!(c.limits.sends_per_second, 50); // default inside [limits]
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected() {
+        assert!(RelayConfig::load_with_env(args(&["--cert", "a.pem"]), |_| None).is_err());
+        assert!(RelayConfig::load_with_env(args(&["--bogus"]), |_| None).is_err());
+        assert!(
+            RelayConfig::load_with_env(args(&[]), |k| {
+                (k == "SEALPOST_RELAY_LISTEN").then(|| "nope".to_owned())
+            })
+            .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "[limits]\nmax_queued_per_device = 20000\n").unwrap();
+        let path = file.display().to_string();
+        assert!(RelayConfig::load_with_env(args(&["--config", &path]), |_| None).is_err());
+        std::fs::write(&file, "unknown_key = 1\n").unwrap();
+        assert!(RelayConfig::load_with_env(args(&["--config", &path]), |_| None).is_err());
+    }
+}

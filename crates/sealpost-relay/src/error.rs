@@ -1,0 +1,59 @@
+//! Typed errors of the relay library.
+
+/// A storage backend failed. The operation changed nothing (every state change is one
+/// transaction). Carries the backend's message, which never contains envelope bytes, keys or
+/// codes (those are only ever bound as SQL parameters, never formatted into messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend reported an error.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// Stored data did not decode (corruption or a schema this version does not know).
+    #[error("corrupt stored record: {0}")]
+    Corrupt(&'static str),
+    /// The store has been closed.
+    #[error("store is closed")]
+    Closed,
+}
+
+/// Errors starting or running the relay (configuration, TLS material, storage, sockets).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// Command-line usage: `--help`/`--version` output (exit code 0) or a usage error (2).
+    #[error("{text}")]
+    Usage {
+        /// The text to print.
+        text: String,
+        /// The process exit code.
+        exit_code: i32,
+    },
+    /// Invalid configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Certificate or key could not be loaded, generated or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Opening or migrating the database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl RelayError {
+    #[cfg(feature = "server")]
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,712 @@
+//! Request handling: plain functions over a [`Store`], with time passed in and no sockets.
+//!
+//! [`Handler::handle`] takes one decoded request of one connection and returns the response
+//! and the [`Effect`]s the driver must carry out (wake a device's delivery, push
+//! `PreKeysLow`, close connections of removed devices). The QUIC driver (`server`) calls it
+//! on a blocking thread; tests and the fuzz target call it directly.
+
+use crate::StoreError;
+use crate::codes::{CodeSender, VerificationCode};
+use crate::limits::{
+    CODE_MAX_ATTEMPTS, CODE_TTL_SECS, LOW_WATERMARK_KEM, LOW_WATERMARK_ONE_TIME, Limits,
+};
+use crate::metrics;
+use crate::ratelimit::{KeyedLimiter, TokenBucket};
+use crate::store::{
+    CODE_MAC_LEN, CodeAttempt, EnqueueOutcome, NewMessage, NewPreKeys, PreKeyLimits,
+    RegisterOutcome, Store, SweepCounts, UploadOutcome,
+};
+use rand::Rng as _;
+use rand::rngs::StdRng;
+use sealpost_crypto::ct_eq;
+use sealpost_crypto::ed25519::{Signature, VerifyingKey};
+use sealpost_crypto::kdf::hmac_sha256;
+use sealpost_crypto::kem::KemPublic;
+use sealpost_wire::relay::{
+    CODE_LEN, ErrorCode, OutgoingEnvelope, PreKeyUpload, Request, Response, auth_signed_bytes,
+    register_signed_bytes,
+};
+use sealpost_wire::{
+    AccountId, DecodeError, DeviceAddress, DeviceId, IdentityBytes, KemPreKeyKind, KemPreKeyPublic,
+    SignedPreKeyPublic, Writer,
+};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use zeroize::Zeroizing;
+
+/// Something the driver must do after a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// New envelopes were queued for `device`: wake its delivery.
+    MailArrived {
+        /// The recipient device.
+        device: DeviceAddress,
+    },
+    /// Push `PreKeysLow` to `device` if it is connected.
+    PreKeysLow {
+        /// The device.
+        device: DeviceAddress,
+        /// One-time X25519 prekeys left.
+        one_time_prekeys: u32,
+        /// One-time ML-KEM prekeys left.
+        kem_prekeys: u32,
+    },
+    /// `device` acknowledged these envelopes: free its delivery window.
+    Acked {
+        /// The device.
+        device: DeviceAddress,
+        /// The acknowledged server ids.
+        server_ids: Vec<u64>,
+    },
+    /// A registration removed these devices of `account`: close their connections.
+    DevicesRemoved {
+        /// The account.
+        account: AccountId,
+        /// The removed device ids.
+        devices: Vec<u32>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct AuthenticatedDevice {
+    address: DeviceAddress,
+    identity: IdentityBytes,
+}
+
+/// Per-connection state: the pending challenge, the authenticated device and the
+/// per-connection rate limits. Dropped with the connection.
+#[derive(Debug)]
+pub struct ConnectionState {
+    id: u64,
+    nonce: Option<[u8; 32]>,
+    device: Option<AuthenticatedDevice>,
+    code_requests: TokenBucket,
+    auth_failures: TokenBucket,
+    bundle_fetches: TokenBucket,
+}
+
+impl ConnectionState {
+    /// The connection id given to [`Handler::new_connection`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The device this connection authenticated as, if any.
+    pub fn authenticated(&self) -> Option<&DeviceAddress> {
+        self.device.as_ref().map(|d| &d.address)
+    }
+}
+
+/// The request handler. Cheap to share (`Arc<Handler>`); all methods take `&self`.
+pub struct Handler {
+    store: Arc<dyn Store>,
+    code_sender: Arc<dyn CodeSender>,
+    code_key: Zeroizing<[u8; 32]>,
+    limits: Limits,
+    rng: Mutex<StdRng>,
+    code_limiter: KeyedLimiter<AccountId>,
+    send_limiter: KeyedLimiter<DeviceAddress>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `account` is an E.164 number: `+` then 8 to 15 ASCII digits, the first not `0`.
+pub fn is_e164(account: &AccountId) -> bool {
+    let s = account.as_str().as_bytes();
+    match s.split_first() {
+        Some((b'+', digits)) => {
+            (8..=15).contains(&digits.len())
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits.first() != Some(&b'0')
+        }
+        _ => false,
+    }
+}
+
+/// The `Error` response for a request that did not decode.
+pub fn decode_error_response(e: &DecodeError) -> Response {
+    let code = match e {
+        DecodeError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+        DecodeError::UnknownType {
+            what: "request", ..
+        } => ErrorCode::UnknownRequest,
+        DecodeError::TooLong { .. } => ErrorCode::TooLarge,
+        _ => ErrorCode::Malformed,
+    };
+    Response::error(code, e.to_string())
+}
+
+fn rate_limited(what: &'static str, retry_after: u32) -> Response {
+    metrics::rate_limited(what);
+    Response::Error {
+        code: ErrorCode::RateLimited,
+        retry_after,
+        detail: format!("rate limited ({what})"),
+    }
+}
+
+fn internal(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "storage failure");
+    Response::error(ErrorCode::Internal, "storage failure")
+}
+
+fn request_kind(r: &Request) -> &'static str {
+    match r {
+        Request::RequestCode { .. } => "request_code",
+        Request::Register { .. } => "register",
+        Request::Challenge => "challenge",
+        Request::Authenticate { .. } => "authenticate",
+        Request::UploadPreKeys(_) => "upload_prekeys",
+        Request::FetchBundles { .. } => "fetch_bundles",
+        Request::ListDevices { .. } => "list_devices",
+        Request::Send { .. } => "send",
+        Request::Ack { .. } => "ack",
+    }
+}
+
+fn sat_u16(n: u32) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+impl Handler {
+    /// A handler over `store`. `code_key` is the relay-local secret under which code MACs
+    /// are computed (keep it across restarts, or pending codes stop verifying); `rng` draws
+    /// codes and nonces.
+    pub fn new(
+        store: Arc<dyn Store>,
+        code_sender: Arc<dyn CodeSender>,
+        code_key: [u8; 32],
+        limits: Limits,
+        rng: StdRng,
+    ) -> Self {
+        Self {
+            code_limiter: KeyedLimiter::new(
+                limits.code_account_rate(),
+                limits.rate_limiter_max_keys,
+            ),
+            send_limiter: KeyedLimiter::new(limits.send_rate(), limits.rate_limiter_max_keys),
+            store,
+            code_sender,
+            code_key: Zeroizing::new(code_key),
+            limits,
+            rng: Mutex::new(rng),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// State for a new connection (`id` is the driver's, for logs).
+    pub fn new_connection(&self, id: u64, now: u64) -> ConnectionState {
+        ConnectionState {
+            id,
+            nonce: None,
+            device: None,
+            code_requests: TokenBucket::new(self.limits.code_connection_rate(), now),
+            auth_failures: TokenBucket::new(self.limits.auth_failure_rate(), now),
+            bundle_fetches: TokenBucket::new(self.limits.bundle_rate(), now),
+        }
+    }
+
+    /// Deletes expired codes and envelopes, forgets idle rate-limit buckets and updates the
+    /// queue metrics. Called periodically by the driver.
+    pub fn sweep(&self, now: u64) -> Result<SweepCounts, StoreError> {
+        self.code_limiter.evict_idle(now);
+        self.send_limiter.evict_idle(now);
+        let swept = self.store.sweep(now, self.limits.mailbox_ttl_ms())?;
+        if swept.envelopes > 0 {
+            metrics::expired(swept.envelopes);
+            tracing::info!(
+                envelopes = swept.envelopes,
+                "expired envelopes deleted unread"
+            );
+        }
+        metrics::queue_depth(self.store.total_queued()?);
+        Ok(swept)
+    }
+
+    fn random<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0u8; N];
+        self.rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fill_bytes(&mut out);
+        out
+    }
+
+    fn random_code(&self) -> VerificationCode {
+        // Uniform in 0..=999999: reject the top 967295 values of u32 (4294 * 10^6 fits).
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let x = rng.next_u32();
+            if x < 4_294_000_000 {
+                let mut n = x % 1_000_000;
+                let mut digits = [b'0'; CODE_LEN];
+                for d in digits.iter_mut().rev() {
+                    *d = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+                if let Some(code) = VerificationCode::new(digits) {
+                    return code;
+                }
+            }
+        }
+    }
+
+    fn code_mac(&self, account: &AccountId, code: &[u8; CODE_LEN]) -> [u8; CODE_MAC_LEN] {
+        let mut w = Writer::new();
+        account.encode_into(&mut w);
+        w.bytes(code);
+        let input = Zeroizing::new(w.into_bytes());
+        hmac_sha256(self.code_key.as_slice(), &input)
+    }
+
+    /// Decodes a frame body and handles it; undecodable bodies get the matching `Error`.
+    pub fn handle_frame(
+        &self,
+        conn: &mut ConnectionState,
+        exporter: [u8; 32],
+        body: &[u8],
+        now: u64,
+    ) -> (Response, Vec<Effect>) {
+        match Request::decode(body) {
+            Ok(req) => self.handle(conn, exporter, req, now),
+            Err(e) => {
+                metrics::frame("malformed");
+                tracing::debug!(conn = conn.id, error = %e, "undecodable request");
+                (decode_error_response(&e), Vec::new())
+            }
+        }
+    }
+
+    /// Handles one request of connection `conn`, whose TLS exporter is `exporter`, at
+    /// Unix time `now` (ms).
+    pub fn handle(
+        &self,
+        conn: &mut ConnectionState,
+        exporter: [u8; 32],
+        request: Request,
+        now: u64,
+    ) -> (Response, Vec<Effect>) {
+        let kind = request_kind(&request);
+        metrics::frame(kind);
+        let mut effects = Vec::new();
+        let response = match request {
+            Request::RequestCode { account } => self.request_code(conn, &account, now),
+            Request::Register {
+                account,
+                code,
+                identity,
+                signature,
+            } => {
+                let r = self.register(
+                    &exporter,
+                    &account,
+                    &code,
+                    &identity,
+                    &signature,
+                    now,
+                    &mut effects,
+                );
+                // A connection authenticated as a device of this account is no longer
+                // authenticated: that device has just been removed.
+                if matches!(r, Response::Registered { .. })
+                    && conn
+                        .device
+                        .as_ref()
+                        .is_some_and(|d| d.address.account == account)
+                {
+                    conn.device = None;
+                }
+                r
+            }
+            Request::Challenge => {
+                let nonce = self.random::<32>();
+                conn.nonce = Some(nonce);
+                Response::ChallengeIssued { nonce }
+            }
+            Request::Authenticate { address, signature } => {
+                self.authenticate(conn, &exporter, address, &signature, now)
+            }
+            other => match conn.device.clone() {
+                None => Response::error(
+                    ErrorCode::Unauthenticated,
+                    "authenticate the connection first",
+                ),
+                Some(me) => self.authenticated(conn, &me, other, now, &mut effects),
+            },
+        };
+        if let Response::Error { code, .. } = &response {
+            tracing::debug!(conn = conn.id, request = kind, ?code, "request refused");
+        }
+        (response, effects)
+    }
+
+    fn authenticated(
+        &self,
+        conn: &mut ConnectionState,
+        me: &AuthenticatedDevice,
+        request: Request,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Response {
+        match request {
+            Request::UploadPreKeys(upload) => self.upload(me, &upload),
+            Request::FetchBundles { account } => {
+                if let Err(s) = conn.bundle_fetches.try_take(self.limits.bundle_rate(), now) {
+                    return rate_limited("bundles", s);
+                }
+                self.fetch_bundles(&account, effects)
+            }
+            Request::ListDevices { account } => match self.store.list_devices(&account) {
+                Ok(d) if d.is_empty() => Response::error(ErrorCode::UnknownAccount, "no devices"),
+                Ok(d) => Response::Devices(d),
+                Err(e) => internal(&e),
+            },
+            Request::Send {
+                message_id,
+                recipient,
+                envelopes,
+            } => {
+                if let Err(s) = self.send_limiter.try_take(&me.address, now) {
+                    return rate_limited("sends", s);
+                }
+                self.send(me, &message_id, &recipient, &envelopes, now, effects)
+            }
+            Request::Ack { server_ids } => match self.store.ack(&me.address, &server_ids) {
+                Ok(removed) => {
+                    metrics::delivered(u64::from(removed));
+                    effects.push(Effect::Acked {
+                        device: me.address.clone(),
+                        server_ids,
+                    });
+                    Response::Acked {
+                        removed: sat_u16(removed),
+                    }
+                }
+                Err(e) => internal(&e),
+            },
+            Request::RequestCode { .. }
+            | Request::Register { .. }
+            | Request::Challenge
+            | Request::Authenticate { .. } => {
+                // Dispatched before; kept total so a new variant cannot fall through silently.
+                Response::error(ErrorCode::Internal, "request dispatched twice")
+            }
+        }
+    }
+
+    fn request_code(&self, conn: &mut ConnectionState, account: &AccountId, now: u64) -> Response {
+        if !is_e164(account) {
+            return Response::error(ErrorCode::InvalidAccount, "account is not an E.164 number");
+        }
+        if let Err(s) = conn
+            .code_requests
+            .try_take(self.limits.code_connection_rate(), now)
+        {
+            return rate_limited("code_connection", s);
+        }
+        if let Err(s) = self.code_limiter.try_take(account, now) {
+            return rate_limited("code_account", s);
+        }
+        let code = self.random_code();
+        let mac = self.code_mac(account, code.as_bytes());
+        let expires_at = now.saturating_add(u64::from(CODE_TTL_SECS) * 1000);
+        if let Err(e) = self.store.put_code(account, &mac, expires_at) {
+            return internal(&e);
+        }
+        self.code_sender.send_code(account, &code);
+        tracing::info!(conn = conn.id, account = ?account, "verification code issued");
+        Response::CodeSent {
+            expires_in: CODE_TTL_SECS,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        exporter: &[u8; 32],
+        account: &AccountId,
+        code: &[u8; CODE_LEN],
+        identity: &IdentityBytes,
+        signature: &[u8; 64],
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Response {
+        if !is_e164(account) {
+            return Response::error(ErrorCode::InvalidAccount, "account is not an E.164 number");
+        }
+        let stored = match self
+            .store
+            .begin_code_attempt(account, now, CODE_MAX_ATTEMPTS)
+        {
+            Ok(CodeAttempt::Missing | CodeAttempt::Expired) => {
+                return Response::error(ErrorCode::CodeInvalid, "no valid code");
+            }
+            Ok(CodeAttempt::Exhausted) => {
+                return Response::error(
+                    ErrorCode::CodeAttemptsExceeded,
+                    "too many wrong codes; request a new one",
+                );
+            }
+            Ok(CodeAttempt::Check { mac, .. }) => mac,
+            Err(e) => return internal(&e),
+        };
+        let presented = self.code_mac(account, code);
+        if !ct_eq(&presented, &stored) {
+            tracing::info!(account = ?account, "wrong verification code");
+            return Response::error(ErrorCode::CodeInvalid, "wrong code");
+        }
+        let signed = register_signed_bytes(exporter, account, identity);
+        let valid = VerifyingKey::from_bytes(&identity.signing)
+            .and_then(|k| k.verify(&signed, &Signature::from_bytes(*signature)))
+            .is_ok();
+        if !valid {
+            return Response::error(
+                ErrorCode::InvalidSignature,
+                "registration signature does not verify",
+            );
+        }
+        match self.store.register_device(account, identity, &stored, now) {
+            Ok(RegisterOutcome::Registered { device_id, removed }) => {
+                tracing::info!(
+                    account = ?account,
+                    device_id,
+                    removed = removed.len(),
+                    "device registered"
+                );
+                if !removed.is_empty() {
+                    effects.push(Effect::DevicesRemoved {
+                        account: account.clone(),
+                        devices: removed,
+                    });
+                }
+                Response::Registered { device_id }
+            }
+            Ok(RegisterOutcome::CodeGone) => {
+                Response::error(ErrorCode::CodeInvalid, "code already used")
+            }
+            Ok(RegisterOutcome::DeviceIdsExhausted) => {
+                Response::error(ErrorCode::Internal, "device ids exhausted")
+            }
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn authenticate(
+        &self,
+        conn: &mut ConnectionState,
+        exporter: &[u8; 32],
+        address: DeviceAddress,
+        signature: &[u8; 64],
+        now: u64,
+    ) -> Response {
+        if conn.device.is_some() {
+            return Response::error(ErrorCode::AlreadyAuthenticated, "already authenticated");
+        }
+        let rate = self.limits.auth_failure_rate();
+        if let Err(s) = conn.auth_failures.check(rate, now) {
+            return rate_limited("auth", s);
+        }
+        let nonce = conn.nonce.take();
+        let identity = match (&nonce, self.store.device_identity(&address)) {
+            (_, Err(e)) => return internal(&e),
+            (Some(nonce), Ok(Some(identity))) => {
+                let signed = auth_signed_bytes(exporter, nonce, &address);
+                VerifyingKey::from_bytes(&identity.signing)
+                    .and_then(|k| k.verify(&signed, &Signature::from_bytes(*signature)))
+                    .is_ok()
+                    .then_some(identity)
+            }
+            _ => None,
+        };
+        let Some(identity) = identity else {
+            metrics::auth_failure();
+            // The failure is counted; the check above refuses once the bucket is empty.
+            let _ = conn.auth_failures.try_take(rate, now);
+            tracing::info!(conn = conn.id, device = ?address, "authentication failed");
+            return Response::error(ErrorCode::AuthFailed, "authentication failed");
+        };
+        let counts = match self.store.prekey_counts(&address) {
+            Ok(c) => c,
+            Err(e) => return internal(&e),
+        };
+        let queued = match self.store.queue_depth(&address) {
+            Ok(q) => q,
+            Err(e) => return internal(&e),
+        };
+        tracing::info!(conn = conn.id, device = ?address, queued, "device authenticated");
+        conn.device = Some(AuthenticatedDevice { address, identity });
+        Response::Authenticated {
+            one_time_prekeys: counts.one_time_prekeys,
+            kem_prekeys: counts.kem_prekeys,
+            queued,
+        }
+    }
+
+    fn upload(&self, me: &AuthenticatedDevice, upload: &PreKeyUpload) -> Response {
+        let keys = match verify_upload(&me.identity, upload) {
+            Ok(k) => k,
+            Err(detail) => return Response::error(ErrorCode::InvalidPreKey, detail),
+        };
+        let limits = PreKeyLimits {
+            max_one_time: self.limits.max_stored_one_time,
+            max_kem_one_time: self.limits.max_stored_kem,
+        };
+        match self.store.store_prekeys(&me.address, &keys, &limits) {
+            Ok(UploadOutcome::Stored(c)) => Response::PreKeysStored {
+                one_time_prekeys: c.one_time_prekeys,
+                kem_prekeys: c.kem_prekeys,
+            },
+            Ok(UploadOutcome::UnknownDevice) => {
+                Response::error(ErrorCode::Unauthenticated, "device is no longer registered")
+            }
+            Ok(UploadOutcome::IdConflict) => {
+                Response::error(ErrorCode::InvalidPreKey, "prekey id already stored")
+            }
+            Ok(UploadOutcome::TooMany) => Response::error(
+                ErrorCode::TooManyPreKeys,
+                "upload would exceed the stored prekey limit",
+            ),
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn fetch_bundles(&self, account: &AccountId, effects: &mut Vec<Effect>) -> Response {
+        match self.store.take_bundles(account) {
+            Ok(None) => Response::error(ErrorCode::UnknownAccount, "no devices"),
+            Ok(Some(taken)) => {
+                let mut bundles = Vec::with_capacity(taken.len());
+                for t in taken {
+                    if t.remaining.one_time_prekeys < LOW_WATERMARK_ONE_TIME
+                        || t.remaining.kem_prekeys < LOW_WATERMARK_KEM
+                    {
+                        effects.push(Effect::PreKeysLow {
+                            device: DeviceAddress::new(
+                                account.clone(),
+                                DeviceId(t.bundle.device_id),
+                            ),
+                            one_time_prekeys: t.remaining.one_time_prekeys,
+                            kem_prekeys: t.remaining.kem_prekeys,
+                        });
+                    }
+                    bundles.push(t.bundle);
+                }
+                Response::Bundles(bundles)
+            }
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn send(
+        &self,
+        me: &AuthenticatedDevice,
+        message_id: &[u8; 16],
+        recipient: &AccountId,
+        envelopes: &[OutgoingEnvelope],
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Response {
+        let exclude_device = (recipient == &me.address.account).then_some(me.address.device.0);
+        let message = NewMessage {
+            sender: &me.address,
+            recipient,
+            exclude_device,
+            message_id,
+            timestamp: now,
+            envelopes,
+            max_queued: self.limits.max_queued_per_device,
+        };
+        match self.store.enqueue(&message) {
+            Ok(EnqueueOutcome::Queued(ids)) => {
+                metrics::queued(ids.len() as u64);
+                for (device_id, _) in &ids {
+                    effects.push(Effect::MailArrived {
+                        device: DeviceAddress::new(recipient.clone(), DeviceId(*device_id)),
+                    });
+                }
+                Response::Accepted { timestamp: now }
+            }
+            Ok(EnqueueOutcome::UnknownAccount) => {
+                Response::error(ErrorCode::UnknownAccount, "recipient has no devices")
+            }
+            Ok(EnqueueOutcome::MismatchedDevices) => Response::error(
+                ErrorCode::MismatchedDevices,
+                "envelopes do not address exactly the recipient's devices",
+            ),
+            Ok(EnqueueOutcome::QueueFull { device_id }) => Response::error(
+                ErrorCode::QueueFull,
+                format!("mailbox of device {device_id} is full"),
+            ),
+            Err(e) => internal(&e),
+        }
+    }
+}
+
+/// Verifies an upload against the uploading device's identity: every signature (with
+/// `verify_strict`), every ML-KEM key (FIPS 203 modulus check), no duplicate ids within the
+/// upload, at most one last-resort key. Returns the keys to store or a detail for
+/// `InvalidPreKey`.
+pub fn verify_upload(
+    identity: &IdentityBytes,
+    upload: &PreKeyUpload,
+) -> Result<NewPreKeys, &'static str> {
+    let key = VerifyingKey::from_bytes(&identity.signing).map_err(|_| "invalid identity key")?;
+    if let Some(s) = &upload.signed_prekey {
+        let msg = SignedPreKeyPublic::signed_bytes(&identity.dh, s.id, s.created_at, &s.public);
+        key.verify(&msg, &Signature::from_bytes(s.signature))
+            .map_err(|_| "signed prekey signature does not verify")?;
+    }
+    let mut one_time_ids = BTreeSet::new();
+    if !upload
+        .one_time
+        .iter()
+        .all(|(id, _)| one_time_ids.insert(*id))
+    {
+        return Err("duplicate one-time prekey id");
+    }
+    let mut kem_ids = BTreeSet::new();
+    let mut kem_one_time = Vec::new();
+    let mut kem_last_resort: Option<KemPreKeyPublic> = None;
+    for k in &upload.kem {
+        if !kem_ids.insert(k.id) {
+            return Err("duplicate KEM prekey id");
+        }
+        let msg =
+            KemPreKeyPublic::signed_bytes(&identity.dh, k.id, k.kind, k.created_at, &k.public);
+        key.verify(&msg, &Signature::from_bytes(k.signature))
+            .map_err(|_| "KEM prekey signature does not verify")?;
+        KemPublic::from_slice(k.public.as_slice()).map_err(|_| "invalid ML-KEM public key")?;
+        match k.kind {
+            KemPreKeyKind::OneTime => kem_one_time.push(k.clone()),
+            KemPreKeyKind::LastResort => {
+                if kem_last_resort.replace(k.clone()).is_some() {
+                    return Err("more than one last-resort KEM prekey");
+                }
+            }
+        }
+    }
+    Ok(NewPreKeys {
+        signed: upload.signed_prekey.clone(),
+        one_time: upload.one_time.clone(),
+        kem_one_time,
+        kem_last_resort,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Operational limits (spec/relay.md section 7 and the rate limits of section 3). Defaults are
+//! the spec's values; operators may lower them (see [`Limits::validate`]).
+
+use crate::ratelimit::Rate;
+
+/// Ten minutes, in milliseconds.
+const TEN_MINUTES_MS: u64 = 10 * 60 * 1000;
+
+/// Spec maximum of queued envelopes per device (`MAX_QUEUED_PER_DEVICE`).
+pub const MAX_QUEUED_PER_DEVICE: u32 = 10_000;
+/// Spec maximum of stored one-time X25519 prekeys per device (`MAX_STORED_ONE_TIME`).
+pub const MAX_STORED_ONE_TIME: u32 = 1000;
+/// Spec maximum of stored one-time ML-KEM prekeys per device (`MAX_STORED_ONE_TIME`).
+pub const MAX_STORED_KEM: u32 = 200;
+/// Spec mailbox TTL (`MAILBOX_TTL`), in seconds: 30 days.
+pub const MAILBOX_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Verification code lifetime (`CODE_TTL`), in seconds.
+pub const CODE_TTL_SECS: u32 = 600;
+/// Wrong codes allowed per code (`CODE_MAX_ATTEMPTS`).
+pub const CODE_MAX_ATTEMPTS: u32 = 5;
+/// `PREKEY_LOW_WATERMARK` for one-time X25519 prekeys.
+pub const LOW_WATERMARK_ONE_TIME: u32 = 20;
+/// `PREKEY_LOW_WATERMARK` for one-time ML-KEM prekeys.
+pub const LOW_WATERMARK_KEM: u32 = 5;
+/// `DELIVERY_WINDOW`: delivered-but-unacknowledged envelopes per connection.
+pub const DELIVERY_WINDOW: usize = 64;
+/// `MAX_CONCURRENT_REQUESTS`: request streams per connection.
+pub const MAX_CONCURRENT_REQUESTS: u32 = 32;
+/// `IDLE_TIMEOUT`, in seconds.
+pub const IDLE_TIMEOUT_SECS: u64 = 60;
+
+/// Limits enforced by the request handler and the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "server", serde(default, deny_unknown_fields))]
+pub struct Limits {
+    /// `RequestCode`s per account per 10 minutes (default 3).
+    pub code_requests_per_account: u32,
+    /// `RequestCode`s per connection per 10 minutes (default 5).
+    pub code_requests_per_connection: u32,
+    /// Failed `Authenticate`s per connection per 10 minutes (default 5).
+    pub auth_failures_per_connection: u32,
+    /// `FetchBundles` per connection per minute (default 60).
+    pub bundle_fetches_per_minute: u32,
+    /// `Send`s per device per second, sustained (default 50).
+    pub sends_per_second: u32,
+    /// `Send` burst per device (default 200).
+    pub send_burst: u32,
+    /// Queued envelopes per device (default and maximum 10000).
+    pub max_queued_per_device: u32,
+    /// Stored one-time X25519 prekeys per device (default and maximum 1000).
+    pub max_stored_one_time: u32,
+    /// Stored one-time ML-KEM prekeys per device (default and maximum 200).
+    pub max_stored_kem: u32,
+    /// Mailbox TTL in seconds (default and maximum 30 days).
+    pub mailbox_ttl_secs: u64,
+    /// Concurrent connections (default 10000).
+    pub max_connections: u32,
+    /// Buckets each keyed rate limiter (per account, per device) keeps at most.
+    pub rate_limiter_max_keys: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            code_requests_per_account: 3,
+            code_requests_per_connection: 5,
+            auth_failures_per_connection: 5,
+            bundle_fetches_per_minute: 60,
+            sends_per_second: 50,
+            send_burst: 200,
+            max_queued_per_device: MAX_QUEUED_PER_DEVICE,
+            max_stored_one_time: MAX_STORED_ONE_TIME,
+            max_stored_kem: MAX_STORED_KEM,
+            mailbox_ttl_secs: MAILBOX_TTL_SECS,
+            max_connections: 10_000,
+            rate_limiter_max_keys: 100_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that every limit is positive and that the storage limits do not exceed the
+    /// spec's (clients rely on those). Rate limits may be set freely (operators usually lower
+    /// them; test deployments may raise them).
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            (
+                "code_requests_per_account",
+                u64::from(self.code_requests_per_account),
+            ),
+            (
+                "code_requests_per_connection",
+                u64::from(self.code_requests_per_connection),
+            ),
+            (
+                "auth_failures_per_connection",
+                u64::from(self.auth_failures_per_connection),
+            ),
+            (
+                "bundle_fetches_per_minute",
+                u64::from(self.bundle_fetches_per_minute),
+            ),
+            ("sends_per_second", u64::from(self.sends_per_second)),
+            ("send_burst", u64::from(self.send_burst)),
+            (
+                "max_queued_per_device",
+                u64::from(self.max_queued_per_device),
+            ),
+            ("mailbox_ttl_secs", self.mailbox_ttl_secs),
+            ("max_connections", u64::from(self.max_connections)),
+            ("rate_limiter_max_keys", self.rate_limiter_max_keys as u64),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("limits.{name} must be positive"));
+            }
+        }
+        let capped = [
+            (
+                "max_queued_per_device",
+                u64::from(self.max_queued_per_device),
+                u64::from(MAX_QUEUED_PER_DEVICE),
+            ),
+            (
+                "max_stored_one_time",
+                u64::from(self.max_stored_one_time),
+                u64::from(MAX_STORED_ONE_TIME),
+            ),
+            (
+                "max_stored_kem",
+                u64::from(self.max_stored_kem),
+                u64::from(MAX_STORED_KEM),
+            ),
+            ("mailbox_ttl_secs", self.mailbox_ttl_secs, MAILBOX_TTL_SECS),
+        ];
+        for (name, v, max) in capped {
+            if v > max {
+                return Err(format!(
+                    "limits.{name} = {v} exceeds the protocol maximum {max}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn code_account_rate(&self) -> Rate {
+        Rate::per(self.code_requests_per_account, TEN_MINUTES_MS)
+    }
+
+    pub(crate) fn code_connection_rate(&self) -> Rate {
+        Rate::per(self.code_requests_per_connection, TEN_MINUTES_MS)
+    }
+
+    pub(crate) fn auth_failure_rate(&self) -> Rate {
+        Rate::per(self.auth_failures_per_connection, TEN_MINUTES_MS)
+    }
+
+    pub(crate) fn bundle_rate(&self) -> Rate {
+        Rate::per(self.bundle_fetches_per_minute, 60_000)
+    }
+
+    pub(crate) fn send_rate(&self) -> Rate {
+        Rate::per_second(self.sends_per_second, self.send_burst)
+    }
+
+    pub(crate) fn mailbox_ttl_ms(&self) -> u64 {
+        self.mailbox_ttl_secs.saturating_mul(1000)
+    }
+}

@@ -1,0 +1,88 @@
+//! Metric names and recording helpers (the `metrics` facade). Nothing is recorded unless a
+//! recorder is installed: the relay installs the Prometheus exporter only when
+//! `metrics_listen` is configured ([`install_prometheus`], `server` feature).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `sealpost_connections` | gauge | |
+//! | `sealpost_frames_total` | counter | `kind` (request name, or `malformed`) |
+//! | `sealpost_messages_queued_total` | counter | |
+//! | `sealpost_messages_delivered_total` | counter | (envelopes acknowledged by recipients) |
+//! | `sealpost_messages_expired_total` | counter | |
+//! | `sealpost_queue_depth` | gauge | (envelopes queued relay-wide, set by the sweep) |
+//! | `sealpost_auth_failures_total` | counter | |
+//! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`) |
+
+/// Gauge: open connections.
+pub const CONNECTIONS: &str = "sealpost_connections";
+/// Counter: frames received, by kind.
+pub const FRAMES: &str = "sealpost_frames_total";
+/// Counter: envelopes queued.
+pub const QUEUED: &str = "sealpost_messages_queued_total";
+/// Counter: envelopes acknowledged (and so deleted) by their recipients.
+pub const DELIVERED: &str = "sealpost_messages_delivered_total";
+/// Counter: envelopes deleted unread after the mailbox TTL.
+pub const EXPIRED: &str = "sealpost_messages_expired_total";
+/// Gauge: envelopes queued relay-wide.
+pub const QUEUE_DEPTH: &str = "sealpost_queue_depth";
+/// Counter: failed `Authenticate` requests.
+pub const AUTH_FAILURES: &str = "sealpost_auth_failures_total";
+/// Counter: requests refused by a rate limit, by limit.
+pub const RATE_LIMITED: &str = "sealpost_rate_limited_total";
+
+/// Registers descriptions with the installed recorder.
+pub fn describe() {
+    metrics::describe_gauge!(CONNECTIONS, "open QUIC connections");
+    metrics::describe_counter!(FRAMES, "request frames received, by kind");
+    metrics::describe_counter!(QUEUED, "envelopes queued");
+    metrics::describe_counter!(DELIVERED, "envelopes acknowledged by their recipients");
+    metrics::describe_counter!(EXPIRED, "envelopes deleted unread after the mailbox TTL");
+    metrics::describe_gauge!(QUEUE_DEPTH, "envelopes queued relay-wide");
+    metrics::describe_counter!(AUTH_FAILURES, "failed device authentications");
+    metrics::describe_counter!(RATE_LIMITED, "requests refused by a rate limit");
+}
+
+pub(crate) fn frame(kind: &'static str) {
+    metrics::counter!(FRAMES, "kind" => kind).increment(1);
+}
+
+pub(crate) fn rate_limited(what: &'static str) {
+    metrics::counter!(RATE_LIMITED, "what" => what).increment(1);
+}
+
+pub(crate) fn auth_failure() {
+    metrics::counter!(AUTH_FAILURES).increment(1);
+}
+
+pub(crate) fn queued(n: u64) {
+    metrics::counter!(QUEUED).increment(n);
+}
+
+pub(crate) fn delivered(n: u64) {
+    metrics::counter!(DELIVERED).increment(n);
+}
+
+pub(crate) fn expired(n: u64) {
+    metrics::counter!(EXPIRED).increment(n);
+}
+
+pub(crate) fn queue_depth(n: u64) {
+    metrics::gauge!(QUEUE_DEPTH).set(n as f64);
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn connections(delta: f64) {
+    metrics::gauge!(CONNECTIONS).increment(delta);
+}
+
+/// Installs the Prometheus exporter (HTTP `/metrics` on `addr`) as the process-wide
+/// recorder. Must be called inside a tokio runtime. Fails if a recorder is already installed.
+#[cfg(feature = "server")]
+pub fn install_prometheus(addr: std::net::SocketAddr) -> Result<(), crate::RelayError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| crate::RelayError::Config(format!("metrics exporter on {addr}: {e}")))?;
+    describe();
+    Ok(())
+}

@@ -1,0 +1,809 @@
+//! The quinn/tokio driver: accepts connections, reads request streams, runs the
+//! [`Handler`] on a blocking thread, writes responses, carries out [`Effect`]s and delivers
+//! mailboxes on server-opened unidirectional streams (spec/relay.md sections 1, 2, 4, 5).
+//!
+//! Per connection there is one task accepting request streams (one task per stream) and,
+//! once the connection has authenticated, one delivery task. Requests of one connection are
+//! handled one at a time (they share the connection's state); different connections run in
+//! parallel, and their writes meet in the store's group commit.
+
+use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
+use crate::config::RelayConfig;
+use crate::handler::{ConnectionState, Effect, Handler, decode_error_response};
+use crate::limits::{DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS};
+use crate::store::{SqliteStore, Store};
+use crate::{RelayError, metrics, tls};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sealpost_wire::relay::{Delivery, EXPORTER_LABEL, Push, Response, frame_len};
+use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// Application close code: the relay is shutting down (spec/relay.md section 5).
+pub const CLOSE_SHUTDOWN: u32 = 0;
+/// Application close code: the connection's device was removed by a re-registration.
+pub const CLOSE_DEVICE_REMOVED: u32 = 1;
+/// Application close code: the client violated the protocol at connection level (no ALPN).
+pub const CLOSE_PROTOCOL_VIOLATION: u32 = 2;
+/// Stream reset / stop code: the request stream was abandoned.
+pub const STREAM_ABANDONED: u32 = 1;
+
+/// Time allowed to receive a complete request (prefix, body and end of stream).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for a response or push to be acknowledged before the stream is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request body bytes buffered relay-wide at once, in KiB (256 MiB).
+const BODY_BUDGET_KIB: usize = 256 * 1024;
+/// Name of the code-MAC key file in the data directory.
+const CODE_KEY_FILE: &str = "code-hmac.key";
+/// Name of the database file in the data directory.
+pub const DB_FILE: &str = "relay.db";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Counts requests in flight so shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// What an authenticated connection's delivery task is told.
+#[derive(Default)]
+struct Inbox {
+    acked: Vec<u64>,
+    prekeys_low: Option<(u32, u32)>,
+    removed: bool,
+}
+
+struct Slot {
+    conn_id: u64,
+    conn: Connection,
+    wake: Notify,
+    inbox: Mutex<Inbox>,
+}
+
+impl Slot {
+    fn update(&self, f: impl FnOnce(&mut Inbox)) {
+        f(&mut self.inbox.lock().unwrap_or_else(PoisonError::into_inner));
+        self.wake.notify_one();
+    }
+}
+
+/// Authenticated connections by device (a device may briefly have several, e.g. while an
+/// old connection times out after a network change).
+#[derive(Default)]
+struct Registry {
+    map: Mutex<HashMap<DeviceAddress, Vec<Arc<Slot>>>>,
+}
+
+impl Registry {
+    fn slots(&self, device: &DeviceAddress) -> Vec<Arc<Slot>> {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(device)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn insert(&self, device: DeviceAddress, slot: Arc<Slot>) {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(device)
+            .or_default()
+            .push(slot);
+    }
+
+    fn remove(&self, device: &DeviceAddress, conn_id: u64) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = map.get_mut(device) {
+            v.retain(|s| s.conn_id != conn_id);
+            if v.is_empty() {
+                map.remove(device);
+            }
+        }
+    }
+
+    fn take_device(&self, device: &DeviceAddress) -> Vec<Arc<Slot>> {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(device)
+            .unwrap_or_default()
+    }
+}
+
+struct Shared {
+    handler: Arc<Handler>,
+    store: Arc<SqliteStore>,
+    registry: Registry,
+    in_flight: Arc<InFlight>,
+    body_budget: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    next_conn_id: AtomicU64,
+    max_connections: usize,
+}
+
+/// Starts relays. See [`Relay::start`].
+#[derive(Debug)]
+pub struct Relay;
+
+/// A running relay. Dropping it without [`RelayHandle::shutdown`] closes every connection at
+/// once (nothing acknowledged is lost: it is already committed).
+pub struct RelayHandle {
+    local_addr: SocketAddr,
+    fingerprint: [u8; 32],
+    cert_der: Vec<u8>,
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    grace: Duration,
+    tasks: Vec<JoinHandle<()>>,
+    done: bool,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHandle")
+            .field("local_addr", &self.local_addr)
+            .field("fingerprint", &hex::encode(self.fingerprint))
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_or_create_code_key(data_dir: &Path) -> Result<[u8; 32], RelayError> {
+    use std::io::Write;
+    let path = data_dir.join(CODE_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            return bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| RelayError::Config(format!("{} is not 32 bytes", path.display())));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(RelayError::io(format!("reading {}", path.display()), e)),
+    }
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&path)
+        .map_err(|e| RelayError::io(format!("creating {}", path.display()), e))?;
+    f.write_all(&key)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| RelayError::io(format!("writing {}", path.display()), e))?;
+    Ok(key)
+}
+
+fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        // Flow-control credit, not preallocated memory: an idle connection costs a few KiB.
+        .stream_receive_window(VarInt::from_u32(256 * 1024))
+        .receive_window(VarInt::from_u32(1024 * 1024))
+        .send_window(2 * 1024 * 1024)
+        .datagram_receive_buffer_size(None);
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(IDLE_TIMEOUT_SECS)) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+impl Relay {
+    /// Starts a relay: creates the data directory, loads or generates the TLS certificate
+    /// and the code-MAC key, opens the database, binds `config.listen` and starts serving.
+    /// Errors are [`RelayError`]s (inside the `anyhow::Error`).
+    pub async fn start(config: RelayConfig) -> anyhow::Result<RelayHandle> {
+        config.validate()?;
+        // A new data directory is private to the relay's user (it holds the TLS key, the
+        // code-MAC key and the database); an existing one keeps the operator's permissions.
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            dir.mode(0o700);
+        }
+        dir.create(&config.data_dir)
+            .map_err(|e| RelayError::io(format!("creating {}", config.data_dir.display()), e))?;
+        let material = match (&config.cert_path, &config.key_path) {
+            (Some(c), Some(k)) => tls::load_pem(c, k)?,
+            _ => tls::load_or_generate(&config.data_dir, &config.cert_names)?,
+        };
+        let crypto = tls::server_crypto(&material)?;
+        let code_key = load_or_create_code_key(&config.data_dir)?;
+        let db = config.data_dir.join(DB_FILE);
+        let store = Arc::new(
+            tokio::task::spawn_blocking(move || SqliteStore::open(db))
+                .await
+                .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??,
+        );
+        let code_sender: Arc<dyn CodeSender> = match (&config.code_sender, &config.webhook_url) {
+            (Some(s), _) => Arc::clone(s),
+            (None, Some(url)) => Arc::new(WebhookCodeSender::new(
+                url.clone(),
+                Duration::from_secs(config.webhook_timeout_secs),
+                tokio::runtime::Handle::current(),
+            )),
+            (None, None) => {
+                tracing::warn!("no webhook_url configured: verification codes are only logged");
+                Arc::new(LogCodeSender)
+            }
+        };
+        if let Some(addr) = config.metrics_listen {
+            metrics::install_prometheus(addr)?;
+            tracing::info!(%addr, "Prometheus exporter listening");
+        }
+        let handler = Arc::new(Handler::new(
+            Arc::clone(&store) as Arc<dyn Store>,
+            code_sender,
+            code_key,
+            config.limits.clone(),
+            StdRng::from_rng(&mut rand::rng()),
+        ));
+
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|e| RelayError::Tls(format!("QUIC TLS configuration: {e}")))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        server_config.transport_config(Arc::new(transport_config()));
+        let endpoint = Endpoint::server(server_config, config.listen)
+            .map_err(|e| RelayError::io(format!("binding {}", config.listen), e))?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|e| RelayError::io("reading the bound address", e))?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            handler,
+            store,
+            registry: Registry::default(),
+            in_flight: Arc::new(InFlight::default()),
+            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
+            shutdown: shutdown_rx,
+            next_conn_id: AtomicU64::new(1),
+            max_connections: config.limits.max_connections as usize,
+        });
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
+        let sweep = tokio::spawn(sweep_loop(
+            Arc::clone(&shared),
+            Duration::from_secs(config.sweep_interval_secs),
+        ));
+        tracing::info!(
+            %local_addr,
+            data_dir = %config.data_dir.display(),
+            fingerprint = %hex::encode(material.fingerprint),
+            "relay started"
+        );
+        Ok(RelayHandle {
+            local_addr,
+            fingerprint: material.fingerprint,
+            cert_der: material.cert_der().to_vec(),
+            endpoint,
+            shared,
+            shutdown_tx,
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+            tasks: vec![accept, sweep],
+            done: false,
+        })
+    }
+}
+
+impl RelayHandle {
+    /// The bound UDP address (with the real port when the configured port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// SHA-256 of the end-entity certificate's DER: what clients pin.
+    pub fn cert_fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// The end-entity certificate, DER-encoded.
+    pub fn cert_der(&self) -> Vec<u8> {
+        self.cert_der.clone()
+    }
+
+    /// Graceful shutdown (spec/relay.md section 5): stops accepting connections and
+    /// requests, waits for in-flight requests (up to the configured grace period, 10 s by
+    /// default), closes every connection with application code 0 and closes the database.
+    pub async fn shutdown(mut self) {
+        self.done = true;
+        tracing::info!("shutting down");
+        let _ = self.shutdown_tx.send(true);
+        self.endpoint.set_server_config(None);
+        if tokio::time::timeout(self.grace, self.shared.in_flight.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+        }
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let store = Arc::clone(&self.shared.store);
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("relay stopped");
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.shutdown_tx.send(true);
+            self.endpoint
+                .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"relay dropped");
+            for t in &self.tasks {
+                t.abort();
+            }
+        }
+    }
+}
+
+async fn sweep_loop(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let handler = Arc::clone(&shared.handler);
+        match tokio::task::spawn_blocking(move || handler.sweep(now_ms())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
+        }
+    }
+}
+
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = shutdown.changed() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        if *shutdown.borrow() {
+            incoming.refuse();
+            continue;
+        }
+        if endpoint.open_connections() >= shared.max_connections {
+            tracing::warn!("connection limit reached; refusing a connection");
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(serve_connection(incoming, Arc::clone(&shared)));
+    }
+}
+
+struct ConnectionGauge;
+
+impl ConnectionGauge {
+    fn new() -> Self {
+        metrics::connections(1.0);
+        Self
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::connections(-1.0);
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let _gauge = ConnectionGauge::new();
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let alpn_ok = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|p| p == sealpost_wire::relay::ALPN);
+    let mut exporter = [0u8; 32];
+    if !alpn_ok
+        || conn
+            .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+            .is_err()
+    {
+        tracing::debug!(conn = conn_id, "connection without ALPN sealpost/1 refused");
+        conn.close(
+            VarInt::from_u32(CLOSE_PROTOCOL_VIOLATION),
+            b"ALPN sealpost/1 required",
+        );
+        return;
+    }
+    tracing::debug!(conn = conn_id, remote = %conn.remote_address(), "connection open");
+    let state = Arc::new(tokio::sync::Mutex::new(
+        shared.handler.new_connection(conn_id, now_ms()),
+    ));
+    let ctx = Arc::new(ConnCtx {
+        conn_id,
+        conn: conn.clone(),
+        exporter,
+        state,
+        shared: Arc::clone(&shared),
+        delivery: Mutex::new(None),
+    });
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shutdown.changed() => break,
+        };
+        match stream {
+            Ok((send, recv)) => {
+                let guard = shared.in_flight.enter();
+                tokio::spawn(serve_request(Arc::clone(&ctx), send, recv, guard));
+            }
+            Err(e) => {
+                tracing::debug!(conn = conn_id, reason = %e, "connection closed");
+                break;
+            }
+        }
+    }
+    // Wait for the connection to end (on shutdown the endpoint closes it), then clean up.
+    conn.closed().await;
+    ctx.stop_delivery();
+}
+
+/// A running delivery task: its device, its registry slot and its task.
+type DeliveryTask = (DeviceAddress, Arc<Slot>, JoinHandle<()>);
+
+/// One connection's context, shared by its request tasks.
+struct ConnCtx {
+    conn_id: u64,
+    conn: Connection,
+    exporter: [u8; 32],
+    state: Arc<tokio::sync::Mutex<ConnectionState>>,
+    shared: Arc<Shared>,
+    delivery: Mutex<Option<DeliveryTask>>,
+}
+
+impl ConnCtx {
+    fn start_delivery(self: &Arc<Self>, device: DeviceAddress) {
+        let mut d = self.delivery.lock().unwrap_or_else(PoisonError::into_inner);
+        if d.is_some() {
+            return;
+        }
+        let slot = Arc::new(Slot {
+            conn_id: self.conn_id,
+            conn: self.conn.clone(),
+            wake: Notify::new(),
+            inbox: Mutex::new(Inbox::default()),
+        });
+        self.shared
+            .registry
+            .insert(device.clone(), Arc::clone(&slot));
+        let task = tokio::spawn(deliver(
+            Arc::clone(&self.shared),
+            Arc::clone(&slot),
+            device.clone(),
+        ));
+        *d = Some((device, slot, task));
+    }
+
+    fn stop_delivery(&self) {
+        let taken = self
+            .delivery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((device, _, task)) = taken {
+            task.abort();
+            self.shared.registry.remove(&device, self.conn_id);
+        }
+    }
+}
+
+enum ReadOutcome {
+    Body(Vec<u8>),
+    /// Answer with this error and stop reading.
+    Refuse(Response),
+    /// The peer reset the stream or the connection is gone.
+    Gone,
+}
+
+async fn read_request(recv: &mut RecvStream, budget: &Arc<Semaphore>) -> ReadOutcome {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(_)) => {
+            return ReadOutcome::Refuse(decode_error_response(&DecodeError::Truncated {
+                offset: 0,
+                needed: 4,
+            }));
+        }
+        Err(quinn::ReadExactError::ReadError(_)) => return ReadOutcome::Gone,
+    }
+    let len = match frame_len(prefix) {
+        Ok(l) => l,
+        Err(e) => return ReadOutcome::Refuse(decode_error_response(&e)),
+    };
+    // Hold budget for the body while it is buffered (bounded memory across connections).
+    let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+    let Ok(_permit) = Arc::clone(budget).acquire_many_owned(kib).await else {
+        return ReadOutcome::Gone;
+    };
+    match recv.read_to_end(len).await {
+        Ok(body) if body.len() == len => ReadOutcome::Body(body),
+        Ok(body) => ReadOutcome::Refuse(decode_error_response(&DecodeError::Truncated {
+            offset: body.len(),
+            needed: len - body.len(),
+        })),
+        Err(quinn::ReadToEndError::TooLong) => ReadOutcome::Refuse(Response::error(
+            sealpost_wire::relay::ErrorCode::Malformed,
+            "bytes after the frame",
+        )),
+        Err(quinn::ReadToEndError::Read(_)) => ReadOutcome::Gone,
+    }
+}
+
+async fn write_frame(send: &mut SendStream, frame: &[u8]) -> bool {
+    if send.write_all(frame).await.is_err() || send.finish().is_err() {
+        return false;
+    }
+    // Wait until the peer has the whole frame, so a graceful shutdown loses no response.
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, send.stopped()).await,
+        Ok(Ok(None))
+    )
+}
+
+async fn serve_request(
+    ctx: Arc<ConnCtx>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    _in_flight: InFlightGuard,
+) {
+    let shared = Arc::clone(&ctx.shared);
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        read_request(&mut recv, &shared.body_budget),
+    );
+    let body = match read.await {
+        Ok(ReadOutcome::Body(b)) => b,
+        Ok(ReadOutcome::Refuse(resp)) => {
+            metrics::frame("malformed");
+            let _ = recv.stop(VarInt::from_u32(STREAM_ABANDONED));
+            write_frame(&mut send, &resp.encode()).await;
+            return;
+        }
+        Ok(ReadOutcome::Gone) | Err(_) => {
+            let _ = recv.stop(VarInt::from_u32(STREAM_ABANDONED));
+            let _ = send.reset(VarInt::from_u32(STREAM_ABANDONED));
+            return;
+        }
+    };
+    let mut guard = Arc::clone(&ctx.state).lock_owned().await;
+    let handler = Arc::clone(&shared.handler);
+    let exporter = ctx.exporter;
+    let result = tokio::task::spawn_blocking(move || {
+        let (resp, effects) = handler.handle_frame(&mut guard, exporter, &body, now_ms());
+        let device = guard.authenticated().cloned();
+        (resp, effects, device)
+    })
+    .await;
+    let (response, effects, device) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(conn = ctx.conn_id, error = %e, "request handler failed");
+            let resp = Response::error(sealpost_wire::relay::ErrorCode::Internal, "internal error");
+            write_frame(&mut send, &resp.encode()).await;
+            return;
+        }
+    };
+    if device.is_none() {
+        ctx.stop_delivery();
+    }
+    apply_effects(&shared, ctx.conn_id, effects);
+    let frame = response.encode();
+    match (&device, &response) {
+        (Some(d), Response::Authenticated { .. }) => {
+            // Response first, so the client knows it is authenticated before pushes arrive.
+            if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
+                ctx.start_delivery(d.clone());
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, send.stopped()).await;
+            }
+        }
+        _ => {
+            write_frame(&mut send, &frame).await;
+        }
+    }
+}
+
+fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
+    for effect in effects {
+        match effect {
+            Effect::MailArrived { device } => {
+                for slot in shared.registry.slots(&device) {
+                    slot.wake.notify_one();
+                }
+            }
+            Effect::PreKeysLow {
+                device,
+                one_time_prekeys,
+                kem_prekeys,
+            } => {
+                for slot in shared.registry.slots(&device) {
+                    slot.update(|i| i.prekeys_low = Some((one_time_prekeys, kem_prekeys)));
+                }
+            }
+            Effect::Acked { device, server_ids } => {
+                for slot in shared.registry.slots(&device) {
+                    slot.update(|i| i.acked.extend_from_slice(&server_ids));
+                }
+            }
+            Effect::DevicesRemoved { account, devices } => {
+                close_removed(shared, conn_id, &account, &devices);
+            }
+        }
+    }
+}
+
+fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, devices: &[u32]) {
+    for id in devices {
+        let device = DeviceAddress::new(account.clone(), DeviceId(*id));
+        for slot in shared.registry.take_device(&device) {
+            slot.update(|i| i.removed = true);
+            // The registering connection itself stays open (it gets its response); other
+            // connections of removed devices are closed.
+            if slot.conn_id != conn_id {
+                slot.conn.close(
+                    VarInt::from_u32(CLOSE_DEVICE_REMOVED),
+                    b"device removed by a new registration",
+                );
+            }
+        }
+    }
+}
+
+async fn push(conn: &Connection, push: &Push) -> bool {
+    let frame = push.encode();
+    let Ok(mut stream) = conn.open_uni().await else {
+        return false;
+    };
+    if stream.write_all(&frame).await.is_err() {
+        return false;
+    }
+    stream.finish().is_ok()
+}
+
+async fn deliver(shared: Arc<Shared>, slot: Arc<Slot>, device: DeviceAddress) {
+    let conn = slot.conn.clone();
+    tokio::select! {
+        () = delivery_loop(&shared, &slot, &device) => {}
+        _ = conn.closed() => {}
+    }
+}
+
+async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
+    let mut last: u64 = 0;
+    let mut in_flight: BTreeSet<u64> = BTreeSet::new();
+    let mut drained = false;
+    loop {
+        let (acked, low, removed) = {
+            let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                std::mem::take(&mut inbox.acked),
+                inbox.prekeys_low.take(),
+                inbox.removed,
+            )
+        };
+        if removed {
+            return;
+        }
+        for id in acked {
+            in_flight.remove(&id);
+        }
+        if let Some((one_time_prekeys, kem_prekeys)) = low {
+            let p = Push::PreKeysLow {
+                one_time_prekeys,
+                kem_prekeys,
+            };
+            if !push(&slot.conn, &p).await {
+                return;
+            }
+        }
+        let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
+        if room > 0 {
+            let store = Arc::clone(&shared.store);
+            let d = device.clone();
+            let batch = tokio::task::spawn_blocking(move || store.mailbox(&d, last, room)).await;
+            let batch = match batch {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading a mailbox failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "mailbox task failed");
+                    return;
+                }
+            };
+            let reached_end = batch.len() < room;
+            for e in batch {
+                let id = e.server_id;
+                let p = Push::Deliver(Delivery {
+                    server_id: e.server_id,
+                    sender: e.sender,
+                    message_id: e.message_id,
+                    timestamp: e.timestamp,
+                    envelope: e.envelope,
+                });
+                if !push(&slot.conn, &p).await {
+                    return;
+                }
+                in_flight.insert(id);
+                last = last.max(id);
+            }
+            if reached_end && !drained {
+                if !push(&slot.conn, &Push::QueueDrained).await {
+                    return;
+                }
+                drained = true;
+            }
+        }
+        slot.wake.notified().await;
+    }
+}

@@ -1,0 +1,510 @@
+//! The store conformance suite: every case runs against every [`Store`] implementation
+//! (see the `conformance_tests!` invocations at the bottom).
+
+use super::*;
+use sealpost_wire::relay::OutgoingEnvelope;
+use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub(crate) fn acct(n: u32) -> AccountId {
+    AccountId::new(format!("+1555000{n:04}")).unwrap()
+}
+
+fn ident(b: u8) -> IdentityBytes {
+    IdentityBytes {
+        signing: [b; 32],
+        dh: [b.wrapping_add(1); 32],
+    }
+}
+
+fn dev(a: &AccountId, id: u32) -> DeviceAddress {
+    DeviceAddress::new(a.clone(), DeviceId(id))
+}
+
+const MAC: [u8; 32] = [7; 32];
+const NOW: u64 = 1_700_000_000_000;
+const LIMITS: PreKeyLimits = PreKeyLimits {
+    max_one_time: 10,
+    max_kem_one_time: 4,
+};
+
+/// Registers a device through a code, as the handler does.
+pub(crate) fn register<S: Store + ?Sized>(s: &S, a: &AccountId, b: u8) -> u32 {
+    s.put_code(a, &MAC, NOW + 600_000).unwrap();
+    match s.register_device(a, &ident(b), &MAC, NOW).unwrap() {
+        RegisterOutcome::Registered { device_id, .. } => device_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn signed(id: u32) -> SignedPreKeyPublic {
+    SignedPreKeyPublic {
+        id,
+        created_at: 1,
+        public: [id as u8; 32],
+        signature: [9; 64],
+    }
+}
+
+fn kem(id: u32, kind: KemPreKeyKind) -> KemPreKeyPublic {
+    KemPreKeyPublic {
+        id,
+        kind,
+        created_at: 2,
+        public: Box::new([id as u8; KEM_PUBLIC_LEN]),
+        signature: [8; 64],
+    }
+}
+
+fn full_upload(
+    otk: std::ops::Range<u32>,
+    kem_ids: std::ops::Range<u32>,
+    lr: Option<u32>,
+) -> NewPreKeys {
+    NewPreKeys {
+        signed: Some(signed(1)),
+        one_time: otk.map(|i| (i, [i as u8; 32])).collect(),
+        kem_one_time: kem_ids.map(|i| kem(i, KemPreKeyKind::OneTime)).collect(),
+        kem_last_resort: lr.map(|i| kem(i, KemPreKeyKind::LastResort)),
+    }
+}
+
+fn env(device_id: u32, b: u8) -> OutgoingEnvelope {
+    OutgoingEnvelope {
+        device_id,
+        envelope: vec![b; 10],
+    }
+}
+
+fn enqueue<S: Store + ?Sized>(
+    s: &S,
+    from: &DeviceAddress,
+    to: &AccountId,
+    envs: &[OutgoingEnvelope],
+    max: u32,
+) -> EnqueueOutcome {
+    s.enqueue(&NewMessage {
+        sender: from,
+        recipient: to,
+        exclude_device: (to == &from.account).then_some(from.device.0),
+        message_id: &[3; 16],
+        timestamp: NOW,
+        envelopes: envs,
+        max_queued: max,
+    })
+    .unwrap()
+}
+
+pub(crate) fn codes<S: Store>(s: &S) {
+    let a = acct(1);
+    assert_eq!(
+        s.begin_code_attempt(&a, NOW, 5).unwrap(),
+        CodeAttempt::Missing
+    );
+    s.put_code(&a, &MAC, NOW + 1000).unwrap();
+    for i in 1..=5 {
+        assert_eq!(
+            s.begin_code_attempt(&a, NOW, 5).unwrap(),
+            CodeAttempt::Check {
+                mac: MAC,
+                attempt: i
+            }
+        );
+    }
+    assert_eq!(
+        s.begin_code_attempt(&a, NOW, 5).unwrap(),
+        CodeAttempt::Exhausted
+    );
+    assert_eq!(
+        s.begin_code_attempt(&a, NOW, 5).unwrap(),
+        CodeAttempt::Missing
+    );
+    // A new code resets the counter; expiry is exclusive at expires_at.
+    s.put_code(&a, &MAC, NOW + 1000).unwrap();
+    s.begin_code_attempt(&a, NOW, 5).unwrap();
+    s.put_code(&a, &[1; 32], NOW + 1000).unwrap();
+    assert_eq!(
+        s.begin_code_attempt(&a, NOW + 999, 5).unwrap(),
+        CodeAttempt::Check {
+            mac: [1; 32],
+            attempt: 1
+        }
+    );
+    assert_eq!(
+        s.begin_code_attempt(&a, NOW + 1000, 5).unwrap(),
+        CodeAttempt::Expired
+    );
+    assert_eq!(
+        s.begin_code_attempt(&a, NOW, 5).unwrap(),
+        CodeAttempt::Missing
+    );
+}
+
+pub(crate) fn registration<S: Store>(s: &S) {
+    let a = acct(1);
+    // No code, or another code: nothing happens.
+    assert_eq!(
+        s.register_device(&a, &ident(1), &MAC, NOW).unwrap(),
+        RegisterOutcome::CodeGone
+    );
+    s.put_code(&a, &[1; 32], NOW + 1000).unwrap();
+    assert_eq!(
+        s.register_device(&a, &ident(1), &MAC, NOW).unwrap(),
+        RegisterOutcome::CodeGone
+    );
+    assert!(s.list_devices(&a).unwrap().is_empty());
+    assert_eq!(register(s, &a, 1), 1);
+    // The code was consumed.
+    assert_eq!(
+        s.register_device(&a, &ident(1), &MAC, NOW).unwrap(),
+        RegisterOutcome::CodeGone
+    );
+    let d1 = dev(&a, 1);
+    assert_eq!(s.device_identity(&d1).unwrap(), Some(ident(1)));
+    s.store_prekeys(&d1, &full_upload(1..4, 1..3, Some(9)), &LIMITS)
+        .unwrap();
+    let b = acct(2);
+    let b1 = dev(&b, register(s, &b, 5));
+    assert!(matches!(
+        enqueue(s, &b1, &a, &[env(1, 1)], 10),
+        EnqueueOutcome::Queued(_)
+    ));
+    assert_eq!(s.queue_depth(&d1).unwrap(), 1);
+    // Re-registration replaces the device, its prekeys and its mail; ids are not reused.
+    s.put_code(&a, &MAC, NOW + 1000).unwrap();
+    assert_eq!(
+        s.register_device(&a, &ident(2), &MAC, NOW).unwrap(),
+        RegisterOutcome::Registered {
+            device_id: 2,
+            removed: vec![1]
+        }
+    );
+    let d2 = dev(&a, 2);
+    assert_eq!(s.device_identity(&d1).unwrap(), None);
+    assert_eq!(s.device_identity(&d2).unwrap(), Some(ident(2)));
+    assert_eq!(s.queue_depth(&d1).unwrap(), 0);
+    assert_eq!(s.prekey_counts(&d1).unwrap(), PreKeyCounts::default());
+    assert_eq!(s.total_queued().unwrap(), 0);
+    let devices = s.list_devices(&a).unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!((devices[0].device_id, devices[0].identity), (2, ident(2)));
+    // The new device has no prekeys: no bundle.
+    assert_eq!(s.take_bundles(&a).unwrap(), Some(vec![]));
+    assert_eq!(s.take_bundles(&acct(99)).unwrap(), None);
+}
+
+pub(crate) fn prekeys<S: Store>(s: &S) {
+    let a = acct(1);
+    let d = dev(&a, register(s, &a, 1));
+    assert_eq!(
+        s.store_prekeys(&dev(&a, 7), &full_upload(1..2, 0..0, None), &LIMITS)
+            .unwrap(),
+        UploadOutcome::UnknownDevice
+    );
+    assert_eq!(
+        s.store_prekeys(&d, &full_upload(1..4, 1..3, Some(10)), &LIMITS)
+            .unwrap(),
+        UploadOutcome::Stored(PreKeyCounts {
+            one_time_prekeys: 3,
+            kem_prekeys: 2
+        })
+    );
+    // Conflicts: a stored one-time id, a stored one-time KEM id, a KEM id equal to the
+    // last-resort id, a last-resort id equal to a one-time KEM id.
+    for bad in [
+        full_upload(3..5, 0..0, None),
+        full_upload(10..11, 2..3, None),
+        full_upload(10..11, 10..11, None),
+        full_upload(10..11, 0..0, Some(1)),
+    ] {
+        assert_eq!(
+            s.store_prekeys(&d, &bad, &LIMITS).unwrap(),
+            UploadOutcome::IdConflict
+        );
+    }
+    // Limits: 3 + 8 > 10 one-time; 2 + 3 > 4 KEM.
+    assert_eq!(
+        s.store_prekeys(&d, &full_upload(20..28, 0..0, None), &LIMITS)
+            .unwrap(),
+        UploadOutcome::TooMany
+    );
+    assert_eq!(
+        s.store_prekeys(&d, &full_upload(20..21, 20..23, None), &LIMITS)
+            .unwrap(),
+        UploadOutcome::TooMany
+    );
+    assert_eq!(
+        s.prekey_counts(&d).unwrap(),
+        PreKeyCounts {
+            one_time_prekeys: 3,
+            kem_prekeys: 2
+        }
+    );
+    // Replacing the last-resort key with the same id is allowed; so is a new signed prekey.
+    let mut up = full_upload(0..0, 0..0, Some(10));
+    up.signed = Some(signed(2));
+    assert!(matches!(
+        s.store_prekeys(&d, &up, &LIMITS).unwrap(),
+        UploadOutcome::Stored(_)
+    ));
+
+    // Bundles: lowest ids first, then last resort, each one-time key once.
+    let mut served_otk = Vec::new();
+    let mut served_kem = Vec::new();
+    for _ in 0..4 {
+        let taken = s.take_bundles(&a).unwrap().unwrap();
+        assert_eq!(taken.len(), 1);
+        let b = &taken[0].bundle;
+        assert_eq!(b.device_id, d.device.0);
+        assert_eq!(b.identity, ident(1));
+        assert_eq!(b.signed_prekey, signed(2));
+        served_otk.push(b.one_time_prekey.map(|(id, _)| id));
+        served_kem.push((b.kem_prekey.id, b.kem_prekey.kind));
+        assert_eq!(taken[0].remaining, s.prekey_counts(&d).unwrap());
+    }
+    assert_eq!(served_otk, vec![Some(1), Some(2), Some(3), None]);
+    assert_eq!(
+        served_kem,
+        vec![
+            (1, KemPreKeyKind::OneTime),
+            (2, KemPreKeyKind::OneTime),
+            (10, KemPreKeyKind::LastResort),
+            (10, KemPreKeyKind::LastResort)
+        ]
+    );
+    assert_eq!(
+        served_otk.iter().flatten().collect::<BTreeSet<_>>().len(),
+        3
+    );
+    // After consumption the ids are no longer stored and may be uploaded again.
+    assert!(matches!(
+        s.store_prekeys(&d, &full_upload(1..2, 1..2, None), &LIMITS)
+            .unwrap(),
+        UploadOutcome::Stored(PreKeyCounts {
+            one_time_prekeys: 1,
+            kem_prekeys: 1
+        })
+    ));
+    // A device without a signed prekey or without any KEM key is skipped.
+    let b = acct(2);
+    let bd = dev(&b, register(s, &b, 2));
+    let no_kem = NewPreKeys {
+        signed: Some(signed(1)),
+        one_time: vec![(1, [1; 32])],
+        ..NewPreKeys::default()
+    };
+    s.store_prekeys(&bd, &no_kem, &LIMITS).unwrap();
+    assert_eq!(s.take_bundles(&b).unwrap(), Some(vec![]));
+    assert_eq!(
+        s.prekey_counts(&bd).unwrap().one_time_prekeys,
+        1,
+        "nothing taken"
+    );
+}
+
+pub(crate) fn mailboxes<S: Store>(s: &S) {
+    let a = acct(1);
+    let b = acct(2);
+    let a1 = dev(&a, register(s, &a, 1));
+    let b1 = dev(&b, register(s, &b, 2));
+    assert_eq!(
+        enqueue(s, &a1, &acct(9), &[env(1, 0)], 10),
+        EnqueueOutcome::UnknownAccount
+    );
+    // Exactly the recipient's devices, each once.
+    for bad in [
+        vec![env(2, 0)],
+        vec![env(1, 0), env(1, 0)],
+        vec![env(1, 0), env(2, 0)],
+    ] {
+        assert_eq!(
+            enqueue(s, &a1, &b, &bad, 10),
+            EnqueueOutcome::MismatchedDevices
+        );
+    }
+    // To one's own account the sending device is excluded: nothing left to address.
+    assert_eq!(
+        enqueue(s, &a1, &a, &[env(1, 0)], 10),
+        EnqueueOutcome::MismatchedDevices
+    );
+    let mut ids = Vec::new();
+    for i in 0..3u8 {
+        match enqueue(s, &a1, &b, &[env(1, i)], 3) {
+            EnqueueOutcome::Queued(v) => {
+                assert_eq!(v.len(), 1);
+                assert_eq!(v[0].0, 1);
+                ids.push(v[0].1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "server ids increase: {ids:?}"
+    );
+    assert_eq!(
+        enqueue(s, &a1, &b, &[env(1, 9)], 3),
+        EnqueueOutcome::QueueFull { device_id: 1 }
+    );
+    assert_eq!(s.queue_depth(&b1).unwrap(), 3);
+    assert_eq!(s.total_queued().unwrap(), 3);
+    let all = s.mailbox(&b1, 0, 10).unwrap();
+    assert_eq!(all.iter().map(|e| e.server_id).collect::<Vec<_>>(), ids);
+    assert_eq!(all[1].envelope, vec![1; 10]);
+    assert_eq!(all[1].sender, a1);
+    assert_eq!(all[1].message_id, [3; 16]);
+    assert_eq!(all[1].timestamp, NOW);
+    assert_eq!(s.mailbox(&b1, ids[0], 1).unwrap()[0].server_id, ids[1]);
+    assert!(s.mailbox(&b1, ids[2], 10).unwrap().is_empty());
+    assert!(s.mailbox(&a1, 0, 10).unwrap().is_empty());
+    // Acks: only this device's ids count.
+    assert_eq!(s.ack(&a1, &ids).unwrap(), 0);
+    assert_eq!(s.ack(&b1, &[ids[0], ids[0], 999_999]).unwrap(), 1);
+    assert_eq!(s.ack(&b1, &[ids[0]]).unwrap(), 0);
+    assert_eq!(s.queue_depth(&b1).unwrap(), 2);
+    // Sweep: codes and envelopes past their time.
+    s.put_code(&acct(3), &MAC, NOW + 10).unwrap();
+    assert_eq!(s.sweep(NOW + 5, 1000).unwrap(), SweepCounts::default());
+    assert_eq!(
+        s.sweep(NOW + 1000, 1000).unwrap(),
+        SweepCounts {
+            codes: 1,
+            envelopes: 2
+        }
+    );
+    assert_eq!(s.total_queued().unwrap(), 0);
+    assert_eq!(s.sweep(0, 1000).unwrap(), SweepCounts::default());
+}
+
+pub(crate) fn concurrent_bundles<S: Store + 'static>(s: Arc<S>) {
+    let a = acct(1);
+    let d = dev(&a, register(&*s, &a, 1));
+    let limits = PreKeyLimits {
+        max_one_time: 1000,
+        max_kem_one_time: 200,
+    };
+    s.store_prekeys(&d, &full_upload(1..101, 1..41, Some(500)), &limits)
+        .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            let a = a.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|_| s.take_bundles(&a).unwrap().unwrap().remove(0).bundle)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let bundles: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(bundles.len(), 160);
+    let otk: Vec<u32> = bundles
+        .iter()
+        .filter_map(|b| b.one_time_prekey.map(|k| k.0))
+        .collect();
+    let unique: BTreeSet<u32> = otk.iter().copied().collect();
+    assert_eq!(otk.len(), 100, "every one-time key served");
+    assert_eq!(unique.len(), 100, "no one-time key served twice");
+    let kem: Vec<u32> = bundles
+        .iter()
+        .filter(|b| b.kem_prekey.kind == KemPreKeyKind::OneTime)
+        .map(|b| b.kem_prekey.id)
+        .collect();
+    assert_eq!(kem.len(), 40);
+    assert_eq!(kem.iter().collect::<BTreeSet<_>>().len(), 40);
+    assert_eq!(s.prekey_counts(&d).unwrap(), PreKeyCounts::default());
+}
+
+pub(crate) fn concurrent_sends<S: Store + 'static>(s: Arc<S>) {
+    let a = acct(1);
+    let b = acct(2);
+    let a1 = dev(&a, register(&*s, &a, 1));
+    let b1 = dev(&b, register(&*s, &b, 2));
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            let (a1, b) = (a1.clone(), b.clone());
+            std::thread::spawn(move || {
+                (0..25u8)
+                    .map(
+                        |i| match enqueue(&*s, &a1, &b, &[env(1, t * 25 + i)], 150) {
+                            EnqueueOutcome::Queued(_) => 1u32,
+                            EnqueueOutcome::QueueFull { .. } => 0,
+                            other => panic!("{other:?}"),
+                        },
+                    )
+                    .sum::<u32>()
+            })
+        })
+        .collect();
+    let queued: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    // The bound holds under concurrency: exactly 150 of 200 fit.
+    assert_eq!(queued, 150);
+    assert_eq!(s.queue_depth(&b1).unwrap(), 150);
+    let ids: Vec<u64> = s
+        .mailbox(&b1, 0, 1000)
+        .unwrap()
+        .iter()
+        .map(|e| e.server_id)
+        .collect();
+    assert_eq!(ids.len(), 150);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
+
+macro_rules! conformance_tests {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn codes() {
+                let (_keep, s) = $make;
+                super::codes(&s);
+            }
+
+            #[test]
+            fn registration() {
+                let (_keep, s) = $make;
+                super::registration(&s);
+            }
+
+            #[test]
+            fn prekeys() {
+                let (_keep, s) = $make;
+                super::prekeys(&s);
+            }
+
+            #[test]
+            fn mailboxes() {
+                let (_keep, s) = $make;
+                super::mailboxes(&s);
+            }
+
+            #[test]
+            fn concurrent_bundles() {
+                let (_keep, s) = $make;
+                super::concurrent_bundles(std::sync::Arc::new(s));
+            }
+
+            #[test]
+            fn concurrent_sends() {
+                let (_keep, s) = $make;
+                super::concurrent_sends(std::sync::Arc::new(s));
+            }
+        }
+    };
+}
+
+conformance_tests!(memory, ((), MemoryStore::new()));
+
+#[cfg(feature = "server")]
+conformance_tests!(sqlite, {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    (dir, store)
+});

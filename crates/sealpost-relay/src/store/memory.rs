@@ -1,0 +1,403 @@
+//! An in-memory [`Store`] for tests and fuzzing: one mutex around plain maps, so every
+//! method is trivially atomic. Nothing survives the process.
+
+use super::{
+    CODE_MAC_LEN, CodeAttempt, EnqueueOutcome, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits,
+    RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
+};
+use crate::StoreError;
+use sealpost_wire::relay::DeviceInfo;
+use sealpost_wire::{
+    AccountId, DeviceAddress, DeviceId, IdentityBytes, KemPreKeyPublic, PreKeyBundle,
+    SignedPreKeyPublic,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Clone)]
+struct CodeRow {
+    mac: [u8; CODE_MAC_LEN],
+    expires_at: u64,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct DeviceRow {
+    identity: Option<IdentityBytes>,
+    signed: Option<SignedPreKeyPublic>,
+    one_time: BTreeMap<u32, [u8; 32]>,
+    kem_one_time: BTreeMap<u32, KemPreKeyPublic>,
+    last_resort: Option<KemPreKeyPublic>,
+    mailbox: BTreeMap<u64, StoredEnvelope>,
+}
+
+impl DeviceRow {
+    fn counts(&self) -> PreKeyCounts {
+        PreKeyCounts {
+            one_time_prekeys: count(self.one_time.len()),
+            kem_prekeys: count(self.kem_one_time.len()),
+        }
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+struct AccountRow {
+    next_device_id: u32,
+    devices: BTreeMap<u32, DeviceRow>,
+}
+
+#[derive(Default)]
+struct Inner {
+    codes: HashMap<AccountId, CodeRow>,
+    accounts: HashMap<AccountId, AccountRow>,
+    next_server_id: u64,
+}
+
+impl Inner {
+    fn device(&self, d: &DeviceAddress) -> Option<&DeviceRow> {
+        self.accounts.get(&d.account)?.devices.get(&d.device.0)
+    }
+
+    fn device_mut(&mut self, d: &DeviceAddress) -> Option<&mut DeviceRow> {
+        self.accounts
+            .get_mut(&d.account)?
+            .devices
+            .get_mut(&d.device.0)
+    }
+}
+
+/// An in-memory [`Store`].
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change behind (every
+        // method computes before it mutates), so a poisoned lock is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_code(
+        &self,
+        account: &AccountId,
+        mac: &[u8; CODE_MAC_LEN],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.lock().codes.insert(
+            account.clone(),
+            CodeRow {
+                mac: *mac,
+                expires_at,
+                attempts: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn begin_code_attempt(
+        &self,
+        account: &AccountId,
+        now: u64,
+        max_attempts: u32,
+    ) -> Result<CodeAttempt, StoreError> {
+        let mut inner = self.lock();
+        let Some(row) = inner.codes.get_mut(account) else {
+            return Ok(CodeAttempt::Missing);
+        };
+        if row.expires_at <= now {
+            inner.codes.remove(account);
+            return Ok(CodeAttempt::Expired);
+        }
+        if row.attempts >= max_attempts {
+            inner.codes.remove(account);
+            return Ok(CodeAttempt::Exhausted);
+        }
+        row.attempts += 1;
+        Ok(CodeAttempt::Check {
+            mac: row.mac,
+            attempt: row.attempts,
+        })
+    }
+
+    fn register_device(
+        &self,
+        account: &AccountId,
+        identity: &IdentityBytes,
+        code_mac: &[u8; CODE_MAC_LEN],
+        _now: u64,
+    ) -> Result<RegisterOutcome, StoreError> {
+        let mut inner = self.lock();
+        match inner.codes.get(account) {
+            Some(row) if row.mac == *code_mac => {}
+            _ => return Ok(RegisterOutcome::CodeGone),
+        }
+        let next = inner.accounts.get(account).map_or(1, |a| a.next_device_id);
+        let Some(after) = next.checked_add(1) else {
+            return Ok(RegisterOutcome::DeviceIdsExhausted);
+        };
+        inner.codes.remove(account);
+        let acct = inner
+            .accounts
+            .entry(account.clone())
+            .or_insert_with(|| AccountRow {
+                next_device_id: 1,
+                devices: BTreeMap::new(),
+            });
+        let removed: Vec<u32> = acct.devices.keys().copied().collect();
+        acct.devices.clear();
+        acct.devices.insert(
+            next,
+            DeviceRow {
+                identity: Some(*identity),
+                ..DeviceRow::default()
+            },
+        );
+        acct.next_device_id = after;
+        Ok(RegisterOutcome::Registered {
+            device_id: next,
+            removed,
+        })
+    }
+
+    fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError> {
+        Ok(self.lock().device(device).and_then(|d| d.identity))
+    }
+
+    fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .accounts
+            .get(account)
+            .map(|a| {
+                a.devices
+                    .iter()
+                    .filter_map(|(id, d)| {
+                        d.identity.map(|identity| DeviceInfo {
+                            device_id: *id,
+                            identity,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn store_prekeys(
+        &self,
+        device: &DeviceAddress,
+        keys: &NewPreKeys,
+        limits: &PreKeyLimits,
+    ) -> Result<UploadOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(row) = inner.device_mut(device) else {
+            return Ok(UploadOutcome::UnknownDevice);
+        };
+        let otk_conflict = keys
+            .one_time
+            .iter()
+            .any(|(id, _)| row.one_time.contains_key(id));
+        let last_resort_id = row.last_resort.as_ref().map(|k| k.id);
+        let kem_conflict = keys
+            .kem_one_time
+            .iter()
+            .any(|k| row.kem_one_time.contains_key(&k.id) || Some(k.id) == last_resort_id)
+            || keys
+                .kem_last_resort
+                .as_ref()
+                .is_some_and(|k| row.kem_one_time.contains_key(&k.id));
+        if otk_conflict || kem_conflict {
+            return Ok(UploadOutcome::IdConflict);
+        }
+        if row.one_time.len() + keys.one_time.len() > limits.max_one_time as usize
+            || row.kem_one_time.len() + keys.kem_one_time.len() > limits.max_kem_one_time as usize
+        {
+            return Ok(UploadOutcome::TooMany);
+        }
+        if let Some(s) = &keys.signed {
+            row.signed = Some(s.clone());
+        }
+        if let Some(k) = &keys.kem_last_resort {
+            row.last_resort = Some(k.clone());
+        }
+        row.one_time.extend(keys.one_time.iter().copied());
+        row.kem_one_time
+            .extend(keys.kem_one_time.iter().map(|k| (k.id, k.clone())));
+        Ok(UploadOutcome::Stored(row.counts()))
+    }
+
+    fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
+        Ok(self
+            .lock()
+            .device(device)
+            .map(DeviceRow::counts)
+            .unwrap_or_default())
+    }
+
+    fn take_bundles(&self, account: &AccountId) -> Result<Option<Vec<TakenBundle>>, StoreError> {
+        let mut inner = self.lock();
+        let Some(acct) = inner.accounts.get_mut(account) else {
+            return Ok(None);
+        };
+        if acct.devices.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (id, d) in &mut acct.devices {
+            let (Some(identity), Some(signed)) = (d.identity, d.signed.clone()) else {
+                continue;
+            };
+            if d.kem_one_time.is_empty() && d.last_resort.is_none() {
+                continue;
+            }
+            let kem_prekey = match d.kem_one_time.pop_first() {
+                Some((_, k)) => k,
+                None => match d.last_resort.clone() {
+                    Some(k) => k,
+                    None => continue,
+                },
+            };
+            let one_time_prekey = d.one_time.pop_first();
+            out.push(TakenBundle {
+                bundle: PreKeyBundle {
+                    device_id: *id,
+                    identity,
+                    signed_prekey: signed,
+                    one_time_prekey,
+                    kem_prekey,
+                },
+                remaining: d.counts(),
+            });
+        }
+        Ok(Some(out))
+    }
+
+    fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(acct) = inner.accounts.get(m.recipient) else {
+            return Ok(EnqueueOutcome::UnknownAccount);
+        };
+        if acct.devices.is_empty() {
+            return Ok(EnqueueOutcome::UnknownAccount);
+        }
+        let expected: BTreeSet<u32> = acct
+            .devices
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != m.exclude_device)
+            .collect();
+        let given: BTreeSet<u32> = m.envelopes.iter().map(|e| e.device_id).collect();
+        if given.len() != m.envelopes.len() || given != expected {
+            return Ok(EnqueueOutcome::MismatchedDevices);
+        }
+        for e in m.envelopes {
+            let depth = acct
+                .devices
+                .get(&e.device_id)
+                .map_or(0, |d| d.mailbox.len());
+            if depth >= m.max_queued as usize {
+                return Ok(EnqueueOutcome::QueueFull {
+                    device_id: e.device_id,
+                });
+            }
+        }
+        let mut ids = Vec::with_capacity(m.envelopes.len());
+        for e in m.envelopes {
+            inner.next_server_id += 1;
+            let server_id = inner.next_server_id;
+            let stored = StoredEnvelope {
+                server_id,
+                sender: m.sender.clone(),
+                message_id: *m.message_id,
+                timestamp: m.timestamp,
+                envelope: e.envelope.clone(),
+            };
+            let addr = DeviceAddress::new(m.recipient.clone(), DeviceId(e.device_id));
+            if let Some(d) = inner.device_mut(&addr) {
+                d.mailbox.insert(server_id, stored);
+            }
+            ids.push((e.device_id, server_id));
+        }
+        Ok(EnqueueOutcome::Queued(ids))
+    }
+
+    fn mailbox(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .device(device)
+            .map(|d| {
+                d.mailbox
+                    .range(after.saturating_add(1)..)
+                    .take(limit)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
+        let mut inner = self.lock();
+        let Some(d) = inner.device_mut(device) else {
+            return Ok(0);
+        };
+        let removed = server_ids
+            .iter()
+            .filter(|id| d.mailbox.remove(id).is_some())
+            .count();
+        Ok(count(removed))
+    }
+
+    fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
+        Ok(self
+            .lock()
+            .device(device)
+            .map_or(0, |d| count(d.mailbox.len())))
+    }
+
+    fn total_queued(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .accounts
+            .values()
+            .flat_map(|a| a.devices.values())
+            .map(|d| d.mailbox.len() as u64)
+            .sum())
+    }
+
+    fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.codes.len();
+        inner.codes.retain(|_, c| c.expires_at > now);
+        let codes = (before - inner.codes.len()) as u64;
+        let mut envelopes = 0u64;
+        for d in inner
+            .accounts
+            .values_mut()
+            .flat_map(|a| a.devices.values_mut())
+        {
+            let before = d.mailbox.len();
+            d.mailbox
+                .retain(|_, e| e.timestamp.saturating_add(mailbox_ttl) > now);
+            envelopes += (before - d.mailbox.len()) as u64;
+        }
+        Ok(SweepCounts { codes, envelopes })
+    }
+}

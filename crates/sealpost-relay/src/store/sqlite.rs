@@ -1,0 +1,1179 @@
+//! The SQLite [`Store`]: one database file in WAL mode with `synchronous = FULL`.
+//!
+//! **Writes** go through a single writer thread that owns the only writing connection and
+//! commits in groups: it takes every job waiting in its queue (up to [`MAX_GROUP`]), runs
+//! each inside its own `SAVEPOINT` within one `BEGIN IMMEDIATE` transaction (a job that
+//! fails is rolled back to its savepoint without affecting the others), commits once, and
+//! only then answers every job of the group. So one fsync covers many concurrent sends, and a
+//! caller is answered only after its changes are durable.
+//!
+//! **Reads** use a small pool of read-only connections; in WAL mode they never block the
+//! writer and always see a committed state.
+//!
+//! The schema version is `PRAGMA user_version` ([`SCHEMA_VERSION`]); a database with a
+//! newer version is refused, an older one is migrated step by step at open.
+
+use super::{
+    CODE_MAC_LEN, CodeAttempt, EnqueueOutcome, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits,
+    RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
+};
+use crate::StoreError;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sealpost_wire::relay::DeviceInfo;
+use sealpost_wire::{
+    AccountId, DeviceAddress, DeviceId, IdentityBytes, KEM_PUBLIC_LEN, KemPreKeyKind,
+    KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
+};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Schema version stored in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Most jobs committed in one group.
+const MAX_GROUP: usize = 256;
+/// Jobs that may wait for the writer before callers block (backpressure).
+const QUEUE_BOUND: usize = 4096;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+/// How long a connection waits on a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA_V1: &str = "
+CREATE TABLE codes (
+    account     TEXT PRIMARY KEY NOT NULL,
+    mac         BLOB NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+    account         TEXT PRIMARY KEY NOT NULL,
+    next_device_id  INTEGER NOT NULL
+);
+CREATE TABLE devices (
+    account        TEXT NOT NULL,
+    device_id      INTEGER NOT NULL,
+    identity       BLOB NOT NULL,
+    registered_at  INTEGER NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE signed_prekeys (
+    account     TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    public      BLOB NOT NULL,
+    signature   BLOB NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE one_time_prekeys (
+    account     TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    public      BLOB NOT NULL,
+    PRIMARY KEY (account, device_id, id)
+) WITHOUT ROWID;
+CREATE TABLE kem_prekeys (
+    account      TEXT NOT NULL,
+    device_id    INTEGER NOT NULL,
+    id           INTEGER NOT NULL,
+    last_resort  INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    public       BLOB NOT NULL,
+    signature    BLOB NOT NULL,
+    PRIMARY KEY (account, device_id, id)
+) WITHOUT ROWID;
+CREATE TABLE envelopes (
+    server_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    account        TEXT NOT NULL,
+    device_id      INTEGER NOT NULL,
+    sender_account TEXT NOT NULL,
+    sender_device  INTEGER NOT NULL,
+    message_id     BLOB NOT NULL,
+    timestamp      INTEGER NOT NULL,
+    envelope       BLOB NOT NULL
+);
+CREATE INDEX envelopes_by_device ON envelopes (account, device_id, server_id);
+CREATE INDEX envelopes_by_time ON envelopes (timestamp);
+";
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+type JobResult = Result<(), StoreError>;
+
+/// A unit of work for the writer thread: `run` executes inside a savepoint of the group's
+/// transaction; `finish` is called once the group's commit has succeeded or failed.
+trait Job: Send {
+    fn run(&mut self, conn: &Connection) -> JobResult;
+    fn finish(self: Box<Self>, commit: JobResult);
+}
+
+struct TypedJob<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: SyncSender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> JobResult {
+        let r = match self.work.take() {
+            Some(work) => work(conn),
+            None => Err(StoreError::Closed),
+        };
+        let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.result = Some(r);
+        outcome
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Closed),
+        };
+        // The caller may have gone away; nothing to do then.
+        let _ = self.reply.send(answer);
+    }
+}
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Shutdown,
+}
+
+/// The SQLite store. See the module documentation.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: Mutex<Option<SyncSender<Msg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)
+}
+
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    configure(&conn)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(backend)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "could not enable WAL (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "database schema version {version} is newer than this relay's {SCHEMA_VERSION}"
+        )));
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
+    let mut open = true;
+    while open {
+        let first = match rx.recv() {
+            Ok(Msg::Job(j)) => j,
+            Ok(Msg::Shutdown) | Err(_) => break,
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => group.push(j),
+                Ok(Msg::Shutdown) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        run_group(&conn, group);
+    }
+    // Answer anything still queued (senders raced with shutdown), then checkpoint the WAL
+    // into the main file so the database is self-contained after a clean shutdown.
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Job(j) = msg {
+            run_group(&conn, vec![j]);
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the database failed");
+    }
+}
+
+fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = backend(e);
+        for job in group {
+            job.finish(Err(err.clone()));
+        }
+        return;
+    }
+    for job in &mut group {
+        let ok = conn.execute_batch("SAVEPOINT job").is_ok()
+            && match job.run(conn) {
+                Ok(()) => conn.execute_batch("RELEASE job").is_ok(),
+                Err(_) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    true
+                }
+            };
+        if !ok {
+            // The savepoint machinery itself failed: abandon the whole group.
+            let _ = conn.execute_batch("ROLLBACK");
+            let err = StoreError::Backend("savepoint failed".into());
+            for job in group {
+                job.finish(Err(err.clone()));
+            }
+            return;
+        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(backend);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for job in group {
+        job.finish(commit.clone());
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrates its schema and starts
+    /// the writer thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = open_writer(&path)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_BOUND);
+        let writer = std::thread::Builder::new()
+            .name("sealpost-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            path,
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Finishes every queued write, checkpoints the WAL and closes the database. Later calls
+    /// fail with [`StoreError::Closed`]. Idempotent; also done on drop.
+    pub fn close(&self) {
+        let tx = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(tx) = tx {
+            let _ = tx.send(Msg::Shutdown);
+        }
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("database writer thread panicked");
+        }
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = TypedJob {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        let tx = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        tx.send(Msg::Job(Box::new(job)))
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn read<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+        {
+            return Err(StoreError::Closed);
+        }
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(backend)?;
+                configure(&c)?;
+                c
+            }
+        };
+        let r = work(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        r
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn get_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(i)?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+fn get_u32(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u32> {
+    let v: i64 = row.get(i)?;
+    Ok(u32::try_from(v).unwrap_or(0))
+}
+
+fn array<const N: usize>(v: &[u8], what: &'static str) -> Result<[u8; N], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt(what))
+}
+
+fn identity_from(v: &[u8]) -> Result<IdentityBytes, StoreError> {
+    let raw: [u8; 64] = array(v, "identity")?;
+    let (s, d) = raw.split_at(32);
+    Ok(IdentityBytes {
+        signing: array(s, "identity")?,
+        dh: array(d, "identity")?,
+    })
+}
+
+fn count_where(conn: &Connection, sql: &str, d: &DeviceAddress) -> Result<u32, StoreError> {
+    let n: i64 = conn
+        .query_row(sql, params![d.account.as_str(), d.device.0], |r| r.get(0))
+        .map_err(backend)?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn counts(conn: &Connection, d: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
+    Ok(PreKeyCounts {
+        one_time_prekeys: count_where(
+            conn,
+            "SELECT COUNT(*) FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2",
+            d,
+        )?,
+        kem_prekeys: count_where(
+            conn,
+            "SELECT COUNT(*) FROM kem_prekeys WHERE account = ?1 AND device_id = ?2 AND last_resort = 0",
+            d,
+        )?,
+    })
+}
+
+fn queue_depth(conn: &Connection, d: &DeviceAddress) -> Result<u32, StoreError> {
+    count_where(
+        conn,
+        "SELECT COUNT(*) FROM envelopes WHERE account = ?1 AND device_id = ?2",
+        d,
+    )
+}
+
+fn device_ids(conn: &Connection, account: &str) -> Result<Vec<u32>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT device_id FROM devices WHERE account = ?1 ORDER BY device_id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![account], |r| get_u32(r, 0))
+        .map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+/// `(id, last_resort, created_at, public, signature)` as read from `kem_prekeys`.
+type KemRow = (u32, bool, u64, Vec<u8>, Vec<u8>);
+
+fn kem_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KemRow> {
+    Ok((
+        get_u32(row, 0)?,
+        row.get::<_, i64>(1)? != 0,
+        get_u64(row, 2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn kem_key(raw: KemRow) -> Result<KemPreKeyPublic, StoreError> {
+    let (id, last_resort, created_at, public, signature) = raw;
+    Ok(KemPreKeyPublic {
+        id,
+        kind: if last_resort {
+            KemPreKeyKind::LastResort
+        } else {
+            KemPreKeyKind::OneTime
+        },
+        created_at,
+        public: Box::new(array::<KEM_PUBLIC_LEN>(&public, "KEM prekey")?),
+        signature: array(&signature, "KEM prekey signature")?,
+    })
+}
+
+fn take_bundle(
+    conn: &Connection,
+    account: &AccountId,
+    device_id: u32,
+    identity: IdentityBytes,
+) -> Result<Option<TakenBundle>, StoreError> {
+    let acct = account.as_str();
+    let signed = conn
+        .query_row(
+            "SELECT id, created_at, public, signature FROM signed_prekeys
+             WHERE account = ?1 AND device_id = ?2",
+            params![acct, device_id],
+            |r| {
+                Ok((
+                    get_u32(r, 0)?,
+                    get_u64(r, 1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((id, created_at, public, signature)) = signed else {
+        return Ok(None);
+    };
+    let signed_prekey = SignedPreKeyPublic {
+        id,
+        created_at,
+        public: array(&public, "signed prekey")?,
+        signature: array(&signature, "signed prekey signature")?,
+    };
+    // Lowest one-time KEM prekey first, else the last-resort one (last_resort sorts after).
+    let kem = conn
+        .query_row(
+            "SELECT id, last_resort, created_at, public, signature FROM kem_prekeys
+             WHERE account = ?1 AND device_id = ?2 ORDER BY last_resort, id LIMIT 1",
+            params![acct, device_id],
+            kem_from_row,
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some(kem) = kem else {
+        return Ok(None);
+    };
+    let kem_prekey = kem_key(kem)?;
+    if kem_prekey.kind == KemPreKeyKind::OneTime {
+        conn.execute(
+            "DELETE FROM kem_prekeys WHERE account = ?1 AND device_id = ?2 AND id = ?3",
+            params![acct, device_id, kem_prekey.id],
+        )
+        .map_err(backend)?;
+    }
+    let otk = conn
+        .query_row(
+            "SELECT id, public FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2
+             ORDER BY id LIMIT 1",
+            params![acct, device_id],
+            |r| Ok((get_u32(r, 0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let one_time_prekey = match otk {
+        Some((id, public)) => {
+            conn.execute(
+                "DELETE FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2 AND id = ?3",
+                params![acct, device_id, id],
+            )
+            .map_err(backend)?;
+            Some((id, array(&public, "one-time prekey")?))
+        }
+        None => None,
+    };
+    let addr = DeviceAddress::new(account.clone(), DeviceId(device_id));
+    Ok(Some(TakenBundle {
+        bundle: PreKeyBundle {
+            device_id,
+            identity,
+            signed_prekey,
+            one_time_prekey,
+            kem_prekey,
+        },
+        remaining: counts(conn, &addr)?,
+    }))
+}
+
+impl Store for SqliteStore {
+    fn put_code(
+        &self,
+        account: &AccountId,
+        mac: &[u8; CODE_MAC_LEN],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let account = account.as_str().to_owned();
+        let mac = *mac;
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO codes (account, mac, expires_at, attempts)
+                 VALUES (?1, ?2, ?3, 0)",
+                params![account, &mac[..], to_i64(expires_at)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn begin_code_attempt(
+        &self,
+        account: &AccountId,
+        now: u64,
+        max_attempts: u32,
+    ) -> Result<CodeAttempt, StoreError> {
+        let account = account.as_str().to_owned();
+        self.write(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT mac, expires_at, attempts FROM codes WHERE account = ?1",
+                    params![account],
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, get_u64(r, 1)?, get_u32(r, 2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((mac, expires_at, attempts)) = row else {
+                return Ok(CodeAttempt::Missing);
+            };
+            let delete = |c: &Connection| {
+                c.execute("DELETE FROM codes WHERE account = ?1", params![account])
+                    .map_err(backend)
+            };
+            if expires_at <= now {
+                delete(c)?;
+                return Ok(CodeAttempt::Expired);
+            }
+            if attempts >= max_attempts {
+                delete(c)?;
+                return Ok(CodeAttempt::Exhausted);
+            }
+            c.execute(
+                "UPDATE codes SET attempts = attempts + 1 WHERE account = ?1",
+                params![account],
+            )
+            .map_err(backend)?;
+            Ok(CodeAttempt::Check {
+                mac: array(&mac, "code MAC")?,
+                attempt: attempts + 1,
+            })
+        })
+    }
+
+    fn register_device(
+        &self,
+        account: &AccountId,
+        identity: &IdentityBytes,
+        code_mac: &[u8; CODE_MAC_LEN],
+        now: u64,
+    ) -> Result<RegisterOutcome, StoreError> {
+        let account = account.as_str().to_owned();
+        let identity = identity.to_bytes();
+        let code_mac = *code_mac;
+        self.write(move |c| {
+            let stored: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT mac FROM codes WHERE account = ?1",
+                    params![account],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if stored.as_deref() != Some(&code_mac[..]) {
+                return Ok(RegisterOutcome::CodeGone);
+            }
+            let next: u32 = c
+                .query_row(
+                    "SELECT next_device_id FROM accounts WHERE account = ?1",
+                    params![account],
+                    |r| get_u32(r, 0),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(1);
+            let Some(after) = next.checked_add(1) else {
+                return Ok(RegisterOutcome::DeviceIdsExhausted);
+            };
+            let removed = device_ids(c, &account)?;
+            for sql in [
+                "DELETE FROM codes WHERE account = ?1",
+                "DELETE FROM devices WHERE account = ?1",
+                "DELETE FROM signed_prekeys WHERE account = ?1",
+                "DELETE FROM one_time_prekeys WHERE account = ?1",
+                "DELETE FROM kem_prekeys WHERE account = ?1",
+                "DELETE FROM envelopes WHERE account = ?1",
+            ] {
+                c.execute(sql, params![account]).map_err(backend)?;
+            }
+            c.execute(
+                "INSERT INTO devices (account, device_id, identity, registered_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![account, next, &identity[..], to_i64(now)],
+            )
+            .map_err(backend)?;
+            c.execute(
+                "INSERT INTO accounts (account, next_device_id) VALUES (?1, ?2)
+                 ON CONFLICT (account) DO UPDATE SET next_device_id = excluded.next_device_id",
+                params![account, after],
+            )
+            .map_err(backend)?;
+            Ok(RegisterOutcome::Registered {
+                device_id: next,
+                removed,
+            })
+        })
+    }
+
+    fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError> {
+        self.read(|c| {
+            let v: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT identity FROM devices WHERE account = ?1 AND device_id = ?2",
+                    params![device.account.as_str(), device.device.0],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            v.map(|v| identity_from(&v)).transpose()
+        })
+    }
+
+    fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT device_id, identity FROM devices WHERE account = ?1 ORDER BY device_id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![account.as_str()], |r| {
+                    Ok((get_u32(r, 0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (device_id, identity) = row.map_err(backend)?;
+                out.push(DeviceInfo {
+                    device_id,
+                    identity: identity_from(&identity)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn store_prekeys(
+        &self,
+        device: &DeviceAddress,
+        keys: &NewPreKeys,
+        limits: &PreKeyLimits,
+    ) -> Result<UploadOutcome, StoreError> {
+        let device = device.clone();
+        let keys = keys.clone();
+        let limits = *limits;
+        self.write(move |c| {
+            let acct = device.account.as_str();
+            let dev = device.device.0;
+            let exists: Option<i64> = c
+                .query_row(
+                    "SELECT 1 FROM devices WHERE account = ?1 AND device_id = ?2",
+                    params![acct, dev],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if exists.is_none() {
+                return Ok(UploadOutcome::UnknownDevice);
+            }
+            {
+                let mut otk = c
+                    .prepare_cached(
+                        "SELECT 1 FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2 AND id = ?3",
+                    )
+                    .map_err(backend)?;
+                for (id, _) in &keys.one_time {
+                    if otk.exists(params![acct, dev, id]).map_err(backend)? {
+                        return Ok(UploadOutcome::IdConflict);
+                    }
+                }
+                let mut kem = c
+                    .prepare_cached(
+                        "SELECT last_resort FROM kem_prekeys WHERE account = ?1 AND device_id = ?2 AND id = ?3",
+                    )
+                    .map_err(backend)?;
+                for k in &keys.kem_one_time {
+                    if kem.exists(params![acct, dev, k.id]).map_err(backend)? {
+                        return Ok(UploadOutcome::IdConflict);
+                    }
+                }
+                if let Some(k) = &keys.kem_last_resort {
+                    let lr: Option<i64> = kem
+                        .query_row(params![acct, dev, k.id], |r| r.get(0))
+                        .optional()
+                        .map_err(backend)?;
+                    if lr == Some(0) {
+                        return Ok(UploadOutcome::IdConflict);
+                    }
+                }
+            }
+            let before = counts(c, &device)?;
+            if u64::from(before.one_time_prekeys) + keys.one_time.len() as u64
+                > u64::from(limits.max_one_time)
+                || u64::from(before.kem_prekeys) + keys.kem_one_time.len() as u64
+                    > u64::from(limits.max_kem_one_time)
+            {
+                return Ok(UploadOutcome::TooMany);
+            }
+            if let Some(s) = &keys.signed {
+                c.execute(
+                    "INSERT OR REPLACE INTO signed_prekeys
+                     (account, device_id, id, created_at, public, signature)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![acct, dev, s.id, to_i64(s.created_at), &s.public[..], &s.signature[..]],
+                )
+                .map_err(backend)?;
+            }
+            {
+                let mut ins = c
+                    .prepare_cached(
+                        "INSERT INTO one_time_prekeys (account, device_id, id, public)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(backend)?;
+                for (id, public) in &keys.one_time {
+                    ins.execute(params![acct, dev, id, &public[..]])
+                        .map_err(backend)?;
+                }
+            }
+            if keys.kem_last_resort.is_some() {
+                c.execute(
+                    "DELETE FROM kem_prekeys WHERE account = ?1 AND device_id = ?2 AND last_resort = 1",
+                    params![acct, dev],
+                )
+                .map_err(backend)?;
+            }
+            {
+                let mut ins = c
+                    .prepare_cached(
+                        "INSERT INTO kem_prekeys
+                         (account, device_id, id, last_resort, created_at, public, signature)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(backend)?;
+                for k in keys.kem_one_time.iter().chain(keys.kem_last_resort.iter()) {
+                    let lr = i64::from(k.kind == KemPreKeyKind::LastResort);
+                    ins.execute(params![
+                        acct,
+                        dev,
+                        k.id,
+                        lr,
+                        to_i64(k.created_at),
+                        k.public.as_slice(),
+                        &k.signature[..]
+                    ])
+                    .map_err(backend)?;
+                }
+            }
+            Ok(UploadOutcome::Stored(counts(c, &device)?))
+        })
+    }
+
+    fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
+        self.read(|c| counts(c, device))
+    }
+
+    fn take_bundles(&self, account: &AccountId) -> Result<Option<Vec<TakenBundle>>, StoreError> {
+        let account = account.clone();
+        self.write(move |c| {
+            let devices: Vec<(u32, Vec<u8>)> = {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT device_id, identity FROM devices WHERE account = ?1 ORDER BY device_id",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![account.as_str()], |r| Ok((get_u32(r, 0)?, r.get(1)?)))
+                    .map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)?
+            };
+            if devices.is_empty() {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for (device_id, identity) in devices {
+                if let Some(b) = take_bundle(c, &account, device_id, identity_from(&identity)?)? {
+                    out.push(b);
+                }
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
+        let sender = m.sender.clone();
+        let recipient = m.recipient.as_str().to_owned();
+        let exclude = m.exclude_device;
+        let message_id = *m.message_id;
+        let timestamp = m.timestamp;
+        let envelopes = m.envelopes.to_vec();
+        let max_queued = m.max_queued;
+        self.write(move |c| {
+            let devices = device_ids(c, &recipient)?;
+            if devices.is_empty() {
+                return Ok(EnqueueOutcome::UnknownAccount);
+            }
+            let expected: BTreeSet<u32> = devices
+                .into_iter()
+                .filter(|id| Some(*id) != exclude)
+                .collect();
+            let given: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
+            if given.len() != envelopes.len() || given != expected {
+                return Ok(EnqueueOutcome::MismatchedDevices);
+            }
+            let account = AccountId::new(recipient.clone())
+                .map_err(|_| StoreError::Corrupt("account id"))?;
+            for e in &envelopes {
+                let addr = DeviceAddress::new(account.clone(), DeviceId(e.device_id));
+                if queue_depth(c, &addr)? >= max_queued {
+                    return Ok(EnqueueOutcome::QueueFull {
+                        device_id: e.device_id,
+                    });
+                }
+            }
+            let mut ins = c
+                .prepare_cached(
+                    "INSERT INTO envelopes
+                     (account, device_id, sender_account, sender_device, message_id, timestamp, envelope)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(backend)?;
+            let mut ids = Vec::with_capacity(envelopes.len());
+            for e in &envelopes {
+                ins.execute(params![
+                    recipient,
+                    e.device_id,
+                    sender.account.as_str(),
+                    sender.device.0,
+                    &message_id[..],
+                    to_i64(timestamp),
+                    e.envelope
+                ])
+                .map_err(backend)?;
+                let id = u64::try_from(c.last_insert_rowid()).unwrap_or(0);
+                ids.push((e.device_id, id));
+            }
+            Ok(EnqueueOutcome::Queued(ids))
+        })
+    }
+
+    fn mailbox(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT server_id, sender_account, sender_device, message_id, timestamp, envelope
+                     FROM envelopes WHERE account = ?1 AND device_id = ?2 AND server_id > ?3
+                     ORDER BY server_id LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        device.account.as_str(),
+                        device.device.0,
+                        to_i64(after),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |r| {
+                        Ok((
+                            get_u64(r, 0)?,
+                            r.get::<_, String>(1)?,
+                            get_u32(r, 2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                            get_u64(r, 4)?,
+                            r.get::<_, Vec<u8>>(5)?,
+                        ))
+                    },
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (server_id, sender_account, sender_device, message_id, timestamp, envelope) =
+                    row.map_err(backend)?;
+                let account = AccountId::new(sender_account)
+                    .map_err(|_| StoreError::Corrupt("sender account"))?;
+                out.push(StoredEnvelope {
+                    server_id,
+                    sender: DeviceAddress::new(account, DeviceId(sender_device)),
+                    message_id: array(&message_id, "message id")?,
+                    timestamp,
+                    envelope,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
+        let device = device.clone();
+        let ids = server_ids.to_vec();
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "DELETE FROM envelopes WHERE server_id = ?1 AND account = ?2 AND device_id = ?3",
+                )
+                .map_err(backend)?;
+            let mut removed = 0u32;
+            for id in ids {
+                let n = stmt
+                    .execute(params![to_i64(id), device.account.as_str(), device.device.0])
+                    .map_err(backend)?;
+                removed = removed.saturating_add(u32::try_from(n).unwrap_or(0));
+            }
+            Ok(removed)
+        })
+    }
+
+    fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
+        self.read(|c| queue_depth(c, device))
+    }
+
+    fn total_queued(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM envelopes", [], |r| get_u64(r, 0))
+                .map_err(backend)
+        })
+    }
+
+    fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
+        self.write(move |c| {
+            let codes = c
+                .execute(
+                    "DELETE FROM codes WHERE expires_at <= ?1",
+                    params![to_i64(now)],
+                )
+                .map_err(backend)?;
+            // timestamp + ttl <= now, without overflow: nothing is that old while now < ttl.
+            let envelopes = match now.checked_sub(mailbox_ttl) {
+                Some(cutoff) => c
+                    .execute(
+                        "DELETE FROM envelopes WHERE timestamp <= ?1",
+                        params![to_i64(cutoff)],
+                    )
+                    .map_err(backend)?,
+                None => 0,
+            };
+            Ok(SweepCounts {
+                codes: codes as u64,
+                envelopes: envelopes as u64,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{acct, register};
+
+    #[test]
+    fn pragmas_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let (mode, sync, version) = s
+            .write(|c| {
+                let mode: String = c
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(backend)?;
+                let sync: i64 = c
+                    .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(backend)?;
+                let v: i64 = c
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(backend)?;
+                Ok((mode, sync, v))
+            })
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous = FULL");
+        assert_eq!(version, SCHEMA_VERSION);
+        s.close();
+        assert_eq!(s.total_queued(), Err(StoreError::Closed));
+        assert_eq!(s.put_code(&acct(1), &[0; 32], 1), Err(StoreError::Closed));
+        // A database from a newer relay is refused.
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        assert!(SqliteStore::open(&path).is_err());
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let a = acct(1);
+        let b = acct(2);
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            register(&s, &a, 1);
+            register(&s, &b, 2);
+            let sender = DeviceAddress::new(a.clone(), DeviceId(1));
+            let env = [sealpost_wire::relay::OutgoingEnvelope {
+                device_id: 1,
+                envelope: vec![1, 2, 3],
+            }];
+            let m = NewMessage {
+                sender: &sender,
+                recipient: &b,
+                exclude_device: None,
+                message_id: &[0; 16],
+                timestamp: 5,
+                envelopes: &env,
+                max_queued: 10,
+            };
+            assert!(matches!(s.enqueue(&m).unwrap(), EnqueueOutcome::Queued(_)));
+            s.put_code(&a, &[4; 32], u64::MAX).unwrap();
+            s.begin_code_attempt(&a, 0, 5).unwrap();
+            s.begin_code_attempt(&a, 0, 5).unwrap();
+            // Dropped without close(): Drop closes too.
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let bd = DeviceAddress::new(b.clone(), DeviceId(1));
+        assert_eq!(s.mailbox(&bd, 0, 10).unwrap()[0].envelope, vec![1, 2, 3]);
+        // The attempt counter was durable: this is the third attempt.
+        assert_eq!(
+            s.begin_code_attempt(&a, 0, 5).unwrap(),
+            CodeAttempt::Check {
+                mac: [4; 32],
+                attempt: 3
+            }
+        );
+        // Device ids keep counting after a reopen.
+        assert_eq!(register(&s, &a, 3), 2);
+    }
+
+    #[test]
+    fn group_commit_isolates_failing_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(dir.path().join("r.db")).unwrap());
+        let threads: Vec<_> = (0..16u32)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || {
+                    if i % 2 == 0 {
+                        s.put_code(&acct(i), &[1; 32], 10).map(|_| true)
+                    } else {
+                        // Writes, then fails: its savepoint is rolled back, the others commit.
+                        s.write(move |c| {
+                            c.execute(
+                                "INSERT INTO codes (account, mac, expires_at, attempts) VALUES (?1, x'00', 1, 0)",
+                                params![format!("bad{i}")],
+                            )
+                            .map_err(backend)?;
+                            Err::<bool, _>(StoreError::Corrupt("test"))
+                        })
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 8);
+        let n: i64 = s
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM codes", [], |r| r.get(0))
+                    .map_err(backend)
+            })
+            .unwrap();
+        assert_eq!(n, 8);
+    }
+}

@@ -1,0 +1,210 @@
+//! "It cannot read": real end-to-end sessions (sealpost-session) through a real relay; the
+//! plaintexts arrive decrypted at the other device, and no plaintext appears in the relay's
+//! TRACE-level logs or in any file of its data directory. Also no full phone number and no
+//! key in the logs. A separate test binary so that the global log capture sees only this.
+#![cfg(feature = "server")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Codes, Device, config};
+use sealpost_relay::Relay;
+use sealpost_session::{SessionConfig, SessionMessage, VerifiedBundle, initiate, respond};
+use sealpost_wire::relay::{Delivery, OutgoingEnvelope, Push, Request, Response};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+async fn send(from: &Device, to: &Device, envelope: Vec<u8>, n: u8) {
+    let r = from
+        .client
+        .request(&Request::Send {
+            message_id: [n; 16],
+            recipient: to.address.account.clone(),
+            envelopes: vec![OutgoingEnvelope {
+                device_id: to.address.device.0,
+                envelope,
+            }],
+        })
+        .await;
+    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+}
+
+async fn next_delivery(d: &mut Device) -> Delivery {
+    loop {
+        match d.client.next_push().await {
+            Push::Deliver(x) => {
+                d.client
+                    .request(&Request::Ack {
+                        server_ids: vec![x.server_id],
+                    })
+                    .await;
+                return x;
+            }
+            Push::QueueDrained | Push::PreKeysLow { .. } => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_never_sees_plaintext() {
+    let logs = Buffer::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut alice = Device::register(&relay, &codes, "+15550001234").await;
+    let mut bob = Device::register(&relay, &codes, "+15550005678").await;
+    bob.upload(5, 2).await;
+
+    let r = alice
+        .client
+        .request(&Request::FetchBundles {
+            account: bob.address.account.clone(),
+        })
+        .await;
+    let Response::Bundles(bundles) = r else {
+        panic!("{r:?}")
+    };
+    let bundle = VerifiedBundle::verify(&bundles[0]).unwrap();
+    let mut rng = rand::rng();
+    let mut a = initiate(&mut rng, &alice.id, &bundle, SessionConfig::default()).unwrap();
+
+    let mut canaries = Vec::new();
+    let mut envelopes = Vec::new();
+    for n in 0..4u8 {
+        let text = format!("PLAINTEXT-CANARY-{n}");
+        let env = a.encrypt(text.as_bytes()).unwrap().encode();
+        envelopes.push(env.clone());
+        send(&alice, &bob, env, n).await;
+        canaries.push(text);
+    }
+    // Bob decrypts all four (the first is a prekey message that creates his session).
+    let first = next_delivery(&mut bob).await;
+    let SessionMessage::PreKey(pkm) = SessionMessage::decode(&first.envelope).unwrap() else {
+        panic!("first message is a prekey message")
+    };
+    let (mut b, text) = respond(
+        &mut rng,
+        &bob.id,
+        &mut bob.keys,
+        &pkm,
+        SessionConfig::default(),
+    )
+    .unwrap();
+    let mut received = vec![String::from_utf8(text).unwrap()];
+    for _ in 1..4 {
+        let d = next_delivery(&mut bob).await;
+        received.push(String::from_utf8(b.decrypt_bytes(&mut rng, &d.envelope).unwrap()).unwrap());
+    }
+    assert_eq!(received, canaries, "the canaries arrived, decrypted");
+    // And back.
+    for n in 0..2u8 {
+        let text = format!("PLAINTEXT-CANARY-REPLY-{n}");
+        let env = b.encrypt(text.as_bytes()).unwrap().encode();
+        envelopes.push(env.clone());
+        send(&bob, &alice, env, 100 + n).await;
+        let d = next_delivery(&mut alice).await;
+        assert_eq!(
+            a.decrypt_bytes(&mut rng, &d.envelope).unwrap(),
+            text.as_bytes()
+        );
+        canaries.push(text);
+    }
+    // One more left queued (undelivered) so it is certainly in the database.
+    let text = "PLAINTEXT-CANARY-QUEUED".to_owned();
+    bob.client.conn.close(0u32.into(), b"offline");
+    let env = a.encrypt(text.as_bytes()).unwrap().encode();
+    envelopes.push(env.clone());
+    send(&alice, &bob, env.clone(), 200).await;
+    canaries.push(text);
+
+    let check_files = |when: &str| {
+        let all = files(dir.path());
+        assert!(all.iter().any(|(p, _)| p.ends_with("relay.db")));
+        // The queued envelope is stored (as ciphertext) somewhere in the database files...
+        assert!(
+            all.iter().any(|(_, bytes)| contains(bytes, &env)),
+            "{when}: the queued ciphertext should be in the database files"
+        );
+        // ...but no plaintext is, anywhere.
+        for (path, bytes) in &all {
+            for c in &canaries {
+                assert!(
+                    !contains(bytes, c.as_bytes()),
+                    "{when}: {c} found in {path}"
+                );
+            }
+        }
+    };
+    check_files("running");
+    relay.shutdown().await;
+    check_files("after shutdown");
+
+    let logs = logs.0.lock().unwrap().clone();
+    assert!(
+        contains(&logs, b"device authenticated"),
+        "the log capture works"
+    );
+    for c in &canaries {
+        assert!(!contains(&logs, c.as_bytes()), "{c} found in the logs");
+    }
+    for number in ["+15550001234", "+15550005678", "15550001234", "15550005678"] {
+        assert!(!contains(&logs, number.as_bytes()), "{number} in the logs");
+    }
+    // No key or envelope bytes, in hex or as a Debug byte list.
+    let bob_identity = bob.id.public().to_wire();
+    let mut needles = vec![
+        hex::encode(bob_identity.signing),
+        hex::encode(bob_identity.dh),
+        hex::encode(alice.id.public().to_wire().signing),
+    ];
+    for e in &envelopes {
+        needles.push(hex::encode(&e[10..26]));
+        let dbg = format!("{:?}", &e[10..18]);
+        needles.push(dbg.trim_matches(['[', ']']).to_owned());
+    }
+    for n in needles {
+        assert!(!contains(&logs, n.as_bytes()), "{n} in the logs");
+    }
+}

@@ -1,0 +1,555 @@
+//! The relay over real QUIC on 127.0.0.1, with its real self-signed certificate (pinned) and
+//! real SQLite files in temporary directories.
+#![cfg(feature = "server")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Client, Codes, Device, Raw, acct, config};
+use sealpost_relay::Relay;
+use sealpost_session::VerifiedBundle;
+use sealpost_wire::relay::{ErrorCode, OutgoingEnvelope, Push, Request, Response};
+use sealpost_wire::{AccountId, DeviceAddress};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn err(r: &Response) -> ErrorCode {
+    match r {
+        Response::Error { code, .. } => *code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn send_req(to: &AccountId, devices: &[u32], body: &[u8], msg: u8) -> Request {
+    Request::Send {
+        message_id: [msg; 16],
+        recipient: to.clone(),
+        envelopes: devices
+            .iter()
+            .map(|d| OutgoingEnvelope {
+                device_id: *d,
+                envelope: body.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+async fn expect_deliver(c: &mut Client) -> sealpost_wire::relay::Delivery {
+    match c.next_push().await {
+        Push::Deliver(d) => d,
+        other => panic!("expected Deliver, got {other:?}"),
+    }
+}
+
+/// Scenario 1: register, authenticate, upload, fetch, send; live push and ack; queued
+/// delivery in order then QueueDrained; redelivery of unacked envelopes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_upload_fetch_send_deliver_ack_redeliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let (addr, fp) = (relay.local_addr(), relay.cert_fingerprint());
+
+    let mut alice = Device::register(&relay, &codes, "+15550000001").await;
+    let mut bob = Device::register(&relay, &codes, "+15550000002").await;
+    // Both had empty mailboxes: delivery says so right away.
+    assert_eq!(alice.client.next_push().await, Push::QueueDrained);
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    assert_eq!(
+        alice.upload(25, 5).await,
+        Response::PreKeysStored {
+            one_time_prekeys: 25,
+            kem_prekeys: 5
+        }
+    );
+    bob.upload(25, 6).await;
+
+    // Bob fetches Alice's bundle; it verifies under her identity.
+    let a = alice.address.account.clone();
+    let r = bob
+        .client
+        .request(&Request::FetchBundles { account: a.clone() })
+        .await;
+    let Response::Bundles(bundles) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(bundles.len(), 1);
+    let v = VerifiedBundle::verify(&bundles[0]).unwrap();
+    assert_eq!(v.identity(), &alice.id.public());
+    // 24 and 4 left: 4 is below the KEM watermark (5), so Alice is told.
+    assert_eq!(
+        alice.client.next_push().await,
+        Push::PreKeysLow {
+            one_time_prekeys: 24,
+            kem_prekeys: 4
+        }
+    );
+    let r = bob
+        .client
+        .request(&Request::ListDevices { account: a.clone() })
+        .await;
+    assert!(matches!(r, Response::Devices(ref d) if d.len() == 1 && d[0].device_id == 1));
+
+    // Alice is online: live push, then ack.
+    let r = bob.client.request(&send_req(&a, &[1], b"live", 1)).await;
+    let Response::Accepted { timestamp } = r else {
+        panic!("{r:?}")
+    };
+    let d = expect_deliver(&mut alice.client).await;
+    assert_eq!(d.envelope, b"live");
+    assert_eq!(d.sender, bob.address);
+    assert_eq!(d.message_id, [1; 16]);
+    assert_eq!(d.timestamp, timestamp);
+    let r = alice
+        .client
+        .request(&Request::Ack {
+            server_ids: vec![d.server_id],
+        })
+        .await;
+    assert_eq!(r, Response::Acked { removed: 1 });
+
+    // Alice goes offline; Bob sends three.
+    let old = std::mem::replace(&mut alice.client, Client::connect(addr, fp).await);
+    old.close().await;
+    for i in 0..3u8 {
+        let r = bob
+            .client
+            .request(&send_req(&a, &[1], &[b'q', i], 10 + i))
+            .await;
+        assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    }
+    let r = alice.authenticate().await;
+    assert_eq!(
+        r,
+        Response::Authenticated {
+            one_time_prekeys: 24,
+            kem_prekeys: 4,
+            queued: 3
+        }
+    );
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(expect_deliver(&mut alice.client).await);
+    }
+    assert_eq!(alice.client.next_push().await, Push::QueueDrained);
+    let bodies: Vec<&[u8]> = got.iter().map(|d| d.envelope.as_slice()).collect();
+    assert_eq!(bodies, vec![b"q\0" as &[u8], b"q\x01", b"q\x02"]);
+    assert!(got.windows(2).all(|w| w[0].server_id < w[1].server_id));
+    // Ack only the first, then reconnect: the other two come again, the first does not.
+    alice
+        .client
+        .request(&Request::Ack {
+            server_ids: vec![got[0].server_id],
+        })
+        .await;
+    let r = alice.reconnect(addr, fp).await;
+    assert!(
+        matches!(r, Response::Authenticated { queued: 2, .. }),
+        "{r:?}"
+    );
+    let again: Vec<u64> = vec![
+        expect_deliver(&mut alice.client).await.server_id,
+        expect_deliver(&mut alice.client).await.server_id,
+    ];
+    assert_eq!(again, vec![got[1].server_id, got[2].server_id]);
+    assert_eq!(alice.client.next_push().await, Push::QueueDrained);
+    alice
+        .client
+        .request(&Request::Ack {
+            server_ids: again.clone(),
+        })
+        .await;
+    let r = alice.reconnect(addr, fp).await;
+    assert!(
+        matches!(r, Response::Authenticated { queued: 0, .. }),
+        "{r:?}"
+    );
+    assert_eq!(alice.client.next_push().await, Push::QueueDrained);
+
+    // Errors over the wire: mismatched devices, unauthenticated requests.
+    let r = bob.client.request(&send_req(&a, &[1, 2], b"x", 9)).await;
+    assert_eq!(err(&r), ErrorCode::MismatchedDevices);
+    let anon = Client::connect(addr, fp).await;
+    let r = anon
+        .request(&Request::FetchBundles { account: a.clone() })
+        .await;
+    assert_eq!(err(&r), ErrorCode::Unauthenticated);
+    relay.shutdown().await;
+}
+
+/// Delivery window: with more than 64 queued, at most 64 are pushed before acks arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_window_waits_for_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut alice = Device::register(&relay, &codes, "+15550000001").await;
+    let mut bob = Device::register(&relay, &codes, "+15550000002").await;
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let old = std::mem::replace(&mut bob.client, Client::for_relay(&relay).await);
+    old.close().await;
+    let b = bob.address.account.clone();
+    for i in 0..70u8 {
+        let r = alice.client.request(&send_req(&b, &[1], &[i], i)).await;
+        assert!(matches!(r, Response::Accepted { .. }));
+    }
+    bob.authenticate().await;
+    let mut ids = Vec::new();
+    for _ in 0..64 {
+        ids.push(expect_deliver(&mut bob.client).await.server_id);
+    }
+    assert_eq!(bob.client.try_push(Duration::from_millis(300)).await, None);
+    bob.client
+        .request(&Request::Ack {
+            server_ids: ids[..10].to_vec(),
+        })
+        .await;
+    for _ in 0..6 {
+        expect_deliver(&mut bob.client).await;
+    }
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let _ = alice.client.next_push().await;
+    relay.shutdown().await;
+}
+
+/// Scenario 2: concurrent bundle fetches never serve a one-time prekey twice (SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_serve_each_one_time_prekey_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut bob = Device::register(&relay, &codes, "+15550000100").await;
+    bob.upload(40, 15).await;
+    let b = bob.address.account.clone();
+    let mut fetchers = Vec::new();
+    for i in 0..6 {
+        fetchers.push(Device::register(&relay, &codes, &format!("+1555000020{i}")).await);
+    }
+    // 6 connections x 10 concurrent fetches each, all in flight at once.
+    let mut set = tokio::task::JoinSet::new();
+    for d in &fetchers {
+        for _ in 0..10 {
+            let conn = d.client.conn.clone();
+            let b = b.clone();
+            set.spawn(async move {
+                common::request_on(&conn, &Request::FetchBundles { account: b }).await
+            });
+        }
+    }
+    let mut responses = Vec::new();
+    while let Some(r) = set.join_next().await {
+        responses.push(r.unwrap());
+    }
+    let mut one_time = Vec::new();
+    let mut kem = Vec::new();
+    assert_eq!(responses.len(), 60);
+    for r in responses {
+        let Response::Bundles(b) = r else {
+            panic!("{r:?}")
+        };
+        let bundle = &b[0];
+        if let Some((id, _)) = bundle.one_time_prekey {
+            one_time.push(id);
+        }
+        if bundle.kem_prekey.kind == sealpost_wire::KemPreKeyKind::OneTime {
+            kem.push(bundle.kem_prekey.id);
+        }
+    }
+    assert_eq!(one_time.len(), 40, "all 40 one-time prekeys were served");
+    assert_eq!(
+        one_time.iter().collect::<BTreeSet<_>>().len(),
+        40,
+        "none twice"
+    );
+    assert_eq!(kem.len(), 15);
+    assert_eq!(kem.iter().collect::<BTreeSet<_>>().len(), 15);
+    relay.shutdown().await;
+}
+
+/// Scenario 3a: graceful shutdown loses nothing; the certificate is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_mail_survives_graceful_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let fp = relay.cert_fingerprint();
+    let mut alice = Device::register(&relay, &codes, "+15550000001").await;
+    let bob = Device::register(&relay, &codes, "+15550000002").await;
+    let b = bob.address.account.clone();
+    bob.client.close().await;
+    for i in 0..5u8 {
+        let r = alice.client.request(&send_req(&b, &[1], &[i; 3], i)).await;
+        assert!(matches!(r, Response::Accepted { .. }));
+    }
+    let conn = alice.client.conn.clone();
+    relay.shutdown().await;
+    // Connections were closed with application code 0.
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(0));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    assert_eq!(relay.cert_fingerprint(), fp, "certificate reused");
+    let mut bob = Device {
+        client: Client::for_relay(&relay).await,
+        ..bob
+    };
+    let r = bob.authenticate().await;
+    assert!(
+        matches!(r, Response::Authenticated { queued: 5, .. }),
+        "{r:?}"
+    );
+    for i in 0..5u8 {
+        assert_eq!(expect_deliver(&mut bob.client).await.envelope, vec![i; 3]);
+    }
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let _ = alice.client.try_push(Duration::ZERO).await;
+    relay.shutdown().await;
+}
+
+/// Scenario 3b: the relay process is killed (SIGKILL) right after `Accepted`; a new relay on
+/// the same data directory delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_mail_survives_a_killed_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    // Register both devices with an in-process relay (codes are captured there).
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let alice = Device::register(&relay, &codes, "+15550000001").await;
+    let bob = Device::register(&relay, &codes, "+15550000002").await;
+    let fp = relay.cert_fingerprint();
+    alice.client.close().await;
+    bob.client.close().await;
+    relay.shutdown().await;
+
+    // The real binary on the same data directory.
+    let mut process = common::RelayProcess::start(dir.path()).await;
+    let (addr, printed_fp) = (process.addr, process.fingerprint_hex.clone());
+    assert_eq!(printed_fp, hex::encode(fp));
+    let mut alice = Device {
+        client: Client::connect(addr, fp).await,
+        ..alice
+    };
+    assert!(matches!(
+        alice.authenticate().await,
+        Response::Authenticated { .. }
+    ));
+    let b = bob.address.account.clone();
+    for i in 0..4u8 {
+        let r = alice.client.request(&send_req(&b, &[1], &[i; 5], i)).await;
+        assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    }
+    process.kill();
+
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut bob = Device {
+        client: Client::for_relay(&relay).await,
+        ..bob
+    };
+    let r = bob.authenticate().await;
+    assert!(
+        matches!(r, Response::Authenticated { queued: 4, .. }),
+        "{r:?}"
+    );
+    for i in 0..4u8 {
+        assert_eq!(expect_deliver(&mut bob.client).await.envelope, vec![i; 5]);
+    }
+    relay.shutdown().await;
+
+    // SIGTERM: the binary shuts down gracefully (exit status 0) and checkpoints the WAL.
+    let mut process = common::RelayProcess::start(dir.path()).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = process.child.wait().unwrap();
+        drop(process);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let wal = dir.path().join("relay.db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
+
+/// Scenario 4: malformed frames, oversized lengths, unknown kinds, trailing bytes and
+/// client-opened unidirectional streams affect only themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut alice = Device::register(&relay, &codes, "+15550000001").await;
+    let c = Client::for_relay(&relay).await;
+    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (vec![0xff, 0xff, 0xff, 0xff], ErrorCode::TooLarge),
+        ([0u8, 0x30, 0, 1].to_vec(), ErrorCode::TooLarge),
+        (vec![0, 0, 0, 1, 1], ErrorCode::Malformed),
+        (vec![0, 0, 0, 2, 1, 0x3e], ErrorCode::UnknownRequest),
+        (vec![0, 0, 0, 2, 9, 0x03], ErrorCode::UnsupportedVersion),
+        (vec![0, 0, 0, 3, 1, 0x03, 0], ErrorCode::Malformed),
+        (vec![0, 0], ErrorCode::Malformed),
+        (vec![0, 0, 0, 9, 1, 0x03], ErrorCode::Malformed),
+    ];
+    for (bytes, code) in cases {
+        match c.raw(&bytes).await {
+            Raw::Response(r) => assert_eq!(err(&r), code, "{bytes:?}"),
+            Raw::Reset => panic!("{bytes:?}: reset instead of an error response"),
+        }
+    }
+    // A valid frame followed by more bytes on the same stream.
+    let mut trailing = Request::Challenge.encode();
+    trailing.extend_from_slice(&Request::Challenge.encode());
+    match c.raw(&trailing).await {
+        Raw::Response(r) => assert_eq!(err(&r), ErrorCode::Malformed),
+        Raw::Reset => panic!("reset"),
+    }
+    // A stream the client resets halfway.
+    let (mut send, _recv) = c.conn.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 1, 0, 1]).await.unwrap();
+    send.reset(7u32.into()).unwrap();
+    // A unidirectional stream: the relay grants none, so it can never be opened.
+    let uni = tokio::time::timeout(Duration::from_millis(300), c.conn.open_uni()).await;
+    assert!(
+        uni.is_err(),
+        "the relay must not grant unidirectional streams"
+    );
+    // The same connection, and others, keep working.
+    assert!(matches!(
+        c.request(&Request::Challenge).await,
+        Response::ChallengeIssued { .. }
+    ));
+    let r = alice
+        .client
+        .request(&Request::ListDevices {
+            account: alice.address.account.clone(),
+        })
+        .await;
+    assert!(matches!(r, Response::Devices(_)));
+    assert_eq!(alice.client.next_push().await, Push::QueueDrained);
+    // A client without the sealpost/1 ALPN is refused.
+    let r = common::connect_with(
+        relay.local_addr(),
+        relay.cert_fingerprint(),
+        vec![b"h3".to_vec()],
+    )
+    .await;
+    assert!(r.is_err(), "connected without ALPN sealpost/1");
+    // A client pinning another fingerprint refuses the relay.
+    let r = common::connect_with(relay.local_addr(), [0; 32], vec![b"sealpost/1".to_vec()]).await;
+    assert!(r.is_err());
+    relay.shutdown().await;
+}
+
+/// Scenario 6: rate limits and the code attempt limit over the wire; a re-registration
+/// closes the old device's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_code_attempts_and_reregistration() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let mut cfg = config(dir.path(), &codes);
+    cfg.limits.code_requests_per_account = 2;
+    let relay = Relay::start(cfg).await.unwrap();
+    let c = Client::for_relay(&relay).await;
+    let a = acct("+15550000001");
+    let rc = Request::RequestCode { account: a.clone() };
+    assert!(matches!(c.request(&rc).await, Response::CodeSent { .. }));
+    assert!(matches!(c.request(&rc).await, Response::CodeSent { .. }));
+    match c.request(&rc).await {
+        Response::Error {
+            code: ErrorCode::RateLimited,
+            retry_after,
+            ..
+        } => assert!(retry_after > 0 && retry_after <= 300, "{retry_after}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Five wrong codes, then even the right one is refused.
+    let id = sealpost_session::IdentityKeyPair::generate(&mut rand::rng());
+    let identity = id.public().to_wire();
+    let signature = id
+        .sign(&sealpost_wire::relay::register_signed_bytes(
+            &c.exporter,
+            &a,
+            &identity,
+        ))
+        .to_bytes();
+    let right = codes.last(&a);
+    let mut wrong = right;
+    wrong[0] = if wrong[0] == b'9' { b'0' } else { wrong[0] + 1 };
+    let register = |code| Request::Register {
+        account: a.clone(),
+        code,
+        identity,
+        signature,
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            err(&c.request(&register(wrong)).await),
+            ErrorCode::CodeInvalid
+        );
+    }
+    assert_eq!(
+        err(&c.request(&register(right)).await),
+        ErrorCode::CodeAttemptsExceeded
+    );
+
+    // Re-registration: the old device's connection is closed with code 1.
+    let old = Device::register(&relay, &codes, "+15550000009").await;
+    let old_conn = old.client.conn.clone();
+    let new = Device::register(&relay, &codes, "+15550000009").await;
+    assert_eq!(new.address.device.0, 2);
+    match tokio::time::timeout(common::TIMEOUT, old_conn.closed())
+        .await
+        .unwrap()
+    {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(1));
+        }
+        other => panic!("{other:?}"),
+    }
+    let _: DeviceAddress = new.address;
+    relay.shutdown().await;
+}
+
+/// Measures the relay process's memory per idle connection (run with `--ignored`; prints,
+/// asserts nothing about speed or size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run manually"]
+#[allow(clippy::print_stdout)]
+async fn measure_idle_connection_memory() {
+    const N: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = common::RelayProcess::start(dir.path()).await;
+    let (addr, fp) = (relay.addr, relay.fingerprint());
+    let alpn = || vec![b"sealpost/1".to_vec()];
+    // Warm up (first connection, allocator arenas), then measure N more.
+    let mut conns = vec![common::connect_with(addr, fp, alpn()).await.unwrap()];
+    common::request_on(&conns[0].1, &Request::Challenge).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = relay.rss_kib();
+    for _ in 0..N {
+        let (e, c) = common::connect_with(addr, fp, alpn()).await.unwrap();
+        common::request_on(&c, &Request::Challenge).await;
+        conns.push((e, c));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = relay.rss_kib();
+    println!(
+        "relay RSS {before} KiB -> {after} KiB with {N} idle connections: {:.1} KiB per connection",
+        (after.saturating_sub(before)) as f64 / N as f64
+    );
+    relay.kill();
+}
