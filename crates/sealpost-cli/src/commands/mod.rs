@@ -1,0 +1,477 @@
+//! The subcommands, and what they share: opening the registered client, reporting events
+//! that arrive on the side, waiting for the connection, shutting down.
+
+mod chat;
+
+pub use chat::chat;
+
+use crate::output::{
+    self, identity_fingerprint, message_line, out, outln, qr_code, safety_number_rows,
+};
+use crate::progress::Step;
+use crate::settings::{DataDir, Settings, parse_account, parse_code, parse_fingerprint};
+use anyhow::{Context as _, anyhow, bail};
+use sealpost_client::{
+    AccountId, Client, ClientError, ClientEvent, DeviceId, ErrorCode, EventReceiver,
+};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What every command gets.
+pub struct Context {
+    /// The data directory.
+    pub dir: DataDir,
+    /// How long to wait for the relay.
+    pub timeout: Duration,
+}
+
+/// A running client of the registered device.
+pub struct Session {
+    /// The client.
+    pub client: Client,
+    /// Its events.
+    pub events: EventReceiver,
+    /// The saved settings.
+    pub settings: Settings,
+}
+
+/// Opens the registered device and starts connecting in the background.
+pub async fn open(ctx: &Context) -> anyhow::Result<Session> {
+    let settings = ctx.dir.load_registered()?;
+    let config = settings.client_config(ctx.timeout).await?;
+    let store = ctx.dir.open_store(false).await?;
+    let (client, events) = Client::open(store, config).await.map_err(|e| match e {
+        ClientError::NotRegistered => anyhow!(
+            "{} holds no registered device: run `sealpost register`",
+            ctx.dir.path().display()
+        ),
+        e => anyhow!(e).context("cannot start the client"),
+    })?;
+    Ok(Session {
+        client,
+        events,
+        settings,
+    })
+}
+
+/// A user-facing explanation of a relay or client error.
+pub fn explain(e: &ClientError) -> String {
+    match e.relay_code() {
+        Some(ErrorCode::UnknownAccount) => "the account is not registered at this relay".into(),
+        Some(ErrorCode::CodeInvalid) => {
+            "the code is wrong or expired: check it, or request a new one with `sealpost register`"
+                .into()
+        }
+        Some(ErrorCode::CodeAttemptsExceeded) => {
+            "too many wrong codes: request a new one with `sealpost register`".into()
+        }
+        Some(ErrorCode::RateLimited) => "the relay asks to slow down: try again later".into(),
+        Some(ErrorCode::InvalidAccount) => "the relay does not accept this account".into(),
+        Some(ErrorCode::RegistrationLocked) => {
+            "the account is locked against new registrations".into()
+        }
+        _ => match e {
+            ClientError::NoDevices => {
+                "the recipient has no device that can receive messages".into()
+            }
+            ClientError::Connection(_) | ClientError::Connect(_) | ClientError::Timeout => format!(
+                "cannot reach the relay ({e}); check --relay and --fingerprint (the relay prints its fingerprint at start)"
+            ),
+            e => e.to_string(),
+        },
+    }
+}
+
+/// Reports an event that is not what the command waits for: messages go to stdout (so
+/// that none is missed), warnings to stderr. Fails on `Deregistered`.
+pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
+    match event {
+        ClientEvent::Message {
+            from,
+            body,
+            timestamp,
+            ..
+        } => outln!("{}", message_line(from, *timestamp, body)),
+        ClientEvent::SafetyNumberChanged { account, device } => eprintln!(
+            "WARNING: the safety number with {} device {} has changed (new or reinstalled device, or an attack); verify it with `sealpost safety-number {} --device {}`",
+            account.as_str(),
+            device.0,
+            account.as_str(),
+            device.0
+        ),
+        ClientEvent::SendFailed { message_id, error } => eprintln!(
+            "warning: an earlier message ({message_id}) could not be sent: {}",
+            explain(error)
+        ),
+        ClientEvent::Undecryptable { from, .. } => eprintln!(
+            "warning: a message from {} could not be decrypted and was dropped",
+            output::sender(from)
+        ),
+        ClientEvent::Deregistered => bail!(
+            "this device is no longer registered: the account was registered on another device"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The next event, or `None` at `deadline` (or if the client stopped).
+pub async fn next_event(events: &mut EventReceiver, deadline: Instant) -> Option<ClientEvent> {
+    tokio::time::timeout_at(deadline, events.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Waits until the client is connected, reporting other events.
+pub async fn wait_connected(s: &mut Session, timeout: Duration) -> anyhow::Result<()> {
+    if s.client.is_connected() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match next_event(&mut s.events, deadline).await {
+            Some(ClientEvent::Connected) => return Ok(()),
+            Some(ev) => report(&ev)?,
+            None => bail!(
+                "cannot reach the relay at {} within {} s (check that it runs and that the fingerprint is right; -v shows details)",
+                s.settings.relay,
+                timeout.as_secs()
+            ),
+        }
+    }
+}
+
+/// Shuts the client down cleanly (acknowledging what was received) and reports the events
+/// still queued.
+pub async fn finish(s: Session) -> anyhow::Result<()> {
+    let Session {
+        client, mut events, ..
+    } = s;
+    client.shutdown().await;
+    let mut result = Ok(());
+    while let Ok(ev) = events.try_recv() {
+        if let Err(e) = report(&ev) {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// `sealpost register`.
+#[derive(Debug, clap::Args)]
+pub struct RegisterArgs {
+    /// Relay address, host:port (remembered).
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<String>,
+    /// SHA-256 fingerprint of the relay certificate, 64 hex digits (remembered).
+    #[arg(long, value_name = "HEX")]
+    fingerprint: Option<String>,
+    /// The account to register: an E.164 phone number such as +15551234567.
+    #[arg(long, value_name = "PHONE")]
+    account: Option<String>,
+    /// The code received earlier: registers without requesting a new one. Without it a code
+    /// is requested and read from stdin.
+    #[arg(long, value_name = "NNNNNN")]
+    code: Option<String>,
+    /// Only request the code; finish later with `sealpost register --code NNNNNN`.
+    #[arg(long, conflicts_with = "code")]
+    request_only: bool,
+}
+
+async fn read_code_from_stdin(account: &AccountId) -> anyhow::Result<String> {
+    eprint!("Enter the 6-digit code sent to {}: ", account.as_str());
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|n| (n, line))
+    })
+    .await
+    .context("reading the code")?
+    .context("reading the code from stdin")?;
+    match line {
+        (n, line) if n == 0 || line.trim().is_empty() => {
+            eprintln!();
+            bail!(
+                "no code entered; once it arrives, finish with `sealpost register --code NNNNNN` (it is valid for 10 minutes)"
+            )
+        }
+        (_, line) => parse_code(&line),
+    }
+}
+
+/// Requests a code (unless given), registers, publishes prekeys, remembers the relay.
+pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
+    let saved = ctx.dir.try_load()?;
+    if let Some(s) = saved.as_ref().filter(|s| s.device.is_some())
+        && ctx.dir.store_path().exists()
+    {
+        bail!(
+            "{} already holds {} (device {}); use another --data-dir to register another device",
+            ctx.dir.path().display(),
+            s.account,
+            s.device.unwrap_or_default()
+        );
+    }
+    let saved = saved.unwrap_or_default();
+    let pick = |flag: Option<String>, saved: &str, name: &str| -> anyhow::Result<String> {
+        match flag {
+            Some(v) => Ok(v),
+            None if !saved.is_empty() => Ok(saved.to_owned()),
+            None => bail!("--{name} is required (it is remembered after the first registration)"),
+        }
+    };
+    let mut settings = Settings {
+        relay: pick(args.relay, &saved.relay, "relay")?,
+        fingerprint: pick(args.fingerprint, &saved.fingerprint, "fingerprint")?,
+        account: pick(args.account, &saved.account, "account")?,
+        device: None,
+    };
+    let account = parse_account(&settings.account)?;
+    settings.account = account.as_str().to_owned();
+    let pin = parse_fingerprint(&settings.fingerprint)?;
+    settings.fingerprint = hex::encode(pin);
+    let code = args.code.as_deref().map(parse_code).transpose()?;
+    let config = settings.client_config(ctx.timeout).await?;
+    // Remember the relay now, so that `register --code` can finish a started registration.
+    ctx.dir.save(&settings)?;
+
+    if code.is_none() {
+        let step = Step::start(&format!(
+            "Requesting a verification code for {} from {}",
+            account.as_str(),
+            settings.relay
+        ));
+        let ttl = Client::request_code(&config, &account)
+            .await
+            .map_err(|e| anyhow!(explain(&e)))
+            .context("requesting a verification code")?;
+        step.done(&format!(
+            "verification code sent to {} (valid for {} minutes)",
+            account.as_str(),
+            ttl.div_ceil(60)
+        ));
+        if args.request_only {
+            outln!("Code requested. When it arrives, finish with: sealpost register --code NNNNNN");
+            return Ok(());
+        }
+    }
+    let store = ctx.dir.open_store(true).await?;
+    let code = match code {
+        Some(c) => c,
+        None => read_code_from_stdin(&account).await?,
+    };
+
+    let step = Step::start("Registering this device and publishing prekeys");
+    let (client, events) = Client::register(store, config, account.clone(), &code)
+        .await
+        .map_err(|e| match e {
+            ClientError::AlreadyRegistered => anyhow!(
+                "the store in {} already holds a registered device",
+                ctx.dir.path().display()
+            ),
+            e => anyhow!(explain(&e)).context("registration failed"),
+        })?;
+    let device = client.address().device.0;
+    let identity = client.identity();
+    step.done(&format!(
+        "registered {} as device {device}; prekeys published",
+        account.as_str()
+    ));
+    settings.device = Some(device);
+    ctx.dir.save(&settings)?;
+    finish(Session {
+        client,
+        events,
+        settings: settings.clone(),
+    })
+    .await?;
+    outln!("Registered {} as device {device}.", account.as_str());
+    outln!("Identity fingerprint: {}", identity_fingerprint(&identity));
+    outln!(
+        "Relay {} (certificate {}…) saved in {}",
+        settings.relay,
+        settings.fingerprint.get(..16).unwrap_or_default(),
+        ctx.dir.path().join(crate::settings::CONFIG_FILE).display()
+    );
+    Ok(())
+}
+
+/// Sends one message and waits for the relay's acceptance.
+pub async fn send(ctx: &Context, to: &str, message: &str) -> anyhow::Result<()> {
+    let to = parse_account(to)?;
+    let text = if message == "-" {
+        let text = tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+            .await
+            .context("reading the message")?
+            .context("reading the message from stdin")?;
+        text.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        message.to_owned()
+    };
+    if text.is_empty() {
+        bail!("the message is empty");
+    }
+    let mut s = open(ctx).await?;
+    let id = match s.client.send_text(&to, &text).await {
+        Ok(id) => id,
+        Err(e) => {
+            finish(s).await?;
+            return Err(anyhow!(explain(&e)).context("cannot queue the message"));
+        }
+    };
+    let deadline = Instant::now() + ctx.timeout;
+    let outcome = loop {
+        match next_event(&mut s.events, deadline).await {
+            Some(ClientEvent::Delivered {
+                message_id,
+                timestamp,
+            }) if message_id == id => break Ok(timestamp),
+            Some(ClientEvent::SendFailed { message_id, error }) if message_id == id => {
+                break Err(anyhow!(
+                    "the message to {} could not be sent: {}",
+                    to.as_str(),
+                    explain(&error)
+                ));
+            }
+            Some(ev) => {
+                if let Err(e) = report(&ev) {
+                    break Err(e);
+                }
+            }
+            None => {
+                break Err(anyhow!(
+                    "the relay did not accept the message within {} s; it stays queued and is sent the next time sealpost connects",
+                    ctx.timeout.as_secs()
+                ));
+            }
+        }
+    };
+    finish(s).await?;
+    let at = outcome?;
+    outln!(
+        "Sent to {}: accepted by the relay at {}",
+        to.as_str(),
+        output::date_time(at)
+    );
+    Ok(())
+}
+
+/// Prints the messages received within `wait` (or until `count` of them).
+pub async fn receive(ctx: &Context, wait: Duration, count: Option<usize>) -> anyhow::Result<()> {
+    let mut s = open(ctx).await?;
+    let deadline = Instant::now() + wait;
+    let mut received = 0usize;
+    let mut connected = s.client.is_connected();
+    let mut result = Ok(());
+    while count.is_none_or(|n| received < n) {
+        match next_event(&mut s.events, deadline).await {
+            Some(ClientEvent::Connected) => connected = true,
+            Some(ev) => {
+                if matches!(ev, ClientEvent::Message { .. }) {
+                    received += 1;
+                }
+                if let Err(e) = report(&ev) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    let relay = s.settings.relay.clone();
+    finish(s).await?;
+    result?;
+    if !connected && received == 0 {
+        bail!(
+            "cannot reach the relay at {relay} within {} s (try a longer --wait; -v shows details)",
+            wait.as_secs()
+        );
+    }
+    if received == 0 {
+        eprintln!("no new messages");
+    }
+    Ok(())
+}
+
+/// Shows the safety number with a device of `account`.
+pub async fn safety_number(
+    ctx: &Context,
+    account: &str,
+    device: u32,
+    invert: bool,
+) -> anyhow::Result<()> {
+    let account = parse_account(account)?;
+    let s = open(ctx).await?;
+    let number = s
+        .client
+        .safety_number(&account, DeviceId(device))
+        .await
+        .map_err(|e| match e {
+            ClientError::UnknownContact => anyhow!(
+                "no session with {} device {device} yet: exchange a message first",
+                account.as_str()
+            ),
+            e => anyhow!(e).context("computing the safety number"),
+        });
+    let me = s.settings.account.clone();
+    finish(s).await?;
+    let number = number?;
+    outln!(
+        "Safety number of {me} and {} (device {device}):",
+        account.as_str()
+    );
+    outln!();
+    for row in safety_number_rows(&number) {
+        outln!("    {row}");
+    }
+    outln!();
+    outln!(
+        "Compare these 60 digits with the ones {} sees, or let them scan this code:",
+        account.as_str()
+    );
+    outln!();
+    out!("{}", qr_code(&number.qr_payload(), invert)?);
+    Ok(())
+}
+
+/// Lists the devices of `account` (default ours) as the relay knows them.
+pub async fn devices(ctx: &Context, account: Option<&str>) -> anyhow::Result<()> {
+    let mut s = open(ctx).await?;
+    let account = match account {
+        Some(a) => parse_account(a)?,
+        None => s.settings.account_id()?,
+    };
+    let listed = match wait_connected(&mut s, ctx.timeout).await {
+        Ok(()) => s
+            .client
+            .devices(&account)
+            .await
+            .map_err(|e| anyhow!(explain(&e)).context("listing devices")),
+        Err(e) => Err(e),
+    };
+    let me = s.client.address().clone();
+    finish(s).await?;
+    let listed = listed?;
+    if listed.is_empty() {
+        outln!("{} has no registered device.", account.as_str());
+        return Ok(());
+    }
+    outln!("Devices of {}:", account.as_str());
+    for d in listed {
+        let note = if d.address == me {
+            "this device"
+        } else {
+            match d.known {
+                Some(true) => "identity as known from our session",
+                Some(false) => "IDENTITY CHANGED since our last session: verify the safety number",
+                None => "no session yet",
+            }
+        };
+        outln!(
+            "  device {:<3} identity {}  ({note})",
+            d.address.device.0,
+            identity_fingerprint(&d.identity)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `sealpost`: a command-line Sealpost client.
+//!
+//! ```sh
+//! sealpost register --relay relay.example:4433 --fingerprint 3f9a… --account +15551234567
+//! sealpost send +15557654321 "Where is my order #1042?"
+//! sealpost receive --wait 10
+//! sealpost chat +15557654321
+//! sealpost safety-number +15557654321
+//! sealpost devices
+//! ```
+//!
+//! Everything lives in one data directory (`--data-dir`, `$SEALPOST_HOME`, default
+//! `./sealpost`): `config.toml` remembers the relay, its certificate fingerprint and the
+//! account; `store.db` is the client store, encrypted under a passphrase taken from
+//! `SEALPOST_PASSPHRASE` or asked for on the terminal (never echoed, never logged).
+//!
+//! Every command that connects to the relay also receives what is waiting for this device:
+//! such messages are printed too (to stdout, in `receive`'s format), so none goes unseen.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod output;
+mod progress;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A command-line Sealpost client: end-to-end encrypted messages through a Sealpost relay.
+#[derive(Debug, Parser)]
+#[command(name = "sealpost", version, about, long_about = None)]
+struct Cli {
+    /// Data directory: configuration and the encrypted store.
+    #[arg(long, global = true, env = "SEALPOST_HOME", default_value = "sealpost")]
+    data_dir: PathBuf,
+    /// How long to wait for the relay (connecting, acceptance of a message), in seconds.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
+    timeout: u64,
+    /// Log to stderr (-v info, -vv debug, -vvv trace; RUST_LOG overrides the filter).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register this device for an account: requests a verification code, asks for it,
+    /// registers and publishes prekeys. Remembers the relay for the other commands.
+    Register(commands::RegisterArgs),
+    /// Send a text message and wait until the relay has accepted it.
+    Send {
+        /// The recipient's account (E.164 phone number, e.g. +15551234567).
+        account: String,
+        /// The message; `-` reads it from stdin.
+        message: String,
+    },
+    /// Interactive chat: incoming messages are printed as they arrive, lines typed are sent;
+    /// `/quit` (or end of input) leaves.
+    Chat {
+        /// The other account.
+        account: String,
+    },
+    /// Print messages received (one per line), then exit.
+    Receive {
+        /// How long to listen, in seconds.
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        wait: u64,
+        /// Stop as soon as this many messages were received.
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+    },
+    /// Show the safety number with a device of an account (60 digits and a QR code) to
+    /// compare in person or over another channel.
+    SafetyNumber {
+        /// The other account.
+        account: String,
+        /// Its device.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        device: u32,
+        /// Draw the QR code for a light terminal background (dark modules as blocks).
+        #[arg(long)]
+        invert: bool,
+    },
+    /// List the devices of an account (default: our own) with identity fingerprints.
+    Devices {
+        /// The account; default our own.
+        account: Option<String>,
+    },
+}
+
+fn init_logs(verbose: u8) {
+    if verbose == 0 {
+        return;
+    }
+    let level = match verbose {
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,sealpost={level},sealpost_client={level}"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = commands::Context {
+        dir: settings::DataDir::new(cli.data_dir),
+        timeout: Duration::from_secs(cli.timeout.max(1)),
+    };
+    match cli.command {
+        Command::Register(args) => commands::register(&ctx, args).await,
+        Command::Send { account, message } => commands::send(&ctx, &account, &message).await,
+        Command::Chat { account } => commands::chat(&ctx, &account).await,
+        Command::Receive { wait, count } => {
+            commands::receive(&ctx, Duration::from_secs(wait), count).await
+        }
+        Command::SafetyNumber {
+            account,
+            device,
+            invert,
+        } => commands::safety_number(&ctx, &account, device, invert).await,
+        Command::Devices { account } => commands::devices(&ctx, account.as_deref()).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.verbose);
+    progress::set_enabled(cli.verbose == 0);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for a blocked stdin read or similar leftovers.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the contexts joined by ": ".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

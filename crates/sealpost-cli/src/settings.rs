@@ -1,0 +1,294 @@
+//! The data directory: `config.toml` (relay, its certificate fingerprint, the account) and
+//! the encrypted client store `store.db`; parsing of accounts and fingerprints; the store
+//! passphrase.
+
+use crate::progress::Step;
+use anyhow::{Context as _, anyhow, bail};
+use sealpost_client::{AccountId, Backoff, ClientConfig, Store, StoreError, StoreSecret};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Configuration file in the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Client store in the data directory.
+pub const STORE_FILE: &str = "store.db";
+/// Environment variable holding the store passphrase.
+pub const PASSPHRASE_ENV: &str = "SEALPOST_PASSPHRASE";
+/// Longest single request the CLI lets the SDK wait for.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `config.toml` holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Relay address, `host:port`.
+    pub relay: String,
+    /// SHA-256 of the relay certificate, 64 hex digits.
+    pub fingerprint: String,
+    /// Our account (E.164).
+    pub account: String,
+    /// Our device id, once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<u32>,
+}
+
+impl Settings {
+    /// The account, parsed.
+    pub fn account_id(&self) -> anyhow::Result<AccountId> {
+        parse_account(&self.account)
+    }
+
+    /// The client configuration: resolves the relay address and parses the pin.
+    pub async fn client_config(&self, timeout: Duration) -> anyhow::Result<ClientConfig> {
+        let fingerprint = parse_fingerprint(&self.fingerprint)?;
+        let addr = tokio::net::lookup_host(self.relay.as_str())
+            .await
+            .with_context(|| format!("cannot resolve the relay address {:?}", self.relay))?
+            .next()
+            .ok_or_else(|| anyhow!("the relay address {:?} resolves to nothing", self.relay))?;
+        Ok(ClientConfig::new(addr, fingerprint)
+            .with_request_timeout(timeout.min(MAX_REQUEST_TIMEOUT))
+            // A short-lived program: retry quickly rather than wait up to a minute.
+            .with_reconnect(Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(5),
+            }))
+    }
+}
+
+/// An account id as users type it: `+` and 8 to 15 digits.
+pub fn parse_account(s: &str) -> anyhow::Result<AccountId> {
+    let s = s.trim();
+    let digits = s.strip_prefix('+').unwrap_or("");
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("invalid account {s:?}: expected a phone number like +15551234567");
+    }
+    AccountId::new(s).with_context(|| format!("invalid account {s:?}"))
+}
+
+/// A certificate fingerprint: 64 hex digits, optionally separated by `:` or spaces.
+pub fn parse_fingerprint(s: &str) -> anyhow::Result<[u8; 32]> {
+    let clean: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect();
+    let bytes = hex::decode(&clean)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+    bytes.ok_or_else(|| {
+        anyhow!(
+            "the relay fingerprint must be 64 hex digits (the SHA-256 the relay prints at start), got {} characters",
+            clean.len()
+        )
+    })
+}
+
+/// A 6-digit verification code.
+pub fn parse_code(s: &str) -> anyhow::Result<String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("a verification code is six digits");
+    }
+    Ok(s)
+}
+
+/// The data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    path: PathBuf,
+}
+
+impl DataDir {
+    /// The directory at `path` (not created until something is saved).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
+    /// The store's path.
+    pub fn store_path(&self) -> PathBuf {
+        self.path.join(STORE_FILE)
+    }
+
+    /// The saved settings, if any.
+    pub fn try_load(&self) -> anyhow::Result<Option<Settings>> {
+        let path = self.config_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let settings =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
+        Ok(Some(settings))
+    }
+
+    /// The saved settings of a registered device.
+    pub fn load_registered(&self) -> anyhow::Result<Settings> {
+        match self.try_load()? {
+            Some(s) if s.device.is_some() && self.store_path().exists() => Ok(s),
+            Some(s) => bail!(
+                "{} is not registered yet in {}: finish with `sealpost register --code NNNNNN`",
+                s.account,
+                self.path.display()
+            ),
+            None => bail!(
+                "no Sealpost account in {}: run `sealpost register` first (or pass --data-dir)",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Writes the settings (creating the directory, owner-only on Unix), atomically.
+    pub fn save(&self, settings: &Settings) -> anyhow::Result<()> {
+        self.create()?;
+        let path = self.config_path();
+        let text = toml::to_string(settings).context("encoding the configuration")?;
+        let tmp = self.path.join(format!("{CONFIG_FILE}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn create(&self) -> anyhow::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&self.path)
+            .with_context(|| format!("cannot create the data directory {}", self.path.display()))
+    }
+
+    /// Opens the store (creating it when `create`), with the passphrase from the
+    /// environment or the terminal. Argon2id makes this take a moment.
+    pub async fn open_store(&self, create: bool) -> anyhow::Result<Store> {
+        let path = self.store_path();
+        let exists = path.exists();
+        if !exists && !create {
+            bail!(
+                "no store in {}: run `sealpost register` first (or pass --data-dir)",
+                self.path.display()
+            );
+        }
+        if !exists {
+            self.create()?;
+        }
+        let passphrase = passphrase(!exists)?;
+        let step = Step::start(if exists {
+            "Unlocking the store"
+        } else {
+            "Creating the encrypted store"
+        });
+        let shown = path.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open_sqlite(&path, StoreSecret::passphrase(passphrase.as_str()))
+        })
+        .await
+        .context("opening the store")?
+        .map_err(|e| match e {
+            StoreError::WrongKey => anyhow!(
+                "wrong passphrase for the store {} (set {PASSPHRASE_ENV} or type it when asked)",
+                shown.display()
+            ),
+            e => anyhow!(e).context(format!("cannot open the store {}", shown.display())),
+        })?;
+        step.clear();
+        Ok(store)
+    }
+}
+
+/// The store passphrase: `SEALPOST_PASSPHRASE`, or asked on the terminal without echo
+/// (twice for a new store).
+fn passphrase(new_store: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(p) = std::env::var_os(PASSPHRASE_ENV) {
+        let p = Zeroizing::new(
+            p.into_string()
+                .map_err(|_| anyhow!("{PASSPHRASE_ENV} is not valid UTF-8"))?,
+        );
+        if p.is_empty() {
+            bail!("{PASSPHRASE_ENV} is set but empty");
+        }
+        return Ok(p);
+    }
+    let term = console::Term::stderr();
+    if !term.is_term() || !std::io::stdin().is_terminal() {
+        bail!("no store passphrase: set {PASSPHRASE_ENV} or run sealpost in a terminal");
+    }
+    let ask = |prompt: &str| -> anyhow::Result<Zeroizing<String>> {
+        eprint!("{prompt}");
+        term.read_secure_line()
+            .map(Zeroizing::new)
+            .context("reading the passphrase")
+    };
+    let p = ask(if new_store {
+        "New store passphrase: "
+    } else {
+        "Store passphrase: "
+    })?;
+    if p.is_empty() {
+        bail!("the passphrase must not be empty");
+    }
+    if new_store && *ask("Repeat the passphrase: ")? != *p {
+        bail!("the passphrases differ");
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_fingerprints_codes() {
+        assert!(parse_account("+15551234567").is_ok());
+        assert!(parse_account(" +4915112345678 ").is_ok());
+        for bad in [
+            "15551234567",
+            "+1555",
+            "+1555abc4567",
+            "+1234567890123456",
+            "",
+        ] {
+            assert!(parse_account(bad).is_err(), "{bad}");
+        }
+        let hex64 = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&hex64).ok(), Some([0xab; 32]));
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons).ok(), Some([0xab; 32]));
+        assert!(parse_fingerprint("abcd").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+        assert_eq!(parse_code(" 012 345\n").ok().as_deref(), Some("012345"));
+        assert!(parse_code("12345").is_err() && parse_code("12345a").is_err());
+    }
+
+    #[test]
+    fn settings_roundtrip() {
+        let dir = std::env::temp_dir().join(format!("sealpost-cli-test-{}", std::process::id()));
+        let d = DataDir::new(dir.clone());
+        assert_eq!(d.try_load().ok(), Some(None));
+        let s = Settings {
+            relay: "127.0.0.1:4433".into(),
+            fingerprint: "ab".repeat(32),
+            account: "+15551234567".into(),
+            device: Some(1),
+        };
+        d.save(&s).ok();
+        assert_eq!(d.try_load().ok(), Some(Some(s)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

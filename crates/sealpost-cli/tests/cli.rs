@@ -1,0 +1,526 @@
+//! End-to-end tests of the `sealpost` binary: two users, each with their own data
+//! directory, against a real relay started in-process on 127.0.0.1 (QUIC, pinned
+//! self-signed certificate, SQLite), with verification codes captured instead of sent.
+// Tests fail loudly: unwrap/expect/panic are how they report; output lines are indexed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use sealpost_client::AccountId;
+use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+const ALICE: &str = "+15550003001";
+const BOB: &str = "+15550003002";
+/// Generous bound for one command; a hung command fails the test instead of hanging CI.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Captures verification codes instead of sending SMS.
+#[derive(Default)]
+struct Codes(Mutex<HashMap<String, String>>);
+
+impl CodeSender for Codes {
+    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(account.as_str().to_owned(), code.as_str().to_owned());
+    }
+}
+
+impl Codes {
+    /// Waits for the code sent to `account` and takes it.
+    fn wait(&self, account: &str) -> String {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            if let Some(code) = self.0.lock().unwrap().remove(account) {
+                return code;
+            }
+            assert!(Instant::now() < deadline, "no code was sent to {account}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A relay on its own runtime, so that the test drives processes synchronously.
+struct TestRelay {
+    runtime: tokio::runtime::Runtime,
+    handle: Option<RelayHandle>,
+    codes: Arc<Codes>,
+}
+
+impl TestRelay {
+    fn start(dir: &Path) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let codes = Arc::new(Codes::default());
+        let mut config = RelayConfig::for_tests(dir);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.shutdown_grace_secs = 2;
+        config.code_sender = Some(codes.clone());
+        let handle = runtime.block_on(Relay::start(config)).unwrap();
+        Self {
+            runtime,
+            handle: Some(handle),
+            codes,
+        }
+    }
+
+    fn handle(&self) -> &RelayHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    fn addr(&self) -> String {
+        self.handle().local_addr().to_string()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.handle()
+            .cert_fingerprint()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            self.runtime.block_on(h.shutdown());
+        }
+    }
+}
+
+/// `sealpost --data-dir HOME ARGS…` with the passphrase in the environment.
+fn sealpost(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealpost"));
+    cmd.arg("--data-dir")
+        .arg(home)
+        .args(args)
+        .env("SEALPOST_PASSPHRASE", PASSPHRASE)
+        .env_remove("SEALPOST_HOME")
+        .env_remove("RUST_LOG")
+        .current_dir(home.parent().unwrap());
+    cmd
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+fn read_all(r: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        BufReader::new(r).read_to_string(&mut s).unwrap();
+        s
+    })
+}
+
+/// Waits for `child` (killing it after [`COMMAND_TIMEOUT`]).
+fn wait(mut child: Child, stdout: JoinHandle<String>, stderr: JoinHandle<String>) -> Output {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!(
+                "command timed out\n--- stdout ---\n{}--- stderr ---\n{}",
+                stdout.join().unwrap(),
+                stderr.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs a command to completion with `input` on stdin.
+fn run(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = read_all(child.stdout.take().unwrap());
+    let err = read_all(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    wait(child, out, err)
+}
+
+/// Runs a command that must succeed.
+fn ok(cmd: Command) -> Output {
+    let out = run(cmd, "");
+    assert!(out.status.success(), "command failed: {out:?}");
+    out
+}
+
+/// Runs a command that must fail with a one-line error.
+fn fails(cmd: Command) -> String {
+    let out = run(cmd, "");
+    assert!(!out.status.success(), "command should fail: {out:?}");
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {out:?}");
+    assert_eq!(
+        out.stderr.lines().last(),
+        errors.first().copied(),
+        "{out:?}"
+    );
+    errors[0].to_owned()
+}
+
+/// A running interactive command: lines of its stdout arrive on a channel.
+struct Interactive {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: JoinHandle<String>,
+}
+
+impl Interactive {
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = read_all(child.stderr.take().unwrap());
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Closes stdin and waits for the exit.
+    fn finish(mut self) -> Output {
+        drop(self.stdin.take());
+        let (tx, rx) = mpsc::channel();
+        let lines = self.lines;
+        let seen = self.seen;
+        std::thread::spawn(move || {
+            let mut all = seen;
+            all.extend(lines.iter());
+            let _ = tx.send(all.join("\n") + "\n");
+        });
+        let out = std::thread::spawn(move || rx.recv().unwrap());
+        wait(self.child, out, self.stderr)
+    }
+}
+
+/// The 5-digit groups of a `safety-number` output.
+fn safety_groups(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| {
+            let t = l.trim();
+            !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == ' ')
+        })
+        .flat_map(|l| l.split_whitespace().map(str::to_owned))
+        .collect()
+}
+
+/// Lines of a QR code drawn with half blocks.
+fn qr_lines(out: &str) -> usize {
+    out.lines()
+        .filter(|l| {
+            l.chars().count() >= 21
+                && l.chars().all(|c| matches!(c, '█' | '▀' | '▄' | ' '))
+                && l.contains('█')
+        })
+        .count()
+}
+
+fn home(root: &Path, name: &str) -> PathBuf {
+    root.join(name)
+}
+
+#[test]
+fn two_users_register_talk_verify_and_chat() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let (addr, fingerprint) = (relay.addr(), relay.fingerprint());
+    let (alice, bob) = (home(root.path(), "alice"), home(root.path(), "bob"));
+
+    // Alice registers in one go, typing the code on stdin when asked.
+    let mut child = sealpost(
+        &alice,
+        &[
+            "register",
+            "--relay",
+            &addr,
+            "--fingerprint",
+            &fingerprint,
+            "--account",
+            ALICE,
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (out, err) = (
+        read_all(child.stdout.take().unwrap()),
+        read_all(child.stderr.take().unwrap()),
+    );
+    let code = relay.codes.wait(ALICE);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    drop(stdin);
+    let registered = wait(child, out, err);
+    assert!(registered.status.success(), "{registered:?}");
+    assert!(
+        registered
+            .stdout
+            .contains(&format!("Registered {ALICE} as device 1.")),
+        "{registered:?}"
+    );
+    for step in [
+        "✓ verification code sent",
+        "✓ registered",
+        "prekeys published",
+    ] {
+        assert!(registered.stderr.contains(step), "{registered:?}");
+    }
+    assert!(!registered.stdout.contains(&code) && !registered.stderr.contains(&code));
+    let config = std::fs::read_to_string(alice.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&addr) && config.contains(&fingerprint),
+        "{config}"
+    );
+    assert!(!config.contains(PASSPHRASE));
+
+    // Bob in two steps: request the code, then register with --code; the relay and its
+    // fingerprint are remembered from the first step.
+    let requested = ok(sealpost(
+        &bob,
+        &[
+            "register",
+            "--relay",
+            &addr,
+            "--fingerprint",
+            &fingerprint,
+            "--account",
+            BOB,
+            "--request-only",
+        ],
+    ));
+    assert!(
+        requested.stdout.contains("register --code"),
+        "{requested:?}"
+    );
+    let code = relay.codes.wait(BOB);
+    let bob_registered = ok(sealpost(&bob, &["register", "--code", &code]));
+    let bob_identity = bob_registered
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Identity fingerprint: "))
+        .unwrap()
+        .to_owned();
+
+    // Send, and receive on the other side.
+    let sent = ok(sealpost(&alice, &["send", BOB, "Where is my order #1042?"]));
+    assert!(sent.stdout.contains("accepted by the relay"), "{sent:?}");
+    let received = ok(sealpost(&bob, &["receive", "--wait", "60", "--count", "1"]));
+    let line = received
+        .stdout
+        .lines()
+        .find(|l| l.contains("Where is my order #1042?"))
+        .unwrap_or_else(|| panic!("message not received: {received:?}"));
+    assert!(line.contains(ALICE) && line.contains("UTC]"), "{line}");
+
+    // Safety numbers: the same 12 groups of 5 digits on both sides, and a QR code.
+    let on_alice = ok(sealpost(&alice, &["safety-number", BOB]));
+    let on_bob = ok(sealpost(&bob, &["safety-number", ALICE, "--device", "1"]));
+    let (ga, gb) = (
+        safety_groups(&on_alice.stdout),
+        safety_groups(&on_bob.stdout),
+    );
+    assert_eq!(ga.len(), 12, "{on_alice:?}");
+    assert!(ga.iter().all(|g| g.len() == 5), "{ga:?}");
+    assert_eq!(ga, gb);
+    assert!(qr_lines(&on_alice.stdout) >= 10, "{on_alice:?}");
+    assert!(qr_lines(&on_bob.stdout) >= 10, "{on_bob:?}");
+
+    // Devices: our own by default, and Bob's with the identity his registration showed.
+    let own = ok(sealpost(&alice, &["devices"]));
+    assert!(
+        own.stdout.contains(&format!("Devices of {ALICE}")),
+        "{own:?}"
+    );
+    assert!(own.stdout.contains("device 1"), "{own:?}");
+    assert!(own.stdout.contains("(this device)"), "{own:?}");
+    let bobs = ok(sealpost(&alice, &["devices", BOB]));
+    assert!(bobs.stdout.contains("device 1"), "{bobs:?}");
+    assert!(bobs.stdout.contains(&bob_identity), "{bobs:?}");
+
+    // Chat, driven through stdin: Alice types a line, Bob receives it and answers, the
+    // answer appears in Alice's chat, and /quit ends it.
+    let mut chat = Interactive::spawn(sealpost(&alice, &["chat", BOB]));
+    chat.expect("Where is my order #1042?"); // the history shown at the start
+    chat.type_line("Can I still change the delivery address?");
+    chat.expect("✓ delivered: Can I still change");
+    let received = ok(sealpost(&bob, &["receive", "--wait", "60", "--count", "1"]));
+    assert!(
+        received
+            .stdout
+            .contains("Can I still change the delivery address?"),
+        "{received:?}"
+    );
+    ok(sealpost(
+        &bob,
+        &["send", ALICE, "Yes, until it reaches the depot."],
+    ));
+    let answer = chat.expect("Yes, until it reaches the depot.");
+    assert!(answer.contains(BOB), "{answer}");
+
+    // Bob re-registers on a new device (a new identity) while Alice chats: her next message
+    // goes to the new device, and the chat warns her prominently.
+    let bob_new = home(root.path(), "bob-new-phone");
+    ok(sealpost(
+        &bob_new,
+        &[
+            "register",
+            "--relay",
+            &addr,
+            "--fingerprint",
+            &fingerprint,
+            "--account",
+            BOB,
+            "--request-only",
+        ],
+    ));
+    let code = relay.codes.wait(BOB);
+    let again = ok(sealpost(&bob_new, &["register", "--code", &code]));
+    assert!(again.stdout.contains("as device 2"), "{again:?}");
+    chat.type_line("Are you on a new phone?");
+    let warning = chat.expect("SAFETY NUMBER CHANGED");
+    assert!(
+        warning.contains(BOB) && warning.contains("device 2"),
+        "{warning}"
+    );
+    chat.expect("safety-number +15550003002 --device 2");
+    chat.expect("✓ delivered: Are you on a new phone?");
+    chat.type_line("/quit");
+    let ended = chat.finish();
+    assert!(ended.status.success(), "{ended:?}");
+    let received = ok(sealpost(
+        &bob_new,
+        &["receive", "--wait", "60", "--count", "1"],
+    ));
+    assert!(
+        received.stdout.contains("Are you on a new phone?"),
+        "{received:?}"
+    );
+    // The old device was replaced.
+    let gone = fails(sealpost(&bob, &["receive", "--wait", "30"]));
+    assert!(gone.contains("no longer registered"), "{gone}");
+
+    // Errors are one clear line and a non-zero exit.
+    let unknown = fails(sealpost(&alice, &["send", "+15550009999", "hello?"]));
+    assert!(unknown.contains("not registered"), "{unknown}");
+    let mut cmd = sealpost(&bob_new, &["receive", "--wait", "1"]);
+    cmd.env("SEALPOST_PASSPHRASE", "not the passphrase");
+    let wrong = fails(cmd);
+    assert!(wrong.contains("wrong passphrase"), "{wrong}");
+
+    relay.stop();
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let root = tempfile::tempdir().unwrap();
+    let nobody = home(root.path(), "nobody");
+    let e = fails(sealpost(&nobody, &["receive"]));
+    assert!(e.contains("sealpost register"), "{e}");
+    let e = fails(sealpost(
+        &nobody,
+        &[
+            "register",
+            "--relay",
+            "127.0.0.1:9",
+            "--fingerprint",
+            "abcd",
+            "--account",
+            ALICE,
+        ],
+    ));
+    assert!(e.contains("64 hex digits"), "{e}");
+    let e = fails(sealpost(&nobody, &["send", "5551234", "hi"]));
+    assert!(e.contains("invalid account"), "{e}");
+}
