@@ -16,10 +16,12 @@
 //! [limits]                               # see `Limits`; operators may lower them
 //! code_requests_per_account = 3
 //! max_connections = 10000
+//! max_connections_per_ip = 256
 //! ```
 //!
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
-//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_MAX_CONNECTIONS`.
+//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_MAX_CONNECTIONS`,
+//! `_MAX_CONNECTIONS_PER_IP`.
 
 use crate::RelayError;
 use crate::codes::CodeSender;
@@ -197,6 +199,9 @@ impl RelayConfig {
         if let Some(v) = l.max_connections {
             self.limits.max_connections = v;
         }
+        if let Some(v) = l.max_connections_per_ip {
+            self.limits.max_connections_per_ip = v;
+        }
     }
 }
 
@@ -214,6 +219,7 @@ struct Layer {
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     max_connections: Option<u32>,
+    max_connections_per_ip: Option<u32>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -247,6 +253,7 @@ impl Layer {
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
             max_connections: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS")?,
+            max_connections_per_ip: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP")?,
         })
     }
 }
@@ -282,6 +289,7 @@ impl FileConfig {
             sweep_interval_secs: self.sweep_interval_secs,
             shutdown_grace_secs: self.shutdown_grace_secs,
             max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -317,6 +325,10 @@ struct Cli {
     /// Most concurrent connections (default 10000) [env: SEALPOST_RELAY_MAX_CONNECTIONS].
     #[arg(long)]
     max_connections: Option<u32>,
+    /// Most concurrent connections from one IP address (default 256)
+    /// [env: SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP].
+    #[arg(long)]
+    max_connections_per_ip: Option<u32>,
 }
 
 impl Cli {
@@ -333,6 +345,7 @@ impl Cli {
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
         }
     }
 }

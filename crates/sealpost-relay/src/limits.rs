@@ -56,6 +56,9 @@ pub struct Limits {
     pub mailbox_ttl_secs: u64,
     /// Concurrent connections (default 10000).
     pub max_connections: u32,
+    /// Concurrent connections from one IP address (default 256; a busy support desk behind
+    /// one NAT shares an address).
+    pub max_connections_per_ip: u32,
     /// Buckets each keyed rate limiter (per account, per device) keeps at most.
     pub rate_limiter_max_keys: usize,
 }
@@ -74,6 +77,7 @@ impl Default for Limits {
             max_stored_kem: MAX_STORED_KEM,
             mailbox_ttl_secs: MAILBOX_TTL_SECS,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             rate_limiter_max_keys: 100_000,
         }
     }
@@ -109,6 +113,10 @@ impl Limits {
             ),
             ("mailbox_ttl_secs", self.mailbox_ttl_secs),
             ("max_connections", u64::from(self.max_connections)),
+            (
+                "max_connections_per_ip",
+                u64::from(self.max_connections_per_ip),
+            ),
             ("rate_limiter_max_keys", self.rate_limiter_max_keys as u64),
         ];
         for (name, v) in positive {

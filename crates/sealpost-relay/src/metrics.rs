@@ -11,7 +11,7 @@
 //! | `sealpost_messages_expired_total` | counter | |
 //! | `sealpost_queue_depth` | gauge | (envelopes queued relay-wide, set by the sweep) |
 //! | `sealpost_auth_failures_total` | counter | |
-//! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`) |
+//! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
 
 /// Gauge: open connections.
 pub const CONNECTIONS: &str = "sealpost_connections";

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use sealpost_wire::relay::{Delivery, EXPORTER_LABEL, Push, Response, frame_len};
 use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId};
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -165,6 +165,46 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     next_conn_id: AtomicU64,
     max_connections: usize,
+    max_connections_per_ip: u32,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// Holds one slot of an IP address's connection allowance; released on drop.
+struct IpSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    /// Takes a slot for `ip`, or `None` when the address is at its limit.
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<Self> {
+        let mut map = shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= shared.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Starts relays. See [`Relay::start`].
@@ -313,6 +353,8 @@ impl Relay {
             shutdown: shutdown_rx,
             next_conn_id: AtomicU64::new(1),
             max_connections: config.limits.max_connections as usize,
+            max_connections_per_ip: config.limits.max_connections_per_ip,
+            per_ip: Mutex::new(HashMap::new()),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
         let sweep = tokio::spawn(sweep_loop(
@@ -425,7 +467,17 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             incoming.refuse();
             continue;
         }
-        tokio::spawn(serve_connection(incoming, Arc::clone(&shared)));
+        let Some(slot) = IpSlot::take(&shared, incoming.remote_address().ip()) else {
+            tracing::warn!("per-address connection limit reached; refusing a connection");
+            metrics::rate_limited("connections_per_ip");
+            incoming.refuse();
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            serve_connection(incoming, shared).await;
+            drop(slot);
+        });
     }
 }
 

@@ -524,32 +524,45 @@ async fn rate_limits_code_attempts_and_reregistration() {
     relay.shutdown().await;
 }
 
-/// Measures the relay process's memory per idle connection (run with `--ignored`; prints,
-/// asserts nothing about speed or size).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement; run manually"]
-#[allow(clippy::print_stdout)]
-async fn measure_idle_connection_memory() {
-    const N: usize = 2000;
+async fn connections_per_ip_are_limited_and_released() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = common::RelayProcess::start(dir.path()).await;
-    let (addr, fp) = (relay.addr, relay.fingerprint());
-    let alpn = || vec![b"sealpost/1".to_vec()];
-    // Warm up (first connection, allocator arenas), then measure N more.
-    let mut conns = vec![common::connect_with(addr, fp, alpn()).await.unwrap()];
-    common::request_on(&conns[0].1, &Request::Challenge).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = relay.rss_kib();
-    for _ in 0..N {
-        let (e, c) = common::connect_with(addr, fp, alpn()).await.unwrap();
-        common::request_on(&c, &Request::Challenge).await;
-        conns.push((e, c));
+    let codes = Arc::new(Codes::default());
+    let mut cfg = config(dir.path(), &codes);
+    cfg.limits.max_connections_per_ip = 3;
+    let relay = Relay::start(cfg).await.unwrap();
+    let (addr, fp) = (relay.local_addr(), relay.cert_fingerprint());
+    let alpn = || vec![sealpost_wire::relay::ALPN.to_vec()];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (ep, conn) = common::connect_with(addr, fp, alpn()).await.unwrap();
+        // Each held connection works.
+        let r = common::request_on(&conn, &Request::Challenge).await;
+        assert!(matches!(r, Response::ChallengeIssued { .. }), "{r:?}");
+        held.push((ep, conn));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = relay.rss_kib();
-    println!(
-        "relay RSS {before} KiB -> {after} KiB with {N} idle connections: {:.1} KiB per connection",
-        (after.saturating_sub(before)) as f64 / N as f64
-    );
-    relay.kill();
+    // The fourth from the same address is refused, and refused again while all are held.
+    for _ in 0..2 {
+        let refused = common::connect_with(addr, fp, alpn()).await;
+        assert!(
+            refused.is_err(),
+            "a connection over the per-address limit was accepted"
+        );
+    }
+    // Closing one frees its slot.
+    let (ep, conn) = held.pop().unwrap();
+    conn.close(0u32.into(), b"done");
+    ep.wait_idle().await;
+    let mut admitted = None;
+    for _ in 0..50 {
+        if let Ok(c) = common::connect_with(addr, fp, alpn()).await {
+            admitted = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_ep, conn) = admitted.expect("a slot is released when a connection closes");
+    let r = common::request_on(&conn, &Request::Challenge).await;
+    assert!(matches!(r, Response::ChallengeIssued { .. }), "{r:?}");
+    relay.shutdown().await;
 }
