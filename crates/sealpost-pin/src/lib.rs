@@ -1,0 +1,61 @@
+//! Two-step verification PIN groundwork for Sealpost: pure functions, no I/O.
+//!
+//! * [`normalize`]: PIN normalisation (trim, NFKD, Unicode digits to ASCII, length limits).
+//! * [`stretch`]: Argon2id stretching with an account-bound, versioned salt.
+//! * [`oprf`]: RFC 9497 VOPRF, ristretto255-SHA512 (checked against the RFC's vector).
+//! * [`threshold`]: Shamir t-of-n sharing of the OPRF key among guardians, with per-guardian
+//!   DLEQ proofs verified by the client before combination in the exponent.
+//!
+//! The guardian protocol, registration lock and attempt counting are specified and built on
+//! top of this crate later (spec/pin.md).
+//!
+//! ```
+//! use sealpost_pin::{normalize::normalize, oprf, stretch, threshold};
+//! # fn main() -> Result<(), sealpost_pin::PinError> {
+//! let mut rng = rand::rng();
+//! // Registration: split a fresh OPRF key 2-of-3 among guardians.
+//! let key = oprf::OprfKey::generate(&mut rng);
+//! let (shares, guardians) = threshold::split(&key, 2, 3, &mut rng)?;
+//!
+//! // Client: normalise and stretch the PIN, blind it.
+//! let pin = normalize("１２３４５６")?;
+//! let salt = stretch::UserSalt::generate(&mut rng);
+//! let input = stretch::stretch(&pin, b"account-1", &salt, &stretch::Argon2Params::testing())?;
+//! let (blind, blinded) = oprf::blind(input.as_bytes(), &mut rng)?;
+//!
+//! // Two guardians answer; the client checks their proofs and combines.
+//! let responses: Vec<_> = shares[1..]
+//!     .iter()
+//!     .map(|s| {
+//!         let (evaluated, proof) = s.key().evaluate(&blinded, &mut rng);
+//!         threshold::GuardianResponse { index: s.index(), evaluated, proof }
+//!     })
+//!     .collect();
+//! let combined = guardians.combine(&blinded, &responses)?;
+//! let output = oprf::finalize(input.as_bytes(), blind, &combined.evaluated)?;
+//! assert!(output.ct_eq(&oprf::evaluate_unblinded(&key, input.as_bytes())?));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod error;
+pub mod normalize;
+pub mod oprf;
+pub mod stretch;
+pub mod threshold;
+
+pub use error::PinError;
