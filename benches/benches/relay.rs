@@ -1,0 +1,878 @@
+//! Relay benchmarks on 127.0.0.1:
+//!
+//! * `relay_throughput/N`: N sender→receiver pairs through an in-process relay with durable
+//!   SQLite storage (tempdir). Each message is Send → Accepted → Deliver push → Ack, pipelined
+//!   per pair with a bounded window of `WINDOW` unacknowledged messages. Criterion's
+//!   elements/s is messages/s; a summary line adds p50/p99 of send start → delivery.
+//! * `quinn_echo_ceiling/N`: the same N, window and payload size against a bare quinn echo
+//!   server (one bidi stream per request, TLS 1.3, no ALPN), in the same process and run.
+//! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
+//!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
+//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection; the
+//!   same against a bare quinn server (this binary in echo-server mode, the relay's transport
+//!   settings) to separate the relay's own cost from quinn + rustls
+//!   (`SEALPOST_BENCH_ONE_SEGMENT=1` adds a bare-quinn run without GSO batching).
+//!
+//! Run: `cargo bench -p sealpost-benches --bench relay`.
+// A bench binary: panicking on a broken setup and printing results is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    missing_docs,
+    clippy::indexing_slicing
+)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
+use sealpost_session::IdentityKeyPair;
+use sealpost_wire::relay::{
+    ALPN, EXPORTER_LABEL, MAX_FRAME_LEN, OutgoingEnvelope, Push, Request, Response,
+    auth_signed_bytes, frame_len, register_signed_bytes,
+};
+use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+use sha2::Digest;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Pair counts.
+const PAIRS: [usize; 3] = [1, 8, 32];
+/// Messages in flight (sent, not yet acknowledged / echoed) per pair.
+const WINDOW: usize = 16;
+/// Envelope / echo payload size, bytes.
+const PAYLOAD: usize = 200;
+/// Anything slower than this is a hang.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------
+// TLS: a verifier pinning the server certificate's SHA-256.
+
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        if got == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("fingerprint mismatch".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn client_config(fingerprint: [u8; 32], alpn: Vec<Vec<u8>>) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            fingerprint,
+            provider,
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = alpn;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(100u32.into());
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    cfg.transport_config(Arc::new(transport));
+    cfg
+}
+
+async fn connect(
+    addr: SocketAddr,
+    fingerprint: [u8; 32],
+    alpn: Vec<Vec<u8>>,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client_config(fingerprint, alpn));
+    let conn = endpoint
+        .connect(addr, "localhost")
+        .unwrap()
+        .await
+        .expect("connect");
+    (endpoint, conn)
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency / throughput bookkeeping shared by both sides.
+
+#[derive(Default)]
+struct Stats {
+    /// Send start → delivery (relay) or → echo received (ceiling), microseconds.
+    latencies_us: Mutex<Vec<u32>>,
+    messages: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl Stats {
+    fn record(&self, d: Duration) {
+        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        self.latencies_us.lock().unwrap().push(us);
+    }
+
+    fn add_run(&self, messages: u64, elapsed: Duration) {
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// (msgs/s, p50 ms, p99 ms).
+    fn summary(&self) -> (f64, f64, f64) {
+        let mut v = self.latencies_us.lock().unwrap().clone();
+        v.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if v.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+            f64::from(v[i.min(v.len() - 1)]) / 1000.0
+        };
+        let msgs = self.messages.load(Ordering::Relaxed) as f64;
+        let secs = self.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (msgs / secs, pct(0.50), pct(0.99))
+    }
+}
+
+/// Splits `total` messages over `n` pairs.
+fn share(total: u64, n: usize, i: usize) -> u64 {
+    let n64 = n as u64;
+    total / n64 + u64::from((i as u64) < total % n64)
+}
+
+// ---------------------------------------------------------------------------------------
+// Relay side.
+
+#[derive(Default)]
+struct Codes(Mutex<Vec<(AccountId, String)>>);
+
+impl CodeSender for Codes {
+    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((account.clone(), code.as_str().to_owned()));
+    }
+}
+
+impl Codes {
+    fn last(&self, account: &AccountId) -> [u8; 6] {
+        let v = self.0.lock().unwrap();
+        let (_, c) = v.iter().rev().find(|(a, _)| a == account).unwrap();
+        c.as_bytes().try_into().unwrap()
+    }
+}
+
+async fn request(conn: &quinn::Connection, req: &Request) -> Response {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&req.encode()).await.unwrap();
+    send.finish().unwrap();
+    let frame = tokio::time::timeout(TIMEOUT, recv.read_to_end(MAX_FRAME_LEN + 4))
+        .await
+        .expect("response timeout")
+        .expect("response stream");
+    let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+    assert_eq!(len, frame.len() - 4);
+    Response::decode(&frame[4..]).unwrap()
+}
+
+/// A delivered envelope as seen by a receiver: server id, message id, arrival time.
+type Arrival = (u64, [u8; 16], Instant);
+
+struct Device {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    address: DeviceAddress,
+    /// Deliver pushes (other pushes are dropped).
+    deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
+}
+
+impl Device {
+    async fn register(relay: &RelayHandle, codes: &Codes, account: &str) -> Self {
+        let (endpoint, conn) = connect(
+            relay.local_addr(),
+            relay.cert_fingerprint(),
+            vec![ALPN.to_vec()],
+        )
+        .await;
+        let mut exporter = [0u8; 32];
+        conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let c = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(mut s) = c.accept_uni().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let Ok(frame) = s.read_to_end(MAX_FRAME_LEN + 4).await else {
+                        return;
+                    };
+                    let now = Instant::now();
+                    if let Ok(Push::Deliver(d)) = Push::decode(&frame[4..]) {
+                        let _ = tx.send((d.server_id, d.message_id, now));
+                    }
+                });
+            }
+        });
+        let a = AccountId::new(account).unwrap();
+        let r = request(&conn, &Request::RequestCode { account: a.clone() }).await;
+        assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+        let id = IdentityKeyPair::generate(&mut rand::rng());
+        let identity = id.public().to_wire();
+        let signature = id
+            .sign(&register_signed_bytes(&exporter, &a, &identity))
+            .to_bytes();
+        let r = request(
+            &conn,
+            &Request::Register {
+                account: a.clone(),
+                code: codes.last(&a),
+                identity,
+                signature,
+            },
+        )
+        .await;
+        let Response::Registered { device_id } = r else {
+            panic!("{r:?}")
+        };
+        let address = DeviceAddress::new(a, DeviceId(device_id));
+        let Response::ChallengeIssued { nonce } = request(&conn, &Request::Challenge).await else {
+            panic!("no challenge")
+        };
+        let signature = id
+            .sign(&auth_signed_bytes(&exporter, &nonce, &address))
+            .to_bytes();
+        let r = request(
+            &conn,
+            &Request::Authenticate {
+                address: address.clone(),
+                signature,
+            },
+        )
+        .await;
+        assert!(matches!(r, Response::Authenticated { .. }), "{r:?}");
+        Self {
+            _endpoint: endpoint,
+            conn,
+            address,
+            deliveries: tokio::sync::Mutex::new(rx),
+        }
+    }
+}
+
+struct RelayBench {
+    _dir: tempfile::TempDir,
+    relay: Option<RelayHandle>,
+    pairs: Vec<(Arc<Device>, Arc<Device>)>,
+}
+
+async fn relay_setup(max_pairs: usize) -> RelayBench {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let mut config = RelayConfig::for_tests(dir.path());
+    config.code_sender = Some(Arc::clone(&codes) as Arc<dyn CodeSender>);
+    // The bench measures the data path, not the per-device send rate limit.
+    config.limits.sends_per_second = 10_000_000;
+    config.limits.send_burst = 10_000_000;
+    let relay = Relay::start(config).await.unwrap();
+    let mut pairs = Vec::new();
+    for i in 0..max_pairs {
+        let s = Device::register(&relay, &codes, &format!("+1555{:07}", 2 * i)).await;
+        let r = Device::register(&relay, &codes, &format!("+1555{:07}", 2 * i + 1)).await;
+        pairs.push((Arc::new(s), Arc::new(r)));
+    }
+    RelayBench {
+        _dir: dir,
+        relay: Some(relay),
+        pairs,
+    }
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(1);
+
+/// `count` messages from `sender` to `receiver`, at most `WINDOW` unacknowledged.
+async fn relay_pair(sender: Arc<Device>, receiver: Arc<Device>, count: u64, stats: Arc<Stats>) {
+    if count == 0 {
+        return;
+    }
+    let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let starts: Arc<Mutex<Vec<Option<Instant>>>> =
+        Arc::new(Mutex::new(vec![None; usize::try_from(count).unwrap()]));
+    let send_task = {
+        let (window, starts) = (Arc::clone(&window), Arc::clone(&starts));
+        let recipient = receiver.address.account.clone();
+        let device_id = receiver.address.device.0;
+        tokio::spawn(async move {
+            let mut inflight = Vec::new();
+            for seq in 0..count {
+                window.acquire().await.unwrap().forget();
+                let mut message_id = [0u8; 16];
+                message_id[..8].copy_from_slice(&nonce.to_be_bytes());
+                message_id[8..].copy_from_slice(&seq.to_be_bytes());
+                let req = Request::Send {
+                    message_id,
+                    recipient: recipient.clone(),
+                    envelopes: vec![OutgoingEnvelope {
+                        device_id,
+                        envelope: vec![0xA5; PAYLOAD],
+                    }],
+                };
+                starts.lock().unwrap()[usize::try_from(seq).unwrap()] = Some(Instant::now());
+                let conn = sender.conn.clone();
+                inflight.push(tokio::spawn(async move {
+                    let r = request(&conn, &req).await;
+                    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+                }));
+            }
+            for t in inflight {
+                t.await.unwrap();
+            }
+        })
+    };
+    // Receive deliveries, ack them in batches (everything already arrived), free the window.
+    let mut deliveries = receiver.deliveries.lock().await;
+    let mut acked = 0u64;
+    while acked < count {
+        let first = tokio::time::timeout(TIMEOUT, deliveries.recv())
+            .await
+            .expect("no delivery in time")
+            .unwrap();
+        let mut batch = vec![first];
+        while let Ok(d) = deliveries.try_recv() {
+            batch.push(d);
+        }
+        let mut server_ids = Vec::with_capacity(batch.len());
+        {
+            let starts = starts.lock().unwrap();
+            for (server_id, message_id, at) in &batch {
+                server_ids.push(*server_id);
+                assert_eq!(message_id[..8], nonce.to_be_bytes(), "stale delivery");
+                let seq = u64::from_be_bytes(message_id[8..].try_into().unwrap());
+                let start = starts[usize::try_from(seq).unwrap()].unwrap();
+                stats.record(at.duration_since(start));
+            }
+        }
+        let n = server_ids.len();
+        let r = request(&receiver.conn, &Request::Ack { server_ids }).await;
+        assert!(matches!(r, Response::Acked { .. }), "{r:?}");
+        acked += n as u64;
+        window.add_permits(n);
+    }
+    send_task.await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Echo ceiling.
+
+struct EchoBench {
+    server: quinn::Endpoint,
+    clients: Vec<(quinn::Endpoint, quinn::Connection)>,
+}
+
+/// A UDP socket that reports one segment per transmit (no GSO batching): quinn then keeps a
+/// one-datagram send buffer per connection instead of `10 × MTU` (quinn's
+/// `MAX_TRANSMIT_SEGMENTS`). Used only for the idle-memory comparison.
+#[derive(Debug)]
+struct OneSegment(Arc<dyn quinn::AsyncUdpSocket>);
+
+impl quinn::AsyncUdpSocket for OneSegment {
+    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+        Arc::clone(&self.0).create_io_poller()
+    }
+    fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> std::io::Result<()> {
+        self.0.try_send(transmit)
+    }
+    fn poll_recv(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        bufs: &mut [std::io::IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.poll_recv(cx, bufs, meta)
+    }
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+    fn max_transmit_segments(&self) -> usize {
+        1
+    }
+    fn max_receive_segments(&self) -> usize {
+        self.0.max_receive_segments()
+    }
+    fn may_fragment(&self) -> bool {
+        self.0.may_fragment()
+    }
+}
+
+/// A bare quinn echo server on 127.0.0.1 (must run inside a tokio runtime).
+fn echo_server(one_segment: bool) -> (quinn::Endpoint, [u8; 32]) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = generated.cert.der().clone();
+    let fingerprint: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        generated.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let mut server_config =
+        quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls).unwrap()));
+    // The relay's transport settings (crates/sealpost-relay/src/server.rs).
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(32u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window((256u32 * 1024).into())
+        .receive_window((1024u32 * 1024).into())
+        .send_window(2 * 1024 * 1024)
+        .datagram_receive_buffer_size(None);
+    server_config.transport_config(Arc::new(t));
+    let server = if one_segment {
+        use quinn::Runtime as _;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket = Arc::new(OneSegment(runtime.wrap_udp_socket(udp).unwrap()));
+        quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .unwrap()
+    } else {
+        quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap()
+    };
+    let ep = server.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let Ok(data) = recv.read_to_end(64 * 1024).await else {
+                            return;
+                        };
+                        let _ = send.write_all(&data).await;
+                        let _ = send.finish();
+                    });
+                }
+            });
+        }
+    });
+    (server, fingerprint)
+}
+
+async fn echo_setup(max_pairs: usize) -> EchoBench {
+    let (server, fingerprint) = echo_server(false);
+    let addr = server.local_addr().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..max_pairs {
+        clients.push(connect(addr, fingerprint, Vec::new()).await);
+    }
+    EchoBench { server, clients }
+}
+
+async fn echo_pair(conn: quinn::Connection, count: u64, stats: Arc<Stats>) {
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let mut inflight = Vec::new();
+    for _ in 0..count {
+        let permit = Arc::clone(&window).acquire_owned().await.unwrap();
+        let conn = conn.clone();
+        let stats = Arc::clone(&stats);
+        inflight.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            send.write_all(&[0xA5; PAYLOAD]).await.unwrap();
+            send.finish().unwrap();
+            let back = tokio::time::timeout(TIMEOUT, recv.read_to_end(64 * 1024))
+                .await
+                .expect("echo timeout")
+                .unwrap();
+            assert_eq!(back.len(), PAYLOAD);
+            stats.record(start.elapsed());
+            drop(permit);
+        }));
+    }
+    for t in inflight {
+        t.await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Criterion groups.
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn throughput(c: &mut Criterion) {
+    let rt = runtime();
+    let max = *PAIRS.iter().max().unwrap();
+    let mut relay = rt.block_on(relay_setup(max));
+    let echo = rt.block_on(echo_setup(max));
+    let mut results = Vec::new();
+
+    for &n in &PAIRS {
+        let relay_stats = Arc::new(Stats::default());
+        let echo_stats = Arc::new(Stats::default());
+        {
+            let mut g = c.benchmark_group("relay_throughput");
+            g.throughput(Throughput::Elements(1))
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(3));
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter_custom(|iters| {
+                    let pairs = relay.pairs[..n].to_vec();
+                    let stats = Arc::clone(&relay_stats);
+                    let elapsed = rt.block_on(async move {
+                        let start = Instant::now();
+                        let tasks: Vec<_> = pairs
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, (s, r))| {
+                                tokio::spawn(relay_pair(
+                                    s,
+                                    r,
+                                    share(iters, n, i),
+                                    Arc::clone(&stats),
+                                ))
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        start.elapsed()
+                    });
+                    relay_stats.add_run(iters, elapsed);
+                    elapsed
+                });
+            });
+            g.finish();
+        }
+        {
+            let mut g = c.benchmark_group("quinn_echo_ceiling");
+            g.throughput(Throughput::Elements(1))
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(3));
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter_custom(|iters| {
+                    let conns: Vec<_> = echo.clients[..n].iter().map(|(_, c)| c.clone()).collect();
+                    let stats = Arc::clone(&echo_stats);
+                    let elapsed = rt.block_on(async move {
+                        let start = Instant::now();
+                        let tasks: Vec<_> = conns
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                tokio::spawn(echo_pair(c, share(iters, n, i), Arc::clone(&stats)))
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        start.elapsed()
+                    });
+                    echo_stats.add_run(iters, elapsed);
+                    elapsed
+                });
+            });
+            g.finish();
+        }
+        let (rr, r50, r99) = relay_stats.summary();
+        let (er, e50, e99) = echo_stats.summary();
+        println!("relay N={n}: {rr:.0} msg/s, p50 {r50:.2} ms, p99 {r99:.2} ms");
+        println!("echo  N={n}: {er:.0} msg/s, p50 {e50:.2} ms, p99 {e99:.2} ms");
+        println!(
+            "relay/ceiling N={n}: {:.1}% (target >= 25%)",
+            100.0 * rr / er
+        );
+        results.push((n, rr, r50, r99, er, e50, e99));
+    }
+    println!(
+        "\nsummary (window {WINDOW}/pair, {PAYLOAD}-byte payloads, durable SQLite; percentiles over all timed iterations incl. warm-up):"
+    );
+    for (n, rr, r50, r99, er, e50, e99) in results {
+        println!(
+            "  N={n:>2}: relay {rr:>7.0} msg/s p50 {r50:>6.2} ms p99 {r99:>6.2} ms | echo {er:>7.0} msg/s p50 {e50:>6.2} ms p99 {e99:>6.2} ms | ratio {:>5.1}%",
+            100.0 * rr / er
+        );
+    }
+    let relay_handle = relay.relay.take().unwrap();
+    rt.block_on(async move {
+        for (_, c) in &echo.clients {
+            c.close(0u32.into(), b"done");
+        }
+        echo.server.close(0u32.into(), b"done");
+        relay.pairs.clear();
+        relay_handle.shutdown().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle connections against the real binary.
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `target/release/sealpost-relay`, next to this bench's `deps/` directory; built if missing.
+fn relay_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let bin = profile_dir.join("sealpost-relay");
+    if !bin.exists() {
+        println!("building {} ...", bin.display());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "sealpost-relay"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+    }
+    bin.exists().then_some(bin)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn idle_connections() {
+    let target: usize = std::env::var("SEALPOST_BENCH_IDLE_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    if target == 0 {
+        return;
+    }
+    let Some(bin) = relay_binary() else {
+        println!("idle_connections: sealpost-relay binary unavailable; skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let limit = (2 * target).max(20_000).to_string();
+    let mut relay = std::process::Command::new(&bin);
+    relay
+        .args(["--listen", "127.0.0.1:0", "--max-connections", &limit])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
+        .env("RUST_LOG", "error");
+    idle_measure("relay", relay, true, target);
+    // The same measurement against a bare quinn server (this binary in echo-server mode,
+    // the relay's transport settings): what quinn + rustls alone cost per connection.
+    let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
+    echo.env(ECHO_SERVER_ENV, "1");
+    idle_measure("bare quinn", echo, false, target);
+    // Optional: without GSO batching (quinn keeps a `10 × MTU` send buffer per connection
+    // otherwise). Measured: no difference for idle connections, hence off by default.
+    if std::env::var_os(ONE_SEGMENT_ENV).is_some() {
+        let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
+        echo.env(ECHO_SERVER_ENV, "1").env(ONE_SEGMENT_ENV, "1");
+        idle_measure("bare quinn, 1 segment/transmit", echo, false, target);
+    }
+}
+
+const ECHO_SERVER_ENV: &str = "SEALPOST_BENCH_ECHO_SERVER";
+const ONE_SEGMENT_ENV: &str = "SEALPOST_BENCH_ONE_SEGMENT";
+
+/// Echo-server mode for the idle baseline: prints the relay's start-up lines, serves forever.
+fn echo_server_process() {
+    let rt = runtime();
+    rt.block_on(async {
+        let (server, fingerprint) = echo_server(std::env::var_os(ONE_SEGMENT_ENV).is_some());
+        println!(
+            "sealpost-relay listening on {}",
+            server.local_addr().unwrap()
+        );
+        let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+        println!("certificate SHA-256 fingerprint: {hex}");
+        std::future::pending::<()>().await;
+    });
+}
+
+fn idle_measure(label: &str, mut cmd: std::process::Command, relay: bool, target: usize) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Child(child);
+    let pid = child.0.id();
+    let (addr, fingerprint) = {
+        use std::io::BufRead;
+        let mut addr = None;
+        let mut fp = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("sealpost-relay listening on ") {
+                addr = Some(a.parse::<SocketAddr>().unwrap());
+            }
+            if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
+                let mut b = [0u8; 32];
+                for (i, byte) in b.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(&f[2 * i..2 * i + 2], 16).unwrap();
+                }
+                fp = Some(b);
+            }
+            if addr.is_some() && fp.is_some() {
+                break;
+            }
+        }
+        (addr.unwrap(), fp.unwrap())
+    };
+    let rt = runtime();
+    rt.block_on(async move {
+        // Warm the relay up with one full connection so one-time allocations are in the baseline.
+        let alpn = if relay { vec![ALPN.to_vec()] } else { Vec::new() };
+        let (ep0, c0) = connect(addr, fingerprint, alpn.clone()).await;
+        if relay {
+            let _ = request(&c0, &Request::Challenge).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss_kib(pid);
+        let cfg = client_config(fingerprint, alpn);
+        // A few client endpoints (one UDP socket each), connections spread over them.
+        let endpoints: Vec<_> = (0..8)
+            .map(|_| {
+                let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+                e.set_default_client_config(cfg.clone());
+                e
+            })
+            .collect();
+        let started = Instant::now();
+        let gate = Arc::new(Semaphore::new(128));
+        let mut tasks = Vec::with_capacity(target);
+        for i in 0..target {
+            let ep = endpoints[i % endpoints.len()].clone();
+            let gate = Arc::clone(&gate);
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.unwrap();
+                for _ in 0..3 {
+                    let Ok(connecting) = ep.connect(addr, "localhost") else {
+                        continue;
+                    };
+                    if let Ok(Ok(c)) = tokio::time::timeout(TIMEOUT, connecting).await {
+                        return Some(c);
+                    }
+                }
+                None
+            }));
+        }
+        let mut conns = Vec::with_capacity(target);
+        for t in tasks {
+            if let Some(c) = t.await.unwrap() {
+                conns.push(c);
+            }
+        }
+        let took = started.elapsed();
+        // Idle (keep-alives only) for a few seconds so the relay's per-connection state settles.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let alive = conns.iter().filter(|c| c.close_reason().is_none()).count();
+        let after = rss_kib(pid);
+        let per = (after.saturating_sub(before)) as f64 / alive.max(1) as f64;
+        println!(
+            "idle_connections ({label}): {alive}/{target} alive (opened in {:.1} s), server VmRSS {before} KiB -> {after} KiB: {per:.1} KiB per connection (target < 30 KiB)",
+            took.as_secs_f64()
+        );
+        for c in &conns {
+            c.close(0u32.into(), b"done");
+        }
+        c0.close(0u32.into(), b"done");
+        for e in &endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(2), e.wait_idle()).await;
+        }
+        // What stays resident once every connection is gone: allocator retention, not state.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "idle_connections ({label}): VmRSS after closing them all: {} KiB",
+            rss_kib(pid)
+        );
+        drop(ep0);
+    });
+    drop(child);
+}
+
+criterion_group!(benches, throughput);
+
+fn main() {
+    if std::env::var_os(ECHO_SERVER_ENV).is_some() {
+        echo_server_process();
+        return;
+    }
+    benches();
+    idle_connections();
+    Criterion::default().configure_from_args().final_summary();
+}
