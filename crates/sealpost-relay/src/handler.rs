@@ -96,6 +96,27 @@ impl ConnectionState {
     pub fn authenticated(&self) -> Option<&DeviceAddress> {
         self.device.as_ref().map(|d| &d.address)
     }
+
+    /// What [`Handler::handle_concurrent`] needs of this connection: its authenticated device.
+    pub fn snapshot(&self) -> ConnectionSnapshot {
+        ConnectionSnapshot {
+            device: self.device.clone(),
+        }
+    }
+}
+
+/// The read-only part of a connection's state that `Send` and `Ack` use (see
+/// [`Handler::handle_concurrent`]).
+#[derive(Clone, Debug)]
+pub struct ConnectionSnapshot {
+    device: Option<AuthenticatedDevice>,
+}
+
+impl ConnectionSnapshot {
+    /// The device the connection had authenticated as when the snapshot was taken.
+    pub fn authenticated(&self) -> Option<&DeviceAddress> {
+        self.device.as_ref().map(|d| &d.address)
+    }
 }
 
 /// The request handler. Cheap to share (`Arc<Handler>`); all methods take `&self`.
@@ -356,27 +377,46 @@ impl Handler {
         (response, effects)
     }
 
-    fn authenticated(
+    /// Handles a well-formed `Send` or `Ack` frame body without the connection's mutable
+    /// state: these two requests read only the authenticated device and change nothing else
+    /// of the connection, so a driver may run several of one connection's concurrently, each
+    /// joining the store's group commit (spec/relay.md section 1 allows concurrent
+    /// processing of requests on different streams). Returns `None` for any other body,
+    /// which the driver handles with [`Handler::handle_frame`] under the connection's state.
+    pub fn handle_concurrent(
         &self,
-        conn: &mut ConnectionState,
+        conn: &ConnectionSnapshot,
+        body: &[u8],
+        now: u64,
+    ) -> Option<(Response, Vec<Effect>)> {
+        let request = match Request::decode(body) {
+            Ok(r @ (Request::Send { .. } | Request::Ack { .. })) => r,
+            _ => return None,
+        };
+        let kind = request_kind(&request);
+        metrics::frame(kind);
+        let mut effects = Vec::new();
+        let response = match &conn.device {
+            None => Response::error(
+                ErrorCode::Unauthenticated,
+                "authenticate the connection first",
+            ),
+            Some(me) => self.send_or_ack(me, request, now, &mut effects),
+        };
+        if let Response::Error { code, .. } = &response {
+            tracing::debug!(request = kind, ?code, "request refused");
+        }
+        Some((response, effects))
+    }
+
+    fn send_or_ack(
+        &self,
         me: &AuthenticatedDevice,
         request: Request,
         now: u64,
         effects: &mut Vec<Effect>,
     ) -> Response {
         match request {
-            Request::UploadPreKeys(upload) => self.upload(me, &upload),
-            Request::FetchBundles { account } => {
-                if let Err(s) = conn.bundle_fetches.try_take(self.limits.bundle_rate(), now) {
-                    return rate_limited("bundles", s);
-                }
-                self.fetch_bundles(&account, effects)
-            }
-            Request::ListDevices { account } => match self.store.list_devices(&account) {
-                Ok(d) if d.is_empty() => Response::error(ErrorCode::UnknownAccount, "no devices"),
-                Ok(d) => Response::Devices(d),
-                Err(e) => internal(&e),
-            },
             Request::Send {
                 message_id,
                 recipient,
@@ -400,6 +440,34 @@ impl Handler {
                 }
                 Err(e) => internal(&e),
             },
+            _ => Response::error(ErrorCode::Internal, "not a send or ack"),
+        }
+    }
+
+    fn authenticated(
+        &self,
+        conn: &mut ConnectionState,
+        me: &AuthenticatedDevice,
+        request: Request,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Response {
+        match request {
+            Request::UploadPreKeys(upload) => self.upload(me, &upload),
+            Request::FetchBundles { account } => {
+                if let Err(s) = conn.bundle_fetches.try_take(self.limits.bundle_rate(), now) {
+                    return rate_limited("bundles", s);
+                }
+                self.fetch_bundles(&account, effects)
+            }
+            Request::ListDevices { account } => match self.store.list_devices(&account) {
+                Ok(d) if d.is_empty() => Response::error(ErrorCode::UnknownAccount, "no devices"),
+                Ok(d) => Response::Devices(d),
+                Err(e) => internal(&e),
+            },
+            request @ (Request::Send { .. } | Request::Ack { .. }) => {
+                self.send_or_ack(me, request, now, effects)
+            }
             Request::RequestCode { .. }
             | Request::Register { .. }
             | Request::Challenge

@@ -686,15 +686,42 @@ async fn serve_request(
             return;
         }
     };
-    let mut guard = Arc::clone(&ctx.state).lock_owned().await;
     let handler = Arc::clone(&shared.handler);
     let exporter = ctx.exporter;
-    let result = tokio::task::spawn_blocking(move || {
-        let (resp, effects) = handler.handle_frame(&mut guard, exporter, &body, now_ms());
-        let device = guard.authenticated().cloned();
-        (resp, effects, device)
-    })
-    .await;
+    // `Send` and `Ack` (types 0x20, 0x21) only read the authenticated device: run them from a
+    // snapshot, without holding the connection's state, so a client's pipelined sends share
+    // the store's group commit instead of queueing for one fsync each.
+    let snapshot = if matches!(body.get(1), Some(0x20 | 0x21)) {
+        Some(ctx.state.lock().await.snapshot())
+    } else {
+        None
+    };
+    let state = Arc::clone(&ctx.state);
+    let result = match snapshot {
+        Some(snap) => {
+            tokio::task::spawn_blocking(move || {
+                match handler.handle_concurrent(&snap, &body, now_ms()) {
+                    Some((resp, effects)) => Ok((resp, effects, snap.authenticated().cloned())),
+                    None => Err((handler, body)),
+                }
+            })
+            .await
+        }
+        None => Ok(Err((handler, body))),
+    };
+    let result = match result {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err((handler, body))) => {
+            let mut guard = state.lock_owned().await;
+            tokio::task::spawn_blocking(move || {
+                let (resp, effects) = handler.handle_frame(&mut guard, exporter, &body, now_ms());
+                let device = guard.authenticated().cloned();
+                (resp, effects, device)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let (response, effects, device) = match result {
         Ok(r) => r,
         Err(e) => {
