@@ -458,9 +458,6 @@ pub(crate) fn concurrent_sends<S: Store + 'static>(s: Arc<S>) {
 macro_rules! conformance_tests {
     ($module:ident, $make:expr) => {
         mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-
             #[test]
             fn codes() {
                 let (_keep, s) = $make;
@@ -500,11 +497,11 @@ macro_rules! conformance_tests {
     };
 }
 
-conformance_tests!(memory, ((), MemoryStore::new()));
+conformance_tests!(memory, ((), super::MemoryStore::new()));
 
 #[cfg(feature = "server")]
 conformance_tests!(sqlite, {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let store = super::SqliteStore::open(dir.path().join("t.db")).unwrap();
     (dir, store)
 });
