@@ -281,6 +281,7 @@ impl Device {
                 code: codes.last(&a),
                 identity,
                 signature,
+                reglock: None,
             },
         )
         .await;

@@ -141,6 +141,15 @@ fn kind_name(resp: &Response) -> &'static str {
         Response::Accepted { .. } => "Accepted",
         Response::Acked { .. } => "Acked",
         Response::Error { .. } => "Error",
+        Response::RegistrationLockSet => "RegistrationLockSet",
+        Response::RegistrationLockCleared => "RegistrationLockCleared",
+        Response::Credential(_) => "Credential",
+        Response::VaultStored => "VaultStored",
+        Response::Vault { .. } => "Vault",
+        Response::VaultEvaluated { .. } => "VaultEvaluated",
+        Response::VaultConfirmed { .. } => "VaultConfirmed",
+        Response::VaultDeleted => "VaultDeleted",
+        Response::RegistrationLocked { .. } => "RegistrationLocked",
     }
 }
 
@@ -231,6 +240,7 @@ impl Connection {
                 code,
                 identity: public,
                 signature,
+                reglock: None,
             })
             .await?
         {

@@ -81,6 +81,7 @@ async fn low_prekeys_are_replenished() {
             code,
             identity: public,
             signature: sig.to_bytes(),
+            reglock: None,
         },
     )
     .await

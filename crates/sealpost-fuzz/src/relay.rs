@@ -392,6 +392,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                         code,
                         identity,
                         signature,
+                        reglock: None,
                     },
                     (!can_succeed).then_some(false),
                 )

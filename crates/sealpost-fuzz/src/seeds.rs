@@ -383,6 +383,7 @@ fn relay_frames() -> Vec<Seed> {
                 code: *b"123456",
                 identity: f.bob.public().to_wire(),
                 signature: [1; 64],
+                reglock: None,
             },
         ),
         ("req-challenge", Request::Challenge),

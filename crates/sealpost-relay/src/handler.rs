@@ -189,6 +189,14 @@ fn request_kind(r: &Request) -> &'static str {
         Request::ListDevices { .. } => "list_devices",
         Request::Send { .. } => "send",
         Request::Ack { .. } => "ack",
+        Request::SetRegistrationLock { .. } => "set_registration_lock",
+        Request::ClearRegistrationLock => "clear_registration_lock",
+        Request::GetGuardianCredential => "get_guardian_credential",
+        Request::VaultStore { .. } => "vault_store",
+        Request::VaultFetch { .. } => "vault_fetch",
+        Request::VaultEvaluate { .. } => "vault_evaluate",
+        Request::VaultConfirm { .. } => "vault_confirm",
+        Request::VaultDelete { .. } => "vault_delete",
     }
 }
 
@@ -333,6 +341,7 @@ impl Handler {
                 code,
                 identity,
                 signature,
+                reglock: _,
             } => {
                 let r = self.register(
                     &exporter,
@@ -467,6 +476,16 @@ impl Handler {
             },
             request @ (Request::Send { .. } | Request::Ack { .. }) => {
                 self.send_or_ack(me, request, now, effects)
+            }
+            Request::SetRegistrationLock { .. }
+            | Request::ClearRegistrationLock
+            | Request::GetGuardianCredential
+            | Request::VaultStore { .. }
+            | Request::VaultFetch { .. }
+            | Request::VaultEvaluate { .. }
+            | Request::VaultConfirm { .. }
+            | Request::VaultDelete { .. } => {
+                Response::error(ErrorCode::UnknownRequest, "not implemented by this relay")
             }
             Request::RequestCode { .. }
             | Request::Register { .. }

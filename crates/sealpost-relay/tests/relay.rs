@@ -494,6 +494,7 @@ async fn rate_limits_code_attempts_and_reregistration() {
         code,
         identity,
         signature,
+        reglock: None,
     };
     for _ in 0..5 {
         assert_eq!(

@@ -96,6 +96,15 @@ impl<'a> Reader<'a> {
         self.bytes(len)
     }
 
+    /// Reads a u16 length prefix, checks it against `max`, then reads that many bytes.
+    pub fn var_bytes16(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+        let len = usize::from(self.u16()?);
+        if len > max {
+            return Err(DecodeError::TooLong { what, len, max });
+        }
+        self.bytes(len)
+    }
+
     /// Reads a u8 length prefix, checks it against `max`, then reads that many bytes.
     pub fn var_bytes8(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
         let len = usize::from(self.u8()?);
@@ -171,6 +180,13 @@ impl Writer {
         let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
         self.u32(len);
         self.bytes(b.get(..len as usize).unwrap_or(b))
+    }
+
+    /// Appends a u16 length prefix and the bytes (at most 65535 are written).
+    pub fn var_bytes16(&mut self, b: &[u8]) -> &mut Self {
+        let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
+        self.u16(len);
+        self.bytes(b.get(..usize::from(len)).unwrap_or(b))
     }
 
     /// Appends a u8 length prefix and the bytes (at most 255 are written).

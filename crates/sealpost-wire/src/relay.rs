@@ -31,6 +31,31 @@ pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Sealpost-Relay";
 pub const REGISTER_SIG_LABEL: &[u8] = b"Sealpost_Register_v1";
 /// Prefix of the authentication signature input.
 pub const AUTH_SIG_LABEL: &[u8] = b"Sealpost_RelayAuth_v1";
+/// Prefix of a guardian credential's signed bytes (spec/pin.md section 7).
+pub const CREDENTIAL_SIG_LABEL: &[u8] = b"Sealpost_GuardianCredential_v1";
+/// Lifetime of a guardian credential, seconds (spec/pin.md section 7).
+pub const CREDENTIAL_TTL: u64 = 3600;
+/// Clock skew a guardian tolerates on a credential's `expires_at`, seconds: it accepts
+/// `now < expires_at <= now + CREDENTIAL_TTL + CREDENTIAL_MAX_SKEW` (spec/pin.md section 7).
+pub const CREDENTIAL_MAX_SKEW: u64 = 300;
+/// Encoded length of a [`GuardianCredential`] for an account id of `account_len` bytes.
+pub const fn credential_len(account_len: usize) -> usize {
+    1 + account_len + 1 + 8 + 32 + SIGNATURE_LEN
+}
+/// Largest vault record a guardian accepts: 95 + 255 × 33 bytes (spec/pin.md section 12).
+pub const MAX_VAULT_RECORD_LEN: usize = 8512;
+/// Length of a guardian's key share (`index: u8 || k_i: 32`).
+pub const VAULT_SHARE_LEN: usize = 33;
+/// Length of a vault id.
+pub const VAULT_ID_LEN: usize = 16;
+/// Length of the registration-lock token, success tokens and their verifiers.
+pub const PIN_TOKEN_LEN: usize = 32;
+/// Wrong registration-lock tokens accepted before the relay stops checking
+/// (spec/pin.md section 10).
+pub const REGLOCK_MAX_ATTEMPTS: u16 = 10;
+/// Seconds without any device of the account seen after which the registration lock lapses
+/// (spec/pin.md section 10).
+pub const REGLOCK_LAPSE: u64 = 604_800;
 
 /// The registration signature input (spec/relay.md 3.2).
 pub fn register_signed_bytes(
@@ -55,6 +80,116 @@ pub fn auth_signed_bytes(
     w.bytes(AUTH_SIG_LABEL).bytes(exporter).bytes(nonce);
     address.encode_into(&mut w);
     w.into_bytes()
+}
+
+/// What a guardian credential permits (spec/pin.md section 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CredentialScope {
+    /// Issued to an authenticated device of the account: every vault request.
+    Owner,
+    /// Issued in a `RegistrationLocked` response: `VaultFetch`, `VaultEvaluate`,
+    /// `VaultConfirm`.
+    Recovery,
+}
+
+impl CredentialScope {
+    /// The wire value.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            Self::Owner => 0x01,
+            Self::Recovery => 0x02,
+        }
+    }
+
+    /// Parses a wire value.
+    pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            0x01 => Ok(Self::Owner),
+            0x02 => Ok(Self::Recovery),
+            value => Err(DecodeError::UnknownType {
+                what: "credential scope",
+                value,
+            }),
+        }
+    }
+}
+
+/// The bytes an issuer signs for a guardian credential (spec/pin.md section 7):
+/// `"Sealpost_GuardianCredential_v1" || account || scope || expires_at || issuer`.
+pub fn credential_signed_bytes(
+    account: &AccountId,
+    scope: CredentialScope,
+    expires_at: u64,
+    issuer: &[u8; 32],
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(CREDENTIAL_SIG_LABEL.len() + 65 + 1 + 8 + 32);
+    w.bytes(CREDENTIAL_SIG_LABEL);
+    account.encode_into(&mut w);
+    w.u8(scope.to_u8()).u64(expires_at).bytes(issuer);
+    w.into_bytes()
+}
+
+/// A relay-signed statement that lets its holder use an account's vault at a guardian
+/// (spec/pin.md section 7). This type only carries the bytes; guardians check the signature
+/// (`verify_strict`), issuer, expiry and scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuardianCredential {
+    /// The account whose vault it opens.
+    pub account: AccountId,
+    /// What it permits.
+    pub scope: CredentialScope,
+    /// End of validity, Unix seconds.
+    pub expires_at: u64,
+    /// The issuing relay's Ed25519 public key.
+    pub issuer: [u8; 32],
+    /// Ed25519 signature by `issuer` over [`GuardianCredential::signed_bytes`].
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl GuardianCredential {
+    /// The signed bytes of this credential ([`credential_signed_bytes`]).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        credential_signed_bytes(&self.account, self.scope, self.expires_at, &self.issuer)
+    }
+
+    /// Appends the encoding.
+    pub fn encode_into(&self, w: &mut Writer) {
+        self.account.encode_into(w);
+        w.u8(self.scope.to_u8())
+            .u64(self.expires_at)
+            .bytes(&self.issuer)
+            .bytes(&self.signature);
+    }
+
+    /// Reads the encoding.
+    pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            account: AccountId::decode_from(r)?,
+            scope: CredentialScope::from_u8(r.u8()?)?,
+            expires_at: r.u64()?,
+            issuer: r.array()?,
+            signature: r.array()?,
+        })
+    }
+
+    /// The encoding on its own.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(credential_len(self.account.as_str().len()));
+        self.encode_into(&mut w);
+        w.into_bytes()
+    }
+
+    /// Parses a complete encoding (no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let c = Self::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(c)
+    }
+}
+
+fn vault_record<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
+    r.var_bytes16("vault record", MAX_VAULT_RECORD_LEN)
 }
 
 /// Reads the 4-byte frame length prefix and checks it (spec/relay.md section 2).
@@ -139,7 +274,10 @@ pub struct OutgoingEnvelope {
 }
 
 /// A request from a device (client-initiated bidirectional stream).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` prints no secret bytes: registration-lock tokens, shares, success verifiers and
+/// success tokens appear as `<redacted N bytes>`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Request {
     /// Ask for a verification code.
     RequestCode {
@@ -156,6 +294,9 @@ pub enum Request {
         identity: IdentityBytes,
         /// Ed25519 signature over [`register_signed_bytes`].
         signature: [u8; SIGNATURE_LEN],
+        /// The registration-lock token, when the account may be locked (spec/pin.md
+        /// sections 6.1 and 10). Secret.
+        reglock: Option<[u8; PIN_TOKEN_LEN]>,
     },
     /// Ask for an authentication nonce.
     Challenge,
@@ -192,6 +333,172 @@ pub enum Request {
         /// Server ids of the envelopes.
         server_ids: Vec<u64>,
     },
+    /// Set the account's registration lock (authenticated; spec/pin.md section 10).
+    SetRegistrationLock {
+        /// The registration-lock token; the relay stores only its verifier. Secret.
+        token: [u8; PIN_TOKEN_LEN],
+    },
+    /// Remove the account's registration lock (authenticated).
+    ClearRegistrationLock,
+    /// Ask for an `Owner` guardian credential for the connection's account (authenticated).
+    GetGuardianCredential,
+    /// Store (replace) the account's vault at a guardian (`Owner` scope).
+    VaultStore {
+        /// Authorisation.
+        credential: GuardianCredential,
+        /// This guardian's key share `index || k_i`. Secret.
+        share: [u8; VAULT_SHARE_LEN],
+        /// `SHA-256("Sealpost_PIN_SuccessVerifier_v1" || token_i)`. Secret.
+        success_verifier: [u8; PIN_TOKEN_LEN],
+        /// The encoded vault record (spec/pin.md 6.3), at most [`MAX_VAULT_RECORD_LEN`].
+        record: Vec<u8>,
+    },
+    /// Fetch the account's vault record (does not count as an attempt).
+    VaultFetch {
+        /// Authorisation.
+        credential: GuardianCredential,
+    },
+    /// Evaluate the OPRF on a blinded element (counts as an attempt).
+    VaultEvaluate {
+        /// Authorisation.
+        credential: GuardianCredential,
+        /// The vault the client recovers from.
+        vault_id: [u8; VAULT_ID_LEN],
+        /// The blinded element `B` (ristretto255).
+        blinded: [u8; 32],
+    },
+    /// Prove a successful recovery and reset the attempt count.
+    VaultConfirm {
+        /// Authorisation.
+        credential: GuardianCredential,
+        /// The vault recovered from.
+        vault_id: [u8; VAULT_ID_LEN],
+        /// The guardian's success token `token_i`. Secret.
+        token: [u8; PIN_TOKEN_LEN],
+    },
+    /// Delete the account's vault (`Owner` scope; idempotent).
+    VaultDelete {
+        /// Authorisation.
+        credential: GuardianCredential,
+    },
+}
+
+struct Redacted(usize);
+
+impl core::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "<redacted {} bytes>", self.0)
+    }
+}
+
+struct Hex<'a>(&'a [u8]);
+
+impl core::fmt::Debug for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::fmt::Debug for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::RequestCode { account } => f
+                .debug_struct("RequestCode")
+                .field("account", account)
+                .finish(),
+            Self::Register {
+                account,
+                code: _,
+                identity,
+                signature,
+                reglock,
+            } => f
+                .debug_struct("Register")
+                .field("account", account)
+                .field("code", &Redacted(CODE_LEN))
+                .field("identity", identity)
+                .field("signature", &Hex(signature))
+                .field("reglock", &reglock.as_ref().map(|t| Redacted(t.len())))
+                .finish(),
+            Self::Challenge => f.write_str("Challenge"),
+            Self::Authenticate { address, signature } => f
+                .debug_struct("Authenticate")
+                .field("address", address)
+                .field("signature", &Hex(signature))
+                .finish(),
+            Self::UploadPreKeys(u) => f.debug_tuple("UploadPreKeys").field(u).finish(),
+            Self::FetchBundles { account } => f
+                .debug_struct("FetchBundles")
+                .field("account", account)
+                .finish(),
+            Self::ListDevices { account } => f
+                .debug_struct("ListDevices")
+                .field("account", account)
+                .finish(),
+            Self::Send {
+                message_id,
+                recipient,
+                envelopes,
+            } => f
+                .debug_struct("Send")
+                .field("message_id", &Hex(message_id))
+                .field("recipient", recipient)
+                .field("envelopes", envelopes)
+                .finish(),
+            Self::Ack { server_ids } => {
+                f.debug_struct("Ack").field("server_ids", server_ids).finish()
+            }
+            Self::SetRegistrationLock { token } => f
+                .debug_struct("SetRegistrationLock")
+                .field("token", &Redacted(token.len()))
+                .finish(),
+            Self::ClearRegistrationLock => f.write_str("ClearRegistrationLock"),
+            Self::GetGuardianCredential => f.write_str("GetGuardianCredential"),
+            Self::VaultStore {
+                credential,
+                share,
+                success_verifier,
+                record,
+            } => f
+                .debug_struct("VaultStore")
+                .field("credential", credential)
+                .field("share", &Redacted(share.len()))
+                .field("success_verifier", &Redacted(success_verifier.len()))
+                .field("record_len", &record.len())
+                .finish(),
+            Self::VaultFetch { credential } => f
+                .debug_struct("VaultFetch")
+                .field("credential", credential)
+                .finish(),
+            Self::VaultEvaluate {
+                credential,
+                vault_id,
+                blinded,
+            } => f
+                .debug_struct("VaultEvaluate")
+                .field("credential", credential)
+                .field("vault_id", &Hex(vault_id))
+                .field("blinded", &Redacted(blinded.len()))
+                .finish(),
+            Self::VaultConfirm {
+                credential,
+                vault_id,
+                token,
+            } => f
+                .debug_struct("VaultConfirm")
+                .field("credential", credential)
+                .field("vault_id", &Hex(vault_id))
+                .field("token", &Redacted(token.len()))
+                .finish(),
+            Self::VaultDelete { credential } => f
+                .debug_struct("VaultDelete")
+                .field("credential", credential)
+                .finish(),
+        }
+    }
 }
 
 impl Request {
@@ -204,9 +511,14 @@ impl Request {
                 code,
                 identity,
                 signature,
+                reglock,
             } => frame(0x02, |w| {
                 account.encode_into(w);
                 w.bytes(code).bytes(&identity.to_bytes()).bytes(signature);
+                w.flag(reglock.is_some());
+                if let Some(t) = reglock {
+                    w.bytes(t);
+                }
             }),
             Self::Challenge => frame(0x03, |_| {}),
             Self::Authenticate { address, signature } => frame(0x04, |w| {
@@ -254,6 +566,38 @@ impl Request {
                     w.u64(*id);
                 }
             }),
+            Self::SetRegistrationLock { token } => frame(0x30, |w| {
+                w.bytes(token);
+            }),
+            Self::ClearRegistrationLock => frame(0x31, |_| {}),
+            Self::GetGuardianCredential => frame(0x32, |_| {}),
+            Self::VaultStore {
+                credential,
+                share,
+                success_verifier,
+                record,
+            } => frame(0x38, |w| {
+                credential.encode_into(w);
+                w.bytes(share).bytes(success_verifier).var_bytes16(record);
+            }),
+            Self::VaultFetch { credential } => frame(0x39, |w| credential.encode_into(w)),
+            Self::VaultEvaluate {
+                credential,
+                vault_id,
+                blinded,
+            } => frame(0x3A, |w| {
+                credential.encode_into(w);
+                w.bytes(vault_id).bytes(blinded);
+            }),
+            Self::VaultConfirm {
+                credential,
+                vault_id,
+                token,
+            } => frame(0x3B, |w| {
+                credential.encode_into(w);
+                w.bytes(vault_id).bytes(token);
+            }),
+            Self::VaultDelete { credential } => frame(0x3C, |w| credential.encode_into(w)),
         }
     }
 
@@ -269,6 +613,11 @@ impl Request {
                 code: r.array()?,
                 identity: IdentityBytes::decode_from(&mut r)?,
                 signature: r.array()?,
+                reglock: if r.flag("has_reglock")? {
+                    Some(r.array()?)
+                } else {
+                    None
+                },
             },
             0x03 => Self::Challenge,
             0x04 => Self::Authenticate {
@@ -364,6 +713,31 @@ impl Request {
                 }
                 Self::Ack { server_ids }
             }
+            0x30 => Self::SetRegistrationLock { token: r.array()? },
+            0x31 => Self::ClearRegistrationLock,
+            0x32 => Self::GetGuardianCredential,
+            0x38 => Self::VaultStore {
+                credential: GuardianCredential::decode_from(&mut r)?,
+                share: r.array()?,
+                success_verifier: r.array()?,
+                record: vault_record(&mut r)?.to_vec(),
+            },
+            0x39 => Self::VaultFetch {
+                credential: GuardianCredential::decode_from(&mut r)?,
+            },
+            0x3A => Self::VaultEvaluate {
+                credential: GuardianCredential::decode_from(&mut r)?,
+                vault_id: r.array()?,
+                blinded: r.array()?,
+            },
+            0x3B => Self::VaultConfirm {
+                credential: GuardianCredential::decode_from(&mut r)?,
+                vault_id: r.array()?,
+                token: r.array()?,
+            },
+            0x3C => Self::VaultDelete {
+                credential: GuardianCredential::decode_from(&mut r)?,
+            },
             value => {
                 return Err(DecodeError::UnknownType {
                     what: "request",
@@ -416,8 +790,17 @@ pub enum ErrorCode {
     UnknownRequest,
     /// The relay failed; nothing was changed.
     Internal,
-    /// Registration lock (two-step PIN).
+    /// Reserved (19): earlier drafts reported the registration lock with this code; the lock is
+    /// now the `RegistrationLocked` response. Never sent.
     RegistrationLocked,
+    /// The guardian credential is expired, untrusted, badly signed or out of scope.
+    CredentialInvalid,
+    /// This relay is not a guardian, or not for this account.
+    NotGuardian,
+    /// No vault for the account, or another vault id.
+    VaultNotFound,
+    /// `VaultStore` with a record that does not decode or a share that does not match it.
+    InvalidVault,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -445,6 +828,10 @@ impl ErrorCode {
             Self::UnknownRequest => 17,
             Self::Internal => 18,
             Self::RegistrationLocked => 19,
+            Self::CredentialInvalid => 20,
+            Self::NotGuardian => 21,
+            Self::VaultNotFound => 22,
+            Self::InvalidVault => 23,
             Self::Other(v) => v,
         }
     }
@@ -471,6 +858,10 @@ impl ErrorCode {
             17 => Self::UnknownRequest,
             18 => Self::Internal,
             19 => Self::RegistrationLocked,
+            20 => Self::CredentialInvalid,
+            21 => Self::NotGuardian,
+            22 => Self::VaultNotFound,
+            23 => Self::InvalidVault,
             other => Self::Other(other),
         }
     }
@@ -532,6 +923,51 @@ pub enum Response {
     Acked {
         /// Envelopes deleted.
         removed: u16,
+    },
+    /// `SetRegistrationLock` succeeded.
+    RegistrationLockSet,
+    /// `ClearRegistrationLock` succeeded.
+    RegistrationLockCleared,
+    /// `GetGuardianCredential` succeeded: an `Owner` credential.
+    Credential(GuardianCredential),
+    /// `VaultStore` succeeded.
+    VaultStored,
+    /// `VaultFetch` succeeded.
+    Vault {
+        /// The guardian's share index in the record.
+        index: u8,
+        /// Evaluations left before the guardian deletes the vault.
+        attempts_remaining: u16,
+        /// The encoded vault record.
+        record: Vec<u8>,
+    },
+    /// `VaultEvaluate` succeeded (the attempt is already counted).
+    VaultEvaluated {
+        /// The guardian's share index.
+        index: u8,
+        /// `Z_i = k_i·B`.
+        evaluated: [u8; 32],
+        /// DLEQ proof `c || s` that `Z_i` and `K_i` share the discrete log `k_i`.
+        proof: [u8; 64],
+        /// Evaluations left after this one (0: the vault is deleted).
+        attempts_remaining: u16,
+    },
+    /// `VaultConfirm` succeeded: the count is reset.
+    VaultConfirmed {
+        /// Evaluations left (the guardian's `max_attempts`).
+        attempts_remaining: u16,
+    },
+    /// `VaultDelete` succeeded.
+    VaultDeleted,
+    /// `Register` refused because the account's registration lock is active (spec/pin.md
+    /// section 10). The verification code is not consumed.
+    RegistrationLocked {
+        /// Seconds until the lock lapses if no device of the account is seen.
+        lapses_in: u32,
+        /// Wrong tokens the relay still checks.
+        attempts_remaining: u16,
+        /// A `Recovery` credential for the account's guardians.
+        credential: GuardianCredential,
     },
     /// The request failed.
     Error {
@@ -596,6 +1032,40 @@ impl Response {
             }),
             Self::Acked { removed } => frame(0x61, |w| {
                 w.u16(*removed);
+            }),
+            Self::RegistrationLockSet => frame(0x70, |_| {}),
+            Self::RegistrationLockCleared => frame(0x71, |_| {}),
+            Self::Credential(c) => frame(0x72, |w| c.encode_into(w)),
+            Self::VaultStored => frame(0x78, |_| {}),
+            Self::Vault {
+                index,
+                attempts_remaining,
+                record,
+            } => frame(0x79, |w| {
+                w.u8(*index).u16(*attempts_remaining).var_bytes16(record);
+            }),
+            Self::VaultEvaluated {
+                index,
+                evaluated,
+                proof,
+                attempts_remaining,
+            } => frame(0x7A, |w| {
+                w.u8(*index)
+                    .bytes(evaluated)
+                    .bytes(proof)
+                    .u16(*attempts_remaining);
+            }),
+            Self::VaultConfirmed { attempts_remaining } => frame(0x7B, |w| {
+                w.u16(*attempts_remaining);
+            }),
+            Self::VaultDeleted => frame(0x7C, |_| {}),
+            Self::RegistrationLocked {
+                lapses_in,
+                attempts_remaining,
+                credential,
+            } => frame(0x7D, |w| {
+                w.u32(*lapses_in).u16(*attempts_remaining);
+                credential.encode_into(w);
             }),
             Self::Error {
                 code,
@@ -674,6 +1144,30 @@ impl Response {
                 timestamp: r.u64()?,
             },
             0x61 => Self::Acked { removed: r.u16()? },
+            0x70 => Self::RegistrationLockSet,
+            0x71 => Self::RegistrationLockCleared,
+            0x72 => Self::Credential(GuardianCredential::decode_from(&mut r)?),
+            0x78 => Self::VaultStored,
+            0x79 => Self::Vault {
+                index: r.u8()?,
+                attempts_remaining: r.u16()?,
+                record: vault_record(&mut r)?.to_vec(),
+            },
+            0x7A => Self::VaultEvaluated {
+                index: r.u8()?,
+                evaluated: r.array()?,
+                proof: r.array()?,
+                attempts_remaining: r.u16()?,
+            },
+            0x7B => Self::VaultConfirmed {
+                attempts_remaining: r.u16()?,
+            },
+            0x7C => Self::VaultDeleted,
+            0x7D => Self::RegistrationLocked {
+                lapses_in: r.u32()?,
+                attempts_remaining: r.u16()?,
+                credential: GuardianCredential::decode_from(&mut r)?,
+            },
             0x7F => {
                 let code = ErrorCode::from_u16(r.u16()?);
                 let retry_after = r.u32()?;
@@ -793,6 +1287,170 @@ mod tests {
         AccountId::new("+15550001111").unwrap()
     }
 
+    fn cred(scope: CredentialScope) -> GuardianCredential {
+        GuardianCredential {
+            account: acct(),
+            scope,
+            expires_at: 1_700_003_600,
+            issuer: [0xAA; 32],
+            signature: [0xBB; 64],
+        }
+    }
+
+    #[test]
+    fn credential_layout_and_rejections() {
+        let c = cred(CredentialScope::Recovery);
+        let enc = c.encode();
+        assert_eq!(enc.len(), credential_len(12));
+        assert_eq!(GuardianCredential::decode(&enc).unwrap(), c);
+        // account || scope || expires_at || issuer, then the signature.
+        let signed = c.signed_bytes();
+        assert_eq!(&signed[..30], b"Sealpost_GuardianCredential_v1");
+        assert_eq!(&signed[30..], &enc[..enc.len() - 64]);
+        assert_eq!(
+            signed,
+            credential_signed_bytes(&c.account, c.scope, c.expires_at, &c.issuer)
+        );
+        for scope in [0u8, 3, 0xFF] {
+            let mut bad = enc.clone();
+            bad[13] = scope;
+            assert_eq!(
+                GuardianCredential::decode(&bad),
+                Err(DecodeError::UnknownType {
+                    what: "credential scope",
+                    value: scope
+                })
+            );
+        }
+        for cut in 0..enc.len() {
+            assert!(GuardianCredential::decode(&enc[..cut]).is_err());
+        }
+        let mut long = enc.clone();
+        long.push(0);
+        assert_eq!(
+            GuardianCredential::decode(&long),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn pin_messages_reject_bad_fields() {
+        // Register's reglock flag must be 0 or 1.
+        let reg = Request::Register {
+            account: acct(),
+            code: *b"123456",
+            identity: IdentityBytes {
+                signing: [1; 32],
+                dh: [2; 32],
+            },
+            signature: [3; 64],
+            reglock: None,
+        }
+        .encode();
+        let mut bad = body(&reg).to_vec();
+        *bad.last_mut().unwrap() = 2;
+        assert_eq!(
+            Request::decode(&bad),
+            Err(DecodeError::InvalidValue("has_reglock"))
+        );
+        // A record over MAX_VAULT_RECORD_LEN is refused before it is read, in both
+        // directions.
+        let store = Request::VaultStore {
+            credential: cred(CredentialScope::Owner),
+            share: [1; 33],
+            success_verifier: [2; 32],
+            record: vec![0; MAX_VAULT_RECORD_LEN + 1],
+        };
+        assert_eq!(
+            Request::decode(body(&store.encode())),
+            Err(DecodeError::TooLong {
+                what: "vault record",
+                len: MAX_VAULT_RECORD_LEN + 1,
+                max: MAX_VAULT_RECORD_LEN
+            })
+        );
+        let vault = Response::Vault {
+            index: 1,
+            attempts_remaining: 1,
+            record: vec![0; MAX_VAULT_RECORD_LEN + 1],
+        };
+        assert!(matches!(
+            Response::decode(body(&vault.encode())),
+            Err(DecodeError::TooLong { .. })
+        ));
+        // Unknown kinds inside the new ranges.
+        for kind in [0x33u8, 0x37, 0x3D] {
+            assert!(matches!(
+                Request::decode(&[1, kind]),
+                Err(DecodeError::UnknownType { .. })
+            ));
+        }
+        for kind in [0x73u8, 0x77, 0x7E] {
+            assert!(matches!(
+                Response::decode(&[1, kind]),
+                Err(DecodeError::UnknownType { .. })
+            ));
+        }
+        for (code, v) in [
+            (ErrorCode::CredentialInvalid, 20),
+            (ErrorCode::NotGuardian, 21),
+            (ErrorCode::VaultNotFound, 22),
+            (ErrorCode::InvalidVault, 23),
+            (ErrorCode::RegistrationLocked, 19),
+        ] {
+            assert_eq!(code.to_u16(), v);
+            assert_eq!(ErrorCode::from_u16(v), code);
+        }
+    }
+
+    #[test]
+    fn debug_prints_no_secret_bytes() {
+        let secret = |b: u8| format!("{b:02x}{b:02x}{b:02x}");
+        let reqs = [
+            (
+                Request::Register {
+                    account: acct(),
+                    code: *b"987654",
+                    identity: IdentityBytes {
+                        signing: [1; 32],
+                        dh: [2; 32],
+                    },
+                    signature: [3; 64],
+                    reglock: Some([0xC1; 32]),
+                },
+                vec![0xC1],
+            ),
+            (Request::SetRegistrationLock { token: [0xC2; 32] }, vec![0xC2]),
+            (
+                Request::VaultStore {
+                    credential: cred(CredentialScope::Owner),
+                    share: [0xC3; 33],
+                    success_verifier: [0xC4; 32],
+                    record: vec![0xC5; 10],
+                },
+                vec![0xC3, 0xC4],
+            ),
+            (
+                Request::VaultConfirm {
+                    credential: cred(CredentialScope::Recovery),
+                    vault_id: [1; 16],
+                    token: [0xC6; 32],
+                },
+                vec![0xC6],
+            ),
+        ];
+        for (req, secrets) in reqs {
+            let dbg = format!("{req:?}");
+            assert!(dbg.contains("redacted"), "{dbg}");
+            assert!(!dbg.contains("987654"), "{dbg}");
+            assert!(!dbg.contains("198, 198"), "{dbg}");
+            for b in secrets {
+                assert!(!dbg.contains(&secret(b)), "{dbg}");
+                assert!(!dbg.contains(&format!("{b}, {b}")), "{dbg}");
+            }
+        }
+    }
+
     #[test]
     fn requests_roundtrip_and_reject_truncation() {
         let reqs = vec![
@@ -805,6 +1463,17 @@ mod tests {
                     dh: [2; 32],
                 },
                 signature: [3; 64],
+                reglock: None,
+            },
+            Request::Register {
+                account: acct(),
+                code: *b"123456",
+                identity: IdentityBytes {
+                    signing: [1; 32],
+                    dh: [2; 32],
+                },
+                signature: [3; 64],
+                reglock: Some([4; 32]),
             },
             Request::Challenge,
             Request::Authenticate {
@@ -839,6 +1508,37 @@ mod tests {
             },
             Request::Ack {
                 server_ids: vec![1, 2, 3],
+            },
+            Request::SetRegistrationLock { token: [12; 32] },
+            Request::ClearRegistrationLock,
+            Request::GetGuardianCredential,
+            Request::VaultStore {
+                credential: cred(CredentialScope::Owner),
+                share: [13; 33],
+                success_verifier: [14; 32],
+                record: vec![15; 200],
+            },
+            Request::VaultStore {
+                credential: cred(CredentialScope::Owner),
+                share: [13; 33],
+                success_verifier: [14; 32],
+                record: vec![16; MAX_VAULT_RECORD_LEN],
+            },
+            Request::VaultFetch {
+                credential: cred(CredentialScope::Recovery),
+            },
+            Request::VaultEvaluate {
+                credential: cred(CredentialScope::Recovery),
+                vault_id: [17; 16],
+                blinded: [18; 32],
+            },
+            Request::VaultConfirm {
+                credential: cred(CredentialScope::Recovery),
+                vault_id: [17; 16],
+                token: [19; 32],
+            },
+            Request::VaultDelete {
+                credential: cred(CredentialScope::Owner),
             },
         ];
         for req in reqs {
@@ -879,6 +1579,35 @@ mod tests {
             }]),
             Response::Accepted { timestamp: 99 },
             Response::Acked { removed: 2 },
+            Response::RegistrationLockSet,
+            Response::RegistrationLockCleared,
+            Response::Credential(cred(CredentialScope::Owner)),
+            Response::VaultStored,
+            Response::Vault {
+                index: 2,
+                attempts_remaining: 9,
+                record: vec![1; 95],
+            },
+            Response::VaultEvaluated {
+                index: 3,
+                evaluated: [4; 32],
+                proof: [5; 64],
+                attempts_remaining: 0,
+            },
+            Response::VaultConfirmed {
+                attempts_remaining: 10,
+            },
+            Response::VaultDeleted,
+            Response::RegistrationLocked {
+                lapses_in: 604_800,
+                attempts_remaining: 10,
+                credential: cred(CredentialScope::Recovery),
+            },
+            Response::Error {
+                code: ErrorCode::VaultNotFound,
+                retry_after: 0,
+                detail: "no vault".into(),
+            },
             Response::Error {
                 code: ErrorCode::RateLimited,
                 retry_after: 5,
@@ -892,7 +1621,14 @@ mod tests {
         ];
         for resp in resps {
             let f = resp.encode();
-            assert_eq!(Response::decode(body(&f)).unwrap(), resp);
+            let b = body(&f);
+            assert_eq!(Response::decode(b).unwrap(), resp);
+            for cut in 0..b.len() {
+                assert!(Response::decode(&b[..cut]).is_err(), "{resp:?} cut {cut}");
+            }
+            let mut long = b.to_vec();
+            long.push(0);
+            assert_eq!(Response::decode(&long), Err(DecodeError::TrailingBytes(1)));
         }
         let pushes = vec![
             Push::Deliver(Delivery {

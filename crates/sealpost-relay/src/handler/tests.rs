@@ -98,6 +98,7 @@ impl Env {
                 code,
                 identity,
                 signature,
+                reglock: None,
             },
             now,
         )
@@ -257,6 +258,7 @@ fn registration_flow_and_unauthenticated_connection() {
             code,
             identity,
             signature: foreign,
+            reglock: None,
         },
         T0,
     );

@@ -277,6 +277,7 @@ impl Device {
                 code: codes.last(&a),
                 identity,
                 signature,
+                reglock: None,
             })
             .await;
         let Response::Registered { device_id } = r else {
