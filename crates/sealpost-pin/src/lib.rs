@@ -1,13 +1,16 @@
-//! Two-step verification PIN groundwork for Sealpost: pure functions, no I/O.
+//! Two-step verification PIN for Sealpost: pure functions, no I/O.
 //!
 //! * [`normalize`]: PIN normalisation (trim, NFKD, Unicode digits to ASCII, length limits).
 //! * [`stretch`]: Argon2id stretching with an account-bound, versioned salt.
 //! * [`oprf`]: RFC 9497 VOPRF, ristretto255-SHA512 (checked against the RFC's vector).
 //! * [`threshold`]: Shamir t-of-n sharing of the OPRF key among guardians, with per-guardian
 //!   DLEQ proofs verified by the client before combination in the exponent.
+//! * [`vault`]: the PIN vault (spec/pin.md section 6): master secret, registration-lock
+//!   token, vault record codec, enrolment, guardian-side checks, recovery.
+//! * [`reminder`]: the local reminder verifier and its rate limit and schedule (section 11).
 //!
-//! The guardian protocol, registration lock and attempt counting are specified and built on
-//! top of this crate later (spec/pin.md).
+//! Guardian storage, attempt counting and the registration lock live in `sealpost-relay`;
+//! the client flows in `sealpost-client`.
 //!
 //! ```
 //! use sealpost_pin::{normalize::normalize, oprf, stretch, threshold};
@@ -52,10 +55,13 @@
     )
 )]
 
+mod codec;
 mod error;
 pub mod normalize;
 pub mod oprf;
+pub mod reminder;
 pub mod stretch;
 pub mod threshold;
+pub mod vault;
 
 pub use error::PinError;

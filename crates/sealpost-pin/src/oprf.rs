@@ -360,6 +360,15 @@ impl Blind {
     }
 }
 
+impl Blind {
+    /// A copy for a caller that must finalize more than once with the same blind (a
+    /// recovery retried with more guardian answers). Crate-internal so the public API keeps
+    /// the blind single-use.
+    pub(crate) fn duplicate(&self) -> Self {
+        Self(self.0)
+    }
+}
+
 impl fmt::Debug for Blind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Blind(redacted)")

@@ -53,6 +53,35 @@ impl Argon2Params {
     }
 }
 
+/// Largest Argon2id memory cost (KiB) accepted in a stored record: 256 MiB.
+pub const MAX_MEMORY_KIB: u32 = 262_144;
+/// Largest number of Argon2id passes accepted in a stored record.
+pub const MAX_ITERATIONS: u32 = 64;
+/// Largest number of Argon2id lanes accepted in a stored record.
+pub const MAX_LANES: u32 = 4;
+
+impl Argon2Params {
+    /// Checks the bounds a vault record or local verifier accepts (spec/pin.md 6.3):
+    /// `8·p ≤ m ≤ 262144` KiB, `1 ≤ t ≤ 64`, `1 ≤ p ≤ 4`. These keep a hostile record from
+    /// making a client allocate or compute without limit; within them the Argon2 crate
+    /// accepts every combination.
+    pub fn check_accepted(&self) -> Result<(), PinError> {
+        let ok = (1..=MAX_LANES).contains(&self.lanes)
+            && (1..=MAX_ITERATIONS).contains(&self.iterations)
+            && self.memory_kib <= MAX_MEMORY_KIB
+            && self.memory_kib >= 8 * self.lanes;
+        if ok {
+            Ok(())
+        } else {
+            Err(PinError::Argon2ParamsOutOfRange {
+                memory_kib: self.memory_kib,
+                iterations: self.iterations,
+                lanes: self.lanes,
+            })
+        }
+    }
+}
+
 impl Default for Argon2Params {
     fn default() -> Self {
         Self::PRODUCTION
@@ -135,6 +164,17 @@ pub fn stretch(
     params: &Argon2Params,
 ) -> Result<StretchedPin, PinError> {
     let salt = derive_salt(account_id, user_salt)?;
+    let out = argon2id(pin.as_bytes(), &salt, params)?;
+    Ok(StretchedPin(*out))
+}
+
+/// Argon2id (version 0x13) with a 32-byte output: the primitive behind [`stretch`] and the
+/// local reminder verifier.
+pub(crate) fn argon2id(
+    password: &[u8],
+    salt: &[u8],
+    params: &Argon2Params,
+) -> Result<Zeroizing<[u8; STRETCHED_LEN]>, PinError> {
     let p = argon2::Params::new(
         params.memory_kib,
         params.iterations,
@@ -144,9 +184,9 @@ pub fn stretch(
     .map_err(|_| PinError::InvalidArgon2Params)?;
     let mut out = Zeroizing::new([0u8; STRETCHED_LEN]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
-        .hash_password_into(pin.as_bytes(), &salt, out.as_mut_slice())
+        .hash_password_into(password, salt, out.as_mut_slice())
         .map_err(|_| PinError::InvalidArgon2Params)?;
-    Ok(StretchedPin(*out))
+    Ok(out)
 }
 
 #[cfg(test)]

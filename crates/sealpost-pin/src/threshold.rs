@@ -261,15 +261,16 @@ impl GuardianSet {
         &self.public_key
     }
 
-    /// Verifies each response's proof against its guardian's commitment, drops the ones that
-    /// fail (listing them in [`Combined::rejected`]), and combines the first `t` valid ones:
-    /// `Z = Σ λ_i·Z_i`. Fails with [`PinError::NotEnoughShares`] if fewer than `t` verify.
-    pub fn combine(
+    /// Verifies each response's proof against its guardian's commitment. Returns the valid
+    /// responses (in input order, at most one per index) and the indices of the rejected ones:
+    /// a failed proof, an index without a commitment, or an index that already has a valid
+    /// response. Every response is checked, so every faulty guardian is reported.
+    pub fn verify_responses(
         &self,
         blinded: &BlindedElement,
         responses: &[GuardianResponse],
-    ) -> Result<Combined, PinError> {
-        let mut valid: Vec<&GuardianResponse> = Vec::with_capacity(self.threshold);
+    ) -> (Vec<GuardianResponse>, Vec<u8>) {
+        let mut valid: Vec<GuardianResponse> = Vec::with_capacity(self.threshold);
         let mut rejected = Vec::new();
         for r in responses {
             let known = self.commitments.iter().find(|c| c.index == r.index);
@@ -280,35 +281,54 @@ impl GuardianSet {
                 }
                 _ => false,
             };
-            if !ok {
+            if ok {
+                valid.push(*r);
+            } else {
                 rejected.push(r.index);
-            } else if valid.len() < self.threshold {
-                valid.push(r);
             }
         }
+        (valid, rejected)
+    }
+
+    /// Verifies each response's proof against its guardian's commitment, drops the ones that
+    /// fail (listing them in [`Combined::rejected`]), and combines the first `t` valid ones:
+    /// `Z = Σ λ_i·Z_i`. Fails with [`PinError::NotEnoughShares`] if fewer than `t` verify.
+    pub fn combine(
+        &self,
+        blinded: &BlindedElement,
+        responses: &[GuardianResponse],
+    ) -> Result<Combined, PinError> {
+        let (mut valid, rejected) = self.verify_responses(blinded, responses);
         if valid.len() < self.threshold {
             return Err(PinError::NotEnoughShares {
                 needed: self.threshold,
                 got: valid.len(),
             });
         }
-        let indices: Vec<u8> = valid.iter().map(|r| r.index).collect();
-        let lambdas = lagrange_at_zero(&indices)?;
-        let z = lambdas
-            .iter()
-            .zip(&valid)
-            .fold(RistrettoPoint::identity(), |acc, (l, r)| {
-                acc + l * r.evaluated.point()
-            });
-        let evaluated = EvaluatedElement::from_point(z);
-        if evaluated.point() == &RistrettoPoint::identity() {
-            return Err(PinError::InvalidElement);
-        }
+        valid.truncate(self.threshold);
+        let evaluated = combine_valid(&valid)?;
         Ok(Combined {
             evaluated,
             rejected,
         })
     }
+}
+
+/// `Σ λ_i·Z_i` over responses whose proofs were already verified (distinct indices).
+pub(crate) fn combine_valid(valid: &[GuardianResponse]) -> Result<EvaluatedElement, PinError> {
+    let indices: Vec<u8> = valid.iter().map(|r| r.index).collect();
+    let lambdas = lagrange_at_zero(&indices)?;
+    let z = lambdas
+        .iter()
+        .zip(valid)
+        .fold(RistrettoPoint::identity(), |acc, (l, r)| {
+            acc + l * r.evaluated.point()
+        });
+    let evaluated = EvaluatedElement::from_point(z);
+    if evaluated.point() == &RistrettoPoint::identity() {
+        return Err(PinError::InvalidElement);
+    }
+    Ok(evaluated)
 }
 
 #[cfg(test)]
