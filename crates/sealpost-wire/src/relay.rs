@@ -43,7 +43,7 @@ pub const fn credential_len(account_len: usize) -> usize {
     1 + account_len + 1 + 8 + 32 + SIGNATURE_LEN
 }
 /// Largest vault record a guardian accepts: 95 + 255 × 33 bytes (spec/pin.md section 12).
-pub const MAX_VAULT_RECORD_LEN: usize = 8512;
+pub const MAX_VAULT_RECORD_LEN: usize = 8510;
 /// Length of a guardian's key share (`index: u8 || k_i: 32`).
 pub const VAULT_SHARE_LEN: usize = 33;
 /// Length of a vault id.
