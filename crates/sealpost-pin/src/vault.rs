@@ -16,6 +16,39 @@
 //!   finalize, open the sealed master secret).
 //!
 //! Nothing here does I/O; the RNG is passed in.
+//!
+//! ```
+//! use sealpost_pin::{normalize::normalize, stretch::Argon2Params, threshold::GuardianResponse};
+//! use sealpost_pin::vault::{MasterSecret, Recovery, VaultRecord, check_share, enroll, verify_success};
+//! # fn main() -> Result<(), sealpost_pin::PinError> {
+//! let mut rng = rand::rng();
+//! let params = Argon2Params::testing(); // PRODUCTION in real use
+//! let master = MasterSecret::generate(&mut rng);
+//! let e = enroll(&normalize("123456")?, "+15550001234", &master, 2, 3, &params, &mut rng)?;
+//!
+//! // Each guardian decodes the record and checks its share (VaultStore).
+//! let stored = e.record.encode();
+//! for g in &e.guardians {
+//!     check_share(&VaultRecord::decode(&stored)?, &g.share)?;
+//! }
+//!
+//! // A new device: stretch and blind, two guardians evaluate, finish.
+//! let record = VaultRecord::decode(&stored)?;
+//! let (recovery, blinded) = Recovery::start(&normalize("123456")?, "+15550001234", record, &mut rng)?;
+//! let answers: Vec<GuardianResponse> = e.guardians[1..]
+//!     .iter()
+//!     .map(|g| {
+//!         let (evaluated, proof) = g.share.key().evaluate(&blinded, &mut rng);
+//!         GuardianResponse { index: g.index, evaluated, proof }
+//!     })
+//!     .collect();
+//! let recovered = recovery.finish(&answers)?;
+//! assert!(recovered.master.ct_eq(&master));
+//! // VaultConfirm: each guardian checks its token against its stored verifier.
+//! let token = recovered.token_for(2).expect("index 2 is in the record");
+//! assert!(verify_success(&e.guardians[1].success_verifier, token));
+//! # Ok(()) }
+//! ```
 
 use crate::{
     PinError,
