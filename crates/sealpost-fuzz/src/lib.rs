@@ -22,6 +22,10 @@
 //! | [`handshake_respond`] | `respond` on arbitrary prekey messages; store unchanged on error |
 //! | [`relay_frames`] | relay `Request`/`Response`/`Push` decoders are total and canonical |
 //! | [`relay_handler`] | the relay handler over `MemoryStore` under request programs: no panic, one-time prekeys served at most once per upload, auth/registration only with valid proofs |
+//! | [`pin_vault_record`] | `VaultRecord::decode` is total and canonical |
+//! | [`pin_recovery`] | PIN recovery against arbitrary guardian answers: only the true secret, only with the right PIN and `t` honest answers; every other answer reported |
+//! | [`pin_local_verifier`] | local verifier and reminder-state codecs round-trip; the rate limit and schedule keep their bounds |
+//! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and
 // indexing into buffers it built itself is clearer than `.get()` chains. The workspace lints
@@ -42,6 +46,7 @@ pub mod seeds;
 mod decrypt;
 mod handshake;
 mod pickle;
+pub mod pin;
 mod relay;
 mod stateful;
 mod wire;
@@ -49,6 +54,7 @@ mod wire;
 pub use decrypt::{DecryptOutcome, Mutated, decrypt_arbitrary, decrypt_arbitrary_outcome};
 pub use handshake::handshake_respond;
 pub use pickle::unpickle;
+pub use pin::{pin_frames, pin_local_verifier, pin_recovery, pin_vault_record};
 pub use relay::{RelayOp, RelayStats, relay_frames, relay_handler, relay_handler_stats};
 pub use stateful::{Op, Stats, ratchet_stateful, ratchet_stateful_stats};
 pub use wire::{decode_address, decode_bundle, decode_session_message, verify_scanned};
@@ -68,4 +74,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("handshake_respond", handshake_respond),
     ("relay_frames", relay_frames),
     ("relay_handler", relay_handler),
+    ("pin_vault_record", pin_vault_record),
+    ("pin_recovery", pin_recovery),
+    ("pin_local_verifier", pin_local_verifier),
+    ("pin_frames", pin_frames),
 ];

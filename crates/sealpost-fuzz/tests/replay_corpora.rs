@@ -98,6 +98,10 @@ replay_tests!(
     handshake_respond,
     relay_frames,
     relay_handler,
+    pin_vault_record,
+    pin_recovery,
+    pin_local_verifier,
+    pin_frames,
 );
 
 /// The committed corpora contain every seed the generator produces, byte for byte: if an

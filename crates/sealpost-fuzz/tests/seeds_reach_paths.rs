@@ -142,3 +142,48 @@ fn relay_handler_seeds_reach_every_outcome() {
         assert!(total.errors.contains_key(&code), "no seed reaches {name}");
     }
 }
+
+#[test]
+fn pin_recovery_seeds_reach_every_outcome() {
+    use sealpost_fuzz::pin::pin_recovery_outcome;
+    let outcomes: Vec<_> = seeds_of("pin_recovery")
+        .iter()
+        .map(|s| pin_recovery_outcome(&s.bytes))
+        .collect();
+    eprintln!("{outcomes:#?}");
+    assert!(outcomes.iter().any(|o| o.recovered && o.faulty == 0));
+    assert!(outcomes.iter().any(|o| o.recovered && o.faulty > 0));
+    assert!(outcomes.iter().any(|o| o.rejected_wrong_pin));
+    assert!(outcomes.iter().any(|o| o.not_enough && o.faulty > 0));
+    assert!(outcomes.iter().any(|o| o.not_enough && o.faulty == 0));
+    assert!(outcomes.iter().map(|o| o.share_checks).sum::<usize>() >= 2);
+    assert!(outcomes.iter().map(|o| o.token_checks).sum::<usize>() >= 2);
+}
+
+#[test]
+fn pin_seeds_decode() {
+    use sealpost_pin::{reminder::ReminderState, vault::VaultRecord};
+    use sealpost_wire::relay::{Request, Response};
+    let records = seeds_of("pin_vault_record");
+    let ok = records
+        .iter()
+        .filter(|s| VaultRecord::decode(&s.bytes).is_ok())
+        .count();
+    assert_eq!(ok, 4, "four valid records, the rest malformed");
+    // Every PIN frame kind has a seed that decodes.
+    for s in seeds_of("pin_frames") {
+        let (is_request, body) = sealpost_fuzz::pin::pin_frame_body(&s.bytes).unwrap();
+        let decoded = if is_request {
+            Request::decode(&body).is_ok()
+        } else {
+            Response::decode(&body).is_ok()
+        };
+        assert!(decoded, "{}", s.name);
+    }
+    assert_eq!(seeds_of("pin_frames").len(), 18);
+    assert!(
+        seeds_of("pin_local_verifier")
+            .iter()
+            .any(|s| ReminderState::decode(&s.bytes).is_ok())
+    );
+}
