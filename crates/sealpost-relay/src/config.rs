@@ -17,14 +17,35 @@
 //! code_requests_per_account = 3
 //! max_connections = 10000
 //! max_connections_per_ip = 256
+//! vault_requests_per_account = 30        # per 10 minutes (spec/pin.md section 9)
+//!
+//! [guardian]                             # spec/pin.md section 9; see `GuardianConfig`
+//! enabled = true                         # default: on, 1-of-1 for this relay's own accounts
+//! max_attempts = 10                      # 1..=100
+//! accounts = ["*"]                       # or E.164 prefixes, e.g. ["+1555"]
+//! trusted_issuers = ["<64 hex>"]         # other relays' issuer keys; our own is implied
+//! max_vaults = 1000000
 //! ```
 //!
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
 //! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_MAX_CONNECTIONS`,
-//! `_MAX_CONNECTIONS_PER_IP`.
+//! `_MAX_CONNECTIONS_PER_IP`, `_GUARDIAN` (`true`/`false`), `_GUARDIAN_MAX_ATTEMPTS`,
+//! `_GUARDIAN_TRUSTED_ISSUERS` (comma-separated hex), `_GUARDIAN_ACCOUNTS` (comma-separated).
+//!
+//! Flags: `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
+//! `--guardian-trusted-issuer HEX` (repeatable; replaces the file's list),
+//! `--guardian-accounts +1555,+44`. The relay prints its issuer key at start
+//! (`guardian issuer key: <hex>`). Three guardians trusting one issuer, for example:
+//!
+//! ```sh
+//! sealpost-relay --data-dir a --listen 127.0.0.1:4433      # prints its issuer key K
+//! sealpost-relay --data-dir b --listen 127.0.0.1:4434 --guardian-trusted-issuer K
+//! sealpost-relay --data-dir c --listen 127.0.0.1:4435 --guardian-trusted-issuer K
+//! ```
 
 use crate::RelayError;
 use crate::codes::CodeSender;
+use crate::guardian::GuardianConfig;
 use crate::limits::Limits;
 use clap::Parser;
 use serde::Deserialize;
@@ -63,6 +84,8 @@ pub struct RelayConfig {
     pub shutdown_grace_secs: u64,
     /// Limits.
     pub limits: Limits,
+    /// The guardian role (default: enabled for every account, own issuer only).
+    pub guardian: GuardianConfig,
     /// Overrides the code sender (tests capture codes with it). Takes precedence over
     /// `webhook_url`.
     pub code_sender: Option<Arc<dyn CodeSender>>,
@@ -79,6 +102,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("cert_names", &self.cert_names)
             .field("webhook", &self.webhook_url.as_ref().map(|_| "configured"))
             .field("limits", &self.limits)
+            .field("guardian", &self.guardian)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +121,7 @@ impl Default for RelayConfig {
             sweep_interval_secs: 60,
             shutdown_grace_secs: 10,
             limits: Limits::default(),
+            guardian: GuardianConfig::default(),
             code_sender: None,
         }
     }
@@ -112,7 +137,14 @@ impl RelayConfig {
         }
     }
 
-    /// Checks consistency (both or neither of cert/key, limits).
+    /// Replaces the guardian configuration (builder style, for tests and embedders).
+    #[must_use]
+    pub fn with_guardian(mut self, guardian: GuardianConfig) -> Self {
+        self.guardian = guardian;
+        self
+    }
+
+    /// Checks consistency (both or neither of cert/key, limits, guardian).
     pub fn validate(&self) -> Result<(), RelayError> {
         if self.cert_path.is_some() != self.key_path.is_some() {
             return Err(RelayError::Config(
@@ -124,7 +156,8 @@ impl RelayConfig {
                 "sweep_interval_secs must be positive".into(),
             ));
         }
-        self.limits.validate().map_err(RelayError::Config)
+        self.limits.validate().map_err(RelayError::Config)?;
+        self.guardian.validate().map_err(RelayError::Config)
     }
 
     /// Reads flags from `args` (the first item is the program name), the environment and the
@@ -156,6 +189,9 @@ impl RelayConfig {
                 .map_err(|e| RelayError::Config(format!("{}: {e}", path.display())))?;
             if let Some(l) = file.limits.clone() {
                 config.limits = l;
+            }
+            if let Some(g) = file.guardian.clone() {
+                config.guardian = g;
             }
             config.apply(file.layer());
         }
@@ -202,6 +238,18 @@ impl RelayConfig {
         if let Some(v) = l.max_connections_per_ip {
             self.limits.max_connections_per_ip = v;
         }
+        if let Some(v) = l.guardian {
+            self.guardian.enabled = v;
+        }
+        if let Some(v) = l.guardian_max_attempts {
+            self.guardian.max_attempts = v;
+        }
+        if let Some(v) = l.guardian_trusted_issuers {
+            self.guardian.trusted_issuers = v;
+        }
+        if let Some(v) = l.guardian_accounts {
+            self.guardian.accounts = v;
+        }
     }
 }
 
@@ -220,6 +268,17 @@ struct Layer {
     shutdown_grace_secs: Option<u64>,
     max_connections: Option<u32>,
     max_connections_per_ip: Option<u32>,
+    guardian: Option<bool>,
+    guardian_max_attempts: Option<u16>,
+    guardian_trusted_issuers: Option<Vec<String>>,
+    guardian_accounts: Option<Vec<String>>,
+}
+
+fn list(v: String) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -254,6 +313,10 @@ impl Layer {
             shutdown_grace_secs: None,
             max_connections: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS")?,
             max_connections_per_ip: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP")?,
+            guardian: parse_env(env, "SEALPOST_RELAY_GUARDIAN")?,
+            guardian_max_attempts: parse_env(env, "SEALPOST_RELAY_GUARDIAN_MAX_ATTEMPTS")?,
+            guardian_trusted_issuers: env("SEALPOST_RELAY_GUARDIAN_TRUSTED_ISSUERS").map(list),
+            guardian_accounts: env("SEALPOST_RELAY_GUARDIAN_ACCOUNTS").map(list),
         })
     }
 }
@@ -273,6 +336,7 @@ struct FileConfig {
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     limits: Option<Limits>,
+    guardian: Option<GuardianConfig>,
 }
 
 impl FileConfig {
@@ -290,6 +354,10 @@ impl FileConfig {
             shutdown_grace_secs: self.shutdown_grace_secs,
             max_connections: None,
             max_connections_per_ip: None,
+            guardian: None,
+            guardian_max_attempts: None,
+            guardian_trusted_issuers: None,
+            guardian_accounts: None,
         }
     }
 }
@@ -329,6 +397,24 @@ struct Cli {
     /// [env: SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP].
     #[arg(long)]
     max_connections_per_ip: Option<u32>,
+    /// Serve vault requests as a guardian (the default) [env: SEALPOST_RELAY_GUARDIAN].
+    #[arg(long, overrides_with = "no_guardian")]
+    guardian: bool,
+    /// Do not serve vault requests (credentials are still issued).
+    #[arg(long)]
+    no_guardian: bool,
+    /// Guardian evaluations per vault between successes, 1..=100 (default 10)
+    /// [env: SEALPOST_RELAY_GUARDIAN_MAX_ATTEMPTS].
+    #[arg(long)]
+    guardian_max_attempts: Option<u16>,
+    /// Issuer key (64 hex digits) of another relay whose credentials this guardian accepts;
+    /// repeatable [env: SEALPOST_RELAY_GUARDIAN_TRUSTED_ISSUERS, comma-separated].
+    #[arg(long = "guardian-trusted-issuer")]
+    guardian_trusted_issuers: Vec<String>,
+    /// Account prefixes this guardian keeps shares for, comma-separated (default "*")
+    /// [env: SEALPOST_RELAY_GUARDIAN_ACCOUNTS].
+    #[arg(long, value_delimiter = ',')]
+    guardian_accounts: Option<Vec<String>>,
 }
 
 impl Cli {
@@ -346,6 +432,15 @@ impl Cli {
             shutdown_grace_secs: None,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            guardian: match (self.guardian, self.no_guardian) {
+                (true, _) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            },
+            guardian_max_attempts: self.guardian_max_attempts,
+            guardian_trusted_issuers: (!self.guardian_trusted_issuers.is_empty())
+                .then(|| self.guardian_trusted_issuers.clone()),
+            guardian_accounts: self.guardian_accounts.clone(),
         }
     }
 }
@@ -406,6 +501,86 @@ max_connections = 50
         assert_eq!(c.limits.code_requests_per_account, 2);
         assert_eq!(c.limits.max_connections, 50);
         assert_eq!(c.limits.sends_per_second, 50); // default inside [limits]
+    }
+
+    #[test]
+    fn guardian_from_file_env_and_flags() {
+        let k1 = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let k2 = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+        let c = RelayConfig::load_with_env(args(&[]), |_| None).unwrap();
+        assert_eq!(c.guardian, GuardianConfig::default());
+        assert!(c.guardian.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[guardian]\nmax_attempts = 5\naccounts = [\"+1555\"]\ntrusted_issuers = [\"{k1}\"]\nmax_vaults = 7\n"
+            ),
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let c = RelayConfig::load_with_env(args(&["--config", &path]), |_| None).unwrap();
+        assert_eq!(
+            c.guardian,
+            GuardianConfig {
+                enabled: true,
+                max_attempts: 5,
+                accounts: vec!["+1555".into()],
+                trusted_issuers: vec![k1.into()],
+                max_vaults: 7,
+            }
+        );
+        let env: HashMap<&str, String> = [
+            ("SEALPOST_RELAY_GUARDIAN", "false".to_owned()),
+            ("SEALPOST_RELAY_GUARDIAN_MAX_ATTEMPTS", "20".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let c = RelayConfig::load_with_env(args(&["--config", &path]), |k| env.get(k).cloned())
+            .unwrap();
+        assert!(!c.guardian.enabled);
+        assert_eq!(c.guardian.max_attempts, 20);
+        let c = RelayConfig::load_with_env(
+            args(&[
+                "--config",
+                &path,
+                "--guardian",
+                "--guardian-max-attempts",
+                "3",
+                "--guardian-trusted-issuer",
+                k1,
+                "--guardian-trusted-issuer",
+                k2,
+                "--guardian-accounts",
+                "+1,+44",
+            ]),
+            |k| env.get(k).cloned(),
+        )
+        .unwrap();
+        assert!(c.guardian.enabled);
+        assert_eq!(c.guardian.max_attempts, 3);
+        assert_eq!(
+            c.guardian.trusted_issuers,
+            vec![k1.to_owned(), k2.to_owned()]
+        );
+        assert_eq!(c.guardian.accounts, vec!["+1".to_owned(), "+44".to_owned()]);
+        let c = RelayConfig::load_with_env(args(&["--no-guardian"]), |_| None).unwrap();
+        assert!(!c.guardian.enabled);
+        // Clear errors for bad values.
+        for bad in [
+            &["--guardian-max-attempts", "0"][..],
+            &["--guardian-max-attempts", "101"],
+            &["--guardian-trusted-issuer", "abcd"],
+            &["--guardian-accounts", "1555"],
+        ] {
+            match RelayConfig::load_with_env(args(bad), |_| None) {
+                Err(RelayError::Config(m)) => assert!(m.contains("guardian."), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        std::fs::write(&file, "[guardian]\nunknown = 1\n").unwrap();
+        assert!(RelayConfig::load_with_env(args(&["--config", &path]), |_| None).is_err());
     }
 
     #[test]

@@ -7,23 +7,30 @@
 
 use crate::StoreError;
 use crate::codes::{CodeSender, VerificationCode};
+use crate::guardian::GuardianConfig;
 use crate::limits::{
     CODE_MAX_ATTEMPTS, CODE_TTL_SECS, LOW_WATERMARK_KEM, LOW_WATERMARK_ONE_TIME, Limits,
 };
 use crate::metrics;
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::store::{
-    CODE_MAC_LEN, CodeAttempt, EnqueueOutcome, NewMessage, NewPreKeys, PreKeyLimits,
-    RegisterOutcome, Store, SweepCounts, UploadOutcome,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
+    PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegisterOutcome, Store, SweepCounts,
+    UploadOutcome, VaultAttempt, VaultRow,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use sealpost_crypto::ct_eq;
-use sealpost_crypto::ed25519::{Signature, VerifyingKey};
+use sealpost_crypto::ed25519::{Signature, SigningKey, VerifyingKey};
 use sealpost_crypto::kdf::hmac_sha256;
 use sealpost_crypto::kem::KemPublic;
+use sealpost_pin::oprf::BlindedElement;
+use sealpost_pin::threshold::KeyShare;
+use sealpost_pin::vault::{RegLockToken, SuccessToken, VaultRecord, check_share};
 use sealpost_wire::relay::{
-    CODE_LEN, ErrorCode, OutgoingEnvelope, PreKeyUpload, Request, Response, auth_signed_bytes,
+    CODE_LEN, CREDENTIAL_MAX_SKEW, CREDENTIAL_TTL, CredentialScope, ErrorCode, GuardianCredential,
+    OutgoingEnvelope, PreKeyUpload, REGLOCK_LAPSE, REGLOCK_MAX_ATTEMPTS, Request, Response,
+    VAULT_ID_LEN, VAULT_SHARE_LEN, auth_signed_bytes, credential_signed_bytes,
     register_signed_bytes,
 };
 use sealpost_wire::{
@@ -128,12 +135,39 @@ pub struct Handler {
     rng: Mutex<StdRng>,
     code_limiter: KeyedLimiter<AccountId>,
     send_limiter: KeyedLimiter<DeviceAddress>,
+    vault_limiter: KeyedLimiter<AccountId>,
+    issuer: SigningKey,
+    issuer_public: [u8; 32],
+    guardian: GuardianConfig,
+    trusted_issuers: Vec<[u8; 32]>,
+}
+
+/// Which vault request a credential is presented for (spec/pin.md section 7 scopes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VaultOp {
+    Store,
+    Fetch,
+    Evaluate,
+    Confirm,
+    Delete,
+}
+
+impl VaultOp {
+    fn permitted_by(self, scope: CredentialScope) -> bool {
+        match scope {
+            CredentialScope::Owner => true,
+            CredentialScope::Recovery => {
+                matches!(self, Self::Fetch | Self::Evaluate | Self::Confirm)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
             .field("limits", &self.limits)
+            .field("guardian", &self.guardian)
             .finish_non_exhaustive()
     }
 }
@@ -200,6 +234,11 @@ fn request_kind(r: &Request) -> &'static str {
     }
 }
 
+/// Milliseconds to whole seconds, rounded up, saturating at `u32::MAX`.
+fn secs_ceil(ms: u64) -> u32 {
+    u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
 fn sat_u16(n: u32) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
@@ -207,15 +246,25 @@ fn sat_u16(n: u32) -> u16 {
 impl Handler {
     /// A handler over `store`. `code_key` is the relay-local secret under which code MACs
     /// are computed (keep it across restarts, or pending codes stop verifying); `rng` draws
-    /// codes and nonces.
+    /// codes, nonces and OPRF proof nonces. The credential issuer key is drawn from `rng`
+    /// (replace it with [`Handler::with_issuer`]) and the guardian role is off (switch it on
+    /// with [`Handler::with_guardian`]).
     pub fn new(
         store: Arc<dyn Store>,
         code_sender: Arc<dyn CodeSender>,
         code_key: [u8; 32],
         limits: Limits,
-        rng: StdRng,
+        mut rng: StdRng,
     ) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut_slice());
+        let issuer = SigningKey::from_seed(&seed);
         Self {
+            vault_limiter: KeyedLimiter::new(limits.vault_rate(), limits.rate_limiter_max_keys),
+            issuer_public: issuer.verifying_key().to_bytes(),
+            issuer,
+            guardian: GuardianConfig::disabled(),
+            trusted_issuers: Vec::new(),
             code_limiter: KeyedLimiter::new(
                 limits.code_account_rate(),
                 limits.rate_limiter_max_keys,
@@ -226,6 +275,42 @@ impl Handler {
             code_key: Zeroizing::new(code_key),
             limits,
             rng: Mutex::new(rng),
+        }
+    }
+
+    /// Uses `issuer` to sign guardian credentials (the relay's `issuer.key`).
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: SigningKey) -> Self {
+        self.issuer_public = issuer.verifying_key().to_bytes();
+        self.issuer = issuer;
+        self
+    }
+
+    /// Configures the guardian role (spec/pin.md section 9); fails with the message of
+    /// [`GuardianConfig::validate`].
+    pub fn with_guardian(mut self, guardian: GuardianConfig) -> Result<Self, String> {
+        guardian.validate()?;
+        self.trusted_issuers = guardian.trusted_issuer_keys()?;
+        self.guardian = guardian;
+        Ok(self)
+    }
+
+    /// The public key of the credential issuer key.
+    pub fn issuer_public(&self) -> [u8; 32] {
+        self.issuer_public
+    }
+
+    /// The guardian configuration.
+    pub fn guardian(&self) -> &GuardianConfig {
+        &self.guardian
+    }
+
+    /// Called by the driver when a connection ends: a connection that was authenticated
+    /// counts as its account being seen (`last_seen`, spec/pin.md section 10).
+    pub fn connection_closed(&self, conn: &ConnectionState, now: u64) -> Result<(), StoreError> {
+        match &conn.device {
+            Some(d) => self.store.touch_account(&d.address.account, now),
+            None => Ok(()),
         }
     }
 
@@ -256,6 +341,7 @@ impl Handler {
     pub fn sweep(&self, now: u64) -> Result<SweepCounts, StoreError> {
         self.code_limiter.evict_idle(now);
         self.send_limiter.evict_idle(now);
+        self.vault_limiter.evict_idle(now);
         let swept = self.store.sweep(now, self.limits.mailbox_ttl_ms())?;
         if swept.envelopes > 0 {
             metrics::expired(swept.envelopes);
@@ -341,14 +427,17 @@ impl Handler {
                 code,
                 identity,
                 signature,
-                reglock: _,
+                reglock,
             } => {
+                // Only the verifier of the token is used; the token is wiped here.
+                let presented = reglock.map(|t| RegLockToken::from_bytes(t).verifier());
                 let r = self.register(
                     &exporter,
                     &account,
                     &code,
                     &identity,
                     &signature,
+                    presented,
                     now,
                     &mut effects,
                 );
@@ -372,6 +461,27 @@ impl Handler {
             Request::Authenticate { address, signature } => {
                 self.authenticate(conn, &exporter, address, &signature, now)
             }
+            Request::VaultStore {
+                credential,
+                share,
+                success_verifier,
+                record,
+            } => {
+                let share = Zeroizing::new(share);
+                self.vault_store(&credential, &share, &success_verifier, record, now)
+            }
+            Request::VaultFetch { credential } => self.vault_fetch(&credential, now),
+            Request::VaultEvaluate {
+                credential,
+                vault_id,
+                blinded,
+            } => self.vault_evaluate(&credential, &vault_id, &blinded, now),
+            Request::VaultConfirm {
+                credential,
+                vault_id,
+                token,
+            } => self.vault_confirm(&credential, &vault_id, SuccessToken::from_bytes(token), now),
+            Request::VaultDelete { credential } => self.vault_delete(&credential, now),
             other => match conn.device.clone() {
                 None => Response::error(
                     ErrorCode::Unauthenticated,
@@ -477,20 +587,25 @@ impl Handler {
             request @ (Request::Send { .. } | Request::Ack { .. }) => {
                 self.send_or_ack(me, request, now, effects)
             }
-            Request::SetRegistrationLock { .. }
-            | Request::ClearRegistrationLock
-            | Request::GetGuardianCredential
+            Request::SetRegistrationLock { token } => {
+                let verifier = RegLockToken::from_bytes(token).verifier();
+                self.set_registration_lock(me, Some(&verifier), now)
+            }
+            Request::ClearRegistrationLock => self.set_registration_lock(me, None, now),
+            Request::GetGuardianCredential => Response::Credential(self.issue_credential(
+                &me.address.account,
+                CredentialScope::Owner,
+                now,
+            )),
+            Request::RequestCode { .. }
+            | Request::Register { .. }
+            | Request::Challenge
+            | Request::Authenticate { .. }
             | Request::VaultStore { .. }
             | Request::VaultFetch { .. }
             | Request::VaultEvaluate { .. }
             | Request::VaultConfirm { .. }
             | Request::VaultDelete { .. } => {
-                Response::error(ErrorCode::UnknownRequest, "not implemented by this relay")
-            }
-            Request::RequestCode { .. }
-            | Request::Register { .. }
-            | Request::Challenge
-            | Request::Authenticate { .. } => {
                 // Dispatched before; kept total so a new variant cannot fall through silently.
                 Response::error(ErrorCode::Internal, "request dispatched twice")
             }
@@ -531,6 +646,7 @@ impl Handler {
         code: &[u8; CODE_LEN],
         identity: &IdentityBytes,
         signature: &[u8; 64],
+        reglock_verifier: Option<[u8; 32]>,
         now: u64,
         effects: &mut Vec<Effect>,
     ) -> Response {
@@ -568,7 +684,31 @@ impl Handler {
                 "registration signature does not verify",
             );
         }
-        match self.store.register_device(account, identity, &stored, now) {
+        let policy = RegLockPolicy {
+            presented: reglock_verifier,
+            max_failures: u32::from(REGLOCK_MAX_ATTEMPTS),
+            lapse: REGLOCK_LAPSE.saturating_mul(1000),
+        };
+        match self
+            .store
+            .register_device(account, identity, &stored, &policy, now)
+        {
+            Ok(RegisterOutcome::Locked {
+                lapses_at,
+                attempts_remaining,
+            }) => {
+                tracing::info!(
+                    account = ?account,
+                    attempts_remaining,
+                    token = reglock_verifier.is_some(),
+                    "registration refused: registration lock"
+                );
+                Response::RegistrationLocked {
+                    lapses_in: secs_ceil(lapses_at.saturating_sub(now)),
+                    attempts_remaining: sat_u16(attempts_remaining),
+                    credential: self.issue_credential(account, CredentialScope::Recovery, now),
+                }
+            }
             Ok(RegisterOutcome::Registered { device_id, removed }) => {
                 tracing::info!(
                     account = ?account,
@@ -589,6 +729,259 @@ impl Handler {
             }
             Ok(RegisterOutcome::DeviceIdsExhausted) => {
                 Response::error(ErrorCode::Internal, "device ids exhausted")
+            }
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn set_registration_lock(
+        &self,
+        me: &AuthenticatedDevice,
+        verifier: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Response {
+        let account = &me.address.account;
+        match self.store.set_registration_lock(account, verifier, now) {
+            Ok(true) => {
+                tracing::info!(account = ?account, set = verifier.is_some(), "registration lock changed");
+                if verifier.is_some() {
+                    Response::RegistrationLockSet
+                } else {
+                    Response::RegistrationLockCleared
+                }
+            }
+            Ok(false) => Response::error(ErrorCode::UnknownAccount, "account is not registered"),
+            Err(e) => internal(&e),
+        }
+    }
+
+    /// Signs a credential for `account` valid for `CREDENTIAL_TTL` from `now` (ms).
+    fn issue_credential(
+        &self,
+        account: &AccountId,
+        scope: CredentialScope,
+        now: u64,
+    ) -> GuardianCredential {
+        let expires_at = (now / 1000).saturating_add(CREDENTIAL_TTL);
+        let signed = credential_signed_bytes(account, scope, expires_at, &self.issuer_public);
+        GuardianCredential {
+            account: account.clone(),
+            scope,
+            expires_at,
+            issuer: self.issuer_public,
+            signature: self.issuer.sign(&signed).to_bytes(),
+        }
+    }
+
+    /// The checks of spec/pin.md section 7, in order, then the per-account rate limit.
+    /// `Err` carries the refusal (boxed: a `Response` is large).
+    fn check_credential(
+        &self,
+        c: &GuardianCredential,
+        op: VaultOp,
+        now: u64,
+    ) -> Result<(), Box<Response>> {
+        if !self.guardian.enabled {
+            return Err(Box::new(Response::error(
+                ErrorCode::NotGuardian,
+                "this relay is not a guardian",
+            )));
+        }
+        let invalid = |why: &str| Response::error(ErrorCode::CredentialInvalid, why);
+        if c.issuer != self.issuer_public && !self.trusted_issuers.contains(&c.issuer) {
+            return Err(Box::new(invalid("credential issuer is not trusted")));
+        }
+        let valid = VerifyingKey::from_bytes(&c.issuer)
+            .and_then(|k| k.verify(&c.signed_bytes(), &Signature::from_bytes(c.signature)))
+            .is_ok();
+        if !valid {
+            return Err(Box::new(invalid("credential signature does not verify")));
+        }
+        let now_s = now / 1000;
+        if c.expires_at <= now_s {
+            return Err(Box::new(invalid("credential expired")));
+        }
+        if c.expires_at > now_s + CREDENTIAL_TTL + CREDENTIAL_MAX_SKEW {
+            return Err(Box::new(invalid("credential expiry too far in the future")));
+        }
+        if !op.permitted_by(c.scope) {
+            return Err(Box::new(invalid(
+                "credential scope does not permit this request",
+            )));
+        }
+        if !self.guardian.covers(&c.account) {
+            return Err(Box::new(Response::error(
+                ErrorCode::NotGuardian,
+                "this relay is not a guardian for this account",
+            )));
+        }
+        if let Err(s) = self.vault_limiter.try_take(&c.account, now) {
+            return Err(Box::new(rate_limited("vault", s)));
+        }
+        Ok(())
+    }
+
+    fn max_attempts(&self) -> u32 {
+        u32::from(self.guardian.max_attempts)
+    }
+
+    fn remaining(&self, used: u32) -> u16 {
+        sat_u16(self.max_attempts().saturating_sub(used))
+    }
+
+    fn vault_store(
+        &self,
+        c: &GuardianCredential,
+        share: &[u8; VAULT_SHARE_LEN],
+        success_verifier: &[u8; 32],
+        record: Vec<u8>,
+        now: u64,
+    ) -> Response {
+        if let Err(r) = self.check_credential(c, VaultOp::Store, now) {
+            return *r;
+        }
+        let invalid = |why: String| Response::error(ErrorCode::InvalidVault, why);
+        let decoded = match VaultRecord::decode(&record) {
+            Ok(r) => r,
+            Err(e) => return invalid(format!("vault record: {e}")),
+        };
+        let key = match KeyShare::from_bytes(share) {
+            Ok(k) => k,
+            Err(_) => return invalid("the share does not decode".into()),
+        };
+        if check_share(&decoded, &key).is_err() {
+            return invalid("the share does not match its commitment in the record".into());
+        }
+        let row = VaultRow {
+            vault_id: *decoded.vault_id(),
+            share: Zeroizing::new(*share),
+            success_verifier: *success_verifier,
+            record,
+            attempts_used: 0,
+        };
+        match self
+            .store
+            .put_vault(&c.account, &row, self.guardian.max_vaults, now)
+        {
+            Ok(PutVaultOutcome::Stored) => {
+                tracing::info!(account = ?c.account, index = key.index(), "vault stored");
+                Response::VaultStored
+            }
+            Ok(PutVaultOutcome::Full) => {
+                tracing::warn!("guardian holds max_vaults vaults; VaultStore refused");
+                Response::error(ErrorCode::NotGuardian, "this guardian is full")
+            }
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn vault_fetch(&self, c: &GuardianCredential, now: u64) -> Response {
+        if let Err(r) = self.check_credential(c, VaultOp::Fetch, now) {
+            return *r;
+        }
+        match self.store.vault(&c.account) {
+            Ok(Some(v)) => Response::Vault {
+                index: v.index(),
+                attempts_remaining: self.remaining(v.attempts_used),
+                record: v.record.clone(),
+            },
+            Ok(None) => Response::error(ErrorCode::VaultNotFound, "no vault"),
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn vault_evaluate(
+        &self,
+        c: &GuardianCredential,
+        vault_id: &[u8; VAULT_ID_LEN],
+        blinded: &[u8; 32],
+        now: u64,
+    ) -> Response {
+        if let Err(r) = self.check_credential(c, VaultOp::Evaluate, now) {
+            return *r;
+        }
+        // An invalid element is no PIN guess: refused before anything is counted.
+        let Ok(blinded) = BlindedElement::from_slice(blinded) else {
+            return Response::error(
+                ErrorCode::Malformed,
+                "blinded element is not a canonical non-identity ristretto255 element",
+            );
+        };
+        // Count (and at the limit delete) durably first; evaluate only after the commit.
+        let (share, used, deleted) =
+            match self
+                .store
+                .begin_vault_evaluation(&c.account, vault_id, self.max_attempts(), now)
+            {
+                Ok(VaultAttempt::Counted {
+                    share,
+                    attempts_used,
+                    deleted,
+                }) => (share, attempts_used, deleted),
+                Ok(VaultAttempt::NotFound) => {
+                    return Response::error(ErrorCode::VaultNotFound, "no vault with this id");
+                }
+                Err(e) => return internal(&e),
+            };
+        let Ok(key) = KeyShare::from_bytes(share.as_slice()) else {
+            tracing::error!(account = ?c.account, "stored vault share does not decode");
+            return Response::error(ErrorCode::Internal, "stored share is corrupt");
+        };
+        let (evaluated, proof) = {
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            key.key().evaluate(&blinded, &mut *rng)
+        };
+        if deleted {
+            tracing::info!(account = ?c.account, "vault deleted at the attempt limit");
+        }
+        Response::VaultEvaluated {
+            index: key.index(),
+            evaluated: evaluated.to_bytes(),
+            proof: proof.to_bytes(),
+            attempts_remaining: self.remaining(used),
+        }
+    }
+
+    fn vault_confirm(
+        &self,
+        c: &GuardianCredential,
+        vault_id: &[u8; VAULT_ID_LEN],
+        token: SuccessToken,
+        now: u64,
+    ) -> Response {
+        if let Err(r) = self.check_credential(c, VaultOp::Confirm, now) {
+            return *r;
+        }
+        let verifier = token.verifier();
+        drop(token);
+        match self
+            .store
+            .confirm_vault(&c.account, vault_id, &verifier, now)
+        {
+            Ok(ConfirmOutcome::Confirmed) => {
+                tracing::info!(account = ?c.account, "vault confirmed; attempts reset");
+                Response::VaultConfirmed {
+                    attempts_remaining: self.remaining(0),
+                }
+            }
+            Ok(ConfirmOutcome::Mismatch) => {
+                Response::error(ErrorCode::CredentialInvalid, "wrong success token")
+            }
+            Ok(ConfirmOutcome::NotFound) => {
+                Response::error(ErrorCode::VaultNotFound, "no vault with this id")
+            }
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn vault_delete(&self, c: &GuardianCredential, now: u64) -> Response {
+        if let Err(r) = self.check_credential(c, VaultOp::Delete, now) {
+            return *r;
+        }
+        match self.store.delete_vault(&c.account) {
+            Ok(existed) => {
+                tracing::info!(account = ?c.account, existed, "vault deleted");
+                Response::VaultDeleted
             }
             Err(e) => internal(&e),
         }
@@ -636,6 +1029,9 @@ impl Handler {
             Ok(q) => q,
             Err(e) => return internal(&e),
         };
+        if let Err(e) = self.store.touch_account(&address.account, now) {
+            return internal(&e);
+        }
         tracing::info!(conn = conn.id, device = ?address, queued, "device authenticated");
         conn.device = Some(AuthenticatedDevice { address, identity });
         Response::Authenticated {

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`store`] | the [`Store`] trait (one transaction per method), [`MemoryStore`], `SqliteStore` |
 //! | [`handler`] | request handling as plain functions: `(state, request, now) -> (response, effects)` |
+//! | [`guardian`] | the guardian role's settings (spec/pin.md sections 7, 9) |
 //! | [`ratelimit`] | token buckets, keyed with bounded memory |
 //! | [`codes`] | verification-code delivery: [`CodeSender`], [`LogCodeSender`], `WebhookCodeSender` |
 //! | [`limits`] | the spec's limits and operator-tunable rate limits |
@@ -67,6 +68,7 @@
 
 pub mod codes;
 mod error;
+pub mod guardian;
 pub mod handler;
 pub mod limits;
 pub mod metrics;
@@ -82,6 +84,7 @@ pub mod tls;
 
 pub use codes::{CodeSender, LogCodeSender, VerificationCode};
 pub use error::{RelayError, StoreError};
+pub use guardian::GuardianConfig;
 pub use handler::{ConnectionState, Effect, Handler};
 pub use limits::Limits;
 pub use store::{MemoryStore, Store};

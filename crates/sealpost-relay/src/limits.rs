@@ -61,6 +61,8 @@ pub struct Limits {
     pub max_connections_per_ip: u32,
     /// Buckets each keyed rate limiter (per account, per device) keeps at most.
     pub rate_limiter_max_keys: usize,
+    /// Vault requests (spec/pin.md section 9) per account per 10 minutes (default 30).
+    pub vault_requests_per_account: u32,
 }
 
 impl Default for Limits {
@@ -79,6 +81,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 256,
             rate_limiter_max_keys: 100_000,
+            vault_requests_per_account: 30,
         }
     }
 }
@@ -118,6 +121,10 @@ impl Limits {
                 u64::from(self.max_connections_per_ip),
             ),
             ("rate_limiter_max_keys", self.rate_limiter_max_keys as u64),
+            (
+                "vault_requests_per_account",
+                u64::from(self.vault_requests_per_account),
+            ),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -166,6 +173,10 @@ impl Limits {
 
     pub(crate) fn bundle_rate(&self) -> Rate {
         Rate::per(self.bundle_fetches_per_minute, 60_000)
+    }
+
+    pub(crate) fn vault_rate(&self) -> Rate {
+        Rate::per(self.vault_requests_per_account, TEN_MINUTES_MS)
     }
 
     pub(crate) fn send_rate(&self) -> Rate {

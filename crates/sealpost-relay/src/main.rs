@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("invalid configuration"),
     };
-    // Logs go to stderr; stdout carries only the three start-up lines below.
+    // Logs go to stderr; stdout carries only the four start-up lines below.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -46,6 +46,10 @@ async fn run(config: RelayConfig) -> anyhow::Result<()> {
     println!(
         "certificate SHA-256 fingerprint: {}",
         hex::encode(relay.cert_fingerprint())
+    );
+    println!(
+        "guardian issuer key: {}",
+        hex::encode(relay.issuer_public())
     );
     wait_for_signal().await?;
     relay.shutdown().await;

@@ -16,6 +16,7 @@ use crate::{RelayError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use sealpost_crypto::ed25519::SigningKey;
 use sealpost_wire::relay::{Delivery, EXPORTER_LABEL, Push, Response, frame_len};
 use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId};
 use std::collections::{BTreeSet, HashMap};
@@ -44,6 +45,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_BUDGET_KIB: usize = 256 * 1024;
 /// Name of the code-MAC key file in the data directory.
 const CODE_KEY_FILE: &str = "code-hmac.key";
+/// Name of the guardian-credential issuer key file (an Ed25519 seed) in the data directory.
+pub const ISSUER_KEY_FILE: &str = "issuer.key";
 /// Name of the database file in the data directory.
 pub const DB_FILE: &str = "relay.db";
 
@@ -216,6 +219,7 @@ pub struct Relay;
 pub struct RelayHandle {
     local_addr: SocketAddr,
     fingerprint: [u8; 32],
+    issuer_public: [u8; 32],
     cert_der: Vec<u8>,
     endpoint: Endpoint,
     shared: Arc<Shared>,
@@ -230,13 +234,26 @@ impl std::fmt::Debug for RelayHandle {
         f.debug_struct("RelayHandle")
             .field("local_addr", &self.local_addr)
             .field("fingerprint", &hex::encode(self.fingerprint))
+            .field("issuer_public", &hex::encode(self.issuer_public))
             .finish_non_exhaustive()
     }
 }
 
 fn load_or_create_code_key(data_dir: &Path) -> Result<[u8; 32], RelayError> {
+    load_or_create_secret(data_dir, CODE_KEY_FILE)
+}
+
+/// The guardian-credential issuer key (spec/pin.md section 7): a 32-byte Ed25519 seed in
+/// `issuer.key`, created on first start with mode 0600.
+fn load_or_create_issuer_key(data_dir: &Path) -> Result<SigningKey, RelayError> {
+    let seed = zeroize::Zeroizing::new(load_or_create_secret(data_dir, ISSUER_KEY_FILE)?);
+    Ok(SigningKey::from_seed(&seed))
+}
+
+/// Reads a 32-byte secret file, or creates it (mode 0600, random) if it does not exist.
+fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayError> {
     use std::io::Write;
-    let path = data_dir.join(CODE_KEY_FILE);
+    let path = data_dir.join(name);
     match std::fs::read(&path) {
         Ok(bytes) => {
             return bytes
@@ -303,6 +320,7 @@ impl Relay {
         };
         let crypto = tls::server_crypto(&material)?;
         let code_key = load_or_create_code_key(&config.data_dir)?;
+        let issuer = load_or_create_issuer_key(&config.data_dir)?;
         let db = config.data_dir.join(DB_FILE);
         let store = Arc::new(
             tokio::task::spawn_blocking(move || SqliteStore::open(db))
@@ -325,13 +343,19 @@ impl Relay {
             metrics::install_prometheus(addr)?;
             tracing::info!(%addr, "Prometheus exporter listening");
         }
-        let handler = Arc::new(Handler::new(
-            Arc::clone(&store) as Arc<dyn Store>,
-            code_sender,
-            code_key,
-            config.limits.clone(),
-            StdRng::from_rng(&mut rand::rng()),
-        ));
+        let handler = Arc::new(
+            Handler::new(
+                Arc::clone(&store) as Arc<dyn Store>,
+                code_sender,
+                code_key,
+                config.limits.clone(),
+                StdRng::from_rng(&mut rand::rng()),
+            )
+            .with_issuer(issuer)
+            .with_guardian(config.guardian.clone())
+            .map_err(RelayError::Config)?,
+        );
+        let issuer_public = handler.issuer_public();
 
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| RelayError::Tls(format!("QUIC TLS configuration: {e}")))?;
@@ -365,11 +389,14 @@ impl Relay {
             %local_addr,
             data_dir = %config.data_dir.display(),
             fingerprint = %hex::encode(material.fingerprint),
+            issuer = %hex::encode(issuer_public),
+            guardian = config.guardian.enabled,
             "relay started"
         );
         Ok(RelayHandle {
             local_addr,
             fingerprint: material.fingerprint,
+            issuer_public,
             cert_der: material.cert_der().to_vec(),
             endpoint,
             shared,
@@ -390,6 +417,12 @@ impl RelayHandle {
     /// SHA-256 of the end-entity certificate's DER: what clients pin.
     pub fn cert_fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// The public key of this relay's guardian-credential issuer key (`issuer.key`): what
+    /// other guardians list in `trusted_issuers` (spec/pin.md section 7).
+    pub fn issuer_public(&self) -> [u8; 32] {
+        self.issuer_public
     }
 
     /// The end-entity certificate, DER-encoded.
@@ -556,6 +589,18 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     // Wait for the connection to end (on shutdown the endpoint closes it), then clean up.
     conn.closed().await;
     ctx.stop_delivery();
+    // An authenticated connection's end counts as its account being seen (registration lock,
+    // spec/pin.md section 10). Waits for any request still holding the state.
+    let state = Arc::clone(&ctx.state).lock_owned().await;
+    if state.authenticated().is_some() {
+        let handler = Arc::clone(&shared.handler);
+        let _guard = shared.in_flight.enter();
+        let r =
+            tokio::task::spawn_blocking(move || handler.connection_closed(&state, now_ms())).await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(conn = conn_id, error = %e, "recording last_seen failed");
+        }
+    }
 }
 
 /// A running delivery task: its device, its registry slot and its task.

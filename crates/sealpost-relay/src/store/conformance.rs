@@ -29,10 +29,28 @@ const LIMITS: PreKeyLimits = PreKeyLimits {
     max_kem_one_time: 4,
 };
 
+/// The policy of a registration without a token.
+pub(crate) const NO_LOCK: RegLockPolicy = RegLockPolicy {
+    presented: None,
+    max_failures: 10,
+    lapse: LAPSE,
+};
+const LAPSE: u64 = 7 * 24 * 3600 * 1000;
+
+fn with_token(v: [u8; 32]) -> RegLockPolicy {
+    RegLockPolicy {
+        presented: Some(v),
+        ..NO_LOCK
+    }
+}
+
 /// Registers a device through a code, as the handler does.
 pub(crate) fn register<S: Store + ?Sized>(s: &S, a: &AccountId, b: u8) -> u32 {
     s.put_code(a, &MAC, NOW + 600_000).unwrap();
-    match s.register_device(a, &ident(b), &MAC, NOW).unwrap() {
+    match s
+        .register_device(a, &ident(b), &MAC, &NO_LOCK, NOW)
+        .unwrap()
+    {
         RegisterOutcome::Registered { device_id, .. } => device_id,
         other => panic!("{other:?}"),
     }
@@ -145,19 +163,22 @@ pub(crate) fn registration<S: Store>(s: &S) {
     let a = acct(1);
     // No code, or another code: nothing happens.
     assert_eq!(
-        s.register_device(&a, &ident(1), &MAC, NOW).unwrap(),
+        s.register_device(&a, &ident(1), &MAC, &NO_LOCK, NOW)
+            .unwrap(),
         RegisterOutcome::CodeGone
     );
     s.put_code(&a, &[1; 32], NOW + 1000).unwrap();
     assert_eq!(
-        s.register_device(&a, &ident(1), &MAC, NOW).unwrap(),
+        s.register_device(&a, &ident(1), &MAC, &NO_LOCK, NOW)
+            .unwrap(),
         RegisterOutcome::CodeGone
     );
     assert!(s.list_devices(&a).unwrap().is_empty());
     assert_eq!(register(s, &a, 1), 1);
     // The code was consumed.
     assert_eq!(
-        s.register_device(&a, &ident(1), &MAC, NOW).unwrap(),
+        s.register_device(&a, &ident(1), &MAC, &NO_LOCK, NOW)
+            .unwrap(),
         RegisterOutcome::CodeGone
     );
     let d1 = dev(&a, 1);
@@ -174,7 +195,8 @@ pub(crate) fn registration<S: Store>(s: &S) {
     // Re-registration replaces the device, its prekeys and its mail; ids are not reused.
     s.put_code(&a, &MAC, NOW + 1000).unwrap();
     assert_eq!(
-        s.register_device(&a, &ident(2), &MAC, NOW).unwrap(),
+        s.register_device(&a, &ident(2), &MAC, &NO_LOCK, NOW)
+            .unwrap(),
         RegisterOutcome::Registered {
             device_id: 2,
             removed: vec![1]
@@ -455,6 +477,290 @@ pub(crate) fn concurrent_sends<S: Store + 'static>(s: Arc<S>) {
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 }
 
+fn registration_lock<S: Store>(s: &S) {
+    let a = acct(1);
+    let right = [0x11; 32];
+    let wrong = [0x22; 32];
+    assert_eq!(s.registration_lock(&a).unwrap(), None);
+    assert!(!s.set_registration_lock(&a, Some(&right), NOW).unwrap());
+    register(s, &a, 1);
+    assert_eq!(
+        s.registration_lock(&a).unwrap(),
+        Some(RegLockState {
+            verifier: None,
+            failures: 0,
+            last_seen: NOW
+        })
+    );
+    let t1 = NOW + 1000;
+    assert!(s.set_registration_lock(&a, Some(&right), t1).unwrap());
+    s.put_code(&a, &MAC, t1 + 600_000).unwrap();
+    // The handler counts a code attempt before calling register_device.
+    let attempt = |s: &S| match s.begin_code_attempt(&a, t1, 5).unwrap() {
+        CodeAttempt::Check { attempt, .. } => attempt,
+        other => panic!("{other:?}"),
+    };
+    let locked = RegisterOutcome::Locked {
+        lapses_at: t1 + LAPSE,
+        attempts_remaining: 10,
+    };
+    // No token: refused, not counted, the code attempt given back.
+    assert_eq!(attempt(s), 1);
+    assert_eq!(
+        s.register_device(&a, &ident(2), &MAC, &NO_LOCK, t1)
+            .unwrap(),
+        locked
+    );
+    assert_eq!(attempt(s), 1);
+    // Wrong tokens count, durably, down to zero; then even the right one is refused.
+    for i in 1..=10u32 {
+        assert_eq!(
+            s.register_device(&a, &ident(2), &MAC, &with_token(wrong), t1)
+                .unwrap(),
+            RegisterOutcome::Locked {
+                lapses_at: t1 + LAPSE,
+                attempts_remaining: 10 - i
+            }
+        );
+        assert_eq!(attempt(s), 1, "a locked attempt never uses up the code");
+    }
+    assert_eq!(s.registration_lock(&a).unwrap().unwrap().failures, 10);
+    assert_eq!(
+        s.register_device(&a, &ident(2), &MAC, &with_token(right), t1)
+            .unwrap(),
+        RegisterOutcome::Locked {
+            lapses_at: t1 + LAPSE,
+            attempts_remaining: 0
+        }
+    );
+    assert_eq!(s.list_devices(&a).unwrap().len(), 1);
+    // Setting the lock again (an authenticated device) resets the failures; the right
+    // token then registers, keeps the verifier and resets the count.
+    assert!(s.set_registration_lock(&a, Some(&right), t1).unwrap());
+    s.register_device(&a, &ident(2), &MAC, &with_token(wrong), t1)
+        .unwrap();
+    match s
+        .register_device(&a, &ident(2), &MAC, &with_token(right), t1 + 5)
+        .unwrap()
+    {
+        RegisterOutcome::Registered { device_id, removed } => {
+            assert_eq!((device_id, removed), (2, vec![1]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.registration_lock(&a).unwrap(),
+        Some(RegLockState {
+            verifier: Some(right),
+            failures: 0,
+            last_seen: t1 + 5
+        })
+    );
+    // Seen devices push the lapse out; touch never moves last_seen back.
+    s.touch_account(&a, t1 + 100).unwrap();
+    s.touch_account(&a, t1 + 50).unwrap();
+    s.touch_account(&acct(99), t1).unwrap();
+    assert_eq!(
+        s.registration_lock(&a).unwrap().unwrap().last_seen,
+        t1 + 100
+    );
+    // One millisecond before the lapse the lock holds; at the lapse the code alone
+    // registers and clears the verifier.
+    let lapse_at = t1 + 100 + LAPSE;
+    s.put_code(&a, &MAC, lapse_at + 600_000).unwrap();
+    assert_eq!(
+        s.register_device(&a, &ident(3), &MAC, &NO_LOCK, lapse_at - 1)
+            .unwrap(),
+        RegisterOutcome::Locked {
+            lapses_at: lapse_at,
+            attempts_remaining: 10
+        }
+    );
+    assert!(matches!(
+        s.register_device(&a, &ident(3), &MAC, &NO_LOCK, lapse_at)
+            .unwrap(),
+        RegisterOutcome::Registered { device_id: 3, .. }
+    ));
+    assert_eq!(
+        s.registration_lock(&a).unwrap(),
+        Some(RegLockState {
+            verifier: None,
+            failures: 0,
+            last_seen: lapse_at
+        })
+    );
+    // Clearing removes the verifier: the next registration needs the code alone.
+    assert!(s.set_registration_lock(&a, Some(&right), lapse_at).unwrap());
+    assert!(s.set_registration_lock(&a, None, lapse_at).unwrap());
+    assert_eq!(s.registration_lock(&a).unwrap().unwrap().verifier, None);
+    s.put_code(&a, &MAC, lapse_at + 600_000).unwrap();
+    assert!(matches!(
+        s.register_device(&a, &ident(4), &MAC, &NO_LOCK, lapse_at)
+            .unwrap(),
+        RegisterOutcome::Registered { .. }
+    ));
+}
+
+fn concurrent_reglock<S: Store + 'static>(s: Arc<S>) {
+    let a = acct(1);
+    register(&*s, &a, 1);
+    s.set_registration_lock(&a, Some(&[1; 32]), NOW).unwrap();
+    s.put_code(&a, &MAC, NOW + 600_000).unwrap();
+    let threads: Vec<_> = (0..40u8)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            let a = a.clone();
+            std::thread::spawn(move || {
+                // Every token is wrong; the right one is tried by nobody.
+                match s
+                    .register_device(&a, &ident(2), &MAC, &with_token([i + 2; 32]), NOW + 1)
+                    .unwrap()
+                {
+                    RegisterOutcome::Locked {
+                        attempts_remaining, ..
+                    } => attempts_remaining,
+                    other => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut remaining: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    remaining.sort_unstable();
+    // Exactly ten were counted (answers 9..=0, each once); thirty were refused unchecked.
+    assert_eq!(remaining.iter().filter(|r| **r == 0).count(), 31);
+    assert_eq!(&remaining[31..], &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(s.registration_lock(&a).unwrap().unwrap().failures, 10);
+    assert_eq!(s.list_devices(&a).unwrap().len(), 1);
+}
+
+pub(crate) fn vault_row(id: u8) -> VaultRow {
+    VaultRow {
+        vault_id: [id; 16],
+        share: zeroize::Zeroizing::new([id; 33]),
+        success_verifier: [id.wrapping_add(1); 32],
+        record: vec![id; 100],
+        attempts_used: 0,
+    }
+}
+
+fn vaults<S: Store>(s: &S) {
+    let a = acct(1);
+    let b = acct(2);
+    assert_eq!(s.vault(&a).unwrap(), None);
+    let mut v1 = vault_row(1);
+    v1.attempts_used = 7; // ignored
+    assert_eq!(
+        s.put_vault(&a, &v1, 1, NOW).unwrap(),
+        PutVaultOutcome::Stored
+    );
+    let got = s.vault(&a).unwrap().unwrap();
+    assert_eq!((got.attempts_used, got.index()), (0, 1));
+    assert_eq!(got.record, v1.record);
+    // max_vaults counts other accounts' vaults; replacing one's own is always allowed.
+    assert_eq!(
+        s.put_vault(&b, &vault_row(2), 1, NOW).unwrap(),
+        PutVaultOutcome::Full
+    );
+    assert_eq!(s.vault(&b).unwrap(), None);
+    // Counting: a wrong vault id counts nothing.
+    assert_eq!(
+        s.begin_vault_evaluation(&a, &[9; 16], 3, NOW).unwrap(),
+        VaultAttempt::NotFound
+    );
+    assert_eq!(
+        s.begin_vault_evaluation(&b, &[1; 16], 3, NOW).unwrap(),
+        VaultAttempt::NotFound
+    );
+    for used in 1..=2 {
+        assert_eq!(
+            s.begin_vault_evaluation(&a, &[1; 16], 3, NOW).unwrap(),
+            VaultAttempt::Counted {
+                share: zeroize::Zeroizing::new([1; 33]),
+                attempts_used: used,
+                deleted: false
+            }
+        );
+    }
+    assert_eq!(s.vault(&a).unwrap().unwrap().attempts_used, 2);
+    // Confirm: wrong verifier or vault id change nothing; the right one resets.
+    assert_eq!(
+        s.confirm_vault(&a, &[1; 16], &[0; 32], NOW).unwrap(),
+        ConfirmOutcome::Mismatch
+    );
+    assert_eq!(
+        s.confirm_vault(&a, &[2; 16], &[2; 32], NOW).unwrap(),
+        ConfirmOutcome::NotFound
+    );
+    assert_eq!(s.vault(&a).unwrap().unwrap().attempts_used, 2);
+    assert_eq!(
+        s.confirm_vault(&a, &[1; 16], &[2; 32], NOW).unwrap(),
+        ConfirmOutcome::Confirmed
+    );
+    assert_eq!(s.vault(&a).unwrap().unwrap().attempts_used, 0);
+    // A replacement resets the count too.
+    s.begin_vault_evaluation(&a, &[1; 16], 3, NOW).unwrap();
+    s.put_vault(&a, &vault_row(3), 1, NOW).unwrap();
+    assert_eq!(s.vault(&a).unwrap().unwrap().attempts_used, 0);
+    // The last permitted attempt deletes the vault in the same transaction.
+    for used in 1..=3 {
+        match s.begin_vault_evaluation(&a, &[3; 16], 3, NOW).unwrap() {
+            VaultAttempt::Counted {
+                attempts_used,
+                deleted,
+                ..
+            } => assert_eq!((attempts_used, deleted), (used, used == 3)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(s.vault(&a).unwrap(), None);
+    assert_eq!(
+        s.begin_vault_evaluation(&a, &[3; 16], 3, NOW).unwrap(),
+        VaultAttempt::NotFound
+    );
+    // A limit lowered below the count deletes without evaluating.
+    s.put_vault(&a, &vault_row(4), 1, NOW).unwrap();
+    s.begin_vault_evaluation(&a, &[4; 16], 10, NOW).unwrap();
+    s.begin_vault_evaluation(&a, &[4; 16], 10, NOW).unwrap();
+    assert_eq!(
+        s.begin_vault_evaluation(&a, &[4; 16], 2, NOW).unwrap(),
+        VaultAttempt::NotFound
+    );
+    assert_eq!(s.vault(&a).unwrap(), None);
+    // Delete is idempotent.
+    s.put_vault(&a, &vault_row(5), 1, NOW).unwrap();
+    assert!(s.delete_vault(&a).unwrap());
+    assert!(!s.delete_vault(&a).unwrap());
+    assert_eq!(s.vault(&a).unwrap(), None);
+}
+
+fn concurrent_evaluations<S: Store + 'static>(s: Arc<S>) {
+    let a = acct(1);
+    s.put_vault(&a, &vault_row(1), 10, NOW).unwrap();
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            let a = a.clone();
+            std::thread::spawn(move || s.begin_vault_evaluation(&a, &[1; 16], 10, NOW).unwrap())
+        })
+        .collect();
+    let results: Vec<VaultAttempt> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut used: Vec<u32> = results
+        .iter()
+        .filter_map(|r| match r {
+            VaultAttempt::Counted { attempts_used, .. } => Some(*attempts_used),
+            VaultAttempt::NotFound => None,
+        })
+        .collect();
+    used.sort_unstable();
+    assert_eq!(used, (1..=10).collect::<Vec<_>>());
+    let deleted = results
+        .iter()
+        .filter(|r| matches!(r, VaultAttempt::Counted { deleted: true, .. }))
+        .count();
+    assert_eq!(deleted, 1);
+    assert_eq!(s.vault(&a).unwrap(), None);
+}
+
 macro_rules! conformance_tests {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -492,6 +798,30 @@ macro_rules! conformance_tests {
             fn concurrent_sends() {
                 let (_keep, s) = $make;
                 super::concurrent_sends(std::sync::Arc::new(s));
+            }
+
+            #[test]
+            fn registration_lock() {
+                let (_keep, s) = $make;
+                super::registration_lock(&s);
+            }
+
+            #[test]
+            fn concurrent_reglock() {
+                let (_keep, s) = $make;
+                super::concurrent_reglock(std::sync::Arc::new(s));
+            }
+
+            #[test]
+            fn vaults() {
+                let (_keep, s) = $make;
+                super::vaults(&s);
+            }
+
+            #[test]
+            fn concurrent_evaluations() {
+                let (_keep, s) = $make;
+                super::concurrent_evaluations(std::sync::Arc::new(s));
             }
         }
     };

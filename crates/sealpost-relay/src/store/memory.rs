@@ -2,10 +2,13 @@
 //! method is trivially atomic. Nothing survives the process.
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, EnqueueOutcome, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits,
-    RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
+    PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
+    Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN,
+    VaultAttempt, VaultRow,
 };
 use crate::StoreError;
+use sealpost_crypto::ct_eq;
 use sealpost_wire::relay::DeviceInfo;
 use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, IdentityBytes, KemPreKeyPublic, PreKeyBundle,
@@ -47,12 +50,16 @@ fn count(n: usize) -> u32 {
 struct AccountRow {
     next_device_id: u32,
     devices: BTreeMap<u32, DeviceRow>,
+    reglock_verifier: Option<[u8; VERIFIER_LEN]>,
+    reglock_failures: u32,
+    last_seen: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     codes: HashMap<AccountId, CodeRow>,
     accounts: HashMap<AccountId, AccountRow>,
+    vaults: HashMap<AccountId, VaultRow>,
     next_server_id: u64,
 }
 
@@ -138,12 +145,46 @@ impl Store for MemoryStore {
         account: &AccountId,
         identity: &IdentityBytes,
         code_mac: &[u8; CODE_MAC_LEN],
-        _now: u64,
+        reglock: &RegLockPolicy,
+        now: u64,
     ) -> Result<RegisterOutcome, StoreError> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         match inner.codes.get(account) {
             Some(row) if row.mac == *code_mac => {}
             _ => return Ok(RegisterOutcome::CodeGone),
+        }
+        let mut keep_verifier = false;
+        if let Some(a) = inner.accounts.get_mut(account)
+            && let Some(stored) = a.reglock_verifier
+        {
+            let lapses_at = a.last_seen.saturating_add(reglock.lapse);
+            if now < lapses_at {
+                let refused = if a.reglock_failures >= reglock.max_failures {
+                    true
+                } else {
+                    match &reglock.presented {
+                        None => true,
+                        Some(v) if ct_eq(v, &stored) => false,
+                        Some(_) => {
+                            a.reglock_failures += 1;
+                            true
+                        }
+                    }
+                };
+                if refused {
+                    let attempts_remaining =
+                        reglock.max_failures.saturating_sub(a.reglock_failures);
+                    if let Some(code) = inner.codes.get_mut(account) {
+                        code.attempts = code.attempts.saturating_sub(1);
+                    }
+                    return Ok(RegisterOutcome::Locked {
+                        lapses_at,
+                        attempts_remaining,
+                    });
+                }
+                keep_verifier = true;
+            }
         }
         let next = inner.accounts.get(account).map_or(1, |a| a.next_device_id);
         let Some(after) = next.checked_add(1) else {
@@ -156,7 +197,15 @@ impl Store for MemoryStore {
             .or_insert_with(|| AccountRow {
                 next_device_id: 1,
                 devices: BTreeMap::new(),
+                reglock_verifier: None,
+                reglock_failures: 0,
+                last_seen: now,
             });
+        if !keep_verifier {
+            acct.reglock_verifier = None;
+        }
+        acct.reglock_failures = 0;
+        acct.last_seen = now;
         let removed: Vec<u32> = acct.devices.keys().copied().collect();
         acct.devices.clear();
         acct.devices.insert(
@@ -171,6 +220,116 @@ impl Store for MemoryStore {
             device_id: next,
             removed,
         })
+    }
+
+    fn set_registration_lock(
+        &self,
+        account: &AccountId,
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(a) = inner.accounts.get_mut(account) else {
+            return Ok(false);
+        };
+        a.reglock_verifier = verifier.copied();
+        a.reglock_failures = 0;
+        a.last_seen = a.last_seen.max(now);
+        Ok(true)
+    }
+
+    fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
+        if let Some(a) = self.lock().accounts.get_mut(account) {
+            a.last_seen = a.last_seen.max(now);
+        }
+        Ok(())
+    }
+
+    fn registration_lock(&self, account: &AccountId) -> Result<Option<RegLockState>, StoreError> {
+        Ok(self.lock().accounts.get(account).map(|a| RegLockState {
+            verifier: a.reglock_verifier,
+            failures: a.reglock_failures,
+            last_seen: a.last_seen,
+        }))
+    }
+
+    fn put_vault(
+        &self,
+        account: &AccountId,
+        vault: &VaultRow,
+        max_vaults: u64,
+        _now: u64,
+    ) -> Result<PutVaultOutcome, StoreError> {
+        let mut inner = self.lock();
+        if !inner.vaults.contains_key(account) && inner.vaults.len() as u64 >= max_vaults {
+            return Ok(PutVaultOutcome::Full);
+        }
+        let mut row = vault.clone();
+        row.attempts_used = 0;
+        inner.vaults.insert(account.clone(), row);
+        Ok(PutVaultOutcome::Stored)
+    }
+
+    fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
+        Ok(self.lock().vaults.get(account).cloned())
+    }
+
+    fn begin_vault_evaluation(
+        &self,
+        account: &AccountId,
+        vault_id: &[u8; VAULT_ID_LEN],
+        max_attempts: u32,
+        _now: u64,
+    ) -> Result<VaultAttempt, StoreError> {
+        let mut inner = self.lock();
+        let Some(v) = inner.vaults.get_mut(account) else {
+            return Ok(VaultAttempt::NotFound);
+        };
+        if v.vault_id != *vault_id {
+            return Ok(VaultAttempt::NotFound);
+        }
+        if v.attempts_used >= max_attempts {
+            inner.vaults.remove(account);
+            return Ok(VaultAttempt::NotFound);
+        }
+        v.attempts_used += 1;
+        let attempts_used = v.attempts_used;
+        let share = v.share.clone();
+        let deleted = attempts_used >= max_attempts;
+        if deleted {
+            inner.vaults.remove(account);
+        }
+        Ok(VaultAttempt::Counted {
+            share,
+            attempts_used,
+            deleted,
+        })
+    }
+
+    fn confirm_vault(
+        &self,
+        account: &AccountId,
+        vault_id: &[u8; VAULT_ID_LEN],
+        verifier: &[u8; VERIFIER_LEN],
+        _now: u64,
+    ) -> Result<ConfirmOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(v) = inner
+            .vaults
+            .get_mut(account)
+            .filter(|v| v.vault_id == *vault_id)
+        else {
+            return Ok(ConfirmOutcome::NotFound);
+        };
+        if !ct_eq(verifier, &v.success_verifier) {
+            return Ok(ConfirmOutcome::Mismatch);
+        }
+        v.attempts_used = 0;
+        Ok(ConfirmOutcome::Confirmed)
+    }
+
+    fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
+        Ok(self.lock().vaults.remove(account).is_some())
     }
 
     fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError> {

@@ -1,4 +1,5 @@
-//! Storage behind a trait: accounts and devices, verification codes, prekeys, mailboxes.
+//! Storage behind a trait: accounts and devices, verification codes, prekeys, mailboxes,
+//! the registration lock and guardian vaults (spec/pin.md sections 9–10).
 //!
 //! Every method is synchronous and is **one transaction**: it either applies all of its
 //! changes or none, and concurrent calls behave as if run one after the other. Callers in
@@ -28,6 +29,144 @@ use sealpost_wire::{
 
 /// Length of a verification-code MAC (HMAC-SHA256).
 pub const CODE_MAC_LEN: usize = 32;
+/// Length of a registration-lock or success verifier (SHA-256).
+pub const VERIFIER_LEN: usize = 32;
+/// Length of a guardian's stored key share (`index || k_i`).
+pub const SHARE_LEN: usize = 33;
+/// Length of a vault id.
+pub const VAULT_ID_LEN: usize = 16;
+
+/// The registration-lock rule [`Store::register_device`] applies (spec/pin.md section 10).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RegLockPolicy {
+    /// `SHA-256("Sealpost_RegLock_Verifier_v1" || reglock_token)` of the token presented with
+    /// the registration, if any.
+    pub presented: Option<[u8; VERIFIER_LEN]>,
+    /// Wrong tokens after which the store stops checking (`REGLOCK_MAX_ATTEMPTS`).
+    pub max_failures: u32,
+    /// The lock lapses `lapse` milliseconds after `last_seen` (`REGLOCK_LAPSE`).
+    pub lapse: u64,
+}
+
+impl std::fmt::Debug for RegLockPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegLockPolicy")
+            .field("presented", &self.presented.map(|_| "<redacted>"))
+            .field("max_failures", &self.max_failures)
+            .field("lapse", &self.lapse)
+            .finish()
+    }
+}
+
+/// An account's registration-lock state, as [`Store::registration_lock`] reports it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegLockState {
+    /// The stored verifier, if a lock is set.
+    pub verifier: Option<[u8; VERIFIER_LEN]>,
+    /// Wrong tokens since the last successful registration or `SetRegistrationLock`.
+    pub failures: u32,
+    /// Last time a device of the account was seen (ms): registration, authentication,
+    /// close of an authenticated connection, `SetRegistrationLock`.
+    pub last_seen: u64,
+}
+
+impl std::fmt::Debug for RegLockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegLockState")
+            .field("verifier", &self.verifier.map(|_| "<set>"))
+            .field("failures", &self.failures)
+            .field("last_seen", &self.last_seen)
+            .finish()
+    }
+}
+
+/// A guardian's vault row for one account (spec/pin.md section 9). `Debug` prints neither
+/// the share nor the verifier.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VaultRow {
+    /// The record's vault id.
+    pub vault_id: [u8; VAULT_ID_LEN],
+    /// The guardian's key share `index || k_i` (secret).
+    pub share: zeroize::Zeroizing<[u8; SHARE_LEN]>,
+    /// `SHA-256("Sealpost_PIN_SuccessVerifier_v1" || token_i)`.
+    pub success_verifier: [u8; VERIFIER_LEN],
+    /// The encoded vault record.
+    pub record: Vec<u8>,
+    /// Evaluations since the vault was stored or last confirmed.
+    pub attempts_used: u32,
+}
+
+impl VaultRow {
+    /// The share's index (its first byte).
+    pub fn index(&self) -> u8 {
+        let [index, ..] = *self.share;
+        index
+    }
+}
+
+impl std::fmt::Debug for VaultRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultRow")
+            .field("vault_id", &self.vault_id)
+            .field("index", &self.index())
+            .field("record_len", &self.record.len())
+            .field("attempts_used", &self.attempts_used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Result of [`Store::put_vault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutVaultOutcome {
+    /// Stored (replacing the account's earlier vault, if any).
+    Stored,
+    /// The store already holds `max_vaults` vaults of other accounts. Nothing changed.
+    Full,
+}
+
+/// Result of [`Store::begin_vault_evaluation`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum VaultAttempt {
+    /// No vault for the account, or another vault id. Nothing changed.
+    NotFound,
+    /// The attempt is counted and committed; evaluate with `share`.
+    Counted {
+        /// The key share (secret).
+        share: zeroize::Zeroizing<[u8; SHARE_LEN]>,
+        /// Attempts used, this one included.
+        attempts_used: u32,
+        /// This was the last permitted attempt: the vault is deleted.
+        deleted: bool,
+    },
+}
+
+impl std::fmt::Debug for VaultAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("NotFound"),
+            Self::Counted {
+                attempts_used,
+                deleted,
+                ..
+            } => f
+                .debug_struct("Counted")
+                .field("attempts_used", attempts_used)
+                .field("deleted", deleted)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Result of [`Store::confirm_vault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// The verifier matched: the count is reset to zero.
+    Confirmed,
+    /// The verifier differs. Nothing changed.
+    Mismatch,
+    /// No vault for the account, or another vault id. Nothing changed.
+    NotFound,
+}
 
 /// Result of [`Store::begin_code_attempt`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +199,15 @@ pub enum RegisterOutcome {
     /// The code (with this MAC) is no longer stored: it was used, replaced or expired
     /// concurrently. Nothing changed.
     CodeGone,
+    /// The account's registration lock is active and the presented token is missing, wrong
+    /// (counted) or no longer checked. The code stays stored and this attempt is not counted
+    /// against it; nothing else changed.
+    Locked {
+        /// When the lock lapses (ms) unless a device of the account is seen before.
+        lapses_at: u64,
+        /// Wrong tokens still checked.
+        attempts_remaining: u32,
+    },
     /// The account has used up the device id space (2^32 - 1 ids). Nothing changed.
     DeviceIdsExhausted,
 }
@@ -202,17 +350,86 @@ pub trait Store: Send + Sync {
         max_attempts: u32,
     ) -> Result<CodeAttempt, StoreError>;
 
-    /// Registers a device, atomically: deletes the account's code if its MAC is still
-    /// `code_mac` (else `CodeGone`, nothing changed), removes every existing device of the
-    /// account with its prekeys and mailbox, and adds a device with the account's next id
-    /// (ids start at 1 and are never reused within an account, even across removals).
+    /// Registers a device, atomically and durably. Checks, in order: the account's code
+    /// MAC is still `code_mac` (else `CodeGone`, nothing changed); then the registration lock
+    /// (spec/pin.md section 10): it is active when a verifier is stored and
+    /// `now < last_seen + reglock.lapse`; while active, with `failures >= max_failures` or no
+    /// presented verifier the result is `Locked` without counting, and with a presented
+    /// verifier that differs (compared in constant time) `failures` is incremented and
+    /// committed and the result is `Locked`; `Locked` also gives back the code attempt
+    /// counted by [`Store::begin_code_attempt`] (the code stays usable). Otherwise the device
+    /// is registered: the code is deleted, every existing device of the account is removed
+    /// with its prekeys and mailbox, a device with the account's next id is added (ids start
+    /// at 1 and are never reused within an account, even across removals), `failures = 0`,
+    /// `last_seen = now`, and the verifier is kept if the lock was active and passed, or
+    /// cleared if it was absent or lapsed. Concurrent calls never count more than
+    /// `max_failures` wrong tokens.
     fn register_device(
         &self,
         account: &AccountId,
         identity: &IdentityBytes,
         code_mac: &[u8; CODE_MAC_LEN],
+        reglock: &RegLockPolicy,
         now: u64,
     ) -> Result<RegisterOutcome, StoreError>;
+
+    /// Sets (`Some`) or clears (`None`) the account's registration-lock verifier, resets its
+    /// failure count and sets `last_seen = now`. Returns `false` (nothing changed) if the
+    /// account was never registered.
+    fn set_registration_lock(
+        &self,
+        account: &AccountId,
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that a device of the account was seen: `last_seen = max(last_seen, now)`.
+    /// Unknown accounts are ignored.
+    fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError>;
+
+    /// The account's registration-lock state; `None` if it was never registered.
+    fn registration_lock(&self, account: &AccountId) -> Result<Option<RegLockState>, StoreError>;
+
+    /// Stores the account's vault, replacing any earlier one, with `attempts_used = 0`
+    /// (`vault.attempts_used` is ignored). `Full` (nothing changed) when the account has no
+    /// vault and `max_vaults` vaults are stored.
+    fn put_vault(
+        &self,
+        account: &AccountId,
+        vault: &VaultRow,
+        max_vaults: u64,
+        now: u64,
+    ) -> Result<PutVaultOutcome, StoreError>;
+
+    /// The account's vault, if any. Does not count.
+    fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError>;
+
+    /// Counts one evaluation, in **one durable transaction** committed before this returns:
+    /// `NotFound` if there is no vault or its id differs from `vault_id`; a vault that already
+    /// has `attempts_used >= max_attempts` (the limit was lowered) is deleted and `NotFound`;
+    /// otherwise `attempts_used += 1`, and if it reaches `max_attempts` the vault is deleted
+    /// in the same transaction. Concurrent calls never hand out more than `max_attempts`
+    /// shares per vault between confirmations.
+    fn begin_vault_evaluation(
+        &self,
+        account: &AccountId,
+        vault_id: &[u8; VAULT_ID_LEN],
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<VaultAttempt, StoreError>;
+
+    /// Compares `verifier` with the stored success verifier in constant time; equal: resets
+    /// `attempts_used` to 0 (`Confirmed`).
+    fn confirm_vault(
+        &self,
+        account: &AccountId,
+        vault_id: &[u8; VAULT_ID_LEN],
+        verifier: &[u8; VERIFIER_LEN],
+        now: u64,
+    ) -> Result<ConfirmOutcome, StoreError>;
+
+    /// Deletes the account's vault; `true` if there was one.
+    fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError>;
 
     /// The registered identity of a device, if it exists.
     fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError>;

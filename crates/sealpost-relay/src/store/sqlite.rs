@@ -14,11 +14,14 @@
 //! newer version is refused, an older one is migrated step by step at open.
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, EnqueueOutcome, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits,
-    RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
+    PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
+    Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN,
+    VaultAttempt, VaultRow,
 };
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sealpost_crypto::ct_eq;
 use sealpost_wire::relay::DeviceInfo;
 use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, IdentityBytes, KEM_PUBLIC_LEN, KemPreKeyKind,
@@ -30,9 +33,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Most jobs committed in one group.
 const MAX_GROUP: usize = 256;
@@ -99,6 +103,26 @@ CREATE TABLE envelopes (
 );
 CREATE INDEX envelopes_by_device ON envelopes (account, device_id, server_id);
 CREATE INDEX envelopes_by_time ON envelopes (timestamp);
+";
+
+/// Version 2: the registration lock (per-account verifier, failure count, last time a device
+/// was seen) and guardian vaults (spec/pin.md sections 9–10). Existing accounts get
+/// `last_seen` = their newest device's registration time.
+const MIGRATE_V2: &str = "
+ALTER TABLE accounts ADD COLUMN reglock_verifier BLOB;
+ALTER TABLE accounts ADD COLUMN reglock_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET last_seen = COALESCE(
+    (SELECT MAX(registered_at) FROM devices WHERE devices.account = accounts.account), 0);
+CREATE TABLE vaults (
+    account           TEXT PRIMARY KEY NOT NULL,
+    vault_id          BLOB NOT NULL,
+    share             BLOB NOT NULL,
+    success_verifier  BLOB NOT NULL,
+    record            BLOB NOT NULL,
+    attempts_used     INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
 ";
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -206,6 +230,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if version < 1 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 2 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V2} PRAGMA user_version = 2; COMMIT;"
         ))
         .map_err(backend)?;
     }
@@ -425,6 +455,36 @@ fn identity_from(v: &[u8]) -> Result<IdentityBytes, StoreError> {
         signing: array(s, "identity")?,
         dh: array(d, "identity")?,
     })
+}
+
+fn read_vault(conn: &Connection, account: &str) -> Result<Option<VaultRow>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT vault_id, share, success_verifier, record, attempts_used FROM vaults
+             WHERE account = ?1",
+            params![account],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    get_u32(r, 4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((vault_id, share, success_verifier, record, attempts_used)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(VaultRow {
+        vault_id: array(&vault_id, "vault id")?,
+        share: Zeroizing::new(array(&share, "vault share")?),
+        success_verifier: array(&success_verifier, "success verifier")?,
+        record,
+        attempts_used,
+    }))
 }
 
 fn count_where(conn: &Connection, sql: &str, d: &DeviceAddress) -> Result<u32, StoreError> {
@@ -649,11 +709,13 @@ impl Store for SqliteStore {
         account: &AccountId,
         identity: &IdentityBytes,
         code_mac: &[u8; CODE_MAC_LEN],
+        reglock: &RegLockPolicy,
         now: u64,
     ) -> Result<RegisterOutcome, StoreError> {
         let account = account.as_str().to_owned();
         let identity = identity.to_bytes();
         let code_mac = *code_mac;
+        let reglock = *reglock;
         self.write(move |c| {
             let stored: Option<Vec<u8>> = c
                 .query_row(
@@ -665,6 +727,58 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             if stored.as_deref() != Some(&code_mac[..]) {
                 return Ok(RegisterOutcome::CodeGone);
+            }
+            let lock = c
+                .query_row(
+                    "SELECT reglock_verifier, reglock_failures, last_seen FROM accounts
+                     WHERE account = ?1",
+                    params![account],
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<Vec<u8>>>(0)?,
+                            get_u32(r, 1)?,
+                            get_u64(r, 2)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            let mut keep_verifier = false;
+            if let Some((Some(stored), failures, last_seen)) = lock {
+                let lapses_at = last_seen.saturating_add(reglock.lapse);
+                if now < lapses_at {
+                    let mut failures = failures;
+                    let refused = if failures >= reglock.max_failures {
+                        true
+                    } else {
+                        match &reglock.presented {
+                            None => true,
+                            Some(v) if ct_eq(v, &stored) => false,
+                            Some(_) => {
+                                failures += 1;
+                                c.execute(
+                                    "UPDATE accounts SET reglock_failures = ?2 WHERE account = ?1",
+                                    params![account, failures],
+                                )
+                                .map_err(backend)?;
+                                true
+                            }
+                        }
+                    };
+                    if refused {
+                        // The correct code is not used up by a locked attempt.
+                        c.execute(
+                            "UPDATE codes SET attempts = MAX(attempts - 1, 0) WHERE account = ?1",
+                            params![account],
+                        )
+                        .map_err(backend)?;
+                        return Ok(RegisterOutcome::Locked {
+                            lapses_at,
+                            attempts_remaining: reglock.max_failures.saturating_sub(failures),
+                        });
+                    }
+                    keep_verifier = true;
+                }
             }
             let next: u32 = c
                 .query_row(
@@ -696,15 +810,200 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             c.execute(
-                "INSERT INTO accounts (account, next_device_id) VALUES (?1, ?2)
-                 ON CONFLICT (account) DO UPDATE SET next_device_id = excluded.next_device_id",
-                params![account, after],
+                "INSERT INTO accounts
+                 (account, next_device_id, reglock_verifier, reglock_failures, last_seen)
+                 VALUES (?1, ?2, NULL, 0, ?3)
+                 ON CONFLICT (account) DO UPDATE SET next_device_id = excluded.next_device_id,
+                    reglock_failures = 0, last_seen = excluded.last_seen,
+                    reglock_verifier = CASE WHEN ?4 THEN reglock_verifier ELSE NULL END",
+                params![account, after, to_i64(now), keep_verifier],
             )
             .map_err(backend)?;
             Ok(RegisterOutcome::Registered {
                 device_id: next,
                 removed,
             })
+        })
+    }
+
+    fn set_registration_lock(
+        &self,
+        account: &AccountId,
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let account = account.as_str().to_owned();
+        let verifier = verifier.copied();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE accounts SET reglock_verifier = ?2, reglock_failures = 0,
+                     last_seen = MAX(last_seen, ?3) WHERE account = ?1",
+                    params![account, verifier.as_ref().map(|v| &v[..]), to_i64(now)],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
+        let account = account.as_str().to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE accounts SET last_seen = MAX(last_seen, ?2) WHERE account = ?1",
+                params![account, to_i64(now)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn registration_lock(&self, account: &AccountId) -> Result<Option<RegLockState>, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_row(
+                    "SELECT reglock_verifier, reglock_failures, last_seen FROM accounts
+                     WHERE account = ?1",
+                    params![account.as_str()],
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<Vec<u8>>>(0)?,
+                            get_u32(r, 1)?,
+                            get_u64(r, 2)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(v, failures, last_seen)| {
+                Ok(RegLockState {
+                    verifier: v.map(|v| array(&v, "reglock verifier")).transpose()?,
+                    failures,
+                    last_seen,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn put_vault(
+        &self,
+        account: &AccountId,
+        vault: &VaultRow,
+        max_vaults: u64,
+        now: u64,
+    ) -> Result<PutVaultOutcome, StoreError> {
+        let account = account.as_str().to_owned();
+        let vault = vault.clone();
+        self.write(move |c| {
+            let exists: bool = c
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM vaults WHERE account = ?1)",
+                    params![account],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if !exists {
+                let n = c
+                    .query_row("SELECT COUNT(*) FROM vaults", [], |r| get_u64(r, 0))
+                    .map_err(backend)?;
+                if n >= max_vaults {
+                    return Ok(PutVaultOutcome::Full);
+                }
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO vaults
+                 (account, vault_id, share, success_verifier, record, attempts_used, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                params![
+                    account,
+                    &vault.vault_id[..],
+                    &vault.share[..],
+                    &vault.success_verifier[..],
+                    vault.record,
+                    to_i64(now)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(PutVaultOutcome::Stored)
+        })
+    }
+
+    fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
+        self.read(|c| read_vault(c, account.as_str()))
+    }
+
+    fn begin_vault_evaluation(
+        &self,
+        account: &AccountId,
+        vault_id: &[u8; VAULT_ID_LEN],
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<VaultAttempt, StoreError> {
+        let account = account.as_str().to_owned();
+        let vault_id = *vault_id;
+        self.write(move |c| {
+            let Some(v) = read_vault(c, &account)?.filter(|v| v.vault_id == vault_id) else {
+                return Ok(VaultAttempt::NotFound);
+            };
+            if v.attempts_used >= max_attempts {
+                c.execute("DELETE FROM vaults WHERE account = ?1", params![account])
+                    .map_err(backend)?;
+                return Ok(VaultAttempt::NotFound);
+            }
+            let attempts_used = v.attempts_used + 1;
+            let deleted = attempts_used >= max_attempts;
+            if deleted {
+                c.execute("DELETE FROM vaults WHERE account = ?1", params![account])
+                    .map_err(backend)?;
+            } else {
+                c.execute(
+                    "UPDATE vaults SET attempts_used = ?2, updated_at = ?3 WHERE account = ?1",
+                    params![account, attempts_used, to_i64(now)],
+                )
+                .map_err(backend)?;
+            }
+            Ok(VaultAttempt::Counted {
+                share: v.share.clone(),
+                attempts_used,
+                deleted,
+            })
+        })
+    }
+
+    fn confirm_vault(
+        &self,
+        account: &AccountId,
+        vault_id: &[u8; VAULT_ID_LEN],
+        verifier: &[u8; VERIFIER_LEN],
+        now: u64,
+    ) -> Result<ConfirmOutcome, StoreError> {
+        let account = account.as_str().to_owned();
+        let vault_id = *vault_id;
+        let verifier = *verifier;
+        self.write(move |c| {
+            let Some(v) = read_vault(c, &account)?.filter(|v| v.vault_id == vault_id) else {
+                return Ok(ConfirmOutcome::NotFound);
+            };
+            if !ct_eq(&verifier, &v.success_verifier) {
+                return Ok(ConfirmOutcome::Mismatch);
+            }
+            c.execute(
+                "UPDATE vaults SET attempts_used = 0, updated_at = ?2 WHERE account = ?1",
+                params![account, to_i64(now)],
+            )
+            .map_err(backend)?;
+            Ok(ConfirmOutcome::Confirmed)
+        })
+    }
+
+    fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
+        let account = account.as_str().to_owned();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM vaults WHERE account = ?1", params![account])
+                .map_err(backend)?;
+            Ok(n > 0)
         })
     }
 
@@ -1140,6 +1439,84 @@ mod tests {
         );
         // Device ids keep counting after a reopen.
         assert_eq!(register(&s, &a, 3), 2);
+    }
+
+    #[test]
+    fn migrates_a_version_1_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "{SCHEMA_V1}
+                 INSERT INTO accounts (account, next_device_id) VALUES ('+15550000001', 2);
+                 INSERT INTO devices (account, device_id, identity, registered_at)
+                 VALUES ('+15550000001', 1, zeroblob(64), 1234);
+                 PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let version: i64 = s
+            .read(|c| {
+                c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(backend)
+            })
+            .unwrap();
+        assert_eq!(version, 2);
+        assert_eq!(
+            s.registration_lock(&acct(1)).unwrap(),
+            Some(crate::store::RegLockState {
+                verifier: None,
+                failures: 0,
+                last_seen: 1234
+            })
+        );
+        assert_eq!(s.vault(&acct(1)).unwrap(), None);
+        // The account keeps its devices and id counter.
+        assert_eq!(s.list_devices(&acct(1)).unwrap().len(), 1);
+        assert_eq!(register(&s, &acct(1), 3), 2);
+    }
+
+    #[test]
+    fn lock_and_vault_counts_survive_reopen() {
+        use crate::store::conformance::vault_row;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let a = acct(1);
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            register(&s, &a, 1);
+            s.set_registration_lock(&a, Some(&[1; 32]), 10).unwrap();
+            s.put_code(&a, &[7; 32], u64::MAX).unwrap();
+            let policy = RegLockPolicy {
+                presented: Some([2; 32]),
+                max_failures: 10,
+                lapse: u64::MAX / 4,
+            };
+            for _ in 0..3 {
+                let r = s
+                    .register_device(
+                        &a,
+                        &IdentityBytes {
+                            signing: [1; 32],
+                            dh: [2; 32],
+                        },
+                        &[7; 32],
+                        &policy,
+                        20,
+                    )
+                    .unwrap();
+                assert!(matches!(r, RegisterOutcome::Locked { .. }));
+            }
+            s.put_vault(&a, &vault_row(1), 10, 0).unwrap();
+            for _ in 0..4 {
+                s.begin_vault_evaluation(&a, &[1; 16], 10, 0).unwrap();
+            }
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.registration_lock(&a).unwrap().unwrap().failures, 3);
+        assert_eq!(s.vault(&a).unwrap().unwrap().attempts_used, 4);
     }
 
     #[test]
