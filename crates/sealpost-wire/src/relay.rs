@@ -448,9 +448,10 @@ impl core::fmt::Debug for Request {
                 .field("recipient", recipient)
                 .field("envelopes", envelopes)
                 .finish(),
-            Self::Ack { server_ids } => {
-                f.debug_struct("Ack").field("server_ids", server_ids).finish()
-            }
+            Self::Ack { server_ids } => f
+                .debug_struct("Ack")
+                .field("server_ids", server_ids)
+                .finish(),
             Self::SetRegistrationLock { token } => f
                 .debug_struct("SetRegistrationLock")
                 .field("token", &Redacted(token.len()))
@@ -1420,7 +1421,10 @@ mod tests {
                 },
                 vec![0xC1],
             ),
-            (Request::SetRegistrationLock { token: [0xC2; 32] }, vec![0xC2]),
+            (
+                Request::SetRegistrationLock { token: [0xC2; 32] },
+                vec![0xC2],
+            ),
             (
                 Request::VaultStore {
                     credential: cred(CredentialScope::Owner),

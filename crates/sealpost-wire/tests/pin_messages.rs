@@ -68,11 +68,18 @@ fn credential(key: &SigningKey, scope: CredentialScope) -> GuardianCredential {
         issuer,
         signature: key.sign(&signed).to_bytes(),
     };
-    assert_eq!(c.signed_bytes(), signed, "library signed bytes differ from the spec");
+    assert_eq!(
+        c.signed_bytes(),
+        signed,
+        "library signed bytes differ from the spec"
+    );
     c
 }
 
-fn requests(owner: &GuardianCredential, recovery: &GuardianCredential) -> Vec<(&'static str, Request)> {
+fn requests(
+    owner: &GuardianCredential,
+    recovery: &GuardianCredential,
+) -> Vec<(&'static str, Request)> {
     vec![
         (
             "Register (with reglock_token)",
@@ -146,7 +153,10 @@ fn requests(owner: &GuardianCredential, recovery: &GuardianCredential) -> Vec<(&
     ]
 }
 
-fn responses(owner: &GuardianCredential, recovery: &GuardianCredential) -> Vec<(&'static str, Response)> {
+fn responses(
+    owner: &GuardianCredential,
+    recovery: &GuardianCredential,
+) -> Vec<(&'static str, Response)> {
     let err = |code| Response::Error {
         code,
         retry_after: 0,
@@ -292,7 +302,11 @@ fn pin_message_vectors() {
     let rec_reqs = recorded["requests"].as_array().unwrap();
     assert_eq!(rec_reqs.len(), reqs.len(), "{FILE}: request count");
     for ((name, req), rec) in reqs.iter().zip(rec_reqs) {
-        assert_eq!(rec, &frame_json(name, &req.encode()), "{FILE}: request {name}");
+        assert_eq!(
+            rec,
+            &frame_json(name, &req.encode()),
+            "{FILE}: request {name}"
+        );
         let frame = hex::decode(rec["frame"].as_str().unwrap()).unwrap();
         assert_eq!(&Request::decode(body(&frame)).unwrap(), req, "{name}");
     }
@@ -300,7 +314,11 @@ fn pin_message_vectors() {
     let rec_resps = recorded["responses"].as_array().unwrap();
     assert_eq!(rec_resps.len(), resps.len(), "{FILE}: response count");
     for ((name, resp), rec) in resps.iter().zip(rec_resps) {
-        assert_eq!(rec, &frame_json(name, &resp.encode()), "{FILE}: response {name}");
+        assert_eq!(
+            rec,
+            &frame_json(name, &resp.encode()),
+            "{FILE}: response {name}"
+        );
         let frame = hex::decode(rec["frame"].as_str().unwrap()).unwrap();
         assert_eq!(&Response::decode(body(&frame)).unwrap(), resp, "{name}");
     }
