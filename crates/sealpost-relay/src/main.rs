@@ -43,13 +43,14 @@ async fn run(config: RelayConfig) -> anyhow::Result<()> {
     let relay = Relay::start(config).await.context("starting the relay")?;
     println!("sealpost-relay listening on {}", relay.local_addr());
     println!("data directory: {}", data_dir.display());
-    println!(
-        "certificate SHA-256 fingerprint: {}",
-        hex::encode(relay.cert_fingerprint())
-    );
+    // The fingerprint line stays last: scripts and tests stop reading stdout after it.
     println!(
         "guardian issuer key: {}",
         hex::encode(relay.issuer_public())
+    );
+    println!(
+        "certificate SHA-256 fingerprint: {}",
+        hex::encode(relay.cert_fingerprint())
     );
     wait_for_signal().await?;
     relay.shutdown().await;

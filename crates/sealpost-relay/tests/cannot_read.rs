@@ -1,7 +1,10 @@
 //! "It cannot read": real end-to-end sessions (sealpost-session) through a real relay; the
 //! plaintexts arrive decrypted at the other device, and no plaintext appears in the relay's
 //! TRACE-level logs or in any file of its data directory. Also no full phone number and no
-//! key in the logs. A separate test binary so that the global log capture sees only this.
+//! key in the logs. The two-step PIN flow at the relay (registration lock, a 1-of-1 vault,
+//! a locked registration, an evaluation and a confirmation) leaves no PIN, master secret or
+//! token in any file, and none of its values (also verifiers, shares, group elements) in the
+//! logs. A separate test binary so that the global log capture sees only this.
 #![cfg(feature = "server")]
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +16,11 @@
 mod common;
 
 use common::{Codes, Device, config};
+use sealpost_pin::normalize::normalize;
+use sealpost_pin::oprf::{EvaluatedElement, Proof};
+use sealpost_pin::stretch::Argon2Params;
+use sealpost_pin::threshold::GuardianResponse;
+use sealpost_pin::vault::{MasterSecret, Recovery, enroll};
 use sealpost_relay::Relay;
 use sealpost_session::{SessionConfig, SessionMessage, VerifiedBundle, initiate, respond};
 use sealpost_wire::relay::{Delivery, OutgoingEnvelope, Push, Request, Response};
@@ -159,6 +167,154 @@ async fn relay_never_sees_plaintext() {
     send(&alice, &bob, env.clone(), 200).await;
     canaries.push(text);
 
+    // Two-step PIN: registration lock and a 1-of-1 vault at this relay, a recovery and a
+    // confirmation. Allowed in the database: the reglock verifier, the share, the success
+    // verifier and the record. Never anywhere (database or logs): the PIN, the master secret,
+    // the reglock token, the success token; never in the logs: any of it.
+    let pin_text = "PINCANARY7391";
+    let pin = normalize(pin_text).unwrap();
+    let ms = MasterSecret::generate(&mut rng);
+    let token = *ms.reglock_token().as_bytes();
+    assert_eq!(
+        alice
+            .client
+            .request(&Request::SetRegistrationLock { token })
+            .await,
+        Response::RegistrationLockSet
+    );
+    let Response::Credential(owner) = alice.client.request(&Request::GetGuardianCredential).await
+    else {
+        panic!()
+    };
+    let en = enroll(
+        &pin,
+        alice.address.account.as_str(),
+        &ms,
+        1,
+        1,
+        &Argon2Params::testing(),
+        &mut rng,
+    )
+    .unwrap();
+    let g = &en.guardians[0];
+    let share = *g.share.to_bytes();
+    assert_eq!(
+        alice
+            .client
+            .request(&Request::VaultStore {
+                credential: owner.clone(),
+                share,
+                success_verifier: g.success_verifier,
+                record: en.record.encode(),
+            })
+            .await,
+        Response::VaultStored
+    );
+    // A locked registration attempt with a wrong token (logged as refused, token unseen).
+    let wrong_token = [0x3C; 32];
+    {
+        let phone = common::Client::for_relay(&relay).await;
+        phone
+            .request(&Request::RequestCode {
+                account: alice.address.account.clone(),
+            })
+            .await;
+        let id = sealpost_session::IdentityKeyPair::generate(&mut rng);
+        let identity = id.public().to_wire();
+        let signature = id
+            .sign(&sealpost_wire::relay::register_signed_bytes(
+                &phone.exporter,
+                &alice.address.account,
+                &identity,
+            ))
+            .to_bytes();
+        let r = phone
+            .request(&Request::Register {
+                account: alice.address.account.clone(),
+                code: codes.last(&alice.address.account),
+                identity,
+                signature,
+                reglock: Some(wrong_token),
+            })
+            .await;
+        assert!(matches!(r, Response::RegistrationLocked { .. }), "{r:?}");
+    }
+    let (rec, blinded) = Recovery::start(
+        &pin,
+        alice.address.account.as_str(),
+        en.record.clone(),
+        &mut rng,
+    )
+    .unwrap();
+    let vault_id = *en.record.vault_id();
+    let Response::VaultEvaluated {
+        index,
+        evaluated,
+        proof,
+        ..
+    } = alice
+        .client
+        .request(&Request::VaultEvaluate {
+            credential: owner.clone(),
+            vault_id,
+            blinded: blinded.to_bytes(),
+        })
+        .await
+    else {
+        panic!()
+    };
+    let recovered = rec
+        .finish(&[GuardianResponse {
+            index,
+            evaluated: EvaluatedElement::from_slice(&evaluated).unwrap(),
+            proof: Proof::from_slice(&proof).unwrap(),
+        }])
+        .unwrap();
+    let success = *recovered.token_for(1).unwrap().as_bytes();
+    assert!(matches!(
+        alice
+            .client
+            .request(&Request::VaultConfirm {
+                credential: owner,
+                vault_id,
+                token: success,
+            })
+            .await,
+        Response::VaultConfirmed { .. }
+    ));
+    let never_stored: Vec<(&str, Vec<u8>)> = vec![
+        ("PIN", pin_text.as_bytes().to_vec()),
+        ("master secret", ms.to_bytes().to_vec()),
+        ("reglock token", token.to_vec()),
+        ("wrong reglock token", wrong_token.to_vec()),
+        ("success token", success.to_vec()),
+    ];
+    let verifier = ms.reglock_token().verifier();
+    let mut never_logged = never_stored.clone();
+    never_logged.extend([
+        ("reglock verifier", verifier.to_vec()),
+        ("share", share.to_vec()),
+        ("share scalar", share[1..].to_vec()),
+        ("success verifier", g.success_verifier.to_vec()),
+        ("blinded element", blinded.to_bytes().to_vec()),
+        ("evaluated element", evaluated.to_vec()),
+        ("proof", proof.to_vec()),
+    ]);
+    let pin_files = |when: &str| {
+        let all = files(dir.path());
+        // Sanity: the verifier the relay is allowed to keep is there.
+        assert!(
+            all.iter().any(|(_, b)| contains(b, &verifier)),
+            "{when}: reglock verifier should be stored"
+        );
+        for (path, bytes) in &all {
+            for (what, secret) in &never_stored {
+                assert!(!contains(bytes, secret), "{when}: {what} found in {path}");
+            }
+        }
+    };
+    pin_files("running");
+
     let check_files = |when: &str| {
         let all = files(dir.path());
         assert!(all.iter().any(|(p, _)| p.ends_with("relay.db")));
@@ -180,6 +336,7 @@ async fn relay_never_sees_plaintext() {
     check_files("running");
     relay.shutdown().await;
     check_files("after shutdown");
+    pin_files("after shutdown");
 
     let logs = logs.0.lock().unwrap().clone();
     assert!(
@@ -206,5 +363,25 @@ async fn relay_never_sees_plaintext() {
     }
     for n in needles {
         assert!(!contains(&logs, n.as_bytes()), "{n} in the logs");
+    }
+    assert!(
+        contains(&logs, b"registration refused: registration lock"),
+        "the PIN flow was logged"
+    );
+    for (what, secret) in &never_logged {
+        assert!(!contains(&logs, secret), "{what} (raw) in the logs");
+        assert!(
+            !contains(&logs, hex::encode(secret).as_bytes()),
+            "{what} (hex) in the logs"
+        );
+        assert!(
+            !contains(&logs, hex::encode_upper(secret).as_bytes()),
+            "{what} (HEX) in the logs"
+        );
+        let dbg = format!("{:?}", &secret[..8]);
+        assert!(
+            !contains(&logs, dbg.trim_matches(['[', ']']).as_bytes()),
+            "{what} (Debug) in the logs"
+        );
     }
 }
