@@ -11,8 +11,13 @@ use crate::{
     oprf::{BlindedElement, EvaluatedElement, OprfKey, OprfPublicKey, Proof, verify_proof},
 };
 use core::fmt;
-use curve25519_dalek::{ristretto::RistrettoPoint, scalar::Scalar, traits::Identity};
+use curve25519_dalek::{
+    ristretto::RistrettoPoint,
+    scalar::Scalar,
+    traits::{Identity, VartimeMultiscalarMul},
+};
 use sealpost_crypto::CryptoRng;
+use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Encoded length of a key share: `index || scalar`.
@@ -178,6 +183,72 @@ pub fn lagrange_at_zero(indices: &[u8]) -> Result<Vec<Scalar>, PinError> {
     lagrange_at(Scalar::ZERO, indices)
 }
 
+/// Label of the challenge in [`commitments_consistent`].
+const CONSISTENCY_LABEL: &[u8] = b"Sealpost_GuardianSet_Consistency_v1";
+
+/// Whether the `n` commitments `K_j = P(x_j)·G` (distinct non-zero indices `x_j`) lie on one
+/// polynomial `P` of degree `< t`.
+///
+/// They do iff the vector `(K_j)` is in the Reed–Solomon code of dimension `t` at the points
+/// `x_j`, i.e. orthogonal to its dual, which is spanned by `(v_j·x_j^m)_j` for
+/// `m = 0..n−t` with `v_j = 1/Π_{k≠j}(x_j − x_k)` (the `(n−1)`-th divided difference of a
+/// polynomial of degree `≤ n − 2` is zero). Instead of checking the `n − t` rows one by one,
+/// check their combination with the powers of a challenge `ρ`:
+/// `Σ_j v_j·(Σ_{m<n−t} (ρ·x_j)^m)·K_j = identity`. For commitments off every such polynomial
+/// the left side is a non-zero polynomial in `ρ` of degree `< n − t` (with group-element
+/// coefficients, in a prime-order group), so it vanishes for fewer than 255 values of `ρ`.
+/// `ρ` is a hash of the threshold and all commitments, so whoever builds the commitments
+/// cannot pick it (random-oracle argument; each attempt passes with probability
+/// `< 2^-244`). Cost: `O(n²)` scalar operations and one variable-time multi-scalar
+/// multiplication (the inputs are public).
+fn commitments_consistent(threshold: usize, commitments: &[ShareCommitment]) -> bool {
+    let n = commitments.len();
+    let Some(rows) = n.checked_sub(threshold).filter(|r| *r > 0) else {
+        return true; // n ≤ t: any t points lie on a polynomial of degree < t
+    };
+    let mut h = Sha512::new();
+    h.update(CONSISTENCY_LABEL);
+    h.update([byte(threshold), byte(n)]);
+    for c in commitments {
+        h.update([c.index]);
+        h.update(c.public_key.to_bytes());
+    }
+    let rho = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+    let xs: Vec<Scalar> = commitments.iter().map(|c| Scalar::from(c.index)).collect();
+    // Distinct indices below ℓ: every product is non-zero, so the inverse is defined.
+    let v: Vec<Scalar> = xs
+        .iter()
+        .enumerate()
+        .map(|(j, xj)| {
+            xs.iter()
+                .enumerate()
+                .filter(|(k, _)| *k != j)
+                .fold(Scalar::ONE, |acc, (_, xk)| acc * (xj - xk))
+                .invert()
+        })
+        .collect();
+    let coeffs: Vec<Scalar> = xs
+        .iter()
+        .zip(&v)
+        .map(|(xj, vj)| {
+            let y = rho * xj;
+            // Σ_{m<rows} y^m by Horner.
+            let g = (0..rows).fold(Scalar::ZERO, |acc, _| acc * y + Scalar::ONE);
+            vj * g
+        })
+        .collect();
+    let sum = RistrettoPoint::vartime_multiscalar_mul(
+        &coeffs,
+        commitments.iter().map(|c| *c.public_key.point()),
+    );
+    sum == RistrettoPoint::identity()
+}
+
+/// A count known to be at most [`MAX_SHARES`] as a byte.
+fn byte(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
 /// Splits `key` into `n` shares with threshold `t` (`1 ≤ t ≤ n ≤ 255`).
 pub fn split<R: CryptoRng + ?Sized>(
     key: &OprfKey,
@@ -215,26 +286,24 @@ impl GuardianSet {
     /// Builds a set from published commitments and checks that they lie on one polynomial
     /// of degree `threshold - 1` (Feldman-style consistency, so a client cannot be handed
     /// commitments under which different guardian subsets give different outputs).
+    ///
+    /// The check is one multi-scalar multiplication over all `n` commitments (see
+    /// [`commitments_consistent`]), so a 255-guardian record costs milliseconds, not the
+    /// `(n − t)·t` point multiplications of interpolating every extra commitment.
     pub fn new(threshold: usize, commitments: Vec<ShareCommitment>) -> Result<Self, PinError> {
         check_params(threshold, commitments.len())?;
         let indices: Vec<u8> = commitments.iter().map(|c| c.index).collect();
         check_indices(&indices)?;
-        let (base, rest) = commitments.split_at(threshold);
-        let base_idx: Vec<u8> = base.iter().map(|c| c.index).collect();
-        let interpolate = |x: Scalar| -> Result<RistrettoPoint, PinError> {
-            let l = lagrange_at(x, &base_idx)?;
-            Ok(l.iter()
-                .zip(base)
-                .fold(RistrettoPoint::identity(), |acc, (l, c)| {
-                    acc + l * c.public_key.point()
-                }))
-        };
-        for c in rest {
-            if interpolate(Scalar::from(c.index))? != *c.public_key.point() {
-                return Err(PinError::InconsistentCommitments(threshold));
-            }
+        if !commitments_consistent(threshold, &commitments) {
+            return Err(PinError::InconsistentCommitments(threshold));
         }
-        let k = interpolate(Scalar::ZERO)?;
+        let base = commitments.get(..threshold).unwrap_or(&commitments);
+        let base_idx: Vec<u8> = base.iter().map(|c| c.index).collect();
+        let lambdas = lagrange_at(Scalar::ZERO, &base_idx)?;
+        let k = RistrettoPoint::vartime_multiscalar_mul(
+            &lambdas,
+            base.iter().map(|c| *c.public_key.point()),
+        );
         let public_key = OprfPublicKey::from_point(k);
         if public_key.point() == &RistrettoPoint::identity() {
             return Err(PinError::InvalidElement);
@@ -466,6 +535,61 @@ mod tests {
         let (s, set) = split(&key, 1, 1, &mut rng).unwrap();
         assert_eq!(s[0].key().to_bytes(), key.to_bytes());
         assert_eq!(set.public_key(), &key.public_key());
+    }
+
+    /// The exact check: interpolate the first `t` commitments at every other index.
+    fn consistent_by_interpolation(t: usize, c: &[ShareCommitment]) -> bool {
+        let (base, rest) = c.split_at(t);
+        let idx: Vec<u8> = base.iter().map(|c| c.index).collect();
+        rest.iter().all(|r| {
+            let l = lagrange_at(Scalar::from(r.index), &idx).unwrap();
+            let p = l
+                .iter()
+                .zip(base)
+                .fold(RistrettoPoint::identity(), |acc, (l, c)| {
+                    acc + l * c.public_key.point()
+                });
+            p == *r.public_key.point()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The fast check agrees with interpolation on consistent sets, on sets with one
+        /// commitment replaced, and on sets whose threshold is understated by one.
+        #[test]
+        fn fast_consistency_check_matches_interpolation(
+            n in 2usize..=9,
+            t_seed in 0usize..9,
+            victim in 0usize..9,
+            seed in any::<u64>(),
+        ) {
+            use rand::SeedableRng;
+            let t = 1 + t_seed % n;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let key = OprfKey::generate(&mut rng);
+            let (shares, _) = split(&key, t, n, &mut rng).unwrap();
+            let good: Vec<ShareCommitment> = shares.iter().map(KeyShare::commitment).collect();
+            prop_assert!(commitments_consistent(t, &good));
+            prop_assert!(consistent_by_interpolation(t, &good));
+            let mut bad = good.clone();
+            bad[victim % n].public_key = OprfKey::generate(&mut rng).public_key();
+            prop_assert_eq!(
+                commitments_consistent(t, &bad),
+                consistent_by_interpolation(t, &bad)
+            );
+            if t > 1 {
+                prop_assert_eq!(
+                    commitments_consistent(t - 1, &good),
+                    consistent_by_interpolation(t - 1, &good)
+                );
+                prop_assert!(!commitments_consistent(t - 1, &good));
+            }
+            if t < n {
+                prop_assert!(!commitments_consistent(t, &bad));
+            }
+        }
     }
 
     #[test]

@@ -562,3 +562,42 @@ proptest! {
         }
     }
 }
+
+/// 255 guardians at several thresholds: consistent commitments decode, one replaced
+/// commitment is refused. (The consistency check is one multi-scalar multiplication, so this
+/// stays fast; the time is printed, not asserted.)
+#[test]
+fn large_guardian_sets_are_checked() {
+    use sealpost_pin::threshold::split;
+    let mut rng = rng();
+    for t in [1usize, 2, 128, 254, 255] {
+        let key = OprfKey::generate(&mut rng);
+        let (shares, _) = split(&key, t, 255, &mut rng).unwrap();
+        let mut b = vec![1u8];
+        b.extend([0u8; 16]);
+        for x in [256u32, 2, 1] {
+            b.extend(x.to_be_bytes());
+        }
+        b.extend([0u8; 16]);
+        b.push(t as u8);
+        b.push(255);
+        for s in &shares {
+            b.push(s.index());
+            b.extend(s.key().public_key().to_bytes());
+        }
+        b.extend([0u8; 48]);
+        let start = std::time::Instant::now();
+        let r = VaultRecord::decode(&b).unwrap();
+        eprintln!("t={t} n=255: decode {:?}", start.elapsed());
+        assert_eq!(r.guardians().public_key(), &key.public_key());
+        let victim = 47 + 33 * 200 + 1;
+        b[victim..victim + 32]
+            .copy_from_slice(&OprfKey::generate(&mut rng).public_key().to_bytes());
+        let got = VaultRecord::decode(&b);
+        if t == 255 {
+            assert!(got.is_ok());
+        } else {
+            assert_eq!(got.unwrap_err(), PinError::InconsistentCommitments(t));
+        }
+    }
+}
