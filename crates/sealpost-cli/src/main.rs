@@ -7,6 +7,7 @@
 //! sealpost chat +15557654321
 //! sealpost safety-number +15557654321
 //! sealpost devices
+//! sealpost pin set
 //! ```
 //!
 //! Everything lives in one data directory (`--data-dir`, `$SEALPOST_HOME`, default
@@ -89,6 +90,9 @@ enum Command {
         /// The account; default our own.
         account: Option<String>,
     },
+    /// Two-step verification PIN: set, change, disable, check, status.
+    #[command(subcommand)]
+    Pin(commands::PinCommand),
 }
 
 fn init_logs(verbose: u8) {
@@ -127,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             invert,
         } => commands::safety_number(&ctx, &account, device, invert).await,
         Command::Devices { account } => commands::devices(&ctx, account.as_deref()).await,
+        Command::Pin(command) => commands::pin(&ctx, command).await,
     }
 }
 

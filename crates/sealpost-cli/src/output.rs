@@ -202,8 +202,34 @@ pub fn qr_code(payload: &[u8], invert: bool) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// A duration in words: "6 days 23 hours", "5 minutes".
+pub fn duration_words(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
+    let unit = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match (days, hours) {
+        (0, 0) => unit(minutes.max(1), "minute"),
+        (0, h) => format!("{} {}", unit(h, "hour"), unit(minutes, "minute")),
+        (d, h) => format!("{} {}", unit(d, "day"), unit(h, "hour")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_in_words() {
+        use std::time::Duration;
+        assert_eq!(
+            super::duration_words(Duration::from_secs(604_800)),
+            "7 days 0 hours"
+        );
+        assert_eq!(
+            super::duration_words(Duration::from_secs(3_660)),
+            "1 hour 1 minute"
+        );
+        assert_eq!(super::duration_words(Duration::from_secs(5)), "1 minute");
+    }
+
     use super::*;
 
     #[test]

@@ -4,7 +4,9 @@
 
 use crate::progress::Step;
 use anyhow::{Context as _, anyhow, bail};
-use sealpost_client::{AccountId, Backoff, ClientConfig, Store, StoreError, StoreSecret};
+use sealpost_client::{
+    AccountId, Backoff, ClientConfig, Guardian, Guardians, Store, StoreError, StoreSecret,
+};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const STORE_FILE: &str = "store.db";
 /// Environment variable holding the store passphrase.
 pub const PASSPHRASE_ENV: &str = "SEALPOST_PASSPHRASE";
+/// Environment variable holding the two-step verification PIN (scripts and tests).
+pub const PIN_ENV: &str = "SEALPOST_PIN";
 /// Longest single request the CLI lets the SDK wait for.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,6 +37,13 @@ pub struct Settings {
     /// Our device id, once registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<u32>,
+    /// Guardians of the PIN vault, `host:port=fingerprint`, in index order; empty: the
+    /// relay alone (1-of-1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardians: Vec<String>,
+    /// How many guardians recover the vault (default: a majority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian_threshold: Option<u8>,
 }
 
 impl Settings {
@@ -49,7 +60,25 @@ impl Settings {
             .with_context(|| format!("cannot resolve the relay address {:?}", self.relay))?
             .next()
             .ok_or_else(|| anyhow!("the relay address {:?} resolves to nothing", self.relay))?;
-        Ok(ClientConfig::new(addr, fingerprint)
+        let mut config = ClientConfig::new(addr, fingerprint);
+        if !self.guardians.is_empty() {
+            let mut list = Vec::with_capacity(self.guardians.len());
+            for g in &self.guardians {
+                let (addr, fp) = g
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("guardian {g:?}: expected HOST:PORT=FINGERPRINT"))?;
+                let sock = tokio::net::lookup_host(addr)
+                    .await
+                    .with_context(|| format!("cannot resolve the guardian address {addr:?}"))?
+                    .next()
+                    .ok_or_else(|| anyhow!("the guardian address {addr:?} resolves to nothing"))?;
+                list.push(Guardian::new(sock, parse_fingerprint(fp)?));
+            }
+            let n = u8::try_from(list.len()).map_err(|_| anyhow!("at most 255 guardians"))?;
+            let t = self.guardian_threshold.unwrap_or(n / 2 + 1);
+            config = config.with_guardians(Guardians::new(list, t)?);
+        }
+        Ok(config
             .with_request_timeout(timeout.min(MAX_REQUEST_TIMEOUT))
             // A short-lived program: retry quickly rather than wait up to a minute.
             .with_reconnect(Backoff {
@@ -212,6 +241,32 @@ impl DataDir {
     }
 }
 
+/// The two-step verification PIN: `SEALPOST_PIN`, or asked on the terminal without echo
+/// (twice when `confirm`).
+pub fn read_pin(prompt: &str, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(p) = std::env::var_os(PIN_ENV) {
+        return p
+            .into_string()
+            .map(Zeroizing::new)
+            .map_err(|_| anyhow!("{PIN_ENV} is not valid UTF-8"));
+    }
+    let term = console::Term::stderr();
+    if !term.is_term() || !std::io::stdin().is_terminal() {
+        bail!("no PIN: set {PIN_ENV} or run sealpost in a terminal");
+    }
+    let ask = |prompt: &str| -> anyhow::Result<Zeroizing<String>> {
+        eprint!("{prompt}");
+        term.read_secure_line()
+            .map(Zeroizing::new)
+            .context("reading the PIN")
+    };
+    let p = ask(prompt)?;
+    if confirm && *ask("Repeat the PIN: ")? != *p {
+        bail!("the PINs differ");
+    }
+    Ok(p)
+}
+
 /// The store passphrase: `SEALPOST_PASSPHRASE`, or asked on the terminal without echo
 /// (twice for a new store).
 fn passphrase(new_store: bool) -> anyhow::Result<Zeroizing<String>> {
@@ -286,6 +341,8 @@ mod tests {
             fingerprint: "ab".repeat(32),
             account: "+15551234567".into(),
             device: Some(1),
+            guardians: vec![format!("127.0.0.1:4434={}", "cd".repeat(32))],
+            guardian_threshold: Some(1),
         };
         d.save(&s).ok();
         assert_eq!(d.try_load().ok(), Some(Some(s)));

@@ -6,8 +6,12 @@ use crate::content::{MAX_BODY_LEN, MessageBody, MessageId};
 use crate::engine::{Engine, Processed};
 use crate::error::ClientError;
 use crate::event::ClientEvent;
-use crate::store::{AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, Store};
+use crate::pin::{PinCheck, PinStatus};
+use crate::store::{AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store};
 use crate::transport::{Connection, PreKeyCounts, Transport};
+use sealpost_pin::normalize::NormalizedPin;
+use sealpost_pin::reminder::{LocalVerifier, ReminderState};
+use sealpost_pin::vault::MasterSecret;
 use sealpost_session::{IdentityKey, IdentityKeyPair, SafetyNumber};
 use sealpost_wire::relay::{ErrorCode, Push};
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
@@ -34,14 +38,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The receiving end of a client's events.
 pub type EventReceiver = mpsc::Receiver<ClientEvent>;
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Runs store and crypto work on a blocking thread.
-async fn blocking<T, F>(f: F) -> Result<T, ClientError>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ClientError>
 where
     F: FnOnce() -> Result<T, ClientError> + Send + 'static,
     T: Send + 'static,
@@ -97,6 +101,18 @@ impl Shared {
 
     fn connection(&self) -> Result<Connection, ClientError> {
         self.conn.borrow().clone().ok_or(ClientError::Offline)
+    }
+
+    /// The connection, waiting up to the request timeout for one (right after `register` or
+    /// `open` the client may still be connecting).
+    async fn wait_connection(&self) -> Result<Connection, ClientError> {
+        let mut rx = self.conn.subscribe();
+        let waited =
+            tokio::time::timeout(self.config.request_timeout, rx.wait_for(|c| c.is_some())).await;
+        match waited {
+            Ok(Ok(c)) => c.clone().ok_or(ClientError::Offline),
+            _ => Err(ClientError::Offline),
+        }
     }
 
     fn is_shutting_down(&self) -> bool {
@@ -167,6 +183,38 @@ impl Client {
         account: AccountId,
         code: &str,
     ) -> Result<(Client, EventReceiver), ClientError> {
+        Self::register_inner(store, config, account, code, None).await
+    }
+
+    /// Registration step 2 for an account that may have a registration lock (spec/pin.md
+    /// section 10): registers like [`Client::register`]; if the relay refuses with the
+    /// lock, recovers the master secret with `pin` through the configured guardians (each
+    /// wrong PIN uses one of the guardians' attempts), registers with the
+    /// registration-lock token, and enrols a fresh vault under the same PIN, which restores
+    /// every guardian's attempt count and keeps the lock on.
+    ///
+    /// Errors: [`ClientError::WrongPin`] (with the attempts left),
+    /// [`ClientError::VaultUnavailable`] (the vault is gone or too few guardians answer:
+    /// wait until the lock lapses), [`ClientError::RegistrationLocked`] (the relay's own
+    /// attempt limit for tokens is exhausted).
+    pub async fn register_with_pin(
+        store: Store,
+        config: ClientConfig,
+        account: AccountId,
+        code: &str,
+        pin: &str,
+    ) -> Result<(Client, EventReceiver), ClientError> {
+        let pin = crate::pin::normalized(pin)?;
+        Self::register_inner(store, config, account, code, Some(pin)).await
+    }
+
+    async fn register_inner(
+        store: Store,
+        config: ClientConfig,
+        account: AccountId,
+        code: &str,
+        pin: Option<NormalizedPin>,
+    ) -> Result<(Client, EventReceiver), ClientError> {
         let code = parse_code(code)?;
         let s = store.clone();
         let acct = account.clone();
@@ -189,7 +237,28 @@ impl Client {
         .await?;
         let transport = Transport::new(&config)?;
         let conn = transport.connect().await?;
-        let device_id = conn.register(&account, code, &record.identity).await?;
+        let mut recovered = None;
+        let device_id = match conn.register(&account, code, &record.identity, None).await {
+            Ok(id) => id,
+            Err(ClientError::RegistrationLocked(lock)) => {
+                let Some(pin) = &pin else {
+                    return Err(ClientError::RegistrationLocked(lock));
+                };
+                tracing::info!(
+                    lapses_in_s = lock.lapses_in.as_secs(),
+                    "registration lock: recovering the master secret through the guardians"
+                );
+                let (master, reenrol) =
+                    crate::pin::recover(&config, &account, &lock.credential, pin).await?;
+                let token = master.reglock_token();
+                let id = conn
+                    .register(&account, code, &record.identity, Some(*token.as_bytes()))
+                    .await?;
+                recovered = Some((master, pin.clone(), reenrol));
+                id
+            }
+            Err(e) => return Err(e),
+        };
         let record = AccountRecord {
             device: Some(DeviceId(device_id)),
             registered_at: now_ms(),
@@ -212,6 +281,18 @@ impl Client {
         let shared = client.shared.clone();
         shared.set_prekey_counts((one_time, kem));
         maintain_prekeys(&shared, &conn).await?;
+        if let Some((master, pin, reenrol)) = recovered {
+            if reenrol {
+                // The recovery used a guardian's last attempt: a fresh vault. Best effort: the
+                // device is registered and the lock is on either way; `set_pin` retries.
+                if let Err(e) = client.enrol_pin(&conn, &pin, master.clone()).await {
+                    tracing::warn!(error = %e, "could not enrol a fresh PIN vault; run set_pin again");
+                    client.save_pin(&pin, master).await?;
+                }
+            } else {
+                client.save_pin(&pin, master).await?;
+            }
+        }
         client.spawn_tasks(Some(conn));
         Ok((client, events))
     }
@@ -400,6 +481,145 @@ impl Client {
                 .collect()
         })
         .await
+    }
+
+    /// Sets the two-step verification PIN, or changes it (spec/pin.md section 11): enrols a
+    /// vault holding the master secret at every configured guardian, turns the
+    /// registration lock on at the relay, and stores the master secret and a local
+    /// verifier for reminders. Changing keeps the master secret (and the lock's token).
+    /// Needs a connection (waits up to the request timeout for one); all guardians must be
+    /// reachable.
+    pub async fn set_pin(&self, pin: &str) -> Result<(), ClientError> {
+        let pin = crate::pin::normalized(pin)?;
+        let conn = self.shared.wait_connection().await?;
+        let store = self.shared.engine.store.clone();
+        let master = blocking(move || Ok(store.pin()?.map(|p| p.master)))
+            .await?
+            .unwrap_or_else(|| MasterSecret::generate(&mut rand::rng()));
+        self.enrol_pin(&conn, &pin, master).await
+    }
+
+    async fn enrol_pin(
+        &self,
+        conn: &Connection,
+        pin: &NormalizedPin,
+        master: MasterSecret,
+    ) -> Result<(), ClientError> {
+        let shared = &self.shared;
+        crate::pin::enrol(
+            conn,
+            &shared.config,
+            &shared.engine.address.account,
+            pin,
+            &master,
+        )
+        .await?;
+        self.save_pin(pin, master).await?;
+        tracing::info!("PIN set; registration lock on");
+        Ok(())
+    }
+
+    /// Stores the master secret and a new local verifier of `pin`.
+    async fn save_pin(&self, pin: &NormalizedPin, master: MasterSecret) -> Result<(), ClientError> {
+        let store = self.shared.engine.store.clone();
+        let params = self.shared.config.pin_params;
+        let pin = pin.clone();
+        blocking(move || {
+            let verifier =
+                LocalVerifier::create(&pin, &params, &mut rand::rng()).map_err(ClientError::Pin)?;
+            let reminder = ReminderState::new(crate::client::now_ms() / 1000);
+            let mut batch = Batch::new();
+            store.put_pin(
+                &mut batch,
+                &PinRecord {
+                    master,
+                    verifier: verifier.to_bytes(),
+                    reminder: reminder.encode().to_vec(),
+                },
+            );
+            Ok(store.commit(batch)?)
+        })
+        .await
+    }
+
+    /// Turns two-step verification off: clears the registration lock, deletes the vault at
+    /// every guardian and forgets the master secret and the local verifier.
+    pub async fn disable_pin(&self) -> Result<(), ClientError> {
+        let conn = self.shared.wait_connection().await?;
+        crate::pin::disable(&conn, &self.shared.config).await?;
+        let store = self.shared.engine.store.clone();
+        blocking(move || {
+            let mut batch = Batch::new();
+            store.delete_pin(&mut batch);
+            Ok(store.commit(batch)?)
+        })
+        .await?;
+        tracing::info!("PIN disabled; registration lock off");
+        Ok(())
+    }
+
+    /// Whether a PIN is set and whether a reminder is due.
+    pub async fn pin_status(&self) -> Result<PinStatus, ClientError> {
+        let store = self.shared.engine.store.clone();
+        blocking(move || {
+            Ok(match store.pin()? {
+                None => PinStatus {
+                    enabled: false,
+                    reminder_due: false,
+                },
+                Some(p) => PinStatus {
+                    enabled: true,
+                    reminder_due: ReminderState::decode(&p.reminder)
+                        .map_err(ClientError::Pin)?
+                        .reminder_due(now_ms() / 1000),
+                },
+            })
+        })
+        .await
+    }
+
+    /// Checks `pin` against the local verifier for a "do you still remember your PIN"
+    /// reminder. Local only (no guardian attempt is used); rate-limited after repeated
+    /// wrong answers, and the limit survives restarts (spec/pin.md section 11).
+    pub async fn check_pin(&self, pin: &str) -> Result<PinCheck, ClientError> {
+        let store = self.shared.engine.store.clone();
+        let pin = pin.to_owned();
+        blocking(move || {
+            let mut record = store.pin()?.ok_or(ClientError::PinNotSet)?;
+            let now = now_ms() / 1000;
+            let mut state = ReminderState::decode(&record.reminder).map_err(ClientError::Pin)?;
+            if !state.can_check(now) {
+                return Ok(PinCheck::RateLimited {
+                    retry_in: Duration::from_secs(state.locked_until().saturating_sub(now)),
+                });
+            }
+            let ok = match sealpost_pin::normalize::normalize(&pin) {
+                Ok(p) => LocalVerifier::from_bytes(&record.verifier)
+                    .and_then(|v| v.verify(&p))
+                    .map_err(ClientError::Pin)?,
+                Err(_) => false,
+            };
+            state.record_result(ok, now);
+            record.reminder = state.encode().to_vec();
+            let mut batch = Batch::new();
+            store.put_pin(&mut batch, &record);
+            store.commit(batch)?;
+            Ok(if ok {
+                PinCheck::Correct
+            } else {
+                PinCheck::Wrong
+            })
+        })
+        .await
+    }
+
+    /// The key for encrypted backups derived from the master secret (spec/pin.md section
+    /// 6.1), if a PIN is set. It is recovered with the PIN on a new device.
+    pub async fn backup_key(
+        &self,
+    ) -> Result<Option<sealpost_crypto::Zeroizing<[u8; 32]>>, ClientError> {
+        let store = self.shared.engine.store.clone();
+        blocking(move || Ok(store.pin()?.map(|p| p.master.backup_key()))).await
     }
 
     /// The newest `limit` messages exchanged with `account`, oldest first.

@@ -1,5 +1,7 @@
 //! Client configuration.
 
+use crate::error::ClientError;
+use sealpost_pin::stretch::Argon2Params;
 use sealpost_session::SessionConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,6 +86,78 @@ pub struct ClientConfig {
     pub event_capacity: usize,
     /// Limits of new sessions.
     pub session: SessionConfig,
+    /// The guardians that keep the PIN vault (spec/pin.md section 13). Default: the relay
+    /// alone, 1-of-1.
+    pub guardians: Guardians,
+    /// Argon2id parameters for new PIN vaults and the local PIN verifier. Default
+    /// [`Argon2Params::PRODUCTION`] (16 MiB, 32 passes); tests lower them.
+    pub pin_params: Argon2Params,
+}
+
+/// One guardian of the PIN vault: a relay with its guardian role enabled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guardian {
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// SHA-256 of its certificate (pinned like the relay's).
+    pub fingerprint: [u8; 32],
+    /// TLS server name sent in the handshake (not verified; the pin decides).
+    pub server_name: String,
+}
+
+impl Guardian {
+    /// A guardian at `addr` whose certificate has SHA-256 `fingerprint`.
+    pub fn new(addr: SocketAddr, fingerprint: [u8; 32]) -> Self {
+        Self {
+            addr,
+            fingerprint,
+            server_name: "sealpost-relay".into(),
+        }
+    }
+}
+
+/// The guardians of a PIN vault and the threshold `t`: any `t` of them recover the vault,
+/// fewer learn nothing (spec/pin.md sections 4 and 5). Guardian `i` (1-based) of a vault is
+/// the `i`-th of this list, so keep the order when the list is configured on a new device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guardians {
+    list: Vec<Guardian>,
+    threshold: u8,
+}
+
+impl Guardians {
+    /// `threshold`-of-`list.len()` guardians; `1 ≤ threshold ≤ len ≤ 255`.
+    pub fn new(list: Vec<Guardian>, threshold: u8) -> Result<Self, ClientError> {
+        if list.is_empty()
+            || list.len() > 255
+            || threshold == 0
+            || usize::from(threshold) > list.len()
+        {
+            return Err(ClientError::InvalidGuardians(format!(
+                "need 1 <= threshold ({threshold}) <= guardians ({}) <= 255",
+                list.len()
+            )));
+        }
+        Ok(Self { list, threshold })
+    }
+
+    /// The relay alone (1-of-1): the weaker single-operator setup of spec/pin.md section 13.
+    pub fn single(relay: Guardian) -> Self {
+        Self {
+            list: vec![relay],
+            threshold: 1,
+        }
+    }
+
+    /// The guardians, in index order (index = position + 1).
+    pub fn list(&self) -> &[Guardian] {
+        &self.list
+    }
+
+    /// The threshold `t`.
+    pub fn threshold(&self) -> u8 {
+        self.threshold
+    }
 }
 
 impl ClientConfig {
@@ -98,7 +172,22 @@ impl ClientConfig {
             reconnect: Backoff::default(),
             event_capacity: 1024,
             session: SessionConfig::default(),
+            guardians: Guardians::single(Guardian::new(relay_addr, relay_fingerprint)),
+            pin_params: Argon2Params::PRODUCTION,
         }
+    }
+
+    /// Sets the guardians of the PIN vault.
+    pub fn with_guardians(mut self, guardians: Guardians) -> Self {
+        self.guardians = guardians;
+        self
+    }
+
+    /// Sets the Argon2id parameters of new PIN vaults and of the local verifier (lower them
+    /// only in tests).
+    pub fn with_pin_params(mut self, params: Argon2Params) -> Self {
+        self.pin_params = params;
+        self
     }
 
     /// Sets the reconnection backoff.

@@ -124,6 +124,36 @@ pub enum ClientError {
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The account has a registration lock: registering needs the PIN (use
+    /// [`crate::Client::register_with_pin`]) or waiting until the lock lapses.
+    #[error(
+        "the account has a registration lock: PIN required, {} attempts left, lapses in {} s",
+        .0.attempts_remaining,
+        .0.lapses_in.as_secs()
+    )]
+    RegistrationLocked(Box<crate::pin::RegistrationLock>),
+    /// The PIN does not normalise to a valid PIN (too short, too long, control characters).
+    #[error("invalid PIN: {0}")]
+    InvalidPin(sealpost_pin::PinError),
+    /// The PIN is wrong. Every wrong PIN counts at the guardians; at zero the vault is gone.
+    #[error("wrong PIN: {attempts_remaining} attempts left")]
+    WrongPin {
+        /// Attempts left at the guardian closest to its limit.
+        attempts_remaining: u16,
+    },
+    /// The PIN vault cannot be recovered: fewer than the threshold of guardians hold it
+    /// (deleted at the attempt limit, never stored, or unreachable).
+    #[error("PIN vault unavailable: {0}")]
+    VaultUnavailable(String),
+    /// No PIN is set on this device.
+    #[error("no PIN is set")]
+    PinNotSet,
+    /// The guardian configuration is invalid.
+    #[error("invalid guardian configuration: {0}")]
+    InvalidGuardians(String),
+    /// A PIN computation failed.
+    #[error("PIN protocol: {0}")]
+    Pin(sealpost_pin::PinError),
 }
 
 impl ClientError {

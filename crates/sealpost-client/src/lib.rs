@@ -93,12 +93,13 @@ mod content;
 mod engine;
 mod error;
 mod event;
+mod pin;
 pub mod store;
 pub mod tls;
 mod transport;
 
 pub use client::{Client, Device, EventReceiver};
-pub use config::{Backoff, ClientConfig};
+pub use config::{Backoff, ClientConfig, Guardian, Guardians};
 pub use content::{
     CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,
     MessageId,
@@ -109,6 +110,8 @@ pub use engine::{
 };
 pub use error::{ClientError, StoreError};
 pub use event::ClientEvent;
+pub use pin::{PinCheck, PinStatus, RegistrationLock};
+pub use sealpost_pin::stretch::Argon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::relay::ErrorCode;
 pub use sealpost_wire::{AccountId, DeviceAddress, DeviceId};

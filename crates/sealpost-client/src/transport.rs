@@ -39,8 +39,24 @@ impl Transport {
     /// Binds a client endpoint on the unspecified address of the relay's family, port 0.
     /// Must run inside a tokio runtime.
     pub(crate) fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        let tls = client_tls_config(config.relay_fingerprint)
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        Self::to_peer(
+            config.relay_addr,
+            config.relay_fingerprint,
+            &config.server_name,
+            config,
+        )
+    }
+
+    /// An endpoint for another relay of the same protocol (a guardian), pinned to
+    /// `fingerprint`, with `config`'s timeouts.
+    pub(crate) fn to_peer(
+        addr: SocketAddr,
+        fingerprint: [u8; 32],
+        server_name: &str,
+        config: &ClientConfig,
+    ) -> Result<Self, ClientError> {
+        let tls =
+            client_tls_config(fingerprint).map_err(|e| ClientError::Connect(e.to_string()))?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
@@ -54,7 +70,7 @@ impl Transport {
             .max_concurrent_bidi_streams(0u32.into())
             .max_concurrent_uni_streams(MAX_PUSH_STREAMS.into());
         client_config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if config.relay_addr.is_ipv6() {
+        let bind: SocketAddr = if addr.is_ipv6() {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
             (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -64,8 +80,8 @@ impl Transport {
         Ok(Self {
             endpoint,
             client_config,
-            relay_addr: config.relay_addr,
-            server_name: config.server_name.clone(),
+            relay_addr: addr,
+            server_name: server_name.to_owned(),
             timeout: config.request_timeout,
         })
     }
@@ -224,11 +240,14 @@ impl Connection {
         }
     }
 
+    /// `Register`, with the registration-lock token when the account may be locked; a
+    /// refusal because of the lock is [`ClientError::RegistrationLocked`].
     pub(crate) async fn register(
         &self,
         account: &AccountId,
         code: [u8; 6],
         identity: &IdentityKeyPair,
+        reglock: Option<[u8; 32]>,
     ) -> Result<u32, ClientError> {
         let exporter = self.exporter()?;
         let public = identity.public().to_wire();
@@ -240,11 +259,22 @@ impl Connection {
                 code,
                 identity: public,
                 signature,
-                reglock: None,
+                reglock,
             })
             .await?
         {
             Response::Registered { device_id } => Ok(device_id),
+            Response::RegistrationLocked {
+                lapses_in,
+                attempts_remaining,
+                credential,
+            } => Err(ClientError::RegistrationLocked(Box::new(
+                crate::pin::RegistrationLock {
+                    lapses_in: Duration::from_secs(u64::from(lapses_in)),
+                    attempts_remaining,
+                    credential,
+                },
+            ))),
             other => Err(unexpected("Register", &other)),
         }
     }

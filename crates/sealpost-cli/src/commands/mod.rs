@@ -3,7 +3,10 @@
 
 mod chat;
 
+mod pin;
+
 pub use chat::chat;
+pub use pin::{PinCommand, pin};
 
 use crate::output::{
     self, identity_fingerprint, message_line, out, outln, qr_code, safety_number_rows,
@@ -71,6 +74,13 @@ pub fn explain(e: &ClientError) -> String {
             "the account is locked against new registrations".into()
         }
         _ => match e {
+            ClientError::WrongPin { attempts_remaining } => format!(
+                "wrong PIN; {attempts_remaining} attempts left before the guardians delete the account key"
+            ),
+            ClientError::VaultUnavailable(why) => format!(
+                "the PIN-protected account key cannot be recovered ({why}); wait until the registration lock lapses"
+            ),
+            ClientError::InvalidPin(why) => format!("not a valid PIN: {why}"),
             ClientError::NoDevices => {
                 "the recipient has no device that can receive messages".into()
             }
@@ -177,6 +187,13 @@ pub struct RegisterArgs {
     /// Only request the code; finish later with `sealpost register --code NNNNNN`.
     #[arg(long, conflicts_with = "code")]
     request_only: bool,
+    /// A guardian of the PIN vault, HOST:PORT=FINGERPRINT; repeat in the same order on
+    /// every device (remembered). Default: the relay alone.
+    #[arg(long = "guardian", value_name = "HOST:PORT=HEX")]
+    guardians: Vec<String>,
+    /// How many guardians recover the PIN vault (remembered; default a majority).
+    #[arg(long, value_name = "T")]
+    guardian_threshold: Option<u8>,
 }
 
 async fn read_code_from_stdin(account: &AccountId) -> anyhow::Result<String> {
@@ -225,6 +242,12 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
         fingerprint: pick(args.fingerprint, &saved.fingerprint, "fingerprint")?,
         account: pick(args.account, &saved.account, "account")?,
         device: None,
+        guardians: if args.guardians.is_empty() {
+            saved.guardians.clone()
+        } else {
+            args.guardians
+        },
+        guardian_threshold: args.guardian_threshold.or(saved.guardian_threshold),
     };
     let account = parse_account(&settings.account)?;
     settings.account = account.as_str().to_owned();
@@ -261,16 +284,32 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
         None => read_code_from_stdin(&account).await?,
     };
 
-    let step = Step::start("Registering this device and publishing prekeys");
-    let (client, events) = Client::register(store, config, account.clone(), &code)
+    let mut step = Step::start("Registering this device and publishing prekeys");
+    let registered = match Client::register(store.clone(), config.clone(), account.clone(), &code)
         .await
-        .map_err(|e| match e {
-            ClientError::AlreadyRegistered => anyhow!(
-                "the store in {} already holds a registered device",
-                ctx.dir.path().display()
-            ),
-            e => anyhow!(explain(&e)).context("registration failed"),
-        })?;
+    {
+        Err(ClientError::RegistrationLocked(lock)) => {
+            step.done("the account has two-step verification on");
+            outln!(
+                "{} is protected by a PIN. Without it the lock lapses in {} if no device of the account connects meanwhile.",
+                account.as_str(),
+                output::duration_words(lock.lapses_in)
+            );
+            let pin = crate::settings::read_pin("Two-step verification PIN: ", false)?;
+            step = Step::start(
+                "Recovering the account key through the guardians, registering, publishing prekeys",
+            );
+            Client::register_with_pin(store, config, account.clone(), &code, &pin).await
+        }
+        other => other,
+    };
+    let (client, events) = registered.map_err(|e| match e {
+        ClientError::AlreadyRegistered => anyhow!(
+            "the store in {} already holds a registered device",
+            ctx.dir.path().display()
+        ),
+        e => anyhow!(explain(&e)).context("registration failed"),
+    })?;
     let device = client.address().device.0;
     let identity = client.identity();
     step.done(&format!(

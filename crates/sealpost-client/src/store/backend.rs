@@ -24,11 +24,13 @@ pub enum Table {
     Outbox,
     /// Tags of processed incoming messages (de-duplication).
     Processed,
+    /// The two-step PIN: master secret, local verifier, reminder state (one row).
+    Pin,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Account,
         Table::PreKeys,
         Table::Contacts,
@@ -36,6 +38,7 @@ impl Table {
         Table::History,
         Table::Outbox,
         Table::Processed,
+        Table::Pin,
     ];
 
     /// The table's name, bound into every record's associated data.
@@ -48,6 +51,7 @@ impl Table {
             Self::History => "history",
             Self::Outbox => "outbox",
             Self::Processed => "processed",
+            Self::Pin => "pin",
         }
     }
 
@@ -61,6 +65,7 @@ impl Table {
             Self::History => 5,
             Self::Outbox => 6,
             Self::Processed => 7,
+            Self::Pin => 8,
         }
     }
 }

@@ -19,7 +19,7 @@ pub use records::{Contact, Direction, HistoryEntry, MessageStatus, RECORD_PLAINT
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
 pub(crate) use records::{
-    AccountRecord, OutboxEntry, PreKeyState, RetiredKey, RetiredKind, decode_history,
+    AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, decode_history,
     decode_session, encode_history, encode_session,
 };
 
@@ -361,6 +361,33 @@ impl Store {
             0,
             &a.encode(),
         );
+    }
+
+    // ---- pin ----
+
+    pub(crate) fn pin(&self) -> Result<Option<PinRecord>, StoreError> {
+        match self.backend().get(Table::Pin, SINGLETON_KEY)? {
+            None => Ok(None),
+            Some(row) => Ok(Some(PinRecord::decode(&self.open_row(Table::Pin, &row)?)?)),
+        }
+    }
+
+    pub(crate) fn put_pin(&self, batch: &mut Batch, p: &PinRecord) {
+        self.put(
+            batch,
+            Table::Pin,
+            SINGLETON_KEY.to_vec(),
+            Vec::new(),
+            0,
+            &p.encode(),
+        );
+    }
+
+    pub(crate) fn delete_pin(&self, batch: &mut Batch) {
+        batch.ops.push(WriteOp::Delete {
+            table: Table::Pin,
+            key: SINGLETON_KEY.to_vec(),
+        });
     }
 
     // ---- prekeys ----

@@ -489,3 +489,41 @@ impl OutboxEntry {
 pub(crate) fn body_of(content: &[u8]) -> Option<MessageBody> {
     decode_content(content).ok().map(|(_, b)| b)
 }
+
+/// The two-step PIN state of this device (spec/client-store.md section 5.7).
+pub(crate) struct PinRecord {
+    pub(crate) master: sealpost_pin::vault::MasterSecret,
+    /// `LocalVerifier` encoding (spec/pin.md section 11).
+    pub(crate) verifier: Zeroizing<Vec<u8>>,
+    /// `ReminderState` encoding (spec/pin.md section 11).
+    pub(crate) reminder: Vec<u8>,
+}
+
+impl PinRecord {
+    pub(crate) const TABLE: &'static str = "pin";
+
+    /// `0x01 || master_secret(32) || var16(verifier) || var16(reminder)`.
+    pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(256);
+        w.u8(RECORD_PLAINTEXT_VERSION)
+            .bytes(self.master.as_bytes())
+            .var_bytes16(&self.verifier)
+            .var_bytes16(&self.reminder);
+        Zeroizing::new(w.into_bytes())
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let m = malformed(Self::TABLE);
+        let mut r = Reader::new(bytes);
+        start(&mut r).map_err(&m)?;
+        let master = Zeroizing::new(r.array::<32>().map_err(&m)?);
+        let verifier = Zeroizing::new(r.var_bytes16("pin verifier", 1024).map_err(&m)?.to_vec());
+        let reminder = r.var_bytes16("pin reminder", 1024).map_err(&m)?.to_vec();
+        r.finish().map_err(&m)?;
+        Ok(Self {
+            master: sealpost_pin::vault::MasterSecret::from_bytes(*master),
+            verifier,
+            reminder,
+        })
+    }
+}
