@@ -110,7 +110,7 @@ pub use engine::{
 };
 pub use error::{ClientError, StoreError};
 pub use event::ClientEvent;
-pub use pin::{PinCheck, PinStatus, RegistrationLock};
+pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_pin::stretch::Argon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::relay::ErrorCode;

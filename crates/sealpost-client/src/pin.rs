@@ -30,6 +30,41 @@ pub struct RegistrationLock {
     pub(crate) credential: GuardianCredential,
 }
 
+impl RegistrationLock {
+    /// Recovers the account key with `pin` through `config`'s guardians (spec/pin.md
+    /// section 6.4) without registering: what [`crate::Client::register_with_pin`] does
+    /// before it registers with the registration-lock token. Each wrong PIN uses one
+    /// attempt at each guardian asked; a success resets their counts.
+    pub async fn recover(
+        &self,
+        config: &ClientConfig,
+        account: &AccountId,
+        pin: &str,
+    ) -> Result<RecoveredKey, ClientError> {
+        let pin = normalized(pin)?;
+        let (master, _reenrol) = recover(config, account, &self.credential, &pin).await?;
+        Ok(RecoveredKey { master })
+    }
+}
+
+/// An account key recovered with the PIN ([`RegistrationLock::recover`]).
+pub struct RecoveredKey {
+    master: MasterSecret,
+}
+
+impl RecoveredKey {
+    /// The backup key (spec/pin.md section 6.1).
+    pub fn backup_key(&self) -> sealpost_crypto::Zeroizing<[u8; 32]> {
+        self.master.backup_key()
+    }
+}
+
+impl std::fmt::Debug for RecoveredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveredKey(redacted)")
+    }
+}
+
 /// Outcome of a local PIN reminder check ([`crate::Client::check_pin`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PinCheck {
@@ -65,53 +100,91 @@ fn unexpected(what: &str) -> ClientError {
     ClientError::Protocol(format!("unexpected response to {what}"))
 }
 
-/// A connection to one guardian.
-struct GuardianLink {
-    transport: Transport,
-    conn: Connection,
+/// Connections to the guardians of one operation (enrolment, recovery, deletion), opened
+/// concurrently once and reused for each round of requests.
+struct Links {
+    conns: Vec<(u8, Result<Connection, ClientError>)>,
+    transports: Vec<Transport>,
 }
 
-impl GuardianLink {
-    async fn open(g: &Guardian, config: &ClientConfig) -> Result<Self, ClientError> {
-        let transport = Transport::to_peer(g.addr, g.fingerprint, &g.server_name, config)?;
-        let conn = transport.connect().await?;
-        Ok(Self { transport, conn })
+impl Links {
+    async fn open(config: &ClientConfig, guardians: &[(u8, Guardian)]) -> Self {
+        let mut set = JoinSet::new();
+        for (index, g) in guardians {
+            let (index, g, config) = (*index, g.clone(), config.clone());
+            set.spawn(async move {
+                let opened = async {
+                    let transport =
+                        Transport::to_peer(g.addr, g.fingerprint, &g.server_name, &config)?;
+                    let conn = transport.connect().await;
+                    Ok::<_, ClientError>((transport, conn))
+                };
+                (index, opened.await)
+            });
+        }
+        let mut links = Self {
+            conns: Vec::new(),
+            transports: Vec::new(),
+        };
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((index, Ok((transport, conn)))) => {
+                    links.transports.push(transport);
+                    links.conns.push((index, conn));
+                }
+                Ok((index, Err(e))) => links.conns.push((index, Err(e))),
+                Err(e) => tracing::warn!(error = %e, "guardian connection task failed"),
+            }
+        }
+        links
     }
 
-    async fn close(self) {
-        self.conn.close(0, b"done");
-        self.transport.close().await;
+    /// Sends one request to each listed guardian, concurrently. Results are sorted by
+    /// guardian index; an `Error` response is [`ClientError::Relay`].
+    async fn send(
+        &self,
+        requests: Vec<(u8, Guardian, Request)>,
+    ) -> Vec<(u8, Result<Response, ClientError>)> {
+        let mut set = JoinSet::new();
+        for (index, _, req) in requests {
+            let conn = self
+                .conns
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_else(|| Err(ClientError::Internal("no such guardian".into())));
+            set.spawn(async move {
+                match conn {
+                    Ok(conn) => (index, conn.request(&req).await),
+                    Err(e) => (index, Err(e)),
+                }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => out.push(r),
+                Err(e) => out.push((0, Err(ClientError::Internal(e.to_string())))),
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out
     }
-}
 
-/// Sends one request to each listed guardian, concurrently, each over its own connection.
-/// Results are sorted by guardian index; an `Error` response is [`ClientError::Relay`].
-async fn each_guardian(
-    config: &ClientConfig,
-    requests: Vec<(u8, Guardian, Request)>,
-) -> Vec<(u8, Result<Response, ClientError>)> {
-    let mut set = JoinSet::new();
-    for (index, g, req) in requests {
-        let config = config.clone();
-        set.spawn(async move {
-            let link = match GuardianLink::open(&g, &config).await {
-                Ok(l) => l,
-                Err(e) => return (index, Err(e)),
-            };
-            let r = link.conn.request(&req).await;
-            link.close().await;
-            (index, r)
+    /// Closes the connections; the QUIC draining period runs in the background.
+    fn close(self) {
+        for (_, c) in &self.conns {
+            if let Ok(c) = c {
+                c.close(0, b"done");
+            }
+        }
+        let transports = self.transports;
+        tokio::spawn(async move {
+            for t in transports {
+                t.close().await;
+            }
         });
     }
-    let mut out = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => out.push(r),
-            Err(e) => out.push((0, Err(ClientError::Internal(e.to_string())))),
-        }
-    }
-    out.sort_by_key(|(i, _)| *i);
-    out
 }
 
 fn indexed(config: &ClientConfig) -> Vec<(u8, Guardian)> {
@@ -178,7 +251,10 @@ pub(crate) async fn enrol(
             },
         ));
     }
-    for (index, r) in each_guardian(config, requests).await {
+    let links = Links::open(config, &guardians).await;
+    let results = links.send(requests).await;
+    links.close();
+    for (index, r) in results {
         match r {
             Ok(Response::VaultStored) => {}
             Ok(_) => return Err(unexpected("VaultStore")),
@@ -209,8 +285,10 @@ pub(crate) async fn disable(home: &Connection, config: &ClientConfig) -> Result<
         _ => return Err(unexpected("ClearRegistrationLock")),
     }
     let credential = credential(home).await?;
-    let requests = indexed(config)
-        .into_iter()
+    let guardians = indexed(config);
+    let requests = guardians
+        .iter()
+        .cloned()
         .map(|(i, g)| {
             (
                 i,
@@ -221,7 +299,10 @@ pub(crate) async fn disable(home: &Connection, config: &ClientConfig) -> Result<
             )
         })
         .collect();
-    for (index, r) in each_guardian(config, requests).await {
+    let links = Links::open(config, &guardians).await;
+    let results = links.send(requests).await;
+    links.close();
+    for (index, r) in results {
         match r {
             Ok(Response::VaultDeleted) => {}
             Ok(_) => return Err(unexpected("VaultDelete")),
@@ -244,6 +325,20 @@ pub(crate) async fn recover(
     pin: &NormalizedPin,
 ) -> Result<(MasterSecret, bool), ClientError> {
     let guardians = indexed(config);
+    let links = Links::open(config, &guardians).await;
+    let result = recover_over(&links, config, &guardians, account, credential, pin).await;
+    links.close();
+    result
+}
+
+async fn recover_over(
+    links: &Links,
+    config: &ClientConfig,
+    guardians: &[(u8, Guardian)],
+    account: &AccountId,
+    credential: &GuardianCredential,
+    pin: &NormalizedPin,
+) -> Result<(MasterSecret, bool), ClientError> {
     let t = usize::from(config.guardians.threshold());
     let by_index = |i: u8| {
         guardians
@@ -267,7 +362,7 @@ pub(crate) async fn recover(
         .collect();
     let mut candidates = Vec::new();
     let mut gone = 0usize;
-    for (index, r) in each_guardian(config, requests).await {
+    for (index, r) in links.send(requests).await {
         match r {
             Ok(Response::Vault {
                 index: claimed,
@@ -343,7 +438,7 @@ pub(crate) async fn recover(
         if batch.is_empty() {
             break;
         }
-        for (index, r) in each_guardian(config, batch).await {
+        for (index, r) in links.send(batch).await {
             match r {
                 Ok(Response::VaultEvaluated {
                     index: claimed,
@@ -430,7 +525,7 @@ pub(crate) async fn recover(
         })
         .collect();
     let mut reenrol = false;
-    for (index, r) in each_guardian(config, requests).await {
+    for (index, r) in links.send(requests).await {
         match r {
             Ok(_) => {}
             Err(ClientError::Relay {

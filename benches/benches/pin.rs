@@ -1,0 +1,169 @@
+//! Two-step PIN benchmarks (spec/pin.md):
+//!
+//! * `pin/argon2id_stretch/{production,testing}`: the client's Argon2id stretching of a PIN,
+//!   16 MiB / 32 passes (the default) and the small test parameters.
+//! * `pin/recover_3_guardians_loopback`: a full recovery of the account key through a 2-of-3
+//!   deployment of three guardians (three in-process relays with durable SQLite, on
+//!   127.0.0.1, production Argon2id): fetch the record from all three, stretch and blind,
+//!   evaluate at two with DLEQ proofs verified, combine, open the vault, confirm success at
+//!   both (which resets their attempt counts, so every iteration starts alike). Each guardian
+//!   request uses a fresh QUIC connection, as a recovering phone does.
+//! * `pin/recover_3_guardians_loopback_testing_params`: the same with the small Argon2id
+//!   parameters, which isolates the protocol and network cost.
+//!
+//! Run: `cargo bench -p sealpost-benches --bench pin`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    clippy::indexing_slicing
+)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sealpost_client::{
+    AccountId, Argon2Params, Client, ClientConfig, ClientError, Guardian, Guardians,
+    RegistrationLock, Store, StoreKey, StoreSecret,
+};
+use sealpost_pin::normalize::normalize;
+use sealpost_pin::stretch::{UserSalt, stretch};
+use sealpost_relay::{
+    CodeSender, GuardianConfig, Limits, Relay, RelayConfig, RelayHandle, VerificationCode,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::Runtime;
+
+const PHONE: &str = "+15550009001";
+const PIN: &str = "482915";
+
+#[derive(Default)]
+struct Codes(Mutex<HashMap<String, String>>);
+
+impl CodeSender for Codes {
+    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(account.as_str().to_owned(), code.as_str().to_owned());
+    }
+}
+
+fn stretching(c: &mut Criterion) {
+    let pin = normalize(PIN).unwrap();
+    let salt = UserSalt::generate(&mut rand::rng());
+    let mut g = c.benchmark_group("pin/argon2id_stretch");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    for (name, params) in [
+        ("production", Argon2Params::PRODUCTION),
+        ("testing", Argon2Params::testing()),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| stretch(&pin, PHONE.as_bytes(), &salt, &params).unwrap());
+        });
+    }
+    g.finish();
+}
+
+async fn guardian(dir: &Path, codes: &Arc<Codes>, trusted: Vec<String>) -> RelayHandle {
+    let mut config = RelayConfig::for_tests(dir).with_guardian(GuardianConfig {
+        trusted_issuers: trusted,
+        ..GuardianConfig::default()
+    });
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.code_sender = Some(codes.clone());
+    config.shutdown_grace_secs = 1;
+    config.limits = Limits {
+        vault_requests_per_account: 1_000_000,
+        code_requests_per_account: 1000,
+        ..Limits::default()
+    };
+    Relay::start(config).await.unwrap()
+}
+
+/// Three guardians, an account with a PIN set, and the lock a new phone runs into.
+struct Deployment {
+    relays: Vec<RelayHandle>,
+    config: ClientConfig,
+    lock: RegistrationLock,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn deploy(params: Argon2Params) -> Deployment {
+    let codes = Arc::new(Codes::default());
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let home = guardian(dirs[0].path(), &codes, Vec::new()).await;
+    let issuer: String = home
+        .issuer_public()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let g2 = guardian(dirs[1].path(), &codes, vec![issuer.clone()]).await;
+    let g3 = guardian(dirs[2].path(), &codes, vec![issuer]).await;
+    let guardians = Guardians::new(
+        [&home, &g2, &g3]
+            .iter()
+            .map(|r| Guardian::new(r.local_addr(), r.cert_fingerprint()))
+            .collect(),
+        2,
+    )
+    .unwrap();
+    let config = ClientConfig::new(home.local_addr(), home.cert_fingerprint())
+        .with_guardians(guardians)
+        .with_pin_params(params);
+    let account = AccountId::new(PHONE).unwrap();
+    let store = || Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let code = |codes: &Codes| codes.0.lock().unwrap().remove(PHONE).unwrap();
+    Client::request_code(&config, &account).await.unwrap();
+    let (phone, _rx) = Client::register(store(), config.clone(), account.clone(), &code(&codes))
+        .await
+        .unwrap();
+    phone.set_pin(PIN).await.unwrap();
+    phone.shutdown().await;
+    Client::request_code(&config, &account).await.unwrap();
+    let lock = match Client::register(store(), config.clone(), account, &code(&codes)).await {
+        Err(ClientError::RegistrationLocked(lock)) => *lock,
+        _ => panic!("expected the registration lock"),
+    };
+    Deployment {
+        relays: vec![home, g2, g3],
+        config,
+        lock,
+        _dirs: dirs,
+    }
+}
+
+fn recovery(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let account = AccountId::new(PHONE).unwrap();
+    let mut g = c.benchmark_group("pin");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(15));
+    for (name, params) in [
+        ("recover_3_guardians_loopback", Argon2Params::PRODUCTION),
+        (
+            "recover_3_guardians_loopback_testing_params",
+            Argon2Params::testing(),
+        ),
+    ] {
+        let d = rt.block_on(deploy(params));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(d.lock.recover(&d.config, &account, PIN))
+                    .expect("recovery")
+            });
+        });
+        rt.block_on(async {
+            for r in d.relays {
+                r.shutdown().await;
+            }
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stretching, recovery);
+criterion_main!(benches);
