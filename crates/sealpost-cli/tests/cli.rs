@@ -524,3 +524,83 @@ fn usage_errors_are_clear() {
     let e = fails(sealpost(&nobody, &["send", "5551234", "hi"]));
     assert!(e.contains("invalid account"), "{e}");
 }
+
+/// Registers `account` in `dir` in two steps (`--request-only`, then `--code`).
+fn register_two_step(relay: &TestRelay, dir: &Path, account: &str) -> (String, Command) {
+    let (addr, fingerprint) = (relay.addr(), relay.fingerprint());
+    ok(sealpost(
+        dir,
+        &[
+            "register",
+            "--relay",
+            &addr,
+            "--fingerprint",
+            &fingerprint,
+            "--account",
+            account,
+            "--request-only",
+        ],
+    ));
+    let code = relay.codes.wait(account);
+    let cmd = sealpost(dir, &["register", "--code", &code]);
+    (code, cmd)
+}
+
+#[test]
+fn pin_locks_registration_and_the_pin_recovers_it() {
+    const PIN: &str = "482915";
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let phone = home(root.path(), "phone");
+    let (_, cmd) = register_two_step(&relay, &phone, ALICE);
+    ok(cmd);
+
+    let mut set = sealpost(&phone, &["pin", "set"]);
+    set.env("SEALPOST_PIN", PIN);
+    let out = ok(set);
+    assert!(
+        out.stdout.contains("Two-step verification is on"),
+        "{out:?}"
+    );
+    assert!(
+        ok(sealpost(&phone, &["pin", "status"]))
+            .stdout
+            .contains("on")
+    );
+    let mut check = sealpost(&phone, &["pin", "check"]);
+    check.env("SEALPOST_PIN", PIN);
+    assert!(ok(check).stdout.contains("Correct"));
+    let mut wrong = sealpost(&phone, &["pin", "check"]);
+    wrong.env("SEALPOST_PIN", "000000");
+    assert!(fails(wrong).contains("not your PIN"));
+
+    // A new phone: the code alone is refused with the lapse time; a wrong PIN counts; the
+    // right PIN registers.
+    let new_phone = home(root.path(), "new-phone");
+    let (code, cmd) = register_two_step(&relay, &new_phone, ALICE);
+    let out = run(cmd, "");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("is protected by a PIN"), "{out:?}");
+    assert!(
+        out.stdout.contains("lapses in 7 days 0 hours")
+            || out.stdout.contains("lapses in 6 days 23 hours"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("no PIN"), "{out:?}");
+    let mut cmd = sealpost(&new_phone, &["register", "--code", &code]);
+    cmd.env("SEALPOST_PIN", "111111");
+    assert!(fails(cmd).contains("wrong PIN; 9 attempts left"));
+    let mut cmd = sealpost(&new_phone, &["register", "--code", &code]);
+    cmd.env("SEALPOST_PIN", PIN);
+    let out = ok(cmd);
+    assert!(
+        out.stdout
+            .contains(&format!("Registered {ALICE} as device 2.")),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout.contains(PIN) && !out.stderr.contains(PIN),
+        "{out:?}"
+    );
+    relay.stop();
+}
