@@ -16,37 +16,19 @@ use sealpost_client::{
     AccountId, Client, ClientConfig, ClientEvent, DeviceAddress, DeviceId, EventReceiver,
     MessageId, Store, StoreKey, StoreSecret,
 };
+use sealpost_examples::Phones;
 use sealpost_relay::server::DB_FILE;
-use sealpost_relay::{CodeSender, Relay, RelayConfig, SqliteStore, Store as _, VerificationCode};
-use std::collections::{HashMap, VecDeque};
+use sealpost_relay::{Relay, RelayConfig, SqliteStore, Store as _};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const CUSTOMER: &str = "+15550100999";
 const SHOP: &str = "+15550100200";
 /// How long to wait for any one step (generous: this also runs as a test on slow CI).
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Stands in for the SMS gateway: keeps the last code sent to each phone number.
-#[derive(Default)]
-struct Phones(Mutex<HashMap<String, String>>);
-
-impl CodeSender for Phones {
-    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
-        if let Ok(mut inbox) = self.0.lock() {
-            inbox.insert(account.as_str().to_owned(), code.as_str().to_owned());
-        }
-    }
-}
-
-impl Phones {
-    fn read_code(&self, phone: &str) -> Result<String> {
-        let code = self.0.lock().ok().and_then(|mut inbox| inbox.remove(phone));
-        code.context("no verification code arrived")
-    }
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

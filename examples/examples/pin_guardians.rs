@@ -23,41 +23,17 @@ use sealpost_client::{
     AccountId, Argon2Params, Client, ClientConfig, ClientError, Guardian, Guardians, Store,
     StoreKey, StoreSecret,
 };
-use sealpost_relay::{
-    CodeSender, GuardianConfig, Limits, Relay, RelayConfig, RelayHandle, VerificationCode,
-};
-use std::collections::HashMap;
+use sealpost_examples::Phones;
+use sealpost_relay::{GuardianConfig, Limits, Relay, RelayConfig, RelayHandle};
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const CUSTOMER: &str = "+15550100777";
 const PIN: &str = "246810";
 /// Evaluations each guardian allows between successful recoveries.
 const MAX_ATTEMPTS: u16 = 10;
-
-/// The "phones": verification codes the relay sends, by number.
-#[derive(Default)]
-struct Phones(Mutex<HashMap<String, String>>);
-
-impl CodeSender for Phones {
-    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
-        if let Ok(mut inbox) = self.0.lock() {
-            inbox.insert(account.as_str().to_owned(), code.as_str().to_owned());
-        }
-    }
-}
-
-impl Phones {
-    fn code(&self, account: &AccountId) -> Result<String> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|m| m.get(account.as_str()).cloned())
-            .context("no code arrived")
-    }
-}
 
 async fn start(dir: &Path, phones: &Arc<Phones>, guardian: GuardianConfig) -> Result<RelayHandle> {
     let mut config = RelayConfig::for_tests(dir).with_guardian(guardian);
@@ -79,7 +55,7 @@ fn store() -> Result<Store> {
 
 async fn new_code(config: &ClientConfig, account: &AccountId, phones: &Phones) -> Result<String> {
     Client::request_code(config, account).await?;
-    phones.code(account)
+    phones.read_code(account.as_str())
 }
 
 /// Runs the whole story, writing what happens to `out`.

@@ -14,10 +14,11 @@ use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
     AccountId, Client, ClientConfig, ClientEvent, EventReceiver, Store, StoreKey, StoreSecret,
 };
-use sealpost_relay::{CodeSender, Relay, RelayConfig, VerificationCode};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use sealpost_examples::Phones;
+use sealpost_relay::{Relay, RelayConfig};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -165,18 +166,6 @@ async fn run_bot(
     Ok(())
 }
 
-/// Stands in for the SMS gateway.
-#[derive(Default)]
-struct Phones(Mutex<HashMap<String, String>>);
-
-impl CodeSender for Phones {
-    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
-        if let Ok(mut inbox) = self.0.lock() {
-            inbox.insert(account.as_str().to_owned(), code.as_str().to_owned());
-        }
-    }
-}
-
 async fn register(
     phone: &str,
     config: &ClientConfig,
@@ -184,12 +173,7 @@ async fn register(
 ) -> Result<(Client, EventReceiver)> {
     let account = AccountId::new(phone)?;
     Client::request_code(config, &account).await?;
-    let code = phones
-        .0
-        .lock()
-        .ok()
-        .and_then(|mut inbox| inbox.remove(phone))
-        .context("no verification code arrived")?;
+    let code = phones.read_code(phone)?;
     // In-memory stores keep the example short; a real bot uses `Store::open_sqlite`.
     let store = Store::in_memory(StoreSecret::Key(StoreKey::generate()))?;
     Ok(Client::register(store, config.clone(), account, &code).await?)

@@ -241,6 +241,31 @@ impl DataDir {
     }
 }
 
+/// Asks for a secret on the terminal without echo (twice when `confirm`); fails when stdin
+/// or stderr is not a terminal, telling the user about `env`.
+fn ask_secret(
+    what: &str,
+    env: &str,
+    prompt: &str,
+    confirm: bool,
+) -> anyhow::Result<Zeroizing<String>> {
+    let term = console::Term::stderr();
+    if !term.is_term() || !std::io::stdin().is_terminal() {
+        bail!("no {what}: set {env} or run sealpost in a terminal");
+    }
+    let ask = |prompt: &str| -> anyhow::Result<Zeroizing<String>> {
+        eprint!("{prompt}");
+        term.read_secure_line()
+            .map(Zeroizing::new)
+            .with_context(|| format!("reading the {what}"))
+    };
+    let first = ask(prompt)?;
+    if confirm && *ask(&format!("Repeat the {what}: "))? != *first {
+        bail!("the {what}s differ");
+    }
+    Ok(first)
+}
+
 /// The two-step verification PIN: `SEALPOST_PIN`, or asked on the terminal without echo
 /// (twice when `confirm`).
 pub fn read_pin(prompt: &str, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
@@ -250,21 +275,7 @@ pub fn read_pin(prompt: &str, confirm: bool) -> anyhow::Result<Zeroizing<String>
             .map(Zeroizing::new)
             .map_err(|_| anyhow!("{PIN_ENV} is not valid UTF-8"));
     }
-    let term = console::Term::stderr();
-    if !term.is_term() || !std::io::stdin().is_terminal() {
-        bail!("no PIN: set {PIN_ENV} or run sealpost in a terminal");
-    }
-    let ask = |prompt: &str| -> anyhow::Result<Zeroizing<String>> {
-        eprint!("{prompt}");
-        term.read_secure_line()
-            .map(Zeroizing::new)
-            .context("reading the PIN")
-    };
-    let p = ask(prompt)?;
-    if confirm && *ask("Repeat the PIN: ")? != *p {
-        bail!("the PINs differ");
-    }
-    Ok(p)
+    ask_secret("PIN", PIN_ENV, prompt, confirm)
 }
 
 /// The store passphrase: `SEALPOST_PASSPHRASE`, or asked on the terminal without echo
@@ -280,26 +291,18 @@ fn passphrase(new_store: bool) -> anyhow::Result<Zeroizing<String>> {
         }
         return Ok(p);
     }
-    let term = console::Term::stderr();
-    if !term.is_term() || !std::io::stdin().is_terminal() {
-        bail!("no store passphrase: set {PASSPHRASE_ENV} or run sealpost in a terminal");
-    }
-    let ask = |prompt: &str| -> anyhow::Result<Zeroizing<String>> {
-        eprint!("{prompt}");
-        term.read_secure_line()
-            .map(Zeroizing::new)
-            .context("reading the passphrase")
-    };
-    let p = ask(if new_store {
-        "New store passphrase: "
-    } else {
-        "Store passphrase: "
-    })?;
+    let p = ask_secret(
+        "passphrase",
+        PASSPHRASE_ENV,
+        if new_store {
+            "New store passphrase: "
+        } else {
+            "Store passphrase: "
+        },
+        new_store,
+    )?;
     if p.is_empty() {
         bail!("the passphrase must not be empty");
-    }
-    if new_store && *ask("Repeat the passphrase: ")? != *p {
-        bail!("the passphrases differ");
     }
     Ok(p)
 }
