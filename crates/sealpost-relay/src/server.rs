@@ -4,12 +4,14 @@
 //!
 //! Per connection there is one task accepting request streams (one task per stream) and,
 //! once the connection has authenticated, one delivery task. Requests of one connection are
-//! handled one at a time (they share the connection's state); different connections run in
-//! parallel, and their writes meet in the store's group commit.
+//! handled one at a time (they share the connection's state), except `Send` and `Ack`, which
+//! run from a snapshot of it and wait for the store's writer thread without holding a
+//! thread ([`Handler::handle_concurrent_then`]); different connections run in parallel, and
+//! their writes meet in the store's group commit.
 
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::RelayConfig;
-use crate::handler::{ConnectionState, Effect, Handler, decode_error_response};
+use crate::handler::{ConnectionState, Done, Effect, Handler, decode_error_response};
 use crate::limits::{DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS};
 use crate::store::{SqliteStore, Store};
 use crate::{RelayError, metrics, tls};
@@ -697,15 +699,28 @@ async fn serve_request(
         None
     };
     let state = Arc::clone(&ctx.state);
+    // The store answers these from its writer thread once the commit is durable; no thread
+    // waits for it meanwhile.
     let result = match snapshot {
         Some(snap) => {
-            tokio::task::spawn_blocking(move || {
-                match handler.handle_concurrent(&snap, &body, now_ms()) {
-                    Some((resp, effects)) => Ok((resp, effects, snap.authenticated().cloned())),
-                    None => Err((handler, body)),
-                }
-            })
-            .await
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let done: Done = Box::new(move |resp, effects| {
+                let _ = tx.send((resp, effects));
+            });
+            match handler.handle_concurrent_then(&snap, &body, now_ms(), done) {
+                None => match rx.await {
+                    Ok((resp, effects)) => Ok(Ok((resp, effects, snap.authenticated().cloned()))),
+                    Err(_) => Ok(Ok((
+                        Response::error(
+                            sealpost_wire::relay::ErrorCode::Internal,
+                            "internal error",
+                        ),
+                        Vec::new(),
+                        snap.authenticated().cloned(),
+                    ))),
+                },
+                Some(_) => Ok(Err((handler, body))),
+            }
         }
         None => Ok(Err((handler, body))),
     };
