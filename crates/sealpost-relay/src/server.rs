@@ -12,7 +12,9 @@
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::RelayConfig;
 use crate::handler::{ConnectionState, Done, Effect, Handler, decode_error_response};
-use crate::limits::{DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS};
+use crate::limits::{
+    DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUESTS,
+};
 use crate::store::{SqliteStore, Store};
 use crate::{RelayError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
@@ -269,7 +271,8 @@ fn load_or_create_code_key(data_dir: &Path) -> Result<[u8; 32], RelayError> {
 
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS))
+    // Raised to MAX_CONCURRENT_REQUESTS when the connection authenticates (serve_request).
+    t.max_concurrent_bidi_streams(VarInt::from_u32(PRE_AUTH_CONCURRENT_REQUESTS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         // Flow-control credit, not preallocated memory: an idle connection costs a few KiB.
         .stream_receive_window(VarInt::from_u32(256 * 1024))
@@ -476,10 +479,9 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             continue;
         };
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            serve_connection(incoming, shared).await;
-            drop(slot);
-        });
+        // Boxed: the pending handshake is 384 bytes that the connection's task would
+        // otherwise keep for its whole life (an idle connection's memory is the budget).
+        tokio::spawn(serve_connection(Box::new(incoming), shared, slot));
     }
 }
 
@@ -498,8 +500,8 @@ impl Drop for ConnectionGauge {
     }
 }
 
-async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
-    let conn = match incoming.await {
+async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _slot: IpSlot) {
+    let conn = match (*incoming).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
@@ -753,6 +755,9 @@ async fn serve_request(
     let frame = response.encode();
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {
+            // Authenticated: the full request-stream allowance (spec/relay.md section 1).
+            ctx.conn
+                .set_max_concurrent_bi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS));
             // Response first, so the client knows it is authenticated before pushes arrive.
             if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
                 ctx.start_delivery(d.clone());
