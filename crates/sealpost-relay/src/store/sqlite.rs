@@ -38,8 +38,13 @@ pub const SCHEMA_VERSION: i64 = 1;
 const MAX_GROUP: usize = 256;
 /// Jobs that may wait for the writer before callers block (backpressure).
 const QUEUE_BOUND: usize = 4096;
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Idle read connections kept open. Every connected device's delivery reads its mailbox
+/// after each commit that concerns it; with fewer pooled connections than concurrent
+/// readers, connections were opened (schema parsed) and closed hundreds of times a second.
+const MAX_IDLE_READERS: usize = 32;
+/// Page cache of each read connection, KiB (SQLite's default is 2000 KiB per connection;
+/// the OS page cache holds the rest).
+const READER_CACHE_KIB: i64 = 256;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 /// How long a connection waits on a lock held by another process before failing.
@@ -415,6 +420,8 @@ impl SqliteStore {
                 )
                 .map_err(backend)?;
                 configure(&c)?;
+                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+                    .map_err(backend)?;
                 c
             }
         };
