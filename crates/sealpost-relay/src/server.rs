@@ -706,12 +706,17 @@ async fn serve_request(
     let result = match snapshot {
         Some(snap) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
+            let (effects_shared, conn_id) = (Arc::clone(&shared), ctx.conn_id);
             let done: Done = Box::new(move |resp, effects| {
-                let _ = tx.send((resp, effects));
+                // Wake the recipients' deliveries right here (on the store's writer thread,
+                // as soon as the commit is durable) rather than after this task has been
+                // scheduled again: `MailArrived`/`Acked` only notify, they never block.
+                apply_effects(&effects_shared, conn_id, effects);
+                let _ = tx.send(resp);
             });
             match handler.handle_concurrent_then(&snap, &body, now_ms(), done) {
                 None => match rx.await {
-                    Ok((resp, effects)) => Ok(Ok((resp, effects, snap.authenticated().cloned()))),
+                    Ok(resp) => Ok(Ok((resp, Vec::new(), snap.authenticated().cloned()))),
                     Err(_) => Ok(Ok((
                         Response::error(
                             sealpost_wire::relay::ErrorCode::Internal,
