@@ -96,6 +96,8 @@ impl Drop for InFlightGuard {
 /// What an authenticated connection's delivery task is told.
 #[derive(Default)]
 struct Inbox {
+    /// Envelopes were queued since the delivery task last looked.
+    mail: bool,
     acked: Vec<u64>,
     prekeys_low: Option<(u32, u32)>,
     removed: bool,
@@ -780,7 +782,7 @@ fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
         match effect {
             Effect::MailArrived { device } => {
                 for slot in shared.registry.slots(&device) {
-                    slot.wake.notify_one();
+                    slot.update(|i| i.mail = true);
                 }
             }
             Effect::PreKeysLow {
@@ -844,10 +846,14 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
     let mut last: u64 = 0;
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
     let mut drained = false;
+    // Whether the last mailbox read reached the end of the mailbox: then only new mail (not
+    // an acknowledgement freeing window room) makes another read worthwhile.
+    let mut at_end = false;
     loop {
-        let (acked, low, removed) = {
+        let (mail, acked, low, removed) = {
             let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
             (
+                std::mem::take(&mut inbox.mail),
                 std::mem::take(&mut inbox.acked),
                 inbox.prekeys_low.take(),
                 inbox.removed,
@@ -869,7 +875,10 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
             }
         }
         let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
-        if room > 0 {
+        if mail {
+            at_end = false;
+        }
+        if room > 0 && !at_end {
             let store = Arc::clone(&shared.store);
             let d = device.clone();
             let batch = tokio::task::spawn_blocking(move || store.mailbox(&d, last, room)).await;
@@ -886,6 +895,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 }
             };
             let reached_end = batch.len() < room;
+            at_end = reached_end;
             for e in batch {
                 let id = e.server_id;
                 let p = Push::Deliver(Delivery {
