@@ -9,8 +9,9 @@
 //! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
 //!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
 //!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection; the
-//!   same against a bare quinn server (this binary in echo-server mode, the relay's transport
-//!   settings) to separate the relay's own cost from quinn + rustls
+//!   same against a bare quinn server (this binary in echo-server mode, the relay's TLS and
+//!   transport settings for an unauthenticated connection) to separate the relay's own cost
+//!   from quinn + rustls
 //!   (`SEALPOST_BENCH_ONE_SEGMENT=1` adds a bare-quinn run without GSO batching).
 //!
 //! Run: `cargo bench -p sealpost-benches --bench relay`.
@@ -29,6 +30,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use sealpost_relay::limits::{MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUESTS};
 use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::relay::{
@@ -458,8 +460,11 @@ impl quinn::AsyncUdpSocket for OneSegment {
     }
 }
 
-/// A bare quinn echo server on 127.0.0.1 (must run inside a tokio runtime).
-fn echo_server(one_segment: bool) -> (quinn::Endpoint, [u8; 32]) {
+/// A bare quinn echo server on 127.0.0.1 (must run inside a tokio runtime), with the
+/// relay's TLS and transport settings; `bidi_streams` is the relay's request-stream limit for
+/// the connections compared (`MAX_CONCURRENT_REQUESTS` once authenticated, for throughput;
+/// `PRE_AUTH_CONCURRENT_REQUESTS` for the unauthenticated idle connections).
+fn echo_server(one_segment: bool, bidi_streams: u32) -> (quinn::Endpoint, [u8; 32]) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let cert = generated.cert.der().clone();
     let fingerprint: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
@@ -467,17 +472,20 @@ fn echo_server(one_segment: bool) -> (quinn::Endpoint, [u8; 32]) {
         generated.signing_key.serialize_der(),
     ));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .unwrap();
+    // As the relay (crates/sealpost-relay/src/tls.rs): no session tickets, no session cache.
+    tls.send_tls13_tickets = 0;
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     let mut server_config =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls).unwrap()));
     // The relay's transport settings (crates/sealpost-relay/src/server.rs).
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(32u32.into())
+    t.max_concurrent_bidi_streams(bidi_streams.into())
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window((256u32 * 1024).into())
         .receive_window((1024u32 * 1024).into())
@@ -520,7 +528,7 @@ fn echo_server(one_segment: bool) -> (quinn::Endpoint, [u8; 32]) {
 }
 
 async fn echo_setup(max_pairs: usize) -> EchoBench {
-    let (server, fingerprint) = echo_server(false);
+    let (server, fingerprint) = echo_server(false, MAX_CONCURRENT_REQUESTS);
     let addr = server.local_addr().unwrap();
     let mut clients = Vec::new();
     for _ in 0..max_pairs {
@@ -752,7 +760,10 @@ const ONE_SEGMENT_ENV: &str = "SEALPOST_BENCH_ONE_SEGMENT";
 fn echo_server_process() {
     let rt = runtime();
     rt.block_on(async {
-        let (server, fingerprint) = echo_server(std::env::var_os(ONE_SEGMENT_ENV).is_some());
+        let (server, fingerprint) = echo_server(
+            std::env::var_os(ONE_SEGMENT_ENV).is_some(),
+            PRE_AUTH_CONCURRENT_REQUESTS,
+        );
         println!(
             "sealpost-relay listening on {}",
             server.local_addr().unwrap()

@@ -3,7 +3,9 @@
 //! [`Handler::handle`] takes one decoded request of one connection and returns the response
 //! and the [`Effect`]s the driver must carry out (wake a device's delivery, push
 //! `PreKeysLow`, close connections of removed devices). The QUIC driver (`server`) calls it
-//! on a blocking thread; tests and the fuzz target call it directly.
+//! on a blocking thread, except for `Send` and `Ack`, which it runs through
+//! [`Handler::handle_concurrent_then`] (the store calls back once the commit is durable);
+//! tests and the fuzz target call it directly.
 
 use crate::StoreError;
 use crate::codes::{CodeSender, VerificationCode};
@@ -40,6 +42,9 @@ use sealpost_wire::{
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use zeroize::Zeroizing;
+
+/// Receives the response and effects of [`Handler::handle_concurrent_then`].
+pub type Done = Box<dyn FnOnce(Response, Vec<Effect>) + Send>;
 
 /// Something the driver must do after a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -528,6 +533,83 @@ impl Handler {
         Some((response, effects))
     }
 
+    /// [`Handler::handle_concurrent`] for callers that must not hold a thread while the
+    /// store commits (the async driver): the request is decoded and checked on the calling
+    /// thread, the store work is queued with [`Store::enqueue_then`] / [`Store::ack_then`],
+    /// and `done` gets the response and effects once the outcome is durable (possibly on the
+    /// store's writer thread, so `done` must be quick and must not block). Returns `done`
+    /// unused when `body` is not a well-formed `Send` or `Ack` (use [`Handler::handle_frame`]).
+    pub fn handle_concurrent_then(
+        &self,
+        conn: &ConnectionSnapshot,
+        body: &[u8],
+        now: u64,
+        done: Done,
+    ) -> Option<Done> {
+        let request = match Request::decode(body) {
+            Ok(r @ (Request::Send { .. } | Request::Ack { .. })) => r,
+            _ => return Some(done),
+        };
+        let kind = request_kind(&request);
+        metrics::frame(kind);
+        let finish = move |response: Response, effects: Vec<Effect>| {
+            if let Response::Error { code, .. } = &response {
+                tracing::debug!(request = kind, ?code, "request refused");
+            }
+            done(response, effects);
+        };
+        let Some(me) = &conn.device else {
+            finish(
+                Response::error(
+                    ErrorCode::Unauthenticated,
+                    "authenticate the connection first",
+                ),
+                Vec::new(),
+            );
+            return None;
+        };
+        match request {
+            Request::Send {
+                message_id,
+                recipient,
+                envelopes,
+            } => {
+                if let Err(s) = self.send_limiter.try_take(&me.address, now) {
+                    finish(rate_limited("sends", s), Vec::new());
+                    return None;
+                }
+                let message = self.new_message(me, &message_id, &recipient, &envelopes, now);
+                let recipient = recipient.clone();
+                self.store.enqueue_then(
+                    &message,
+                    Box::new(move |outcome| {
+                        let mut effects = Vec::new();
+                        let response = send_response(&recipient, now, outcome, &mut effects);
+                        finish(response, effects);
+                    }),
+                );
+            }
+            Request::Ack { server_ids } => {
+                let device = me.address.clone();
+                let ids = server_ids.clone();
+                self.store.ack_then(
+                    &me.address,
+                    &ids,
+                    Box::new(move |outcome| {
+                        let mut effects = Vec::new();
+                        let response = ack_response(device, server_ids, outcome, &mut effects);
+                        finish(response, effects);
+                    }),
+                );
+            }
+            _ => finish(
+                Response::error(ErrorCode::Internal, "not a send or ack"),
+                Vec::new(),
+            ),
+        }
+        None
+    }
+
     fn send_or_ack(
         &self,
         me: &AuthenticatedDevice,
@@ -546,19 +628,10 @@ impl Handler {
                 }
                 self.send(me, &message_id, &recipient, &envelopes, now, effects)
             }
-            Request::Ack { server_ids } => match self.store.ack(&me.address, &server_ids) {
-                Ok(removed) => {
-                    metrics::delivered(u64::from(removed));
-                    effects.push(Effect::Acked {
-                        device: me.address.clone(),
-                        server_ids,
-                    });
-                    Response::Acked {
-                        removed: sat_u16(removed),
-                    }
-                }
-                Err(e) => internal(&e),
-            },
+            Request::Ack { server_ids } => {
+                let outcome = self.store.ack(&me.address, &server_ids);
+                ack_response(me.address.clone(), server_ids, outcome, effects)
+            }
             _ => Response::error(ErrorCode::Internal, "not a send or ack"),
         }
     }
@@ -1095,6 +1168,26 @@ impl Handler {
         }
     }
 
+    fn new_message<'a>(
+        &self,
+        me: &'a AuthenticatedDevice,
+        message_id: &'a [u8; 16],
+        recipient: &'a AccountId,
+        envelopes: &'a [OutgoingEnvelope],
+        now: u64,
+    ) -> NewMessage<'a> {
+        let exclude_device = (recipient == &me.address.account).then_some(me.address.device.0);
+        NewMessage {
+            sender: &me.address,
+            recipient,
+            exclude_device,
+            message_id,
+            timestamp: now,
+            envelopes,
+            max_queued: self.limits.max_queued_per_device,
+        }
+    }
+
     fn send(
         &self,
         me: &AuthenticatedDevice,
@@ -1104,39 +1197,59 @@ impl Handler {
         now: u64,
         effects: &mut Vec<Effect>,
     ) -> Response {
-        let exclude_device = (recipient == &me.address.account).then_some(me.address.device.0);
-        let message = NewMessage {
-            sender: &me.address,
-            recipient,
-            exclude_device,
-            message_id,
-            timestamp: now,
-            envelopes,
-            max_queued: self.limits.max_queued_per_device,
-        };
-        match self.store.enqueue(&message) {
-            Ok(EnqueueOutcome::Queued(ids)) => {
-                metrics::queued(ids.len() as u64);
-                for (device_id, _) in &ids {
-                    effects.push(Effect::MailArrived {
-                        device: DeviceAddress::new(recipient.clone(), DeviceId(*device_id)),
-                    });
-                }
-                Response::Accepted { timestamp: now }
+        let message = self.new_message(me, message_id, recipient, envelopes, now);
+        send_response(recipient, now, self.store.enqueue(&message), effects)
+    }
+}
+
+/// The response to a `Send` that the store answered with `outcome`.
+fn send_response(
+    recipient: &AccountId,
+    now: u64,
+    outcome: Result<EnqueueOutcome, StoreError>,
+    effects: &mut Vec<Effect>,
+) -> Response {
+    match outcome {
+        Ok(EnqueueOutcome::Queued(ids)) => {
+            metrics::queued(ids.len() as u64);
+            for (device_id, _) in &ids {
+                effects.push(Effect::MailArrived {
+                    device: DeviceAddress::new(recipient.clone(), DeviceId(*device_id)),
+                });
             }
-            Ok(EnqueueOutcome::UnknownAccount) => {
-                Response::error(ErrorCode::UnknownAccount, "recipient has no devices")
-            }
-            Ok(EnqueueOutcome::MismatchedDevices) => Response::error(
-                ErrorCode::MismatchedDevices,
-                "envelopes do not address exactly the recipient's devices",
-            ),
-            Ok(EnqueueOutcome::QueueFull { device_id }) => Response::error(
-                ErrorCode::QueueFull,
-                format!("mailbox of device {device_id} is full"),
-            ),
-            Err(e) => internal(&e),
+            Response::Accepted { timestamp: now }
         }
+        Ok(EnqueueOutcome::UnknownAccount) => {
+            Response::error(ErrorCode::UnknownAccount, "recipient has no devices")
+        }
+        Ok(EnqueueOutcome::MismatchedDevices) => Response::error(
+            ErrorCode::MismatchedDevices,
+            "envelopes do not address exactly the recipient's devices",
+        ),
+        Ok(EnqueueOutcome::QueueFull { device_id }) => Response::error(
+            ErrorCode::QueueFull,
+            format!("mailbox of device {device_id} is full"),
+        ),
+        Err(e) => internal(&e),
+    }
+}
+
+/// The response to an `Ack` of `server_ids` by `device` that the store answered with `outcome`.
+fn ack_response(
+    device: DeviceAddress,
+    server_ids: Vec<u64>,
+    outcome: Result<u32, StoreError>,
+    effects: &mut Vec<Effect>,
+) -> Response {
+    match outcome {
+        Ok(removed) => {
+            metrics::delivered(u64::from(removed));
+            effects.push(Effect::Acked { device, server_ids });
+            Response::Acked {
+                removed: sat_u16(removed),
+            }
+        }
+        Err(e) => internal(&e),
     }
 }
 

@@ -4,13 +4,17 @@
 //!
 //! Per connection there is one task accepting request streams (one task per stream) and,
 //! once the connection has authenticated, one delivery task. Requests of one connection are
-//! handled one at a time (they share the connection's state); different connections run in
-//! parallel, and their writes meet in the store's group commit.
+//! handled one at a time (they share the connection's state), except `Send` and `Ack`, which
+//! run from a snapshot of it and wait for the store's writer thread without holding a
+//! thread ([`Handler::handle_concurrent_then`]); different connections run in parallel, and
+//! their writes meet in the store's group commit.
 
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::RelayConfig;
-use crate::handler::{ConnectionState, Effect, Handler, decode_error_response};
-use crate::limits::{DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS};
+use crate::handler::{ConnectionState, Done, Effect, Handler, decode_error_response};
+use crate::limits::{
+    DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUESTS,
+};
 use crate::store::{SqliteStore, Store};
 use crate::{RelayError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
@@ -95,6 +99,8 @@ impl Drop for InFlightGuard {
 /// What an authenticated connection's delivery task is told.
 #[derive(Default)]
 struct Inbox {
+    /// Envelopes were queued since the delivery task last looked.
+    mail: bool,
     acked: Vec<u64>,
     prekeys_low: Option<(u32, u32)>,
     removed: bool,
@@ -284,7 +290,8 @@ fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayE
 
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS))
+    // Raised to MAX_CONCURRENT_REQUESTS when the connection authenticates (serve_request).
+    t.max_concurrent_bidi_streams(VarInt::from_u32(PRE_AUTH_CONCURRENT_REQUESTS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         // Flow-control credit, not preallocated memory: an idle connection costs a few KiB.
         .stream_receive_window(VarInt::from_u32(256 * 1024))
@@ -507,10 +514,9 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             continue;
         };
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            serve_connection(incoming, shared).await;
-            drop(slot);
-        });
+        // Boxed: the pending handshake is 384 bytes that the connection's task would
+        // otherwise keep for its whole life (an idle connection's memory is the budget).
+        tokio::spawn(serve_connection(Box::new(incoming), shared, slot));
     }
 }
 
@@ -529,8 +535,8 @@ impl Drop for ConnectionGauge {
     }
 }
 
-async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
-    let conn = match incoming.await {
+async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _slot: IpSlot) {
+    let conn = match (*incoming).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
@@ -742,15 +748,33 @@ async fn serve_request(
         None
     };
     let state = Arc::clone(&ctx.state);
+    // The store answers these from its writer thread once the commit is durable; no thread
+    // waits for it meanwhile.
     let result = match snapshot {
         Some(snap) => {
-            tokio::task::spawn_blocking(move || {
-                match handler.handle_concurrent(&snap, &body, now_ms()) {
-                    Some((resp, effects)) => Ok((resp, effects, snap.authenticated().cloned())),
-                    None => Err((handler, body)),
-                }
-            })
-            .await
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (effects_shared, conn_id) = (Arc::clone(&shared), ctx.conn_id);
+            let done: Done = Box::new(move |resp, effects| {
+                // Wake the recipients' deliveries right here (on the store's writer thread,
+                // as soon as the commit is durable) rather than after this task has been
+                // scheduled again: `MailArrived`/`Acked` only notify, they never block.
+                apply_effects(&effects_shared, conn_id, effects);
+                let _ = tx.send(resp);
+            });
+            match handler.handle_concurrent_then(&snap, &body, now_ms(), done) {
+                None => match rx.await {
+                    Ok(resp) => Ok(Ok((resp, Vec::new(), snap.authenticated().cloned()))),
+                    Err(_) => Ok(Ok((
+                        Response::error(
+                            sealpost_wire::relay::ErrorCode::Internal,
+                            "internal error",
+                        ),
+                        Vec::new(),
+                        snap.authenticated().cloned(),
+                    ))),
+                },
+                Some(_) => Ok(Err((handler, body))),
+            }
         }
         None => Ok(Err((handler, body))),
     };
@@ -783,6 +807,9 @@ async fn serve_request(
     let frame = response.encode();
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {
+            // Authenticated: the full request-stream allowance (spec/relay.md section 1).
+            ctx.conn
+                .set_max_concurrent_bi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS));
             // Response first, so the client knows it is authenticated before pushes arrive.
             if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
                 ctx.start_delivery(d.clone());
@@ -800,7 +827,7 @@ fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
         match effect {
             Effect::MailArrived { device } => {
                 for slot in shared.registry.slots(&device) {
-                    slot.wake.notify_one();
+                    slot.update(|i| i.mail = true);
                 }
             }
             Effect::PreKeysLow {
@@ -864,10 +891,14 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
     let mut last: u64 = 0;
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
     let mut drained = false;
+    // Whether the last mailbox read reached the end of the mailbox: then only new mail (not
+    // an acknowledgement freeing window room) makes another read worthwhile.
+    let mut at_end = false;
     loop {
-        let (acked, low, removed) = {
+        let (mail, acked, low, removed) = {
             let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
             (
+                std::mem::take(&mut inbox.mail),
                 std::mem::take(&mut inbox.acked),
                 inbox.prekeys_low.take(),
                 inbox.removed,
@@ -889,7 +920,10 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
             }
         }
         let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
-        if room > 0 {
+        if mail {
+            at_end = false;
+        }
+        if room > 0 && !at_end {
             let store = Arc::clone(&shared.store);
             let d = device.clone();
             let batch = tokio::task::spawn_blocking(move || store.mailbox(&d, last, room)).await;
@@ -906,6 +940,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 }
             };
             let reached_end = batch.len() < room;
+            at_end = reached_end;
             for e in batch {
                 let id = e.server_id;
                 let p = Push::Deliver(Delivery {

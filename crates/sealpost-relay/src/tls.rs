@@ -120,7 +120,8 @@ pub fn load_or_generate(data_dir: &Path, names: &[String]) -> Result<TlsMaterial
     load_pem(&cert, &key)
 }
 
-/// A rustls server configuration: TLS 1.3 only, ring, ALPN `sealpost/1`, no client auth.
+/// A rustls server configuration: TLS 1.3 only, ring, ALPN `sealpost/1`, no client auth,
+/// no session resumption.
 pub fn server_crypto(material: &TlsMaterial) -> Result<rustls::ServerConfig, RelayError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -131,6 +132,10 @@ pub fn server_crypto(material: &TlsMaterial) -> Result<rustls::ServerConfig, Rel
         .map_err(|e| tls_err("certificate and key", e))?;
     cfg.alpn_protocols = vec![sealpost_wire::relay::ALPN.to_vec()];
     cfg.max_early_data_size = 0;
+    // No resumption (spec/relay.md section 1): no tickets to build, send and keep per
+    // connection, and no session cache.
+    cfg.send_tls13_tickets = 0;
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(cfg)
 }
 

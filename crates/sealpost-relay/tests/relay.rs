@@ -567,3 +567,33 @@ async fn connections_per_ip_are_limited_and_released() {
     assert!(matches!(r, Response::ChallengeIssued { .. }), "{r:?}");
     relay.shutdown().await;
 }
+
+/// spec/relay.md section 1: an unauthenticated connection may have 4 request streams open at
+/// once; `Authenticated` raises the allowance to 32.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_streams_are_limited_until_authenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let wait = Duration::from_secs(2);
+
+    let anonymous = Client::for_relay(&relay).await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let s = tokio::time::timeout(wait, anonymous.conn.open_bi()).await;
+        open.push(s.expect("stream credit").unwrap());
+    }
+    let fifth = tokio::time::timeout(Duration::from_millis(300), anonymous.conn.open_bi()).await;
+    assert!(fifth.is_err(), "a fifth stream before authentication");
+    drop(open);
+
+    let alice = Device::register(&relay, &codes, "+15550000001").await;
+    let mut open = Vec::new();
+    for _ in 0..31 {
+        let s = tokio::time::timeout(wait, alice.client.conn.open_bi()).await;
+        open.push(s.expect("stream credit after authentication").unwrap());
+    }
+    drop(open);
+    anonymous.close().await;
+    relay.shutdown().await;
+}

@@ -761,6 +761,52 @@ fn concurrent_evaluations<S: Store + 'static>(s: Arc<S>) {
     assert_eq!(s.vault(&a).unwrap(), None);
 }
 
+/// `enqueue_then` / `ack_then` reply exactly once, with what `enqueue` / `ack` return, and
+/// the outcome is in place when the reply comes.
+pub(crate) fn replies<S: Store>(s: &S) {
+    let (a, b) = (acct(1), acct(2));
+    register(s, &a, 1);
+    register(s, &b, 2);
+    let (a1, b1) = (dev(&a, 1), dev(&b, 1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let envs = [env(1, 9)];
+    let message = NewMessage {
+        sender: &a1,
+        recipient: &b,
+        exclude_device: None,
+        message_id: &[3; 16],
+        timestamp: NOW,
+        envelopes: &envs,
+        max_queued: 10,
+    };
+    let t = tx.clone();
+    s.enqueue_then(&message, Box::new(move |r| t.send(r).unwrap()));
+    let Ok(EnqueueOutcome::Queued(ids)) = rx.recv().unwrap() else {
+        panic!("not queued")
+    };
+    assert_eq!(ids.len(), 1);
+    let server_id = ids[0].1;
+    assert_eq!(s.mailbox(&b1, 0, 10).unwrap()[0].server_id, server_id);
+    let t = tx.clone();
+    let unknown = NewMessage {
+        recipient: &acct(3),
+        ..message
+    };
+    s.enqueue_then(&unknown, Box::new(move |r| t.send(r).unwrap()));
+    assert_eq!(rx.recv().unwrap(), Ok(EnqueueOutcome::UnknownAccount));
+    let (atx, arx) = std::sync::mpsc::channel();
+    let t = atx.clone();
+    s.ack_then(
+        &b1,
+        &[server_id, 12345],
+        Box::new(move |r| t.send(r).unwrap()),
+    );
+    assert_eq!(arx.recv().unwrap(), Ok(1));
+    assert_eq!(s.queue_depth(&b1).unwrap(), 0);
+    drop((tx, atx));
+    assert!(rx.recv().is_err() && arx.recv().is_err(), "one reply each");
+}
+
 macro_rules! conformance_tests {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -786,6 +832,12 @@ macro_rules! conformance_tests {
             fn mailboxes() {
                 let (_keep, s) = $make;
                 super::mailboxes(&s);
+            }
+
+            #[test]
+            fn replies() {
+                let (_keep, s) = $make;
+                super::replies(&s);
             }
 
             #[test]

@@ -266,6 +266,9 @@ pub struct TakenBundle {
     pub remaining: PreKeyCounts,
 }
 
+/// Receives the outcome of [`Store::enqueue_then`] / [`Store::ack_then`].
+pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+
 /// A message to queue: one envelope per recipient device.
 #[derive(Clone, Copy, Debug)]
 pub struct NewMessage<'a> {
@@ -469,6 +472,16 @@ pub trait Store: Send + Sync {
     /// store and increase in commit order.
     fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError>;
 
+    /// [`Store::enqueue`] with the outcome handed to `reply` instead of returned, so that a
+    /// caller on an async runtime need not hold a thread while the commit is under way. A
+    /// store with its own writer thread queues the work and calls `reply` from that thread
+    /// once the outcome is durable (so `reply` must be quick and must not block); the
+    /// default runs [`Store::enqueue`] and calls `reply` before returning. `reply` is called
+    /// exactly once.
+    fn enqueue_then(&self, message: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) {
+        reply(self.enqueue(message));
+    }
+
     /// Up to `limit` envelopes queued for `device` with `server_id > after`, in increasing
     /// `server_id` order.
     fn mailbox(
@@ -481,6 +494,12 @@ pub trait Store: Send + Sync {
     /// Deletes the listed envelopes from `device`'s mailbox, atomically; ids not queued for
     /// this device are ignored. Returns how many were deleted.
     fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError>;
+
+    /// [`Store::ack`] with the outcome handed to `reply`, on the terms of
+    /// [`Store::enqueue_then`].
+    fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
+        reply(self.ack(device, server_ids));
+    }
 
     /// Envelopes queued for `device`.
     fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError>;

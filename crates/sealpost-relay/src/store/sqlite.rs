@@ -16,8 +16,8 @@
 use super::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
     PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
-    Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN,
-    VaultAttempt, VaultRow,
+    Reply, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
+    VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -42,8 +42,15 @@ pub const SCHEMA_VERSION: i64 = 2;
 const MAX_GROUP: usize = 256;
 /// Jobs that may wait for the writer before callers block (backpressure).
 const QUEUE_BOUND: usize = 4096;
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Idle read connections kept open. Every connected device's delivery reads its mailbox
+/// after each commit that concerns it; with fewer pooled connections than concurrent
+/// readers, connections were opened (schema parsed) and closed hundreds of times a second.
+const MAX_IDLE_READERS: usize = 32;
+/// Page cache of each read connection, KiB (SQLite's default is 2000 KiB per connection;
+/// the OS page cache holds the rest).
+const READER_CACHE_KIB: i64 = 256;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
 /// How long a connection waits on a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -141,7 +148,7 @@ trait Job: Send {
 struct TypedJob<T, F> {
     work: Option<F>,
     result: Option<Result<T, StoreError>>,
-    reply: SyncSender<Result<T, StoreError>>,
+    reply: Option<Reply<T>>,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -165,8 +172,9 @@ where
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(StoreError::Closed),
         };
-        // The caller may have gone away; nothing to do then.
-        let _ = self.reply.send(answer);
+        if let Some(reply) = self.reply {
+            reply(answer);
+        }
     }
 }
 
@@ -192,7 +200,15 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
+    // Every statement the relay runs stays prepared (there are fewer than this many).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)
+}
+
+/// Runs one parameterless statement through the connection's statement cache (the
+/// per-job savepoint statements run several times per group commit).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
@@ -278,7 +294,7 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
 }
 
 fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = backend(e);
         for job in group {
             job.finish(Err(err.clone()));
@@ -286,9 +302,9 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
         return;
     }
     for job in &mut group {
-        let ok = conn.execute_batch("SAVEPOINT job").is_ok()
+        let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
             && match job.run(conn) {
-                Ok(()) => conn.execute_batch("RELEASE job").is_ok(),
+                Ok(()) => exec_cached(conn, "RELEASE job").is_ok(),
                 Err(_) => {
                     let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
                     true
@@ -304,7 +320,7 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
             return;
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(backend);
+    let commit = exec_cached(conn, "COMMIT").map_err(backend);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -364,26 +380,48 @@ impl SqliteStore {
             .clear();
     }
 
+    /// Runs `work` in the writer's next group and waits for the commit.
     fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = TypedJob {
-            work: Some(work),
-            result: None,
-            reply,
-        };
+        let (tx, answer) = mpsc::sync_channel(1);
+        self.submit(
+            work,
+            Box::new(move |r| {
+                // The caller may have gone away; nothing to do then.
+                let _ = tx.send(r);
+            }),
+        );
+        answer.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `work` for the writer's next group without waiting; `reply` gets the outcome
+    /// on the writer thread once the group has committed (or failed), or at once if the
+    /// store is closed. Blocks only while the queue is full (`QUEUE_BOUND` jobs waiting).
+    fn submit<T, F>(&self, work: F, reply: Reply<T>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let tx = self
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        tx.send(Msg::Job(Box::new(job)))
-            .map_err(|_| StoreError::Closed)?;
-        answer.recv().map_err(|_| StoreError::Closed)?
+            .clone();
+        let Some(tx) = tx else {
+            reply(Err(StoreError::Closed));
+            return;
+        };
+        let job = Box::new(TypedJob {
+            work: Some(work),
+            result: None,
+            reply: Some(reply),
+        });
+        if let Err(mpsc::SendError(Msg::Job(job))) = tx.send(Msg::Job(job)) {
+            job.finish(Err(StoreError::Closed));
+        }
     }
 
     fn read<T>(
@@ -412,6 +450,8 @@ impl SqliteStore {
                 )
                 .map_err(backend)?;
                 configure(&c)?;
+                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+                    .map_err(backend)?;
                 c
             }
         };
@@ -489,7 +529,8 @@ fn read_vault(conn: &Connection, account: &str) -> Result<Option<VaultRow>, Stor
 
 fn count_where(conn: &Connection, sql: &str, d: &DeviceAddress) -> Result<u32, StoreError> {
     let n: i64 = conn
-        .query_row(sql, params![d.account.as_str(), d.device.0], |r| r.get(0))
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row(params![d.account.as_str(), d.device.0], |r| r.get(0)))
         .map_err(backend)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
@@ -639,6 +680,94 @@ fn take_bundle(
         },
         remaining: counts(conn, &addr)?,
     }))
+}
+
+/// The writer job of [`Store::enqueue`]: the checks and inserts, on owned copies of `m`.
+fn enqueue_job(
+    m: &NewMessage<'_>,
+) -> impl FnOnce(&Connection) -> Result<EnqueueOutcome, StoreError> + Send + 'static {
+    let sender = m.sender.clone();
+    let recipient = m.recipient.as_str().to_owned();
+    let exclude = m.exclude_device;
+    let message_id = *m.message_id;
+    let timestamp = m.timestamp;
+    let envelopes = m.envelopes.to_vec();
+    let max_queued = m.max_queued;
+    move |c| {
+        let devices = device_ids(c, &recipient)?;
+        if devices.is_empty() {
+            return Ok(EnqueueOutcome::UnknownAccount);
+        }
+        let expected: BTreeSet<u32> = devices
+            .into_iter()
+            .filter(|id| Some(*id) != exclude)
+            .collect();
+        let given: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
+        if given.len() != envelopes.len() || given != expected {
+            return Ok(EnqueueOutcome::MismatchedDevices);
+        }
+        let account =
+            AccountId::new(recipient.clone()).map_err(|_| StoreError::Corrupt("account id"))?;
+        for e in &envelopes {
+            let addr = DeviceAddress::new(account.clone(), DeviceId(e.device_id));
+            if queue_depth(c, &addr)? >= max_queued {
+                return Ok(EnqueueOutcome::QueueFull {
+                    device_id: e.device_id,
+                });
+            }
+        }
+        let mut ins = c
+            .prepare_cached(
+                "INSERT INTO envelopes
+                 (account, device_id, sender_account, sender_device, message_id, timestamp, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(backend)?;
+        let mut ids = Vec::with_capacity(envelopes.len());
+        for e in &envelopes {
+            ins.execute(params![
+                recipient,
+                e.device_id,
+                sender.account.as_str(),
+                sender.device.0,
+                &message_id[..],
+                to_i64(timestamp),
+                e.envelope
+            ])
+            .map_err(backend)?;
+            let id = u64::try_from(c.last_insert_rowid()).unwrap_or(0);
+            ids.push((e.device_id, id));
+        }
+        Ok(EnqueueOutcome::Queued(ids))
+    }
+}
+
+/// The writer job of [`Store::ack`].
+fn ack_job(
+    device: &DeviceAddress,
+    server_ids: &[u64],
+) -> impl FnOnce(&Connection) -> Result<u32, StoreError> + Send + 'static {
+    let device = device.clone();
+    let ids = server_ids.to_vec();
+    move |c| {
+        let mut stmt = c
+            .prepare_cached(
+                "DELETE FROM envelopes WHERE server_id = ?1 AND account = ?2 AND device_id = ?3",
+            )
+            .map_err(backend)?;
+        let mut removed = 0u32;
+        for id in ids {
+            let n = stmt
+                .execute(params![
+                    to_i64(id),
+                    device.account.as_str(),
+                    device.device.0
+                ])
+                .map_err(backend)?;
+            removed = removed.saturating_add(u32::try_from(n).unwrap_or(0));
+        }
+        Ok(removed)
+    }
 }
 
 impl Store for SqliteStore {
@@ -1193,60 +1322,11 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-        let sender = m.sender.clone();
-        let recipient = m.recipient.as_str().to_owned();
-        let exclude = m.exclude_device;
-        let message_id = *m.message_id;
-        let timestamp = m.timestamp;
-        let envelopes = m.envelopes.to_vec();
-        let max_queued = m.max_queued;
-        self.write(move |c| {
-            let devices = device_ids(c, &recipient)?;
-            if devices.is_empty() {
-                return Ok(EnqueueOutcome::UnknownAccount);
-            }
-            let expected: BTreeSet<u32> = devices
-                .into_iter()
-                .filter(|id| Some(*id) != exclude)
-                .collect();
-            let given: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
-            if given.len() != envelopes.len() || given != expected {
-                return Ok(EnqueueOutcome::MismatchedDevices);
-            }
-            let account = AccountId::new(recipient.clone())
-                .map_err(|_| StoreError::Corrupt("account id"))?;
-            for e in &envelopes {
-                let addr = DeviceAddress::new(account.clone(), DeviceId(e.device_id));
-                if queue_depth(c, &addr)? >= max_queued {
-                    return Ok(EnqueueOutcome::QueueFull {
-                        device_id: e.device_id,
-                    });
-                }
-            }
-            let mut ins = c
-                .prepare_cached(
-                    "INSERT INTO envelopes
-                     (account, device_id, sender_account, sender_device, message_id, timestamp, envelope)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(backend)?;
-            let mut ids = Vec::with_capacity(envelopes.len());
-            for e in &envelopes {
-                ins.execute(params![
-                    recipient,
-                    e.device_id,
-                    sender.account.as_str(),
-                    sender.device.0,
-                    &message_id[..],
-                    to_i64(timestamp),
-                    e.envelope
-                ])
-                .map_err(backend)?;
-                let id = u64::try_from(c.last_insert_rowid()).unwrap_or(0);
-                ids.push((e.device_id, id));
-            }
-            Ok(EnqueueOutcome::Queued(ids))
-        })
+        self.write(enqueue_job(m))
+    }
+
+    fn enqueue_then(&self, m: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) {
+        self.submit(enqueue_job(m), reply);
     }
 
     fn mailbox(
@@ -1302,23 +1382,11 @@ impl Store for SqliteStore {
     }
 
     fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
-        let device = device.clone();
-        let ids = server_ids.to_vec();
-        self.write(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "DELETE FROM envelopes WHERE server_id = ?1 AND account = ?2 AND device_id = ?3",
-                )
-                .map_err(backend)?;
-            let mut removed = 0u32;
-            for id in ids {
-                let n = stmt
-                    .execute(params![to_i64(id), device.account.as_str(), device.device.0])
-                    .map_err(backend)?;
-                removed = removed.saturating_add(u32::try_from(n).unwrap_or(0));
-            }
-            Ok(removed)
-        })
+        self.write(ack_job(device, server_ids))
+    }
+
+    fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
+        self.submit(ack_job(device, server_ids), reply);
     }
 
     fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
