@@ -143,12 +143,28 @@ type JobResult = Result<(), StoreError>;
 trait Job: Send {
     fn run(&mut self, conn: &Connection) -> JobResult;
     fn finish(self: Box<Self>, commit: JobResult);
+    /// Whether the job's commit must be flushed to disk before it is answered. Only
+    /// acknowledgement deletes are not (see [`Flush`]).
+    fn flush(&self) -> Flush;
+}
+
+/// How a job's commit reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    /// `synchronous = FULL`: the WAL is fsynced before the job is answered.
+    Durable,
+    /// `synchronous = NORMAL` for a group made only of such jobs: committed (atomic,
+    /// consistent, visible) but flushed with the next durable commit or checkpoint. Used
+    /// for `Ack` deletes: losing one in a crash only redelivers an acknowledged envelope,
+    /// which clients deduplicate (spec/relay.md section 4); it never loses one.
+    Lazy,
 }
 
 struct TypedJob<T, F> {
     work: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: Option<Reply<T>>,
+    flush: Flush,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -164,6 +180,10 @@ where
         let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
         self.result = Some(r);
         outcome
+    }
+
+    fn flush(&self) -> Flush {
+        self.flush
     }
 
     fn finish(self: Box<Self>, commit: JobResult) {
@@ -294,7 +314,14 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
 }
 
 fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
-    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
+    // Every group sets its own sync mode, so a lazy group never leaks into the next one.
+    let lazy = group.iter().all(|j| j.flush() == Flush::Lazy);
+    let mode = if lazy {
+        "PRAGMA synchronous = NORMAL"
+    } else {
+        "PRAGMA synchronous = FULL"
+    };
+    if let Err(e) = exec_cached(conn, mode).and_then(|()| exec_cached(conn, "BEGIN IMMEDIATE")) {
         let err = backend(e);
         for job in group {
             job.finish(Err(err.clone()));
@@ -324,6 +351,7 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+
     for job in group {
         job.finish(commit.clone());
     }
@@ -405,6 +433,15 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit_with(work, reply, Flush::Durable);
+    }
+
+    /// [`Self::submit`] with a chosen [`Flush`].
+    fn submit_with<T, F>(&self, work: F, reply: Reply<T>, flush: Flush)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let tx = self
             .jobs
             .lock()
@@ -418,6 +455,7 @@ impl SqliteStore {
             work: Some(work),
             result: None,
             reply: Some(reply),
+            flush,
         });
         if let Err(mpsc::SendError(Msg::Job(job))) = tx.send(Msg::Job(job)) {
             job.finish(Err(StoreError::Closed));
@@ -1382,11 +1420,19 @@ impl Store for SqliteStore {
     }
 
     fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
-        self.write(ack_job(device, server_ids))
+        let (tx, answer) = mpsc::sync_channel(1);
+        self.ack_then(
+            device,
+            server_ids,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        answer.recv().map_err(|_| StoreError::Closed)?
     }
 
     fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
-        self.submit(ack_job(device, server_ids), reply);
+        self.submit_with(ack_job(device, server_ids), reply, Flush::Lazy);
     }
 
     fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
@@ -1462,6 +1508,30 @@ mod tests {
             .unwrap();
         drop(c);
         assert!(SqliteStore::open(&path).is_err());
+    }
+
+    /// Only a group made entirely of lazy jobs (acknowledgement deletes) commits with
+    /// `synchronous = NORMAL`; the next durable group is back to FULL.
+    #[test]
+    fn only_ack_groups_commit_lazily() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("r.db")).unwrap();
+        let sync_of = |flush: Flush| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            s.submit_with(
+                |c: &Connection| {
+                    c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                        .map_err(backend)
+                },
+                Box::new(move |r| tx.send(r).unwrap()),
+                flush,
+            );
+            rx.recv().unwrap().unwrap()
+        };
+        assert_eq!(sync_of(Flush::Lazy), 1, "NORMAL for a lazy group");
+        assert_eq!(sync_of(Flush::Durable), 2, "FULL again for a durable group");
+        assert_eq!(sync_of(Flush::Lazy), 1);
+        assert_eq!(sync_of(Flush::Durable), 2);
     }
 
     #[test]
