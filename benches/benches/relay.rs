@@ -688,22 +688,21 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// `target/release/sealpost-relay`, next to this bench's `deps/` directory; built if missing.
+/// `target/release/sealpost-relay`, next to this bench's `deps/` directory; (re)built first so
+/// that a stale binary is never measured (a no-op when it is up to date).
 fn relay_binary() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let profile_dir = exe.parent()?.parent()?;
     let bin = profile_dir.join("sealpost-relay");
-    if !bin.exists() {
-        println!("building {} ...", bin.display());
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "-p", "sealpost-relay"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .ok()?;
-        if !status.success() {
-            return None;
-        }
+    println!("building {} ...", bin.display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "sealpost-relay"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
     }
     bin.exists().then_some(bin)
 }
