@@ -79,7 +79,41 @@ async fn nothing_secret_is_logged() {
         .await;
     let identity = customer.identity().to_bytes();
     shop.shutdown().await;
+
+    // Two-step PIN: set it, then a new phone meets the lock, tries a wrong PIN and recovers
+    // with the right one (spec/pin.md): neither PIN nor the recovered key may be logged.
+    const PIN: &str = "Tangerine-730514";
+    const WRONG_PIN: &str = "Ocelot-918273";
+    let pin_config = config
+        .clone()
+        .with_pin_params(sealpost_client::Argon2Params::testing());
     customer.shutdown().await;
+    let (customer, _rx) =
+        sealpost_client::Client::open(open_store(dir.path(), "customer"), pin_config.clone())
+            .await
+            .unwrap();
+    customer.set_pin(PIN).await.unwrap();
+    let backup_key = customer.backup_key().await.unwrap().unwrap();
+    customer.shutdown().await;
+    for pin in [WRONG_PIN, PIN] {
+        sealpost_client::Client::request_code(&pin_config, &acct(CUSTOMER))
+            .await
+            .unwrap();
+        let code = codes.take(CUSTOMER);
+        let r = sealpost_client::Client::register_with_pin(
+            open_store(dir.path(), "customer-new"),
+            pin_config.clone(),
+            acct(CUSTOMER),
+            &code,
+            pin,
+        )
+        .await;
+        match (pin, r) {
+            (PIN, Ok((c, _rx))) => c.shutdown().await,
+            (WRONG_PIN, Err(sealpost_client::ClientError::WrongPin { .. })) => {}
+            (_, other) => panic!("unexpected outcome: {:?}", other.map(|_| ())),
+        }
+    }
     relay.shutdown().await;
 
     let logs = capture.0.lock().unwrap().clone();
@@ -90,12 +124,16 @@ async fn nothing_secret_is_logged() {
         ("message text prefix", &SECRET.as_bytes()[..10]),
         ("shop phone number", SHOP.as_bytes()),
         ("customer phone number", CUSTOMER.as_bytes()),
+        ("PIN", PIN.as_bytes()),
+        ("wrong PIN", WRONG_PIN.as_bytes()),
+        ("backup key", backup_key.as_slice()),
     ] {
         assert!(!contains(&logs, needle), "{what} found in the logs");
     }
     for (what, needle) in [
         ("identity (hex)", hex::encode(identity)),
         ("identity prefix (hex)", hex::encode(&identity[..8])),
+        ("backup key (hex)", hex::encode(backup_key.as_slice())),
     ] {
         assert!(!text.contains(&needle), "{what} found in the logs");
     }
