@@ -15,7 +15,7 @@ use common::*;
 use sealpost_client::{
     Argon2Params, Client, ClientConfig, ClientError, Guardian, Guardians, PinCheck, Store,
 };
-use sealpost_relay::{GuardianConfig, Limits, Relay, RelayConfig, RelayHandle};
+use sealpost_relay::{GuardianConfig, Limits, RelayHandle};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,22 +36,7 @@ async fn start_guardian(
     codes: &Arc<Codes>,
     guardian: GuardianConfig,
 ) -> RelayHandle {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut config = RelayConfig::for_tests(dir).with_guardian(guardian.clone());
-        config.listen = listen;
-        config.limits = limits();
-        config.shutdown_grace_secs = 2;
-        config.code_sender = Some(codes.clone());
-        match Relay::start(config).await {
-            Ok(r) => return r,
-            Err(e) if std::time::Instant::now() < deadline => {
-                eprintln!("relay start failed, retrying: {e:#}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("relay did not start: {e:#}"),
-        }
-    }
+    start_relay_with(dir, listen, codes, limits(), guardian).await
 }
 
 fn pin_config(relay: &RelayHandle) -> ClientConfig {

@@ -6,7 +6,9 @@ use sealpost_client::{
     AccountId, Backoff, Client, ClientConfig, ClientEvent, DeviceAddress, EventReceiver, MessageId,
     Store, StoreKey, StoreSecret,
 };
-use sealpost_relay::{CodeSender, Limits, Relay, RelayConfig, RelayHandle, VerificationCode};
+use sealpost_relay::{
+    CodeSender, GuardianConfig, Limits, Relay, RelayConfig, RelayHandle, VerificationCode,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -64,10 +66,21 @@ pub async fn start_relay(
     codes: &Arc<Codes>,
     limits: Limits,
 ) -> RelayHandle {
+    start_relay_with(dir, listen, codes, limits, GuardianConfig::default()).await
+}
+
+/// [`start_relay`] with a guardian configuration (spec/pin.md section 9).
+pub async fn start_relay_with(
+    dir: &Path,
+    listen: SocketAddr,
+    codes: &Arc<Codes>,
+    limits: Limits,
+    guardian: GuardianConfig,
+) -> RelayHandle {
     init_logs();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut config = RelayConfig::for_tests(dir);
+        let mut config = RelayConfig::for_tests(dir).with_guardian(guardian.clone());
         config.listen = listen;
         config.limits = limits.clone();
         config.shutdown_grace_secs = 2;
