@@ -607,9 +607,10 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                 assert!(authenticated_before.is_some());
                 assert_eq!(*timestamp, now);
                 for e in &effects {
-                    if let Effect::MailArrived { device } = e {
+                    if let Effect::MailArrived { device, up_to } = e {
                         let mb = store.mailbox(device, 0, 100).expect("mailbox");
                         let last = mb.last().expect("just queued");
+                        assert_eq!(last.server_id, *up_to, "MailArrived names the new id");
                         queued_ids.push(last.server_id);
                     }
                 }

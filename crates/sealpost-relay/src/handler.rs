@@ -17,8 +17,8 @@ use crate::metrics;
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::store::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
-    PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegisterOutcome, Store, SweepCounts,
-    UploadOutcome, VaultAttempt, VaultRow,
+    PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegisterOutcome, Staged, Store, StoredEnvelope,
+    SweepCounts, UploadOutcome, VaultAttempt, VaultRow,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
@@ -46,14 +46,30 @@ use zeroize::Zeroizing;
 /// Receives the response and effects of [`Handler::handle_concurrent_then`].
 pub type Done = Box<dyn FnOnce(Response, Vec<Effect>) + Send>;
 
+/// Receives the effects [`Handler::handle_concurrent_then`] produces before the outcome is
+/// durable ([`Effect::MailStaged`]).
+pub type Early = Box<dyn FnOnce(Vec<Effect>) + Send>;
+
 /// Something the driver must do after a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Effect {
-    /// New envelopes were queued for `device`: wake its delivery.
+    /// New envelopes are committed to `device`'s mailbox: wake its delivery.
     MailArrived {
         /// The recipient device.
         device: DeviceAddress,
+        /// The highest server id committed for `device` by this request.
+        up_to: u64,
+    },
+    /// An envelope is written to `device`'s mailbox but its commit is still being flushed:
+    /// a delivery that is up to date may push it now (spec/relay.md section 4). If the
+    /// commit fails the envelope is not stored (the sender gets an error and retries); its
+    /// server id is never used again.
+    MailStaged {
+        /// The recipient device.
+        device: DeviceAddress,
+        /// The envelope as stored.
+        envelope: StoredEnvelope,
     },
     /// Push `PreKeysLow` to `device` if it is connected.
     PreKeysLow {
@@ -537,13 +553,16 @@ impl Handler {
     /// store commits (the async driver): the request is decoded and checked on the calling
     /// thread, the store work is queued with [`Store::enqueue_then`] / [`Store::ack_then`],
     /// and `done` gets the response and effects once the outcome is durable (possibly on the
-    /// store's writer thread, so `done` must be quick and must not block). Returns `done`
+    /// store's writer thread, so `done` must be quick and must not block). Before that, a
+    /// `Send` may hand [`Effect::MailStaged`] effects to `early` (at most once, from the same
+    /// thread, under the same rules) as soon as its envelopes are written. Returns `done`
     /// unused when `body` is not a well-formed `Send` or `Ack` (use [`Handler::handle_frame`]).
     pub fn handle_concurrent_then(
         &self,
         conn: &ConnectionSnapshot,
         body: &[u8],
         now: u64,
+        early: Early,
         done: Done,
     ) -> Option<Done> {
         let request = match Request::decode(body) {
@@ -579,9 +598,22 @@ impl Handler {
                     return None;
                 }
                 let message = self.new_message(me, &message_id, &recipient, &envelopes, now);
+                let account = recipient.clone();
+                let staged: Staged = Box::new(move |written| {
+                    early(
+                        written
+                            .into_iter()
+                            .map(|(device_id, envelope)| Effect::MailStaged {
+                                device: DeviceAddress::new(account.clone(), DeviceId(device_id)),
+                                envelope,
+                            })
+                            .collect(),
+                    );
+                });
                 let recipient = recipient.clone();
                 self.store.enqueue_then(
                     &message,
+                    staged,
                     Box::new(move |outcome| {
                         let mut effects = Vec::new();
                         let response = send_response(&recipient, now, outcome, &mut effects);
@@ -1212,9 +1244,10 @@ fn send_response(
     match outcome {
         Ok(EnqueueOutcome::Queued(ids)) => {
             metrics::queued(ids.len() as u64);
-            for (device_id, _) in &ids {
+            for &(device_id, server_id) in &ids {
                 effects.push(Effect::MailArrived {
-                    device: DeviceAddress::new(recipient.clone(), DeviceId(*device_id)),
+                    device: DeviceAddress::new(recipient.clone(), DeviceId(device_id)),
+                    up_to: server_id,
                 });
             }
             Response::Accepted { timestamp: now }

@@ -11,11 +11,11 @@
 
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::RelayConfig;
-use crate::handler::{ConnectionState, Done, Effect, Handler, decode_error_response};
+use crate::handler::{ConnectionState, Done, Early, Effect, Handler, decode_error_response};
 use crate::limits::{
     DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUESTS,
 };
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, StoredEnvelope};
 use crate::{RelayError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
@@ -99,8 +99,19 @@ impl Drop for InFlightGuard {
 /// What an authenticated connection's delivery task is told.
 #[derive(Default)]
 struct Inbox {
-    /// Envelopes were queued since the delivery task last looked.
-    mail: bool,
+    /// Highest server id committed for the device since the delivery task last looked
+    /// (0: none).
+    committed: u64,
+    /// Envelopes written for the device whose commit may still be under way, in server-id
+    /// order; at most `DELIVERY_WINDOW`.
+    staged: Vec<StoredEnvelope>,
+    /// Highest server id of a staged envelope not kept because `staged` was full (0: none).
+    dropped: u64,
+    /// Server id of the first envelope ever staged (kept or dropped) for this connection
+    /// (0: none yet). Every envelope with a higher id reached this inbox before its commit
+    /// notice did; only commit notices below it can name an envelope that was never staged
+    /// here (its staging came before this connection registered).
+    first_staged: u64,
     acked: Vec<u64>,
     prekeys_low: Option<(u32, u32)>,
     removed: bool,
@@ -754,6 +765,10 @@ async fn serve_request(
         Some(snap) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let (effects_shared, conn_id) = (Arc::clone(&shared), ctx.conn_id);
+            let early_shared = Arc::clone(&shared);
+            // Staged envelopes go to the recipients' deliveries while the commit is flushed
+            // (spec/relay.md section 4).
+            let early: Early = Box::new(move |effects| apply_effects(&early_shared, 0, effects));
             let done: Done = Box::new(move |resp, effects| {
                 // Wake the recipients' deliveries right here (on the store's writer thread,
                 // as soon as the commit is durable) rather than after this task has been
@@ -761,7 +776,9 @@ async fn serve_request(
                 apply_effects(&effects_shared, conn_id, effects);
                 let _ = tx.send(resp);
             });
-            match handler.handle_concurrent_then(&snap, &body, now_ms(), done) {
+            // Every well-formed `Send` takes this path: the delivery loop relies on staged
+            // envelopes and commit notices arriving from the writer thread in commit order.
+            match handler.handle_concurrent_then(&snap, &body, now_ms(), early, done) {
                 None => match rx.await {
                     Ok(resp) => Ok(Ok((resp, Vec::new(), snap.authenticated().cloned()))),
                     Err(_) => Ok(Ok((
@@ -825,9 +842,31 @@ async fn serve_request(
 fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
     for effect in effects {
         match effect {
-            Effect::MailArrived { device } => {
+            Effect::MailArrived { device, up_to } => {
                 for slot in shared.registry.slots(&device) {
-                    slot.update(|i| i.mail = true);
+                    slot.update(|i| i.committed = i.committed.max(up_to));
+                }
+            }
+            Effect::MailStaged { device, envelope } => {
+                let mut slots = shared.registry.slots(&device);
+                let last = slots.pop();
+                let stage = |slot: &Slot, e: StoredEnvelope| {
+                    slot.update(|i| {
+                        if i.first_staged == 0 {
+                            i.first_staged = e.server_id;
+                        }
+                        if i.staged.len() < DELIVERY_WINDOW {
+                            i.staged.push(e);
+                        } else {
+                            i.dropped = i.dropped.max(e.server_id);
+                        }
+                    });
+                };
+                for slot in slots {
+                    stage(&slot, envelope.clone());
+                }
+                if let Some(slot) = last {
+                    stage(&slot, envelope);
                 }
             }
             Effect::PreKeysLow {
@@ -887,18 +926,34 @@ async fn deliver(shared: Arc<Shared>, slot: Arc<Slot>, device: DeviceAddress) {
     }
 }
 
+/// Delivers `device`'s mailbox on this connection (spec/relay.md section 4): reads it from
+/// the store oldest first, then, once up to date, pushes envelopes as the writer stages them,
+/// before their commit is flushed.
+///
+/// Being *up to date* means: the last mailbox read reached the end of the mailbox, every
+/// envelope staged or committed for the device since then has been pushed, and every staged
+/// envelope that was not pushed (because the delivery was not up to date, or the window or
+/// the staging buffer was full) had been committed before that read started. Only then can
+/// a staged envelope be pushed directly: no lower server id can still be missing. The writer
+/// thread stages envelopes and reports commits in id order, and reports a commit before it
+/// stages the next group, which is what makes the rule sound.
 async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
+    // Highest server id pushed on this connection (or read past).
     let mut last: u64 = 0;
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
     let mut drained = false;
-    // Whether the last mailbox read reached the end of the mailbox: then only new mail (not
-    // an acknowledgement freeing window room) makes another read worthwhile.
-    let mut at_end = false;
+    let mut up_to_date = false;
+    // Highest server id known to be committed, and highest staged id not pushed.
+    let mut committed: u64 = 0;
+    let mut missed: u64 = 0;
     loop {
-        let (mail, acked, low, removed) = {
+        let (new_commit, first_staged, staged, dropped, acked, low, removed) = {
             let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
             (
-                std::mem::take(&mut inbox.mail),
+                std::mem::take(&mut inbox.committed),
+                inbox.first_staged,
+                std::mem::take(&mut inbox.staged),
+                std::mem::take(&mut inbox.dropped),
                 std::mem::take(&mut inbox.acked),
                 inbox.prekeys_low.take(),
                 inbox.removed,
@@ -919,11 +974,38 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 return;
             }
         }
-        let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
-        if mail {
-            at_end = false;
+        // A commit above what was pushed of an envelope never staged here (it was under way
+        // when this connection registered): read the mailbox. Any other commit notice is of
+        // an envelope staged here, which is pushed, still in `staged`, or counted as missed.
+        committed = committed.max(new_commit);
+        if new_commit > last && (first_staged == 0 || new_commit < first_staged) {
+            up_to_date = false;
         }
-        if room > 0 && !at_end {
+        if dropped > last {
+            missed = missed.max(dropped);
+            up_to_date = false;
+        }
+        for e in staged {
+            if e.server_id <= last {
+                continue;
+            }
+            if up_to_date && in_flight.len() < DELIVERY_WINDOW {
+                let id = e.server_id;
+                if !push(&slot.conn, &deliver_push(e)).await {
+                    return;
+                }
+                in_flight.insert(id);
+                last = id;
+            } else {
+                missed = missed.max(e.server_id);
+                up_to_date = false;
+            }
+        }
+        let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
+        if room > 0 && !up_to_date {
+            // Every missed envelope is committed (or its commit failed) before this read
+            // starts: a read to the end then brings the delivery up to date.
+            let complete = committed >= missed;
             let store = Arc::clone(&shared.store);
             let d = device.clone();
             let batch = tokio::task::spawn_blocking(move || store.mailbox(&d, last, room)).await;
@@ -940,22 +1022,15 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 }
             };
             let reached_end = batch.len() < room;
-            at_end = reached_end;
             for e in batch {
                 let id = e.server_id;
-                let p = Push::Deliver(Delivery {
-                    server_id: e.server_id,
-                    sender: e.sender,
-                    message_id: e.message_id,
-                    timestamp: e.timestamp,
-                    envelope: e.envelope,
-                });
-                if !push(&slot.conn, &p).await {
+                if !push(&slot.conn, &deliver_push(e)).await {
                     return;
                 }
                 in_flight.insert(id);
                 last = last.max(id);
             }
+            up_to_date = reached_end && complete;
             if reached_end && !drained {
                 if !push(&slot.conn, &Push::QueueDrained).await {
                     return;
@@ -965,4 +1040,14 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
         }
         slot.wake.notified().await;
     }
+}
+
+fn deliver_push(e: StoredEnvelope) -> Push {
+    Push::Deliver(Delivery {
+        server_id: e.server_id,
+        sender: e.sender,
+        message_id: e.message_id,
+        timestamp: e.timestamp,
+        envelope: e.envelope,
+    })
 }

@@ -671,10 +671,12 @@ fn send_checks_devices_queue_size_and_rate() {
     );
     let (r, effects) = e.send(&mut alice, &b, &[1], T0);
     assert_eq!(r, Response::Accepted { timestamp: T0 });
+    let queued = e.store.mailbox(&bob.address, 0, 10).unwrap();
     assert_eq!(
         effects,
         vec![Effect::MailArrived {
-            device: bob.address.clone()
+            device: bob.address.clone(),
+            up_to: queued[0].server_id,
         }]
     );
     assert_eq!(
@@ -711,6 +713,66 @@ fn send_checks_devices_queue_size_and_rate() {
     let (r, _) =
         e.h.handle_frame(&mut alice.conn, alice.exporter, &big[4..], T0 + 9000);
     assert_eq!(err(&r), ErrorCode::TooLarge);
+}
+
+/// The concurrent path hands the written envelopes to `early` before `done`, exactly as they
+/// are stored, and `MailArrived` names the committed id; a refused send stages nothing.
+#[test]
+fn concurrent_send_stages_before_done() {
+    let e = env();
+    let alice = e.device("+15550001111", 1, T0);
+    let bob = e.device("+15550002222", 2, T0);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let run = |recipient: &AccountId| {
+        let body = Request::Send {
+            message_id: [9; 16],
+            recipient: recipient.clone(),
+            envelopes: vec![OutgoingEnvelope {
+                device_id: 1,
+                envelope: b"staged".to_vec(),
+            }],
+        }
+        .encode();
+        let (ev1, ev2) = (Arc::clone(&events), Arc::clone(&events));
+        let unused = e.h.handle_concurrent_then(
+            &alice.conn.snapshot(),
+            &body[4..],
+            T0,
+            Box::new(move |effects| ev1.lock().unwrap().push(("early", None, effects))),
+            Box::new(move |r, effects| ev2.lock().unwrap().push(("done", Some(r), effects))),
+        );
+        assert!(unused.is_none());
+        std::mem::take(&mut *events.lock().unwrap())
+    };
+    let got = run(&bob.address.account);
+    let stored = e.store.mailbox(&bob.address, 0, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].envelope, b"staged");
+    assert_eq!(
+        got,
+        vec![
+            (
+                "early",
+                None,
+                vec![Effect::MailStaged {
+                    device: bob.address.clone(),
+                    envelope: stored[0].clone(),
+                }]
+            ),
+            (
+                "done",
+                Some(Response::Accepted { timestamp: T0 }),
+                vec![Effect::MailArrived {
+                    device: bob.address.clone(),
+                    up_to: stored[0].server_id,
+                }]
+            ),
+        ]
+    );
+    let got = run(&acct("+15559999999"));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "done");
+    assert_eq!(err(got[0].1.as_ref().unwrap()), ErrorCode::UnknownAccount);
 }
 
 #[test]

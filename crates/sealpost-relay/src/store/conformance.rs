@@ -762,8 +762,14 @@ fn concurrent_evaluations<S: Store + 'static>(s: Arc<S>) {
 }
 
 /// `enqueue_then` / `ack_then` reply exactly once, with what `enqueue` / `ack` return, and
-/// the outcome is in place when the reply comes.
+/// the outcome is in place when the reply comes. `enqueue_then` stages the written envelopes,
+/// with their ids and in request order, before it replies; a refused message stages nothing.
 pub(crate) fn replies<S: Store>(s: &S) {
+    #[derive(Debug)]
+    enum Event {
+        Staged(Vec<(u32, StoredEnvelope)>),
+        Reply(Result<EnqueueOutcome, StoreError>),
+    }
     let (a, b) = (acct(1), acct(2));
     register(s, &a, 1);
     register(s, &b, 2);
@@ -779,21 +785,38 @@ pub(crate) fn replies<S: Store>(s: &S) {
         envelopes: &envs,
         max_queued: 10,
     };
-    let t = tx.clone();
-    s.enqueue_then(&message, Box::new(move |r| t.send(r).unwrap()));
-    let Ok(EnqueueOutcome::Queued(ids)) = rx.recv().unwrap() else {
+    let (t1, t2) = (tx.clone(), tx.clone());
+    s.enqueue_then(
+        &message,
+        Box::new(move |w| t1.send(Event::Staged(w)).unwrap()),
+        Box::new(move |r| t2.send(Event::Reply(r)).unwrap()),
+    );
+    let Event::Staged(staged) = rx.recv().unwrap() else {
+        panic!("not staged first")
+    };
+    let Event::Reply(Ok(EnqueueOutcome::Queued(ids))) = rx.recv().unwrap() else {
         panic!("not queued")
     };
     assert_eq!(ids.len(), 1);
     let server_id = ids[0].1;
-    assert_eq!(s.mailbox(&b1, 0, 10).unwrap()[0].server_id, server_id);
-    let t = tx.clone();
+    let stored = s.mailbox(&b1, 0, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].server_id, server_id);
+    assert_eq!(staged, vec![(1, stored[0].clone())]);
     let unknown = NewMessage {
         recipient: &acct(3),
         ..message
     };
-    s.enqueue_then(&unknown, Box::new(move |r| t.send(r).unwrap()));
-    assert_eq!(rx.recv().unwrap(), Ok(EnqueueOutcome::UnknownAccount));
+    let (t1, t2) = (tx.clone(), tx.clone());
+    s.enqueue_then(
+        &unknown,
+        Box::new(move |w| t1.send(Event::Staged(w)).unwrap()),
+        Box::new(move |r| t2.send(Event::Reply(r)).unwrap()),
+    );
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Event::Reply(Ok(EnqueueOutcome::UnknownAccount))
+    ));
     let (atx, arx) = std::sync::mpsc::channel();
     let t = atx.clone();
     s.ack_then(

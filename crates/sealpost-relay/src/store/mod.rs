@@ -269,6 +269,10 @@ pub struct TakenBundle {
 /// Receives the outcome of [`Store::enqueue_then`] / [`Store::ack_then`].
 pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
 
+/// Receives the envelopes [`Store::enqueue_then`] has written, as `(device_id, envelope)` in
+/// request order, possibly **before** they are durable (see there).
+pub type Staged = Box<dyn FnOnce(Vec<(u32, StoredEnvelope)>) + Send>;
+
 /// A message to queue: one envelope per recipient device.
 #[derive(Clone, Copy, Debug)]
 pub struct NewMessage<'a> {
@@ -469,7 +473,10 @@ pub trait Store: Send + Sync {
     /// recipient has devices (`UnknownAccount`); the envelopes address exactly the
     /// recipient's devices except `exclude_device`, each once (`MismatchedDevices`); no
     /// mailbox would exceed `max_queued` (`QueueFull`). Server ids are unique across the
-    /// store and increase in commit order.
+    /// store and increase in commit order, and are **never reused**, not even the ids of
+    /// envelopes whose commit failed or was cut short by a crash (an id may have reached a
+    /// recipient through [`Store::enqueue_then`]'s `staged` before the commit, and a later
+    /// `Ack` of it must not delete another envelope).
     fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError>;
 
     /// [`Store::enqueue`] with the outcome handed to `reply` instead of returned, so that a
@@ -478,8 +485,18 @@ pub trait Store: Send + Sync {
     /// once the outcome is durable (so `reply` must be quick and must not block); the
     /// default runs [`Store::enqueue`] and calls `reply` before returning. `reply` is called
     /// exactly once.
-    fn enqueue_then(&self, message: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) {
-        reply(self.enqueue(message));
+    ///
+    /// `staged` is called at most once, before `reply`, and only if the envelopes were
+    /// written (the outcome will be `Queued` unless the commit then fails): with every
+    /// envelope and its server id, as soon as they are written, which may be before they are
+    /// durable. It lets the caller start delivering while the commit is flushed. Envelopes
+    /// handed to `staged` whose commit then fails are never stored (`reply` gets the error).
+    fn enqueue_then(&self, message: &NewMessage<'_>, staged: Staged, reply: Reply<EnqueueOutcome>) {
+        let outcome = self.enqueue(message);
+        if let Ok(EnqueueOutcome::Queued(ids)) = &outcome {
+            staged(staged_envelopes(message, ids));
+        }
+        reply(outcome);
     }
 
     /// Up to `limit` envelopes queued for `device` with `server_id > after`, in increasing
@@ -510,4 +527,26 @@ pub trait Store: Send + Sync {
     /// Deletes codes with `expires_at <= now` and envelopes with
     /// `timestamp + mailbox_ttl <= now`, atomically.
     fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError>;
+}
+
+/// The envelopes of `message` as stored under `ids` (from [`EnqueueOutcome::Queued`]).
+pub(crate) fn staged_envelopes(
+    message: &NewMessage<'_>,
+    ids: &[(u32, u64)],
+) -> Vec<(u32, StoredEnvelope)> {
+    ids.iter()
+        .zip(message.envelopes)
+        .map(|(&(device_id, server_id), e)| {
+            (
+                device_id,
+                StoredEnvelope {
+                    server_id,
+                    sender: message.sender.clone(),
+                    message_id: *message.message_id,
+                    timestamp: message.timestamp,
+                    envelope: e.envelope.clone(),
+                },
+            )
+        })
+        .collect()
 }

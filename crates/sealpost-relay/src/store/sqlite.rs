@@ -5,7 +5,16 @@
 //! each inside its own `SAVEPOINT` within one `BEGIN IMMEDIATE` transaction (a job that
 //! fails is rolled back to its savepoint without affecting the others), commits once, and
 //! only then answers every job of the group. So one fsync covers many concurrent sends, and a
-//! caller is answered only after its changes are durable.
+//! caller is answered only after its changes are durable. Envelopes are handed to the
+//! caller's `staged` callback ([`Store::enqueue_then`]) just before the commit, so that
+//! delivery overlaps the flush.
+//!
+//! **Server ids** are therefore handed out by the writer from memory, ahead of the commit:
+//! an id may reach a recipient before (or without) its envelope ever being durable, so no id
+//! may be handed out twice, not even after a crash. The writer reserves blocks of ids
+//! durably, in `sqlite_sequence` (the `AUTOINCREMENT` high-water mark of `envelopes`, which
+//! explicit ids below it leave unchanged), before handing any of them out; after a restart
+//! it continues above the last reservation ([`ServerIds`]).
 //!
 //! **Reads** use a small pool of read-only connections; in WAL mode they never block the
 //! writer and always see a committed state.
@@ -16,13 +25,13 @@
 use super::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
     PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
-    Reply, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
+    Reply, Staged, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
     VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sealpost_crypto::ct_eq;
-use sealpost_wire::relay::DeviceInfo;
+use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope};
 use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, IdentityBytes, KEM_PUBLIC_LEN, KemPreKeyKind,
     KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
@@ -53,6 +62,8 @@ const READER_CACHE_KIB: i64 = 256;
 const STATEMENT_CACHE: usize = 64;
 /// How long a connection waits on a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Server ids reserved durably at a time ([`ServerIds`]). A crash skips at most this many.
+const ID_BLOCK: u64 = 1 << 20;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -139,13 +150,92 @@ fn backend(e: rusqlite::Error) -> StoreError {
 type JobResult = Result<(), StoreError>;
 
 /// A unit of work for the writer thread: `run` executes inside a savepoint of the group's
-/// transaction; `finish` is called once the group's commit has succeeded or failed.
+/// transaction; `staged` is called for every job whose savepoint was released, after all
+/// jobs ran and before the commit; `finish` is called once the group's commit has
+/// succeeded or failed.
 trait Job: Send {
-    fn run(&mut self, conn: &Connection) -> JobResult;
+    fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult;
     fn finish(self: Box<Self>, commit: JobResult);
     /// Whether the job's commit must be flushed to disk before it is answered. Only
     /// acknowledgement deletes are not (see [`Flush`]).
     fn flush(&self) -> Flush;
+    /// Server ids `run` may take.
+    fn ids_needed(&self) -> u64 {
+        0
+    }
+    /// The job's changes are written; the commit follows.
+    fn staged(&mut self) {}
+}
+
+/// The writer's server-id allocator (see the module documentation): ids `next..=reserved`
+/// are reserved durably and not yet handed out.
+struct ServerIds {
+    next: u64,
+    reserved: u64,
+}
+
+impl ServerIds {
+    /// Continues above every id reserved by earlier runs (nothing is reserved yet).
+    fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let seq: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'envelopes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let seq = u64::try_from(seq.unwrap_or(0)).map_err(|_| StoreError::Corrupt("server id"))?;
+        Ok(Self {
+            next: seq.checked_add(1).ok_or(StoreError::Corrupt("server id"))?,
+            reserved: seq,
+        })
+    }
+
+    /// Makes sure `need` ids are reserved, durably (its own `synchronous = FULL`
+    /// transaction, before the group's), reserving at least [`ID_BLOCK`] at a time.
+    fn reserve(&mut self, conn: &Connection, need: u64) -> Result<(), StoreError> {
+        let available = (self.reserved + 1).saturating_sub(self.next);
+        if available >= need {
+            return Ok(());
+        }
+        let reserved = self
+            .next
+            .checked_add(need.max(ID_BLOCK))
+            .filter(|r| i64::try_from(*r).is_ok())
+            .ok_or(StoreError::Backend("server ids exhausted".into()))?
+            - 1;
+        let write = || -> rusqlite::Result<()> {
+            exec_cached(conn, "PRAGMA synchronous = FULL")?;
+            exec_cached(conn, "BEGIN IMMEDIATE")?;
+            let n = conn
+                .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'envelopes'")?
+                .execute([to_i64(reserved)])?;
+            if n == 0 {
+                conn.prepare_cached(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('envelopes', ?1)",
+                )?
+                .execute([to_i64(reserved)])?;
+            }
+            exec_cached(conn, "COMMIT")
+        };
+        if let Err(e) = write() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(backend(e));
+        }
+        self.reserved = reserved;
+        Ok(())
+    }
+
+    /// The next reserved id.
+    fn take(&mut self) -> Result<u64, StoreError> {
+        if self.next > self.reserved {
+            return Err(StoreError::Backend("no server id reserved".into()));
+        }
+        let id = self.next;
+        self.next += 1;
+        Ok(id)
+    }
 }
 
 /// How a job's commit reaches the disk.
@@ -172,7 +262,7 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> JobResult {
+    fn run(&mut self, conn: &Connection, _ids: &mut ServerIds) -> JobResult {
         let r = match self.work.take() {
             Some(work) => work(conn),
             None => Err(StoreError::Closed),
@@ -278,7 +368,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
+fn writer_loop(conn: Connection, mut ids: ServerIds, rx: Receiver<Msg>) {
     let mut open = true;
     while open {
         let first = match rx.recv() {
@@ -296,13 +386,13 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        run_group(&conn, group);
+        run_group(&conn, &mut ids, group);
     }
     // Answer anything still queued (senders raced with shutdown), then checkpoint the WAL
     // into the main file so the database is self-contained after a clean shutdown.
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Job(j) = msg {
-            run_group(&conn, vec![j]);
+            run_group(&conn, &mut ids, vec![j]);
         }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -313,7 +403,14 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
     }
 }
 
-fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
+fn run_group(conn: &Connection, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) {
+    let need = group.iter().map(|j| j.ids_needed()).sum();
+    if let Err(err) = ids.reserve(conn, need) {
+        for job in group {
+            job.finish(Err(err.clone()));
+        }
+        return;
+    }
     // Every group sets its own sync mode, so a lazy group never leaks into the next one.
     let lazy = group.iter().all(|j| j.flush() == Flush::Lazy);
     let mode = if lazy {
@@ -330,7 +427,7 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
     }
     for job in &mut group {
         let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
-            && match job.run(conn) {
+            && match job.run(conn, ids) {
                 Ok(()) => exec_cached(conn, "RELEASE job").is_ok(),
                 Err(_) => {
                     let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
@@ -346,6 +443,9 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn Job>>) {
             }
             return;
         }
+    }
+    for job in &mut group {
+        job.staged();
     }
     let commit = exec_cached(conn, "COMMIT").map_err(backend);
     if commit.is_err() {
@@ -363,10 +463,11 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let conn = open_writer(&path)?;
+        let ids = ServerIds::load(&conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_BOUND);
         let writer = std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, ids, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             path,
@@ -442,21 +543,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.send_job(Box::new(TypedJob {
+            work: Some(work),
+            result: None,
+            reply: Some(reply),
+            flush,
+        }));
+    }
+
+    /// Queues `job` for the writer's next group, or finishes it with
+    /// [`StoreError::Closed`].
+    fn send_job(&self, job: Box<dyn Job>) {
         let tx = self
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let Some(tx) = tx else {
-            reply(Err(StoreError::Closed));
+            job.finish(Err(StoreError::Closed));
             return;
         };
-        let job = Box::new(TypedJob {
-            work: Some(work),
-            result: None,
-            reply: Some(reply),
-            flush,
-        });
         if let Err(mpsc::SendError(Msg::Job(job))) = tx.send(Msg::Job(job)) {
             job.finish(Err(StoreError::Closed));
         }
@@ -720,35 +826,64 @@ fn take_bundle(
     }))
 }
 
-/// The writer job of [`Store::enqueue`]: the checks and inserts, on owned copies of `m`.
-fn enqueue_job(
-    m: &NewMessage<'_>,
-) -> impl FnOnce(&Connection) -> Result<EnqueueOutcome, StoreError> + Send + 'static {
-    let sender = m.sender.clone();
-    let recipient = m.recipient.as_str().to_owned();
-    let exclude = m.exclude_device;
-    let message_id = *m.message_id;
-    let timestamp = m.timestamp;
-    let envelopes = m.envelopes.to_vec();
-    let max_queued = m.max_queued;
-    move |c| {
-        let devices = device_ids(c, &recipient)?;
+/// The writer job of [`Store::enqueue`] / [`Store::enqueue_then`]: the checks and inserts,
+/// on owned copies of the message; hands the written envelopes to `staged` before the
+/// commit.
+struct EnqueueJob {
+    sender: DeviceAddress,
+    recipient: String,
+    exclude: Option<u32>,
+    message_id: [u8; MESSAGE_ID_LEN],
+    timestamp: u64,
+    /// Taken by `run`.
+    envelopes: Vec<OutgoingEnvelope>,
+    max_queued: u32,
+    result: Option<Result<EnqueueOutcome, StoreError>>,
+    /// The envelopes written by `run`, for `staged`.
+    written: Vec<(u32, StoredEnvelope)>,
+    staged: Option<Staged>,
+    reply: Option<Reply<EnqueueOutcome>>,
+}
+
+impl EnqueueJob {
+    fn new(m: &NewMessage<'_>, staged: Option<Staged>, reply: Reply<EnqueueOutcome>) -> Self {
+        Self {
+            sender: m.sender.clone(),
+            recipient: m.recipient.as_str().to_owned(),
+            exclude: m.exclude_device,
+            message_id: *m.message_id,
+            timestamp: m.timestamp,
+            envelopes: m.envelopes.to_vec(),
+            max_queued: m.max_queued,
+            result: None,
+            written: Vec::new(),
+            staged,
+            reply: Some(reply),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        c: &Connection,
+        ids: &mut ServerIds,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let devices = device_ids(c, &self.recipient)?;
         if devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
         let expected: BTreeSet<u32> = devices
             .into_iter()
-            .filter(|id| Some(*id) != exclude)
+            .filter(|id| Some(*id) != self.exclude)
             .collect();
-        let given: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
-        if given.len() != envelopes.len() || given != expected {
+        let given: BTreeSet<u32> = self.envelopes.iter().map(|e| e.device_id).collect();
+        if given.len() != self.envelopes.len() || given != expected {
             return Ok(EnqueueOutcome::MismatchedDevices);
         }
-        let account =
-            AccountId::new(recipient.clone()).map_err(|_| StoreError::Corrupt("account id"))?;
-        for e in &envelopes {
+        let account = AccountId::new(self.recipient.clone())
+            .map_err(|_| StoreError::Corrupt("account id"))?;
+        for e in &self.envelopes {
             let addr = DeviceAddress::new(account.clone(), DeviceId(e.device_id));
-            if queue_depth(c, &addr)? >= max_queued {
+            if queue_depth(c, &addr)? >= self.max_queued {
                 return Ok(EnqueueOutcome::QueueFull {
                     device_id: e.device_id,
                 });
@@ -757,28 +892,86 @@ fn enqueue_job(
         let mut ins = c
             .prepare_cached(
                 "INSERT INTO envelopes
-                 (account, device_id, sender_account, sender_device, message_id, timestamp, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (server_id, account, device_id, sender_account, sender_device, message_id,
+                  timestamp, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(backend)?;
-        let mut ids = Vec::with_capacity(envelopes.len());
-        for e in &envelopes {
+        let mut queued = Vec::with_capacity(self.envelopes.len());
+        let mut written = Vec::with_capacity(self.envelopes.len());
+        for e in std::mem::take(&mut self.envelopes) {
+            let server_id = ids.take()?;
             ins.execute(params![
-                recipient,
+                to_i64(server_id),
+                self.recipient,
                 e.device_id,
-                sender.account.as_str(),
-                sender.device.0,
-                &message_id[..],
-                to_i64(timestamp),
+                self.sender.account.as_str(),
+                self.sender.device.0,
+                &self.message_id[..],
+                to_i64(self.timestamp),
                 e.envelope
             ])
             .map_err(backend)?;
-            let id = u64::try_from(c.last_insert_rowid()).unwrap_or(0);
-            ids.push((e.device_id, id));
+            queued.push((e.device_id, server_id));
+            written.push((
+                e.device_id,
+                StoredEnvelope {
+                    server_id,
+                    sender: self.sender.clone(),
+                    message_id: self.message_id,
+                    timestamp: self.timestamp,
+                    envelope: e.envelope,
+                },
+            ));
         }
-        Ok(EnqueueOutcome::Queued(ids))
+        self.written = written;
+        Ok(EnqueueOutcome::Queued(queued))
     }
 }
+
+impl Job for EnqueueJob {
+    fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult {
+        let r = self.insert(conn, ids);
+        if r.is_err() {
+            self.written.clear();
+        }
+        let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.result = Some(r);
+        outcome
+    }
+
+    fn flush(&self) -> Flush {
+        Flush::Durable
+    }
+
+    fn ids_needed(&self) -> u64 {
+        self.envelopes.len() as u64
+    }
+
+    fn staged(&mut self) {
+        if !self.written.is_empty()
+            && let Some(staged) = self.staged.take()
+        {
+            staged(std::mem::take(&mut self.written));
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Closed),
+        };
+        if let Some(reply) = self.reply {
+            reply(answer);
+        }
+    }
+}
+
+/// A device's mailbox after a server id, oldest first (read lazily, see `mailbox`).
+const MAILBOX_SQL: &str = "SELECT server_id, sender_account, sender_device, message_id, timestamp,
+    envelope FROM envelopes WHERE account = ?1 AND device_id = ?2 AND server_id > ?3
+    ORDER BY server_id";
 
 /// The writer job of [`Store::ack`].
 fn ack_job(
@@ -1360,11 +1553,16 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-        self.write(enqueue_job(m))
+        let (tx, answer) = mpsc::sync_channel(1);
+        let reply: Reply<EnqueueOutcome> = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.send_job(Box::new(EnqueueJob::new(m, None, reply)));
+        answer.recv().map_err(|_| StoreError::Closed)?
     }
 
-    fn enqueue_then(&self, m: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) {
-        self.submit(enqueue_job(m), reply);
+    fn enqueue_then(&self, m: &NewMessage<'_>, staged: Staged, reply: Reply<EnqueueOutcome>) {
+        self.send_job(Box::new(EnqueueJob::new(m, Some(staged), reply)));
     }
 
     fn mailbox(
@@ -1374,21 +1572,13 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
         self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT server_id, sender_account, sender_device, message_id, timestamp, envelope
-                     FROM envelopes WHERE account = ?1 AND device_id = ?2 AND server_id > ?3
-                     ORDER BY server_id LIMIT ?4",
-                )
-                .map_err(backend)?;
+            // No `LIMIT ?`: a bound LIMIT is part of the query plan, so every new value would
+            // make SQLite re-prepare the statement. The index delivers rows in order, one step
+            // at a time, so taking `limit` of them reads no more than a LIMIT would.
+            let mut stmt = c.prepare_cached(MAILBOX_SQL).map_err(backend)?;
             let rows = stmt
                 .query_map(
-                    params![
-                        device.account.as_str(),
-                        device.device.0,
-                        to_i64(after),
-                        i64::try_from(limit).unwrap_or(i64::MAX)
-                    ],
+                    params![device.account.as_str(), device.device.0, to_i64(after)],
                     |r| {
                         Ok((
                             get_u64(r, 0)?,
@@ -1402,7 +1592,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let mut out = Vec::new();
-            for row in rows {
+            for row in rows.take(limit) {
                 let (server_id, sender_account, sender_device, message_id, timestamp, envelope) =
                     row.map_err(backend)?;
                 let account = AccountId::new(sender_account)
@@ -1577,6 +1767,87 @@ mod tests {
         );
         // Device ids keep counting after a reopen.
         assert_eq!(register(&s, &a, 3), 2);
+    }
+
+    /// The mailbox read walks the per-device index in order (no sort, no table scan), so
+    /// stopping after `limit` rows costs no more than a `LIMIT` would.
+    #[test]
+    fn mailbox_read_uses_the_device_index_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("r.db")).unwrap();
+        let plan: Vec<String> = s
+            .read(|c| {
+                let mut stmt = c
+                    .prepare(&format!("EXPLAIN QUERY PLAN {MAILBOX_SQL}"))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params!["+15550001111", 1, 0], |r| r.get::<_, String>(3))
+                    .map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)
+            })
+            .unwrap();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("USING INDEX envelopes_by_device"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// Server ids handed out after the last durable state are not handed out again by a
+    /// relay restarted from that state (a crash), nor after a clean reopen.
+    #[test]
+    fn server_ids_are_never_reused_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let crashed = dir.path().join("crashed");
+        std::fs::create_dir(&crashed).unwrap();
+        let (a, b) = (acct(1), acct(2));
+        let sender = DeviceAddress::new(a.clone(), DeviceId(1));
+        let env = [sealpost_wire::relay::OutgoingEnvelope {
+            device_id: 1,
+            envelope: vec![1, 2, 3],
+        }];
+        let send = |s: &SqliteStore| {
+            let m = NewMessage {
+                sender: &sender,
+                recipient: &b,
+                exclude_device: None,
+                message_id: &[0; 16],
+                timestamp: 5,
+                envelopes: &env,
+                max_queued: 100,
+            };
+            match s.enqueue(&m).unwrap() {
+                EnqueueOutcome::Queued(ids) => ids[0].1,
+                other => panic!("{other:?}"),
+            }
+        };
+        let s = SqliteStore::open(&path).unwrap();
+        register(&s, &a, 1);
+        register(&s, &b, 2);
+        let first = send(&s);
+        // The files as a crash right now would leave them (the writer is idle).
+        for suffix in ["", "-wal"] {
+            let from = format!("{}{suffix}", path.display());
+            if std::path::Path::new(&from).exists() {
+                std::fs::copy(&from, crashed.join(format!("r.db{suffix}"))).unwrap();
+            }
+        }
+        // Ids the crashed relay handed out after that state (they may have been pushed).
+        let later: Vec<u64> = (0..5).map(|_| send(&s)).collect();
+        assert!(later.iter().all(|id| *id > first));
+        s.close();
+        let restarted = SqliteStore::open(crashed.join("r.db")).unwrap();
+        let after_crash = send(&restarted);
+        assert!(
+            after_crash > *later.iter().max().unwrap(),
+            "{after_crash} reuses an id handed out before the crash ({later:?})"
+        );
+        assert!(
+            after_crash > first + ID_BLOCK - 1,
+            "continues above the reservation"
+        );
+        restarted.close();
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert!(send(&reopened) > *later.iter().max().unwrap());
     }
 
     #[test]
