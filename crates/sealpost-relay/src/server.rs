@@ -107,11 +107,6 @@ struct Inbox {
     staged: Vec<StoredEnvelope>,
     /// Highest server id of a staged envelope not kept because `staged` was full (0: none).
     dropped: u64,
-    /// Server id of the first envelope ever staged (kept or dropped) for this connection
-    /// (0: none yet). Every envelope with a higher id reached this inbox before its commit
-    /// notice did; only commit notices below it can name an envelope that was never staged
-    /// here (its staging came before this connection registered).
-    first_staged: u64,
     acked: Vec<u64>,
     prekeys_low: Option<(u32, u32)>,
     removed: bool,
@@ -852,9 +847,6 @@ fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
                 let last = slots.pop();
                 let stage = |slot: &Slot, e: StoredEnvelope| {
                     slot.update(|i| {
-                        if i.first_staged == 0 {
-                            i.first_staged = e.server_id;
-                        }
                         if i.staged.len() < DELIVERY_WINDOW {
                             i.staged.push(e);
                         } else {
@@ -930,14 +922,23 @@ async fn deliver(shared: Arc<Shared>, slot: Arc<Slot>, device: DeviceAddress) {
 /// the store oldest first, then, once up to date, pushes envelopes as the writer stages them,
 /// before their commit is flushed.
 ///
-/// Being *up to date* means: the last mailbox read reached the end of the mailbox, every
-/// envelope staged or committed for the device since then has been pushed, and every staged
-/// envelope that was not pushed (because the delivery was not up to date, or the window or
-/// the staging buffer was full) had been committed before that read started. Only then can
-/// a staged envelope be pushed directly: no lower server id can still be missing. The writer
-/// thread stages envelopes and reports commits in id order, and reports a commit before it
-/// stages the next group, which is what makes the rule sound.
+/// Being *up to date* means: the last mailbox read reached the end of the mailbox, and every
+/// staged envelope that was not pushed (because the delivery was not up to date, or the
+/// window or the staging buffer was full) had been committed before that read started. Only
+/// then can a staged envelope be pushed directly: no lower server id can still be missing.
+/// This holds because the writer stages envelopes in id order, every envelope staged after
+/// this connection's slot was registered reaches its inbox (kept or counted as dropped),
+/// and the first read waits until every write queued before that is committed
+/// ([`Store::after_queued_writes`]). Commit notices ([`Effect::MailArrived`], sent once the
+/// commit is flushed) only tell which missed envelopes a read would now find.
 async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shared.store.after_queued_writes(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    if let Ok(Err(e)) = rx.await {
+        tracing::warn!(error = %e, "waiting for queued writes failed");
+    }
     // Highest server id pushed on this connection (or read past).
     let mut last: u64 = 0;
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
@@ -947,11 +948,10 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
     let mut committed: u64 = 0;
     let mut missed: u64 = 0;
     loop {
-        let (new_commit, first_staged, staged, dropped, acked, low, removed) = {
+        let (new_commit, staged, dropped, acked, low, removed) = {
             let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
             (
                 std::mem::take(&mut inbox.committed),
-                inbox.first_staged,
                 std::mem::take(&mut inbox.staged),
                 std::mem::take(&mut inbox.dropped),
                 std::mem::take(&mut inbox.acked),
@@ -974,13 +974,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 return;
             }
         }
-        // A commit above what was pushed of an envelope never staged here (it was under way
-        // when this connection registered): read the mailbox. Any other commit notice is of
-        // an envelope staged here, which is pushed, still in `staged`, or counted as missed.
         committed = committed.max(new_commit);
-        if new_commit > last && (first_staged == 0 || new_commit < first_staged) {
-            up_to_date = false;
-        }
         if dropped > last {
             missed = missed.max(dropped);
             up_to_date = false;

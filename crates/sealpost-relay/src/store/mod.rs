@@ -499,6 +499,15 @@ pub trait Store: Send + Sync {
         reply(outcome);
     }
 
+    /// Calls `reply` once every write queued before this call is committed (visible to
+    /// [`Store::mailbox`], not necessarily flushed) or has failed. A delivery that starts
+    /// waits for this before its first read, so that an envelope staged before the delivery
+    /// existed is in that read. The default replies at once, for stores whose writes are
+    /// complete when they return.
+    fn after_queued_writes(&self, reply: Reply<()>) {
+        reply(Ok(()));
+    }
+
     /// Up to `limit` envelopes queued for `device` with `server_id > after`, in increasing
     /// `server_id` order.
     fn mailbox(

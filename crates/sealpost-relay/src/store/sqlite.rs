@@ -1,13 +1,20 @@
-//! The SQLite [`Store`]: one database file in WAL mode with `synchronous = FULL`.
+//! The SQLite [`Store`]: one database file in WAL mode, every durable write flushed to disk
+//! before it is answered.
 //!
 //! **Writes** go through a single writer thread that owns the only writing connection and
 //! commits in groups: it takes every job waiting in its queue (up to [`MAX_GROUP`]), runs
 //! each inside its own `SAVEPOINT` within one `BEGIN IMMEDIATE` transaction (a job that
-//! fails is rolled back to its savepoint without affecting the others), commits once, and
-//! only then answers every job of the group. So one fsync covers many concurrent sends, and a
-//! caller is answered only after its changes are durable. Envelopes are handed to the
-//! caller's `staged` callback ([`Store::enqueue_then`]) just before the commit, so that
-//! delivery overlaps the flush.
+//! fails is rolled back to its savepoint without affecting the others) and commits once.
+//! Envelopes are handed to the caller's `staged` callback ([`Store::enqueue_then`]) just
+//! before the commit, so that delivery overlaps the flush.
+//!
+//! **Flushes**: the connection runs with `synchronous = NORMAL` (a commit writes the WAL
+//! without fsyncing it) and the writer `fdatasync`s the WAL itself right after the commit,
+//! which is what `synchronous = FULL` does, split in two so that the group's lazy jobs
+//! (acknowledgement deletes, [`Flush::Lazy`]) are answered before the flush and only the
+//! durable ones after it. So one fsync covers many concurrent sends, and a caller of a
+//! durable write is answered only after its changes are on disk. A failed flush stops the
+//! store: every later write fails (the relay must be restarted).
 //!
 //! **Server ids** are therefore handed out by the writer from memory, ahead of the commit:
 //! an id may reach a recipient before (or without) its envelope ever being durable, so no id
@@ -37,9 +44,11 @@ use sealpost_wire::{
     KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
 };
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -192,9 +201,9 @@ impl ServerIds {
         })
     }
 
-    /// Makes sure `need` ids are reserved, durably (its own `synchronous = FULL`
-    /// transaction, before the group's), reserving at least [`ID_BLOCK`] at a time.
-    fn reserve(&mut self, conn: &Connection, need: u64) -> Result<(), StoreError> {
+    /// Makes sure `need` ids are reserved, durably (its own transaction, flushed before the
+    /// group's begins), reserving at least [`ID_BLOCK`] at a time.
+    fn reserve(&mut self, w: &mut Writer, need: u64) -> Result<(), StoreError> {
         let available = (self.reserved + 1).saturating_sub(self.next);
         if available >= need {
             return Ok(());
@@ -205,8 +214,8 @@ impl ServerIds {
             .filter(|r| i64::try_from(*r).is_ok())
             .ok_or(StoreError::Backend("server ids exhausted".into()))?
             - 1;
+        let conn = &w.conn;
         let write = || -> rusqlite::Result<()> {
-            exec_cached(conn, "PRAGMA synchronous = FULL")?;
             exec_cached(conn, "BEGIN IMMEDIATE")?;
             let n = conn
                 .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'envelopes'")?
@@ -223,6 +232,7 @@ impl ServerIds {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(backend(e));
         }
+        w.flush()?;
         self.reserved = reserved;
         Ok(())
     }
@@ -241,13 +251,48 @@ impl ServerIds {
 /// How a job's commit reaches the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flush {
-    /// `synchronous = FULL`: the WAL is fsynced before the job is answered.
+    /// The WAL is flushed before the job is answered.
     Durable,
-    /// `synchronous = NORMAL` for a group made only of such jobs: committed (atomic,
-    /// consistent, visible) but flushed with the next durable commit or checkpoint. Used
-    /// for `Ack` deletes: losing one in a crash only redelivers an acknowledged envelope,
-    /// which clients deduplicate (spec/relay.md section 4); it never loses one.
+    /// Answered once committed (atomic, consistent, visible), before the group's flush if
+    /// it has one; on disk with the next flush or checkpoint. Used for `Ack` deletes:
+    /// losing one in a crash only redelivers an acknowledged envelope, which clients
+    /// deduplicate (spec/relay.md section 4); it never loses one.
     Lazy,
+}
+
+/// What the writer thread owns: the writing connection and the WAL file, to flush it.
+struct Writer {
+    conn: Connection,
+    wal: File,
+    /// Set when a flush failed: from then on every write fails (fail-stop: what was written
+    /// since the last flush may or may not be on disk, and the kernel may have dropped it).
+    failed: bool,
+    /// Flushes done (shared with [`SqliteStore::flushes`]).
+    flushes: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// `fdatasync`s the WAL.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(flush_failed());
+        }
+        match self.wal.sync_data() {
+            Ok(()) => {
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                tracing::error!(error = %e, "flushing the database WAL failed; refusing further writes");
+                Err(flush_failed())
+            }
+        }
+    }
+}
+
+fn flush_failed() -> StoreError {
+    StoreError::Backend("a database flush failed; restart the relay".into())
 }
 
 struct TypedJob<T, F> {
@@ -295,6 +340,7 @@ enum Msg {
 
 /// The SQLite store. See the module documentation.
 pub struct SqliteStore {
+    flushes: Arc<AtomicU64>,
     path: PathBuf,
     jobs: Mutex<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -338,7 +384,8 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             "could not enable WAL (journal_mode is {mode})"
         )));
     }
-    conn.pragma_update(None, "synchronous", "FULL")
+    // Commits write the WAL without flushing it; the writer flushes (module documentation).
+    conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(backend)?;
     migrate(&conn)?;
     Ok(conn)
@@ -368,7 +415,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, mut ids: ServerIds, rx: Receiver<Msg>) {
+fn writer_loop(mut w: Writer, mut ids: ServerIds, rx: Receiver<Msg>) {
     let mut open = true;
     while open {
         let first = match rx.recv() {
@@ -386,15 +433,17 @@ fn writer_loop(conn: Connection, mut ids: ServerIds, rx: Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        run_group(&conn, &mut ids, group);
+        run_group(&mut w, &mut ids, group);
     }
     // Answer anything still queued (senders raced with shutdown), then checkpoint the WAL
     // into the main file so the database is self-contained after a clean shutdown.
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Job(j) = msg {
-            run_group(&conn, &mut ids, vec![j]);
+            run_group(&mut w, &mut ids, vec![j]);
         }
     }
+    let Writer { conn, wal, .. } = w;
+    drop(wal);
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
     }
@@ -403,22 +452,21 @@ fn writer_loop(conn: Connection, mut ids: ServerIds, rx: Receiver<Msg>) {
     }
 }
 
-fn run_group(conn: &Connection, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) {
+fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) {
     let need = group.iter().map(|j| j.ids_needed()).sum();
-    if let Err(err) = ids.reserve(conn, need) {
+    let ready = if w.failed {
+        Err(flush_failed())
+    } else {
+        ids.reserve(w, need)
+    };
+    if let Err(err) = ready {
         for job in group {
             job.finish(Err(err.clone()));
         }
         return;
     }
-    // Every group sets its own sync mode, so a lazy group never leaks into the next one.
-    let lazy = group.iter().all(|j| j.flush() == Flush::Lazy);
-    let mode = if lazy {
-        "PRAGMA synchronous = NORMAL"
-    } else {
-        "PRAGMA synchronous = FULL"
-    };
-    if let Err(e) = exec_cached(conn, mode).and_then(|()| exec_cached(conn, "BEGIN IMMEDIATE")) {
+    let conn = &w.conn;
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = backend(e);
         for job in group {
             job.finish(Err(err.clone()));
@@ -450,10 +498,22 @@ fn run_group(conn: &Connection, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>
     let commit = exec_cached(conn, "COMMIT").map_err(backend);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+        for job in group {
+            job.finish(commit.clone());
+        }
+        return;
     }
-
-    for job in group {
-        job.finish(commit.clone());
+    // Lazy jobs are answered now; durable ones once the flush is done.
+    let (lazy, durable): (Vec<_>, Vec<_>) =
+        group.into_iter().partition(|j| j.flush() == Flush::Lazy);
+    for job in lazy {
+        job.finish(Ok(()));
+    }
+    if !durable.is_empty() {
+        let flushed = w.flush();
+        for job in durable {
+            job.finish(flushed.clone());
+        }
     }
 }
 
@@ -464,12 +524,27 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let conn = open_writer(&path)?;
         let ids = ServerIds::load(&conn)?;
+        // WAL mode created the `-wal` file when the connection first read the database.
+        let mut wal_path = path.clone().into_os_string();
+        wal_path.push("-wal");
+        let wal = File::open(&wal_path)
+            .map_err(|e| StoreError::Backend(format!("cannot open the WAL file: {e}")))?;
+        let flushes = Arc::new(AtomicU64::new(0));
+        let mut w = Writer {
+            conn,
+            wal,
+            failed: false,
+            flushes: Arc::clone(&flushes),
+        };
+        // Whatever opening wrote (schema, migrations) is on disk before the first answer.
+        w.flush()?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_BOUND);
         let writer = std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, ids, rx))
+            .spawn(move || writer_loop(w, ids, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
+            flushes,
             path,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -480,6 +555,11 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// WAL flushes (`fdatasync`) done since the store was opened.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     /// Finishes every queued write, checkpoints the WAL and closes the database. Later calls
@@ -1565,6 +1645,10 @@ impl Store for SqliteStore {
         self.send_job(Box::new(EnqueueJob::new(m, Some(staged), reply)));
     }
 
+    fn after_queued_writes(&self, reply: Reply<()>) {
+        self.submit_with(|_: &Connection| Ok(()), reply, Flush::Lazy);
+    }
+
     fn mailbox(
         &self,
         device: &DeviceAddress,
@@ -1687,7 +1771,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(sync, 2, "synchronous = FULL");
+        assert_eq!(sync, 1, "synchronous = NORMAL: the writer flushes");
         assert_eq!(version, SCHEMA_VERSION);
         s.close();
         assert_eq!(s.total_queued(), Err(StoreError::Closed));
@@ -1700,28 +1784,31 @@ mod tests {
         assert!(SqliteStore::open(&path).is_err());
     }
 
-    /// Only a group made entirely of lazy jobs (acknowledgement deletes) commits with
-    /// `synchronous = NORMAL`; the next durable group is back to FULL.
+    /// A durable job is answered only after a WAL flush that followed its commit; a lazy job
+    /// (acknowledgement delete) is answered without one.
     #[test]
-    fn only_ack_groups_commit_lazily() {
+    fn durable_jobs_are_answered_after_a_flush() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path().join("r.db")).unwrap();
-        let sync_of = |flush: Flush| {
+        let flushes_seen = |flush: Flush| {
             let (tx, rx) = mpsc::sync_channel(1);
+            let before = s.flushes();
             s.submit_with(
                 |c: &Connection| {
-                    c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                    c.execute("INSERT INTO codes VALUES ('x', x'00', 1, 0)", [])
+                        .and_then(|_| c.execute("DELETE FROM codes", []))
                         .map_err(backend)
                 },
                 Box::new(move |r| tx.send(r).unwrap()),
                 flush,
             );
-            rx.recv().unwrap().unwrap()
+            rx.recv().unwrap().unwrap();
+            s.flushes() - before
         };
-        assert_eq!(sync_of(Flush::Lazy), 1, "NORMAL for a lazy group");
-        assert_eq!(sync_of(Flush::Durable), 2, "FULL again for a durable group");
-        assert_eq!(sync_of(Flush::Lazy), 1);
-        assert_eq!(sync_of(Flush::Durable), 2);
+        for _ in 0..3 {
+            assert_eq!(flushes_seen(Flush::Lazy), 0, "an ack is not flushed");
+            assert_eq!(flushes_seen(Flush::Durable), 1, "answered after its flush");
+        }
     }
 
     #[test]
