@@ -71,6 +71,10 @@ const READER_CACHE_KIB: i64 = 256;
 const STATEMENT_CACHE: usize = 64;
 /// How long a connection waits on a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most groups committed before their flush (see `writer_loop`).
+const MAX_GROUPS_PER_FLUSH: usize = 4;
+/// Longest a committed durable group waits for its flush while more jobs keep arriving.
+const MAX_FLUSH_DELAY: Duration = Duration::from_millis(2);
 /// Server ids reserved durably at a time ([`ServerIds`]). A crash skips at most this many.
 const ID_BLOCK: u64 = 1 << 20;
 
@@ -415,12 +419,34 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The writer thread. A durable group's flush is put off while more jobs are waiting, so
+/// that they are written (and their envelopes staged for delivery) without waiting for it
+/// and one flush covers several groups: the writer flushes when its queue is empty, after
+/// [`MAX_GROUPS_PER_FLUSH`] groups, or once the oldest unflushed commit is
+/// [`MAX_FLUSH_DELAY`] old, and only then answers the durable jobs.
 fn writer_loop(mut w: Writer, mut ids: ServerIds, rx: Receiver<Msg>) {
     let mut open = true;
+    // Committed durable jobs waiting for the flush, the groups they came from, and when
+    // the first of them committed.
+    let mut unflushed: Vec<Box<dyn Job>> = Vec::new();
+    let mut groups = 0usize;
+    let mut since = std::time::Instant::now();
     while open {
-        let first = match rx.recv() {
-            Ok(Msg::Job(j)) => j,
-            Ok(Msg::Shutdown) | Err(_) => break,
+        let first = if unflushed.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(mpsc::TryRecvError::Empty) => {
+                    flush_and_answer(&mut w, &mut unflushed, &mut groups);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => None,
+            }
+        };
+        let first = match first {
+            Some(Msg::Job(j)) => j,
+            Some(Msg::Shutdown) | None => break,
         };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -433,13 +459,26 @@ fn writer_loop(mut w: Writer, mut ids: ServerIds, rx: Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        run_group(&mut w, &mut ids, group);
+        let durable = run_group(&mut w, &mut ids, group);
+        if !durable.is_empty() {
+            if unflushed.is_empty() {
+                since = std::time::Instant::now();
+            }
+            unflushed.extend(durable);
+            groups += 1;
+        }
+        if groups >= MAX_GROUPS_PER_FLUSH || (groups > 0 && since.elapsed() >= MAX_FLUSH_DELAY) {
+            flush_and_answer(&mut w, &mut unflushed, &mut groups);
+        }
     }
+    flush_and_answer(&mut w, &mut unflushed, &mut groups);
     // Answer anything still queued (senders raced with shutdown), then checkpoint the WAL
     // into the main file so the database is self-contained after a clean shutdown.
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Job(j) = msg {
-            run_group(&mut w, &mut ids, vec![j]);
+            let durable = run_group(&mut w, &mut ids, vec![j]);
+            unflushed.extend(durable);
+            flush_and_answer(&mut w, &mut unflushed, &mut groups);
         }
     }
     let Writer { conn, wal, .. } = w;
@@ -452,7 +491,26 @@ fn writer_loop(mut w: Writer, mut ids: ServerIds, rx: Receiver<Msg>) {
     }
 }
 
-fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) {
+/// Flushes the WAL and answers the committed durable jobs waiting for it.
+fn flush_and_answer(w: &mut Writer, unflushed: &mut Vec<Box<dyn Job>>, groups: &mut usize) {
+    *groups = 0;
+    if unflushed.is_empty() {
+        return;
+    }
+    let flushed = w.flush();
+    for job in unflushed.drain(..) {
+        job.finish(flushed.clone());
+    }
+}
+
+/// Runs and commits one group. Answers its lazy jobs, and every job if the group failed;
+/// returns the committed durable jobs, to be answered after the flush.
+#[must_use]
+fn run_group(
+    w: &mut Writer,
+    ids: &mut ServerIds,
+    mut group: Vec<Box<dyn Job>>,
+) -> Vec<Box<dyn Job>> {
     let need = group.iter().map(|j| j.ids_needed()).sum();
     let ready = if w.failed {
         Err(flush_failed())
@@ -463,7 +521,7 @@ fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) 
         for job in group {
             job.finish(Err(err.clone()));
         }
-        return;
+        return Vec::new();
     }
     let conn = &w.conn;
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
@@ -471,7 +529,7 @@ fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) 
         for job in group {
             job.finish(Err(err.clone()));
         }
-        return;
+        return Vec::new();
     }
     for job in &mut group {
         let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
@@ -489,7 +547,7 @@ fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) 
             for job in group {
                 job.finish(Err(err.clone()));
             }
-            return;
+            return Vec::new();
         }
     }
     for job in &mut group {
@@ -501,7 +559,7 @@ fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) 
         for job in group {
             job.finish(commit.clone());
         }
-        return;
+        return Vec::new();
     }
     // Lazy jobs are answered now; durable ones once the flush is done.
     let (lazy, durable): (Vec<_>, Vec<_>) =
@@ -509,12 +567,7 @@ fn run_group(w: &mut Writer, ids: &mut ServerIds, mut group: Vec<Box<dyn Job>>) 
     for job in lazy {
         job.finish(Ok(()));
     }
-    if !durable.is_empty() {
-        let flushed = w.flush();
-        for job in durable {
-            job.finish(flushed.clone());
-        }
-    }
+    durable
 }
 
 impl SqliteStore {
