@@ -34,8 +34,8 @@ use sealpost_relay::limits::{MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUES
 use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::relay::{
-    ALPN, EXPORTER_LABEL, MAX_FRAME_LEN, OutgoingEnvelope, Push, Request, Response,
-    auth_signed_bytes, frame_len, register_signed_bytes,
+    ALPN, EXPORTER_LABEL, MAX_FRAME_LEN, MAX_PUSH_STREAM_LEN, OutgoingEnvelope, Push, Request,
+    Response, auth_signed_bytes, frame_len, register_signed_bytes,
 };
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
 use sha2::Digest;
@@ -258,12 +258,14 @@ impl Device {
             while let Ok(mut s) = c.accept_uni().await {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let Ok(frame) = s.read_to_end(MAX_FRAME_LEN + 4).await else {
+                    let Ok(stream) = s.read_to_end(MAX_PUSH_STREAM_LEN).await else {
                         return;
                     };
                     let now = Instant::now();
-                    if let Ok(Push::Deliver(d)) = Push::decode(&frame[4..]) {
-                        let _ = tx.send((d.server_id, d.message_id, now));
+                    for push in Push::decode_stream(&stream).unwrap() {
+                        if let Push::Deliver(d) = push {
+                            let _ = tx.send((d.server_id, d.message_id, now));
+                        }
                     }
                 });
             }

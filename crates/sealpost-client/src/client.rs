@@ -802,9 +802,19 @@ async fn run_pushes(shared: &Arc<Shared>, conn: &Connection, shutdown: &mut watc
         let conn = conn.clone();
         tokio::spawn(async move {
             loop {
-                let push = conn.accept_push().await;
-                let fatal = matches!(push, Err(ClientError::Connection(_)));
-                if tx.send(push).await.is_err() || fatal {
+                let (pushes, fatal) = match conn.accept_pushes().await {
+                    Ok(pushes) => (pushes.into_iter().map(Ok).collect(), false),
+                    Err(e) => {
+                        let fatal = matches!(e, ClientError::Connection(_));
+                        (vec![Err(e)], fatal)
+                    }
+                };
+                for push in pushes {
+                    if tx.send(push).await.is_err() {
+                        return;
+                    }
+                }
+                if fatal {
                     break;
                 }
             }

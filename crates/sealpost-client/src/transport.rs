@@ -7,8 +7,8 @@ use crate::tls::client_tls_config;
 use sealpost_crypto::Zeroizing;
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::relay::{
-    DeviceInfo, EXPORTER_LABEL, OutgoingEnvelope, PreKeyUpload, Push, Request, Response,
-    auth_signed_bytes, frame_len,
+    DeviceInfo, EXPORTER_LABEL, MAX_PUSH_STREAM_LEN, OutgoingEnvelope, PreKeyUpload, Push, Request,
+    Response, auth_signed_bytes, frame_len,
 };
 use sealpost_wire::{AccountId, DeviceAddress, PreKeyBundle};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -207,15 +207,17 @@ impl Connection {
         }
     }
 
-    /// Waits for the next push. A connection failure is [`ClientError::Connection`]; a bad
+    /// Waits for the next push stream and returns its pushes, in order (one or more,
+    /// spec/relay.md section 1). A connection failure is [`ClientError::Connection`]; a bad
     /// push stream is [`ClientError::Stream`] or [`ClientError::Protocol`] and affects only
     /// that stream.
-    pub(crate) async fn accept_push(&self) -> Result<Push, ClientError> {
+    pub(crate) async fn accept_pushes(&self) -> Result<Vec<Push>, ClientError> {
         let mut recv = self.conn.accept_uni().await?;
-        let body = tokio::time::timeout(PUSH_READ_TIMEOUT, read_frame(&mut recv))
+        let stream = tokio::time::timeout(PUSH_READ_TIMEOUT, recv.read_to_end(MAX_PUSH_STREAM_LEN))
             .await
-            .map_err(|_| ClientError::Timeout)??;
-        Ok(Push::decode(&body)?)
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(stream_err)?;
+        Ok(Push::decode_stream(&stream)?)
     }
 
     /// Closes the connection with an application error code.

@@ -61,6 +61,11 @@ pub fn relay_frames(data: &[u8]) {
         let _ = format!("{p:?}");
         check(p.encode(), data);
     }
+    // The same bytes as a push stream (frames back to back).
+    if let Ok(pushes) = Push::decode_stream(data) {
+        assert!(!pushes.is_empty());
+        assert_eq!(Push::encode_stream(&pushes), data, "push stream re-encodes");
+    }
 }
 
 /// Accounts the handler program uses: three valid E.164 numbers and one invalid id.

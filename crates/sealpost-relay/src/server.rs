@@ -45,6 +45,9 @@ pub const STREAM_ABANDONED: u32 = 1;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for a response or push to be acknowledged before the stream is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A push stream is closed once its frames pass this size (a larger single frame goes alone);
+/// below `MAX_PUSH_STREAM_LEN` (spec/relay.md section 1).
+const PUSH_BATCH_BYTES: usize = 64 * 1024;
 /// Request body bytes buffered relay-wide at once, in KiB (256 MiB).
 const BODY_BUDGET_KIB: usize = 256 * 1024;
 /// Name of the code-MAC key file in the data directory.
@@ -899,15 +902,43 @@ fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, devices: &[
     }
 }
 
-async fn push(conn: &Connection, push: &Push) -> bool {
-    let frame = push.encode();
-    let Ok(mut stream) = conn.open_uni().await else {
-        return false;
-    };
-    if stream.write_all(&frame).await.is_err() {
-        return false;
+/// Push frames gathered for one unidirectional stream (spec/relay.md section 1: a push
+/// stream carries one or more frames back to back). One stream per batch instead of per
+/// envelope saves the per-stream work on both ends.
+#[derive(Default)]
+struct PushBatch {
+    frames: Vec<u8>,
+}
+
+impl PushBatch {
+    /// Adds a push; first sends what is gathered if the stream would pass
+    /// `PUSH_BATCH_BYTES`. `false` if the connection is gone.
+    async fn add(&mut self, conn: &Connection, push: &Push) -> bool {
+        let frame = push.encode();
+        if !self.frames.is_empty()
+            && self.frames.len() + frame.len() > PUSH_BATCH_BYTES
+            && !self.send(conn).await
+        {
+            return false;
+        }
+        self.frames.extend_from_slice(&frame);
+        true
     }
-    stream.finish().is_ok()
+
+    /// Sends the gathered pushes on one stream. `false` if the connection is gone.
+    async fn send(&mut self, conn: &Connection) -> bool {
+        if self.frames.is_empty() {
+            return true;
+        }
+        let frames = std::mem::take(&mut self.frames);
+        let Ok(mut stream) = conn.open_uni().await else {
+            return false;
+        };
+        if stream.write_all(&frames).await.is_err() {
+            return false;
+        }
+        stream.finish().is_ok()
+    }
 }
 
 async fn deliver(shared: Arc<Shared>, slot: Arc<Slot>, device: DeviceAddress) {
@@ -947,6 +978,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
     // Highest server id known to be committed, and highest staged id not pushed.
     let mut committed: u64 = 0;
     let mut missed: u64 = 0;
+    let mut pushes = PushBatch::default();
     loop {
         let (new_commit, staged, dropped, acked, low, removed) = {
             let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
@@ -970,7 +1002,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 one_time_prekeys,
                 kem_prekeys,
             };
-            if !push(&slot.conn, &p).await {
+            if !pushes.add(&slot.conn, &p).await {
                 return;
             }
         }
@@ -985,7 +1017,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
             }
             if up_to_date && in_flight.len() < DELIVERY_WINDOW {
                 let id = e.server_id;
-                if !push(&slot.conn, &deliver_push(e)).await {
+                if !pushes.add(&slot.conn, &deliver_push(e)).await {
                     return;
                 }
                 in_flight.insert(id);
@@ -997,6 +1029,10 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
         }
         let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
         if room > 0 && !up_to_date {
+            // What is gathered goes out before the read.
+            if !pushes.send(&slot.conn).await {
+                return;
+            }
             // Every missed envelope is committed (or its commit failed) before this read
             // starts: a read to the end then brings the delivery up to date.
             let complete = committed >= missed;
@@ -1018,7 +1054,7 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
             let reached_end = batch.len() < room;
             for e in batch {
                 let id = e.server_id;
-                if !push(&slot.conn, &deliver_push(e)).await {
+                if !pushes.add(&slot.conn, &deliver_push(e)).await {
                     return;
                 }
                 in_flight.insert(id);
@@ -1026,11 +1062,14 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
             }
             up_to_date = reached_end && complete;
             if reached_end && !drained {
-                if !push(&slot.conn, &Push::QueueDrained).await {
+                if !pushes.add(&slot.conn, &Push::QueueDrained).await {
                     return;
                 }
                 drained = true;
             }
+        }
+        if !pushes.send(&slot.conn).await {
+            return;
         }
         slot.wake.notified().await;
     }

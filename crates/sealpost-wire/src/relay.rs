@@ -11,6 +11,8 @@ use crate::{
 pub const ALPN: &[u8] = b"sealpost/1";
 /// Largest frame body.
 pub const MAX_FRAME_LEN: usize = 3 * 1024 * 1024;
+/// Most bytes on one push stream (its frames back to back): any single frame fits.
+pub const MAX_PUSH_STREAM_LEN: usize = MAX_FRAME_LEN + 4;
 /// Largest envelope (one recipient device's opaque payload).
 pub const MAX_ENVELOPE_LEN: usize = 320 * 1024;
 /// Most devices an account may have.
@@ -1271,6 +1273,47 @@ impl Push {
         r.finish()?;
         Ok(push)
     }
+
+    /// Serializes pushes as one push stream: their frames back to back.
+    pub fn encode_stream(pushes: &[Self]) -> Vec<u8> {
+        pushes.iter().flat_map(Self::encode).collect()
+    }
+
+    /// Parses a push stream: one or more complete frames back to back, at most
+    /// [`MAX_PUSH_STREAM_LEN`] bytes. Fails on the first frame that does not parse.
+    pub fn decode_stream(stream: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        if stream.len() > MAX_PUSH_STREAM_LEN {
+            return Err(DecodeError::TooLong {
+                what: "push stream",
+                len: stream.len(),
+                max: MAX_PUSH_STREAM_LEN,
+            });
+        }
+        if stream.is_empty() {
+            return Err(DecodeError::Truncated {
+                offset: 0,
+                needed: 4,
+            });
+        }
+        let mut pushes = Vec::new();
+        let mut offset = 0;
+        while let Some(rest) = stream.get(offset..).filter(|r| !r.is_empty()) {
+            let (prefix, after) =
+                rest.split_first_chunk::<4>()
+                    .ok_or_else(|| DecodeError::Truncated {
+                        offset,
+                        needed: 4 - rest.len(),
+                    })?;
+            let len = frame_len(*prefix)?;
+            let body = after.get(..len).ok_or_else(|| DecodeError::Truncated {
+                offset: offset + 4,
+                needed: len - after.len(),
+            })?;
+            pushes.push(Self::decode(body)?);
+            offset += 4 + len;
+        }
+        Ok(pushes)
+    }
 }
 
 #[cfg(test)]
@@ -1648,10 +1691,34 @@ mod tests {
             },
             Push::QueueDrained,
         ];
-        for p in pushes {
+        for p in &pushes {
             let f = p.encode();
-            assert_eq!(Push::decode(body(&f)).unwrap(), p);
+            assert_eq!(&Push::decode(body(&f)).unwrap(), p);
+            assert_eq!(Push::decode_stream(&f).unwrap(), vec![p.clone()]);
         }
+        // A push stream: frames back to back; any cut short of a frame boundary fails.
+        let stream = Push::encode_stream(&pushes);
+        assert_eq!(Push::decode_stream(&stream).unwrap(), pushes);
+        let first = pushes[0].encode().len();
+        let second = first + pushes[1].encode().len();
+        for cut in 0..stream.len() {
+            let r = Push::decode_stream(&stream[..cut]);
+            match cut {
+                c if c == first => assert_eq!(r.unwrap(), pushes[..1]),
+                c if c == second => assert_eq!(r.unwrap(), pushes[..2]),
+                _ => assert!(r.is_err(), "cut {cut}"),
+            }
+        }
+        let mut bad = stream.clone();
+        bad[first + 4] = 0x7f;
+        assert!(
+            Push::decode_stream(&bad).is_err(),
+            "a bad frame fails the stream"
+        );
+        assert!(matches!(
+            Push::decode_stream(&vec![0; MAX_PUSH_STREAM_LEN + 1]),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     #[test]

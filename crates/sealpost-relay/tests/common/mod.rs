@@ -9,8 +9,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sealpost_relay::{CodeSender, RelayConfig, RelayHandle, VerificationCode};
 use sealpost_session::{IdentityKeyPair, KemPreKeyKind, PreKeyStore};
 use sealpost_wire::relay::{
-    ALPN, EXPORTER_LABEL, MAX_FRAME_LEN, PreKeyUpload, Push, Request, Response, auth_signed_bytes,
-    frame_len, register_signed_bytes,
+    ALPN, EXPORTER_LABEL, MAX_FRAME_LEN, MAX_PUSH_STREAM_LEN, PreKeyUpload, Push, Request,
+    Response, auth_signed_bytes, frame_len, register_signed_bytes,
 };
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
 use sha2::Digest;
@@ -162,13 +162,13 @@ impl Client {
         tokio::spawn(async move {
             // Streams are accepted and read one after the other, so pushes stay in order.
             while let Ok(mut s) = c.accept_uni().await {
-                let Ok(frame) = s.read_to_end(MAX_FRAME_LEN + 4).await else {
+                let Ok(stream) = s.read_to_end(MAX_PUSH_STREAM_LEN).await else {
                     break;
                 };
-                let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
-                assert_eq!(len, frame.len() - 4);
-                if tx.send(Push::decode(&frame[4..]).unwrap()).is_err() {
-                    break;
+                for push in Push::decode_stream(&stream).unwrap() {
+                    if tx.send(push).is_err() {
+                        return;
+                    }
                 }
             }
         });
