@@ -8,8 +8,10 @@
 //!   server (one bidi stream per request, TLS 1.3, no ALPN), in the same process and run.
 //! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
 //!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
-//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection; the
-//!   same against a bare quinn server (this binary in echo-server mode, the relay's TLS and
+//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, twice:
+//!   connections that only completed the handshake, and connections that each registered a
+//!   device of a fresh account (codes through a loopback webhook) and authenticated as it,
+//!   as an idle app would; then the same against a bare quinn server (this binary in echo-server mode, the relay's TLS and
 //!   transport settings for an unauthenticated connection) to separate the relay's own cost
 //!   from quinn + rustls
 //!   (`SEALPOST_BENCH_ONE_SEGMENT=1` adds a bare-quinn run without GSO batching).
@@ -230,6 +232,67 @@ async fn request(conn: &quinn::Connection, req: &Request) -> Response {
     Response::decode(&frame[4..]).unwrap()
 }
 
+/// Registers a new device of `account` on `conn` (the code comes from `code`) and
+/// authenticates the connection as it; returns the device's address.
+async fn register_and_authenticate<F, Fut>(
+    conn: &quinn::Connection,
+    account: &AccountId,
+    code: F,
+) -> DeviceAddress
+where
+    F: FnOnce(AccountId) -> Fut,
+    Fut: std::future::Future<Output = Option<[u8; 6]>>,
+{
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .unwrap();
+    let r = request(
+        conn,
+        &Request::RequestCode {
+            account: account.clone(),
+        },
+    )
+    .await;
+    assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+    let code = code(account.clone()).await.expect("verification code");
+    let id = IdentityKeyPair::generate(&mut rand::rng());
+    let identity = id.public().to_wire();
+    let signature = id
+        .sign(&register_signed_bytes(&exporter, account, &identity))
+        .to_bytes();
+    let r = request(
+        conn,
+        &Request::Register {
+            account: account.clone(),
+            code,
+            identity,
+            signature,
+            reglock: None,
+        },
+    )
+    .await;
+    let Response::Registered { device_id } = r else {
+        panic!("{r:?}")
+    };
+    let address = DeviceAddress::new(account.clone(), DeviceId(device_id));
+    let Response::ChallengeIssued { nonce } = request(conn, &Request::Challenge).await else {
+        panic!("no challenge")
+    };
+    let signature = id
+        .sign(&auth_signed_bytes(&exporter, &nonce, &address))
+        .to_bytes();
+    let r = request(
+        conn,
+        &Request::Authenticate {
+            address: address.clone(),
+            signature,
+        },
+    )
+    .await;
+    assert!(matches!(r, Response::Authenticated { .. }), "{r:?}");
+    address
+}
+
 /// A delivered envelope as seen by a receiver: server id, message id, arrival time.
 type Arrival = (u64, [u8; 16], Instant);
 
@@ -249,9 +312,6 @@ impl Device {
             vec![ALPN.to_vec()],
         )
         .await;
-        let mut exporter = [0u8; 32];
-        conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-            .unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let c = conn.clone();
         tokio::spawn(async move {
@@ -271,43 +331,8 @@ impl Device {
             }
         });
         let a = AccountId::new(account).unwrap();
-        let r = request(&conn, &Request::RequestCode { account: a.clone() }).await;
-        assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
-        let id = IdentityKeyPair::generate(&mut rand::rng());
-        let identity = id.public().to_wire();
-        let signature = id
-            .sign(&register_signed_bytes(&exporter, &a, &identity))
-            .to_bytes();
-        let r = request(
-            &conn,
-            &Request::Register {
-                account: a.clone(),
-                code: codes.last(&a),
-                identity,
-                signature,
-                reglock: None,
-            },
-        )
-        .await;
-        let Response::Registered { device_id } = r else {
-            panic!("{r:?}")
-        };
-        let address = DeviceAddress::new(a, DeviceId(device_id));
-        let Response::ChallengeIssued { nonce } = request(&conn, &Request::Challenge).await else {
-            panic!("no challenge")
-        };
-        let signature = id
-            .sign(&auth_signed_bytes(&exporter, &nonce, &address))
-            .to_bytes();
-        let r = request(
-            &conn,
-            &Request::Authenticate {
-                address: address.clone(),
-                signature,
-            },
-        )
-        .await;
-        assert!(matches!(r, Response::Authenticated { .. }), "{r:?}");
+        let address =
+            register_and_authenticate(&conn, &a, |a| async move { Some(codes.last(&a)) }).await;
         Self {
             _endpoint: endpoint,
             conn,
@@ -730,27 +755,35 @@ fn idle_connections() {
         println!("idle_connections: sealpost-relay binary unavailable; skipped");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let limit = (2 * target).max(20_000).to_string();
-    let mut relay = std::process::Command::new(&bin);
-    relay
-        .args(["--listen", "127.0.0.1:0", "--max-connections", &limit])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
-        .env("RUST_LOG", "error");
-    idle_measure("relay", relay, true, target);
+    let (webhook, codes) = code_webhook();
+    for auth in [Idle::Unauthenticated, Idle::Authenticated] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut relay = std::process::Command::new(&bin);
+        relay
+            .args(["--listen", "127.0.0.1:0", "--max-connections", &limit])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
+            .env("SEALPOST_RELAY_WEBHOOK_URL", &webhook)
+            .env("RUST_LOG", "error");
+        let label = match auth {
+            Idle::Unauthenticated => "relay, unauthenticated",
+            Idle::Authenticated => "relay, each authenticated as its own device",
+        };
+        idle_measure(label, relay, Some(auth), &codes, target);
+    }
     // The same measurement against a bare quinn server (this binary in echo-server mode,
     // the relay's transport settings): what quinn + rustls alone cost per connection.
     let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
     echo.env(ECHO_SERVER_ENV, "1");
-    idle_measure("bare quinn", echo, false, target);
+    idle_measure("bare quinn", echo, None, &codes, target);
     // Optional: without GSO batching (quinn keeps a `10 × MTU` send buffer per connection
     // otherwise). Measured: no difference for idle connections, hence off by default.
     if std::env::var_os(ONE_SEGMENT_ENV).is_some() {
         let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
         echo.env(ECHO_SERVER_ENV, "1").env(ONE_SEGMENT_ENV, "1");
-        idle_measure("bare quinn, 1 segment/transmit", echo, false, target);
+        idle_measure("bare quinn, 1 segment/transmit", echo, None, &codes, target);
     }
 }
 
@@ -775,13 +808,104 @@ fn echo_server_process() {
     });
 }
 
-fn idle_measure(label: &str, mut cmd: std::process::Command, relay: bool, target: usize) {
+/// What the idle relay connections do before they idle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing (the handshake only).
+    Unauthenticated,
+    /// Register a device of a fresh account and authenticate as it (so the relay holds its
+    /// delivery task and full request-stream allowance).
+    Authenticated,
+}
+
+/// Verification codes the relay child process posted to the bench's webhook, by account.
+type LoggedCodes = Arc<Mutex<std::collections::HashMap<String, [u8; 6]>>>;
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 for the relay's webhook code sender (the
+/// development log sender redacts account numbers): keeps `{"account": …, "code": …}` of
+/// every POST and answers 204. Returns its URL and the codes.
+fn code_webhook() -> (String, LoggedCodes) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/codes", listener.local_addr().unwrap());
+    let codes = LoggedCodes::default();
+    let out = Arc::clone(&codes);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let out = Arc::clone(&out);
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end().to_ascii_lowercase();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let body = String::from_utf8_lossy(&body);
+                    let field = |name: &str| -> Option<String> {
+                        let start = body.find(&format!("\"{name}\":\""))? + name.len() + 4;
+                        let end = body[start..].find('"')? + start;
+                        Some(body[start..end].to_owned())
+                    };
+                    if let (Some(account), Some(code)) = (field("account"), field("code"))
+                        && let Ok(code) = <[u8; 6]>::try_from(code.as_bytes())
+                    {
+                        out.lock().unwrap().insert(account, code);
+                    }
+                    if writer
+                        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, codes)
+}
+
+async fn logged_code(codes: &LoggedCodes, account: &AccountId) -> Option<[u8; 6]> {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(c) = codes.lock().unwrap().get(account.as_str()) {
+            return Some(*c);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+fn idle_measure(
+    label: &str,
+    mut cmd: std::process::Command,
+    relay: Option<Idle>,
+    codes: &LoggedCodes,
+    target: usize,
+) {
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let codes = Arc::clone(codes);
     let child = Child(child);
     let pid = child.0.id();
     let (addr, fingerprint) = {
@@ -809,10 +933,25 @@ fn idle_measure(label: &str, mut cmd: std::process::Command, relay: bool, target
     let rt = runtime();
     rt.block_on(async move {
         // Warm the relay up with one full connection so one-time allocations are in the baseline.
-        let alpn = if relay { vec![ALPN.to_vec()] } else { Vec::new() };
+        let alpn = if relay.is_some() {
+            vec![ALPN.to_vec()]
+        } else {
+            Vec::new()
+        };
         let (ep0, c0) = connect(addr, fingerprint, alpn.clone()).await;
-        if relay {
-            let _ = request(&c0, &Request::Challenge).await;
+        match relay {
+            Some(Idle::Authenticated) => {
+                let a = AccountId::new("+16660000000").unwrap();
+                register_and_authenticate(&c0, &a, |a| {
+                    let codes = Arc::clone(&codes);
+                    async move { logged_code(&codes, &a).await }
+                })
+                .await;
+            }
+            Some(Idle::Unauthenticated) => {
+                let _ = request(&c0, &Request::Challenge).await;
+            }
+            None => {}
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = rss_kib(pid);
@@ -826,11 +965,18 @@ fn idle_measure(label: &str, mut cmd: std::process::Command, relay: bool, target
             })
             .collect();
         let started = Instant::now();
-        let gate = Arc::new(Semaphore::new(128));
+        // Handshakes in flight; fewer when registering (the relay's webhook sender keeps at
+        // most 64 deliveries in flight and drops codes beyond that).
+        let gate = Arc::new(Semaphore::new(if relay == Some(Idle::Authenticated) {
+            32
+        } else {
+            128
+        }));
         let mut tasks = Vec::with_capacity(target);
         for i in 0..target {
             let ep = endpoints[i % endpoints.len()].clone();
             let gate = Arc::clone(&gate);
+            let codes = Arc::clone(&codes);
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.unwrap();
                 for _ in 0..3 {
@@ -838,6 +984,13 @@ fn idle_measure(label: &str, mut cmd: std::process::Command, relay: bool, target
                         continue;
                     };
                     if let Ok(Ok(c)) = tokio::time::timeout(TIMEOUT, connecting).await {
+                        if relay == Some(Idle::Authenticated) {
+                            let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
+                            register_and_authenticate(&c, &a, |a| async move {
+                                logged_code(&codes, &a).await
+                            })
+                            .await;
+                        }
                         return Some(c);
                     }
                 }
