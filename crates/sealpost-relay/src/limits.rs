@@ -24,9 +24,10 @@ pub const LOW_WATERMARK_ONE_TIME: u32 = 20;
 pub const LOW_WATERMARK_KEM: u32 = 5;
 /// `DELIVERY_WINDOW`: delivered-but-unacknowledged envelopes per connection.
 pub const DELIVERY_WINDOW: usize = 64;
-/// `MAX_CONCURRENT_REQUESTS`: request streams per authenticated connection.
+/// `MAX_CONCURRENT_REQUESTS`: request streams per authenticated connection, granted once it
+/// has `PRE_AUTH_CONCURRENT_REQUESTS` requests in progress at the same time.
 pub const MAX_CONCURRENT_REQUESTS: u32 = 32;
-/// `PRE_AUTH_CONCURRENT_REQUESTS`: request streams per connection before it authenticates
+/// `PRE_AUTH_CONCURRENT_REQUESTS`: request streams per connection at first
 /// (registration and authentication are sequential exchanges). quinn keeps state for every
 /// stream a peer may open, so idle unauthenticated connections stay small.
 pub const PRE_AUTH_CONCURRENT_REQUESTS: u32 = 4;

@@ -26,7 +26,7 @@ use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -299,7 +299,8 @@ fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayE
 
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    // Raised to MAX_CONCURRENT_REQUESTS when the connection authenticates (serve_request).
+    // Raised to MAX_CONCURRENT_REQUESTS once an authenticated connection uses all of these
+    // at once (ConnCtx::request_opened).
     t.max_concurrent_bidi_streams(VarInt::from_u32(PRE_AUTH_CONCURRENT_REQUESTS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         // Flow-control credit, not preallocated memory: an idle connection costs a few KiB.
@@ -583,6 +584,9 @@ async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _
         state,
         shared: Arc::clone(&shared),
         delivery: Mutex::new(None),
+        open_requests: AtomicU32::new(0),
+        authenticated: AtomicBool::new(false),
+        full_allowance: AtomicBool::new(false),
     });
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -629,6 +633,39 @@ struct ConnCtx {
     state: Arc<tokio::sync::Mutex<ConnectionState>>,
     shared: Arc<Shared>,
     delivery: Mutex<Option<DeliveryTask>>,
+    /// Request streams being served.
+    open_requests: AtomicU32,
+    /// The connection has authenticated (it may get the full request-stream allowance).
+    authenticated: AtomicBool,
+    /// The full allowance (`MAX_CONCURRENT_REQUESTS`) was granted.
+    full_allowance: AtomicBool,
+}
+
+impl ConnCtx {
+    /// Counts a request stream; grants an authenticated connection the full request-stream
+    /// allowance the first time it uses all of the initial one (spec/relay.md section 1).
+    /// quinn keeps state for every stream a peer may open, so connections that never
+    /// pipeline requests (most idle apps) stay small.
+    fn request_opened(&self) -> RequestGuard<'_> {
+        let open = self.open_requests.fetch_add(1, Ordering::AcqRel) + 1;
+        if open >= PRE_AUTH_CONCURRENT_REQUESTS
+            && self.authenticated.load(Ordering::Acquire)
+            && !self.full_allowance.swap(true, Ordering::AcqRel)
+        {
+            self.conn
+                .set_max_concurrent_bi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS));
+        }
+        RequestGuard(&self.open_requests)
+    }
+}
+
+/// Uncounts a request stream when dropped.
+struct RequestGuard<'a>(&'a AtomicU32);
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ConnCtx {
@@ -727,6 +764,7 @@ async fn serve_request(
     mut recv: RecvStream,
     _in_flight: InFlightGuard,
 ) {
+    let _open = ctx.request_opened();
     let shared = Arc::clone(&ctx.shared);
     let read = tokio::time::timeout(
         REQUEST_TIMEOUT,
@@ -822,9 +860,8 @@ async fn serve_request(
     let frame = response.encode();
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {
-            // Authenticated: the full request-stream allowance (spec/relay.md section 1).
-            ctx.conn
-                .set_max_concurrent_bi_streams(VarInt::from_u32(MAX_CONCURRENT_REQUESTS));
+            // May now get the full request-stream allowance (spec/relay.md section 1).
+            ctx.authenticated.store(true, Ordering::Release);
             // Response first, so the client knows it is authenticated before pushes arrive.
             if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
                 ctx.start_delivery(d.clone());

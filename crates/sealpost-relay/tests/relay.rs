@@ -569,13 +569,30 @@ async fn connections_per_ip_are_limited_and_released() {
 }
 
 /// spec/relay.md section 1: an unauthenticated connection may have 4 request streams open at
-/// once; `Authenticated` raises the allowance to 32.
+/// once; an authenticated one gets 32 once it has used all 4 at the same time (an idle
+/// authenticated connection keeps the small allowance).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_streams_are_limited_until_authenticated() {
+async fn request_streams_are_limited_until_authenticated_and_busy() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
     let wait = Duration::from_secs(2);
+    let short = Duration::from_millis(300);
+    // Opens 4 streams and starts a request on each (one byte of a frame prefix, so the
+    // relay serves them and keeps them open), then tries a fifth.
+    let use_four = |conn: quinn::Connection| async move {
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let (mut send, recv) = tokio::time::timeout(wait, conn.open_bi())
+                .await
+                .expect("stream credit")
+                .unwrap();
+            send.write_all(&[0]).await.unwrap();
+            open.push((send, recv));
+        }
+        let fifth = tokio::time::timeout(wait, conn.open_bi()).await.ok();
+        (open, fifth)
+    };
 
     let anonymous = Client::for_relay(&relay).await;
     let mut open = Vec::new();
@@ -583,17 +600,31 @@ async fn request_streams_are_limited_until_authenticated() {
         let s = tokio::time::timeout(wait, anonymous.conn.open_bi()).await;
         open.push(s.expect("stream credit").unwrap());
     }
-    let fifth = tokio::time::timeout(Duration::from_millis(300), anonymous.conn.open_bi()).await;
+    let fifth = tokio::time::timeout(short, anonymous.conn.open_bi()).await;
     assert!(fifth.is_err(), "a fifth stream before authentication");
     drop(open);
+    let (busy, fifth) = use_four(anonymous.conn.clone()).await;
+    assert!(fifth.is_none(), "busy but unauthenticated: still 4");
+    drop(busy);
 
     let alice = Device::register(&relay, &codes, "+15550000001").await;
+    // Authenticated but never more than one request at a time: still 4.
     let mut open = Vec::new();
-    for _ in 0..31 {
+    for _ in 0..4 {
+        let s = tokio::time::timeout(wait, alice.client.conn.open_bi()).await;
+        open.push(s.expect("stream credit").unwrap());
+    }
+    let fifth = tokio::time::timeout(short, alice.client.conn.open_bi()).await;
+    assert!(fifth.is_err(), "an idle authenticated connection keeps 4");
+    drop(open);
+    // Four requests at once: the full allowance.
+    let (busy, fifth) = use_four(alice.client.conn.clone()).await;
+    let mut open = vec![fifth.expect("full allowance once 4 are in use").unwrap()];
+    for _ in 0..26 {
         let s = tokio::time::timeout(wait, alice.client.conn.open_bi()).await;
         open.push(s.expect("stream credit after authentication").unwrap());
     }
-    drop(open);
+    drop((busy, open));
     anonymous.close().await;
     relay.shutdown().await;
 }
