@@ -316,9 +316,7 @@ where
             Some(work) => work(conn),
             None => Err(StoreError::Closed),
         };
-        let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.result = Some(r);
-        outcome
+        record(&mut self.result, r)
     }
 
     fn flush(&self) -> Flush {
@@ -326,14 +324,26 @@ where
     }
 
     fn finish(self: Box<Self>, commit: JobResult) {
-        let answer = match (commit, self.result) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StoreError::Closed),
-        };
-        if let Some(reply) = self.reply {
-            reply(answer);
-        }
+        answer(commit, self.result, self.reply);
+    }
+}
+
+/// Keeps a job's result for [`answer`]; returns whether it succeeded.
+fn record<T>(slot: &mut Option<Result<T, StoreError>>, r: Result<T, StoreError>) -> JobResult {
+    let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
+    *slot = Some(r);
+    outcome
+}
+
+/// Answers a job: its own result if the commit (and flush) succeeded, else the commit's error.
+fn answer<T>(commit: JobResult, result: Option<Result<T, StoreError>>, reply: Option<Reply<T>>) {
+    let answer = match (commit, result) {
+        (Ok(()), Some(r)) => r,
+        (Err(e), _) => Err(e),
+        (Ok(()), None) => Err(StoreError::Closed),
+    };
+    if let Some(reply) = reply {
+        reply(answer);
     }
 }
 
@@ -1068,9 +1078,7 @@ impl Job for EnqueueJob {
         if r.is_err() {
             self.written.clear();
         }
-        let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.result = Some(r);
-        outcome
+        record(&mut self.result, r)
     }
 
     fn flush(&self) -> Flush {
@@ -1090,14 +1098,7 @@ impl Job for EnqueueJob {
     }
 
     fn finish(self: Box<Self>, commit: JobResult) {
-        let answer = match (commit, self.result) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StoreError::Closed),
-        };
-        if let Some(reply) = self.reply {
-            reply(answer);
-        }
+        answer(commit, self.result, self.reply);
     }
 }
 
@@ -1874,21 +1875,7 @@ mod tests {
             let s = SqliteStore::open(&path).unwrap();
             register(&s, &a, 1);
             register(&s, &b, 2);
-            let sender = DeviceAddress::new(a.clone(), DeviceId(1));
-            let env = [sealpost_wire::relay::OutgoingEnvelope {
-                device_id: 1,
-                envelope: vec![1, 2, 3],
-            }];
-            let m = NewMessage {
-                sender: &sender,
-                recipient: &b,
-                exclude_device: None,
-                message_id: &[0; 16],
-                timestamp: 5,
-                envelopes: &env,
-                max_queued: 10,
-            };
-            assert!(matches!(s.enqueue(&m).unwrap(), EnqueueOutcome::Queued(_)));
+            queue_one(&s, &DeviceAddress::new(a.clone(), DeviceId(1)), &b);
             s.put_code(&a, &[4; 32], u64::MAX).unwrap();
             s.begin_code_attempt(&a, 0, 5).unwrap();
             s.begin_code_attempt(&a, 0, 5).unwrap();
@@ -1907,6 +1894,27 @@ mod tests {
         );
         // Device ids keep counting after a reopen.
         assert_eq!(register(&s, &a, 3), 2);
+    }
+
+    /// Queues `[1, 2, 3]` from `sender` to device 1 of `to`; returns its server id.
+    fn queue_one(s: &SqliteStore, sender: &DeviceAddress, to: &AccountId) -> u64 {
+        let env = [sealpost_wire::relay::OutgoingEnvelope {
+            device_id: 1,
+            envelope: vec![1, 2, 3],
+        }];
+        let m = NewMessage {
+            sender,
+            recipient: to,
+            exclude_device: None,
+            message_id: &[0; 16],
+            timestamp: 5,
+            envelopes: &env,
+            max_queued: 100,
+        };
+        match s.enqueue(&m).unwrap() {
+            EnqueueOutcome::Queued(ids) => ids[0].1,
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The mailbox read walks the per-device index in order (no sort, no table scan), so
@@ -1941,25 +1949,7 @@ mod tests {
         std::fs::create_dir(&crashed).unwrap();
         let (a, b) = (acct(1), acct(2));
         let sender = DeviceAddress::new(a.clone(), DeviceId(1));
-        let env = [sealpost_wire::relay::OutgoingEnvelope {
-            device_id: 1,
-            envelope: vec![1, 2, 3],
-        }];
-        let send = |s: &SqliteStore| {
-            let m = NewMessage {
-                sender: &sender,
-                recipient: &b,
-                exclude_device: None,
-                message_id: &[0; 16],
-                timestamp: 5,
-                envelopes: &env,
-                max_queued: 100,
-            };
-            match s.enqueue(&m).unwrap() {
-                EnqueueOutcome::Queued(ids) => ids[0].1,
-                other => panic!("{other:?}"),
-            }
-        };
+        let send = |s: &SqliteStore| queue_one(s, &sender, &b);
         let s = SqliteStore::open(&path).unwrap();
         register(&s, &a, 1);
         register(&s, &b, 2);
