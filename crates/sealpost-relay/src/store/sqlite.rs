@@ -328,6 +328,16 @@ where
     }
 }
 
+/// Queues work through `queue` with a reply that this thread then waits for.
+fn wait_for<T: Send + 'static>(queue: impl FnOnce(Reply<T>)) -> Result<T, StoreError> {
+    let (tx, answer) = mpsc::sync_channel(1);
+    queue(Box::new(move |r| {
+        // The caller may have gone away; nothing to do then.
+        let _ = tx.send(r);
+    }));
+    answer.recv().map_err(|_| StoreError::Closed)?
+}
+
 /// Keeps a job's result for [`answer`]; returns whether it succeeded.
 fn record<T>(slot: &mut Option<Result<T, StoreError>>, r: Result<T, StoreError>) -> JobResult {
     let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
@@ -658,15 +668,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, answer) = mpsc::sync_channel(1);
-        self.submit(
-            work,
-            Box::new(move |r| {
-                // The caller may have gone away; nothing to do then.
-                let _ = tx.send(r);
-            }),
-        );
-        answer.recv().map_err(|_| StoreError::Closed)?
+        wait_for(|reply| self.submit(work, reply))
     }
 
     /// Queues `work` for the writer's next group without waiting; `reply` gets the outcome
@@ -1687,12 +1689,7 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-        let (tx, answer) = mpsc::sync_channel(1);
-        let reply: Reply<EnqueueOutcome> = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
-        self.send_job(Box::new(EnqueueJob::new(m, None, reply)));
-        answer.recv().map_err(|_| StoreError::Closed)?
+        wait_for(|reply| self.send_job(Box::new(EnqueueJob::new(m, None, reply))))
     }
 
     fn enqueue_then(&self, m: &NewMessage<'_>, staged: Staged, reply: Reply<EnqueueOutcome>) {
@@ -1748,15 +1745,7 @@ impl Store for SqliteStore {
     }
 
     fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
-        let (tx, answer) = mpsc::sync_channel(1);
-        self.ack_then(
-            device,
-            server_ids,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        answer.recv().map_err(|_| StoreError::Closed)?
+        wait_for(|reply| self.ack_then(device, server_ids, reply))
     }
 
     fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
