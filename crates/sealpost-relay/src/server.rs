@@ -3,7 +3,8 @@
 //! mailboxes on server-opened unidirectional streams (spec/relay.md sections 1, 2, 4, 5).
 //!
 //! Per connection there is one task accepting request streams (one task per stream) and,
-//! once the connection has authenticated, one delivery task. Requests of one connection are
+//! once the connection has authenticated, a delivery slot whose task runs only while there
+//! is something to deliver (an idle connection keeps no delivery task). Requests of one connection are
 //! handled one at a time (they share the connection's state), except `Send` and `Ack`, which
 //! run from a snapshot of it and wait for the store's writer thread without holding a
 //! thread ([`Handler::handle_concurrent_then`]); different connections run in parallel, and
@@ -30,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// Application close code: the relay is shutting down (spec/relay.md section 5).
 pub const CLOSE_SHUTDOWN: u32 = 0;
@@ -99,11 +100,11 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// What an authenticated connection's delivery task is told.
+/// What an authenticated connection's delivery is told by other connections' requests and
+/// by the store's writer ([`Slot::update`]); taken as a whole by the delivery.
 #[derive(Default)]
 struct Inbox {
-    /// Highest server id committed for the device since the delivery task last looked
-    /// (0: none).
+    /// Highest server id committed for the device since the delivery last looked (0: none).
     committed: u64,
     /// Envelopes written for the device whose commit may still be under way, in server-id
     /// order; at most `DELIVERY_WINDOW`.
@@ -112,20 +113,84 @@ struct Inbox {
     dropped: u64,
     acked: Vec<u64>,
     prekeys_low: Option<(u32, u32)>,
-    removed: bool,
 }
 
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        self.committed == 0
+            && self.staged.is_empty()
+            && self.dropped == 0
+            && self.acked.is_empty()
+            && self.prekeys_low.is_none()
+    }
+}
+
+/// Where a delivery stands between two runs of its task (see [`delivery_loop`]).
+#[derive(Default)]
+struct Progress {
+    /// The first run has waited for the writes queued before the slot was registered.
+    started: bool,
+    /// Highest server id pushed on this connection (or read past).
+    last: u64,
+    /// Pushed and not yet acknowledged.
+    in_flight: BTreeSet<u64>,
+    /// `QueueDrained` was pushed.
+    drained: bool,
+    up_to_date: bool,
+    /// Highest server id known to be committed.
+    committed: u64,
+    /// Highest staged server id not pushed.
+    missed: u64,
+}
+
+#[derive(Default)]
+struct SlotState {
+    inbox: Inbox,
+    /// The device was removed or the connection stopped delivering: no more runs.
+    removed: bool,
+    /// Kept here while no run is under way.
+    progress: Progress,
+    /// The running delivery task, if any.
+    task: Option<AbortHandle>,
+}
+
+/// An authenticated connection's delivery (spec/relay.md section 4). Its task runs only
+/// while there is something to do and ends when the connection is up to date and its
+/// inbox is empty; the next [`Slot::update`] starts a new one. An idle connection so keeps
+/// this slot and no task.
 struct Slot {
     conn_id: u64,
     conn: Connection,
-    wake: Notify,
-    inbox: Mutex<Inbox>,
+    device: DeviceAddress,
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    state: Mutex<SlotState>,
 }
 
 impl Slot {
-    fn update(&self, f: impl FnOnce(&mut Inbox)) {
-        f(&mut self.inbox.lock().unwrap_or_else(PoisonError::into_inner));
-        self.wake.notify_one();
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the delivery something (`f` changes its inbox) and starts its task unless one
+    /// is running. Callable from any thread (the store's writer calls it).
+    fn update(self: &Arc<Self>, f: impl FnOnce(&mut Inbox)) {
+        let mut state = self.lock();
+        f(&mut state.inbox);
+        if state.task.is_none() && !state.removed {
+            let task = self.runtime.spawn(deliver(Arc::clone(self)));
+            state.task = Some(task.abort_handle());
+        }
+    }
+
+    /// Stops the delivery for good (its device was removed, or the connection is closing
+    /// or no longer authenticated).
+    fn remove(&self) {
+        let mut state = self.lock();
+        state.removed = true;
+        if let Some(task) = state.task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -182,6 +247,8 @@ struct Shared {
     body_budget: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     next_conn_id: AtomicU64,
+    /// Delivery tasks running (see [`Slot`]).
+    delivery_tasks: AtomicUsize,
     max_connections: usize,
     max_connections_per_ip: u32,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -393,6 +460,7 @@ impl Relay {
             body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
             shutdown: shutdown_rx,
             next_conn_id: AtomicU64::new(1),
+            delivery_tasks: AtomicUsize::new(0),
             max_connections: config.limits.max_connections as usize,
             max_connections_per_ip: config.limits.max_connections_per_ip,
             per_ip: Mutex::new(HashMap::new()),
@@ -426,6 +494,12 @@ impl Relay {
 }
 
 impl RelayHandle {
+    /// Delivery tasks running now. A connected device has one only while the relay has
+    /// something to push to it (spec/relay.md section 4); idle connections keep none.
+    pub fn delivery_tasks(&self) -> usize {
+        self.shared.delivery_tasks.load(Ordering::Relaxed)
+    }
+
     /// The bound UDP address (with the real port when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -622,9 +696,6 @@ async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _
     }
 }
 
-/// A running delivery task: its device, its registry slot and its task.
-type DeliveryTask = (DeviceAddress, Arc<Slot>, JoinHandle<()>);
-
 /// One connection's context, shared by its request tasks.
 struct ConnCtx {
     conn_id: u64,
@@ -632,7 +703,8 @@ struct ConnCtx {
     exporter: [u8; 32],
     state: Arc<tokio::sync::Mutex<ConnectionState>>,
     shared: Arc<Shared>,
-    delivery: Mutex<Option<DeliveryTask>>,
+    /// Once authenticated: the delivery's slot (also in the registry).
+    delivery: Mutex<Option<Arc<Slot>>>,
     /// Request streams being served.
     open_requests: AtomicU32,
     /// The connection has authenticated (it may get the full request-stream allowance).
@@ -669,7 +741,7 @@ impl Drop for RequestGuard<'_> {
 }
 
 impl ConnCtx {
-    fn start_delivery(self: &Arc<Self>, device: DeviceAddress) {
+    fn start_delivery(&self, device: DeviceAddress) {
         let mut d = self.delivery.lock().unwrap_or_else(PoisonError::into_inner);
         if d.is_some() {
             return;
@@ -677,18 +749,15 @@ impl ConnCtx {
         let slot = Arc::new(Slot {
             conn_id: self.conn_id,
             conn: self.conn.clone(),
-            wake: Notify::new(),
-            inbox: Mutex::new(Inbox::default()),
+            device: device.clone(),
+            shared: Arc::clone(&self.shared),
+            runtime: tokio::runtime::Handle::current(),
+            state: Mutex::new(SlotState::default()),
         });
-        self.shared
-            .registry
-            .insert(device.clone(), Arc::clone(&slot));
-        let task = tokio::spawn(deliver(
-            Arc::clone(&self.shared),
-            Arc::clone(&slot),
-            device.clone(),
-        ));
-        *d = Some((device, slot, task));
+        self.shared.registry.insert(device, Arc::clone(&slot));
+        // The first run reads the mailbox.
+        slot.update(|_| {});
+        *d = Some(slot);
     }
 
     fn stop_delivery(&self) {
@@ -697,9 +766,9 @@ impl ConnCtx {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some((device, _, task)) = taken {
-            task.abort();
-            self.shared.registry.remove(&device, self.conn_id);
+        if let Some(slot) = taken {
+            slot.remove();
+            self.shared.registry.remove(&slot.device, self.conn_id);
         }
     }
 }
@@ -885,7 +954,7 @@ fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
             Effect::MailStaged { device, envelope } => {
                 let mut slots = shared.registry.slots(&device);
                 let last = slots.pop();
-                let stage = |slot: &Slot, e: StoredEnvelope| {
+                let stage = |slot: &Arc<Slot>, e: StoredEnvelope| {
                     slot.update(|i| {
                         if i.staged.len() < DELIVERY_WINDOW {
                             i.staged.push(e);
@@ -926,7 +995,7 @@ fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, devices: &[
     for id in devices {
         let device = DeviceAddress::new(account.clone(), DeviceId(*id));
         for slot in shared.registry.take_device(&device) {
-            slot.update(|i| i.removed = true);
+            slot.remove();
             // The registering connection itself stays open (it gets its response); other
             // connections of removed devices are closed.
             if slot.conn_id != conn_id {
@@ -978,17 +1047,29 @@ impl PushBatch {
     }
 }
 
-async fn deliver(shared: Arc<Shared>, slot: Arc<Slot>, device: DeviceAddress) {
+/// One run of a slot's delivery task.
+async fn deliver(slot: Arc<Slot>) {
+    /// Counts the task in `Shared::delivery_tasks` while it runs (also when aborted).
+    struct Running(Arc<Shared>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.delivery_tasks.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    slot.shared.delivery_tasks.fetch_add(1, Ordering::Relaxed);
+    let _running = Running(Arc::clone(&slot.shared));
     let conn = slot.conn.clone();
     tokio::select! {
-        () = delivery_loop(&shared, &slot, &device) => {}
+        () = delivery_loop(&slot) => {}
         _ = conn.closed() => {}
     }
 }
 
-/// Delivers `device`'s mailbox on this connection (spec/relay.md section 4): reads it from
-/// the store oldest first, then, once up to date, pushes envelopes as the writer stages them,
-/// before their commit is flushed.
+/// Delivers the slot's device's mailbox on its connection (spec/relay.md section 4): reads
+/// it from the store oldest first, then, once up to date, pushes envelopes as the writer
+/// stages them, before their commit is flushed. Returns, keeping its [`Progress`] in the
+/// slot, when it has nothing left to do until the next [`Slot::update`]; returns for good
+/// when the connection is gone or the slot removed.
 ///
 /// Being *up to date* means: the last mailbox read reached the end of the mailbox, and every
 /// staged envelope that was not pushed (because the delivery was not up to date, or the
@@ -999,88 +1080,80 @@ async fn deliver(shared: Arc<Shared>, slot: Arc<Slot>, device: DeviceAddress) {
 /// and the first read waits until every write queued before that is committed
 /// ([`Store::after_queued_writes`]). Commit notices ([`Effect::MailArrived`], sent once the
 /// commit is flushed) only tell which missed envelopes a read would now find.
-async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    shared.store.after_queued_writes(Box::new(move |r| {
-        let _ = tx.send(r);
-    }));
-    if let Ok(Err(e)) = rx.await {
-        tracing::warn!(error = %e, "waiting for queued writes failed");
+async fn delivery_loop(slot: &Slot) {
+    let mut p = std::mem::take(&mut slot.lock().progress);
+    if !p.started {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        slot.shared.store.after_queued_writes(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        if let Ok(Err(e)) = rx.await {
+            tracing::warn!(error = %e, "waiting for queued writes failed");
+        }
+        p.started = true;
     }
-    // Highest server id pushed on this connection (or read past).
-    let mut last: u64 = 0;
-    let mut in_flight: BTreeSet<u64> = BTreeSet::new();
-    let mut drained = false;
-    let mut up_to_date = false;
-    // Highest server id known to be committed, and highest staged id not pushed.
-    let mut committed: u64 = 0;
-    let mut missed: u64 = 0;
     let mut pushes = PushBatch::default();
+    let mut inbox = std::mem::take(&mut slot.lock().inbox);
     loop {
-        let (new_commit, staged, dropped, acked, low, removed) = {
-            let mut inbox = slot.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-            (
-                std::mem::take(&mut inbox.committed),
-                std::mem::take(&mut inbox.staged),
-                std::mem::take(&mut inbox.dropped),
-                std::mem::take(&mut inbox.acked),
-                inbox.prekeys_low.take(),
-                inbox.removed,
-            )
-        };
-        if removed {
-            return;
-        }
+        let Inbox {
+            committed: new_commit,
+            staged,
+            dropped,
+            acked,
+            prekeys_low,
+        } = inbox;
         for id in acked {
-            in_flight.remove(&id);
+            p.in_flight.remove(&id);
         }
-        if let Some((one_time_prekeys, kem_prekeys)) = low {
-            let p = Push::PreKeysLow {
+        if let Some((one_time_prekeys, kem_prekeys)) = prekeys_low {
+            let push = Push::PreKeysLow {
                 one_time_prekeys,
                 kem_prekeys,
             };
-            if !pushes.add(&slot.conn, &p).await {
+            if !pushes.add(&slot.conn, &push).await {
                 return;
             }
         }
-        committed = committed.max(new_commit);
-        if dropped > last {
-            missed = missed.max(dropped);
-            up_to_date = false;
+        p.committed = p.committed.max(new_commit);
+        if dropped > p.last {
+            p.missed = p.missed.max(dropped);
+            p.up_to_date = false;
         }
         for e in staged {
-            if e.server_id <= last {
+            if e.server_id <= p.last {
                 continue;
             }
-            if up_to_date && in_flight.len() < DELIVERY_WINDOW {
+            if p.up_to_date && p.in_flight.len() < DELIVERY_WINDOW {
                 let id = e.server_id;
                 if !pushes.add(&slot.conn, &deliver_push(e)).await {
                     return;
                 }
-                in_flight.insert(id);
-                last = id;
+                p.in_flight.insert(id);
+                p.last = id;
             } else {
-                missed = missed.max(e.server_id);
-                up_to_date = false;
+                p.missed = p.missed.max(e.server_id);
+                p.up_to_date = false;
             }
         }
-        let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
-        if room > 0 && !up_to_date {
+        let room = DELIVERY_WINDOW.saturating_sub(p.in_flight.len());
+        if room > 0 && !p.up_to_date {
             // What is gathered goes out before the read.
             if !pushes.send(&slot.conn).await {
                 return;
             }
             // Every missed envelope is committed (or its commit failed) before this read
             // starts: a read to the end then brings the delivery up to date.
-            let complete = committed >= missed;
-            let store = Arc::clone(&shared.store);
-            let d = device.clone();
-            let batch = tokio::task::spawn_blocking(move || store.mailbox(&d, last, room)).await;
+            let complete = p.committed >= p.missed;
+            let store = Arc::clone(&slot.shared.store);
+            let (device, last) = (slot.device.clone(), p.last);
+            let batch =
+                tokio::task::spawn_blocking(move || store.mailbox(&device, last, room)).await;
             let batch = match batch {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "reading a mailbox failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    inbox = std::mem::take(&mut slot.lock().inbox);
                     continue;
                 }
                 Err(e) => {
@@ -1094,21 +1167,32 @@ async fn delivery_loop(shared: &Shared, slot: &Slot, device: &DeviceAddress) {
                 if !pushes.add(&slot.conn, &deliver_push(e)).await {
                     return;
                 }
-                in_flight.insert(id);
-                last = last.max(id);
+                p.in_flight.insert(id);
+                p.last = p.last.max(id);
             }
-            up_to_date = reached_end && complete;
-            if reached_end && !drained {
+            p.up_to_date = reached_end && complete;
+            if reached_end && !p.drained {
                 if !pushes.add(&slot.conn, &Push::QueueDrained).await {
                     return;
                 }
-                drained = true;
+                p.drained = true;
             }
         }
         if !pushes.send(&slot.conn).await {
             return;
         }
-        slot.wake.notified().await;
+        // Nothing new: end this run (the next update starts another one). Checked under the
+        // lock that updates take, so no update is missed.
+        let mut state = slot.lock();
+        if state.removed {
+            return;
+        }
+        if state.inbox.is_empty() {
+            state.progress = p;
+            state.task = None;
+            return;
+        }
+        inbox = std::mem::take(&mut state.inbox);
     }
 }
 

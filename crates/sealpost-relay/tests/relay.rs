@@ -40,6 +40,19 @@ fn send_req(to: &AccountId, devices: &[u32], body: &[u8], msg: u8) -> Request {
     }
 }
 
+/// Waits until no delivery task runs (each idle connected device keeps none).
+async fn until_no_delivery_task(relay: &sealpost_relay::RelayHandle) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while relay.delivery_tasks() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} delivery tasks still running",
+            relay.delivery_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn expect_deliver(c: &mut Client) -> sealpost_wire::relay::Delivery {
     match c.next_push().await {
         Push::Deliver(d) => d,
@@ -205,6 +218,8 @@ async fn delivery_window_waits_for_acks() {
         ids.push(expect_deliver(&mut bob.client).await.server_id);
     }
     assert_eq!(bob.client.try_push(Duration::from_millis(300)).await, None);
+    // Waiting for acks keeps no task: the ack starts the next run.
+    until_no_delivery_task(&relay).await;
     bob.client
         .request(&Request::Ack {
             server_ids: ids[..10].to_vec(),
@@ -215,6 +230,46 @@ async fn delivery_window_waits_for_acks() {
     }
     assert_eq!(bob.client.next_push().await, Push::QueueDrained);
     let _ = alice.client.next_push().await;
+    relay.shutdown().await;
+}
+
+/// Idle connected devices keep no delivery task: a run reads the mailbox after
+/// authentication, another pushes each new message, and each ends once its device is up to
+/// date. Mail sent to an idle device is still pushed live, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_tasks_run_only_while_there_is_something_to_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut alice = Device::register(&relay, &codes, "+15550000001").await;
+    let mut bob = Device::register(&relay, &codes, "+15550000002").await;
+    assert_eq!(alice.client.next_push().await, Push::QueueDrained);
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let a = alice.address.account.clone();
+    for round in 0..3u8 {
+        until_no_delivery_task(&relay).await;
+        let mut ids = Vec::new();
+        for i in 0..4u8 {
+            let msg = round * 4 + i;
+            let r = bob.client.request(&send_req(&a, &[1], &[msg], msg)).await;
+            assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+        }
+        for i in 0..4u8 {
+            let d = expect_deliver(&mut alice.client).await;
+            assert_eq!(d.envelope, [round * 4 + i]);
+            ids.push(d.server_id);
+        }
+        let r = alice
+            .client
+            .request(&Request::Ack { server_ids: ids })
+            .await;
+        assert_eq!(r, Response::Acked { removed: 4 });
+    }
+    until_no_delivery_task(&relay).await;
+    assert_eq!(
+        alice.client.try_push(Duration::from_millis(100)).await,
+        None
+    );
     relay.shutdown().await;
 }
 
