@@ -25,12 +25,15 @@ pub const LOW_WATERMARK_KEM: u32 = 5;
 /// `DELIVERY_WINDOW`: delivered-but-unacknowledged envelopes per connection.
 pub const DELIVERY_WINDOW: usize = 64;
 /// `MAX_CONCURRENT_REQUESTS`: request streams per authenticated connection, granted once it
-/// has `PRE_AUTH_CONCURRENT_REQUESTS` requests in progress at the same time.
+/// has `AUTH_CONCURRENT_REQUESTS` requests in progress at the same time.
 pub const MAX_CONCURRENT_REQUESTS: u32 = 32;
-/// `PRE_AUTH_CONCURRENT_REQUESTS`: request streams per connection at first
+/// `AUTH_CONCURRENT_REQUESTS`: request streams per connection once it has authenticated.
+pub const AUTH_CONCURRENT_REQUESTS: u32 = 4;
+/// `PRE_AUTH_CONCURRENT_REQUESTS`: request streams per connection before it authenticates
 /// (registration and authentication are sequential exchanges). quinn keeps state for every
-/// stream a peer may open, so idle unauthenticated connections stay small.
-pub const PRE_AUTH_CONCURRENT_REQUESTS: u32 = 4;
+/// stream a peer may open, and keeps the receive state of every stream used, so small
+/// allowances keep idle connections small.
+pub const PRE_AUTH_CONCURRENT_REQUESTS: u32 = 1;
 /// `IDLE_TIMEOUT`, in seconds.
 pub const IDLE_TIMEOUT_SECS: u64 = 60;
 

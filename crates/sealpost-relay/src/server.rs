@@ -14,7 +14,8 @@ use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::RelayConfig;
 use crate::handler::{ConnectionState, Done, Early, Effect, Handler, decode_error_response};
 use crate::limits::{
-    DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUESTS,
+    AUTH_CONCURRENT_REQUESTS, DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS,
+    PRE_AUTH_CONCURRENT_REQUESTS,
 };
 use crate::store::{SqliteStore, Store, StoredEnvelope};
 use crate::{RelayError, metrics, tls};
@@ -366,7 +367,8 @@ fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayE
 
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    // Raised to MAX_CONCURRENT_REQUESTS once an authenticated connection uses all of these
+    // Raised to AUTH_CONCURRENT_REQUESTS at authentication, and to MAX_CONCURRENT_REQUESTS
+    // once an authenticated connection uses all of those (ConnCtx::request_opened).
     // at once (ConnCtx::request_opened).
     t.max_concurrent_bidi_streams(VarInt::from_u32(PRE_AUTH_CONCURRENT_REQUESTS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
@@ -619,8 +621,14 @@ impl Drop for ConnectionGauge {
     }
 }
 
+/// Completes a handshake. The box is freed when this returns: awaited directly in
+/// [`serve_connection`], it would live (empty) as long as the connection.
+async fn handshake(incoming: Box<quinn::Incoming>) -> Result<Connection, quinn::ConnectionError> {
+    (*incoming).await
+}
+
 async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _slot: IpSlot) {
-    let conn = match (*incoming).await {
+    let conn = match handshake(incoming).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
@@ -715,12 +723,13 @@ struct ConnCtx {
 
 impl ConnCtx {
     /// Counts a request stream; grants an authenticated connection the full request-stream
-    /// allowance the first time it uses all of the initial one (spec/relay.md section 1).
+    /// allowance the first time it uses all of `AUTH_CONCURRENT_REQUESTS` (spec/relay.md
+    /// section 1).
     /// quinn keeps state for every stream a peer may open, so connections that never
     /// pipeline requests (most idle apps) stay small.
     fn request_opened(&self) -> RequestGuard<'_> {
         let open = self.open_requests.fetch_add(1, Ordering::AcqRel) + 1;
-        if open >= PRE_AUTH_CONCURRENT_REQUESTS
+        if open >= AUTH_CONCURRENT_REQUESTS
             && self.authenticated.load(Ordering::Acquire)
             && !self.full_allowance.swap(true, Ordering::AcqRel)
         {
@@ -929,8 +938,12 @@ async fn serve_request(
     let frame = response.encode();
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {
-            // May now get the full request-stream allowance (spec/relay.md section 1).
-            ctx.authenticated.store(true, Ordering::Release);
+            // The authenticated allowance, and the full one once it is all in use
+            // (spec/relay.md section 1). Raising twice is harmless (quinn ignores it).
+            if !ctx.authenticated.swap(true, Ordering::AcqRel) {
+                ctx.conn
+                    .set_max_concurrent_bi_streams(VarInt::from_u32(AUTH_CONCURRENT_REQUESTS));
+            }
             // Response first, so the client knows it is authenticated before pushes arrive.
             if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
                 ctx.start_delivery(d.clone());

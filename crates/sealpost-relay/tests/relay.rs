@@ -623,9 +623,9 @@ async fn connections_per_ip_are_limited_and_released() {
     relay.shutdown().await;
 }
 
-/// spec/relay.md section 1: an unauthenticated connection may have 4 request streams open at
-/// once; an authenticated one gets 32 once it has used all 4 at the same time (an idle
-/// authenticated connection keeps the small allowance).
+/// spec/relay.md section 1: an unauthenticated connection may have 1 request stream open at
+/// once, an authenticated one 4, and 32 once it has used all 4 at the same time (an idle
+/// authenticated connection keeps 4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_streams_are_limited_until_authenticated_and_busy() {
     let dir = tempfile::tempdir().unwrap();
@@ -633,11 +633,11 @@ async fn request_streams_are_limited_until_authenticated_and_busy() {
     let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
     let wait = Duration::from_secs(2);
     let short = Duration::from_millis(300);
-    // Opens 4 streams and starts a request on each (one byte of a frame prefix, so the
-    // relay serves them and keeps them open), then tries a fifth.
-    let use_four = |conn: quinn::Connection| async move {
+    // Opens `n` streams and starts a request on each (one byte of a frame prefix, so the
+    // relay serves them and keeps them open), then tries one more.
+    let use_n = |conn: quinn::Connection, n: usize| async move {
         let mut open = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..n {
             let (mut send, recv) = tokio::time::timeout(wait, conn.open_bi())
                 .await
                 .expect("stream credit")
@@ -645,21 +645,18 @@ async fn request_streams_are_limited_until_authenticated_and_busy() {
             send.write_all(&[0]).await.unwrap();
             open.push((send, recv));
         }
-        let fifth = tokio::time::timeout(wait, conn.open_bi()).await.ok();
-        (open, fifth)
+        let more = tokio::time::timeout(wait, conn.open_bi()).await.ok();
+        (open, more)
     };
 
     let anonymous = Client::for_relay(&relay).await;
-    let mut open = Vec::new();
-    for _ in 0..4 {
-        let s = tokio::time::timeout(wait, anonymous.conn.open_bi()).await;
-        open.push(s.expect("stream credit").unwrap());
-    }
-    let fifth = tokio::time::timeout(short, anonymous.conn.open_bi()).await;
-    assert!(fifth.is_err(), "a fifth stream before authentication");
-    drop(open);
-    let (busy, fifth) = use_four(anonymous.conn.clone()).await;
-    assert!(fifth.is_none(), "busy but unauthenticated: still 4");
+    let first = tokio::time::timeout(wait, anonymous.conn.open_bi()).await;
+    let first = first.expect("stream credit").unwrap();
+    let second = tokio::time::timeout(short, anonymous.conn.open_bi()).await;
+    assert!(second.is_err(), "a second stream before authentication");
+    drop(first);
+    let (busy, second) = use_n(anonymous.conn.clone(), 1).await;
+    assert!(second.is_none(), "busy but unauthenticated: still 1");
     drop(busy);
 
     let alice = Device::register(&relay, &codes, "+15550000001").await;
@@ -673,7 +670,7 @@ async fn request_streams_are_limited_until_authenticated_and_busy() {
     assert!(fifth.is_err(), "an idle authenticated connection keeps 4");
     drop(open);
     // Four requests at once: the full allowance.
-    let (busy, fifth) = use_four(alice.client.conn.clone()).await;
+    let (busy, fifth) = use_n(alice.client.conn.clone(), 4).await;
     let mut open = vec![fifth.expect("full allowance once 4 are in use").unwrap()];
     for _ in 0..26 {
         let s = tokio::time::timeout(wait, alice.client.conn.open_bi()).await;
