@@ -8,12 +8,17 @@
 //!   server (one bidi stream per request, TLS 1.3, no ALPN), in the same process and run.
 //! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
 //!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
-//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, twice:
-//!   connections that only completed the handshake, and connections that each registered a
-//!   device of a fresh account (codes through a loopback webhook) and authenticated as it,
-//!   as an idle app would; then the same against a bare quinn server (this binary in echo-server mode, the relay's TLS and
-//!   transport settings for an unauthenticated connection) to separate the relay's own cost
-//!   from quinn + rustls
+//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, three
+//!   times, each with a fresh relay:
+//!   - connections that only completed the handshake;
+//!   - connections that authenticated as devices registered before the measurement, each on
+//!     a connection of its own (an app reconnecting; accounts are not connection state);
+//!   - connections that each registered a device of a fresh account and authenticated as it
+//!     (a first start: the registration's memory is counted too).
+//!
+//!   Codes come through a loopback webhook. Then the same against a bare quinn server (this
+//!   binary in echo-server mode, the relay's TLS and transport settings for an
+//!   unauthenticated connection) to separate the relay's own cost from quinn + rustls
 //!   (`SEALPOST_BENCH_ONE_SEGMENT=1` adds a bare-quinn run without GSO batching).
 //!
 //! Run: `cargo bench -p sealpost-benches --bench relay`.
@@ -243,9 +248,22 @@ where
     F: FnOnce(AccountId) -> Fut,
     Fut: std::future::Future<Output = Option<[u8; 6]>>,
 {
-    let mut exporter = [0u8; 32];
-    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-        .unwrap();
+    let (id, address) = register(conn, account, code).await;
+    authenticate(conn, &id, &address).await;
+    address
+}
+
+/// Registers a new device of `account` on `conn` (the code comes from `code`); returns its
+/// identity key pair and address.
+async fn register<F, Fut>(
+    conn: &quinn::Connection,
+    account: &AccountId,
+    code: F,
+) -> (IdentityKeyPair, DeviceAddress)
+where
+    F: FnOnce(AccountId) -> Fut,
+    Fut: std::future::Future<Output = Option<[u8; 6]>>,
+{
     let r = request(
         conn,
         &Request::RequestCode {
@@ -258,7 +276,7 @@ where
     let id = IdentityKeyPair::generate(&mut rand::rng());
     let identity = id.public().to_wire();
     let signature = id
-        .sign(&register_signed_bytes(&exporter, account, &identity))
+        .sign(&register_signed_bytes(&exporter(conn), account, &identity))
         .to_bytes();
     let r = request(
         conn,
@@ -274,12 +292,16 @@ where
     let Response::Registered { device_id } = r else {
         panic!("{r:?}")
     };
-    let address = DeviceAddress::new(account.clone(), DeviceId(device_id));
+    (id, DeviceAddress::new(account.clone(), DeviceId(device_id)))
+}
+
+/// Authenticates `conn` as the device `address` with its identity key pair.
+async fn authenticate(conn: &quinn::Connection, id: &IdentityKeyPair, address: &DeviceAddress) {
     let Response::ChallengeIssued { nonce } = request(conn, &Request::Challenge).await else {
         panic!("no challenge")
     };
     let signature = id
-        .sign(&auth_signed_bytes(&exporter, &nonce, &address))
+        .sign(&auth_signed_bytes(&exporter(conn), &nonce, address))
         .to_bytes();
     let r = request(
         conn,
@@ -290,7 +312,14 @@ where
     )
     .await;
     assert!(matches!(r, Response::Authenticated { .. }), "{r:?}");
-    address
+}
+
+/// The connection's exporter value that registration and authentication signatures bind.
+fn exporter(conn: &quinn::Connection) -> [u8; 32] {
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .unwrap();
+    exporter
 }
 
 /// A delivered envelope as seen by a receiver: server id, message id, arrival time.
@@ -757,7 +786,11 @@ fn idle_connections() {
     };
     let limit = (2 * target).max(20_000).to_string();
     let (webhook, codes) = code_webhook();
-    for auth in [Idle::Unauthenticated, Idle::Authenticated] {
+    for auth in [
+        Idle::Unauthenticated,
+        Idle::Authenticated,
+        Idle::RegisteredHere,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut relay = std::process::Command::new(&bin);
         relay
@@ -769,7 +802,8 @@ fn idle_connections() {
             .env("RUST_LOG", "error");
         let label = match auth {
             Idle::Unauthenticated => "relay, unauthenticated",
-            Idle::Authenticated => "relay, each authenticated as its own device",
+            Idle::Authenticated => "relay, authenticated as devices registered earlier",
+            Idle::RegisteredHere => "relay, registered and authenticated on the connection",
         };
         idle_measure(label, relay, Some(auth), &codes, target);
     }
@@ -813,9 +847,13 @@ fn echo_server_process() {
 enum Idle {
     /// Nothing (the handshake only).
     Unauthenticated,
-    /// Register a device of a fresh account and authenticate as it (so the relay holds its
-    /// delivery task and full request-stream allowance).
+    /// Authenticate as a device registered before the measurement, on another connection
+    /// (an app reconnecting): the relay holds the connection's delivery slot and its
+    /// authenticated request-stream allowance.
     Authenticated,
+    /// Register a device of a fresh account on the connection itself, then authenticate
+    /// (a first start: the registration's work is counted too).
+    RegisteredHere,
 }
 
 /// Verification codes the relay child process posted to the bench's webhook, by account.
@@ -905,6 +943,8 @@ fn idle_measure(
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Codes of an earlier relay process (same account numbers) are stale.
+    codes.lock().unwrap().clear();
     let codes = Arc::clone(codes);
     let child = Child(child);
     let pid = child.0.id();
@@ -940,7 +980,7 @@ fn idle_measure(
         };
         let (ep0, c0) = connect(addr, fingerprint, alpn.clone()).await;
         match relay {
-            Some(Idle::Authenticated) => {
+            Some(Idle::Authenticated | Idle::RegisteredHere) => {
                 let a = AccountId::new("+16660000000").unwrap();
                 register_and_authenticate(&c0, &a, |a| {
                     let codes = Arc::clone(&codes);
@@ -953,8 +993,6 @@ fn idle_measure(
             }
             None => {}
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = rss_kib(pid);
         let cfg = client_config(fingerprint, alpn);
         // A few client endpoints (one UDP socket each), connections spread over them.
         let endpoints: Vec<_> = (0..8)
@@ -964,10 +1002,46 @@ fn idle_measure(
                 e
             })
             .collect();
+        // Devices registered before the measurement, each on a connection of its own that is
+        // closed again (the relay's webhook sender keeps at most 64 deliveries in flight and
+        // drops codes beyond that, hence 32 at a time).
+        let registered = if relay == Some(Idle::Authenticated) {
+            let started = Instant::now();
+            let gate = Arc::new(Semaphore::new(32));
+            let tasks: Vec<_> = (0..target)
+                .map(|i| {
+                    let ep = endpoints[i % endpoints.len()].clone();
+                    let (gate, codes) = (Arc::clone(&gate), Arc::clone(&codes));
+                    tokio::spawn(async move {
+                        let _permit = gate.acquire().await.unwrap();
+                        let c = ep.connect(addr, "localhost").unwrap().await.unwrap();
+                        let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
+                        let device =
+                            register(&c, &a, |a| async move { logged_code(&codes, &a).await })
+                                .await;
+                        c.close(0u32.into(), b"registered");
+                        device
+                    })
+                })
+                .collect();
+            let mut devices = Vec::with_capacity(target);
+            for t in tasks {
+                devices.push(t.await.unwrap());
+            }
+            println!(
+                "idle_connections ({label}): registered {target} devices in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Arc::new(devices)
+        } else {
+            Arc::new(Vec::new())
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss_kib(pid);
         let started = Instant::now();
         // Handshakes in flight; fewer when registering (the relay's webhook sender keeps at
         // most 64 deliveries in flight and drops codes beyond that).
-        let gate = Arc::new(Semaphore::new(if relay == Some(Idle::Authenticated) {
+        let gate = Arc::new(Semaphore::new(if relay == Some(Idle::RegisteredHere) {
             32
         } else {
             128
@@ -977,6 +1051,7 @@ fn idle_measure(
             let ep = endpoints[i % endpoints.len()].clone();
             let gate = Arc::clone(&gate);
             let codes = Arc::clone(&codes);
+            let registered = Arc::clone(&registered);
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.unwrap();
                 for _ in 0..3 {
@@ -984,12 +1059,19 @@ fn idle_measure(
                         continue;
                     };
                     if let Ok(Ok(c)) = tokio::time::timeout(TIMEOUT, connecting).await {
-                        if relay == Some(Idle::Authenticated) {
-                            let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
-                            register_and_authenticate(&c, &a, |a| async move {
-                                logged_code(&codes, &a).await
-                            })
-                            .await;
+                        match relay {
+                            Some(Idle::Authenticated) => {
+                                let (id, address) = &registered[i];
+                                authenticate(&c, id, address).await;
+                            }
+                            Some(Idle::RegisteredHere) => {
+                                let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
+                                register_and_authenticate(&c, &a, |a| async move {
+                                    logged_code(&codes, &a).await
+                                })
+                                .await;
+                            }
+                            Some(Idle::Unauthenticated) | None => {}
                         }
                         return Some(c);
                     }
