@@ -50,6 +50,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A push stream is closed once its frames pass this size (a larger single frame goes alone);
 /// below `MAX_PUSH_STREAM_LEN` (spec/relay.md section 1).
 const PUSH_BATCH_BYTES: usize = 64 * 1024;
+/// How long a delivery task with nothing to do waits for the next update before it ends:
+/// long enough that a device receiving a steady stream keeps its task, short enough that
+/// idle connections keep none.
+const DELIVERY_LINGER: Duration = Duration::from_millis(200);
 /// Request body bytes buffered relay-wide at once, in KiB (256 MiB).
 const BODY_BUDGET_KIB: usize = 256 * 1024;
 /// Name of the code-MAC key file in the data directory.
@@ -156,9 +160,9 @@ struct SlotState {
 }
 
 /// An authenticated connection's delivery (spec/relay.md section 4). Its task runs only
-/// while there is something to do and ends when the connection is up to date and its
-/// inbox is empty; the next [`Slot::update`] starts a new one. An idle connection so keeps
-/// this slot and no task.
+/// while there is something to do: it ends when the connection is up to date and its inbox
+/// has stayed empty for `DELIVERY_LINGER`, and the next [`Slot::update`] starts a new one.
+/// An idle connection so keeps this slot and no task.
 struct Slot {
     conn_id: u64,
     conn: Connection,
@@ -166,6 +170,8 @@ struct Slot {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
     state: Mutex<SlotState>,
+    /// Wakes a running task that waits for its next update.
+    wake: Notify,
 }
 
 impl Slot {
@@ -178,7 +184,9 @@ impl Slot {
     fn update(self: &Arc<Self>, f: impl FnOnce(&mut Inbox)) {
         let mut state = self.lock();
         f(&mut state.inbox);
-        if state.task.is_none() && !state.removed {
+        if state.task.is_some() {
+            self.wake.notify_one();
+        } else if !state.removed {
             let task = self.runtime.spawn(deliver(Arc::clone(self)));
             state.task = Some(task.abort_handle());
         }
@@ -762,6 +770,7 @@ impl ConnCtx {
             shared: Arc::clone(&self.shared),
             runtime: tokio::runtime::Handle::current(),
             state: Mutex::new(SlotState::default()),
+            wake: Notify::new(),
         });
         self.shared.registry.insert(device, Arc::clone(&slot));
         // The first run reads the mailbox.
@@ -1194,18 +1203,29 @@ async fn delivery_loop(slot: &Slot) {
         if !pushes.send(&slot.conn).await {
             return;
         }
-        // Nothing new: end this run (the next update starts another one). Checked under the
-        // lock that updates take, so no update is missed.
-        let mut state = slot.lock();
-        if state.removed {
-            return;
-        }
-        if state.inbox.is_empty() {
-            state.progress = p;
-            state.task = None;
-            return;
-        }
-        inbox = std::mem::take(&mut state.inbox);
+        // Wait for the next update, but not long: a busy device keeps its task, an idle one
+        // ends the run (the next update starts another). Checked under the lock that updates
+        // take, so no update is missed.
+        let mut waited = false;
+        inbox = loop {
+            {
+                let mut state = slot.lock();
+                if state.removed {
+                    return;
+                }
+                if !state.inbox.is_empty() {
+                    break std::mem::take(&mut state.inbox);
+                }
+                if waited {
+                    state.progress = p;
+                    state.task = None;
+                    return;
+                }
+            }
+            waited = tokio::time::timeout(DELIVERY_LINGER, slot.wake.notified())
+                .await
+                .is_err();
+        };
     }
 }
 
