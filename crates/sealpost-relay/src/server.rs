@@ -4,8 +4,8 @@
 //!
 //! Per connection there is one task accepting request streams (one task per stream) and,
 //! once the connection has authenticated, a delivery slot whose task runs only while there
-//! is something to deliver (an idle connection keeps no delivery task). Requests of one connection are
-//! handled one at a time (they share the connection's state), except `Send` and `Ack`, which
+//! is something to deliver (an idle connection keeps no delivery task). Requests of one
+//! connection are handled one at a time (they share the connection's state), except `Send` and `Ack`, which
 //! run from a snapshot of it and wait for the store's writer thread without holding a
 //! thread ([`Handler::handle_concurrent_then`]); different connections run in parallel, and
 //! their writes meet in the store's group commit.
@@ -168,7 +168,6 @@ struct Slot {
     conn: Connection,
     device: DeviceAddress,
     shared: Arc<Shared>,
-    runtime: tokio::runtime::Handle,
     state: Mutex<SlotState>,
     /// Wakes a running task that waits for its next update.
     wake: Notify,
@@ -187,7 +186,7 @@ impl Slot {
         if state.task.is_some() {
             self.wake.notify_one();
         } else if !state.removed {
-            let task = self.runtime.spawn(deliver(Arc::clone(self)));
+            let task = self.shared.runtime.spawn(deliver(Arc::clone(self)));
             state.task = Some(task.abort_handle());
         }
     }
@@ -258,6 +257,9 @@ struct Shared {
     next_conn_id: AtomicU64,
     /// Delivery tasks running (see [`Slot`]).
     delivery_tasks: AtomicUsize,
+    /// Where delivery tasks are spawned ([`Slot::update`] also runs on the store's writer
+    /// thread).
+    runtime: tokio::runtime::Handle,
     max_connections: usize,
     max_connections_per_ip: u32,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -376,8 +378,7 @@ fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayE
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     // Raised to AUTH_CONCURRENT_REQUESTS at authentication, and to MAX_CONCURRENT_REQUESTS
-    // once an authenticated connection uses all of those (ConnCtx::request_opened).
-    // at once (ConnCtx::request_opened).
+    // once an authenticated connection uses all of those at once (ConnCtx::request_opened).
     t.max_concurrent_bidi_streams(VarInt::from_u32(PRE_AUTH_CONCURRENT_REQUESTS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         // Flow-control credit, not preallocated memory: an idle connection costs a few KiB.
@@ -471,6 +472,7 @@ impl Relay {
             shutdown: shutdown_rx,
             next_conn_id: AtomicU64::new(1),
             delivery_tasks: AtomicUsize::new(0),
+            runtime: tokio::runtime::Handle::current(),
             max_connections: config.limits.max_connections as usize,
             max_connections_per_ip: config.limits.max_connections_per_ip,
             per_ip: Mutex::new(HashMap::new()),
@@ -768,7 +770,6 @@ impl ConnCtx {
             conn: self.conn.clone(),
             device: device.clone(),
             shared: Arc::clone(&self.shared),
-            runtime: tokio::runtime::Handle::current(),
             state: Mutex::new(SlotState::default()),
             wake: Notify::new(),
         });
@@ -947,8 +948,8 @@ async fn serve_request(
     let frame = response.encode();
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {
-            // The authenticated allowance, and the full one once it is all in use
-            // (spec/relay.md section 1). Raising twice is harmless (quinn ignores it).
+            // The authenticated allowance (spec/relay.md section 1), once per connection;
+            // request_opened grants the full one when it is all in use.
             if !ctx.authenticated.swap(true, Ordering::AcqRel) {
                 ctx.conn
                     .set_max_concurrent_bi_streams(VarInt::from_u32(AUTH_CONCURRENT_REQUESTS));
@@ -1115,6 +1116,7 @@ async fn delivery_loop(slot: &Slot) {
         p.started = true;
     }
     let mut pushes = PushBatch::default();
+    // Taken after the first run's wait for queued writes.
     let mut inbox = std::mem::take(&mut slot.lock().inbox);
     loop {
         let Inbox {
