@@ -6,6 +6,9 @@
 //!   elements/s is messages/s; a summary line adds p50/p99 of send start → delivery.
 //! * `quinn_echo_ceiling/N`: the same N, window and payload size against a bare quinn echo
 //!   server (one bidi stream per request, TLS 1.3, no ALPN), in the same process and run.
+//! * relay/ceiling ratio per N: after both criterion groups, `RATIO_ROUNDS` rounds of one
+//!   relay run and one echo run of about `RATIO_RUN` each, back to back with alternating
+//!   order; the reported ratio is the median of the per-round ratios (with min and max).
 //! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
 //!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
 //!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, three
@@ -630,6 +633,101 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
+/// One timed run: `count` messages over the first `n` relay pairs, split evenly.
+fn run_relay(
+    rt: &Runtime,
+    relay: &RelayBench,
+    n: usize,
+    count: u64,
+    stats: &Arc<Stats>,
+) -> Duration {
+    let pairs = relay.pairs[..n].to_vec();
+    let run_stats = Arc::clone(stats);
+    let elapsed = rt.block_on(async move {
+        let stats = run_stats;
+        let start = Instant::now();
+        let tasks: Vec<_> = pairs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (s, r))| {
+                tokio::spawn(relay_pair(s, r, share(count, n, i), Arc::clone(&stats)))
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    });
+    stats.add_run(count, elapsed);
+    elapsed
+}
+
+/// One timed run: `count` echoes over the first `n` echo connections, split evenly.
+fn run_echo(rt: &Runtime, echo: &EchoBench, n: usize, count: u64, stats: &Arc<Stats>) -> Duration {
+    let conns: Vec<_> = echo.clients[..n].iter().map(|(_, c)| c.clone()).collect();
+    let run_stats = Arc::clone(stats);
+    let elapsed = rt.block_on(async move {
+        let stats = run_stats;
+        let start = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| tokio::spawn(echo_pair(c, share(count, n, i), Arc::clone(&stats))))
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    });
+    stats.add_run(count, elapsed);
+    elapsed
+}
+
+/// Rounds of the interleaved ratio measurement per N.
+const RATIO_ROUNDS: usize = 7;
+/// Target length of one relay or echo run in a round.
+const RATIO_RUN: Duration = Duration::from_secs(1);
+
+/// The relay/ceiling ratio measured in `RATIO_ROUNDS` rounds, each a relay run and an echo
+/// run of about `RATIO_RUN` back to back (the order alternates from round to round), so both
+/// sides of every ratio see the same machine: on a shared VM the absolute rate drifts by
+/// ±30% within minutes, far more than between two runs a few hundred milliseconds apart.
+/// Returns the per-round ratios, sorted.
+fn interleaved_ratios(
+    rt: &Runtime,
+    relay: &RelayBench,
+    echo: &EchoBench,
+    n: usize,
+    relay_rate: f64,
+    echo_rate: f64,
+) -> Vec<f64> {
+    let count = |rate: f64| ((rate * RATIO_RUN.as_secs_f64()) as u64).max(n as u64 * 100);
+    let (relay_count, echo_count) = (count(relay_rate), count(echo_rate));
+    let mut ratios = Vec::with_capacity(RATIO_ROUNDS);
+    for round in 0..RATIO_ROUNDS {
+        let scratch = Arc::new(Stats::default());
+        // Each side warms up with a tenth of its run first (untimed), as criterion does.
+        let relay_run = || {
+            run_relay(rt, relay, n, relay_count / 10, &scratch);
+            relay_count as f64 / run_relay(rt, relay, n, relay_count, &scratch).as_secs_f64()
+        };
+        let echo_run = || {
+            run_echo(rt, echo, n, echo_count / 10, &scratch);
+            echo_count as f64 / run_echo(rt, echo, n, echo_count, &scratch).as_secs_f64()
+        };
+        let (r, e) = if round % 2 == 0 {
+            let r = relay_run();
+            (r, echo_run())
+        } else {
+            let e = echo_run();
+            (relay_run(), e)
+        };
+        ratios.push(r / e);
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
 fn throughput(c: &mut Criterion) {
     let rt = runtime();
     let max = *PAIRS.iter().max().unwrap();
@@ -640,67 +738,19 @@ fn throughput(c: &mut Criterion) {
     for &n in &PAIRS {
         let relay_stats = Arc::new(Stats::default());
         let echo_stats = Arc::new(Stats::default());
-        {
-            let mut g = c.benchmark_group("relay_throughput");
+        for (group, relay_side) in [("relay_throughput", true), ("quinn_echo_ceiling", false)] {
+            let mut g = c.benchmark_group(group);
             g.throughput(Throughput::Elements(1))
                 .sample_size(10)
                 .warm_up_time(Duration::from_millis(500))
                 .measurement_time(Duration::from_secs(3));
             g.bench_function(BenchmarkId::from_parameter(n), |b| {
                 b.iter_custom(|iters| {
-                    let pairs = relay.pairs[..n].to_vec();
-                    let stats = Arc::clone(&relay_stats);
-                    let elapsed = rt.block_on(async move {
-                        let start = Instant::now();
-                        let tasks: Vec<_> = pairs
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, (s, r))| {
-                                tokio::spawn(relay_pair(
-                                    s,
-                                    r,
-                                    share(iters, n, i),
-                                    Arc::clone(&stats),
-                                ))
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
-                        }
-                        start.elapsed()
-                    });
-                    relay_stats.add_run(iters, elapsed);
-                    elapsed
-                });
-            });
-            g.finish();
-        }
-        {
-            let mut g = c.benchmark_group("quinn_echo_ceiling");
-            g.throughput(Throughput::Elements(1))
-                .sample_size(10)
-                .warm_up_time(Duration::from_millis(500))
-                .measurement_time(Duration::from_secs(3));
-            g.bench_function(BenchmarkId::from_parameter(n), |b| {
-                b.iter_custom(|iters| {
-                    let conns: Vec<_> = echo.clients[..n].iter().map(|(_, c)| c.clone()).collect();
-                    let stats = Arc::clone(&echo_stats);
-                    let elapsed = rt.block_on(async move {
-                        let start = Instant::now();
-                        let tasks: Vec<_> = conns
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, c)| {
-                                tokio::spawn(echo_pair(c, share(iters, n, i), Arc::clone(&stats)))
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
-                        }
-                        start.elapsed()
-                    });
-                    echo_stats.add_run(iters, elapsed);
-                    elapsed
+                    if relay_side {
+                        run_relay(&rt, &relay, n, iters, &relay_stats)
+                    } else {
+                        run_echo(&rt, &echo, n, iters, &echo_stats)
+                    }
                 });
             });
             g.finish();
@@ -709,19 +759,26 @@ fn throughput(c: &mut Criterion) {
         let (er, e50, e99) = echo_stats.summary();
         println!("relay N={n}: {rr:.0} msg/s, p50 {r50:.2} ms, p99 {r99:.2} ms");
         println!("echo  N={n}: {er:.0} msg/s, p50 {e50:.2} ms, p99 {e99:.2} ms");
+        let ratios = interleaved_ratios(&rt, &relay, &echo, n, rr, er);
+        let pct = |x: f64| 100.0 * x;
         println!(
-            "relay/ceiling N={n}: {:.1}% (target >= 25%)",
-            100.0 * rr / er
+            "relay/ceiling N={n}: {:.1}% median of {RATIO_ROUNDS} interleaved rounds (min {:.1}%, max {:.1}%; target >= 25%); back-to-back criterion groups: {:.1}%",
+            pct(ratios[RATIO_ROUNDS / 2]),
+            pct(ratios[0]),
+            pct(ratios[RATIO_ROUNDS - 1]),
+            pct(rr / er)
         );
-        results.push((n, rr, r50, r99, er, e50, e99));
+        results.push((n, rr, r50, r99, er, e50, e99, ratios));
     }
     println!(
-        "\nsummary (window {WINDOW}/pair, {PAYLOAD}-byte payloads, durable SQLite; percentiles over all timed iterations incl. warm-up):"
+        "\nsummary (window {WINDOW}/pair, {PAYLOAD}-byte payloads, durable SQLite; percentiles over all timed iterations incl. warm-up; ratio: median of {RATIO_ROUNDS} interleaved rounds [min-max]):"
     );
-    for (n, rr, r50, r99, er, e50, e99) in results {
+    for (n, rr, r50, r99, er, e50, e99, ratios) in results {
         println!(
-            "  N={n:>2}: relay {rr:>7.0} msg/s p50 {r50:>6.2} ms p99 {r99:>6.2} ms | echo {er:>7.0} msg/s p50 {e50:>6.2} ms p99 {e99:>6.2} ms | ratio {:>5.1}%",
-            100.0 * rr / er
+            "  N={n:>2}: relay {rr:>7.0} msg/s p50 {r50:>6.2} ms p99 {r99:>6.2} ms | echo {er:>7.0} msg/s p50 {e50:>6.2} ms p99 {e99:>6.2} ms | ratio {:>5.1}% [{:.1}-{:.1}]",
+            100.0 * ratios[RATIO_ROUNDS / 2],
+            100.0 * ratios[0],
+            100.0 * ratios[RATIO_ROUNDS - 1],
         );
     }
     let relay_handle = relay.relay.take().unwrap();
