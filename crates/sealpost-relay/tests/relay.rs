@@ -273,6 +273,65 @@ async fn delivery_tasks_run_only_while_there_is_something_to_push() {
     relay.shutdown().await;
 }
 
+/// The relay's writer thread writes `Accepted` and `Acked` responses itself when the stream
+/// takes them at once; a client whose stream window is smaller than a response gets the
+/// first bytes from there and the rest from the request's task, intact and exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_larger_than_the_stream_window_arrive_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let mut alice = Device::register(&relay, &codes, "+15550000001").await;
+    let mut bob = Device::register(&relay, &codes, "+15550000002").await;
+    for d in [&mut alice, &mut bob] {
+        // 5 bytes at a time: less than any response frame (a 4-byte length prefix, then at
+        // least a type byte and a field).
+        let narrow =
+            Client::connect_windowed(relay.local_addr(), relay.cert_fingerprint(), Some(5)).await;
+        let old = std::mem::replace(&mut d.client, narrow);
+        old.close().await;
+        assert!(matches!(
+            d.authenticate().await,
+            Response::Authenticated { .. }
+        ));
+    }
+    let b = bob.address.account.clone();
+    let mut sends = Vec::new();
+    for i in 0..20u8 {
+        let req = send_req(&b, &[1], &[i; 40], i);
+        let conn = alice.client.conn.clone();
+        sends.push(tokio::spawn(async move {
+            common::request_on(&conn, &req).await
+        }));
+    }
+    for s in sends {
+        let r = s.await.unwrap();
+        assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    }
+    let mut delivered = BTreeSet::new();
+    let mut messages = BTreeSet::new();
+    while delivered.len() < 20 {
+        match bob.client.next_push().await {
+            Push::Deliver(d) => {
+                assert_eq!(d.envelope, [d.message_id[0]; 40]);
+                assert!(delivered.insert(d.server_id), "pushed twice");
+                messages.insert(d.message_id[0]);
+            }
+            Push::QueueDrained => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(messages, (0..20).collect());
+    let r = bob
+        .client
+        .request(&Request::Ack {
+            server_ids: delivered.into_iter().collect(),
+        })
+        .await;
+    assert_eq!(r, Response::Acked { removed: 20 });
+    relay.shutdown().await;
+}
+
 /// Scenario 2: concurrent bundle fetches never serve a one-time prekey twice (SQLite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_serve_each_one_time_prekey_once() {

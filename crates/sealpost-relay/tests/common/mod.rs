@@ -83,6 +83,17 @@ pub async fn connect_with(
     fingerprint: [u8; 32],
     alpn: Vec<Vec<u8>>,
 ) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    connect_windowed(addr, fingerprint, alpn, None).await
+}
+
+/// As [`connect_with`], optionally with a per-stream receive window of `stream_window`
+/// bytes (quinn's default is far larger than any response).
+pub async fn connect_windowed(
+    addr: SocketAddr,
+    fingerprint: [u8; 32],
+    alpn: Vec<Vec<u8>>,
+    stream_window: Option<u32>,
+) -> Result<(quinn::Endpoint, quinn::Connection), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -98,6 +109,9 @@ pub async fn connect_with(
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_uni_streams(100u32.into());
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    if let Some(window) = stream_window {
+        transport.stream_receive_window(window.into());
+    }
     cfg.transport_config(Arc::new(transport));
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(cfg);
@@ -151,9 +165,19 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, fingerprint: [u8; 32]) -> Self {
-        let (endpoint, conn) = connect_with(addr, fingerprint, vec![ALPN.to_vec()])
-            .await
-            .expect("connect");
+        Self::connect_windowed(addr, fingerprint, None).await
+    }
+
+    /// A client whose streams take at most `stream_window` bytes at a time from the relay.
+    pub async fn connect_windowed(
+        addr: SocketAddr,
+        fingerprint: [u8; 32],
+        stream_window: Option<u32>,
+    ) -> Self {
+        let (endpoint, conn) =
+            connect_windowed(addr, fingerprint, vec![ALPN.to_vec()], stream_window)
+                .await
+                .expect("connect");
         let mut exporter = [0u8; 32];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
             .unwrap();
