@@ -847,6 +847,26 @@ fn queue_depth(conn: &Connection, d: &DeviceAddress) -> Result<u32, StoreError> 
     )
 }
 
+/// An account's devices with the number of envelopes queued for each, in device order: one
+/// statement for what every `Send` checks.
+fn device_queues(conn: &Connection, account: &str) -> Result<Vec<(u32, u32)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.device_id,
+                    (SELECT COUNT(*) FROM envelopes e
+                     WHERE e.account = d.account AND e.device_id = d.device_id)
+             FROM devices d WHERE d.account = ?1 ORDER BY d.device_id",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![account], |r| {
+            let depth: i64 = r.get(1)?;
+            Ok((get_u32(r, 0)?, u32::try_from(depth).unwrap_or(u32::MAX)))
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
 fn device_ids(conn: &Connection, account: &str) -> Result<Vec<u32>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT device_id FROM devices WHERE account = ?1 ORDER BY device_id")
@@ -1012,23 +1032,24 @@ impl EnqueueJob {
         c: &Connection,
         ids: &mut ServerIds,
     ) -> Result<EnqueueOutcome, StoreError> {
-        let devices = device_ids(c, &self.recipient)?;
+        let devices = device_queues(c, &self.recipient)?;
         if devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
         let expected: BTreeSet<u32> = devices
-            .into_iter()
+            .iter()
+            .map(|(id, _)| *id)
             .filter(|id| Some(*id) != self.exclude)
             .collect();
         let given: BTreeSet<u32> = self.envelopes.iter().map(|e| e.device_id).collect();
         if given.len() != self.envelopes.len() || given != expected {
             return Ok(EnqueueOutcome::MismatchedDevices);
         }
-        let account = AccountId::new(self.recipient.clone())
-            .map_err(|_| StoreError::Corrupt("account id"))?;
         for e in &self.envelopes {
-            let addr = DeviceAddress::new(account.clone(), DeviceId(e.device_id));
-            if queue_depth(c, &addr)? >= self.max_queued {
+            let depth = devices
+                .iter()
+                .find_map(|(id, depth)| (*id == e.device_id).then_some(*depth));
+            if depth.is_some_and(|d| d >= self.max_queued) {
                 return Ok(EnqueueOutcome::QueueFull {
                     device_id: e.device_id,
                 });
