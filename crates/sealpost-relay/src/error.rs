@@ -38,6 +38,13 @@ pub enum RelayError {
     /// Opening or migrating the database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another process (or another relay in this process) holds the data directory's lock
+    /// (spec/relay.md section 5): one relay per data directory.
+    #[error("another sealpost-relay is using {}", dir.display())]
+    DataDirInUse {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
     /// A file or socket operation failed.
     #[error("{what}: {source}")]
     Io {

@@ -65,6 +65,9 @@ const CODE_KEY_FILE: &str = "code-hmac.key";
 pub const ISSUER_KEY_FILE: &str = "issuer.key";
 /// Name of the database file in the data directory.
 pub const DB_FILE: &str = "relay.db";
+/// Name of the lock file in the data directory (spec/relay.md section 5): a relay holds an
+/// exclusive advisory lock on it for as long as it runs.
+pub const LOCK_FILE: &str = "relay.lock";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -323,6 +326,9 @@ pub struct RelayHandle {
     grace: Duration,
     tasks: Vec<JoinHandle<()>>,
     done: bool,
+    /// The data directory's lock ([`LOCK_FILE`]), released when the relay has stopped (or
+    /// the handle is dropped).
+    lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -332,6 +338,29 @@ impl std::fmt::Debug for RelayHandle {
             .field("fingerprint", &hex::encode(self.fingerprint))
             .field("issuer_public", &hex::encode(self.issuer_public))
             .finish_non_exhaustive()
+    }
+}
+
+/// Takes the data directory's exclusive lock ([`LOCK_FILE`], an OS advisory lock that the
+/// OS releases when the process ends, also on a crash), or fails at once with
+/// [`RelayError::DataDirInUse`] when another relay holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, RelayError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| RelayError::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RelayError::DataDirInUse {
+            dir: data_dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(RelayError::io(format!("locking {}", path.display()), e))
+        }
     }
 }
 
@@ -412,6 +441,9 @@ impl Relay {
         }
         dir.create(&config.data_dir)
             .map_err(|e| RelayError::io(format!("creating {}", config.data_dir.display()), e))?;
+        // Before anything in the directory is read or created: two relays on one database
+        // would hand out the same server ids and each believe it is the only writer.
+        let lock = lock_data_dir(&config.data_dir)?;
         let material = match (&config.cert_path, &config.key_path) {
             (Some(c), Some(k)) => tls::load_pem(c, k)?,
             _ => tls::load_or_generate(&config.data_dir, &config.cert_names)?,
@@ -504,6 +536,7 @@ impl Relay {
             grace: Duration::from_secs(config.shutdown_grace_secs),
             tasks: vec![accept, sweep],
             done: false,
+            lock: Some(lock),
         })
     }
 }
@@ -558,6 +591,8 @@ impl RelayHandle {
         }
         let store = Arc::clone(&self.shared.store);
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        // The database is closed: another relay may have the directory now.
+        drop(self.lock.take());
         tracing::info!("relay stopped");
     }
 }
