@@ -213,7 +213,12 @@ pub fn decode_error_response(e: &DecodeError) -> Response {
         DecodeError::UnknownType {
             what: "request", ..
         } => ErrorCode::UnknownRequest,
-        DecodeError::TooLong { .. } => ErrorCode::TooLarge,
+        // An upload over the per-request prekey limits (spec/relay.md section 3.5).
+        DecodeError::TooMany {
+            what: "one-time prekeys" | "KEM prekeys",
+            ..
+        } => ErrorCode::TooManyPreKeys,
+        DecodeError::TooLong { .. } | DecodeError::TooMany { .. } => ErrorCode::TooLarge,
         _ => ErrorCode::Malformed,
     };
     Response::error(code, e.to_string())

@@ -36,6 +36,18 @@ pub const AUTH_CONCURRENT_REQUESTS: u32 = 4;
 pub const PRE_AUTH_CONCURRENT_REQUESTS: u32 = 1;
 /// `IDLE_TIMEOUT`, in seconds.
 pub const IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default `REQUEST_BUFFER`: request bytes buffered relay-wide at once (128 MiB).
+pub const REQUEST_BUFFER: u64 = 128 * 1024 * 1024;
+/// Default `REQUEST_BUFFER_PER_CONNECTION`: request bytes one connection may have buffered at
+/// once (4 MiB: one largest frame and some small requests beside it).
+pub const REQUEST_BUFFER_PER_CONNECTION: u64 = 4 * 1024 * 1024;
+/// Default `REQUEST_STALL_TIMEOUT`, in milliseconds: while more than half of the relay-wide
+/// request buffer is in use, a request body that has received nothing for this long is
+/// abandoned.
+pub const REQUEST_STALL_TIMEOUT_MS: u64 = 3000;
+/// Default `RETRY_THRESHOLD`: with at least this many connections open (handshakes
+/// included), a peer whose address is not validated gets a QUIC Retry.
+pub const RETRY_THRESHOLD: u32 = 1000;
 
 /// Limits enforced by the request handler and the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +83,19 @@ pub struct Limits {
     pub rate_limiter_max_keys: usize,
     /// Vault requests (spec/pin.md section 9) per account per 10 minutes (default 30).
     pub vault_requests_per_account: u32,
+    /// Request bytes buffered relay-wide at once (default [`REQUEST_BUFFER`]; at least
+    /// `request_buffer_per_connection`). A frame longer than this (or than the
+    /// per-connection buffer) is refused with `TooLarge`.
+    pub request_buffer_bytes: u64,
+    /// Request bytes one connection may have buffered at once (default
+    /// [`REQUEST_BUFFER_PER_CONNECTION`]; at least `MAX_PRE_AUTH_FRAME`).
+    pub request_buffer_per_connection: u64,
+    /// Under buffer pressure, a request body idle this long is abandoned, in milliseconds
+    /// (default [`REQUEST_STALL_TIMEOUT_MS`]).
+    pub request_stall_timeout_ms: u64,
+    /// Connections (open or handshaking) from which on an unvalidated peer gets a QUIC
+    /// Retry (default [`RETRY_THRESHOLD`]; 0: always).
+    pub retry_threshold: u32,
 }
 
 impl Default for Limits {
@@ -90,6 +115,10 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             rate_limiter_max_keys: 100_000,
             vault_requests_per_account: 30,
+            request_buffer_bytes: REQUEST_BUFFER,
+            request_buffer_per_connection: REQUEST_BUFFER_PER_CONNECTION,
+            request_stall_timeout_ms: REQUEST_STALL_TIMEOUT_MS,
+            retry_threshold: RETRY_THRESHOLD,
         }
     }
 }
@@ -138,6 +167,22 @@ impl Limits {
             if v == 0 {
                 return Err(format!("limits.{name} must be positive"));
             }
+        }
+        if self.request_stall_timeout_ms == 0 {
+            return Err("limits.request_stall_timeout_ms must be positive".into());
+        }
+        let pre_auth = sealpost_wire::relay::MAX_PRE_AUTH_FRAME as u64;
+        if self.request_buffer_per_connection < pre_auth {
+            return Err(format!(
+                "limits.request_buffer_per_connection = {} is below MAX_PRE_AUTH_FRAME {pre_auth}",
+                self.request_buffer_per_connection
+            ));
+        }
+        if self.request_buffer_bytes < self.request_buffer_per_connection {
+            return Err(format!(
+                "limits.request_buffer_bytes = {} is below limits.request_buffer_per_connection = {}",
+                self.request_buffer_bytes, self.request_buffer_per_connection
+            ));
         }
         let capped = [
             (

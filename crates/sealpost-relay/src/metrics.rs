@@ -12,6 +12,10 @@
 //! | `sealpost_queue_depth` | gauge | (envelopes queued relay-wide, set by the sweep) |
 //! | `sealpost_auth_failures_total` | counter | |
 //! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
+//! | `sealpost_request_buffer_bytes` | gauge | (request body bytes reserved relay-wide) |
+//! | `sealpost_requests_abandoned_total` | counter | `why` (`stalled`, `timeout`) |
+//! | `sealpost_quic_retries_total` | counter | (QUIC Retry packets sent) |
+//! | `sealpost_connections_replaced_total` | counter | (closed because their device authenticated again) |
 
 /// Gauge: open connections.
 pub const CONNECTIONS: &str = "sealpost_connections";
@@ -30,6 +34,15 @@ pub const AUTH_FAILURES: &str = "sealpost_auth_failures_total";
 /// Counter: requests refused by a rate limit, by limit.
 pub const RATE_LIMITED: &str = "sealpost_rate_limited_total";
 
+/// Gauge: request body bytes reserved relay-wide (spec/relay.md section 2).
+pub const REQUEST_BUFFER: &str = "sealpost_request_buffer_bytes";
+/// Counter: request streams abandoned (stalled under buffer pressure, or timed out).
+pub const REQUESTS_ABANDONED: &str = "sealpost_requests_abandoned_total";
+/// Counter: QUIC Retry packets sent (address validation, spec/relay.md section 1).
+pub const RETRIES: &str = "sealpost_quic_retries_total";
+/// Counter: connections closed because their device authenticated on a newer one.
+pub const CONNECTIONS_REPLACED: &str = "sealpost_connections_replaced_total";
+
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
     metrics::describe_gauge!(CONNECTIONS, "open QUIC connections");
@@ -40,6 +53,33 @@ pub fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "envelopes queued relay-wide");
     metrics::describe_counter!(AUTH_FAILURES, "failed device authentications");
     metrics::describe_counter!(RATE_LIMITED, "requests refused by a rate limit");
+    metrics::describe_gauge!(REQUEST_BUFFER, "request body bytes reserved relay-wide");
+    metrics::describe_counter!(REQUESTS_ABANDONED, "request streams abandoned");
+    metrics::describe_counter!(RETRIES, "QUIC Retry packets sent");
+    metrics::describe_counter!(
+        CONNECTIONS_REPLACED,
+        "connections closed because their device authenticated on a newer one"
+    );
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn request_buffer(bytes: usize) {
+    metrics::gauge!(REQUEST_BUFFER).set(bytes as f64);
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn request_abandoned(why: &'static str) {
+    metrics::counter!(REQUESTS_ABANDONED, "why" => why).increment(1);
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn retry_sent() {
+    metrics::counter!(RETRIES).increment(1);
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn connection_replaced() {
+    metrics::counter!(CONNECTIONS_REPLACED).increment(1);
 }
 
 pub(crate) fn frame(kind: &'static str) {

@@ -26,7 +26,10 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sealpost_crypto::ed25519::SigningKey;
-use sealpost_wire::relay::{Delivery, EXPORTER_LABEL, Push, Response, frame_len};
+use sealpost_wire::relay::{
+    Delivery, EXPORTER_LABEL, MAX_FRAME_LEN, MAX_PRE_AUTH_FRAME, Push, Request, Response,
+    frame_len_within,
+};
 use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -41,8 +44,16 @@ use tokio::task::{AbortHandle, JoinHandle};
 pub const CLOSE_SHUTDOWN: u32 = 0;
 /// Application close code: the connection's device was removed by a re-registration.
 pub const CLOSE_DEVICE_REMOVED: u32 = 1;
-/// Application close code: the client violated the protocol at connection level (no ALPN).
+/// Application close code: the client violated the protocol at connection level. Reserved:
+/// a client without ALPN `sealpost/1` is refused by the TLS handshake before it could be sent
+/// (spec/relay.md section 1).
 pub const CLOSE_PROTOCOL_VIOLATION: u32 = 2;
+/// Application close code: the connection's device authenticated on a newer connection,
+/// which replaces this one (spec/relay.md section 3.4).
+pub const CLOSE_REPLACED: u32 = 3;
+/// Application close code: the client's (validated) address has its connection allowance in
+/// use (spec/relay.md section 1).
+pub const CLOSE_ADDRESS_LIMIT: u32 = 4;
 /// Stream reset / stop code: the request stream was abandoned.
 pub const STREAM_ABANDONED: u32 = 1;
 
@@ -57,8 +68,6 @@ const PUSH_BATCH_BYTES: usize = 64 * 1024;
 /// long enough that a device receiving a steady stream keeps its task, short enough that
 /// idle connections keep none.
 const DELIVERY_LINGER: Duration = Duration::from_millis(200);
-/// Request body bytes buffered relay-wide at once, in KiB (256 MiB).
-const BODY_BUDGET_KIB: usize = 256 * 1024;
 /// Name of the code-MAC key file in the data directory.
 const CODE_KEY_FILE: &str = "code-hmac.key";
 /// Name of the guardian-credential issuer key file (an Ed25519 seed) in the data directory.
@@ -163,6 +172,10 @@ struct SlotState {
     progress: Progress,
     /// The running delivery task, if any.
     task: Option<AbortHandle>,
+    /// The `server_id`s of this connection's pushed, unacknowledged envelopes (random, so
+    /// that they tell the recipient nothing about the relay's traffic; spec/relay.md
+    /// section 4) and the store's ids they stand for. At most about `DELIVERY_WINDOW`.
+    wire_ids: HashMap<u64, u64>,
 }
 
 /// An authenticated connection's delivery (spec/relay.md section 4). Its task runs only
@@ -197,6 +210,36 @@ impl Slot {
         }
     }
 
+    /// The `Deliver` push of `e`, under a fresh random `server_id` for this connection.
+    fn deliver_push(&self, e: StoredEnvelope) -> Push {
+        let mut state = self.lock();
+        let wire = loop {
+            let mut b = [0u8; 8];
+            rand::fill(&mut b);
+            let id = u64::from_be_bytes(b);
+            if id != 0 && !state.wire_ids.contains_key(&id) {
+                break id;
+            }
+        };
+        state.wire_ids.insert(wire, e.server_id);
+        Push::Deliver(Delivery {
+            server_id: wire,
+            sender: e.sender,
+            message_id: e.message_id,
+            timestamp: e.timestamp,
+            envelope: e.envelope,
+        })
+    }
+
+    /// The store's ids of the envelopes acknowledged by `wire` ids pushed on this
+    /// connection; ids this connection did not push (or already translated) are dropped.
+    fn take_acked(&self, wire: &[u64]) -> Vec<u64> {
+        let mut state = self.lock();
+        wire.iter()
+            .filter_map(|w| state.wire_ids.remove(w))
+            .collect()
+    }
+
     /// Stops the delivery for good (its device was removed, or the connection is closing
     /// or no longer authenticated).
     fn remove(&self) {
@@ -208,8 +251,8 @@ impl Slot {
     }
 }
 
-/// Authenticated connections by device (a device may briefly have several, e.g. while an
-/// old connection times out after a network change).
+/// Authenticated connections by device: one per device (a newer authentication replaces the
+/// older connection, which is closed).
 #[derive(Default)]
 struct Registry {
     map: Mutex<HashMap<DeviceAddress, Vec<Arc<Slot>>>>,
@@ -225,13 +268,11 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    fn insert(&self, device: DeviceAddress, slot: Arc<Slot>) {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(device)
-            .or_default()
-            .push(slot);
+    /// Makes `slot` the device's only connection; returns the ones it replaces (spec/relay.md
+    /// section 3.4: the newest authentication wins).
+    fn replace(&self, device: DeviceAddress, slot: Arc<Slot>) -> Vec<Arc<Slot>> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(map.entry(device).or_default(), vec![slot])
     }
 
     fn remove(&self, device: &DeviceAddress, conn_id: u64) {
@@ -258,7 +299,10 @@ struct Shared {
     store: Arc<SqliteStore>,
     registry: Registry,
     in_flight: Arc<InFlight>,
-    body_budget: Arc<Semaphore>,
+    budget: Budget,
+    /// QUIC Retry packets sent.
+    retries: AtomicU64,
+    retry_threshold: usize,
     shutdown: watch::Receiver<bool>,
     next_conn_id: AtomicU64,
     /// Delivery tasks running (see [`Slot`]).
@@ -271,6 +315,44 @@ struct Shared {
     per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
 
+/// The buffer for request bodies (spec/relay.md section 2): a body's bytes are reserved,
+/// as declared by its length prefix, from its connection's budget and then from the
+/// relay-wide one before it is read, and released when the request has been handled.
+struct Budget {
+    global: Arc<Semaphore>,
+    capacity: usize,
+    per_connection: usize,
+    /// Under pressure (more than half of `capacity` reserved), a body idle this long is
+    /// abandoned.
+    stall: Duration,
+}
+
+impl Budget {
+    fn in_use(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.global.available_permits())
+    }
+
+    fn under_pressure(&self) -> bool {
+        self.in_use().saturating_mul(2) > self.capacity
+    }
+}
+
+/// Bytes reserved for one request body; the gauge follows on drop.
+struct Reserved<'a> {
+    budget: &'a Budget,
+    _global: tokio::sync::OwnedSemaphorePermit,
+    _connection: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        // The permits are released after this body: count them out first.
+        let n = self._global.num_permits();
+        metrics::request_buffer(self.budget.in_use().saturating_sub(n));
+    }
+}
+
 /// Holds one slot of an IP address's connection allowance; released on drop.
 struct IpSlot {
     shared: Arc<Shared>,
@@ -278,6 +360,13 @@ struct IpSlot {
 }
 
 impl IpSlot {
+    /// Whether `ip` has its whole allowance in use.
+    fn full(shared: &Shared, ip: IpAddr) -> bool {
+        let map = shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&ip)
+            .is_some_and(|n| *n >= shared.max_connections_per_ip)
+    }
+
     /// Takes a slot for `ip`, or `None` when the address is at its limit.
     fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<Self> {
         let mut map = shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
@@ -498,12 +587,25 @@ impl Relay {
             .map_err(|e| RelayError::io("reading the bound address", e))?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // Bounded by tokio's semaphore (`usize::MAX >> 3` permits).
+        let request_buffer = usize::try_from(config.limits.request_buffer_bytes)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             handler,
             store,
             registry: Registry::default(),
             in_flight: Arc::new(InFlight::default()),
-            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
+            budget: Budget {
+                global: Arc::new(Semaphore::new(request_buffer)),
+                capacity: request_buffer,
+                per_connection: usize::try_from(config.limits.request_buffer_per_connection)
+                    .unwrap_or(usize::MAX)
+                    .min(request_buffer),
+                stall: Duration::from_millis(config.limits.request_stall_timeout_ms),
+            },
+            retries: AtomicU64::new(0),
+            retry_threshold: config.limits.retry_threshold as usize,
             shutdown: shutdown_rx,
             next_conn_id: AtomicU64::new(1),
             delivery_tasks: AtomicUsize::new(0),
@@ -546,6 +648,17 @@ impl RelayHandle {
     /// something to push to it (spec/relay.md section 4); idle connections keep none.
     pub fn delivery_tasks(&self) -> usize {
         self.shared.delivery_tasks.load(Ordering::Relaxed)
+    }
+
+    /// Request body bytes reserved relay-wide now (the `sealpost_request_buffer_bytes`
+    /// gauge): never more than `limits.request_buffer_bytes`.
+    pub fn buffered_request_bytes(&self) -> usize {
+        self.shared.budget.in_use()
+    }
+
+    /// QUIC Retry packets sent so far (the `sealpost_quic_retries_total` counter).
+    pub fn retries_sent(&self) -> u64 {
+        self.shared.retries.load(Ordering::Relaxed)
     }
 
     /// The bound UDP address (with the real port when the configured port was 0).
@@ -641,11 +754,41 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             incoming.refuse();
             continue;
         }
-        let Some(slot) = IpSlot::take(&shared, incoming.remote_address().ip()) else {
-            tracing::warn!("per-address connection limit reached; refusing a connection");
-            metrics::rate_limited("connections_per_ip");
-            incoming.refuse();
+        // Address validation (spec/relay.md section 1): when busy, a peer must first show
+        // that it receives at its address (a Retry costs the relay no state).
+        let validated = incoming.remote_address_validated();
+        if !validated
+            && incoming.may_retry()
+            && endpoint.open_connections() >= shared.retry_threshold
+        {
+            match incoming.retry() {
+                Ok(()) => {
+                    shared.retries.fetch_add(1, Ordering::Relaxed);
+                    metrics::retry_sent();
+                }
+                Err(e) => e.into_incoming().refuse(),
+            }
             continue;
+        }
+        // Per-address slots are taken only for validated addresses: here after a Retry,
+        // otherwise once the handshake (which validates the address) is complete.
+        let ip = incoming.remote_address().ip();
+        let slot = if validated {
+            let Some(slot) = IpSlot::take(&shared, ip) else {
+                tracing::warn!("per-address connection limit reached; refusing a connection");
+                metrics::rate_limited("connections_per_ip");
+                incoming.refuse();
+                continue;
+            };
+            Some(slot)
+        } else {
+            if IpSlot::full(&shared, ip) {
+                tracing::warn!("per-address connection limit reached; refusing a connection");
+                metrics::rate_limited("connections_per_ip");
+                incoming.refuse();
+                continue;
+            }
+            None
         };
         let shared = Arc::clone(&shared);
         // Boxed: the pending handshake is 384 bytes that the connection's task would
@@ -675,12 +818,31 @@ async fn handshake(incoming: Box<quinn::Incoming>) -> Result<Connection, quinn::
     (*incoming).await
 }
 
-async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _slot: IpSlot) {
+async fn serve_connection(
+    incoming: Box<quinn::Incoming>,
+    shared: Arc<Shared>,
+    slot: Option<IpSlot>,
+) {
     let conn = match handshake(incoming).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
             return;
+        }
+    };
+    // The completed handshake validated the address: now it counts.
+    let _slot = match slot {
+        Some(s) => s,
+        None => {
+            let Some(s) = IpSlot::take(&shared, conn.remote_address().ip()) else {
+                metrics::rate_limited("connections_per_ip");
+                conn.close(
+                    VarInt::from_u32(CLOSE_ADDRESS_LIMIT),
+                    b"too many connections from this address",
+                );
+                return;
+            };
+            s
         }
     };
     let _gauge = ConnectionGauge::new();
@@ -715,6 +877,8 @@ async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _
         shared: Arc::clone(&shared),
         delivery: Mutex::new(None),
         open_requests: AtomicU32::new(0),
+        budget: Arc::new(Semaphore::new(shared.budget.per_connection)),
+        authed: AtomicBool::new(false),
         authenticated: AtomicBool::new(false),
         full_allowance: AtomicBool::new(false),
     });
@@ -763,6 +927,11 @@ struct ConnCtx {
     delivery: Mutex<Option<Arc<Slot>>>,
     /// Request streams being served.
     open_requests: AtomicU32,
+    /// This connection's request buffer (`limits.request_buffer_per_connection`).
+    budget: Arc<Semaphore>,
+    /// The connection is authenticated now (frames up to `MAX_FRAME_LEN`; before, up to
+    /// `MAX_PRE_AUTH_FRAME`).
+    authed: AtomicBool,
     /// The connection has authenticated (it may get the full request-stream allowance).
     authenticated: AtomicBool,
     /// The full allowance (`MAX_CONCURRENT_REQUESTS`) was granted.
@@ -811,10 +980,38 @@ impl ConnCtx {
             state: Mutex::new(SlotState::default()),
             wake: Notify::new(),
         });
-        self.shared.registry.insert(device, Arc::clone(&slot));
+        for old in self.shared.registry.replace(device, Arc::clone(&slot)) {
+            if old.conn_id != self.conn_id {
+                old.remove();
+                metrics::connection_replaced();
+                old.conn.close(
+                    VarInt::from_u32(CLOSE_REPLACED),
+                    b"the device authenticated on a newer connection",
+                );
+            }
+        }
         // The first run reads the mailbox.
         slot.update(|_| {});
         *d = Some(slot);
+    }
+
+    /// An `Ack` body with the store's ids for this connection's `server_id`s (spec/relay.md
+    /// section 3.8). A body that does not decode, or a connection without a delivery, is
+    /// left to the handler (which answers it with the error it deserves).
+    fn translate_ack(&self, body: Vec<u8>) -> Vec<u8> {
+        let Ok(Request::Ack { server_ids }) = Request::decode(&body) else {
+            return body;
+        };
+        let slot = self
+            .delivery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(slot) = slot else { return body };
+        let server_ids = slot.take_acked(&server_ids);
+        let mut frame = Request::Ack { server_ids }.encode();
+        frame.drain(..4);
+        frame
     }
 
     fn stop_delivery(&self) {
@@ -836,9 +1033,15 @@ enum ReadOutcome {
     Refuse(Response),
     /// The peer reset the stream or the connection is gone.
     Gone,
+    /// The body stalled while the request buffer was under pressure.
+    Stalled,
 }
 
-async fn read_request(recv: &mut RecvStream, budget: &Arc<Semaphore>) -> ReadOutcome {
+/// Reads one request frame (spec/relay.md section 2): the length prefix is checked against
+/// the connection's frame limit before anything else, the body's bytes are reserved in the
+/// request buffer before it is read, and a body that stalls while the buffer is under
+/// pressure is abandoned. The caller bounds the whole by `REQUEST_TIMEOUT`.
+async fn read_request(recv: &mut RecvStream, ctx: &ConnCtx) -> ReadOutcome {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -850,26 +1053,76 @@ async fn read_request(recv: &mut RecvStream, budget: &Arc<Semaphore>) -> ReadOut
         }
         Err(quinn::ReadExactError::ReadError(_)) => return ReadOutcome::Gone,
     }
-    let len = match frame_len(prefix) {
+    let max = if ctx.authed.load(Ordering::Acquire) {
+        MAX_FRAME_LEN
+    } else {
+        MAX_PRE_AUTH_FRAME
+    };
+    let len = match frame_len_within(prefix, max) {
         Ok(l) => l,
         Err(e) => return ReadOutcome::Refuse(decode_error_response(&e)),
     };
-    // Hold budget for the body while it is buffered (bounded memory across connections).
-    let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
-    let Ok(_permit) = Arc::clone(budget).acquire_many_owned(kib).await else {
+    let budget = &ctx.shared.budget;
+    if len > budget.per_connection {
+        return ReadOutcome::Refuse(Response::error(
+            sealpost_wire::relay::ErrorCode::TooLarge,
+            format!(
+                "frame is {len} bytes, this relay buffers at most {}",
+                budget.per_connection
+            ),
+        ));
+    }
+    // `len` fits both semaphores (checked above; the global one is at least as large).
+    let n = u32::try_from(len).unwrap_or(u32::MAX);
+    let Ok(connection) = Arc::clone(&ctx.budget).acquire_many_owned(n).await else {
         return ReadOutcome::Gone;
     };
-    match recv.read_to_end(len).await {
-        Ok(body) if body.len() == len => ReadOutcome::Body(body),
-        Ok(body) => ReadOutcome::Refuse(decode_error_response(&DecodeError::Truncated {
-            offset: body.len(),
-            needed: len - body.len(),
-        })),
-        Err(quinn::ReadToEndError::TooLong) => ReadOutcome::Refuse(Response::error(
-            sealpost_wire::relay::ErrorCode::Malformed,
-            "bytes after the frame",
-        )),
-        Err(quinn::ReadToEndError::Read(_)) => ReadOutcome::Gone,
+    let Ok(global) = Arc::clone(&budget.global).acquire_many_owned(n).await else {
+        return ReadOutcome::Gone;
+    };
+    metrics::request_buffer(budget.in_use());
+    let _reserved = Reserved {
+        budget,
+        _global: global,
+        _connection: connection,
+    };
+    read_body(recv, len, budget).await
+}
+
+/// Reads `len` body bytes and the end of the stream.
+async fn read_body(recv: &mut RecvStream, len: usize, budget: &Budget) -> ReadOutcome {
+    let mut body = Vec::with_capacity(len);
+    let mut progress = tokio::time::Instant::now();
+    loop {
+        // One byte past a complete body: the end of the stream, or a protocol error.
+        let want = (len - body.len()).max(1);
+        match tokio::time::timeout(budget.stall, recv.read_chunk(want, true)).await {
+            Ok(Ok(Some(chunk))) => {
+                if body.len() == len {
+                    return ReadOutcome::Refuse(Response::error(
+                        sealpost_wire::relay::ErrorCode::Malformed,
+                        "bytes after the frame",
+                    ));
+                }
+                body.extend_from_slice(&chunk.bytes);
+                progress = tokio::time::Instant::now();
+            }
+            Ok(Ok(None)) if body.len() == len => return ReadOutcome::Body(body),
+            Ok(Ok(None)) => {
+                return ReadOutcome::Refuse(decode_error_response(&DecodeError::Truncated {
+                    offset: body.len(),
+                    needed: len - body.len(),
+                }));
+            }
+            Ok(Err(_)) => return ReadOutcome::Gone,
+            // Checked at least every `stall`: a body idle for `stall` or more while the
+            // buffer is under pressure goes.
+            Err(_) => {
+                if budget.under_pressure() && progress.elapsed() >= budget.stall {
+                    return ReadOutcome::Stalled;
+                }
+            }
+        }
     }
 }
 
@@ -892,10 +1145,7 @@ async fn serve_request(
 ) {
     let _open = ctx.request_opened();
     let shared = Arc::clone(&ctx.shared);
-    let read = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        read_request(&mut recv, &shared.body_budget),
-    );
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut recv, &ctx));
     let body = match read.await {
         Ok(ReadOutcome::Body(b)) => b,
         Ok(ReadOutcome::Refuse(resp)) => {
@@ -904,11 +1154,22 @@ async fn serve_request(
             write_frame(&mut send, &resp.encode()).await;
             return;
         }
-        Ok(ReadOutcome::Gone) | Err(_) => {
+        outcome @ (Ok(ReadOutcome::Gone | ReadOutcome::Stalled) | Err(_)) => {
+            match outcome {
+                Ok(ReadOutcome::Stalled) => metrics::request_abandoned("stalled"),
+                Err(_) => metrics::request_abandoned("timeout"),
+                _ => {}
+            }
             let _ = recv.stop(VarInt::from_u32(STREAM_ABANDONED));
             let _ = send.reset(VarInt::from_u32(STREAM_ABANDONED));
             return;
         }
+    };
+    // `server_id`s in an `Ack` are this connection's (see `Slot::deliver_push`).
+    let body = if body.get(1) == Some(&0x21) {
+        ctx.translate_ack(body)
+    } else {
+        body
     };
     let handler = Arc::clone(&shared.handler);
     let exporter = ctx.exporter;
@@ -1050,11 +1311,14 @@ async fn finish_request(ctx: &ConnCtx, mut send: SendStream, answer: Answer) {
         written,
     } = answer;
     if device.is_none() {
+        ctx.authed.store(false, Ordering::Release);
         ctx.stop_delivery();
     }
     apply_effects(&ctx.shared, ctx.conn_id, effects);
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {
+            // Larger frames from now on: set before the client can learn it is authenticated.
+            ctx.authed.store(true, Ordering::Release);
             // The authenticated allowance (spec/relay.md section 1), once per connection;
             // request_opened grants the full one when it is all in use.
             if !ctx.authenticated.swap(true, Ordering::AcqRel) {
@@ -1279,7 +1543,7 @@ async fn delivery_loop(slot: &Slot) {
             }
             if p.up_to_date && p.in_flight.len() < DELIVERY_WINDOW {
                 let id = e.server_id;
-                if !pushes.add(&slot.conn, &deliver_push(e)).await {
+                if !pushes.add(&slot.conn, &slot.deliver_push(e)).await {
                     return;
                 }
                 p.in_flight.insert(id);
@@ -1318,7 +1582,7 @@ async fn delivery_loop(slot: &Slot) {
             let reached_end = batch.len() < room;
             for e in batch {
                 let id = e.server_id;
-                if !pushes.add(&slot.conn, &deliver_push(e)).await {
+                if !pushes.add(&slot.conn, &slot.deliver_push(e)).await {
                     return;
                 }
                 p.in_flight.insert(id);
@@ -1359,14 +1623,4 @@ async fn delivery_loop(slot: &Slot) {
                 .is_err();
         };
     }
-}
-
-fn deliver_push(e: StoredEnvelope) -> Push {
-    Push::Deliver(Delivery {
-        server_id: e.server_id,
-        sender: e.sender,
-        message_id: e.message_id,
-        timestamp: e.timestamp,
-        envelope: e.envelope,
-    })
 }

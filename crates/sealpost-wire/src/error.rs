@@ -34,6 +34,16 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// A count of items (keys, ids, devices) exceeds its limit.
+    #[error("{count} {what}, limit {max}")]
+    TooMany {
+        /// Which items.
+        what: &'static str,
+        /// The declared count.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A length is below its minimum.
     #[error("{what} is {len} bytes, minimum {min}")]
     TooShort {

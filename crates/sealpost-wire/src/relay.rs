@@ -11,6 +11,19 @@ use crate::{
 pub const ALPN: &[u8] = b"sealpost/1";
 /// Largest frame body.
 pub const MAX_FRAME_LEN: usize = 3 * 1024 * 1024;
+/// Largest frame body a relay reads on a connection that has not authenticated
+/// (spec/relay.md sections 2 and 7): the largest request allowed before authentication
+/// (a `VaultStore` with the longest account id and vault record, 8893 bytes) rounded up to
+/// 9 KiB.
+pub const MAX_PRE_AUTH_FRAME: usize = 9 * 1024;
+const _: () = assert!(
+    2 + credential_len(crate::MAX_ACCOUNT_ID_LEN)
+        + VAULT_SHARE_LEN
+        + PIN_TOKEN_LEN
+        + 2
+        + MAX_VAULT_RECORD_LEN
+        <= MAX_PRE_AUTH_FRAME
+);
 /// Most bytes on one push stream (its frames back to back): any single frame fits.
 pub const MAX_PUSH_STREAM_LEN: usize = MAX_FRAME_LEN + 4;
 /// Largest envelope (one recipient device's opaque payload).
@@ -196,7 +209,15 @@ fn vault_record<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
 
 /// Reads the 4-byte frame length prefix and checks it (spec/relay.md section 2).
 pub fn frame_len(prefix: [u8; 4]) -> Result<usize, DecodeError> {
+    frame_len_within(prefix, MAX_FRAME_LEN)
+}
+
+/// Reads the 4-byte frame length prefix and checks it against `max` as well as the
+/// protocol's bounds: a relay passes [`MAX_PRE_AUTH_FRAME`] before a connection has
+/// authenticated (spec/relay.md section 2).
+pub fn frame_len_within(prefix: [u8; 4], max: usize) -> Result<usize, DecodeError> {
     let len = u32::from_be_bytes(prefix) as usize;
+    let max = max.min(MAX_FRAME_LEN);
     if len < 2 {
         return Err(DecodeError::TooShort {
             what: "frame",
@@ -204,11 +225,11 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, DecodeError> {
             min: 2,
         });
     }
-    if len > MAX_FRAME_LEN {
+    if len > max {
         return Err(DecodeError::TooLong {
             what: "frame",
             len,
-            max: MAX_FRAME_LEN,
+            max,
         });
     }
     Ok(len)
@@ -640,9 +661,9 @@ impl Request {
                 };
                 let n = usize::from(r.u16()?);
                 if n > MAX_ONE_TIME_PER_UPLOAD {
-                    return Err(DecodeError::TooLong {
+                    return Err(DecodeError::TooMany {
                         what: "one-time prekeys",
-                        len: n,
+                        count: n,
                         max: MAX_ONE_TIME_PER_UPLOAD,
                     });
                 }
@@ -652,9 +673,9 @@ impl Request {
                 }
                 let n = usize::from(r.u16()?);
                 if n > MAX_KEM_PER_UPLOAD {
-                    return Err(DecodeError::TooLong {
+                    return Err(DecodeError::TooMany {
                         what: "KEM prekeys",
-                        len: n,
+                        count: n,
                         max: MAX_KEM_PER_UPLOAD,
                     });
                 }
@@ -704,9 +725,9 @@ impl Request {
             0x21 => {
                 let n = usize::from(r.u16()?);
                 if n > MAX_ACKS_PER_REQUEST {
-                    return Err(DecodeError::TooLong {
+                    return Err(DecodeError::TooMany {
                         what: "acks",
-                        len: n,
+                        count: n,
                         max: MAX_ACKS_PER_REQUEST,
                     });
                 }
@@ -1113,9 +1134,9 @@ impl Response {
             0x51 => {
                 let n = usize::from(r.u8()?);
                 if n > MAX_DEVICES_PER_ACCOUNT {
-                    return Err(DecodeError::TooLong {
+                    return Err(DecodeError::TooMany {
                         what: "bundles",
-                        len: n,
+                        count: n,
                         max: MAX_DEVICES_PER_ACCOUNT,
                     });
                 }
@@ -1128,9 +1149,9 @@ impl Response {
             0x52 => {
                 let n = usize::from(r.u8()?);
                 if n > MAX_DEVICES_PER_ACCOUNT {
-                    return Err(DecodeError::TooLong {
+                    return Err(DecodeError::TooMany {
                         what: "devices",
-                        len: n,
+                        count: n,
                         max: MAX_DEVICES_PER_ACCOUNT,
                     });
                 }
@@ -1725,6 +1746,29 @@ mod tests {
     fn limits_are_enforced() {
         assert!(frame_len([0, 0, 0, 1]).is_err());
         assert!(frame_len(((MAX_FRAME_LEN + 1) as u32).to_be_bytes()).is_err());
+        // Before authentication (spec/relay.md section 2).
+        let pre = |n: usize| frame_len_within((n as u32).to_be_bytes(), MAX_PRE_AUTH_FRAME);
+        assert_eq!(pre(MAX_PRE_AUTH_FRAME), Ok(MAX_PRE_AUTH_FRAME));
+        assert_eq!(
+            pre(MAX_PRE_AUTH_FRAME + 1),
+            Err(DecodeError::TooLong {
+                what: "frame",
+                len: MAX_PRE_AUTH_FRAME + 1,
+                max: MAX_PRE_AUTH_FRAME
+            })
+        );
+        // Counts over their limits say how many (not "bytes").
+        let acks = Request::Ack {
+            server_ids: vec![0; MAX_ACKS_PER_REQUEST + 1],
+        };
+        assert_eq!(
+            Request::decode(body(&acks.encode())),
+            Err(DecodeError::TooMany {
+                what: "acks",
+                count: MAX_ACKS_PER_REQUEST + 1,
+                max: MAX_ACKS_PER_REQUEST
+            })
+        );
         let long = Response::error(ErrorCode::Internal, "é".repeat(300));
         match Response::decode(body(&long.encode())).unwrap() {
             Response::Error { detail, .. } => assert!(detail.len() <= 255),
