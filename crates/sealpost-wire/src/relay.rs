@@ -13,7 +13,7 @@ pub const ALPN: &[u8] = b"sealpost/1";
 pub const MAX_FRAME_LEN: usize = 3 * 1024 * 1024;
 /// Largest frame body a relay reads on a connection that has not authenticated
 /// (spec/relay.md sections 2 and 7): the largest request allowed before authentication
-/// (a `VaultStore` with the longest account id and vault record, 8893 bytes) rounded up to
+/// (a `VaultStore` with the longest account id and vault record, 8749 bytes) rounded up to
 /// 9 KiB.
 pub const MAX_PRE_AUTH_FRAME: usize = 9 * 1024;
 const _: () = assert!(
