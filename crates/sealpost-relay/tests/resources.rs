@@ -439,3 +439,66 @@ async fn a_client_without_the_alpn_is_refused_by_tls() {
     assert!(e.contains("120"), "{e}");
     relay.shutdown().await;
 }
+
+/// spec/relay.md section 2.1: one authenticated connection cannot reserve more than its own
+/// buffer, however many bodies it starts (it once held +94 MiB with 32 stalled streams).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_stays_within_its_own_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let mut cfg = config(dir.path(), &codes);
+    let own = 64 * 1024;
+    cfg.limits.request_buffer_per_connection = own as u64;
+    let relay = Arc::new(Relay::start(cfg).await.unwrap());
+    let alice = Device::register(&relay, &codes, "+15550000001").await;
+    let sampler = {
+        let relay = Arc::clone(&relay);
+        tokio::spawn(async move {
+            loop {
+                let n = relay.buffered_request_bytes();
+                if n > own {
+                    return n;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let until = |n: usize| {
+        let relay = Arc::clone(&relay);
+        async move {
+            let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+            while relay.buffered_request_bytes() != n {
+                assert!(tokio::time::Instant::now() < deadline, "never {n} bytes");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let len = 40 * 1024;
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(start_body(&alice.client.conn, len, 1024).await);
+    }
+    // One body fits, the others wait for it; finishing bodies lets the next one in.
+    until(len).await;
+    let mut recvs = Vec::new();
+    for (mut send, recv) in bodies {
+        send.write_all(&vec![0; len - 1024]).await.unwrap();
+        send.finish().unwrap();
+        recvs.push(recv);
+    }
+    for mut recv in recvs {
+        let frame = tokio::time::timeout(common::TIMEOUT, recv.read_to_end(1024))
+            .await
+            .expect("answered")
+            .unwrap();
+        let r = Response::decode(&frame[4..]).unwrap();
+        assert_eq!(err(&r), ErrorCode::Malformed, "{r:?}");
+    }
+    until(0).await;
+    if sampler.is_finished() {
+        panic!("one connection reserved {} bytes", sampler.await.unwrap());
+    }
+    sampler.abort();
+    drop(alice);
+    Arc::into_inner(relay).unwrap().shutdown().await;
+}
