@@ -178,6 +178,8 @@ async fn stalled_bodies_stay_within_the_buffer_and_are_abandoned_under_pressure(
     assert!(relay.buffered_request_bytes() <= budget / 2);
     assert!(!sampler.is_finished(), "buffered more than the budget");
     sampler.abort();
+    // Its clone of the relay handle is gone once the aborted task is.
+    let _ = sampler.await;
     // The relay still serves.
     let fresh = Client::for_relay(&relay).await;
     let r = fresh.request(&Request::Challenge).await;
@@ -499,6 +501,8 @@ async fn one_connection_stays_within_its_own_buffer() {
         panic!("one connection reserved {} bytes", sampler.await.unwrap());
     }
     sampler.abort();
+    // Its clone of the relay handle is gone once the aborted task is.
+    let _ = sampler.await;
     drop(alice);
     Arc::into_inner(relay).unwrap().shutdown().await;
 }
