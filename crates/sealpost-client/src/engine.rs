@@ -8,10 +8,11 @@
 
 use crate::content::{MessageBody, MessageId, decode_content, encode_content};
 use crate::error::ClientError;
+use crate::error::StoreError;
 use crate::event::ClientEvent;
 use crate::store::{
     AccountRecord, Batch, Contact, Direction, MAX_SESSIONS_PER_DEVICE, MessageStatus, OutboxEntry,
-    RetiredKey, RetiredKind, Store,
+    RetiredKey, RetiredKind, SenderState, Store,
 };
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{
@@ -214,9 +215,23 @@ impl Engine {
         if let Some(ev) = self.note_identity(&mut batch, &d.sender, &identity, &known, now_ms)? {
             events.push(ev);
         }
-        // The session that decrypted becomes (or stays) the newest, so replies use it.
-        let seq = match index {
-            Some(0) => sessions.first().map(|(seq, _)| *seq),
+        // A known device (same identity) replaced an established session: it lost or rolled
+        // back its state (spec/client-store.md section 9).
+        if index.is_none()
+            && sessions
+                .iter()
+                .any(|(_, s)| !s.awaiting_reply() && s.remote_identity() == &identity)
+        {
+            events.push(ClientEvent::SessionReset {
+                peer: d.sender.clone(),
+            });
+        }
+        // The session that decrypted becomes (or stays) the newest, so replies use it; a
+        // session set aside for sending by a rollback keeps its place (it must not send).
+        let sendable_from = self.store.sender_state()?.sendable_from;
+        let seq = match index.and_then(|i| sessions.get(i).map(|(seq, _)| (i, *seq))) {
+            Some((0, seq)) => Some(seq),
+            Some((_, seq)) if seq < sendable_from => Some(seq),
             _ => None,
         };
         self.store
@@ -279,6 +294,7 @@ impl Engine {
             created_at: now_ms,
             content,
             envelopes: None,
+            sender_seq: 0,
         };
         self.store.put_outbox(&mut batch, &entry);
         self.store.commit(batch)?;
@@ -324,6 +340,8 @@ impl Engine {
             .filter(|e| devices.contains(&DeviceId(e.device_id)))
             .collect();
         let mut batch = Batch::new();
+        let mut sender = self.store.sender_state()?;
+        let mut encrypted = false;
         for device in devices {
             if envelopes.iter().any(|e| e.device_id == device.0) {
                 continue;
@@ -332,6 +350,11 @@ impl Engine {
             let Some((seq, mut session)) = self.store.sessions(&address)?.into_iter().next() else {
                 return Err(ClientError::NoDevices);
             };
+            if seq < sender.sendable_from {
+                // Set aside by a rollback: `renew_sessions` must start a new one first.
+                return Err(ClientError::SessionRenewalPending { device: *device });
+            }
+            encrypted = true;
             let message = session.encrypt(&entry.content)?;
             self.store
                 .put_session(&mut batch, &address, Some(seq), &session)?;
@@ -342,9 +365,128 @@ impl Engine {
         }
         envelopes.sort_by_key(|e| e.device_id);
         entry.envelopes = Some(envelopes);
+        if encrypted {
+            // Every Send whose envelopes were (re-)encrypted gets a new sequence number, in
+            // the same batch as the sessions it advanced (spec/client-store.md section 9).
+            entry.sender_seq = sender.allocate().ok_or(StoreError::Inconsistent(
+                "sender sequence numbers exhausted",
+            ))?;
+            self.store.put_sender_state(&mut batch, &sender);
+        }
         self.store.put_outbox(&mut batch, &entry);
         self.store.commit(batch)?;
         Ok(entry)
+    }
+
+    // ---------------------------------------------------------------- rollback
+
+    /// Compares the relay's `sender_seq` for this device with the store's (at every
+    /// authentication, before anything is sent). If the relay has accepted a sequence number
+    /// this store never allocated, the store is an older copy of itself: in one batch, skip
+    /// past the relay's value and set every existing session aside for sending. Returns the
+    /// event to report (spec/client-store.md section 9).
+    pub(crate) fn check_rollback(
+        &self,
+        relay_sender_seq: u64,
+    ) -> Result<Option<ClientEvent>, ClientError> {
+        let _g = self.lock()?;
+        let state = self.store.sender_state()?;
+        if relay_sender_seq < state.next_sender_seq {
+            return Ok(None);
+        }
+        let updated = SenderState {
+            next_sender_seq: relay_sender_seq.saturating_add(1),
+            sendable_from: self.store.new_session_seq()?,
+        };
+        let mut batch = Batch::new();
+        self.store.put_sender_state(&mut batch, &updated);
+        self.store.commit(batch)?;
+        tracing::warn!(
+            local = state.next_sender_seq - 1,
+            relay = relay_sender_seq,
+            "the store was restored from an older copy; sessions will be renewed"
+        );
+        Ok(Some(ClientEvent::StoreRolledBack {
+            local_sender_seq: state.next_sender_seq - 1,
+            relay_sender_seq,
+        }))
+    }
+
+    /// Of `devices` of `account`, those whose newest session was set aside by a rollback and
+    /// that `entry` still has to encrypt for: they need a new session first.
+    pub(crate) fn sessions_to_renew(
+        &self,
+        entry: &OutboxEntry,
+        devices: &[DeviceId],
+    ) -> Result<Vec<DeviceId>, ClientError> {
+        let sendable_from = self.store.sender_state()?.sendable_from;
+        let mut out = Vec::new();
+        if sendable_from == 0 {
+            // No rollback was ever detected: nothing is set aside.
+            return Ok(out);
+        }
+        for device in devices {
+            let done = entry
+                .envelopes
+                .iter()
+                .flatten()
+                .any(|e| e.device_id == device.0);
+            if done {
+                continue;
+            }
+            let address = DeviceAddress::new(entry.recipient.clone(), *device);
+            let newest = self.store.sessions(&address)?.first().map(|(seq, _)| *seq);
+            if newest.is_some_and(|seq| seq < sendable_from) {
+                out.push(*device);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a new session with each device of `renew` from its bundle, when the bundle's
+    /// identity is the one stored for the device (an identity change goes through the
+    /// device refresh and its `SafetyNumberChanged` instead). Older sessions are kept for
+    /// decrypting, within [`MAX_SESSIONS_PER_DEVICE`]. One batch.
+    pub(crate) fn renew_sessions(
+        &self,
+        account: &AccountId,
+        renew: &[DeviceId],
+        bundles: &[PreKeyBundle],
+    ) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        let mut rng = rand::rng();
+        for bundle in bundles {
+            let device = DeviceId(bundle.device_id);
+            if !renew.contains(&device) || self.is_self(account, device) {
+                continue;
+            }
+            let address = DeviceAddress::new(account.clone(), device);
+            let same_identity = self
+                .store
+                .contact(&address)?
+                .is_some_and(|c| c.identity.to_wire() == bundle.identity);
+            if !same_identity {
+                continue;
+            }
+            let session = match VerifiedBundle::verify(bundle)
+                .map_err(ClientError::from)
+                .and_then(|v| Ok(initiate(&mut rng, &self.identity, &v, self.session_config)?))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(device = bundle.device_id, error = %e, "cannot renew a session; skipped");
+                    continue;
+                }
+            };
+            let old = self.store.sessions(&address)?;
+            self.store
+                .prune_sessions(&mut batch, &address, &old, MAX_SESSIONS_PER_DEVICE - 1);
+            self.store
+                .put_session(&mut batch, &address, None, &session)?;
+        }
+        self.store.commit(batch)?;
+        Ok(())
     }
 
     /// The relay accepted the entry: remove it from the outbox, mark it delivered.
