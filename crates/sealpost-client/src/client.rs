@@ -1078,24 +1078,34 @@ async fn prepare(
     shared: &Arc<Shared>,
     conn: &Connection,
     entry: crate::store::OutboxEntry,
-    devices: Vec<DeviceId>,
+    mut devices: Vec<DeviceId>,
 ) -> Result<crate::store::OutboxEntry, ClientError> {
     if devices.is_empty() {
         return Err(ClientError::NoDevices);
     }
-    let entry = renew_sessions(shared, conn, entry, &devices).await?;
+    let (entry, left) = renew_sessions(shared, conn, entry, &devices).await?;
+    if !left.is_empty() {
+        // Gone, or registered again with another identity: the ordinary refresh forgets
+        // them or starts sessions with their successors.
+        refresh_devices(shared, conn, &entry.recipient, true).await?;
+        devices = recipient_devices(shared, &entry.recipient).await?;
+        if devices.is_empty() {
+            return Err(ClientError::NoDevices);
+        }
+    }
     let engine = shared.engine.clone();
     blocking(move || engine.prepare(entry, &devices)).await
 }
 
 /// After a rollback ([`ClientEvent::StoreRolledBack`]): starts new sessions with the devices
 /// `entry` still has to encrypt for whose sessions were set aside (one `FetchBundles`).
+/// Returns the entry and the devices that got no new session.
 async fn renew_sessions(
     shared: &Arc<Shared>,
     conn: &Connection,
     entry: crate::store::OutboxEntry,
     devices: &[DeviceId],
-) -> Result<crate::store::OutboxEntry, ClientError> {
+) -> Result<(crate::store::OutboxEntry, Vec<DeviceId>), ClientError> {
     let engine = shared.engine.clone();
     let devs = devices.to_vec();
     let (entry, renew) = blocking(move || {
@@ -1104,7 +1114,7 @@ async fn renew_sessions(
     })
     .await?;
     if renew.is_empty() {
-        return Ok(entry);
+        return Ok((entry, renew));
     }
     tracing::info!(
         devices = renew.len(),
@@ -1113,8 +1123,8 @@ async fn renew_sessions(
     let bundles = conn.fetch_bundles(&entry.recipient).await?;
     let engine = shared.engine.clone();
     let account = entry.recipient.clone();
-    blocking(move || engine.renew_sessions(&account, &renew, &bundles)).await?;
-    Ok(entry)
+    let left = blocking(move || engine.renew_sessions(&account, &renew, &bundles)).await?;
+    Ok((entry, left))
 }
 
 /// Learns an account's devices from the relay and starts sessions where missing. With

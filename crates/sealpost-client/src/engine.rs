@@ -446,16 +446,18 @@ impl Engine {
     /// Starts a new session with each device of `renew` from its bundle, when the bundle's
     /// identity is the one stored for the device (an identity change goes through the
     /// device refresh and its `SafetyNumberChanged` instead). Older sessions are kept for
-    /// decrypting, within [`MAX_SESSIONS_PER_DEVICE`]. One batch.
+    /// decrypting, within [`MAX_SESSIONS_PER_DEVICE`]. One batch. Returns the devices of
+    /// `renew` that got no new session (no bundle, or another identity).
     pub(crate) fn renew_sessions(
         &self,
         account: &AccountId,
         renew: &[DeviceId],
         bundles: &[PreKeyBundle],
-    ) -> Result<(), ClientError> {
+    ) -> Result<Vec<DeviceId>, ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         let mut rng = rand::rng();
+        let mut left = renew.to_vec();
         for bundle in bundles {
             let device = DeviceId(bundle.device_id);
             if !renew.contains(&device) || self.is_self(account, device) {
@@ -484,9 +486,10 @@ impl Engine {
                 .prune_sessions(&mut batch, &address, &old, MAX_SESSIONS_PER_DEVICE - 1);
             self.store
                 .put_session(&mut batch, &address, None, &session)?;
+            left.retain(|d| *d != device);
         }
         self.store.commit(batch)?;
-        Ok(())
+        Ok(left)
     }
 
     /// The relay accepted the entry: remove it from the outbox, mark it delivered.
