@@ -897,6 +897,140 @@ mod tests {
         );
     }
 
+    /// A bundle of already published prekeys (as the relay would serve it later).
+    fn published(e: &Engine) -> PreKeyBundle {
+        let state = e.prekey_state().unwrap().unwrap();
+        state
+            .keys
+            .bundle(&e.identity, e.address.device.0, true)
+            .unwrap()
+    }
+
+    fn events_of(p: Processed) -> Vec<ClientEvent> {
+        match p {
+            Processed::Accepted(evs) => evs,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Rollback detection at the engine level: only a relay count at or above the store's
+    /// next `sender_seq` detects; sessions are set aside (no sending, no promotion back),
+    /// renewed from a bundle, and the peer sees one `SessionReset` (none at first contact).
+    #[test]
+    fn rollback_sets_sessions_aside_until_renewed() {
+        let alice = engine("+15550000001", 1);
+        let bob = engine("+15550000002", 1);
+        let b_account = bob.address.account.clone();
+        let bob_1 = DeviceAddress::new(b_account.clone(), DeviceId(1));
+        alice
+            .apply_refresh(&b_account, None, &[bundle(&bob)], 1)
+            .unwrap();
+        let mut sid = 0;
+        let d = send(&alice, &bob, "hi", &mut sid);
+        let first = events_of(bob.process_delivery(&d[0], 10).unwrap());
+        assert_eq!(first.len(), 1, "first contact: only the message, {first:?}");
+        let r = send(&bob, &alice, "yo", &mut sid);
+        assert_eq!(text_of(alice.process_delivery(&r[0], 10).unwrap()), "yo");
+
+        // One Send prepared: next_sender_seq is 2.
+        assert_eq!(alice.store.sender_state().unwrap().next_sender_seq, 2);
+        assert_eq!(alice.check_rollback(0).unwrap(), None);
+        assert_eq!(alice.check_rollback(1).unwrap(), None);
+        assert_eq!(
+            alice.check_rollback(4).unwrap(),
+            Some(ClientEvent::StoreRolledBack {
+                local_sender_seq: 1,
+                relay_sender_seq: 4,
+            })
+        );
+        assert_eq!(alice.check_rollback(4).unwrap(), None, "reported once");
+
+        // The old session does not send.
+        alice
+            .enqueue(&b_account, &MessageBody::Text("after".into()), 20)
+            .unwrap();
+        let entry = alice.outbox_head().unwrap().unwrap();
+        let devices = [DeviceId(1)];
+        assert_eq!(
+            alice.prepare(entry.clone(), &devices).unwrap_err(),
+            ClientError::SessionRenewalPending {
+                device: DeviceId(1)
+            }
+        );
+        assert_eq!(
+            alice.sessions_to_renew(&entry, &devices).unwrap(),
+            devices.to_vec()
+        );
+        // A bundle of another device, or none, renews nothing.
+        assert_eq!(
+            alice.renew_sessions(&b_account, &devices, &[]).unwrap(),
+            devices.to_vec()
+        );
+        assert_eq!(
+            alice
+                .renew_sessions(&b_account, &devices, &[published(&bob)])
+                .unwrap(),
+            Vec::<DeviceId>::new()
+        );
+        assert!(
+            alice
+                .sessions_to_renew(&entry, &devices)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(alice.store.sessions(&bob_1).unwrap().len(), 2, "old kept");
+        // Bob, unaware, still sends on the old session: Alice decrypts it with the old
+        // (not newest) session, which is not promoted back to sending.
+        let old = send(&bob, &alice, "old chain", &mut sid);
+        assert_eq!(
+            text_of(alice.process_delivery(&old[0], 21).unwrap()),
+            "old chain"
+        );
+        assert!(
+            alice
+                .sessions_to_renew(&entry, &devices)
+                .unwrap()
+                .is_empty()
+        );
+        let entry = alice.prepare(entry, &devices).unwrap();
+        assert_eq!(entry.sender_seq, 5, "above the relay's count");
+        let env = &entry.envelopes.as_ref().unwrap()[0].envelope;
+        assert!(matches!(
+            SessionMessage::decode(env).unwrap(),
+            SessionMessage::PreKey(_)
+        ));
+        alice.complete(&entry, 30).unwrap();
+        let delivery = Delivery {
+            server_id: 99,
+            sender: alice.address.clone(),
+            message_id: *entry.message_id.as_bytes(),
+            timestamp: 30,
+            envelope: env.clone(),
+        };
+        let evs = events_of(bob.process_delivery(&delivery, 31).unwrap());
+        assert_eq!(
+            evs[0],
+            ClientEvent::SessionReset {
+                peer: alice.address.clone()
+            }
+        );
+        assert!(
+            matches!(&evs[1], ClientEvent::Message { body, .. } if body.as_text() == Some("after"))
+        );
+        assert_eq!(evs.len(), 2);
+        // Bob replies on the new session; Alice reads it and keeps using it.
+        let reply = send(&bob, &alice, "welcome back", &mut sid);
+        assert_eq!(
+            text_of(alice.process_delivery(&reply[0], 40).unwrap()),
+            "welcome back"
+        );
+        let next = send(&alice, &bob, "again", &mut sid);
+        assert_eq!(
+            text_of(bob.process_delivery(&next[0], 41).unwrap()),
+            "again"
+        );
+    }
+
     #[test]
     fn safety_number_change_on_reregistration() {
         let alice = engine("+15550000001", 1);
