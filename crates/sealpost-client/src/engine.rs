@@ -1031,6 +1031,119 @@ mod tests {
         );
     }
 
+    /// An entry prepared before the backup is sent again unchanged (same bytes, same
+    /// `sender_seq`) by the restored copy, and the peer drops it as a duplicate; what the
+    /// restored copy encrypts afterwards goes to a new session. Real SQLite files, copied.
+    #[test]
+    fn entry_prepared_before_the_backup_is_resent_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::generate();
+        let open = |name: &str| {
+            Store::open_sqlite(dir.path().join(name), StoreSecret::Key(key.clone())).unwrap()
+        };
+        let record = AccountRecord {
+            identity: IdentityKeyPair::generate(&mut rand::rng()),
+            account: AccountId::new("+15550000001").unwrap(),
+            device: Some(DeviceId(1)),
+            registered_at: 1,
+        };
+        let live = {
+            let store = open("live.db");
+            let mut b = Batch::new();
+            store.put_account(&mut b, &record);
+            store.commit(b).unwrap();
+            Engine::new(store, &record, SessionConfig::default()).unwrap()
+        };
+        let bob = engine("+15550000002", 1);
+        let b_account = bob.address.account.clone();
+        live.apply_refresh(&b_account, None, &[bundle(&bob)], 1)
+            .unwrap();
+        let mut sid = 0;
+        let x = send(&live, &bob, "x", &mut sid);
+        assert_eq!(text_of(bob.process_delivery(&x[0], 2).unwrap()), "x");
+        live.enqueue(&b_account, &MessageBody::Text("p".into()), 3)
+            .unwrap();
+        let head = live.outbox_head().unwrap().unwrap();
+        let prepared = live.prepare(head, &[DeviceId(1)]).unwrap();
+        assert_eq!(prepared.sender_seq, 2);
+        // The backup: the database and its write-ahead log, with nothing being written.
+        for ext in ["", "-wal", "-shm"] {
+            let from = dir.path().join(format!("live.db{ext}"));
+            if from.exists() {
+                std::fs::copy(&from, dir.path().join(format!("copy.db{ext}"))).unwrap();
+            }
+        }
+        // The live copy sends "p" and one more.
+        live.complete(&prepared, 4).unwrap();
+        let p = Delivery {
+            server_id: 50,
+            sender: live.address.clone(),
+            message_id: *prepared.message_id.as_bytes(),
+            timestamp: 4,
+            envelope: prepared.envelopes.clone().unwrap()[0].envelope.clone(),
+        };
+        assert_eq!(text_of(bob.process_delivery(&p, 5).unwrap()), "p");
+        let q = send(&live, &bob, "q", &mut sid);
+        assert_eq!(text_of(bob.process_delivery(&q[0], 6).unwrap()), "q");
+        drop(live);
+
+        let restored = Engine::new(open("copy.db"), &record, SessionConfig::default()).unwrap();
+        assert!(matches!(
+            restored.check_rollback(3).unwrap(),
+            Some(ClientEvent::StoreRolledBack {
+                local_sender_seq: 2,
+                relay_sender_seq: 3
+            })
+        ));
+        let again = restored.outbox_head().unwrap().unwrap();
+        assert_eq!(again.sender_seq, prepared.sender_seq);
+        assert_eq!(again.envelopes, prepared.envelopes, "the same bytes");
+        // Already prepared: nothing to renew, nothing re-encrypted.
+        assert!(
+            restored
+                .sessions_to_renew(&again, &[DeviceId(1)])
+                .unwrap()
+                .is_empty()
+        );
+        let again = restored.prepare(again, &[DeviceId(1)]).unwrap();
+        assert_eq!(again.sender_seq, prepared.sender_seq);
+        assert_eq!(again.envelopes, prepared.envelopes);
+        restored.complete(&again, 7).unwrap();
+        assert!(matches!(
+            bob.process_delivery(&Delivery { server_id: 51, ..p }, 8)
+                .unwrap(),
+            Processed::Duplicate
+        ));
+        // New messages: a new session, a sequence number above the relay's.
+        restored
+            .enqueue(&b_account, &MessageBody::Text("r".into()), 9)
+            .unwrap();
+        let r = restored.outbox_head().unwrap().unwrap();
+        assert_eq!(
+            restored.sessions_to_renew(&r, &[DeviceId(1)]).unwrap(),
+            vec![DeviceId(1)]
+        );
+        assert!(
+            restored
+                .renew_sessions(&b_account, &[DeviceId(1)], &[published(&bob)])
+                .unwrap()
+                .is_empty()
+        );
+        let r = restored.prepare(r, &[DeviceId(1)]).unwrap();
+        assert_eq!(r.sender_seq, 4);
+        let d = Delivery {
+            server_id: 52,
+            sender: restored.address.clone(),
+            message_id: *r.message_id.as_bytes(),
+            timestamp: 10,
+            envelope: r.envelopes.clone().unwrap()[0].envelope.clone(),
+        };
+        let evs = events_of(bob.process_delivery(&d, 11).unwrap());
+        assert!(
+            matches!(&evs[..], [ClientEvent::SessionReset { .. }, ClientEvent::Message { body, .. }] if body.as_text() == Some("r"))
+        );
+    }
+
     #[test]
     fn safety_number_change_on_reregistration() {
         let alice = engine("+15550000001", 1);
