@@ -230,10 +230,9 @@ impl Engine {
         }
         // The session that decrypted becomes (or stays) the newest, so replies use it; a
         // session set aside for sending by a rollback keeps its place (it must not send).
-        let sendable_from = self.store.sender_state()?.sendable_from;
         let seq = match index.and_then(|i| sessions.get(i).map(|(seq, _)| (i, *seq))) {
             Some((0, seq)) => Some(seq),
-            Some((_, seq)) if seq < sendable_from => Some(seq),
+            Some((_, seq)) if seq < self.store.sender_state()?.sendable_from => Some(seq),
             _ => None,
         };
         self.store
