@@ -426,6 +426,7 @@ async fn relay_pair(sender: Arc<Device>, receiver: Arc<Device>, count: u64, stat
                 message_id[8..].copy_from_slice(&seq.to_be_bytes());
                 let req = Request::Send {
                     message_id,
+                    sender_seq: seq + 1,
                     recipient: recipient.clone(),
                     envelopes: vec![OutgoingEnvelope {
                         device_id,

@@ -274,7 +274,9 @@ impl Client {
         .await?;
         tracing::info!(device = device_id, "device registered");
         let engine = Arc::new(Engine::new(store, &record, config.session)?);
-        let ((one_time, kem), _queued) =
+        // A new registration is a new device: the relay reports `sender_seq` 0, and the store
+        // (whose account had no device yet) has sent nothing, so there is nothing to check.
+        let ((one_time, kem), _queued, _sender_seq) =
             conn.authenticate(&engine.identity, &engine.address).await?;
         let (client, events) = Self::start(engine, config, transport);
         // Publish before returning, so that others can reach the device right away.
@@ -710,9 +712,16 @@ async fn maintain_prekeys(shared: &Arc<Shared>, conn: &Connection) -> Result<(),
 async fn connect_and_authenticate(shared: &Arc<Shared>) -> Result<Connection, ClientError> {
     let conn = shared.transport.connect().await?;
     let engine = &shared.engine;
-    let ((one_time, kem), queued) = conn.authenticate(&engine.identity, &engine.address).await?;
+    let ((one_time, kem), queued, sender_seq) =
+        conn.authenticate(&engine.identity, &engine.address).await?;
     tracing::debug!(queued, "authenticated to the relay");
     shared.set_prekey_counts((one_time, kem));
+    // Before the connection is handed to the outbox task, so nothing is encrypted from a
+    // rolled-back state on it (spec/client-store.md section 9).
+    let engine = engine.clone();
+    if let Some(ev) = blocking(move || engine.check_rollback(sender_seq)).await? {
+        shared.emit(ev).await;
+    }
     Ok(conn)
 }
 
@@ -1023,11 +1032,16 @@ async fn send_entry(
             refresh_devices(shared, conn, &recipient, false).await?;
             devices = recipient_devices(shared, &recipient).await?;
         }
-        entry = prepare(shared, entry, devices).await?;
+        entry = prepare(shared, conn, entry, devices).await?;
     }
     let envelopes = entry.envelopes.clone().unwrap_or_default();
     match conn
-        .send(*entry.message_id.as_bytes(), &recipient, envelopes)
+        .send(
+            *entry.message_id.as_bytes(),
+            entry.sender_seq,
+            &recipient,
+            envelopes,
+        )
         .await
     {
         Ok(ts) => Ok((entry, ts)),
@@ -1035,10 +1049,15 @@ async fn send_entry(
             tracing::debug!("recipient devices changed; refreshing");
             refresh_devices(shared, conn, &recipient, true).await?;
             let devices = recipient_devices(shared, &recipient).await?;
-            entry = prepare(shared, entry, devices).await?;
+            entry = prepare(shared, conn, entry, devices).await?;
             let envelopes = entry.envelopes.clone().unwrap_or_default();
             let ts = conn
-                .send(*entry.message_id.as_bytes(), &recipient, envelopes)
+                .send(
+                    *entry.message_id.as_bytes(),
+                    entry.sender_seq,
+                    &recipient,
+                    envelopes,
+                )
                 .await?;
             Ok((entry, ts))
         }
@@ -1057,14 +1076,55 @@ async fn recipient_devices(
 
 async fn prepare(
     shared: &Arc<Shared>,
+    conn: &Connection,
     entry: crate::store::OutboxEntry,
-    devices: Vec<DeviceId>,
+    mut devices: Vec<DeviceId>,
 ) -> Result<crate::store::OutboxEntry, ClientError> {
     if devices.is_empty() {
         return Err(ClientError::NoDevices);
     }
+    let (entry, left) = renew_sessions(shared, conn, entry, &devices).await?;
+    if !left.is_empty() {
+        // Gone, or registered again with another identity: the ordinary refresh forgets
+        // them or starts sessions with their successors.
+        refresh_devices(shared, conn, &entry.recipient, true).await?;
+        devices = recipient_devices(shared, &entry.recipient).await?;
+        if devices.is_empty() {
+            return Err(ClientError::NoDevices);
+        }
+    }
     let engine = shared.engine.clone();
     blocking(move || engine.prepare(entry, &devices)).await
+}
+
+/// After a rollback ([`ClientEvent::StoreRolledBack`]): starts new sessions with the devices
+/// `entry` still has to encrypt for whose sessions were set aside (one `FetchBundles`).
+/// Returns the entry and the devices that got no new session.
+async fn renew_sessions(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    entry: crate::store::OutboxEntry,
+    devices: &[DeviceId],
+) -> Result<(crate::store::OutboxEntry, Vec<DeviceId>), ClientError> {
+    let engine = shared.engine.clone();
+    let devs = devices.to_vec();
+    let (entry, renew) = blocking(move || {
+        let renew = engine.sessions_to_renew(&entry, &devs)?;
+        Ok((entry, renew))
+    })
+    .await?;
+    if renew.is_empty() {
+        return Ok((entry, renew));
+    }
+    tracing::info!(
+        devices = renew.len(),
+        "renewing sessions after a store rollback"
+    );
+    let bundles = conn.fetch_bundles(&entry.recipient).await?;
+    let engine = shared.engine.clone();
+    let account = entry.recipient.clone();
+    let left = blocking(move || engine.renew_sessions(&account, &renew, &bundles)).await?;
+    Ok((entry, left))
 }
 
 /// Learns an account's devices from the relay and starts sessions where missing. With

@@ -8,6 +8,7 @@
 
 use crate::content::{MessageBody, MessageId, decode_content, encode_content};
 use crate::error::ClientError;
+use crate::error::StoreError;
 use crate::event::ClientEvent;
 use crate::store::{
     AccountRecord, Batch, Contact, Direction, MAX_SESSIONS_PER_DEVICE, MessageStatus, OutboxEntry,
@@ -24,6 +25,8 @@ use sealpost_wire::relay::{
 };
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId, PreKeyBundle};
 use std::sync::{Mutex, MutexGuard};
+
+mod rollback;
 
 /// One-time X25519 prekeys the client keeps published.
 pub const ONE_TIME_PREKEY_TARGET: u32 = 100;
@@ -214,9 +217,22 @@ impl Engine {
         if let Some(ev) = self.note_identity(&mut batch, &d.sender, &identity, &known, now_ms)? {
             events.push(ev);
         }
-        // The session that decrypted becomes (or stays) the newest, so replies use it.
-        let seq = match index {
-            Some(0) => sessions.first().map(|(seq, _)| *seq),
+        // A known device (same identity) replaced an established session: it lost or rolled
+        // back its state (spec/client-store.md section 9).
+        if index.is_none()
+            && sessions
+                .iter()
+                .any(|(_, s)| !s.awaiting_reply() && s.remote_identity() == &identity)
+        {
+            events.push(ClientEvent::SessionReset {
+                peer: d.sender.clone(),
+            });
+        }
+        // The session that decrypted becomes (or stays) the newest, so replies use it; a
+        // session set aside for sending by a rollback keeps its place (it must not send).
+        let seq = match index.and_then(|i| sessions.get(i).map(|(seq, _)| (i, *seq))) {
+            Some((0, seq)) => Some(seq),
+            Some((_, seq)) if seq < self.store.sender_state()?.sendable_from => Some(seq),
             _ => None,
         };
         self.store
@@ -279,6 +295,7 @@ impl Engine {
             created_at: now_ms,
             content,
             envelopes: None,
+            sender_seq: 0,
         };
         self.store.put_outbox(&mut batch, &entry);
         self.store.commit(batch)?;
@@ -324,6 +341,8 @@ impl Engine {
             .filter(|e| devices.contains(&DeviceId(e.device_id)))
             .collect();
         let mut batch = Batch::new();
+        let mut sender = self.store.sender_state()?;
+        let mut encrypted = false;
         for device in devices {
             if envelopes.iter().any(|e| e.device_id == device.0) {
                 continue;
@@ -332,6 +351,11 @@ impl Engine {
             let Some((seq, mut session)) = self.store.sessions(&address)?.into_iter().next() else {
                 return Err(ClientError::NoDevices);
             };
+            if seq < sender.sendable_from {
+                // Set aside by a rollback: `renew_sessions` must start a new one first.
+                return Err(ClientError::SessionRenewalPending { device: *device });
+            }
+            encrypted = true;
             let message = session.encrypt(&entry.content)?;
             self.store
                 .put_session(&mut batch, &address, Some(seq), &session)?;
@@ -342,6 +366,14 @@ impl Engine {
         }
         envelopes.sort_by_key(|e| e.device_id);
         entry.envelopes = Some(envelopes);
+        if encrypted {
+            // Every Send whose envelopes were (re-)encrypted gets a new sequence number, in
+            // the same batch as the sessions it advanced (spec/client-store.md section 9).
+            entry.sender_seq = sender.allocate().ok_or(StoreError::Inconsistent(
+                "sender sequence numbers exhausted",
+            ))?;
+            self.store.put_sender_state(&mut batch, &sender);
+        }
         self.store.put_outbox(&mut batch, &entry);
         self.store.commit(batch)?;
         Ok(entry)
@@ -611,6 +643,9 @@ mod tests {
     use super::*;
     use crate::store::{Batch, StoreKey, StoreSecret};
     use sealpost_wire::relay::Delivery;
+
+    /// Rollback detection and session renewal (spec/client-store.md section 9).
+    mod rollback;
 
     fn engine(phone: &str, device: u32) -> Engine {
         let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();

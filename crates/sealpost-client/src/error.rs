@@ -107,6 +107,14 @@ pub enum ClientError {
     /// published prekeys).
     #[error("the recipient has no reachable device")]
     NoDevices,
+    /// A session with this recipient device must be renewed after a store rollback
+    /// ([`crate::ClientEvent::StoreRolledBack`]) and the relay had no prekey bundle for it
+    /// (or one with another identity) yet. Retried.
+    #[error("session with device {} awaits renewal", .device.0)]
+    SessionRenewalPending {
+        /// The recipient device.
+        device: sealpost_wire::DeviceId,
+    },
     /// No identity is known for this device (no session has ever been made with it).
     #[error("unknown contact device")]
     UnknownContact,
@@ -176,6 +184,7 @@ impl ClientError {
             | Self::Protocol(_)
             | Self::Store(_)
             | Self::Offline
+            | Self::SessionRenewalPending { .. }
             | Self::Internal(_) => true,
             _ => false,
         }

@@ -63,6 +63,27 @@ pub enum ClientEvent {
         /// The message id as stated by the relay.
         message_id: MessageId,
     },
+    /// The store was restored from an older copy of itself (a backup, a copied app
+    /// directory): the relay has accepted sends from this device that the store does not know
+    /// it made (spec/client-store.md section 9). Before anything was sent on this connection,
+    /// every existing session was set aside for sending (kept for decrypting); the next
+    /// message to each device starts a new session, and those peers see
+    /// [`ClientEvent::SessionReset`]. Messages this device received or sent between the
+    /// backup and the restore are not in its history; tell the user.
+    StoreRolledBack {
+        /// The highest `sender_seq` this store had allocated.
+        local_sender_seq: u64,
+        /// The highest `sender_seq` the relay has accepted from this device.
+        relay_sender_seq: u64,
+    },
+    /// A device with the identity already known for it started a new session while an
+    /// established one existed (it restored an older copy of its store, or lost its session
+    /// state). Not an identity change: the safety number is the same. Messages it sent on the
+    /// old session after its state was lost may be missing.
+    SessionReset {
+        /// The device.
+        peer: DeviceAddress,
+    },
     /// The relay no longer knows this device (`AuthFailed`, e.g. after the account was
     /// registered on another device). The client stops reconnecting.
     Deregistered,

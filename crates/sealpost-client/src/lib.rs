@@ -67,8 +67,12 @@
 //! * A message reported by [`ClientEvent::Message`] is already in the store's history; if the
 //!   app crashes before handling the event, the message is in [`Client::history`], not
 //!   delivered again.
-//! * Never restore a store from a backup onto a running installation: sessions must never
-//!   roll back (spec/session.md section 6.4), and an older copy would reuse message keys.
+//! * A store restored from an older copy of itself (a backup, a copied app directory) is
+//!   detected at its first authentication, by the relay's count of this device's sends
+//!   (spec/client-store.md section 9): [`ClientEvent::StoreRolledBack`] is reported, no
+//!   message key is used twice, and the next message to each peer starts a new session (the
+//!   peer sees [`ClientEvent::SessionReset`]). Messages received or sent between the backup
+//!   and the restore are missing from the restored history.
 //! * Secrets and message content are never logged, at any level; `Debug` of keys, stores and
 //!   message bodies prints no secret or content.
 #![forbid(unsafe_code)]

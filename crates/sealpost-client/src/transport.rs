@@ -281,12 +281,13 @@ impl Connection {
         }
     }
 
-    /// `Challenge` then `Authenticate`; returns `(one-time, KEM, queued)` counts.
+    /// `Challenge` then `Authenticate`; returns the `(one-time, KEM)` prekey counts, the
+    /// queued count and the relay's `sender_seq` for this device (spec/relay.md 3.4).
     pub(crate) async fn authenticate(
         &self,
         identity: &IdentityKeyPair,
         address: &DeviceAddress,
-    ) -> Result<(PreKeyCounts, u32), ClientError> {
+    ) -> Result<(PreKeyCounts, u32, u64), ClientError> {
         let nonce = match self.request(&Request::Challenge).await? {
             Response::ChallengeIssued { nonce } => nonce,
             other => return Err(unexpected("Challenge", &other)),
@@ -306,7 +307,8 @@ impl Connection {
                 one_time_prekeys,
                 kem_prekeys,
                 queued,
-            } => Ok(((one_time_prekeys, kem_prekeys), queued)),
+                sender_seq,
+            } => Ok(((one_time_prekeys, kem_prekeys), queued, sender_seq)),
             other => Err(unexpected("Authenticate", &other)),
         }
     }
@@ -357,12 +359,14 @@ impl Connection {
     pub(crate) async fn send(
         &self,
         message_id: [u8; 16],
+        sender_seq: u64,
         recipient: &AccountId,
         envelopes: Vec<OutgoingEnvelope>,
     ) -> Result<u64, ClientError> {
         match self
             .request(&Request::Send {
                 message_id,
+                sender_seq,
                 recipient: recipient.clone(),
                 envelopes,
             })

@@ -494,6 +494,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                     c(conn),
                     Request::Send {
                         message_id: [len; 16],
+                        sender_seq: u64::from(len),
                         recipient: accounts[usize::from(account) % accounts.len()].clone(),
                         envelopes,
                     },

@@ -422,6 +422,7 @@ fn relay_frames() -> Vec<Seed> {
             "req-send",
             Request::Send {
                 message_id: [3; 16],
+                sender_seq: 9,
                 recipient: acct.clone(),
                 envelopes: vec![
                     OutgoingEnvelope {
@@ -455,6 +456,7 @@ fn relay_frames() -> Vec<Seed> {
                 one_time_prekeys: 1,
                 kem_prekeys: 2,
                 queued: 3,
+                sender_seq: 4,
             },
         ),
         ("resp-bundles", Response::Bundles(vec![f.bundle.clone()])),

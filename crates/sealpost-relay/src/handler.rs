@@ -595,6 +595,7 @@ impl Handler {
         match request {
             Request::Send {
                 message_id,
+                sender_seq,
                 recipient,
                 envelopes,
             } => {
@@ -602,7 +603,8 @@ impl Handler {
                     finish(rate_limited("sends", s), Vec::new());
                     return None;
                 }
-                let message = self.new_message(me, &message_id, &recipient, &envelopes, now);
+                let message =
+                    self.new_message(me, &message_id, sender_seq, &recipient, &envelopes, now);
                 let account = recipient.clone();
                 let staged: Staged = Box::new(move |written| {
                     early(
@@ -657,13 +659,16 @@ impl Handler {
         match request {
             Request::Send {
                 message_id,
+                sender_seq,
                 recipient,
                 envelopes,
             } => {
                 if let Err(s) = self.send_limiter.try_take(&me.address, now) {
                     return rate_limited("sends", s);
                 }
-                self.send(me, &message_id, &recipient, &envelopes, now, effects)
+                let message =
+                    self.new_message(me, &message_id, sender_seq, &recipient, &envelopes, now);
+                send_response(&recipient, now, self.store.enqueue(&message), effects)
             }
             Request::Ack { server_ids } => {
                 let outcome = self.store.ack(&me.address, &server_ids);
@@ -1139,6 +1144,10 @@ impl Handler {
             Ok(q) => q,
             Err(e) => return internal(&e),
         };
+        let sender_seq = match self.store.sender_seq(&address) {
+            Ok(s) => s,
+            Err(e) => return internal(&e),
+        };
         if let Err(e) = self.store.touch_account(&address.account, now) {
             return internal(&e);
         }
@@ -1148,6 +1157,7 @@ impl Handler {
             one_time_prekeys: counts.one_time_prekeys,
             kem_prekeys: counts.kem_prekeys,
             queued,
+            sender_seq,
         }
     }
 
@@ -1209,6 +1219,7 @@ impl Handler {
         &self,
         me: &'a AuthenticatedDevice,
         message_id: &'a [u8; 16],
+        sender_seq: u64,
         recipient: &'a AccountId,
         envelopes: &'a [OutgoingEnvelope],
         now: u64,
@@ -1219,23 +1230,11 @@ impl Handler {
             recipient,
             exclude_device,
             message_id,
+            sender_seq,
             timestamp: now,
             envelopes,
             max_queued: self.limits.max_queued_per_device,
         }
-    }
-
-    fn send(
-        &self,
-        me: &AuthenticatedDevice,
-        message_id: &[u8; 16],
-        recipient: &AccountId,
-        envelopes: &[OutgoingEnvelope],
-        now: u64,
-        effects: &mut Vec<Effect>,
-    ) -> Response {
-        let message = self.new_message(me, message_id, recipient, envelopes, now);
-        send_response(recipient, now, self.store.enqueue(&message), effects)
     }
 }
 

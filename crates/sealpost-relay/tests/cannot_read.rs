@@ -62,6 +62,7 @@ async fn send(from: &Device, to: &Device, envelope: Vec<u8>, n: u8) {
         .client
         .request(&Request::Send {
             message_id: [n; 16],
+            sender_seq: 0,
             recipient: to.address.account.clone(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: to.address.device.0,

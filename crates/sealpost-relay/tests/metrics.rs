@@ -25,6 +25,7 @@ fn err(r: &Response) -> ErrorCode {
 fn send_req(to: &sealpost_wire::AccountId, devices: &[u32], body: &[u8], msg: u8) -> Request {
     Request::Send {
         message_id: [msg; 16],
+        sender_seq: 0,
         recipient: to.clone(),
         envelopes: devices
             .iter()

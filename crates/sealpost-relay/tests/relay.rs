@@ -29,6 +29,7 @@ fn err(r: &Response) -> ErrorCode {
 fn send_req(to: &AccountId, devices: &[u32], body: &[u8], msg: u8) -> Request {
     Request::Send {
         message_id: [msg; 16],
+        sender_seq: 0,
         recipient: to.clone(),
         envelopes: devices
             .iter()
@@ -143,7 +144,8 @@ async fn register_upload_fetch_send_deliver_ack_redeliver() {
         Response::Authenticated {
             one_time_prekeys: 24,
             kem_prekeys: 4,
-            queued: 3
+            queued: 3,
+            sender_seq: 0,
         }
     );
     let mut got = Vec::new();

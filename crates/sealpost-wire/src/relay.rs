@@ -346,6 +346,9 @@ pub enum Request {
     Send {
         /// Random id echoed to the recipient for de-duplication.
         message_id: [u8; MESSAGE_ID_LEN],
+        /// The sending device's sequence number of this Send, assigned when its envelopes
+        /// were encrypted (spec/relay.md section 3.7); 0 for none. Never checked by the relay.
+        sender_seq: u64,
         /// The recipient account.
         recipient: AccountId,
         /// One envelope per recipient device.
@@ -463,11 +466,13 @@ impl core::fmt::Debug for Request {
                 .finish(),
             Self::Send {
                 message_id,
+                sender_seq,
                 recipient,
                 envelopes,
             } => f
                 .debug_struct("Send")
                 .field("message_id", &Hex(message_id))
+                .field("sender_seq", sender_seq)
                 .field("recipient", recipient)
                 .field("envelopes", envelopes)
                 .finish(),
@@ -574,10 +579,11 @@ impl Request {
             Self::ListDevices { account } => frame(0x12, |w| account.encode_into(w)),
             Self::Send {
                 message_id,
+                sender_seq,
                 recipient,
                 envelopes,
             } => frame(0x20, |w| {
-                w.bytes(message_id);
+                w.bytes(message_id).u64(*sender_seq);
                 recipient.encode_into(w);
                 w.u8(u8::try_from(envelopes.len()).unwrap_or(u8::MAX));
                 for e in envelopes.iter().take(usize::from(u8::MAX)) {
@@ -703,6 +709,7 @@ impl Request {
             },
             0x20 => {
                 let message_id = r.array()?;
+                let sender_seq = r.u64()?;
                 let recipient = AccountId::decode_from(&mut r)?;
                 let n = usize::from(r.u8()?);
                 if n == 0 || n > MAX_DEVICES_PER_ACCOUNT {
@@ -718,6 +725,7 @@ impl Request {
                 }
                 Self::Send {
                     message_id,
+                    sender_seq,
                     recipient,
                     envelopes,
                 }
@@ -926,6 +934,9 @@ pub enum Response {
         kem_prekeys: u32,
         /// Envelopes queued for the device.
         queued: u32,
+        /// The highest `sender_seq` of a `Send` the relay has accepted from this device, 0 if
+        /// none (spec/relay.md section 3.4; the client's rollback check).
+        sender_seq: u64,
     },
     /// `UploadPreKeys` succeeded.
     PreKeysStored {
@@ -1030,8 +1041,12 @@ impl Response {
                 one_time_prekeys,
                 kem_prekeys,
                 queued,
+                sender_seq,
             } => frame(0x44, |w| {
-                w.u32(*one_time_prekeys).u32(*kem_prekeys).u32(*queued);
+                w.u32(*one_time_prekeys)
+                    .u32(*kem_prekeys)
+                    .u32(*queued)
+                    .u64(*sender_seq);
             }),
             Self::PreKeysStored {
                 one_time_prekeys,
@@ -1126,6 +1141,7 @@ impl Response {
                 one_time_prekeys: r.u32()?,
                 kem_prekeys: r.u32()?,
                 queued: r.u32()?,
+                sender_seq: r.u64()?,
             },
             0x50 => Self::PreKeysStored {
                 one_time_prekeys: r.u32()?,
@@ -1568,6 +1584,7 @@ mod tests {
             Request::ListDevices { account: acct() },
             Request::Send {
                 message_id: [11; 16],
+                sender_seq: 0x0102_0304_0506_0708,
                 recipient: acct(),
                 envelopes: vec![OutgoingEnvelope {
                     device_id: 1,
@@ -1632,6 +1649,7 @@ mod tests {
                 one_time_prekeys: 1,
                 kem_prekeys: 2,
                 queued: 3,
+                sender_seq: u64::MAX,
             },
             Response::PreKeysStored {
                 one_time_prekeys: 4,
@@ -1776,6 +1794,7 @@ mod tests {
         }
         let send = Request::Send {
             message_id: [0; 16],
+            sender_seq: 1,
             recipient: acct(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: 1,
@@ -1788,6 +1807,7 @@ mod tests {
         ));
         let empty = Request::Send {
             message_id: [0; 16],
+            sender_seq: 1,
             recipient: acct(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: 1,

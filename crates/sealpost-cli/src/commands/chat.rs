@@ -123,6 +123,16 @@ impl Screen {
                 clock(now_ms()),
                 sender(from)
             ),
+            ClientEvent::StoreRolledBack { .. } => self.banner(&[
+                "THIS STORE WAS RESTORED FROM AN OLDER COPY.".into(),
+                "Messages sent or received since that copy are missing here;".into(),
+                "conversations restart with new sessions.".into(),
+            ]),
+            ClientEvent::SessionReset { peer } => outln!(
+                "[{}] ! {} started a new session (same safety number); messages it sent just before may be missing",
+                clock(now_ms()),
+                sender(peer)
+            ),
             ClientEvent::Connected => outln!("— connected to the relay —"),
             ClientEvent::Disconnected => outln!("— connection lost; reconnecting —"),
             ClientEvent::Deregistered => bail!(

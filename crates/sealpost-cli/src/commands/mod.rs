@@ -117,6 +117,13 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
             "warning: a message from {} could not be decrypted and was dropped",
             output::sender(from)
         ),
+        ClientEvent::StoreRolledBack { .. } => eprintln!(
+            "WARNING: this store was restored from an older copy; messages sent or received since that copy are missing here, and conversations restart with new sessions"
+        ),
+        ClientEvent::SessionReset { peer } => eprintln!(
+            "note: {} started a new session (same safety number); messages it sent just before may be missing",
+            output::sender(peer)
+        ),
         ClientEvent::Deregistered => bail!(
             "this device is no longer registered: the account was registered on another device"
         ),

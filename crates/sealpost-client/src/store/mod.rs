@@ -15,12 +15,15 @@ pub use crypt::{
     ARGON2_SALT_LEN, Argon2Params, DB_SALT_LEN, INDEX_KEY_INFO, KEY_CHECK_PLAINTEXT,
     PICKLE_KEY_INFO, RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreKey,
 };
-pub use records::{Contact, Direction, HistoryEntry, MessageStatus, RECORD_PLAINTEXT_VERSION};
+pub use records::{
+    Contact, Direction, HistoryEntry, MAX_SENDER_SEQ, MessageStatus, OUTBOX_RECORD_VERSION,
+    RECORD_PLAINTEXT_VERSION,
+};
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
 pub(crate) use records::{
-    AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, decode_history,
-    decode_session, encode_history, encode_session,
+    AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, SenderState,
+    decode_history, decode_session, encode_history, encode_session,
 };
 
 use crate::content::MessageId;
@@ -134,6 +137,8 @@ fn account_bytes(a: &AccountId) -> Vec<u8> {
 }
 
 const SINGLETON_KEY: &[u8] = &[1];
+/// Row of the sender state in the `account` table (spec/client-store.md 4.3 and 5.8).
+const SENDER_STATE_KEY: &[u8] = &[2];
 
 impl Store {
     /// Opens a store on `backend`, creating its metadata (random salt, key check) on first
@@ -361,6 +366,32 @@ impl Store {
             0,
             &a.encode(),
         );
+    }
+
+    // ---- sender sequence (rollback detection) ----
+
+    /// The sender state; the default one if the store has none yet.
+    pub(crate) fn sender_state(&self) -> Result<SenderState, StoreError> {
+        match self.backend().get(Table::Account, SENDER_STATE_KEY)? {
+            None => Ok(SenderState::default()),
+            Some(row) => SenderState::decode(&self.open_row(Table::Account, &row)?),
+        }
+    }
+
+    pub(crate) fn put_sender_state(&self, batch: &mut Batch, s: &SenderState) {
+        self.put(
+            batch,
+            Table::Account,
+            SENDER_STATE_KEY.to_vec(),
+            Vec::new(),
+            0,
+            &s.encode(),
+        );
+    }
+
+    /// A session sequence number above every session stored so far.
+    pub(crate) fn new_session_seq(&self) -> Result<u64, StoreError> {
+        self.next_seq(Table::Sessions)
     }
 
     // ---- pin ----

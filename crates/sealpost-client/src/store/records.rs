@@ -13,6 +13,10 @@ use sealpost_wire::{
 /// Version byte that starts every record plaintext.
 pub const RECORD_PLAINTEXT_VERSION: u8 = 1;
 
+/// Version byte of outbox entries that carry a `sender_seq` (spec/client-store.md 5.6);
+/// entries of version [`RECORD_PLAINTEXT_VERSION`] (written before) load with `sender_seq` 0.
+pub const OUTBOX_RECORD_VERSION: u8 = 2;
+
 /// Most retired prekeys remembered for later deletion.
 pub(crate) const MAX_RETIRED: usize = 32;
 
@@ -393,6 +397,9 @@ pub(crate) struct OutboxEntry {
     pub(crate) content: Zeroizing<Vec<u8>>,
     /// Envelopes already encrypted (and their session states persisted), per device.
     pub(crate) envelopes: Option<Vec<OutgoingEnvelope>>,
+    /// The `sender_seq` allocated when the envelopes were last encrypted (spec/relay.md
+    /// 3.7); 0 while not prepared, or for an entry prepared before sequence numbers.
+    pub(crate) sender_seq: u64,
 }
 
 impl std::fmt::Debug for OutboxEntry {
@@ -403,6 +410,7 @@ impl std::fmt::Debug for OutboxEntry {
             .field("message_id", &self.message_id)
             .field("content_len", &self.content.len())
             .field("prepared", &self.envelopes.as_ref().map(Vec::len))
+            .field("sender_seq", &self.sender_seq)
             .finish_non_exhaustive()
     }
 }
@@ -410,9 +418,9 @@ impl std::fmt::Debug for OutboxEntry {
 impl OutboxEntry {
     pub(crate) const TABLE: &'static str = "outbox";
 
-    /// `0x01 || message_id(16) || recipient || history_seq(u64) || created_at(u64) ||
-    /// var32(content) || prepared(flag) || [count(u8) || count × (device_id(u32) ||
-    /// var32(envelope))]`.
+    /// `0x02 || message_id(16) || recipient || history_seq(u64) || created_at(u64) ||
+    /// var32(content) || prepared(flag) || [sender_seq(u64) || count(u8) || count ×
+    /// (device_id(u32) || var32(envelope))]`. Version `0x01` (read only) has no `sender_seq`.
     pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
         let env_len: usize = self
             .envelopes
@@ -421,7 +429,7 @@ impl OutboxEntry {
             .map(|e| e.envelope.len() + 8)
             .sum();
         let mut w = Writer::with_capacity(self.content.len() + env_len + 128);
-        w.u8(RECORD_PLAINTEXT_VERSION)
+        w.u8(OUTBOX_RECORD_VERSION)
             .bytes(self.message_id.as_bytes());
         self.recipient.encode_into(&mut w);
         w.u64(self.history_seq)
@@ -429,6 +437,7 @@ impl OutboxEntry {
             .var_bytes32(&self.content)
             .flag(self.envelopes.is_some());
         if let Some(envs) = &self.envelopes {
+            w.u64(self.sender_seq);
             w.u8(u8::try_from(envs.len()).unwrap_or(u8::MAX));
             for e in envs.iter().take(usize::from(u8::MAX)) {
                 w.u32(e.device_id).var_bytes32(&e.envelope);
@@ -440,13 +449,20 @@ impl OutboxEntry {
     pub(crate) fn decode(seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
         let m = malformed(Self::TABLE);
         let mut r = Reader::new(bytes);
-        start(&mut r).map_err(&m)?;
+        let version = r.u8().map_err(&m)?;
+        if version != RECORD_PLAINTEXT_VERSION && version != OUTBOX_RECORD_VERSION {
+            return Err(m(DecodeError::UnsupportedVersion(version)));
+        }
         let message_id = MessageId::from_bytes(r.array().map_err(&m)?);
         let recipient = AccountId::decode_from(&mut r).map_err(&m)?;
         let history_seq = r.u64().map_err(&m)?;
         let created_at = r.u64().map_err(&m)?;
         let content = Zeroizing::new(r.var_bytes32("content", usize::MAX).map_err(&m)?.to_vec());
+        let mut sender_seq = 0;
         let envelopes = if r.flag("prepared").map_err(&m)? {
+            if version == OUTBOX_RECORD_VERSION {
+                sender_seq = r.u64().map_err(&m)?;
+            }
             let n = usize::from(r.u8().map_err(&m)?);
             if n > MAX_DEVICES_PER_ACCOUNT {
                 return Err(m(DecodeError::TooLong {
@@ -480,6 +496,71 @@ impl OutboxEntry {
             created_at,
             content,
             envelopes,
+            sender_seq,
+        })
+    }
+}
+
+/// This device's sender sequence state (spec/client-store.md 5.8): the next `sender_seq` to
+/// allocate and the session sequence number from which sessions may be used for sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SenderState {
+    /// The next `sender_seq` to allocate (≥ 1).
+    pub(crate) next_sender_seq: u64,
+    /// Sessions whose `sessions` row sequence number is below this are kept for decrypting
+    /// only: they were in the store when a rollback was detected.
+    pub(crate) sendable_from: u64,
+}
+
+impl Default for SenderState {
+    /// The state of a store without the record (created before it existed): detects nothing
+    /// against a relay that has seen no sequence number, blocks no session.
+    fn default() -> Self {
+        Self {
+            next_sender_seq: 1,
+            sendable_from: 0,
+        }
+    }
+}
+
+/// Largest `sender_seq` a client allocates (2^63 - 1, the largest a relay records).
+pub const MAX_SENDER_SEQ: u64 = i64::MAX as u64;
+
+impl SenderState {
+    pub(crate) const TABLE: &'static str = "account";
+
+    /// Takes the next `sender_seq`; `None` once [`MAX_SENDER_SEQ`] has been used.
+    pub(crate) fn allocate(&mut self) -> Option<u64> {
+        let seq = self.next_sender_seq;
+        if seq == 0 || seq > MAX_SENDER_SEQ {
+            return None;
+        }
+        self.next_sender_seq = seq + 1;
+        Some(seq)
+    }
+
+    /// `0x01 || next_sender_seq(u64) || sendable_from(u64)`.
+    pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(17);
+        w.u8(RECORD_PLAINTEXT_VERSION)
+            .u64(self.next_sender_seq)
+            .u64(self.sendable_from);
+        Zeroizing::new(w.into_bytes())
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let m = malformed(Self::TABLE);
+        let mut r = Reader::new(bytes);
+        start(&mut r).map_err(&m)?;
+        let next_sender_seq = r.u64().map_err(&m)?;
+        let sendable_from = r.u64().map_err(&m)?;
+        r.finish().map_err(&m)?;
+        if next_sender_seq == 0 {
+            return Err(m(DecodeError::InvalidValue("next_sender_seq")));
+        }
+        Ok(Self {
+            next_sender_seq,
+            sendable_from,
         })
     }
 }

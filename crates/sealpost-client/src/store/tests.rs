@@ -93,6 +93,7 @@ fn fill(store: &Store) -> (IdentityKeyPair, Session) {
             created_at: 2,
             content,
             envelopes: None,
+            sender_seq: 0,
         },
     );
     store.mark_processed(&mut batch, &peer, &id, 99);
@@ -339,6 +340,7 @@ fn outbox_survives_reopen_in_order() {
                                 envelope: vec![9; 40],
                             }]
                         }),
+                        sender_seq: if i == 1 { 7 } else { 0 },
                     },
                 );
                 store.commit(batch).unwrap();
@@ -426,9 +428,76 @@ fn debug_output_hides_secrets() {
         created_at: 1,
         content: encode_content(&id, &MessageBody::Text(SECRET_TEXT.into())),
         envelopes: None,
+        sender_seq: 0,
     };
     let dbg = format!("{e:?}");
     assert!(!dbg.contains("ZEBRA") && !dbg.contains("90, 69, 66"));
     let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
     assert_eq!(format!("{store:?}"), "Store(..)");
+}
+
+/// Outbox entries carry their `sender_seq` (version 2); version-1 entries written before load
+/// with 0. The sender state defaults to "detects nothing", round-trips and is bound to its row.
+#[test]
+fn sender_seq_records() {
+    let id = MessageId::random();
+    let mut e = OutboxEntry {
+        seq: 3,
+        message_id: id,
+        recipient: acct(PEER_PHONE),
+        history_seq: 1,
+        created_at: 2,
+        content: encode_content(&id, &MessageBody::Text("x".into())),
+        envelopes: Some(vec![sealpost_wire::relay::OutgoingEnvelope {
+            device_id: 2,
+            envelope: vec![9; 40],
+        }]),
+        sender_seq: 0x0102_0304_0506_0708,
+    };
+    let enc = e.encode();
+    assert_eq!(enc[0], crate::store::OUTBOX_RECORD_VERSION);
+    let back = OutboxEntry::decode(3, &enc).unwrap();
+    assert_eq!(back.sender_seq, e.sender_seq);
+    assert_eq!(back.envelopes, e.envelopes);
+    for cut in 0..enc.len() {
+        assert!(OutboxEntry::decode(3, &enc[..cut]).is_err());
+    }
+    // The version-1 layout: no sender_seq between the flag and the count.
+    let flag_at = enc.len() - (1 + 4 + 4 + 40) - 8 - 1;
+    assert_eq!(enc[flag_at], 1, "prepared flag");
+    let mut v1 = enc[..=flag_at].to_vec();
+    v1[0] = RECORD_PLAINTEXT_VERSION;
+    v1.extend_from_slice(&enc[flag_at + 9..]);
+    let old = OutboxEntry::decode(3, &v1).unwrap();
+    assert_eq!(old.sender_seq, 0);
+    assert_eq!(old.envelopes, e.envelopes);
+    let mut v3 = enc.to_vec();
+    v3[0] = 3;
+    assert!(OutboxEntry::decode(3, &v3).is_err());
+    e.envelopes = None;
+    assert_eq!(
+        OutboxEntry::decode(3, &e.encode()).unwrap().sender_seq,
+        0,
+        "an unprepared entry has no sequence number"
+    );
+
+    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let fresh = store.sender_state().unwrap();
+    assert_eq!(fresh.next_sender_seq, 1);
+    assert_eq!(fresh.sendable_from, 0);
+    let mut s = fresh;
+    assert_eq!(s.allocate(), Some(1));
+    assert_eq!(s.allocate(), Some(2));
+    s.sendable_from = 9;
+    let mut batch = Batch::new();
+    store.put_sender_state(&mut batch, &s);
+    store.commit(batch).unwrap();
+    assert_eq!(store.sender_state().unwrap(), s);
+    assert!(SenderState::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    let mut last = SenderState {
+        next_sender_seq: crate::store::MAX_SENDER_SEQ,
+        sendable_from: 0,
+    };
+    assert_eq!(last.allocate(), Some(crate::store::MAX_SENDER_SEQ));
+    assert_eq!(last.allocate(), None);
 }

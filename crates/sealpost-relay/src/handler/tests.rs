@@ -199,6 +199,7 @@ impl Env {
             d.exporter,
             Request::Send {
                 message_id: [1; 16],
+                sender_seq: 0,
                 recipient: to.clone(),
                 envelopes,
             },
@@ -274,6 +275,7 @@ fn registration_flow_and_unauthenticated_connection() {
         Request::ListDevices { account: a.clone() },
         Request::Send {
             message_id: [0; 16],
+            sender_seq: 0,
             recipient: a.clone(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: 1,
@@ -475,9 +477,50 @@ fn authenticated_reports_counts() {
         Response::Authenticated {
             one_time_prekeys: 3,
             kem_prekeys: 2,
-            queued: 1
+            queued: 1,
+            sender_seq: 0,
         }
     );
+}
+
+/// `Authenticated` reports the highest `sender_seq` the relay accepted from the device, over
+/// both request paths; an out-of-order (lower) value is accepted and lowers nothing.
+#[test]
+fn authenticated_reports_the_highest_sender_seq() {
+    let e = env();
+    let bob = e.device("+15550002222", 1, T0);
+    let mut alice = e.device("+15550001111", 1, T0);
+    let send = |seq: u64| Request::Send {
+        message_id: [seq as u8; 16],
+        sender_seq: seq,
+        recipient: bob.address.account.clone(),
+        envelopes: vec![OutgoingEnvelope {
+            device_id: 1,
+            envelope: vec![1],
+        }],
+    };
+    let (r, _) = e.h.handle(&mut alice.conn, alice.exporter, send(7), T0);
+    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    let (r, _) = e.h.handle(&mut alice.conn, alice.exporter, send(3), T0);
+    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    let frame = send(9).encode();
+    let (r, _) =
+        e.h.handle_concurrent(&alice.conn.snapshot(), &frame[4..], T0)
+            .unwrap();
+    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    let seq_of = |d: Dev, id: u64| {
+        let mut again = Dev {
+            conn: e.h.new_connection(id, T0),
+            exporter: [5; 32],
+            ..d
+        };
+        match e.authenticate(&mut again, T0) {
+            Response::Authenticated { sender_seq, .. } => sender_seq,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(seq_of(alice, 40), 9);
+    assert_eq!(seq_of(bob, 41), 0, "the recipient's own value is untouched");
 }
 
 #[test]
@@ -703,6 +746,7 @@ fn send_checks_devices_queue_size_and_rate() {
     // An oversized envelope never reaches the handler logic: the decoder refuses it.
     let big = Request::Send {
         message_id: [0; 16],
+        sender_seq: 0,
         recipient: b.clone(),
         envelopes: vec![OutgoingEnvelope {
             device_id: 1,
@@ -726,6 +770,7 @@ fn concurrent_send_stages_before_done() {
     let run = |recipient: &AccountId| {
         let body = Request::Send {
             message_id: [9; 16],
+            sender_seq: 0,
             recipient: recipient.clone(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: 1,

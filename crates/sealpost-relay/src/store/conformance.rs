@@ -107,11 +107,88 @@ fn enqueue<S: Store + ?Sized>(
         recipient: to,
         exclude_device: (to == &from.account).then_some(from.device.0),
         message_id: &[3; 16],
+        sender_seq: 0,
         timestamp: NOW,
         envelopes: envs,
         max_queued: max,
     })
     .unwrap()
+}
+
+fn enqueue_seq<S: Store + ?Sized>(
+    s: &S,
+    from: &DeviceAddress,
+    to: &AccountId,
+    envs: &[OutgoingEnvelope],
+    max: u32,
+    sender_seq: u64,
+) -> EnqueueOutcome {
+    s.enqueue(&NewMessage {
+        sender: from,
+        recipient: to,
+        exclude_device: (to == &from.account).then_some(from.device.0),
+        message_id: &[3; 16],
+        sender_seq,
+        timestamp: NOW,
+        envelopes: envs,
+        max_queued: max,
+    })
+    .unwrap()
+}
+
+/// A device's `sender_seq` is the highest value of the messages queued from it: raised with
+/// the message, never lowered by an older or missing value or by acks, unchanged by a
+/// refused message, and 0 for a new registration (spec/relay.md sections 3.4 and 3.7).
+pub(crate) fn sender_seqs<S: Store>(s: &S) {
+    let (a, b) = (acct(1), acct(2));
+    register(s, &a, 1);
+    register(s, &b, 2);
+    let (a1, b1) = (dev(&a, 1), dev(&b, 1));
+    assert_eq!(s.sender_seq(&a1).unwrap(), 0);
+    assert_eq!(s.sender_seq(&dev(&a, 7)).unwrap(), 0, "unknown device");
+    let queued = |o: EnqueueOutcome| assert!(matches!(o, EnqueueOutcome::Queued(_)), "{o:?}");
+    queued(enqueue_seq(s, &a1, &b, &[env(1, 1)], 10, 5));
+    assert_eq!(s.sender_seq(&a1).unwrap(), 5);
+    // Out of order (several recipients' queues) is accepted and lowers nothing.
+    queued(enqueue_seq(s, &a1, &b, &[env(1, 2)], 10, 3));
+    queued(enqueue_seq(s, &a1, &b, &[env(1, 3)], 10, 0));
+    assert_eq!(s.sender_seq(&a1).unwrap(), 5);
+    assert_eq!(
+        s.sender_seq(&b1).unwrap(),
+        0,
+        "the recipient is not the sender"
+    );
+    // Refused messages change nothing.
+    assert_eq!(
+        enqueue_seq(s, &a1, &b, &[env(2, 4)], 10, 9),
+        EnqueueOutcome::MismatchedDevices
+    );
+    assert_eq!(
+        enqueue_seq(s, &a1, &b, &[env(1, 4)], 3, 9),
+        EnqueueOutcome::QueueFull { device_id: 1 }
+    );
+    assert_eq!(
+        enqueue_seq(s, &a1, &acct(3), &[env(1, 4)], 10, 9),
+        EnqueueOutcome::UnknownAccount
+    );
+    assert_eq!(s.sender_seq(&a1).unwrap(), 5);
+    // Acknowledging (emptying the mailbox) keeps the high-water mark.
+    let ids: Vec<u64> = s
+        .mailbox(&b1, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.server_id)
+        .collect();
+    assert_eq!(s.ack(&b1, &ids).unwrap(), 3);
+    assert_eq!(s.sender_seq(&a1).unwrap(), 5);
+    queued(enqueue_seq(s, &a1, &b, &[env(1, 5)], 10, u64::MAX));
+    assert_eq!(s.sender_seq(&a1).unwrap(), MAX_SENDER_SEQ);
+    // A new registration is a new device: it starts at 0; the old one is gone.
+    let a2 = dev(&a, register(s, &a, 3));
+    assert_eq!(s.sender_seq(&a2).unwrap(), 0);
+    assert_eq!(s.sender_seq(&a1).unwrap(), 0);
+    queued(enqueue_seq(s, &a2, &b, &[env(1, 6)], 10, 2));
+    assert_eq!(s.sender_seq(&a2).unwrap(), 2);
 }
 
 pub(crate) fn codes<S: Store>(s: &S) {
@@ -781,6 +858,7 @@ pub(crate) fn replies<S: Store>(s: &S) {
         recipient: &b,
         exclude_device: None,
         message_id: &[3; 16],
+        sender_seq: 0,
         timestamp: NOW,
         envelopes: &envs,
         max_queued: 10,
@@ -855,6 +933,12 @@ macro_rules! conformance_tests {
             fn mailboxes() {
                 let (_keep, s) = $make;
                 super::mailboxes(&s);
+            }
+
+            #[test]
+            fn sender_seqs() {
+                let (_keep, s) = $make;
+                super::sender_seqs(&s);
             }
 
             #[test]

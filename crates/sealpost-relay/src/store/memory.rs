@@ -2,10 +2,10 @@
 //! method is trivially atomic. Nothing survives the process.
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
-    PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
-    Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN,
-    VaultAttempt, VaultRow,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
+    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState,
+    RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
+    VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
 use sealpost_crypto::ct_eq;
@@ -32,6 +32,8 @@ struct DeviceRow {
     kem_one_time: BTreeMap<u32, KemPreKeyPublic>,
     last_resort: Option<KemPreKeyPublic>,
     mailbox: BTreeMap<u64, StoredEnvelope>,
+    /// Highest `sender_seq` queued from this device (spec/relay.md section 3.7).
+    max_sender_seq: u64,
 }
 
 impl DeviceRow {
@@ -490,6 +492,9 @@ impl Store for MemoryStore {
             }
             ids.push((e.device_id, server_id));
         }
+        if let Some(d) = inner.device_mut(m.sender) {
+            d.max_sender_seq = d.max_sender_seq.max(m.sender_seq.min(MAX_SENDER_SEQ));
+        }
         Ok(EnqueueOutcome::Queued(ids))
     }
 
@@ -522,6 +527,10 @@ impl Store for MemoryStore {
             .filter(|id| d.mailbox.remove(id).is_some())
             .count();
         Ok(count(removed))
+    }
+
+    fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
+        Ok(self.lock().device(device).map_or(0, |d| d.max_sender_seq))
     }
 
     fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {

@@ -35,6 +35,9 @@ pub const VERIFIER_LEN: usize = 32;
 pub const SHARE_LEN: usize = 33;
 /// Length of a vault id.
 pub const VAULT_ID_LEN: usize = 16;
+/// Largest `sender_seq` a store records (2^63 - 1, SQLite's largest integer); larger values
+/// are recorded as this (spec/relay.md section 3.7).
+pub const MAX_SENDER_SEQ: u64 = i64::MAX as u64;
 
 /// The registration-lock rule [`Store::register_device`] applies (spec/pin.md section 10).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -285,6 +288,9 @@ pub struct NewMessage<'a> {
     pub exclude_device: Option<u32>,
     /// The sender's message id.
     pub message_id: &'a [u8; MESSAGE_ID_LEN],
+    /// The sender's `sender_seq` (spec/relay.md section 3.7): the store raises the sending
+    /// device's [`Store::sender_seq`] to it when the message is queued. Never checked.
+    pub sender_seq: u64,
     /// Relay acceptance time (Unix ms).
     pub timestamp: u64,
     /// One envelope per device.
@@ -476,7 +482,9 @@ pub trait Store: Send + Sync {
     /// store and increase in commit order, and are **never reused**, not even the ids of
     /// envelopes whose commit failed or was cut short by a crash (an id may have reached a
     /// recipient through [`Store::enqueue_then`]'s `staged` before the commit, and a later
-    /// `Ack` of it must not delete another envelope).
+    /// `Ack` of it must not delete another envelope). In the same transaction, when `Queued`,
+    /// the sending device's [`Store::sender_seq`] becomes `max(stored, message.sender_seq)`
+    /// (a sender that no longer exists is not recorded); a refused message changes nothing.
     fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError>;
 
     /// [`Store::enqueue`] with the outcome handed to `reply` instead of returned, so that a
@@ -526,6 +534,11 @@ pub trait Store: Send + Sync {
     fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
         reply(self.ack(device, server_ids));
     }
+
+    /// The highest `sender_seq` of a message queued from `device` since it was registered
+    /// (0 if none, or for an unknown device). A new registration is a new device and starts
+    /// at 0; deleting envelopes (acks, TTL) never lowers it.
+    fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError>;
 
     /// Envelopes queued for `device`.
     fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError>;

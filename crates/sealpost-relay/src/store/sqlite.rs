@@ -30,10 +30,10 @@
 //! newer version is refused, an older one is migrated step by step at open.
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
-    PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
-    Reply, Staged, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
-    VERIFIER_LEN, VaultAttempt, VaultRow,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
+    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState,
+    RegisterOutcome, Reply, Staged, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
+    VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -54,7 +54,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Most jobs committed in one group.
 const MAX_GROUP: usize = 256;
@@ -154,6 +154,13 @@ CREATE TABLE vaults (
     attempts_used     INTEGER NOT NULL,
     updated_at        INTEGER NOT NULL
 );
+";
+
+/// Version 3: each device's highest accepted `sender_seq` (spec/relay.md section 3.7), the
+/// value a client's rollback check compares with. Existing devices start at 0, which is what
+/// a device whose client never sent a sequence number has.
+const MIGRATE_V3_SENDER_SEQ: &str = "
+ALTER TABLE devices ADD COLUMN max_sender_seq INTEGER NOT NULL DEFAULT 0;
 ";
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -433,6 +440,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if version < 2 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V2} PRAGMA user_version = 2; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 3 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V3_SENDER_SEQ} PRAGMA user_version = 3; COMMIT;"
         ))
         .map_err(backend)?;
     }
@@ -999,6 +1012,7 @@ struct EnqueueJob {
     recipient: String,
     exclude: Option<u32>,
     message_id: [u8; MESSAGE_ID_LEN],
+    sender_seq: u64,
     timestamp: u64,
     /// Taken by `run`.
     envelopes: Vec<OutgoingEnvelope>,
@@ -1017,6 +1031,7 @@ impl EnqueueJob {
             recipient: m.recipient.as_str().to_owned(),
             exclude: m.exclude_device,
             message_id: *m.message_id,
+            sender_seq: m.sender_seq,
             timestamp: m.timestamp,
             envelopes: m.envelopes.to_vec(),
             max_queued: m.max_queued,
@@ -1089,6 +1104,22 @@ impl EnqueueJob {
                     envelope: e.envelope,
                 },
             ));
+        }
+        // The sender's high-water mark, in the same transaction (spec/relay.md 3.7). Only
+        // a value above the stored one writes the row.
+        if self.sender_seq > 0 {
+            c.prepare_cached(
+                "UPDATE devices SET max_sender_seq = ?3
+                 WHERE account = ?1 AND device_id = ?2 AND max_sender_seq < ?3",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    self.sender.account.as_str(),
+                    self.sender.device.0,
+                    to_i64(self.sender_seq.min(MAX_SENDER_SEQ))
+                ])
+            })
+            .map_err(backend)?;
         }
         self.written = written;
         Ok(EnqueueOutcome::Queued(queued))
@@ -1773,6 +1804,22 @@ impl Store for SqliteStore {
         self.submit_with(ack_job(device, server_ids), reply, Flush::Lazy);
     }
 
+    fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT max_sender_seq FROM devices WHERE account = ?1 AND device_id = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![device.account.as_str(), device.device.0], |r| {
+                    get_u64(r, 0)
+                })
+                .optional()
+            })
+            .map(Option::unwrap_or_default)
+            .map_err(backend)
+        })
+    }
+
     fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
         self.read(|c| queue_depth(c, device))
     }
@@ -1917,6 +1964,7 @@ mod tests {
             recipient: to,
             exclude_device: None,
             message_id: &[0; 16],
+            sender_seq: 0,
             timestamp: 5,
             envelopes: &env,
             max_queued: 100,
@@ -2012,7 +2060,7 @@ mod tests {
                     .map_err(backend)
             })
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(
             s.registration_lock(&acct(1)).unwrap(),
             Some(crate::store::RegLockState {
@@ -2025,6 +2073,49 @@ mod tests {
         // The account keeps its devices and id counter.
         assert_eq!(s.list_devices(&acct(1)).unwrap().len(), 1);
         assert_eq!(register(&s, &acct(1), 3), 2);
+    }
+
+    /// Version 2 → 3: existing devices get `sender_seq` 0, which then rises with their sends
+    /// and survives a reopen.
+    #[test]
+    fn migrates_a_version_2_database_to_sender_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "{SCHEMA_V1} {MIGRATE_V2}
+                 INSERT INTO accounts (account, next_device_id) VALUES ('+15550000001', 2);
+                 INSERT INTO devices (account, device_id, identity, registered_at)
+                 VALUES ('+15550000001', 1, zeroblob(64), 1234);
+                 PRAGMA user_version = 2;"
+            ))
+            .unwrap();
+        }
+        let a1 = DeviceAddress::new(acct(1), DeviceId(1));
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.sender_seq(&a1).unwrap(), 0);
+            let b = acct(2);
+            register(&s, &b, 2);
+            let envs = [OutgoingEnvelope {
+                device_id: 1,
+                envelope: vec![1],
+            }];
+            let m = NewMessage {
+                sender: &a1,
+                recipient: &b,
+                exclude_device: None,
+                message_id: &[1; 16],
+                sender_seq: 42,
+                timestamp: 1,
+                envelopes: &envs,
+                max_queued: 10,
+            };
+            assert!(matches!(s.enqueue(&m).unwrap(), EnqueueOutcome::Queued(_)));
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.sender_seq(&a1).unwrap(), 42);
     }
 
     #[test]
