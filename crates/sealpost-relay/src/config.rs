@@ -8,8 +8,9 @@
 //! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
 //! key = "/etc/sealpost/key.pem"
 //! cert_names = ["relay.example.com"]     # names of the self-signed certificate
-//! webhook_url = "https://sms.example/send"  # optional; else codes are logged (development)
+//! webhook_url = "https://sms.example/send"  # the production code sender (spec/relay.md 3.1)
 //! webhook_timeout_secs = 10
+//! dev_log_codes = false                  # development only: write codes to the log
 //! sweep_interval_secs = 60
 //! shutdown_grace_secs = 10
 //!
@@ -28,19 +29,24 @@
 //! ```
 //!
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
-//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_MAX_CONNECTIONS`,
+//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_DEV_LOG_CODES`
+//! (`true`/`false`), `_MAX_CONNECTIONS`,
 //! `_MAX_CONNECTIONS_PER_IP`, `_GUARDIAN` (`true`/`false`), `_GUARDIAN_MAX_ATTEMPTS`,
 //! `_GUARDIAN_TRUSTED_ISSUERS` (comma-separated hex), `_GUARDIAN_ACCOUNTS` (comma-separated).
 //!
-//! Flags: `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
+//! A relay needs a code sender: `webhook_url` (production) or `dev_log_codes` /
+//! `--dev-log-codes` (development: codes are written to the log, so anyone who reads it can
+//! register any number). With neither, the relay refuses to start.
+//!
+//! Flags: `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
 //! `--guardian-trusted-issuer HEX` (repeatable; replaces the file's list),
 //! `--guardian-accounts +1555,+44`. The relay prints its issuer key at start
 //! (`guardian issuer key: <hex>`). Three guardians trusting one issuer, for example:
 //!
 //! ```sh
-//! sealpost-relay --data-dir a --listen 127.0.0.1:4433      # prints its issuer key K
-//! sealpost-relay --data-dir b --listen 127.0.0.1:4434 --guardian-trusted-issuer K
-//! sealpost-relay --data-dir c --listen 127.0.0.1:4435 --guardian-trusted-issuer K
+//! sealpost-relay --dev-log-codes --data-dir a --listen 127.0.0.1:4433      # prints its issuer key K
+//! sealpost-relay --dev-log-codes --data-dir b --listen 127.0.0.1:4434 --guardian-trusted-issuer K
+//! sealpost-relay --dev-log-codes --data-dir c --listen 127.0.0.1:4435 --guardian-trusted-issuer K
 //! ```
 
 use crate::RelayError;
@@ -59,6 +65,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./sealpost-relay-data";
 
+/// The error of a configuration without a code sender.
+pub const NO_CODE_SENDER: &str = "no verification code sender: set webhook_url (an SMS gateway) \
+     or, for development only, --dev-log-codes (codes are written to the log, where anyone who \
+     reads it can register any number)";
+
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Clone)]
 pub struct RelayConfig {
@@ -74,8 +85,12 @@ pub struct RelayConfig {
     pub key_path: Option<PathBuf>,
     /// Subject alternative names of a generated self-signed certificate.
     pub cert_names: Vec<String>,
-    /// Verification codes are POSTed here; none means the development log sender.
+    /// Verification codes are POSTed here (the production code sender).
     pub webhook_url: Option<String>,
+    /// Development only: write verification codes to the log ([`crate::LogCodeSender`])
+    /// when neither `code_sender` nor `webhook_url` is set. Without any of the three the
+    /// relay refuses to start.
+    pub dev_log_codes: bool,
     /// Timeout of one webhook call, in seconds.
     pub webhook_timeout_secs: u64,
     /// Period of the expiry sweep, in seconds.
@@ -101,6 +116,8 @@ impl std::fmt::Debug for RelayConfig {
             .field("key_path", &self.key_path)
             .field("cert_names", &self.cert_names)
             .field("webhook", &self.webhook_url.as_ref().map(|_| "configured"))
+            .field("dev_log_codes", &self.dev_log_codes)
+            .field("code_sender", &self.code_sender.as_ref().map(|_| "set"))
             .field("limits", &self.limits)
             .field("guardian", &self.guardian)
             .finish_non_exhaustive()
@@ -117,6 +134,7 @@ impl Default for RelayConfig {
             key_path: None,
             cert_names: vec!["localhost".into()],
             webhook_url: None,
+            dev_log_codes: false,
             webhook_timeout_secs: 10,
             sweep_interval_secs: 60,
             shutdown_grace_secs: 10,
@@ -128,7 +146,9 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
-    /// Defaults with `data_dir` set and listening on `127.0.0.1:0` (an ephemeral port).
+    /// Defaults with `data_dir` set and listening on `127.0.0.1:0` (an ephemeral port). No
+    /// code sender is set: set [`RelayConfig::code_sender`] (tests capture codes with it) or
+    /// `dev_log_codes`.
     pub fn for_tests(data_dir: impl AsRef<Path>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -155,6 +175,9 @@ impl RelayConfig {
             return Err(RelayError::Config(
                 "sweep_interval_secs must be positive".into(),
             ));
+        }
+        if self.code_sender.is_none() && self.webhook_url.is_none() && !self.dev_log_codes {
+            return Err(RelayError::Config(NO_CODE_SENDER.into()));
         }
         self.limits.validate().map_err(RelayError::Config)?;
         self.guardian.validate().map_err(RelayError::Config)
@@ -223,6 +246,9 @@ impl RelayConfig {
         if let Some(v) = l.webhook_url {
             self.webhook_url = Some(v);
         }
+        if let Some(v) = l.dev_log_codes {
+            self.dev_log_codes = v;
+        }
         if let Some(v) = l.webhook_timeout_secs {
             self.webhook_timeout_secs = v;
         }
@@ -263,6 +289,7 @@ struct Layer {
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
     webhook_url: Option<String>,
+    dev_log_codes: Option<bool>,
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
@@ -308,6 +335,7 @@ impl Layer {
             cert_names: env("SEALPOST_RELAY_CERT_NAMES")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
             webhook_url: env("SEALPOST_RELAY_WEBHOOK_URL"),
+            dev_log_codes: parse_env(env, "SEALPOST_RELAY_DEV_LOG_CODES")?,
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
@@ -332,6 +360,7 @@ struct FileConfig {
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
     webhook_url: Option<String>,
+    dev_log_codes: Option<bool>,
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
@@ -349,6 +378,7 @@ impl FileConfig {
             key: self.key,
             cert_names: self.cert_names,
             webhook_url: self.webhook_url,
+            dev_log_codes: self.dev_log_codes,
             webhook_timeout_secs: self.webhook_timeout_secs,
             sweep_interval_secs: self.sweep_interval_secs,
             shutdown_grace_secs: self.shutdown_grace_secs,
@@ -387,9 +417,14 @@ struct Cli {
     /// Names for the self-signed certificate, comma-separated [env: SEALPOST_RELAY_CERT_NAMES].
     #[arg(long, value_delimiter = ',')]
     cert_names: Option<Vec<String>>,
-    /// Verification-code webhook URL (default: log codes) [env: SEALPOST_RELAY_WEBHOOK_URL].
+    /// Verification-code webhook URL, `https://` (plain `http://` only to a loopback
+    /// address) [env: SEALPOST_RELAY_WEBHOOK_URL].
     #[arg(long)]
     webhook_url: Option<String>,
+    /// Development only: write verification codes to the log instead of sending them
+    /// [env: SEALPOST_RELAY_DEV_LOG_CODES].
+    #[arg(long)]
+    dev_log_codes: bool,
     /// Most concurrent connections (default 10000) [env: SEALPOST_RELAY_MAX_CONNECTIONS].
     #[arg(long)]
     max_connections: Option<u32>,
@@ -427,6 +462,7 @@ impl Cli {
             key: self.key.clone(),
             cert_names: self.cert_names.clone(),
             webhook_url: self.webhook_url.clone(),
+            dev_log_codes: self.dev_log_codes.then_some(true),
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
@@ -450,11 +486,54 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The program name, `--dev-log-codes` (every relay needs a code sender) and `a`.
     fn args(a: &[&str]) -> Vec<OsString> {
+        ["sealpost-relay", "--dev-log-codes"]
+            .into_iter()
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    /// The program name and `a`.
+    fn bare_args(a: &[&str]) -> Vec<OsString> {
         std::iter::once("sealpost-relay")
             .chain(a.iter().copied())
             .map(OsString::from)
             .collect()
+    }
+
+    #[test]
+    fn a_code_sender_is_required() {
+        match RelayConfig::load_with_env(bare_args(&[]), |_| None) {
+            Err(RelayError::Config(m)) => assert_eq!(m, NO_CODE_SENDER),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            RelayConfig::default().validate(),
+            Err(RelayError::Config(m)) if m == NO_CODE_SENDER
+        ));
+        // The flag, the variable and the file key each enable the development sender.
+        let c = RelayConfig::load_with_env(bare_args(&["--dev-log-codes"]), |_| None).unwrap();
+        assert!(c.dev_log_codes);
+        let c = RelayConfig::load_with_env(bare_args(&[]), |k| {
+            (k == "SEALPOST_RELAY_DEV_LOG_CODES").then(|| "true".to_owned())
+        })
+        .unwrap();
+        assert!(c.dev_log_codes);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "dev_log_codes = true\n").unwrap();
+        let path = file.display().to_string();
+        let c = RelayConfig::load_with_env(bare_args(&["--config", &path]), |_| None).unwrap();
+        assert!(c.dev_log_codes);
+        // A webhook is a code sender; the development flag is then not needed.
+        let c = RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            |_| None,
+        )
+        .unwrap();
+        assert!(!c.dev_log_codes);
     }
 
     #[test]
@@ -476,7 +555,7 @@ mod tests {
 listen = "127.0.0.1:1000"
 data_dir = "/from/file"
 metrics_listen = "127.0.0.1:9000"
-webhook_url = "http://file.example/"
+webhook_url = "https://file.example/"
 [limits]
 code_requests_per_account = 2
 max_connections = 50
@@ -497,7 +576,7 @@ max_connections = 50
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000"); // flag
         assert_eq!(c.data_dir, PathBuf::from("/from/env")); // env over file
         assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9000"); // file
-        assert_eq!(c.webhook_url.as_deref(), Some("http://file.example/"));
+        assert_eq!(c.webhook_url.as_deref(), Some("https://file.example/"));
         assert_eq!(c.limits.code_requests_per_account, 2);
         assert_eq!(c.limits.max_connections, 50);
         assert_eq!(c.limits.sends_per_second, 50); // default inside [limits]

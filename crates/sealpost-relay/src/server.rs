@@ -425,18 +425,7 @@ impl Relay {
                 .await
                 .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??,
         );
-        let code_sender: Arc<dyn CodeSender> = match (&config.code_sender, &config.webhook_url) {
-            (Some(s), _) => Arc::clone(s),
-            (None, Some(url)) => Arc::new(WebhookCodeSender::new(
-                url.clone(),
-                Duration::from_secs(config.webhook_timeout_secs),
-                tokio::runtime::Handle::current(),
-            )),
-            (None, None) => {
-                tracing::warn!("no webhook_url configured: verification codes are only logged");
-                Arc::new(LogCodeSender)
-            }
-        };
+        let code_sender = code_sender(&config)?;
         if let Some(addr) = config.metrics_listen {
             metrics::install_prometheus(addr)?;
             tracing::info!(%addr, "Prometheus exporter listening");
@@ -586,6 +575,26 @@ async fn sweep_loop(shared: Arc<Shared>, every: Duration) {
             Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
         }
+    }
+}
+
+/// The configured code sender: an explicit one, else the webhook, else (development only,
+/// `dev_log_codes`) the log; none is a configuration error.
+fn code_sender(config: &RelayConfig) -> Result<Arc<dyn CodeSender>, RelayError> {
+    match (&config.code_sender, &config.webhook_url) {
+        (Some(s), _) => Ok(Arc::clone(s)),
+        (None, Some(url)) => Ok(Arc::new(WebhookCodeSender::new(
+            url.clone(),
+            Duration::from_secs(config.webhook_timeout_secs),
+            tokio::runtime::Handle::current(),
+        ))),
+        (None, None) if config.dev_log_codes => {
+            tracing::warn!(
+                "--dev-log-codes: verification codes are written to the log (development only)"
+            );
+            Ok(Arc::new(LogCodeSender))
+        }
+        (None, None) => Err(RelayError::Config(crate::config::NO_CODE_SENDER.into())),
     }
 }
 

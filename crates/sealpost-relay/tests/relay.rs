@@ -739,3 +739,50 @@ async fn request_streams_are_limited_until_authenticated_and_busy() {
     anonymous.close().await;
     relay.shutdown().await;
 }
+
+/// Without a code sender (no webhook, no `--dev-log-codes`, none set in-process) the relay
+/// refuses to start, in-process and as the binary, and says why; with the development flag
+/// it starts.
+#[tokio::test]
+async fn refuses_to_start_without_a_code_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = sealpost_relay::RelayConfig::for_tests(dir.path());
+    let e = Relay::start(bare.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e.downcast_ref::<sealpost_relay::RelayError>(),
+            Some(sealpost_relay::RelayError::Config(m)) if m == sealpost_relay::config::NO_CODE_SENDER
+        ),
+        "{e:#}"
+    );
+    let relay = Relay::start(sealpost_relay::RelayConfig {
+        dev_log_codes: true,
+        ..bare
+    })
+    .await
+    .unwrap();
+    relay.shutdown().await;
+
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sealpost-relay"))
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir)
+                .env_remove("SEALPOST_RELAY_DEV_LOG_CODES")
+                .env_remove("SEALPOST_RELAY_WEBHOOK_URL")
+                .env_remove("SEALPOST_RELAY_CONFIG")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--dev-log-codes"), "{stderr}");
+    assert!(out.stdout.is_empty(), "it never listened");
+    // With the flag the binary starts (and prints its address).
+    let process = common::RelayProcess::start(dir.path()).await;
+    assert_ne!(process.addr.port(), 0);
+}

@@ -386,7 +386,7 @@ impl RelayProcess {
     pub async fn start(data_dir: &std::path::Path) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost-relay"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--dev-log-codes", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
