@@ -850,6 +850,10 @@ fn idle_connections() {
             .arg(dir.path())
             .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
             .env("SEALPOST_RELAY_WEBHOOK_URL", &webhook)
+            .env(
+                "SEALPOST_RELAY_WEBHOOK_SECRET",
+                "bench webhook secret, not checked",
+            )
             .env("RUST_LOG", "error");
         let label = match auth {
             Idle::Unauthenticated => "relay, unauthenticated",

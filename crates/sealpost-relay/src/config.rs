@@ -9,6 +9,7 @@
 //! key = "/etc/sealpost/key.pem"
 //! cert_names = ["relay.example.com"]     # names of the self-signed certificate
 //! webhook_url = "https://sms.example/send"  # the production code sender (spec/relay.md 3.1)
+//! webhook_secret_file = "/etc/sealpost/webhook.secret"  # or webhook_secret = "..."
 //! webhook_timeout_secs = 10
 //! dev_log_codes = false                  # development only: write codes to the log
 //! sweep_interval_secs = 60
@@ -29,14 +30,19 @@
 //! ```
 //!
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
-//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_DEV_LOG_CODES`
+//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
+//! `_WEBHOOK_SECRET_FILE`, `_DEV_LOG_CODES`
 //! (`true`/`false`), `_MAX_CONNECTIONS`,
 //! `_MAX_CONNECTIONS_PER_IP`, `_GUARDIAN` (`true`/`false`), `_GUARDIAN_MAX_ATTEMPTS`,
 //! `_GUARDIAN_TRUSTED_ISSUERS` (comma-separated hex), `_GUARDIAN_ACCOUNTS` (comma-separated).
 //!
 //! A relay needs a code sender: `webhook_url` (production) or `dev_log_codes` /
 //! `--dev-log-codes` (development: codes are written to the log, so anyone who reads it can
-//! register any number). With neither, the relay refuses to start.
+//! register any number). With neither, the relay refuses to start. The webhook must be
+//! `https://` (plain `http://` only to a loopback address) and every request is signed with
+//! HMAC-SHA256 under `webhook_secret` (file or environment only, never a flag: flags are
+//! visible to every local user) or the contents of `webhook_secret_file` (spec/relay.md
+//! section 3.1.1).
 //!
 //! Flags: `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
 //! `--guardian-trusted-issuer HEX` (repeatable; replaces the file's list),
@@ -50,7 +56,7 @@
 //! ```
 
 use crate::RelayError;
-use crate::codes::CodeSender;
+use crate::codes::{CodeSender, WEBHOOK_MIN_SECRET_LEN};
 use crate::guardian::GuardianConfig;
 use crate::limits::Limits;
 use clap::Parser;
@@ -59,6 +65,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
@@ -87,6 +94,11 @@ pub struct RelayConfig {
     pub cert_names: Vec<String>,
     /// Verification codes are POSTed here (the production code sender).
     pub webhook_url: Option<String>,
+    /// The webhook's HMAC secret (at least 16 bytes); exactly one of this and
+    /// `webhook_secret_file` is required with `webhook_url`.
+    pub webhook_secret: Option<Zeroizing<String>>,
+    /// A file holding the webhook's HMAC secret (surrounding whitespace is ignored).
+    pub webhook_secret_file: Option<PathBuf>,
     /// Development only: write verification codes to the log ([`crate::LogCodeSender`])
     /// when neither `code_sender` nor `webhook_url` is set. Without any of the three the
     /// relay refuses to start.
@@ -134,6 +146,8 @@ impl Default for RelayConfig {
             key_path: None,
             cert_names: vec!["localhost".into()],
             webhook_url: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
             dev_log_codes: false,
             webhook_timeout_secs: 10,
             sweep_interval_secs: 60,
@@ -176,11 +190,48 @@ impl RelayConfig {
                 "sweep_interval_secs must be positive".into(),
             ));
         }
+        if let Some(url) = &self.webhook_url {
+            crate::codes::check_webhook_url(url).map_err(|m| RelayError::Config(m.into()))?;
+            match (&self.webhook_secret, &self.webhook_secret_file) {
+                (Some(_), Some(_)) => {
+                    return Err(RelayError::Config(
+                        "set one of webhook_secret and webhook_secret_file, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(RelayError::Config(
+                        "webhook_url needs webhook_secret or webhook_secret_file \
+                         (requests are signed, spec/relay.md 3.1.1)"
+                            .into(),
+                    ));
+                }
+                (Some(secret), None) => check_secret(secret.as_bytes())?,
+                (None, Some(_)) => {}
+            }
+        }
         if self.code_sender.is_none() && self.webhook_url.is_none() && !self.dev_log_codes {
             return Err(RelayError::Config(NO_CODE_SENDER.into()));
         }
         self.limits.validate().map_err(RelayError::Config)?;
         self.guardian.validate().map_err(RelayError::Config)
+    }
+
+    /// The webhook secret: `webhook_secret`, or the contents of `webhook_secret_file`
+    /// without surrounding whitespace; `None` without either.
+    pub fn load_webhook_secret(&self) -> Result<Option<Zeroizing<Vec<u8>>>, RelayError> {
+        let secret = match (&self.webhook_secret, &self.webhook_secret_file) {
+            (Some(s), _) => Zeroizing::new(s.as_bytes().to_vec()),
+            (None, Some(path)) => {
+                let raw = Zeroizing::new(
+                    std::fs::read(path)
+                        .map_err(|e| RelayError::io(format!("reading {}", path.display()), e))?,
+                );
+                Zeroizing::new(raw.trim_ascii().to_vec())
+            }
+            (None, None) => return Ok(None),
+        };
+        check_secret(&secret)?;
+        Ok(Some(secret))
     }
 
     /// Reads flags from `args` (the first item is the program name), the environment and the
@@ -246,6 +297,12 @@ impl RelayConfig {
         if let Some(v) = l.webhook_url {
             self.webhook_url = Some(v);
         }
+        if let Some(v) = l.webhook_secret {
+            self.webhook_secret = Some(v);
+        }
+        if let Some(v) = l.webhook_secret_file {
+            self.webhook_secret_file = Some(v);
+        }
         if let Some(v) = l.dev_log_codes {
             self.dev_log_codes = v;
         }
@@ -279,6 +336,16 @@ impl RelayConfig {
     }
 }
 
+fn check_secret(secret: &[u8]) -> Result<(), RelayError> {
+    if secret.len() < WEBHOOK_MIN_SECRET_LEN {
+        return Err(RelayError::Config(format!(
+            "the webhook secret has {} bytes; at least {WEBHOOK_MIN_SECRET_LEN} are required",
+            secret.len()
+        )));
+    }
+    Ok(())
+}
+
 /// One source's settings; `None` leaves the lower layer's value.
 #[derive(Default)]
 struct Layer {
@@ -289,6 +356,8 @@ struct Layer {
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
     webhook_url: Option<String>,
+    webhook_secret: Option<Zeroizing<String>>,
+    webhook_secret_file: Option<PathBuf>,
     dev_log_codes: Option<bool>,
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
@@ -335,6 +404,8 @@ impl Layer {
             cert_names: env("SEALPOST_RELAY_CERT_NAMES")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
             webhook_url: env("SEALPOST_RELAY_WEBHOOK_URL"),
+            webhook_secret: env("SEALPOST_RELAY_WEBHOOK_SECRET").map(Zeroizing::new),
+            webhook_secret_file: env("SEALPOST_RELAY_WEBHOOK_SECRET_FILE").map(PathBuf::from),
             dev_log_codes: parse_env(env, "SEALPOST_RELAY_DEV_LOG_CODES")?,
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
@@ -349,8 +420,9 @@ impl Layer {
     }
 }
 
-/// The configuration file's shape (every key optional).
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The configuration file's shape (every key optional). Not `Debug`: it may hold the
+/// webhook secret.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
@@ -360,6 +432,8 @@ struct FileConfig {
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
     webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
     dev_log_codes: Option<bool>,
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
@@ -378,6 +452,8 @@ impl FileConfig {
             key: self.key,
             cert_names: self.cert_names,
             webhook_url: self.webhook_url,
+            webhook_secret: self.webhook_secret.map(Zeroizing::new),
+            webhook_secret_file: self.webhook_secret_file,
             dev_log_codes: self.dev_log_codes,
             webhook_timeout_secs: self.webhook_timeout_secs,
             sweep_interval_secs: self.sweep_interval_secs,
@@ -421,6 +497,10 @@ struct Cli {
     /// address) [env: SEALPOST_RELAY_WEBHOOK_URL].
     #[arg(long)]
     webhook_url: Option<String>,
+    /// File holding the webhook's HMAC secret [env: SEALPOST_RELAY_WEBHOOK_SECRET_FILE]
+    /// (or `webhook_secret` in the file / SEALPOST_RELAY_WEBHOOK_SECRET; never a flag).
+    #[arg(long)]
+    webhook_secret_file: Option<PathBuf>,
     /// Development only: write verification codes to the log instead of sending them
     /// [env: SEALPOST_RELAY_DEV_LOG_CODES].
     #[arg(long)]
@@ -462,6 +542,8 @@ impl Cli {
             key: self.key.clone(),
             cert_names: self.cert_names.clone(),
             webhook_url: self.webhook_url.clone(),
+            webhook_secret: None,
+            webhook_secret_file: self.webhook_secret_file.clone(),
             dev_log_codes: self.dev_log_codes.then_some(true),
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
@@ -530,10 +612,81 @@ mod tests {
         // A webhook is a code sender; the development flag is then not needed.
         let c = RelayConfig::load_with_env(
             bare_args(&["--webhook-url", "https://sms.example/send"]),
-            |_| None,
+            |k| (k == "SEALPOST_RELAY_WEBHOOK_SECRET").then(|| "0123456789abcdef".to_owned()),
         )
         .unwrap();
         assert!(!c.dev_log_codes);
+    }
+
+    #[test]
+    fn webhook_is_https_and_signed() {
+        let secret =
+            |k: &str| (k == "SEALPOST_RELAY_WEBHOOK_SECRET").then(|| "0123456789abcdef".to_owned());
+        let config_error = |r: Result<RelayConfig, RelayError>| match r {
+            Err(RelayError::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        // Plain http only to loopback.
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "http://sms.example/send"]),
+            secret,
+        ));
+        assert!(m.contains("https://"), "{m}");
+        let c = RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "http://127.0.0.1:8080/sms"]),
+            secret,
+        )
+        .unwrap();
+        assert_eq!(
+            c.load_webhook_secret().unwrap().unwrap().as_slice(),
+            b"0123456789abcdef"
+        );
+        // A secret is required, long enough, and only one of the two sources.
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            |_| None,
+        ));
+        assert!(m.contains("webhook_secret"), "{m}");
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            |k| (k == "SEALPOST_RELAY_WEBHOOK_SECRET").then(|| "short".to_owned()),
+        ));
+        assert!(m.contains("at least 16"), "{m}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("webhook.secret");
+        std::fs::write(&file, "  from-a-file-0123456789\n").unwrap();
+        let path = file.display().to_string();
+        let c = RelayConfig::load_with_env(
+            bare_args(&[
+                "--webhook-url",
+                "https://sms.example/send",
+                "--webhook-secret-file",
+                &path,
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.load_webhook_secret().unwrap().unwrap().as_slice(),
+            b"from-a-file-0123456789"
+        );
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&[
+                "--webhook-url",
+                "https://sms.example/send",
+                "--webhook-secret-file",
+                &path,
+            ]),
+            secret,
+        ));
+        assert!(m.contains("not both"), "{m}");
+        // The secret is never printed.
+        let c = RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            secret,
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 
     #[test]
@@ -556,6 +709,7 @@ listen = "127.0.0.1:1000"
 data_dir = "/from/file"
 metrics_listen = "127.0.0.1:9000"
 webhook_url = "https://file.example/"
+webhook_secret = "0123456789abcdef0123"
 [limits]
 code_requests_per_account = 2
 max_connections = 50

@@ -11,6 +11,7 @@
 //! | `sealpost_messages_expired_total` | counter | |
 //! | `sealpost_queue_depth` | gauge | (envelopes queued relay-wide, set by the sweep) |
 //! | `sealpost_auth_failures_total` | counter | |
+//! | `sealpost_webhook_failures_total` | counter | `what` (`retried`: an attempt failed and is retried; `gave_up`: the last attempt failed; `refused`: the gateway refused the code (4xx); `dropped`: too many deliveries in flight) |
 //! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
 
 /// Gauge: open connections.
@@ -30,6 +31,9 @@ pub const AUTH_FAILURES: &str = "sealpost_auth_failures_total";
 /// Counter: requests refused by a rate limit, by limit.
 pub const RATE_LIMITED: &str = "sealpost_rate_limited_total";
 
+/// Counter: failed verification-code webhook deliveries and attempts, by kind.
+pub const WEBHOOK_FAILURES: &str = "sealpost_webhook_failures_total";
+
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
     metrics::describe_gauge!(CONNECTIONS, "open QUIC connections");
@@ -40,6 +44,10 @@ pub fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "envelopes queued relay-wide");
     metrics::describe_counter!(AUTH_FAILURES, "failed device authentications");
     metrics::describe_counter!(RATE_LIMITED, "requests refused by a rate limit");
+    metrics::describe_counter!(
+        WEBHOOK_FAILURES,
+        "failed verification-code webhook attempts and deliveries"
+    );
 }
 
 pub(crate) fn frame(kind: &'static str) {
@@ -48,6 +56,11 @@ pub(crate) fn frame(kind: &'static str) {
 
 pub(crate) fn rate_limited(what: &'static str) {
     metrics::counter!(RATE_LIMITED, "what" => what).increment(1);
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn webhook_failure(what: &'static str) {
+    metrics::counter!(WEBHOOK_FAILURES, "what" => what).increment(1);
 }
 
 pub(crate) fn auth_failure() {

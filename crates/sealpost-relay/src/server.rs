@@ -583,11 +583,17 @@ async fn sweep_loop(shared: Arc<Shared>, every: Duration) {
 fn code_sender(config: &RelayConfig) -> Result<Arc<dyn CodeSender>, RelayError> {
     match (&config.code_sender, &config.webhook_url) {
         (Some(s), _) => Ok(Arc::clone(s)),
-        (None, Some(url)) => Ok(Arc::new(WebhookCodeSender::new(
-            url.clone(),
-            Duration::from_secs(config.webhook_timeout_secs),
-            tokio::runtime::Handle::current(),
-        ))),
+        (None, Some(url)) => {
+            let secret = config
+                .load_webhook_secret()?
+                .ok_or_else(|| RelayError::Config("webhook_url needs a webhook secret".into()))?;
+            Ok(Arc::new(WebhookCodeSender::new(
+                url.clone(),
+                secret,
+                Duration::from_secs(config.webhook_timeout_secs),
+                tokio::runtime::Handle::current(),
+            )))
+        }
         (None, None) if config.dev_log_codes => {
             tracing::warn!(
                 "--dev-log-codes: verification codes are written to the log (development only)"
