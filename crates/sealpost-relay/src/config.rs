@@ -16,7 +16,10 @@
 //! shutdown_grace_secs = 10
 //!
 //! [limits]                               # see `Limits`; operators may lower them
-//! code_requests_per_account = 3
+//! code_requests_per_account = 3          # per number per 10 minutes (persisted quotas:
+//! code_requests_per_source_per_hour = 30  #   spec/relay.md 7.1)
+//! code_requests_per_country_per_hour = 300
+//! code_requests_per_hour = 3000           # relay-wide
 //! max_connections = 10000
 //! max_connections_per_ip = 256
 //! vault_requests_per_account = 30        # per 10 minutes (spec/pin.md section 9)
@@ -32,7 +35,8 @@
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
 //! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
 //! `_WEBHOOK_SECRET_FILE`, `_DEV_LOG_CODES`
-//! (`true`/`false`), `_MAX_CONNECTIONS`,
+//! (`true`/`false`), `_CODE_REQUESTS_PER_SOURCE_PER_HOUR`, `_CODE_REQUESTS_PER_COUNTRY_PER_HOUR`,
+//! `_CODE_REQUESTS_PER_HOUR`, `_MAX_CONNECTIONS`,
 //! `_MAX_CONNECTIONS_PER_IP`, `_GUARDIAN` (`true`/`false`), `_GUARDIAN_MAX_ATTEMPTS`,
 //! `_GUARDIAN_TRUSTED_ISSUERS` (comma-separated hex), `_GUARDIAN_ACCOUNTS` (comma-separated).
 //!
@@ -315,6 +319,15 @@ impl RelayConfig {
         if let Some(v) = l.shutdown_grace_secs {
             self.shutdown_grace_secs = v;
         }
+        if let Some(v) = l.code_requests_per_source_per_hour {
+            self.limits.code_requests_per_source_per_hour = v;
+        }
+        if let Some(v) = l.code_requests_per_country_per_hour {
+            self.limits.code_requests_per_country_per_hour = v;
+        }
+        if let Some(v) = l.code_requests_per_hour {
+            self.limits.code_requests_per_hour = v;
+        }
         if let Some(v) = l.max_connections {
             self.limits.max_connections = v;
         }
@@ -362,6 +375,9 @@ struct Layer {
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    code_requests_per_source_per_hour: Option<u32>,
+    code_requests_per_country_per_hour: Option<u32>,
+    code_requests_per_hour: Option<u32>,
     max_connections: Option<u32>,
     max_connections_per_ip: Option<u32>,
     guardian: Option<bool>,
@@ -410,6 +426,15 @@ impl Layer {
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
+            code_requests_per_source_per_hour: parse_env(
+                env,
+                "SEALPOST_RELAY_CODE_REQUESTS_PER_SOURCE_PER_HOUR",
+            )?,
+            code_requests_per_country_per_hour: parse_env(
+                env,
+                "SEALPOST_RELAY_CODE_REQUESTS_PER_COUNTRY_PER_HOUR",
+            )?,
+            code_requests_per_hour: parse_env(env, "SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR")?,
             max_connections: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS")?,
             max_connections_per_ip: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP")?,
             guardian: parse_env(env, "SEALPOST_RELAY_GUARDIAN")?,
@@ -458,6 +483,9 @@ impl FileConfig {
             webhook_timeout_secs: self.webhook_timeout_secs,
             sweep_interval_secs: self.sweep_interval_secs,
             shutdown_grace_secs: self.shutdown_grace_secs,
+            code_requests_per_source_per_hour: None,
+            code_requests_per_country_per_hour: None,
+            code_requests_per_hour: None,
             max_connections: None,
             max_connections_per_ip: None,
             guardian: None,
@@ -505,6 +533,18 @@ struct Cli {
     /// [env: SEALPOST_RELAY_DEV_LOG_CODES].
     #[arg(long)]
     dev_log_codes: bool,
+    /// `RequestCode`s per source address per hour (default 30)
+    /// [env: SEALPOST_RELAY_CODE_REQUESTS_PER_SOURCE_PER_HOUR].
+    #[arg(long)]
+    code_requests_per_source_per_hour: Option<u32>,
+    /// `RequestCode`s per country calling code per hour (default 300)
+    /// [env: SEALPOST_RELAY_CODE_REQUESTS_PER_COUNTRY_PER_HOUR].
+    #[arg(long)]
+    code_requests_per_country_per_hour: Option<u32>,
+    /// `RequestCode`s relay-wide per hour (default 3000)
+    /// [env: SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR].
+    #[arg(long)]
+    code_requests_per_hour: Option<u32>,
     /// Most concurrent connections (default 10000) [env: SEALPOST_RELAY_MAX_CONNECTIONS].
     #[arg(long)]
     max_connections: Option<u32>,
@@ -548,6 +588,9 @@ impl Cli {
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
+            code_requests_per_source_per_hour: self.code_requests_per_source_per_hour,
+            code_requests_per_country_per_hour: self.code_requests_per_country_per_hour,
+            code_requests_per_hour: self.code_requests_per_hour,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             guardian: match (self.guardian, self.no_guardian) {

@@ -12,7 +12,7 @@
 //! | `sealpost_queue_depth` | gauge | (envelopes queued relay-wide, set by the sweep) |
 //! | `sealpost_auth_failures_total` | counter | |
 //! | `sealpost_webhook_failures_total` | counter | `what` (`retried`: an attempt failed and is retried; `gave_up`: the last attempt failed; `refused`: the gateway refused the code (4xx); `dropped`: too many deliveries in flight) |
-//! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
+//! | `sealpost_rate_limited_total` | counter | `what` (`code_number`, `code_source`, `code_country`, `code_global`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
 
 /// Gauge: open connections.
 pub const CONNECTIONS: &str = "sealpost_connections";

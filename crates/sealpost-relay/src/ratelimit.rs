@@ -36,6 +36,24 @@ impl Rate {
     }
 }
 
+/// One step of the generic cell rate algorithm (GCRA, ITU-T I.371), the integer form of a
+/// token bucket that persisted quotas use: the whole state is one number, the theoretical
+/// arrival time `tat` (Unix ms; `None` or a time not after `now` is a full bucket). Takes
+/// one token: `Ok(new_tat)`, or `Err(ms)` until a token is there. A full bucket allows
+/// `rate.capacity` requests at once, then one per `rate.refill_ms`.
+pub fn gcra(tat: Option<u64>, rate: Rate, now_ms: u64) -> Result<u64, u64> {
+    let tat = tat.unwrap_or(now_ms).max(now_ms);
+    let tolerance = rate
+        .refill_ms
+        .saturating_mul(u64::from(rate.capacity.max(1)) - 1);
+    let ahead = tat - now_ms;
+    if ahead > tolerance {
+        Err(ahead - tolerance)
+    } else {
+        Ok(tat.saturating_add(rate.refill_ms))
+    }
+}
+
 /// A token bucket.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenBucket {

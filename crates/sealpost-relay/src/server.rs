@@ -685,7 +685,12 @@ async fn serve_connection(incoming: Box<quinn::Incoming>, shared: Arc<Shared>, _
     }
     tracing::debug!(conn = conn_id, remote = %conn.remote_address(), "connection open");
     let state = Arc::new(tokio::sync::Mutex::new(
-        shared.handler.new_connection(conn_id, now_ms()),
+        // The handshake is complete, so the peer's address is validated (RFC 9000 section
+        // 8.1): per-source quotas count addresses that really answered.
+        shared
+            .handler
+            .new_connection(conn_id, now_ms())
+            .with_source(conn.remote_address().ip()),
     ));
     let ctx = Arc::new(ConnCtx {
         conn_id,

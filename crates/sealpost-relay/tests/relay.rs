@@ -786,3 +786,52 @@ async fn refuses_to_start_without_a_code_sender() {
     let process = common::RelayProcess::start(dir.path()).await;
     assert_ne!(process.addr.port(), 0);
 }
+
+/// Quotas against SMS pumping over QUIC: a source address that has used its hourly code
+/// requests gets `RateLimited` with the seconds until the next one, and a restart of the
+/// relay on the same data directory does not give it a fresh allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_quotas_answer_retry_after_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let mut cfg = config(dir.path(), &codes);
+    cfg.limits.code_requests_per_source_per_hour = 2;
+    let relay = Relay::start(cfg.clone()).await.unwrap();
+    let c = Client::for_relay(&relay).await;
+    for n in 0..2 {
+        let rc = Request::RequestCode {
+            account: acct(&format!("+1555000000{n}")),
+        };
+        assert!(matches!(c.request(&rc).await, Response::CodeSent { .. }));
+    }
+    // A third number from the same address: refused, with about half an hour to wait.
+    let third = Request::RequestCode {
+        account: acct("+15550000003"),
+    };
+    let retry = |r: Response| match r {
+        Response::Error {
+            code: ErrorCode::RateLimited,
+            retry_after,
+            detail,
+        } => {
+            assert_eq!(detail, "rate limited (code_source)");
+            retry_after
+        }
+        other => panic!("{other:?}"),
+    };
+    let before = retry(c.request(&third).await);
+    assert!((1700..=1800).contains(&before), "{before}");
+    c.close().await;
+    relay.shutdown().await;
+
+    let relay = Relay::start(cfg).await.unwrap();
+    let c = Client::for_relay(&relay).await;
+    let after = retry(c.request(&third).await);
+    assert!(
+        after <= before && after >= before - 60,
+        "{before} then {after}"
+    );
+    assert_eq!(codes.count(), 2, "no code for refused requests");
+    c.close().await;
+    relay.shutdown().await;
+}
