@@ -76,7 +76,8 @@ pub struct Limits {
     /// Concurrent connections from one IP address (default 256; a busy support desk behind
     /// one NAT shares an address).
     pub max_connections_per_ip: u32,
-    /// Buckets each keyed rate limiter (per account, per device) keeps at most.
+    /// Buckets each in-memory keyed rate limiter (per device, per account) keeps at most;
+    /// when all are in use and none has refilled, new keys are refused (fail closed).
     pub rate_limiter_max_keys: usize,
     /// Vault requests (spec/pin.md section 9) per account per 10 minutes (default 30).
     pub vault_requests_per_account: u32,
