@@ -79,6 +79,9 @@ async fn guardian(dir: &Path, codes: &Arc<Codes>, trusted: Vec<String>) -> Relay
     config.limits = Limits {
         vault_requests_per_account: 1_000_000,
         code_requests_per_account: 1000,
+        code_requests_per_source_per_hour: 1_000_000,
+        code_requests_per_country_per_hour: 1_000_000,
+        code_requests_per_hour: 1_000_000,
         ..Limits::default()
     };
     Relay::start(config).await.unwrap()

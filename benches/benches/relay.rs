@@ -388,6 +388,10 @@ async fn relay_setup(max_pairs: usize) -> RelayBench {
     // The bench measures the data path, not the per-device send rate limit.
     config.limits.sends_per_second = 10_000_000;
     config.limits.send_burst = 10_000_000;
+    // Nor the registration quotas against SMS pumping (every device registers from here).
+    config.limits.code_requests_per_source_per_hour = 10_000_000;
+    config.limits.code_requests_per_country_per_hour = 10_000_000;
+    config.limits.code_requests_per_hour = 10_000_000;
     let relay = Relay::start(config).await.unwrap();
     let mut pairs = Vec::new();
     for i in 0..max_pairs {
@@ -851,6 +855,19 @@ fn idle_connections() {
             .arg(dir.path())
             .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
             .env("SEALPOST_RELAY_WEBHOOK_URL", &webhook)
+            .env(
+                "SEALPOST_RELAY_WEBHOOK_SECRET",
+                "bench webhook secret, not checked",
+            )
+            .env(
+                "SEALPOST_RELAY_CODE_REQUESTS_PER_SOURCE_PER_HOUR",
+                "10000000",
+            )
+            .env(
+                "SEALPOST_RELAY_CODE_REQUESTS_PER_COUNTRY_PER_HOUR",
+                "10000000",
+            )
+            .env("SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR", "10000000")
             .env("RUST_LOG", "error");
         let label = match auth {
             Idle::Unauthenticated => "relay, unauthenticated",

@@ -8,13 +8,18 @@
 //! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
 //! key = "/etc/sealpost/key.pem"
 //! cert_names = ["relay.example.com"]     # names of the self-signed certificate
-//! webhook_url = "https://sms.example/send"  # optional; else codes are logged (development)
+//! webhook_url = "https://sms.example/send"  # the production code sender (spec/relay.md 3.1)
+//! webhook_secret_file = "/etc/sealpost/webhook.secret"  # or webhook_secret = "..."
 //! webhook_timeout_secs = 10
+//! dev_log_codes = false                  # development only: write codes to the log
 //! sweep_interval_secs = 60
 //! shutdown_grace_secs = 10
 //!
 //! [limits]                               # see `Limits`; operators may lower them
-//! code_requests_per_account = 3
+//! code_requests_per_account = 3          # per number per 10 minutes (persisted quotas:
+//! code_requests_per_source_per_hour = 30  #   spec/relay.md 7.1)
+//! code_requests_per_country_per_hour = 300
+//! code_requests_per_hour = 3000           # relay-wide
 //! max_connections = 10000
 //! max_connections_per_ip = 256
 //! vault_requests_per_account = 30        # per 10 minutes (spec/pin.md section 9)
@@ -28,23 +33,34 @@
 //! ```
 //!
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
-//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_MAX_CONNECTIONS`,
+//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
+//! `_WEBHOOK_SECRET_FILE`, `_DEV_LOG_CODES`
+//! (`true`/`false`), `_CODE_REQUESTS_PER_SOURCE_PER_HOUR`, `_CODE_REQUESTS_PER_COUNTRY_PER_HOUR`,
+//! `_CODE_REQUESTS_PER_HOUR`, `_MAX_CONNECTIONS`,
 //! `_MAX_CONNECTIONS_PER_IP`, `_GUARDIAN` (`true`/`false`), `_GUARDIAN_MAX_ATTEMPTS`,
 //! `_GUARDIAN_TRUSTED_ISSUERS` (comma-separated hex), `_GUARDIAN_ACCOUNTS` (comma-separated).
 //!
-//! Flags: `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
+//! A relay needs a code sender: `webhook_url` (production) or `dev_log_codes` /
+//! `--dev-log-codes` (development: codes are written to the log, so anyone who reads it can
+//! register any number). With neither, the relay refuses to start. The webhook must be
+//! `https://` (plain `http://` only to a loopback address) and every request is signed with
+//! HMAC-SHA256 under `webhook_secret` (file or environment only, never a flag: flags are
+//! visible to every local user) or the contents of `webhook_secret_file` (spec/relay.md
+//! section 3.1.1).
+//!
+//! Flags: `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
 //! `--guardian-trusted-issuer HEX` (repeatable; replaces the file's list),
 //! `--guardian-accounts +1555,+44`. The relay prints its issuer key at start
 //! (`guardian issuer key: <hex>`). Three guardians trusting one issuer, for example:
 //!
 //! ```sh
-//! sealpost-relay --data-dir a --listen 127.0.0.1:4433      # prints its issuer key K
-//! sealpost-relay --data-dir b --listen 127.0.0.1:4434 --guardian-trusted-issuer K
-//! sealpost-relay --data-dir c --listen 127.0.0.1:4435 --guardian-trusted-issuer K
+//! sealpost-relay --dev-log-codes --data-dir a --listen 127.0.0.1:4433      # prints its issuer key K
+//! sealpost-relay --dev-log-codes --data-dir b --listen 127.0.0.1:4434 --guardian-trusted-issuer K
+//! sealpost-relay --dev-log-codes --data-dir c --listen 127.0.0.1:4435 --guardian-trusted-issuer K
 //! ```
 
 use crate::RelayError;
-use crate::codes::CodeSender;
+use crate::codes::{CodeSender, WEBHOOK_MIN_SECRET_LEN};
 use crate::guardian::GuardianConfig;
 use crate::limits::Limits;
 use clap::Parser;
@@ -53,11 +69,17 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./sealpost-relay-data";
+
+/// The error of a configuration without a code sender.
+pub const NO_CODE_SENDER: &str = "no verification code sender: set webhook_url (an SMS gateway) \
+     or, for development only, --dev-log-codes (codes are written to the log, where anyone who \
+     reads it can register any number)";
 
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Clone)]
@@ -74,8 +96,17 @@ pub struct RelayConfig {
     pub key_path: Option<PathBuf>,
     /// Subject alternative names of a generated self-signed certificate.
     pub cert_names: Vec<String>,
-    /// Verification codes are POSTed here; none means the development log sender.
+    /// Verification codes are POSTed here (the production code sender).
     pub webhook_url: Option<String>,
+    /// The webhook's HMAC secret (at least 16 bytes); exactly one of this and
+    /// `webhook_secret_file` is required with `webhook_url`.
+    pub webhook_secret: Option<Zeroizing<String>>,
+    /// A file holding the webhook's HMAC secret (surrounding whitespace is ignored).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Development only: write verification codes to the log ([`crate::LogCodeSender`])
+    /// when neither `code_sender` nor `webhook_url` is set. Without any of the three the
+    /// relay refuses to start.
+    pub dev_log_codes: bool,
     /// Timeout of one webhook call, in seconds.
     pub webhook_timeout_secs: u64,
     /// Period of the expiry sweep, in seconds.
@@ -101,6 +132,8 @@ impl std::fmt::Debug for RelayConfig {
             .field("key_path", &self.key_path)
             .field("cert_names", &self.cert_names)
             .field("webhook", &self.webhook_url.as_ref().map(|_| "configured"))
+            .field("dev_log_codes", &self.dev_log_codes)
+            .field("code_sender", &self.code_sender.as_ref().map(|_| "set"))
             .field("limits", &self.limits)
             .field("guardian", &self.guardian)
             .finish_non_exhaustive()
@@ -117,6 +150,9 @@ impl Default for RelayConfig {
             key_path: None,
             cert_names: vec!["localhost".into()],
             webhook_url: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            dev_log_codes: false,
             webhook_timeout_secs: 10,
             sweep_interval_secs: 60,
             shutdown_grace_secs: 10,
@@ -128,7 +164,9 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
-    /// Defaults with `data_dir` set and listening on `127.0.0.1:0` (an ephemeral port).
+    /// Defaults with `data_dir` set and listening on `127.0.0.1:0` (an ephemeral port). No
+    /// code sender is set: set [`RelayConfig::code_sender`] (tests capture codes with it) or
+    /// `dev_log_codes`.
     pub fn for_tests(data_dir: impl AsRef<Path>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -156,8 +194,48 @@ impl RelayConfig {
                 "sweep_interval_secs must be positive".into(),
             ));
         }
+        if let Some(url) = &self.webhook_url {
+            crate::codes::check_webhook_url(url).map_err(|m| RelayError::Config(m.into()))?;
+            match (&self.webhook_secret, &self.webhook_secret_file) {
+                (Some(_), Some(_)) => {
+                    return Err(RelayError::Config(
+                        "set one of webhook_secret and webhook_secret_file, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(RelayError::Config(
+                        "webhook_url needs webhook_secret or webhook_secret_file \
+                         (requests are signed, spec/relay.md 3.1.1)"
+                            .into(),
+                    ));
+                }
+                (Some(secret), None) => check_secret(secret.as_bytes())?,
+                (None, Some(_)) => {}
+            }
+        }
+        if self.code_sender.is_none() && self.webhook_url.is_none() && !self.dev_log_codes {
+            return Err(RelayError::Config(NO_CODE_SENDER.into()));
+        }
         self.limits.validate().map_err(RelayError::Config)?;
         self.guardian.validate().map_err(RelayError::Config)
+    }
+
+    /// The webhook secret: `webhook_secret`, or the contents of `webhook_secret_file`
+    /// without surrounding whitespace; `None` without either.
+    pub fn load_webhook_secret(&self) -> Result<Option<Zeroizing<Vec<u8>>>, RelayError> {
+        let secret = match (&self.webhook_secret, &self.webhook_secret_file) {
+            (Some(s), _) => Zeroizing::new(s.as_bytes().to_vec()),
+            (None, Some(path)) => {
+                let raw = Zeroizing::new(
+                    std::fs::read(path)
+                        .map_err(|e| RelayError::io(format!("reading {}", path.display()), e))?,
+                );
+                Zeroizing::new(raw.trim_ascii().to_vec())
+            }
+            (None, None) => return Ok(None),
+        };
+        check_secret(&secret)?;
+        Ok(Some(secret))
     }
 
     /// Reads flags from `args` (the first item is the program name), the environment and the
@@ -223,6 +301,15 @@ impl RelayConfig {
         if let Some(v) = l.webhook_url {
             self.webhook_url = Some(v);
         }
+        if let Some(v) = l.webhook_secret {
+            self.webhook_secret = Some(v);
+        }
+        if let Some(v) = l.webhook_secret_file {
+            self.webhook_secret_file = Some(v);
+        }
+        if let Some(v) = l.dev_log_codes {
+            self.dev_log_codes = v;
+        }
         if let Some(v) = l.webhook_timeout_secs {
             self.webhook_timeout_secs = v;
         }
@@ -231,6 +318,15 @@ impl RelayConfig {
         }
         if let Some(v) = l.shutdown_grace_secs {
             self.shutdown_grace_secs = v;
+        }
+        if let Some(v) = l.code_requests_per_source_per_hour {
+            self.limits.code_requests_per_source_per_hour = v;
+        }
+        if let Some(v) = l.code_requests_per_country_per_hour {
+            self.limits.code_requests_per_country_per_hour = v;
+        }
+        if let Some(v) = l.code_requests_per_hour {
+            self.limits.code_requests_per_hour = v;
         }
         if let Some(v) = l.max_connections {
             self.limits.max_connections = v;
@@ -253,6 +349,16 @@ impl RelayConfig {
     }
 }
 
+fn check_secret(secret: &[u8]) -> Result<(), RelayError> {
+    if secret.len() < WEBHOOK_MIN_SECRET_LEN {
+        return Err(RelayError::Config(format!(
+            "the webhook secret has {} bytes; at least {WEBHOOK_MIN_SECRET_LEN} are required",
+            secret.len()
+        )));
+    }
+    Ok(())
+}
+
 /// One source's settings; `None` leaves the lower layer's value.
 #[derive(Default)]
 struct Layer {
@@ -263,9 +369,15 @@ struct Layer {
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
     webhook_url: Option<String>,
+    webhook_secret: Option<Zeroizing<String>>,
+    webhook_secret_file: Option<PathBuf>,
+    dev_log_codes: Option<bool>,
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    code_requests_per_source_per_hour: Option<u32>,
+    code_requests_per_country_per_hour: Option<u32>,
+    code_requests_per_hour: Option<u32>,
     max_connections: Option<u32>,
     max_connections_per_ip: Option<u32>,
     guardian: Option<bool>,
@@ -308,9 +420,21 @@ impl Layer {
             cert_names: env("SEALPOST_RELAY_CERT_NAMES")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
             webhook_url: env("SEALPOST_RELAY_WEBHOOK_URL"),
+            webhook_secret: env("SEALPOST_RELAY_WEBHOOK_SECRET").map(Zeroizing::new),
+            webhook_secret_file: env("SEALPOST_RELAY_WEBHOOK_SECRET_FILE").map(PathBuf::from),
+            dev_log_codes: parse_env(env, "SEALPOST_RELAY_DEV_LOG_CODES")?,
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
+            code_requests_per_source_per_hour: parse_env(
+                env,
+                "SEALPOST_RELAY_CODE_REQUESTS_PER_SOURCE_PER_HOUR",
+            )?,
+            code_requests_per_country_per_hour: parse_env(
+                env,
+                "SEALPOST_RELAY_CODE_REQUESTS_PER_COUNTRY_PER_HOUR",
+            )?,
+            code_requests_per_hour: parse_env(env, "SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR")?,
             max_connections: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS")?,
             max_connections_per_ip: parse_env(env, "SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP")?,
             guardian: parse_env(env, "SEALPOST_RELAY_GUARDIAN")?,
@@ -321,8 +445,9 @@ impl Layer {
     }
 }
 
-/// The configuration file's shape (every key optional).
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The configuration file's shape (every key optional). Not `Debug`: it may hold the
+/// webhook secret.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
@@ -332,6 +457,9 @@ struct FileConfig {
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
     webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    dev_log_codes: Option<bool>,
     webhook_timeout_secs: Option<u64>,
     sweep_interval_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
@@ -349,9 +477,15 @@ impl FileConfig {
             key: self.key,
             cert_names: self.cert_names,
             webhook_url: self.webhook_url,
+            webhook_secret: self.webhook_secret.map(Zeroizing::new),
+            webhook_secret_file: self.webhook_secret_file,
+            dev_log_codes: self.dev_log_codes,
             webhook_timeout_secs: self.webhook_timeout_secs,
             sweep_interval_secs: self.sweep_interval_secs,
             shutdown_grace_secs: self.shutdown_grace_secs,
+            code_requests_per_source_per_hour: None,
+            code_requests_per_country_per_hour: None,
+            code_requests_per_hour: None,
             max_connections: None,
             max_connections_per_ip: None,
             guardian: None,
@@ -387,9 +521,30 @@ struct Cli {
     /// Names for the self-signed certificate, comma-separated [env: SEALPOST_RELAY_CERT_NAMES].
     #[arg(long, value_delimiter = ',')]
     cert_names: Option<Vec<String>>,
-    /// Verification-code webhook URL (default: log codes) [env: SEALPOST_RELAY_WEBHOOK_URL].
+    /// Verification-code webhook URL, `https://` (plain `http://` only to a loopback
+    /// address) [env: SEALPOST_RELAY_WEBHOOK_URL].
     #[arg(long)]
     webhook_url: Option<String>,
+    /// File holding the webhook's HMAC secret [env: SEALPOST_RELAY_WEBHOOK_SECRET_FILE]
+    /// (or `webhook_secret` in the file / SEALPOST_RELAY_WEBHOOK_SECRET; never a flag).
+    #[arg(long)]
+    webhook_secret_file: Option<PathBuf>,
+    /// Development only: write verification codes to the log instead of sending them
+    /// [env: SEALPOST_RELAY_DEV_LOG_CODES].
+    #[arg(long)]
+    dev_log_codes: bool,
+    /// `RequestCode`s per source address per hour (default 30)
+    /// [env: SEALPOST_RELAY_CODE_REQUESTS_PER_SOURCE_PER_HOUR].
+    #[arg(long)]
+    code_requests_per_source_per_hour: Option<u32>,
+    /// `RequestCode`s per country calling code per hour (default 300)
+    /// [env: SEALPOST_RELAY_CODE_REQUESTS_PER_COUNTRY_PER_HOUR].
+    #[arg(long)]
+    code_requests_per_country_per_hour: Option<u32>,
+    /// `RequestCode`s relay-wide per hour (default 3000)
+    /// [env: SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR].
+    #[arg(long)]
+    code_requests_per_hour: Option<u32>,
     /// Most concurrent connections (default 10000) [env: SEALPOST_RELAY_MAX_CONNECTIONS].
     #[arg(long)]
     max_connections: Option<u32>,
@@ -427,9 +582,15 @@ impl Cli {
             key: self.key.clone(),
             cert_names: self.cert_names.clone(),
             webhook_url: self.webhook_url.clone(),
+            webhook_secret: None,
+            webhook_secret_file: self.webhook_secret_file.clone(),
+            dev_log_codes: self.dev_log_codes.then_some(true),
             webhook_timeout_secs: None,
             sweep_interval_secs: None,
             shutdown_grace_secs: None,
+            code_requests_per_source_per_hour: self.code_requests_per_source_per_hour,
+            code_requests_per_country_per_hour: self.code_requests_per_country_per_hour,
+            code_requests_per_hour: self.code_requests_per_hour,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             guardian: match (self.guardian, self.no_guardian) {
@@ -450,11 +611,125 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The program name, `--dev-log-codes` (every relay needs a code sender) and `a`.
     fn args(a: &[&str]) -> Vec<OsString> {
+        ["sealpost-relay", "--dev-log-codes"]
+            .into_iter()
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    /// The program name and `a`.
+    fn bare_args(a: &[&str]) -> Vec<OsString> {
         std::iter::once("sealpost-relay")
             .chain(a.iter().copied())
             .map(OsString::from)
             .collect()
+    }
+
+    #[test]
+    fn a_code_sender_is_required() {
+        match RelayConfig::load_with_env(bare_args(&[]), |_| None) {
+            Err(RelayError::Config(m)) => assert_eq!(m, NO_CODE_SENDER),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            RelayConfig::default().validate(),
+            Err(RelayError::Config(m)) if m == NO_CODE_SENDER
+        ));
+        // The flag, the variable and the file key each enable the development sender.
+        let c = RelayConfig::load_with_env(bare_args(&["--dev-log-codes"]), |_| None).unwrap();
+        assert!(c.dev_log_codes);
+        let c = RelayConfig::load_with_env(bare_args(&[]), |k| {
+            (k == "SEALPOST_RELAY_DEV_LOG_CODES").then(|| "true".to_owned())
+        })
+        .unwrap();
+        assert!(c.dev_log_codes);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "dev_log_codes = true\n").unwrap();
+        let path = file.display().to_string();
+        let c = RelayConfig::load_with_env(bare_args(&["--config", &path]), |_| None).unwrap();
+        assert!(c.dev_log_codes);
+        // A webhook is a code sender; the development flag is then not needed.
+        let c = RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            |k| (k == "SEALPOST_RELAY_WEBHOOK_SECRET").then(|| "0123456789abcdef".to_owned()),
+        )
+        .unwrap();
+        assert!(!c.dev_log_codes);
+    }
+
+    #[test]
+    fn webhook_is_https_and_signed() {
+        let secret =
+            |k: &str| (k == "SEALPOST_RELAY_WEBHOOK_SECRET").then(|| "0123456789abcdef".to_owned());
+        let config_error = |r: Result<RelayConfig, RelayError>| match r {
+            Err(RelayError::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        // Plain http only to loopback.
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "http://sms.example/send"]),
+            secret,
+        ));
+        assert!(m.contains("https://"), "{m}");
+        let c = RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "http://127.0.0.1:8080/sms"]),
+            secret,
+        )
+        .unwrap();
+        assert_eq!(
+            c.load_webhook_secret().unwrap().unwrap().as_slice(),
+            b"0123456789abcdef"
+        );
+        // A secret is required, long enough, and only one of the two sources.
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            |_| None,
+        ));
+        assert!(m.contains("webhook_secret"), "{m}");
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            |k| (k == "SEALPOST_RELAY_WEBHOOK_SECRET").then(|| "short".to_owned()),
+        ));
+        assert!(m.contains("at least 16"), "{m}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("webhook.secret");
+        std::fs::write(&file, "  from-a-file-0123456789\n").unwrap();
+        let path = file.display().to_string();
+        let c = RelayConfig::load_with_env(
+            bare_args(&[
+                "--webhook-url",
+                "https://sms.example/send",
+                "--webhook-secret-file",
+                &path,
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.load_webhook_secret().unwrap().unwrap().as_slice(),
+            b"from-a-file-0123456789"
+        );
+        let m = config_error(RelayConfig::load_with_env(
+            bare_args(&[
+                "--webhook-url",
+                "https://sms.example/send",
+                "--webhook-secret-file",
+                &path,
+            ]),
+            secret,
+        ));
+        assert!(m.contains("not both"), "{m}");
+        // The secret is never printed.
+        let c = RelayConfig::load_with_env(
+            bare_args(&["--webhook-url", "https://sms.example/send"]),
+            secret,
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 
     #[test]
@@ -476,7 +751,8 @@ mod tests {
 listen = "127.0.0.1:1000"
 data_dir = "/from/file"
 metrics_listen = "127.0.0.1:9000"
-webhook_url = "http://file.example/"
+webhook_url = "https://file.example/"
+webhook_secret = "0123456789abcdef0123"
 [limits]
 code_requests_per_account = 2
 max_connections = 50
@@ -497,7 +773,7 @@ max_connections = 50
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000"); // flag
         assert_eq!(c.data_dir, PathBuf::from("/from/env")); // env over file
         assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9000"); // file
-        assert_eq!(c.webhook_url.as_deref(), Some("http://file.example/"));
+        assert_eq!(c.webhook_url.as_deref(), Some("https://file.example/"));
         assert_eq!(c.limits.code_requests_per_account, 2);
         assert_eq!(c.limits.max_connections, 50);
         assert_eq!(c.limits.sends_per_second, 50); // default inside [limits]

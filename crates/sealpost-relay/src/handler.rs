@@ -17,8 +17,9 @@ use crate::metrics;
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::store::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
-    PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegisterOutcome, Staged, Store, StoredEnvelope,
-    SweepCounts, UploadOutcome, VaultAttempt, VaultRow,
+    PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaKind, QuotaOutcome, RegLockPolicy,
+    RegisterOutcome, Staged, Store, StoredEnvelope, SweepCounts, UploadOutcome, VaultAttempt,
+    VaultRow,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
@@ -40,6 +41,7 @@ use sealpost_wire::{
     SignedPreKeyPublic, Writer,
 };
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use zeroize::Zeroizing;
 
@@ -107,6 +109,7 @@ struct AuthenticatedDevice {
 #[derive(Debug)]
 pub struct ConnectionState {
     id: u64,
+    source: Option<IpAddr>,
     nonce: Option<[u8; 32]>,
     device: Option<AuthenticatedDevice>,
     code_requests: TokenBucket,
@@ -123,6 +126,28 @@ impl ConnectionState {
     /// The device this connection authenticated as, if any.
     pub fn authenticated(&self) -> Option<&DeviceAddress> {
         self.device.as_ref().map(|d| &d.address)
+    }
+
+    /// Sets the connection's source address, as validated by the transport (the driver
+    /// calls this for every connection; spec/relay.md 7.1). Connections without one share a
+    /// single source quota.
+    #[must_use]
+    pub fn with_source(mut self, ip: IpAddr) -> Self {
+        self.source = Some(ip.to_canonical());
+        self
+    }
+
+    /// The subject of the per-source quota: the IPv4 address, or the /64 of an IPv6 address
+    /// (one subscriber usually holds a whole /64); `unknown` without a source.
+    fn source_subject(&self) -> String {
+        match self.source {
+            None => "unknown".into(),
+            Some(IpAddr::V4(a)) => a.to_string(),
+            Some(IpAddr::V6(a)) => {
+                let s = a.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
     }
 
     /// What [`Handler::handle_concurrent`] needs of this connection: its authenticated device.
@@ -154,7 +179,6 @@ pub struct Handler {
     code_key: Zeroizing<[u8; 32]>,
     limits: Limits,
     rng: Mutex<StdRng>,
-    code_limiter: KeyedLimiter<AccountId>,
     send_limiter: KeyedLimiter<DeviceAddress>,
     vault_limiter: KeyedLimiter<AccountId>,
     issuer: SigningKey,
@@ -204,6 +228,31 @@ pub fn is_e164(account: &AccountId) -> bool {
         }
         _ => false,
     }
+}
+
+/// Two-digit country calling codes (ITU-T E.164 assignments; zones 1 and 7 are one digit,
+/// every other code not listed here has three digits).
+const TWO_DIGIT_CALLING_CODES: [&[u8; 2]; 44] = [
+    b"20", b"27", b"30", b"31", b"32", b"33", b"34", b"36", b"39", b"40", b"41", b"43", b"44",
+    b"45", b"46", b"47", b"48", b"49", b"51", b"52", b"53", b"54", b"55", b"56", b"57", b"58",
+    b"60", b"61", b"62", b"63", b"64", b"65", b"66", b"81", b"82", b"84", b"86", b"90", b"91",
+    b"92", b"93", b"94", b"95", b"98",
+];
+
+/// The country calling code of an E.164 number, with its `+` (spec/relay.md 7.1): `+1`
+/// (the whole North American zone) and `+7` are one digit, the 44 two-digit codes of
+/// ITU-T E.164 are two, every other code is the first three digits. Codes with the same
+/// leading digits share one prefix, so the split needs no table of the three-digit codes.
+/// `account` must pass [`is_e164`] (8+ digits); anything shorter gives its whole string.
+pub fn calling_code(account: &AccountId) -> &str {
+    let s = account.as_str();
+    let digits = s.as_bytes().get(1..).unwrap_or_default();
+    let len = match digits {
+        [b'1' | b'7', ..] => 1,
+        [a, b, ..] if TWO_DIGIT_CALLING_CODES.contains(&&[*a, *b]) => 2,
+        _ => 3,
+    };
+    s.get(..1 + len).unwrap_or(s)
 }
 
 /// The `Error` response for a request that did not decode.
@@ -291,10 +340,6 @@ impl Handler {
             issuer,
             guardian: GuardianConfig::disabled(),
             trusted_issuers: Vec::new(),
-            code_limiter: KeyedLimiter::new(
-                limits.code_account_rate(),
-                limits.rate_limiter_max_keys,
-            ),
             send_limiter: KeyedLimiter::new(limits.send_rate(), limits.rate_limiter_max_keys),
             store,
             code_sender,
@@ -354,6 +399,7 @@ impl Handler {
     pub fn new_connection(&self, id: u64, now: u64) -> ConnectionState {
         ConnectionState {
             id,
+            source: None,
             nonce: None,
             device: None,
             code_requests: TokenBucket::new(self.limits.code_connection_rate(), now),
@@ -365,7 +411,6 @@ impl Handler {
     /// Deletes expired codes and envelopes, forgets idle rate-limit buckets and updates the
     /// queue metrics. Called periodically by the driver.
     pub fn sweep(&self, now: u64) -> Result<SweepCounts, StoreError> {
-        self.code_limiter.evict_idle(now);
         self.send_limiter.evict_idle(now);
         self.vault_limiter.evict_idle(now);
         let swept = self.store.sweep(now, self.limits.mailbox_ttl_ms())?;
@@ -378,6 +423,25 @@ impl Handler {
         }
         metrics::queue_depth(self.store.total_queued()?);
         Ok(swept)
+    }
+
+    /// Charges `quotas` (all or none); a used-up quota gives `RateLimited` with the seconds
+    /// until it has room again.
+    fn take_quotas(&self, quotas: &[QuotaCheck], now: u64) -> Result<(), Box<Response>> {
+        match self.store.take_quotas(quotas, now) {
+            Ok(QuotaOutcome::Taken) => Ok(()),
+            Ok(QuotaOutcome::Exceeded {
+                index,
+                retry_after_ms,
+            }) => {
+                let what = quotas.get(index).map_or("quota", |q| q.kind.as_str());
+                Err(Box::new(rate_limited(
+                    what,
+                    secs_ceil(retry_after_ms).max(1),
+                )))
+            }
+            Err(e) => Err(Box::new(internal(&e))),
+        }
     }
 
     fn random<const N: usize>(&self) -> [u8; N] {
@@ -737,8 +801,30 @@ impl Handler {
         {
             return rate_limited("code_connection", s);
         }
-        if let Err(s) = self.code_limiter.try_take(account, now) {
-            return rate_limited("code_account", s);
+        let quotas = [
+            QuotaCheck {
+                kind: QuotaKind::CodeNumber,
+                subject: account.as_str().to_owned(),
+                rate: self.limits.code_account_rate(),
+            },
+            QuotaCheck {
+                kind: QuotaKind::CodeSource,
+                subject: conn.source_subject(),
+                rate: self.limits.code_source_rate(),
+            },
+            QuotaCheck {
+                kind: QuotaKind::CodeCountry,
+                subject: calling_code(account).to_owned(),
+                rate: self.limits.code_country_rate(),
+            },
+            QuotaCheck {
+                kind: QuotaKind::CodeGlobal,
+                subject: String::new(),
+                rate: self.limits.code_global_rate(),
+            },
+        ];
+        if let Err(r) = self.take_quotas(&quotas, now) {
+            return *r;
         }
         let code = self.random_code();
         let mac = self.code_mac(account, code.as_bytes());

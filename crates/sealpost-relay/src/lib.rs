@@ -37,6 +37,7 @@
 //!     let dir = tempfile::tempdir()?;
 //!     let mut config = RelayConfig::for_tests(dir.path());
 //!     config.listen = "127.0.0.1:0".parse()?;
+//!     config.dev_log_codes = true; // development: verification codes go to the log
 //!     let relay = Relay::start(config).await?;
 //!     assert_ne!(relay.local_addr().port(), 0);
 //!     assert_eq!(relay.cert_fingerprint().len(), 32);

@@ -5,6 +5,8 @@ use crate::ratelimit::Rate;
 
 /// Ten minutes, in milliseconds.
 const TEN_MINUTES_MS: u64 = 10 * 60 * 1000;
+/// One hour, in milliseconds.
+const HOUR_MS: u64 = 60 * 60 * 1000;
 
 /// Spec maximum of queued envelopes per device (`MAX_QUEUED_PER_DEVICE`).
 pub const MAX_QUEUED_PER_DEVICE: u32 = 10_000;
@@ -54,8 +56,15 @@ pub const RETRY_THRESHOLD: u32 = 1000;
 #[cfg_attr(feature = "server", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "server", serde(default, deny_unknown_fields))]
 pub struct Limits {
-    /// `RequestCode`s per account per 10 minutes (default 3).
+    /// `RequestCode`s per number per 10 minutes (default 3). Persisted.
     pub code_requests_per_account: u32,
+    /// `RequestCode`s per source address per hour (default 30; IPv6 counts per /64).
+    /// Persisted.
+    pub code_requests_per_source_per_hour: u32,
+    /// `RequestCode`s per country calling code per hour (default 300). Persisted.
+    pub code_requests_per_country_per_hour: u32,
+    /// `RequestCode`s relay-wide per hour (default 3000). Persisted.
+    pub code_requests_per_hour: u32,
     /// `RequestCode`s per connection per 10 minutes (default 5).
     pub code_requests_per_connection: u32,
     /// Failed `Authenticate`s per connection per 10 minutes (default 5).
@@ -79,7 +88,8 @@ pub struct Limits {
     /// Concurrent connections from one IP address (default 256; a busy support desk behind
     /// one NAT shares an address).
     pub max_connections_per_ip: u32,
-    /// Buckets each keyed rate limiter (per account, per device) keeps at most.
+    /// Buckets each in-memory keyed rate limiter (per device, per account) keeps at most;
+    /// when all are in use and none has refilled, new keys are refused (fail closed).
     pub rate_limiter_max_keys: usize,
     /// Vault requests (spec/pin.md section 9) per account per 10 minutes (default 30).
     pub vault_requests_per_account: u32,
@@ -102,6 +112,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             code_requests_per_account: 3,
+            code_requests_per_source_per_hour: 30,
+            code_requests_per_country_per_hour: 300,
+            code_requests_per_hour: 3000,
             code_requests_per_connection: 5,
             auth_failures_per_connection: 5,
             bundle_fetches_per_minute: 60,
@@ -132,6 +145,18 @@ impl Limits {
             (
                 "code_requests_per_account",
                 u64::from(self.code_requests_per_account),
+            ),
+            (
+                "code_requests_per_source_per_hour",
+                u64::from(self.code_requests_per_source_per_hour),
+            ),
+            (
+                "code_requests_per_country_per_hour",
+                u64::from(self.code_requests_per_country_per_hour),
+            ),
+            (
+                "code_requests_per_hour",
+                u64::from(self.code_requests_per_hour),
             ),
             (
                 "code_requests_per_connection",
@@ -214,6 +239,18 @@ impl Limits {
 
     pub(crate) fn code_account_rate(&self) -> Rate {
         Rate::per(self.code_requests_per_account, TEN_MINUTES_MS)
+    }
+
+    pub(crate) fn code_source_rate(&self) -> Rate {
+        Rate::per(self.code_requests_per_source_per_hour, HOUR_MS)
+    }
+
+    pub(crate) fn code_country_rate(&self) -> Rate {
+        Rate::per(self.code_requests_per_country_per_hour, HOUR_MS)
+    }
+
+    pub(crate) fn code_global_rate(&self) -> Rate {
+        Rate::per(self.code_requests_per_hour, HOUR_MS)
     }
 
     pub(crate) fn code_connection_rate(&self) -> Rate {

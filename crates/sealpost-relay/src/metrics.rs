@@ -11,7 +11,8 @@
 //! | `sealpost_messages_expired_total` | counter | |
 //! | `sealpost_queue_depth` | gauge | (envelopes queued relay-wide, set by the sweep) |
 //! | `sealpost_auth_failures_total` | counter | |
-//! | `sealpost_rate_limited_total` | counter | `what` (`code_account`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
+//! | `sealpost_webhook_failures_total` | counter | `what` (`retried`: an attempt failed and is retried; `gave_up`: the last attempt failed; `refused`: the gateway refused the code (4xx); `dropped`: too many deliveries in flight) |
+//! | `sealpost_rate_limited_total` | counter | `what` (`code_number`, `code_source`, `code_country`, `code_global`, `code_connection`, `auth`, `bundles`, `sends`, `connections_per_ip`) |
 //! | `sealpost_request_buffer_bytes` | gauge | (request body bytes reserved relay-wide) |
 //! | `sealpost_requests_abandoned_total` | counter | `why` (`stalled`, `timeout`) |
 //! | `sealpost_quic_retries_total` | counter | (QUIC Retry packets sent) |
@@ -42,6 +43,8 @@ pub const REQUESTS_ABANDONED: &str = "sealpost_requests_abandoned_total";
 pub const RETRIES: &str = "sealpost_quic_retries_total";
 /// Counter: connections closed because their device authenticated on a newer one.
 pub const CONNECTIONS_REPLACED: &str = "sealpost_connections_replaced_total";
+/// Counter: failed verification-code webhook deliveries and attempts, by kind.
+pub const WEBHOOK_FAILURES: &str = "sealpost_webhook_failures_total";
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -59,6 +62,10 @@ pub fn describe() {
     metrics::describe_counter!(
         CONNECTIONS_REPLACED,
         "connections closed because their device authenticated on a newer one"
+    );
+    metrics::describe_counter!(
+        WEBHOOK_FAILURES,
+        "failed verification-code webhook attempts and deliveries"
     );
 }
 
@@ -88,6 +95,11 @@ pub(crate) fn frame(kind: &'static str) {
 
 pub(crate) fn rate_limited(what: &'static str) {
     metrics::counter!(RATE_LIMITED, "what" => what).increment(1);
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn webhook_failure(what: &'static str) {
+    metrics::counter!(WEBHOOK_FAILURES, "what" => what).increment(1);
 }
 
 pub(crate) fn auth_failure() {

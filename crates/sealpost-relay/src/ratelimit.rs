@@ -36,6 +36,24 @@ impl Rate {
     }
 }
 
+/// One step of the generic cell rate algorithm (GCRA, ITU-T I.371), the integer form of a
+/// token bucket that persisted quotas use: the whole state is one number, the theoretical
+/// arrival time `tat` (Unix ms; `None` or a time not after `now` is a full bucket). Takes
+/// one token: `Ok(new_tat)`, or `Err(ms)` until a token is there. A full bucket allows
+/// `rate.capacity` requests at once, then one per `rate.refill_ms`.
+pub fn gcra(tat: Option<u64>, rate: Rate, now_ms: u64) -> Result<u64, u64> {
+    let tat = tat.unwrap_or(now_ms).max(now_ms);
+    let tolerance = rate
+        .refill_ms
+        .saturating_mul(u64::from(rate.capacity.max(1)) - 1);
+    let ahead = tat - now_ms;
+    if ahead > tolerance {
+        Err(ahead - tolerance)
+    } else {
+        Ok(tat.saturating_add(rate.refill_ms))
+    }
+}
+
 /// A token bucket.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenBucket {
@@ -85,6 +103,18 @@ impl TokenBucket {
         probe.try_take(rate, now_ms)
     }
 
+    /// When the bucket will have refilled completely (Unix ms, rounded up).
+    pub fn full_at(&self, rate: Rate) -> u64 {
+        let missing = (f64::from(rate.capacity) - self.tokens).max(0.0);
+        let ms = (missing * rate.refill_ms as f64).ceil();
+        let ms = if ms >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            ms as u64
+        };
+        self.last_ms.saturating_add(ms)
+    }
+
     /// Whether the bucket has refilled completely (it then equals a fresh bucket and can be
     /// forgotten without changing any decision).
     pub fn is_full(&self, rate: Rate, now_ms: u64) -> bool {
@@ -94,15 +124,28 @@ impl TokenBucket {
     }
 }
 
-/// Token buckets by key, holding at most `max_keys` buckets. When full, buckets that have
-/// refilled completely are dropped first (losslessly); if that is not enough, the least
-/// recently used half is dropped (which can only make the limiter more lenient for those
-/// keys, never stricter).
+/// Token buckets by key, holding at most `max_keys` buckets, exact under key flooding.
+///
+/// A bucket is forgotten only once it has refilled completely (it then equals a fresh
+/// bucket, so forgetting it changes no decision). When `max_keys` buckets are held and none
+/// is full again, a **new** key is refused (fail closed: `Err` with the seconds until the
+/// first held bucket is full and its slot can be reused); keys already held keep their
+/// exact buckets. So flooding the limiter with fresh keys can never reset a throttled key,
+/// and memory stays bounded. The scan for full buckets runs at most once per moment a
+/// bucket can become full (the earliest such time is kept), so a flood costs O(1) per
+/// refused key.
 #[derive(Debug)]
 pub struct KeyedLimiter<K> {
     rate: Rate,
     max_keys: usize,
-    buckets: Mutex<HashMap<K, TokenBucket>>,
+    state: Mutex<KeyedState<K>>,
+}
+
+#[derive(Debug)]
+struct KeyedState<K> {
+    buckets: HashMap<K, TokenBucket>,
+    /// No held bucket is full before this time (Unix ms): until then a scan frees nothing.
+    next_full_ms: u64,
 }
 
 impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
@@ -110,8 +153,11 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
     pub fn new(rate: Rate, max_keys: usize) -> Self {
         Self {
             rate,
-            max_keys: max_keys.max(2),
-            buckets: Mutex::new(HashMap::new()),
+            max_keys: max_keys.max(1),
+            state: Mutex::new(KeyedState {
+                buckets: HashMap::new(),
+                next_full_ms: 0,
+            }),
         }
     }
 
@@ -120,29 +166,40 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
         self.rate
     }
 
-    /// Takes a token for `key`, or returns the seconds to wait.
+    /// Takes a token for `key`, or returns the seconds to wait (for a new key while the
+    /// limiter is full: until a slot frees).
     pub fn try_take(&self, key: &K, now_ms: u64) -> Result<(), u32> {
-        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if !map.contains_key(key) && map.len() >= self.max_keys {
-            Self::evict(&mut map, self.rate, self.max_keys, now_ms);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = state.buckets.get_mut(key) {
+            return b.try_take(self.rate, now_ms);
         }
-        map.entry(key.clone())
-            .or_insert_with(|| TokenBucket::new(self.rate, now_ms))
-            .try_take(self.rate, now_ms)
+        if state.buckets.len() >= self.max_keys {
+            if now_ms >= state.next_full_ms {
+                Self::evict_full(&mut state, self.rate, now_ms);
+            }
+            if state.buckets.len() >= self.max_keys {
+                let wait_ms = state.next_full_ms.saturating_sub(now_ms);
+                return Err(u32::try_from(wait_ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX));
+            }
+        }
+        let mut bucket = TokenBucket::new(self.rate, now_ms);
+        let taken = bucket.try_take(self.rate, now_ms);
+        state.buckets.insert(key.clone(), bucket);
+        taken
     }
 
     /// Drops buckets that have refilled completely (call periodically).
     pub fn evict_idle(&self, now_ms: u64) {
-        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let rate = self.rate;
-        map.retain(|_, b| !b.is_full(rate, now_ms));
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::evict_full(&mut state, self.rate, now_ms);
     }
 
     /// Buckets currently held.
     pub fn len(&self) -> usize {
-        self.buckets
+        self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .buckets
             .len()
     }
 
@@ -151,14 +208,15 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
         self.len() == 0
     }
 
-    fn evict(map: &mut HashMap<K, TokenBucket>, rate: Rate, max: usize, now_ms: u64) {
-        map.retain(|_, b| !b.is_full(rate, now_ms));
-        if map.len() >= max {
-            let mut ages: Vec<u64> = map.values().map(|b| b.last_ms).collect();
-            ages.sort_unstable();
-            let cutoff = ages.get(ages.len() / 2).copied().unwrap_or(u64::MAX);
-            map.retain(|_, b| b.last_ms > cutoff);
-        }
+    fn evict_full(state: &mut KeyedState<K>, rate: Rate, now_ms: u64) {
+        state.buckets.retain(|_, b| !b.is_full(rate, now_ms));
+        state.next_full_ms = state
+            .buckets
+            .values()
+            .map(|b| b.full_at(rate))
+            .min()
+            .unwrap_or(u64::MAX)
+            .max(now_ms.saturating_add(1));
     }
 }
 
@@ -194,24 +252,53 @@ mod tests {
     }
 
     #[test]
-    fn keyed_limiter_is_bounded_and_evicts_idle_first() {
+    fn keyed_limiter_is_bounded_and_evicts_only_full_buckets() {
         let rate = Rate::per(1, 1000);
         let l = KeyedLimiter::new(rate, 4);
         for k in 0..4u32 {
             l.try_take(&k, 0).unwrap();
         }
         assert_eq!(l.len(), 4);
-        // Key 0 is limited.
+        // Key 0 is limited; a fifth key is refused while no bucket is full again.
         assert!(l.try_take(&0, 10).is_err());
+        assert_eq!(l.try_take(&4, 10), Err(1));
         // Much later every bucket is full again: a new key evicts them all losslessly.
         l.try_take(&99, 10_000).unwrap();
         assert_eq!(l.len(), 1);
         // Under pressure (no full buckets) memory stays bounded.
         for k in 0..1000u32 {
-            let _ = l.try_take(&k, 20_000 + u64::from(k));
+            let _ = l.try_take(&k, 20_000 + u64::from(k) / 10);
             assert!(l.len() <= 4);
         }
         l.evict_idle(10_000_000);
         assert!(l.is_empty());
+    }
+
+    /// A million fresh keys (one per microsecond of virtual time, so none of the held
+    /// buckets refills meanwhile) never reset a throttled key, and the limiter holds at most
+    /// `max_keys` buckets throughout.
+    #[test]
+    fn key_flooding_never_resets_a_throttled_key() {
+        let rate = Rate::per(3, 600_000);
+        let max_keys = 1000;
+        let l = KeyedLimiter::new(rate, max_keys);
+        let target = u64::MAX;
+        let t0 = 1_000_000u64;
+        for _ in 0..3 {
+            l.try_take(&target, t0).unwrap();
+        }
+        let throttled = l.try_take(&target, t0).unwrap_err();
+        for k in 0..1_000_000u64 {
+            let _ = l.try_take(&k, t0 + k / 1000);
+            if k % 4096 == 0 {
+                assert!(l.len() <= max_keys);
+            }
+        }
+        assert!(l.len() <= max_keys);
+        let now = t0 + 1000;
+        let again = l.try_take(&target, now).unwrap_err();
+        assert!(again >= throttled - 1, "{throttled} then {again}");
+        // Once its bucket is full again it works as before.
+        l.try_take(&target, t0 + 200_000).unwrap();
     }
 }

@@ -546,18 +546,7 @@ impl Relay {
                 .await
                 .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??,
         );
-        let code_sender: Arc<dyn CodeSender> = match (&config.code_sender, &config.webhook_url) {
-            (Some(s), _) => Arc::clone(s),
-            (None, Some(url)) => Arc::new(WebhookCodeSender::new(
-                url.clone(),
-                Duration::from_secs(config.webhook_timeout_secs),
-                tokio::runtime::Handle::current(),
-            )),
-            (None, None) => {
-                tracing::warn!("no webhook_url configured: verification codes are only logged");
-                Arc::new(LogCodeSender)
-            }
-        };
+        let code_sender = code_sender(&config)?;
         if let Some(addr) = config.metrics_listen {
             metrics::install_prometheus(addr)?;
             tracing::info!(%addr, "Prometheus exporter listening");
@@ -737,6 +726,32 @@ async fn sweep_loop(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// The configured code sender: an explicit one, else the webhook, else (development only,
+/// `dev_log_codes`) the log; none is a configuration error.
+fn code_sender(config: &RelayConfig) -> Result<Arc<dyn CodeSender>, RelayError> {
+    match (&config.code_sender, &config.webhook_url) {
+        (Some(s), _) => Ok(Arc::clone(s)),
+        (None, Some(url)) => {
+            let secret = config
+                .load_webhook_secret()?
+                .ok_or_else(|| RelayError::Config("webhook_url needs a webhook secret".into()))?;
+            Ok(Arc::new(WebhookCodeSender::new(
+                url.clone(),
+                secret,
+                Duration::from_secs(config.webhook_timeout_secs),
+                tokio::runtime::Handle::current(),
+            )))
+        }
+        (None, None) if config.dev_log_codes => {
+            tracing::warn!(
+                "--dev-log-codes: verification codes are written to the log (development only)"
+            );
+            Ok(Arc::new(LogCodeSender))
+        }
+        (None, None) => Err(RelayError::Config(crate::config::NO_CODE_SENDER.into())),
+    }
+}
+
 async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -867,7 +882,12 @@ async fn serve_connection(
     }
     tracing::debug!(conn = conn_id, remote = %conn.remote_address(), "connection open");
     let state = Arc::new(tokio::sync::Mutex::new(
-        shared.handler.new_connection(conn_id, now_ms()),
+        // The handshake is complete, so the peer's address is validated (RFC 9000 section
+        // 8.1): per-source quotas count addresses that really answered.
+        shared
+            .handler
+            .new_connection(conn_id, now_ms())
+            .with_source(conn.remote_address().ip()),
     ));
     let ctx = Arc::new(ConnCtx {
         conn_id,

@@ -744,3 +744,99 @@ async fn request_streams_are_limited_until_authenticated_and_busy() {
     anonymous.close().await;
     relay.shutdown().await;
 }
+
+/// Without a code sender (no webhook, no `--dev-log-codes`, none set in-process) the relay
+/// refuses to start, in-process and as the binary, and says why; with the development flag
+/// it starts.
+#[tokio::test]
+async fn refuses_to_start_without_a_code_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = sealpost_relay::RelayConfig::for_tests(dir.path());
+    let e = Relay::start(bare.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e.downcast_ref::<sealpost_relay::RelayError>(),
+            Some(sealpost_relay::RelayError::Config(m)) if m == sealpost_relay::config::NO_CODE_SENDER
+        ),
+        "{e:#}"
+    );
+    let relay = Relay::start(sealpost_relay::RelayConfig {
+        dev_log_codes: true,
+        ..bare
+    })
+    .await
+    .unwrap();
+    relay.shutdown().await;
+
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sealpost-relay"))
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir)
+                .env_remove("SEALPOST_RELAY_DEV_LOG_CODES")
+                .env_remove("SEALPOST_RELAY_WEBHOOK_URL")
+                .env_remove("SEALPOST_RELAY_CONFIG")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--dev-log-codes"), "{stderr}");
+    assert!(out.stdout.is_empty(), "it never listened");
+    // With the flag the binary starts (and prints its address).
+    let process = common::RelayProcess::start(dir.path()).await;
+    assert_ne!(process.addr.port(), 0);
+}
+
+/// Quotas against SMS pumping over QUIC: a source address that has used its hourly code
+/// requests gets `RateLimited` with the seconds until the next one, and a restart of the
+/// relay on the same data directory does not give it a fresh allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_quotas_answer_retry_after_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let mut cfg = config(dir.path(), &codes);
+    cfg.limits.code_requests_per_source_per_hour = 2;
+    let relay = Relay::start(cfg.clone()).await.unwrap();
+    let c = Client::for_relay(&relay).await;
+    for n in 0..2 {
+        let rc = Request::RequestCode {
+            account: acct(&format!("+1555000000{n}")),
+        };
+        assert!(matches!(c.request(&rc).await, Response::CodeSent { .. }));
+    }
+    // A third number from the same address: refused, with about half an hour to wait.
+    let third = Request::RequestCode {
+        account: acct("+15550000003"),
+    };
+    let retry = |r: Response| match r {
+        Response::Error {
+            code: ErrorCode::RateLimited,
+            retry_after,
+            detail,
+        } => {
+            assert_eq!(detail, "rate limited (code_source)");
+            retry_after
+        }
+        other => panic!("{other:?}"),
+    };
+    let before = retry(c.request(&third).await);
+    assert!((1700..=1800).contains(&before), "{before}");
+    c.close().await;
+    relay.shutdown().await;
+
+    let relay = Relay::start(cfg).await.unwrap();
+    let c = Client::for_relay(&relay).await;
+    let after = retry(c.request(&third).await);
+    assert!(
+        after <= before && after >= before - 60,
+        "{before} then {after}"
+    );
+    assert_eq!(codes.count(), 2, "no code for refused requests");
+    c.close().await;
+    relay.shutdown().await;
+}

@@ -228,6 +228,7 @@ async fn a_device_authenticating_again_replaces_its_older_connection() {
         .client
         .request(&Request::Send {
             message_id: [7; 16],
+            sender_seq: 1,
             recipient: alice.address.account.clone(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: alice.address.device.0,
@@ -304,6 +305,7 @@ async fn server_ids_are_opaque_and_per_connection() {
             .client
             .request(&Request::Send {
                 message_id: [n; 16],
+                sender_seq: u64::from(n) + 1,
                 recipient: alice.address.account.clone(),
                 envelopes: vec![OutgoingEnvelope {
                     device_id: alice.address.device.0,

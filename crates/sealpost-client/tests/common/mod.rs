@@ -56,6 +56,9 @@ pub fn bulk_limits() -> Limits {
         bundle_fetches_per_minute: 10_000,
         code_requests_per_account: 100,
         code_requests_per_connection: 100,
+        code_requests_per_source_per_hour: 1_000_000,
+        code_requests_per_country_per_hour: 1_000_000,
+        code_requests_per_hour: 1_000_000,
         ..Limits::default()
     }
 }

@@ -988,6 +988,9 @@ fn loose_limits() -> Limits {
     Limits {
         code_requests_per_account: 1000,
         code_requests_per_connection: 1000,
+        code_requests_per_source_per_hour: 1_000_000,
+        code_requests_per_country_per_hour: 1_000_000,
+        code_requests_per_hour: 1_000_000,
         ..Limits::default()
     }
 }
@@ -1627,4 +1630,128 @@ fn vault_store_checks_record_and_share_and_rate_limits() {
         } => assert!(retry_after > 0),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn calling_codes_follow_the_itu_split() {
+    for (number, code) in [
+        ("+15551234567", "+1"),
+        ("+12425551234", "+1"),
+        ("+74951234567", "+7"),
+        ("+447700900123", "+44"),
+        ("+4915112345678", "+49"),
+        ("+861012345678", "+86"),
+        ("+35312345678", "+353"),
+        ("+37061234567", "+370"),
+        ("+2348012345678", "+234"),
+        ("+88212345678", "+882"),
+        ("+9715012345678", "+971"),
+        ("+2125512345678", "+212"),
+    ] {
+        assert_eq!(calling_code(&acct(number)), code, "{number}");
+    }
+}
+
+fn code_quota_limits() -> Limits {
+    Limits {
+        code_requests_per_account: 1000,
+        code_requests_per_connection: 1000,
+        code_requests_per_source_per_hour: 1000,
+        code_requests_per_country_per_hour: 1000,
+        code_requests_per_hour: 1000,
+        ..Limits::default()
+    }
+}
+
+fn limited_by(r: &Response) -> (u32, &str) {
+    match r {
+        Response::Error {
+            code: ErrorCode::RateLimited,
+            retry_after,
+            detail,
+        } => (*retry_after, detail.as_str()),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
+
+/// SMS pumping: fresh numbers from one source, or many sources into one country, or
+/// everything together, run into the source, country and global quotas, each answered
+/// with `RateLimited` and the seconds until the quota has room.
+#[test]
+fn code_requests_are_limited_per_source_country_and_globally() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    // Per source: 2 per hour; a fresh number does not help, another source does.
+    let e = env_with(Limits {
+        code_requests_per_source_per_hour: 2,
+        ..code_quota_limits()
+    });
+    let mut c = e.h.new_connection(1, T0).with_source(ip("192.0.2.1"));
+    for n in 0..2 {
+        let r = e.request_code(&mut c, &acct(&format!("+1555000000{n}")), T0);
+        assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+    }
+    let r = e.request_code(&mut c, &acct("+15550000009"), T0 + 1000);
+    assert_eq!(limited_by(&r), (1799, "rate limited (code_source)"));
+    // A new connection from the same address (IPv4-mapped or not) shares the quota; an
+    // address in the same IPv6 /64 too.
+    let mut again =
+        e.h.new_connection(2, T0)
+            .with_source(ip("::ffff:192.0.2.1"));
+    let r = e.request_code(&mut again, &acct("+15550000008"), T0);
+    assert_eq!(limited_by(&r).1, "rate limited (code_source)");
+    let mut other = e.h.new_connection(3, T0).with_source(ip("192.0.2.2"));
+    let r = e.request_code(&mut other, &acct("+15550000008"), T0);
+    assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+    let mut v6 = e.h.new_connection(4, T0).with_source(ip("2001:db8:1:2::1"));
+    let mut v6b =
+        e.h.new_connection(5, T0)
+            .with_source(ip("2001:db8:1:2:ffff::9"));
+    for n in 0..2 {
+        let r = e.request_code(&mut v6, &acct(&format!("+1555000010{n}")), T0);
+        assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+    }
+    let r = e.request_code(&mut v6b, &acct("+15550000109"), T0);
+    assert_eq!(limited_by(&r).1, "rate limited (code_source)");
+
+    // Per country calling code: 2 per hour into +44; +1 is unaffected.
+    let e = env_with(Limits {
+        code_requests_per_country_per_hour: 2,
+        ..code_quota_limits()
+    });
+    for n in 0..2u8 {
+        let mut c =
+            e.h.new_connection(10, T0)
+                .with_source(ip(&format!("198.51.100.{n}")));
+        let r = e.request_code(&mut c, &acct(&format!("+44770090012{n}")), T0);
+        assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+    }
+    let mut c = e.h.new_connection(11, T0).with_source(ip("198.51.100.50"));
+    let r = e.request_code(&mut c, &acct("+447700900129"), T0);
+    assert_eq!(limited_by(&r), (1800, "rate limited (code_country)"));
+    let r = e.request_code(&mut c, &acct("+15550000001"), T0);
+    assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+
+    // Globally: 3 per hour, whatever the number, source or country.
+    let e = env_with(Limits {
+        code_requests_per_hour: 3,
+        ..code_quota_limits()
+    });
+    for (n, number) in ["+15550000001", "+447700900123", "+4915112345678"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c =
+            e.h.new_connection(20, T0)
+                .with_source(ip(&format!("203.0.113.{n}")));
+        let r = e.request_code(&mut c, &acct(number), T0);
+        assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+    }
+    let mut c = e.h.new_connection(21, T0).with_source(ip("203.0.113.77"));
+    let r = e.request_code(&mut c, &acct("+33612345678"), T0);
+    assert_eq!(limited_by(&r), (1200, "rate limited (code_global)"));
+    // No code was stored or sent for a refused request.
+    assert_eq!(e.codes.0.lock().unwrap().len(), 3);
+    // An hour later there is room again (one per refill period).
+    let r = e.request_code(&mut c, &acct("+33612345678"), T0 + 1_200_000);
+    assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
 }

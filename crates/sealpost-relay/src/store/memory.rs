@@ -3,11 +3,12 @@
 
 use super::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
-    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState,
-    RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
-    VERIFIER_LEN, VaultAttempt, VaultRow,
+    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaKind, QuotaOutcome,
+    RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
+    UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
+use crate::ratelimit::gcra;
 use sealpost_crypto::ct_eq;
 use sealpost_wire::relay::DeviceInfo;
 use sealpost_wire::{
@@ -63,6 +64,8 @@ struct Inner {
     accounts: HashMap<AccountId, AccountRow>,
     vaults: HashMap<AccountId, VaultRow>,
     next_server_id: u64,
+    /// Quotas by `(kind, subject)`: the GCRA's theoretical arrival time.
+    quotas: HashMap<(QuotaKind, String), u64>,
 }
 
 impl Inner {
@@ -550,6 +553,26 @@ impl Store for MemoryStore {
             .sum())
     }
 
+    fn take_quotas(&self, checks: &[QuotaCheck], now: u64) -> Result<QuotaOutcome, StoreError> {
+        let mut inner = self.lock();
+        let mut next = Vec::with_capacity(checks.len());
+        for (index, q) in checks.iter().enumerate() {
+            let key = (q.kind, q.subject.clone());
+            let tat = inner.quotas.get(&key).copied();
+            match gcra(tat, q.rate, now) {
+                Ok(t) => next.push((key, t)),
+                Err(retry_after_ms) => {
+                    return Ok(QuotaOutcome::Exceeded {
+                        index,
+                        retry_after_ms,
+                    });
+                }
+            }
+        }
+        inner.quotas.extend(next);
+        Ok(QuotaOutcome::Taken)
+    }
+
     fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         let mut inner = self.lock();
         let before = inner.codes.len();
@@ -566,6 +589,7 @@ impl Store for MemoryStore {
                 .retain(|_, e| e.timestamp.saturating_add(mailbox_ttl) > now);
             envelopes += (before - d.mailbox.len()) as u64;
         }
+        inner.quotas.retain(|_, tat| *tat > now);
         Ok(SweepCounts { codes, envelopes })
     }
 }

@@ -22,6 +22,7 @@ pub use memory::MemoryStore;
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 use crate::StoreError;
+use crate::ratelimit::Rate;
 use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope};
 use sealpost_wire::{
     AccountId, DeviceAddress, IdentityBytes, KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
@@ -340,6 +341,78 @@ pub struct SweepCounts {
     pub envelopes: u64,
 }
 
+/// What a persisted quota counts (spec/relay.md section 7.1). The store keys a quota by
+/// `(kind, subject)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum QuotaKind {
+    /// `RequestCode`s per source address (subject: the address, IPv6 as its /64).
+    CodeSource,
+    /// `RequestCode`s per number (subject: the E.164 number).
+    CodeNumber,
+    /// `RequestCode`s per country calling code (subject: `+` and the code's digits).
+    CodeCountry,
+    /// `RequestCode`s relay-wide (subject: empty).
+    CodeGlobal,
+    /// `FetchBundles` per requesting account and target account (subject:
+    /// `requester " " target`).
+    FetchPair,
+    /// `FetchBundles` per target account (subject: the target).
+    FetchTarget,
+}
+
+impl QuotaKind {
+    /// The stored (and metric) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CodeSource => "code_source",
+            Self::CodeNumber => "code_number",
+            Self::CodeCountry => "code_country",
+            Self::CodeGlobal => "code_global",
+            Self::FetchPair => "fetch_pair",
+            Self::FetchTarget => "fetch_target",
+        }
+    }
+
+    /// The stored number of the kind (never reused).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::CodeSource => 1,
+            Self::CodeNumber => 2,
+            Self::CodeCountry => 3,
+            Self::CodeGlobal => 4,
+            Self::FetchPair => 5,
+            Self::FetchTarget => 6,
+        }
+    }
+}
+
+/// One quota [`Store::take_quotas`] checks and charges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaCheck {
+    /// What is counted.
+    pub kind: QuotaKind,
+    /// Whose (see [`QuotaKind`]).
+    pub subject: String,
+    /// The allowance ([`crate::ratelimit::gcra`]).
+    pub rate: Rate,
+}
+
+/// Result of [`Store::take_quotas`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaOutcome {
+    /// Every quota had room and each was charged one request.
+    Taken,
+    /// The quota at `index` (the first, in the caller's order, without room) is used up;
+    /// nothing was charged. One request fits again after `retry_after_ms`.
+    Exceeded {
+        /// Index into the checks.
+        index: usize,
+        /// Milliseconds until that quota has room for one request.
+        retry_after_ms: u64,
+    },
+}
+
 /// Relay storage. See the module documentation for the transaction and time conventions.
 pub trait Store: Send + Sync {
     /// Stores the MAC of a fresh verification code for `account`, expiring at `expires_at`,
@@ -546,8 +619,15 @@ pub trait Store: Send + Sync {
     /// Envelopes queued for all devices.
     fn total_queued(&self) -> Result<u64, StoreError>;
 
-    /// Deletes codes with `expires_at <= now` and envelopes with
-    /// `timestamp + mailbox_ttl <= now`, atomically.
+    /// Checks every quota of `checks` at `now` with [`crate::ratelimit::gcra`] and, only if
+    /// all have room, charges each one request, atomically and durably (a restart does not
+    /// reset a quota). A quota never charged, or charged so long ago that it is full
+    /// again, has its whole allowance. Quotas are independent of every other table.
+    fn take_quotas(&self, checks: &[QuotaCheck], now: u64) -> Result<QuotaOutcome, StoreError>;
+
+    /// Deletes codes with `expires_at <= now`, envelopes with
+    /// `timestamp + mailbox_ttl <= now` and quotas that are full again at `now` (forgetting
+    /// them changes no decision), atomically.
     fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError>;
 }
 

@@ -31,11 +31,12 @@
 
 use super::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
-    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, RegLockPolicy, RegLockState,
-    RegisterOutcome, Reply, Staged, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
-    VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
+    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaOutcome,
+    RegLockPolicy, RegLockState, RegisterOutcome, Reply, Staged, Store, StoredEnvelope,
+    SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
+use crate::ratelimit::gcra;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sealpost_crypto::ct_eq;
 use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope};
@@ -54,7 +55,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Most jobs committed in one group.
 const MAX_GROUP: usize = 256;
@@ -161,6 +162,19 @@ CREATE TABLE vaults (
 /// a device whose client never sent a sequence number has.
 const MIGRATE_V3_SENDER_SEQ: &str = "
 ALTER TABLE devices ADD COLUMN max_sender_seq INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 4 (persisted quotas, spec/relay.md section 7.1): one row per `(kind,
+/// subject)` with the GCRA's theoretical arrival time (`ratelimit::gcra`); a row whose `tat`
+/// is not after now is a full quota and is deleted by the sweep.
+const MIGRATE_V4_QUOTAS: &str = "
+CREATE TABLE quotas (
+    kind     INTEGER NOT NULL,
+    subject  TEXT NOT NULL,
+    tat      INTEGER NOT NULL,
+    PRIMARY KEY (kind, subject)
+) WITHOUT ROWID;
+CREATE INDEX quotas_by_tat ON quotas (tat);
 ";
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -446,6 +460,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if version < 3 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V3_SENDER_SEQ} PRAGMA user_version = 3; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 4 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V4_QUOTAS} PRAGMA user_version = 4; COMMIT;"
         ))
         .map_err(backend)?;
     }
@@ -1831,8 +1851,48 @@ impl Store for SqliteStore {
         })
     }
 
+    fn take_quotas(&self, checks: &[QuotaCheck], now: u64) -> Result<QuotaOutcome, StoreError> {
+        let checks = checks.to_vec();
+        self.write(move |c| {
+            let mut next = Vec::with_capacity(checks.len());
+            for (index, q) in checks.iter().enumerate() {
+                let tat: Option<i64> = c
+                    .prepare_cached("SELECT tat FROM quotas WHERE kind = ?1 AND subject = ?2")
+                    .map_err(backend)?
+                    .query_row(params![q.kind.code(), q.subject], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                let tat = tat
+                    .map(|t| u64::try_from(t).map_err(|_| StoreError::Corrupt("quota tat")))
+                    .transpose()?;
+                match gcra(tat, q.rate, now) {
+                    Ok(t) => next.push(t),
+                    Err(retry_after_ms) => {
+                        return Ok(QuotaOutcome::Exceeded {
+                            index,
+                            retry_after_ms,
+                        });
+                    }
+                }
+            }
+            let mut stmt = c
+                .prepare_cached(
+                    "INSERT INTO quotas (kind, subject, tat) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (kind, subject) DO UPDATE SET tat = excluded.tat",
+                )
+                .map_err(backend)?;
+            for (q, tat) in checks.iter().zip(next) {
+                stmt.execute(params![q.kind.code(), q.subject, to_i64(tat)])
+                    .map_err(backend)?;
+            }
+            Ok(QuotaOutcome::Taken)
+        })
+    }
+
     fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         self.write(move |c| {
+            c.execute("DELETE FROM quotas WHERE tat <= ?1", params![to_i64(now)])
+                .map_err(backend)?;
             let codes = c
                 .execute(
                     "DELETE FROM codes WHERE expires_at <= ?1",
@@ -2036,6 +2096,34 @@ mod tests {
         restarted.close();
         let reopened = SqliteStore::open(&path).unwrap();
         assert!(send(&reopened) > *later.iter().max().unwrap());
+    }
+
+    #[test]
+    fn quotas_survive_reopening() {
+        use crate::ratelimit::Rate;
+        use crate::store::{QuotaCheck, QuotaKind, QuotaOutcome};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let q = [QuotaCheck {
+            kind: QuotaKind::CodeSource,
+            subject: "192.0.2.1".into(),
+            rate: Rate {
+                capacity: 1,
+                refill_ms: 3_600_000,
+            },
+        }];
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.take_quotas(&q, 1000).unwrap(), QuotaOutcome::Taken);
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            s.take_quotas(&q, 2000).unwrap(),
+            QuotaOutcome::Exceeded {
+                index: 0,
+                retry_after_ms: 3_599_000
+            }
+        );
     }
 
     #[test]
