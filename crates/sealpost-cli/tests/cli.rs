@@ -604,3 +604,40 @@ fn pin_locks_registration_and_the_pin_recovers_it() {
     );
     relay.stop();
 }
+
+#[test]
+fn a_store_in_use_is_refused_with_a_clear_message() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let alice = home(root.path(), "alice");
+    let (_, cmd) = register_two_step(&relay, &alice, ALICE);
+    ok(cmd);
+    let store = alice.join("store.db");
+
+    // `chat` in one terminal, `send` in another: the second process is refused at once.
+    let mut chat = Interactive::spawn(sealpost(&alice, &["chat", BOB]));
+    chat.expect("Chat of");
+    let busy = fails(sealpost(&alice, &["send", BOB, "from a second terminal"]));
+    assert!(
+        busy.contains(&format!(
+            "another sealpost process is using the store at {}",
+            store.display()
+        )),
+        "{busy}"
+    );
+    chat.type_line("/quit");
+    let ended = chat.finish();
+    assert!(ended.status.success(), "{ended:?}");
+
+    // The SDK in this process holds the store: the CLI is refused; released on drop.
+    let held = sealpost_client::store::SqliteClientStore::open(&store).unwrap();
+    let busy = fails(sealpost(&alice, &["receive", "--wait", "1"]));
+    assert!(
+        busy.contains("another sealpost process is using the store"),
+        "{busy}"
+    );
+    drop(held);
+    let out = run(sealpost(&alice, &["receive", "--wait", "2"]), "");
+    assert!(out.status.success(), "{out:?}");
+    relay.stop();
+}

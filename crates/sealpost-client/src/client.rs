@@ -132,8 +132,9 @@ impl Shared {
 
 /// A registered device connected (or reconnecting) to its relay.
 ///
-/// Run at most one client per store at a time (in one process or several): the client
-/// serializes its own state changes but not those of another client on the same store.
+/// One client per store: a SQLite store is locked while open ([`Store::open_sqlite`] fails
+/// with [`crate::StoreError::InUse`] while another open, in this process or another, holds
+/// it), and a client owns the [`Store`] it was given.
 ///
 /// Dropping a client aborts its background tasks; prefer [`Client::shutdown`], which
 /// acknowledges what was processed and closes the connection cleanly. Everything durable is

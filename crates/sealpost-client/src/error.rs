@@ -43,6 +43,14 @@ pub enum StoreError {
     /// The store is not in the state the operation needs.
     #[error("inconsistent store: {0}")]
     Inconsistent(&'static str),
+    /// Another open of this store holds its lock (another process, or another
+    /// `Store::open_sqlite` of the same file in this process): a store has one writer at a
+    /// time (spec/client-store.md section 4.2).
+    #[error("the store at {} is in use by another open (another process?)", .path.display())]
+    InUse {
+        /// The store's database file.
+        path: std::path::PathBuf,
+    },
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -16,7 +16,7 @@ pub use crypt::{
     PICKLE_KEY_INFO, RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreKey,
 };
 pub use records::{Contact, Direction, HistoryEntry, MessageStatus, RECORD_PLAINTEXT_VERSION};
-pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteClientStore};
+pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
 pub(crate) use records::{
     AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, decode_history,
@@ -160,7 +160,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens (creating if needed) a SQLite store at `path`.
+    /// Opens (creating if needed) a SQLite store at `path`. The store is locked while open:
+    /// a second open, from this process or another, fails at once with
+    /// [`StoreError::InUse`] (spec/client-store.md section 4.2).
     pub fn open_sqlite(path: impl AsRef<Path>, secret: StoreSecret) -> Result<Self, StoreError> {
         Self::open(SqliteClientStore::open(path)?, secret)
     }

@@ -432,3 +432,36 @@ fn debug_output_hides_secrets() {
     let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
     assert_eq!(format!("{store:?}"), "Store(..)");
 }
+
+#[test]
+fn a_store_is_open_once_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("once.db");
+    let key = || StoreSecret::Key(StoreKey::from_bytes([9; 32]));
+    let store = Store::open_sqlite(&path, key()).unwrap();
+    // A second open in the same process (another open file description) is refused at
+    // once, with any secret, and so is the bare backend.
+    assert_eq!(
+        Store::open_sqlite(&path, key()).err(),
+        Some(StoreError::InUse { path: path.clone() })
+    );
+    assert_eq!(
+        SqliteClientStore::open(&path).err(),
+        Some(StoreError::InUse { path: path.clone() })
+    );
+    // A clone is the same open store, not a second open.
+    let clone = store.clone();
+    drop(store);
+    assert_eq!(
+        Store::open_sqlite(&path, key()).err(),
+        Some(StoreError::InUse { path: path.clone() })
+    );
+    // Dropping the last handle releases the lock.
+    drop(clone);
+    let again = Store::open_sqlite(&path, key()).unwrap();
+    drop(again);
+    // Another store file has its own lock.
+    let other = Store::open_sqlite(dir.path().join("other.db"), key()).unwrap();
+    let _first = Store::open_sqlite(&path, key()).unwrap();
+    drop(other);
+}
