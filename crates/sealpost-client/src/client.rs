@@ -6,6 +6,7 @@ use crate::content::{MAX_BODY_LEN, MessageBody, MessageId};
 use crate::engine::{Engine, Processed};
 use crate::error::ClientError;
 use crate::event::ClientEvent;
+use crate::outbox::{OUTBOX_SCAN_LIMIT, Retries, Verdict};
 use crate::pin::{PinCheck, PinStatus};
 use crate::store::{AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store};
 use crate::transport::{Connection, PreKeyCounts, Transport};
@@ -15,6 +16,7 @@ use sealpost_pin::vault::MasterSecret;
 use sealpost_session::{IdentityKey, IdentityKeyPair, SafetyNumber};
 use sealpost_wire::relay::{ErrorCode, Push};
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
@@ -394,8 +396,12 @@ impl Client {
     /// (`FetchBundles`), encrypts one envelope per device, **persists the advanced sessions
     /// and the envelopes before sending**, and sends. On `MismatchedDevices` it refreshes the
     /// device list and retries once. Success is reported as [`ClientEvent::Delivered`],
-    /// failure for good as [`ClientEvent::SendFailed`]; transient failures (offline, relay
-    /// restart, rate limits) are retried, also after a restart of the app.
+    /// failure for good as [`ClientEvent::SendFailed`]. Each recipient account has its own
+    /// queue: order is kept per account and a failing account never holds up another.
+    /// Connection loss and the relay's rate limit pause sending (also across a restart of
+    /// the app); other transient failures are retried with backoff up to
+    /// [`crate::MAX_SEND_ATTEMPTS`] times; permanent ones ([`ClientError::is_permanent`])
+    /// end the message at once (spec/client-store.md section 9).
     pub async fn send_bytes(
         &self,
         account: &AccountId,
@@ -908,7 +914,17 @@ async fn read_pushes(
     }
 }
 
-/// Why the outbox stopped draining.
+/// Why a round of the send loop ended.
+enum Drained {
+    /// The outbox is empty.
+    Empty,
+    /// Every message left waits for its recipient's retry time (the earliest is given).
+    Waiting(tokio::time::Instant),
+    /// The connection failed or the relay asked this device to slow down: everything waits.
+    Stall(Stall),
+}
+
+/// Why the whole outbox stopped draining.
 enum Stall {
     /// Retry after this long (the relay said so).
     After(Duration),
@@ -920,6 +936,7 @@ async fn outbox_task(shared: Arc<Shared>) {
     let mut conn_rx = shared.conn.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let mut backoff = BackoffState::new(shared.config.reconnect);
+    let mut retries = Retries::default();
     loop {
         if shared.is_shutting_down() {
             return;
@@ -932,22 +949,27 @@ async fn outbox_task(shared: Arc<Shared>) {
             }
             continue;
         };
-        let stall = tokio::select! {
-            r = drain_outbox(&shared, &conn) => r,
+        let drained = tokio::select! {
+            r = drain_outbox(&shared, &conn, &mut retries) => r,
             _ = shutdown.changed() => return,
         };
-        let delay = match stall {
-            None => {
+        let delay = match drained {
+            Drained::Empty | Drained::Waiting(_) => {
                 backoff.reset();
+                let until = match drained {
+                    Drained::Waiting(at) => Some(at),
+                    _ => None,
+                };
                 tokio::select! {
                     _ = shared.outbox_wake.notified() => {}
+                    _ = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)), if until.is_some() => {}
                     r = conn_rx.changed() => if r.is_err() { return },
                     _ = shutdown.changed() => return,
                 }
                 continue;
             }
-            Some(Stall::After(d)) => d,
-            Some(Stall::Backoff) => backoff.next_delay(),
+            Drained::Stall(Stall::After(d)) => d,
+            Drained::Stall(Stall::Backoff) => backoff.next_delay(),
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -956,56 +978,145 @@ async fn outbox_task(shared: Arc<Shared>) {
     }
 }
 
-/// Sends outbox entries in order until it is empty (`None`) or a transient failure stalls it.
-async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection) -> Option<Stall> {
+/// Ends an outgoing message for good: out of the outbox, history failed, `SendFailed`.
+async fn give_up(
+    shared: &Arc<Shared>,
+    entry: crate::store::OutboxEntry,
+    error: ClientError,
+) -> Result<(), ClientError> {
+    tracing::warn!(error = %error, "message could not be sent; giving up");
+    let message_id = entry.message_id;
+    let engine = shared.engine.clone();
+    blocking(move || engine.fail(&entry, now_ms())).await?;
+    shared
+        .emit(ClientEvent::SendFailed { message_id, error })
+        .await;
+    Ok(())
+}
+
+/// One or more rounds over the outbox (spec/client-store.md section 9). Each round reads the
+/// first [`OUTBOX_SCAN_LIMIT`] entries in order and walks them: an entry is tried only if
+/// every earlier entry to the same recipient left the outbox in this round and the
+/// recipient is not waiting for a retry, so that order is kept per recipient and one
+/// recipient never holds up another. A permanent error ends the message at once; a
+/// transient one makes its recipient wait (bounded attempts, backoff); a connection
+/// failure or the relay's `RateLimited` stops the whole loop. Rounds repeat while they make
+/// progress.
+async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Retries) -> Drained {
     loop {
         let engine = shared.engine.clone();
-        let entry = match blocking(move || engine.outbox_head()).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return None,
+        let scan = match blocking(move || engine.outbox_scan(OUTBOX_SCAN_LIMIT)).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox failed");
-                return Some(Stall::Backoff);
+                return Drained::Stall(Stall::Backoff);
             }
         };
-        let message_id = entry.message_id;
-        match send_entry(shared, conn, entry.clone()).await {
-            Ok((entry, timestamp)) => {
-                let engine = shared.engine.clone();
-                if let Err(e) = blocking(move || engine.complete(&entry, timestamp)).await {
-                    tracing::error!(error = %e, "recording a delivery failed");
-                    return Some(Stall::Backoff);
-                }
-                shared
-                    .emit(ClientEvent::Delivered {
-                        message_id,
-                        timestamp,
-                    })
-                    .await;
-            }
-            Err(e) if e.is_transient() => {
-                tracing::debug!(error = %e, "send stalled; will retry");
-                return Some(match &e {
-                    ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
-                        Stall::After(Duration::from_secs(u64::from(*retry_after)))
+        if scan.is_empty() {
+            return Drained::Empty;
+        }
+        let mut progressed = false;
+        let mut blocked: HashSet<AccountId> = HashSet::new();
+        for (seq, entry) in scan {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(error) if error.is_permanent() => {
+                    // Its message id and recipient are unknowable: drop the row, report it.
+                    tracing::error!(error = %error, "unreadable outbox entry dropped");
+                    let engine = shared.engine.clone();
+                    if let Err(e) = blocking(move || engine.drop_outbox_row(seq)).await {
+                        tracing::error!(error = %e, "dropping an unreadable outbox entry failed");
+                        return Drained::Stall(Stall::Backoff);
                     }
-                    _ => Stall::Backoff,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "message could not be sent; giving up");
-                let engine = shared.engine.clone();
-                if let Err(e) = blocking(move || engine.fail(&entry, now_ms())).await {
-                    tracing::error!(error = %e, "recording a failed send failed");
-                    return Some(Stall::Backoff);
+                    shared
+                        .emit(ClientEvent::UnreadableOutboxEntry { error })
+                        .await;
+                    progressed = true;
+                    continue;
                 }
-                shared
-                    .emit(ClientEvent::SendFailed {
-                        message_id,
-                        error: e,
-                    })
-                    .await;
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    return Drained::Stall(Stall::Backoff);
+                }
+            };
+            let recipient = entry.recipient.clone();
+            if blocked.contains(&recipient)
+                || !retries.ready(&recipient, tokio::time::Instant::now())
+            {
+                blocked.insert(recipient);
+                continue;
             }
+            let message_id = entry.message_id;
+            let failure = match send_entry(shared, conn, entry.clone()).await {
+                Ok((entry, timestamp)) => {
+                    let engine = shared.engine.clone();
+                    if let Err(e) = blocking(move || engine.complete(&entry, timestamp)).await {
+                        tracing::error!(error = %e, "recording a delivery failed");
+                        return Drained::Stall(Stall::Backoff);
+                    }
+                    retries.done(&recipient);
+                    progressed = true;
+                    shared
+                        .emit(ClientEvent::Delivered {
+                            message_id,
+                            timestamp,
+                        })
+                        .await;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let retry_after = match &failure {
+                ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
+                    Some(Duration::from_secs(u64::from(*retry_after)))
+                }
+                _ => None,
+            };
+            if failure.is_connectivity() {
+                tracing::debug!(error = %failure, "send stalled; will retry");
+                return Drained::Stall(Stall::Backoff);
+            }
+            if failure.relay_code() == Some(ErrorCode::RateLimited) {
+                // The relay limits this device's sends as a whole.
+                tracing::debug!(error = %failure, "rate limited; will retry");
+                return Drained::Stall(retry_after.map_or(Stall::Backoff, Stall::After));
+            }
+            let ended = if failure.is_permanent() {
+                Some(failure)
+            } else {
+                match retries.failed(
+                    &recipient,
+                    message_id,
+                    tokio::time::Instant::now(),
+                    retry_after,
+                ) {
+                    Verdict::RetryAt(_) => {
+                        tracing::debug!(error = %failure, "send failed; the recipient's queue waits");
+                        blocked.insert(recipient.clone());
+                        None
+                    }
+                    Verdict::GiveUp(attempts) => Some(ClientError::SendAttemptsExhausted {
+                        attempts,
+                        last: Box::new(failure),
+                    }),
+                }
+            };
+            if let Some(error) = ended {
+                if let Err(e) = give_up(shared, entry, error).await {
+                    tracing::error!(error = %e, "recording a failed send failed");
+                    return Drained::Stall(Stall::Backoff);
+                }
+                retries.done(&recipient);
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return match retries.next_ready() {
+                Some(at) => Drained::Waiting(at),
+                // Nothing waits and nothing moved: only possible if the outbox changed
+                // under us; read it again after the backoff.
+                None => Drained::Stall(Stall::Backoff),
+            };
         }
     }
 }

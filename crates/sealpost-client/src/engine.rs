@@ -11,7 +11,7 @@ use crate::error::ClientError;
 use crate::event::ClientEvent;
 use crate::store::{
     AccountRecord, Batch, Contact, Direction, MAX_SESSIONS_PER_DEVICE, MessageStatus, OutboxEntry,
-    RetiredKey, RetiredKind, Store,
+    OutboxRow, RetiredKey, RetiredKind, Store,
 };
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{
@@ -285,8 +285,46 @@ impl Engine {
         Ok(message_id)
     }
 
+    /// For tests: the first outbox entry.
+    #[cfg(test)]
     pub(crate) fn outbox_head(&self) -> Result<Option<OutboxEntry>, ClientError> {
         Ok(self.store.outbox_head(1)?.into_iter().next())
+    }
+
+    /// The first `limit` outbox rows, decoded or with why they do not decode.
+    pub(crate) fn outbox_scan(&self, limit: usize) -> Result<Vec<OutboxRow>, ClientError> {
+        Ok(self.store.outbox_scan(limit)?)
+    }
+
+    /// Deletes an outbox row that does not open or decode (its message and history entry
+    /// cannot be known).
+    pub(crate) fn drop_outbox_row(&self, seq: u64) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        self.store.delete_outbox(&mut batch, seq);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Sets the status of an outgoing message's history entry in `batch`. A history entry
+    /// that does not open or decode is left as it is: it must not keep the message in the
+    /// outbox.
+    fn set_status(
+        &self,
+        batch: &mut Batch,
+        entry: &OutboxEntry,
+        status: MessageStatus,
+    ) -> Result<(), ClientError> {
+        match self
+            .store
+            .set_history_status(batch, entry.history_seq, &entry.message_id, status)
+        {
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(error = %e, "history entry of an outgoing message unreadable; status not updated");
+                Ok(())
+            }
+            r => Ok(r?),
+        }
     }
 
     fn is_self(&self, account: &AccountId, device: DeviceId) -> bool {
@@ -352,12 +390,7 @@ impl Engine {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        self.store.set_history_status(
-            &mut batch,
-            entry.history_seq,
-            &entry.message_id,
-            MessageStatus::Delivered { at: relay_ts },
-        )?;
+        self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
         self.store.commit(batch)?;
         Ok(())
     }
@@ -367,12 +400,7 @@ impl Engine {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        self.store.set_history_status(
-            &mut batch,
-            entry.history_seq,
-            &entry.message_id,
-            MessageStatus::Failed { at: now_ms },
-        )?;
+        self.set_status(&mut batch, entry, MessageStatus::Failed { at: now_ms })?;
         self.store.commit(batch)?;
         Ok(())
     }

@@ -53,6 +53,23 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether retrying cannot help: everything except the database's own failures
+    /// (I/O, locking) and a store in use.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Database(_) | Self::InUse { .. } => false,
+            Self::WrongKey
+            | Self::Authentication { .. }
+            | Self::Malformed { .. }
+            | Self::State(_)
+            | Self::UnsupportedFormat(_)
+            | Self::Kdf(_)
+            | Self::Inconsistent(_) => true,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Database(e.to_string())
@@ -162,29 +179,104 @@ pub enum ClientError {
     /// A PIN computation failed.
     #[error("PIN protocol: {0}")]
     Pin(sealpost_pin::PinError),
+    /// An outgoing message failed transiently `attempts` times in a row
+    /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
+    #[error("gave up after {attempts} attempts: {last}")]
+    SendAttemptsExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
-    /// Whether retrying later may succeed: connection problems, timeouts, local store
-    /// failures and the relay's `RateLimited`, `QueueFull`, `Internal` and `Unauthenticated`
-    /// (a connection that lost its authentication) codes.
-    pub fn is_transient(&self) -> bool {
+    /// Whether retrying the same operation later cannot succeed, so that an outgoing
+    /// message that failed with this error is given up at once ([`crate::ClientEvent::SendFailed`];
+    /// spec/client-store.md section 9).
+    ///
+    /// Permanent: every error about the message or its recipient (unknown account, no
+    /// reachable device, a bundle that does not verify, a body too long), a stored record
+    /// that does not authenticate or decode (reading it again gives the same bytes), the
+    /// relay codes other than `RateLimited`, `QueueFull`, `Internal` and
+    /// `Unauthenticated` (unknown codes included), and the exhausted attempts themselves.
+    /// Transient: the connection (offline, closed, timed out, stream failures), a relay
+    /// that misbehaved, the database's own failures (I/O, busy) and the four relay codes
+    /// above. The match is exhaustive so that a new variant must be classified.
+    pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Relay { code, .. } => matches!(
-                code,
+            Self::Relay { code, .. } => match code {
                 ErrorCode::RateLimited
-                    | ErrorCode::QueueFull
-                    | ErrorCode::Internal
-                    | ErrorCode::Unauthenticated
-            ),
+                | ErrorCode::QueueFull
+                | ErrorCode::Internal
+                | ErrorCode::Unauthenticated => false,
+                ErrorCode::Malformed
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::TooLarge
+                | ErrorCode::AlreadyAuthenticated
+                | ErrorCode::InvalidAccount
+                | ErrorCode::CodeInvalid
+                | ErrorCode::CodeAttemptsExceeded
+                | ErrorCode::InvalidSignature
+                | ErrorCode::AuthFailed
+                | ErrorCode::UnknownAccount
+                | ErrorCode::MismatchedDevices
+                | ErrorCode::InvalidPreKey
+                | ErrorCode::TooManyPreKeys
+                | ErrorCode::UnknownRequest
+                | ErrorCode::RegistrationLocked
+                | ErrorCode::CredentialInvalid
+                | ErrorCode::NotGuardian
+                | ErrorCode::VaultNotFound
+                | ErrorCode::InvalidVault
+                | ErrorCode::Other(_) => true,
+                // Codes added to the wire crate later are unknown here: never retried.
+                _ => true,
+            },
+            Self::Store(e) => e.is_permanent(),
             Self::Connect(_)
             | Self::Connection(_)
             | Self::Stream(_)
             | Self::Timeout
             | Self::Protocol(_)
-            | Self::Store(_)
             | Self::Offline
-            | Self::Internal(_) => true,
+            | Self::Internal(_) => false,
+            Self::Handshake(_)
+            | Self::Encrypt(_)
+            | Self::NotRegistered
+            | Self::AlreadyRegistered
+            | Self::InvalidCode
+            | Self::NoDevices
+            | Self::UnknownContact
+            | Self::MessageTooLong { .. }
+            | Self::ShutDown
+            | Self::RegistrationLocked(_)
+            | Self::InvalidPin(_)
+            | Self::WrongPin { .. }
+            | Self::VaultUnavailable(_)
+            | Self::PinNotSet
+            | Self::InvalidGuardians(_)
+            | Self::Pin(_)
+            | Self::SendAttemptsExhausted { .. } => true,
+        }
+    }
+
+    /// Whether retrying later may succeed: the opposite of [`ClientError::is_permanent`].
+    pub fn is_transient(&self) -> bool {
+        !self.is_permanent()
+    }
+
+    /// Whether the error is about the connection rather than about a message: the outbox
+    /// then waits for a connection instead of counting an attempt against the message.
+    pub(crate) fn is_connectivity(&self) -> bool {
+        match self {
+            Self::Connect(_)
+            | Self::Connection(_)
+            | Self::Stream(_)
+            | Self::Timeout
+            | Self::Offline
+            | Self::ShutDown => true,
+            Self::Relay { code, .. } => *code == ErrorCode::Unauthenticated,
             _ => false,
         }
     }

@@ -48,13 +48,22 @@ pub enum ClientEvent {
         /// Relay acceptance time (Unix ms, relay clock).
         timestamp: u64,
     },
-    /// An outgoing message was given up for good and removed from the outbox
-    /// (e.g. unknown recipient, no reachable device).
+    /// An outgoing message was given up for good and removed from the outbox: a permanent
+    /// error (e.g. unknown recipient, no reachable device, a stored record of the recipient
+    /// that does not open; [`ClientError::is_permanent`]) or
+    /// [`ClientError::SendAttemptsExhausted`] after transient ones.
     SendFailed {
         /// The message id.
         message_id: MessageId,
         /// Why.
         error: ClientError,
+    },
+    /// An outbox entry did not open or decode (modified on disk, or written by another
+    /// key): it was deleted, since neither its message nor its recipient can be known. Its
+    /// history entry, if any, stays queued.
+    UnreadableOutboxEntry {
+        /// Why it did not open.
+        error: crate::error::StoreError,
     },
     /// A delivered envelope could not be decrypted or was malformed; it was dropped.
     Undecryptable {

@@ -118,6 +118,10 @@ impl Screen {
                     device.0
                 ),
             ]),
+            ClientEvent::UnreadableOutboxEntry { error } => outln!(
+                "[{}] ! a queued message could not be read from the store and was dropped ({error})",
+                clock(now_ms())
+            ),
             ClientEvent::Undecryptable { from, .. } => outln!(
                 "[{}] ! a message from {} could not be decrypted and was dropped",
                 clock(now_ms()),

@@ -84,6 +84,9 @@ pub fn explain(e: &ClientError) -> String {
             ClientError::NoDevices => {
                 "the recipient has no device that can receive messages".into()
             }
+            ClientError::SendAttemptsExhausted { attempts, last } => {
+                format!("gave up after {attempts} attempts ({})", explain(last))
+            }
             ClientError::Connection(_) | ClientError::Connect(_) | ClientError::Timeout => format!(
                 "cannot reach the relay ({e}); check --relay and --fingerprint (the relay prints its fingerprint at start)"
             ),
@@ -112,6 +115,9 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
         ClientEvent::SendFailed { message_id, error } => eprintln!(
             "warning: an earlier message ({message_id}) could not be sent: {}",
             explain(error)
+        ),
+        ClientEvent::UnreadableOutboxEntry { error } => eprintln!(
+            "warning: a queued message could not be read from the store and was dropped ({error})"
         ),
         ClientEvent::Undecryptable { from, .. } => eprintln!(
             "warning: a message from {} could not be decrypted and was dropped",

@@ -135,6 +135,9 @@ fn account_bytes(a: &AccountId) -> Vec<u8> {
 
 const SINGLETON_KEY: &[u8] = &[1];
 
+/// An outbox row as read: its sequence number, and the entry or why it does not open.
+pub(crate) type OutboxRow = (u64, Result<OutboxEntry, StoreError>);
+
 impl Store {
     /// Opens a store on `backend`, creating its metadata (random salt, key check) on first
     /// use. Fails with [`StoreError::WrongKey`] if `secret` does not unlock an existing store.
@@ -636,12 +639,29 @@ impl Store {
         self.backend().count(Table::Outbox)
     }
 
+    #[cfg(test)]
     pub(crate) fn outbox_head(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.backend()
             .first(Table::Outbox, limit)?
             .iter()
             .map(|row| OutboxEntry::decode(row.seq, &self.open_row(Table::Outbox, row)?))
             .collect()
+    }
+
+    /// The first `limit` outbox rows in order, each decoded or with the reason it does not
+    /// open or decode (so that one bad row does not hide the others).
+    pub(crate) fn outbox_scan(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(self
+            .backend()
+            .first(Table::Outbox, limit)?
+            .iter()
+            .map(|row| {
+                let entry = self
+                    .open_row(Table::Outbox, row)
+                    .and_then(|plain| OutboxEntry::decode(row.seq, &plain));
+                (row.seq, entry)
+            })
+            .collect())
     }
 
     pub(crate) fn new_outbox_seq(&self) -> Result<u64, StoreError> {
