@@ -8,7 +8,9 @@ use crate::error::ClientError;
 use crate::event::ClientEvent;
 use crate::outbox::{OUTBOX_SCAN_LIMIT, Retries, Verdict};
 use crate::pin::{PinCheck, PinStatus};
-use crate::store::{AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store};
+use crate::store::{
+    AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store, Verification,
+};
 use crate::transport::{Connection, PreKeyCounts, Transport};
 use sealpost_pin::normalize::NormalizedPin;
 use sealpost_pin::reminder::{LocalVerifier, ReminderState};
@@ -446,19 +448,50 @@ impl Client {
     ) -> Result<SafetyNumber, ClientError> {
         let engine = self.shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
-        blocking(move || {
-            let contact = engine
-                .store
-                .contact(&address)?
-                .ok_or(ClientError::UnknownContact)?;
-            Ok(SafetyNumber::new(
-                &engine.identity.public(),
-                &engine.address.account,
-                &contact.identity,
-                &address.account,
-            ))
-        })
-        .await
+        blocking(move || Ok(engine.safety_number(&address)?.1)).await
+    }
+
+    /// Marks a device of `account` as verified: `safety_number` (the 60 digits, spaces
+    /// allowed) must be the current safety number with it ([`Client::safety_number`]),
+    /// compared by the user with the other side; otherwise
+    /// [`ClientError::SafetyNumberMismatch`]. From then on, a new or changed identity of
+    /// the account holds sending to it ([`ClientEvent::VerifiedIdentityChanged`]) until
+    /// approved; verifying a changed identity approves it.
+    pub async fn mark_verified(
+        &self,
+        account: &AccountId,
+        device: DeviceId,
+        safety_number: &str,
+    ) -> Result<(), ClientError> {
+        let engine = self.shared.engine.clone();
+        let address = DeviceAddress::new(account.clone(), device);
+        let digits = safety_number.to_owned();
+        blocking(move || engine.mark_verified(&address, &digits)).await?;
+        self.shared.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Accepts the changed identities of a verified `account` without verifying them
+    /// (they become unverified) and resumes sending the messages held for it. Returns how
+    /// many device identities were approved (0 if nothing was held).
+    pub async fn approve_identity(&self, account: &AccountId) -> Result<usize, ClientError> {
+        let engine = self.shared.engine.clone();
+        let account = account.clone();
+        let approved = blocking(move || engine.approve_identity(&account)).await?;
+        self.shared.outbox_wake.notify_one();
+        Ok(approved)
+    }
+
+    /// Whether the user verified a device of `account`, and whether its identity changed
+    /// since ([`Verification`]).
+    pub async fn verification(
+        &self,
+        account: &AccountId,
+        device: DeviceId,
+    ) -> Result<Verification, ClientError> {
+        let engine = self.shared.engine.clone();
+        let address = DeviceAddress::new(account.clone(), device);
+        blocking(move || Ok(engine.safety_number(&address)?.0.verification)).await
     }
 
     /// The devices of `account` as the relay lists them (needs a connection), each compared
@@ -1016,6 +1049,7 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
             return Drained::Empty;
         }
         let mut progressed = false;
+        let mut held = false;
         let mut blocked: HashSet<AccountId> = HashSet::new();
         for (seq, entry) in scan {
             let entry = match entry {
@@ -1072,6 +1106,13 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 }
                 _ => None,
             };
+            if failure == ClientError::UnapprovedIdentity {
+                // Held until the user approves or verifies; `approve_identity` wakes us.
+                tracing::debug!("recipient held: a verified contact's identity changed");
+                held = true;
+                blocked.insert(recipient);
+                continue;
+            }
             if failure.is_connectivity() {
                 tracing::debug!(error = %failure, "send stalled; will retry");
                 return Drained::Stall(Stall::Backoff);
@@ -1113,6 +1154,8 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
         if !progressed {
             return match retries.next_ready() {
                 Some(at) => Drained::Waiting(at),
+                // Only held recipients are left: wait for an approval (or a new message).
+                None if held => Drained::Empty,
                 // Nothing waits and nothing moved: only possible if the outbox changed
                 // under us; read it again after the backoff.
                 None => Drained::Stall(Stall::Backoff),
@@ -1129,6 +1172,11 @@ async fn send_entry(
     mut entry: crate::store::OutboxEntry,
 ) -> Result<(crate::store::OutboxEntry, u64), ClientError> {
     let recipient = entry.recipient.clone();
+    {
+        let engine = shared.engine.clone();
+        let recipient = recipient.clone();
+        blocking(move || engine.check_sendable(&recipient)).await?;
+    }
     if entry.envelopes.is_none() {
         let mut devices = recipient_devices(shared, &recipient).await?;
         if devices.is_empty() {

@@ -179,6 +179,14 @@ pub enum ClientError {
     /// A PIN computation failed.
     #[error("PIN protocol: {0}")]
     Pin(sealpost_pin::PinError),
+    /// Sending to the account is held: the user verified it and one of its devices now
+    /// has an identity the user has not approved (`Client::approve_identity`). The message
+    /// stays queued.
+    #[error("a verified contact's identity changed: approve the new identity to send")]
+    UnapprovedIdentity,
+    /// The safety number given does not match the contact's current identity.
+    #[error("the safety number does not match")]
+    SafetyNumberMismatch,
     /// An outgoing message failed transiently `attempts` times in a row
     /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -241,7 +249,10 @@ impl ClientError {
             | Self::Protocol(_)
             | Self::Offline
             | Self::Internal(_) => false,
+            // Not an error of the message: it waits in the outbox until the user decides.
+            Self::UnapprovedIdentity => false,
             Self::Handshake(_)
+            | Self::SafetyNumberMismatch
             | Self::Encrypt(_)
             | Self::NotRegistered
             | Self::AlreadyRegistered

@@ -40,6 +40,16 @@ pub enum ClientEvent {
         /// The device with the new identity.
         device: DeviceId,
     },
+    /// A device of an account whose safety number the user **verified** presented a new
+    /// identity (or a new device appeared). Sending to the account is held — messages stay
+    /// queued — until the user compares the new safety number and calls
+    /// `Client::mark_verified`, or accepts it with `Client::approve_identity`.
+    VerifiedIdentityChanged {
+        /// The account.
+        account: AccountId,
+        /// The device with the new identity.
+        device: DeviceId,
+    },
     /// The relay accepted an outgoing message for delivery (durably queued for every
     /// recipient device) and it has left the outbox.
     Delivered {

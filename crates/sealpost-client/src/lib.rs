@@ -117,4 +117,6 @@ pub use sealpost_pin::stretch::Argon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::relay::ErrorCode;
 pub use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
-pub use store::{Direction, HistoryEntry, MessageStatus, Store, StoreKey, StoreSecret};
+pub use store::{
+    Direction, HistoryEntry, MessageStatus, Store, StoreKey, StoreSecret, Verification,
+};

@@ -548,3 +548,124 @@ fn reason_is_permanent() -> bool {
         && !ClientError::Store(StoreError::Database("disk I/O error".into())).is_permanent()
         && !ClientError::Timeout.is_permanent()
 }
+
+/// A verified contact re-registers: Alice's app gets `VerifiedIdentityChanged` (not the
+/// plain warning), her message stays queued while later messages to others go out, and
+/// after `approve_identity` it is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_contacts_new_identity_holds_sending_until_approved() {
+    use sealpost_client::Verification;
+    const CAROL: &str = "+15550001003";
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
+    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (carol, c_rx) = register(&config, &codes, CAROL, open_store(dir.path(), "carol")).await;
+    let (a_seen, b_seen, c_seen) = (
+        Collector::default(),
+        Collector::default(),
+        Collector::default(),
+    );
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    c_seen.spawn(c_rx);
+    alice.send_text(&acct(BOB), "before").await.unwrap();
+    b_seen.wait("first message", 30, |c| c.count() == 1).await;
+
+    // Alice compares the safety number with Bob and marks him verified.
+    let number = alice.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    assert_eq!(
+        alice
+            .mark_verified(&acct(BOB), DeviceId(1), &"0".repeat(60))
+            .await,
+        Err(ClientError::SafetyNumberMismatch)
+    );
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(1)).await,
+        Ok(Verification::Unverified)
+    );
+    alice
+        .mark_verified(&acct(BOB), DeviceId(1), &number.digits())
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(1)).await,
+        Ok(Verification::Verified)
+    );
+
+    // Bob's number is registered on a new phone (a new identity).
+    let (new_bob, nb_rx) = register(
+        &config,
+        &codes,
+        BOB,
+        open_store(dir.path(), "bob-new-phone"),
+    )
+    .await;
+    bob.shutdown().await;
+    let nb_seen = Collector::default();
+    nb_seen.spawn(nb_rx);
+
+    let held = alice.send_text(&acct(BOB), "held").await.unwrap();
+    let later = alice.send_text(&acct(CAROL), "to carol").await.unwrap();
+    a_seen
+        .wait("the verified identity change", 30, |c| {
+            c.count_events(|e| {
+                *e == ClientEvent::VerifiedIdentityChanged {
+                    account: acct(BOB),
+                    device: DeviceId(2),
+                }
+            }) == 1
+        })
+        .await;
+    c_seen.wait("carol's message", 30, |c| c.count() == 1).await;
+    // Sends go in queue order: the later message to Carol was accepted, the held one was
+    // not (it would have been first), and it is still queued.
+    a_seen
+        .wait("carol's delivery", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == later),
+            ) == 1
+        })
+        .await;
+    assert_eq!(
+        a_seen.count_events(
+            |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == held)
+        ),
+        0
+    );
+    assert_eq!(
+        a_seen.count_events(|e| matches!(e, ClientEvent::SafetyNumberChanged { .. })),
+        0
+    );
+    assert_eq!(alice.outbox_len().await.unwrap(), 1);
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(2)).await,
+        Ok(Verification::ChangedSinceVerified)
+    );
+
+    // Approving sends it, once.
+    assert_eq!(alice.approve_identity(&acct(BOB)).await, Ok(1));
+    nb_seen
+        .wait("the held message", 30, |c| c.count() == 1)
+        .await;
+    assert_eq!(nb_seen.texts(), ["held"]);
+    a_seen
+        .wait("its delivery", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == held),
+            ) == 1
+        })
+        .await;
+    assert_eq!(alice.outbox_len().await.unwrap(), 0);
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(2)).await,
+        Ok(Verification::Unverified)
+    );
+
+    alice.shutdown().await;
+    new_bob.shutdown().await;
+    carol.shutdown().await;
+    relay.shutdown().await;
+}

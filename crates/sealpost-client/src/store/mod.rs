@@ -15,7 +15,10 @@ pub use crypt::{
     ARGON2_SALT_LEN, Argon2Params, DB_SALT_LEN, INDEX_KEY_INFO, KEY_CHECK_PLAINTEXT,
     PICKLE_KEY_INFO, RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreKey,
 };
-pub use records::{Contact, Direction, HistoryEntry, MessageStatus, RECORD_PLAINTEXT_VERSION};
+pub use records::{
+    CONTACT_RECORD_VERSION, Contact, Direction, HistoryEntry, MessageStatus,
+    RECORD_PLAINTEXT_VERSION, Verification,
+};
 pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
 pub(crate) use records::{
