@@ -36,6 +36,8 @@ const PUSH_QUEUE: usize = 64;
 const PREKEY_ROUNDS: usize = 3;
 /// Application close code of a relay connection whose device was removed (spec/relay.md 1).
 const RELAY_CLOSE_DEVICE_REMOVED: u32 = 1;
+/// How often `shutdown` checks that the helpers have let go of the store.
+const RELEASE_POLL: Duration = Duration::from_millis(5);
 /// How long `shutdown` waits for the background tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -681,6 +683,10 @@ impl Client {
 
     /// Stops the background tasks, closes the connection cleanly and waits (bounded) for
     /// the tasks to finish. Unsent messages stay in the outbox for the next `open`.
+    ///
+    /// When it returns, the client no longer uses the [`Store`]: unless the app holds a
+    /// clone of it, the store is closed and its lock released, so it can be opened again
+    /// at once.
     pub async fn shutdown(self) {
         // The connection task acknowledges what it has processed, then closes the
         // connection; whatever is still running after the grace period is aborted and the
@@ -698,6 +704,14 @@ impl Client {
             }
         }
         self.shared.transport.close().await;
+        // Short-lived helpers (prekey maintenance, store work on blocking threads) may still
+        // hold the engine, and with it the store and its lock: wait (bounded) for them.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while (Arc::strong_count(&self.shared) > 1 || Arc::strong_count(&self.shared.engine) > 1)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(RELEASE_POLL).await;
+        }
     }
 }
 
