@@ -6,6 +6,7 @@
 //! sealpost receive --wait 10
 //! sealpost chat +15557654321
 //! sealpost safety-number +15557654321
+//! sealpost verify +15557654321 --safety-number "12345 67890 …"
 //! sealpost devices
 //! sealpost pin set
 //! ```
@@ -85,6 +86,24 @@ enum Command {
         #[arg(long)]
         invert: bool,
     },
+    /// Mark a device of an account as verified after comparing the safety number: from then
+    /// on a new identity of the account holds sending to it until approved.
+    Verify {
+        /// The other account.
+        account: String,
+        /// Its device.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        device: u32,
+        /// The 60 digits the other side sees (spaces allowed); read from stdin if absent.
+        #[arg(long, value_name = "DIGITS")]
+        safety_number: Option<String>,
+    },
+    /// Accept the new identity of a verified account without verifying it, and send the
+    /// messages held for it.
+    Approve {
+        /// The account.
+        account: String,
+    },
     /// List the devices of an account (default: our own) with identity fingerprints.
     Devices {
         /// The account; default our own.
@@ -130,6 +149,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             device,
             invert,
         } => commands::safety_number(&ctx, &account, device, invert).await,
+        Command::Verify {
+            account,
+            device,
+            safety_number,
+        } => commands::verify(&ctx, &account, device, safety_number.as_deref()).await,
+        Command::Approve { account } => commands::approve(&ctx, &account).await,
         Command::Devices { account } => commands::devices(&ctx, account.as_deref()).await,
         Command::Pin(command) => commands::pin(&ctx, command).await,
     }

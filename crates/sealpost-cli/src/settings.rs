@@ -6,6 +6,7 @@ use crate::progress::Step;
 use anyhow::{Context as _, anyhow, bail};
 use sealpost_client::{
     AccountId, Backoff, ClientConfig, Guardian, Guardians, Store, StoreError, StoreSecret,
+    store::SqliteClientStore,
 };
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal as _;
@@ -217,27 +218,42 @@ impl DataDir {
         if !exists {
             self.create()?;
         }
+        // The lock first: a store in use is reported at once, before asking for the
+        // passphrase and deriving the key.
+        let lock_path = path.clone();
+        let backend = tokio::task::spawn_blocking(move || SqliteClientStore::open(&lock_path))
+            .await
+            .context("opening the store")?
+            .map_err(|e| store_error(e, &path))?;
         let passphrase = passphrase(!exists)?;
         let step = Step::start(if exists {
             "Unlocking the store"
         } else {
             "Creating the encrypted store"
         });
-        let shown = path.clone();
         let store = tokio::task::spawn_blocking(move || {
-            Store::open_sqlite(&path, StoreSecret::passphrase(passphrase.as_str()))
+            Store::open(backend, StoreSecret::passphrase(passphrase.as_str()))
         })
         .await
         .context("opening the store")?
-        .map_err(|e| match e {
-            StoreError::WrongKey => anyhow!(
-                "wrong passphrase for the store {} (set {PASSPHRASE_ENV} or type it when asked)",
-                shown.display()
-            ),
-            e => anyhow!(e).context(format!("cannot open the store {}", shown.display())),
-        })?;
+        .map_err(|e| store_error(e, &path))?;
         step.clear();
         Ok(store)
+    }
+}
+
+/// A user-facing error for a store that does not open.
+fn store_error(e: StoreError, path: &Path) -> anyhow::Error {
+    match e {
+        StoreError::InUse { .. } => anyhow!(
+            "another sealpost process is using the store at {} (close it first, e.g. a running `sealpost chat`)",
+            path.display()
+        ),
+        StoreError::WrongKey => anyhow!(
+            "wrong passphrase for the store {} (set {PASSPHRASE_ENV} or type it when asked)",
+            path.display()
+        ),
+        e => anyhow!(e).context(format!("cannot open the store {}", path.display())),
     }
 }
 

@@ -604,3 +604,99 @@ fn pin_locks_registration_and_the_pin_recovers_it() {
     );
     relay.stop();
 }
+
+#[test]
+fn a_store_in_use_is_refused_with_a_clear_message() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let alice = home(root.path(), "alice");
+    let (_, cmd) = register_two_step(&relay, &alice, ALICE);
+    ok(cmd);
+    let store = alice.join("store.db");
+
+    // `chat` in one terminal, `send` in another: the second process is refused at once.
+    let mut chat = Interactive::spawn(sealpost(&alice, &["chat", BOB]));
+    chat.expect("Chat of");
+    let busy = fails(sealpost(&alice, &["send", BOB, "from a second terminal"]));
+    assert!(
+        busy.contains(&format!(
+            "another sealpost process is using the store at {}",
+            store.display()
+        )),
+        "{busy}"
+    );
+    chat.type_line("/quit");
+    let ended = chat.finish();
+    assert!(ended.status.success(), "{ended:?}");
+
+    // The SDK in this process holds the store: the CLI is refused; released on drop.
+    let held = sealpost_client::store::SqliteClientStore::open(&store).unwrap();
+    let busy = fails(sealpost(&alice, &["receive", "--wait", "1"]));
+    assert!(
+        busy.contains("another sealpost process is using the store"),
+        "{busy}"
+    );
+    drop(held);
+    let out = run(sealpost(&alice, &["receive", "--wait", "2"]), "");
+    assert!(out.status.success(), "{out:?}");
+    relay.stop();
+}
+
+#[test]
+fn a_verified_contacts_new_identity_holds_messages_until_approved() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let (alice, bob) = (home(root.path(), "alice"), home(root.path(), "bob"));
+    ok(register_two_step(&relay, &alice, ALICE).1);
+    ok(register_two_step(&relay, &bob, BOB).1);
+    ok(sealpost(&alice, &["send", BOB, "hello"]));
+
+    let digits = safety_groups(&ok(sealpost(&alice, &["safety-number", BOB])).stdout).join(" ");
+    let wrong = fails(sealpost(
+        &alice,
+        &["verify", BOB, "--safety-number", &"1".repeat(60)],
+    ));
+    assert!(wrong.contains("does not match"), "{wrong}");
+    let verified = ok(sealpost(
+        &alice,
+        &["verify", BOB, "--safety-number", &digits],
+    ));
+    assert!(
+        verified
+            .stdout
+            .contains(&format!("Verified {BOB} device 1")),
+        "{verified:?}"
+    );
+
+    // Bob's number moves to a new phone: Alice's next message is held, and she is told.
+    let bob_new = home(root.path(), "bob-new-phone");
+    ok(register_two_step(&relay, &bob_new, BOB).1);
+    let held = run(sealpost(&alice, &["send", BOB, "are you really Bob?"]), "");
+    assert!(!held.status.success(), "{held:?}");
+    assert!(
+        held.stderr
+            .contains("whose safety number you verified, has CHANGED")
+            && held.stderr.contains("stays queued")
+            && held.stderr.contains(&format!("sealpost approve {BOB}")),
+        "{held:?}"
+    );
+    assert!(!held.stderr.contains("SAFETY NUMBER CHANGED"), "{held:?}");
+
+    let approved = ok(sealpost(&alice, &["approve", BOB]));
+    assert!(
+        approved.stdout.contains("Approved the new identity")
+            && approved.stdout.contains("Held messages sent."),
+        "{approved:?}"
+    );
+    let received = ok(sealpost(
+        &bob_new,
+        &["receive", "--wait", "60", "--count", "1"],
+    ));
+    assert!(
+        received.stdout.contains("are you really Bob?"),
+        "{received:?}"
+    );
+    let again = ok(sealpost(&alice, &["approve", BOB]));
+    assert!(again.stdout.contains("Nothing to approve"), "{again:?}");
+    relay.stop();
+}

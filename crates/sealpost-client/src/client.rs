@@ -6,8 +6,11 @@ use crate::content::{MAX_BODY_LEN, MessageBody, MessageId};
 use crate::engine::{Engine, Processed};
 use crate::error::ClientError;
 use crate::event::ClientEvent;
+use crate::outbox::{OUTBOX_SCAN_LIMIT, Retries, Verdict};
 use crate::pin::{PinCheck, PinStatus};
-use crate::store::{AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store};
+use crate::store::{
+    AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store, Verification,
+};
 use crate::transport::{Connection, PreKeyCounts, Transport};
 use sealpost_pin::normalize::NormalizedPin;
 use sealpost_pin::reminder::{LocalVerifier, ReminderState};
@@ -15,6 +18,7 @@ use sealpost_pin::vault::MasterSecret;
 use sealpost_session::{IdentityKey, IdentityKeyPair, SafetyNumber};
 use sealpost_wire::relay::{ErrorCode, Push};
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
@@ -32,6 +36,8 @@ const PUSH_QUEUE: usize = 64;
 const PREKEY_ROUNDS: usize = 3;
 /// Application close code of a relay connection whose device was removed (spec/relay.md 1).
 const RELAY_CLOSE_DEVICE_REMOVED: u32 = 1;
+/// How often `shutdown` checks that the helpers have let go of the store.
+const RELEASE_POLL: Duration = Duration::from_millis(5);
 /// How long `shutdown` waits for the background tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -132,8 +138,9 @@ impl Shared {
 
 /// A registered device connected (or reconnecting) to its relay.
 ///
-/// Run at most one client per store at a time (in one process or several): the client
-/// serializes its own state changes but not those of another client on the same store.
+/// One client per store: a SQLite store is locked while open ([`Store::open_sqlite`] fails
+/// with [`crate::StoreError::InUse`] while another open, in this process or another, holds
+/// it), and a client owns the [`Store`] it was given.
 ///
 /// Dropping a client aborts its background tasks; prefer [`Client::shutdown`], which
 /// acknowledges what was processed and closes the connection cleanly. Everything durable is
@@ -395,8 +402,12 @@ impl Client {
     /// (`FetchBundles`), encrypts one envelope per device, **persists the advanced sessions
     /// and the envelopes before sending**, and sends. On `MismatchedDevices` it refreshes the
     /// device list and retries once. Success is reported as [`ClientEvent::Delivered`],
-    /// failure for good as [`ClientEvent::SendFailed`]; transient failures (offline, relay
-    /// restart, rate limits) are retried, also after a restart of the app.
+    /// failure for good as [`ClientEvent::SendFailed`]. Each recipient account has its own
+    /// queue: order is kept per account and a failing account never holds up another.
+    /// Connection loss and the relay's rate limit pause sending (also across a restart of
+    /// the app); other transient failures are retried with backoff up to
+    /// [`crate::MAX_SEND_ATTEMPTS`] times; permanent ones ([`ClientError::is_permanent`])
+    /// end the message at once (spec/client-store.md section 10).
     pub async fn send_bytes(
         &self,
         account: &AccountId,
@@ -441,19 +452,50 @@ impl Client {
     ) -> Result<SafetyNumber, ClientError> {
         let engine = self.shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
-        blocking(move || {
-            let contact = engine
-                .store
-                .contact(&address)?
-                .ok_or(ClientError::UnknownContact)?;
-            Ok(SafetyNumber::new(
-                &engine.identity.public(),
-                &engine.address.account,
-                &contact.identity,
-                &address.account,
-            ))
-        })
-        .await
+        blocking(move || Ok(engine.safety_number(&address)?.1)).await
+    }
+
+    /// Marks a device of `account` as verified: `safety_number` (the 60 digits, spaces
+    /// allowed) must be the current safety number with it ([`Client::safety_number`]),
+    /// compared by the user with the other side; otherwise
+    /// [`ClientError::SafetyNumberMismatch`]. From then on, a new or changed identity of
+    /// the account holds sending to it ([`ClientEvent::VerifiedIdentityChanged`]) until
+    /// approved; verifying a changed identity approves it.
+    pub async fn mark_verified(
+        &self,
+        account: &AccountId,
+        device: DeviceId,
+        safety_number: &str,
+    ) -> Result<(), ClientError> {
+        let engine = self.shared.engine.clone();
+        let address = DeviceAddress::new(account.clone(), device);
+        let digits = safety_number.to_owned();
+        blocking(move || engine.mark_verified(&address, &digits)).await?;
+        self.shared.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Accepts the changed identities of a verified `account` without verifying them
+    /// (they become unverified) and resumes sending the messages held for it. Returns how
+    /// many device identities were approved (0 if nothing was held).
+    pub async fn approve_identity(&self, account: &AccountId) -> Result<usize, ClientError> {
+        let engine = self.shared.engine.clone();
+        let account = account.clone();
+        let approved = blocking(move || engine.approve_identity(&account)).await?;
+        self.shared.outbox_wake.notify_one();
+        Ok(approved)
+    }
+
+    /// Whether the user verified a device of `account`, and whether its identity changed
+    /// since ([`Verification`]).
+    pub async fn verification(
+        &self,
+        account: &AccountId,
+        device: DeviceId,
+    ) -> Result<Verification, ClientError> {
+        let engine = self.shared.engine.clone();
+        let address = DeviceAddress::new(account.clone(), device);
+        blocking(move || Ok(engine.safety_number(&address)?.0.verification)).await
     }
 
     /// The devices of `account` as the relay lists them (needs a connection), each compared
@@ -643,6 +685,10 @@ impl Client {
 
     /// Stops the background tasks, closes the connection cleanly and waits (bounded) for
     /// the tasks to finish. Unsent messages stay in the outbox for the next `open`.
+    ///
+    /// When it returns, the client no longer uses the [`Store`]: unless the app holds a
+    /// clone of it, the store is closed and its lock released, so it can be opened again
+    /// at once.
     pub async fn shutdown(self) {
         // The connection task acknowledges what it has processed, then closes the
         // connection; whatever is still running after the grace period is aborted and the
@@ -660,6 +706,14 @@ impl Client {
             }
         }
         self.shared.transport.close().await;
+        // Short-lived helpers (prekey maintenance, store work on blocking threads) may still
+        // hold the engine, and with it the store and its lock: wait (bounded) for them.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while (Arc::strong_count(&self.shared) > 1 || Arc::strong_count(&self.shared.engine) > 1)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(RELEASE_POLL).await;
+        }
     }
 }
 
@@ -916,7 +970,17 @@ async fn read_pushes(
     }
 }
 
-/// Why the outbox stopped draining.
+/// Why a round of the send loop ended.
+enum Drained {
+    /// The outbox is empty.
+    Empty,
+    /// Every message left waits for its recipient's retry time (the earliest is given).
+    Waiting(tokio::time::Instant),
+    /// The connection failed or the relay asked this device to slow down: everything waits.
+    Stall(Stall),
+}
+
+/// Why the whole outbox stopped draining.
 enum Stall {
     /// Retry after this long (the relay said so).
     After(Duration),
@@ -928,6 +992,7 @@ async fn outbox_task(shared: Arc<Shared>) {
     let mut conn_rx = shared.conn.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let mut backoff = BackoffState::new(shared.config.reconnect);
+    let mut retries = Retries::default();
     loop {
         if shared.is_shutting_down() {
             return;
@@ -940,22 +1005,27 @@ async fn outbox_task(shared: Arc<Shared>) {
             }
             continue;
         };
-        let stall = tokio::select! {
-            r = drain_outbox(&shared, &conn) => r,
+        let drained = tokio::select! {
+            r = drain_outbox(&shared, &conn, &mut retries) => r,
             _ = shutdown.changed() => return,
         };
-        let delay = match stall {
-            None => {
+        let delay = match drained {
+            Drained::Empty | Drained::Waiting(_) => {
                 backoff.reset();
+                let until = match drained {
+                    Drained::Waiting(at) => Some(at),
+                    _ => None,
+                };
                 tokio::select! {
                     _ = shared.outbox_wake.notified() => {}
+                    _ = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)), if until.is_some() => {}
                     r = conn_rx.changed() => if r.is_err() { return },
                     _ = shutdown.changed() => return,
                 }
                 continue;
             }
-            Some(Stall::After(d)) => d,
-            Some(Stall::Backoff) => backoff.next_delay(),
+            Drained::Stall(Stall::After(d)) => d,
+            Drained::Stall(Stall::Backoff) => backoff.next_delay(),
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -964,56 +1034,155 @@ async fn outbox_task(shared: Arc<Shared>) {
     }
 }
 
-/// Sends outbox entries in order until it is empty (`None`) or a transient failure stalls it.
-async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection) -> Option<Stall> {
+/// Ends an outgoing message for good: out of the outbox, history failed, `SendFailed`.
+async fn give_up(
+    shared: &Arc<Shared>,
+    entry: crate::store::OutboxEntry,
+    error: ClientError,
+) -> Result<(), ClientError> {
+    tracing::warn!(error = %error, "message could not be sent; giving up");
+    let message_id = entry.message_id;
+    let engine = shared.engine.clone();
+    blocking(move || engine.fail(&entry, now_ms())).await?;
+    shared
+        .emit(ClientEvent::SendFailed { message_id, error })
+        .await;
+    Ok(())
+}
+
+/// One or more rounds over the outbox (spec/client-store.md section 10). Each round reads the
+/// first [`OUTBOX_SCAN_LIMIT`] entries in order and walks them: an entry is tried only if
+/// every earlier entry to the same recipient left the outbox in this round and the
+/// recipient is not waiting for a retry, so that order is kept per recipient and one
+/// recipient never holds up another. A permanent error ends the message at once; a
+/// transient one makes its recipient wait (bounded attempts, backoff); a connection
+/// failure or the relay's `RateLimited` stops the whole loop. Rounds repeat while they make
+/// progress.
+async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Retries) -> Drained {
     loop {
         let engine = shared.engine.clone();
-        let entry = match blocking(move || engine.outbox_head()).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return None,
+        let scan = match blocking(move || engine.outbox_scan(OUTBOX_SCAN_LIMIT)).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox failed");
-                return Some(Stall::Backoff);
+                return Drained::Stall(Stall::Backoff);
             }
         };
-        let message_id = entry.message_id;
-        match send_entry(shared, conn, entry.clone()).await {
-            Ok((entry, timestamp)) => {
-                let engine = shared.engine.clone();
-                if let Err(e) = blocking(move || engine.complete(&entry, timestamp)).await {
-                    tracing::error!(error = %e, "recording a delivery failed");
-                    return Some(Stall::Backoff);
-                }
-                shared
-                    .emit(ClientEvent::Delivered {
-                        message_id,
-                        timestamp,
-                    })
-                    .await;
-            }
-            Err(e) if e.is_transient() => {
-                tracing::debug!(error = %e, "send stalled; will retry");
-                return Some(match &e {
-                    ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
-                        Stall::After(Duration::from_secs(u64::from(*retry_after)))
+        if scan.is_empty() {
+            return Drained::Empty;
+        }
+        let mut progressed = false;
+        let mut held = false;
+        let mut blocked: HashSet<AccountId> = HashSet::new();
+        for (seq, entry) in scan {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(error) if error.is_permanent() => {
+                    // Its message id and recipient are unknowable: drop the row, report it.
+                    tracing::error!(error = %error, "unreadable outbox entry dropped");
+                    let engine = shared.engine.clone();
+                    if let Err(e) = blocking(move || engine.drop_outbox_row(seq)).await {
+                        tracing::error!(error = %e, "dropping an unreadable outbox entry failed");
+                        return Drained::Stall(Stall::Backoff);
                     }
-                    _ => Stall::Backoff,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "message could not be sent; giving up");
-                let engine = shared.engine.clone();
-                if let Err(e) = blocking(move || engine.fail(&entry, now_ms())).await {
-                    tracing::error!(error = %e, "recording a failed send failed");
-                    return Some(Stall::Backoff);
+                    shared
+                        .emit(ClientEvent::UnreadableOutboxEntry { error })
+                        .await;
+                    progressed = true;
+                    continue;
                 }
-                shared
-                    .emit(ClientEvent::SendFailed {
-                        message_id,
-                        error: e,
-                    })
-                    .await;
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    return Drained::Stall(Stall::Backoff);
+                }
+            };
+            let recipient = entry.recipient.clone();
+            if blocked.contains(&recipient)
+                || !retries.ready(&recipient, tokio::time::Instant::now())
+            {
+                blocked.insert(recipient);
+                continue;
             }
+            let message_id = entry.message_id;
+            let failure = match send_entry(shared, conn, entry.clone()).await {
+                Ok((entry, timestamp)) => {
+                    let engine = shared.engine.clone();
+                    if let Err(e) = blocking(move || engine.complete(&entry, timestamp)).await {
+                        tracing::error!(error = %e, "recording a delivery failed");
+                        return Drained::Stall(Stall::Backoff);
+                    }
+                    retries.done(&recipient);
+                    progressed = true;
+                    shared
+                        .emit(ClientEvent::Delivered {
+                            message_id,
+                            timestamp,
+                        })
+                        .await;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let retry_after = match &failure {
+                ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
+                    Some(Duration::from_secs(u64::from(*retry_after)))
+                }
+                _ => None,
+            };
+            if failure == ClientError::UnapprovedIdentity {
+                // Held until the user approves or verifies; `approve_identity` wakes us.
+                tracing::debug!("recipient held: a verified contact's identity changed");
+                held = true;
+                blocked.insert(recipient);
+                continue;
+            }
+            if failure.is_connectivity() {
+                tracing::debug!(error = %failure, "send stalled; will retry");
+                return Drained::Stall(Stall::Backoff);
+            }
+            if failure.relay_code() == Some(ErrorCode::RateLimited) {
+                // The relay limits this device's sends as a whole.
+                tracing::debug!(error = %failure, "rate limited; will retry");
+                return Drained::Stall(retry_after.map_or(Stall::Backoff, Stall::After));
+            }
+            let ended = if failure.is_permanent() {
+                Some(failure)
+            } else {
+                match retries.failed(
+                    &recipient,
+                    message_id,
+                    tokio::time::Instant::now(),
+                    retry_after,
+                ) {
+                    Verdict::RetryAt(_) => {
+                        tracing::debug!(error = %failure, "send failed; the recipient's queue waits");
+                        blocked.insert(recipient.clone());
+                        None
+                    }
+                    Verdict::GiveUp(attempts) => Some(ClientError::SendAttemptsExhausted {
+                        attempts,
+                        last: Box::new(failure),
+                    }),
+                }
+            };
+            if let Some(error) = ended {
+                if let Err(e) = give_up(shared, entry, error).await {
+                    tracing::error!(error = %e, "recording a failed send failed");
+                    return Drained::Stall(Stall::Backoff);
+                }
+                retries.done(&recipient);
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return match retries.next_ready() {
+                Some(at) => Drained::Waiting(at),
+                // Only held recipients are left: wait for an approval (or a new message).
+                None if held => Drained::Empty,
+                // Nothing waits and nothing moved: only possible if the outbox changed
+                // under us; read it again after the backoff.
+                None => Drained::Stall(Stall::Backoff),
+            };
         }
     }
 }
@@ -1026,6 +1195,11 @@ async fn send_entry(
     mut entry: crate::store::OutboxEntry,
 ) -> Result<(crate::store::OutboxEntry, u64), ClientError> {
     let recipient = entry.recipient.clone();
+    {
+        let engine = shared.engine.clone();
+        let recipient = recipient.clone();
+        blocking(move || engine.check_sendable(&recipient)).await?;
+    }
     if entry.envelopes.is_none() {
         let mut devices = recipient_devices(shared, &recipient).await?;
         if devices.is_empty() {

@@ -12,12 +12,12 @@ use crate::error::StoreError;
 use crate::event::ClientEvent;
 use crate::store::{
     AccountRecord, Batch, Contact, Direction, MAX_SESSIONS_PER_DEVICE, MessageStatus, OutboxEntry,
-    RetiredKey, RetiredKind, Store,
+    OutboxRow, RetiredKey, RetiredKind, Store, Verification,
 };
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{
-    IdentityKey, IdentityKeyPair, KemPreKeyKind, SessionConfig, SessionMessage, VerifiedBundle,
-    initiate, respond,
+    IdentityKey, IdentityKeyPair, KemPreKeyKind, SafetyNumber, SessionConfig, SessionMessage,
+    VerifiedBundle, initiate, respond,
 };
 use sealpost_wire::relay::{
     Delivery, DeviceInfo, MAX_KEM_PER_UPLOAD, MAX_ONE_TIME_PER_UPLOAD, OutgoingEnvelope,
@@ -95,9 +95,12 @@ impl Engine {
             .map_err(|_| ClientError::Internal("engine lock poisoned".into()))
     }
 
-    /// Records the identity of a device; returns a `SafetyNumberChanged` event if it differs
-    /// from the identity stored for that device, or if the device is new to an account whose
-    /// other known identities (`known`, read before this batch) do not include it.
+    /// Records the identity of a device; returns an event if it differs from the identity
+    /// stored for that device, or if the device is new to an account whose other known
+    /// identities (`known`, read before this batch) do not include it: `SafetyNumberChanged`
+    /// for an unverified account, `VerifiedIdentityChanged` for a verified one (an account
+    /// with a device in `known` that is verified or changed since verification), whose new
+    /// identity then holds sending until approved (spec/client-store.md section 11).
     fn note_identity(
         &self,
         batch: &mut Batch,
@@ -106,9 +109,25 @@ impl Engine {
         known: &[Contact],
         now_ms: u64,
     ) -> Result<Option<ClientEvent>, ClientError> {
-        let changed = ClientEvent::SafetyNumberChanged {
-            account: address.account.clone(),
-            device: address.device,
+        let verified_account = known
+            .iter()
+            .any(|c| c.verification != Verification::Unverified);
+        let (verification, event) = if verified_account {
+            (
+                Verification::ChangedSinceVerified,
+                ClientEvent::VerifiedIdentityChanged {
+                    account: address.account.clone(),
+                    device: address.device,
+                },
+            )
+        } else {
+            (
+                Verification::Unverified,
+                ClientEvent::SafetyNumberChanged {
+                    account: address.account.clone(),
+                    device: address.device,
+                },
+            )
         };
         match self.store.contact(address)? {
             Some(c) if &c.identity == identity => Ok(None),
@@ -120,11 +139,20 @@ impl Engine {
                         identity: *identity,
                         first_seen: c.first_seen,
                         changed_at: now_ms,
+                        verification,
                     },
                 );
-                Ok(Some(changed))
+                Ok(Some(event))
             }
             None => {
+                let new_to_known_account =
+                    !known.is_empty() && !known.iter().any(|c| &c.identity == identity);
+                // A device of a verified account with an identity the user verified
+                // elsewhere (the same identity on another device id) stays verified.
+                let verification = match known.iter().find(|c| &c.identity == identity) {
+                    Some(c) => c.verification,
+                    None => verification,
+                };
                 self.store.put_contact(
                     batch,
                     &Contact {
@@ -132,13 +160,87 @@ impl Engine {
                         identity: *identity,
                         first_seen: now_ms,
                         changed_at: now_ms,
+                        verification,
                     },
                 );
-                let new_to_known_account =
-                    !known.is_empty() && !known.iter().any(|c| &c.identity == identity);
-                Ok(new_to_known_account.then_some(changed))
+                Ok(new_to_known_account.then_some(event))
             }
         }
+    }
+
+    // ---------------------------------------------------------------- verification
+
+    /// Whether sending to `account` is held: a device of the verified account has an
+    /// identity the user has not approved.
+    fn held(&self, account: &AccountId) -> Result<bool, ClientError> {
+        Ok(self
+            .store
+            .contacts(account)?
+            .iter()
+            .any(|c| c.verification == Verification::ChangedSinceVerified))
+    }
+
+    /// Fails with [`ClientError::UnapprovedIdentity`] if sending to `account` is held.
+    pub(crate) fn check_sendable(&self, account: &AccountId) -> Result<(), ClientError> {
+        if self.held(account)? {
+            return Err(ClientError::UnapprovedIdentity);
+        }
+        Ok(())
+    }
+
+    /// The safety number with a known device.
+    pub(crate) fn safety_number(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<(Contact, SafetyNumber), ClientError> {
+        let contact = self
+            .store
+            .contact(address)?
+            .ok_or(ClientError::UnknownContact)?;
+        let number = SafetyNumber::new(
+            &self.identity.public(),
+            &self.address.account,
+            &contact.identity,
+            &address.account,
+        );
+        Ok((contact, number))
+    }
+
+    /// Marks a device verified if `digits` (the 60 digits, spaces allowed) is its current
+    /// safety number. Verifying a changed identity also approves it.
+    pub(crate) fn mark_verified(
+        &self,
+        address: &DeviceAddress,
+        digits: &str,
+    ) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let (mut contact, number) = self.safety_number(address)?;
+        let given: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
+        if given != number.digits() {
+            return Err(ClientError::SafetyNumberMismatch);
+        }
+        contact.verification = Verification::Verified;
+        let mut batch = Batch::new();
+        self.store.put_contact(&mut batch, &contact);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Accepts the changed identities of a verified account without verifying them: they
+    /// become unverified and sending resumes. Returns how many were approved.
+    pub(crate) fn approve_identity(&self, account: &AccountId) -> Result<usize, ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        let mut approved = 0;
+        for mut c in self.store.contacts(account)? {
+            if c.verification == Verification::ChangedSinceVerified {
+                c.verification = Verification::Unverified;
+                self.store.put_contact(&mut batch, &c);
+                approved += 1;
+            }
+        }
+        self.store.commit(batch)?;
+        Ok(approved)
     }
 
     // ---------------------------------------------------------------- receiving
@@ -302,8 +404,46 @@ impl Engine {
         Ok(message_id)
     }
 
+    /// For tests: the first outbox entry.
+    #[cfg(test)]
     pub(crate) fn outbox_head(&self) -> Result<Option<OutboxEntry>, ClientError> {
         Ok(self.store.outbox_head(1)?.into_iter().next())
+    }
+
+    /// The first `limit` outbox rows, decoded or with why they do not decode.
+    pub(crate) fn outbox_scan(&self, limit: usize) -> Result<Vec<OutboxRow>, ClientError> {
+        Ok(self.store.outbox_scan(limit)?)
+    }
+
+    /// Deletes an outbox row that does not open or decode (its message and history entry
+    /// cannot be known).
+    pub(crate) fn drop_outbox_row(&self, seq: u64) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        self.store.delete_outbox(&mut batch, seq);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Sets the status of an outgoing message's history entry in `batch`. A history entry
+    /// that does not open or decode is left as it is: it must not keep the message in the
+    /// outbox.
+    fn set_status(
+        &self,
+        batch: &mut Batch,
+        entry: &OutboxEntry,
+        status: MessageStatus,
+    ) -> Result<(), ClientError> {
+        match self
+            .store
+            .set_history_status(batch, entry.history_seq, &entry.message_id, status)
+        {
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(error = %e, "history entry of an outgoing message unreadable; status not updated");
+                Ok(())
+            }
+            r => Ok(r?),
+        }
     }
 
     fn is_self(&self, account: &AccountId, device: DeviceId) -> bool {
@@ -333,6 +473,8 @@ impl Engine {
         devices: &[DeviceId],
     ) -> Result<OutboxEntry, ClientError> {
         let _g = self.lock()?;
+        // Checked under the lock: a refresh may just have found a new identity.
+        self.check_sendable(&entry.recipient)?;
         let mut envelopes: Vec<OutgoingEnvelope> = entry
             .envelopes
             .take()
@@ -384,12 +526,7 @@ impl Engine {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        self.store.set_history_status(
-            &mut batch,
-            entry.history_seq,
-            &entry.message_id,
-            MessageStatus::Delivered { at: relay_ts },
-        )?;
+        self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
         self.store.commit(batch)?;
         Ok(())
     }
@@ -399,12 +536,7 @@ impl Engine {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        self.store.set_history_status(
-            &mut batch,
-            entry.history_seq,
-            &entry.message_id,
-            MessageStatus::Failed { at: now_ms },
-        )?;
+        self.set_status(&mut batch, entry, MessageStatus::Failed { at: now_ms })?;
         self.store.commit(batch)?;
         Ok(())
     }
@@ -828,6 +960,86 @@ mod tests {
         assert_eq!(
             text_of(bob2.process_delivery(&d[0], 3).unwrap()),
             "still there?"
+        );
+    }
+
+    #[test]
+    fn a_verified_contacts_new_identity_holds_sending_until_approved() {
+        let alice = engine("+15550000001", 1);
+        let bob = engine("+15550000002", 1);
+        alice
+            .apply_refresh(&bob.address.account, None, &[bundle(&bob)], 1)
+            .unwrap();
+        let bob1 = DeviceAddress::new(bob.address.account.clone(), DeviceId(1));
+        let (_, number) = alice.safety_number(&bob1).unwrap();
+        assert_eq!(
+            alice.mark_verified(&bob1, &"1".repeat(60)),
+            Err(ClientError::SafetyNumberMismatch)
+        );
+        alice
+            .mark_verified(&bob1, &number.display_groups().join(" "))
+            .unwrap();
+        assert_eq!(
+            alice.store.contact(&bob1).unwrap().unwrap().verification,
+            Verification::Verified
+        );
+        // Bob re-registers: the refresh reports the verified identity's change, not a plain
+        // safety-number change, and sending to Bob is held.
+        let bob2 = engine("+15550000002", 2);
+        let listed = vec![DeviceInfo {
+            device_id: 2,
+            identity: bob2.identity.public().to_wire(),
+        }];
+        let evs = alice
+            .apply_refresh(&bob.address.account, Some(&listed), &[bundle(&bob2)], 2)
+            .unwrap();
+        assert_eq!(
+            evs,
+            vec![ClientEvent::VerifiedIdentityChanged {
+                account: bob.address.account.clone(),
+                device: DeviceId(2),
+            }]
+        );
+        alice
+            .enqueue(&bob.address.account, &MessageBody::Text("held".into()), 5)
+            .unwrap();
+        let entry = alice.outbox_head().unwrap().unwrap();
+        let devices = alice.recipient_devices(&bob.address.account).unwrap();
+        assert_eq!(devices, vec![DeviceId(2)]);
+        assert_eq!(
+            alice.prepare(entry.clone(), &devices).err(),
+            Some(ClientError::UnapprovedIdentity)
+        );
+        // Approving resumes sending; the contact is unverified now.
+        assert_eq!(alice.approve_identity(&bob.address.account).unwrap(), 1);
+        assert_eq!(alice.approve_identity(&bob.address.account).unwrap(), 0);
+        let entry = alice.prepare(entry, &devices).unwrap();
+        assert_eq!(entry.envelopes.unwrap().len(), 1);
+        let bob2_addr = DeviceAddress::new(bob.address.account.clone(), DeviceId(2));
+        assert_eq!(
+            alice
+                .store
+                .contact(&bob2_addr)
+                .unwrap()
+                .unwrap()
+                .verification,
+            Verification::Unverified
+        );
+        // Unverified again: a later change is a plain safety-number change.
+        let bob3 = engine("+15550000002", 3);
+        let listed = vec![DeviceInfo {
+            device_id: 3,
+            identity: bob3.identity.public().to_wire(),
+        }];
+        let evs = alice
+            .apply_refresh(&bob.address.account, Some(&listed), &[bundle(&bob3)], 3)
+            .unwrap();
+        assert_eq!(
+            evs,
+            vec![ClientEvent::SafetyNumberChanged {
+                account: bob.address.account.clone(),
+                device: DeviceId(3),
+            }]
         );
     }
 

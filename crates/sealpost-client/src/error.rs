@@ -43,6 +43,31 @@ pub enum StoreError {
     /// The store is not in the state the operation needs.
     #[error("inconsistent store: {0}")]
     Inconsistent(&'static str),
+    /// Another open of this store holds its lock (another process, or another
+    /// `Store::open_sqlite` of the same file in this process): a store has one writer at a
+    /// time (spec/client-store.md section 4.2).
+    #[error("the store at {} is in use by another open (another process?)", .path.display())]
+    InUse {
+        /// The store's database file.
+        path: std::path::PathBuf,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying cannot help: everything except the database's own failures
+    /// (I/O, locking) and a store in use.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Database(_) | Self::InUse { .. } => false,
+            Self::WrongKey
+            | Self::Authentication { .. }
+            | Self::Malformed { .. }
+            | Self::State(_)
+            | Self::UnsupportedFormat(_)
+            | Self::Kdf(_)
+            | Self::Inconsistent(_) => true,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -162,30 +187,116 @@ pub enum ClientError {
     /// A PIN computation failed.
     #[error("PIN protocol: {0}")]
     Pin(sealpost_pin::PinError),
+    /// Sending to the account is held: the user verified it and one of its devices now
+    /// has an identity the user has not approved (`Client::approve_identity`). The message
+    /// stays queued.
+    #[error("a verified contact's identity changed: approve the new identity to send")]
+    UnapprovedIdentity,
+    /// The safety number given does not match the contact's current identity.
+    #[error("the safety number does not match")]
+    SafetyNumberMismatch,
+    /// An outgoing message failed transiently `attempts` times in a row
+    /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
+    #[error("gave up after {attempts} attempts: {last}")]
+    SendAttemptsExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
-    /// Whether retrying later may succeed: connection problems, timeouts, local store
-    /// failures and the relay's `RateLimited`, `QueueFull`, `Internal` and `Unauthenticated`
-    /// (a connection that lost its authentication) codes.
-    pub fn is_transient(&self) -> bool {
+    /// Whether retrying the same operation later cannot succeed, so that an outgoing
+    /// message that failed with this error is given up at once ([`crate::ClientEvent::SendFailed`];
+    /// spec/client-store.md section 10).
+    ///
+    /// Permanent: every error about the message or its recipient (unknown account, no
+    /// reachable device, a bundle that does not verify, a body too long), a stored record
+    /// that does not authenticate or decode (reading it again gives the same bytes), the
+    /// relay codes other than `RateLimited`, `QueueFull`, `Internal` and
+    /// `Unauthenticated` (unknown codes included), and the exhausted attempts themselves.
+    /// Transient: the connection (offline, closed, timed out, stream failures), a relay
+    /// that misbehaved, the database's own failures (I/O, busy) and the four relay codes
+    /// above. The match is exhaustive so that a new variant must be classified.
+    pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Relay { code, .. } => matches!(
-                code,
+            Self::Relay { code, .. } => match code {
                 ErrorCode::RateLimited
-                    | ErrorCode::QueueFull
-                    | ErrorCode::Internal
-                    | ErrorCode::Unauthenticated
-            ),
+                | ErrorCode::QueueFull
+                | ErrorCode::Internal
+                | ErrorCode::Unauthenticated => false,
+                ErrorCode::Malformed
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::TooLarge
+                | ErrorCode::AlreadyAuthenticated
+                | ErrorCode::InvalidAccount
+                | ErrorCode::CodeInvalid
+                | ErrorCode::CodeAttemptsExceeded
+                | ErrorCode::InvalidSignature
+                | ErrorCode::AuthFailed
+                | ErrorCode::UnknownAccount
+                | ErrorCode::MismatchedDevices
+                | ErrorCode::InvalidPreKey
+                | ErrorCode::TooManyPreKeys
+                | ErrorCode::UnknownRequest
+                | ErrorCode::RegistrationLocked
+                | ErrorCode::CredentialInvalid
+                | ErrorCode::NotGuardian
+                | ErrorCode::VaultNotFound
+                | ErrorCode::InvalidVault
+                | ErrorCode::Other(_) => true,
+                // Codes added to the wire crate later are unknown here: never retried.
+                _ => true,
+            },
+            Self::Store(e) => e.is_permanent(),
             Self::Connect(_)
             | Self::Connection(_)
             | Self::Stream(_)
             | Self::Timeout
             | Self::Protocol(_)
-            | Self::Store(_)
             | Self::Offline
             | Self::SessionRenewalPending { .. }
-            | Self::Internal(_) => true,
+            | Self::Internal(_) => false,
+            // Not an error of the message: it waits in the outbox until the user decides.
+            Self::UnapprovedIdentity => false,
+            Self::Handshake(_)
+            | Self::SafetyNumberMismatch
+            | Self::Encrypt(_)
+            | Self::NotRegistered
+            | Self::AlreadyRegistered
+            | Self::InvalidCode
+            | Self::NoDevices
+            | Self::UnknownContact
+            | Self::MessageTooLong { .. }
+            | Self::ShutDown
+            | Self::RegistrationLocked(_)
+            | Self::InvalidPin(_)
+            | Self::WrongPin { .. }
+            | Self::VaultUnavailable(_)
+            | Self::PinNotSet
+            | Self::InvalidGuardians(_)
+            | Self::Pin(_)
+            | Self::SendAttemptsExhausted { .. } => true,
+        }
+    }
+
+    /// Whether retrying later may succeed: the opposite of [`ClientError::is_permanent`].
+    pub fn is_transient(&self) -> bool {
+        !self.is_permanent()
+    }
+
+    /// Whether the error is about the connection rather than about a message: the outbox
+    /// then waits for a connection instead of counting an attempt against the message.
+    pub(crate) fn is_connectivity(&self) -> bool {
+        match self {
+            Self::Connect(_)
+            | Self::Connection(_)
+            | Self::Stream(_)
+            | Self::Timeout
+            | Self::Offline
+            | Self::ShutDown => true,
+            Self::Relay { code, .. } => *code == ErrorCode::Unauthenticated,
             _ => false,
         }
     }

@@ -40,6 +40,16 @@ pub enum ClientEvent {
         /// The device with the new identity.
         device: DeviceId,
     },
+    /// A device of an account whose safety number the user **verified** presented a new
+    /// identity (or a new device appeared). Sending to the account is held — messages stay
+    /// queued — until the user compares the new safety number and calls
+    /// `Client::mark_verified`, or accepts it with `Client::approve_identity`.
+    VerifiedIdentityChanged {
+        /// The account.
+        account: AccountId,
+        /// The device with the new identity.
+        device: DeviceId,
+    },
     /// The relay accepted an outgoing message for delivery (durably queued for every
     /// recipient device) and it has left the outbox.
     Delivered {
@@ -48,13 +58,22 @@ pub enum ClientEvent {
         /// Relay acceptance time (Unix ms, relay clock).
         timestamp: u64,
     },
-    /// An outgoing message was given up for good and removed from the outbox
-    /// (e.g. unknown recipient, no reachable device).
+    /// An outgoing message was given up for good and removed from the outbox: a permanent
+    /// error (e.g. unknown recipient, no reachable device, a stored record of the recipient
+    /// that does not open; [`ClientError::is_permanent`]) or
+    /// [`ClientError::SendAttemptsExhausted`] after transient ones.
     SendFailed {
         /// The message id.
         message_id: MessageId,
         /// Why.
         error: ClientError,
+    },
+    /// An outbox entry did not open or decode (modified on disk, or written by another
+    /// key): it was deleted, since neither its message nor its recipient can be known. Its
+    /// history entry, if any, stays queued.
+    UnreadableOutboxEntry {
+        /// Why it did not open.
+        error: crate::error::StoreError,
     },
     /// A delivered envelope could not be decrypted or was malformed; it was dropped.
     Undecryptable {

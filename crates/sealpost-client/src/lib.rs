@@ -97,6 +97,7 @@ mod content;
 mod engine;
 mod error;
 mod event;
+mod outbox;
 mod pin;
 pub mod store;
 pub mod tls;
@@ -114,9 +115,12 @@ pub use engine::{
 };
 pub use error::{ClientError, StoreError};
 pub use event::ClientEvent;
+pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_pin::stretch::Argon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::relay::ErrorCode;
 pub use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
-pub use store::{Direction, HistoryEntry, MessageStatus, Store, StoreKey, StoreSecret};
+pub use store::{
+    Direction, HistoryEntry, MessageStatus, Store, StoreKey, StoreSecret, Verification,
+};

@@ -433,3 +433,239 @@ async fn reregistration_changes_the_safety_number() {
     new_bob.shutdown().await;
     relay.shutdown().await;
 }
+
+/// Damages every record of a table in a client's SQLite file (flips a ciphertext byte), as
+/// a disk fault or a tampering would.
+fn corrupt_table(db: &std::path::Path, table: sealpost_client::store::Table) -> usize {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
+        .prepare("SELECT key, value FROM records WHERE tbl = ?1")
+        .unwrap()
+        .query_map([table.id()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (key, mut value) in rows.clone() {
+        value[20] ^= 0x40;
+        conn.execute(
+            "UPDATE records SET value = ?1 WHERE tbl = ?2 AND key = ?3",
+            rusqlite::params![value, table.id(), key],
+        )
+        .unwrap();
+    }
+    rows.len()
+}
+
+/// One recipient whose stored state is broken (its contact record does not authenticate)
+/// and one unreadable outbox record, queued before and between messages to a healthy
+/// recipient: the healthy messages all arrive in order, the poisoned ones end with
+/// `SendFailed` and the reason, the unreadable record is dropped and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_recipient_does_not_block_the_others() {
+    use sealpost_client::StoreError;
+    use sealpost_client::store::Table;
+    const CAROL: &str = "+15550001003";
+    let dir = tempfile::tempdir().unwrap();
+    let relay_dir = dir.path().join("relay");
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&relay_dir, any_port(), &codes, bulk_limits()).await;
+    let addr = relay.local_addr();
+    let config = client_config(addr, relay.cert_fingerprint());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (carol, _c_rx) = register(&config, &codes, CAROL, open_store(dir.path(), "carol")).await;
+    let (a_seen, b_seen) = (Collector::default(), Collector::default());
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    carol.shutdown().await;
+
+    // Alice knows Carol; then Carol's contact record on Alice's disk is damaged.
+    alice.send_text(&acct(CAROL), "hi carol").await.unwrap();
+    a_seen
+        .wait("first delivery", 30, |c| c.delivered() == 1)
+        .await;
+    let alice_db = dir.path().join("alice.db");
+    assert_eq!(corrupt_table(&alice_db, Table::Contacts), 1);
+
+    // Offline, Alice queues a message whose outbox record is then damaged, and more.
+    relay.shutdown().await;
+    alice.send_text(&acct(BOB), "lost on disk").await.unwrap();
+    assert_eq!(corrupt_table(&alice_db, Table::Outbox), 1);
+    let c1 = alice.send_text(&acct(CAROL), "carol 1").await.unwrap();
+    alice.send_text(&acct(BOB), "bob 1").await.unwrap();
+    let c2 = alice.send_text(&acct(CAROL), "carol 2").await.unwrap();
+    alice.send_text(&acct(BOB), "bob 2").await.unwrap();
+    let relay = start_relay(&relay_dir, addr, &codes, bulk_limits()).await;
+
+    b_seen.wait("bob's messages", 60, |c| c.count() == 2).await;
+    assert_eq!(b_seen.texts(), ["bob 1", "bob 2"]);
+    let failed = |c: &Collector| {
+        c.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::SendFailed { message_id, error } => Some((*message_id, error.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    a_seen
+        .wait("carol's messages given up", 60, |c| failed(c).len() == 2)
+        .await;
+    let reason = ClientError::Store(StoreError::Authentication { table: "contacts" });
+    assert_eq!(failed(&a_seen), [(c1, reason.clone()), (c2, reason)]);
+    assert!(reason_is_permanent());
+    a_seen
+        .wait("the unreadable entry reported", 30, |c| {
+            c.count_events(|e| {
+                *e == ClientEvent::UnreadableOutboxEntry {
+                    error: StoreError::Authentication { table: "outbox" },
+                }
+            }) == 1
+        })
+        .await;
+    a_seen.wait("deliveries", 30, |c| c.delivered() == 3).await;
+    assert_eq!(alice.outbox_len().await.unwrap(), 0);
+    let to_carol = alice.history(&acct(CAROL), 10).await.unwrap();
+    assert_eq!(to_carol.len(), 3);
+    assert!(matches!(
+        to_carol[0].status,
+        MessageStatus::Delivered { .. }
+    ));
+    assert!(matches!(to_carol[1].status, MessageStatus::Failed { .. }));
+    assert!(matches!(to_carol[2].status, MessageStatus::Failed { .. }));
+
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+}
+
+fn reason_is_permanent() -> bool {
+    use sealpost_client::StoreError;
+    let table = "contacts";
+    ClientError::Store(StoreError::Authentication { table }).is_permanent()
+        && !ClientError::Store(StoreError::Database("disk I/O error".into())).is_permanent()
+        && !ClientError::Timeout.is_permanent()
+}
+
+/// A verified contact re-registers: Alice's app gets `VerifiedIdentityChanged` (not the
+/// plain warning), her message stays queued while later messages to others go out, and
+/// after `approve_identity` it is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_contacts_new_identity_holds_sending_until_approved() {
+    use sealpost_client::Verification;
+    const CAROL: &str = "+15550001003";
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
+    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (carol, c_rx) = register(&config, &codes, CAROL, open_store(dir.path(), "carol")).await;
+    let (a_seen, b_seen, c_seen) = (
+        Collector::default(),
+        Collector::default(),
+        Collector::default(),
+    );
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    c_seen.spawn(c_rx);
+    alice.send_text(&acct(BOB), "before").await.unwrap();
+    b_seen.wait("first message", 30, |c| c.count() == 1).await;
+
+    // Alice compares the safety number with Bob and marks him verified.
+    let number = alice.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    assert_eq!(
+        alice
+            .mark_verified(&acct(BOB), DeviceId(1), &"0".repeat(60))
+            .await,
+        Err(ClientError::SafetyNumberMismatch)
+    );
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(1)).await,
+        Ok(Verification::Unverified)
+    );
+    alice
+        .mark_verified(&acct(BOB), DeviceId(1), &number.digits())
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(1)).await,
+        Ok(Verification::Verified)
+    );
+
+    // Bob's number is registered on a new phone (a new identity).
+    let (new_bob, nb_rx) = register(
+        &config,
+        &codes,
+        BOB,
+        open_store(dir.path(), "bob-new-phone"),
+    )
+    .await;
+    bob.shutdown().await;
+    let nb_seen = Collector::default();
+    nb_seen.spawn(nb_rx);
+
+    let held = alice.send_text(&acct(BOB), "held").await.unwrap();
+    let later = alice.send_text(&acct(CAROL), "to carol").await.unwrap();
+    a_seen
+        .wait("the verified identity change", 30, |c| {
+            c.count_events(|e| {
+                *e == ClientEvent::VerifiedIdentityChanged {
+                    account: acct(BOB),
+                    device: DeviceId(2),
+                }
+            }) == 1
+        })
+        .await;
+    c_seen.wait("carol's message", 30, |c| c.count() == 1).await;
+    // Sends go in queue order: the later message to Carol was accepted, the held one was
+    // not (it would have been first), and it is still queued.
+    a_seen
+        .wait("carol's delivery", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == later),
+            ) == 1
+        })
+        .await;
+    assert_eq!(
+        a_seen.count_events(
+            |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == held)
+        ),
+        0
+    );
+    assert_eq!(
+        a_seen.count_events(|e| matches!(e, ClientEvent::SafetyNumberChanged { .. })),
+        0
+    );
+    assert_eq!(alice.outbox_len().await.unwrap(), 1);
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(2)).await,
+        Ok(Verification::ChangedSinceVerified)
+    );
+
+    // Approving sends it, once.
+    assert_eq!(alice.approve_identity(&acct(BOB)).await, Ok(1));
+    nb_seen
+        .wait("the held message", 30, |c| c.count() == 1)
+        .await;
+    assert_eq!(nb_seen.texts(), ["held"]);
+    a_seen
+        .wait("its delivery", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == held),
+            ) == 1
+        })
+        .await;
+    assert_eq!(alice.outbox_len().await.unwrap(), 0);
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(2)).await,
+        Ok(Verification::Unverified)
+    );
+
+    alice.shutdown().await;
+    new_bob.shutdown().await;
+    carol.shutdown().await;
+    relay.shutdown().await;
+}

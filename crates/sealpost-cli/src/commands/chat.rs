@@ -118,6 +118,18 @@ impl Screen {
                     device.0
                 ),
             ]),
+            ClientEvent::VerifiedIdentityChanged { account, device } => self.banner(&[
+                format!(
+                    "VERIFIED IDENTITY CHANGED: {} device {} has a new identity.",
+                    account.as_str(),
+                    device.0
+                ),
+                crate::commands::verified_changed_text(account, *device),
+            ]),
+            ClientEvent::UnreadableOutboxEntry { error } => outln!(
+                "[{}] ! a queued message could not be read from the store and was dropped ({error})",
+                clock(now_ms())
+            ),
             ClientEvent::Undecryptable { from, .. } => outln!(
                 "[{}] ! a message from {} could not be decrypted and was dropped",
                 clock(now_ms()),

@@ -84,6 +84,9 @@ pub fn explain(e: &ClientError) -> String {
             ClientError::NoDevices => {
                 "the recipient has no device that can receive messages".into()
             }
+            ClientError::SendAttemptsExhausted { attempts, last } => {
+                format!("gave up after {attempts} attempts ({})", explain(last))
+            }
             ClientError::Connection(_) | ClientError::Connect(_) | ClientError::Timeout => format!(
                 "cannot reach the relay ({e}); check --relay and --fingerprint (the relay prints its fingerprint at start)"
             ),
@@ -109,9 +112,15 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
             account.as_str(),
             device.0
         ),
+        ClientEvent::VerifiedIdentityChanged { account, device } => {
+            eprintln!("WARNING: {}", verified_changed_text(account, *device))
+        }
         ClientEvent::SendFailed { message_id, error } => eprintln!(
             "warning: an earlier message ({message_id}) could not be sent: {}",
             explain(error)
+        ),
+        ClientEvent::UnreadableOutboxEntry { error } => eprintln!(
+            "warning: a queued message could not be read from the store and was dropped ({error})"
         ),
         ClientEvent::Undecryptable { from, .. } => eprintln!(
             "warning: a message from {} could not be decrypted and was dropped",
@@ -130,6 +139,15 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// What to tell the user when a verified contact's identity changed.
+pub fn verified_changed_text(account: &AccountId, device: DeviceId) -> String {
+    format!(
+        "the identity of {a} device {d}, whose safety number you verified, has CHANGED (a new or reinstalled device, or an attack). Messages to {a} are held until you compare the new safety number (`sealpost safety-number {a} --device {d}`, then `sealpost verify {a} --device {d}`) or accept it with `sealpost approve {a}`",
+        a = account.as_str(),
+        d = device.0
+    )
 }
 
 /// The next event, or `None` at `deadline` (or if the client stopped).
@@ -372,6 +390,12 @@ pub async fn send(ctx: &Context, to: &str, message: &str) -> anyhow::Result<()> 
                 message_id,
                 timestamp,
             }) if message_id == id => break Ok(timestamp),
+            Some(ClientEvent::VerifiedIdentityChanged { account, device }) if account == to => {
+                break Err(anyhow!(
+                    "{}; this message stays queued",
+                    verified_changed_text(&account, device)
+                ));
+            }
             Some(ClientEvent::SendFailed { message_id, error }) if message_id == id => {
                 break Err(anyhow!(
                     "the message to {} could not be sent: {}",
@@ -477,6 +501,108 @@ pub async fn safety_number(
     );
     outln!();
     out!("{}", qr_code(&number.qr_payload(), invert)?);
+    Ok(())
+}
+
+/// Marks a device of `account` verified if `digits` (or the digits read from stdin) is the
+/// current safety number with it.
+pub async fn verify(
+    ctx: &Context,
+    account: &str,
+    device: u32,
+    digits: Option<&str>,
+) -> anyhow::Result<()> {
+    let account = parse_account(account)?;
+    let digits = match digits {
+        Some(d) => d.to_owned(),
+        None => {
+            eprint!(
+                "Type the 60 digits of the safety number that {} sees: ",
+                account.as_str()
+            );
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(|_| line)
+            })
+            .await
+            .context("reading the safety number")?
+            .context("reading the safety number from stdin")?
+        }
+    };
+    let s = open(ctx).await?;
+    let result = s
+        .client
+        .mark_verified(&account, DeviceId(device), &digits)
+        .await;
+    finish(s).await?;
+    match result {
+        Ok(()) => {
+            outln!(
+                "Verified {} device {device}. If its identity changes, messages to {} are held until you approve.",
+                account.as_str(),
+                account.as_str()
+            );
+            Ok(())
+        }
+        Err(ClientError::SafetyNumberMismatch) => bail!(
+            "the safety number does not match the one with {} device {device}: NOT verified (compare again with `sealpost safety-number {} --device {device}`)",
+            account.as_str(),
+            account.as_str()
+        ),
+        Err(ClientError::UnknownContact) => bail!(
+            "no session with {} device {device} yet: exchange a message first",
+            account.as_str()
+        ),
+        Err(e) => Err(anyhow!(explain(&e)).context("verifying")),
+    }
+}
+
+/// Accepts the changed identity of a verified account and sends what was held for it.
+pub async fn approve(ctx: &Context, account: &str) -> anyhow::Result<()> {
+    let account = parse_account(account)?;
+    let mut s = open(ctx).await?;
+    let approved = match s.client.approve_identity(&account).await {
+        Ok(n) => n,
+        Err(e) => {
+            finish(s).await?;
+            return Err(anyhow!(explain(&e)).context("approving"));
+        }
+    };
+    if approved == 0 {
+        finish(s).await?;
+        outln!("Nothing to approve for {}.", account.as_str());
+        return Ok(());
+    }
+    outln!(
+        "Approved the new identity of {} (it is not verified: compare the safety number to verify it).",
+        account.as_str()
+    );
+    // Send what was held before leaving.
+    let deadline = Instant::now() + ctx.timeout;
+    let mut result = Ok(());
+    while s.client.outbox_len().await.unwrap_or(0) > 0 {
+        match next_event(&mut s.events, deadline).await {
+            Some(ClientEvent::Delivered { .. }) => {}
+            Some(ev) => {
+                if let Err(e) = report(&ev) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            None => {
+                eprintln!(
+                    "the held messages are not all accepted yet; they are sent the next time sealpost connects"
+                );
+                break;
+            }
+        }
+    }
+    let left = s.client.outbox_len().await.unwrap_or(0);
+    finish(s).await?;
+    result?;
+    if left == 0 {
+        outln!("Held messages sent.");
+    }
     Ok(())
 }
 

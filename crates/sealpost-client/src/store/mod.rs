@@ -16,10 +16,10 @@ pub use crypt::{
     PICKLE_KEY_INFO, RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreKey,
 };
 pub use records::{
-    Contact, Direction, HistoryEntry, MAX_SENDER_SEQ, MessageStatus, OUTBOX_RECORD_VERSION,
-    RECORD_PLAINTEXT_VERSION,
+    CONTACT_RECORD_VERSION, Contact, Direction, HistoryEntry, MAX_SENDER_SEQ, MessageStatus,
+    OUTBOX_RECORD_VERSION, RECORD_PLAINTEXT_VERSION, Verification,
 };
-pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteClientStore};
+pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
 pub(crate) use records::{
     AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, SenderState,
@@ -140,6 +140,9 @@ const SINGLETON_KEY: &[u8] = &[1];
 /// Row of the sender state in the `account` table (spec/client-store.md 4.3 and 5.8).
 const SENDER_STATE_KEY: &[u8] = &[2];
 
+/// An outbox row as read: its sequence number, and the entry or why it does not open.
+pub(crate) type OutboxRow = (u64, Result<OutboxEntry, StoreError>);
+
 impl Store {
     /// Opens a store on `backend`, creating its metadata (random salt, key check) on first
     /// use. Fails with [`StoreError::WrongKey`] if `secret` does not unlock an existing store.
@@ -165,7 +168,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens (creating if needed) a SQLite store at `path`.
+    /// Opens (creating if needed) a SQLite store at `path`. The store is locked while open:
+    /// a second open, from this process or another, fails at once with
+    /// [`StoreError::InUse`] (spec/client-store.md section 4.2).
     pub fn open_sqlite(path: impl AsRef<Path>, secret: StoreSecret) -> Result<Self, StoreError> {
         Self::open(SqliteClientStore::open(path)?, secret)
     }
@@ -665,12 +670,29 @@ impl Store {
         self.backend().count(Table::Outbox)
     }
 
+    #[cfg(test)]
     pub(crate) fn outbox_head(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.backend()
             .first(Table::Outbox, limit)?
             .iter()
             .map(|row| OutboxEntry::decode(row.seq, &self.open_row(Table::Outbox, row)?))
             .collect()
+    }
+
+    /// The first `limit` outbox rows in order, each decoded or with the reason it does not
+    /// open or decode (so that one bad row does not hide the others).
+    pub(crate) fn outbox_scan(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(self
+            .backend()
+            .first(Table::Outbox, limit)?
+            .iter()
+            .map(|row| {
+                let entry = self
+                    .open_row(Table::Outbox, row)
+                    .and_then(|plain| OutboxEntry::decode(row.seq, &plain));
+                (row.seq, entry)
+            })
+            .collect())
     }
 
     pub(crate) fn new_outbox_seq(&self) -> Result<u64, StoreError> {

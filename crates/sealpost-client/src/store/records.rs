@@ -198,6 +198,47 @@ impl PreKeyState {
     }
 }
 
+/// Version byte of contact records written now (spec/client-store.md section 5.3): version
+/// 2 added the verification state. Version 1 records still load, as unverified.
+pub const CONTACT_RECORD_VERSION: u8 = 2;
+
+/// Whether the user has verified a contact device's safety number (spec/client-store.md
+/// section 11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// Never verified (trust on first use): identity changes are reported with
+    /// `SafetyNumberChanged` and sending goes on.
+    Unverified,
+    /// The user compared the safety number of this identity.
+    Verified,
+    /// The account was verified and this device's identity is new or changed since:
+    /// sending to the account is held until the user approves it
+    /// (`Client::approve_identity`) or verifies the new safety number.
+    ChangedSinceVerified,
+}
+
+impl Verification {
+    fn code(self) -> u8 {
+        match self {
+            Self::Unverified => 0,
+            Self::Verified => 1,
+            Self::ChangedSinceVerified => 2,
+        }
+    }
+
+    fn from_code(value: u8) -> Result<Self, DecodeError> {
+        match value {
+            0 => Ok(Self::Unverified),
+            1 => Ok(Self::Verified),
+            2 => Ok(Self::ChangedSinceVerified),
+            value => Err(DecodeError::UnknownType {
+                what: "verification",
+                value,
+            }),
+        }
+    }
+}
+
 /// A remote device whose identity this device has seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contact {
@@ -209,36 +250,51 @@ pub struct Contact {
     pub first_seen: u64,
     /// When its identity last changed (Unix ms; equal to `first_seen` if never).
     pub changed_at: u64,
+    /// Whether the user verified it.
+    pub verification: Verification,
 }
 
 impl Contact {
     pub(crate) const TABLE: &'static str = "contacts";
 
-    /// `0x01 || address || identity(64) || first_seen(u64) || changed_at(u64)`.
+    /// `0x02 || address || identity(64) || first_seen(u64) || changed_at(u64) ||
+    /// verification(u8)`.
     pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::with_capacity(160);
-        w.u8(RECORD_PLAINTEXT_VERSION);
+        w.u8(CONTACT_RECORD_VERSION);
         self.address.encode_into(&mut w);
         w.bytes(&self.identity.to_bytes())
             .u64(self.first_seen)
-            .u64(self.changed_at);
+            .u64(self.changed_at)
+            .u8(self.verification.code());
         Zeroizing::new(w.into_bytes())
     }
 
+    /// Decodes version 2, and version 1 (`0x01 || address || identity(64) ||
+    /// first_seen(u64) || changed_at(u64)`, unverified).
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let m = malformed(Self::TABLE);
         let mut r = Reader::new(bytes);
-        start(&mut r).map_err(&m)?;
+        let version = r.u8().map_err(&m)?;
+        if version != RECORD_PLAINTEXT_VERSION && version != CONTACT_RECORD_VERSION {
+            return Err(m(DecodeError::UnsupportedVersion(version)));
+        }
         let address = DeviceAddress::decode_from(&mut r).map_err(&m)?;
         let identity = identity_key(&mut r).map_err(&m)?;
         let first_seen = r.u64().map_err(&m)?;
         let changed_at = r.u64().map_err(&m)?;
+        let verification = if version == CONTACT_RECORD_VERSION {
+            Verification::from_code(r.u8().map_err(&m)?).map_err(&m)?
+        } else {
+            Verification::Unverified
+        };
         r.finish().map_err(&m)?;
         Ok(Self {
             address,
             identity,
             first_seen,
             changed_at,
+            verification,
         })
     }
 }

@@ -3,9 +3,13 @@
 use super::backend::{ClientStore, Row, Table, WriteOp};
 use crate::error::StoreError;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+/// Appended to the database file's name to name its lock file (spec/client-store.md 4.2).
+pub const LOCK_FILE_SUFFIX: &str = ".lock";
 
 /// `PRAGMA user_version` of the schema below.
 pub const SQLITE_SCHEMA_VERSION: i64 = 1;
@@ -30,9 +34,17 @@ CREATE INDEX IF NOT EXISTS records_seq ON records (tbl, seq);
 /// A [`ClientStore`] in one SQLite database file (WAL mode, `synchronous = FULL`,
 /// `secure_delete = ON`). It stores only what [`crate::Store`] hands it: sealed records,
 /// blind tags and sequence numbers.
+///
+/// One open at a time: [`SqliteClientStore::open`] takes an exclusive OS advisory lock on
+/// the lock file next to the database (`<file>.lock`) and holds it until the value is
+/// dropped; a second open, from another process or from this one, fails at once with
+/// [`StoreError::InUse`]. Two writers on one store would encrypt from the same session
+/// state and reuse message keys.
 pub struct SqliteClientStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Holds the exclusive lock while open; closing the file releases it.
+    _lock: File,
 }
 
 impl std::fmt::Debug for SqliteClientStore {
@@ -56,9 +68,11 @@ fn limit_to_sql(limit: usize) -> i64 {
 }
 
 impl SqliteClientStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, after taking the store's lock
+    /// (fails with [`StoreError::InUse`] while another open holds it).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let lock = Self::lock(&path)?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // journal_mode returns a row; the others do not.
@@ -82,7 +96,37 @@ impl SqliteClientStore {
         Ok(Self {
             conn: Mutex::new(conn),
             path,
+            _lock: lock,
         })
+    }
+
+    /// The lock file of the database at `path`.
+    pub fn lock_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(LOCK_FILE_SUFFIX);
+        PathBuf::from(name)
+    }
+
+    /// Opens the lock file and takes an exclusive advisory lock on it without waiting.
+    /// std's file locks (`flock` on Unix, `LockFileEx` on Windows) belong to the open file
+    /// description, so a second open in the same process is refused too.
+    fn lock(path: &Path) -> Result<File, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(Self::lock_path(path))
+            .map_err(|e| StoreError::Database(format!("cannot open the store lock file: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
+                path: path.to_path_buf(),
+            }),
+            Err(TryLockError::Error(e)) => Err(StoreError::Database(format!(
+                "cannot lock the store lock file: {e}"
+            ))),
+        }
     }
 
     /// The database file.

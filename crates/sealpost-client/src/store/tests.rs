@@ -65,6 +65,7 @@ fn fill(store: &Store) -> (IdentityKeyPair, Session) {
             identity: *session.remote_identity(),
             first_seen: 1,
             changed_at: 1,
+            verification: Verification::Unverified,
         },
     );
     store
@@ -251,6 +252,7 @@ fn swapped_rows_are_detected() {
                 identity: *s.remote_identity(),
                 first_seen: 0,
                 changed_at: 0,
+                verification: Verification::Unverified,
             },
         );
         store.put_session(&mut batch, d, None, s).unwrap();
@@ -500,4 +502,93 @@ fn sender_seq_records() {
     };
     assert_eq!(last.allocate(), Some(crate::store::MAX_SENDER_SEQ));
     assert_eq!(last.allocate(), None);
+}
+
+#[test]
+fn a_store_is_open_once_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("once.db");
+    let key = || StoreSecret::Key(StoreKey::from_bytes([9; 32]));
+    let store = Store::open_sqlite(&path, key()).unwrap();
+    // A second open in the same process (another open file description) is refused at
+    // once, with any secret, and so is the bare backend.
+    assert_eq!(
+        Store::open_sqlite(&path, key()).err(),
+        Some(StoreError::InUse { path: path.clone() })
+    );
+    assert_eq!(
+        SqliteClientStore::open(&path).err(),
+        Some(StoreError::InUse { path: path.clone() })
+    );
+    // A clone is the same open store, not a second open.
+    let clone = store.clone();
+    drop(store);
+    assert_eq!(
+        Store::open_sqlite(&path, key()).err(),
+        Some(StoreError::InUse { path: path.clone() })
+    );
+    // Dropping the last handle releases the lock.
+    drop(clone);
+    let again = Store::open_sqlite(&path, key()).unwrap();
+    drop(again);
+    // Another store file has its own lock.
+    let other = Store::open_sqlite(dir.path().join("other.db"), key()).unwrap();
+    let _first = Store::open_sqlite(&path, key()).unwrap();
+    drop(other);
+}
+
+#[test]
+fn version_1_contact_records_still_load_as_unverified() {
+    let identity = IdentityKeyPair::generate(&mut rand::rng()).public();
+    let address = DeviceAddress::new(acct(PEER_PHONE), DeviceId(3));
+    // The version 1 layout (spec/client-store.md 5.3), written by hand.
+    let mut w = Writer::new();
+    w.u8(1);
+    address.encode_into(&mut w);
+    w.bytes(&identity.to_bytes()).u64(11).u64(12);
+    let v1 = w.into_bytes();
+    let c = Contact::decode(&v1).unwrap();
+    assert_eq!(
+        c,
+        Contact {
+            address: address.clone(),
+            identity,
+            first_seen: 11,
+            changed_at: 12,
+            verification: Verification::Unverified,
+        }
+    );
+    // Written back as version 2 with the state; every state round-trips.
+    for v in [
+        Verification::Unverified,
+        Verification::Verified,
+        Verification::ChangedSinceVerified,
+    ] {
+        let c = Contact {
+            verification: v,
+            ..c.clone()
+        };
+        let bytes = c.encode();
+        assert_eq!(bytes[0], CONTACT_RECORD_VERSION);
+        assert_eq!(bytes.len(), v1.len() + 1);
+        assert_eq!(Contact::decode(&bytes).unwrap(), c);
+    }
+    // A version 1 record with the new byte, an unknown state or version 3 is malformed.
+    let mut long = v1.clone();
+    long.push(1);
+    assert!(matches!(
+        Contact::decode(&long),
+        Err(StoreError::Malformed { .. })
+    ));
+    let mut bad = c.encode().to_vec();
+    *bad.last_mut().unwrap() = 3;
+    assert!(matches!(
+        Contact::decode(&bad),
+        Err(StoreError::Malformed { .. })
+    ));
+    bad[0] = 3;
+    assert!(matches!(
+        Contact::decode(&bad),
+        Err(StoreError::Malformed { .. })
+    ));
 }
