@@ -36,6 +36,9 @@ const PUSH_QUEUE: usize = 64;
 const PREKEY_ROUNDS: usize = 3;
 /// Application close code of a relay connection whose device was removed (spec/relay.md 1).
 const RELAY_CLOSE_DEVICE_REMOVED: u32 = 1;
+/// Application close code of a relay connection replaced by a newer connection of the same
+/// device (spec/relay.md section 3.4).
+const RELAY_CLOSE_REPLACED: u32 = 3;
 /// How often `shutdown` checks that the helpers have let go of the store.
 const RELEASE_POLL: Duration = Duration::from_millis(5);
 /// How long `shutdown` waits for the background tasks.
@@ -786,6 +789,13 @@ fn is_device_removed(reason: &quinn::ConnectionError) -> bool {
         if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_DEVICE_REMOVED))
 }
 
+/// The relay closed the connection because this device authenticated on a newer connection
+/// (application close code 3, spec/relay.md section 3.4).
+fn is_replaced(reason: &quinn::ConnectionError) -> bool {
+    matches!(reason, quinn::ConnectionError::ApplicationClosed(c)
+        if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_REPLACED))
+}
+
 async fn connection_task(shared: Arc<Shared>, mut initial: Option<Connection>) {
     let mut backoff = BackoffState::new(shared.config.reconnect);
     let mut shutdown = shared.shutdown.subscribe();
@@ -824,6 +834,13 @@ async fn connection_task(shared: Arc<Shared>, mut initial: Option<Connection>) {
                 if conn.close_reason().is_some_and(|r| is_device_removed(&r)) {
                     tracing::error!("this device was removed by a new registration of its account");
                     shared.emit(ClientEvent::Deregistered).await;
+                    break;
+                }
+                if conn.close_reason().is_some_and(|r| is_replaced(&r)) {
+                    tracing::error!(
+                        "another copy of this device connected to the relay; not reconnecting"
+                    );
+                    shared.emit(ClientEvent::ReplacedByAnotherConnection).await;
                     break;
                 }
             }

@@ -106,4 +106,9 @@ pub enum ClientEvent {
     /// The relay no longer knows this device (`AuthFailed`, e.g. after the account was
     /// registered on another device). The client stops reconnecting.
     Deregistered,
+    /// The relay closed this connection because the same device authenticated on another
+    /// connection (application close code 3, spec/relay.md section 3.4): another copy of this
+    /// device's store is running somewhere. The client stops reconnecting, so that the two
+    /// copies do not keep replacing each other.
+    ReplacedByAnotherConnection,
 }

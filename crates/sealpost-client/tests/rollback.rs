@@ -56,31 +56,6 @@ fn carried(relay_dir: &Path, sender: &DeviceAddress) -> Vec<([u8; 32], u32)> {
     .collect()
 }
 
-/// Copies every file of `from` into `to` (created if needed): a store directory (the SQLite
-/// database with its `-wal` and `-shm` files, if any).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
-/// Opens a registered store and waits until the client is connected.
-async fn open(home: &Path, name: &str, config: &ClientConfig) -> (Client, Collector) {
-    let (client, rx): (Client, EventReceiver) =
-        Client::open(open_store(home, name), config.clone())
-            .await
-            .unwrap();
-    let seen = Collector::default();
-    seen.spawn(rx);
-    seen.wait("connected", 30, |c| {
-        c.count_events(|e| matches!(e, ClientEvent::Connected)) > 0
-    })
-    .await;
-    (client, seen)
-}
-
 /// Sends `texts` in order and waits until the relay has accepted all of them.
 async fn send_all(client: &Client, seen: &Collector, texts: &[&str]) {
     let before = seen.delivered();
@@ -118,7 +93,7 @@ async fn restored_store_never_reuses_a_message_key_and_the_conversation_resumes(
     send_all(&alice, &a_seen, &["a1", "a2"]).await;
     pairs.extend(carried(&relay_dir, &alice_address));
     assert_eq!(pairs.len(), 2);
-    let (bob, b_seen) = open(&bob_home, "bob", &config).await;
+    let (bob, b_seen) = open_connected(&bob_home, "bob", &config).await;
     b_seen.wait("a1, a2", 30, |c| c.count() == 2).await;
     bob.send_text(&acct(ALICE), "b1").await.unwrap();
     a_seen.wait("b1", 30, |c| c.texts() == ["b1"]).await;
@@ -135,7 +110,7 @@ async fn restored_store_never_reuses_a_message_key_and_the_conversation_resumes(
     // 2. Back up Alice's store directory; the live copy sends on.
     let backup = dir.path().join("alice-backup");
     copy_dir(&alice_home, &backup);
-    let (alice, a_seen) = open(&alice_home, "alice", &config).await;
+    let (alice, a_seen) = open_connected(&alice_home, "alice", &config).await;
     send_all(&alice, &a_seen, &["live1", "live2", "live3"]).await;
     pairs = {
         let mut all = pairs;
@@ -153,7 +128,7 @@ async fn restored_store_never_reuses_a_message_key_and_the_conversation_resumes(
     // 3. Put the old copy back and send again.
     std::fs::remove_dir_all(&alice_home).unwrap();
     copy_dir(&backup, &alice_home);
-    let (alice, a_seen) = open(&alice_home, "alice", &config).await;
+    let (alice, a_seen) = open_connected(&alice_home, "alice", &config).await;
     {
         let events = a_seen.events.lock().unwrap();
         let rolled = events
@@ -183,7 +158,7 @@ async fn restored_store_never_reuses_a_message_key_and_the_conversation_resumes(
     );
 
     // 4. Bob comes back: every message once, in order, and a reset instead of a warning.
-    let (bob, b_seen) = open(&bob_home, "bob", &config).await;
+    let (bob, b_seen) = open_connected(&bob_home, "bob", &config).await;
     b_seen
         .wait("everything alice sent", 30, |c| c.count() >= 6)
         .await;

@@ -49,7 +49,7 @@ async fn a_second_relay_process_on_the_same_data_directory_exits() {
     let path = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_sealpost-relay"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--dev-log-codes", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&path)
             .env("RUST_LOG", "off")
             .output()

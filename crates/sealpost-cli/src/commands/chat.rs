@@ -150,6 +150,9 @@ impl Screen {
             ClientEvent::Deregistered => bail!(
                 "this device is no longer registered: the account was registered on another device"
             ),
+            ClientEvent::ReplacedByAnotherConnection => bail!(
+                "another copy of this device connected to the relay; stop it before using this one"
+            ),
             _ => {}
         }
         Ok(())

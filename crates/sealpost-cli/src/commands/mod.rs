@@ -136,6 +136,9 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
         ClientEvent::Deregistered => bail!(
             "this device is no longer registered: the account was registered on another device"
         ),
+        ClientEvent::ReplacedByAnotherConnection => bail!(
+            "another copy of this device connected to the relay; stop it before using this one"
+        ),
         _ => {}
     }
     Ok(())

@@ -218,3 +218,28 @@ impl Collector {
         }
     }
 }
+
+/// Copies every file of `from` into `to` (created if needed): a store directory (the SQLite
+/// database with its `-wal` and `-shm` files, if any).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Opens a registered store and waits until the client is connected.
+pub async fn open_connected(home: &Path, name: &str, config: &ClientConfig) -> (Client, Collector) {
+    let (client, rx): (Client, EventReceiver) =
+        Client::open(open_store(home, name), config.clone())
+            .await
+            .unwrap();
+    let seen = Collector::default();
+    seen.spawn(rx);
+    seen.wait("connected", 30, |c| {
+        c.count_events(|e| matches!(e, ClientEvent::Connected)) > 0
+    })
+    .await;
+    (client, seen)
+}
