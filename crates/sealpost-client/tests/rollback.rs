@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use sealpost_client::{Client, ClientConfig, ClientEvent, DeviceAddress, EventReceiver};
+use sealpost_client::{Client, ClientEvent, DeviceAddress};
 use sealpost_session::SessionMessage;
 use std::collections::HashSet;
 use std::path::Path;
