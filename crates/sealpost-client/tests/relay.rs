@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use sealpost_client::{
     Client, ClientError, ClientEvent, DeviceId, Direction, ErrorCode, MessageBody, MessageStatus,
+    SpkiPin,
 };
 use sealpost_relay::Limits;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ async fn two_clients_talk_and_safety_numbers_match() {
         Limits::default(),
     )
     .await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     assert_eq!(alice.address().device, DeviceId(1));
@@ -129,22 +130,20 @@ async fn wrong_pin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(dir.path(), any_port(), &codes, Limits::default()).await;
-    let mut pin = relay.cert_fingerprint();
+    let mut pin = *relay.spki_pin().as_bytes();
     pin[0] ^= 0x80;
-    let config = client_config(relay.local_addr(), pin);
+    let config = client_config(relay.local_addr(), SpkiPin::from_bytes(pin));
     let err = Client::request_code(&config, &acct(ALICE))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ClientError::Connection(_)),
-        "expected a TLS failure, got {err:?}"
-    );
+    assert_eq!(err, ClientError::PinMismatch { pinned: 1 });
+    assert!(!err.is_transient());
     assert!(
         codes.0.lock().unwrap().is_empty(),
         "no request reached the relay"
     );
     // The right pin works.
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     Client::request_code(&config, &acct(ALICE)).await.unwrap();
     // A wrong code is the relay's typed error.
     let err = Client::register(
@@ -174,7 +173,7 @@ async fn offline_recipient_gets_queued_messages_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let a_seen = Collector::default();
@@ -231,7 +230,7 @@ async fn outbox_survives_client_restart_and_rate_limits() {
     };
     let relay = start_relay(&relay_dir, any_port(), &codes, limits.clone()).await;
     let addr = relay.local_addr();
-    let config = client_config(addr, relay.cert_fingerprint());
+    let config = client_config(addr, relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let b_seen = Collector::default();
@@ -277,7 +276,7 @@ async fn thousand_messages_each_way_through_offline_and_relay_restart() {
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&relay_dir, any_port(), &codes, bulk_limits()).await;
     let addr = relay.local_addr();
-    let config = client_config(addr, relay.cert_fingerprint());
+    let config = client_config(addr, relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let (a_seen, b_seen) = (Collector::default(), Collector::default());
@@ -363,7 +362,7 @@ async fn reregistration_changes_the_safety_number() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let (a_seen, b_seen) = (Collector::default(), Collector::default());

@@ -26,6 +26,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sealpost_crypto::ed25519::SigningKey;
+use sealpost_crypto::spki::SpkiPin;
 use sealpost_wire::relay::{Delivery, EXPORTER_LABEL, Push, Response, frame_len};
 use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId};
 use std::collections::{BTreeSet, HashMap};
@@ -315,6 +316,7 @@ pub struct Relay;
 pub struct RelayHandle {
     local_addr: SocketAddr,
     fingerprint: [u8; 32],
+    spki_pin: SpkiPin,
     issuer_public: [u8; 32],
     cert_der: Vec<u8>,
     endpoint: Endpoint,
@@ -330,6 +332,7 @@ impl std::fmt::Debug for RelayHandle {
         f.debug_struct("RelayHandle")
             .field("local_addr", &self.local_addr)
             .field("fingerprint", &hex::encode(self.fingerprint))
+            .field("spki_pin", &self.spki_pin)
             .field("issuer_public", &hex::encode(self.issuer_public))
             .finish_non_exhaustive()
     }
@@ -489,6 +492,7 @@ impl Relay {
             %local_addr,
             data_dir = %config.data_dir.display(),
             fingerprint = %hex::encode(material.fingerprint),
+            spki_pin = %material.spki_pin,
             issuer = %hex::encode(issuer_public),
             guardian = config.guardian.enabled,
             "relay started"
@@ -496,6 +500,7 @@ impl Relay {
         Ok(RelayHandle {
             local_addr,
             fingerprint: material.fingerprint,
+            spki_pin: material.spki_pin,
             issuer_public,
             cert_der: material.cert_der().to_vec(),
             endpoint,
@@ -520,9 +525,16 @@ impl RelayHandle {
         self.local_addr
     }
 
-    /// SHA-256 of the end-entity certificate's DER: what clients pin.
+    /// SHA-256 of the end-entity certificate's DER (changes with every renewal; clients
+    /// pin [`RelayHandle::spki_pin`]).
     pub fn cert_fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// The certificate's public-key pin, SHA-256 of its `SubjectPublicKeyInfo`: what clients
+    /// pin (spec/relay.md section 1.1).
+    pub fn spki_pin(&self) -> SpkiPin {
+        self.spki_pin
     }
 
     /// The public key of this relay's guardian-credential issuer key (`issuer.key`): what
