@@ -198,20 +198,30 @@ async fn offline_recipient_gets_queued_messages_once_in_order() {
         if round == 0 {
             seen.wait("queued messages", 60, |c| c.count() == 50).await;
         } else {
-            // Reopening again delivers nothing new.
+            // Reopening again delivers nothing new. A marker sent now is queued behind
+            // anything the relay would deliver again, and the relay delivers in queue
+            // order: once the marker is in, nothing else came before it.
             seen.wait("reconnect", 30, |c| {
                 c.count_events(|e| matches!(e, ClientEvent::Connected)) == round + 1
             })
             .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            alice
+                .send_text(&acct(BOB), &format!("marker {round}"))
+                .await
+                .unwrap();
+            seen.wait("the marker", 30, |c| {
+                c.texts().iter().any(|t| *t == format!("marker {round}"))
+            })
+            .await;
         }
         bob.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    let expected: Vec<String> = (0..50).map(|i| format!("q{i}")).collect();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("q{i}")).collect();
+    expected.extend(["marker 1".to_owned(), "marker 2".to_owned()]);
     assert_eq!(seen.texts(), expected);
     let bob_store = open_store(dir.path(), "bob");
-    assert_eq!(bob_store.history(&acct(ALICE), 100).unwrap().len(), 50);
+    assert_eq!(bob_store.history(&acct(ALICE), 100).unwrap().len(), 52);
 
     alice.shutdown().await;
     relay.shutdown().await;
@@ -329,15 +339,26 @@ async fn thousand_messages_each_way_through_offline_and_relay_restart() {
     a_seen
         .wait("all of bob's messages", 300, |c| c.count() >= N)
         .await;
-    // Give stray duplicates a chance to show up before checking exactly-once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A stray duplicate would be delivered before a marker sent now (each relay queue and
+    // each outbox is in order), so once the markers are in, exactly-once can be checked.
+    alice.send_text(&acct(BOB), "alice's marker").await.unwrap();
+    bob.send_text(&acct(ALICE), "bob's marker").await.unwrap();
+    let has = |c: &Collector, marker: &str| c.texts().iter().any(|t| t == marker);
+    b_seen
+        .wait("alice's marker", 60, |c| has(c, "alice's marker"))
+        .await;
+    a_seen
+        .wait("bob's marker", 60, |c| has(c, "bob's marker"))
+        .await;
 
-    let expected_b: Vec<String> = (0..N).map(a_text).collect();
-    let expected_a: Vec<String> = (0..N).map(b_text).collect();
+    let mut expected_b: Vec<String> = (0..N).map(a_text).collect();
+    let mut expected_a: Vec<String> = (0..N).map(b_text).collect();
+    expected_b.push("alice's marker".into());
+    expected_a.push("bob's marker".into());
     assert_eq!(b_seen.texts(), expected_b, "bob: exactly once, in order");
     assert_eq!(a_seen.texts(), expected_a, "alice: exactly once, in order");
     a_seen
-        .wait("alice's outbox empty", 60, |c| c.delivered() == N)
+        .wait("alice's outbox empty", 60, |c| c.delivered() == N + 1)
         .await;
     // Alice really lived through the relay restart on one client instance.
     assert!(a_seen.count_events(|e| matches!(e, ClientEvent::Connected)) >= 2);
