@@ -318,6 +318,7 @@ pub struct RelayHandle {
     fingerprint: [u8; 32],
     spki_pin: SpkiPin,
     issuer_public: [u8; 32],
+    metrics_addr: Option<SocketAddr>,
     cert_der: Vec<u8>,
     endpoint: Endpoint,
     shared: Arc<Shared>,
@@ -440,10 +441,14 @@ impl Relay {
                 Arc::new(LogCodeSender)
             }
         };
-        if let Some(addr) = config.metrics_listen {
-            metrics::install_prometheus(addr)?;
-            tracing::info!(%addr, "Prometheus exporter listening");
-        }
+        let metrics_server = match config.metrics_listen {
+            Some(addr) => {
+                let (addr, task) = metrics::install_prometheus(addr)?;
+                tracing::info!(%addr, "Prometheus exporter listening");
+                Some((addr, task))
+            }
+            None => None,
+        };
         let handler = Arc::new(
             Handler::new(
                 Arc::clone(&store) as Arc<dyn Store>,
@@ -507,7 +512,11 @@ impl Relay {
             shared,
             shutdown_tx,
             grace: Duration::from_secs(config.shutdown_grace_secs),
-            tasks: vec![accept, sweep],
+            metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
+            tasks: [accept, sweep]
+                .into_iter()
+                .chain(metrics_server.map(|(_, task)| task))
+                .collect(),
             done: false,
         })
     }
@@ -529,6 +538,12 @@ impl RelayHandle {
     /// pin [`RelayHandle::spki_pin`]).
     pub fn cert_fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// The bound address of the Prometheus `/metrics` endpoint (with the real port when the
+    /// configured `metrics_listen` port was 0); `None` without `metrics_listen`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The certificate's public-key pin, SHA-256 of its `SubjectPublicKeyInfo`: what clients
