@@ -109,12 +109,12 @@ async fn deploy(params: Argon2Params) -> Deployment {
     let guardians = Guardians::new(
         [&home, &g2, &g3]
             .iter()
-            .map(|r| Guardian::new(r.local_addr(), r.cert_fingerprint()))
+            .map(|r| Guardian::new(r.local_addr(), r.spki_pin()))
             .collect(),
         2,
     )
     .unwrap();
-    let config = ClientConfig::new(home.local_addr(), home.cert_fingerprint())
+    let config = ClientConfig::new(home.local_addr(), home.spki_pin())
         .with_guardians(guardians)
         .with_pin_params(params);
     let account = AccountId::new(PHONE).unwrap();

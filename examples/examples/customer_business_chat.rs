@@ -176,10 +176,10 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
     writeln!(out, "relay listening on {}", relay.local_addr())?;
     writeln!(
         out,
-        "relay certificate fingerprint (clients pin it): {}",
-        hex(&relay.cert_fingerprint())
+        "relay public-key pin (clients pin it): {}",
+        relay.spki_pin()
     )?;
-    let client_config = ClientConfig::new(relay.local_addr(), relay.cert_fingerprint());
+    let client_config = ClientConfig::new(relay.local_addr(), relay.spki_pin());
 
     // Each device keeps an encrypted SQLite store; the key would live in the platform keystore.
     let shop_key = StoreKey::generate();
@@ -314,7 +314,7 @@ mod tests {
         super::run(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         for expected in [
-            "relay certificate fingerprint (clients pin it): ",
+            "relay public-key pin (clients pin it): sha256/",
             "shop received from +15550100999 (device 1): Hi! Where is my order #4471?",
             "customer received from +15550100200 (device 1): Sorry for the wait!",
             "shop received from +15550100999 (device 1): Great. Can I still change",

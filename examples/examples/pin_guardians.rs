@@ -90,7 +90,7 @@ pub async fn run(out: &mut impl Write) -> Result<()> {
     let guardians = Guardians::new(
         [&home, &g2, &g3]
             .iter()
-            .map(|r| Guardian::new(r.local_addr(), r.cert_fingerprint()))
+            .map(|r| Guardian::new(r.local_addr(), r.spki_pin()))
             .collect(),
         2,
     )?;
@@ -104,7 +104,7 @@ pub async fn run(out: &mut impl Write) -> Result<()> {
         Argon2Params::PRODUCTION
     };
     // A short timeout: an offline guardian costs this long per recovery attempt.
-    let config = ClientConfig::new(home.local_addr(), home.cert_fingerprint())
+    let config = ClientConfig::new(home.local_addr(), home.spki_pin())
         .with_guardians(guardians)
         .with_pin_params(params)
         .with_request_timeout(Duration::from_secs(3));

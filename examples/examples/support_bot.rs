@@ -203,7 +203,7 @@ async fn support(out: &mut impl Write) -> Result<()> {
     config.shutdown_grace_secs = 2;
     let relay = Relay::start(config).await?;
     writeln!(out, "relay listening on {}", relay.local_addr())?;
-    let client_config = ClientConfig::new(relay.local_addr(), relay.cert_fingerprint());
+    let client_config = ClientConfig::new(relay.local_addr(), relay.spki_pin());
 
     let (bot_client, bot_events) = register(SHOP, &client_config, &phones).await?;
     writeln!(out, "support bot online for the shop's account {SHOP}")?;

@@ -1,7 +1,7 @@
 //! `sealpost`: a command-line Sealpost client.
 //!
 //! ```sh
-//! sealpost register --relay relay.example:4433 --fingerprint 3f9a… --account +15551234567
+//! sealpost register --relay relay.example:4433 --relay-pin sha256/3f9a…= --account +15551234567
 //! sealpost send +15557654321 "Where is my order #1042?"
 //! sealpost receive --wait 10
 //! sealpost chat +15557654321
@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Everything lives in one data directory (`--data-dir`, `$SEALPOST_HOME`, default
-//! `./sealpost`): `config.toml` remembers the relay, its certificate fingerprint and the
+//! `./sealpost`): `config.toml` remembers the relay, its public-key pins and the
 //! account; `store.db` is the client store, encrypted under a passphrase taken from
 //! `SEALPOST_PASSPHRASE` or asked for on the terminal (never echoed, never logged).
 //!

@@ -1,12 +1,11 @@
-//! The data directory: `config.toml` (relay, its certificate fingerprint, the account) and
-//! the encrypted client store `store.db`; parsing of accounts and fingerprints; the store
-//! passphrase.
+//! The data directory: `config.toml` (relay, its public-key pins, the account) and the
+//! encrypted client store `store.db`; parsing of accounts and pins; the store passphrase.
 
 use crate::progress::Step;
 use anyhow::{Context as _, anyhow, bail};
 use sealpost_client::{
-    AccountId, Backoff, ClientConfig, Guardian, Guardians, Store, StoreError, StoreSecret,
-    store::SqliteClientStore,
+    AccountId, Backoff, ClientConfig, Guardian, Guardians, SpkiPinError, SpkiPins, Store,
+    StoreError, StoreSecret, store::SqliteClientStore,
 };
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal as _;
@@ -31,14 +30,19 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Settings {
     /// Relay address, `host:port`.
     pub relay: String,
-    /// SHA-256 of the relay certificate, 64 hex digits.
-    pub fingerprint: String,
+    /// The relay's public-key pins, `sha256/<base64>` (current key first, then the next).
+    #[serde(default)]
+    pub relay_pins: Vec<String>,
+    /// Written by versions that pinned the whole certificate (64 hex digits): no longer
+    /// accepted; [`Settings::client_config`] explains how to replace it.
+    #[serde(default, skip_serializing)]
+    pub fingerprint: Option<String>,
     /// Our account (E.164).
     pub account: String,
     /// Our device id, once registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<u32>,
-    /// Guardians of the PIN vault, `host:port=fingerprint`, in index order; empty: the
+    /// Guardians of the PIN vault, `host:port=pin[,pin…]`, in index order; empty: the
     /// relay alone (1-of-1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guardians: Vec<String>,
@@ -53,27 +57,32 @@ impl Settings {
         parse_account(&self.account)
     }
 
-    /// The client configuration: resolves the relay address and parses the pin.
+    /// The client configuration: resolves the relay address and parses the pins.
     pub async fn client_config(&self, timeout: Duration) -> anyhow::Result<ClientConfig> {
-        let fingerprint = parse_fingerprint(&self.fingerprint)?;
+        if self.fingerprint.is_some() {
+            bail!(
+                "{CONFIG_FILE} pins the relay's certificate (`fingerprint = ...`), which this version no longer accepts because it breaks at every certificate renewal: replace that line with `relay_pins = [\"sha256/...\"]`, the public-key pin the relay prints at start (or `sealpost-relay --print-pin`), or run `sealpost register --relay-pin sha256/...` again"
+            );
+        }
+        let pins = parse_pins(self.relay_pins.iter().map(String::as_str))?;
         let addr = tokio::net::lookup_host(self.relay.as_str())
             .await
             .with_context(|| format!("cannot resolve the relay address {:?}", self.relay))?
             .next()
             .ok_or_else(|| anyhow!("the relay address {:?} resolves to nothing", self.relay))?;
-        let mut config = ClientConfig::new(addr, fingerprint);
+        let mut config = ClientConfig::new(addr, pins);
         if !self.guardians.is_empty() {
             let mut list = Vec::with_capacity(self.guardians.len());
             for g in &self.guardians {
                 let (addr, fp) = g
                     .split_once('=')
-                    .ok_or_else(|| anyhow!("guardian {g:?}: expected HOST:PORT=FINGERPRINT"))?;
+                    .ok_or_else(|| anyhow!("guardian {g:?}: expected HOST:PORT=PIN[,PIN]"))?;
                 let sock = tokio::net::lookup_host(addr)
                     .await
                     .with_context(|| format!("cannot resolve the guardian address {addr:?}"))?
                     .next()
                     .ok_or_else(|| anyhow!("the guardian address {addr:?} resolves to nothing"))?;
-                list.push(Guardian::new(sock, parse_fingerprint(fp)?));
+                list.push(Guardian::new(sock, parse_pins(fp.split(','))?));
             }
             let n = u8::try_from(list.len()).map_err(|_| anyhow!("at most 255 guardians"))?;
             let t = self.guardian_threshold.unwrap_or(n / 2 + 1);
@@ -99,20 +108,13 @@ pub fn parse_account(s: &str) -> anyhow::Result<AccountId> {
     AccountId::new(s).with_context(|| format!("invalid account {s:?}"))
 }
 
-/// A certificate fingerprint: 64 hex digits, optionally separated by `:` or spaces.
-pub fn parse_fingerprint(s: &str) -> anyhow::Result<[u8; 32]> {
-    let clean: String = s
-        .chars()
-        .filter(|c| !matches!(c, ':' | ' ' | '-'))
-        .collect();
-    let bytes = hex::decode(&clean)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok());
-    bytes.ok_or_else(|| {
-        anyhow!(
-            "the relay fingerprint must be 64 hex digits (the SHA-256 the relay prints at start), got {} characters",
-            clean.len()
-        )
+/// A list of public-key pins, `sha256/<base64>` each (spec/relay.md section 1.1).
+pub fn parse_pins<'a>(items: impl IntoIterator<Item = &'a str>) -> anyhow::Result<SpkiPins> {
+    SpkiPins::parse(items).map_err(|e| match e {
+        SpkiPinError::Empty => {
+            anyhow!("no relay pin: give --relay-pin sha256/... (the relay prints it at start)")
+        }
+        e => anyhow!("invalid relay pin: {e}"),
     })
 }
 
@@ -324,11 +326,12 @@ fn passphrase(new_store: bool) -> anyhow::Result<Zeroizing<String>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn accounts_fingerprints_codes() {
+    fn accounts_pins_codes() {
         assert!(parse_account("+15551234567").is_ok());
         assert!(parse_account(" +4915112345678 ").is_ok());
         for bad in [
@@ -340,12 +343,21 @@ mod tests {
         ] {
             assert!(parse_account(bad).is_err(), "{bad}");
         }
-        let hex64 = "ab".repeat(32);
-        assert_eq!(parse_fingerprint(&hex64).ok(), Some([0xab; 32]));
-        let colons = vec!["AB"; 32].join(":");
-        assert_eq!(parse_fingerprint(&colons).ok(), Some([0xab; 32]));
-        assert!(parse_fingerprint("abcd").is_err());
-        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+        let pin = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        assert_eq!(parse_pins([pin]).unwrap().as_slice().len(), 1);
+        // An old certificate fingerprint is refused with an explanation.
+        let e = parse_pins([&*"ab".repeat(32)]).unwrap_err().to_string();
+        assert!(
+            e.contains("certificate fingerprint") && e.contains("--print-pin"),
+            "{e}"
+        );
+        assert!(parse_pins(["abcd"]).is_err());
+        assert!(
+            parse_pins([])
+                .unwrap_err()
+                .to_string()
+                .contains("--relay-pin")
+        );
         assert_eq!(parse_code(" 012 345\n").ok().as_deref(), Some("012345"));
         assert!(parse_code("12345").is_err() && parse_code("12345a").is_err());
     }
@@ -357,14 +369,41 @@ mod tests {
         assert_eq!(d.try_load().ok(), Some(None));
         let s = Settings {
             relay: "127.0.0.1:4433".into(),
-            fingerprint: "ab".repeat(32),
+            relay_pins: vec!["sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into()],
+            fingerprint: None,
             account: "+15551234567".into(),
             device: Some(1),
-            guardians: vec![format!("127.0.0.1:4434={}", "cd".repeat(32))],
+            guardians: vec![
+                "127.0.0.1:4434=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+            ],
             guardian_threshold: Some(1),
         };
         d.save(&s).ok();
         assert_eq!(d.try_load().ok(), Some(Some(s)));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A config.toml written by a version that pinned the certificate still loads, and using
+    /// it explains how to migrate instead of failing on an unknown field.
+    #[tokio::test]
+    async fn certificate_fingerprint_config_is_explained() {
+        let old = format!(
+            "relay = \"127.0.0.1:4433\"\nfingerprint = \"{}\"\naccount = \"+15551234567\"\ndevice = 1\n",
+            "ab".repeat(32)
+        );
+        let s: Settings = toml::from_str(&old).unwrap();
+        let e = s
+            .client_config(Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("relay_pins") && e.contains("--print-pin"), "{e}");
+        // Saving never writes the old field back.
+        let s = Settings {
+            relay_pins: vec!["sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into()],
+            fingerprint: None,
+            ..s
+        };
+        assert!(!toml::to_string(&s).unwrap().contains("fingerprint"));
     }
 }

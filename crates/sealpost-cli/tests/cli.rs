@@ -87,12 +87,9 @@ impl TestRelay {
         self.handle().local_addr().to_string()
     }
 
+    /// The relay's public-key pin (`--fingerprint` is an alias of `--relay-pin`).
     fn fingerprint(&self) -> String {
-        self.handle()
-            .cert_fingerprint()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        self.handle().spki_pin().to_string()
     }
 
     fn stop(mut self) {
@@ -514,13 +511,30 @@ fn usage_errors_are_clear() {
             "register",
             "--relay",
             "127.0.0.1:9",
-            "--fingerprint",
+            "--relay-pin",
             "abcd",
             "--account",
             ALICE,
         ],
     ));
-    assert!(e.contains("64 hex digits"), "{e}");
+    assert!(e.contains("invalid relay pin"), "{e}");
+    // A certificate fingerprint (what earlier versions pinned) is refused with the way out.
+    let e = fails(sealpost(
+        &nobody,
+        &[
+            "register",
+            "--relay",
+            "127.0.0.1:9",
+            "--fingerprint",
+            &"ab".repeat(32),
+            "--account",
+            ALICE,
+        ],
+    ));
+    assert!(
+        e.contains("certificate fingerprint") && e.contains("--print-pin"),
+        "{e}"
+    );
     let e = fails(sealpost(&nobody, &["send", "5551234", "hi"]));
     assert!(e.contains("invalid account"), "{e}");
 }

@@ -1,6 +1,7 @@
 //! Client configuration.
 
 use crate::error::ClientError;
+use sealpost_crypto::spki::SpkiPins;
 use sealpost_pin::stretch::Argon2Params;
 use sealpost_session::SessionConfig;
 use std::net::SocketAddr;
@@ -69,9 +70,10 @@ impl BackoffState {
 pub struct ClientConfig {
     /// The relay's UDP address.
     pub relay_addr: SocketAddr,
-    /// SHA-256 of the relay certificate's DER encoding (the relay prints it as 64 hex digits
-    /// at start).
-    pub relay_fingerprint: [u8; 32],
+    /// The relay's accepted public-key pins: SHA-256 of the certificate's
+    /// `SubjectPublicKeyInfo` (the relay prints its pin, `sha256/<base64>`, at start). List
+    /// the current key and, ahead of a key rotation, the next one (spec/relay.md 1.1).
+    pub relay_pins: SpkiPins,
     /// TLS server name sent in the handshake. Not verified (the pin decides); default
     /// `sealpost-relay`.
     pub server_name: String,
@@ -99,18 +101,19 @@ pub struct ClientConfig {
 pub struct Guardian {
     /// Its UDP address.
     pub addr: SocketAddr,
-    /// SHA-256 of its certificate (pinned like the relay's).
-    pub fingerprint: [u8; 32],
+    /// Its public-key pins (checked like the relay's).
+    pub pins: SpkiPins,
     /// TLS server name sent in the handshake (not verified; the pin decides).
     pub server_name: String,
 }
 
 impl Guardian {
-    /// A guardian at `addr` whose certificate has SHA-256 `fingerprint`.
-    pub fn new(addr: SocketAddr, fingerprint: [u8; 32]) -> Self {
+    /// A guardian at `addr` whose key matches one of `pins` (a single
+    /// [`SpkiPin`](sealpost_crypto::spki::SpkiPin) converts).
+    pub fn new(addr: SocketAddr, pins: impl Into<SpkiPins>) -> Self {
         Self {
             addr,
-            fingerprint,
+            pins: pins.into(),
             server_name: "sealpost-relay".into(),
         }
     }
@@ -161,18 +164,20 @@ impl Guardians {
 }
 
 impl ClientConfig {
-    /// A configuration with defaults for everything but the relay address and pin.
-    pub fn new(relay_addr: SocketAddr, relay_fingerprint: [u8; 32]) -> Self {
+    /// A configuration with defaults for everything but the relay address and its pins (a
+    /// single [`SpkiPin`](sealpost_crypto::spki::SpkiPin) converts).
+    pub fn new(relay_addr: SocketAddr, relay_pins: impl Into<SpkiPins>) -> Self {
+        let relay_pins = relay_pins.into();
         Self {
             relay_addr,
-            relay_fingerprint,
+            relay_pins: relay_pins.clone(),
             server_name: "sealpost-relay".into(),
             request_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(20),
             reconnect: Backoff::default(),
             event_capacity: 1024,
             session: SessionConfig::default(),
-            guardians: Guardians::single(Guardian::new(relay_addr, relay_fingerprint)),
+            guardians: Guardians::single(Guardian::new(relay_addr, relay_pins)),
             pin_params: Argon2Params::PRODUCTION,
         }
     }

@@ -93,10 +93,18 @@ pub enum ClientError {
     /// The connection could not be set up (endpoint, address, TLS configuration).
     #[error("cannot connect: {0}")]
     Connect(String),
-    /// The QUIC connection failed or was closed; TLS failures, including a certificate that
-    /// does not match the pinned fingerprint, surface here.
+    /// The QUIC connection failed or was closed; TLS failures other than a pin mismatch
+    /// surface here.
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
+    /// The server's public key matches none of the configured pins (spec/relay.md section
+    /// 1.1): a different server, or a relay that moved to a key the configuration does not
+    /// list yet. Not transient: retrying cannot help until the pins are updated.
+    #[error("the server's public key matches none of the {pinned} configured pins")]
+    PinMismatch {
+        /// How many pins were configured.
+        pinned: usize,
+    },
     /// A request or push stream failed.
     #[error("stream: {0}")]
     Stream(String),
@@ -277,6 +285,7 @@ impl ClientError {
             | Self::PinNotSet
             | Self::InvalidGuardians(_)
             | Self::Pin(_)
+            | Self::PinMismatch { .. }
             | Self::SendAttemptsExhausted { .. } => true,
         }
     }

@@ -1,8 +1,9 @@
 //! The Sealpost client SDK: an async (tokio) client for apps that exchange end-to-end
 //! encrypted messages through a Sealpost relay.
 //!
-//! * **Connection**: QUIC to the relay with TLS 1.3 and a *pinned* relay certificate
-//!   ([`tls::PinnedCertVerifier`]), ALPN `sealpost/1`, keep-alives every 20 s, and
+//! * **Connection**: QUIC to the relay with TLS 1.3 and a *pinned* relay public key
+//!   ([`tls::PinnedSpkiVerifier`]; a list of pins, so the relay can renew its certificate
+//!   and rotate to an announced next key), ALPN `sealpost/1`, keep-alives every 20 s, and
 //!   reconnection with bounded exponential backoff and jitter ([`Backoff`]). Every
 //!   connection re-authenticates the device (spec/relay.md 3.3–3.4).
 //! * **Store**: everything durable lives in a [`Store`], encrypted at rest under a key the
@@ -23,12 +24,14 @@
 //! # Quick start
 //!
 //! ```no_run
-//! use sealpost_client::{AccountId, Client, ClientConfig, ClientEvent, Store, StoreSecret};
+//! use sealpost_client::{
+//!     AccountId, Client, ClientConfig, ClientEvent, SpkiPin, Store, StoreSecret,
+//! };
 //!
 //! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
-//! // The relay's address and the SHA-256 of its certificate (printed by the relay at start).
-//! let fingerprint = [0u8; 32];
-//! let config = ClientConfig::new("127.0.0.1:4433".parse()?, fingerprint);
+//! // The relay's address and its public-key pin (printed by the relay at start).
+//! let pin: SpkiPin = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".parse()?;
+//! let config = ClientConfig::new("127.0.0.1:4433".parse()?, pin);
 //! let store = Store::open_sqlite("shop.db", StoreSecret::passphrase("a long passphrase"))?;
 //! let me = AccountId::new("+15550001111")?;
 //!
@@ -117,6 +120,7 @@ pub use error::{ClientError, StoreError};
 pub use event::ClientEvent;
 pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
+pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
 pub use sealpost_pin::stretch::Argon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::relay::ErrorCode;

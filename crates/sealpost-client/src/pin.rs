@@ -115,7 +115,7 @@ impl Links {
             set.spawn(async move {
                 let opened = async {
                     let transport =
-                        Transport::to_peer(g.addr, g.fingerprint, &g.server_name, &config)?;
+                        Transport::to_peer(g.addr, g.pins.clone(), &g.server_name, &config)?;
                     let conn = transport.connect().await;
                     Ok::<_, ClientError>((transport, conn))
                 };

@@ -3,8 +3,9 @@
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
-use crate::tls::client_tls_config;
+use crate::tls::{PinnedSpkiVerifier, client_tls_config};
 use sealpost_crypto::Zeroizing;
+use sealpost_crypto::spki::SpkiPins;
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::relay::{
     DeviceInfo, EXPORTER_LABEL, MAX_PUSH_STREAM_LEN, OutgoingEnvelope, PreKeyUpload, Push, Request,
@@ -30,6 +31,7 @@ pub(crate) type PreKeyCounts = (u32, u32);
 pub(crate) struct Transport {
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
+    verifier: Arc<PinnedSpkiVerifier>,
     relay_addr: SocketAddr,
     server_name: String,
     timeout: Duration,
@@ -41,22 +43,23 @@ impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self, ClientError> {
         Self::to_peer(
             config.relay_addr,
-            config.relay_fingerprint,
+            config.relay_pins.clone(),
             &config.server_name,
             config,
         )
     }
 
-    /// An endpoint for another relay of the same protocol (a guardian), pinned to
-    /// `fingerprint`, with `config`'s timeouts.
+    /// An endpoint for another relay of the same protocol (a guardian), pinned to `pins`,
+    /// with `config`'s timeouts.
     pub(crate) fn to_peer(
         addr: SocketAddr,
-        fingerprint: [u8; 32],
+        pins: SpkiPins,
         server_name: &str,
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
-        let tls =
-            client_tls_config(fingerprint).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let verifier = Arc::new(PinnedSpkiVerifier::new(pins));
+        let tls = client_tls_config(Arc::clone(&verifier))
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
@@ -80,14 +83,17 @@ impl Transport {
         Ok(Self {
             endpoint,
             client_config,
+            verifier,
             relay_addr: addr,
             server_name: server_name.to_owned(),
             timeout: config.request_timeout,
         })
     }
 
-    /// Opens a connection (not yet authenticated).
+    /// Opens a connection (not yet authenticated). A server whose key matches no pin gives
+    /// [`ClientError::PinMismatch`].
     pub(crate) async fn connect(&self) -> Result<Connection, ClientError> {
+        let mismatches = self.verifier.mismatches();
         let connecting = self
             .endpoint
             .connect_with(
@@ -96,9 +102,17 @@ impl Transport {
                 &self.server_name,
             )
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let conn = tokio::time::timeout(self.timeout, connecting)
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+        let conn = match tokio::time::timeout(self.timeout, connecting).await {
+            Err(_) => return Err(ClientError::Timeout),
+            // The verifier counted a refusal during this handshake: name it, rather than
+            // pass on the TLS alert quinn reports.
+            Ok(Err(_)) if self.verifier.mismatches() != mismatches => {
+                return Err(ClientError::PinMismatch {
+                    pinned: self.verifier.pins().as_slice().len(),
+                });
+            }
+            Ok(r) => r?,
+        };
         Ok(Connection {
             conn,
             timeout: self.timeout,

@@ -54,7 +54,7 @@ async fn nothing_secret_is_logged() {
         Limits::default(),
     )
     .await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (shop, s_rx) = register(&config, &codes, SHOP, open_store(dir.path(), "shop")).await;
     let (customer, c_rx) = register(
         &config,

@@ -40,7 +40,7 @@ async fn start_guardian(
 }
 
 fn pin_config(relay: &RelayHandle) -> ClientConfig {
-    client_config(relay.local_addr(), relay.cert_fingerprint())
+    client_config(relay.local_addr(), relay.spki_pin())
         .with_pin_params(Argon2Params::testing())
         .with_request_timeout(Duration::from_secs(3))
 }
@@ -254,7 +254,7 @@ async fn two_of_three_guardians_detect_garbage_and_need_two() {
     let guardians = Guardians::new(
         [&home, &g2, &g3]
             .iter()
-            .map(|r| Guardian::new(r.local_addr(), r.cert_fingerprint()))
+            .map(|r| Guardian::new(r.local_addr(), r.spki_pin()))
             .collect(),
         2,
     )

@@ -53,13 +53,14 @@ async fn low_prekeys_are_replenished() {
         bulk_limits(),
     )
     .await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (shop, rx) = register(&config, &codes, SHOP, open_store(dir.path(), "shop")).await;
     let seen = Collector::default();
     seen.spawn(rx);
 
     // A raw device that only fetches bundles.
-    let tls = sealpost_client::tls::client_tls_config(relay.cert_fingerprint()).unwrap();
+    let verifier = sealpost_client::tls::PinnedSpkiVerifier::new(relay.spki_pin().into());
+    let tls = sealpost_client::tls::client_tls_config(Arc::new(verifier)).unwrap();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));

@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use sealpost_client::{
     Client, ClientError, ClientEvent, DeviceId, Direction, ErrorCode, MessageBody, MessageStatus,
+    SpkiPin,
 };
 use sealpost_relay::Limits;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ async fn two_clients_talk_and_safety_numbers_match() {
         Limits::default(),
     )
     .await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     assert_eq!(alice.address().device, DeviceId(1));
@@ -129,22 +130,20 @@ async fn wrong_pin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(dir.path(), any_port(), &codes, Limits::default()).await;
-    let mut pin = relay.cert_fingerprint();
+    let mut pin = *relay.spki_pin().as_bytes();
     pin[0] ^= 0x80;
-    let config = client_config(relay.local_addr(), pin);
+    let config = client_config(relay.local_addr(), SpkiPin::from_bytes(pin));
     let err = Client::request_code(&config, &acct(ALICE))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ClientError::Connection(_)),
-        "expected a TLS failure, got {err:?}"
-    );
+    assert_eq!(err, ClientError::PinMismatch { pinned: 1 });
+    assert!(!err.is_transient());
     assert!(
         codes.0.lock().unwrap().is_empty(),
         "no request reached the relay"
     );
     // The right pin works.
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     Client::request_code(&config, &acct(ALICE)).await.unwrap();
     // A wrong code is the relay's typed error.
     let err = Client::register(
@@ -174,7 +173,7 @@ async fn offline_recipient_gets_queued_messages_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let a_seen = Collector::default();
@@ -199,20 +198,30 @@ async fn offline_recipient_gets_queued_messages_once_in_order() {
         if round == 0 {
             seen.wait("queued messages", 60, |c| c.count() == 50).await;
         } else {
-            // Reopening again delivers nothing new.
+            // Reopening again delivers nothing new. A marker sent now is queued behind
+            // anything the relay would deliver again, and the relay delivers in queue
+            // order: once the marker is in, nothing else came before it.
             seen.wait("reconnect", 30, |c| {
                 c.count_events(|e| matches!(e, ClientEvent::Connected)) == round + 1
             })
             .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            alice
+                .send_text(&acct(BOB), &format!("marker {round}"))
+                .await
+                .unwrap();
+            seen.wait("the marker", 30, |c| {
+                c.texts().iter().any(|t| *t == format!("marker {round}"))
+            })
+            .await;
         }
         bob.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    let expected: Vec<String> = (0..50).map(|i| format!("q{i}")).collect();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("q{i}")).collect();
+    expected.extend(["marker 1".to_owned(), "marker 2".to_owned()]);
     assert_eq!(seen.texts(), expected);
     let bob_store = open_store(dir.path(), "bob");
-    assert_eq!(bob_store.history(&acct(ALICE), 100).unwrap().len(), 50);
+    assert_eq!(bob_store.history(&acct(ALICE), 100).unwrap().len(), 52);
 
     alice.shutdown().await;
     relay.shutdown().await;
@@ -231,7 +240,7 @@ async fn outbox_survives_client_restart_and_rate_limits() {
     };
     let relay = start_relay(&relay_dir, any_port(), &codes, limits.clone()).await;
     let addr = relay.local_addr();
-    let config = client_config(addr, relay.cert_fingerprint());
+    let config = client_config(addr, relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let b_seen = Collector::default();
@@ -277,7 +286,7 @@ async fn thousand_messages_each_way_through_offline_and_relay_restart() {
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&relay_dir, any_port(), &codes, bulk_limits()).await;
     let addr = relay.local_addr();
-    let config = client_config(addr, relay.cert_fingerprint());
+    let config = client_config(addr, relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let (a_seen, b_seen) = (Collector::default(), Collector::default());
@@ -330,15 +339,26 @@ async fn thousand_messages_each_way_through_offline_and_relay_restart() {
     a_seen
         .wait("all of bob's messages", 300, |c| c.count() >= N)
         .await;
-    // Give stray duplicates a chance to show up before checking exactly-once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A stray duplicate would be delivered before a marker sent now (each relay queue and
+    // each outbox is in order), so once the markers are in, exactly-once can be checked.
+    alice.send_text(&acct(BOB), "alice's marker").await.unwrap();
+    bob.send_text(&acct(ALICE), "bob's marker").await.unwrap();
+    let has = |c: &Collector, marker: &str| c.texts().iter().any(|t| t == marker);
+    b_seen
+        .wait("alice's marker", 60, |c| has(c, "alice's marker"))
+        .await;
+    a_seen
+        .wait("bob's marker", 60, |c| has(c, "bob's marker"))
+        .await;
 
-    let expected_b: Vec<String> = (0..N).map(a_text).collect();
-    let expected_a: Vec<String> = (0..N).map(b_text).collect();
+    let mut expected_b: Vec<String> = (0..N).map(a_text).collect();
+    let mut expected_a: Vec<String> = (0..N).map(b_text).collect();
+    expected_b.push("alice's marker".into());
+    expected_a.push("bob's marker".into());
     assert_eq!(b_seen.texts(), expected_b, "bob: exactly once, in order");
     assert_eq!(a_seen.texts(), expected_a, "alice: exactly once, in order");
     a_seen
-        .wait("alice's outbox empty", 60, |c| c.delivered() == N)
+        .wait("alice's outbox empty", 60, |c| c.delivered() == N + 1)
         .await;
     // Alice really lived through the relay restart on one client instance.
     assert!(a_seen.count_events(|e| matches!(e, ClientEvent::Connected)) >= 2);
@@ -363,7 +383,7 @@ async fn reregistration_changes_the_safety_number() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let (a_seen, b_seen) = (Collector::default(), Collector::default());
@@ -470,7 +490,7 @@ async fn a_poisoned_recipient_does_not_block_the_others() {
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&relay_dir, any_port(), &codes, bulk_limits()).await;
     let addr = relay.local_addr();
-    let config = client_config(addr, relay.cert_fingerprint());
+    let config = client_config(addr, relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let (carol, _c_rx) = register(&config, &codes, CAROL, open_store(dir.path(), "carol")).await;
@@ -559,7 +579,7 @@ async fn a_verified_contacts_new_identity_holds_sending_until_approved() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
     let (carol, c_rx) = register(&config, &codes, CAROL, open_store(dir.path(), "carol")).await;

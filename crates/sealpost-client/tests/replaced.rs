@@ -33,7 +33,7 @@ async fn a_replaced_connection_is_reported_and_not_reconnected() {
         bulk_limits(),
     )
     .await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let first_home = dir.path().join("first");
     let second_home = dir.path().join("second");
     let bob_home = dir.path().join("bob");
@@ -51,7 +51,9 @@ async fn a_replaced_connection_is_reported_and_not_reconnected() {
     let (_first, first_seen) = open_connected(&first_home, "alice", &config).await;
     let (_second, second_seen) = open_connected(&second_home, "alice", &config).await;
     first_seen
-        .wait("the first copy is replaced", 30, |c| c.count_events(replaced) == 1)
+        .wait("the first copy is replaced", 30, |c| {
+            c.count_events(replaced) == 1
+        })
         .await;
 
     // Two messages reach the second copy, one after the other; had the first copy come back

@@ -72,7 +72,7 @@ async fn restored_store_never_reuses_a_message_key_and_the_conversation_resumes(
     let relay_dir = dir.path().join("relay");
     let codes = Arc::new(Codes::default());
     let relay = start_relay(&relay_dir, any_port(), &codes, bulk_limits()).await;
-    let config = client_config(relay.local_addr(), relay.cert_fingerprint());
+    let config = client_config(relay.local_addr(), relay.spki_pin());
     let alice_home = dir.path().join("alice");
     let bob_home = dir.path().join("bob");
     std::fs::create_dir_all(&alice_home).unwrap();

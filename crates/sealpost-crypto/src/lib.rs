@@ -7,6 +7,7 @@
 //! | post-quantum KEM   | ML-KEM-1024 (FIPS 203)              | `libcrux-ml-kem` |
 //! | KDF / MAC          | HKDF-SHA256, HMAC-SHA256            | `hkdf`, `hmac`   |
 //! | AEAD               | ChaCha20-Poly1305 (RFC 8439)        | `chacha20poly1305` |
+//! | TLS key pins       | SHA-256 of the SPKI, `sha256/<b64>` | `sha2`, `base64` |
 //!
 //! Every type holding secret material zeroizes on drop, is not `Copy`, and prints
 //! nothing secret through `Debug`. Functions that take untrusted input (public keys,
@@ -49,6 +50,7 @@ pub mod ed25519;
 mod error;
 pub mod kdf;
 pub mod kem;
+pub mod spki;
 pub mod x25519;
 
 pub use error::CryptoError;

@@ -498,7 +498,12 @@ impl FileConfig {
 
 /// Command-line flags of `sealpost-relay`.
 #[derive(Debug, Parser)]
-#[command(name = "sealpost-relay", version, about = "The Sealpost QUIC relay")]
+#[command(
+    name = "sealpost-relay",
+    version,
+    about = "The Sealpost QUIC relay",
+    after_help = "--print-pin: print the public-key pin (sha256/<base64>) of the configured certificate\n(--cert, or the self-signed one in --data-dir) and exit, without starting."
+)]
 struct Cli {
     /// TOML configuration file [env: SEALPOST_RELAY_CONFIG].
     #[arg(long)]

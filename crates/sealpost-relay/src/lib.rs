@@ -15,7 +15,7 @@
 //! | [`limits`] | the spec's limits and operator-tunable rate limits |
 //! | [`metrics`] | metric names; the Prometheus exporter |
 //! | `config` | TOML file + `SEALPOST_RELAY_*` environment + flags → [`RelayConfig`] |
-//! | `tls` | operator certificate or a persisted self-signed one; its SHA-256 fingerprint |
+//! | `tls` | operator certificate or a persisted self-signed one; its public-key pin |
 //! | `server` | the quinn/tokio driver: request streams, delivery, shutdown → [`Relay`] |
 //!
 //! Everything that owns sockets, files or threads is behind the default `server` feature;
@@ -24,8 +24,8 @@
 //! # Quick start: an in-process relay
 //!
 //! [`Relay::start`] binds, opens (or creates) the data directory and returns a
-//! [`RelayHandle`]; clients pin [`RelayHandle::cert_fingerprint`] (the SHA-256 of
-//! [`RelayHandle::cert_der`]) and connect to [`RelayHandle::local_addr`] with ALPN
+//! [`RelayHandle`]; clients pin [`RelayHandle::spki_pin`] (the SHA-256 of the
+//! SubjectPublicKeyInfo of [`RelayHandle::cert_der`]) and connect to [`RelayHandle::local_addr`] with ALPN
 //! `sealpost/1`. This API is stable: SDK tests use it to run a relay on `127.0.0.1:0`.
 //!
 //! ```
@@ -40,7 +40,7 @@
 //!     config.dev_log_codes = true; // development: verification codes go to the log
 //!     let relay = Relay::start(config).await?;
 //!     assert_ne!(relay.local_addr().port(), 0);
-//!     assert_eq!(relay.cert_fingerprint().len(), 32);
+//!     assert!(relay.spki_pin().to_string().starts_with("sha256/"));
 //!     relay.shutdown().await;
 //!     Ok(())
 //! })

@@ -3,7 +3,13 @@
 //! ```sh
 //! sealpost-relay --config relay.toml          # or flags / SEALPOST_RELAY_* variables
 //! RUST_LOG=sealpost_relay=debug sealpost-relay --listen 0.0.0.0:4433
+//! sealpost-relay --print-pin --cert next.pem --key next-key.pem   # a certificate's pin, then exit
 //! ```
+//!
+//! `--print-pin` prints the public-key pin clients configure (`sha256/<base64>`, spec/relay.md
+//! section 1.1) of the certificate the configuration names (or of the data directory's
+//! self-signed one, generated if missing) and exits without starting the relay. Operators use
+//! it to announce the next key's pin before a rotation.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -11,8 +17,13 @@ use anyhow::Context as _;
 use sealpost_relay::{Relay, RelayConfig, RelayError};
 use tracing_subscriber::EnvFilter;
 
+/// The flag of [`print_pin`]; handled here, before the configuration is read.
+const PRINT_PIN_FLAG: &str = "--print-pin";
+
 fn main() -> anyhow::Result<()> {
-    let config = match RelayConfig::load(std::env::args_os()) {
+    let (print_pin, args): (Vec<_>, Vec<_>) =
+        std::env::args_os().partition(|a| a.as_os_str() == PRINT_PIN_FLAG);
+    let config = match RelayConfig::load(args) {
         Ok(c) => c,
         Err(RelayError::Usage { text, exit_code }) => {
             if exit_code == 0 {
@@ -24,6 +35,12 @@ fn main() -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("invalid configuration"),
     };
+    if !print_pin.is_empty() {
+        let pin =
+            sealpost_relay::tls::configured_spki_pin(&config).context("reading the certificate")?;
+        println!("{pin}");
+        return Ok(());
+    }
     // Logs go to stderr; stdout carries only the four start-up lines below.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -39,11 +56,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: RelayConfig) -> anyhow::Result<()> {
+    // Installed before anything is printed: a supervisor (or a test) that sends SIGTERM as
+    // soon as the start-up lines appear gets a graceful shutdown, not the default action.
+    let signals = Signals::install()?;
     let data_dir = config.data_dir.clone();
     let relay = Relay::start(config).await.context("starting the relay")?;
     println!("sealpost-relay listening on {}", relay.local_addr());
     println!("data directory: {}", data_dir.display());
-    // The fingerprint line stays last: scripts and tests stop reading stdout after it.
     println!(
         "guardian issuer key: {}",
         hex::encode(relay.issuer_public())
@@ -52,23 +71,50 @@ async fn run(config: RelayConfig) -> anyhow::Result<()> {
         "certificate SHA-256 fingerprint: {}",
         hex::encode(relay.cert_fingerprint())
     );
-    wait_for_signal().await?;
+    // The pin line stays last: scripts and tests stop reading stdout after it.
+    println!("public-key pin (clients pin this): {}", relay.spki_pin());
+    signals.wait().await?;
     relay.shutdown().await;
     Ok(())
 }
 
+/// SIGINT and SIGTERM, listened for from [`Signals::install`] on.
 #[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
 }
 
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        Ok(())
+    }
+}
+
+/// Ctrl-C, listened for from the first poll of [`Signals::wait`] on.
 #[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn wait(self) -> anyhow::Result<()> {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    }
 }

@@ -127,14 +127,106 @@ pub(crate) fn connections(delta: f64) {
     metrics::gauge!(CONNECTIONS).increment(delta);
 }
 
-/// Installs the Prometheus exporter (HTTP `/metrics` on `addr`) as the process-wide
-/// recorder. Must be called inside a tokio runtime. Fails if a recorder is already installed.
+/// Installs the Prometheus recorder as the process-wide recorder and serves it over HTTP
+/// (`GET /metrics`) on `addr`, which may have port 0: the bound address is returned (with
+/// the serving task). Must be called inside a tokio runtime. Fails if the address cannot be
+/// bound or a recorder is already installed.
 #[cfg(feature = "server")]
-pub fn install_prometheus(addr: std::net::SocketAddr) -> Result<(), crate::RelayError> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| crate::RelayError::Config(format!("metrics exporter on {addr}: {e}")))?;
+pub fn install_prometheus(
+    addr: std::net::SocketAddr,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), crate::RelayError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| crate::RelayError::io(format!("binding the metrics listener {addr}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| crate::RelayError::io("reading the metrics listener address", e))?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| crate::RelayError::Config(format!("metrics recorder: {e}")))?;
     describe();
-    Ok(())
+    Ok((bound, tokio::spawn(http::serve(listener, handle))))
+}
+
+/// The `/metrics` endpoint. The exporter's own HTTP listener binds the configured address
+/// itself and cannot report the port it got (so port 0, and with it race-free tests, was
+/// impossible); this serves the exporter's rendering on a listener bound here. It answers
+/// one `GET /metrics` per connection and closes it; anything else gets 404 or 400. Request
+/// heads are bounded in size and time.
+#[cfg(feature = "server")]
+mod http {
+    use metrics_exporter_prometheus::PrometheusHandle;
+    use std::time::Duration;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Longest request head read.
+    const MAX_HEAD: usize = 8 * 1024;
+    /// Time a client has to send its request head and read the answer.
+    const IO_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Histogram upkeep interval (what the exporter's own listener does).
+    const UPKEEP: Duration = Duration::from_secs(5);
+
+    pub(super) async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+        let mut upkeep = tokio::time::interval(UPKEEP);
+        loop {
+            tokio::select! {
+                _ = upkeep.tick() => handle.run_upkeep(),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let handle = handle.clone();
+                        tokio::spawn(async move {
+                            if tokio::time::timeout(IO_TIMEOUT, answer(stream, &handle))
+                                .await
+                                .is_err()
+                            {
+                                tracing::debug!("metrics request timed out");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::debug!(error = %e, "metrics accept failed"),
+                },
+            }
+        }
+    }
+
+    async fn answer(stream: TcpStream, handle: &PrometheusHandle) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head.len() > MAX_HEAD || stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+        let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+        let mut parts = line.split(|b| *b == b' ');
+        let (method, target) = (parts.next(), parts.next());
+        let path = target.map(|t| t.split(|b| *b == b'?').next().unwrap_or_default());
+        let (status, body) = match (method, path) {
+            (Some(b"GET"), Some(b"/metrics")) => ("200 OK", handle.render()),
+            (Some(_), Some(_)) => ("404 Not Found", String::new()),
+            _ => ("400 Bad Request", String::new()),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut rest = response.as_bytes();
+        while !rest.is_empty() {
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match stream.try_write(rest) {
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
 }

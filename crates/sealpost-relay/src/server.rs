@@ -26,6 +26,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sealpost_crypto::ed25519::SigningKey;
+use sealpost_crypto::spki::SpkiPin;
 use sealpost_wire::relay::{
     Delivery, EXPORTER_LABEL, MAX_FRAME_LEN, MAX_PRE_AUTH_FRAME, Push, Request, Response,
     frame_len_within,
@@ -407,7 +408,9 @@ pub struct Relay;
 pub struct RelayHandle {
     local_addr: SocketAddr,
     fingerprint: [u8; 32],
+    spki_pin: SpkiPin,
     issuer_public: [u8; 32],
+    metrics_addr: Option<SocketAddr>,
     cert_der: Vec<u8>,
     endpoint: Endpoint,
     shared: Arc<Shared>,
@@ -425,6 +428,7 @@ impl std::fmt::Debug for RelayHandle {
         f.debug_struct("RelayHandle")
             .field("local_addr", &self.local_addr)
             .field("fingerprint", &hex::encode(self.fingerprint))
+            .field("spki_pin", &self.spki_pin)
             .field("issuer_public", &hex::encode(self.issuer_public))
             .finish_non_exhaustive()
     }
@@ -547,10 +551,14 @@ impl Relay {
                 .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??,
         );
         let code_sender = code_sender(&config)?;
-        if let Some(addr) = config.metrics_listen {
-            metrics::install_prometheus(addr)?;
-            tracing::info!(%addr, "Prometheus exporter listening");
-        }
+        let metrics_server = match config.metrics_listen {
+            Some(addr) => {
+                let (addr, task) = metrics::install_prometheus(addr)?;
+                tracing::info!(%addr, "Prometheus exporter listening");
+                Some((addr, task))
+            }
+            None => None,
+        };
         let handler = Arc::new(
             Handler::new(
                 Arc::clone(&store) as Arc<dyn Store>,
@@ -612,6 +620,7 @@ impl Relay {
             %local_addr,
             data_dir = %config.data_dir.display(),
             fingerprint = %hex::encode(material.fingerprint),
+            spki_pin = %material.spki_pin,
             issuer = %hex::encode(issuer_public),
             guardian = config.guardian.enabled,
             "relay started"
@@ -619,13 +628,18 @@ impl Relay {
         Ok(RelayHandle {
             local_addr,
             fingerprint: material.fingerprint,
+            spki_pin: material.spki_pin,
             issuer_public,
             cert_der: material.cert_der().to_vec(),
             endpoint,
             shared,
             shutdown_tx,
             grace: Duration::from_secs(config.shutdown_grace_secs),
-            tasks: vec![accept, sweep],
+            metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
+            tasks: [accept, sweep]
+                .into_iter()
+                .chain(metrics_server.map(|(_, task)| task))
+                .collect(),
             done: false,
             lock: Some(lock),
         })
@@ -655,9 +669,22 @@ impl RelayHandle {
         self.local_addr
     }
 
-    /// SHA-256 of the end-entity certificate's DER: what clients pin.
+    /// SHA-256 of the end-entity certificate's DER (changes with every renewal; clients
+    /// pin [`RelayHandle::spki_pin`]).
     pub fn cert_fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// The bound address of the Prometheus `/metrics` endpoint (with the real port when the
+    /// configured `metrics_listen` port was 0); `None` without `metrics_listen`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The certificate's public-key pin, SHA-256 of its `SubjectPublicKeyInfo`: what clients
+    /// pin (spec/relay.md section 1.1).
+    pub fn spki_pin(&self) -> SpkiPin {
+        self.spki_pin
     }
 
     /// The public key of this relay's guardian-credential issuer key (`issuer.key`): what

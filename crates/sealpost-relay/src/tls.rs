@@ -1,24 +1,31 @@
 //! TLS material: the operator's certificate and key (PEM), or a self-signed certificate
 //! generated on first start and kept in the data directory (`tls/cert.pem`, `tls/key.pem`,
 //! the key readable by the owner only). TLS 1.3 only, ALPN `sealpost/1`, ring provider.
+//! Clients pin the certificate's public key ([`spki_pin`], spec/relay.md section 1.1), so a
+//! renewed certificate for the same key needs no client change.
 
 use crate::RelayError;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sealpost_crypto::spki::SpkiPin;
 use sha2::Digest;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A certificate chain, its key and the end-entity certificate's fingerprint.
+/// A certificate chain, its key, the end-entity certificate's fingerprint and its public-key
+/// pin.
 pub struct TlsMaterial {
     /// End-entity certificate first.
     pub chain: Vec<CertificateDer<'static>>,
     /// The private key.
     pub key: PrivateKeyDer<'static>,
-    /// SHA-256 of the end-entity certificate's DER encoding.
+    /// SHA-256 of the end-entity certificate's DER encoding (identifies this certificate;
+    /// not what clients pin).
     pub fingerprint: [u8; 32],
+    /// SHA-256 of the end-entity certificate's `SubjectPublicKeyInfo`: what clients pin.
+    pub spki_pin: SpkiPin,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -26,6 +33,7 @@ impl std::fmt::Debug for TlsMaterial {
         f.debug_struct("TlsMaterial")
             .field("chain_len", &self.chain.len())
             .field("fingerprint", &hex::encode(self.fingerprint))
+            .field("spki_pin", &self.spki_pin)
             .finish_non_exhaustive()
     }
 }
@@ -37,9 +45,42 @@ impl TlsMaterial {
     }
 }
 
-/// SHA-256 of a certificate's DER encoding: what clients pin (spec/relay.md section 1).
+/// SHA-256 of a certificate's DER encoding. It changes with every renewal: clients pin
+/// [`spki_pin`] instead.
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(der).into()
+}
+
+/// The public-key pin of a certificate: SHA-256 of its DER `SubjectPublicKeyInfo`, printed
+/// `sha256/<base64>` (spec/relay.md section 1.1). Fails if rustls cannot parse `cert` as an
+/// X.509 v3 certificate.
+pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<SpkiPin, RelayError> {
+    let parsed = rustls::server::ParsedCertificate::try_from(cert)
+        .map_err(|e| tls_err("parsing the certificate", e))?;
+    Ok(SpkiPin::of_spki_der(
+        parsed.subject_public_key_info().as_ref(),
+    ))
+}
+
+/// The public-key pin of the first certificate in a PEM file (an operator's next
+/// certificate, say, before it is deployed: `sealpost-relay --print-pin --cert FILE`).
+pub fn spki_pin_of_pem_file(cert: &Path) -> Result<SpkiPin, RelayError> {
+    let first = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_err(&format!("reading {}", cert.display()), e))?
+        .next()
+        .ok_or_else(|| RelayError::Tls(format!("{} contains no certificate", cert.display())))?
+        .map_err(|e| tls_err(&format!("parsing {}", cert.display()), e))?;
+    spki_pin(&first)
+}
+
+/// The pin of the certificate a relay with `config` serves: the operator's certificate, or
+/// the self-signed one in the data directory (generated now if there is none yet, as the
+/// relay would at start).
+pub fn configured_spki_pin(config: &crate::RelayConfig) -> Result<SpkiPin, RelayError> {
+    match &config.cert_path {
+        Some(cert) => spki_pin_of_pem_file(cert),
+        None => Ok(load_or_generate(&config.data_dir, &config.cert_names)?.spki_pin),
+    }
 }
 
 fn tls_err(what: &str, e: impl std::fmt::Display) -> RelayError {
@@ -59,12 +100,14 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, RelayError> {
         )));
     };
     let fingerprint = fingerprint(first.as_ref());
+    let spki_pin = spki_pin(first)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| tls_err(&format!("reading key {}", key.display()), e))?;
     Ok(TlsMaterial {
         chain,
         key,
         fingerprint,
+        spki_pin,
     })
 }
 
@@ -150,6 +193,7 @@ mod tests {
         let b = load_or_generate(dir.path(), &["other.example".into()]).unwrap();
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_eq!(a.fingerprint, fingerprint(b.cert_der()));
+        assert_eq!(a.spki_pin, b.spki_pin);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -170,6 +214,19 @@ mod tests {
         fs::write(&key, g.signing_key.serialize_pem()).unwrap();
         let m = load_pem(&cert, &key).unwrap();
         assert_eq!(m.fingerprint, fingerprint(g.cert.der()));
+        // The pin is of the key, as rcgen serialises its SubjectPublicKeyInfo.
+        use rcgen::PublicKeyData as _;
+        let key_pin = SpkiPin::of_spki_der(&g.signing_key.subject_public_key_info());
+        assert_eq!(m.spki_pin, key_pin);
+        assert_eq!(spki_pin_of_pem_file(&cert).unwrap(), key_pin);
+        // A new certificate for the same key has another fingerprint and the same pin.
+        let renewed = rcgen::CertificateParams::new(vec!["relay.example".into()])
+            .unwrap()
+            .self_signed(&g.signing_key)
+            .unwrap();
+        assert_ne!(fingerprint(renewed.der()), m.fingerprint);
+        assert_eq!(spki_pin(renewed.der()).unwrap(), key_pin);
+        assert!(spki_pin_of_pem_file(&key).is_err());
         assert!(load_pem(&key, &key).is_err());
     }
 }

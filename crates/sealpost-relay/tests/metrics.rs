@@ -43,14 +43,11 @@ async fn prometheus_exporter_serves_relay_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let mut cfg = config(dir.path(), &codes);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    cfg.metrics_listen = Some(metrics_addr);
+    // Port 0: the relay binds, the handle says where (no port to race for).
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let relay = Relay::start(cfg).await.unwrap();
+    let metrics_addr = relay.metrics_addr().unwrap();
+    assert_ne!(metrics_addr.port(), 0);
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let bob = Device::register(&relay, &codes, "+15550000002").await;
     let b = bob.address.account.clone();
@@ -68,6 +65,11 @@ async fn prometheus_exporter_serves_relay_metrics() {
         .await;
     assert_eq!(err(&r), ErrorCode::AuthFailed);
     let body = tokio::task::spawn_blocking(move || {
+        // Only /metrics is served.
+        assert!(matches!(
+            ureq::get(format!("http://{metrics_addr}/other")).call(),
+            Err(ureq::Error::StatusCode(404))
+        ));
         ureq::get(format!("http://{metrics_addr}/metrics"))
             .call()
             .unwrap()

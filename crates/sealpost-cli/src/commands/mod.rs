@@ -12,7 +12,7 @@ use crate::output::{
     self, identity_fingerprint, message_line, out, outln, qr_code, safety_number_rows,
 };
 use crate::progress::Step;
-use crate::settings::{DataDir, Settings, parse_account, parse_code, parse_fingerprint};
+use crate::settings::{DataDir, Settings, parse_account, parse_code, parse_pins};
 use anyhow::{Context as _, anyhow, bail};
 use sealpost_client::{
     AccountId, Client, ClientError, ClientEvent, DeviceId, ErrorCode, EventReceiver,
@@ -87,8 +87,11 @@ pub fn explain(e: &ClientError) -> String {
             ClientError::SendAttemptsExhausted { attempts, last } => {
                 format!("gave up after {attempts} attempts ({})", explain(last))
             }
+            ClientError::PinMismatch { .. } => format!(
+                "{e}: this is not the relay you pinned, or it moved to a key you have not pinned yet; get its pin from the operator (`sealpost-relay --print-pin`) and add it with --relay-pin"
+            ),
             ClientError::Connection(_) | ClientError::Connect(_) | ClientError::Timeout => format!(
-                "cannot reach the relay ({e}); check --relay and --fingerprint (the relay prints its fingerprint at start)"
+                "cannot reach the relay ({e}); check --relay and --relay-pin (the relay prints its pin at start)"
             ),
             e => e.to_string(),
         },
@@ -172,7 +175,7 @@ pub async fn wait_connected(s: &mut Session, timeout: Duration) -> anyhow::Resul
             Some(ClientEvent::Connected) => return Ok(()),
             Some(ev) => report(&ev)?,
             None => bail!(
-                "cannot reach the relay at {} within {} s (check that it runs and that the fingerprint is right; -v shows details)",
+                "cannot reach the relay at {} within {} s (check that it runs and that its pin is right; -v shows details)",
                 s.settings.relay,
                 timeout.as_secs()
             ),
@@ -202,9 +205,14 @@ pub struct RegisterArgs {
     /// Relay address, host:port (remembered).
     #[arg(long, value_name = "HOST:PORT")]
     relay: Option<String>,
-    /// SHA-256 fingerprint of the relay certificate, 64 hex digits (remembered).
-    #[arg(long, value_name = "HEX")]
-    fingerprint: Option<String>,
+    /// The relay's public-key pin, sha256/<base64> as the relay prints it at start;
+    /// repeat to also accept its announced next key (remembered; replaces the saved list).
+    #[arg(
+        long = "relay-pin",
+        alias = "fingerprint",
+        value_name = "sha256/BASE64"
+    )]
+    relay_pins: Vec<String>,
     /// The account to register: an E.164 phone number such as +15551234567.
     #[arg(long, value_name = "PHONE")]
     account: Option<String>,
@@ -215,9 +223,9 @@ pub struct RegisterArgs {
     /// Only request the code; finish later with `sealpost register --code NNNNNN`.
     #[arg(long, conflicts_with = "code")]
     request_only: bool,
-    /// A guardian of the PIN vault, HOST:PORT=FINGERPRINT; repeat in the same order on
-    /// every device (remembered). Default: the relay alone.
-    #[arg(long = "guardian", value_name = "HOST:PORT=HEX")]
+    /// A guardian of the PIN vault, HOST:PORT=PIN[,PIN] (its public-key pins); repeat in the
+    /// same order on every device (remembered). Default: the relay alone.
+    #[arg(long = "guardian", value_name = "HOST:PORT=sha256/BASE64")]
     guardians: Vec<String>,
     /// How many guardians recover the PIN vault (remembered; default a majority).
     #[arg(long, value_name = "T")]
@@ -267,7 +275,12 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
     };
     let mut settings = Settings {
         relay: pick(args.relay, &saved.relay, "relay")?,
-        fingerprint: pick(args.fingerprint, &saved.fingerprint, "fingerprint")?,
+        relay_pins: if args.relay_pins.is_empty() {
+            saved.relay_pins.clone()
+        } else {
+            args.relay_pins
+        },
+        fingerprint: None,
         account: pick(args.account, &saved.account, "account")?,
         device: None,
         guardians: if args.guardians.is_empty() {
@@ -279,8 +292,8 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
     };
     let account = parse_account(&settings.account)?;
     settings.account = account.as_str().to_owned();
-    let pin = parse_fingerprint(&settings.fingerprint)?;
-    settings.fingerprint = hex::encode(pin);
+    let pins = parse_pins(settings.relay_pins.iter().map(String::as_str))?;
+    settings.relay_pins = pins.as_slice().iter().map(ToString::to_string).collect();
     let code = args.code.as_deref().map(parse_code).transpose()?;
     let config = settings.client_config(ctx.timeout).await?;
     // Remember the relay now, so that `register --code` can finish a started registration.
@@ -355,9 +368,9 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
     outln!("Registered {} as device {device}.", account.as_str());
     outln!("Identity fingerprint: {}", identity_fingerprint(&identity));
     outln!(
-        "Relay {} (certificate {}…) saved in {}",
+        "Relay {} (pinned key {}) saved in {}",
         settings.relay,
-        settings.fingerprint.get(..16).unwrap_or_default(),
+        settings.relay_pins.join(", "),
         ctx.dir.path().join(crate::settings::CONFIG_FILE).display()
     );
     Ok(())

@@ -4,7 +4,7 @@
 
 use sealpost_client::{
     AccountId, Backoff, Client, ClientConfig, ClientEvent, DeviceAddress, EventReceiver, MessageId,
-    Store, StoreKey, StoreSecret,
+    SpkiPins, Store, StoreKey, StoreSecret,
 };
 use sealpost_relay::{
     CodeSender, GuardianConfig, Limits, Relay, RelayConfig, RelayHandle, VerificationCode,
@@ -100,8 +100,8 @@ pub async fn start_relay_with(
     }
 }
 
-pub fn client_config(relay: SocketAddr, fingerprint: [u8; 32]) -> ClientConfig {
-    ClientConfig::new(relay, fingerprint)
+pub fn client_config(relay: SocketAddr, pins: impl Into<SpkiPins>) -> ClientConfig {
+    ClientConfig::new(relay, pins)
         .with_reconnect(Backoff {
             initial: Duration::from_millis(50),
             max: Duration::from_millis(400),
