@@ -1033,7 +1033,9 @@ fn idle_measure(
                 }
                 fp = Some(b);
             }
-            if addr.is_some() && fp.is_some() {
+            // The pin line is the last start-up line: stop reading only after it (the relay
+            // would fail writing to a closed pipe).
+            if line.starts_with("public-key pin (clients pin this): ") {
                 break;
             }
         }

@@ -61,18 +61,30 @@ async fn run(config: RelayConfig) -> anyhow::Result<()> {
     let signals = Signals::install()?;
     let data_dir = config.data_dir.clone();
     let relay = Relay::start(config).await.context("starting the relay")?;
-    println!("sealpost-relay listening on {}", relay.local_addr());
-    println!("data directory: {}", data_dir.display());
-    println!(
-        "guardian issuer key: {}",
-        hex::encode(relay.issuer_public())
-    );
-    println!(
-        "certificate SHA-256 fingerprint: {}",
-        hex::encode(relay.cert_fingerprint())
-    );
-    // The pin line stays last: scripts and tests stop reading stdout after it.
-    println!("public-key pin (clients pin this): {}", relay.spki_pin());
+    // Written with errors ignored: a supervisor that closed stdout after reading what it
+    // needed must not take the relay down (println! would panic on the broken pipe).
+    let lines = [
+        format!("sealpost-relay listening on {}", relay.local_addr()),
+        format!("data directory: {}", data_dir.display()),
+        format!(
+            "guardian issuer key: {}",
+            hex::encode(relay.issuer_public())
+        ),
+        format!(
+            "certificate SHA-256 fingerprint: {}",
+            hex::encode(relay.cert_fingerprint())
+        ),
+        // The pin line stays last: scripts and tests stop reading stdout after it.
+        format!("public-key pin (clients pin this): {}", relay.spki_pin()),
+    ];
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
     signals.wait().await?;
     relay.shutdown().await;
     Ok(())

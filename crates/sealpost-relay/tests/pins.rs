@@ -76,14 +76,16 @@ async fn printed_pins_are_the_served_key() {
     let dir = tempfile::tempdir().unwrap();
     let printed = print_pin(&["--data-dir".as_ref(), dir.path().as_os_str()]);
     let pin: SpkiPin = printed.trim_end().parse().unwrap();
-    let relay = Relay::start(RelayConfig::for_tests(dir.path()))
-        .await
-        .unwrap();
+    let config = RelayConfig {
+        dev_log_codes: true,
+        ..RelayConfig::for_tests(dir.path())
+    };
+    let relay = Relay::start(config).await.unwrap();
     assert_eq!(relay.spki_pin(), pin);
     relay.shutdown().await;
 
     let mut child = relay_bin()
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--dev-log-codes", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .spawn()

@@ -416,7 +416,9 @@ impl RelayProcess {
                 if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
                     fp = Some(f.to_owned());
                 }
-                if addr.is_some() && fp.is_some() {
+                // The pin line is the last start-up line: stop reading only after it (the
+                // relay would fail writing to a closed pipe).
+                if line.starts_with("public-key pin (clients pin this): ") {
                     break;
                 }
             }
