@@ -15,8 +15,8 @@ use crate::store::{
 };
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{
-    IdentityKey, IdentityKeyPair, KemPreKeyKind, SessionConfig, SessionMessage, VerifiedBundle,
-    initiate, respond,
+    IdentityKey, IdentityKeyPair, KemPreKeyKind, Session, SessionAddresses, SessionConfig,
+    SessionMessage, VerifiedBundle, initiate, respond,
 };
 use sealpost_wire::relay::{
     Delivery, DeviceInfo, MAX_KEM_PER_UPLOAD, MAX_ONE_TIME_PER_UPLOAD, OutgoingEnvelope,
@@ -155,35 +155,54 @@ impl Engine {
         let Ok(msg) = SessionMessage::decode(&d.envelope) else {
             return Ok(Processed::Rejected("envelope is not a session message"));
         };
-        let sessions = self.store.sessions(&d.sender)?;
+        let mut sessions = self.store.sessions(&d.sender)?;
         let mut rng = rand::rng();
         let mut batch = Batch::new();
-        // (index into `sessions` or None for a new session, the session, the plaintext)
+        // A session only ever receives from the address it is bound to (the handshake
+        // authenticated it): a relay-claimed sender that differs is rejected, never
+        // re-attributed. Sessions are stored per address, so this only trips on a store
+        // that disagrees with its sessions.
+        let bound_to_sender = |s: &Session| s.remote_address() == Some(&d.sender);
+        // The existing session that decrypted (its index), or a new one from a handshake.
+        let mut new_session: Option<Session> = None;
+        // (index into `sessions`, or None for `new_session`; the plaintext)
         let found = match &msg {
             SessionMessage::PreKey(p) => {
+                // Routing compares the exact base-key bytes (Session::matches); a re-encoded
+                // base key finds no session and its handshake fails authentication.
                 if let Some(i) = sessions.iter().position(|(_, s)| s.matches(p)) {
-                    let Some((_, s)) = sessions.get(i) else {
+                    let Some((_, s)) = sessions.get_mut(i) else {
                         return Err(ClientError::Internal("session index".into()));
                     };
-                    let mut s = s.clone();
+                    if !bound_to_sender(s) {
+                        return Ok(Processed::Rejected(
+                            "claimed sender differs from the session's bound address",
+                        ));
+                    }
+                    // Decryption is transactional: on failure the session is unchanged.
                     match s.decrypt(&mut rng, &msg) {
-                        Ok(pt) => Some((Some(i), s, Zeroizing::new(pt))),
+                        Ok(pt) => Some((Some(i), Zeroizing::new(pt))),
                         Err(_) => None,
                     }
                 } else {
                     let Some(mut state) = self.store.prekeys()? else {
                         return Ok(Processed::Rejected("no prekeys to answer a handshake"));
                     };
+                    // The relay-claimed sender is the expected sender: the handshake fails
+                    // unless the initiator bound exactly this address.
+                    let addresses = SessionAddresses::new(self.address.clone(), d.sender.clone());
                     match respond(
                         &mut rng,
                         &self.identity,
+                        &addresses,
                         &mut state.keys,
                         p,
                         self.session_config,
                     ) {
                         Ok((s, pt)) => {
                             self.store.put_prekeys(&mut batch, &state);
-                            Some((None, s, Zeroizing::new(pt)))
+                            new_session = Some(s);
+                            Some((None, Zeroizing::new(pt)))
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "prekey message rejected");
@@ -192,15 +211,26 @@ impl Engine {
                     }
                 }
             }
-            SessionMessage::Ratchet(_) => sessions.iter().enumerate().find_map(|(i, (_, s))| {
-                let mut s = s.clone();
-                s.decrypt(&mut rng, &msg)
-                    .ok()
-                    .map(|pt| (Some(i), s, Zeroizing::new(pt)))
-            }),
+            SessionMessage::Ratchet(_) => sessions
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, (_, s))| bound_to_sender(s))
+                .find_map(|(i, (_, s))| {
+                    s.decrypt(&mut rng, &msg)
+                        .ok()
+                        .map(|pt| (Some(i), Zeroizing::new(pt)))
+                }),
         };
-        let Some((index, session, plaintext)) = found else {
+        let Some((index, plaintext)) = found else {
             return Ok(Processed::Rejected("no session decrypts the message"));
+        };
+        let session = match (index, &new_session) {
+            (Some(i), _) => sessions.get(i).map(|(_, s)| s),
+            (None, Some(s)) => Some(s),
+            (None, None) => None,
+        };
+        let Some(session) = session else {
+            return Err(ClientError::Internal("session index".into()));
         };
         let Ok((inner_id, body)) = decode_content(&plaintext) else {
             return Ok(Processed::Rejected("content does not decode"));
@@ -220,7 +250,7 @@ impl Engine {
             _ => None,
         };
         self.store
-            .put_session(&mut batch, &d.sender, seq, &session)?;
+            .put_session(&mut batch, &d.sender, seq, session)?;
         if index.is_none() {
             self.store.prune_sessions(
                 &mut batch,
@@ -293,18 +323,30 @@ impl Engine {
         account == &self.address.account && device == self.address.device
     }
 
-    /// The devices of `account` this device has sessions with (never itself).
+    /// Whether this device has a session it can send on with `address`. A legacy session
+    /// (loaded from version-1 state) does not count: it cannot encrypt, so the device is
+    /// treated as having no session and gets a new (version 2) handshake; its contact record
+    /// and identity stay, so no safety-number change is reported.
+    fn has_usable_session(&self, address: &DeviceAddress) -> Result<bool, ClientError> {
+        Ok(self
+            .store
+            .sessions(address)?
+            .iter()
+            .any(|(_, s)| !s.is_legacy()))
+    }
+
+    /// The devices of `account` this device has usable sessions with (never itself).
     pub(crate) fn recipient_devices(
         &self,
         account: &AccountId,
     ) -> Result<Vec<DeviceId>, ClientError> {
-        Ok(self
-            .store
-            .contacts(account)?
-            .into_iter()
-            .map(|c| c.address.device)
-            .filter(|d| !self.is_self(account, *d))
-            .collect())
+        let mut out = Vec::new();
+        for c in self.store.contacts(account)? {
+            if !self.is_self(account, c.address.device) && self.has_usable_session(&c.address)? {
+                out.push(c.address.device);
+            }
+        }
+        Ok(out)
     }
 
     /// Encrypts the entry's content for every device in `devices` that has no envelope yet,
@@ -329,7 +371,13 @@ impl Engine {
                 continue;
             }
             let address = DeviceAddress::new(entry.recipient.clone(), *device);
-            let Some((seq, mut session)) = self.store.sessions(&address)?.into_iter().next() else {
+            // The newest session that can encrypt (legacy sessions cannot).
+            let Some((seq, mut session)) = self
+                .store
+                .sessions(&address)?
+                .into_iter()
+                .find(|(_, s)| !s.is_legacy())
+            else {
                 return Err(ClientError::NoDevices);
             };
             let message = session.encrypt(&entry.content)?;
@@ -385,16 +433,23 @@ impl Engine {
         listed: &[DeviceInfo],
     ) -> Result<Vec<u32>, ClientError> {
         let known = self.store.contacts(account)?;
-        Ok(listed
-            .iter()
-            .filter(|d| !self.is_self(account, DeviceId(d.device_id)))
-            .filter(|d| {
-                !known.iter().any(|c| {
-                    c.address.device.0 == d.device_id && c.identity.to_wire() == d.identity
-                })
-            })
-            .map(|d| d.device_id)
-            .collect())
+        let mut missing = Vec::new();
+        for d in listed {
+            if self.is_self(account, DeviceId(d.device_id)) {
+                continue;
+            }
+            let have = match known
+                .iter()
+                .find(|c| c.address.device.0 == d.device_id && c.identity.to_wire() == d.identity)
+            {
+                Some(c) => self.has_usable_session(&c.address)?,
+                None => false,
+            };
+            if !have {
+                missing.push(d.device_id);
+            }
+        }
+        Ok(missing)
     }
 
     /// Applies what the relay said about an account's devices: with `listed`, forgets
@@ -430,9 +485,11 @@ impl Engine {
             if self.is_self(account, device) {
                 continue;
             }
+            let address = DeviceAddress::new(account.clone(), device);
             if remaining
                 .iter()
                 .any(|c| c.address.device == device && c.identity.to_wire() == bundle.identity)
+                && self.has_usable_session(&address)?
             {
                 continue;
             }
@@ -454,14 +511,20 @@ impl Engine {
                     continue;
                 }
             };
-            let session = match initiate(&mut rng, &self.identity, &verified, self.session_config) {
+            let addresses = SessionAddresses::new(self.address.clone(), address.clone());
+            let session = match initiate(
+                &mut rng,
+                &self.identity,
+                &addresses,
+                &verified,
+                self.session_config,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(device = bundle.device_id, error = %e, "cannot start a session; skipped");
                     continue;
                 }
             };
-            let address = DeviceAddress::new(account.clone(), device);
             if let Some(ev) =
                 self.note_identity(&mut batch, &address, verified.identity(), &known, now_ms)?
             {
