@@ -998,13 +998,9 @@ fn pin_recovery() -> Vec<Seed> {
 }
 
 fn pin_local_verifiers() -> Vec<Seed> {
-    use sealpost_pin::{
-        normalize::normalize,
-        reminder::{LocalVerifier, ReminderState},
-        stretch::Argon2Params,
-    };
+    use sealpost_pin::{normalize::normalize, reminder::ReminderState, stretch::Argon2Params};
     let t = "pin_local_verifier";
-    let v = LocalVerifier::create_with_salt(
+    let v = sealpost_pin::hazmat::local_verifier_with_salt(
         &normalize("123456").expect("pin"),
         &Argon2Params::testing(),
         [0x5a; 16],

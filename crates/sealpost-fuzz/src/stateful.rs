@@ -456,11 +456,7 @@ impl World {
                     Ok(_) => panic!("tampered message {id} accepted: {bytes:02x?}"),
                     Err(e) => {
                         assert_eq!(decoded.is_err(), matches!(e, DecryptError::Decode(_)));
-                        assert_eq!(
-                            hazmat::to_state_bytes(s),
-                            before,
-                            "tampering changed state"
-                        );
+                        assert_eq!(hazmat::to_state_bytes(s), before, "tampering changed state");
                         assert_eq!(s.awaiting_reply(), awaiting);
                         self.stats.tamper_rejected += 1;
                     }
