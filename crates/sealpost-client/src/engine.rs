@@ -815,6 +815,130 @@ mod tests {
         );
     }
 
+    /// Issue 11: a relay that relabels the sender of Alice's first message as Mallory (whom
+    /// Bob knows) gets nothing attributed to Mallory, no identity change and no
+    /// `SafetyNumberChanged`; the genuine delivery is still accepted afterwards.
+    #[test]
+    fn relabelled_sender_is_rejected_and_changes_no_identity() {
+        let alice = engine("+15550000001", 1);
+        let bob = engine("+15550000002", 1);
+        let mallory = engine("+15550000003", 1);
+        let b_bundle = bundle(&bob);
+        bob.apply_refresh(&mallory.address.account, None, &[bundle(&mallory)], 1)
+            .unwrap();
+        let mallory_identity = mallory.identity.public();
+        let stored = |b: &Engine| b.store.contact(&mallory.address).unwrap().unwrap().identity;
+        assert_eq!(stored(&bob), mallory_identity);
+        alice
+            .apply_refresh(&bob.address.account, None, &[b_bundle], 1)
+            .unwrap();
+        let mut sid = 0;
+        let mut d = send(&alice, &bob, "pay 100 EUR", &mut sid);
+        let genuine = d[0].clone();
+        d[0].sender = mallory.address.clone();
+        assert!(matches!(
+            bob.process_delivery(&d[0], 10).unwrap(),
+            Processed::Rejected(_)
+        ));
+        assert_eq!(stored(&bob), mallory_identity, "Mallory's identity changed");
+        assert!(
+            bob.store
+                .history(&mallory.address.account, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // The same envelope under its real sender is Alice's message.
+        assert_eq!(
+            text_of(bob.process_delivery(&genuine, 10).unwrap()),
+            "pay 100 EUR"
+        );
+        // A later message relabelled as Mallory is rejected too.
+        let mut later = send(&alice, &bob, "and again", &mut sid);
+        later[0].sender = mallory.address.clone();
+        assert!(matches!(
+            bob.process_delivery(&later[0], 10).unwrap(),
+            Processed::Rejected(_)
+        ));
+        assert_eq!(stored(&bob), mallory_identity);
+    }
+
+    /// The version-1 state encoding of a fresh version-2 initiator session (no skipped
+    /// keys): no addresses, no stored ratchet public key.
+    fn as_version_1(session: &Session) -> Vec<u8> {
+        let v2 = sealpost_session::hazmat::to_state_bytes(session);
+        assert_eq!(v2[0], 2);
+        let local_len = 1 + usize::from(v2[137]) + 4;
+        let remote_len = 1 + usize::from(v2[137 + local_len]) + 4;
+        let b = 137 + local_len + remote_len;
+        let pending = if v2[b + 33] == 1 { 1581 } else { 0 };
+        let p = b + 34 + pending;
+        assert_eq!(v2[v2.len() - 4..], [0, 0, 0, 0], "no skipped keys");
+        let mut v1 = vec![1];
+        v1.extend_from_slice(&v2[1..137]);
+        v1.extend_from_slice(&v2[b..p + 32]);
+        v1.extend_from_slice(&v2[p + 64..]);
+        v1
+    }
+
+    /// A session loaded from version-1 state is never used to send: the device counts as
+    /// having no session, a new handshake replaces it, with no safety-number change.
+    #[test]
+    fn legacy_session_is_replaced_by_a_new_handshake() {
+        let alice = engine("+15550000001", 1);
+        let bob = engine("+15550000002", 1);
+        let b_bundle = bundle(&bob);
+        alice
+            .apply_refresh(
+                &bob.address.account,
+                None,
+                std::slice::from_ref(&b_bundle),
+                1,
+            )
+            .unwrap();
+        let peer = DeviceAddress::new(bob.address.account.clone(), DeviceId(1));
+        let (_, session) = alice.store.sessions(&peer).unwrap().remove(0);
+        let legacy = sealpost_session::hazmat::from_state_bytes(&as_version_1(&session)).unwrap();
+        assert!(legacy.is_legacy());
+        let mut batch = Batch::new();
+        alice.store.delete_sessions(&mut batch, &peer);
+        alice
+            .store
+            .put_session(&mut batch, &peer, None, &legacy)
+            .unwrap();
+        alice.store.commit(batch).unwrap();
+
+        assert!(
+            alice
+                .recipient_devices(&bob.address.account)
+                .unwrap()
+                .is_empty()
+        );
+        let listed = vec![DeviceInfo {
+            device_id: 1,
+            identity: bob.identity.public().to_wire(),
+        }];
+        assert_eq!(
+            alice
+                .missing_devices(&bob.address.account, &listed)
+                .unwrap(),
+            vec![1]
+        );
+        let events = alice
+            .apply_refresh(&bob.address.account, Some(&listed), &[b_bundle], 2)
+            .unwrap();
+        assert!(events.is_empty(), "no safety-number change: {events:?}");
+        assert_eq!(
+            alice.recipient_devices(&bob.address.account).unwrap(),
+            vec![DeviceId(1)]
+        );
+        let mut sid = 0;
+        let d = send(&alice, &bob, "after the upgrade", &mut sid);
+        assert_eq!(
+            text_of(bob.process_delivery(&d[0], 3).unwrap()),
+            "after the upgrade"
+        );
+    }
+
     #[test]
     fn safety_number_change_on_reregistration() {
         let alice = engine("+15550000001", 1);
