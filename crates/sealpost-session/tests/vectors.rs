@@ -2136,3 +2136,74 @@ fn safety_number_vectors() {
     });
     write_or_check("safety_number.json", &file);
 }
+
+/// The worked examples in spec/session.md sections 3.1, 6.3 and 6.4, recomputed with the
+/// reference model's functions.
+#[test]
+fn spec_examples_hold() {
+    let mut ikm = vec![0xFF; 32];
+    for b in 1u8..=5 {
+        ikm.extend_from_slice(&[b; 32]);
+    }
+    let sk = |ikm: &[u8], ek: &[u8; 32]| {
+        let mut info = SPEC_HANDSHAKE_INFO.to_vec();
+        info.extend_from_slice(ek);
+        let mut out = [0u8; 32];
+        kdf::hkdf_sha256(&[0u8; 32], ikm, &info, &mut out).unwrap();
+        hex::encode(out)
+    };
+    assert_eq!(
+        sk(&ikm, &[6; 32]),
+        "1b72a74fd3b19d6adc0c53e6721bd7e7670b5627d4cd4dab30fa30dc6dcefe6a"
+    );
+    let mut high = [6u8; 32];
+    high[31] = 0x86;
+    assert_eq!(
+        sk(&ikm, &high),
+        "c686820ebf0a82a0991055c64c97ee5760f79fe7cb71280fdecade1cd9a94884"
+    );
+    let mut no_dh4 = ikm[..128].to_vec();
+    no_dh4.extend_from_slice(&[5; 32]);
+    assert_eq!(
+        sk(&no_dh4, &[6; 32]),
+        "143f18df38d4eb34b33cab0fc784b082f71a770a928e289006830a8da669bb05"
+    );
+    let ck: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let (mk, next, nk) = kdf_ck(&ck);
+    assert_eq!(
+        hex::encode(mk),
+        "9b4c8120a4823a95f47cde17a244f4507244ee6e3957d1fab9fa29b44d3829b7"
+    );
+    assert_eq!(
+        hex::encode(next),
+        "4304c22c84a53755ab08ead8d97a8d429be5efa480682d7ad1da27f73e1fbe1d"
+    );
+    assert_eq!(
+        hex::encode(nk),
+        "2a24d008789d3c74daf5e02636c675df8f09ec5e740c1bdf6305f9261f7b1c32"
+    );
+    let mut ad = hex::decode(
+        "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\
+         ce8d3ad1ccb633ec7b70c17814a5c76ecd029685050d344745ba05870e587d59\
+         ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1\
+         ac01b2209e86354fb853237b5de0f4fab13c7fcbf433a61c019369617fecf10b",
+    )
+    .unwrap();
+    ad.extend_from_slice(&encode_address("+15551230001", 1));
+    ad.extend_from_slice(&encode_address("+15551230002", 1));
+    assert_eq!(ad.len(), 162);
+    let fields = header_fields(&ck, 0, 0);
+    let nonce = siv(&nk, &fields, b"hi");
+    assert_eq!(hex::encode(nonce), "d0ca873cd24ed2b04a17ac96");
+    let header = encode_header(&fields, &nonce);
+    ad.extend_from_slice(&header);
+    let ct = aead::seal(&mk, &nonce, &ad, b"hi");
+    let mut msg = header.to_vec();
+    msg.extend_from_slice(&ct);
+    assert_eq!(
+        hex::encode(msg),
+        "0201000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0000000000000000\
+         d0ca873cd24ed2b04a17ac96\
+         95e3ce128d5437a503450c065e25d226a67e"
+    );
+}
