@@ -14,7 +14,7 @@
 //! | `handshake/respond`              | `respond` to a decoded prekey message (fresh store each)    |
 //! | `handshake/primitives_responder` | exactly the primitive calls of the above                    |
 //! | `message_*/sealpost`             | encrypt + encode + decode + decrypt, one chain, no DH step  |
-//! | `message_*/primitives`           | 4 HMAC-SHA256 (KDF_CK x2) + ChaCha20-Poly1305 seal + open   |
+//! | `message_*/primitives`           | 6 HMAC-SHA256 (KDF_CK x2) + 2 nonce HMACs + ChaCha20-Poly1305 seal + open |
 //! | `message_*/primitives_shared_hmac_key` | the same, KDF_CK keying HMAC once per chain step (as Sealpost does) |
 //! | `message_*/vodozemac`            | Olm encrypt + to_parts + from_parts + decrypt, one chain    |
 //! | `ping_pong/*`                    | one message, directions alternate: every one is a DH step   |
@@ -33,16 +33,22 @@ use libcrux_ml_kem::mlkem1024;
 use rand::Rng as _;
 use rand::rngs::ThreadRng;
 use sealpost_session::{
-    IdentityKeyPair, KemPreKeyKind, PickleKey, PreKeyBundle, PreKeyMessage, PreKeyStore, Session,
-    SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
+    AccountId, DeviceAddress, DeviceId, IdentityKeyPair, KemPreKeyKind, PickleKey, PreKeyBundle,
+    PreKeyMessage, PreKeyStore, Session, SessionAddresses, SessionConfig, SessionMessage,
+    VerifiedBundle, initiate, respond,
 };
 use sealpost_wire::{KemPreKeyPublic, SignedPreKeyPublic};
 use std::hint::black_box;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 const NOW: u64 = 1_700_000_000;
-/// Session AD (two 64-byte identities) + the 42-byte ratchet header.
-const MESSAGE_AD_LEN: usize = 128 + 42;
+/// The account ids of the benchmark's two devices (12 bytes each, like an E.164 number).
+const ALICE: &str = "+15550000001";
+const BOB: &str = "+15550000002";
+/// Session AD (two 64-byte identities, two 17-byte addresses) + the 54-byte ratchet header.
+const MESSAGE_AD_LEN: usize = 128 + 2 * (1 + 12 + 4) + 54;
+/// The ratchet header fields the synthetic nonce covers: ratchet key, PN, N.
+const HEADER_FIELDS_LEN: usize = 40;
 const SMALL: usize = 100;
 const LARGE: usize = 64 * 1024;
 
@@ -51,6 +57,20 @@ const HANDSHAKE_INFO: &[u8] = sealpost_session::HANDSHAKE_INFO;
 const KDF_RK_INFO: &[u8] = sealpost_session::KDF_RK_INFO;
 const MK_BYTE: u8 = sealpost_session::MESSAGE_KEY_CONSTANT;
 const CK_BYTE: u8 = sealpost_session::CHAIN_KEY_CONSTANT;
+const NK_BYTE: u8 = sealpost_session::NONCE_KEY_CONSTANT;
+
+fn address(account: &str) -> DeviceAddress {
+    DeviceAddress::new(AccountId::new(account).unwrap(), DeviceId(1))
+}
+
+/// Alice's addresses (she initiates) or Bob's (he responds, expecting Alice).
+fn addresses(alice_side: bool) -> SessionAddresses {
+    if alice_side {
+        SessionAddresses::new(address(ALICE), address(BOB))
+    } else {
+        SessionAddresses::new(address(BOB), address(ALICE))
+    }
+}
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -76,7 +96,14 @@ fn first_message(
     bundle: &PreKeyBundle,
 ) -> (Session, PreKeyMessage) {
     let bundle = VerifiedBundle::verify(bundle).unwrap();
-    let mut a = initiate(rng, alice, &bundle, SessionConfig::default()).unwrap();
+    let mut a = initiate(
+        rng,
+        alice,
+        &addresses(true),
+        &bundle,
+        SessionConfig::default(),
+    )
+    .unwrap();
     let SessionMessage::PreKey(pkm) = a.encrypt(&[0x61; SMALL]).unwrap() else {
         panic!("first message must be a prekey message");
     };
@@ -98,7 +125,15 @@ fn established_pair(rng: &mut ThreadRng) -> (Session, Session) {
     let bob = IdentityKeyPair::generate(rng);
     let (mut store, bundle) = responder_store(rng, &bob);
     let (mut a, pkm) = first_message(rng, &alice, &bundle);
-    let (mut b, _) = respond(rng, &bob, &mut store, &pkm, SessionConfig::default()).unwrap();
+    let (mut b, _) = respond(
+        rng,
+        &bob,
+        &addresses(false),
+        &mut store,
+        &pkm,
+        SessionConfig::default(),
+    )
+    .unwrap();
     send(rng, &mut b, &mut a, b"reply");
     assert!(!a.awaiting_reply());
     send(rng, &mut a, &mut b, b"steady");
@@ -154,23 +189,35 @@ fn hmac_sha256(key: &[u8; 32], byte: u8) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// KDF_CK as two independent HMAC-SHA256 computations: `(next chain key, message key)`.
-fn kdf_ck(ck: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
-    (hmac_sha256(ck, CK_BYTE), hmac_sha256(ck, MK_BYTE))
+/// KDF_CK v2 as three independent HMAC-SHA256 computations:
+/// `(next chain key, message key, nonce key)`.
+fn kdf_ck(ck: &[u8; 32]) -> ([u8; 32], [u8; 32], [u8; 32]) {
+    (
+        hmac_sha256(ck, CK_BYTE),
+        hmac_sha256(ck, MK_BYTE),
+        hmac_sha256(ck, NK_BYTE),
+    )
 }
 
 /// KDF_CK with the HMAC key schedule computed once and cloned (what
-/// `sealpost_crypto::kdf::hmac_sha256_pair` does).
-fn kdf_ck_shared_key_schedule(ck: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+/// `sealpost_crypto::kdf::hmac_sha256_triple` does).
+fn kdf_ck_shared_key_schedule(ck: &[u8; 32]) -> ([u8; 32], [u8; 32], [u8; 32]) {
     let keyed = <HmacSha256 as hmac::KeyInit>::new_from_slice(ck).unwrap();
-    let mut mk = keyed.clone();
-    mk.update(&[MK_BYTE]);
-    let mut next = keyed;
-    next.update(&[CK_BYTE]);
-    (
-        next.finalize().into_bytes().into(),
-        mk.finalize().into_bytes().into(),
-    )
+    let run = |byte: u8| -> [u8; 32] {
+        let mut mac = keyed.clone();
+        mac.update(&[byte]);
+        mac.finalize().into_bytes().into()
+    };
+    (run(CK_BYTE), run(MK_BYTE), run(NK_BYTE))
+}
+
+/// The synthetic nonce: HMAC-SHA256(nk, header fields || plaintext)[0..12].
+fn siv(nk: &[u8; 32], fields: &[u8; HEADER_FIELDS_LEN], plaintext: &[u8]) -> [u8; 12] {
+    let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(nk).unwrap();
+    mac.update(fields);
+    mac.update(plaintext);
+    let tag: [u8; 32] = mac.finalize().into_bytes().into();
+    tag[..12].try_into().unwrap()
 }
 
 fn hkdf<const N: usize>(salt: &[u8; 32], ikm: &[u8], info: &[u8]) -> [u8; N] {
@@ -201,20 +248,57 @@ fn x25519_keygen(rng: &mut ThreadRng) -> (StaticSecret, PublicKey) {
     (secret, public)
 }
 
-fn seal(mk: &[u8; 32], ad: &[u8], buf: &mut [u8]) -> Tag {
+fn seal(mk: &[u8; 32], nonce: &[u8; 12], ad: &[u8], buf: &mut [u8]) -> Tag {
     ChaCha20Poly1305::new(&Key::from(*mk))
-        .encrypt_inout_detached(&Nonce::default(), ad, buf.into())
+        .encrypt_inout_detached(&Nonce::from(*nonce), ad, buf.into())
         .unwrap()
 }
 
-fn open(mk: &[u8; 32], ad: &[u8], buf: &mut [u8], tag: &Tag) {
+fn open(mk: &[u8; 32], nonce: &[u8; 12], ad: &[u8], buf: &mut [u8], tag: &Tag) {
     ChaCha20Poly1305::new(&Key::from(*mk))
-        .decrypt_inout_detached(&Nonce::default(), ad, buf.into(), tag)
+        .decrypt_inout_detached(&Nonce::from(*nonce), ad, buf.into(), tag)
         .unwrap();
 }
 
-/// SK = HKDF(salt = 0^32, IKM = 0xFF^32 || DH1..DH4 || SS (192 bytes), info, 32).
-fn derive_sk(dhs: [&[u8; 32]; 4], kem_ss: &[u8; 32]) -> [u8; 32] {
+/// A KDF_CK implementation: `ck -> (next chain key, message key, nonce key)`.
+type KdfCk = fn(&[u8; 32]) -> ([u8; 32], [u8; 32], [u8; 32]);
+
+/// One message's primitive work on the sending side: KDF_CK, the synthetic nonce over the
+/// header fields and plaintext, the seal. Returns the tag and nonce.
+fn send_primitives(
+    kdf: KdfCk,
+    ck: &mut [u8; 32],
+    fields: &[u8; HEADER_FIELDS_LEN],
+    ad: &[u8],
+    buf: &mut [u8],
+) -> (Tag, [u8; 12]) {
+    let (next, mk, nk) = kdf(ck);
+    *ck = next;
+    let nonce = siv(&nk, fields, buf);
+    (seal(&mk, &nonce, ad, buf), nonce)
+}
+
+/// The receiving side: KDF_CK, open, recompute and compare the synthetic nonce.
+fn receive_primitives(
+    kdf: KdfCk,
+    ck: &mut [u8; 32],
+    fields: &[u8; HEADER_FIELDS_LEN],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &Tag,
+    nonce: &[u8; 12],
+) {
+    let (next, mk, nk) = kdf(ck);
+    *ck = next;
+    open(&mk, nonce, ad, buf, tag);
+    assert!(bool::from(subtle::ConstantTimeEq::ct_eq(
+        &siv(&nk, fields, buf)[..],
+        &nonce[..]
+    )));
+}
+
+/// SK = HKDF(salt = 0^32, IKM = 0xFF^32 || DH1..DH4 || SS (192 bytes), info || EK_A, 32).
+fn derive_sk(dhs: [&[u8; 32]; 4], kem_ss: &[u8; 32], base_key: &[u8; 32]) -> [u8; 32] {
     let mut ikm = [0xFFu8; 192];
     for (chunk, part) in ikm
         .chunks_exact_mut(32)
@@ -223,7 +307,10 @@ fn derive_sk(dhs: [&[u8; 32]; 4], kem_ss: &[u8; 32]) -> [u8; 32] {
     {
         chunk.copy_from_slice(part);
     }
-    hkdf(&[0u8; 32], &ikm, HANDSHAKE_INFO)
+    let mut info = [0u8; 44 + 32];
+    info[..44].copy_from_slice(HANDSHAKE_INFO);
+    info[44..].copy_from_slice(base_key);
+    hkdf(&[0u8; 32], &ikm, &info)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -241,7 +328,14 @@ fn handshake(c: &mut Criterion) {
     g.bench_function("initiate", |b| {
         b.iter(|| {
             let verified = VerifiedBundle::verify(black_box(&bundle)).unwrap();
-            initiate(&mut rng, &alice, &verified, SessionConfig::default()).unwrap()
+            initiate(
+                &mut rng,
+                &alice,
+                &addresses(true),
+                &verified,
+                SessionConfig::default(),
+            )
+            .unwrap()
         });
     });
 
@@ -298,7 +392,7 @@ fn handshake(c: &mut Criterion) {
                 let dh3 = dh(&ek, &spk_b);
                 let dh4 = dh(&ek, &opk_b);
                 let (kem_ct, kem_ss) = mlkem1024::encapsulate(&kem_pk, m);
-                let sk = derive_sk([&dh1, &dh2, &dh3, &dh4], &kem_ss);
+                let sk = derive_sk([&dh1, &dh2, &dh3, &dh4], &kem_ss, ek_pub.as_bytes());
                 let (rk, cks) = kdf_rk(&sk, &dh(&ratchet, &spk_b));
                 (ek_pub, ratchet_pub, kem_ct, rk, cks)
             });
@@ -312,7 +406,17 @@ fn handshake(c: &mut Criterion) {
                 let (_, pkm) = first_message(&mut setup_rng, &alice, &bundle);
                 (store, pkm)
             },
-            |(store, pkm)| respond(&mut rng, &bob, store, pkm, SessionConfig::default()).unwrap(),
+            |(store, pkm)| {
+                respond(
+                    &mut rng,
+                    &bob,
+                    &addresses(false),
+                    store,
+                    pkm,
+                    SessionConfig::default(),
+                )
+                .unwrap()
+            },
             BatchSize::SmallInput,
         );
     });
@@ -322,8 +426,9 @@ fn handshake(c: &mut Criterion) {
     //   Ed25519: decompress + weak-key check of the initiator's identity key;
     //   X25519: 4 DH (DH1..DH4), then the DH ratchet: 1 key generation + 2 DH;
     //   ML-KEM-1024: decapsulation;
-    //   HKDF-SHA256: SK (192-byte IKM), KDF_RK x2 (64 out); KDF_CK (2 HMAC-SHA256);
-    //   ChaCha20-Poly1305: open of 100 bytes (+16 tag) with a 170-byte AD.
+    //   HKDF-SHA256: SK (192-byte IKM), KDF_RK x2 (64 out); KDF_CK (3 HMAC-SHA256);
+    //   ChaCha20-Poly1305: open of 100 bytes (+16 tag) with a 216-byte AD; the synthetic
+    //   nonce check (1 HMAC-SHA256 over 140 bytes).
     {
         let ik_a_sign = alice.public().signing_key().to_bytes();
         let ik_a = PublicKey::from(alice.public().dh_key().to_bytes());
@@ -345,12 +450,14 @@ fn handshake(c: &mut Criterion) {
                 &dh(&ek_a, &PublicKey::from(&opk_b)),
             ],
             &kem_ss,
+            ek_a_pub.as_bytes(),
         );
         let ad = [0x42u8; MESSAGE_AD_LEN];
+        let fields = [0x24u8; HEADER_FIELDS_LEN];
         let mut first = [0x61u8; SMALL];
-        let first_tag = {
-            let (_, ckr) = kdf_rk(&sk, &dh(&spk_b, &ratchet_a_pub));
-            seal(&kdf_ck(&ckr).1, &ad, &mut first)
+        let (first_tag, first_nonce) = {
+            let (_, mut ckr) = kdf_rk(&sk, &dh(&spk_b, &ratchet_a_pub));
+            send_primitives(kdf_ck, &mut ckr, &fields, &ad, &mut first)
         };
 
         g.bench_function("primitives_responder", |b| {
@@ -362,15 +469,22 @@ fn handshake(c: &mut Criterion) {
                 let dh3 = dh(&spk_b, &ek_a_pub);
                 let dh4 = dh(&opk_b, &ek_a_pub);
                 let kem_ss = mlkem1024::decapsulate(&kem_sk, black_box(&kem_ct));
-                let sk = derive_sk([&dh1, &dh2, &dh3, &dh4], &kem_ss);
+                let sk = derive_sk([&dh1, &dh2, &dh3, &dh4], &kem_ss, ek_a_pub.as_bytes());
                 // DH ratchet on the first message.
-                let (rk1, ckr) = kdf_rk(&sk, &dh(&spk_b, &ratchet_a_pub));
+                let (rk1, mut ckr) = kdf_rk(&sk, &dh(&spk_b, &ratchet_a_pub));
                 let (new_dhs, new_pub) = x25519_keygen(&mut rng);
                 let (rk2, cks) = kdf_rk(&rk1, &dh(&new_dhs, &ratchet_a_pub));
-                let (next_ckr, mk) = kdf_ck(&ckr);
                 let mut body = first;
-                open(&mk, &ad, &mut body, &first_tag);
-                (body, new_pub, rk2, cks, next_ckr)
+                receive_primitives(
+                    kdf_ck,
+                    &mut ckr,
+                    &fields,
+                    &ad,
+                    &mut body,
+                    &first_tag,
+                    &first_nonce,
+                );
+                (body, new_pub, rk2, cks, ckr)
             });
         });
     }
@@ -407,30 +521,46 @@ fn one_chain(c: &mut Criterion, group: &str, len: usize) {
 
     {
         let ad = [0x42u8; MESSAGE_AD_LEN];
+        let fields = [0x24u8; HEADER_FIELDS_LEN];
         let mut buf = vec![0u8; len];
         let mut ck_send = [0x11u8; 32];
         let mut ck_recv = ck_send;
+        // Per message: KDF_CK, synthetic nonce, seal; KDF_CK, open, synthetic nonce check.
         g.bench_function("primitives", |bench| {
             bench.iter(|| {
-                let (next, mk) = kdf_ck(&ck_send);
-                ck_send = next;
                 buf.copy_from_slice(black_box(&pt));
-                let tag = seal(&mk, &ad, &mut buf);
-                let (next, mk) = kdf_ck(&ck_recv);
-                ck_recv = next;
-                open(&mk, &ad, black_box(&mut buf), &tag);
+                let (tag, nonce) = send_primitives(kdf_ck, &mut ck_send, &fields, &ad, &mut buf);
+                receive_primitives(
+                    kdf_ck,
+                    &mut ck_recv,
+                    &fields,
+                    &ad,
+                    black_box(&mut buf),
+                    &tag,
+                    &nonce,
+                );
             });
         });
         // Same, with KDF_CK sharing the HMAC key schedule as Sealpost's implementation does.
         g.bench_function("primitives_shared_hmac_key", |bench| {
             bench.iter(|| {
-                let (next, mk) = kdf_ck_shared_key_schedule(&ck_send);
-                ck_send = next;
                 buf.copy_from_slice(black_box(&pt));
-                let tag = seal(&mk, &ad, &mut buf);
-                let (next, mk) = kdf_ck_shared_key_schedule(&ck_recv);
-                ck_recv = next;
-                open(&mk, &ad, black_box(&mut buf), &tag);
+                let (tag, nonce) = send_primitives(
+                    kdf_ck_shared_key_schedule,
+                    &mut ck_send,
+                    &fields,
+                    &ad,
+                    &mut buf,
+                );
+                receive_primitives(
+                    kdf_ck_shared_key_schedule,
+                    &mut ck_recv,
+                    &fields,
+                    &ad,
+                    black_box(&mut buf),
+                    &tag,
+                    &nonce,
+                );
             });
         });
     }
@@ -491,11 +621,12 @@ fn ping_pong(c: &mut Criterion) {
         assert_eq!(a.skipped_key_count() + b.skipped_key_count(), 0);
     }
 
-    // Per message: the sender's KDF_CK + seal; the receiver's DH ratchet (1 X25519 key
-    // generation, 2 DH, 2 KDF_RK) + KDF_CK + open. A real (if frameless) Double Ratchet,
-    // so every open has to verify.
+    // Per message: the sender's KDF_CK + synthetic nonce + seal; the receiver's DH ratchet
+    // (1 X25519 key generation, 2 DH, 2 KDF_RK) + KDF_CK + open + nonce check. A real (if
+    // frameless) Double Ratchet, so every open has to verify.
     {
         let ad = [0x42u8; MESSAGE_AD_LEN];
+        let fields = [0x24u8; HEADER_FIELDS_LEN];
         let (a_dhs, a_pub) = x25519_keygen(&mut rng);
         let (b_dhs, b_pub) = x25519_keygen(&mut rng);
         let sk = [0x33u8; 32];
@@ -523,17 +654,22 @@ fn ping_pong(c: &mut Criterion) {
                 let (from, to) = if turn == 0 { (a, b) } else { (b, a) };
                 turn ^= 1;
                 // Sender.
-                let (next, mk) = kdf_ck(&from.cks);
-                from.cks = next;
                 buf.copy_from_slice(black_box(&pt));
-                let tag = seal(&mk, &ad, &mut buf);
-                // Receiver: DH ratchet step, then KDF_CK and open.
+                let (tag, nonce) = send_primitives(kdf_ck, &mut from.cks, &fields, &ad, &mut buf);
+                // Receiver: DH ratchet step, then KDF_CK, open and nonce check.
                 let their = from.dhs_pub;
-                let (rk1, ckr) = kdf_rk(&to.rk, &dh(&to.dhs, &their));
+                let (rk1, mut ckr) = kdf_rk(&to.rk, &dh(&to.dhs, &their));
                 let (new_dhs, new_pub) = x25519_keygen(&mut rng);
                 let (rk2, cks) = kdf_rk(&rk1, &dh(&new_dhs, &their));
-                let (_next_ckr, mk) = kdf_ck(&ckr);
-                open(&mk, &ad, black_box(&mut buf), &tag);
+                receive_primitives(
+                    kdf_ck,
+                    &mut ckr,
+                    &fields,
+                    &ad,
+                    black_box(&mut buf),
+                    &tag,
+                    &nonce,
+                );
                 to.dhs = new_dhs;
                 to.dhs_pub = new_pub;
                 to.rk = rk2;
@@ -654,7 +790,7 @@ fn single_primitives(c: &mut Criterion) {
     let ad = [0x42u8; MESSAGE_AD_LEN];
     let mut buf = [0x61u8; SMALL];
     g.bench_function("chacha20poly1305_seal_100B", |b| {
-        b.iter(|| seal(&key, &ad, black_box(&mut buf)));
+        b.iter(|| seal(&key, &[0; 12], &ad, black_box(&mut buf)));
     });
     g.finish();
 }

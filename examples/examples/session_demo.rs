@@ -11,8 +11,9 @@
 
 use anyhow::{Context, Result, bail};
 use sealpost_session::{
-    AccountId, IdentityKeyPair, KemPreKeyKind, PickleKey, PreKeyStore, SafetyNumber, Session,
-    SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
+    AccountId, DeviceAddress, DeviceId, IdentityKeyPair, KemPreKeyKind, PickleKey, PreKeyStore,
+    SafetyNumber, Session, SessionAddresses, SessionConfig, SessionMessage, VerifiedBundle,
+    initiate, respond,
 };
 use std::io::Write;
 
@@ -58,14 +59,28 @@ pub fn run(out: &mut impl Write) -> Result<()> {
     let customer_account = AccountId::new("+15550100999")?;
     let customer = IdentityKeyPair::generate(&mut rng);
     let bundle = VerifiedBundle::verify(&sealpost_wire::PreKeyBundle::decode(&bundle_bytes)?)?;
-    let mut c = initiate(&mut rng, &customer, &bundle, config)?;
+    // Every session is bound to both device addresses (they enter the handshake's
+    // associated data), so a relay that relabels sender or recipient breaks decryption.
+    let shop_device = DeviceAddress::new(shop_account.clone(), DeviceId(1));
+    let customer_device = DeviceAddress::new(customer_account.clone(), DeviceId(1));
+    let to_shop = SessionAddresses::new(customer_device.clone(), shop_device.clone());
+    let mut c = initiate(&mut rng, &customer, &to_shop, &bundle, config)?;
 
     let first = c.encrypt(b"Hi! Where is my order #4471?")?.encode();
     show(out, "customer -> shop", &first)?;
     let SessionMessage::PreKey(pkm) = SessionMessage::decode(&first)? else {
         bail!("the first message must be a prekey message");
     };
-    let (mut s, text) = respond(&mut rng, &shop, &mut shop_prekeys, &pkm, config)?;
+    // The relay says the customer's device sent it: that is the sender the shop expects.
+    let from_customer = SessionAddresses::new(shop_device, customer_device);
+    let (mut s, text) = respond(
+        &mut rng,
+        &shop,
+        &from_customer,
+        &mut shop_prekeys,
+        &pkm,
+        config,
+    )?;
     writeln!(out, "shop reads: {}", String::from_utf8_lossy(&text))?;
 
     let reply = s.encrypt(b"It left our warehouse this morning.")?.encode();

@@ -16,8 +16,8 @@ use crate::store::{
 };
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{
-    IdentityKey, IdentityKeyPair, KemPreKeyKind, SafetyNumber, SessionConfig, SessionMessage,
-    VerifiedBundle, initiate, respond,
+    IdentityKey, IdentityKeyPair, KemPreKeyKind, SafetyNumber, Session, SessionAddresses,
+    SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
 };
 use sealpost_wire::relay::{
     Delivery, DeviceInfo, MAX_KEM_PER_UPLOAD, MAX_ONE_TIME_PER_UPLOAD, OutgoingEnvelope,
@@ -260,35 +260,54 @@ impl Engine {
         let Ok(msg) = SessionMessage::decode(&d.envelope) else {
             return Ok(Processed::Rejected("envelope is not a session message"));
         };
-        let sessions = self.store.sessions(&d.sender)?;
+        let mut sessions = self.store.sessions(&d.sender)?;
         let mut rng = rand::rng();
         let mut batch = Batch::new();
-        // (index into `sessions` or None for a new session, the session, the plaintext)
+        // A session only ever receives from the address it is bound to (the handshake
+        // authenticated it): a relay-claimed sender that differs is rejected, never
+        // re-attributed. Sessions are stored per address, so this only trips on a store
+        // that disagrees with its sessions.
+        let bound_to_sender = |s: &Session| s.remote_address() == Some(&d.sender);
+        // The existing session that decrypted (its index), or a new one from a handshake.
+        let mut new_session: Option<Session> = None;
+        // (index into `sessions`, or None for `new_session`; the plaintext)
         let found = match &msg {
             SessionMessage::PreKey(p) => {
+                // Routing compares the exact base-key bytes (Session::matches); a re-encoded
+                // base key finds no session and its handshake fails authentication.
                 if let Some(i) = sessions.iter().position(|(_, s)| s.matches(p)) {
-                    let Some((_, s)) = sessions.get(i) else {
+                    let Some((_, s)) = sessions.get_mut(i) else {
                         return Err(ClientError::Internal("session index".into()));
                     };
-                    let mut s = s.clone();
+                    if !bound_to_sender(s) {
+                        return Ok(Processed::Rejected(
+                            "claimed sender differs from the session's bound address",
+                        ));
+                    }
+                    // Decryption is transactional: on failure the session is unchanged.
                     match s.decrypt(&mut rng, &msg) {
-                        Ok(pt) => Some((Some(i), s, Zeroizing::new(pt))),
+                        Ok(pt) => Some((Some(i), Zeroizing::new(pt))),
                         Err(_) => None,
                     }
                 } else {
                     let Some(mut state) = self.store.prekeys()? else {
                         return Ok(Processed::Rejected("no prekeys to answer a handshake"));
                     };
+                    // The relay-claimed sender is the expected sender: the handshake fails
+                    // unless the initiator bound exactly this address.
+                    let addresses = SessionAddresses::new(self.address.clone(), d.sender.clone());
                     match respond(
                         &mut rng,
                         &self.identity,
+                        &addresses,
                         &mut state.keys,
                         p,
                         self.session_config,
                     ) {
                         Ok((s, pt)) => {
                             self.store.put_prekeys(&mut batch, &state);
-                            Some((None, s, Zeroizing::new(pt)))
+                            new_session = Some(s);
+                            Some((None, Zeroizing::new(pt)))
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "prekey message rejected");
@@ -297,15 +316,26 @@ impl Engine {
                     }
                 }
             }
-            SessionMessage::Ratchet(_) => sessions.iter().enumerate().find_map(|(i, (_, s))| {
-                let mut s = s.clone();
-                s.decrypt(&mut rng, &msg)
-                    .ok()
-                    .map(|pt| (Some(i), s, Zeroizing::new(pt)))
-            }),
+            SessionMessage::Ratchet(_) => sessions
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, (_, s))| bound_to_sender(s))
+                .find_map(|(i, (_, s))| {
+                    s.decrypt(&mut rng, &msg)
+                        .ok()
+                        .map(|pt| (Some(i), Zeroizing::new(pt)))
+                }),
         };
-        let Some((index, session, plaintext)) = found else {
+        let Some((index, plaintext)) = found else {
             return Ok(Processed::Rejected("no session decrypts the message"));
+        };
+        let session = match (index, &new_session) {
+            (Some(i), _) => sessions.get(i).map(|(_, s)| s),
+            (None, Some(s)) => Some(s),
+            (None, None) => None,
+        };
+        let Some(session) = session else {
+            return Err(ClientError::Internal("session index".into()));
         };
         let Ok((inner_id, body)) = decode_content(&plaintext) else {
             return Ok(Processed::Rejected("content does not decode"));
@@ -338,7 +368,7 @@ impl Engine {
             _ => None,
         };
         self.store
-            .put_session(&mut batch, &d.sender, seq, &session)?;
+            .put_session(&mut batch, &d.sender, seq, session)?;
         if index.is_none() {
             self.store.prune_sessions(
                 &mut batch,
@@ -450,18 +480,30 @@ impl Engine {
         account == &self.address.account && device == self.address.device
     }
 
-    /// The devices of `account` this device has sessions with (never itself).
+    /// Whether this device has a session it can send on with `address`. A legacy session
+    /// (loaded from version-1 state) does not count: it cannot encrypt, so the device is
+    /// treated as having no session and gets a new (version 2) handshake; its contact record
+    /// and identity stay, so no safety-number change is reported.
+    fn has_usable_session(&self, address: &DeviceAddress) -> Result<bool, ClientError> {
+        Ok(self
+            .store
+            .sessions(address)?
+            .iter()
+            .any(|(_, s)| !s.is_legacy()))
+    }
+
+    /// The devices of `account` this device has usable sessions with (never itself).
     pub(crate) fn recipient_devices(
         &self,
         account: &AccountId,
     ) -> Result<Vec<DeviceId>, ClientError> {
-        Ok(self
-            .store
-            .contacts(account)?
-            .into_iter()
-            .map(|c| c.address.device)
-            .filter(|d| !self.is_self(account, *d))
-            .collect())
+        let mut out = Vec::new();
+        for c in self.store.contacts(account)? {
+            if !self.is_self(account, c.address.device) && self.has_usable_session(&c.address)? {
+                out.push(c.address.device);
+            }
+        }
+        Ok(out)
     }
 
     /// Encrypts the entry's content for every device in `devices` that has no envelope yet,
@@ -490,7 +532,13 @@ impl Engine {
                 continue;
             }
             let address = DeviceAddress::new(entry.recipient.clone(), *device);
-            let Some((seq, mut session)) = self.store.sessions(&address)?.into_iter().next() else {
+            // The newest session that can encrypt (legacy sessions cannot).
+            let Some((seq, mut session)) = self
+                .store
+                .sessions(&address)?
+                .into_iter()
+                .find(|(_, s)| !s.is_legacy())
+            else {
                 return Err(ClientError::NoDevices);
             };
             if seq < sender.sendable_from {
@@ -549,16 +597,23 @@ impl Engine {
         listed: &[DeviceInfo],
     ) -> Result<Vec<u32>, ClientError> {
         let known = self.store.contacts(account)?;
-        Ok(listed
-            .iter()
-            .filter(|d| !self.is_self(account, DeviceId(d.device_id)))
-            .filter(|d| {
-                !known.iter().any(|c| {
-                    c.address.device.0 == d.device_id && c.identity.to_wire() == d.identity
-                })
-            })
-            .map(|d| d.device_id)
-            .collect())
+        let mut missing = Vec::new();
+        for d in listed {
+            if self.is_self(account, DeviceId(d.device_id)) {
+                continue;
+            }
+            let have = match known
+                .iter()
+                .find(|c| c.address.device.0 == d.device_id && c.identity.to_wire() == d.identity)
+            {
+                Some(c) => self.has_usable_session(&c.address)?,
+                None => false,
+            };
+            if !have {
+                missing.push(d.device_id);
+            }
+        }
+        Ok(missing)
     }
 
     /// Applies what the relay said about an account's devices: with `listed`, forgets
@@ -594,9 +649,11 @@ impl Engine {
             if self.is_self(account, device) {
                 continue;
             }
+            let address = DeviceAddress::new(account.clone(), device);
             if remaining
                 .iter()
                 .any(|c| c.address.device == device && c.identity.to_wire() == bundle.identity)
+                && self.has_usable_session(&address)?
             {
                 continue;
             }
@@ -618,14 +675,20 @@ impl Engine {
                     continue;
                 }
             };
-            let session = match initiate(&mut rng, &self.identity, &verified, self.session_config) {
+            let addresses = SessionAddresses::new(self.address.clone(), address.clone());
+            let session = match initiate(
+                &mut rng,
+                &self.identity,
+                &addresses,
+                &verified,
+                self.session_config,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(device = bundle.device_id, error = %e, "cannot start a session; skipped");
                     continue;
                 }
             };
-            let address = DeviceAddress::new(account.clone(), device);
             if let Some(ev) =
                 self.note_identity(&mut batch, &address, verified.identity(), &known, now_ms)?
             {
@@ -916,6 +979,130 @@ mod tests {
         assert_eq!(
             text_of(bob.process_delivery(&x.remove(0), 10).unwrap()),
             "z"
+        );
+    }
+
+    /// Issue 11: a relay that relabels the sender of Alice's first message as Mallory (whom
+    /// Bob knows) gets nothing attributed to Mallory, no identity change and no
+    /// `SafetyNumberChanged`; the genuine delivery is still accepted afterwards.
+    #[test]
+    fn relabelled_sender_is_rejected_and_changes_no_identity() {
+        let alice = engine("+15550000001", 1);
+        let bob = engine("+15550000002", 1);
+        let mallory = engine("+15550000003", 1);
+        let b_bundle = bundle(&bob);
+        bob.apply_refresh(&mallory.address.account, None, &[bundle(&mallory)], 1)
+            .unwrap();
+        let mallory_identity = mallory.identity.public();
+        let stored = |b: &Engine| b.store.contact(&mallory.address).unwrap().unwrap().identity;
+        assert_eq!(stored(&bob), mallory_identity);
+        alice
+            .apply_refresh(&bob.address.account, None, &[b_bundle], 1)
+            .unwrap();
+        let mut sid = 0;
+        let mut d = send(&alice, &bob, "pay 100 EUR", &mut sid);
+        let genuine = d[0].clone();
+        d[0].sender = mallory.address.clone();
+        assert!(matches!(
+            bob.process_delivery(&d[0], 10).unwrap(),
+            Processed::Rejected(_)
+        ));
+        assert_eq!(stored(&bob), mallory_identity, "Mallory's identity changed");
+        assert!(
+            bob.store
+                .history(&mallory.address.account, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // The same envelope under its real sender is Alice's message.
+        assert_eq!(
+            text_of(bob.process_delivery(&genuine, 10).unwrap()),
+            "pay 100 EUR"
+        );
+        // A later message relabelled as Mallory is rejected too.
+        let mut later = send(&alice, &bob, "and again", &mut sid);
+        later[0].sender = mallory.address.clone();
+        assert!(matches!(
+            bob.process_delivery(&later[0], 10).unwrap(),
+            Processed::Rejected(_)
+        ));
+        assert_eq!(stored(&bob), mallory_identity);
+    }
+
+    /// The version-1 state encoding of a fresh version-2 initiator session (no skipped
+    /// keys): no addresses, no stored ratchet public key.
+    fn as_version_1(session: &Session) -> Vec<u8> {
+        let v2 = sealpost_session::hazmat::to_state_bytes(session);
+        assert_eq!(v2[0], 2);
+        let local_len = 1 + usize::from(v2[137]) + 4;
+        let remote_len = 1 + usize::from(v2[137 + local_len]) + 4;
+        let b = 137 + local_len + remote_len;
+        let pending = if v2[b + 33] == 1 { 1581 } else { 0 };
+        let p = b + 34 + pending;
+        assert_eq!(v2[v2.len() - 4..], [0, 0, 0, 0], "no skipped keys");
+        let mut v1 = vec![1];
+        v1.extend_from_slice(&v2[1..137]);
+        v1.extend_from_slice(&v2[b..p + 32]);
+        v1.extend_from_slice(&v2[p + 64..]);
+        v1
+    }
+
+    /// A session loaded from version-1 state is never used to send: the device counts as
+    /// having no session, a new handshake replaces it, with no safety-number change.
+    #[test]
+    fn legacy_session_is_replaced_by_a_new_handshake() {
+        let alice = engine("+15550000001", 1);
+        let bob = engine("+15550000002", 1);
+        let b_bundle = bundle(&bob);
+        alice
+            .apply_refresh(
+                &bob.address.account,
+                None,
+                std::slice::from_ref(&b_bundle),
+                1,
+            )
+            .unwrap();
+        let peer = DeviceAddress::new(bob.address.account.clone(), DeviceId(1));
+        let (_, session) = alice.store.sessions(&peer).unwrap().remove(0);
+        let legacy = sealpost_session::hazmat::from_state_bytes(&as_version_1(&session)).unwrap();
+        assert!(legacy.is_legacy());
+        let mut batch = Batch::new();
+        alice.store.delete_sessions(&mut batch, &peer);
+        alice
+            .store
+            .put_session(&mut batch, &peer, None, &legacy)
+            .unwrap();
+        alice.store.commit(batch).unwrap();
+
+        assert!(
+            alice
+                .recipient_devices(&bob.address.account)
+                .unwrap()
+                .is_empty()
+        );
+        let listed = vec![DeviceInfo {
+            device_id: 1,
+            identity: bob.identity.public().to_wire(),
+        }];
+        assert_eq!(
+            alice
+                .missing_devices(&bob.address.account, &listed)
+                .unwrap(),
+            vec![1]
+        );
+        let events = alice
+            .apply_refresh(&bob.address.account, Some(&listed), &[b_bundle], 2)
+            .unwrap();
+        assert!(events.is_empty(), "no safety-number change: {events:?}");
+        assert_eq!(
+            alice.recipient_devices(&bob.address.account).unwrap(),
+            vec![DeviceId(1)]
+        );
+        let mut sid = 0;
+        let d = send(&alice, &bob, "after the upgrade", &mut sid);
+        assert_eq!(
+            text_of(bob.process_delivery(&d[0], 3).unwrap()),
+            "after the upgrade"
         );
     }
 

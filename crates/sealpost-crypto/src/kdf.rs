@@ -59,6 +59,26 @@ pub fn hmac_sha256_pair(
     )
 }
 
+/// Three 32-byte HMAC outputs, zeroized on drop.
+pub type HmacTriple = (
+    Zeroizing<[u8; HASH_LEN]>,
+    Zeroizing<[u8; HASH_LEN]>,
+    Zeroizing<[u8; HASH_LEN]>,
+);
+
+/// HMAC-SHA256 of three one-byte messages under the same key, sharing the key schedule:
+/// returns `(HMAC(key, [a]), HMAC(key, [b]), HMAC(key, [c]))`. This is KDF_CK of session
+/// protocol version 2 (message key, next chain key, nonce key).
+pub fn hmac_sha256_triple(key: &[u8; HASH_LEN], a: u8, b: u8, c: u8) -> HmacTriple {
+    let keyed = new_hmac(key);
+    let run = |m: u8| {
+        let mut mac = keyed.clone();
+        mac.update(&[m]);
+        Zeroizing::new(<[u8; HASH_LEN]>::from(mac.finalize().into_bytes()))
+    };
+    (run(a), run(b), run(c))
+}
+
 /// Verifies `tag` against HMAC-SHA256(key, message) in constant time. Only full 32-byte
 /// tags are accepted: a truncated tag is an error, never a prefix match.
 pub fn hmac_sha256_verify(key: &[u8], message: &[u8], tag: &[u8]) -> Result<(), CryptoError> {

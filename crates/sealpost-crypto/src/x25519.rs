@@ -69,6 +69,17 @@ impl X25519Secret {
         Self::from_dalek(secret)
     }
 
+    /// Restores a secret key together with its public key as stored beside it, without
+    /// the scalar multiplication that [`X25519Secret::from_bytes`] spends recomputing it.
+    /// Only for state whose integrity is already authenticated (an AEAD-sealed pickle):
+    /// a public key that does not match the secret would make this key's agreements
+    /// disagree with the peer's, so use [`X25519Secret::from_bytes`] for anything else.
+    pub fn from_bytes_with_public(mut bytes: [u8; X25519_LEN], public: X25519Public) -> Self {
+        let secret = x25519_dalek::StaticSecret::from(bytes);
+        bytes.zeroize();
+        Self { secret, public }
+    }
+
     fn from_dalek(secret: x25519_dalek::StaticSecret) -> Self {
         let public = X25519Public(x25519_dalek::PublicKey::from(&secret).to_bytes());
         Self { secret, public }

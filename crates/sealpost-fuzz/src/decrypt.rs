@@ -3,6 +3,7 @@
 use crate::fixture::{Genuine, fixture};
 use crate::input::{ByteSource, rng_from};
 use rand::rngs::StdRng;
+use sealpost_session::hazmat;
 use sealpost_session::{DecryptError, Session, SessionMessage};
 use sealpost_wire::RatchetMessage;
 
@@ -41,13 +42,13 @@ fn attempt(
     bytes: &[u8],
     genuine: &[Genuine],
 ) -> Option<usize> {
-    let before = session.to_state_bytes();
+    let before = hazmat::to_state_bytes(session);
     let awaiting = session.awaiting_reply();
     let decoded = SessionMessage::decode(bytes);
     match session.decrypt_bytes(rng, bytes) {
         Ok(plaintext) => {
             let msg = decoded.expect("decrypt_bytes accepted bytes that do not decode");
-            let reference = Session::from_state_bytes(&before).expect("state round-trips");
+            let reference = hazmat::from_state_bytes(&before).expect("state round-trips");
             let idx = genuine
                 .iter()
                 .position(|g| {
@@ -69,7 +70,7 @@ fn attempt(
                 "Decode error iff the bytes do not decode (got {e:?})"
             );
             assert_eq!(
-                session.to_state_bytes(),
+                hazmat::to_state_bytes(session),
                 before,
                 "failed decrypt changed the state ({e:?})"
             );
@@ -150,7 +151,7 @@ pub fn decrypt_arbitrary_outcome(data: &[u8]) -> DecryptOutcome {
 
     let mut raw_accepted = false;
     for (session, genuine) in [(&f.a1, &f.to_a), (&f.b1, &f.to_b)] {
-        let mut s = session.clone();
+        let mut s = crate::fixture::dup(session);
         raw_accepted |= attempt(&mut s, &mut rng, data, genuine).is_some();
     }
 
@@ -167,7 +168,7 @@ pub fn decrypt_arbitrary_outcome(data: &[u8]) -> DecryptOutcome {
         mutate(&mut bytes, &mut src);
     }
 
-    let mut s = session.clone();
+    let mut s = crate::fixture::dup(session);
     let accepted = attempt(&mut s, &mut rng, &bytes, genuine);
     if bytes == g.bytes {
         assert_eq!(
@@ -176,7 +177,7 @@ pub fn decrypt_arbitrary_outcome(data: &[u8]) -> DecryptOutcome {
             "an unmodified genuine message was rejected"
         );
     }
-    let before = s.to_state_bytes();
+    let before = hazmat::to_state_bytes(&s);
     match (accepted == Some(which), s.decrypt_bytes(&mut rng, &g.bytes)) {
         (false, Ok(pt)) => assert_eq!(pt, g.plaintext),
         (false, Err(e)) => panic!("genuine message {which} rejected: {e:?}"),
@@ -186,7 +187,7 @@ pub fn decrypt_arbitrary_outcome(data: &[u8]) -> DecryptOutcome {
                 matches!(e, DecryptError::Duplicate { .. }),
                 "replay gave {e:?}"
             );
-            assert_eq!(s.to_state_bytes(), before);
+            assert_eq!(hazmat::to_state_bytes(&s), before);
         }
     }
     DecryptOutcome {

@@ -1,12 +1,13 @@
 //! Deterministic key material and sessions shared by the targets and the seed generator.
 //!
 //! Everything here is derived from fixed seeds, built once per process ([`fixture`]) and
-//! cloned by the targets, so a target's behaviour depends only on its input.
+//! copied (through the state encoding, [`dup`]) by the targets, so a target's behaviour depends only on its input.
 
 use crate::input::rng_from;
 use sealpost_session::{
-    AccountId, IdentityKeyPair, KemPreKeyKind, PickleKey, PreKeyBundle, PreKeyStore, SafetyNumber,
-    Session, SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
+    AccountId, DeviceAddress, DeviceId, IdentityKeyPair, KemPreKeyKind, PickleKey, PreKeyBundle,
+    PreKeyStore, SafetyNumber, Session, SessionAddresses, SessionConfig, SessionMessage,
+    VerifiedBundle, hazmat, initiate, respond,
 };
 use sealpost_wire::{KemPreKeyPublic, SignedPreKeyPublic};
 use std::sync::OnceLock;
@@ -19,6 +20,37 @@ pub const MAX_SKIP: u32 = 16;
 pub const MAX_SKIPPED_KEYS: u32 = 32;
 /// Bob's device id in his bundles.
 pub const BOB_DEVICE: u32 = 7;
+
+/// Alice's device address (the sender every handshake seed and target assumes).
+pub fn alice_address() -> DeviceAddress {
+    DeviceAddress::new(
+        AccountId::new("+15550000001").expect("account"),
+        DeviceId(1),
+    )
+}
+
+/// Bob's address for the device with id `device`.
+pub fn bob_address(device: u32) -> DeviceAddress {
+    DeviceAddress::new(
+        AccountId::new("+15550000002").expect("account"),
+        DeviceId(device),
+    )
+}
+
+/// Alice's side of a session with Bob's device `device`.
+pub fn to_bob(device: u32) -> SessionAddresses {
+    SessionAddresses::new(alice_address(), bob_address(device))
+}
+
+/// Bob's side: himself (device [`BOB_DEVICE`]), expecting Alice as the sender.
+pub fn from_alice() -> SessionAddresses {
+    SessionAddresses::new(bob_address(BOB_DEVICE), alice_address())
+}
+
+/// A copy of a session through its state encoding (sessions are not `Clone`).
+pub fn dup(s: &Session) -> Session {
+    hazmat::from_state_bytes(&hazmat::to_state_bytes(s)).expect("state round-trips")
+}
 
 /// The limits every fixture session uses.
 pub fn config() -> SessionConfig {
@@ -135,16 +167,18 @@ fn build() -> Fixture {
     let verified = VerifiedBundle::verify(&bundle).expect("fixture bundle verifies");
     let mut rng = rng_from(b"fixture", b"handshake");
 
-    let mut a0 = initiate(&mut rng, &alice, &verified, config()).expect("initiate");
+    let mut a0 =
+        initiate(&mut rng, &alice, &to_bob(BOB_DEVICE), &verified, config()).expect("initiate");
     let m0 = send(&mut a0, "m0: hello Bob");
     let SessionMessage::PreKey(pkm) = SessionMessage::decode(&m0.bytes).expect("decode m0") else {
         panic!("first message is not a prekey message");
     };
-    let (b0, text) = respond(&mut rng, &bob, &mut store, &pkm, config()).expect("respond");
+    let (b0, text) =
+        respond(&mut rng, &bob, &from_alice(), &mut store, &pkm, config()).expect("respond");
     assert_eq!(text, m0.plaintext);
 
-    let mut a1 = a0.clone();
-    let mut b1 = b0.clone();
+    let mut a1 = dup(&a0);
+    let mut b1 = dup(&b0);
     let m1 = send(&mut a1, "m1: still a prekey message");
     let m2 = send(&mut a1, "m2: so is this");
     let r: Vec<Genuine> = (0..4)

@@ -1,6 +1,6 @@
 //! `handshake_respond`: Bob's side of the handshake on arbitrary prekey messages.
 
-use crate::fixture::{bob_store, config, fixture};
+use crate::fixture::{bob_store, config, fixture, from_alice};
 use crate::input::rng_from;
 use sealpost_session::{
     HandshakeError, IdentityKey, PreKeyMessage, PreKeyStore, Role, SessionMessage, respond,
@@ -66,7 +66,8 @@ pub fn handshake_respond(data: &[u8]) {
     let mut rng = rng_from(b"handshake_respond", data);
 
     let expected = expected_lookup_error(&msg);
-    match respond(&mut rng, &f.bob, store, &msg, config()) {
+    // The relay claims Alice's address as the sender (seeds are built that way).
+    match respond(&mut rng, &f.bob, &from_alice(), store, &msg, config()) {
         Err(e) => {
             assert_eq!(
                 counts(store),
@@ -96,7 +97,7 @@ pub fn handshake_respond(data: &[u8]) {
             let reply = session.encrypt(b"reply").expect("responder encrypts");
             assert!(matches!(reply, SessionMessage::Ratchet(_)));
 
-            let replay = respond(&mut rng, &f.bob, store, &msg, config());
+            let replay = respond(&mut rng, &f.bob, &from_alice(), store, &msg, config());
             assert_eq!(counts(store), after, "replayed handshake changed the store");
             match (used_opk, used_kem, replay) {
                 (true, _, Err(HandshakeError::OneTimePreKeyReused(id))) => {

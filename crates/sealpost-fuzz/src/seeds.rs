@@ -4,11 +4,14 @@
 //! checks that the committed files still contain every seed generated here (so a change
 //! of an encoding is noticed) and replays all of them through their targets.
 
-use crate::fixture::{MAX_SKIP, bob_store, config, fixture, identity, pickle_key, safety};
+use crate::fixture::{
+    BOB_DEVICE, MAX_SKIP, bob_store, config, fixture, identity, pickle_key, safety, to_bob,
+};
 use crate::input::rng_from;
 use crate::relay::RelayOp;
 use crate::stateful::Op;
 use rand::RngExt;
+use sealpost_session::hazmat;
 use sealpost_session::{Session, SessionMessage, VerifiedBundle, initiate};
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId, RatchetMessage, Writer};
 
@@ -62,6 +65,7 @@ fn session_messages() -> Vec<Seed> {
         ratchet_key: [9; 32],
         previous_chain_length: 1,
         message_number: 2,
+        nonce: [3; 12],
         ciphertext: vec![0; 16],
     };
     v.push(seed(t, "ratchet-shortest", shortest.encode()));
@@ -316,24 +320,32 @@ fn pickles() -> Vec<Seed> {
     let t = "unpickle";
     let salt = [0x11; 32];
     vec![
-        seed(t, "state-alice-awaiting", f.a0.to_state_bytes().to_vec()),
-        seed(t, "state-bob-fresh", f.b0.to_state_bytes().to_vec()),
-        seed(t, "state-alice-skipped", f.a1.to_state_bytes().to_vec()),
-        seed(t, "state-bob-sent", f.b1.to_state_bytes().to_vec()),
+        seed(
+            t,
+            "state-alice-awaiting",
+            hazmat::to_state_bytes(&f.a0).to_vec(),
+        ),
+        seed(t, "state-bob-fresh", hazmat::to_state_bytes(&f.b0).to_vec()),
+        seed(
+            t,
+            "state-alice-skipped",
+            hazmat::to_state_bytes(&f.a1).to_vec(),
+        ),
+        seed(t, "state-bob-sent", hazmat::to_state_bytes(&f.b1).to_vec()),
         seed(
             t,
             "pickle-alice-awaiting",
-            f.a0.pickle_with_salt(&pickle_key(), &salt),
+            hazmat::pickle_with_salt(&f.a0, &pickle_key(), &salt),
         ),
         seed(
             t,
             "pickle-alice-skipped",
-            f.a1.pickle_with_salt(&pickle_key(), &salt),
+            hazmat::pickle_with_salt(&f.a1, &pickle_key(), &salt),
         ),
         seed(
             t,
             "pickle-bob-sent",
-            f.b1.pickle_with_salt(&pickle_key(), &salt),
+            hazmat::pickle_with_salt(&f.b1, &pickle_key(), &salt),
         ),
     ]
 }
@@ -355,7 +367,9 @@ fn handshakes() -> Vec<Seed> {
         .map(|(name, who, opk, kem)| {
             let bundle = VerifiedBundle::verify(&p.bundle(&f.bob, opk, kem)).expect("bundle");
             let mut rng = rng_from(b"seeds/handshake", name.as_bytes());
-            let mut s: Session = initiate(&mut rng, who, &bundle, config()).expect("initiate");
+            // Every initiator claims Alice's address, the sender the target expects.
+            let mut s: Session =
+                initiate(&mut rng, who, &to_bob(BOB_DEVICE), &bundle, config()).expect("initiate");
             let msg = s.encrypt(name.as_bytes()).expect("encrypt");
             assert!(matches!(msg, SessionMessage::PreKey(_)));
             seed(t, name, msg.encode())
@@ -986,13 +1000,9 @@ fn pin_recovery() -> Vec<Seed> {
 }
 
 fn pin_local_verifiers() -> Vec<Seed> {
-    use sealpost_pin::{
-        normalize::normalize,
-        reminder::{LocalVerifier, ReminderState},
-        stretch::Argon2Params,
-    };
+    use sealpost_pin::{normalize::normalize, reminder::ReminderState, stretch::Argon2Params};
     let t = "pin_local_verifier";
-    let v = LocalVerifier::create_with_salt(
+    let v = sealpost_pin::hazmat::local_verifier_with_salt(
         &normalize("123456").expect("pin"),
         &Argon2Params::testing(),
         [0x5a; 16],

@@ -7,6 +7,7 @@ use crate::decrypt::{mutate, ratchet_part, same_content};
 use crate::fixture::{MAX_SKIP, MAX_SKIPPED_KEYS, fixture, pickle_key, wrong_pickle_key};
 use crate::input::{ByteSource, rng_from};
 use rand::rngs::StdRng;
+use sealpost_session::hazmat;
 use sealpost_session::{DecryptError, Session, SessionMessage};
 use std::collections::VecDeque;
 
@@ -306,7 +307,7 @@ impl World {
         };
         Self {
             stats: Stats::default(),
-            sessions: [f.a0.clone(), f.b0.clone()],
+            sessions: [crate::fixture::dup(&f.a0), crate::fixture::dup(&f.b0)],
             models: [alice, bob],
             sent: vec![m0_sent],
             in_flight: Vec::new(),
@@ -380,7 +381,7 @@ impl World {
     fn deliver_as(&mut self, id: usize, to: usize, bytes: &[u8], prekey: bool) {
         let msg = &self.sent[id];
         let expect = self.models[to].receive(prekey, msg.ratchet_key, msg.pn, msg.n);
-        let before = self.sessions[to].to_state_bytes();
+        let before = hazmat::to_state_bytes(&self.sessions[to]);
         let result = self.sessions[to].decrypt_bytes(&mut self.rng, bytes);
         let ctx = || format!("message {id} ({} -> {})", NAMES[msg.from], NAMES[to]);
         let st = &mut self.stats;
@@ -409,7 +410,7 @@ impl World {
         st.max_skipped_keys = st.max_skipped_keys.max(self.models[to].skipped.len());
         if let Err(e) = &result {
             assert_eq!(
-                self.sessions[to].to_state_bytes(),
+                hazmat::to_state_bytes(&self.sessions[to]),
                 before,
                 "{}: failed decrypt ({e:?}) changed the state",
                 ctx()
@@ -449,13 +450,13 @@ impl World {
             }
             decoded => {
                 let s = &mut self.sessions[to];
-                let before = s.to_state_bytes();
+                let before = hazmat::to_state_bytes(s);
                 let awaiting = s.awaiting_reply();
                 match s.decrypt_bytes(&mut self.rng, &bytes) {
                     Ok(_) => panic!("tampered message {id} accepted: {bytes:02x?}"),
                     Err(e) => {
                         assert_eq!(decoded.is_err(), matches!(e, DecryptError::Decode(_)));
-                        assert_eq!(s.to_state_bytes(), before, "tampering changed state");
+                        assert_eq!(hazmat::to_state_bytes(s), before, "tampering changed state");
                         assert_eq!(s.awaiting_reply(), awaiting);
                         self.stats.tamper_rejected += 1;
                     }
@@ -466,11 +467,15 @@ impl World {
 
     fn pickle(&mut self, p: usize) {
         let s = &self.sessions[p];
-        let state = s.to_state_bytes();
+        let state = hazmat::to_state_bytes(s);
         let pickle = s.pickle(&mut self.rng, &pickle_key());
         assert!(Session::unpickle(&pickle, &wrong_pickle_key()).is_err());
         let restored = Session::unpickle(&pickle, &pickle_key()).expect("own pickle opens");
-        assert_eq!(restored.to_state_bytes(), state, "pickle round trip");
+        assert_eq!(
+            hazmat::to_state_bytes(&restored),
+            state,
+            "pickle round trip"
+        );
         assert_eq!(restored.role(), s.role());
         assert_eq!(restored.config(), s.config());
         self.sessions[p] = restored;

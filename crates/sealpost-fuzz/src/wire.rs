@@ -74,7 +74,8 @@ pub fn decode_bundle(data: &[u8]) {
     // this point (e.g. with a small-order one-time prekey).
     let f = fixture();
     let mut rng = rng_from(b"decode_bundle", data);
-    match initiate(&mut rng, &f.alice, &verified, config()) {
+    let addresses = crate::fixture::to_bob(bundle.device_id);
+    match initiate(&mut rng, &f.alice, &addresses, &verified, config()) {
         Ok(mut session) => {
             assert!(session.awaiting_reply());
             let msg = session.encrypt(b"hello").expect("a fresh session encrypts");

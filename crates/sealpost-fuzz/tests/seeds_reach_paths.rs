@@ -59,14 +59,14 @@ fn decrypt_seeds_reach_every_outcome() {
 
 #[test]
 fn handshake_and_bundle_seeds_are_valid() {
-    use sealpost_fuzz::fixture::{bob_store, config, fixture};
+    use sealpost_fuzz::fixture::{bob_store, config, fixture, from_alice};
     use sealpost_session::{PreKeyBundle, PreKeyMessage, VerifiedBundle, respond};
     let f = fixture();
     for s in seeds_of("handshake_respond") {
         let msg = PreKeyMessage::decode(&s.bytes).expect("seed decodes");
         let (mut store, _) = bob_store(&f.bob);
         let mut rng = sealpost_fuzz::input::rng_from(b"test", &s.bytes);
-        let result = respond(&mut rng, &f.bob, &mut store, &msg, config());
+        let result = respond(&mut rng, &f.bob, &from_alice(), &mut store, &msg, config());
         assert!(result.is_ok(), "{}: {result:?}", s.name);
     }
     for s in seeds_of("decode_bundle") {

@@ -57,6 +57,8 @@
 
 mod codec;
 mod error;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 pub mod normalize;
 pub mod oprf;
 pub mod reminder;

@@ -349,9 +349,10 @@ pub fn verify_proof(
 pub struct Blind(Scalar);
 
 impl Blind {
-    /// Parses a canonical non-zero scalar. For deterministic tests and vectors only: real
-    /// clients use [`blind`], which draws it from the RNG.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PinError> {
+    /// Parses a canonical non-zero scalar. For deterministic tests and vectors only
+    /// (`hazmat::blind_from_bytes`): real clients use [`blind`], which draws it from the RNG.
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))]
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, PinError> {
         let s = decode_scalar(bytes, "blind")?;
         if s == Scalar::ZERO {
             return Err(PinError::InvalidScalar);
@@ -396,8 +397,8 @@ pub fn blind<R: CryptoRng + ?Sized>(
     Ok((b, e))
 }
 
-/// `Blind` with a caller-chosen blind (see [`Blind::from_bytes`]).
-pub fn blind_with(input: &[u8], blind: &Blind) -> Result<BlindedElement, PinError> {
+/// `Blind` with a caller-chosen blind (`hazmat::blind_with`).
+pub(crate) fn blind_with(input: &[u8], blind: &Blind) -> Result<BlindedElement, PinError> {
     check_input(input)?;
     let p = hash_to_group(&[input]);
     // HashToGroup hitting the identity is negligible, but RFC 9497 says to reject it.

@@ -66,8 +66,9 @@ impl LocalVerifier {
         Self::create_with_salt(pin, params, salt)
     }
 
-    /// [`LocalVerifier::create`] with a caller-chosen salt: for test vectors only.
-    pub fn create_with_salt(
+    /// [`LocalVerifier::create`] with a caller-chosen salt: for test vectors only
+    /// (`hazmat::local_verifier_with_salt`).
+    pub(crate) fn create_with_salt(
         pin: &NormalizedPin,
         params: &Argon2Params,
         salt: [u8; LOCAL_SALT_LEN],

@@ -527,7 +527,7 @@ pub fn enroll<R: CryptoRng + ?Sized>(
 /// `threshold` (indices `1..=n` in order, as [`split`] makes them), else
 /// [`PinError::InconsistentCommitments`].
 #[allow(clippy::too_many_arguments)]
-pub fn enroll_with_secrets(
+pub(crate) fn enroll_with_secrets(
     pin: &NormalizedPin,
     account: &str,
     master: &MasterSecret,
@@ -625,8 +625,10 @@ impl Recovery {
         ))
     }
 
-    /// [`Recovery::start`] with a caller-chosen blind: for test vectors only.
-    pub fn start_with_blind(
+    /// [`Recovery::start`] with a caller-chosen blind: for test vectors only
+    /// (`hazmat::recovery_start_with_blind`).
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))]
+    pub(crate) fn start_with_blind(
         pin: &NormalizedPin,
         account: &str,
         record: VaultRecord,

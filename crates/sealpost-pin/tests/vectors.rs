@@ -15,9 +15,7 @@
 
 use sealpost_pin::{
     normalize::normalize,
-    oprf::{
-        Blind, BlindedElement, EvaluatedElement, OprfKey, Proof, blind_with, finalize, verify_proof,
-    },
+    oprf::{BlindedElement, EvaluatedElement, OprfKey, Proof, finalize, verify_proof},
     stretch::{Argon2Params, UserSalt, stretch},
     threshold::{GuardianResponse, GuardianSet, KeyShare, ShareCommitment},
 };
@@ -92,8 +90,8 @@ fn generate() -> Vec<Vector> {
             .unwrap();
             let key = OprfKey::from_bytes(&scalar_bytes(n as u8 + 1)).unwrap();
             let blind_bytes = scalar_bytes(n as u8 + 0x40);
-            let b = Blind::from_bytes(&blind_bytes).unwrap();
-            let blinded = blind_with(stretched.as_bytes(), &b).unwrap();
+            let b = sealpost_pin::hazmat::blind_from_bytes(&blind_bytes).unwrap();
+            let blinded = sealpost_pin::hazmat::blind_with(stretched.as_bytes(), &b).unwrap();
             let (shares, set) = sealpost_pin::threshold::split(&key, 2, 3, &mut rng).unwrap();
             let evals: Vec<_> = shares
                 .iter()
@@ -162,7 +160,11 @@ fn pin_oprf_vectors() {
         let stretched = stretch(&norm, &h(&v.account_id_hex), &salt, &params).unwrap();
         assert_eq!(hex::encode(stretched.as_bytes()), v.stretched_hex);
         let input = stretched.as_bytes();
-        let blinded = blind_with(input, &Blind::from_bytes(&h(&v.blind_hex)).unwrap()).unwrap();
+        let blinded = sealpost_pin::hazmat::blind_with(
+            input,
+            &sealpost_pin::hazmat::blind_from_bytes(&h(&v.blind_hex)).unwrap(),
+        )
+        .unwrap();
         assert_eq!(hex::encode(blinded.to_bytes()), v.blinded_element_hex);
         assert_eq!(
             BlindedElement::from_slice(&h(&v.blinded_element_hex)).unwrap(),
@@ -199,7 +201,7 @@ fn pin_oprf_vectors() {
             .collect();
         // Every 2-subset gives the recorded output, which equals the unshared evaluation.
         for pair in [[0, 1], [0, 2], [1, 2]] {
-            let b = Blind::from_bytes(&h(&v.blind_hex)).unwrap();
+            let b = sealpost_pin::hazmat::blind_from_bytes(&h(&v.blind_hex)).unwrap();
             let sub = [responses[pair[0]], responses[pair[1]]];
             let c = set.combine(&blinded, &sub).unwrap();
             let out = finalize(input, b, &c.evaluated).unwrap();
@@ -219,15 +221,16 @@ mod vault_vectors {
     use rand::{SeedableRng, rngs::StdRng};
     use sealpost_crypto::{aead, kdf::hkdf_sha256_array};
     use sealpost_pin::{
+        hazmat::enroll_with_secrets,
         normalize::normalize,
         oprf::{
-            Blind, BlindedElement, EvaluatedElement, OprfKey, OprfPublicKey, Proof,
-            evaluate_unblinded, finalize, verify_proof,
+            BlindedElement, EvaluatedElement, OprfKey, OprfPublicKey, Proof, evaluate_unblinded,
+            finalize, verify_proof,
         },
         reminder::{LocalVerifier, ReminderState},
         stretch::{Argon2Params, UserSalt, stretch},
         threshold::{GuardianResponse, GuardianSet, KeyShare, split},
-        vault::{MasterSecret, Recovery, SuccessToken, VaultRecord, enroll_with_secrets},
+        vault::{MasterSecret, SuccessToken, VaultRecord},
     };
     use serde::{Deserialize, Serialize};
     use sha2::{Digest, Sha256};
@@ -365,11 +368,11 @@ mod vault_vectors {
                     .iter()
                     .map(|s| SuccessToken::derive(&output, s.index()))
                     .collect();
-                let (rec, blinded) = Recovery::start_with_blind(
+                let (rec, blinded) = sealpost_pin::hazmat::recovery_start_with_blind(
                     &norm,
                     account,
                     e.record.clone(),
-                    Blind::from_bytes(&blind_bytes).unwrap(),
+                    sealpost_pin::hazmat::blind_from_bytes(&blind_bytes).unwrap(),
                 )
                 .unwrap();
                 let evals: Vec<_> = shares
@@ -443,8 +446,12 @@ mod vault_vectors {
         let local_verifiers = [("123456", [0x5au8; 16]), ("correct horse 42", [0xa5u8; 16])]
             .iter()
             .map(|(pin, salt)| {
-                let v = LocalVerifier::create_with_salt(&normalize(pin).unwrap(), &params, *salt)
-                    .unwrap();
+                let v = sealpost_pin::hazmat::local_verifier_with_salt(
+                    &normalize(pin).unwrap(),
+                    &params,
+                    *salt,
+                )
+                .unwrap();
                 let encoded = v.to_bytes();
                 LocalVector {
                     pin: pin.to_string(),
@@ -603,9 +610,14 @@ mod vault_vectors {
         }
 
         // 6.4: blind, evaluations (proofs verified), combination, finalize, open.
-        let blind = || Blind::from_bytes(&h(&v.blind_hex)).unwrap();
-        let (rec, blinded) =
-            Recovery::start_with_blind(&norm, &v.account, decoded.clone(), blind()).unwrap();
+        let blind = || sealpost_pin::hazmat::blind_from_bytes(&h(&v.blind_hex)).unwrap();
+        let (rec, blinded) = sealpost_pin::hazmat::recovery_start_with_blind(
+            &norm,
+            &v.account,
+            decoded.clone(),
+            blind(),
+        )
+        .unwrap();
         assert_eq!(hex::encode(blinded.to_bytes()), v.blinded_element_hex);
         assert_eq!(
             BlindedElement::from_slice(&h(&v.blinded_element_hex)).unwrap(),
@@ -689,7 +701,8 @@ mod vault_vectors {
             let v = LocalVerifier::from_bytes(&encoded).unwrap();
             assert_eq!(*v.to_bytes(), encoded);
             assert!(v.verify(&norm).unwrap());
-            let fresh = LocalVerifier::create_with_salt(&norm, &params, salt).unwrap();
+            let fresh =
+                sealpost_pin::hazmat::local_verifier_with_salt(&norm, &params, salt).unwrap();
             assert_eq!(*fresh.to_bytes(), encoded);
         }
         for r in &f.reminder_states {

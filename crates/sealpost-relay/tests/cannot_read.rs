@@ -22,7 +22,9 @@ use sealpost_pin::stretch::Argon2Params;
 use sealpost_pin::threshold::GuardianResponse;
 use sealpost_pin::vault::{MasterSecret, Recovery, enroll};
 use sealpost_relay::Relay;
-use sealpost_session::{SessionConfig, SessionMessage, VerifiedBundle, initiate, respond};
+use sealpost_session::{
+    SessionAddresses, SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
+};
 use sealpost_wire::relay::{Delivery, OutgoingEnvelope, Push, Request, Response};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -117,7 +119,15 @@ async fn relay_never_sees_plaintext() {
     };
     let bundle = VerifiedBundle::verify(&bundles[0]).unwrap();
     let mut rng = rand::rng();
-    let mut a = initiate(&mut rng, &alice.id, &bundle, SessionConfig::default()).unwrap();
+    let to_bob = SessionAddresses::new(alice.address.clone(), bob.address.clone());
+    let mut a = initiate(
+        &mut rng,
+        &alice.id,
+        &to_bob,
+        &bundle,
+        SessionConfig::default(),
+    )
+    .unwrap();
 
     let mut canaries = Vec::new();
     let mut envelopes = Vec::new();
@@ -133,9 +143,12 @@ async fn relay_never_sees_plaintext() {
     let SessionMessage::PreKey(pkm) = SessionMessage::decode(&first.envelope).unwrap() else {
         panic!("first message is a prekey message")
     };
+    // The relay-claimed sender is the sender Bob expects.
+    let from_alice = SessionAddresses::new(bob.address.clone(), first.sender.clone());
     let (mut b, text) = respond(
         &mut rng,
         &bob.id,
+        &from_alice,
         &mut bob.keys,
         &pkm,
         SessionConfig::default(),

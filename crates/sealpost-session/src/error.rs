@@ -43,6 +43,17 @@ pub enum HandshakeError {
     /// The peer presented our own identity.
     #[error("the peer's identity is our own")]
     OwnIdentity,
+    /// The local and the remote address are the same device.
+    #[error("the peer's address is our own")]
+    OwnAddress,
+    /// The bundle was published for another device than the address it is used for.
+    #[error("bundle of device {bundle} used for device {address}")]
+    DeviceMismatch {
+        /// The bundle's device id.
+        bundle: u32,
+        /// The device id of the remote address.
+        address: u32,
+    },
     /// The embedded first message did not decrypt.
     #[error("first message rejected: {0}")]
     FirstMessage(DecryptError),
@@ -93,6 +104,10 @@ pub enum DecryptError {
     /// The receiving chain's message counter is exhausted.
     #[error("message counter exhausted")]
     CounterExhausted,
+    /// A legacy session (loaded from version-1 state) decrypts nothing: version-1 messages
+    /// no longer decode, and it is bound to no addresses.
+    #[error("legacy (version 1) session cannot decrypt")]
+    LegacySession,
 }
 
 /// Why a message could not be encrypted. The session is left unchanged.
@@ -113,6 +128,10 @@ pub enum EncryptError {
     /// This side has no sending chain yet (cannot happen for sessions created by this crate).
     #[error("no sending chain")]
     NoSendingChain,
+    /// A legacy session (loaded from version-1 state) must not encrypt: start a new
+    /// handshake with the peer instead (spec/session.md, "Upgrading from version 1").
+    #[error("legacy (version 1) session cannot encrypt; start a new session")]
+    LegacySession,
 }
 
 /// Why a pickle or serialized state could not be loaded.

@@ -11,8 +11,8 @@
 //! # Quick start
 //! ```
 //! use sealpost_session::{
-//!     initiate, respond, IdentityKeyPair, KemPreKeyKind, PreKeyStore, SessionConfig,
-//!     SessionMessage, VerifiedBundle,
+//!     initiate, respond, AccountId, DeviceAddress, DeviceId, IdentityKeyPair, KemPreKeyKind,
+//!     PreKeyStore, SessionAddresses, SessionConfig, SessionMessage, VerifiedBundle,
 //! };
 //! let mut rng = rand::rng();
 //! let now = 1_700_000_000;
@@ -24,16 +24,22 @@
 //! bob_store.generate_one_time_prekeys(&mut rng, 10);
 //! bob_store.generate_kem_prekeys(&mut rng, &bob, KemPreKeyKind::LastResort, 1, now);
 //! let bundle = bob_store.bundle(&bob, 1, true).unwrap();
+//! let bob_addr = DeviceAddress::new(AccountId::new("+15550000002")?, DeviceId(1));
 //!
 //! // Alice (a customer) verifies the bundle and starts a session.
 //! let alice = IdentityKeyPair::generate(&mut rng);
+//! let alice_addr = DeviceAddress::new(AccountId::new("+15550000001")?, DeviceId(1));
 //! let bundle = VerifiedBundle::verify(&bundle)?;
-//! let mut a = initiate(&mut rng, &alice, &bundle, SessionConfig::default())?;
+//! let to_bob = SessionAddresses::new(alice_addr.clone(), bob_addr.clone());
+//! let mut a = initiate(&mut rng, &alice, &to_bob, &bundle, SessionConfig::default())?;
 //! let first = a.encrypt(b"Where is my order #1234?")?;
 //!
-//! // Bob accepts the first message, which creates his side of the session.
+//! // Bob accepts the first message, which creates his side of the session. The relay says
+//! // it comes from Alice's address; the handshake authenticates that claim.
 //! let SessionMessage::PreKey(pkm) = SessionMessage::decode(&first.encode())? else { unreachable!() };
-//! let (mut b, text) = respond(&mut rng, &bob, &mut bob_store, &pkm, SessionConfig::default())?;
+//! let from_alice = SessionAddresses::new(bob_addr, alice_addr);
+//! let (mut b, text) =
+//!     respond(&mut rng, &bob, &from_alice, &mut bob_store, &pkm, SessionConfig::default())?;
 //! assert_eq!(text, b"Where is my order #1234?");
 //!
 //! let reply = b.encrypt(b"It ships today.")?;
@@ -59,6 +65,8 @@
 mod error;
 pub mod fingerprint;
 mod handshake;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod keys;
 mod ratchet;
 mod session;
@@ -66,21 +74,20 @@ mod session;
 pub use error::{ConfigError, DecryptError, EncryptError, HandshakeError, PickleError};
 pub use fingerprint::{FingerprintError, SafetyNumber};
 pub use handshake::{
-    AD_LEN, HANDSHAKE_INFO, HANDSHAKE_PREFIX, InitiatorSecrets, initiate, initiate_with_secrets,
-    respond,
+    HANDSHAKE_INFO, HANDSHAKE_PREFIX, MAX_AD_LEN, SessionAddresses, initiate, respond,
 };
 pub use keys::{
     IdentityKey, IdentityKeyPair, KemPreKey, MAX_ONE_TIME_PREKEYS, PreKeyStore, SignedPreKey,
     VerifiedBundle,
 };
-pub use ratchet::{CHAIN_KEY_CONSTANT, KDF_RK_INFO, MESSAGE_KEY_CONSTANT, MESSAGE_NONCE};
+pub use ratchet::{CHAIN_KEY_CONSTANT, KDF_RK_INFO, MESSAGE_KEY_CONSTANT, NONCE_KEY_CONSTANT};
 pub use sealpost_crypto::CryptoRng;
 pub use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, KemPreKeyKind, PreKeyBundle, PreKeyMessage, RatchetMessage,
     SessionMessage,
 };
 pub use session::{
-    DEFAULT_MAX_SKIP, DEFAULT_MAX_SKIPPED_KEYS, HARD_MAX_SKIPPED_KEYS, PICKLE_INFO,
-    PICKLE_SALT_LEN, PICKLE_VERSION, PickleKey, Role, SESSION_STATE_VERSION, Session,
-    SessionConfig,
+    DEFAULT_MAX_SKIP, DEFAULT_MAX_SKIPPED_KEYS, HARD_MAX_SKIPPED_KEYS,
+    LEGACY_SESSION_STATE_VERSION, PICKLE_INFO, PICKLE_SALT_LEN, PICKLE_VERSION, PickleKey, Role,
+    SESSION_STATE_VERSION, Session, SessionConfig,
 };

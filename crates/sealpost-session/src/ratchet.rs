@@ -5,12 +5,15 @@
 
 use crate::{DecryptError, EncryptError, SessionConfig};
 use sealpost_crypto::aead::{self, AEAD_NONCE_LEN};
-use sealpost_crypto::kdf::{hkdf_sha256, hmac_sha256_pair};
+use sealpost_crypto::kdf::{hkdf_sha256, hmac_sha256, hmac_sha256_triple};
 use sealpost_crypto::x25519::{X25519Public, X25519Secret};
 use sealpost_crypto::{CryptoError, CryptoRng};
-use sealpost_wire::{DecodeError, RATCHET_HEADER_LEN, RatchetMessage, Reader, Writer};
+use sealpost_wire::{
+    DecodeError, RATCHET_HEADER_FIELDS_LEN, RATCHET_HEADER_LEN, RatchetMessage, Reader, Writer,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// HKDF info string of KDF_RK.
@@ -19,9 +22,8 @@ pub const KDF_RK_INFO: &[u8] = b"Sealpost_Ratchet_v1";
 pub const MESSAGE_KEY_CONSTANT: u8 = 0x01;
 /// Input byte of KDF_CK for the next chain key.
 pub const CHAIN_KEY_CONSTANT: u8 = 0x02;
-/// The ChaCha20-Poly1305 nonce used with every message key (each key encrypts exactly one
-/// message; see spec/session.md, "Message encryption").
-pub const MESSAGE_NONCE: [u8; AEAD_NONCE_LEN] = [0u8; AEAD_NONCE_LEN];
+/// Input byte of KDF_CK for the nonce key (session protocol version 2).
+pub const NONCE_KEY_CONSTANT: u8 = 0x03;
 /// How many previous remote ratchet keys are remembered to classify late duplicates.
 pub const MAX_PREVIOUS_RATCHET_KEYS: usize = 8;
 
@@ -49,10 +51,51 @@ pub(crate) fn kdf_rk(rk: &Key32, dh_out: &[u8; 32]) -> (Key32, Key32) {
     (Key32(a), Key32(b))
 }
 
-/// KDF_CK(ck) = (HMAC-SHA256(ck, 0x02) as next chain key, HMAC-SHA256(ck, 0x01) as message key).
-pub(crate) fn kdf_ck(ck: &Key32) -> (Key32, Key32) {
-    let (mk, next) = hmac_sha256_pair(&ck.0, MESSAGE_KEY_CONSTANT, CHAIN_KEY_CONSTANT);
-    (Key32(*next), Key32(*mk))
+/// The two keys one message uses: the AEAD key and the key of its synthetic nonce.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct MessageKeys {
+    pub(crate) mk: Key32,
+    pub(crate) nk: Key32,
+}
+
+impl fmt::Debug for MessageKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MessageKeys(..)")
+    }
+}
+
+/// KDF_CK(ck) v2: `mk = HMAC-SHA256(ck, 0x01)`, `ck' = HMAC-SHA256(ck, 0x02)`,
+/// `nk = HMAC-SHA256(ck, 0x03)`; returns `(ck', keys)`.
+pub(crate) fn kdf_ck(ck: &Key32) -> (Key32, MessageKeys) {
+    let (mk, next, nk) = hmac_sha256_triple(
+        &ck.0,
+        MESSAGE_KEY_CONSTANT,
+        CHAIN_KEY_CONSTANT,
+        NONCE_KEY_CONSTANT,
+    );
+    (
+        Key32(*next),
+        MessageKeys {
+            mk: Key32(*mk),
+            nk: Key32(*nk),
+        },
+    )
+}
+
+/// The synthetic nonce: `HMAC-SHA256(nk, header_fields || plaintext)[0..12]`.
+pub(crate) fn synthetic_nonce(
+    nk: &Key32,
+    fields: &[u8; RATCHET_HEADER_FIELDS_LEN],
+    plaintext: &[u8],
+) -> [u8; AEAD_NONCE_LEN] {
+    let mut input = zeroize::Zeroizing::new(Vec::with_capacity(fields.len() + plaintext.len()));
+    input.extend_from_slice(fields);
+    input.extend_from_slice(plaintext);
+    let mut tag = hmac_sha256(&nk.0, &input);
+    let mut nonce = [0u8; AEAD_NONCE_LEN];
+    nonce.copy_from_slice(tag.get(..AEAD_NONCE_LEN).unwrap_or(&[0u8; AEAD_NONCE_LEN]));
+    tag.zeroize();
+    nonce
 }
 
 /// Associated data of one message: the session AD followed by the encoded header.
@@ -76,7 +119,7 @@ fn dh(
 /// Skipped message keys, bounded in total; the oldest is evicted first.
 #[derive(Clone, Default)]
 pub(crate) struct SkippedKeys {
-    by_order: BTreeMap<u64, ([u8; 32], u32, Key32)>,
+    by_order: BTreeMap<u64, ([u8; 32], u32, MessageKeys)>,
     index: HashMap<([u8; 32], u32), u64>,
     next_seq: u64,
 }
@@ -86,7 +129,7 @@ impl SkippedKeys {
         self.by_order.len()
     }
 
-    fn get(&self, ratchet_key: &[u8; 32], n: u32) -> Option<(u64, &Key32)> {
+    fn get(&self, ratchet_key: &[u8; 32], n: u32) -> Option<(u64, &MessageKeys)> {
         let seq = *self.index.get(&(*ratchet_key, n))?;
         self.by_order.get(&seq).map(|(_, _, k)| (seq, k))
     }
@@ -97,7 +140,7 @@ impl SkippedKeys {
         }
     }
 
-    fn push(&mut self, ratchet_key: [u8; 32], n: u32, mk: Key32, cap: usize) {
+    fn push(&mut self, ratchet_key: [u8; 32], n: u32, mk: MessageKeys, cap: usize) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.index.insert((ratchet_key, n), seq);
@@ -109,7 +152,7 @@ impl SkippedKeys {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &([u8; 32], u32, Key32)> {
+    fn iter(&self) -> impl Iterator<Item = &([u8; 32], u32, MessageKeys)> {
         self.by_order.values()
     }
 }
@@ -151,13 +194,13 @@ pub(crate) struct Encrypted {
 enum Commit {
     Skipped(u64),
     SameChain {
-        new_skipped: Vec<(u32, Key32)>,
+        new_skipped: Vec<(u32, MessageKeys)>,
         ckr: Key32,
         nr: u32,
     },
     NewChain {
-        old_chain_skipped: Vec<(u32, Key32)>,
-        new_skipped: Vec<(u32, Key32)>,
+        old_chain_skipped: Vec<(u32, MessageKeys)>,
+        new_skipped: Vec<(u32, MessageKeys)>,
         dhr: X25519Public,
         rk: Key32,
         ckr: Key32,
@@ -216,14 +259,17 @@ impl RatchetState {
         if self.ns == u32::MAX {
             return Err(EncryptError::CounterExhausted);
         }
-        let (next_ck, mk) = kdf_ck(ck);
+        let (next_ck, keys) = kdf_ck(ck);
         let ratchet_key = self.dhs.public_key().to_bytes();
-        let header = RatchetMessage::encode_header(&ratchet_key, self.pn, self.ns);
-        let ciphertext = aead::seal(&mk.0, &MESSAGE_NONCE, &message_ad(ad, &header), plaintext);
+        let fields = RatchetMessage::encode_header_fields(&ratchet_key, self.pn, self.ns);
+        let nonce = synthetic_nonce(&keys.nk, &fields, plaintext);
+        let header = RatchetMessage::encode_header(&fields, &nonce);
+        let ciphertext = aead::seal(&keys.mk.0, &nonce, &message_ad(ad, &header), plaintext);
         let message = RatchetMessage {
             ratchet_key,
             previous_chain_length: self.pn,
             message_number: self.ns,
+            nonce,
             ciphertext,
         };
         self.cks = Some(next_ck);
@@ -233,7 +279,7 @@ impl RatchetState {
 
     /// Derives the keys for messages `from..until` of a chain, returning them and the chain
     /// key that follows.
-    fn skip(ck: &Key32, from: u32, until: u32) -> (Vec<(u32, Key32)>, Key32) {
+    fn skip(ck: &Key32, from: u32, until: u32) -> (Vec<(u32, MessageKeys)>, Key32) {
         let mut ck = ck.clone();
         let mut keys = Vec::with_capacity(until.saturating_sub(from) as usize);
         for n in from..until {
@@ -263,9 +309,19 @@ impl RatchetState {
         let header = msg.header();
         let full_ad = message_ad(ad, &header);
         let n = msg.message_number;
-        let open = |mk: &Key32| {
-            aead::open(&mk.0, &MESSAGE_NONCE, &full_ad, &msg.ciphertext)
-                .map_err(|_| DecryptError::Authentication)
+        let fields = msg.header_fields();
+        // Open under the nonce as sent, then check that it is the synthetic nonce of what
+        // was opened (constant time). Either failure is an authentication failure.
+        let open = |keys: &MessageKeys| -> Result<Vec<u8>, DecryptError> {
+            let mut pt = aead::open(&keys.mk.0, &msg.nonce, &full_ad, &msg.ciphertext)
+                .map_err(|_| DecryptError::Authentication)?;
+            let expected = synthetic_nonce(&keys.nk, &fields, &pt);
+            if bool::from(expected.ct_eq(&msg.nonce)) {
+                Ok(pt)
+            } else {
+                pt.zeroize();
+                Err(DecryptError::Authentication)
+            }
         };
 
         // TrySkippedMessageKeys.
@@ -393,7 +449,8 @@ impl RatchetState {
             w.flag(k.is_some());
             w.bytes(k.unwrap_or(&[0u8; 32]));
         }
-        w.bytes(self.dhs.to_bytes().as_slice());
+        w.bytes(self.dhs.to_bytes().as_slice())
+            .bytes(self.dhs.public_key().as_bytes());
         opt_key(w, self.dhr.as_ref().map(|k| k.as_bytes()));
         w.bytes(&self.rk.0);
         opt_key(w, self.cks.as_ref().map(|k| &k.0));
@@ -405,13 +462,16 @@ impl RatchetState {
         }
         w.u32(self.skipped.len() as u32);
         for (rk, n, mk) in self.skipped.iter() {
-            w.bytes(rk).u32(*n).bytes(&mk.0);
+            w.bytes(rk).u32(*n).bytes(&mk.mk.0).bytes(&mk.nk.0);
         }
     }
 
+    /// Parses the ratchet part of a state encoding of `version` 1 (spec/session.md, "Version
+    /// 1 state": no stored public ratchet key, skipped entries without a nonce key) or 2.
     pub(crate) fn decode_from(
         r: &mut Reader<'_>,
         config: &SessionConfig,
+        version: u8,
     ) -> Result<Self, DecodeError> {
         fn opt_key(
             r: &mut Reader<'_>,
@@ -425,7 +485,14 @@ impl RatchetState {
                 (false, false) => Err(DecodeError::InvalidValue(what)),
             }
         }
-        let dhs = X25519Secret::from_bytes(r.array()?);
+        let dhs_secret = zeroize::Zeroizing::new(r.array::<32>()?);
+        let dhs = if version >= 2 {
+            // The stored public key saves a scalar multiplication per load; the state is
+            // authenticated by the pickle's AEAD.
+            X25519Secret::from_bytes_with_public(*dhs_secret, X25519Public::from_bytes(r.array()?))
+        } else {
+            X25519Secret::from_bytes(*dhs_secret)
+        };
         let dhr = opt_key(r, "dhr")?.map(X25519Public::from_bytes);
         let rk = Key32(r.array()?);
         let cks = opt_key(r, "cks")?.map(Key32);
@@ -458,6 +525,9 @@ impl RatchetState {
             let key: [u8; 32] = r.array()?;
             let n = r.u32()?;
             let mk = Key32(r.array()?);
+            // A version-1 entry has no nonce key; such a (legacy) session never decrypts.
+            let nk = Key32(if version >= 2 { r.array()? } else { [0u8; 32] });
+            let mk = MessageKeys { mk, nk };
             if skipped.get(&key, n).is_some() {
                 return Err(DecodeError::InvalidValue("duplicate skipped key"));
             }
@@ -478,5 +548,81 @@ impl RatchetState {
             previous_dhr,
             skipped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (RatchetState, RatchetState) {
+        let mut rng = rand::rng();
+        let spk = X25519Secret::generate(&mut rng);
+        let alice = RatchetState::init_initiator(
+            Key32([7; 32]),
+            spk.public_key(),
+            X25519Secret::generate(&mut rng),
+        )
+        .unwrap();
+        let bob = RatchetState::init_responder(Key32([7; 32]), spk);
+        (alice, bob)
+    }
+
+    fn state(s: &RatchetState) -> Vec<u8> {
+        let mut w = Writer::new();
+        s.encode_into(&mut w);
+        w.into_bytes()
+    }
+
+    /// A message that passes the AEAD (right key, AD and header) but whose nonce is not the
+    /// synthetic nonce of its plaintext is refused, and the state is unchanged. Without the
+    /// receiver's check it would be accepted.
+    #[test]
+    fn a_valid_aead_under_a_non_synthetic_nonce_is_rejected() {
+        let mut rng = rand::rng();
+        let (alice, mut bob) = pair();
+        let ad = b"session ad";
+        let Some(ck) = alice.cks.as_ref() else {
+            panic!("initiator has a sending chain")
+        };
+        let (_, keys) = kdf_ck(ck);
+        let ratchet_key = alice.dhs.public_key().to_bytes();
+        let fields = RatchetMessage::encode_header_fields(&ratchet_key, 0, 0);
+        let plaintext = b"chosen nonce";
+        let good = synthetic_nonce(&keys.nk, &fields, plaintext);
+        let mut nonce = good;
+        nonce[0] ^= 1;
+        let header = RatchetMessage::encode_header(&fields, &nonce);
+        let msg = RatchetMessage {
+            ratchet_key,
+            previous_chain_length: 0,
+            message_number: 0,
+            nonce,
+            ciphertext: aead::seal(&keys.mk.0, &nonce, &message_ad(ad, &header), plaintext),
+        };
+        let before = state(&bob);
+        let config = SessionConfig::default();
+        assert_eq!(
+            bob.decrypt(&mut rng, &config, ad, &msg),
+            Err(DecryptError::Authentication)
+        );
+        assert_eq!(state(&bob), before);
+        // The same plaintext under its synthetic nonce is accepted.
+        let header = RatchetMessage::encode_header(&fields, &good);
+        let msg = RatchetMessage {
+            nonce: good,
+            ciphertext: aead::seal(&keys.mk.0, &good, &message_ad(ad, &header), plaintext),
+            ..msg
+        };
+        assert_eq!(bob.decrypt(&mut rng, &config, ad, &msg).unwrap(), plaintext);
+    }
+
+    #[test]
+    fn kdf_ck_v2_uses_the_three_constants() {
+        let ck = Key32([3; 32]);
+        let (next, keys) = kdf_ck(&ck);
+        assert_eq!(keys.mk.0, hmac_sha256(&ck.0, &[0x01]));
+        assert_eq!(next.0, hmac_sha256(&ck.0, &[0x02]));
+        assert_eq!(keys.nk.0, hmac_sha256(&ck.0, &[0x03]));
     }
 }

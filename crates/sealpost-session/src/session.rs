@@ -1,6 +1,6 @@
 //! A 1:1 session between two devices, its state encoding and its encrypted pickle.
 
-use crate::handshake::{AD_LEN, associated_data};
+use crate::handshake::{SessionAddresses, associated_data};
 use crate::ratchet::RatchetState;
 use crate::{ConfigError, DecryptError, EncryptError, IdentityKey, PickleError};
 use sealpost_crypto::CryptoRng;
@@ -8,8 +8,8 @@ use sealpost_crypto::aead;
 use sealpost_crypto::kdf::hkdf_sha256;
 use sealpost_crypto::x25519::X25519Public;
 use sealpost_wire::{
-    DecodeError, IdentityBytes, KEM_CIPHERTEXT_LEN, MAX_PLAINTEXT_LEN, PreKeyMessage,
-    RatchetMessage, Reader, SessionMessage, Writer,
+    DecodeError, DeviceAddress, IdentityBytes, KEM_CIPHERTEXT_LEN, MAX_PLAINTEXT_LEN,
+    PreKeyMessage, RatchetMessage, Reader, SessionMessage, Writer,
 };
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -18,11 +18,14 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 pub const DEFAULT_MAX_SKIP: u32 = 1_000;
 /// Default limit on stored skipped message keys across all chains; the oldest is evicted.
 pub const DEFAULT_MAX_SKIPPED_KEYS: u32 = 2_000;
-/// Hard upper bound for `max_skipped_keys` (bounds memory and pickle size: 68 B per key).
+/// Hard upper bound for `max_skipped_keys` (bounds memory and pickle size: 100 B per key).
 pub const HARD_MAX_SKIPPED_KEYS: u32 = 100_000;
 
-/// Version byte of the session state encoding.
-pub const SESSION_STATE_VERSION: u8 = 1;
+/// Version byte of the session state encoding written by this version. Version 1 state
+/// still loads, as a legacy session ([`Session::is_legacy`]).
+pub const SESSION_STATE_VERSION: u8 = 2;
+/// Version byte of the legacy (session protocol version 1) state encoding.
+pub const LEGACY_SESSION_STATE_VERSION: u8 = 1;
 /// Version byte of the encrypted pickle.
 pub const PICKLE_VERSION: u8 = 1;
 /// HKDF info and AEAD associated-data label of the pickle.
@@ -96,15 +99,23 @@ pub(crate) struct PendingPreKey {
     pub(crate) kem_ciphertext: Box<[u8; KEM_CIPHERTEXT_LEN]>,
 }
 
+/// What a session is bound to: the two device addresses (protocol version 2), or nothing
+/// (a legacy session loaded from version-1 state, kept only so it can be replaced).
+enum Binding {
+    Addresses(SessionAddresses),
+    /// The version-1 state exactly as loaded; re-encoding gives back these bytes.
+    Legacy(Zeroizing<Vec<u8>>),
+}
+
 /// A session with one remote device.
 ///
 /// [`Session::decrypt`] is transactional: on any error the session is exactly as before.
 ///
-/// **Persist before you send, and never roll back.** Every message key encrypts exactly one
-/// message under a constant nonce. Sending from a restored *older* copy of the state would
-/// reuse message keys, which breaks ChaCha20-Poly1305. Store the state (e.g. as a
-/// [`Session::pickle`]) after [`Session::encrypt`] and before the ciphertext leaves the device.
-#[derive(Clone)]
+/// A session is deliberately not `Clone`: two copies would encrypt under the same message
+/// keys. To keep a copy, pickle it ([`Session::pickle`]). Persist the session after
+/// [`Session::encrypt`] and before the ciphertext leaves the device. Should an older copy
+/// encrypt again anyway (a restored backup), the synthetic nonce means no (key, nonce) pair
+/// ever encrypts two different plaintexts (spec/session.md, "Message encryption").
 pub struct Session {
     local: IdentityKey,
     remote: IdentityKey,
@@ -112,7 +123,8 @@ pub struct Session {
     base_key: X25519Public,
     pending: Option<PendingPreKey>,
     ratchet: RatchetState,
-    ad: [u8; AD_LEN],
+    binding: Binding,
+    ad: Vec<u8>,
     config: SessionConfig,
 }
 
@@ -120,6 +132,8 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("remote", &self.remote)
+            .field("remote_address", &self.remote_address())
+            .field("legacy", &self.is_legacy())
             .field("role", &self.role)
             .field("awaiting_reply", &self.pending.is_some())
             .field("ratchet", &self.ratchet)
@@ -136,9 +150,17 @@ impl Session {
         base_key: X25519Public,
         pending: Option<PendingPreKey>,
         ratchet: RatchetState,
-        ad: [u8; AD_LEN],
+        addresses: SessionAddresses,
         config: SessionConfig,
     ) -> Self {
+        let ad = match role {
+            Role::Initiator => {
+                associated_data(&local, &remote, &addresses.local, &addresses.remote)
+            }
+            Role::Responder => {
+                associated_data(&remote, &local, &addresses.remote, &addresses.local)
+            }
+        };
         Self {
             local,
             remote,
@@ -146,9 +168,35 @@ impl Session {
             base_key,
             pending,
             ratchet,
+            binding: Binding::Addresses(addresses),
             ad,
             config,
         }
+    }
+
+    /// The peer device this session is bound to (authenticated by the handshake). `None`
+    /// for a legacy session. A message that the relay says comes from another address must
+    /// not be given to this session.
+    pub fn remote_address(&self) -> Option<&DeviceAddress> {
+        match &self.binding {
+            Binding::Addresses(a) => Some(&a.remote),
+            Binding::Legacy(_) => None,
+        }
+    }
+
+    /// This device's address as bound into the session. `None` for a legacy session.
+    pub fn local_address(&self) -> Option<&DeviceAddress> {
+        match &self.binding {
+            Binding::Addresses(a) => Some(&a.local),
+            Binding::Legacy(_) => None,
+        }
+    }
+
+    /// Whether this session was loaded from version-1 state (before sessions were bound to
+    /// addresses). A legacy session neither encrypts nor decrypts; replace it with a new
+    /// handshake (spec/session.md, "Upgrading from version 1").
+    pub fn is_legacy(&self) -> bool {
+        matches!(self.binding, Binding::Legacy(_))
     }
 
     /// Our identity.
@@ -187,8 +235,9 @@ impl Session {
         self.ratchet.skipped.len()
     }
 
-    /// Whether a prekey message belongs to this session (same initiator identity and base
-    /// key, and we are the responder). The outer handshake fields (prekey ids, KEM
+    /// Whether a prekey message belongs to this session (same initiator identity and
+    /// exactly the same base-key bytes, and we are the responder). Callers also compare the
+    /// relay-claimed sender with [`Session::remote_address`]. The outer handshake fields (prekey ids, KEM
     /// ciphertext) of a repeated prekey message are not used once the session exists, so a
     /// relay altering them changes nothing; only the embedded ratchet message is decrypted.
     pub fn matches(&self, message: &PreKeyMessage) -> bool {
@@ -201,6 +250,9 @@ impl Session {
     /// message carrying everything the responder needs to create the session. Fails only for
     /// a plaintext over [`MAX_PLAINTEXT_LEN`] or after 2^32 - 1 messages on one sending chain.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<SessionMessage, EncryptError> {
+        if self.is_legacy() {
+            return Err(EncryptError::LegacySession);
+        }
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(EncryptError::PlaintextTooLong {
                 len: plaintext.len(),
@@ -255,6 +307,9 @@ impl Session {
         rng: &mut R,
         message: &RatchetMessage,
     ) -> Result<Vec<u8>, DecryptError> {
+        if self.is_legacy() {
+            return Err(DecryptError::LegacySession);
+        }
         let pt = self.ratchet.decrypt(rng, &self.config, &self.ad, message)?;
         // A reply authenticated under this session: the responder has the session.
         self.pending = None;
@@ -262,20 +317,26 @@ impl Session {
     }
 
     /// The plaintext, versioned state encoding (spec/session.md, "Session state encoding").
-    /// It contains secret keys: store it only inside [`Session::pickle`].
-    pub fn to_state_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut w = Writer::with_capacity(512);
+    /// It contains secret keys; outside tests it only ever enters [`Session::pickle`].
+    pub(crate) fn to_state_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let addresses = match &self.binding {
+            Binding::Addresses(a) => a,
+            Binding::Legacy(v1) => return v1.clone(),
+        };
+        let mut w = Writer::with_capacity(512 + 100 * self.ratchet.skipped.len());
         w.u8(SESSION_STATE_VERSION)
             .u32(self.config.max_skip)
             .u32(self.config.max_skipped_keys)
             .bytes(&self.local.to_bytes())
-            .bytes(&self.remote.to_bytes())
-            .u8(match self.role {
-                Role::Initiator => 0,
-                Role::Responder => 1,
-            })
-            .bytes(self.base_key.as_bytes())
-            .flag(self.pending.is_some());
+            .bytes(&self.remote.to_bytes());
+        addresses.local.encode_into(&mut w);
+        addresses.remote.encode_into(&mut w);
+        w.u8(match self.role {
+            Role::Initiator => 0,
+            Role::Responder => 1,
+        })
+        .bytes(self.base_key.as_bytes())
+        .flag(self.pending.is_some());
         if let Some(p) = &self.pending {
             w.u32(p.signed_prekey_id)
                 .flag(p.one_time_prekey_id.is_some())
@@ -287,17 +348,28 @@ impl Session {
         Zeroizing::new(w.into_bytes())
     }
 
-    /// Restores a session from [`Session::to_state_bytes`].
-    pub fn from_state_bytes(bytes: &[u8]) -> Result<Self, PickleError> {
+    /// Restores a session from [`Session::to_state_bytes`] (version 2), or a legacy session
+    /// from version-1 state.
+    pub(crate) fn from_state_bytes(bytes: &[u8]) -> Result<Self, PickleError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != SESSION_STATE_VERSION {
+        if version != SESSION_STATE_VERSION && version != LEGACY_SESSION_STATE_VERSION {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
         let config = SessionConfig::new(r.u32()?, r.u32()?)
             .map_err(|_| PickleError::Inconsistent("session limits"))?;
         let local = identity(&mut r)?;
         let remote = identity(&mut r)?;
+        let addresses = if version == SESSION_STATE_VERSION {
+            let local = DeviceAddress::decode_from(&mut r)?;
+            let remote = DeviceAddress::decode_from(&mut r)?;
+            if local == remote {
+                return Err(PickleError::Inconsistent("session with own address"));
+            }
+            Some(SessionAddresses { local, remote })
+        } else {
+            None
+        };
         let role = match r.u8()? {
             0 => Role::Initiator,
             1 => Role::Responder,
@@ -331,7 +403,7 @@ impl Session {
         if pending.is_some() && role == Role::Responder {
             return Err(PickleError::Inconsistent("responder with pending prekey"));
         }
-        let ratchet = RatchetState::decode_from(&mut r, &config)?;
+        let ratchet = RatchetState::decode_from(&mut r, &config, version)?;
         r.finish()?;
         if local == remote {
             return Err(PickleError::Inconsistent("session with own identity"));
@@ -348,20 +420,22 @@ impl Session {
                 "pending prekey with a receiving chain",
             ));
         }
-        let ad = match role {
-            Role::Initiator => associated_data(&local, &remote),
-            Role::Responder => associated_data(&remote, &local),
+        let mut session = match addresses {
+            Some(a) => Self::new(local, remote, role, base_key, pending, ratchet, a, config),
+            None => Self {
+                local,
+                remote,
+                role,
+                base_key,
+                pending,
+                ratchet,
+                binding: Binding::Legacy(Zeroizing::new(bytes.to_vec())),
+                ad: Vec::new(),
+                config,
+            },
         };
-        Ok(Self {
-            local,
-            remote,
-            role,
-            base_key,
-            pending,
-            ratchet,
-            ad,
-            config,
-        })
+        session.ad.shrink_to_fit();
+        Ok(session)
     }
 
     /// Encrypts the state under `key` (spec/session.md, "Pickle"):
@@ -373,7 +447,11 @@ impl Session {
     }
 
     /// [`Session::pickle`] with an explicit salt, for test vectors. Never reuse a salt.
-    pub fn pickle_with_salt(&self, key: &PickleKey, salt: &[u8; PICKLE_SALT_LEN]) -> Vec<u8> {
+    pub(crate) fn pickle_with_salt(
+        &self,
+        key: &PickleKey,
+        salt: &[u8; PICKLE_SALT_LEN],
+    ) -> Vec<u8> {
         seal_pickle(key, salt, &self.to_state_bytes())
     }
 

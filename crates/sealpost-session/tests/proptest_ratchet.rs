@@ -120,7 +120,7 @@ proptest! {
                     let key = PickleKey::new([3; 32]);
                     let pickle = p.session.pickle(&mut rng, &key);
                     let restored = Session::unpickle(&pickle, &key).unwrap();
-                    prop_assert_eq!(&*restored.to_state_bytes(), &*p.session.to_state_bytes());
+                    prop_assert_eq!(&*sealpost_session::hazmat::to_state_bytes(&restored), &*sealpost_session::hazmat::to_state_bytes(&p.session));
                     p.session = restored;
                 }
             }

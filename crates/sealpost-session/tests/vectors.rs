@@ -1,7 +1,7 @@
 //! Test vectors for Sealpost (`spec/vectors/*.json`).
 //!
 //! Every value is computed twice: once through the public `sealpost-session` API (prekey
-//! store, `initiate_with_secrets`, `respond`, `Session::encrypt`/`decrypt`, pickles, safety
+//! store, `hazmat::initiate_with_secrets`, `respond`, `Session::encrypt`/`decrypt`, pickles, safety
 //! numbers) and once by a small reference model in this file that follows the byte-level
 //! definitions directly with `sealpost-crypto` primitives (X25519, HKDF-SHA256,
 //! HMAC-SHA256, ChaCha20-Poly1305, ML-KEM-1024). Both must agree, and both must agree with
@@ -30,12 +30,15 @@ use sealpost_crypto::kem::{KemCiphertext, KemKeyPair, KemPublic};
 use sealpost_crypto::x25519::{X25519Public, X25519Secret};
 use sealpost_crypto::{Zeroizing, aead, kdf};
 use sealpost_session::fingerprint::{self, FINGERPRINT_ITERATIONS, FINGERPRINT_VERSION};
+use sealpost_session::hazmat::{self, InitiatorSecrets, initiate_with_secrets};
 use sealpost_session::{
-    AccountId, CHAIN_KEY_CONSTANT, HANDSHAKE_INFO, HANDSHAKE_PREFIX, IdentityKeyPair,
-    InitiatorSecrets, KDF_RK_INFO, KemPreKeyKind, MESSAGE_KEY_CONSTANT, MESSAGE_NONCE, PICKLE_INFO,
-    PICKLE_VERSION, PickleKey, PreKeyStore, SafetyNumber, Session, SessionConfig, SessionMessage,
-    VerifiedBundle, initiate, initiate_with_secrets, respond,
+    AccountId, CHAIN_KEY_CONSTANT, DecryptError, DeviceAddress, DeviceId, EncryptError,
+    HANDSHAKE_INFO, HANDSHAKE_PREFIX, IdentityKeyPair, KDF_RK_INFO, KemPreKeyKind,
+    LEGACY_SESSION_STATE_VERSION, MESSAGE_KEY_CONSTANT, NONCE_KEY_CONSTANT, PICKLE_INFO,
+    PICKLE_VERSION, PickleKey, PreKeyStore, SESSION_STATE_VERSION, SafetyNumber, Session,
+    SessionAddresses, SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
 };
+use sealpost_wire::DecodeError;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 use std::collections::VecDeque;
@@ -46,12 +49,17 @@ use std::path::{Path, PathBuf};
 // Spec constants, written out independently of the library's exports.
 // ---------------------------------------------------------------------------------------
 
-const SPEC_HANDSHAKE_INFO: &[u8] = b"Sealpost_PQXDH_X25519_SHA-256_ML-KEM-1024_v1";
+const SPEC_HANDSHAKE_INFO: &[u8] = b"Sealpost_PQXDH_X25519_SHA-256_ML-KEM-1024_v2";
 const SPEC_RATCHET_INFO: &[u8] = b"Sealpost_Ratchet_v1";
 const SPEC_PICKLE_INFO: &[u8] = b"Sealpost_Pickle_v1";
 const SPEC_SIGNED_PREKEY_LABEL: &[u8] = b"Sealpost_SignedPreKey_v1";
 const SPEC_KEM_PREKEY_LABEL: &[u8] = b"Sealpost_KemPreKey_v1";
-const SPEC_NONCE: [u8; 12] = [0u8; 12];
+/// Version byte of PreKeyMessage and RatchetMessage, and of the session state encoding.
+const SPEC_SESSION_VERSION: u8 = 0x02;
+/// The account ids of the vectors' two devices (Bob's device id is per handshake case).
+const ALICE_ACCOUNT: &str = "+15551230001";
+const ALICE_DEVICE: u32 = 1;
+const BOB_ACCOUNT: &str = "+15551230002";
 const SPEC_MAX_SKIP: u32 = 1000;
 const SPEC_MAX_SKIPPED_KEYS: u32 = 2000;
 const SPEC_MAX_PREVIOUS_RATCHET_KEYS: usize = 8;
@@ -64,7 +72,10 @@ fn library_constants_match_the_spec() {
     assert_eq!(KDF_RK_INFO, SPEC_RATCHET_INFO);
     assert_eq!(MESSAGE_KEY_CONSTANT, 0x01);
     assert_eq!(CHAIN_KEY_CONSTANT, 0x02);
-    assert_eq!(MESSAGE_NONCE, SPEC_NONCE);
+    assert_eq!(NONCE_KEY_CONSTANT, 0x03);
+    assert_eq!(SESSION_STATE_VERSION, SPEC_SESSION_VERSION);
+    assert_eq!(LEGACY_SESSION_STATE_VERSION, 0x01);
+    assert_eq!(sealpost_wire::SESSION_MESSAGE_VERSION, SPEC_SESSION_VERSION);
     assert_eq!(PICKLE_INFO, SPEC_PICKLE_INFO);
     assert_eq!(PICKLE_VERSION, 0x01);
     assert_eq!(FINGERPRINT_VERSION, 0);
@@ -394,19 +405,51 @@ fn kdf_rk(rk: &[u8; 32], dh: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
     (a, b)
 }
 
-/// KDF_CK(ck) -> (mk = HMAC(ck, 0x01), ck' = HMAC(ck, 0x02)).
-fn kdf_ck(ck: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
-    (kdf::hmac_sha256(ck, &[0x01]), kdf::hmac_sha256(ck, &[0x02]))
+/// KDF_CK(ck) -> (mk = HMAC(ck, 0x01), ck' = HMAC(ck, 0x02), nk = HMAC(ck, 0x03)).
+fn kdf_ck(ck: &[u8; 32]) -> ([u8; 32], [u8; 32], [u8; 32]) {
+    (
+        kdf::hmac_sha256(ck, &[0x01]),
+        kdf::hmac_sha256(ck, &[0x02]),
+        kdf::hmac_sha256(ck, &[0x03]),
+    )
 }
 
-fn encode_header(ratchet_key: &[u8; 32], pn: u32, n: u32) -> [u8; 42] {
-    let mut h = [0u8; 42];
-    h[0] = 0x01;
-    h[1] = 0x01;
-    h[2..34].copy_from_slice(ratchet_key);
-    h[34..38].copy_from_slice(&pn.to_be_bytes());
-    h[38..42].copy_from_slice(&n.to_be_bytes());
+/// The 40 header fields the synthetic nonce covers: ratchet key || PN || N.
+fn header_fields(ratchet_key: &[u8; 32], pn: u32, n: u32) -> [u8; 40] {
+    let mut h = [0u8; 40];
+    h[..32].copy_from_slice(ratchet_key);
+    h[32..36].copy_from_slice(&pn.to_be_bytes());
+    h[36..40].copy_from_slice(&n.to_be_bytes());
     h
+}
+
+/// nonce = HMAC-SHA256(nk, fields || plaintext)[0..12].
+fn siv(nk: &[u8; 32], fields: &[u8; 40], plaintext: &[u8]) -> [u8; 12] {
+    let mut input = fields.to_vec();
+    input.extend_from_slice(plaintext);
+    kdf::hmac_sha256(nk, &input)[..12].try_into().unwrap()
+}
+
+/// The 54-byte header: 0x02 || 0x01 || fields(40) || nonce(12).
+fn encode_header(fields: &[u8; 40], nonce: &[u8; 12]) -> [u8; 54] {
+    let mut h = [0u8; 54];
+    h[0] = SPEC_SESSION_VERSION;
+    h[1] = 0x01;
+    h[2..42].copy_from_slice(fields);
+    h[42..].copy_from_slice(nonce);
+    h
+}
+
+/// DeviceAddress wire encoding: len(u8) || account UTF-8 || device(u32).
+fn encode_address(account: &str, device: u32) -> Vec<u8> {
+    let mut v = vec![u8::try_from(account.len()).unwrap()];
+    v.extend_from_slice(account.as_bytes());
+    v.extend_from_slice(&device.to_be_bytes());
+    v
+}
+
+fn api_address(account: &str, device: u32) -> DeviceAddress {
+    DeviceAddress::new(AccountId::new(account).unwrap(), DeviceId(device))
 }
 
 /// The handshake fields an initiator repeats until it gets a reply.
@@ -424,7 +467,7 @@ fn encode_prekey_message(
     p: &RefPending,
     ratchet_message: &[u8],
 ) -> Vec<u8> {
-    let mut out = vec![0x01, 0x02];
+    let mut out = vec![SPEC_SESSION_VERSION, 0x02];
     out.extend_from_slice(identity);
     out.extend_from_slice(base_key);
     out.extend_from_slice(&p.signed_prekey_id.to_be_bytes());
@@ -437,16 +480,21 @@ fn encode_prekey_message(
     out
 }
 
+/// A skipped entry: (ratchet key, N, message key, nonce key).
+type RefSkipped = ([u8; 32], u32, [u8; 32], [u8; 32]);
+
 /// One side of a session in the reference model: the Double Ratchet state of Signal's
 /// specification, section 3, plus what the state encoding records.
 #[derive(Clone, Debug)]
 struct RefParty {
     local_id: [u8; 64],
     remote_id: [u8; 64],
+    local_address: Vec<u8>,
+    remote_address: Vec<u8>,
     role: u8,
     base_key: [u8; 32],
     pending: Option<RefPending>,
-    ad: [u8; 128],
+    ad: Vec<u8>,
     dhs: [u8; 32],
     dhr: Option<[u8; 32]>,
     rk: [u8; 32],
@@ -456,7 +504,7 @@ struct RefParty {
     nr: u32,
     pn: u32,
     previous_dhr: Vec<[u8; 32]>,
-    skipped: Vec<([u8; 32], u32, [u8; 32])>,
+    skipped: Vec<RefSkipped>,
 }
 
 impl RefParty {
@@ -471,10 +519,11 @@ impl RefParty {
             "ns": self.ns,
             "nr": self.nr,
             "pn": self.pn,
-            "skipped_message_keys": self.skipped.iter().map(|(k, n, mk)| json!({
+            "skipped_message_keys": self.skipped.iter().map(|(k, n, mk, nk)| json!({
                 "ratchet_key": hx(k),
                 "message_number": n,
                 "message_key": hx(mk),
+                "nonce_key": hx(nk),
             })).collect::<Vec<_>>(),
         })
     }
@@ -483,12 +532,14 @@ impl RefParty {
     /// the wire (a prekey message while the initiator awaits a reply).
     fn encrypt(&mut self, plaintext: &[u8]) -> (Value, Vec<u8>, Vec<u8>) {
         let ck_before = self.cks.expect("reference: no sending chain");
-        let (mk, ck_after) = kdf_ck(&ck_before);
+        let (mk, ck_after, nk) = kdf_ck(&ck_before);
         let ratchet_key = x_pub(&self.dhs);
-        let header = encode_header(&ratchet_key, self.pn, self.ns);
-        let mut ad = self.ad.to_vec();
+        let fields = header_fields(&ratchet_key, self.pn, self.ns);
+        let nonce = siv(&nk, &fields, plaintext);
+        let header = encode_header(&fields, &nonce);
+        let mut ad = self.ad.clone();
         ad.extend_from_slice(&header);
-        let ciphertext = aead::seal(&mk, &SPEC_NONCE, &ad, plaintext);
+        let ciphertext = aead::seal(&mk, &nonce, &ad, plaintext);
         let mut ratchet_message = header.to_vec();
         ratchet_message.extend_from_slice(&ciphertext);
         let (kind, wire) = match &self.pending {
@@ -504,13 +555,21 @@ impl RefParty {
                 "ratchet_key": hx(&ratchet_key),
                 "previous_chain_length": self.pn,
                 "message_number": self.ns,
+                "nonce": hx(&nonce),
             },
+            "header_fields": hx(&fields),
             "encoded_header": hx(&header),
             "sender_chain_key_before": hx(&ck_before),
             "sender_chain_key_after": hx(&ck_after),
+            "sender_chain_key_after_kdf": "HMAC-SHA256(sender_chain_key_before, 0x02)",
             "message_key": hx(&mk),
-            "nonce": hx(&SPEC_NONCE),
+            "message_key_kdf": "HMAC-SHA256(sender_chain_key_before, 0x01)",
+            "nonce_key": hx(&nk),
+            "nonce_key_kdf": "HMAC-SHA256(sender_chain_key_before, 0x03)",
+            "nonce": hx(&nonce),
+            "nonce_kdf": "HMAC-SHA256(nonce_key, header_fields || plaintext)[0..12]",
             "aead_ad": hx(&ad),
+            "aead_ad_layout": "session_ad || encoded_header",
             "ciphertext": hx(&ciphertext),
             "ratchet_message": hx(&ratchet_message),
             "encoded_message": hx(&wire),
@@ -525,12 +584,13 @@ impl RefParty {
         let Some(key) = self.dhr else { return };
         let Some(mut ck) = self.ckr else { return };
         while self.nr < until {
-            let (mk, next) = kdf_ck(&ck);
-            self.skipped.push((key, self.nr, mk));
+            let (mk, next, nk) = kdf_ck(&ck);
+            self.skipped.push((key, self.nr, mk, nk));
             stored.push(json!({
                 "ratchet_key": hx(&key),
                 "message_number": self.nr,
                 "message_key": hx(&mk),
+                "nonce_key": hx(&nk),
             }));
             ck = next;
             self.nr += 1;
@@ -541,12 +601,14 @@ impl RefParty {
     /// RatchetDecrypt of a valid message. `draws` are the ratchet private keys the real
     /// session drew from its RNG; a DH ratchet step takes exactly one.
     fn decrypt(&mut self, ratchet_message: &[u8], draws: &[Vec<u8>]) -> (Vec<u8>, Value) {
-        assert_eq!(&ratchet_message[..2], &[0x01, 0x01]);
+        assert_eq!(&ratchet_message[..2], &[SPEC_SESSION_VERSION, 0x01]);
         let key: [u8; 32] = ratchet_message[2..34].try_into().unwrap();
         let pn = u32::from_be_bytes(ratchet_message[34..38].try_into().unwrap());
         let n = u32::from_be_bytes(ratchet_message[38..42].try_into().unwrap());
-        let mut ad = self.ad.to_vec();
-        ad.extend_from_slice(&ratchet_message[..42]);
+        let fields: [u8; 40] = ratchet_message[2..42].try_into().unwrap();
+        let nonce: [u8; 12] = ratchet_message[42..54].try_into().unwrap();
+        let mut ad = self.ad.clone();
+        ad.extend_from_slice(&ratchet_message[..54]);
         let mut draws: VecDeque<[u8; 32]> = draws
             .iter()
             .map(|d| <[u8; 32]>::try_from(d.as_slice()).unwrap())
@@ -556,13 +618,14 @@ impl RefParty {
         let mut used_skipped = false;
         let ckr_before = self.ckr;
 
-        let mk = if let Some(pos) = self
+        let (mk, nk) = if let Some(pos) = self
             .skipped
             .iter()
-            .position(|(k, i, _)| *k == key && *i == n)
+            .position(|(k, i, _, _)| *k == key && *i == n)
         {
             used_skipped = true;
-            self.skipped.remove(pos).2
+            let (_, _, mk, nk) = self.skipped.remove(pos);
+            (mk, nk)
         } else {
             if self.dhr != Some(key) {
                 // DHRatchet: finish the old receiving chain up to PN, then two KDF_RK steps.
@@ -593,6 +656,10 @@ impl RefParty {
                     "dh_send": hx(&dh_send),
                     "root_key_after": hx(&rk2),
                     "sending_chain_key": hx(&cks),
+                    "kdf": "(root_key_intermediate, receiving_chain_key) = KDF_RK(root_key_before, \
+                        dh_receive); (root_key_after, sending_chain_key) = KDF_RK(\
+                        root_key_intermediate, dh_send); KDF_RK = HKDF-SHA256(salt = root key, \
+                        IKM = dh, info = \"Sealpost_Ratchet_v1\", L = 64)",
                 });
                 self.pn = self.ns;
                 self.ns = 0;
@@ -605,17 +672,22 @@ impl RefParty {
             }
             self.skip_until(n, &mut stored);
             let ck = self.ckr.unwrap();
-            let (mk, next) = kdf_ck(&ck);
+            let (mk, next, nk) = kdf_ck(&ck);
             self.ckr = Some(next);
             self.nr = n + 1;
-            mk
+            (mk, nk)
         };
         assert!(
             draws.is_empty(),
             "the API drew a ratchet key the reference did not need"
         );
-        let plaintext = aead::open(&mk, &SPEC_NONCE, &ad, &ratchet_message[42..])
+        let plaintext = aead::open(&mk, &nonce, &ad, &ratchet_message[54..])
             .expect("reference: AEAD open failed");
+        assert_eq!(
+            siv(&nk, &fields, &plaintext),
+            nonce,
+            "reference: nonce is not the SIV"
+        );
         self.pending = None;
         let record = json!({
             "used_skipped_message_key": used_skipped,
@@ -623,6 +695,7 @@ impl RefParty {
             "stored_skipped_message_keys": stored,
             "receiving_chain_key_before": opt_hx(ckr_before.as_ref()),
             "message_key": hx(&mk),
+            "nonce_key": hx(&nk),
         });
         (plaintext, record)
     }
@@ -633,11 +706,13 @@ impl RefParty {
             w.push(u8::from(k.is_some()));
             w.extend_from_slice(k.unwrap_or(&[0u8; 32]));
         }
-        let mut w = vec![0x01];
+        let mut w = vec![SPEC_SESSION_VERSION];
         w.extend_from_slice(&SPEC_MAX_SKIP.to_be_bytes());
         w.extend_from_slice(&SPEC_MAX_SKIPPED_KEYS.to_be_bytes());
         w.extend_from_slice(&self.local_id);
         w.extend_from_slice(&self.remote_id);
+        w.extend_from_slice(&self.local_address);
+        w.extend_from_slice(&self.remote_address);
         w.push(self.role);
         w.extend_from_slice(&self.base_key);
         match &self.pending {
@@ -652,6 +727,7 @@ impl RefParty {
             }
         }
         w.extend_from_slice(&self.dhs);
+        w.extend_from_slice(&x_pub(&self.dhs));
         opt(&mut w, self.dhr.as_ref());
         w.extend_from_slice(&self.rk);
         opt(&mut w, self.cks.as_ref());
@@ -664,17 +740,18 @@ impl RefParty {
             w.extend_from_slice(k);
         }
         w.extend_from_slice(&u32::try_from(self.skipped.len()).unwrap().to_be_bytes());
-        for (k, n, mk) in &self.skipped {
+        for (k, n, mk, nk) in &self.skipped {
             w.extend_from_slice(k);
             w.extend_from_slice(&n.to_be_bytes());
             w.extend_from_slice(mk);
+            w.extend_from_slice(nk);
         }
         w
     }
 }
 
 fn assert_same_state(session: &Session, reference: &RefParty, what: &str) {
-    let api = session.to_state_bytes();
+    let api = hazmat::to_state_bytes(session);
     let model = reference.encode_state();
     assert!(
         api.as_slice() == model.as_slice(),
@@ -822,8 +899,11 @@ struct RefHs {
     kem_shared_secret: [u8; 32],
     dhs: Vec<[u8; 32]>,
     ikm: Vec<u8>,
+    sk_info: Vec<u8>,
     sk: [u8; 32],
-    ad: [u8; 128],
+    alice_address: Vec<u8>,
+    bob_address: Vec<u8>,
+    ad: Vec<u8>,
     init_dh: [u8; 32],
     root_key: [u8; 32],
     sending_chain_key: [u8; 32],
@@ -921,12 +1001,17 @@ fn ref_handshake(inp: &HsInputs) -> RefHs {
         ikm.extend_from_slice(d);
     }
     ikm.extend_from_slice(&kem_shared_secret);
+    let mut sk_info = SPEC_HANDSHAKE_INFO.to_vec();
+    sk_info.extend_from_slice(&base_public);
     let mut sk = [0u8; 32];
-    kdf::hkdf_sha256(&[0u8; 32], &ikm, SPEC_HANDSHAKE_INFO, &mut sk).unwrap();
+    kdf::hkdf_sha256(&[0u8; 32], &ikm, &sk_info, &mut sk).unwrap();
 
-    let mut ad = [0u8; 128];
-    ad[..64].copy_from_slice(&alice_id);
-    ad[64..].copy_from_slice(&bob_id);
+    let alice_address = encode_address(ALICE_ACCOUNT, ALICE_DEVICE);
+    let bob_address = encode_address(BOB_ACCOUNT, inp.bob_device_id);
+    let mut ad = alice_id.to_vec();
+    ad.extend_from_slice(&bob_id);
+    ad.extend_from_slice(&alice_address);
+    ad.extend_from_slice(&bob_address);
 
     let init_dh = x_dh(&inp.ratchet_key, &spk_public);
     let (root_key, sending_chain_key) = kdf_rk(&sk, &init_dh);
@@ -947,7 +1032,10 @@ fn ref_handshake(inp: &HsInputs) -> RefHs {
         kem_shared_secret,
         dhs,
         ikm,
+        sk_info,
         sk,
+        alice_address,
+        bob_address,
         ad,
         init_dh,
         root_key,
@@ -960,6 +1048,8 @@ impl RefHs {
         RefParty {
             local_id: self.alice_id,
             remote_id: self.bob_id,
+            local_address: self.alice_address.clone(),
+            remote_address: self.bob_address.clone(),
             role: 0,
             base_key: self.base_public,
             pending: Some(RefPending {
@@ -968,7 +1058,7 @@ impl RefHs {
                 kem_prekey_id: KEM_ID,
                 kem_ciphertext: self.kem_ciphertext.clone(),
             }),
-            ad: self.ad,
+            ad: self.ad.clone(),
             dhs: inp.ratchet_key,
             dhr: Some(self.spk_public),
             rk: self.root_key,
@@ -986,10 +1076,12 @@ impl RefHs {
         RefParty {
             local_id: self.bob_id,
             remote_id: self.alice_id,
+            local_address: self.bob_address.clone(),
+            remote_address: self.alice_address.clone(),
             role: 1,
             base_key: self.base_public,
             pending: None,
-            ad: self.ad,
+            ad: self.ad.clone(),
             dhs: inp.spk_secret,
             dhr: None,
             rk: self.sk,
@@ -1058,8 +1150,18 @@ fn setup(inp: &HsInputs) -> Setup {
         ratchet_key: X25519Secret::from_bytes(inp.ratchet_key),
         kem_randomness: Zeroizing::new(inp.kem_randomness),
     };
-    let alice_session =
-        initiate_with_secrets(&alice, &verified, secrets, SessionConfig::default()).unwrap();
+    let to_bob = SessionAddresses::new(
+        api_address(ALICE_ACCOUNT, ALICE_DEVICE),
+        api_address(BOB_ACCOUNT, inp.bob_device_id),
+    );
+    let alice_session = initiate_with_secrets(
+        &alice,
+        &to_bob,
+        &verified,
+        secrets,
+        SessionConfig::default(),
+    )
+    .unwrap();
     assert!(alice_session.awaiting_reply());
     assert_eq!(alice_session.base_key().to_bytes(), r.base_public);
     assert_same_state(
@@ -1074,11 +1176,18 @@ fn setup(inp: &HsInputs) -> Setup {
         inp.ratchet_key.to_vec(),
         inp.kem_randomness.to_vec(),
     ]);
-    let via_rng = initiate(&mut rng, &alice, &verified, SessionConfig::default()).unwrap();
+    let via_rng = initiate(
+        &mut rng,
+        &alice,
+        &to_bob,
+        &verified,
+        SessionConfig::default(),
+    )
+    .unwrap();
     rng.assert_used_up("initiate()");
     assert_eq!(
-        via_rng.to_state_bytes().as_slice(),
-        alice_session.to_state_bytes().as_slice(),
+        hazmat::to_state_bytes(&via_rng).as_slice(),
+        hazmat::to_state_bytes(&alice_session).as_slice(),
         "initiate() with an RNG and initiate_with_secrets() disagree"
     );
 
@@ -1089,6 +1198,14 @@ fn setup(inp: &HsInputs) -> Setup {
         alice_session,
         r,
     }
+}
+
+/// Bob's addresses for `respond`: himself, and Alice as the expected sender.
+fn bob_addresses(inp: &HsInputs) -> SessionAddresses {
+    SessionAddresses::new(
+        api_address(BOB_ACCOUNT, inp.bob_device_id),
+        api_address(ALICE_ACCOUNT, ALICE_DEVICE),
+    )
 }
 
 fn identity_json(signing_seed: &[u8; 32], dh_secret: &[u8; 32]) -> Value {
@@ -1124,8 +1241,16 @@ fn build_handshake(inp: &HsInputs) -> Value {
         panic!("the first message is not a PreKeyMessage");
     };
     let mut rng = TestRng::fifo(vec![inp.responder_ratchet_key.to_vec()]);
-    let (bob_session, plaintext) =
-        respond(&mut rng, &bob, &mut store, &pkm, SessionConfig::default()).unwrap();
+    let from_alice = bob_addresses(inp);
+    let (bob_session, plaintext) = respond(
+        &mut rng,
+        &bob,
+        &from_alice,
+        &mut store,
+        &pkm,
+        SessionConfig::default(),
+    )
+    .unwrap();
     rng.assert_used_up("respond()");
     assert_eq!(plaintext, inp.plaintext);
     let mut ref_bob = r.responder(inp);
@@ -1142,7 +1267,17 @@ fn build_handshake(inp: &HsInputs) -> Value {
     if inp.opk_secret.is_some() {
         // The one-time prekey is gone: the same message cannot be accepted twice.
         let mut rng = TestRng::fifo(vec![inp.responder_ratchet_key.to_vec()]);
-        assert!(respond(&mut rng, &bob, &mut store, &pkm, SessionConfig::default()).is_err());
+        assert!(
+            respond(
+                &mut rng,
+                &bob,
+                &from_alice,
+                &mut store,
+                &pkm,
+                SessionConfig::default()
+            )
+            .is_err()
+        );
     }
 
     let dh = |i: usize| r.dhs.get(i).map_or(Value::Null, |d| hx(d));
@@ -1196,10 +1331,23 @@ fn build_handshake(inp: &HsInputs) -> Value {
         "dh3": dh(2),
         "dh4": dh(3),
         "ikm": hx(&r.ikm),
+        "sk_kdf": {
+            "algorithm": "HKDF-SHA256",
+            "salt": hx(&[0u8; 32]),
+            "ikm": "ikm",
+            "info": hx(&r.sk_info),
+            "info_layout": "\"Sealpost_PQXDH_X25519_SHA-256_ML-KEM-1024_v2\" || base_key_public (as sent)",
+            "length": 32,
+        },
         "sk": hx(&r.sk),
+        "alice_address": { "account": ALICE_ACCOUNT, "device": ALICE_DEVICE, "encoded": hx(&r.alice_address) },
+        "bob_address": { "account": BOB_ACCOUNT, "device": inp.bob_device_id, "encoded": hx(&r.bob_address) },
         "ad": hx(&r.ad),
+        "ad_layout": "alice.identity || bob.identity || alice_address.encoded || bob_address.encoded",
         "initiator_ratchet_init": {
             "dh": hx(&r.init_dh),
+            "dh_inputs": "DH(initiator.ratchet_key_secret, signed_prekey.public)",
+            "kdf": "KDF_RK(sk, dh) = HKDF-SHA256(salt = sk, IKM = dh, info = \"Sealpost_Ratchet_v1\", L = 64)",
             "root_key": hx(&r.root_key),
             "sending_chain_key": hx(&r.sending_chain_key),
         },
@@ -1227,11 +1375,14 @@ fn handshake_vectors() {
     let cases: Vec<Value> = inputs.iter().map(build_handshake).collect();
     let file = json!({
         "description": "Sealpost handshake (X3DH/PQXDH style with ML-KEM-1024). \
-            Identity = Ed25519 public (32) || X25519 public (32); AD = initiator identity || \
-            responder identity. DH1 = DH(IK_A, SPK_B), DH2 = DH(EK_A, IK_B), DH3 = DH(EK_A, \
+            Session protocol version 2. Identity = Ed25519 public (32) || X25519 public (32); \
+            AD = initiator identity || responder identity || initiator address || responder \
+            address, an address encoded as len(u8) || account UTF-8 || device u32 BE. DH1 = DH(IK_A, SPK_B), DH2 = DH(EK_A, IK_B), DH3 = DH(EK_A, \
             SPK_B), DH4 = DH(EK_A, OPK_B) if a one-time prekey was used; SS = ML-KEM-1024 shared \
             secret. IKM = 0xFF*32 || DH1 || DH2 || DH3 [|| DH4] || SS; SK = HKDF-SHA256(salt = \
-            32 zero bytes, IKM, info = \"Sealpost_PQXDH_X25519_SHA-256_ML-KEM-1024_v1\", L = 32). \
+            32 zero bytes, IKM, info = \"Sealpost_PQXDH_X25519_SHA-256_ML-KEM-1024_v2\" || base key \
+            public (the 32 bytes as sent), L = 32). Each derived value `x` has an `x_kdf` entry \
+            naming the function, key and label that derive it. \
             Initiator: (RK, CKs) = KDF_RK(SK, DH(ratchet_key_A, SPK_B)); responder: DHs = SPK_B, \
             RK = SK, and its first received message performs a DH ratchet step with a ratchet key \
             drawn from the RNG. Prekey ids start at 1. bob_store_rng_draws are the RNG outputs \
@@ -1356,13 +1507,21 @@ fn ratchet_inputs() -> RatchetInputs {
     }
 }
 
-/// Both sessions (API and reference) after one event.
-#[derive(Clone)]
+/// Both sessions (API state bytes, since sessions are not `Clone`, and reference) after
+/// one event.
 struct Snapshot {
-    alice: Session,
-    bob: Option<Session>,
+    alice: Vec<u8>,
+    bob: Option<Vec<u8>>,
     ref_alice: RefParty,
     ref_bob: Option<RefParty>,
+}
+
+fn state_of(s: &Session) -> Vec<u8> {
+    hazmat::to_state_bytes(s).to_vec()
+}
+
+fn restore(state: &[u8]) -> Session {
+    hazmat::from_state_bytes(state).unwrap()
 }
 
 struct Transcript {
@@ -1474,6 +1633,7 @@ fn build_ratchet(hs: &HsInputs, ri: &RatchetInputs) -> Transcript {
                     let (s, pt) = respond(
                         &mut rng,
                         &bob_identity,
+                        &bob_addresses(hs),
                         &mut store,
                         &pkm,
                         SessionConfig::default(),
@@ -1520,8 +1680,8 @@ fn build_ratchet(hs: &HsInputs, ri: &RatchetInputs) -> Transcript {
         events.push(record);
         all_draws.push(draws_used);
         snapshots.push(Snapshot {
-            alice: alice.clone(),
-            bob: bob.clone(),
+            alice: state_of(&alice),
+            bob: bob.as_ref().map(state_of),
             ref_alice: ref_alice.clone(),
             ref_bob: ref_bob.clone(),
         });
@@ -1534,8 +1694,8 @@ fn build_ratchet(hs: &HsInputs, ri: &RatchetInputs) -> Transcript {
     let wire: Vec<Vec<u8>> = wire.into_iter().map(Option::unwrap).collect();
 
     // Every delivered message is rejected when replayed, and the session does not change.
-    let mut alice_final = alice.clone();
-    let mut bob_final = bob.clone().unwrap();
+    let mut alice_final = restore(&state_of(&alice));
+    let mut bob_final = restore(&state_of(bob.as_ref().unwrap()));
     for (idx, step) in delivered.iter().enumerate() {
         if step.is_none() {
             continue;
@@ -1546,13 +1706,13 @@ fn build_ratchet(hs: &HsInputs, ri: &RatchetInputs) -> Transcript {
         } else {
             &mut bob_final
         };
-        let before = s.to_state_bytes();
+        let before = state_of(s);
         let mut rng = TestRng::fifo(Vec::new());
         assert!(
             s.decrypt_bytes(&mut rng, &wire[idx]).is_err(),
             "replayed message {idx} was accepted"
         );
-        assert_eq!(before.as_slice(), s.to_state_bytes().as_slice());
+        assert_eq!(before, state_of(s));
     }
     // Undelivered messages still decrypt late with their stored skipped keys.
     for (idx, step) in delivered.iter().enumerate() {
@@ -1560,9 +1720,9 @@ fn build_ratchet(hs: &HsInputs, ri: &RatchetInputs) -> Transcript {
             continue;
         }
         let mut s = if messages[idx]["recipient"] == "alice" {
-            alice.clone()
+            restore(&state_of(&alice))
         } else {
-            bob.clone().unwrap()
+            restore(&state_of(bob.as_ref().unwrap()))
         };
         let before = s.skipped_key_count();
         let mut rng = TestRng::fifo(Vec::new());
@@ -1577,10 +1737,13 @@ fn build_ratchet(hs: &HsInputs, ri: &RatchetInputs) -> Transcript {
         "description": "Double Ratchet transcript continuing handshake.json case \
             `with_one_time_prekey` (message 0 is that case's first message). KDF_RK(rk, dh) = \
             HKDF-SHA256(salt = rk, IKM = dh, info = \"Sealpost_Ratchet_v1\", L = 64) -> (rk', ck); \
-            KDF_CK(ck): mk = HMAC-SHA256(ck, 0x01), ck' = HMAC-SHA256(ck, 0x02). Each message is \
-            ChaCha20-Poly1305 with key mk, nonce 12 zero bytes, AD = session AD || 42-byte header \
-            (0x01, 0x01, ratchet public key, PN u32 BE, N u32 BE); a ratchet message is header || \
-            ciphertext || tag. Alice's messages are sent as PreKeyMessages until she has decrypted \
+            KDF_CK(ck): mk = HMAC-SHA256(ck, 0x01), ck' = HMAC-SHA256(ck, 0x02), nk = \
+            HMAC-SHA256(ck, 0x03). Each message is \
+            ChaCha20-Poly1305 with key mk, nonce = HMAC-SHA256(nk, header_fields || \
+            plaintext)[0..12] where nk = HMAC-SHA256(ck, 0x03) and header_fields = ratchet public \
+            key || PN u32 BE || N u32 BE, AD = session AD || 54-byte header (0x02, 0x01, \
+            header_fields, nonce); a ratchet message is header || ciphertext || tag. Each derived \
+            value `x` has an `x_kdf` entry naming its derivation. Alice's messages are sent as PreKeyMessages until she has decrypted \
             a reply. `events` is the order in which messages are sent and delivered; delivery is \
             out of order (messages 2, 4, 7 and 10 overtake earlier ones; 1, 3, 5 and 9 are then \
             decrypted with stored skipped message keys, 9 from a receiving chain the recipient had \
@@ -1668,14 +1831,14 @@ fn pickle_cases() -> Vec<PickleCase> {
 fn build_pickle(case: &PickleCase, ri: &RatchetInputs, t: &Transcript) -> Value {
     let snap = &t.snapshots[case.after_step];
     let (session, model) = match case.party.as_str() {
-        "alice" => (&snap.alice, &snap.ref_alice),
+        "alice" => (restore(&snap.alice), &snap.ref_alice),
         "bob" => (
-            snap.bob.as_ref().expect("Bob has no session yet"),
+            restore(snap.bob.as_ref().expect("Bob has no session yet")),
             snap.ref_bob.as_ref().unwrap(),
         ),
         other => panic!("unknown party {other}"),
     };
-    let state = session.to_state_bytes().to_vec();
+    let state = state_of(&session);
     assert_eq!(state, model.encode_state(), "{}: state encoding", case.name);
 
     // Reference pickle.
@@ -1690,7 +1853,7 @@ fn build_pickle(case: &PickleCase, ri: &RatchetInputs, t: &Transcript) -> Value 
     ref_pickle.extend_from_slice(&aead::seal(&aead_key, &aead_nonce, &aead_ad, &state));
 
     let key = PickleKey::new(case.key);
-    let pickle = session.pickle_with_salt(&key, &case.salt);
+    let pickle = hazmat::pickle_with_salt(&session, &key, &case.salt);
     assert_eq!(
         hex::encode(&pickle),
         hex::encode(&ref_pickle),
@@ -1717,7 +1880,7 @@ fn build_pickle(case: &PickleCase, ri: &RatchetInputs, t: &Transcript) -> Value 
     }
 
     let mut restored = Session::unpickle(&pickle, &key).unwrap();
-    assert_eq!(restored.to_state_bytes().as_slice(), state.as_slice());
+    assert_eq!(state_of(&restored), state);
 
     // The restored session decrypts the party's next message of the transcript.
     let (next_step, next) = ri
@@ -1746,8 +1909,8 @@ fn build_pickle(case: &PickleCase, ri: &RatchetInputs, t: &Transcript) -> Value 
         later.bob.as_ref().unwrap()
     };
     assert_eq!(
-        restored.to_state_bytes().as_slice(),
-        live.to_state_bytes().as_slice(),
+        &state_of(&restored),
+        live,
         "{}: the restored session diverged from the live one",
         case.name
     );
@@ -1787,10 +1950,52 @@ fn pickle_vectors() {
             IKM = pickle_key, info = \"Sealpost_Pickle_v1\", L = 44); `state` is \
             Session::to_state_bytes. Unpickling must give back exactly `state`, and the restored \
             session must decrypt next_message (the party's next event in the transcript), drawing \
-            next_message.rng_draws, to next_message.plaintext. Bytes are hex.",
+            next_message.rng_draws, to next_message.plaintext. `state` is the version-2 state \
+            encoding (spec/session.md, \"Session state encoding\"). pickle_v1.json holds \
+            version-1 pickles that must keep loading (as legacy sessions). Bytes are hex.",
         "cases": cases,
     });
     write_or_check("pickle.json", &file);
+}
+
+/// Version-1 pickles (written before session protocol version 2) keep loading, as legacy
+/// sessions: their state re-encodes to exactly the recorded version-1 bytes, they refuse to
+/// encrypt with a typed error, and the version-1 message recorded with them no longer
+/// decodes. This file is never rewritten.
+#[test]
+fn pickle_v1_vectors_still_load_as_legacy_sessions() {
+    let file = load("pickle_v1.json");
+    let cases = field(&file, "cases").as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for c in cases {
+        let name = str_at(c, "name");
+        let key = PickleKey::new(arr(c, "pickle_key"));
+        let state = bytes_at(c, "state");
+        assert_eq!(state[0], 0x01, "{name}: a version-1 state");
+        let mut session = Session::unpickle(&bytes_at(c, "pickle"), &key)
+            .unwrap_or_else(|e| panic!("{name}: version-1 pickle does not load: {e}"));
+        assert!(session.is_legacy(), "{name}");
+        assert_eq!(session.remote_address(), None);
+        assert_eq!(state_of(&session), state, "{name}: legacy state re-encodes");
+        assert_eq!(
+            hazmat::from_state_bytes(&state).map(|s| s.is_legacy()),
+            Ok(true)
+        );
+        let before = state_of(&session);
+        assert_eq!(session.encrypt(b"x"), Err(EncryptError::LegacySession));
+        let mut rng = TestRng::fifo(Vec::new());
+        assert_eq!(
+            session.decrypt_bytes(&mut rng, &bytes_at(c, "next_message.encoded_message")),
+            Err(DecryptError::Decode(DecodeError::UnsupportedVersion(1)))
+        );
+        assert_eq!(
+            state_of(&session),
+            before,
+            "{name}: a legacy session changed"
+        );
+        // The identities of the version-1 session are still there for the client.
+        assert_ne!(session.local_identity(), session.remote_identity());
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1930,4 +2135,75 @@ fn safety_number_vectors() {
         "qr_payload_bob": hx(&b_qr),
     });
     write_or_check("safety_number.json", &file);
+}
+
+/// The worked examples in spec/session.md sections 3.1, 6.3 and 6.4, recomputed with the
+/// reference model's functions.
+#[test]
+fn spec_examples_hold() {
+    let mut ikm = vec![0xFF; 32];
+    for b in 1u8..=5 {
+        ikm.extend_from_slice(&[b; 32]);
+    }
+    let sk = |ikm: &[u8], ek: &[u8; 32]| {
+        let mut info = SPEC_HANDSHAKE_INFO.to_vec();
+        info.extend_from_slice(ek);
+        let mut out = [0u8; 32];
+        kdf::hkdf_sha256(&[0u8; 32], ikm, &info, &mut out).unwrap();
+        hex::encode(out)
+    };
+    assert_eq!(
+        sk(&ikm, &[6; 32]),
+        "1b72a74fd3b19d6adc0c53e6721bd7e7670b5627d4cd4dab30fa30dc6dcefe6a"
+    );
+    let mut high = [6u8; 32];
+    high[31] = 0x86;
+    assert_eq!(
+        sk(&ikm, &high),
+        "c686820ebf0a82a0991055c64c97ee5760f79fe7cb71280fdecade1cd9a94884"
+    );
+    let mut no_dh4 = ikm[..128].to_vec();
+    no_dh4.extend_from_slice(&[5; 32]);
+    assert_eq!(
+        sk(&no_dh4, &[6; 32]),
+        "143f18df38d4eb34b33cab0fc784b082f71a770a928e289006830a8da669bb05"
+    );
+    let ck: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let (mk, next, nk) = kdf_ck(&ck);
+    assert_eq!(
+        hex::encode(mk),
+        "9b4c8120a4823a95f47cde17a244f4507244ee6e3957d1fab9fa29b44d3829b7"
+    );
+    assert_eq!(
+        hex::encode(next),
+        "4304c22c84a53755ab08ead8d97a8d429be5efa480682d7ad1da27f73e1fbe1d"
+    );
+    assert_eq!(
+        hex::encode(nk),
+        "2a24d008789d3c74daf5e02636c675df8f09ec5e740c1bdf6305f9261f7b1c32"
+    );
+    let mut ad = hex::decode(
+        "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\
+         ce8d3ad1ccb633ec7b70c17814a5c76ecd029685050d344745ba05870e587d59\
+         ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1\
+         ac01b2209e86354fb853237b5de0f4fab13c7fcbf433a61c019369617fecf10b",
+    )
+    .unwrap();
+    ad.extend_from_slice(&encode_address("+15551230001", 1));
+    ad.extend_from_slice(&encode_address("+15551230002", 1));
+    assert_eq!(ad.len(), 162);
+    let fields = header_fields(&ck, 0, 0);
+    let nonce = siv(&nk, &fields, b"hi");
+    assert_eq!(hex::encode(nonce), "d0ca873cd24ed2b04a17ac96");
+    let header = encode_header(&fields, &nonce);
+    ad.extend_from_slice(&header);
+    let ct = aead::seal(&mk, &nonce, &ad, b"hi");
+    let mut msg = header.to_vec();
+    msg.extend_from_slice(&ct);
+    assert_eq!(
+        hex::encode(msg),
+        "0201000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0000000000000000\
+         d0ca873cd24ed2b04a17ac96\
+         95e3ce128d5437a503450c065e25d226a67e"
+    );
 }

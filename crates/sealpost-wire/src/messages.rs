@@ -12,17 +12,33 @@ pub const TYPE_PREKEY: u8 = 0x02;
 /// Type byte of a [`PreKeyBundle`].
 pub const TYPE_BUNDLE: u8 = 0x03;
 
-/// Length of a ratchet message header: version, type, ratchet key, PN, N.
-pub const RATCHET_HEADER_LEN: usize = 1 + 1 + KEY_LEN + 4 + 4;
+/// Version byte of [`RatchetMessage`] and [`PreKeyMessage`] (session protocol version 2,
+/// spec/wire.md). Version-1 session messages are rejected with
+/// [`DecodeError::UnsupportedVersion`]. Bundles keep [`PROTOCOL_VERSION`].
+pub const SESSION_MESSAGE_VERSION: u8 = 2;
+
+/// Length of a ratchet message's synthetic nonce (spec/session.md, "Message encryption").
+pub const MESSAGE_NONCE_LEN: usize = 12;
+
+/// Length of the header fields the synthetic nonce is computed over: ratchet key, PN, N.
+pub const RATCHET_HEADER_FIELDS_LEN: usize = KEY_LEN + 4 + 4;
+
+/// Length of a ratchet message header: version, type, ratchet key, PN, N, nonce.
+pub const RATCHET_HEADER_LEN: usize = 1 + 1 + RATCHET_HEADER_FIELDS_LEN + MESSAGE_NONCE_LEN;
 
 /// Length of a prekey message without its embedded ratchet message and the latter's length
 /// prefix (version, type, identity, base key, ids, flag, KEM ciphertext, length prefix).
 pub const PREKEY_MESSAGE_FIXED_LEN: usize =
     1 + 1 + 2 * KEY_LEN + KEY_LEN + 4 + 1 + 4 + 4 + KEM_CIPHERTEXT_LEN + 4;
 
-fn expect_header(r: &mut Reader<'_>, ty: u8, what: &'static str) -> Result<(), DecodeError> {
+fn expect_header(
+    r: &mut Reader<'_>,
+    expected_version: u8,
+    ty: u8,
+    what: &'static str,
+) -> Result<(), DecodeError> {
     let version = r.u8()?;
-    if version != PROTOCOL_VERSION {
+    if version != expected_version {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let t = r.u8()?;
@@ -35,9 +51,10 @@ fn expect_header(r: &mut Reader<'_>, ty: u8, what: &'static str) -> Result<(), D
 /// A Double Ratchet message (spec/wire.md, "RatchetMessage").
 ///
 /// ```text
-/// version(1)=0x01 || type(1)=0x01 || ratchet_key(32) || pn(u32) || n(u32) || ciphertext
+/// version(1)=0x02 || type(1)=0x01 || ratchet_key(32) || pn(u32) || n(u32) || nonce(12)
+///   || ciphertext
 /// ```
-/// The first 42 bytes are the *encoded header*, which enters the AEAD's associated data.
+/// The first 54 bytes are the *encoded header*, which enters the AEAD's associated data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RatchetMessage {
     /// The sender's current ratchet public key (X25519).
@@ -46,21 +63,22 @@ pub struct RatchetMessage {
     pub previous_chain_length: u32,
     /// Message number in the current sending chain (N).
     pub message_number: u32,
+    /// The synthetic ChaCha20-Poly1305 nonce (spec/session.md, "Message encryption").
+    pub nonce: [u8; MESSAGE_NONCE_LEN],
     /// ChaCha20-Poly1305 ciphertext with its 16-byte tag.
     pub ciphertext: Vec<u8>,
 }
 
 impl RatchetMessage {
-    /// The 42-byte encoded header.
-    pub fn encode_header(
+    /// The 40 header fields `ratchet_key(32) || pn(u32) || n(u32)` that the synthetic nonce
+    /// is computed over (without version, type and nonce).
+    pub fn encode_header_fields(
         ratchet_key: &[u8; KEY_LEN],
         previous_chain_length: u32,
         message_number: u32,
-    ) -> [u8; RATCHET_HEADER_LEN] {
-        let mut h = [0u8; RATCHET_HEADER_LEN];
-        let (prefix, rest) = h.split_at_mut(2);
-        prefix.copy_from_slice(&[PROTOCOL_VERSION, TYPE_RATCHET]);
-        let (key, rest) = rest.split_at_mut(KEY_LEN);
+    ) -> [u8; RATCHET_HEADER_FIELDS_LEN] {
+        let mut h = [0u8; RATCHET_HEADER_FIELDS_LEN];
+        let (key, rest) = h.split_at_mut(KEY_LEN);
         key.copy_from_slice(ratchet_key);
         let (pn, n) = rest.split_at_mut(4);
         pn.copy_from_slice(&previous_chain_length.to_be_bytes());
@@ -68,13 +86,32 @@ impl RatchetMessage {
         h
     }
 
-    /// This message's encoded header.
-    pub fn header(&self) -> [u8; RATCHET_HEADER_LEN] {
-        Self::encode_header(
+    /// The 54-byte encoded header: `0x02 || 0x01 || fields(40) || nonce(12)`.
+    pub fn encode_header(
+        fields: &[u8; RATCHET_HEADER_FIELDS_LEN],
+        nonce: &[u8; MESSAGE_NONCE_LEN],
+    ) -> [u8; RATCHET_HEADER_LEN] {
+        let mut h = [0u8; RATCHET_HEADER_LEN];
+        let (prefix, rest) = h.split_at_mut(2);
+        prefix.copy_from_slice(&[SESSION_MESSAGE_VERSION, TYPE_RATCHET]);
+        let (f, n) = rest.split_at_mut(RATCHET_HEADER_FIELDS_LEN);
+        f.copy_from_slice(fields);
+        n.copy_from_slice(nonce);
+        h
+    }
+
+    /// This message's header fields (see [`RatchetMessage::encode_header_fields`]).
+    pub fn header_fields(&self) -> [u8; RATCHET_HEADER_FIELDS_LEN] {
+        Self::encode_header_fields(
             &self.ratchet_key,
             self.previous_chain_length,
             self.message_number,
         )
+    }
+
+    /// This message's encoded header.
+    pub fn header(&self) -> [u8; RATCHET_HEADER_LEN] {
+        Self::encode_header(&self.header_fields(), &self.nonce)
     }
 
     /// Serializes the message.
@@ -88,7 +125,12 @@ impl RatchetMessage {
     /// Parses a message; the ciphertext must be 16..=256 KiB + 16 bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        expect_header(&mut r, TYPE_RATCHET, "session message")?;
+        expect_header(
+            &mut r,
+            SESSION_MESSAGE_VERSION,
+            TYPE_RATCHET,
+            "session message",
+        )?;
         Self::decode_body(&mut r)
     }
 
@@ -96,6 +138,7 @@ impl RatchetMessage {
         let ratchet_key = r.array()?;
         let previous_chain_length = r.u32()?;
         let message_number = r.u32()?;
+        let nonce = r.array()?;
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::TooShort {
@@ -115,6 +158,7 @@ impl RatchetMessage {
             ratchet_key,
             previous_chain_length,
             message_number,
+            nonce,
             ciphertext: ciphertext.to_vec(),
         })
     }
@@ -182,7 +226,7 @@ impl PreKeyMessage {
     pub fn encode(&self) -> Vec<u8> {
         let inner = self.message.encode();
         let mut w = Writer::with_capacity(PREKEY_MESSAGE_FIXED_LEN + inner.len());
-        w.u8(PROTOCOL_VERSION)
+        w.u8(SESSION_MESSAGE_VERSION)
             .u8(TYPE_PREKEY)
             .bytes(&self.identity.to_bytes())
             .bytes(&self.base_key)
@@ -198,7 +242,12 @@ impl PreKeyMessage {
     /// Parses a message.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        expect_header(&mut r, TYPE_PREKEY, "session message")?;
+        expect_header(
+            &mut r,
+            SESSION_MESSAGE_VERSION,
+            TYPE_PREKEY,
+            "session message",
+        )?;
         Self::decode_body(&mut r)
     }
 
@@ -257,7 +306,7 @@ impl SessionMessage {
         }
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != PROTOCOL_VERSION {
+        if version != SESSION_MESSAGE_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         match r.u8()? {
@@ -425,7 +474,7 @@ impl PreKeyBundle {
     /// Parses a bundle.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        expect_header(&mut r, TYPE_BUNDLE, "bundle")?;
+        expect_header(&mut r, PROTOCOL_VERSION, TYPE_BUNDLE, "bundle")?;
         let device_id = r.u32()?;
         let identity = IdentityBytes::decode_from(&mut r)?;
         let signed_prekey = SignedPreKeyPublic {
@@ -477,6 +526,7 @@ mod tests {
                 ratchet_key: [5; 32],
                 previous_chain_length: 0,
                 message_number: 0,
+                nonce: [7; MESSAGE_NONCE_LEN],
                 ciphertext: vec![6; ct_len],
             },
         }
@@ -511,12 +561,37 @@ mod tests {
     #[test]
     fn version_and_type_are_checked() {
         let m = sample_prekey_message(16, None).encode();
-        let mut v = m.clone();
-        v[0] = 2;
-        assert_eq!(
-            SessionMessage::decode(&v),
-            Err(DecodeError::UnsupportedVersion(2))
-        );
+        assert_eq!(m[0], SESSION_MESSAGE_VERSION);
+        // Version 1 (the protocol before addresses and synthetic nonces) and 3 are rejected,
+        // as prekey messages, embedded and stand-alone ratchet messages.
+        for version in [1, 3] {
+            let mut v = m.clone();
+            v[0] = version;
+            assert_eq!(
+                SessionMessage::decode(&v),
+                Err(DecodeError::UnsupportedVersion(version))
+            );
+            assert_eq!(
+                PreKeyMessage::decode(&v),
+                Err(DecodeError::UnsupportedVersion(version))
+            );
+            let mut inner = m.clone();
+            inner[PREKEY_MESSAGE_FIXED_LEN] = version;
+            assert_eq!(
+                SessionMessage::decode(&inner),
+                Err(DecodeError::UnsupportedVersion(version))
+            );
+            let mut rm = sample_prekey_message(16, None).message.encode();
+            rm[0] = version;
+            assert_eq!(
+                SessionMessage::decode(&rm),
+                Err(DecodeError::UnsupportedVersion(version))
+            );
+            assert_eq!(
+                RatchetMessage::decode(&rm),
+                Err(DecodeError::UnsupportedVersion(version))
+            );
+        }
         let mut t = m.clone();
         t[1] = 9;
         assert_eq!(
@@ -542,6 +617,7 @@ mod tests {
             ratchet_key: [0; 32],
             previous_chain_length: 0,
             message_number: 0,
+            nonce: [0; MESSAGE_NONCE_LEN],
             ciphertext: vec![0; 15],
         };
         assert!(matches!(
@@ -589,8 +665,9 @@ mod tests {
 
         #[test]
         fn ratchet_roundtrip(key in any::<[u8; 32]>(), pn in any::<u32>(), n in any::<u32>(),
+                             nonce in any::<[u8; 12]>(),
                              ct in proptest::collection::vec(any::<u8>(), 16..300)) {
-            let m = RatchetMessage { ratchet_key: key, previous_chain_length: pn, message_number: n, ciphertext: ct };
+            let m = RatchetMessage { ratchet_key: key, previous_chain_length: pn, message_number: n, nonce, ciphertext: ct };
             prop_assert_eq!(SessionMessage::decode(&m.encode()).unwrap(), SessionMessage::Ratchet(m));
         }
     }

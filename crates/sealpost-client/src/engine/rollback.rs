@@ -6,7 +6,7 @@ use super::Engine;
 use crate::error::ClientError;
 use crate::event::ClientEvent;
 use crate::store::{Batch, MAX_SESSIONS_PER_DEVICE, OutboxEntry, SenderState};
-use sealpost_session::{VerifiedBundle, initiate};
+use sealpost_session::{SessionAddresses, VerifiedBundle, initiate};
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId, PreKeyBundle};
 
 impl Engine {
@@ -101,10 +101,18 @@ impl Engine {
             if !same_identity {
                 continue;
             }
+            let addresses = SessionAddresses::new(self.address.clone(), address.clone());
             let session = match VerifiedBundle::verify(bundle)
                 .map_err(ClientError::from)
-                .and_then(|v| Ok(initiate(&mut rng, &self.identity, &v, self.session_config)?))
-            {
+                .and_then(|v| {
+                    Ok(initiate(
+                        &mut rng,
+                        &self.identity,
+                        &addresses,
+                        &v,
+                        self.session_config,
+                    )?)
+                }) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(device = bundle.device_id, error = %e, "cannot renew a session; skipped");

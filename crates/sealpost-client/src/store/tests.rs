@@ -3,8 +3,8 @@
 use super::*;
 use crate::content::{MessageBody, encode_content};
 use sealpost_session::{
-    IdentityKeyPair, KemPreKeyKind, PreKeyStore, SessionConfig, SessionMessage, VerifiedBundle,
-    initiate, respond,
+    IdentityKeyPair, KemPreKeyKind, PreKeyStore, SessionAddresses, SessionConfig, SessionMessage,
+    VerifiedBundle, initiate, respond,
 };
 use sealpost_wire::DeviceId;
 
@@ -34,12 +34,24 @@ fn session_pair() -> (Session, Session) {
     store.generate_kem_prekeys(&mut rng, &bob, KemPreKeyKind::LastResort, 1, 1);
     let bundle = VerifiedBundle::verify(&store.bundle(&bob, 1, true).unwrap()).unwrap();
     let alice = IdentityKeyPair::generate(&mut rng);
-    let mut a = initiate(&mut rng, &alice, &bundle, SessionConfig::default()).unwrap();
+    let alice_address = DeviceAddress::new(acct(PHONE), DeviceId(1));
+    let bob_address = DeviceAddress::new(acct(PEER_PHONE), DeviceId(1));
+    let to_bob = SessionAddresses::new(alice_address.clone(), bob_address.clone());
+    let mut a = initiate(&mut rng, &alice, &to_bob, &bundle, SessionConfig::default()).unwrap();
     let first = a.encrypt(b"hi").unwrap();
     let SessionMessage::PreKey(p) = first else {
         panic!()
     };
-    let (b, _) = respond(&mut rng, &bob, &mut store, &p, SessionConfig::default()).unwrap();
+    let from_alice = SessionAddresses::new(bob_address, alice_address);
+    let (b, _) = respond(
+        &mut rng,
+        &bob,
+        &from_alice,
+        &mut store,
+        &p,
+        SessionConfig::default(),
+    )
+    .unwrap();
     (a, b)
 }
 
@@ -126,7 +138,7 @@ fn nothing_secret_reaches_the_disk() {
     let key = StoreKey::from_bytes([42; 32]);
     let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
     let (identity, session) = fill(&store);
-    let state = session.to_state_bytes();
+    let state = sealpost_session::hazmat::to_state_bytes(&session);
     // The responder state's ratchet part starts at offset 171 (spec/session.md 8.1):
     // our ratchet secret, then the peer's ratchet key, then the root key.
     let ratchet_secret = &state[171..203];
@@ -155,7 +167,10 @@ fn nothing_secret_reaches_the_disk() {
     let peer = DeviceAddress::new(acct(PEER_PHONE), DeviceId(3));
     let sessions = store.sessions(&peer).unwrap();
     assert_eq!(sessions.len(), 1);
-    assert_eq!(*sessions[0].1.to_state_bytes(), *state);
+    assert_eq!(
+        *sealpost_session::hazmat::to_state_bytes(&sessions[0].1),
+        *state
+    );
     assert_eq!(
         store.account().unwrap().unwrap().identity.to_secret_bytes(),
         identity.to_secret_bytes()
