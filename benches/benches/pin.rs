@@ -82,6 +82,8 @@ async fn guardian(dir: &Path, codes: &Arc<Codes>, trusted: Vec<String>) -> Relay
         code_requests_per_source_per_hour: 1_000_000,
         code_requests_per_country_per_hour: 1_000_000,
         code_requests_per_hour: 1_000_000,
+        bundle_fetches_per_pair_burst: 1_000_000,
+        bundle_fetches_per_target_per_day: 1_000_000,
         ..Limits::default()
     };
     Relay::start(config).await.unwrap()

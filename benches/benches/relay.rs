@@ -392,6 +392,8 @@ async fn relay_setup(max_pairs: usize) -> RelayBench {
     config.limits.code_requests_per_source_per_hour = 10_000_000;
     config.limits.code_requests_per_country_per_hour = 10_000_000;
     config.limits.code_requests_per_hour = 10_000_000;
+    config.limits.bundle_fetches_per_pair_burst = 10_000_000;
+    config.limits.bundle_fetches_per_target_per_day = 10_000_000;
     let relay = Relay::start(config).await.unwrap();
     let mut pairs = Vec::new();
     for i in 0..max_pairs {

@@ -20,6 +20,9 @@
 //! code_requests_per_source_per_hour = 30  #   spec/relay.md 7.1)
 //! code_requests_per_country_per_hour = 300
 //! code_requests_per_hour = 3000           # relay-wide
+//! bundle_fetches_per_pair_burst = 3      # FetchBundles per (requester, target) account,
+//! bundle_fetch_pair_interval_secs = 300  #   then one per 5 minutes (persisted)
+//! bundle_fetches_per_target_per_day = 500
 //! max_connections = 10000
 //! max_connections_per_ip = 256
 //! vault_requests_per_account = 30        # per 10 minutes (spec/pin.md section 9)

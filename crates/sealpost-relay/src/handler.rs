@@ -180,6 +180,8 @@ pub struct Handler {
     limits: Limits,
     rng: Mutex<StdRng>,
     send_limiter: KeyedLimiter<DeviceAddress>,
+    /// At most one drain notice per target account per `DRAIN_NOTICE_INTERVAL_MS`.
+    drain_notices: KeyedLimiter<AccountId>,
     vault_limiter: KeyedLimiter<AccountId>,
     issuer: SigningKey,
     issuer_public: [u8; 32],
@@ -216,6 +218,10 @@ impl std::fmt::Debug for Handler {
             .finish_non_exhaustive()
     }
 }
+
+/// Shortest interval between two drain notices (`PreKeysLow` pushed because an account's
+/// bundle fetch budget is used up) to one account: one hour.
+pub const DRAIN_NOTICE_INTERVAL_MS: u64 = 60 * 60 * 1000;
 
 /// Whether `account` is an E.164 number: `+` then 8 to 15 ASCII digits, the first not `0`.
 pub fn is_e164(account: &AccountId) -> bool {
@@ -341,6 +347,10 @@ impl Handler {
             guardian: GuardianConfig::disabled(),
             trusted_issuers: Vec::new(),
             send_limiter: KeyedLimiter::new(limits.send_rate(), limits.rate_limiter_max_keys),
+            drain_notices: KeyedLimiter::new(
+                crate::ratelimit::Rate::per(1, DRAIN_NOTICE_INTERVAL_MS),
+                limits.rate_limiter_max_keys,
+            ),
             store,
             code_sender,
             code_key: Zeroizing::new(code_key),
@@ -412,6 +422,7 @@ impl Handler {
     /// queue metrics. Called periodically by the driver.
     pub fn sweep(&self, now: u64) -> Result<SweepCounts, StoreError> {
         self.send_limiter.evict_idle(now);
+        self.drain_notices.evict_idle(now);
         self.vault_limiter.evict_idle(now);
         let swept = self.store.sweep(now, self.limits.mailbox_ttl_ms())?;
         if swept.envelopes > 0 {
@@ -755,6 +766,9 @@ impl Handler {
             Request::FetchBundles { account } => {
                 if let Err(s) = conn.bundle_fetches.try_take(self.limits.bundle_rate(), now) {
                     return rate_limited("bundles", s);
+                }
+                if let Err(r) = self.take_fetch_quotas(me, &account, now, effects) {
+                    return *r;
                 }
                 self.fetch_bundles(&account, effects)
             }
@@ -1272,6 +1286,68 @@ impl Handler {
                 "upload would exceed the stored prekey limit",
             ),
             Err(e) => internal(&e),
+        }
+    }
+
+    /// Charges a `FetchBundles` of `target` by `me` to the per-pair and per-target quotas
+    /// (spec/relay.md 3.6). When the target's daily budget is used up, its devices are told
+    /// with a `PreKeysLow` push (at most one per `DRAIN_NOTICE_INTERVAL_MS`): their bundles
+    /// are being fetched abnormally often.
+    fn take_fetch_quotas(
+        &self,
+        me: &AuthenticatedDevice,
+        target: &AccountId,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), Box<Response>> {
+        let quotas = [
+            QuotaCheck {
+                kind: QuotaKind::FetchPair,
+                subject: format!("{} {}", me.address.account.as_str(), target.as_str()),
+                rate: self.limits.bundle_pair_rate(),
+            },
+            QuotaCheck {
+                kind: QuotaKind::FetchTarget,
+                subject: target.as_str().to_owned(),
+                rate: self.limits.bundle_target_rate(),
+            },
+        ];
+        match self.store.take_quotas(&quotas, now) {
+            Ok(QuotaOutcome::Taken) => Ok(()),
+            Ok(QuotaOutcome::Exceeded {
+                index,
+                retry_after_ms,
+            }) => {
+                let kind = quotas.get(index).map_or(QuotaKind::FetchPair, |q| q.kind);
+                if kind == QuotaKind::FetchTarget
+                    && self.drain_notices.try_take(target, now).is_ok()
+                {
+                    tracing::warn!(account = ?target, "bundle fetch budget of an account used up");
+                    self.drain_notice(target, effects);
+                }
+                Err(Box::new(rate_limited(
+                    kind.as_str(),
+                    secs_ceil(retry_after_ms).max(1),
+                )))
+            }
+            Err(e) => Err(Box::new(internal(&e))),
+        }
+    }
+
+    /// `PreKeysLow` with the current counts for every device of `target`.
+    fn drain_notice(&self, target: &AccountId, effects: &mut Vec<Effect>) {
+        let Ok(devices) = self.store.list_devices(target) else {
+            return;
+        };
+        for d in devices {
+            let device = DeviceAddress::new(target.clone(), DeviceId(d.device_id));
+            if let Ok(c) = self.store.prekey_counts(&device) {
+                effects.push(Effect::PreKeysLow {
+                    device,
+                    one_time_prekeys: c.one_time_prekeys,
+                    kem_prekeys: c.kem_prekeys,
+                });
+            }
         }
     }
 

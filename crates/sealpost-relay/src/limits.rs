@@ -71,6 +71,13 @@ pub struct Limits {
     pub auth_failures_per_connection: u32,
     /// `FetchBundles` per connection per minute (default 60).
     pub bundle_fetches_per_minute: u32,
+    /// `FetchBundles` of one target account by one requesting account at once (default 3).
+    /// Persisted.
+    pub bundle_fetches_per_pair_burst: u32,
+    /// Then one `FetchBundles` per pair every this many seconds (default 300). Persisted.
+    pub bundle_fetch_pair_interval_secs: u64,
+    /// `FetchBundles` of one target account per day, by anyone (default 500). Persisted.
+    pub bundle_fetches_per_target_per_day: u32,
     /// `Send`s per device per second, sustained (default 50).
     pub sends_per_second: u32,
     /// `Send` burst per device (default 200).
@@ -118,6 +125,9 @@ impl Default for Limits {
             code_requests_per_connection: 5,
             auth_failures_per_connection: 5,
             bundle_fetches_per_minute: 60,
+            bundle_fetches_per_pair_burst: 3,
+            bundle_fetch_pair_interval_secs: 300,
+            bundle_fetches_per_target_per_day: 500,
             sends_per_second: 50,
             send_burst: 200,
             max_queued_per_device: MAX_QUEUED_PER_DEVICE,
@@ -169,6 +179,18 @@ impl Limits {
             (
                 "bundle_fetches_per_minute",
                 u64::from(self.bundle_fetches_per_minute),
+            ),
+            (
+                "bundle_fetches_per_pair_burst",
+                u64::from(self.bundle_fetches_per_pair_burst),
+            ),
+            (
+                "bundle_fetch_pair_interval_secs",
+                self.bundle_fetch_pair_interval_secs,
+            ),
+            (
+                "bundle_fetches_per_target_per_day",
+                u64::from(self.bundle_fetches_per_target_per_day),
             ),
             ("sends_per_second", u64::from(self.sends_per_second)),
             ("send_burst", u64::from(self.send_burst)),
@@ -263,6 +285,20 @@ impl Limits {
 
     pub(crate) fn bundle_rate(&self) -> Rate {
         Rate::per(self.bundle_fetches_per_minute, 60_000)
+    }
+
+    pub(crate) fn bundle_pair_rate(&self) -> Rate {
+        Rate {
+            capacity: self.bundle_fetches_per_pair_burst.max(1),
+            refill_ms: self
+                .bundle_fetch_pair_interval_secs
+                .saturating_mul(1000)
+                .max(1),
+        }
+    }
+
+    pub(crate) fn bundle_target_rate(&self) -> Rate {
+        Rate::per(self.bundle_fetches_per_target_per_day, 24 * HOUR_MS)
     }
 
     pub(crate) fn vault_rate(&self) -> Rate {

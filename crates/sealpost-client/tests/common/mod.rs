@@ -59,6 +59,8 @@ pub fn bulk_limits() -> Limits {
         code_requests_per_source_per_hour: 1_000_000,
         code_requests_per_country_per_hour: 1_000_000,
         code_requests_per_hour: 1_000_000,
+        bundle_fetches_per_pair_burst: 1_000_000,
+        bundle_fetches_per_target_per_day: 1_000_000,
         ..Limits::default()
     }
 }

@@ -991,6 +991,8 @@ fn loose_limits() -> Limits {
         code_requests_per_source_per_hour: 1_000_000,
         code_requests_per_country_per_hour: 1_000_000,
         code_requests_per_hour: 1_000_000,
+        bundle_fetches_per_pair_burst: 1_000_000,
+        bundle_fetches_per_target_per_day: 1_000_000,
         ..Limits::default()
     }
 }
@@ -1754,4 +1756,80 @@ fn code_requests_are_limited_per_source_country_and_globally() {
     // An hour later there is room again (one per refill period).
     let r = e.request_code(&mut c, &acct("+33612345678"), T0 + 1_200_000);
     assert!(matches!(r, Response::CodeSent { .. }), "{r:?}");
+}
+
+/// One account cannot empty another device's one-time prekeys: after the pair's burst its
+/// fetches are refused with `RateLimited` (and take nothing) until the pair interval has
+/// passed; the target's daily budget caps all requesters together, and the target is then
+/// told with a `PreKeysLow` push (once per hour).
+#[test]
+fn fetch_bundles_is_limited_per_pair_and_per_target() {
+    let e = env_with(Limits {
+        bundle_fetches_per_pair_burst: 3,
+        bundle_fetch_pair_interval_secs: 300,
+        bundle_fetches_per_target_per_day: 6,
+        ..loose_limits()
+    });
+    let mut bob = e.device("+15550000002", 2, T0);
+    assert!(matches!(
+        e.upload(&mut bob, 25, 6, T0),
+        Response::PreKeysStored { .. }
+    ));
+    let mut mallory = e.device("+15550000666", 6, T0);
+    let fetch = Request::FetchBundles {
+        account: bob.address.account.clone(),
+    };
+    let counts = |e: &Env| e.store.prekey_counts(&bob.address).unwrap();
+    for _ in 0..3 {
+        let r = e.req(&mut mallory.conn, mallory.exporter, fetch.clone(), T0);
+        assert!(matches!(r, Response::Bundles(_)), "{r:?}");
+    }
+    for _ in 0..50 {
+        let r = e.req(
+            &mut mallory.conn,
+            mallory.exporter,
+            fetch.clone(),
+            T0 + 1000,
+        );
+        assert_eq!(limited_by(&r), (299, "rate limited (fetch_pair)"));
+    }
+    assert_eq!(counts(&e).one_time_prekeys, 22, "only the burst was taken");
+    assert_eq!(counts(&e).kem_prekeys, 3);
+    // One more after the pair interval.
+    let r = e.req(
+        &mut mallory.conn,
+        mallory.exporter,
+        fetch.clone(),
+        T0 + 300_000,
+    );
+    assert!(matches!(r, Response::Bundles(_)), "{r:?}");
+    assert_eq!(counts(&e).one_time_prekeys, 21);
+
+    // Other requesters share the target's daily budget of 6 (4 used): two more fetches,
+    // then refused, and Bob's device is told once.
+    let mut others: Vec<Dev> = (0..4)
+        .map(|i| e.device(&format!("+1555000100{i}"), 10 + i, T0))
+        .collect();
+    for o in others.iter_mut().take(2) {
+        let r = e.req(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000);
+        assert!(matches!(r, Response::Bundles(_)), "{r:?}");
+    }
+    let o = &mut others[2];
+    let (r, effects) =
+        e.h.handle(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000);
+    assert_eq!(limited_by(&r).1, "rate limited (fetch_target)");
+    assert_eq!(
+        effects,
+        vec![Effect::PreKeysLow {
+            device: bob.address.clone(),
+            one_time_prekeys: 19,
+            kem_prekeys: 0,
+        }]
+    );
+    let o = &mut others[3];
+    let (r, effects) =
+        e.h.handle(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000);
+    assert_eq!(limited_by(&r).1, "rate limited (fetch_target)");
+    assert!(effects.is_empty(), "one notice per hour");
+    assert_eq!(counts(&e).one_time_prekeys, 19);
 }

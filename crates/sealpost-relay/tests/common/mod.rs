@@ -277,6 +277,8 @@ pub fn config(dir: &std::path::Path, codes: &Arc<Codes>) -> RelayConfig {
     c.limits.code_requests_per_source_per_hour = 100_000;
     c.limits.code_requests_per_country_per_hour = 100_000;
     c.limits.code_requests_per_hour = 100_000;
+    c.limits.bundle_fetches_per_pair_burst = 100_000;
+    c.limits.bundle_fetches_per_target_per_day = 100_000;
     c
 }
 
