@@ -13,6 +13,7 @@
 //!     ratchet_key: [7; 32],
 //!     previous_chain_length: 0,
 //!     message_number: 3,
+//!     nonce: [9; 12],
 //!     ciphertext: vec![0; 16],
 //! };
 //! let bytes = msg.encode();
