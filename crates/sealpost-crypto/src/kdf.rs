@@ -79,6 +79,27 @@ pub fn hmac_sha256_triple(key: &[u8; HASH_LEN], a: u8, b: u8, c: u8) -> HmacTrip
     (run(a), run(b), run(c))
 }
 
+/// [`hmac_sha256_triple`] writing each output straight into its destination (the caller's
+/// zeroizing key types), so no intermediate copy needs erasing: `out[i] = HMAC(key, [msgs[i]])`.
+/// This is the hot path of KDF_CK, once per message on each side.
+pub fn hmac_sha256_triple_into(key: &[u8; HASH_LEN], msgs: [u8; 3], out: [&mut [u8; HASH_LEN]; 3]) {
+    let keyed = new_hmac(key);
+    for (m, o) in msgs.into_iter().zip(out) {
+        let mut mac = keyed.clone();
+        mac.update(&[m]);
+        hmac::digest::FixedOutput::finalize_into(mac, o.into());
+    }
+}
+
+/// HMAC-SHA256(key, a || b) written into `out`, without building the concatenation (the
+/// synthetic nonce of session protocol version 2 covers the header fields and the plaintext).
+pub fn hmac_sha256_concat_into(key: &[u8], a: &[u8], b: &[u8], out: &mut [u8; HASH_LEN]) {
+    let mut mac = new_hmac(key);
+    mac.update(a);
+    mac.update(b);
+    hmac::digest::FixedOutput::finalize_into(mac, out.into());
+}
+
 /// Verifies `tag` against HMAC-SHA256(key, message) in constant time. Only full 32-byte
 /// tags are accepted: a truncated tag is an error, never a prefix match.
 pub fn hmac_sha256_verify(key: &[u8], message: &[u8], tag: &[u8]) -> Result<(), CryptoError> {
@@ -146,6 +167,21 @@ mod tests {
         assert_eq!(*a, hmac_sha256(&key, &[1]));
         assert_eq!(*b, hmac_sha256(&key, &[2]));
         assert_ne!(*a, *b);
+    }
+
+    #[test]
+    fn triple_into_and_concat_into_match_plain_hmacs() {
+        let key = [9u8; 32];
+        let (mut a, mut b, mut c) = ([0u8; 32], [0u8; 32], [0u8; 32]);
+        hmac_sha256_triple_into(&key, [1, 2, 3], [&mut a, &mut b, &mut c]);
+        assert_eq!(a, hmac_sha256(&key, &[1]));
+        assert_eq!(b, hmac_sha256(&key, &[2]));
+        assert_eq!(c, hmac_sha256(&key, &[3]));
+        let mut t = [0u8; 32];
+        hmac_sha256_concat_into(&key, b"header", b"plaintext", &mut t);
+        assert_eq!(t, hmac_sha256(&key, b"headerplaintext"));
+        hmac_sha256_concat_into(&key, b"", b"", &mut t);
+        assert_eq!(t, hmac_sha256(&key, b""));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::{DecryptError, EncryptError, SessionConfig};
 use sealpost_crypto::aead::{self, AEAD_NONCE_LEN};
-use sealpost_crypto::kdf::{hkdf_sha256, hmac_sha256, hmac_sha256_triple};
+use sealpost_crypto::kdf::{hkdf_sha256, hmac_sha256_concat_into, hmac_sha256_triple_into};
 use sealpost_crypto::x25519::{X25519Public, X25519Secret};
 use sealpost_crypto::{CryptoError, CryptoRng};
 use sealpost_wire::{
@@ -28,8 +28,28 @@ pub const NONCE_KEY_CONSTANT: u8 = 0x03;
 pub const MAX_PREVIOUS_RATCHET_KEYS: usize = 8;
 
 /// A 32-byte secret (root, chain or message key). Zeroized on drop; Debug prints nothing.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Key32(pub(crate) [u8; 32]);
+
+impl Zeroize for Key32 {
+    /// A whole-array store followed by the zeroize crate's `optimization_barrier`, the
+    /// pattern zeroize documents for erasing flat data: the barrier makes the zeros
+    /// observable, so the store cannot be elided. The derived impl writes the 32 bytes one
+    /// volatile byte store at a time, and a message drops about a dozen keys on each side
+    /// (KDF_CK's outputs and the used chain key), a measurable share of a 100-byte message.
+    fn zeroize(&mut self) {
+        self.0 = [0u8; 32];
+        zeroize::optimization_barrier(&self.0);
+    }
+}
+
+impl Drop for Key32 {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for Key32 {}
 
 impl fmt::Debug for Key32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,19 +87,17 @@ impl fmt::Debug for MessageKeys {
 /// KDF_CK(ck) v2: `mk = HMAC-SHA256(ck, 0x01)`, `ck' = HMAC-SHA256(ck, 0x02)`,
 /// `nk = HMAC-SHA256(ck, 0x03)`; returns `(ck', keys)`.
 pub(crate) fn kdf_ck(ck: &Key32) -> (Key32, MessageKeys) {
-    let (mk, next, nk) = hmac_sha256_triple(
+    let mut next = Key32([0u8; 32]);
+    let mut keys = MessageKeys {
+        mk: Key32([0u8; 32]),
+        nk: Key32([0u8; 32]),
+    };
+    hmac_sha256_triple_into(
         &ck.0,
-        MESSAGE_KEY_CONSTANT,
-        CHAIN_KEY_CONSTANT,
-        NONCE_KEY_CONSTANT,
+        [MESSAGE_KEY_CONSTANT, CHAIN_KEY_CONSTANT, NONCE_KEY_CONSTANT],
+        [&mut keys.mk.0, &mut next.0, &mut keys.nk.0],
     );
-    (
-        Key32(*next),
-        MessageKeys {
-            mk: Key32(*mk),
-            nk: Key32(*nk),
-        },
-    )
+    (next, keys)
 }
 
 /// The synthetic nonce: `HMAC-SHA256(nk, header_fields || plaintext)[0..12]`.
@@ -88,22 +106,45 @@ pub(crate) fn synthetic_nonce(
     fields: &[u8; RATCHET_HEADER_FIELDS_LEN],
     plaintext: &[u8],
 ) -> [u8; AEAD_NONCE_LEN] {
-    let mut input = zeroize::Zeroizing::new(Vec::with_capacity(fields.len() + plaintext.len()));
-    input.extend_from_slice(fields);
-    input.extend_from_slice(plaintext);
-    let mut tag = hmac_sha256(&nk.0, &input);
+    // The tag's first 12 bytes become the (public) nonce; the rest is erased like a key.
+    let mut tag = Key32([0u8; 32]);
+    hmac_sha256_concat_into(&nk.0, fields, plaintext, &mut tag.0);
     let mut nonce = [0u8; AEAD_NONCE_LEN];
-    nonce.copy_from_slice(tag.get(..AEAD_NONCE_LEN).unwrap_or(&[0u8; AEAD_NONCE_LEN]));
-    tag.zeroize();
+    nonce.copy_from_slice(
+        tag.0
+            .get(..AEAD_NONCE_LEN)
+            .unwrap_or(&[0u8; AEAD_NONCE_LEN]),
+    );
     nonce
 }
 
-/// Associated data of one message: the session AD followed by the encoded header.
-fn message_ad(ad: &[u8], header: &[u8; RATCHET_HEADER_LEN]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(ad.len() + RATCHET_HEADER_LEN);
-    v.extend_from_slice(ad);
-    v.extend_from_slice(header);
-    v
+/// The associated data of a session's messages: the session AD (spec/session.md,
+/// "Associated data") followed by the encoded header of the message at hand. The session
+/// part is encoded once per session; each message only writes its 54-byte header in place,
+/// so encrypting and decrypting allocate no AD.
+pub(crate) struct MessageAd {
+    buf: Vec<u8>,
+    session_len: usize,
+}
+
+impl MessageAd {
+    /// Wraps the session AD, with room for one header.
+    pub(crate) fn new(mut session_ad: Vec<u8>) -> Self {
+        let session_len = session_ad.len();
+        session_ad.shrink_to_fit();
+        session_ad.reserve_exact(RATCHET_HEADER_LEN);
+        Self {
+            buf: session_ad,
+            session_len,
+        }
+    }
+
+    /// `session AD || header`, the AEAD associated data of the message with this header.
+    pub(crate) fn with_header(&mut self, header: &[u8; RATCHET_HEADER_LEN]) -> &[u8] {
+        self.buf.truncate(self.session_len);
+        self.buf.extend_from_slice(header);
+        &self.buf
+    }
 }
 
 fn dh(
@@ -252,7 +293,7 @@ impl RatchetState {
     /// RatchetEncrypt.
     pub(crate) fn encrypt(
         &mut self,
-        ad: &[u8],
+        ad: &mut MessageAd,
         plaintext: &[u8],
     ) -> Result<Encrypted, EncryptError> {
         let ck = self.cks.as_ref().ok_or(EncryptError::NoSendingChain)?;
@@ -264,7 +305,7 @@ impl RatchetState {
         let fields = RatchetMessage::encode_header_fields(&ratchet_key, self.pn, self.ns);
         let nonce = synthetic_nonce(&keys.nk, &fields, plaintext);
         let header = RatchetMessage::encode_header(&fields, &nonce);
-        let ciphertext = aead::seal(&keys.mk.0, &nonce, &message_ad(ad, &header), plaintext);
+        let ciphertext = aead::seal(&keys.mk.0, &nonce, ad.with_header(&header), plaintext);
         let message = RatchetMessage {
             ratchet_key,
             previous_chain_length: self.pn,
@@ -277,17 +318,31 @@ impl RatchetState {
         Ok(Encrypted { message })
     }
 
-    /// Derives the keys for messages `from..until` of a chain, returning them and the chain
-    /// key that follows.
-    fn skip(ck: &Key32, from: u32, until: u32) -> (Vec<(u32, MessageKeys)>, Key32) {
-        let mut ck = ck.clone();
-        let mut keys = Vec::with_capacity(until.saturating_sub(from) as usize);
-        for n in from..until {
-            let (next, mk) = kdf_ck(&ck);
-            keys.push((n, mk));
+    /// Derives the keys for the skipped messages `from..until` of a chain (finishing a
+    /// receiving chain before a DH ratchet step).
+    fn skip(ck: &Key32, from: u32, until: u32) -> Vec<(u32, MessageKeys)> {
+        if from >= until {
+            return Vec::new();
+        }
+        let (skipped, last, _) = Self::advance(ck, from, until - 1);
+        let mut keys = skipped;
+        keys.push((until - 1, last));
+        keys
+    }
+
+    /// Advances a chain whose next message is `from` to message `n >= from`: returns the
+    /// keys of the skipped messages `from..n`, the keys of message `n` and the chain key
+    /// that follows it. The chain key is read in place (the usual in-order message skips
+    /// nothing and copies no key).
+    fn advance(ck: &Key32, from: u32, n: u32) -> (Vec<(u32, MessageKeys)>, MessageKeys, Key32) {
+        let mut skipped = Vec::with_capacity(n.saturating_sub(from) as usize);
+        let (mut ck, mut keys) = kdf_ck(ck);
+        for i in from..n {
+            let (next, following) = kdf_ck(&ck);
+            skipped.push((i, std::mem::replace(&mut keys, following)));
             ck = next;
         }
-        (keys, ck)
+        (skipped, keys, ck)
     }
 
     fn check_skip(from: u32, until: u32, max_skip: u32) -> Result<(), DecryptError> {
@@ -303,17 +358,17 @@ impl RatchetState {
         &mut self,
         rng: &mut R,
         config: &SessionConfig,
-        ad: &[u8],
+        ad: &mut MessageAd,
         msg: &RatchetMessage,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = msg.header();
-        let full_ad = message_ad(ad, &header);
+        let full_ad = ad.with_header(&header);
         let n = msg.message_number;
         let fields = msg.header_fields();
         // Open under the nonce as sent, then check that it is the synthetic nonce of what
         // was opened (constant time). Either failure is an authentication failure.
         let open = |keys: &MessageKeys| -> Result<Vec<u8>, DecryptError> {
-            let mut pt = aead::open(&keys.mk.0, &msg.nonce, &full_ad, &msg.ciphertext)
+            let mut pt = aead::open(&keys.mk.0, &msg.nonce, full_ad, &msg.ciphertext)
                 .map_err(|_| DecryptError::Authentication)?;
             let expected = synthetic_nonce(&keys.nk, &fields, &pt);
             if bool::from(expected.ct_eq(&msg.nonce)) {
@@ -343,8 +398,7 @@ impl RatchetState {
                 return Err(DecryptError::Duplicate { message_number: n });
             }
             Self::check_skip(self.nr, n, config.max_skip)?;
-            let (new_skipped, ck) = Self::skip(ckr, self.nr, n);
-            let (next, mk) = kdf_ck(&ck);
+            let (new_skipped, mk, next) = Self::advance(ckr, self.nr, n);
             let nr = n.checked_add(1).ok_or(DecryptError::CounterExhausted)?;
             (
                 Commit::SameChain {
@@ -362,7 +416,7 @@ impl RatchetState {
             let old_chain_skipped = match (&self.dhr, &self.ckr) {
                 (Some(_), Some(ckr)) => {
                     Self::check_skip(self.nr, msg.previous_chain_length, config.max_skip)?;
-                    Self::skip(ckr, self.nr, msg.previous_chain_length).0
+                    Self::skip(ckr, self.nr, msg.previous_chain_length)
                 }
                 _ => Vec::new(),
             };
@@ -370,8 +424,7 @@ impl RatchetState {
             let (rk1, ckr_new) = kdf_rk(&self.rk, dh(&self.dhs, &their_key)?.as_bytes());
             let new_dhs = X25519Secret::generate(rng);
             let (rk2, cks_new) = kdf_rk(&rk1, dh(&new_dhs, &their_key)?.as_bytes());
-            let (new_skipped, ck) = Self::skip(&ckr_new, 0, n);
-            let (next, mk) = kdf_ck(&ck);
+            let (new_skipped, mk, next) = Self::advance(&ckr_new, 0, n);
             let nr = n.checked_add(1).ok_or(DecryptError::CounterExhausted)?;
             (
                 Commit::NewChain {
@@ -554,6 +607,7 @@ impl RatchetState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sealpost_crypto::kdf::hmac_sha256;
 
     fn pair() -> (RatchetState, RatchetState) {
         let mut rng = rand::rng();
@@ -581,7 +635,7 @@ mod tests {
     fn a_valid_aead_under_a_non_synthetic_nonce_is_rejected() {
         let mut rng = rand::rng();
         let (alice, mut bob) = pair();
-        let ad = b"session ad";
+        let mut ad = MessageAd::new(b"session ad".to_vec());
         let Some(ck) = alice.cks.as_ref() else {
             panic!("initiator has a sending chain")
         };
@@ -598,12 +652,12 @@ mod tests {
             previous_chain_length: 0,
             message_number: 0,
             nonce,
-            ciphertext: aead::seal(&keys.mk.0, &nonce, &message_ad(ad, &header), plaintext),
+            ciphertext: aead::seal(&keys.mk.0, &nonce, ad.with_header(&header), plaintext),
         };
         let before = state(&bob);
         let config = SessionConfig::default();
         assert_eq!(
-            bob.decrypt(&mut rng, &config, ad, &msg),
+            bob.decrypt(&mut rng, &config, &mut ad, &msg),
             Err(DecryptError::Authentication)
         );
         assert_eq!(state(&bob), before);
@@ -611,10 +665,61 @@ mod tests {
         let header = RatchetMessage::encode_header(&fields, &good);
         let msg = RatchetMessage {
             nonce: good,
-            ciphertext: aead::seal(&keys.mk.0, &good, &message_ad(ad, &header), plaintext),
+            ciphertext: aead::seal(&keys.mk.0, &good, ad.with_header(&header), plaintext),
             ..msg
         };
-        assert_eq!(bob.decrypt(&mut rng, &config, ad, &msg).unwrap(), plaintext);
+        assert_eq!(
+            bob.decrypt(&mut rng, &config, &mut ad, &msg).unwrap(),
+            plaintext
+        );
+    }
+
+    /// The AD buffer gives `session AD || header` for each header in turn, whatever the
+    /// previous message wrote into it.
+    #[test]
+    fn message_ad_is_the_session_ad_then_this_header() {
+        let session_ad = b"identities and addresses".to_vec();
+        let mut ad = MessageAd::new(session_ad.clone());
+        for fill in [0x11u8, 0x22, 0x33] {
+            let header = [fill; RATCHET_HEADER_LEN];
+            let expected = [session_ad.as_slice(), &header].concat();
+            assert_eq!(ad.with_header(&header), expected.as_slice());
+        }
+    }
+
+    /// `advance` and `skip` give exactly the keys of KDF_CK applied step by step.
+    #[test]
+    fn advance_and_skip_follow_the_chain() {
+        let start = Key32([5; 32]);
+        let mut chain = vec![];
+        let mut ck = start.clone();
+        for _ in 0..6 {
+            let (next, keys) = kdf_ck(&ck);
+            chain.push((keys, next.clone()));
+            ck = next;
+        }
+        for from in 0..3u32 {
+            // `start` is the chain key of message `from` here.
+            for n in from..5 {
+                let (skipped, keys, next) = RatchetState::advance(&start, from, n);
+                let at = |i: u32| &chain[(i - from) as usize];
+                assert_eq!(keys, at(n).0);
+                assert_eq!(next, at(n).1);
+                assert_eq!(skipped.len(), (n - from) as usize);
+                for (i, k) in &skipped {
+                    assert_eq!(k, &at(*i).0);
+                }
+                let keys_only = RatchetState::skip(&start, from, n);
+                assert_eq!(keys_only, skipped);
+            }
+        }
+    }
+
+    #[test]
+    fn key32_zeroize_clears_every_byte() {
+        let mut k = Key32([0xA5; 32]);
+        k.zeroize();
+        assert_eq!(k.0, [0u8; 32]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A 1:1 session between two devices, its state encoding and its encrypted pickle.
 
 use crate::handshake::{SessionAddresses, associated_data};
-use crate::ratchet::RatchetState;
+use crate::ratchet::{MessageAd, RatchetState};
 use crate::{ConfigError, DecryptError, EncryptError, IdentityKey, PickleError};
 use sealpost_crypto::CryptoRng;
 use sealpost_crypto::aead;
@@ -124,7 +124,7 @@ pub struct Session {
     pending: Option<PendingPreKey>,
     ratchet: RatchetState,
     binding: Binding,
-    ad: Vec<u8>,
+    ad: MessageAd,
     config: SessionConfig,
 }
 
@@ -169,7 +169,7 @@ impl Session {
             pending,
             ratchet,
             binding: Binding::Addresses(addresses),
-            ad,
+            ad: MessageAd::new(ad),
             config,
         }
     }
@@ -259,7 +259,7 @@ impl Session {
                 max: MAX_PLAINTEXT_LEN,
             });
         }
-        let enc = self.ratchet.encrypt(&self.ad, plaintext)?;
+        let enc = self.ratchet.encrypt(&mut self.ad, plaintext)?;
         Ok(match &self.pending {
             None => SessionMessage::Ratchet(enc.message),
             Some(p) => SessionMessage::PreKey(PreKeyMessage {
@@ -310,7 +310,9 @@ impl Session {
         if self.is_legacy() {
             return Err(DecryptError::LegacySession);
         }
-        let pt = self.ratchet.decrypt(rng, &self.config, &self.ad, message)?;
+        let pt = self
+            .ratchet
+            .decrypt(rng, &self.config, &mut self.ad, message)?;
         // A reply authenticated under this session: the responder has the session.
         self.pending = None;
         Ok(pt)
@@ -420,7 +422,7 @@ impl Session {
                 "pending prekey with a receiving chain",
             ));
         }
-        let mut session = match addresses {
+        Ok(match addresses {
             Some(a) => Self::new(local, remote, role, base_key, pending, ratchet, a, config),
             None => Self {
                 local,
@@ -430,12 +432,10 @@ impl Session {
                 pending,
                 ratchet,
                 binding: Binding::Legacy(Zeroizing::new(bytes.to_vec())),
-                ad: Vec::new(),
+                ad: MessageAd::new(Vec::new()),
                 config,
             },
-        };
-        session.ad.shrink_to_fit();
-        Ok(session)
+        })
     }
 
     /// Encrypts the state under `key` (spec/session.md, "Pickle"):
