@@ -200,7 +200,7 @@ fn kdf_ck(ck: &[u8; 32]) -> ([u8; 32], [u8; 32], [u8; 32]) {
 }
 
 /// KDF_CK with the HMAC key schedule computed once and cloned (what
-/// `sealpost_crypto::kdf::hmac_sha256_triple` does).
+/// `sealpost_crypto::kdf::hmac_sha256_triple_into` does).
 fn kdf_ck_shared_key_schedule(ck: &[u8; 32]) -> ([u8; 32], [u8; 32], [u8; 32]) {
     let keyed = <HmacSha256 as hmac::KeyInit>::new_from_slice(ck).unwrap();
     let run = |byte: u8| -> [u8; 32] {
