@@ -27,7 +27,7 @@
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit as _};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use hmac::Mac;
 use libcrux_ml_kem::mlkem1024;
 use rand::Rng as _;
@@ -502,6 +502,56 @@ fn ik_a_secret_for_baseline(alice: &IdentityKeyPair) -> StaticSecret {
 // 2. and 4. One chain, no DH ratchet step
 // ---------------------------------------------------------------------------------------
 
+/// One iteration of `message_*/sealpost`: encrypt, encode, decode, decrypt.
+fn sealpost_message(rng: &mut ThreadRng, a: &mut Session, b: &mut Session, pt: &[u8]) -> Vec<u8> {
+    let bytes = a.encrypt(black_box(pt)).unwrap().encode();
+    let msg = SessionMessage::decode(black_box(&bytes)).unwrap();
+    b.decrypt(rng, &msg).unwrap()
+}
+
+/// Both ends of one chain built from the bare primitives.
+struct RawChain {
+    ad: [u8; MESSAGE_AD_LEN],
+    fields: [u8; HEADER_FIELDS_LEN],
+    buf: Vec<u8>,
+    ck_send: [u8; 32],
+    ck_recv: [u8; 32],
+}
+
+impl RawChain {
+    fn new(len: usize) -> Self {
+        Self {
+            ad: [0x42; MESSAGE_AD_LEN],
+            fields: [0x24; HEADER_FIELDS_LEN],
+            buf: vec![0; len],
+            ck_send: [0x11; 32],
+            ck_recv: [0x11; 32],
+        }
+    }
+
+    /// One iteration of `message_*/primitives*`: KDF_CK, synthetic nonce, seal; KDF_CK,
+    /// open, synthetic nonce check.
+    fn message(&mut self, kdf: KdfCk, pt: &[u8]) {
+        self.buf.copy_from_slice(black_box(pt));
+        let (tag, nonce) = send_primitives(
+            kdf,
+            &mut self.ck_send,
+            &self.fields,
+            &self.ad,
+            &mut self.buf,
+        );
+        receive_primitives(
+            kdf,
+            &mut self.ck_recv,
+            &self.fields,
+            &self.ad,
+            black_box(&mut self.buf),
+            &tag,
+            &nonce,
+        );
+    }
+}
+
 fn one_chain(c: &mut Criterion, group: &str, len: usize) {
     let mut rng = rand::rng();
     let pt = vec![0x61u8; len];
@@ -510,58 +560,19 @@ fn one_chain(c: &mut Criterion, group: &str, len: usize) {
     {
         let (mut a, mut b) = established_pair(&mut rng);
         g.bench_function("sealpost", |bench| {
-            bench.iter(|| {
-                let bytes = a.encrypt(black_box(&pt)).unwrap().encode();
-                let msg = SessionMessage::decode(black_box(&bytes)).unwrap();
-                b.decrypt(&mut rng, &msg).unwrap()
-            });
+            bench.iter(|| sealpost_message(&mut rng, &mut a, &mut b, &pt));
         });
         assert_eq!(b.skipped_key_count(), 0);
     }
 
     {
-        let ad = [0x42u8; MESSAGE_AD_LEN];
-        let fields = [0x24u8; HEADER_FIELDS_LEN];
-        let mut buf = vec![0u8; len];
-        let mut ck_send = [0x11u8; 32];
-        let mut ck_recv = ck_send;
-        // Per message: KDF_CK, synthetic nonce, seal; KDF_CK, open, synthetic nonce check.
+        let mut raw = RawChain::new(len);
         g.bench_function("primitives", |bench| {
-            bench.iter(|| {
-                buf.copy_from_slice(black_box(&pt));
-                let (tag, nonce) = send_primitives(kdf_ck, &mut ck_send, &fields, &ad, &mut buf);
-                receive_primitives(
-                    kdf_ck,
-                    &mut ck_recv,
-                    &fields,
-                    &ad,
-                    black_box(&mut buf),
-                    &tag,
-                    &nonce,
-                );
-            });
+            bench.iter(|| raw.message(kdf_ck, &pt));
         });
         // Same, with KDF_CK sharing the HMAC key schedule as Sealpost's implementation does.
         g.bench_function("primitives_shared_hmac_key", |bench| {
-            bench.iter(|| {
-                buf.copy_from_slice(black_box(&pt));
-                let (tag, nonce) = send_primitives(
-                    kdf_ck_shared_key_schedule,
-                    &mut ck_send,
-                    &fields,
-                    &ad,
-                    &mut buf,
-                );
-                receive_primitives(
-                    kdf_ck_shared_key_schedule,
-                    &mut ck_recv,
-                    &fields,
-                    &ad,
-                    black_box(&mut buf),
-                    &tag,
-                    &nonce,
-                );
-            });
+            bench.iter(|| raw.message(kdf_ck_shared_key_schedule, &pt));
         });
     }
 
@@ -598,6 +609,93 @@ struct RawSide {
     cks: [u8; 32],
 }
 
+/// One iteration of `ping_pong/sealpost`: the two sides take turns, so every message is a
+/// DH ratchet step for its receiver.
+fn sealpost_ping_pong(
+    rng: &mut ThreadRng,
+    sides: &mut [Session; 2],
+    turn: &mut usize,
+    pt: &[u8],
+) -> Vec<u8> {
+    let [a, b] = sides;
+    let (from, to) = if *turn == 0 { (a, b) } else { (b, a) };
+    *turn ^= 1;
+    let bytes = from.encrypt(black_box(pt)).unwrap().encode();
+    let msg = SessionMessage::decode(black_box(&bytes)).unwrap();
+    to.decrypt(rng, &msg).unwrap()
+}
+
+/// Two parties of a real (if frameless) Double Ratchet built from the bare primitives, so
+/// every open has to verify.
+struct RawPingPong {
+    sides: [RawSide; 2],
+    turn: usize,
+    ad: [u8; MESSAGE_AD_LEN],
+    fields: [u8; HEADER_FIELDS_LEN],
+    buf: [u8; SMALL],
+}
+
+impl RawPingPong {
+    fn new(rng: &mut ThreadRng) -> Self {
+        let (a_dhs, a_pub) = x25519_keygen(rng);
+        let (b_dhs, b_pub) = x25519_keygen(rng);
+        let sk = [0x33u8; 32];
+        // RatchetInitAlice / RatchetInitBob.
+        let (rk, cks) = kdf_rk(&sk, &dh(&a_dhs, &b_pub));
+        Self {
+            sides: [
+                RawSide {
+                    dhs: a_dhs,
+                    dhs_pub: a_pub,
+                    rk,
+                    cks,
+                },
+                RawSide {
+                    dhs: b_dhs,
+                    dhs_pub: b_pub,
+                    rk: sk,
+                    cks: [0; 32],
+                },
+            ],
+            turn: 0,
+            ad: [0x42; MESSAGE_AD_LEN],
+            fields: [0x24; HEADER_FIELDS_LEN],
+            buf: [0; SMALL],
+        }
+    }
+
+    /// One iteration of `ping_pong/primitives`: the sender's KDF_CK + synthetic nonce +
+    /// seal; the receiver's DH ratchet (1 X25519 key generation, 2 DH, 2 KDF_RK) + KDF_CK +
+    /// open + nonce check.
+    fn step(&mut self, rng: &mut ThreadRng, pt: &[u8; SMALL]) {
+        let [a, b] = &mut self.sides;
+        let (from, to) = if self.turn == 0 { (a, b) } else { (b, a) };
+        self.turn ^= 1;
+        // Sender.
+        self.buf.copy_from_slice(black_box(pt));
+        let (tag, nonce) =
+            send_primitives(kdf_ck, &mut from.cks, &self.fields, &self.ad, &mut self.buf);
+        // Receiver: DH ratchet step, then KDF_CK, open and nonce check.
+        let their = from.dhs_pub;
+        let (rk1, mut ckr) = kdf_rk(&to.rk, &dh(&to.dhs, &their));
+        let (new_dhs, new_pub) = x25519_keygen(rng);
+        let (rk2, cks) = kdf_rk(&rk1, &dh(&new_dhs, &their));
+        receive_primitives(
+            kdf_ck,
+            &mut ckr,
+            &self.fields,
+            &self.ad,
+            black_box(&mut self.buf),
+            &tag,
+            &nonce,
+        );
+        to.dhs = new_dhs;
+        to.dhs_pub = new_pub;
+        to.rk = rk2;
+        to.cks = cks;
+    }
+}
+
 fn ping_pong(c: &mut Criterion) {
     let mut rng = rand::rng();
     let pt = [0x61u8; SMALL];
@@ -608,73 +706,16 @@ fn ping_pong(c: &mut Criterion) {
         let mut sides = [a, b];
         let mut turn = 0usize;
         g.bench_function("sealpost", |bench| {
-            bench.iter(|| {
-                let [a, b] = &mut sides;
-                let (from, to) = if turn == 0 { (a, b) } else { (b, a) };
-                turn ^= 1;
-                let bytes = from.encrypt(black_box(&pt)).unwrap().encode();
-                let msg = SessionMessage::decode(black_box(&bytes)).unwrap();
-                to.decrypt(&mut rng, &msg).unwrap()
-            });
+            bench.iter(|| sealpost_ping_pong(&mut rng, &mut sides, &mut turn, &pt));
         });
         let [a, b] = &sides;
         assert_eq!(a.skipped_key_count() + b.skipped_key_count(), 0);
     }
 
-    // Per message: the sender's KDF_CK + synthetic nonce + seal; the receiver's DH ratchet
-    // (1 X25519 key generation, 2 DH, 2 KDF_RK) + KDF_CK + open + nonce check. A real (if
-    // frameless) Double Ratchet, so every open has to verify.
     {
-        let ad = [0x42u8; MESSAGE_AD_LEN];
-        let fields = [0x24u8; HEADER_FIELDS_LEN];
-        let (a_dhs, a_pub) = x25519_keygen(&mut rng);
-        let (b_dhs, b_pub) = x25519_keygen(&mut rng);
-        let sk = [0x33u8; 32];
-        // RatchetInitAlice / RatchetInitBob.
-        let (rk, cks) = kdf_rk(&sk, &dh(&a_dhs, &b_pub));
-        let mut sides = [
-            RawSide {
-                dhs: a_dhs,
-                dhs_pub: a_pub,
-                rk,
-                cks,
-            },
-            RawSide {
-                dhs: b_dhs,
-                dhs_pub: b_pub,
-                rk: sk,
-                cks: [0; 32],
-            },
-        ];
-        let mut turn = 0usize;
-        let mut buf = [0u8; SMALL];
+        let mut raw = RawPingPong::new(&mut rng);
         g.bench_function("primitives", |bench| {
-            bench.iter(|| {
-                let [a, b] = &mut sides;
-                let (from, to) = if turn == 0 { (a, b) } else { (b, a) };
-                turn ^= 1;
-                // Sender.
-                buf.copy_from_slice(black_box(&pt));
-                let (tag, nonce) = send_primitives(kdf_ck, &mut from.cks, &fields, &ad, &mut buf);
-                // Receiver: DH ratchet step, then KDF_CK, open and nonce check.
-                let their = from.dhs_pub;
-                let (rk1, mut ckr) = kdf_rk(&to.rk, &dh(&to.dhs, &their));
-                let (new_dhs, new_pub) = x25519_keygen(&mut rng);
-                let (rk2, cks) = kdf_rk(&rk1, &dh(&new_dhs, &their));
-                receive_primitives(
-                    kdf_ck,
-                    &mut ckr,
-                    &fields,
-                    &ad,
-                    black_box(&mut buf),
-                    &tag,
-                    &nonce,
-                );
-                to.dhs = new_dhs;
-                to.dhs_pub = new_pub;
-                to.rk = rk2;
-                to.cks = cks;
-            });
+            bench.iter(|| raw.step(&mut rng, &pt));
         });
     }
 
@@ -795,6 +836,90 @@ fn single_primitives(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------------------
+// 7. Interleaved ratios (SEALPOST_BENCH_INTERLEAVED=1)
+// ---------------------------------------------------------------------------------------
+
+/// Rounds of the interleaved comparison.
+const INTERLEAVED_ROUNDS: usize = 21;
+/// Turns on the interleaved comparison after the criterion groups.
+const INTERLEAVED_ENV: &str = "SEALPOST_BENCH_INTERLEAVED";
+
+/// Mean time of one call of `f` over `iters` calls, in nanoseconds.
+fn time_per_iter(iters: u32, f: &mut dyn FnMut()) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e9 / f64::from(iters)
+}
+
+/// Times `sealpost` and `baseline` in `INTERLEAVED_ROUNDS` rounds of `iters` calls each,
+/// back to back, alternating which goes first, and prints the median of the per-round
+/// ratios with their min and max.
+fn interleaved(name: &str, iters: u32, sealpost: &mut dyn FnMut(), baseline: &mut dyn FnMut()) {
+    // Warm-up, untimed.
+    time_per_iter(iters / 10 + 1, sealpost);
+    time_per_iter(iters / 10 + 1, baseline);
+    let mut rounds = Vec::with_capacity(INTERLEAVED_ROUNDS);
+    for round in 0..INTERLEAVED_ROUNDS {
+        let (s, b) = if round % 2 == 0 {
+            let s = time_per_iter(iters, sealpost);
+            (s, time_per_iter(iters, baseline))
+        } else {
+            let b = time_per_iter(iters, baseline);
+            (time_per_iter(iters, sealpost), b)
+        };
+        rounds.push((s / b, s, b));
+    }
+    rounds.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let (median, s, b) = *rounds.get(rounds.len() / 2).unwrap();
+    let (min, max) = (rounds.first().unwrap().0, rounds.last().unwrap().0);
+    eprintln!(
+        "interleaved {name}: sealpost/primitives {median:.3} median of {INTERLEAVED_ROUNDS} rounds \
+         (min {min:.3}, max {max:.3}; median round {:.2} us / {:.2} us)",
+        s / 1e3,
+        b / 1e3
+    );
+}
+
+/// The Sealpost/primitives ratios of `message_100B` (against the shared-HMAC-key baseline)
+/// and `ping_pong`, measured by interleaving: criterion measures each bench for seconds, one
+/// after the other, and this virtual machine's speed drifts between them by more than the
+/// few percent being compared. Same iteration bodies as the criterion benches.
+fn interleaved_ratios() {
+    let mut rng = rand::rng();
+    let pt = [0x61u8; SMALL];
+    {
+        let (mut a, mut b) = established_pair(&mut rng);
+        let mut rng2 = rand::rng();
+        let mut raw = RawChain::new(SMALL);
+        interleaved(
+            "message_100B",
+            20_000,
+            &mut || {
+                black_box(sealpost_message(&mut rng2, &mut a, &mut b, &pt));
+            },
+            &mut || raw.message(kdf_ck_shared_key_schedule, &pt),
+        );
+    }
+    {
+        let (a, b) = established_pair(&mut rng);
+        let mut sides = [a, b];
+        let mut turn = 0usize;
+        let mut rng2 = rand::rng();
+        let mut raw = RawPingPong::new(&mut rng);
+        interleaved(
+            "ping_pong",
+            400,
+            &mut || {
+                black_box(sealpost_ping_pong(&mut rng2, &mut sides, &mut turn, &pt));
+            },
+            &mut || raw.step(&mut rng, &pt),
+        );
+    }
+}
+
 criterion_group!(
     benches,
     handshake,
@@ -804,4 +929,11 @@ criterion_group!(
     pickle,
     single_primitives
 );
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    if std::env::var_os(INTERLEAVED_ENV).is_some() {
+        interleaved_ratios();
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
