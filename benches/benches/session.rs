@@ -20,6 +20,12 @@
 //! | `ping_pong/*`                    | one message, directions alternate: every one is a DH step   |
 //! | `pickle/*`                       | pickle + unpickle of a session that exchanged a few messages|
 //! | `primitive/*`                    | single primitive operations, for reading the above          |
+//!
+//! With `SEALPOST_BENCH_INTERLEAVED=1`, the `message_100B` and `ping_pong` ratios (Sealpost
+//! over its primitives) are also measured by interleaving, after the criterion groups: 21
+//! rounds of a Sealpost batch and a baseline batch back to back, the median per-round ratio
+//! printed with its min and max. This host's speed drifts between criterion's sequential
+//! benches by more than the few percent being compared.
 
 // This is a benchmark harness, not library code: a broken setup should panic loudly, and
 // criterion's macros generate undocumented public items.
