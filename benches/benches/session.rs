@@ -22,10 +22,10 @@
 //! | `primitive/*`                    | single primitive operations, for reading the above          |
 //!
 //! With `SEALPOST_BENCH_INTERLEAVED=1`, the `message_100B` and `ping_pong` ratios (Sealpost
-//! over its primitives) are also measured by interleaving, after the criterion groups: 21
-//! rounds of a Sealpost batch and a baseline batch back to back, the median per-round ratio
-//! printed with its min and max. This host's speed drifts between criterion's sequential
-//! benches by more than the few percent being compared.
+//! over its primitives) are also measured by interleaving, after the criterion groups: 101
+//! short rounds (a batch of about 10 ms of each, back to back, alternating which goes first),
+//! the median per-round ratio printed with its min and max. This host's speed drifts between
+//! criterion's sequential benches by more than the few percent being compared.
 
 // This is a benchmark harness, not library code: a broken setup should panic loudly, and
 // criterion's macros generate undocumented public items.
@@ -847,7 +847,7 @@ fn single_primitives(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 
 /// Rounds of the interleaved comparison.
-const INTERLEAVED_ROUNDS: usize = 21;
+const INTERLEAVED_ROUNDS: usize = 101;
 /// Turns on the interleaved comparison after the criterion groups.
 const INTERLEAVED_ENV: &str = "SEALPOST_BENCH_INTERLEAVED";
 
@@ -902,7 +902,7 @@ fn interleaved_ratios() {
         let mut raw = RawChain::new(SMALL);
         interleaved(
             "message_100B",
-            20_000,
+            4_000,
             &mut || {
                 black_box(sealpost_message(&mut rng2, &mut a, &mut b, &pt));
             },
@@ -917,7 +917,7 @@ fn interleaved_ratios() {
         let mut raw = RawPingPong::new(&mut rng);
         interleaved(
             "ping_pong",
-            400,
+            80,
             &mut || {
                 black_box(sealpost_ping_pong(&mut rng2, &mut sides, &mut turn, &pt));
             },
