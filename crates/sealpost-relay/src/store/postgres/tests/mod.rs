@@ -70,6 +70,34 @@ impl Fresh {
     }
 }
 
+/// `url` without the password of its `user:password@` part, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if scheme + 3 < at => {
+            let (head, rest) = url.split_at(scheme + 3);
+            let (userinfo, host) = rest.split_at(at - scheme - 3);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{head}{user}:<password>{host}"),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[test]
+fn messages_do_not_show_passwords() {
+    assert_eq!(
+        redact("postgres://relay:s3cret@127.0.0.1:5432/db"),
+        "postgres://relay:<password>@127.0.0.1:5432/db"
+    );
+    assert_eq!(redact("postgres://relay@h/db"), "postgres://relay@h/db");
+    assert_eq!(
+        redact("host=/run/postgresql user=x"),
+        "host=/run/postgresql user=x"
+    );
+}
+
 /// Connects to the test server, or says loudly why not (and fails if it is required).
 async fn admin() -> Option<(tokio_postgres::Client, String)> {
     let explicit = std::env::var("SEALPOST_TEST_POSTGRES").ok();
@@ -82,7 +110,7 @@ async fn admin() -> Option<(tokio_postgres::Client, String)> {
         let mut config: tokio_postgres::Config = match url.parse() {
             Ok(c) => c,
             Err(e) => {
-                errors.push(format!("{url}: {e}"));
+                errors.push(format!("{}: {e}", redact(url)));
                 continue;
             }
         };
@@ -92,7 +120,7 @@ async fn admin() -> Option<(tokio_postgres::Client, String)> {
                 tokio::spawn(conn);
                 return Some((client, url.clone()));
             }
-            Err(e) => errors.push(format!("{url}: {e}")),
+            Err(e) => errors.push(format!("{}: {e}", redact(url))),
         }
     }
     let why = errors.join("; ");
@@ -108,7 +136,11 @@ async fn admin() -> Option<(tokio_postgres::Client, String)> {
             "\n{bar}\n PostgreSQL tests SKIPPED: no server at {tried} ({why}).\n \
              Start one with `eval \"$(.ci/postgres.sh start)\"` (README, \"PostgreSQL\").\n{bar}\n",
             bar = "!".repeat(78),
-            tried = urls.join(" or "),
+            tried = urls
+                .iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(" or "),
         );
     });
     None
