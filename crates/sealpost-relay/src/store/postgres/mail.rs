@@ -217,8 +217,8 @@ impl PgStore {
         .map_err(TxError::into_store)
     }
 
-    /// [`crate::Store::ack`]. Committed with `synchronous_commit = off` (module
-    /// documentation of [`super`]).
+    /// [`crate::Store::ack`]. Committed with `synchronous_commit = off`: answered once
+    /// committed, on disk with the server's next WAL flush (spec/relay.md section 3.8).
     pub async fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
         // Ids above i64::MAX were never handed out.
         let ids: Vec<i64> = server_ids
