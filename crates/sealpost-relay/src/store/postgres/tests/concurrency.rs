@@ -354,3 +354,72 @@ async fn concurrent_sends_across_nodes_keep_the_bound() {
     })
     .await;
 }
+
+/// A device's server ids increase in commit order, so a reader that follows its mailbox with
+/// a cursor ("after the last id I read", as delivery does) while sends from several nodes
+/// commit misses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_cursor_misses_nothing_under_concurrent_sends() {
+    with_schema(|db| async move {
+        let nodes = nodes(&db).await;
+        let (a, b) = (acct(1), acct(2));
+        let a1 = register(&nodes[0], &a, 1).await;
+        let b1 = register(&nodes[1], &b, 2).await;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (s, b1, done) = (nodes[3].clone(), b1.clone(), std::sync::Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut after = 0;
+                loop {
+                    // Read the flag first: a read that starts after it was set sees every
+                    // committed send.
+                    let last = done.load(std::sync::atomic::Ordering::SeqCst);
+                    for e in s.mailbox(&b1, after, 1000).await.unwrap() {
+                        after = e.server_id;
+                        seen.push(e.server_id);
+                    }
+                    if last {
+                        return seen;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let results = spread(&nodes[..3], 300, |s, i| {
+            let (a1, b) = (a1.clone(), b.clone());
+            async move {
+                let envs = [OutgoingEnvelope {
+                    device_id: 1,
+                    envelope: vec![(i % 256) as u8; 10],
+                }];
+                s.enqueue(&NewMessage {
+                    sender: &a1,
+                    recipient: &b,
+                    exclude_device: None,
+                    message_id: &[4; 16],
+                    sender_seq: 0,
+                    timestamp: NOW,
+                    envelopes: &envs,
+                    max_queued: 10_000,
+                })
+                .await
+                .unwrap()
+            }
+        })
+        .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen = reader.await.unwrap();
+        let mut queued: Vec<u64> = results
+            .iter()
+            .map(|r| match r {
+                EnqueueOutcome::Queued(ids) => ids[0].1,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        queued.sort_unstable();
+        assert_eq!(seen.len(), 300, "the cursor missed envelopes");
+        assert_eq!(seen, queued);
+    })
+    .await;
+}
