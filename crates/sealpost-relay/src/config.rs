@@ -4,6 +4,7 @@
 //! ```toml
 //! listen = "0.0.0.0:4433"
 //! data_dir = "/var/lib/sealpost-relay"
+//! store = "sqlite"                       # or "postgres://user:password@db.internal/sealpost"
 //! metrics_listen = "127.0.0.1:9464"      # optional; no exporter without it
 //! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
 //! key = "/etc/sealpost/key.pem"
@@ -35,7 +36,7 @@
 //! max_vaults = 1000000
 //! ```
 //!
-//! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_METRICS_LISTEN`,
+//! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_STORE`, `_METRICS_LISTEN`,
 //! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
 //! `_WEBHOOK_SECRET_FILE`, `_DEV_LOG_CODES`
 //! (`true`/`false`), `_CODE_REQUESTS_PER_SOURCE_PER_HOUR`, `_CODE_REQUESTS_PER_COUNTRY_PER_HOUR`,
@@ -51,7 +52,12 @@
 //! visible to every local user) or the contents of `webhook_secret_file` (spec/relay.md
 //! section 3.1.1).
 //!
-//! Flags: `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
+//! `store` ([`StoreBackend`]) is `sqlite` (the default: `relay.db` in the data directory) or a
+//! PostgreSQL URL `postgres://...` shared by several relay nodes (spec/relay-store.md
+//! section 3); put a URL that carries a password in the file or `SEALPOST_RELAY_STORE`, not
+//! in `--store` (flags are visible to every local user).
+//!
+//! Flags: `--store`, `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
 //! `--guardian-trusted-issuer HEX` (repeatable; replaces the file's list),
 //! `--guardian-accounts +1555,+44`. The relay prints its issuer key at start
 //! (`guardian issuer key: <hex>`). Three guardians trusting one issuer, for example:
@@ -84,6 +90,51 @@ pub const NO_CODE_SENDER: &str = "no verification code sender: set webhook_url (
      or, for development only, --dev-log-codes (codes are written to the log, where anyone who \
      reads it can register any number)";
 
+/// Where the relay keeps its state (`store` in the file, `SEALPOST_RELAY_STORE`, `--store`).
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreBackend {
+    /// `relay.db` (SQLite) in the data directory: one relay process. The default.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database that any number of relay nodes share (spec/relay-store.md
+    /// section 3): a libpq URL `postgres://` or `postgresql://`. It may carry a password:
+    /// `Debug` does not print it.
+    Postgres(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite => f.write_str("Sqlite"),
+            Self::Postgres(_) => f.write_str("Postgres(<url>)"),
+        }
+    }
+}
+
+impl std::str::FromStr for StoreBackend {
+    type Err = RelayError;
+
+    /// `sqlite`, or a URL starting with `postgres://` or `postgresql://`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "sqlite" {
+            Ok(Self::Sqlite)
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(Zeroizing::new(s.to_owned())))
+        } else {
+            Err(RelayError::Config(
+                "store must be \"sqlite\" or a postgres:// URL".into(),
+            ))
+        }
+    }
+}
+
+/// The error [`RelayConfig::validate`] gives for a PostgreSQL store in this version: the store
+/// exists (`store::PgStore`) but the server does not open it yet.
+pub const POSTGRES_NOT_WIRED: &str = "store = postgres://... is not wired into the relay server yet \
+     (the PostgreSQL store exists; the server still opens SQLite); use store = \"sqlite\"";
+
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Clone)]
 pub struct RelayConfig {
@@ -91,6 +142,8 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
     /// Directory of the database, the code key and the self-signed certificate.
     pub data_dir: PathBuf,
+    /// Where the relay keeps its state (default: SQLite in `data_dir`).
+    pub store: StoreBackend,
     /// Prometheus exporter address; none means no exporter.
     pub metrics_listen: Option<SocketAddr>,
     /// Operator certificate chain (PEM); with `key_path`. None: self-signed in `data_dir`.
@@ -130,6 +183,7 @@ impl std::fmt::Debug for RelayConfig {
         f.debug_struct("RelayConfig")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("store", &self.store)
             .field("metrics_listen", &self.metrics_listen)
             .field("cert_path", &self.cert_path)
             .field("key_path", &self.key_path)
@@ -148,6 +202,7 @@ impl Default for RelayConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            store: StoreBackend::Sqlite,
             metrics_listen: None,
             cert_path: None,
             key_path: None,
@@ -185,8 +240,19 @@ impl RelayConfig {
         self
     }
 
-    /// Checks consistency (both or neither of cert/key, limits, guardian).
+    /// Checks consistency (both or neither of cert/key, limits, guardian) and that the
+    /// relay can run with this store ([`POSTGRES_NOT_WIRED`] for now).
     pub fn validate(&self) -> Result<(), RelayError> {
+        self.check_settings()?;
+        if let StoreBackend::Postgres(_) = self.store {
+            return Err(RelayError::Config(POSTGRES_NOT_WIRED.into()));
+        }
+        Ok(())
+    }
+
+    /// The consistency checks of [`RelayConfig::validate`], which loading applies (commands
+    /// that do not start a relay, such as `--print-pin`, accept any store).
+    fn check_settings(&self) -> Result<(), RelayError> {
         if self.cert_path.is_some() != self.key_path.is_some() {
             return Err(RelayError::Config(
                 "cert and key must be configured together".into(),
@@ -282,11 +348,11 @@ impl RelayConfig {
             if let Some(g) = file.guardian.clone() {
                 config.guardian = g;
             }
-            config.apply(file.layer());
+            config.apply(file.layer()?);
         }
         config.apply(env_layer);
         config.apply(flags);
-        config.validate()?;
+        config.check_settings()?;
         Ok(config)
     }
 
@@ -296,6 +362,9 @@ impl RelayConfig {
         }
         if let Some(v) = l.data_dir {
             self.data_dir = v;
+        }
+        if let Some(v) = l.store {
+            self.store = v;
         }
         if let Some(v) = l.metrics_listen {
             self.metrics_listen = Some(v);
@@ -375,6 +444,7 @@ fn check_secret(secret: &[u8]) -> Result<(), RelayError> {
 struct Layer {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<StoreBackend>,
     metrics_listen: Option<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -425,6 +495,10 @@ impl Layer {
         Ok(Self {
             listen: parse_env(env, "SEALPOST_RELAY_LISTEN")?,
             data_dir: env("SEALPOST_RELAY_DATA_DIR").map(PathBuf::from),
+            store: env("SEALPOST_RELAY_STORE")
+                .map(|v| v.parse::<StoreBackend>())
+                .transpose()
+                .map_err(|e| RelayError::Config(format!("SEALPOST_RELAY_STORE: {e}")))?,
             metrics_listen: parse_env(env, "SEALPOST_RELAY_METRICS_LISTEN")?,
             cert: env("SEALPOST_RELAY_CERT").map(PathBuf::from),
             key: env("SEALPOST_RELAY_KEY").map(PathBuf::from),
@@ -463,6 +537,7 @@ impl Layer {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     metrics_listen: Option<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -479,10 +554,15 @@ struct FileConfig {
 }
 
 impl FileConfig {
-    fn layer(self) -> Layer {
-        Layer {
+    fn layer(self) -> Result<Layer, RelayError> {
+        Ok(Layer {
             listen: self.listen,
             data_dir: self.data_dir,
+            store: self
+                .store
+                .map(|v| v.parse::<StoreBackend>())
+                .transpose()
+                .map_err(|e| RelayError::Config(format!("store: {e}")))?,
             metrics_listen: self.metrics_listen,
             cert: self.cert,
             key: self.key,
@@ -503,7 +583,7 @@ impl FileConfig {
             guardian_max_attempts: None,
             guardian_trusted_issuers: None,
             guardian_accounts: None,
-        }
+        })
     }
 }
 
@@ -525,6 +605,11 @@ struct Cli {
     /// Data directory (default ./sealpost-relay-data) [env: SEALPOST_RELAY_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Store: `sqlite` (default, in the data directory) or a PostgreSQL URL
+    /// `postgres://user@host:port/db` shared by several relay nodes (a URL with a password
+    /// belongs in SEALPOST_RELAY_STORE or the file) [env: SEALPOST_RELAY_STORE].
+    #[arg(long, value_parser = parse_store)]
+    store: Option<StoreBackend>,
     /// Prometheus exporter address (default: none) [env: SEALPOST_RELAY_METRICS_LISTEN].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -588,11 +673,17 @@ struct Cli {
     guardian_accounts: Option<Vec<String>>,
 }
 
+/// `--store`'s parser (clap reports the message).
+fn parse_store(v: &str) -> Result<StoreBackend, String> {
+    v.parse().map_err(|e: RelayError| e.to_string())
+}
+
 impl Cli {
     fn layer(&self) -> Layer {
         Layer {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
             metrics_listen: self.metrics_listen,
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -876,6 +967,57 @@ max_connections = 50
         }
         std::fs::write(&file, "[guardian]\nunknown = 1\n").unwrap();
         assert!(RelayConfig::load_with_env(args(&["--config", &path]), |_| None).is_err());
+    }
+
+    #[test]
+    fn store_from_file_env_and_flags() {
+        let c = RelayConfig::load_with_env(args(&[]), |_| None).unwrap();
+        assert_eq!(c.store, StoreBackend::Sqlite);
+        assert!(c.validate().is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            "store = \"postgres://relay:s3cret@db.internal/file\"\n",
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let postgres = |url: &str| StoreBackend::Postgres(Zeroizing::new(url.to_owned()));
+        let c = RelayConfig::load_with_env(args(&["--config", &path]), |_| None).unwrap();
+        assert_eq!(
+            c.store,
+            postgres("postgres://relay:s3cret@db.internal/file")
+        );
+        // The password is never printed.
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        // Environment over file, flag over environment; `sqlite` selects the default back.
+        let env = |k: &str| {
+            (k == "SEALPOST_RELAY_STORE").then(|| "postgresql://relay@127.0.0.1/env".to_owned())
+        };
+        let c = RelayConfig::load_with_env(args(&["--config", &path]), env).unwrap();
+        assert_eq!(c.store, postgres("postgresql://relay@127.0.0.1/env"));
+        let c = RelayConfig::load_with_env(args(&["--config", &path, "--store", "sqlite"]), env)
+            .unwrap();
+        assert_eq!(c.store, StoreBackend::Sqlite);
+        let c = RelayConfig::load_with_env(args(&["--store", "postgres://h/flag"]), env).unwrap();
+        assert_eq!(c.store, postgres("postgres://h/flag"));
+        // Loading accepts it (`--print-pin` needs no store); starting refuses it for now.
+        assert!(matches!(
+            c.validate(),
+            Err(RelayError::Config(m)) if m == POSTGRES_NOT_WIRED
+        ));
+        // Anything else is refused, from every source.
+        assert!(RelayConfig::load_with_env(args(&["--store", "mysql://x"]), |_| None).is_err());
+        let bad_env = |k: &str| (k == "SEALPOST_RELAY_STORE").then(|| "redis://x".to_owned());
+        assert!(matches!(
+            RelayConfig::load_with_env(args(&[]), bad_env),
+            Err(RelayError::Config(m)) if m.contains("SEALPOST_RELAY_STORE")
+        ));
+        std::fs::write(&file, "store = \"/var/lib/relay.db\"\n").unwrap();
+        assert!(matches!(
+            RelayConfig::load_with_env(args(&["--config", &path]), |_| None),
+            Err(RelayError::Config(m)) if m.contains("postgres://")
+        ));
     }
 
     #[test]

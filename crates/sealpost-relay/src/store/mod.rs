@@ -11,6 +11,8 @@
 //! runs against both.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "server")]
 mod sqlite;
 
@@ -18,6 +20,10 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    DEFAULT_POOL_SIZE, MAX_TX_ATTEMPTS, PG_SCHEMA_VERSION, PgStore, PgStoreBuilder,
+};
 #[cfg(feature = "server")]
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 

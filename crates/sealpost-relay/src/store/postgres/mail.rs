@@ -1,0 +1,332 @@
+//! Mailboxes: sends, reads, acknowledgements, the sweep.
+//!
+//! A send is one `messages` row (sender, message id, acceptance time: what its envelopes
+//! share) and one `deliveries` row per recipient device (server id and envelope bytes: each
+//! device's envelope is encrypted under its own session, so the bytes differ per device).
+//! `messages.pending` counts the message's deliveries; whatever deletes deliveries (ack,
+//! re-registration) calls [`release_messages`] in the same transaction, which deletes the
+//! messages left without any.
+
+use super::{
+    Commit, PgStore, TxError, execute, get_array, get_u32, get_u64, in_tx, query, query_one, to_i64,
+};
+use crate::StoreError;
+use crate::store::{EnqueueOutcome, MAX_SENDER_SEQ, NewMessage, StoredEnvelope, SweepCounts};
+use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Takes one delivery per entry of `refs` (message refs, repeated once per deleted delivery)
+/// off its message's `pending`, and deletes the messages left without deliveries. Locks the
+/// messages in key order, so that concurrent releases cannot deadlock.
+pub(super) async fn release_messages(
+    tx: &deadpool_postgres::Transaction<'_>,
+    refs: Vec<i64>,
+) -> Result<(), TxError> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in refs {
+        *counts.entry(r).or_default() += 1;
+    }
+    let (ids, taken): (Vec<i64>, Vec<i64>) = counts.into_iter().unzip();
+    query(
+        tx,
+        "SELECT 1 FROM messages WHERE message_ref = ANY($1) ORDER BY message_ref FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
+    execute(
+        tx,
+        "UPDATE messages m SET pending = m.pending - c.taken
+         FROM unnest($1::BIGINT[], $2::BIGINT[]) AS c (message_ref, taken)
+         WHERE m.message_ref = c.message_ref",
+        &[&ids, &taken],
+    )
+    .await?;
+    execute(
+        tx,
+        "DELETE FROM messages WHERE message_ref = ANY($1) AND pending <= 0",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// [`crate::Store::enqueue`]. Locks the recipient's device rows (and the sender's, when
+    /// it raises its `sender_seq`), in key order, before it counts mailboxes and draws server
+    /// ids: sends to one account run one after the other, so mailbox bounds hold and each
+    /// device's server ids increase in commit order.
+    pub async fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
+        let recipient = m.recipient.as_str();
+        let sender = m.sender.account.as_str();
+        let sender_device = i64::from(m.sender.device.0);
+        let sender_seq = to_i64(m.sender_seq.min(MAX_SENDER_SEQ));
+        // Only a positive sequence number can raise the stored one.
+        let lock_sender = m.sender_seq > 0;
+        in_tx!(self, Commit::Durable, |tx| {
+            let locked = query(
+                &tx,
+                "SELECT account, device_id FROM devices
+                 WHERE account = $1 OR ($4 AND account = $2 AND device_id = $3)
+                 ORDER BY account, device_id FOR NO KEY UPDATE",
+                &[&recipient, &sender, &sender_device, &lock_sender],
+            )
+            .await?;
+            let mut devices = BTreeSet::new();
+            for row in &locked {
+                if row.try_get::<_, &str>(0)? == recipient {
+                    devices.insert(get_u32(row, 1, "device id")?);
+                }
+            }
+            if devices.is_empty() {
+                return Ok(EnqueueOutcome::UnknownAccount);
+            }
+            let expected: BTreeSet<u32> = devices
+                .iter()
+                .copied()
+                .filter(|id| Some(*id) != m.exclude_device)
+                .collect();
+            let given: BTreeSet<u32> = m.envelopes.iter().map(|e| e.device_id).collect();
+            if given.len() != m.envelopes.len() || given != expected {
+                return Ok(EnqueueOutcome::MismatchedDevices);
+            }
+            let depths = query(
+                &tx,
+                "SELECT device_id, COUNT(*) FROM deliveries WHERE account = $1 GROUP BY device_id",
+                &[&recipient],
+            )
+            .await?;
+            let mut depth = BTreeMap::new();
+            for row in &depths {
+                depth.insert(get_u32(row, 0, "device id")?, get_u64(row, 1, "count")?);
+            }
+            for e in m.envelopes {
+                if depth.get(&e.device_id).copied().unwrap_or(0) >= u64::from(m.max_queued) {
+                    return Ok(EnqueueOutcome::QueueFull {
+                        device_id: e.device_id,
+                    });
+                }
+            }
+            if lock_sender {
+                execute(
+                    &tx,
+                    "UPDATE devices SET max_sender_seq = $3
+                     WHERE account = $1 AND device_id = $2 AND max_sender_seq < $3",
+                    &[&sender, &sender_device, &sender_seq],
+                )
+                .await?;
+            }
+            if m.envelopes.is_empty() {
+                // Addressed to no device (one's own account, from its only device).
+                return Ok(EnqueueOutcome::Queued(Vec::new()));
+            }
+            let count = i64::try_from(m.envelopes.len()).unwrap_or(i64::MAX);
+            let message_ref: i64 = query_one(
+                &tx,
+                "INSERT INTO messages (sender_account, sender_device, message_id, accepted_at, pending)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING message_ref",
+                &[
+                    &sender,
+                    &sender_device,
+                    &&m.message_id[..],
+                    &to_i64(m.timestamp),
+                    &count,
+                ],
+            )
+            .await?
+            .try_get(0)?;
+            let mut server_ids: Vec<i64> = query(
+                &tx,
+                "SELECT nextval('server_ids') FROM generate_series(1, $1::BIGINT)",
+                &[&count],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+            server_ids.sort_unstable();
+            let device_ids: Vec<i64> = m.envelopes.iter().map(|e| i64::from(e.device_id)).collect();
+            let bytes: Vec<&[u8]> = m.envelopes.iter().map(|e| &e.envelope[..]).collect();
+            execute(
+                &tx,
+                "INSERT INTO deliveries (server_id, account, device_id, message_ref, envelope)
+                 SELECT server_id, $1, device_id, $2, envelope
+                 FROM unnest($3::BIGINT[], $4::BIGINT[], $5::BYTEA[])
+                    AS e (server_id, device_id, envelope)",
+                &[&recipient, &message_ref, &server_ids, &device_ids, &bytes],
+            )
+            .await?;
+            let queued = m
+                .envelopes
+                .iter()
+                .zip(&server_ids)
+                .map(|(e, id)| {
+                    u64::try_from(*id)
+                        .map(|id| (e.device_id, id))
+                        .map_err(|_| StoreError::Corrupt("server id"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(EnqueueOutcome::Queued(queued))
+        })
+    }
+
+    /// [`crate::Store::mailbox`]: one index range scan of `deliveries_by_device`.
+    pub async fn mailbox(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let c = self.client().await?;
+        async {
+            let rows = query(
+                &c,
+                "SELECT d.server_id, m.sender_account, m.sender_device, m.message_id,
+                        m.accepted_at, d.envelope
+                 FROM deliveries d JOIN messages m ON m.message_ref = d.message_ref
+                 WHERE d.account = $1 AND d.device_id = $2 AND d.server_id > $3
+                 ORDER BY d.server_id LIMIT $4",
+                &[
+                    &device.account.as_str(),
+                    &i64::from(device.device.0),
+                    &to_i64(after),
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let account = AccountId::new(r.try_get::<_, String>(1)?)
+                        .map_err(|_| StoreError::Corrupt("sender account"))?;
+                    Ok(StoredEnvelope {
+                        server_id: get_u64(r, 0, "server id")?,
+                        sender: DeviceAddress::new(
+                            account,
+                            DeviceId(get_u32(r, 2, "sender device")?),
+                        ),
+                        message_id: get_array(r, 3, "message id")?,
+                        timestamp: get_u64(r, 4, "acceptance time")?,
+                        envelope: r.try_get(5)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, TxError>>()
+        }
+        .await
+        .map_err(TxError::into_store)
+    }
+
+    /// [`crate::Store::ack`]. Committed with `synchronous_commit = off`: answered once
+    /// committed, on disk with the server's next WAL flush (spec/relay.md section 3.8).
+    pub async fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
+        // Ids above i64::MAX were never handed out.
+        let ids: Vec<i64> = server_ids
+            .iter()
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        in_tx!(self, Commit::Lazy, |tx| {
+            let refs: Vec<i64> = query(
+                &tx,
+                "DELETE FROM deliveries
+                 WHERE account = $1 AND device_id = $2 AND server_id = ANY($3)
+                 RETURNING message_ref",
+                &[&device.account.as_str(), &i64::from(device.device.0), &ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+            let removed = u32::try_from(refs.len()).unwrap_or(u32::MAX);
+            release_messages(&tx, refs).await?;
+            Ok(removed)
+        })
+    }
+
+    /// [`crate::Store::sender_seq`].
+    pub async fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        async {
+            match super::query_opt(
+                &c,
+                "SELECT max_sender_seq FROM devices WHERE account = $1 AND device_id = $2",
+                &[&device.account.as_str(), &i64::from(device.device.0)],
+            )
+            .await?
+            {
+                Some(row) => get_u64(&row, 0, "sender seq"),
+                None => Ok(0),
+            }
+        }
+        .await
+        .map_err(TxError::into_store)
+    }
+
+    /// [`crate::Store::queue_depth`].
+    pub async fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
+        let c = self.client().await?;
+        async {
+            let n = get_u64(
+                &query_one(
+                    &c,
+                    "SELECT COUNT(*) FROM deliveries WHERE account = $1 AND device_id = $2",
+                    &[&device.account.as_str(), &i64::from(device.device.0)],
+                )
+                .await?,
+                0,
+                "count",
+            )?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        }
+        .await
+        .map_err(TxError::into_store)
+    }
+
+    /// [`crate::Store::total_queued`].
+    pub async fn total_queued(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        async {
+            get_u64(
+                &query_one(&c, "SELECT COUNT(*) FROM deliveries", &[]).await?,
+                0,
+                "count",
+            )
+        }
+        .await
+        .map_err(TxError::into_store)
+    }
+
+    /// [`crate::Store::sweep`].
+    pub async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
+        let now_i = to_i64(now);
+        // timestamp + ttl <= now, without overflow: nothing is that old while now < ttl.
+        let cutoff = now.checked_sub(mailbox_ttl).map(to_i64);
+        in_tx!(self, Commit::Durable, |tx| {
+            execute(&tx, "DELETE FROM quotas WHERE tat <= $1", &[&now_i]).await?;
+            let codes = execute(&tx, "DELETE FROM codes WHERE expires_at <= $1", &[&now_i]).await?;
+            let mut envelopes = 0;
+            if let Some(cutoff) = cutoff {
+                envelopes = execute(
+                    &tx,
+                    "DELETE FROM deliveries WHERE message_ref IN
+                     (SELECT message_ref FROM messages WHERE accepted_at <= $1)",
+                    &[&cutoff],
+                )
+                .await?;
+                // A message accepted with an old time after the statement above began keeps
+                // its deliveries (and so its row) until the next sweep.
+                execute(
+                    &tx,
+                    "DELETE FROM messages m WHERE accepted_at <= $1 AND NOT EXISTS
+                     (SELECT 1 FROM deliveries d WHERE d.message_ref = m.message_ref)",
+                    &[&cutoff],
+                )
+                .await?;
+            }
+            Ok(SweepCounts { codes, envelopes })
+        })
+    }
+}
