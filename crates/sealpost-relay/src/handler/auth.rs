@@ -3,7 +3,7 @@
 use super::*;
 
 impl Handler {
-    pub(super) fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         conn: &mut ConnectionState,
         exporter: &[u8; 32],
@@ -19,7 +19,7 @@ impl Handler {
             return rate_limited("auth", s);
         }
         let nonce = conn.nonce.take();
-        let identity = match (&nonce, self.store.device_identity(&address)) {
+        let identity = match (&nonce, self.store.device_identity(&address).await) {
             (_, Err(e)) => return internal(&e),
             (Some(nonce), Ok(Some(identity))) => {
                 let signed = auth_signed_bytes(exporter, nonce, &address);
@@ -37,19 +37,19 @@ impl Handler {
             tracing::info!(conn = conn.id, device = ?address, "authentication failed");
             return Response::error(ErrorCode::AuthFailed, "authentication failed");
         };
-        let counts = match self.store.prekey_counts(&address) {
+        let counts = match self.store.prekey_counts(&address).await {
             Ok(c) => c,
             Err(e) => return internal(&e),
         };
-        let queued = match self.store.queue_depth(&address) {
+        let queued = match self.store.queue_depth(&address).await {
             Ok(q) => q,
             Err(e) => return internal(&e),
         };
-        let sender_seq = match self.store.sender_seq(&address) {
+        let sender_seq = match self.store.sender_seq(&address).await {
             Ok(s) => s,
             Err(e) => return internal(&e),
         };
-        if let Err(e) = self.store.touch_account(&address.account, now) {
+        if let Err(e) = self.store.touch_account(&address.account, now).await {
             return internal(&e);
         }
         tracing::info!(conn = conn.id, device = ?address, queued, "device authenticated");

@@ -55,7 +55,7 @@ pub(super) fn ack_response(
 }
 
 impl Handler {
-    pub(super) fn send_or_ack(
+    pub(super) async fn send_or_ack(
         &self,
         me: &AuthenticatedDevice,
         request: Request,
@@ -74,10 +74,10 @@ impl Handler {
                 }
                 let message =
                     self.new_message(me, &message_id, sender_seq, &recipient, &envelopes, now);
-                send_response(&recipient, now, self.store.enqueue(&message), effects)
+                send_response(&recipient, now, self.store.enqueue(&message).await, effects)
             }
             Request::Ack { server_ids } => {
-                let outcome = self.store.ack(&me.address, &server_ids);
+                let outcome = self.store.ack(&me.address, &server_ids).await;
                 ack_response(me.address.clone(), server_ids, outcome, effects)
             }
             _ => Response::error(ErrorCode::Internal, "not a send or ack"),

@@ -2,10 +2,12 @@
 //!
 //! [`Handler::handle`] takes one decoded request of one connection and returns the response
 //! and the [`Effect`]s the driver must carry out (wake a device's delivery, push
-//! `PreKeysLow`, close connections of removed devices). The QUIC driver (`server`) calls it
-//! on a blocking thread, except for `Send` and `Ack`, which it runs through
-//! [`Handler::handle_concurrent_then`] (the store calls back once the commit is durable);
-//! tests and the fuzz target call it directly.
+//! `PreKeysLow`, close connections of removed devices). Every entry point is `async`: it
+//! awaits the store (an [`AnyStore`]) and nothing else. The QUIC driver (`server`) calls
+//! [`Handler::handle_frame`] under the connection's state, except for `Send` and `Ack`, which
+//! it runs from a snapshot of it with [`Handler::handle_send_or_ack`] so that one
+//! connection's pipelined sends share the store's group commit; tests and the fuzz target
+//! call it directly (over a [`crate::MemoryStore`], whose futures are ready at once).
 //!
 //! This file holds the [`Handler`], its dispatch and the per-connection state; each
 //! domain's requests live in their own file: `registration.rs` (`RequestCode`, `Register`,
@@ -18,7 +20,6 @@ mod prekeys;
 mod registration;
 mod vault;
 
-use mail::{ack_response, send_response};
 pub use prekeys::{DRAIN_NOTICE_INTERVAL_MS, verify_upload};
 pub use registration::{calling_code, is_e164};
 
@@ -31,10 +32,9 @@ use crate::limits::{
 use crate::metrics;
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::store::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
+    AnyStore, CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
     PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaKind, QuotaOutcome, RegLockPolicy,
-    RegisterOutcome, Staged, Store, StoredEnvelope, SweepCounts, UploadOutcome, VaultAttempt,
-    VaultRow,
+    RegisterOutcome, Store, SweepCounts, UploadOutcome, VaultAttempt, VaultRow,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
@@ -60,33 +60,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use zeroize::Zeroizing;
 
-/// Receives the response and effects of [`Handler::handle_concurrent_then`].
-pub type Done = Box<dyn FnOnce(Response, Vec<Effect>) + Send>;
-
-/// Receives the effects [`Handler::handle_concurrent_then`] produces before the outcome is
-/// durable ([`Effect::MailStaged`]).
-pub type Early = Box<dyn FnOnce(Vec<Effect>) + Send>;
-
 /// Something the driver must do after a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Effect {
-    /// New envelopes are committed to `device`'s mailbox: wake its delivery.
+    /// New envelopes are committed to `device`'s mailbox: wake its delivery (a commit
+    /// notice; see the `store` module documentation).
     MailArrived {
         /// The recipient device.
         device: DeviceAddress,
         /// The highest server id committed for `device` by this request.
         up_to: u64,
-    },
-    /// An envelope is written to `device`'s mailbox but its commit is still being flushed:
-    /// a delivery that is up to date may push it now (spec/relay.md section 4). If the
-    /// commit fails the envelope is not stored (the sender gets an error and retries); its
-    /// server id is never used again.
-    MailStaged {
-        /// The recipient device.
-        device: DeviceAddress,
-        /// The envelope as stored.
-        envelope: StoredEnvelope,
     },
     /// Push `PreKeysLow` to `device` if it is connected.
     PreKeysLow {
@@ -165,7 +149,7 @@ impl ConnectionState {
         }
     }
 
-    /// What [`Handler::handle_concurrent`] needs of this connection: its authenticated device.
+    /// What [`Handler::handle_send_or_ack`] needs of this connection: its authenticated device.
     pub fn snapshot(&self) -> ConnectionSnapshot {
         ConnectionSnapshot {
             device: self.device.clone(),
@@ -174,7 +158,7 @@ impl ConnectionState {
 }
 
 /// The read-only part of a connection's state that `Send` and `Ack` use (see
-/// [`Handler::handle_concurrent`]).
+/// [`Handler::handle_send_or_ack`]).
 #[derive(Clone, Debug)]
 pub struct ConnectionSnapshot {
     device: Option<AuthenticatedDevice>,
@@ -189,7 +173,7 @@ impl ConnectionSnapshot {
 
 /// The request handler. Cheap to share (`Arc<Handler>`); all methods take `&self`.
 pub struct Handler {
-    store: Arc<dyn Store>,
+    store: Arc<AnyStore>,
     code_sender: Arc<dyn CodeSender>,
     code_key: Zeroizing<[u8; 32]>,
     limits: Limits,
@@ -283,7 +267,7 @@ impl Handler {
     /// (replace it with [`Handler::with_issuer`]) and the guardian role is off (switch it on
     /// with [`Handler::with_guardian`]).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<AnyStore>,
         code_sender: Arc<dyn CodeSender>,
         code_key: [u8; 32],
         limits: Limits,
@@ -340,15 +324,19 @@ impl Handler {
 
     /// Called by the driver when a connection ends: a connection that was authenticated
     /// counts as its account being seen (`last_seen`, spec/pin.md section 10).
-    pub fn connection_closed(&self, conn: &ConnectionState, now: u64) -> Result<(), StoreError> {
+    pub async fn connection_closed(
+        &self,
+        conn: &ConnectionState,
+        now: u64,
+    ) -> Result<(), StoreError> {
         match &conn.device {
-            Some(d) => self.store.touch_account(&d.address.account, now),
+            Some(d) => self.store.touch_account(&d.address.account, now).await,
             None => Ok(()),
         }
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<AnyStore> {
         &self.store
     }
 
@@ -372,11 +360,11 @@ impl Handler {
 
     /// Deletes expired codes and envelopes, forgets idle rate-limit buckets and updates the
     /// queue metrics. Called periodically by the driver.
-    pub fn sweep(&self, now: u64) -> Result<SweepCounts, StoreError> {
+    pub async fn sweep(&self, now: u64) -> Result<SweepCounts, StoreError> {
         self.send_limiter.evict_idle(now);
         self.drain_notices.evict_idle(now);
         self.vault_limiter.evict_idle(now);
-        let swept = self.store.sweep(now, self.limits.mailbox_ttl_ms())?;
+        let swept = self.store.sweep(now, self.limits.mailbox_ttl_ms()).await?;
         if swept.envelopes > 0 {
             metrics::expired(swept.envelopes);
             tracing::info!(
@@ -384,14 +372,14 @@ impl Handler {
                 "expired envelopes deleted unread"
             );
         }
-        metrics::queue_depth(self.store.total_queued()?);
+        metrics::queue_depth(self.store.total_queued().await?);
         Ok(swept)
     }
 
     /// Charges `quotas` (all or none); a used-up quota gives `RateLimited` with the seconds
     /// until it has room again.
-    fn take_quotas(&self, quotas: &[QuotaCheck], now: u64) -> Result<(), Box<Response>> {
-        match self.store.take_quotas(quotas, now) {
+    async fn take_quotas(&self, quotas: &[QuotaCheck], now: u64) -> Result<(), Box<Response>> {
+        match self.store.take_quotas(quotas, now).await {
             Ok(QuotaOutcome::Taken) => Ok(()),
             Ok(QuotaOutcome::Exceeded {
                 index,
@@ -417,7 +405,7 @@ impl Handler {
     }
 
     /// Decodes a frame body and handles it; undecodable bodies get the matching `Error`.
-    pub fn handle_frame(
+    pub async fn handle_frame(
         &self,
         conn: &mut ConnectionState,
         exporter: [u8; 32],
@@ -425,7 +413,7 @@ impl Handler {
         now: u64,
     ) -> (Response, Vec<Effect>) {
         match Request::decode(body) {
-            Ok(req) => self.handle(conn, exporter, req, now),
+            Ok(req) => self.handle(conn, exporter, req, now).await,
             Err(e) => {
                 metrics::frame("malformed");
                 tracing::debug!(conn = conn.id, error = %e, "undecodable request");
@@ -436,7 +424,7 @@ impl Handler {
 
     /// Handles one request of connection `conn`, whose TLS exporter is `exporter`, at
     /// Unix time `now` (ms).
-    pub fn handle(
+    pub async fn handle(
         &self,
         conn: &mut ConnectionState,
         exporter: [u8; 32],
@@ -447,7 +435,7 @@ impl Handler {
         metrics::frame(kind);
         let mut effects = Vec::new();
         let response = match request {
-            Request::RequestCode { account } => self.request_code(conn, &account, now),
+            Request::RequestCode { account } => self.request_code(conn, &account, now).await,
             Request::Register {
                 account,
                 code,
@@ -457,16 +445,18 @@ impl Handler {
             } => {
                 // Only the verifier of the token is used; the token is wiped here.
                 let presented = reglock.map(|t| RegLockToken::from_bytes(t).verifier());
-                let r = self.register(
-                    &exporter,
-                    &account,
-                    &code,
-                    &identity,
-                    &signature,
-                    presented,
-                    now,
-                    &mut effects,
-                );
+                let r = self
+                    .register(
+                        &exporter,
+                        &account,
+                        &code,
+                        &identity,
+                        &signature,
+                        presented,
+                        now,
+                        &mut effects,
+                    )
+                    .await;
                 // A connection authenticated as a device of this account is no longer
                 // authenticated: that device has just been removed.
                 if matches!(r, Response::Registered { .. })
@@ -486,6 +476,7 @@ impl Handler {
             }
             Request::Authenticate { address, signature } => {
                 self.authenticate(conn, &exporter, address, &signature, now)
+                    .await
             }
             Request::VaultStore {
                 credential,
@@ -495,25 +486,35 @@ impl Handler {
             } => {
                 let share = Zeroizing::new(share);
                 self.vault_store(&credential, &share, &success_verifier, record, now)
+                    .await
             }
-            Request::VaultFetch { credential } => self.vault_fetch(&credential, now),
+            Request::VaultFetch { credential } => self.vault_fetch(&credential, now).await,
             Request::VaultEvaluate {
                 credential,
                 vault_id,
                 blinded,
-            } => self.vault_evaluate(&credential, &vault_id, &blinded, now),
+            } => {
+                self.vault_evaluate(&credential, &vault_id, &blinded, now)
+                    .await
+            }
             Request::VaultConfirm {
                 credential,
                 vault_id,
                 token,
-            } => self.vault_confirm(&credential, &vault_id, SuccessToken::from_bytes(token), now),
-            Request::VaultDelete { credential } => self.vault_delete(&credential, now),
+            } => {
+                self.vault_confirm(&credential, &vault_id, SuccessToken::from_bytes(token), now)
+                    .await
+            }
+            Request::VaultDelete { credential } => self.vault_delete(&credential, now).await,
             other => match conn.device.clone() {
                 None => Response::error(
                     ErrorCode::Unauthenticated,
                     "authenticate the connection first",
                 ),
-                Some(me) => self.authenticated(conn, &me, other, now, &mut effects),
+                Some(me) => {
+                    self.authenticated(conn, &me, other, now, &mut effects)
+                        .await
+                }
             },
         };
         if let Response::Error { code, .. } = &response {
@@ -528,7 +529,7 @@ impl Handler {
     /// joining the store's group commit (spec/relay.md section 1 allows concurrent
     /// processing of requests on different streams). Returns `None` for any other body,
     /// which the driver handles with [`Handler::handle_frame`] under the connection's state.
-    pub fn handle_concurrent(
+    pub async fn handle_send_or_ack(
         &self,
         conn: &ConnectionSnapshot,
         body: &[u8],
@@ -546,7 +547,7 @@ impl Handler {
                 ErrorCode::Unauthenticated,
                 "authenticate the connection first",
             ),
-            Some(me) => self.send_or_ack(me, request, now, &mut effects),
+            Some(me) => self.send_or_ack(me, request, now, &mut effects).await,
         };
         if let Response::Error { code, .. } = &response {
             tracing::debug!(request = kind, ?code, "request refused");
@@ -554,102 +555,7 @@ impl Handler {
         Some((response, effects))
     }
 
-    /// [`Handler::handle_concurrent`] for callers that must not hold a thread while the
-    /// store commits (the async driver): the request is decoded and checked on the calling
-    /// thread, the store work is queued with [`Store::enqueue_then`] / [`Store::ack_then`],
-    /// and `done` gets the response and effects once the outcome is durable (possibly on the
-    /// store's writer thread, so `done` must be quick and must not block). Before that, a
-    /// `Send` may hand [`Effect::MailStaged`] effects to `early` (at most once, from the same
-    /// thread, under the same rules) as soon as its envelopes are written. Returns `done`
-    /// unused when `body` is not a well-formed `Send` or `Ack` (use [`Handler::handle_frame`]).
-    pub fn handle_concurrent_then(
-        &self,
-        conn: &ConnectionSnapshot,
-        body: &[u8],
-        now: u64,
-        early: Early,
-        done: Done,
-    ) -> Option<Done> {
-        let request = match Request::decode(body) {
-            Ok(r @ (Request::Send { .. } | Request::Ack { .. })) => r,
-            _ => return Some(done),
-        };
-        let kind = request_kind(&request);
-        metrics::frame(kind);
-        let finish = move |response: Response, effects: Vec<Effect>| {
-            if let Response::Error { code, .. } = &response {
-                tracing::debug!(request = kind, ?code, "request refused");
-            }
-            done(response, effects);
-        };
-        let Some(me) = &conn.device else {
-            finish(
-                Response::error(
-                    ErrorCode::Unauthenticated,
-                    "authenticate the connection first",
-                ),
-                Vec::new(),
-            );
-            return None;
-        };
-        match request {
-            Request::Send {
-                message_id,
-                sender_seq,
-                recipient,
-                envelopes,
-            } => {
-                if let Err(s) = self.send_limiter.try_take(&me.address, now) {
-                    finish(rate_limited("sends", s), Vec::new());
-                    return None;
-                }
-                let message =
-                    self.new_message(me, &message_id, sender_seq, &recipient, &envelopes, now);
-                let account = recipient.clone();
-                let staged: Staged = Box::new(move |written| {
-                    early(
-                        written
-                            .into_iter()
-                            .map(|(device_id, envelope)| Effect::MailStaged {
-                                device: DeviceAddress::new(account.clone(), DeviceId(device_id)),
-                                envelope,
-                            })
-                            .collect(),
-                    );
-                });
-                let recipient = recipient.clone();
-                self.store.enqueue_then(
-                    &message,
-                    staged,
-                    Box::new(move |outcome| {
-                        let mut effects = Vec::new();
-                        let response = send_response(&recipient, now, outcome, &mut effects);
-                        finish(response, effects);
-                    }),
-                );
-            }
-            Request::Ack { server_ids } => {
-                let device = me.address.clone();
-                let ids = server_ids.clone();
-                self.store.ack_then(
-                    &me.address,
-                    &ids,
-                    Box::new(move |outcome| {
-                        let mut effects = Vec::new();
-                        let response = ack_response(device, server_ids, outcome, &mut effects);
-                        finish(response, effects);
-                    }),
-                );
-            }
-            _ => finish(
-                Response::error(ErrorCode::Internal, "not a send or ack"),
-                Vec::new(),
-            ),
-        }
-        None
-    }
-
-    fn authenticated(
+    async fn authenticated(
         &self,
         conn: &mut ConnectionState,
         me: &AuthenticatedDevice,
@@ -658,29 +564,29 @@ impl Handler {
         effects: &mut Vec<Effect>,
     ) -> Response {
         match request {
-            Request::UploadPreKeys(upload) => self.upload(me, &upload),
+            Request::UploadPreKeys(upload) => self.upload(me, &upload).await,
             Request::FetchBundles { account } => {
                 if let Err(s) = conn.bundle_fetches.try_take(self.limits.bundle_rate(), now) {
                     return rate_limited("bundles", s);
                 }
-                if let Err(r) = self.take_fetch_quotas(me, &account, now, effects) {
+                if let Err(r) = self.take_fetch_quotas(me, &account, now, effects).await {
                     return *r;
                 }
-                self.fetch_bundles(&account, effects)
+                self.fetch_bundles(&account, effects).await
             }
-            Request::ListDevices { account } => match self.store.list_devices(&account) {
+            Request::ListDevices { account } => match self.store.list_devices(&account).await {
                 Ok(d) if d.is_empty() => Response::error(ErrorCode::UnknownAccount, "no devices"),
                 Ok(d) => Response::Devices(d),
                 Err(e) => internal(&e),
             },
             request @ (Request::Send { .. } | Request::Ack { .. }) => {
-                self.send_or_ack(me, request, now, effects)
+                self.send_or_ack(me, request, now, effects).await
             }
             Request::SetRegistrationLock { token } => {
                 let verifier = RegLockToken::from_bytes(token).verifier();
-                self.set_registration_lock(me, Some(&verifier), now)
+                self.set_registration_lock(me, Some(&verifier), now).await
             }
-            Request::ClearRegistrationLock => self.set_registration_lock(me, None, now),
+            Request::ClearRegistrationLock => self.set_registration_lock(me, None, now).await,
             Request::GetGuardianCredential => Response::Credential(self.issue_credential(
                 &me.address.account,
                 CredentialScope::Owner,

@@ -58,7 +58,7 @@ pub fn verify_upload(
 }
 
 impl Handler {
-    pub(super) fn upload(&self, me: &AuthenticatedDevice, upload: &PreKeyUpload) -> Response {
+    pub(super) async fn upload(&self, me: &AuthenticatedDevice, upload: &PreKeyUpload) -> Response {
         let keys = match verify_upload(&me.identity, upload) {
             Ok(k) => k,
             Err(detail) => return Response::error(ErrorCode::InvalidPreKey, detail),
@@ -67,7 +67,7 @@ impl Handler {
             max_one_time: self.limits.max_stored_one_time,
             max_kem_one_time: self.limits.max_stored_kem,
         };
-        match self.store.store_prekeys(&me.address, &keys, &limits) {
+        match self.store.store_prekeys(&me.address, &keys, &limits).await {
             Ok(UploadOutcome::Stored(c)) => Response::PreKeysStored {
                 one_time_prekeys: c.one_time_prekeys,
                 kem_prekeys: c.kem_prekeys,
@@ -90,7 +90,7 @@ impl Handler {
     /// (spec/relay.md 3.6). When the target's daily budget is used up, its devices are told
     /// with a `PreKeysLow` push (at most one per `DRAIN_NOTICE_INTERVAL_MS`): their bundles
     /// are being fetched abnormally often.
-    pub(super) fn take_fetch_quotas(
+    pub(super) async fn take_fetch_quotas(
         &self,
         me: &AuthenticatedDevice,
         target: &AccountId,
@@ -109,7 +109,7 @@ impl Handler {
                 rate: self.limits.bundle_target_rate(),
             },
         ];
-        match self.store.take_quotas(&quotas, now) {
+        match self.store.take_quotas(&quotas, now).await {
             Ok(QuotaOutcome::Taken) => Ok(()),
             Ok(QuotaOutcome::Exceeded {
                 index,
@@ -120,7 +120,7 @@ impl Handler {
                     && self.drain_notices.try_take(target, now).is_ok()
                 {
                     tracing::warn!(account = ?target, "bundle fetch budget of an account used up");
-                    self.drain_notice(target, effects);
+                    self.drain_notice(target, effects).await;
                 }
                 Err(Box::new(rate_limited(
                     kind.as_str(),
@@ -132,13 +132,13 @@ impl Handler {
     }
 
     /// `PreKeysLow` with the current counts for every device of `target`.
-    pub(super) fn drain_notice(&self, target: &AccountId, effects: &mut Vec<Effect>) {
-        let Ok(devices) = self.store.list_devices(target) else {
+    pub(super) async fn drain_notice(&self, target: &AccountId, effects: &mut Vec<Effect>) {
+        let Ok(devices) = self.store.list_devices(target).await else {
             return;
         };
         for d in devices {
             let device = DeviceAddress::new(target.clone(), DeviceId(d.device_id));
-            if let Ok(c) = self.store.prekey_counts(&device) {
+            if let Ok(c) = self.store.prekey_counts(&device).await {
                 effects.push(Effect::PreKeysLow {
                     device,
                     one_time_prekeys: c.one_time_prekeys,
@@ -148,8 +148,12 @@ impl Handler {
         }
     }
 
-    pub(super) fn fetch_bundles(&self, account: &AccountId, effects: &mut Vec<Effect>) -> Response {
-        match self.store.take_bundles(account) {
+    pub(super) async fn fetch_bundles(
+        &self,
+        account: &AccountId,
+        effects: &mut Vec<Effect>,
+    ) -> Response {
+        match self.store.take_bundles(account).await {
             Ok(None) => Response::error(ErrorCode::UnknownAccount, "no devices"),
             Ok(Some(taken)) => {
                 let mut bundles = Vec::with_capacity(taken.len());

@@ -73,7 +73,7 @@ impl Handler {
         hmac_sha256(self.code_key.as_slice(), &input)
     }
 
-    pub(super) fn request_code(
+    pub(super) async fn request_code(
         &self,
         conn: &mut ConnectionState,
         account: &AccountId,
@@ -110,13 +110,13 @@ impl Handler {
                 rate: self.limits.code_global_rate(),
             },
         ];
-        if let Err(r) = self.take_quotas(&quotas, now) {
+        if let Err(r) = self.take_quotas(&quotas, now).await {
             return *r;
         }
         let code = self.random_code();
         let mac = self.code_mac(account, code.as_bytes());
         let expires_at = now.saturating_add(u64::from(CODE_TTL_SECS) * 1000);
-        if let Err(e) = self.store.put_code(account, &mac, expires_at) {
+        if let Err(e) = self.store.put_code(account, &mac, expires_at).await {
             return internal(&e);
         }
         self.code_sender.send_code(account, &code);
@@ -127,7 +127,7 @@ impl Handler {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn register(
+    pub(super) async fn register(
         &self,
         exporter: &[u8; 32],
         account: &AccountId,
@@ -144,6 +144,7 @@ impl Handler {
         let stored = match self
             .store
             .begin_code_attempt(account, now, CODE_MAX_ATTEMPTS)
+            .await
         {
             Ok(CodeAttempt::Missing | CodeAttempt::Expired) => {
                 return Response::error(ErrorCode::CodeInvalid, "no valid code");
@@ -180,6 +181,7 @@ impl Handler {
         match self
             .store
             .register_device(account, identity, &stored, &policy, now)
+            .await
         {
             Ok(RegisterOutcome::Locked {
                 lapses_at,
@@ -222,14 +224,18 @@ impl Handler {
         }
     }
 
-    pub(super) fn set_registration_lock(
+    pub(super) async fn set_registration_lock(
         &self,
         me: &AuthenticatedDevice,
         verifier: Option<&[u8; 32]>,
         now: u64,
     ) -> Response {
         let account = &me.address.account;
-        match self.store.set_registration_lock(account, verifier, now) {
+        match self
+            .store
+            .set_registration_lock(account, verifier, now)
+            .await
+        {
             Ok(true) => {
                 tracing::info!(account = ?account, set = verifier.is_some(), "registration lock changed");
                 if verifier.is_some() {

@@ -98,7 +98,7 @@ impl Handler {
         sat_u16(self.max_attempts().saturating_sub(used))
     }
 
-    pub(super) fn vault_store(
+    pub(super) async fn vault_store(
         &self,
         c: &GuardianCredential,
         share: &[u8; VAULT_SHARE_LEN],
@@ -131,6 +131,7 @@ impl Handler {
         match self
             .store
             .put_vault(&c.account, &row, self.guardian.max_vaults, now)
+            .await
         {
             Ok(PutVaultOutcome::Stored) => {
                 tracing::info!(account = ?c.account, index = key.index(), "vault stored");
@@ -144,11 +145,11 @@ impl Handler {
         }
     }
 
-    pub(super) fn vault_fetch(&self, c: &GuardianCredential, now: u64) -> Response {
+    pub(super) async fn vault_fetch(&self, c: &GuardianCredential, now: u64) -> Response {
         if let Err(r) = self.check_credential(c, VaultOp::Fetch, now) {
             return *r;
         }
-        match self.store.vault(&c.account) {
+        match self.store.vault(&c.account).await {
             Ok(Some(v)) => Response::Vault {
                 index: v.index(),
                 attempts_remaining: self.remaining(v.attempts_used),
@@ -159,7 +160,7 @@ impl Handler {
         }
     }
 
-    pub(super) fn vault_evaluate(
+    pub(super) async fn vault_evaluate(
         &self,
         c: &GuardianCredential,
         vault_id: &[u8; VAULT_ID_LEN],
@@ -177,21 +178,21 @@ impl Handler {
             );
         };
         // Count (and at the limit delete) durably first; evaluate only after the commit.
-        let (share, used, deleted) =
-            match self
-                .store
-                .begin_vault_evaluation(&c.account, vault_id, self.max_attempts(), now)
-            {
-                Ok(VaultAttempt::Counted {
-                    share,
-                    attempts_used,
-                    deleted,
-                }) => (share, attempts_used, deleted),
-                Ok(VaultAttempt::NotFound) => {
-                    return Response::error(ErrorCode::VaultNotFound, "no vault with this id");
-                }
-                Err(e) => return internal(&e),
-            };
+        let (share, used, deleted) = match self
+            .store
+            .begin_vault_evaluation(&c.account, vault_id, self.max_attempts(), now)
+            .await
+        {
+            Ok(VaultAttempt::Counted {
+                share,
+                attempts_used,
+                deleted,
+            }) => (share, attempts_used, deleted),
+            Ok(VaultAttempt::NotFound) => {
+                return Response::error(ErrorCode::VaultNotFound, "no vault with this id");
+            }
+            Err(e) => return internal(&e),
+        };
         let Ok(key) = KeyShare::from_bytes(share.as_slice()) else {
             tracing::error!(account = ?c.account, "stored vault share does not decode");
             return Response::error(ErrorCode::Internal, "stored share is corrupt");
@@ -211,7 +212,7 @@ impl Handler {
         }
     }
 
-    pub(super) fn vault_confirm(
+    pub(super) async fn vault_confirm(
         &self,
         c: &GuardianCredential,
         vault_id: &[u8; VAULT_ID_LEN],
@@ -226,6 +227,7 @@ impl Handler {
         match self
             .store
             .confirm_vault(&c.account, vault_id, &verifier, now)
+            .await
         {
             Ok(ConfirmOutcome::Confirmed) => {
                 tracing::info!(account = ?c.account, "vault confirmed; attempts reset");
@@ -243,11 +245,11 @@ impl Handler {
         }
     }
 
-    pub(super) fn vault_delete(&self, c: &GuardianCredential, now: u64) -> Response {
+    pub(super) async fn vault_delete(&self, c: &GuardianCredential, now: u64) -> Response {
         if let Err(r) = self.check_credential(c, VaultOp::Delete, now) {
             return *r;
         }
-        match self.store.delete_vault(&c.account) {
+        match self.store.delete_vault(&c.account).await {
             Ok(existed) => {
                 tracing::info!(account = ?c.account, existed, "vault deleted");
                 Response::VaultDeleted

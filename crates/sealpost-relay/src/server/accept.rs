@@ -224,11 +224,8 @@ pub(super) async fn serve_connection(
     // spec/pin.md section 10). Waits for any request still holding the state.
     let state = Arc::clone(&ctx.state).lock_owned().await;
     if state.authenticated().is_some() {
-        let handler = Arc::clone(&shared.handler);
         let _guard = shared.in_flight.enter();
-        let r =
-            tokio::task::spawn_blocking(move || handler.connection_closed(&state, now_ms())).await;
-        if let Ok(Err(e)) = r {
+        if let Err(e) = shared.handler.connection_closed(&state, now_ms()).await {
             tracing::warn!(conn = conn_id, error = %e, "recording last_seen failed");
         }
     }

@@ -1,5 +1,12 @@
 //! Delivery (spec/relay.md section 4): the per-device registry of authenticated
 //! connections, their delivery slots and the delivery loop that pushes mailboxes.
+//!
+//! A delivery learns about mail from two inputs (see the `store` module documentation):
+//! **commit notices** ([`mail_committed`]: a local `Send` committed, or, with several relay
+//! nodes, a wake-up from another node, which carries the same "committed up to this id for
+//! this device"), after which it reads the mailbox; and, when the store has early delivery,
+//! the store's **mail feed** ([`dispatch_feed`]), whose envelopes an up-to-date delivery
+//! pushes at once, before their commit is durable.
 
 use super::*;
 
@@ -12,8 +19,9 @@ pub(super) const PUSH_BATCH_BYTES: usize = 64 * 1024;
 /// idle connections keep none.
 pub(super) const DELIVERY_LINGER: Duration = Duration::from_millis(200);
 
-/// What an authenticated connection's delivery is told by other connections' requests and
-/// by the store's writer ([`Slot::update`]); taken as a whole by the delivery.
+/// What an authenticated connection's delivery is told by requests (commit notices, acks,
+/// prekey warnings) and by the mail feed ([`Slot::update`]); taken as a whole by the
+/// delivery.
 #[derive(Default)]
 pub(super) struct Inbox {
     /// Highest server id committed for the device since the delivery last looked (0: none).
@@ -21,7 +29,9 @@ pub(super) struct Inbox {
     /// Envelopes written for the device whose commit may still be under way, in server-id
     /// order; at most `DELIVERY_WINDOW`.
     pub(super) staged: Vec<StoredEnvelope>,
-    /// Highest server id of a staged envelope not kept because `staged` was full (0: none).
+    /// Highest server id of an envelope that exists for the device but is not in `staged`
+    /// (0: none): `staged` was full, or the store has no early delivery and this is a commit
+    /// notice. The delivery reads its mailbox up to there.
     pub(super) dropped: u64,
     pub(super) acked: Vec<u64>,
     pub(super) prekeys_low: Option<(u32, u32)>,
@@ -90,7 +100,7 @@ impl Slot {
     }
 
     /// Tells the delivery something (`f` changes its inbox) and starts its task unless one
-    /// is running. Callable from any thread (the store's writer calls it).
+    /// is running. Never blocks (callable from any task).
     pub(super) fn update(self: &Arc<Self>, f: impl FnOnce(&mut Inbox)) {
         let mut state = self.lock();
         f(&mut state.inbox);
@@ -250,30 +260,7 @@ impl ConnCtx {
 pub(super) fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
     for effect in effects {
         match effect {
-            Effect::MailArrived { device, up_to } => {
-                for slot in shared.registry.slots(&device) {
-                    slot.update(|i| i.committed = i.committed.max(up_to));
-                }
-            }
-            Effect::MailStaged { device, envelope } => {
-                let mut slots = shared.registry.slots(&device);
-                let last = slots.pop();
-                let stage = |slot: &Arc<Slot>, e: StoredEnvelope| {
-                    slot.update(|i| {
-                        if i.staged.len() < DELIVERY_WINDOW {
-                            i.staged.push(e);
-                        } else {
-                            i.dropped = i.dropped.max(e.server_id);
-                        }
-                    });
-                };
-                for slot in slots {
-                    stage(&slot, envelope.clone());
-                }
-                if let Some(slot) = last {
-                    stage(&slot, envelope);
-                }
-            }
+            Effect::MailArrived { device, up_to } => mail_committed(shared, &device, up_to),
             Effect::PreKeysLow {
                 device,
                 one_time_prekeys,
@@ -291,7 +278,66 @@ pub(super) fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>)
             Effect::DevicesRemoved { account, devices } => {
                 close_removed(shared, conn_id, &account, &devices);
             }
+            // `Effect` is non-exhaustive only for other crates.
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
+    }
+}
+
+/// A commit notice: envelopes up to server id `up_to` are committed for `device`. A local
+/// `Send` gives one once its commit is durable; a wake-up from another relay node is the same
+/// notice. Without early delivery the notice itself marks the mail as missed, so the
+/// delivery reads its mailbox; with it, the envelopes also come through the feed, and the
+/// notice only tells a delivery that missed some of them that a read now finds them.
+pub(super) fn mail_committed(shared: &Shared, device: &DeviceAddress, up_to: u64) {
+    let early = shared.early_delivery;
+    for slot in shared.registry.slots(device) {
+        slot.update(|i| {
+            i.committed = i.committed.max(up_to);
+            if !early {
+                i.dropped = i.dropped.max(up_to);
+            }
+        });
+    }
+}
+
+/// Routes the store's mail feed to the deliveries of the devices it addresses, batch by
+/// batch in the order the store wrote them, so each delivery's inbox gets its device's
+/// envelopes in increasing server-id order. Ends when the store closes.
+pub(super) async fn dispatch_feed(shared: Arc<Shared>, mut feed: MailFeed) {
+    while let Some(batch) = feed.recv().await {
+        for Written {
+            recipient,
+            envelopes,
+        } in batch
+        {
+            for (device_id, envelope) in envelopes {
+                let device = DeviceAddress::new(recipient.clone(), DeviceId(device_id));
+                stage(&shared, &device, envelope);
+            }
+        }
+    }
+}
+
+/// Hands a written (possibly not yet durable) envelope to the device's deliveries.
+fn stage(shared: &Shared, device: &DeviceAddress, envelope: StoredEnvelope) {
+    let mut slots = shared.registry.slots(device);
+    let last = slots.pop();
+    let put = |slot: &Arc<Slot>, e: StoredEnvelope| {
+        slot.update(|i| {
+            if i.staged.len() < DELIVERY_WINDOW {
+                i.staged.push(e);
+            } else {
+                i.dropped = i.dropped.max(e.server_id);
+            }
+        });
+    };
+    for slot in slots {
+        put(&slot, envelope.clone());
+    }
+    if let Some(slot) = last {
+        put(&slot, envelope);
     }
 }
 
@@ -370,8 +416,8 @@ pub(super) async fn deliver(slot: Arc<Slot>) {
 }
 
 /// Delivers the slot's device's mailbox on its connection (spec/relay.md section 4): reads
-/// it from the store oldest first, then, once up to date, pushes envelopes as the writer
-/// stages them, before their commit is flushed. Returns, keeping its [`Progress`] in the
+/// it from the store oldest first, then, once up to date, pushes envelopes as the mail feed
+/// brings them, before their commit is flushed. Returns, keeping its [`Progress`] in the
 /// slot, when it has nothing left to do until the next [`Slot::update`]; returns for good
 /// when the connection is gone or the slot removed.
 ///
@@ -379,20 +425,18 @@ pub(super) async fn deliver(slot: Arc<Slot>) {
 /// staged envelope that was not pushed (because the delivery was not up to date, or the
 /// window or the staging buffer was full) had been committed before that read started. Only
 /// then can a staged envelope be pushed directly: no lower server id can still be missing.
-/// This holds because the writer stages envelopes in id order, every envelope staged after
-/// this connection's slot was registered reaches its inbox (kept or counted as dropped),
-/// and the first read waits until every write queued before that is committed
-/// ([`Store::after_queued_writes`]). Commit notices ([`Effect::MailArrived`], sent once the
-/// commit is flushed) only tell which missed envelopes a read would now find.
+/// This holds because the feed brings each device's envelopes in id order
+/// ([`dispatch_feed`] keeps it), every envelope routed after this connection's slot was
+/// registered reaches its inbox (kept or counted as dropped), and the first read waits until
+/// every envelope published before that is committed ([`Store::settled`]). Commit notices
+/// ([`mail_committed`], given once a commit is durable) tell which missed envelopes a read
+/// would now find; without early delivery they are the only input, and every notice makes
+/// the delivery read.
 pub(super) async fn delivery_loop(slot: &Slot) {
     let mut p = std::mem::take(&mut slot.lock().progress);
     if !p.started {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        slot.shared.store.after_queued_writes(Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        if let Ok(Err(e)) = rx.await {
-            tracing::warn!(error = %e, "waiting for queued writes failed");
+        if let Err(e) = slot.shared.store.settled().await {
+            tracing::warn!(error = %e, "waiting for published envelopes to commit failed");
         }
         p.started = true;
     }
@@ -449,21 +493,13 @@ pub(super) async fn delivery_loop(slot: &Slot) {
             // Every missed envelope is committed (or its commit failed) before this read
             // starts: a read to the end then brings the delivery up to date.
             let complete = p.committed >= p.missed;
-            let store = Arc::clone(&slot.shared.store);
-            let (device, last) = (slot.device.clone(), p.last);
-            let batch =
-                tokio::task::spawn_blocking(move || store.mailbox(&device, last, room)).await;
-            let batch = match batch {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
+            let batch = match slot.shared.store.mailbox(&slot.device, p.last, room).await {
+                Ok(b) => b,
+                Err(e) => {
                     tracing::error!(error = %e, "reading a mailbox failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     inbox = std::mem::take(&mut slot.lock().inbox);
                     continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "mailbox task failed");
-                    return;
                 }
             };
             let reached_end = batch.len() < room;

@@ -1,15 +1,16 @@
 //! The quinn/tokio driver: accepts connections, reads request streams, runs the
-//! [`Handler`] on a blocking thread, writes responses, carries out [`Effect`]s and delivers
+//! [`Handler`], writes responses, carries out [`Effect`]s and delivers
 //! mailboxes on server-opened unidirectional streams (spec/relay.md sections 1, 2, 4, 5).
 //!
 //! Per connection there is one task accepting request streams (one task per stream) and,
 //! once the connection has authenticated, a delivery slot whose task runs only while there
 //! is something to deliver (an idle connection keeps no delivery task). Requests of one
-//! connection are handled one at a time (they share the connection's state), except `Send` and `Ack`, which
-//! run from a snapshot of it and wait for the store's writer thread without holding a
-//! thread ([`Handler::handle_concurrent_then`]); different connections run in parallel, and
-//! their writes meet in the store's group commit. The writer thread writes those responses
-//! itself when quinn takes them at once (`serve_concurrent`).
+//! connection are handled one at a time (they share the connection's state), except `Send`
+//! and `Ack`, which run from a snapshot of it ([`Handler::handle_send_or_ack`]); different
+//! connections run in parallel, and their writes meet in the store's group commit. Every
+//! response is written by its request's task once the store's future has resolved; the
+//! store never touches a stream. Envelopes reach deliveries through commit notices and,
+//! with SQLite, the store's mail feed (`delivery.rs`).
 //!
 //! | file | what |
 //! |---|---|
@@ -25,21 +26,19 @@ mod files;
 mod requests;
 
 use accept::{ConnCtx, accept_loop};
-use delivery::{Registry, Slot, apply_effects};
+use delivery::{Registry, Slot, apply_effects, dispatch_feed};
 pub use files::{DB_FILE, ISSUER_KEY_FILE, LOCK_FILE};
 use files::{load_or_create_code_key, load_or_create_issuer_key, lock_data_dir};
 use requests::{Budget, serve_request};
 
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::RelayConfig;
-use crate::handler::{
-    ConnectionSnapshot, ConnectionState, Done, Early, Effect, Handler, decode_error_response,
-};
+use crate::handler::{ConnectionState, Effect, Handler, decode_error_response};
 use crate::limits::{
     AUTH_CONCURRENT_REQUESTS, DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS,
     PRE_AUTH_CONCURRENT_REQUESTS,
 };
-use crate::store::{SqliteStore, Store, StoredEnvelope};
+use crate::store::{AnyStore, MailFeed, SqliteStore, Store, StoredEnvelope, Written};
 use crate::{RelayError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
@@ -121,7 +120,10 @@ impl Drop for InFlightGuard {
 
 struct Shared {
     handler: Arc<Handler>,
-    store: Arc<SqliteStore>,
+    store: Arc<AnyStore>,
+    /// The store publishes written envelopes on a mail feed (SQLite); without one, commit
+    /// notices alone drive deliveries.
+    early_delivery: bool,
     registry: Registry,
     in_flight: Arc<InFlight>,
     budget: Budget,
@@ -132,8 +134,7 @@ struct Shared {
     next_conn_id: AtomicU64,
     /// Delivery tasks running (see [`Slot`]).
     delivery_tasks: AtomicUsize,
-    /// Where delivery tasks are spawned ([`Slot::update`] also runs on the store's writer
-    /// thread).
+    /// Where delivery tasks are spawned.
     runtime: tokio::runtime::Handle,
     max_connections: usize,
     max_connections_per_ip: u32,
@@ -220,11 +221,13 @@ impl Relay {
         let code_key = load_or_create_code_key(&config.data_dir)?;
         let issuer = load_or_create_issuer_key(&config.data_dir)?;
         let db = config.data_dir.join(DB_FILE);
-        let store = Arc::new(
+        let store = Arc::new(AnyStore::from(
             tokio::task::spawn_blocking(move || SqliteStore::open(db))
                 .await
                 .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??,
-        );
+        ));
+        // Before any connection: every envelope written from now on is published.
+        let feed: Option<MailFeed> = store.subscribe().await;
         let code_sender = code_sender(&config)?;
         let metrics_server = match config.metrics_listen {
             Some(addr) => {
@@ -236,7 +239,7 @@ impl Relay {
         };
         let handler = Arc::new(
             Handler::new(
-                Arc::clone(&store) as Arc<dyn Store>,
+                Arc::clone(&store),
                 code_sender,
                 code_key,
                 config.limits.clone(),
@@ -266,6 +269,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             handler,
             store,
+            early_delivery: feed.is_some(),
             registry: Registry::default(),
             in_flight: Arc::new(InFlight::default()),
             budget: Budget {
@@ -286,6 +290,7 @@ impl Relay {
             max_connections_per_ip: config.limits.max_connections_per_ip,
             per_ip: Mutex::new(HashMap::new()),
         });
+        let dispatch = feed.map(|feed| tokio::spawn(dispatch_feed(Arc::clone(&shared), feed)));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
         let sweep = tokio::spawn(sweep_loop(
             Arc::clone(&shared),
@@ -313,6 +318,7 @@ impl Relay {
             metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
             tasks: [accept, sweep]
                 .into_iter()
+                .chain(dispatch)
                 .chain(metrics_server.map(|(_, task)| task))
                 .collect(),
             done: false,
@@ -419,11 +425,8 @@ async fn sweep_loop(shared: Arc<Shared>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let handler = Arc::clone(&shared.handler);
-        match tokio::task::spawn_blocking(move || handler.sweep(now_ms())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed"),
-            Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
+        if let Err(e) = shared.handler.sweep(now_ms()).await {
+            tracing::error!(error = %e, "expiry sweep failed");
         }
     }
 }

@@ -197,38 +197,23 @@ pub(super) async fn serve_request(
     // `Send` and `Ack` (types 0x20, 0x21) only read the authenticated device: run them from a
     // snapshot, without holding the connection's state, so a client's pipelined sends share
     // the store's group commit instead of queueing for one fsync each.
-    let body = if matches!(body.get(1), Some(0x20 | 0x21)) {
+    if matches!(body.get(1), Some(0x20 | 0x21)) {
         let snap = ctx.state.lock().await.snapshot();
-        match serve_concurrent(&ctx, snap, body, send).await {
-            Some((s, Ok(answer))) => {
-                send = s;
-                finish_request(&ctx, send, answer).await;
-                return;
-            }
-            Some((s, Err(body))) => {
-                send = s;
-                body
-            }
-            None => return,
-        }
-    } else {
-        body
-    };
-    let mut guard = Arc::clone(&ctx.state).lock_owned().await;
-    let handled = tokio::task::spawn_blocking(move || {
-        let (response, effects) = handler.handle_frame(&mut guard, exporter, &body, now_ms());
-        let device = guard.authenticated().cloned();
-        Answer::new(response, effects, device)
-    })
-    .await;
-    match handled {
-        Ok(answer) => finish_request(&ctx, send, answer).await,
-        Err(e) => {
-            tracing::error!(conn = ctx.conn_id, error = %e, "request handler failed");
-            let resp = Response::error(sealpost_wire::relay::ErrorCode::Internal, "internal error");
-            write_frame(&mut send, &resp.encode()).await;
+        if let Some((response, effects)) = handler.handle_send_or_ack(&snap, &body, now_ms()).await
+        {
+            let answer = Answer::new(response, effects, snap.authenticated().cloned());
+            finish_request(&ctx, send, answer).await;
+            return;
         }
     }
+    let answer = {
+        let mut state = ctx.state.lock().await;
+        let (response, effects) = handler
+            .handle_frame(&mut state, exporter, &body, now_ms())
+            .await;
+        Answer::new(response, effects, state.authenticated().cloned())
+    };
+    finish_request(&ctx, send, answer).await;
 }
 
 /// What handling a request produced.
@@ -239,9 +224,6 @@ pub(super) struct Answer {
     pub(super) device: Option<DeviceAddress>,
     /// `response`, encoded.
     pub(super) frame: Vec<u8>,
-    /// Bytes of `frame` already written (see [`write_now`]); all of them means the stream
-    /// is finished too.
-    pub(super) written: usize,
 }
 
 impl Answer {
@@ -256,74 +238,8 @@ impl Answer {
             effects,
             device,
             frame,
-            written: 0,
         }
     }
-}
-
-/// Runs a `Send` or `Ack` from a snapshot of the connection's state
-/// ([`Handler::handle_concurrent_then`]); the store answers it from its writer thread once
-/// the commit is durable (for an `Ack`: committed), and no thread waits for it meanwhile.
-///
-/// The stream is lent to that answer, which writes the response itself when quinn takes it
-/// at once: the answers of one group commit then leave in a few packets. Written by each
-/// request's task instead, every response woke the connection's driver, which sent it in a
-/// packet of its own before the next task ran.
-///
-/// Returns the stream with the answer, or with the body when the request needs the
-/// connection's state after all; `None` if the stream was lost.
-pub(super) async fn serve_concurrent(
-    ctx: &ConnCtx,
-    snap: ConnectionSnapshot,
-    body: Vec<u8>,
-    send: SendStream,
-) -> Option<(SendStream, Result<Answer, Vec<u8>>)> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (done_shared, conn_id) = (Arc::clone(&ctx.shared), ctx.conn_id);
-    let early_shared = Arc::clone(&ctx.shared);
-    let lent = Arc::new(Mutex::new(Some(send)));
-    let answer_stream = Arc::clone(&lent);
-    // Staged envelopes go to the recipients' deliveries while the commit is flushed
-    // (spec/relay.md section 4).
-    let early: Early = Box::new(move |effects| apply_effects(&early_shared, 0, effects));
-    let device = snap.authenticated().cloned();
-    let done: Done = Box::new(move |response, effects| {
-        // Wake the recipients' deliveries right here (on the store's writer thread, as soon
-        // as the commit is durable) rather than after this task has been scheduled again:
-        // `MailArrived`/`Acked` only notify, they never block.
-        apply_effects(&done_shared, conn_id, effects);
-        let mut answer = Answer::new(response, Vec::new(), device);
-        if let Some(send) = answer_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-        {
-            answer.written = write_now(send, &answer.frame);
-        }
-        let _ = tx.send(answer);
-    });
-    // Every well-formed `Send` takes this path: the delivery loop relies on staged envelopes
-    // and commit notices arriving from the writer thread in commit order.
-    let declined = ctx
-        .shared
-        .handler
-        .handle_concurrent_then(&snap, &body, now_ms(), early, done);
-    let answer = match declined {
-        None => rx.await.unwrap_or_else(|_| {
-            Answer::new(
-                Response::error(sealpost_wire::relay::ErrorCode::Internal, "internal error"),
-                Vec::new(),
-                snap.authenticated().cloned(),
-            )
-        }),
-        Some(_) => {
-            let send = lent.lock().unwrap_or_else(PoisonError::into_inner).take()?;
-            return Some((send, Err(body)));
-        }
-    };
-    // The answer has run (or was dropped unrun): the stream is back.
-    let send = lent.lock().unwrap_or_else(PoisonError::into_inner).take()?;
-    Some((send, Ok(answer)))
 }
 
 /// Carries out a request's effects and writes (the rest of) its response.
@@ -333,7 +249,6 @@ pub(super) async fn finish_request(ctx: &ConnCtx, mut send: SendStream, answer: 
         effects,
         device,
         frame,
-        written,
     } = answer;
     if device.is_none() {
         ctx.authed.store(false, Ordering::Release);
@@ -356,31 +271,8 @@ pub(super) async fn finish_request(ctx: &ConnCtx, mut send: SendStream, answer: 
                 let _ = tokio::time::timeout(WRITE_TIMEOUT, send.stopped()).await;
             }
         }
-        _ if written == frame.len() => {
-            // Written and finished already: wait for the peer to have it (graceful shutdown).
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, send.stopped()).await;
-        }
         _ => {
-            write_frame(&mut send, frame.get(written..).unwrap_or_default()).await;
+            write_frame(&mut send, &frame).await;
         }
     }
-}
-
-/// Writes as much of `frame` as quinn takes without waiting (the stream's flow-control
-/// credit) and, when that is all of it, finishes the stream. Returns the bytes written.
-/// Callable from any thread: it never blocks on the peer.
-pub(super) fn write_now(send: &mut SendStream, frame: &[u8]) -> usize {
-    use std::future::Future;
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let written = match std::pin::pin!(send.write(frame)).poll(&mut cx) {
-        std::task::Poll::Ready(Ok(n)) => n,
-        // Not writable now, or the stream is gone: the request's task finds out.
-        std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => 0,
-    };
-    if written == frame.len() {
-        // A failure here means the stream is already stopped or the connection closed; the
-        // task's wait for `stopped` then ends at once.
-        let _ = send.finish();
-    }
-    written
 }

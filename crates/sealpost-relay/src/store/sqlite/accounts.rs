@@ -13,7 +13,7 @@ pub(super) fn device_ids(conn: &Connection, account: &str) -> Result<Vec<u32>, S
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
 
-pub(super) fn put_code(
+pub(super) async fn put_code(
     s: &SqliteStore,
     account: &AccountId,
     mac: &[u8; CODE_MAC_LEN],
@@ -30,9 +30,10 @@ pub(super) fn put_code(
         .map_err(backend)?;
         Ok(())
     })
+    .await
 }
 
-pub(super) fn begin_code_attempt(
+pub(super) async fn begin_code_attempt(
     s: &SqliteStore,
     account: &AccountId,
     now: u64,
@@ -73,9 +74,10 @@ pub(super) fn begin_code_attempt(
             attempt: attempts + 1,
         })
     })
+    .await
 }
 
-pub(super) fn register_device(
+pub(super) async fn register_device(
     s: &SqliteStore,
     account: &AccountId,
     identity: &IdentityBytes,
@@ -195,9 +197,10 @@ pub(super) fn register_device(
             removed,
         })
     })
+    .await
 }
 
-pub(super) fn set_registration_lock(
+pub(super) async fn set_registration_lock(
     s: &SqliteStore,
     account: &AccountId,
     verifier: Option<&[u8; VERIFIER_LEN]>,
@@ -215,9 +218,10 @@ pub(super) fn set_registration_lock(
             .map_err(backend)?;
         Ok(n > 0)
     })
+    .await
 }
 
-pub(super) fn touch_account(
+pub(super) async fn touch_account(
     s: &SqliteStore,
     account: &AccountId,
     now: u64,
@@ -231,13 +235,15 @@ pub(super) fn touch_account(
         .map_err(backend)?;
         Ok(())
     })
+    .await
 }
 
-pub(super) fn registration_lock(
+pub(super) async fn registration_lock(
     s: &SqliteStore,
     account: &AccountId,
 ) -> Result<Option<RegLockState>, StoreError> {
-    s.read(|c| {
+    let account = account.clone();
+    s.read(move |c| {
         let row = c
             .query_row(
                 "SELECT reglock_verifier, reglock_failures, last_seen FROM accounts
@@ -262,13 +268,15 @@ pub(super) fn registration_lock(
         })
         .transpose()
     })
+    .await
 }
 
-pub(super) fn device_identity(
+pub(super) async fn device_identity(
     s: &SqliteStore,
     device: &DeviceAddress,
 ) -> Result<Option<IdentityBytes>, StoreError> {
-    s.read(|c| {
+    let device = device.clone();
+    s.read(move |c| {
         let v: Option<Vec<u8>> = c
             .query_row(
                 "SELECT identity FROM devices WHERE account = ?1 AND device_id = ?2",
@@ -279,13 +287,15 @@ pub(super) fn device_identity(
             .map_err(backend)?;
         v.map(|v| identity_from(&v)).transpose()
     })
+    .await
 }
 
-pub(super) fn list_devices(
+pub(super) async fn list_devices(
     s: &SqliteStore,
     account: &AccountId,
 ) -> Result<Vec<DeviceInfo>, StoreError> {
-    s.read(|c| {
+    let account = account.clone();
+    s.read(move |c| {
         let mut stmt = c
             .prepare_cached(
                 "SELECT device_id, identity FROM devices WHERE account = ?1 ORDER BY device_id",
@@ -306,4 +316,5 @@ pub(super) fn list_devices(
         }
         Ok(out)
     })
+    .await
 }

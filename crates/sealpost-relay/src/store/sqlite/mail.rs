@@ -1,6 +1,7 @@
 //! Mailboxes: the enqueue writer job, mailbox reads, acknowledgements, `sender_seq`.
 
 use super::*;
+use crate::store::{MailPublisher, Written, mail_feed};
 
 pub(super) fn device_queue_depth(conn: &Connection, d: &DeviceAddress) -> Result<u32, StoreError> {
     count_where(
@@ -33,12 +34,11 @@ pub(super) fn device_queues(
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
 
-/// The writer job of [`Store::enqueue`] / [`Store::enqueue_then`]: the checks and inserts,
-/// on owned copies of the message; hands the written envelopes to `staged` before the
-/// commit.
+/// The writer job of [`Store::enqueue`]: the checks and inserts, on owned copies of the
+/// message; hands the written envelopes to the mail feed before the commit.
 pub(super) struct EnqueueJob {
     sender: DeviceAddress,
-    recipient: String,
+    recipient: AccountId,
     exclude: Option<u32>,
     message_id: [u8; MESSAGE_ID_LEN],
     sender_seq: u64,
@@ -47,17 +47,16 @@ pub(super) struct EnqueueJob {
     envelopes: Vec<OutgoingEnvelope>,
     max_queued: u32,
     result: Option<Result<EnqueueOutcome, StoreError>>,
-    /// The envelopes written by `run`, for `staged`.
+    /// The envelopes written by `run`, for the mail feed.
     written: Vec<(u32, StoredEnvelope)>,
-    staged: Option<Staged>,
     reply: Option<Reply<EnqueueOutcome>>,
 }
 
 impl EnqueueJob {
-    fn new(m: &NewMessage<'_>, staged: Option<Staged>, reply: Reply<EnqueueOutcome>) -> Self {
+    fn new(m: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) -> Self {
         Self {
             sender: m.sender.clone(),
-            recipient: m.recipient.as_str().to_owned(),
+            recipient: m.recipient.clone(),
             exclude: m.exclude_device,
             message_id: *m.message_id,
             sender_seq: m.sender_seq,
@@ -66,7 +65,6 @@ impl EnqueueJob {
             max_queued: m.max_queued,
             result: None,
             written: Vec::new(),
-            staged,
             reply: Some(reply),
         }
     }
@@ -76,7 +74,7 @@ impl EnqueueJob {
         c: &Connection,
         ids: &mut ServerIds,
     ) -> Result<EnqueueOutcome, StoreError> {
-        let devices = device_queues(c, &self.recipient)?;
+        let devices = device_queues(c, self.recipient.as_str())?;
         if devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
@@ -113,7 +111,7 @@ impl EnqueueJob {
             let server_id = ids.take()?;
             ins.execute(params![
                 to_i64(server_id),
-                self.recipient,
+                self.recipient.as_str(),
                 e.device_id,
                 self.sender.account.as_str(),
                 self.sender.device.0,
@@ -172,12 +170,11 @@ impl Job for EnqueueJob {
         self.envelopes.len() as u64
     }
 
-    fn staged(&mut self) {
-        if !self.written.is_empty()
-            && let Some(staged) = self.staged.take()
-        {
-            staged(std::mem::take(&mut self.written));
-        }
+    fn written(&mut self) -> Option<Written> {
+        (!self.written.is_empty()).then(|| Written {
+            recipient: self.recipient.clone(),
+            envelopes: std::mem::take(&mut self.written),
+        })
     }
 
     fn finish(self: Box<Self>, commit: JobResult) {
@@ -219,30 +216,67 @@ pub(super) fn ack_job(
     }
 }
 
-pub(super) fn enqueue(s: &SqliteStore, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-    wait_for(|reply| s.send_job(Box::new(EnqueueJob::new(m, None, reply))))
-}
-
-pub(super) fn enqueue_then(
+pub(super) async fn enqueue(
     s: &SqliteStore,
     m: &NewMessage<'_>,
-    staged: Staged,
-    reply: Reply<EnqueueOutcome>,
-) {
-    s.send_job(Box::new(EnqueueJob::new(m, Some(staged), reply)));
+) -> Result<EnqueueOutcome, StoreError> {
+    s.run_job(|reply| Box::new(EnqueueJob::new(m, reply))).await
 }
 
-pub(super) fn after_queued_writes(s: &SqliteStore, reply: Reply<()>) {
-    s.submit_with(|_: &Connection| Ok(()), reply, Flush::Lazy);
+/// The job of [`Store::subscribe`]: installs the publisher in the writer, which publishes
+/// from its next group on; answered once the writes queued before it are committed.
+struct SubscribeJob {
+    publisher: Option<MailPublisher>,
+    reply: Option<Reply<()>>,
 }
 
-pub(super) fn mailbox(
+impl Job for SubscribeJob {
+    fn run(&mut self, _conn: &Connection, _ids: &mut ServerIds) -> JobResult {
+        Ok(())
+    }
+
+    fn flush(&self) -> Flush {
+        Flush::Lazy
+    }
+
+    fn subscribe(&mut self) -> Option<MailPublisher> {
+        self.publisher.take()
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        answer(commit, Some(Ok(())), self.reply);
+    }
+}
+
+pub(super) async fn subscribe(s: &SqliteStore) -> Option<MailFeed> {
+    if s.subscribed.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let (publisher, feed) = mail_feed();
+    let installed = s
+        .run_job(|reply| {
+            Box::new(SubscribeJob {
+                publisher: Some(publisher),
+                reply: Some(reply),
+            })
+        })
+        .await;
+    installed.ok().map(|()| feed)
+}
+
+pub(super) async fn settled(s: &SqliteStore) -> Result<(), StoreError> {
+    // A lazy no-op job: answered once every group queued before it has committed.
+    s.write_with(|_: &Connection| Ok(()), Flush::Lazy).await
+}
+
+pub(super) async fn mailbox(
     s: &SqliteStore,
     device: &DeviceAddress,
     after: u64,
     limit: usize,
 ) -> Result<Vec<StoredEnvelope>, StoreError> {
-    s.read(|c| {
+    let device = device.clone();
+    s.read(move |c| {
         // No `LIMIT ?`: a bound LIMIT is part of the query plan, so every new value would
         // make SQLite re-prepare the statement. The index delivers rows in order, one step
         // at a time, so taking `limit` of them reads no more than a LIMIT would.
@@ -278,27 +312,20 @@ pub(super) fn mailbox(
         }
         Ok(out)
     })
+    .await
 }
 
-pub(super) fn ack(
+pub(super) async fn ack(
     s: &SqliteStore,
     device: &DeviceAddress,
     server_ids: &[u64],
 ) -> Result<u32, StoreError> {
-    wait_for(|reply| s.ack_then(device, server_ids, reply))
+    s.write_with(ack_job(device, server_ids), Flush::Lazy).await
 }
 
-pub(super) fn ack_then(
-    s: &SqliteStore,
-    device: &DeviceAddress,
-    server_ids: &[u64],
-    reply: Reply<u32>,
-) {
-    s.submit_with(ack_job(device, server_ids), reply, Flush::Lazy);
-}
-
-pub(super) fn sender_seq(s: &SqliteStore, device: &DeviceAddress) -> Result<u64, StoreError> {
-    s.read(|c| {
+pub(super) async fn sender_seq(s: &SqliteStore, device: &DeviceAddress) -> Result<u64, StoreError> {
+    let device = device.clone();
+    s.read(move |c| {
         c.prepare_cached("SELECT max_sender_seq FROM devices WHERE account = ?1 AND device_id = ?2")
             .and_then(|mut st| {
                 st.query_row(params![device.account.as_str(), device.device.0], |r| {
@@ -309,15 +336,21 @@ pub(super) fn sender_seq(s: &SqliteStore, device: &DeviceAddress) -> Result<u64,
             .map(Option::unwrap_or_default)
             .map_err(backend)
     })
+    .await
 }
 
-pub(super) fn queue_depth(s: &SqliteStore, device: &DeviceAddress) -> Result<u32, StoreError> {
-    s.read(|c| device_queue_depth(c, device))
+pub(super) async fn queue_depth(
+    s: &SqliteStore,
+    device: &DeviceAddress,
+) -> Result<u32, StoreError> {
+    let device = device.clone();
+    s.read(move |c| device_queue_depth(c, &device)).await
 }
 
-pub(super) fn total_queued(s: &SqliteStore) -> Result<u64, StoreError> {
+pub(super) async fn total_queued(s: &SqliteStore) -> Result<u64, StoreError> {
     s.read(|c| {
         c.query_row("SELECT COUNT(*) FROM envelopes", [], |r| get_u64(r, 0))
             .map_err(backend)
     })
+    .await
 }

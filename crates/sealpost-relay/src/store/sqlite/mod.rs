@@ -53,10 +53,10 @@ mod vault;
 mod writer;
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
-    NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaOutcome,
-    RegLockPolicy, RegLockState, RegisterOutcome, Reply, Staged, Store, StoredEnvelope,
-    SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, MailFeed,
+    NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaOutcome,
+    RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
+    UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::StoreError;
 use crate::ratelimit::gcra;
@@ -72,14 +72,13 @@ use sealpost_wire::{
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use writer::{
-    Flush, Job, JobResult, Msg, QUEUE_BOUND, ServerIds, Writer, answer, record, wait_for,
-    writer_loop,
+    Flush, Job, JobResult, Msg, QUEUE_BOUND, Reply, ServerIds, Writer, answer, record, writer_loop,
 };
 use zeroize::Zeroizing;
 
@@ -105,7 +104,10 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: Mutex<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: Mutex<Vec<Connection>>,
+    /// Idle read connections (shared with the blocking tasks that read).
+    readers: Arc<Mutex<Vec<Connection>>>,
+    /// The mail feed was handed out ([`Store::subscribe`]).
+    subscribed: AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -140,6 +142,7 @@ impl SqliteStore {
             wal,
             failed: false,
             flushes: Arc::clone(&flushes),
+            feed: None,
         };
         // Whatever opening wrote (schema, migrations) is on disk before the first answer.
         w.flush()?;
@@ -153,7 +156,8 @@ impl SqliteStore {
             path,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            readers: Mutex::new(Vec::new()),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            subscribed: AtomicBool::new(false),
         })
     }
 
@@ -194,10 +198,13 @@ impl SqliteStore {
             .clear();
     }
 
-    pub(super) fn read<T>(
-        &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    /// Runs `work` on a pooled read connection, on tokio's blocking pool (a read may wait
+    /// for the disk; it must not hold an async worker).
+    pub(super) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         if self
             .jobs
             .lock()
@@ -206,31 +213,33 @@ impl SqliteStore {
         {
             return Err(StoreError::Closed);
         }
-        let pooled = self
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(backend)?;
-                configure(&c)?;
-                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
                     .map_err(backend)?;
-                c
+                    configure(&c)?;
+                    c.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+                        .map_err(backend)?;
+                    c
+                }
+            };
+            let r = work(&conn);
+            let mut pool = readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
             }
-        };
-        let r = work(&conn);
-        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
-        }
-        r
+            r
+        })
+        .await
+        .map_err(|_| StoreError::Backend("a database read task failed".into()))?
     }
 }
 
@@ -276,25 +285,25 @@ fn count_where(conn: &Connection, sql: &str, d: &DeviceAddress) -> Result<u32, S
 }
 
 impl Store for SqliteStore {
-    fn put_code(
+    async fn put_code(
         &self,
         account: &AccountId,
         mac: &[u8; CODE_MAC_LEN],
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        accounts::put_code(self, account, mac, expires_at)
+        accounts::put_code(self, account, mac, expires_at).await
     }
 
-    fn begin_code_attempt(
+    async fn begin_code_attempt(
         &self,
         account: &AccountId,
         now: u64,
         max_attempts: u32,
     ) -> Result<CodeAttempt, StoreError> {
-        accounts::begin_code_attempt(self, account, now, max_attempts)
+        accounts::begin_code_attempt(self, account, now, max_attempts).await
     }
 
-    fn register_device(
+    async fn register_device(
         &self,
         account: &AccountId,
         identity: &IdentityBytes,
@@ -302,135 +311,144 @@ impl Store for SqliteStore {
         reglock: &RegLockPolicy,
         now: u64,
     ) -> Result<RegisterOutcome, StoreError> {
-        accounts::register_device(self, account, identity, code_mac, reglock, now)
+        accounts::register_device(self, account, identity, code_mac, reglock, now).await
     }
 
-    fn set_registration_lock(
+    async fn set_registration_lock(
         &self,
         account: &AccountId,
         verifier: Option<&[u8; VERIFIER_LEN]>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        accounts::set_registration_lock(self, account, verifier, now)
+        accounts::set_registration_lock(self, account, verifier, now).await
     }
 
-    fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
-        accounts::touch_account(self, account, now)
+    async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
+        accounts::touch_account(self, account, now).await
     }
 
-    fn registration_lock(&self, account: &AccountId) -> Result<Option<RegLockState>, StoreError> {
-        accounts::registration_lock(self, account)
+    async fn registration_lock(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<RegLockState>, StoreError> {
+        accounts::registration_lock(self, account).await
     }
 
-    fn put_vault(
+    async fn put_vault(
         &self,
         account: &AccountId,
         vault: &VaultRow,
         max_vaults: u64,
         now: u64,
     ) -> Result<PutVaultOutcome, StoreError> {
-        vault::put_vault(self, account, vault, max_vaults, now)
+        vault::put_vault(self, account, vault, max_vaults, now).await
     }
 
-    fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
-        vault::vault(self, account)
+    async fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
+        vault::vault(self, account).await
     }
 
-    fn begin_vault_evaluation(
+    async fn begin_vault_evaluation(
         &self,
         account: &AccountId,
         vault_id: &[u8; VAULT_ID_LEN],
         max_attempts: u32,
         now: u64,
     ) -> Result<VaultAttempt, StoreError> {
-        vault::begin_vault_evaluation(self, account, vault_id, max_attempts, now)
+        vault::begin_vault_evaluation(self, account, vault_id, max_attempts, now).await
     }
 
-    fn confirm_vault(
+    async fn confirm_vault(
         &self,
         account: &AccountId,
         vault_id: &[u8; VAULT_ID_LEN],
         verifier: &[u8; VERIFIER_LEN],
         now: u64,
     ) -> Result<ConfirmOutcome, StoreError> {
-        vault::confirm_vault(self, account, vault_id, verifier, now)
+        vault::confirm_vault(self, account, vault_id, verifier, now).await
     }
 
-    fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
-        vault::delete_vault(self, account)
+    async fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
+        vault::delete_vault(self, account).await
     }
 
-    fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError> {
-        accounts::device_identity(self, device)
+    async fn device_identity(
+        &self,
+        device: &DeviceAddress,
+    ) -> Result<Option<IdentityBytes>, StoreError> {
+        accounts::device_identity(self, device).await
     }
 
-    fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
-        accounts::list_devices(self, account)
+    async fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
+        accounts::list_devices(self, account).await
     }
 
-    fn store_prekeys(
+    async fn store_prekeys(
         &self,
         device: &DeviceAddress,
         keys: &NewPreKeys,
         limits: &PreKeyLimits,
     ) -> Result<UploadOutcome, StoreError> {
-        prekeys::store_prekeys(self, device, keys, limits)
+        prekeys::store_prekeys(self, device, keys, limits).await
     }
 
-    fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
-        prekeys::prekey_counts(self, device)
+    async fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
+        prekeys::prekey_counts(self, device).await
     }
 
-    fn take_bundles(&self, account: &AccountId) -> Result<Option<Vec<TakenBundle>>, StoreError> {
-        prekeys::take_bundles(self, account)
+    async fn take_bundles(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<Vec<TakenBundle>>, StoreError> {
+        prekeys::take_bundles(self, account).await
     }
 
-    fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-        mail::enqueue(self, m)
+    async fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
+        mail::enqueue(self, m).await
     }
 
-    fn enqueue_then(&self, m: &NewMessage<'_>, staged: Staged, reply: Reply<EnqueueOutcome>) {
-        mail::enqueue_then(self, m, staged, reply)
-    }
-
-    fn after_queued_writes(&self, reply: Reply<()>) {
-        mail::after_queued_writes(self, reply)
-    }
-
-    fn mailbox(
+    async fn mailbox(
         &self,
         device: &DeviceAddress,
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        mail::mailbox(self, device, after, limit)
+        mail::mailbox(self, device, after, limit).await
     }
 
-    fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
-        mail::ack(self, device, server_ids)
+    async fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
+        mail::ack(self, device, server_ids).await
     }
 
-    fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
-        mail::ack_then(self, device, server_ids, reply)
+    async fn subscribe(&self) -> Option<MailFeed> {
+        mail::subscribe(self).await
     }
 
-    fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
-        mail::sender_seq(self, device)
+    async fn settled(&self) -> Result<(), StoreError> {
+        mail::settled(self).await
     }
 
-    fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
-        mail::queue_depth(self, device)
+    async fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
+        mail::sender_seq(self, device).await
     }
 
-    fn total_queued(&self) -> Result<u64, StoreError> {
-        mail::total_queued(self)
+    async fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
+        mail::queue_depth(self, device).await
     }
 
-    fn take_quotas(&self, checks: &[QuotaCheck], now: u64) -> Result<QuotaOutcome, StoreError> {
-        quotas::take_quotas(self, checks, now)
+    async fn total_queued(&self) -> Result<u64, StoreError> {
+        mail::total_queued(self).await
     }
 
-    fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
-        quotas::sweep(self, now, mailbox_ttl)
+    async fn take_quotas(
+        &self,
+        checks: &[QuotaCheck],
+        now: u64,
+    ) -> Result<QuotaOutcome, StoreError> {
+        quotas::take_quotas(self, checks, now).await
+    }
+
+    async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
+        quotas::sweep(self, now, mailbox_ttl).await
     }
 }

@@ -131,7 +131,7 @@ pub(super) fn take_bundle(
     }))
 }
 
-pub(super) fn store_prekeys(
+pub(super) async fn store_prekeys(
     s: &SqliteStore,
     device: &DeviceAddress,
     keys: &NewPreKeys,
@@ -244,17 +244,18 @@ pub(super) fn store_prekeys(
             }
         }
         Ok(UploadOutcome::Stored(counts(c, &device)?))
-    })
+    }).await
 }
 
-pub(super) fn prekey_counts(
+pub(super) async fn prekey_counts(
     s: &SqliteStore,
     device: &DeviceAddress,
 ) -> Result<PreKeyCounts, StoreError> {
-    s.read(|c| counts(c, device))
+    let device = device.clone();
+    s.read(move |c| counts(c, &device)).await
 }
 
-pub(super) fn take_bundles(
+pub(super) async fn take_bundles(
     s: &SqliteStore,
     account: &AccountId,
 ) -> Result<Option<Vec<TakenBundle>>, StoreError> {
@@ -284,4 +285,5 @@ pub(super) fn take_bundles(
         }
         Ok(Some(out))
     })
+    .await
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn take_quotas(
+pub(super) async fn take_quotas(
     s: &SqliteStore,
     checks: &[QuotaCheck],
     now: u64,
@@ -42,9 +42,10 @@ pub(super) fn take_quotas(
         }
         Ok(QuotaOutcome::Taken)
     })
+    .await
 }
 
-pub(super) fn sweep(
+pub(super) async fn sweep(
     s: &SqliteStore,
     now: u64,
     mailbox_ttl: u64,
@@ -73,4 +74,5 @@ pub(super) fn sweep(
             envelopes: envelopes as u64,
         })
     })
+    .await
 }

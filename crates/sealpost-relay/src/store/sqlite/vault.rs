@@ -32,7 +32,7 @@ pub(super) fn read_vault(conn: &Connection, account: &str) -> Result<Option<Vaul
     }))
 }
 
-pub(super) fn put_vault(
+pub(super) async fn put_vault(
     s: &SqliteStore,
     account: &AccountId,
     vault: &VaultRow,
@@ -73,13 +73,18 @@ pub(super) fn put_vault(
         .map_err(backend)?;
         Ok(PutVaultOutcome::Stored)
     })
+    .await
 }
 
-pub(super) fn vault(s: &SqliteStore, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
-    s.read(|c| read_vault(c, account.as_str()))
+pub(super) async fn vault(
+    s: &SqliteStore,
+    account: &AccountId,
+) -> Result<Option<VaultRow>, StoreError> {
+    let account = account.clone();
+    s.read(move |c| read_vault(c, account.as_str())).await
 }
 
-pub(super) fn begin_vault_evaluation(
+pub(super) async fn begin_vault_evaluation(
     s: &SqliteStore,
     account: &AccountId,
     vault_id: &[u8; VAULT_ID_LEN],
@@ -115,9 +120,10 @@ pub(super) fn begin_vault_evaluation(
             deleted,
         })
     })
+    .await
 }
 
-pub(super) fn confirm_vault(
+pub(super) async fn confirm_vault(
     s: &SqliteStore,
     account: &AccountId,
     vault_id: &[u8; VAULT_ID_LEN],
@@ -141,9 +147,10 @@ pub(super) fn confirm_vault(
         .map_err(backend)?;
         Ok(ConfirmOutcome::Confirmed)
     })
+    .await
 }
 
-pub(super) fn delete_vault(s: &SqliteStore, account: &AccountId) -> Result<bool, StoreError> {
+pub(super) async fn delete_vault(s: &SqliteStore, account: &AccountId) -> Result<bool, StoreError> {
     let account = account.as_str().to_owned();
     s.write(move |c| {
         let n = c
@@ -151,4 +158,5 @@ pub(super) fn delete_vault(s: &SqliteStore, account: &AccountId) -> Result<bool,
             .map_err(backend)?;
         Ok(n > 0)
     })
+    .await
 }

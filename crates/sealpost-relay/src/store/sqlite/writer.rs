@@ -3,6 +3,8 @@
 //! `store::sqlite`).
 
 use super::*;
+use crate::store::{MailPublisher, Written};
+use tokio::sync::oneshot;
 
 /// Most jobs committed in one group.
 pub(super) const MAX_GROUP: usize = 256;
@@ -17,10 +19,13 @@ pub(super) const ID_BLOCK: u64 = 1 << 20;
 
 pub(super) type JobResult = Result<(), StoreError>;
 
+/// Where a job's outcome goes: the caller's future ([`SqliteStore::write`]) awaits it.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 /// A unit of work for the writer thread: `run` executes inside a savepoint of the group's
-/// transaction; `staged` is called for every job whose savepoint was released, after all
-/// jobs ran and before the commit; `finish` is called once the group's commit has
-/// succeeded or failed.
+/// transaction; `written` is asked of every job whose savepoint was released, after all
+/// jobs ran and before the commit (what it returns is published on the mail feed);
+/// `finish` is called once the group's commit has succeeded or failed.
 pub(super) trait Job: Send {
     fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult;
     fn finish(self: Box<Self>, commit: JobResult);
@@ -31,8 +36,16 @@ pub(super) trait Job: Send {
     fn ids_needed(&self) -> u64 {
         0
     }
-    /// The job's changes are written; the commit follows.
-    fn staged(&mut self) {}
+    /// The job's changes are written and the commit follows: the envelopes it wrote, for
+    /// the mail feed.
+    fn written(&mut self) -> Option<Written> {
+        None
+    }
+    /// A subscription to install before the group's envelopes are published
+    /// ([`SqliteStore::subscribe`]).
+    fn subscribe(&mut self) -> Option<MailPublisher> {
+        None
+    }
 }
 
 /// The writer's server-id allocator (see the module documentation): ids `next..=reserved`
@@ -128,6 +141,8 @@ pub(super) struct Writer {
     pub(super) failed: bool,
     /// Flushes done (shared with [`SqliteStore::flushes`]).
     pub(super) flushes: Arc<AtomicU64>,
+    /// The mail feed's publisher, once subscribed.
+    pub(super) feed: Option<MailPublisher>,
 }
 
 impl Writer {
@@ -183,16 +198,6 @@ where
     }
 }
 
-/// Queues work through `queue` with a reply that this thread then waits for.
-pub(super) fn wait_for<T: Send + 'static>(queue: impl FnOnce(Reply<T>)) -> Result<T, StoreError> {
-    let (tx, answer) = mpsc::sync_channel(1);
-    queue(Box::new(move |r| {
-        // The caller may have gone away; nothing to do then.
-        let _ = tx.send(r);
-    }));
-    answer.recv().map_err(|_| StoreError::Closed)?
-}
-
 /// Keeps a job's result for [`answer`]; returns whether it succeeded.
 pub(super) fn record<T>(
     slot: &mut Option<Result<T, StoreError>>,
@@ -215,7 +220,8 @@ pub(super) fn answer<T>(
         (Ok(()), None) => Err(StoreError::Closed),
     };
     if let Some(reply) = reply {
-        reply(answer);
+        // The caller may have gone away (its future was dropped); nothing to do then.
+        let _ = reply.send(answer);
     }
 }
 
@@ -365,8 +371,19 @@ pub(super) fn run_group(
             return Vec::new();
         }
     }
+    // Published before the commit, so that delivery overlaps the flush (the feed's
+    // contract allows it: an envelope whose commit then fails is never stored, and its id
+    // is never reused). In job order, which is server-id order.
     for job in &mut group {
-        job.staged();
+        if let Some(p) = job.subscribe() {
+            w.feed = Some(p);
+        }
+    }
+    if let Some(feed) = &w.feed {
+        let batch: Vec<Written> = group.iter_mut().filter_map(|j| j.written()).collect();
+        if !feed.publish(batch) {
+            w.feed = None;
+        }
     }
     let commit = exec_cached(conn, "COMMIT").map_err(backend);
     if commit.is_err() {
@@ -386,38 +403,40 @@ pub(super) fn run_group(
 }
 
 impl SqliteStore {
-    /// Runs `work` in the writer's next group and waits for the commit.
-    pub(super) fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Runs `work` in the writer's next group; resolves once the commit is durable.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        wait_for(|reply| self.submit(work, reply))
+        self.write_with(work, Flush::Durable).await
     }
 
-    /// Queues `work` for the writer's next group without waiting; `reply` gets the outcome
-    /// on the writer thread once the group has committed (or failed), or at once if the
-    /// store is closed. Blocks only while the queue is full (`QUEUE_BOUND` jobs waiting).
-    pub(super) fn submit<T, F>(&self, work: F, reply: Reply<T>)
+    /// [`Self::write`] with a chosen [`Flush`]. Queuing blocks the calling thread only while
+    /// the queue is full (`QUEUE_BOUND` jobs waiting: backpressure on the whole relay).
+    pub(super) async fn write_with<T, F>(&self, work: F, flush: Flush) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit_with(work, reply, Flush::Durable);
-    }
-
-    /// [`Self::submit`] with a chosen [`Flush`].
-    pub(super) fn submit_with<T, F>(&self, work: F, reply: Reply<T>, flush: Flush)
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
+        let (reply, answer) = oneshot::channel();
         self.send_job(Box::new(TypedJob {
             work: Some(work),
             result: None,
             reply: Some(reply),
             flush,
         }));
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `job` and awaits its answer.
+    pub(super) async fn run_job<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Box<dyn Job>,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_job(job(reply));
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Queues `job` for the writer's next group, or finishes it with
