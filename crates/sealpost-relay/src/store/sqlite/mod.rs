@@ -5,8 +5,9 @@
 //! commits in groups: it takes every job waiting in its queue (up to [`MAX_GROUP`]), runs
 //! each inside its own `SAVEPOINT` within one `BEGIN IMMEDIATE` transaction (a job that
 //! fails is rolled back to its savepoint without affecting the others) and commits once.
-//! Envelopes are handed to the caller's `staged` callback ([`Store::enqueue_then`]) just
-//! before the commit, so that delivery overlaps the flush.
+//! The envelopes a group wrote are published on the mail feed ([`Store::subscribe`]) just
+//! before the commit, so that delivery overlaps the flush; callers are answered through
+//! their futures (oneshot channels), and the writer never touches a connection.
 //!
 //! **Flushes**: the connection runs with `synchronous = NORMAL` (a commit writes the WAL
 //! without fsyncing it) and the writer `fdatasync`s the WAL itself right after the commit,
