@@ -127,14 +127,16 @@ impl Party {
 
 /// Opens the relay's database next to the running relay and shows what it holds for the
 /// shop's device.
-fn show_relay_view(
+async fn show_relay_view(
     out: &mut impl Write,
     relay_dir: &Path,
     shop: &AccountId,
     secret: &str,
 ) -> Result<()> {
     let db = SqliteStore::open(relay_dir.join(DB_FILE))?;
-    let queued = db.mailbox(&DeviceAddress::new(shop.clone(), DeviceId(1)), 0, 16);
+    let queued = db
+        .mailbox(&DeviceAddress::new(shop.clone(), DeviceId(1)), 0, 16)
+        .await;
     db.close();
     let queued = queued?;
     if queued.is_empty() {
@@ -253,7 +255,7 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
         .say(out, &s, &format!("{secret}. Thank you!"))
         .await?;
     customer.wait_delivered(id).await?;
-    show_relay_view(out, &relay_dir, &s, secret)?;
+    show_relay_view(out, &relay_dir, &s, secret).await?;
 
     writeln!(out, "shop comes back online")?;
     let (client, events) = Client::open(open_shop_store()?, client_config.clone()).await?;

@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use sealpost_relay::handler::decode_error_response;
 use sealpost_relay::limits::CODE_TTL_SECS;
 use sealpost_relay::{
-    CodeSender, ConnectionState, Effect, Handler, Limits, MemoryStore, Store, VerificationCode,
+    AnyStore, CodeSender, ConnectionState, Effect, Handler, Limits, MemoryStore, Store,
+    VerificationCode,
 };
 use sealpost_session::{IdentityKeyPair, KemPreKeyKind, PreKeyStore};
 use sealpost_wire::relay::{
@@ -65,6 +66,16 @@ pub fn relay_frames(data: &[u8]) {
     if let Ok(pushes) = Push::decode_stream(data) {
         assert!(!pushes.is_empty());
         assert_eq!(Push::encode_stream(&pushes), data, "push stream re-encodes");
+    }
+}
+
+/// The output of a handler or store future over the memory store, which is ready at once
+/// (its methods never wait): one poll, no runtime. Panics if the future is pending.
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a memory-store future was pending"),
     }
 }
 
@@ -319,7 +330,7 @@ fn err_code(r: &Response) -> Option<ErrorCode> {
 ///   the number of envelopes queued minus acknowledged and expired.
 pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
     let keys = keys();
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(AnyStore::from(MemoryStore::new()));
     let codes = Arc::new(Capture::default());
     let limits = Limits {
         max_queued_per_device: 6,
@@ -328,7 +339,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
         ..Limits::default()
     };
     let handler = Handler::new(
-        Arc::clone(&store) as Arc<dyn Store>,
+        Arc::clone(&store),
         Arc::clone(&codes) as Arc<dyn CodeSender>,
         [0x42; 32],
         limits,
@@ -513,7 +524,8 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
             RelayOp::Raw { conn, len } => {
                 let body = src.take(usize::from(len));
                 let ci = c(conn);
-                let (resp, _) = handler.handle_frame(&mut conns[ci], exporters[ci], body, now);
+                let (resp, _) =
+                    ready(handler.handle_frame(&mut conns[ci], exporters[ci], body, now));
                 check_roundtrip(&resp);
                 if let Some(code) = err_code(&resp) {
                     *stats.errors.entry(code.to_u16()).or_default() += 1;
@@ -521,12 +533,13 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                 continue;
             }
             RelayOp::Sweep => {
-                handler.sweep(now).expect("memory store does not fail");
+                ready(handler.sweep(now)).expect("memory store does not fail");
                 continue;
             }
         };
         let authenticated_before = conns[ci].authenticated().cloned();
-        let (resp, effects) = handler.handle(&mut conns[ci], exporters[ci], request.clone(), now);
+        let (resp, effects) =
+            ready(handler.handle(&mut conns[ci], exporters[ci], request.clone(), now));
         check_roundtrip(&resp);
         if let Some(code) = err_code(&resp) {
             *stats.errors.entry(code.to_u16()).or_default() += 1;
@@ -560,7 +573,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                 stats.authenticated += 1;
                 assert!(authenticated_before.is_none());
                 assert_eq!(conns[ci].authenticated(), Some(address));
-                assert_eq!(*queued, store.queue_depth(address).expect("depth"));
+                assert_eq!(*queued, ready(store.queue_depth(address)).expect("depth"));
             }
             (Request::UploadPreKeys(u), Response::PreKeysStored { .. }) => {
                 stats.stored += 1;
@@ -605,7 +618,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                 }
             }
             (Request::ListDevices { account }, Response::Devices(d)) => {
-                let listed: Vec<DeviceInfo> = store.list_devices(account).expect("list");
+                let listed: Vec<DeviceInfo> = ready(store.list_devices(account)).expect("list");
                 assert_eq!(&listed, d);
             }
             (Request::Send { .. }, Response::Accepted { timestamp }) => {
@@ -614,7 +627,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                 assert_eq!(*timestamp, now);
                 for e in &effects {
                     if let Effect::MailArrived { device, up_to } = e {
-                        let mb = store.mailbox(device, 0, 100).expect("mailbox");
+                        let mb = ready(store.mailbox(device, 0, 100)).expect("mailbox");
                         let last = mb.last().expect("just queued");
                         assert_eq!(last.server_id, *up_to, "MailArrived names the new id");
                         queued_ids.push(last.server_id);

@@ -7,8 +7,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`store`] | the [`Store`] trait (one transaction per method), [`MemoryStore`], `SqliteStore` |
-//! | [`handler`] | request handling as plain functions: `(state, request, now) -> (response, effects)` |
+//! | [`store`] | the async [`Store`] trait (one transaction per method; its docs are the contract a backend is written from), [`AnyStore`] (the backends as one type), [`MemoryStore`], `SqliteStore` |
+//! | [`handler`] | request handling as plain async functions over the store: `(state, request, now) -> (response, effects)` |
 //! | [`guardian`] | the guardian role's settings (spec/pin.md sections 7, 9) |
 //! | [`ratelimit`] | token buckets, keyed with bounded memory |
 //! | [`codes`] | verification-code delivery: [`CodeSender`], [`LogCodeSender`], `WebhookCodeSender` |
@@ -88,7 +88,7 @@ pub use error::{RelayError, StoreError};
 pub use guardian::GuardianConfig;
 pub use handler::{ConnectionState, Effect, Handler};
 pub use limits::Limits;
-pub use store::{MemoryStore, Store};
+pub use store::{AnyStore, MemoryStore, Store};
 
 #[cfg(feature = "server")]
 pub use codes::WebhookCodeSender;

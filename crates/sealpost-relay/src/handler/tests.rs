@@ -1,10 +1,20 @@
 use super::*;
-use crate::store::MemoryStore;
+use crate::store::{AnyStore, MemoryStore};
 use rand::SeedableRng;
 use sealpost_session::{IdentityKeyPair, PreKeyStore, VerifiedBundle};
 use sealpost_wire::KEM_PUBLIC_LEN;
 
 const T0: u64 = 1_700_000_000_000;
+
+/// The output of a handler or store future over the memory store, which is ready at once
+/// (its methods never wait): one poll. Panics if the future is pending.
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a memory-store future was pending"),
+    }
+}
 const X1: [u8; 32] = [0x11; 32];
 const X2: [u8; 32] = [0x22; 32];
 
@@ -31,14 +41,14 @@ impl Capture {
 struct Env {
     h: Handler,
     codes: Arc<Capture>,
-    store: Arc<MemoryStore>,
+    store: Arc<AnyStore>,
 }
 
 fn env_with(limits: Limits) -> Env {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(AnyStore::from(MemoryStore::new()));
     let codes = Arc::new(Capture::default());
     let h = Handler::new(
-        Arc::clone(&store) as Arc<dyn Store>,
+        Arc::clone(&store),
         Arc::clone(&codes) as Arc<dyn CodeSender>,
         [5; 32],
         limits,
@@ -72,7 +82,7 @@ struct Dev {
 
 impl Env {
     fn req(&self, c: &mut ConnectionState, x: [u8; 32], r: Request, now: u64) -> Response {
-        self.h.handle(c, x, r, now).0
+        ready(self.h.handle(c, x, r, now)).0
     }
 
     fn request_code(&self, c: &mut ConnectionState, a: &AccountId, now: u64) -> Response {
@@ -90,7 +100,7 @@ impl Env {
     ) -> (Response, Vec<Effect>) {
         let identity = id.public().to_wire();
         let signature = id.sign(&register_signed_bytes(&x, a, &identity)).to_bytes();
-        self.h.handle(
+        ready(self.h.handle(
             c,
             x,
             Request::Register {
@@ -101,7 +111,7 @@ impl Env {
                 reglock: None,
             },
             now,
-        )
+        ))
     }
 
     fn authenticate(&self, d: &mut Dev, now: u64) -> Response {
@@ -194,7 +204,7 @@ impl Env {
                 envelope: vec![0xee; 32],
             })
             .collect();
-        self.h.handle(
+        ready(self.h.handle(
             &mut d.conn,
             d.exporter,
             Request::Send {
@@ -204,7 +214,7 @@ impl Env {
                 envelopes,
             },
             now,
-        )
+        ))
     }
 }
 
@@ -376,7 +386,7 @@ fn reregistration_replaces_devices() {
             devices: vec![1]
         }]
     );
-    assert_eq!(e.store.queue_depth(&old.address).unwrap(), 0);
+    assert_eq!(ready(e.store.queue_depth(&old.address)).unwrap(), 0);
     // The old device cannot authenticate any more; senders must address device 2.
     let mut again = Dev {
         conn: e.h.new_connection(4, T0),
@@ -499,14 +509,12 @@ fn authenticated_reports_the_highest_sender_seq() {
             envelope: vec![1],
         }],
     };
-    let (r, _) = e.h.handle(&mut alice.conn, alice.exporter, send(7), T0);
+    let (r, _) = ready(e.h.handle(&mut alice.conn, alice.exporter, send(7), T0));
     assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
-    let (r, _) = e.h.handle(&mut alice.conn, alice.exporter, send(3), T0);
+    let (r, _) = ready(e.h.handle(&mut alice.conn, alice.exporter, send(3), T0));
     assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
     let frame = send(9).encode();
-    let (r, _) =
-        e.h.handle_concurrent(&alice.conn.snapshot(), &frame[4..], T0)
-            .unwrap();
+    let (r, _) = ready(e.h.handle_send_or_ack(&alice.conn.snapshot(), &frame[4..], T0)).unwrap();
     assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
     let seq_of = |d: Dev, id: u64| {
         let mut again = Dev {
@@ -595,7 +603,7 @@ fn prekey_upload_checks_signatures_keys_and_limits() {
         assert_eq!(err(&upload(u)), ErrorCode::InvalidPreKey, "case {i}");
     }
     assert_eq!(
-        e.store.prekey_counts(&d.address).unwrap(),
+        ready(e.store.prekey_counts(&d.address)).unwrap(),
         crate::store::PreKeyCounts::default()
     );
     let ok = PreKeyUpload {
@@ -631,12 +639,12 @@ fn bundles_verify_are_consumed_once_and_signal_low_prekeys() {
     let mut alice = e.device("+15550002222", 2, T0);
     let b = bob.address.account.clone();
     let fetch = |alice: &mut Dev, now| {
-        e.h.handle(
+        ready(e.h.handle(
             &mut alice.conn,
             alice.exporter,
             Request::FetchBundles { account: b.clone() },
             now,
-        )
+        ))
     };
     let (r, effects) = fetch(&mut alice, T0);
     let Response::Bundles(bundles) = r else {
@@ -660,16 +668,15 @@ fn bundles_verify_are_consumed_once_and_signal_low_prekeys() {
         }]
     );
     // Unknown accounts; then the per-connection rate limit.
-    let r =
-        e.h.handle(
-            &mut alice.conn,
-            alice.exporter,
-            Request::FetchBundles {
-                account: acct("+15559999999"),
-            },
-            T0,
-        )
-        .0;
+    let r = ready(e.h.handle(
+        &mut alice.conn,
+        alice.exporter,
+        Request::FetchBundles {
+            account: acct("+15559999999"),
+        },
+        T0,
+    ))
+    .0;
     assert_eq!(err(&r), ErrorCode::UnknownAccount);
     assert_eq!(err(&fetch(&mut alice, T0).0), ErrorCode::RateLimited);
     assert!(matches!(
@@ -714,7 +721,7 @@ fn send_checks_devices_queue_size_and_rate() {
     );
     let (r, effects) = e.send(&mut alice, &b, &[1], T0);
     assert_eq!(r, Response::Accepted { timestamp: T0 });
-    let queued = e.store.mailbox(&bob.address, 0, 10).unwrap();
+    let queued = ready(e.store.mailbox(&bob.address, 0, 10)).unwrap();
     assert_eq!(
         effects,
         vec![Effect::MailArrived {
@@ -754,70 +761,53 @@ fn send_checks_devices_queue_size_and_rate() {
         }],
     }
     .encode();
-    let (r, _) =
-        e.h.handle_frame(&mut alice.conn, alice.exporter, &big[4..], T0 + 9000);
+    let (r, _) = ready(e.h.handle_frame(&mut alice.conn, alice.exporter, &big[4..], T0 + 9000));
     assert_eq!(err(&r), ErrorCode::TooLarge);
 }
 
-/// The concurrent path hands the written envelopes to `early` before `done`, exactly as they
-/// are stored, and `MailArrived` names the committed id; a refused send stages nothing.
+/// `handle_send_or_ack` answers a `Send` once it is committed, with `MailArrived` naming the
+/// committed id; a refused send has no effect; any other request is left to `handle_frame`.
 #[test]
-fn concurrent_send_stages_before_done() {
+fn send_or_ack_from_a_snapshot() {
     let e = env();
     let alice = e.device("+15550001111", 1, T0);
     let bob = e.device("+15550002222", 2, T0);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let run = |recipient: &AccountId| {
-        let body = Request::Send {
+    let body = |recipient: &AccountId| {
+        Request::Send {
             message_id: [9; 16],
             sender_seq: 0,
             recipient: recipient.clone(),
             envelopes: vec![OutgoingEnvelope {
                 device_id: 1,
-                envelope: b"staged".to_vec(),
+                envelope: b"sent".to_vec(),
             }],
         }
-        .encode();
-        let (ev1, ev2) = (Arc::clone(&events), Arc::clone(&events));
-        let unused = e.h.handle_concurrent_then(
-            &alice.conn.snapshot(),
-            &body[4..],
-            T0,
-            Box::new(move |effects| ev1.lock().unwrap().push(("early", None, effects))),
-            Box::new(move |r, effects| ev2.lock().unwrap().push(("done", Some(r), effects))),
-        );
-        assert!(unused.is_none());
-        std::mem::take(&mut *events.lock().unwrap())
+        .encode()
     };
-    let got = run(&bob.address.account);
-    let stored = e.store.mailbox(&bob.address, 0, 10).unwrap();
+    let snap = alice.conn.snapshot();
+    let got = ready(e.h.handle_send_or_ack(&snap, &body(&bob.address.account)[4..], T0));
+    let stored = ready(e.store.mailbox(&bob.address, 0, 10)).unwrap();
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].envelope, b"staged");
+    assert_eq!(stored[0].envelope, b"sent");
     assert_eq!(
         got,
-        vec![
-            (
-                "early",
-                None,
-                vec![Effect::MailStaged {
-                    device: bob.address.clone(),
-                    envelope: stored[0].clone(),
-                }]
-            ),
-            (
-                "done",
-                Some(Response::Accepted { timestamp: T0 }),
-                vec![Effect::MailArrived {
-                    device: bob.address.clone(),
-                    up_to: stored[0].server_id,
-                }]
-            ),
-        ]
+        Some((
+            Response::Accepted { timestamp: T0 },
+            vec![Effect::MailArrived {
+                device: bob.address.clone(),
+                up_to: stored[0].server_id,
+            }]
+        ))
     );
-    let got = run(&acct("+15559999999"));
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].0, "done");
-    assert_eq!(err(got[0].1.as_ref().unwrap()), ErrorCode::UnknownAccount);
+    let (r, effects) =
+        ready(e.h.handle_send_or_ack(&snap, &body(&acct("+15559999999"))[4..], T0)).unwrap();
+    assert_eq!(err(&r), ErrorCode::UnknownAccount);
+    assert!(effects.is_empty());
+    let challenge = Request::Challenge.encode();
+    assert_eq!(
+        ready(e.h.handle_send_or_ack(&snap, &challenge[4..], T0)),
+        None
+    );
 }
 
 #[test]
@@ -827,20 +817,18 @@ fn ack_removes_only_own_envelopes() {
     let mut bob = e.device("+15550002222", 2, T0);
     e.send(&mut alice, &bob.address.account, &[1], T0);
     e.send(&mut alice, &bob.address.account, &[1], T0);
-    let ids: Vec<u64> = e
-        .store
-        .mailbox(&bob.address, 0, 10)
+    let ids: Vec<u64> = ready(e.store.mailbox(&bob.address, 0, 10))
         .unwrap()
         .iter()
         .map(|m| m.server_id)
         .collect();
     let ack = |d: &mut Dev, ids: Vec<u64>| {
-        e.h.handle(
+        ready(e.h.handle(
             &mut d.conn,
             d.exporter,
             Request::Ack { server_ids: ids },
             T0,
-        )
+        ))
     };
     assert_eq!(
         ack(&mut alice, ids.clone()).0,
@@ -855,7 +843,7 @@ fn ack_removes_only_own_envelopes() {
             server_ids: vec![ids[0], 12345]
         }]
     );
-    assert_eq!(e.store.queue_depth(&bob.address).unwrap(), 1);
+    assert_eq!(ready(e.store.queue_depth(&bob.address)).unwrap(), 1);
 }
 
 #[test]
@@ -924,7 +912,7 @@ fn undecodable_frames_get_typed_errors() {
         (&[1], ErrorCode::Malformed),
     ];
     for (body, code) in cases {
-        let (r, effects) = e.h.handle_frame(&mut c, X1, body, T0);
+        let (r, effects) = ready(e.h.handle_frame(&mut c, X1, body, T0));
         assert_eq!(err(&r), code, "{body:?}");
         assert!(effects.is_empty());
     }
@@ -937,9 +925,9 @@ fn sweep_expires_old_envelopes() {
     let bob = e.device("+15550002222", 2, T0);
     e.send(&mut alice, &bob.address.account, &[1], T0);
     let ttl = Limits::default().mailbox_ttl_ms();
-    assert_eq!(e.h.sweep(T0 + ttl - 1).unwrap().envelopes, 0);
-    assert_eq!(e.h.sweep(T0 + ttl).unwrap().envelopes, 1);
-    assert_eq!(e.store.queue_depth(&bob.address).unwrap(), 0);
+    assert_eq!(ready(e.h.sweep(T0 + ttl - 1)).unwrap().envelopes, 0);
+    assert_eq!(ready(e.h.sweep(T0 + ttl)).unwrap().envelopes, 1);
+    assert_eq!(ready(e.store.queue_depth(&bob.address)).unwrap(), 0);
 }
 
 #[test]
@@ -971,7 +959,7 @@ const ALICE: &str = "+15550001111";
 
 fn env_guardian(limits: Limits, guardian: GuardianConfig) -> Env {
     let mut e = env_with(limits);
-    let store = Arc::clone(&e.store) as Arc<dyn Store>;
+    let store = Arc::clone(&e.store);
     e.h = Handler::new(
         store,
         Arc::clone(&e.codes) as Arc<dyn CodeSender>,
@@ -1089,11 +1077,11 @@ fn locked_registration_gets_a_typed_answer_and_keeps_the_code() {
     assert_eq!(credential.expires_at, t1 / 1000 + 3600);
     verify_credential(&credential, e.h.issuer_public());
     // The owner's device is untouched and the same code registers with the token.
-    assert_eq!(e.store.list_devices(&a).unwrap().len(), 1);
+    assert_eq!(ready(e.store.list_devices(&a)).unwrap().len(), 1);
     let r = e.register_with(&mut c, &a, code, &new_id, Some(token), t1);
     assert_eq!(r, Response::Registered { device_id: 2 });
     // The verifier is kept for the new device (it knows the PIN).
-    let state = e.store.registration_lock(&a).unwrap().unwrap();
+    let state = ready(e.store.registration_lock(&a)).unwrap().unwrap();
     assert!(state.verifier.is_some());
     assert_eq!((state.failures, state.last_seen), (0, t1));
     // The relay keeps the verifier, never the token.
@@ -1142,7 +1130,7 @@ fn wrong_tokens_are_limited_and_the_lock_lapses_after_seven_quiet_days() {
         Response::Authenticated { .. }
     ));
     // ... and so does the close of that connection on day 4.
-    e.h.connection_closed(&owner.conn, T0 + 4 * DAY_MS).unwrap();
+    ready(e.h.connection_closed(&owner.conn, T0 + 4 * DAY_MS)).unwrap();
     let t = T0 + 4 * DAY_MS + 7 * DAY_MS - 1;
     let code = e.new_code(&mut c, &a, t);
     match e.register_with(&mut c, &a, code, &id, None, t) {
@@ -1155,7 +1143,7 @@ fn wrong_tokens_are_limited_and_the_lock_lapses_after_seven_quiet_days() {
         e.register_with(&mut c, &a, code, &id, None, t),
         Response::Registered { device_id: 2 }
     );
-    let state = e.store.registration_lock(&a).unwrap().unwrap();
+    let state = ready(e.store.registration_lock(&a)).unwrap().unwrap();
     assert_eq!((state.verifier, state.failures), (None, 0));
 }
 
@@ -1182,8 +1170,7 @@ fn registration_lock_requests_need_authentication_and_clear_works() {
         Response::RegistrationLockCleared
     );
     assert_eq!(
-        e.store
-            .registration_lock(&acct(ALICE))
+        ready(e.store.registration_lock(&acct(ALICE)))
             .unwrap()
             .unwrap()
             .verifier,
@@ -1382,14 +1369,14 @@ fn guardian_serves_a_whole_recovery() {
         err(&e.req(&mut anon, X1, confirm([9; 32]), T0)),
         ErrorCode::CredentialInvalid
     );
-    assert_eq!(e.store.vault(&a).unwrap().unwrap().attempts_used, 2);
+    assert_eq!(ready(e.store.vault(&a)).unwrap().unwrap().attempts_used, 2);
     assert_eq!(
         e.req(&mut anon, X1, confirm(token), T0),
         Response::VaultConfirmed {
             attempts_remaining: 3
         }
     );
-    assert_eq!(e.store.vault(&a).unwrap().unwrap().attempts_used, 0);
+    assert_eq!(ready(e.store.vault(&a)).unwrap().unwrap().attempts_used, 0);
     // The new phone registers with the recovered token.
     assert_eq!(
         e.register_with(
@@ -1433,7 +1420,7 @@ fn evaluations_are_counted_and_the_last_deletes_the_vault() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(e.store.vault(&acct(ALICE)).unwrap(), None);
+    assert_eq!(ready(e.store.vault(&acct(ALICE))).unwrap(), None);
     assert_eq!(
         err(&e.req(&mut d.conn, X1, eval, T0)),
         ErrorCode::VaultNotFound
@@ -1453,7 +1440,7 @@ fn evaluations_are_counted_and_the_last_deletes_the_vault() {
             Response::VaultDeleted
         );
     }
-    assert_eq!(e.store.vault(&acct(ALICE)).unwrap(), None);
+    assert_eq!(ready(e.store.vault(&acct(ALICE))).unwrap(), None);
 }
 
 #[test]
@@ -1599,7 +1586,7 @@ fn vault_store_checks_record_and_share_and_rate_limits() {
         record: en.record.encode(),
     };
     assert_eq!(err(&e.req(&mut c, X1, r, T0)), ErrorCode::InvalidVault);
-    assert_eq!(e.store.vault(&acct(ALICE)).unwrap(), None);
+    assert_eq!(ready(e.store.vault(&acct(ALICE))).unwrap(), None);
     // Guardian 2's material stores.
     assert_eq!(
         e.req(&mut c, X1, store_req(&owner, &en, 1), T0),
@@ -1779,7 +1766,7 @@ fn fetch_bundles_is_limited_per_pair_and_per_target() {
     let fetch = Request::FetchBundles {
         account: bob.address.account.clone(),
     };
-    let counts = |e: &Env| e.store.prekey_counts(&bob.address).unwrap();
+    let counts = |e: &Env| ready(e.store.prekey_counts(&bob.address)).unwrap();
     for _ in 0..3 {
         let r = e.req(&mut mallory.conn, mallory.exporter, fetch.clone(), T0);
         assert!(matches!(r, Response::Bundles(_)), "{r:?}");
@@ -1815,8 +1802,7 @@ fn fetch_bundles_is_limited_per_pair_and_per_target() {
         assert!(matches!(r, Response::Bundles(_)), "{r:?}");
     }
     let o = &mut others[2];
-    let (r, effects) =
-        e.h.handle(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000);
+    let (r, effects) = ready(e.h.handle(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000));
     assert_eq!(limited_by(&r).1, "rate limited (fetch_target)");
     assert_eq!(
         effects,
@@ -1827,8 +1813,7 @@ fn fetch_bundles_is_limited_per_pair_and_per_target() {
         }]
     );
     let o = &mut others[3];
-    let (r, effects) =
-        e.h.handle(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000);
+    let (r, effects) = ready(e.h.handle(&mut o.conn, o.exporter, fetch.clone(), T0 + 300_000));
     assert_eq!(limited_by(&r).1, "rate limited (fetch_target)");
     assert!(effects.is_empty(), "one notice per hour");
     assert_eq!(counts(&e).one_time_prekeys, 19);

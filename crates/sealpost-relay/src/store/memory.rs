@@ -103,7 +103,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn put_code(
+    async fn put_code(
         &self,
         account: &AccountId,
         mac: &[u8; CODE_MAC_LEN],
@@ -120,7 +120,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn begin_code_attempt(
+    async fn begin_code_attempt(
         &self,
         account: &AccountId,
         now: u64,
@@ -145,7 +145,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn register_device(
+    async fn register_device(
         &self,
         account: &AccountId,
         identity: &IdentityBytes,
@@ -227,7 +227,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn set_registration_lock(
+    async fn set_registration_lock(
         &self,
         account: &AccountId,
         verifier: Option<&[u8; VERIFIER_LEN]>,
@@ -243,14 +243,17 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
+    async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
         if let Some(a) = self.lock().accounts.get_mut(account) {
             a.last_seen = a.last_seen.max(now);
         }
         Ok(())
     }
 
-    fn registration_lock(&self, account: &AccountId) -> Result<Option<RegLockState>, StoreError> {
+    async fn registration_lock(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<RegLockState>, StoreError> {
         Ok(self.lock().accounts.get(account).map(|a| RegLockState {
             verifier: a.reglock_verifier,
             failures: a.reglock_failures,
@@ -258,7 +261,7 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn put_vault(
+    async fn put_vault(
         &self,
         account: &AccountId,
         vault: &VaultRow,
@@ -275,11 +278,11 @@ impl Store for MemoryStore {
         Ok(PutVaultOutcome::Stored)
     }
 
-    fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
+    async fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
         Ok(self.lock().vaults.get(account).cloned())
     }
 
-    fn begin_vault_evaluation(
+    async fn begin_vault_evaluation(
         &self,
         account: &AccountId,
         vault_id: &[u8; VAULT_ID_LEN],
@@ -311,7 +314,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn confirm_vault(
+    async fn confirm_vault(
         &self,
         account: &AccountId,
         vault_id: &[u8; VAULT_ID_LEN],
@@ -333,15 +336,18 @@ impl Store for MemoryStore {
         Ok(ConfirmOutcome::Confirmed)
     }
 
-    fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
+    async fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
         Ok(self.lock().vaults.remove(account).is_some())
     }
 
-    fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError> {
+    async fn device_identity(
+        &self,
+        device: &DeviceAddress,
+    ) -> Result<Option<IdentityBytes>, StoreError> {
         Ok(self.lock().device(device).and_then(|d| d.identity))
     }
 
-    fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
+    async fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .accounts
@@ -360,7 +366,7 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    fn store_prekeys(
+    async fn store_prekeys(
         &self,
         device: &DeviceAddress,
         keys: &NewPreKeys,
@@ -403,7 +409,7 @@ impl Store for MemoryStore {
         Ok(UploadOutcome::Stored(row.counts()))
     }
 
-    fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
+    async fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
         Ok(self
             .lock()
             .device(device)
@@ -411,7 +417,10 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    fn take_bundles(&self, account: &AccountId) -> Result<Option<Vec<TakenBundle>>, StoreError> {
+    async fn take_bundles(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<Vec<TakenBundle>>, StoreError> {
         let mut inner = self.lock();
         let Some(acct) = inner.accounts.get_mut(account) else {
             return Ok(None);
@@ -449,7 +458,7 @@ impl Store for MemoryStore {
         Ok(Some(out))
     }
 
-    fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
+    async fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
         let mut inner = self.lock();
         let Some(acct) = inner.accounts.get(m.recipient) else {
             return Ok(EnqueueOutcome::UnknownAccount);
@@ -501,7 +510,7 @@ impl Store for MemoryStore {
         Ok(EnqueueOutcome::Queued(ids))
     }
 
-    fn mailbox(
+    async fn mailbox(
         &self,
         device: &DeviceAddress,
         after: u64,
@@ -520,7 +529,7 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
+    async fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
         let mut inner = self.lock();
         let Some(d) = inner.device_mut(device) else {
             return Ok(0);
@@ -532,18 +541,18 @@ impl Store for MemoryStore {
         Ok(count(removed))
     }
 
-    fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
+    async fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
         Ok(self.lock().device(device).map_or(0, |d| d.max_sender_seq))
     }
 
-    fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
+    async fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
         Ok(self
             .lock()
             .device(device)
             .map_or(0, |d| count(d.mailbox.len())))
     }
 
-    fn total_queued(&self) -> Result<u64, StoreError> {
+    async fn total_queued(&self) -> Result<u64, StoreError> {
         let inner = self.lock();
         Ok(inner
             .accounts
@@ -553,7 +562,11 @@ impl Store for MemoryStore {
             .sum())
     }
 
-    fn take_quotas(&self, checks: &[QuotaCheck], now: u64) -> Result<QuotaOutcome, StoreError> {
+    async fn take_quotas(
+        &self,
+        checks: &[QuotaCheck],
+        now: u64,
+    ) -> Result<QuotaOutcome, StoreError> {
         let mut inner = self.lock();
         let mut next = Vec::with_capacity(checks.len());
         for (index, q) in checks.iter().enumerate() {
@@ -573,7 +586,7 @@ impl Store for MemoryStore {
         Ok(QuotaOutcome::Taken)
     }
 
-    fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
+    async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         let mut inner = self.lock();
         let before = inner.codes.len();
         inner.codes.retain(|_, c| c.expires_at > now);

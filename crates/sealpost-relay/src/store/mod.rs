@@ -1,15 +1,53 @@
 //! Storage behind a trait: accounts and devices, verification codes, prekeys, mailboxes,
 //! the registration lock and guardian vaults (spec/pin.md sections 9–10).
 //!
-//! Every method is synchronous and is **one transaction**: it either applies all of its
-//! changes or none, and concurrent calls behave as if run one after the other. Callers in
-//! async code run them on a blocking thread. Times are Unix milliseconds supplied by the
-//! caller; stores never read a clock.
+//! # The contract
 //!
-//! Two implementations: [`MemoryStore`] (tests, fuzzing) and, with the `server` feature,
-//! [`SqliteStore`] (production). One conformance suite (`store::conformance`, test-only)
-//! runs against both.
+//! Every [`Store`] method is `async` and is **one transaction**: it either applies all of its
+//! changes or none, and concurrent calls behave as if run one after the other. A method that
+//! says *durably* resolves only once its changes survive a crash (SQLite: the WAL is flushed;
+//! PostgreSQL: the commit returned with `synchronous_commit = on`). Times are Unix
+//! milliseconds supplied by the caller; stores never read a clock. The futures are `Send`
+//! (the relay runs requests on a multi-threaded runtime); a store may need to be polled
+//! inside a tokio runtime (SQLite runs its reads on tokio's blocking pool).
+//!
+//! # Delivery: commit notices, early delivery, wake-ups
+//!
+//! The relay delivers a device's mailbox by reading it ([`Store::mailbox`], oldest first,
+//! after the last server id it pushed) whenever it learns that something may have arrived.
+//! It learns that in one of three ways, and a backend only has to provide the first:
+//!
+//! 1. **Commit notices.** [`Store::enqueue`] resolves once the envelopes are committed; the
+//!    relay then wakes the recipients' deliveries, which read their mailboxes. Nothing more
+//!    is needed for a correct backend.
+//! 2. **Early delivery** (optional, SQLite). A store may publish the envelopes it writes on a
+//!    [`MailFeed`] ([`Store::subscribe`]) *before* their commit is durable, so delivery
+//!    overlaps the flush. The feed's contract: per device, envelopes appear in increasing
+//!    `server_id` order; an envelope that appears is either committed afterwards or never
+//!    stored (its commit failed; its id is never used again); and once
+//!    [`Store::settled`] resolves, every envelope published before it was called is
+//!    committed (visible to [`Store::mailbox`]), so a reader that registers for a device,
+//!    then awaits `settled`, then reads the mailbox misses nothing: each envelope is in the
+//!    read or reaches it through the feed.
+//! 3. **Wake-ups from elsewhere** (several relay nodes on one database): a hint "mail up to
+//!    server id X is committed for device D" from a message bus is handled exactly like a
+//!    local commit notice (the delivery reads the mailbox); a lost hint delays, never loses,
+//!    an envelope, because the mailbox is the truth.
+//!
+//! # Backends
+//!
+//! [`MemoryStore`] (tests, fuzzing) and, with the `server` feature, [`SqliteStore`]
+//! (production, with early delivery). The relay holds its store as an [`AnyStore`], an
+//! enum of the backends that implements [`Store`] by delegation: the trait's `async`
+//! methods make it not dyn-compatible, and an enum keeps the handler and the server
+//! non-generic (compiled once, not once per backend) while each call still dispatches
+//! statically within its arm. A new backend is a new variant (one line in the delegation
+//! macro). One conformance suite (`store::conformance::run`, test-only) takes a store
+//! factory and runs against every backend.
 
+mod any;
+#[cfg(feature = "server")]
+mod feed;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -19,6 +57,9 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use any::AnyStore;
+#[cfg(feature = "server")]
+pub use feed::{MailFeed, MailPublisher, Written, mail_feed};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{
@@ -276,13 +317,6 @@ pub struct TakenBundle {
     pub remaining: PreKeyCounts,
 }
 
-/// Receives the outcome of [`Store::enqueue_then`] / [`Store::ack_then`].
-pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
-
-/// Receives the envelopes [`Store::enqueue_then`] has written, as `(device_id, envelope)` in
-/// request order, possibly **before** they are durable (see there).
-pub type Staged = Box<dyn FnOnce(Vec<(u32, StoredEnvelope)>) + Send>;
-
 /// A message to queue: one envelope per recipient device.
 #[derive(Clone, Copy, Debug)]
 pub struct NewMessage<'a> {
@@ -419,7 +453,8 @@ pub enum QuotaOutcome {
     },
 }
 
-/// Relay storage. See the module documentation for the transaction and time conventions.
+/// Relay storage. See the module documentation for the transaction, durability, time and
+/// delivery conventions: a backend can be written from this trait and those documents.
 pub trait Store: Send + Sync {
     /// Stores the MAC of a fresh verification code for `account`, expiring at `expires_at`,
     /// with zero attempts; replaces any earlier code of the account.
@@ -428,7 +463,7 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         mac: &[u8; CODE_MAC_LEN],
         expires_at: u64,
-    ) -> Result<(), StoreError>;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Starts one verification attempt, atomically and durably: a missing code gives
     /// `Missing`; a code with `expires_at <= now` is deleted (`Expired`); a code that has
@@ -440,7 +475,7 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         now: u64,
         max_attempts: u32,
-    ) -> Result<CodeAttempt, StoreError>;
+    ) -> impl Future<Output = Result<CodeAttempt, StoreError>> + Send;
 
     /// Registers a device, atomically and durably. Checks, in order: the account's code
     /// MAC is still `code_mac` (else `CodeGone`, nothing changed); then the registration lock
@@ -463,7 +498,7 @@ pub trait Store: Send + Sync {
         code_mac: &[u8; CODE_MAC_LEN],
         reglock: &RegLockPolicy,
         now: u64,
-    ) -> Result<RegisterOutcome, StoreError>;
+    ) -> impl Future<Output = Result<RegisterOutcome, StoreError>> + Send;
 
     /// Sets (`Some`) or clears (`None`) the account's registration-lock verifier, resets its
     /// failure count and sets `last_seen = now`. Returns `false` (nothing changed) if the
@@ -473,14 +508,21 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         verifier: Option<&[u8; VERIFIER_LEN]>,
         now: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records that a device of the account was seen: `last_seen = max(last_seen, now)`.
     /// Unknown accounts are ignored.
-    fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError>;
+    fn touch_account(
+        &self,
+        account: &AccountId,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The account's registration-lock state; `None` if it was never registered.
-    fn registration_lock(&self, account: &AccountId) -> Result<Option<RegLockState>, StoreError>;
+    fn registration_lock(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Option<RegLockState>, StoreError>> + Send;
 
     /// Stores the account's vault, replacing any earlier one, with `attempts_used = 0`
     /// (`vault.attempts_used` is ignored). `Full` (nothing changed) when the account has no
@@ -491,10 +533,13 @@ pub trait Store: Send + Sync {
         vault: &VaultRow,
         max_vaults: u64,
         now: u64,
-    ) -> Result<PutVaultOutcome, StoreError>;
+    ) -> impl Future<Output = Result<PutVaultOutcome, StoreError>> + Send;
 
     /// The account's vault, if any. Does not count.
-    fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError>;
+    fn vault(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Option<VaultRow>, StoreError>> + Send;
 
     /// Counts one evaluation, in **one durable transaction** committed before this returns:
     /// `NotFound` if there is no vault or its id differs from `vault_id`; a vault that already
@@ -508,7 +553,7 @@ pub trait Store: Send + Sync {
         vault_id: &[u8; VAULT_ID_LEN],
         max_attempts: u32,
         now: u64,
-    ) -> Result<VaultAttempt, StoreError>;
+    ) -> impl Future<Output = Result<VaultAttempt, StoreError>> + Send;
 
     /// Compares `verifier` with the stored success verifier in constant time; equal: resets
     /// `attempts_used` to 0 (`Confirmed`).
@@ -518,16 +563,25 @@ pub trait Store: Send + Sync {
         vault_id: &[u8; VAULT_ID_LEN],
         verifier: &[u8; VERIFIER_LEN],
         now: u64,
-    ) -> Result<ConfirmOutcome, StoreError>;
+    ) -> impl Future<Output = Result<ConfirmOutcome, StoreError>> + Send;
 
     /// Deletes the account's vault; `true` if there was one.
-    fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError>;
+    fn delete_vault(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The registered identity of a device, if it exists.
-    fn device_identity(&self, device: &DeviceAddress) -> Result<Option<IdentityBytes>, StoreError>;
+    fn device_identity(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<Option<IdentityBytes>, StoreError>> + Send;
 
     /// The devices of an account, ordered by id (empty if none).
-    fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError>;
+    fn list_devices(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Vec<DeviceInfo>, StoreError>> + Send;
 
     /// Stores verified prekeys for an existing device, atomically: the signed prekey and
     /// the last-resort KEM prekey replace the stored ones; one-time keys are added. Fails
@@ -540,10 +594,13 @@ pub trait Store: Send + Sync {
         device: &DeviceAddress,
         keys: &NewPreKeys,
         limits: &PreKeyLimits,
-    ) -> Result<UploadOutcome, StoreError>;
+    ) -> impl Future<Output = Result<UploadOutcome, StoreError>> + Send;
 
     /// The device's prekey counts (zero for an unknown device).
-    fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError>;
+    fn prekey_counts(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<PreKeyCounts, StoreError>> + Send;
 
     /// Takes one bundle per device of `account`, ordered by device id, atomically: for
     /// each device, removes and returns its lowest-id one-time X25519 prekey (if any) and
@@ -551,7 +608,10 @@ pub trait Store: Send + Sync {
     /// without a signed prekey or without any KEM prekey are skipped (and nothing is taken
     /// from them). Each one-time prekey is returned by at most one call, ever, however
     /// calls interleave. `None` if the account has no devices.
-    fn take_bundles(&self, account: &AccountId) -> Result<Option<Vec<TakenBundle>>, StoreError>;
+    fn take_bundles(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Option<Vec<TakenBundle>>, StoreError>> + Send;
 
     /// Queues one envelope per recipient device, atomically (all or none) and durably:
     /// when this returns `Queued`, the envelopes are committed. Checks, in order: the
@@ -560,40 +620,14 @@ pub trait Store: Send + Sync {
     /// mailbox would exceed `max_queued` (`QueueFull`). Server ids are unique across the
     /// store and increase in commit order, and are **never reused**, not even the ids of
     /// envelopes whose commit failed or was cut short by a crash (an id may have reached a
-    /// recipient through [`Store::enqueue_then`]'s `staged` before the commit, and a later
-    /// `Ack` of it must not delete another envelope). In the same transaction, when `Queued`,
+    /// recipient through the [`MailFeed`] before the commit, and a later `Ack` of it must
+    /// not delete another envelope). In the same transaction, when `Queued`,
     /// the sending device's [`Store::sender_seq`] becomes `max(stored, message.sender_seq)`
     /// (a sender that no longer exists is not recorded); a refused message changes nothing.
-    fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError>;
-
-    /// [`Store::enqueue`] with the outcome handed to `reply` instead of returned, so that a
-    /// caller on an async runtime need not hold a thread while the commit is under way. A
-    /// store with its own writer thread queues the work and calls `reply` from that thread
-    /// once the outcome is durable (so `reply` must be quick and must not block); the
-    /// default runs [`Store::enqueue`] and calls `reply` before returning. `reply` is called
-    /// exactly once.
-    ///
-    /// `staged` is called at most once, before `reply`, and only if the envelopes were
-    /// written (the outcome will be `Queued` unless the commit then fails): with every
-    /// envelope and its server id, as soon as they are written, which may be before they are
-    /// durable. It lets the caller start delivering while the commit is flushed. Envelopes
-    /// handed to `staged` whose commit then fails are never stored (`reply` gets the error).
-    fn enqueue_then(&self, message: &NewMessage<'_>, staged: Staged, reply: Reply<EnqueueOutcome>) {
-        let outcome = self.enqueue(message);
-        if let Ok(EnqueueOutcome::Queued(ids)) = &outcome {
-            staged(staged_envelopes(message, ids));
-        }
-        reply(outcome);
-    }
-
-    /// Calls `reply` once every write queued before this call is committed (visible to
-    /// [`Store::mailbox`], not necessarily flushed) or has failed. A delivery that starts
-    /// waits for this before its first read, so that an envelope staged before the delivery
-    /// existed is in that read. The default replies at once, for stores whose writes are
-    /// complete when they return.
-    fn after_queued_writes(&self, reply: Reply<()>) {
-        reply(Ok(()));
-    }
+    fn enqueue(
+        &self,
+        message: &NewMessage<'_>,
+    ) -> impl Future<Output = Result<EnqueueOutcome, StoreError>> + Send;
 
     /// Up to `limit` envelopes queued for `device` with `server_id > after`, in increasing
     /// `server_id` order.
@@ -602,59 +636,69 @@ pub trait Store: Send + Sync {
         device: &DeviceAddress,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEnvelope>, StoreError>;
+    ) -> impl Future<Output = Result<Vec<StoredEnvelope>, StoreError>> + Send;
 
     /// Deletes the listed envelopes from `device`'s mailbox, atomically; ids not queued for
     /// this device are ignored. Returns how many were deleted.
-    fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError>;
+    fn ack(
+        &self,
+        device: &DeviceAddress,
+        server_ids: &[u64],
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
-    /// [`Store::ack`] with the outcome handed to `reply`, on the terms of
-    /// [`Store::enqueue_then`].
-    fn ack_then(&self, device: &DeviceAddress, server_ids: &[u64], reply: Reply<u32>) {
-        reply(self.ack(device, server_ids));
+    /// Early delivery (see the module documentation): a feed of the envelopes this store
+    /// writes, published possibly **before** they are durable, per device in increasing
+    /// `server_id` order. Envelopes written by calls made after this returns are published;
+    /// an envelope whose commit then fails is never stored and its id is never reused. One
+    /// subscriber: the first call gets the feed, later calls `None`. The default (a store
+    /// without early delivery, whose [`Store::enqueue`] commit is the only notice) is `None`.
+    #[cfg(feature = "server")]
+    fn subscribe(&self) -> impl Future<Output = Option<MailFeed>> + Send {
+        std::future::ready(None)
+    }
+
+    /// Resolves once every envelope published on the [`MailFeed`] before this call is
+    /// committed (visible to [`Store::mailbox`], not necessarily durable) or has failed. A
+    /// delivery that starts awaits this before its first read, so that an envelope published
+    /// before the delivery was registered is in that read. The default resolves at once,
+    /// which is right for a store that publishes nothing.
+    fn settled(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
     }
 
     /// The highest `sender_seq` of a message queued from `device` since it was registered
     /// (0 if none, or for an unknown device). A new registration is a new device and starts
     /// at 0; deleting envelopes (acks, TTL) never lowers it.
-    fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError>;
+    fn sender_seq(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Envelopes queued for `device`.
-    fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError>;
+    fn queue_depth(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
     /// Envelopes queued for all devices.
-    fn total_queued(&self) -> Result<u64, StoreError>;
+    fn total_queued(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Checks every quota of `checks` at `now` with [`crate::ratelimit::gcra`] and, only if
     /// all have room, charges each one request, atomically and durably (a restart does not
     /// reset a quota). A quota never charged, or charged so long ago that it is full
     /// again, has its whole allowance. Quotas are independent of every other table.
-    fn take_quotas(&self, checks: &[QuotaCheck], now: u64) -> Result<QuotaOutcome, StoreError>;
+    fn take_quotas(
+        &self,
+        checks: &[QuotaCheck],
+        now: u64,
+    ) -> impl Future<Output = Result<QuotaOutcome, StoreError>> + Send;
 
     /// Deletes codes with `expires_at <= now`, envelopes with
     /// `timestamp + mailbox_ttl <= now` and quotas that are full again at `now` (forgetting
     /// them changes no decision), atomically.
-    fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError>;
-}
-
-/// The envelopes of `message` as stored under `ids` (from [`EnqueueOutcome::Queued`]).
-pub(crate) fn staged_envelopes(
-    message: &NewMessage<'_>,
-    ids: &[(u32, u64)],
-) -> Vec<(u32, StoredEnvelope)> {
-    ids.iter()
-        .zip(message.envelopes)
-        .map(|(&(device_id, server_id), e)| {
-            (
-                device_id,
-                StoredEnvelope {
-                    server_id,
-                    sender: message.sender.clone(),
-                    message_id: *message.message_id,
-                    timestamp: message.timestamp,
-                    envelope: e.envelope.clone(),
-                },
-            )
-        })
-        .collect()
+    fn sweep(
+        &self,
+        now: u64,
+        mailbox_ttl: u64,
+    ) -> impl Future<Output = Result<SweepCounts, StoreError>> + Send;
 }

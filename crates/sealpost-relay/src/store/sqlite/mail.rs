@@ -1,0 +1,356 @@
+//! Mailboxes: the enqueue writer job, mailbox reads, acknowledgements, `sender_seq`.
+
+use super::*;
+use crate::store::{MailPublisher, Written, mail_feed};
+
+pub(super) fn device_queue_depth(conn: &Connection, d: &DeviceAddress) -> Result<u32, StoreError> {
+    count_where(
+        conn,
+        "SELECT COUNT(*) FROM envelopes WHERE account = ?1 AND device_id = ?2",
+        d,
+    )
+}
+
+/// An account's devices with the number of envelopes queued for each, in device order: one
+/// statement for what every `Send` checks.
+pub(super) fn device_queues(
+    conn: &Connection,
+    account: &str,
+) -> Result<Vec<(u32, u32)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.device_id,
+                    (SELECT COUNT(*) FROM envelopes e
+                     WHERE e.account = d.account AND e.device_id = d.device_id)
+             FROM devices d WHERE d.account = ?1 ORDER BY d.device_id",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![account], |r| {
+            let depth: i64 = r.get(1)?;
+            Ok((get_u32(r, 0)?, u32::try_from(depth).unwrap_or(u32::MAX)))
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+/// The writer job of [`Store::enqueue`]: the checks and inserts, on owned copies of the
+/// message; hands the written envelopes to the mail feed before the commit.
+pub(super) struct EnqueueJob {
+    sender: DeviceAddress,
+    recipient: AccountId,
+    exclude: Option<u32>,
+    message_id: [u8; MESSAGE_ID_LEN],
+    sender_seq: u64,
+    timestamp: u64,
+    /// Taken by `run`.
+    envelopes: Vec<OutgoingEnvelope>,
+    max_queued: u32,
+    result: Option<Result<EnqueueOutcome, StoreError>>,
+    /// The envelopes written by `run`, for the mail feed.
+    written: Vec<(u32, StoredEnvelope)>,
+    reply: Option<Reply<EnqueueOutcome>>,
+}
+
+impl EnqueueJob {
+    fn new(m: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) -> Self {
+        Self {
+            sender: m.sender.clone(),
+            recipient: m.recipient.clone(),
+            exclude: m.exclude_device,
+            message_id: *m.message_id,
+            sender_seq: m.sender_seq,
+            timestamp: m.timestamp,
+            envelopes: m.envelopes.to_vec(),
+            max_queued: m.max_queued,
+            result: None,
+            written: Vec::new(),
+            reply: Some(reply),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        c: &Connection,
+        ids: &mut ServerIds,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let devices = device_queues(c, self.recipient.as_str())?;
+        if devices.is_empty() {
+            return Ok(EnqueueOutcome::UnknownAccount);
+        }
+        let expected: BTreeSet<u32> = devices
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| Some(*id) != self.exclude)
+            .collect();
+        let given: BTreeSet<u32> = self.envelopes.iter().map(|e| e.device_id).collect();
+        if given.len() != self.envelopes.len() || given != expected {
+            return Ok(EnqueueOutcome::MismatchedDevices);
+        }
+        for e in &self.envelopes {
+            let depth = devices
+                .iter()
+                .find_map(|(id, depth)| (*id == e.device_id).then_some(*depth));
+            if depth.is_some_and(|d| d >= self.max_queued) {
+                return Ok(EnqueueOutcome::QueueFull {
+                    device_id: e.device_id,
+                });
+            }
+        }
+        let mut ins = c
+            .prepare_cached(
+                "INSERT INTO envelopes
+                 (server_id, account, device_id, sender_account, sender_device, message_id,
+                  timestamp, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(backend)?;
+        let mut queued = Vec::with_capacity(self.envelopes.len());
+        let mut written = Vec::with_capacity(self.envelopes.len());
+        for e in std::mem::take(&mut self.envelopes) {
+            let server_id = ids.take()?;
+            ins.execute(params![
+                to_i64(server_id),
+                self.recipient.as_str(),
+                e.device_id,
+                self.sender.account.as_str(),
+                self.sender.device.0,
+                &self.message_id[..],
+                to_i64(self.timestamp),
+                e.envelope
+            ])
+            .map_err(backend)?;
+            queued.push((e.device_id, server_id));
+            written.push((
+                e.device_id,
+                StoredEnvelope {
+                    server_id,
+                    sender: self.sender.clone(),
+                    message_id: self.message_id,
+                    timestamp: self.timestamp,
+                    envelope: e.envelope,
+                },
+            ));
+        }
+        // The sender's high-water mark, in the same transaction (spec/relay.md 3.7). Only
+        // a value above the stored one writes the row.
+        if self.sender_seq > 0 {
+            c.prepare_cached(
+                "UPDATE devices SET max_sender_seq = ?3
+                 WHERE account = ?1 AND device_id = ?2 AND max_sender_seq < ?3",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    self.sender.account.as_str(),
+                    self.sender.device.0,
+                    to_i64(self.sender_seq.min(MAX_SENDER_SEQ))
+                ])
+            })
+            .map_err(backend)?;
+        }
+        self.written = written;
+        Ok(EnqueueOutcome::Queued(queued))
+    }
+}
+
+impl Job for EnqueueJob {
+    fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult {
+        let r = self.insert(conn, ids);
+        if r.is_err() {
+            self.written.clear();
+        }
+        record(&mut self.result, r)
+    }
+
+    fn flush(&self) -> Flush {
+        Flush::Durable
+    }
+
+    fn ids_needed(&self) -> u64 {
+        self.envelopes.len() as u64
+    }
+
+    fn written(&mut self) -> Option<Written> {
+        (!self.written.is_empty()).then(|| Written {
+            recipient: self.recipient.clone(),
+            envelopes: std::mem::take(&mut self.written),
+        })
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        answer(commit, self.result, self.reply);
+    }
+}
+
+/// A device's mailbox after a server id, oldest first (read lazily, see `mailbox`).
+pub(super) const MAILBOX_SQL: &str =
+    "SELECT server_id, sender_account, sender_device, message_id, timestamp,
+    envelope FROM envelopes WHERE account = ?1 AND device_id = ?2 AND server_id > ?3
+    ORDER BY server_id";
+
+/// The writer job of [`Store::ack`].
+pub(super) fn ack_job(
+    device: &DeviceAddress,
+    server_ids: &[u64],
+) -> impl FnOnce(&Connection) -> Result<u32, StoreError> + Send + 'static {
+    let device = device.clone();
+    let ids = server_ids.to_vec();
+    move |c| {
+        let mut stmt = c
+            .prepare_cached(
+                "DELETE FROM envelopes WHERE server_id = ?1 AND account = ?2 AND device_id = ?3",
+            )
+            .map_err(backend)?;
+        let mut removed = 0u32;
+        for id in ids {
+            let n = stmt
+                .execute(params![
+                    to_i64(id),
+                    device.account.as_str(),
+                    device.device.0
+                ])
+                .map_err(backend)?;
+            removed = removed.saturating_add(u32::try_from(n).unwrap_or(0));
+        }
+        Ok(removed)
+    }
+}
+
+pub(super) async fn enqueue(
+    s: &SqliteStore,
+    m: &NewMessage<'_>,
+) -> Result<EnqueueOutcome, StoreError> {
+    s.run_job(|reply| Box::new(EnqueueJob::new(m, reply))).await
+}
+
+/// The job of [`Store::subscribe`]: installs the publisher in the writer, which publishes
+/// from its next group on; answered once the writes queued before it are committed.
+struct SubscribeJob {
+    publisher: Option<MailPublisher>,
+    reply: Option<Reply<()>>,
+}
+
+impl Job for SubscribeJob {
+    fn run(&mut self, _conn: &Connection, _ids: &mut ServerIds) -> JobResult {
+        Ok(())
+    }
+
+    fn flush(&self) -> Flush {
+        Flush::Lazy
+    }
+
+    fn subscribe(&mut self) -> Option<MailPublisher> {
+        self.publisher.take()
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        answer(commit, Some(Ok(())), self.reply);
+    }
+}
+
+pub(super) async fn subscribe(s: &SqliteStore) -> Option<MailFeed> {
+    if s.subscribed.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let (publisher, feed) = mail_feed();
+    let installed = s
+        .run_job(|reply| {
+            Box::new(SubscribeJob {
+                publisher: Some(publisher),
+                reply: Some(reply),
+            })
+        })
+        .await;
+    installed.ok().map(|()| feed)
+}
+
+pub(super) async fn settled(s: &SqliteStore) -> Result<(), StoreError> {
+    // A lazy no-op job: answered once every group queued before it has committed.
+    s.write_with(|_: &Connection| Ok(()), Flush::Lazy).await
+}
+
+pub(super) async fn mailbox(
+    s: &SqliteStore,
+    device: &DeviceAddress,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEnvelope>, StoreError> {
+    let device = device.clone();
+    s.read(move |c| {
+        // No `LIMIT ?`: a bound LIMIT is part of the query plan, so every new value would
+        // make SQLite re-prepare the statement. The index delivers rows in order, one step
+        // at a time, so taking `limit` of them reads no more than a LIMIT would.
+        let mut stmt = c.prepare_cached(MAILBOX_SQL).map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![device.account.as_str(), device.device.0, to_i64(after)],
+                |r| {
+                    Ok((
+                        get_u64(r, 0)?,
+                        r.get::<_, String>(1)?,
+                        get_u32(r, 2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        get_u64(r, 4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                    ))
+                },
+            )
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows.take(limit) {
+            let (server_id, sender_account, sender_device, message_id, timestamp, envelope) =
+                row.map_err(backend)?;
+            let account = AccountId::new(sender_account)
+                .map_err(|_| StoreError::Corrupt("sender account"))?;
+            out.push(StoredEnvelope {
+                server_id,
+                sender: DeviceAddress::new(account, DeviceId(sender_device)),
+                message_id: array(&message_id, "message id")?,
+                timestamp,
+                envelope,
+            });
+        }
+        Ok(out)
+    })
+    .await
+}
+
+pub(super) async fn ack(
+    s: &SqliteStore,
+    device: &DeviceAddress,
+    server_ids: &[u64],
+) -> Result<u32, StoreError> {
+    s.write_with(ack_job(device, server_ids), Flush::Lazy).await
+}
+
+pub(super) async fn sender_seq(s: &SqliteStore, device: &DeviceAddress) -> Result<u64, StoreError> {
+    let device = device.clone();
+    s.read(move |c| {
+        c.prepare_cached("SELECT max_sender_seq FROM devices WHERE account = ?1 AND device_id = ?2")
+            .and_then(|mut st| {
+                st.query_row(params![device.account.as_str(), device.device.0], |r| {
+                    get_u64(r, 0)
+                })
+                .optional()
+            })
+            .map(Option::unwrap_or_default)
+            .map_err(backend)
+    })
+    .await
+}
+
+pub(super) async fn queue_depth(
+    s: &SqliteStore,
+    device: &DeviceAddress,
+) -> Result<u32, StoreError> {
+    let device = device.clone();
+    s.read(move |c| device_queue_depth(c, &device)).await
+}
+
+pub(super) async fn total_queued(s: &SqliteStore) -> Result<u64, StoreError> {
+    s.read(|c| {
+        c.query_row("SELECT COUNT(*) FROM envelopes", [], |r| get_u64(r, 0))
+            .map_err(backend)
+    })
+    .await
+}

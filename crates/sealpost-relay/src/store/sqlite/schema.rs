@@ -1,0 +1,164 @@
+//! The schema, its version and the step-by-step migrations run at open.
+
+use super::*;
+
+/// Schema version stored in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 4;
+
+pub(super) const SCHEMA_V1: &str = "
+CREATE TABLE codes (
+    account     TEXT PRIMARY KEY NOT NULL,
+    mac         BLOB NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+    account         TEXT PRIMARY KEY NOT NULL,
+    next_device_id  INTEGER NOT NULL
+);
+CREATE TABLE devices (
+    account        TEXT NOT NULL,
+    device_id      INTEGER NOT NULL,
+    identity       BLOB NOT NULL,
+    registered_at  INTEGER NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE signed_prekeys (
+    account     TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    public      BLOB NOT NULL,
+    signature   BLOB NOT NULL,
+    PRIMARY KEY (account, device_id)
+) WITHOUT ROWID;
+CREATE TABLE one_time_prekeys (
+    account     TEXT NOT NULL,
+    device_id   INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    public      BLOB NOT NULL,
+    PRIMARY KEY (account, device_id, id)
+) WITHOUT ROWID;
+CREATE TABLE kem_prekeys (
+    account      TEXT NOT NULL,
+    device_id    INTEGER NOT NULL,
+    id           INTEGER NOT NULL,
+    last_resort  INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    public       BLOB NOT NULL,
+    signature    BLOB NOT NULL,
+    PRIMARY KEY (account, device_id, id)
+) WITHOUT ROWID;
+CREATE TABLE envelopes (
+    server_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    account        TEXT NOT NULL,
+    device_id      INTEGER NOT NULL,
+    sender_account TEXT NOT NULL,
+    sender_device  INTEGER NOT NULL,
+    message_id     BLOB NOT NULL,
+    timestamp      INTEGER NOT NULL,
+    envelope       BLOB NOT NULL
+);
+CREATE INDEX envelopes_by_device ON envelopes (account, device_id, server_id);
+CREATE INDEX envelopes_by_time ON envelopes (timestamp);
+";
+
+/// Version 2: the registration lock (per-account verifier, failure count, last time a device
+/// was seen) and guardian vaults (spec/pin.md sections 9–10). Existing accounts get
+/// `last_seen` = their newest device's registration time.
+pub(super) const MIGRATE_V2: &str = "
+ALTER TABLE accounts ADD COLUMN reglock_verifier BLOB;
+ALTER TABLE accounts ADD COLUMN reglock_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET last_seen = COALESCE(
+    (SELECT MAX(registered_at) FROM devices WHERE devices.account = accounts.account), 0);
+CREATE TABLE vaults (
+    account           TEXT PRIMARY KEY NOT NULL,
+    vault_id          BLOB NOT NULL,
+    share             BLOB NOT NULL,
+    success_verifier  BLOB NOT NULL,
+    record            BLOB NOT NULL,
+    attempts_used     INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+";
+
+/// Version 3: each device's highest accepted `sender_seq` (spec/relay.md section 3.7), the
+/// value a client's rollback check compares with. Existing devices start at 0, which is what
+/// a device whose client never sent a sequence number has.
+pub(super) const MIGRATE_V3_SENDER_SEQ: &str = "
+ALTER TABLE devices ADD COLUMN max_sender_seq INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 4 (persisted quotas, spec/relay.md section 7.1): one row per `(kind,
+/// subject)` with the GCRA's theoretical arrival time (`ratelimit::gcra`); a row whose `tat`
+/// is not after now is a full quota and is deleted by the sweep.
+pub(super) const MIGRATE_V4_QUOTAS: &str = "
+CREATE TABLE quotas (
+    kind     INTEGER NOT NULL,
+    subject  TEXT NOT NULL,
+    tat      INTEGER NOT NULL,
+    PRIMARY KEY (kind, subject)
+) WITHOUT ROWID;
+CREATE INDEX quotas_by_tat ON quotas (tat);
+";
+
+pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    configure(&conn)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(backend)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "could not enable WAL (journal_mode is {mode})"
+        )));
+    }
+    // Commits write the WAL without flushing it; the writer flushes (module documentation).
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(backend)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "database schema version {version} is newer than this relay's {SCHEMA_VERSION}"
+        )));
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 2 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V2} PRAGMA user_version = 2; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 3 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V3_SENDER_SEQ} PRAGMA user_version = 3; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 4 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V4_QUOTAS} PRAGMA user_version = 4; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    Ok(())
+}

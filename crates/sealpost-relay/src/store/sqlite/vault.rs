@@ -1,0 +1,162 @@
+//! Guardian vaults (spec/pin.md section 9): store, fetch, counted evaluations, confirm, delete.
+
+use super::*;
+
+pub(super) fn read_vault(conn: &Connection, account: &str) -> Result<Option<VaultRow>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT vault_id, share, success_verifier, record, attempts_used FROM vaults
+             WHERE account = ?1",
+            params![account],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    get_u32(r, 4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((vault_id, share, success_verifier, record, attempts_used)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(VaultRow {
+        vault_id: array(&vault_id, "vault id")?,
+        share: Zeroizing::new(array(&share, "vault share")?),
+        success_verifier: array(&success_verifier, "success verifier")?,
+        record,
+        attempts_used,
+    }))
+}
+
+pub(super) async fn put_vault(
+    s: &SqliteStore,
+    account: &AccountId,
+    vault: &VaultRow,
+    max_vaults: u64,
+    now: u64,
+) -> Result<PutVaultOutcome, StoreError> {
+    let account = account.as_str().to_owned();
+    let vault = vault.clone();
+    s.write(move |c| {
+        let exists: bool = c
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM vaults WHERE account = ?1)",
+                params![account],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if !exists {
+            let n = c
+                .query_row("SELECT COUNT(*) FROM vaults", [], |r| get_u64(r, 0))
+                .map_err(backend)?;
+            if n >= max_vaults {
+                return Ok(PutVaultOutcome::Full);
+            }
+        }
+        c.execute(
+            "INSERT OR REPLACE INTO vaults
+             (account, vault_id, share, success_verifier, record, attempts_used, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+            params![
+                account,
+                &vault.vault_id[..],
+                &vault.share[..],
+                &vault.success_verifier[..],
+                vault.record,
+                to_i64(now)
+            ],
+        )
+        .map_err(backend)?;
+        Ok(PutVaultOutcome::Stored)
+    })
+    .await
+}
+
+pub(super) async fn vault(
+    s: &SqliteStore,
+    account: &AccountId,
+) -> Result<Option<VaultRow>, StoreError> {
+    let account = account.clone();
+    s.read(move |c| read_vault(c, account.as_str())).await
+}
+
+pub(super) async fn begin_vault_evaluation(
+    s: &SqliteStore,
+    account: &AccountId,
+    vault_id: &[u8; VAULT_ID_LEN],
+    max_attempts: u32,
+    now: u64,
+) -> Result<VaultAttempt, StoreError> {
+    let account = account.as_str().to_owned();
+    let vault_id = *vault_id;
+    s.write(move |c| {
+        let Some(v) = read_vault(c, &account)?.filter(|v| v.vault_id == vault_id) else {
+            return Ok(VaultAttempt::NotFound);
+        };
+        if v.attempts_used >= max_attempts {
+            c.execute("DELETE FROM vaults WHERE account = ?1", params![account])
+                .map_err(backend)?;
+            return Ok(VaultAttempt::NotFound);
+        }
+        let attempts_used = v.attempts_used + 1;
+        let deleted = attempts_used >= max_attempts;
+        if deleted {
+            c.execute("DELETE FROM vaults WHERE account = ?1", params![account])
+                .map_err(backend)?;
+        } else {
+            c.execute(
+                "UPDATE vaults SET attempts_used = ?2, updated_at = ?3 WHERE account = ?1",
+                params![account, attempts_used, to_i64(now)],
+            )
+            .map_err(backend)?;
+        }
+        Ok(VaultAttempt::Counted {
+            share: v.share.clone(),
+            attempts_used,
+            deleted,
+        })
+    })
+    .await
+}
+
+pub(super) async fn confirm_vault(
+    s: &SqliteStore,
+    account: &AccountId,
+    vault_id: &[u8; VAULT_ID_LEN],
+    verifier: &[u8; VERIFIER_LEN],
+    now: u64,
+) -> Result<ConfirmOutcome, StoreError> {
+    let account = account.as_str().to_owned();
+    let vault_id = *vault_id;
+    let verifier = *verifier;
+    s.write(move |c| {
+        let Some(v) = read_vault(c, &account)?.filter(|v| v.vault_id == vault_id) else {
+            return Ok(ConfirmOutcome::NotFound);
+        };
+        if !ct_eq(&verifier, &v.success_verifier) {
+            return Ok(ConfirmOutcome::Mismatch);
+        }
+        c.execute(
+            "UPDATE vaults SET attempts_used = 0, updated_at = ?2 WHERE account = ?1",
+            params![account, to_i64(now)],
+        )
+        .map_err(backend)?;
+        Ok(ConfirmOutcome::Confirmed)
+    })
+    .await
+}
+
+pub(super) async fn delete_vault(s: &SqliteStore, account: &AccountId) -> Result<bool, StoreError> {
+    let account = account.as_str().to_owned();
+    s.write(move |c| {
+        let n = c
+            .execute("DELETE FROM vaults WHERE account = ?1", params![account])
+            .map_err(backend)?;
+        Ok(n > 0)
+    })
+    .await
+}

@@ -1,0 +1,458 @@
+//! The group-commit writer thread: jobs, server-id reservation, the WAL flush and the
+//! queue through which [`SqliteStore`] hands it work (see the module documentation of
+//! `store::sqlite`).
+
+use super::*;
+use crate::store::{MailPublisher, Written};
+use tokio::sync::oneshot;
+
+/// Most jobs committed in one group.
+pub(super) const MAX_GROUP: usize = 256;
+/// Jobs that may wait for the writer before callers block (backpressure).
+pub(super) const QUEUE_BOUND: usize = 4096;
+/// Most groups committed before their flush (see `writer_loop`).
+pub(super) const MAX_GROUPS_PER_FLUSH: usize = 4;
+/// Longest a committed durable group waits for its flush while more jobs keep arriving.
+pub(super) const MAX_FLUSH_DELAY: Duration = Duration::from_millis(2);
+/// Server ids reserved durably at a time ([`ServerIds`]). A crash skips at most this many.
+pub(super) const ID_BLOCK: u64 = 1 << 20;
+
+pub(super) type JobResult = Result<(), StoreError>;
+
+/// Where a job's outcome goes: the caller's future ([`SqliteStore::write`]) awaits it.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A unit of work for the writer thread: `run` executes inside a savepoint of the group's
+/// transaction; `written` is asked of every job whose savepoint was released, after all
+/// jobs ran and before the commit (what it returns is published on the mail feed);
+/// `finish` is called once the group's commit has succeeded or failed.
+pub(super) trait Job: Send {
+    fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult;
+    fn finish(self: Box<Self>, commit: JobResult);
+    /// Whether the job's commit must be flushed to disk before it is answered. Only
+    /// acknowledgement deletes are not (see [`Flush`]).
+    fn flush(&self) -> Flush;
+    /// Server ids `run` may take.
+    fn ids_needed(&self) -> u64 {
+        0
+    }
+    /// The job's changes are written and the commit follows: the envelopes it wrote, for
+    /// the mail feed.
+    fn written(&mut self) -> Option<Written> {
+        None
+    }
+    /// A subscription to install before the group's envelopes are published
+    /// ([`SqliteStore::subscribe`]).
+    fn subscribe(&mut self) -> Option<MailPublisher> {
+        None
+    }
+}
+
+/// The writer's server-id allocator (see the module documentation): ids `next..=reserved`
+/// are reserved durably and not yet handed out.
+pub(super) struct ServerIds {
+    next: u64,
+    reserved: u64,
+}
+
+impl ServerIds {
+    /// Continues above every id reserved by earlier runs (nothing is reserved yet).
+    pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let seq: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'envelopes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let seq = u64::try_from(seq.unwrap_or(0)).map_err(|_| StoreError::Corrupt("server id"))?;
+        Ok(Self {
+            next: seq.checked_add(1).ok_or(StoreError::Corrupt("server id"))?,
+            reserved: seq,
+        })
+    }
+
+    /// Makes sure `need` ids are reserved, durably (its own transaction, flushed before the
+    /// group's begins), reserving at least [`ID_BLOCK`] at a time.
+    pub(super) fn reserve(&mut self, w: &mut Writer, need: u64) -> Result<(), StoreError> {
+        let available = (self.reserved + 1).saturating_sub(self.next);
+        if available >= need {
+            return Ok(());
+        }
+        let reserved = self
+            .next
+            .checked_add(need.max(ID_BLOCK))
+            .filter(|r| i64::try_from(*r).is_ok())
+            .ok_or(StoreError::Backend("server ids exhausted".into()))?
+            - 1;
+        let conn = &w.conn;
+        let write = || -> rusqlite::Result<()> {
+            exec_cached(conn, "BEGIN IMMEDIATE")?;
+            let n = conn
+                .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'envelopes'")?
+                .execute([to_i64(reserved)])?;
+            if n == 0 {
+                conn.prepare_cached(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('envelopes', ?1)",
+                )?
+                .execute([to_i64(reserved)])?;
+            }
+            exec_cached(conn, "COMMIT")
+        };
+        if let Err(e) = write() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(backend(e));
+        }
+        w.flush()?;
+        self.reserved = reserved;
+        Ok(())
+    }
+
+    /// The next reserved id.
+    pub(super) fn take(&mut self) -> Result<u64, StoreError> {
+        if self.next > self.reserved {
+            return Err(StoreError::Backend("no server id reserved".into()));
+        }
+        let id = self.next;
+        self.next += 1;
+        Ok(id)
+    }
+}
+
+/// How a job's commit reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// The WAL is flushed before the job is answered.
+    Durable,
+    /// Answered once committed (atomic, consistent, visible), before the group's flush if
+    /// it has one; on disk with the next flush or checkpoint. Used for `Ack` deletes:
+    /// losing one in a crash only redelivers an acknowledged envelope, which clients
+    /// deduplicate (spec/relay.md section 4); it never loses one.
+    Lazy,
+}
+
+/// What the writer thread owns: the writing connection and the WAL file, to flush it.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    pub(super) wal: File,
+    /// Set when a flush failed: from then on every write fails (fail-stop: what was written
+    /// since the last flush may or may not be on disk, and the kernel may have dropped it).
+    pub(super) failed: bool,
+    /// Flushes done (shared with [`SqliteStore::flushes`]).
+    pub(super) flushes: Arc<AtomicU64>,
+    /// The mail feed's publisher, once subscribed.
+    pub(super) feed: Option<MailPublisher>,
+}
+
+impl Writer {
+    /// `fdatasync`s the WAL.
+    pub(super) fn flush(&mut self) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(flush_failed());
+        }
+        match self.wal.sync_data() {
+            Ok(()) => {
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                tracing::error!(error = %e, "flushing the database WAL failed; refusing further writes");
+                Err(flush_failed())
+            }
+        }
+    }
+}
+
+pub(super) fn flush_failed() -> StoreError {
+    StoreError::Backend("a database flush failed; restart the relay".into())
+}
+
+pub(super) struct TypedJob<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: Option<Reply<T>>,
+    flush: Flush,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection, _ids: &mut ServerIds) -> JobResult {
+        let r = match self.work.take() {
+            Some(work) => work(conn),
+            None => Err(StoreError::Closed),
+        };
+        record(&mut self.result, r)
+    }
+
+    fn flush(&self) -> Flush {
+        self.flush
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        answer(commit, self.result, self.reply);
+    }
+}
+
+/// Keeps a job's result for [`answer`]; returns whether it succeeded.
+pub(super) fn record<T>(
+    slot: &mut Option<Result<T, StoreError>>,
+    r: Result<T, StoreError>,
+) -> JobResult {
+    let outcome = r.as_ref().map(|_| ()).map_err(Clone::clone);
+    *slot = Some(r);
+    outcome
+}
+
+/// Answers a job: its own result if the commit (and flush) succeeded, else the commit's error.
+pub(super) fn answer<T>(
+    commit: JobResult,
+    result: Option<Result<T, StoreError>>,
+    reply: Option<Reply<T>>,
+) {
+    let answer = match (commit, result) {
+        (Ok(()), Some(r)) => r,
+        (Err(e), _) => Err(e),
+        (Ok(()), None) => Err(StoreError::Closed),
+    };
+    if let Some(reply) = reply {
+        // The caller may have gone away (its future was dropped); nothing to do then.
+        let _ = reply.send(answer);
+    }
+}
+
+pub(super) enum Msg {
+    Job(Box<dyn Job>),
+    Shutdown,
+}
+
+/// Runs one parameterless statement through the connection's statement cache (the
+/// per-job savepoint statements run several times per group commit).
+pub(super) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// The writer thread. A durable group's flush is put off while more jobs are waiting, so
+/// that they are written (and their envelopes staged for delivery) without waiting for it
+/// and one flush covers several groups: the writer flushes when its queue is empty, after
+/// [`MAX_GROUPS_PER_FLUSH`] groups, or once the oldest unflushed commit is
+/// [`MAX_FLUSH_DELAY`] old, and only then answers the durable jobs.
+pub(super) fn writer_loop(mut w: Writer, mut ids: ServerIds, rx: Receiver<Msg>) {
+    let mut open = true;
+    // Committed durable jobs waiting for the flush, the groups they came from, and when
+    // the first of them committed.
+    let mut unflushed: Vec<Box<dyn Job>> = Vec::new();
+    let mut groups = 0usize;
+    let mut since = std::time::Instant::now();
+    while open {
+        let first = if unflushed.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(mpsc::TryRecvError::Empty) => {
+                    flush_and_answer(&mut w, &mut unflushed, &mut groups);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => None,
+            }
+        };
+        let first = match first {
+            Some(Msg::Job(j)) => j,
+            Some(Msg::Shutdown) | None => break,
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => group.push(j),
+                Ok(Msg::Shutdown) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let durable = run_group(&mut w, &mut ids, group);
+        if !durable.is_empty() {
+            if unflushed.is_empty() {
+                since = std::time::Instant::now();
+            }
+            unflushed.extend(durable);
+            groups += 1;
+        }
+        if groups >= MAX_GROUPS_PER_FLUSH || (groups > 0 && since.elapsed() >= MAX_FLUSH_DELAY) {
+            flush_and_answer(&mut w, &mut unflushed, &mut groups);
+        }
+    }
+    flush_and_answer(&mut w, &mut unflushed, &mut groups);
+    // Answer anything still queued (senders raced with shutdown), then checkpoint the WAL
+    // into the main file so the database is self-contained after a clean shutdown.
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Job(j) = msg {
+            let durable = run_group(&mut w, &mut ids, vec![j]);
+            unflushed.extend(durable);
+            flush_and_answer(&mut w, &mut unflushed, &mut groups);
+        }
+    }
+    let Writer { conn, wal, .. } = w;
+    drop(wal);
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the database failed");
+    }
+}
+
+/// Flushes the WAL and answers the committed durable jobs waiting for it.
+pub(super) fn flush_and_answer(
+    w: &mut Writer,
+    unflushed: &mut Vec<Box<dyn Job>>,
+    groups: &mut usize,
+) {
+    *groups = 0;
+    if unflushed.is_empty() {
+        return;
+    }
+    let flushed = w.flush();
+    for job in unflushed.drain(..) {
+        job.finish(flushed.clone());
+    }
+}
+
+/// Runs and commits one group. Answers its lazy jobs, and every job if the group failed;
+/// returns the committed durable jobs, to be answered after the flush.
+#[must_use]
+pub(super) fn run_group(
+    w: &mut Writer,
+    ids: &mut ServerIds,
+    mut group: Vec<Box<dyn Job>>,
+) -> Vec<Box<dyn Job>> {
+    let need = group.iter().map(|j| j.ids_needed()).sum();
+    let ready = if w.failed {
+        Err(flush_failed())
+    } else {
+        ids.reserve(w, need)
+    };
+    if let Err(err) = ready {
+        for job in group {
+            job.finish(Err(err.clone()));
+        }
+        return Vec::new();
+    }
+    let conn = &w.conn;
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
+        let err = backend(e);
+        for job in group {
+            job.finish(Err(err.clone()));
+        }
+        return Vec::new();
+    }
+    for job in &mut group {
+        let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
+            && match job.run(conn, ids) {
+                Ok(()) => exec_cached(conn, "RELEASE job").is_ok(),
+                Err(_) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    true
+                }
+            };
+        if !ok {
+            // The savepoint machinery itself failed: abandon the whole group.
+            let _ = conn.execute_batch("ROLLBACK");
+            let err = StoreError::Backend("savepoint failed".into());
+            for job in group {
+                job.finish(Err(err.clone()));
+            }
+            return Vec::new();
+        }
+    }
+    // Published before the commit, so that delivery overlaps the flush (the feed's
+    // contract allows it: an envelope whose commit then fails is never stored, and its id
+    // is never reused). In job order, which is server-id order.
+    for job in &mut group {
+        if let Some(p) = job.subscribe() {
+            w.feed = Some(p);
+        }
+    }
+    if let Some(feed) = &w.feed {
+        let batch: Vec<Written> = group.iter_mut().filter_map(|j| j.written()).collect();
+        if !feed.publish(batch) {
+            w.feed = None;
+        }
+    }
+    let commit = exec_cached(conn, "COMMIT").map_err(backend);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+        for job in group {
+            job.finish(commit.clone());
+        }
+        return Vec::new();
+    }
+    // Lazy jobs are answered now; durable ones once the flush is done.
+    let (lazy, durable): (Vec<_>, Vec<_>) =
+        group.into_iter().partition(|j| j.flush() == Flush::Lazy);
+    for job in lazy {
+        job.finish(Ok(()));
+    }
+    durable
+}
+
+impl SqliteStore {
+    /// Runs `work` in the writer's next group; resolves once the commit is durable.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_with(work, Flush::Durable).await
+    }
+
+    /// [`Self::write`] with a chosen [`Flush`]. Queuing blocks the calling thread only while
+    /// the queue is full (`QUEUE_BOUND` jobs waiting: backpressure on the whole relay).
+    pub(super) async fn write_with<T, F>(&self, work: F, flush: Flush) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.send_job(Box::new(TypedJob {
+            work: Some(work),
+            result: None,
+            reply: Some(reply),
+            flush,
+        }));
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `job` and awaits its answer.
+    pub(super) async fn run_job<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Box<dyn Job>,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_job(job(reply));
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `job` for the writer's next group, or finishes it with
+    /// [`StoreError::Closed`].
+    pub(super) fn send_job(&self, job: Box<dyn Job>) {
+        let tx = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(tx) = tx else {
+            job.finish(Err(StoreError::Closed));
+            return;
+        };
+        if let Err(mpsc::SendError(Msg::Job(job))) = tx.send(Msg::Job(job)) {
+            job.finish(Err(StoreError::Closed));
+        }
+    }
+}
