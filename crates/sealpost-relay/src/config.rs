@@ -130,11 +130,6 @@ impl std::str::FromStr for StoreBackend {
     }
 }
 
-/// The error [`RelayConfig::validate`] gives for a PostgreSQL store in this version: the store
-/// exists (`store::PgStore`) but the server does not open it yet.
-pub const POSTGRES_NOT_WIRED: &str = "store = postgres://... is not wired into the relay server yet \
-     (the PostgreSQL store exists; the server still opens SQLite); use store = \"sqlite\"";
-
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Clone)]
 pub struct RelayConfig {
@@ -240,14 +235,9 @@ impl RelayConfig {
         self
     }
 
-    /// Checks consistency (both or neither of cert/key, limits, guardian) and that the
-    /// relay can run with this store ([`POSTGRES_NOT_WIRED`] for now).
+    /// Checks consistency (both or neither of cert/key, limits, guardian).
     pub fn validate(&self) -> Result<(), RelayError> {
-        self.check_settings()?;
-        if let StoreBackend::Postgres(_) = self.store {
-            return Err(RelayError::Config(POSTGRES_NOT_WIRED.into()));
-        }
-        Ok(())
+        self.check_settings()
     }
 
     /// The consistency checks of [`RelayConfig::validate`], which loading applies (commands
@@ -1001,11 +991,7 @@ max_connections = 50
         assert_eq!(c.store, StoreBackend::Sqlite);
         let c = RelayConfig::load_with_env(args(&["--store", "postgres://h/flag"]), env).unwrap();
         assert_eq!(c.store, postgres("postgres://h/flag"));
-        // Loading accepts it (`--print-pin` needs no store); starting refuses it for now.
-        assert!(matches!(
-            c.validate(),
-            Err(RelayError::Config(m)) if m == POSTGRES_NOT_WIRED
-        ));
+        assert!(c.validate().is_ok());
         // Anything else is refused, from every source.
         assert!(RelayConfig::load_with_env(args(&["--store", "mysql://x"]), |_| None).is_err());
         let bad_env = |k: &str| (k == "SEALPOST_RELAY_STORE").then(|| "redis://x".to_owned());

@@ -32,12 +32,14 @@ use files::{load_or_create_code_key, load_or_create_issuer_key, lock_data_dir};
 use requests::{Budget, serve_request};
 
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, StoreBackend};
 use crate::handler::{ConnectionState, Effect, Handler, decode_error_response};
 use crate::limits::{
     AUTH_CONCURRENT_REQUESTS, DELIVERY_WINDOW, IDLE_TIMEOUT_SECS, MAX_CONCURRENT_REQUESTS,
     PRE_AUTH_CONCURRENT_REQUESTS,
 };
+#[cfg(feature = "postgres")]
+use crate::store::PgStore;
 use crate::store::{AnyStore, MailFeed, SqliteStore, Store, StoredEnvelope, Written};
 use crate::{RelayError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
@@ -193,6 +195,26 @@ fn transport_config() -> quinn::TransportConfig {
     t
 }
 
+/// Opens the configured store: SQLite in the data directory, or a PostgreSQL database that
+/// other relay nodes may share.
+async fn open_store(config: &RelayConfig) -> Result<AnyStore, RelayError> {
+    match &config.store {
+        StoreBackend::Sqlite => {
+            let db = config.data_dir.join(DB_FILE);
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(db))
+                .await
+                .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??;
+            Ok(AnyStore::from(store))
+        }
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres(url) => Ok(AnyStore::from(PgStore::connect(url).await?)),
+        #[cfg(not(feature = "postgres"))]
+        StoreBackend::Postgres(_) => Err(RelayError::Config(
+            "store = postgres://... needs the relay built with the `postgres` feature".into(),
+        )),
+    }
+}
+
 impl Relay {
     /// Starts a relay: creates the data directory, loads or generates the TLS certificate
     /// and the code-MAC key, opens the database, binds `config.listen` and starts serving.
@@ -220,12 +242,7 @@ impl Relay {
         let crypto = tls::server_crypto(&material)?;
         let code_key = load_or_create_code_key(&config.data_dir)?;
         let issuer = load_or_create_issuer_key(&config.data_dir)?;
-        let db = config.data_dir.join(DB_FILE);
-        let store = Arc::new(AnyStore::from(
-            tokio::task::spawn_blocking(move || SqliteStore::open(db))
-                .await
-                .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??,
-        ));
+        let store = Arc::new(open_store(&config).await?);
         // Before any connection: every envelope written from now on is published.
         let feed: Option<MailFeed> = store.subscribe().await;
         let code_sender = code_sender(&config)?;

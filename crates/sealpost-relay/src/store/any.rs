@@ -13,6 +13,9 @@ pub enum AnyStore {
     /// SQLite, with early delivery.
     #[cfg(feature = "server")]
     Sqlite(SqliteStore),
+    /// PostgreSQL, shared by any number of relay nodes.
+    #[cfg(feature = "postgres")]
+    Postgres(PgStore),
 }
 
 impl std::fmt::Debug for AnyStore {
@@ -21,6 +24,8 @@ impl std::fmt::Debug for AnyStore {
             Self::Memory(_) => f.write_str("AnyStore::Memory"),
             #[cfg(feature = "server")]
             Self::Sqlite(s) => f.debug_tuple("AnyStore::Sqlite").field(s).finish(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => f.debug_tuple("AnyStore::Postgres").field(s).finish(),
         }
     }
 }
@@ -38,15 +43,25 @@ impl From<SqliteStore> for AnyStore {
     }
 }
 
+#[cfg(feature = "postgres")]
+impl From<PgStore> for AnyStore {
+    fn from(s: PgStore) -> Self {
+        Self::Postgres(s)
+    }
+}
+
 impl AnyStore {
     /// Finishes queued writes and closes the backend (SQLite: checkpoints the WAL and closes
-    /// the database; blocks until the writer thread has stopped). Later calls fail with
+    /// the database; blocks until the writer thread has stopped; PostgreSQL: closes the
+    /// pool). Later calls fail with
     /// [`StoreError::Closed`]. Idempotent.
     pub fn close(&self) {
         match self {
             Self::Memory(_) => {}
             #[cfg(feature = "server")]
             Self::Sqlite(s) => s.close(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => s.close(),
         }
     }
 }
@@ -58,6 +73,8 @@ macro_rules! each {
             AnyStore::Memory($s) => $e,
             #[cfg(feature = "server")]
             AnyStore::Sqlite($s) => $e,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $e,
         }
     };
 }

@@ -606,7 +606,7 @@ pub(crate) async fn concurrent_sends<S: Store + 'static>(s: Arc<S>) {
     }
 }
 
-async fn registration_lock<S: Store>(s: &S) {
+pub(crate) async fn registration_lock<S: Store>(s: &S) {
     let a = acct(1);
     let right = [0x11; 32];
     let wrong = [0x22; 32];
@@ -753,7 +753,7 @@ async fn registration_lock<S: Store>(s: &S) {
     ));
 }
 
-async fn concurrent_reglock<S: Store + 'static>(s: Arc<S>) {
+pub(crate) async fn concurrent_reglock<S: Store + 'static>(s: Arc<S>) {
     let a = acct(1);
     register(&*s, &a, 1).await;
     s.set_registration_lock(&a, Some(&[1; 32]), NOW)
@@ -801,7 +801,7 @@ pub(crate) fn vault_row(id: u8) -> VaultRow {
     }
 }
 
-async fn vaults<S: Store>(s: &S) {
+pub(crate) async fn vaults<S: Store>(s: &S) {
     let a = acct(1);
     let b = acct(2);
     assert_eq!(s.vault(&a).await.unwrap(), None);
@@ -911,7 +911,7 @@ async fn vaults<S: Store>(s: &S) {
     assert_eq!(s.vault(&a).await.unwrap(), None);
 }
 
-async fn concurrent_evaluations<S: Store + 'static>(s: Arc<S>) {
+pub(crate) async fn concurrent_evaluations<S: Store + 'static>(s: Arc<S>) {
     let a = acct(1);
     s.put_vault(&a, &vault_row(1), 10, NOW).await.unwrap();
     let threads: Vec<_> = (0..40)
@@ -957,7 +957,7 @@ fn quota(kind: QuotaKind, subject: &str, capacity: u32, refill_ms: u64) -> Quota
     }
 }
 
-async fn quotas<S: Store>(s: &S) {
+pub(crate) async fn quotas<S: Store>(s: &S) {
     let t = 1_000_000u64;
     let number = quota(QuotaKind::CodeNumber, "+15550000001", 2, 1000);
     let global = quota(QuotaKind::CodeGlobal, "", 3, 10_000);
@@ -1050,7 +1050,7 @@ async fn quotas<S: Store>(s: &S) {
 /// ids, before or by the time `enqueue` resolves; a refused message publishes nothing; a
 /// second subscription gets nothing; after [`Store::settled`], the published envelopes are
 /// readable.
-async fn feed<S: Store>(s: &S) {
+pub(crate) async fn feed<S: Store>(s: &S) {
     let (a, b) = (acct(1), acct(2));
     register(s, &a, 1).await;
     register(s, &b, 2).await;

@@ -53,6 +53,7 @@ mod mail;
 mod prekeys;
 mod quotas;
 mod schema;
+mod store_impl;
 mod vaults;
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! sets), which makes it fail.
 
 mod concurrency;
-mod conformance;
 mod schema;
 mod storage;
 
@@ -175,16 +174,28 @@ where
     }
 }
 
-/// One `#[tokio::test]` per case of [`conformance`], each on a fresh schema and store.
+/// One `#[tokio::test]` per case of the shared conformance suite (`store::conformance`, the
+/// same cases memory and SQLite pass), each on a fresh schema and store; the concurrent
+/// cases share one store between tasks (the multi-node cases are in [`concurrency`]).
 macro_rules! conformance_cases {
-    ($($case:ident),* $(,)?) => {
+    (plain: $($case:ident),* ; shared: $($shared:ident),* $(,)?) => {
         mod conformance_cases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::with_schema(|db| async move {
                         let s = db.store().await;
-                        super::conformance::$case(&s).await;
+                        crate::store::conformance::$case(&s).await;
+                    })
+                    .await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $shared() {
+                    super::with_schema(|db| async move {
+                        let s = std::sync::Arc::new(db.store().await);
+                        crate::store::conformance::$shared(s).await;
                     })
                     .await;
                 }
@@ -194,12 +205,7 @@ macro_rules! conformance_cases {
 }
 
 conformance_cases!(
-    codes,
-    registration,
-    prekeys,
-    mailboxes,
-    sender_seqs,
-    registration_lock,
-    vaults,
-    quotas,
+    plain: codes, registration, prekeys, mailboxes, sender_seqs, feed, registration_lock, vaults,
+    quotas;
+    shared: concurrent_bundles, concurrent_sends, concurrent_reglock, concurrent_evaluations,
 );
