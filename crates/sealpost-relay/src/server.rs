@@ -206,7 +206,13 @@ impl Slot {
         if state.task.is_some() {
             self.wake.notify_one();
         } else if !state.removed {
-            let task = self.shared.runtime.spawn(deliver(Arc::clone(self)));
+            // Counted from here, not from the task's first poll: a run spawned is a run
+            // under way (`RelayHandle::delivery_tasks`).
+            let running = Running::new(&self.shared);
+            let task = self
+                .shared
+                .runtime
+                .spawn(deliver(Arc::clone(self), running));
             state.task = Some(task.abort_handle());
         }
     }
@@ -308,6 +314,8 @@ struct Shared {
     next_conn_id: AtomicU64,
     /// Delivery tasks running (see [`Slot`]).
     delivery_tasks: AtomicUsize,
+    /// Push frames handed to push streams ([`RelayHandle::pushes_sent`]).
+    pushes: AtomicU64,
     /// Where delivery tasks are spawned ([`Slot::update`] also runs on the store's writer
     /// thread).
     runtime: tokio::runtime::Handle,
@@ -326,6 +334,8 @@ struct Budget {
     /// Under pressure (more than half of `capacity` reserved), a body idle this long is
     /// abandoned.
     stall: Duration,
+    /// The most bytes reserved at once so far ([`RelayHandle::peak_buffered_request_bytes`]).
+    peak: AtomicUsize,
 }
 
 impl Budget {
@@ -600,12 +610,14 @@ impl Relay {
                     .unwrap_or(usize::MAX)
                     .min(request_buffer),
                 stall: Duration::from_millis(config.limits.request_stall_timeout_ms),
+                peak: AtomicUsize::new(0),
             },
             retries: AtomicU64::new(0),
             retry_threshold: config.limits.retry_threshold as usize,
             shutdown: shutdown_rx,
             next_conn_id: AtomicU64::new(1),
             delivery_tasks: AtomicUsize::new(0),
+            pushes: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             max_connections: config.limits.max_connections as usize,
             max_connections_per_ip: config.limits.max_connections_per_ip,
@@ -650,13 +662,26 @@ impl RelayHandle {
     /// Delivery tasks running now. A connected device has one only while the relay has
     /// something to push to it (spec/relay.md section 4); idle connections keep none.
     pub fn delivery_tasks(&self) -> usize {
-        self.shared.delivery_tasks.load(Ordering::Relaxed)
+        self.shared.delivery_tasks.load(Ordering::Acquire)
     }
 
     /// Request body bytes reserved relay-wide now (the `sealpost_request_buffer_bytes`
     /// gauge): never more than `limits.request_buffer_bytes`.
     pub fn buffered_request_bytes(&self) -> usize {
         self.shared.budget.in_use()
+    }
+
+    /// The most request body bytes reserved relay-wide at any one time since the relay
+    /// started: every reservation is counted, so a budget that held never shows more.
+    pub fn peak_buffered_request_bytes(&self) -> usize {
+        self.shared.budget.peak.load(Ordering::Relaxed)
+    }
+
+    /// Push frames (`Deliver`, `QueueDrained`, `PreKeysLow`) handed to push streams so far,
+    /// on every connection. A delivery pushes only from its task: once
+    /// [`RelayHandle::delivery_tasks`] is 0 this count stays put until the next update.
+    pub fn pushes_sent(&self) -> u64 {
+        self.shared.pushes.load(Ordering::Relaxed)
     }
 
     /// QUIC Retry packets sent so far (the `sealpost_quic_retries_total` counter).
@@ -1127,7 +1152,9 @@ async fn read_request(recv: &mut RecvStream, ctx: &ConnCtx) -> ReadOutcome {
     let Ok(global) = Arc::clone(&budget.global).acquire_many_owned(n).await else {
         return ReadOutcome::Gone;
     };
-    metrics::request_buffer(budget.in_use());
+    let in_use = budget.in_use();
+    budget.peak.fetch_max(in_use, Ordering::Relaxed);
+    metrics::request_buffer(in_use);
     let _reserved = Reserved {
         budget,
         _global: global,
@@ -1475,15 +1502,24 @@ fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, devices: &[
 /// Push frames gathered for one unidirectional stream (spec/relay.md section 1: a push
 /// stream carries one or more frames back to back). One stream per batch instead of per
 /// envelope saves the per-stream work on both ends.
-#[derive(Default)]
-struct PushBatch {
+struct PushBatch<'a> {
     frames: Vec<u8>,
+    /// Counts the pushes added (`Shared::pushes`).
+    counter: &'a AtomicU64,
 }
 
-impl PushBatch {
+impl<'a> PushBatch<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        Self {
+            frames: Vec::new(),
+            counter,
+        }
+    }
+
     /// Adds a push; first sends what is gathered if the stream would pass
     /// `PUSH_BATCH_BYTES`. `false` if the connection is gone.
     async fn add(&mut self, conn: &Connection, push: &Push) -> bool {
+        self.counter.fetch_add(1, Ordering::Relaxed);
         let frame = push.encode();
         if !self.frames.is_empty()
             && self.frames.len() + frame.len() > PUSH_BATCH_BYTES
@@ -1511,17 +1547,27 @@ impl PushBatch {
     }
 }
 
-/// One run of a slot's delivery task.
-async fn deliver(slot: Arc<Slot>) {
-    /// Counts the task in `Shared::delivery_tasks` while it runs (also when aborted).
-    struct Running(Arc<Shared>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            self.0.delivery_tasks.fetch_sub(1, Ordering::Relaxed);
-        }
+/// Counts a delivery task in `Shared::delivery_tasks` from its spawn until it ends (also
+/// when aborted, before or after its first poll).
+struct Running(Arc<Shared>);
+
+impl Running {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.delivery_tasks.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(shared))
     }
-    slot.shared.delivery_tasks.fetch_add(1, Ordering::Relaxed);
-    let _running = Running(Arc::clone(&slot.shared));
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Release: whoever sees the task gone (`RelayHandle::delivery_tasks`) sees its
+        // pushes counted.
+        self.0.delivery_tasks.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// One run of a slot's delivery task.
+async fn deliver(slot: Arc<Slot>, _running: Running) {
     let conn = slot.conn.clone();
     tokio::select! {
         () = delivery_loop(&slot) => {}
@@ -1556,7 +1602,7 @@ async fn delivery_loop(slot: &Slot) {
         }
         p.started = true;
     }
-    let mut pushes = PushBatch::default();
+    let mut pushes = PushBatch::new(&slot.shared.pushes);
     // Taken after the first run's wait for queued writes.
     let mut inbox = std::mem::take(&mut slot.lock().inbox);
     loop {
