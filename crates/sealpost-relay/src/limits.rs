@@ -31,11 +31,16 @@ pub const DELIVERY_WINDOW: usize = 64;
 pub const MAX_CONCURRENT_REQUESTS: u32 = 32;
 /// `AUTH_CONCURRENT_REQUESTS`: request streams per connection once it has authenticated.
 pub const AUTH_CONCURRENT_REQUESTS: u32 = 4;
-/// `PRE_AUTH_CONCURRENT_REQUESTS`: request streams per connection before it authenticates
-/// (registration and authentication are sequential exchanges). quinn keeps state for every
-/// stream a peer may open, and keeps the receive state of every stream used, so small
-/// allowances keep idle connections small.
-pub const PRE_AUTH_CONCURRENT_REQUESTS: u32 = 1;
+/// `PRE_AUTH_CONCURRENT_REQUESTS`: request streams per connection before it authenticates.
+/// Registration, authentication and the guardian requests are sequential exchanges, but one
+/// stream is not enough for them: QUIC returns a stream's credit only once the client has
+/// acknowledged the response, and a client delays that acknowledgement by up to its
+/// `max_ack_delay` (25 ms by default), so with one stream every exchange after the first
+/// waited for it (a PIN recovery took 59 ms instead of 10). With two, a sequential client
+/// opens the next stream at once, and that stream's first packet carries the acknowledgement
+/// that frees the one before. quinn keeps state for every stream a peer may open, and keeps
+/// the receive state of every stream used, so small allowances keep idle connections small.
+pub const PRE_AUTH_CONCURRENT_REQUESTS: u32 = 2;
 /// `IDLE_TIMEOUT`, in seconds.
 pub const IDLE_TIMEOUT_SECS: u64 = 60;
 /// Default `REQUEST_BUFFER`: request bytes buffered relay-wide at once (128 MiB).

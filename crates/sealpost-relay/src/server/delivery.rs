@@ -107,7 +107,13 @@ impl Slot {
         if state.task.is_some() {
             self.wake.notify_one();
         } else if !state.removed {
-            let task = self.shared.runtime.spawn(deliver(Arc::clone(self)));
+            // Counted from here, not from the task's first poll: a run spawned is a run
+            // under way (`RelayHandle::delivery_tasks`).
+            let running = Running::new(&self.shared);
+            let task = self
+                .shared
+                .runtime
+                .spawn(deliver(Arc::clone(self), running));
             state.task = Some(task.abort_handle());
         }
     }
@@ -361,15 +367,24 @@ pub(super) fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, 
 /// Push frames gathered for one unidirectional stream (spec/relay.md section 1: a push
 /// stream carries one or more frames back to back). One stream per batch instead of per
 /// envelope saves the per-stream work on both ends.
-#[derive(Default)]
-pub(super) struct PushBatch {
+pub(super) struct PushBatch<'a> {
     pub(super) frames: Vec<u8>,
+    /// Counts the pushes added (`Shared::pushes`).
+    counter: &'a AtomicU64,
 }
 
-impl PushBatch {
+impl<'a> PushBatch<'a> {
+    pub(super) fn new(counter: &'a AtomicU64) -> Self {
+        Self {
+            frames: Vec::new(),
+            counter,
+        }
+    }
+
     /// Adds a push; first sends what is gathered if the stream would pass
     /// `PUSH_BATCH_BYTES`. `false` if the connection is gone.
     pub(super) async fn add(&mut self, conn: &Connection, push: &Push) -> bool {
+        self.counter.fetch_add(1, Ordering::Relaxed);
         let frame = push.encode();
         if !self.frames.is_empty()
             && self.frames.len() + frame.len() > PUSH_BATCH_BYTES
@@ -397,17 +412,27 @@ impl PushBatch {
     }
 }
 
-/// One run of a slot's delivery task.
-pub(super) async fn deliver(slot: Arc<Slot>) {
-    /// Counts the task in `Shared::delivery_tasks` while it runs (also when aborted).
-    struct Running(Arc<Shared>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            self.0.delivery_tasks.fetch_sub(1, Ordering::Relaxed);
-        }
+/// Counts a delivery task in `Shared::delivery_tasks` from its spawn until it ends (also
+/// when aborted, before or after its first poll).
+pub(super) struct Running(Arc<Shared>);
+
+impl Running {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.delivery_tasks.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(shared))
     }
-    slot.shared.delivery_tasks.fetch_add(1, Ordering::Relaxed);
-    let _running = Running(Arc::clone(&slot.shared));
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Release: whoever sees the task gone (`RelayHandle::delivery_tasks`) sees its
+        // pushes counted.
+        self.0.delivery_tasks.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// One run of a slot's delivery task.
+pub(super) async fn deliver(slot: Arc<Slot>, _running: Running) {
     let conn = slot.conn.clone();
     tokio::select! {
         () = delivery_loop(&slot) => {}
@@ -440,7 +465,7 @@ pub(super) async fn delivery_loop(slot: &Slot) {
         }
         p.started = true;
     }
-    let mut pushes = PushBatch::default();
+    let mut pushes = PushBatch::new(&slot.shared.pushes);
     // Taken after the first run's wait for queued writes.
     let mut inbox = std::mem::take(&mut slot.lock().inbox);
     loop {

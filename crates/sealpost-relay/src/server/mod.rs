@@ -136,6 +136,8 @@ struct Shared {
     next_conn_id: AtomicU64,
     /// Delivery tasks running (see [`Slot`]).
     delivery_tasks: AtomicUsize,
+    /// Push frames handed to push streams ([`RelayHandle::pushes_sent`]).
+    pushes: AtomicU64,
     /// Where delivery tasks are spawned.
     runtime: tokio::runtime::Handle,
     max_connections: usize,
@@ -296,12 +298,14 @@ impl Relay {
                     .unwrap_or(usize::MAX)
                     .min(request_buffer),
                 stall: Duration::from_millis(config.limits.request_stall_timeout_ms),
+                peak: AtomicUsize::new(0),
             },
             retries: AtomicU64::new(0),
             retry_threshold: config.limits.retry_threshold as usize,
             shutdown: shutdown_rx,
             next_conn_id: AtomicU64::new(1),
             delivery_tasks: AtomicUsize::new(0),
+            pushes: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             max_connections: config.limits.max_connections as usize,
             max_connections_per_ip: config.limits.max_connections_per_ip,
@@ -348,13 +352,26 @@ impl RelayHandle {
     /// Delivery tasks running now. A connected device has one only while the relay has
     /// something to push to it (spec/relay.md section 4); idle connections keep none.
     pub fn delivery_tasks(&self) -> usize {
-        self.shared.delivery_tasks.load(Ordering::Relaxed)
+        self.shared.delivery_tasks.load(Ordering::Acquire)
     }
 
     /// Request body bytes reserved relay-wide now (the `sealpost_request_buffer_bytes`
     /// gauge): never more than `limits.request_buffer_bytes`.
     pub fn buffered_request_bytes(&self) -> usize {
         self.shared.budget.in_use()
+    }
+
+    /// The most request body bytes reserved relay-wide at any one time since the relay
+    /// started: every reservation is counted, so a budget that held never shows more.
+    pub fn peak_buffered_request_bytes(&self) -> usize {
+        self.shared.budget.peak.load(Ordering::Relaxed)
+    }
+
+    /// Push frames (`Deliver`, `QueueDrained`, `PreKeysLow`) handed to push streams so far,
+    /// on every connection. A delivery pushes only from its task: once
+    /// [`RelayHandle::delivery_tasks`] is 0 this count stays put until the next update.
+    pub fn pushes_sent(&self) -> u64 {
+        self.shared.pushes.load(Ordering::Relaxed)
     }
 
     /// QUIC Retry packets sent so far (the `sealpost_quic_retries_total` counter).

@@ -20,6 +20,8 @@ pub(super) struct Budget {
     /// Under pressure (more than half of `capacity` reserved), a body idle this long is
     /// abandoned.
     pub(super) stall: Duration,
+    /// The most bytes reserved at once so far ([`RelayHandle::peak_buffered_request_bytes`]).
+    pub(super) peak: AtomicUsize,
 }
 
 impl Budget {
@@ -101,7 +103,9 @@ pub(super) async fn read_request(recv: &mut RecvStream, ctx: &ConnCtx) -> ReadOu
     let Ok(global) = Arc::clone(&budget.global).acquire_many_owned(n).await else {
         return ReadOutcome::Gone;
     };
-    metrics::request_buffer(budget.in_use());
+    let in_use = budget.in_use();
+    budget.peak.fetch_max(in_use, Ordering::Relaxed);
+    metrics::request_buffer(in_use);
     let _reserved = Reserved {
         budget,
         _global: global,
