@@ -468,36 +468,9 @@ fn load_or_create_issuer_key(data_dir: &Path) -> Result<SigningKey, RelayError> 
     Ok(SigningKey::from_seed(&seed))
 }
 
-/// Reads a 32-byte secret file, or creates it (mode 0600, random) if it does not exist.
+/// Reads a 32-byte secret file in `data_dir`, or creates it (mode 0600, random).
 fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayError> {
-    use std::io::Write;
-    let path = data_dir.join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            return bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| RelayError::Config(format!("{} is not 32 bytes", path.display())));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(RelayError::io(format!("reading {}", path.display()), e)),
-    }
-    let mut key = [0u8; 32];
-    rand::fill(&mut key);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&path)
-        .map_err(|e| RelayError::io(format!("creating {}", path.display()), e))?;
-    f.write_all(&key)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| RelayError::io(format!("writing {}", path.display()), e))?;
-    Ok(key)
+    crate::startup::load_or_create_secret(&data_dir.join(name)).map(|k| *k)
 }
 
 fn transport_config() -> quinn::TransportConfig {
@@ -534,6 +507,8 @@ impl Relay {
         }
         dir.create(&config.data_dir)
             .map_err(|e| RelayError::io(format!("creating {}", config.data_dir.display()), e))?;
+        // A store that cannot take writes would accept connections and fail every request.
+        crate::startup::check_writable(&config.data_dir, &config.data_dir.join(DB_FILE))?;
         // Before anything in the directory is read or created: two relays on one database
         // would hand out the same server ids and each believe it is the only writer.
         let lock = lock_data_dir(&config.data_dir)?;
@@ -544,6 +519,8 @@ impl Relay {
         let crypto = tls::server_crypto(&material)?;
         let code_key = load_or_create_code_key(&config.data_dir)?;
         let issuer = load_or_create_issuer_key(&config.data_dir)?;
+        let reset_key =
+            crate::startup::load_reset_key(&config.data_dir, config.reset_key_file.as_deref())?;
         let db = config.data_dir.join(DB_FILE);
         let store = Arc::new(
             tokio::task::spawn_blocking(move || SqliteStore::open(db))
@@ -577,7 +554,17 @@ impl Relay {
             .map_err(|e| RelayError::Tls(format!("QUIC TLS configuration: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(Arc::new(transport_config()));
-        let endpoint = Endpoint::server(server_config, config.listen)
+        // The persistent reset key lets a restarted relay reset its predecessor's connections
+        // at once (spec/relay.md section 1.2).
+        let endpoint = std::net::UdpSocket::bind(config.listen)
+            .and_then(|socket| {
+                Endpoint::new(
+                    crate::startup::endpoint_config(reset_key),
+                    Some(server_config),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            })
             .map_err(|e| RelayError::io(format!("binding {}", config.listen), e))?;
         let local_addr = endpoint
             .local_addr()
