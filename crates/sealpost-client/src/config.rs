@@ -16,6 +16,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(3);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time to connect to one relay address before trying the next.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// When connecting, the next relay address is tried after this long without an answer
+/// from the previous one (which goes on trying; the first to answer wins).
+pub const CONNECT_STAGGER: Duration = Duration::from_secs(1);
 /// Consecutive request timeouts after which a connection counts as dead: the client
 /// closes it and reconnects (trying the next relay address first).
 pub const DEAD_AFTER_TIMEOUTS: u32 = 2;

@@ -114,8 +114,8 @@ mod transport;
 
 pub use client::{Client, Device, EventReceiver};
 pub use config::{
-    Backoff, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS, Guardian, Guardians, IDLE_TIMEOUT,
-    KEEP_ALIVE, RelayAddr, RelayAddrError,
+    Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS, Guardian,
+    Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr, RelayAddrError,
 };
 pub use content::{
     CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,

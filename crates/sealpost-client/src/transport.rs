@@ -1,7 +1,7 @@
 //! The relay connection: QUIC with pinned TLS 1.3, one bidirectional stream per request,
 //! pushes on server-initiated unidirectional streams (spec/relay.md sections 1 and 2).
 
-use crate::config::{ClientConfig, DEAD_AFTER_TIMEOUTS, RelayAddr};
+use crate::config::{CONNECT_STAGGER, ClientConfig, DEAD_AFTER_TIMEOUTS, RelayAddr};
 use crate::error::ClientError;
 use crate::tls::{PinnedSpkiVerifier, client_tls_config};
 use sealpost_crypto::Zeroizing;
@@ -12,9 +12,12 @@ use sealpost_wire::relay::{
     Response, auth_signed_bytes, frame_len,
 };
 use sealpost_wire::{AccountId, DeviceAddress, PreKeyBundle};
+use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 /// A push frame must arrive within this time once its stream is open.
@@ -146,15 +149,50 @@ impl Transport {
 
     /// Opens a connection (not yet authenticated) to the first relay address that answers,
     /// starting with the one last connected to (or the one after it, if that connection
-    /// died). Each address gets the connect timeout; the whole attempt the request timeout
-    /// at most per address. When none answers, the error is the pin mismatch if a server
-    /// presented an unpinned key (not transient), else the last address's error.
+    /// died). Attempts are staggered ("happy eyeballs", RFC 8305): the next address is tried
+    /// when the previous attempt failed or after [`CONNECT_STAGGER`] without an answer, the
+    /// earlier attempts going on meanwhile; the first handshake to complete wins and the
+    /// others are dropped. Each attempt is bounded by the connect timeout. When none
+    /// answers, the error is the pin mismatch if a server presented an unpinned key (not
+    /// transient), else the last failure.
     pub(crate) async fn connect(&self) -> Result<Connection, ClientError> {
+        type Attempt<'a> = Pin<
+            Box<dyn Future<Output = (SocketAddr, Result<Connection, ClientError>)> + Send + 'a>,
+        >;
         let (candidates, mut error) = self.candidates().await;
         let mut mismatch = None;
-        for addr in candidates {
-            match self.connect_to(addr).await {
-                Ok(conn) => {
+        let mut next = candidates.into_iter().peekable();
+        let mut running: Vec<Attempt<'_>> = Vec::new();
+        let stagger = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(stagger);
+        loop {
+            if running.is_empty() && next.peek().is_none() {
+                return Err(mismatch.or(error).unwrap_or(ClientError::NoRelayAddress));
+            }
+            // `None`: time to start the next attempt; `Some`: an attempt ended.
+            let event = std::future::poll_fn(|cx| {
+                for (i, attempt) in running.iter_mut().enumerate() {
+                    if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                        return Poll::Ready(Some((i, result)));
+                    }
+                }
+                if next.peek().is_some() && stagger.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                None => {
+                    if let Some(addr) = next.next() {
+                        running.push(Box::pin(async move { (addr, self.connect_to(addr).await) }));
+                    }
+                    stagger
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + CONNECT_STAGGER);
+                }
+                Some((i, (addr, Ok(conn)))) => {
+                    drop(running.swap_remove(i));
                     if let Ok(mut p) = self.preference.lock() {
                         *p = Preference {
                             last: Some(addr),
@@ -163,17 +201,20 @@ impl Transport {
                     }
                     return Ok(conn);
                 }
-                Err(e @ ClientError::PinMismatch { .. }) => {
-                    tracing::warn!(%addr, "relay node presented a key that matches no pin");
-                    mismatch = Some(e);
-                }
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "relay node did not answer; trying the next");
-                    error = Some(e);
+                Some((i, (addr, Err(e)))) => {
+                    drop(running.swap_remove(i));
+                    if matches!(e, ClientError::PinMismatch { .. }) {
+                        tracing::warn!(%addr, "relay node presented a key that matches no pin");
+                        mismatch = Some(e);
+                    } else {
+                        tracing::debug!(%addr, error = %e, "relay node did not answer");
+                        error = Some(e);
+                    }
+                    // Try the next address now.
+                    stagger.as_mut().reset(tokio::time::Instant::now());
                 }
             }
         }
-        Err(mismatch.or(error).unwrap_or(ClientError::NoRelayAddress))
     }
 
     async fn connect_to(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
@@ -639,6 +680,22 @@ mod tests {
         }
         transport.connection_died(&conn);
         assert_eq!(transport.candidates().await.0, vec![dead, live]);
+        // A first address that neither answers nor fails (its attempt would run for 60 s)
+        // holds nothing up: the next one is tried after CONNECT_STAGGER.
+        let patient = Transport::new(
+            &config
+                .clone()
+                .with_connect_timeout(Duration::from_secs(60))
+                .with_request_timeout(Duration::from_secs(60))
+                .with_keep_alive(Duration::from_secs(3), Duration::from_secs(60)),
+        )
+        .unwrap();
+        let conn = tokio::time::timeout(Duration::from_secs(20), patient.connect())
+            .await
+            .expect("connected through the second address while the first was still trying")
+            .unwrap();
+        assert_eq!(conn.remote(), live);
+        patient.close().await;
         let empty = Transport::new(&config.clone().with_relays([])).unwrap();
         assert_eq!(
             empty.connect().await.err(),
