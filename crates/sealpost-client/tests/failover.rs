@@ -60,15 +60,37 @@ async fn child_relay(data_dir: String) {
     std::future::pending::<()>().await;
 }
 
+/// The child relay process, killed (SIGKILL) when dropped, so that a failing test leaves
+/// no relay behind.
+struct RelayProcess(Child);
+
+impl RelayProcess {
+    fn kill(&mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the child relay and waits (bounded) for its start-up line.
-async fn spawn_relay(data_dir: &Path, codes: &Path, listen: SocketAddr) -> (Child, SpkiPin) {
+async fn spawn_relay(data_dir: &Path, codes: &Path, listen: SocketAddr) -> (RelayProcess, SpkiPin) {
     let (data_dir, codes) = (data_dir.to_path_buf(), codes.to_path_buf());
     tokio::task::spawn_blocking(move || spawn_relay_blocking(&data_dir, &codes, listen))
         .await
         .unwrap()
 }
 
-fn spawn_relay_blocking(data_dir: &Path, codes: &Path, listen: SocketAddr) -> (Child, SpkiPin) {
+fn spawn_relay_blocking(
+    data_dir: &Path,
+    codes: &Path,
+    listen: SocketAddr,
+) -> (RelayProcess, SpkiPin) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -88,7 +110,7 @@ fn spawn_relay_blocking(data_dir: &Path, codes: &Path, listen: SocketAddr) -> (C
                 .map(|rest| rest.split(' ').nth(1).unwrap().parse::<SpkiPin>().unwrap())
         });
         match ready {
-            Some(pin) => return (child, pin),
+            Some(pin) => return (RelayProcess(child), pin),
             // The child failed (the port of the killed relay not yet free): try again.
             None => {
                 let status = child.wait().unwrap();
@@ -174,8 +196,7 @@ async fn a_relay_killed_with_sigkill_costs_a_connected_client_seconds() {
         .wait("the message before the kill", 30, |c| c.count() == 1)
         .await;
 
-    relay.kill().unwrap(); // SIGKILL
-    relay.wait().unwrap();
+    relay.kill(); // SIGKILL
     let (mut relay, restarted_pin) = spawn_relay(&data, &codes, listen).await;
     let restarted = Instant::now();
     assert_eq!(restarted_pin, pin, "same data directory, same key");
@@ -197,8 +218,7 @@ async fn a_relay_killed_with_sigkill_costs_a_connected_client_seconds() {
     );
     alice.shutdown().await;
     bob.shutdown().await;
-    relay.kill().unwrap();
-    relay.wait().unwrap();
+    relay.kill();
 }
 
 /// Two relay addresses, the first with nothing listening: registration, sending and
