@@ -12,8 +12,8 @@
 //! ```
 //!
 //! Everything lives in one data directory (`--data-dir`, `$SEALPOST_HOME`, default
-//! `./sealpost`): `config.toml` remembers the relay, its public-key pins and the
-//! account; `store.db` is the client store, encrypted under a passphrase taken from
+//! `./sealpost`): `config.toml` remembers the relay (one address, or the nodes of a
+//! deployment: `--relay` repeated, tried in order), its public-key pins and the account; `store.db` is the client store, encrypted under a passphrase taken from
 //! `SEALPOST_PASSPHRASE` or asked for on the terminal (never echoed, never logged).
 //!
 //! Every command that connects to the relay also receives what is waiting for this device:

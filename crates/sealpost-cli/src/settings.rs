@@ -4,8 +4,8 @@
 use crate::progress::Step;
 use anyhow::{Context as _, anyhow, bail};
 use sealpost_client::{
-    AccountId, Backoff, ClientConfig, Guardian, Guardians, SpkiPinError, SpkiPins, Store,
-    StoreError, StoreSecret, store::SqliteClientStore,
+    AccountId, Backoff, ClientConfig, Guardian, Guardians, RelayAddr, SpkiPinError, SpkiPins,
+    Store, StoreError, StoreSecret, store::SqliteClientStore,
 };
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal as _;
@@ -28,8 +28,9 @@ const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Relay address, `host:port`.
-    pub relay: String,
+    /// The relay's nodes, `host:port` each, tried in order: `relay = "host:port"`, or a
+    /// list for several nodes of one deployment.
+    pub relay: Relays,
     /// The relay's public-key pins, `sha256/<base64>` (current key first, then the next).
     #[serde(default)]
     pub relay_pins: Vec<String>,
@@ -65,12 +66,28 @@ impl Settings {
             );
         }
         let pins = parse_pins(self.relay_pins.iter().map(String::as_str))?;
-        let addr = tokio::net::lookup_host(self.relay.as_str())
+        let relays = self
+            .relay
+            .0
+            .iter()
+            .map(|r| {
+                r.parse::<RelayAddr>()
+                    .with_context(|| format!("invalid relay address {r:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let first = self
+            .relay
+            .0
+            .first()
+            .ok_or_else(|| anyhow!("no relay address: give --relay HOST:PORT"))?;
+        // The default guardian (1-of-1) is the first node; host names are resolved again at
+        // every connection attempt.
+        let addr = tokio::net::lookup_host(first.as_str())
             .await
-            .with_context(|| format!("cannot resolve the relay address {:?}", self.relay))?
+            .with_context(|| format!("cannot resolve the relay address {first:?}"))?
             .next()
-            .ok_or_else(|| anyhow!("the relay address {:?} resolves to nothing", self.relay))?;
-        let mut config = ClientConfig::new(addr, pins);
+            .ok_or_else(|| anyhow!("the relay address {first:?} resolves to nothing"))?;
+        let mut config = ClientConfig::new(addr, pins).with_relays(relays);
         if !self.guardians.is_empty() {
             let mut list = Vec::with_capacity(self.guardians.len());
             for g in &self.guardians {
@@ -95,6 +112,47 @@ impl Settings {
                 initial: Duration::from_millis(200),
                 max: Duration::from_secs(5),
             }))
+    }
+}
+
+/// The relay's addresses as written in `config.toml`: one string, or a list of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Relays(pub Vec<String>);
+
+impl Relays {
+    /// Whether no address is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for Relays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+impl Serialize for Relays {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Relays {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(one) => Self(vec![one]),
+            OneOrMany::Many(many) => Self(many),
+        })
     }
 }
 
@@ -368,7 +426,7 @@ mod tests {
         let d = DataDir::new(dir.clone());
         assert_eq!(d.try_load().ok(), Some(None));
         let s = Settings {
-            relay: "127.0.0.1:4433".into(),
+            relay: Relays(vec!["127.0.0.1:4433".into()]),
             relay_pins: vec!["sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into()],
             fingerprint: None,
             account: "+15551234567".into(),
@@ -379,7 +437,20 @@ mod tests {
             guardian_threshold: Some(1),
         };
         d.save(&s).ok();
-        assert_eq!(d.try_load().ok(), Some(Some(s)));
+        assert_eq!(d.try_load().ok(), Some(Some(s.clone())));
+        // Several nodes are written as a list; one stays a plain string.
+        let two = Settings {
+            relay: Relays(vec!["127.0.0.1:4433".into(), "relay.example:4433".into()]),
+            ..s
+        };
+        let text = toml::to_string(&two).unwrap();
+        assert!(
+            text.contains("relay = [\"127.0.0.1:4433\", \"relay.example:4433\"]"),
+            "{text}"
+        );
+        assert_eq!(toml::from_str::<Settings>(&text).unwrap(), two);
+        d.save(&two).ok();
+        assert_eq!(d.try_load().ok(), Some(Some(two)));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -714,3 +714,48 @@ fn a_verified_contacts_new_identity_holds_messages_until_approved() {
     assert!(again.stdout.contains("Nothing to approve"), "{again:?}");
     relay.stop();
 }
+
+/// `--relay` repeated: the nodes of one deployment, tried in order (the first one here has
+/// nothing listening), remembered as a list in `config.toml` and used by later commands.
+#[test]
+fn several_relays_are_tried_in_order_and_remembered() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let alice = home(root.path(), "alice");
+    let (live, pin) = (relay.addr(), relay.fingerprint());
+    ok(sealpost(
+        &alice,
+        &[
+            "register",
+            "--relay",
+            &dead,
+            "--relay",
+            &live,
+            "--relay-pin",
+            &pin,
+            "--account",
+            ALICE,
+            "--request-only",
+        ],
+    ));
+    let code = relay.codes.wait(ALICE);
+    let out = ok(sealpost(&alice, &["register", "--code", &code]));
+    assert!(
+        out.stdout
+            .contains(&format!("Registered {ALICE} as device 1.")),
+        "{out:?}"
+    );
+    let config = std::fs::read_to_string(alice.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("relay = [\"{dead}\", \"{live}\"]")),
+        "{config}"
+    );
+    // Each run tries the dead address first (the next one a second later).
+    ok(sealpost(&alice, &["receive", "--wait", "5"]));
+    relay.stop();
+}

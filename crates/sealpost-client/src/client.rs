@@ -827,6 +827,14 @@ async fn connection_task(shared: Arc<Shared>, mut initial: Option<Connection>) {
                 }
                 run_pushes(&shared, &conn, &mut shutdown).await;
                 shared.conn.send_replace(None);
+                // A node that stopped answering (idle timeout, or requests timing out) is
+                // likely gone: try the next address first. A reset or a close comes from a
+                // live node (a restart resets old connections at once): stay with it.
+                if conn.given_up()
+                    || matches!(conn.close_reason(), Some(quinn::ConnectionError::TimedOut))
+                {
+                    shared.transport.connection_died(&conn);
+                }
                 if shared.is_shutting_down() {
                     conn.close(0, b"client shutdown");
                 }

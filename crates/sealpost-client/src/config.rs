@@ -7,6 +7,100 @@ use sealpost_session::SessionConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Default QUIC keep-alive interval (spec/relay.md section 1): a relay that restarted
+/// resets the connection at the next keep-alive, so this bounds how long a receiving
+/// client takes to notice.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// Default QUIC idle timeout the client offers (spec/relay.md section 1): a relay node
+/// that vanished without a trace (no stateless reset) is given up after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time to connect to one relay address before trying the next.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// When connecting, the next relay address is tried after this long without an answer
+/// from the previous one (which goes on trying; the first to answer wins).
+pub const CONNECT_STAGGER: Duration = Duration::from_secs(1);
+/// Consecutive request timeouts after which a connection counts as dead: the client
+/// closes it and reconnects (trying the next relay address first).
+pub const DEAD_AFTER_TIMEOUTS: u32 = 2;
+
+/// One way to reach a relay: an address, or a DNS name (with a port) resolved at every
+/// connection attempt, all of whose addresses are tried.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RelayAddr {
+    /// An IP address and UDP port.
+    Socket(SocketAddr),
+    /// A DNS name and UDP port.
+    Host {
+        /// The name.
+        name: String,
+        /// The UDP port.
+        port: u16,
+    },
+}
+
+/// Why a relay address does not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayAddrError {
+    /// No `:port` at the end.
+    #[error("a relay address is HOST:PORT or IP:PORT")]
+    MissingPort,
+    /// The port is not a number from 1 to 65535.
+    #[error("invalid port in a relay address")]
+    InvalidPort,
+    /// The host part is empty or not a valid DNS name.
+    #[error("invalid host name in a relay address")]
+    InvalidHost,
+}
+
+impl std::str::FromStr for RelayAddr {
+    type Err = RelayAddrError;
+
+    /// `IP:PORT`, `[IPv6]:PORT` or `NAME:PORT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Self::Socket(addr));
+        }
+        let (name, port) = s.rsplit_once(':').ok_or(RelayAddrError::MissingPort)?;
+        let port: u16 = port.parse().map_err(|_| RelayAddrError::InvalidPort)?;
+        if port == 0 {
+            return Err(RelayAddrError::InvalidPort);
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(RelayAddrError::InvalidHost);
+        }
+        Ok(Self::Host {
+            name: name.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for RelayAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Socket(a) => write!(f, "{a}"),
+            Self::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
+impl From<SocketAddr> for RelayAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self::Socket(addr)
+    }
+}
+
 /// Reconnection backoff: exponential with "equal jitter". The n-th consecutive failure
 /// waits `d/2 + uniform(0, d/2)` with `d = min(max, initial * 2^n)`; a successful
 /// authentication resets it.
@@ -68,19 +162,30 @@ impl BackoffState {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// The relay's UDP address.
-    pub relay_addr: SocketAddr,
-    /// The relay's accepted public-key pins: SHA-256 of the certificate's
-    /// `SubjectPublicKeyInfo` (the relay prints its pin, `sha256/<base64>`, at start). List
-    /// the current key and, ahead of a key rotation, the next one (spec/relay.md 1.1).
+    /// The relay: the nodes of one deployment, tried in order (a DNS name stands for all
+    /// its addresses). The client stays on the node it reached; when it cannot connect, or
+    /// a connection dies, it tries the next.
+    pub relays: Vec<RelayAddr>,
+    /// The relay's accepted public-key pins, checked on every node: SHA-256 of the
+    /// certificate's `SubjectPublicKeyInfo` (the relay prints its pin, `sha256/<base64>`, at
+    /// start). List the current key and, ahead of a key rotation, the next one
+    /// (spec/relay.md 1.1).
     pub relay_pins: SpkiPins,
     /// TLS server name sent in the handshake. Not verified (the pin decides); default
     /// `sealpost-relay`.
     pub server_name: String,
-    /// Timeout of one request (connect, and each request/response exchange). Default 30 s.
+    /// Timeout of one request/response exchange, and of connecting as a whole. Default
+    /// 10 s. [`DEAD_AFTER_TIMEOUTS`] consecutive timeouts close the connection.
     pub request_timeout: Duration,
-    /// QUIC keep-alive interval while connected. Default 20 s (spec/relay.md section 1).
+    /// Time to connect to one relay address before trying the next. Default
+    /// [`CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// QUIC keep-alive interval while connected. Default [`KEEP_ALIVE`] (spec/relay.md
+    /// section 1).
     pub keep_alive: Duration,
+    /// QUIC idle timeout offered to the relay (the smaller of both sides' applies). Default
+    /// [`IDLE_TIMEOUT`] (spec/relay.md section 1).
+    pub idle_timeout: Duration,
     /// Reconnection backoff.
     pub reconnect: Backoff,
     /// Capacity of the event channel; when full, delivery processing waits for the app.
@@ -169,17 +274,41 @@ impl ClientConfig {
     pub fn new(relay_addr: SocketAddr, relay_pins: impl Into<SpkiPins>) -> Self {
         let relay_pins = relay_pins.into();
         Self {
-            relay_addr,
+            relays: vec![RelayAddr::Socket(relay_addr)],
             relay_pins: relay_pins.clone(),
             server_name: "sealpost-relay".into(),
-            request_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: CONNECT_TIMEOUT,
+            keep_alive: KEEP_ALIVE,
+            idle_timeout: IDLE_TIMEOUT,
             reconnect: Backoff::default(),
             event_capacity: 1024,
             session: SessionConfig::default(),
             guardians: Guardians::single(Guardian::new(relay_addr, relay_pins)),
             pin_params: Argon2Params::PRODUCTION,
         }
+    }
+
+    /// Sets the relay's nodes, tried in order (see [`ClientConfig::relays`]); every node must
+    /// present a key matching `relay_pins`. The guardians are left as they are (by default
+    /// the relay at the address given to [`ClientConfig::new`]). An empty list makes
+    /// connecting fail with [`ClientError::NoRelayAddress`].
+    pub fn with_relays(mut self, relays: impl IntoIterator<Item = RelayAddr>) -> Self {
+        self.relays = relays.into_iter().collect();
+        self
+    }
+
+    /// Sets the time to connect to one relay address before trying the next.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the QUIC keep-alive interval and the idle timeout offered to the relay.
+    pub fn with_keep_alive(mut self, keep_alive: Duration, idle_timeout: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self.idle_timeout = idle_timeout;
+        self
     }
 
     /// Sets the guardians of the PIN vault.
@@ -211,6 +340,46 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_addresses_parse() {
+        let p = |s: &str| s.parse::<RelayAddr>();
+        assert_eq!(
+            p("127.0.0.1:4433"),
+            Ok(RelayAddr::Socket("127.0.0.1:4433".parse().unwrap()))
+        );
+        assert_eq!(
+            p("[::1]:4433"),
+            Ok(RelayAddr::Socket("[::1]:4433".parse().unwrap()))
+        );
+        assert_eq!(
+            p(" relay.example.org.:4433 "),
+            Ok(RelayAddr::Host {
+                name: "relay.example.org".into(),
+                port: 4433
+            })
+        );
+        assert_eq!(
+            p("relay.example.org:4433").unwrap().to_string(),
+            "relay.example.org:4433"
+        );
+        assert_eq!(p("relay.example.org"), Err(RelayAddrError::MissingPort));
+        assert_eq!(p("relay:0"), Err(RelayAddrError::InvalidPort));
+        assert_eq!(p("relay:65536"), Err(RelayAddrError::InvalidPort));
+        assert_eq!(p(":4433"), Err(RelayAddrError::InvalidHost));
+        assert_eq!(p("a..b:4433"), Err(RelayAddrError::InvalidHost));
+        assert_eq!(p("-a.b:4433"), Err(RelayAddrError::InvalidHost));
+        assert_eq!(p("a b:4433"), Err(RelayAddrError::InvalidHost));
+        assert_eq!(p("::1:4433"), Err(RelayAddrError::InvalidHost));
+    }
+
+    #[test]
+    fn keep_alive_is_well_below_both_idle_timeouts() {
+        // Three keep-alives fit in the client's idle timeout, and the relay's
+        // (spec/relay.md section 1): one lost packet never ends a connection.
+        assert!(KEEP_ALIVE * 3 <= IDLE_TIMEOUT);
+        assert!(IDLE_TIMEOUT <= Duration::from_secs(sealpost_relay::limits::IDLE_TIMEOUT_SECS));
+    }
 
     #[test]
     fn backoff_grows_bounded_with_jitter() {

@@ -93,6 +93,12 @@ pub enum ClientError {
     /// The connection could not be set up (endpoint, address, TLS configuration).
     #[error("cannot connect: {0}")]
     Connect(String),
+    /// No relay address is configured ([`crate::ClientConfig::relays`] is empty).
+    #[error("no relay address is configured")]
+    NoRelayAddress,
+    /// A relay host name did not resolve (or resolved to no address); the I/O error's kind.
+    #[error("resolving the relay's host name failed: {0}")]
+    Resolve(std::io::ErrorKind),
     /// The QUIC connection failed or was closed; TLS failures other than a pin mismatch
     /// surface here.
     #[error("connection: {0}")]
@@ -259,6 +265,7 @@ impl ClientError {
             },
             Self::Store(e) => e.is_permanent(),
             Self::Connect(_)
+            | Self::Resolve(_)
             | Self::Connection(_)
             | Self::Stream(_)
             | Self::Timeout
@@ -286,6 +293,7 @@ impl ClientError {
             | Self::InvalidGuardians(_)
             | Self::Pin(_)
             | Self::PinMismatch { .. }
+            | Self::NoRelayAddress
             | Self::SendAttemptsExhausted { .. } => true,
         }
     }
@@ -300,6 +308,7 @@ impl ClientError {
     pub(crate) fn is_connectivity(&self) -> bool {
         match self {
             Self::Connect(_)
+            | Self::Resolve(_)
             | Self::Connection(_)
             | Self::Stream(_)
             | Self::Timeout

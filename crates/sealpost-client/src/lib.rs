@@ -3,9 +3,15 @@
 //!
 //! * **Connection**: QUIC to the relay with TLS 1.3 and a *pinned* relay public key
 //!   ([`tls::PinnedSpkiVerifier`]; a list of pins, so the relay can renew its certificate
-//!   and rotate to an announced next key), ALPN `sealpost/1`, keep-alives every 20 s, and
+//!   and rotate to an announced next key), ALPN `sealpost/1`, keep-alives every 3 s, and
 //!   reconnection with bounded exponential backoff and jitter ([`Backoff`]). Every
 //!   connection re-authenticates the device (spec/relay.md 3.3–3.4).
+//! * **Failover**: the relay may be several nodes ([`ClientConfig::with_relays`]: addresses,
+//!   or a DNS name standing for all its addresses), tried in order, each checked against the
+//!   same pins. A connection that dies (a restarted node resets it at the next keep-alive; a
+//!   vanished one hits the 10 s idle timeout; [`DEAD_AFTER_TIMEOUTS`] requests in a row
+//!   time out) is closed and the client reconnects, to the next node if that one stopped
+//!   answering.
 //! * **Store**: everything durable lives in a [`Store`], encrypted at rest under a key the
 //!   app provides or derives from a passphrase (Argon2id): identity, prekeys, sessions,
 //!   contacts, history, outbox and de-duplication state. Backends implement
@@ -107,7 +113,10 @@ pub mod tls;
 mod transport;
 
 pub use client::{Client, Device, EventReceiver};
-pub use config::{Backoff, ClientConfig, Guardian, Guardians};
+pub use config::{
+    Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS, Guardian,
+    Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr, RelayAddrError,
+};
 pub use content::{
     CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,
     MessageId,

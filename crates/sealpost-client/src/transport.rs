@@ -1,7 +1,7 @@
 //! The relay connection: QUIC with pinned TLS 1.3, one bidirectional stream per request,
 //! pushes on server-initiated unidirectional streams (spec/relay.md sections 1 and 2).
 
-use crate::config::ClientConfig;
+use crate::config::{CONNECT_STAGGER, ClientConfig, DEAD_AFTER_TIMEOUTS, RelayAddr};
 use crate::error::ClientError;
 use crate::tls::{PinnedSpkiVerifier, client_tls_config};
 use sealpost_crypto::Zeroizing;
@@ -12,37 +12,52 @@ use sealpost_wire::relay::{
     Response, auth_signed_bytes, frame_len,
 };
 use sealpost_wire::{AccountId, DeviceAddress, PreKeyBundle};
+use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 /// A push frame must arrive within this time once its stream is open.
 const PUSH_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Idle timeout (spec/relay.md section 1).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Push streams the relay may have open at once (its delivery window is 64).
 const MAX_PUSH_STREAMS: u32 = 256;
+/// Application close code the client uses for a connection it gives up on because
+/// [`DEAD_AFTER_TIMEOUTS`] requests in a row timed out.
+const CLOSE_UNRESPONSIVE: u32 = 0;
 
 /// Prekey counts the relay reports: `(one-time X25519, one-time KEM)`.
 pub(crate) type PreKeyCounts = (u32, u32);
 
-/// A QUIC endpoint configured for one relay.
+/// Which address the next connection attempt starts with.
+#[derive(Debug, Default)]
+struct Preference {
+    /// The address of the last successful connection.
+    last: Option<SocketAddr>,
+    /// That connection died (timeouts): start with the address after it.
+    skip: bool,
+}
+
+/// A QUIC endpoint configured for one relay (one or more nodes, spec/relay.md section 1).
 #[derive(Debug)]
 pub(crate) struct Transport {
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     verifier: Arc<PinnedSpkiVerifier>,
-    relay_addr: SocketAddr,
+    relays: Vec<RelayAddr>,
     server_name: String,
     timeout: Duration,
+    connect_timeout: Duration,
+    preference: Mutex<Preference>,
 }
 
 impl Transport {
-    /// Binds a client endpoint on the unspecified address of the relay's family, port 0.
-    /// Must run inside a tokio runtime.
+    /// An endpoint for `config`'s relay. Must run inside a tokio runtime.
     pub(crate) fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        Self::to_peer(
-            config.relay_addr,
+        Self::build(
+            config.relays.clone(),
             config.relay_pins.clone(),
             &config.server_name,
             config,
@@ -57,6 +72,15 @@ impl Transport {
         server_name: &str,
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
+        Self::build(vec![RelayAddr::Socket(addr)], pins, server_name, config)
+    }
+
+    fn build(
+        relays: Vec<RelayAddr>,
+        pins: SpkiPins,
+        server_name: &str,
+        config: &ClientConfig,
+    ) -> Result<Self, ClientError> {
         let verifier = Arc::new(PinnedSpkiVerifier::new(pins));
         let tls = client_tls_config(Arc::clone(&verifier))
             .map_err(|e| ClientError::Connect(e.to_string()))?;
@@ -67,42 +91,139 @@ impl Transport {
         transport
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(IDLE_TIMEOUT)
+                quinn::IdleTimeout::try_from(config.idle_timeout)
                     .map_err(|e| ClientError::Connect(e.to_string()))?,
             ))
             .max_concurrent_bidi_streams(0u32.into())
             .max_concurrent_uni_streams(MAX_PUSH_STREAMS.into());
         client_config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if addr.is_ipv6() {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        };
-        let endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let endpoint = bind(&relays)?;
         Ok(Self {
             endpoint,
             client_config,
             verifier,
-            relay_addr: addr,
+            relays,
             server_name: server_name.to_owned(),
             timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout.min(config.request_timeout),
+            preference: Mutex::new(Preference::default()),
         })
     }
 
-    /// Opens a connection (not yet authenticated). A server whose key matches no pin gives
-    /// [`ClientError::PinMismatch`].
+    /// The addresses to try, in order: every configured entry (names resolved now), each
+    /// address once, rotated to start at the preferred one.
+    async fn candidates(&self) -> (Vec<SocketAddr>, Option<ClientError>) {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        let mut error = None;
+        for relay in &self.relays {
+            match relay {
+                RelayAddr::Socket(a) => out.push(*a),
+                RelayAddr::Host { name, port } => {
+                    match tokio::net::lookup_host((name.as_str(), *port)).await {
+                        Ok(addrs) => {
+                            let before = out.len();
+                            out.extend(addrs);
+                            if out.len() == before {
+                                error = Some(ClientError::Resolve(std::io::ErrorKind::NotFound));
+                            }
+                        }
+                        Err(e) => error = Some(ClientError::Resolve(e.kind())),
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|a| seen.insert(*a));
+        let (last, skip) = self
+            .preference
+            .lock()
+            .map(|p| (p.last, p.skip))
+            .unwrap_or_default();
+        if let Some(i) = last.and_then(|l| out.iter().position(|a| *a == l)) {
+            let start = if skip { i + 1 } else { i };
+            let len = out.len();
+            out.rotate_left(start % len);
+        }
+        (out, error)
+    }
+
+    /// Opens a connection (not yet authenticated) to the first relay address that answers,
+    /// starting with the one last connected to (or the one after it, if that connection
+    /// died). Attempts are staggered ("happy eyeballs", RFC 8305): the next address is tried
+    /// when the previous attempt failed or after [`CONNECT_STAGGER`] without an answer, the
+    /// earlier attempts going on meanwhile; the first handshake to complete wins and the
+    /// others are dropped. Each attempt is bounded by the connect timeout. When none
+    /// answers, the error is the pin mismatch if a server presented an unpinned key (not
+    /// transient), else the last failure.
     pub(crate) async fn connect(&self) -> Result<Connection, ClientError> {
+        type Attempt<'a> = Pin<
+            Box<dyn Future<Output = (SocketAddr, Result<Connection, ClientError>)> + Send + 'a>,
+        >;
+        let (candidates, mut error) = self.candidates().await;
+        let mut mismatch = None;
+        let mut next = candidates.into_iter().peekable();
+        let mut running: Vec<Attempt<'_>> = Vec::new();
+        let stagger = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(stagger);
+        loop {
+            if running.is_empty() && next.peek().is_none() {
+                return Err(mismatch.or(error).unwrap_or(ClientError::NoRelayAddress));
+            }
+            // `None`: time to start the next attempt; `Some`: an attempt ended.
+            let event = std::future::poll_fn(|cx| {
+                for (i, attempt) in running.iter_mut().enumerate() {
+                    if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                        return Poll::Ready(Some((i, result)));
+                    }
+                }
+                if next.peek().is_some() && stagger.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                None => {
+                    if let Some(addr) = next.next() {
+                        running.push(Box::pin(async move { (addr, self.connect_to(addr).await) }));
+                    }
+                    stagger
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + CONNECT_STAGGER);
+                }
+                Some((i, (addr, Ok(conn)))) => {
+                    drop(running.swap_remove(i));
+                    if let Ok(mut p) = self.preference.lock() {
+                        *p = Preference {
+                            last: Some(addr),
+                            skip: false,
+                        };
+                    }
+                    return Ok(conn);
+                }
+                Some((i, (addr, Err(e)))) => {
+                    drop(running.swap_remove(i));
+                    if matches!(e, ClientError::PinMismatch { .. }) {
+                        tracing::warn!(%addr, "relay node presented a key that matches no pin");
+                        mismatch = Some(e);
+                    } else {
+                        tracing::debug!(%addr, error = %e, "relay node did not answer");
+                        error = Some(e);
+                    }
+                    // Try the next address now.
+                    stagger.as_mut().reset(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    async fn connect_to(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
         let mismatches = self.verifier.mismatches();
         let connecting = self
             .endpoint
-            .connect_with(
-                self.client_config.clone(),
-                self.relay_addr,
-                &self.server_name,
-            )
+            .connect_with(self.client_config.clone(), addr, &self.server_name)
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let conn = match tokio::time::timeout(self.timeout, connecting).await {
+        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Err(_) => return Err(ClientError::Timeout),
             // The verifier counted a refusal during this handshake: name it, rather than
             // pass on the TLS alert quinn reports.
@@ -116,7 +237,18 @@ impl Transport {
         Ok(Connection {
             conn,
             timeout: self.timeout,
+            timeouts: Arc::new(AtomicU32::new(0)),
         })
+    }
+
+    /// Records that `conn` died (the relay stopped answering): the next attempt starts with
+    /// the next address.
+    pub(crate) fn connection_died(&self, conn: &Connection) {
+        if let Ok(mut p) = self.preference.lock()
+            && p.last == Some(conn.remote())
+        {
+            p.skip = true;
+        }
     }
 
     /// Waits (bounded) until the endpoint's connections have been closed cleanly.
@@ -126,11 +258,34 @@ impl Transport {
     }
 }
 
+/// Binds a client endpoint on port 0 of the unspecified address of the relays' family: IPv4
+/// or IPv6 when every configured address is of that family, else dual-stack IPv6 (falling
+/// back to IPv4 where IPv6 is unavailable).
+fn bind(relays: &[RelayAddr]) -> Result<quinn::Endpoint, ClientError> {
+    let v4: SocketAddr = (Ipv4Addr::UNSPECIFIED, 0).into();
+    let v6: SocketAddr = (Ipv6Addr::UNSPECIFIED, 0).into();
+    let family = |want_v6: bool| {
+        relays
+            .iter()
+            .all(|r| matches!(r, RelayAddr::Socket(a) if a.is_ipv6() == want_v6))
+    };
+    let first = if family(false) { v4 } else { v6 };
+    match quinn::Endpoint::client(first) {
+        Ok(e) => Ok(e),
+        Err(_) if first == v6 && !family(true) => {
+            quinn::Endpoint::client(v4).map_err(|e| ClientError::Connect(e.to_string()))
+        }
+        Err(e) => Err(ClientError::Connect(e.to_string())),
+    }
+}
+
 /// One connection to the relay. Cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) struct Connection {
     conn: quinn::Connection,
     timeout: Duration,
+    /// Consecutive request timeouts, shared by the clones.
+    timeouts: Arc<AtomicU32>,
 }
 
 fn stream_err(e: impl std::fmt::Display) -> ClientError {
@@ -204,9 +359,16 @@ impl Connection {
             let body = read_frame(&mut recv).await?;
             Ok::<_, ClientError>(Response::decode(&body)?)
         };
-        let resp = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+        let resp = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => {
+                self.timeouts.store(0, Ordering::Relaxed);
+                r?
+            }
+            Err(_) => {
+                self.timed_out();
+                return Err(ClientError::Timeout);
+            }
+        };
         match resp {
             Response::Error {
                 code,
@@ -232,6 +394,33 @@ impl Connection {
             .map_err(|_| ClientError::Timeout)?
             .map_err(stream_err)?;
         Ok(Push::decode_stream(&stream)?)
+    }
+
+    /// Counts a request timeout; the [`DEAD_AFTER_TIMEOUTS`]-th in a row closes the
+    /// connection, which ends its push reader and sends the client back to reconnecting.
+    fn timed_out(&self) {
+        let n = self
+            .timeouts
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if n >= DEAD_AFTER_TIMEOUTS && self.conn.close_reason().is_none() {
+            tracing::info!(
+                timeouts = n,
+                "relay connection unresponsive; closing it to reconnect"
+            );
+            self.conn
+                .close(CLOSE_UNRESPONSIVE.into(), b"requests timed out");
+        }
+    }
+
+    /// Whether this client closed the connection because requests kept timing out.
+    pub(crate) fn given_up(&self) -> bool {
+        self.timeouts.load(Ordering::Relaxed) >= DEAD_AFTER_TIMEOUTS
+    }
+
+    /// The relay node's address.
+    pub(crate) fn remote(&self) -> SocketAddr {
+        self.conn.remote_address()
     }
 
     /// Closes the connection with an application error code.
@@ -396,5 +585,122 @@ impl Connection {
             Response::Acked { removed } => Ok(removed),
             other => Err(unexpected("Ack", &other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A QUIC server with the relay's TLS set-up that completes handshakes and accepts
+    /// request streams but never answers them (a node whose process is alive and whose
+    /// request handling is stuck).
+    async fn unresponsive_server(
+        dir: &std::path::Path,
+    ) -> (SocketAddr, sealpost_crypto::spki::SpkiPin) {
+        let material = sealpost_relay::tls::load_or_generate(dir, &["localhost".into()]).unwrap();
+        let crypto = sealpost_relay::tls::server_crypto(&material).unwrap();
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).unwrap();
+        let endpoint = quinn::Endpoint::server(
+            quinn::ServerConfig::with_crypto(Arc::new(quic)),
+            (Ipv4Addr::LOCALHOST, 0).into(),
+        )
+        .unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    let mut held = Vec::new();
+                    while let Ok(stream) = conn.accept_bi().await {
+                        held.push(stream);
+                    }
+                });
+            }
+        });
+        (addr, material.spki_pin)
+    }
+
+    #[tokio::test]
+    async fn repeated_request_timeouts_close_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, pin) = unresponsive_server(dir.path()).await;
+        let config = ClientConfig::new(addr, pin).with_request_timeout(Duration::from_millis(300));
+        let transport = Transport::new(&config).unwrap();
+        let conn = transport.connect().await.unwrap();
+        for n in 1..=DEAD_AFTER_TIMEOUTS {
+            assert_eq!(
+                conn.request(&Request::Challenge).await,
+                Err(ClientError::Timeout)
+            );
+            if n < DEAD_AFTER_TIMEOUTS {
+                assert!(conn.close_reason().is_none(), "closed after {n} timeouts");
+                assert!(!conn.given_up());
+            }
+        }
+        assert_eq!(
+            conn.close_reason(),
+            Some(quinn::ConnectionError::LocallyClosed),
+            "the connection is closed after {DEAD_AFTER_TIMEOUTS} timeouts in a row"
+        );
+        assert!(conn.given_up());
+        // The push reader of the connection task ends, which starts a reconnection.
+        assert!(matches!(
+            conn.accept_pushes().await,
+            Err(ClientError::Connection(_))
+        ));
+        // The next attempt starts with the address after the dead one (here the same one).
+        transport.connection_died(&conn);
+        let (candidates, _) = transport.candidates().await;
+        assert_eq!(candidates, vec![addr]);
+        transport.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_connection_moves_the_next_attempt_to_the_next_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, pin) = unresponsive_server(dir.path()).await;
+        // Nothing listens there (the socket is closed again).
+        let dead = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = ClientConfig::new(dead, pin)
+            .with_relays([RelayAddr::Socket(dead), RelayAddr::Socket(live)])
+            .with_connect_timeout(Duration::from_millis(300))
+            .with_request_timeout(Duration::from_millis(300));
+        let transport = Transport::new(&config).unwrap();
+        assert_eq!(transport.candidates().await.0, vec![dead, live]);
+        let conn = transport.connect().await.unwrap();
+        assert_eq!(conn.remote(), live);
+        // The node that answered comes first from now on.
+        assert_eq!(transport.candidates().await.0, vec![live, dead]);
+        for _ in 0..DEAD_AFTER_TIMEOUTS {
+            let _ = conn.request(&Request::Challenge).await;
+        }
+        transport.connection_died(&conn);
+        assert_eq!(transport.candidates().await.0, vec![dead, live]);
+        // A first address that neither answers nor fails (its attempt would run for 60 s)
+        // holds nothing up: the next one is tried after CONNECT_STAGGER.
+        let patient = Transport::new(
+            &config
+                .clone()
+                .with_connect_timeout(Duration::from_secs(60))
+                .with_request_timeout(Duration::from_secs(60))
+                .with_keep_alive(Duration::from_secs(3), Duration::from_secs(60)),
+        )
+        .unwrap();
+        let conn = tokio::time::timeout(Duration::from_secs(20), patient.connect())
+            .await
+            .expect("connected through the second address while the first was still trying")
+            .unwrap();
+        assert_eq!(conn.remote(), live);
+        patient.close().await;
+        let empty = Transport::new(&config.clone().with_relays([])).unwrap();
+        assert_eq!(
+            empty.connect().await.err(),
+            Some(ClientError::NoRelayAddress)
+        );
+        transport.close().await;
     }
 }

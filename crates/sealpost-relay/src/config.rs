@@ -8,6 +8,8 @@
 //! metrics_listen = "127.0.0.1:9464"      # optional; no exporter without it
 //! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
 //! key = "/etc/sealpost/key.pem"
+//! reset_key_file = "/etc/sealpost/stateless-reset.key"  # optional: shared by every node of a
+//!                                        #   deployment; else `stateless-reset.key` in data_dir
 //! cert_names = ["relay.example.com"]     # names of the self-signed certificate
 //! webhook_url = "https://sms.example/send"  # the production code sender (spec/relay.md 3.1)
 //! webhook_secret_file = "/etc/sealpost/webhook.secret"  # or webhook_secret = "..."
@@ -37,7 +39,7 @@
 //! ```
 //!
 //! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_STORE`, `_METRICS_LISTEN`,
-//! `_CERT`, `_KEY`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
+//! `_CERT`, `_KEY`, `_RESET_KEY_FILE`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
 //! `_WEBHOOK_SECRET_FILE`, `_DEV_LOG_CODES`
 //! (`true`/`false`), `_CODE_REQUESTS_PER_SOURCE_PER_HOUR`, `_CODE_REQUESTS_PER_COUNTRY_PER_HOUR`,
 //! `_CODE_REQUESTS_PER_HOUR`, `_MAX_CONNECTIONS`,
@@ -147,6 +149,11 @@ pub struct RelayConfig {
     pub key_path: Option<PathBuf>,
     /// Subject alternative names of a generated self-signed certificate.
     pub cert_names: Vec<String>,
+    /// The stateless-reset key (32 bytes, secret), shared by every node of a deployment so
+    /// that any of them resets a dead node's connections at once (spec/relay.md section
+    /// 1.2); the file must exist. None: `stateless-reset.key` in `data_dir`, created on first
+    /// start.
+    pub reset_key_file: Option<PathBuf>,
     /// Verification codes are POSTed here (the production code sender).
     pub webhook_url: Option<String>,
     /// The webhook's HMAC secret (at least 16 bytes); exactly one of this and
@@ -183,6 +190,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("cert_path", &self.cert_path)
             .field("key_path", &self.key_path)
             .field("cert_names", &self.cert_names)
+            .field("reset_key_file", &self.reset_key_file)
             .field("webhook", &self.webhook_url.as_ref().map(|_| "configured"))
             .field("dev_log_codes", &self.dev_log_codes)
             .field("code_sender", &self.code_sender.as_ref().map(|_| "set"))
@@ -202,6 +210,7 @@ impl Default for RelayConfig {
             cert_path: None,
             key_path: None,
             cert_names: vec!["localhost".into()],
+            reset_key_file: None,
             webhook_url: None,
             webhook_secret: None,
             webhook_secret_file: None,
@@ -368,6 +377,9 @@ impl RelayConfig {
         if let Some(v) = l.cert_names {
             self.cert_names = v;
         }
+        if let Some(v) = l.reset_key_file {
+            self.reset_key_file = Some(v);
+        }
         if let Some(v) = l.webhook_url {
             self.webhook_url = Some(v);
         }
@@ -439,6 +451,7 @@ struct Layer {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
+    reset_key_file: Option<PathBuf>,
     webhook_url: Option<String>,
     webhook_secret: Option<Zeroizing<String>>,
     webhook_secret_file: Option<PathBuf>,
@@ -494,6 +507,7 @@ impl Layer {
             key: env("SEALPOST_RELAY_KEY").map(PathBuf::from),
             cert_names: env("SEALPOST_RELAY_CERT_NAMES")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
+            reset_key_file: env("SEALPOST_RELAY_RESET_KEY_FILE").map(PathBuf::from),
             webhook_url: env("SEALPOST_RELAY_WEBHOOK_URL"),
             webhook_secret: env("SEALPOST_RELAY_WEBHOOK_SECRET").map(Zeroizing::new),
             webhook_secret_file: env("SEALPOST_RELAY_WEBHOOK_SECRET_FILE").map(PathBuf::from),
@@ -532,6 +546,7 @@ struct FileConfig {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     cert_names: Option<Vec<String>>,
+    reset_key_file: Option<PathBuf>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
     webhook_secret_file: Option<PathBuf>,
@@ -557,6 +572,7 @@ impl FileConfig {
             cert: self.cert,
             key: self.key,
             cert_names: self.cert_names,
+            reset_key_file: self.reset_key_file,
             webhook_url: self.webhook_url,
             webhook_secret: self.webhook_secret.map(Zeroizing::new),
             webhook_secret_file: self.webhook_secret_file,
@@ -612,6 +628,10 @@ struct Cli {
     /// Names for the self-signed certificate, comma-separated [env: SEALPOST_RELAY_CERT_NAMES].
     #[arg(long, value_delimiter = ',')]
     cert_names: Option<Vec<String>>,
+    /// Stateless-reset key file (32 bytes), the same on every node of a deployment
+    /// (default: stateless-reset.key in the data dir) [env: SEALPOST_RELAY_RESET_KEY_FILE].
+    #[arg(long)]
+    reset_key_file: Option<PathBuf>,
     /// Verification-code webhook URL, `https://` (plain `http://` only to a loopback
     /// address) [env: SEALPOST_RELAY_WEBHOOK_URL].
     #[arg(long)]
@@ -678,6 +698,7 @@ impl Cli {
             cert: self.cert.clone(),
             key: self.key.clone(),
             cert_names: self.cert_names.clone(),
+            reset_key_file: self.reset_key_file.clone(),
             webhook_url: self.webhook_url.clone(),
             webhook_secret: None,
             webhook_secret_file: self.webhook_secret_file.clone(),
@@ -877,6 +898,40 @@ max_connections = 50
         assert_eq!(c.limits.code_requests_per_account, 2);
         assert_eq!(c.limits.max_connections, 50);
         assert_eq!(c.limits.sends_per_second, 50); // default inside [limits]
+    }
+
+    #[test]
+    fn reset_key_file_from_file_env_and_flag() {
+        assert_eq!(
+            RelayConfig::load_with_env(args(&[]), |_| None)
+                .unwrap()
+                .reset_key_file,
+            None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "reset_key_file = \"/from/file.key\"\n").unwrap();
+        let path = file.display().to_string();
+        let from_file = RelayConfig::load_with_env(args(&["--config", &path]), |_| None).unwrap();
+        assert_eq!(
+            from_file.reset_key_file,
+            Some(PathBuf::from("/from/file.key"))
+        );
+        let env = |k: &str| (k == "SEALPOST_RELAY_RESET_KEY_FILE").then(|| "/from/env.key".into());
+        let from_env = RelayConfig::load_with_env(args(&["--config", &path]), env).unwrap();
+        assert_eq!(
+            from_env.reset_key_file,
+            Some(PathBuf::from("/from/env.key"))
+        );
+        let from_flag = RelayConfig::load_with_env(
+            args(&["--config", &path, "--reset-key-file", "/from/flag.key"]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            from_flag.reset_key_file,
+            Some(PathBuf::from("/from/flag.key"))
+        );
     }
 
     #[test]

@@ -45,6 +45,20 @@ pub enum RelayError {
         /// The data directory.
         dir: std::path::PathBuf,
     },
+    /// The relay cannot write its store (a read-only data directory or file system, wrong
+    /// ownership, a full disk): it refuses to start rather than accept connections and fail
+    /// every request (spec/relay.md section 5).
+    #[error(
+        "the relay's store is not writable: {}: {source} (check the data directory's \
+         owner, permissions, mount and free space)",
+        path.display()
+    )]
+    NotWritable {
+        /// The directory or file that cannot be written.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A file or socket operation failed.
     #[error("{what}: {source}")]
     Io {

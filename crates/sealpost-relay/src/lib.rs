@@ -17,6 +17,7 @@
 //! | `config` | TOML file + `SEALPOST_RELAY_*` environment + flags → [`RelayConfig`] |
 //! | `tls` | operator certificate or a persisted self-signed one; its public-key pin |
 //! | `server` | the quinn/tokio driver: request streams, delivery, shutdown → [`Relay`] |
+//! | `startup` | start-up checks (a writable store), secret files, the stateless-reset key |
 //!
 //! Everything that owns sockets, files or threads is behind the default `server` feature;
 //! without it the crate is the pure core (used by the fuzz targets).
@@ -80,6 +81,8 @@ pub mod store;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod startup;
 #[cfg(feature = "server")]
 pub mod tls;
 

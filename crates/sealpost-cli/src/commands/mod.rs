@@ -12,7 +12,7 @@ use crate::output::{
     self, identity_fingerprint, message_line, out, outln, qr_code, safety_number_rows,
 };
 use crate::progress::Step;
-use crate::settings::{DataDir, Settings, parse_account, parse_code, parse_pins};
+use crate::settings::{DataDir, Relays, Settings, parse_account, parse_code, parse_pins};
 use anyhow::{Context as _, anyhow, bail};
 use sealpost_client::{
     AccountId, Client, ClientError, ClientEvent, DeviceId, ErrorCode, EventReceiver,
@@ -202,9 +202,10 @@ pub async fn finish(s: Session) -> anyhow::Result<()> {
 /// `sealpost register`.
 #[derive(Debug, clap::Args)]
 pub struct RegisterArgs {
-    /// Relay address, host:port (remembered).
+    /// Relay address, host:port (remembered); repeat for the nodes of a deployment with
+    /// several, tried in order (replaces the saved list).
     #[arg(long, value_name = "HOST:PORT")]
-    relay: Option<String>,
+    relay: Vec<String>,
     /// The relay's public-key pin, sha256/<base64> as the relay prints it at start;
     /// repeat to also accept its announced next key (remembered; replaces the saved list).
     #[arg(
@@ -273,8 +274,13 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
             None => bail!("--{name} is required (it is remembered after the first registration)"),
         }
     };
+    let relay = match args.relay {
+        list if !list.is_empty() => Relays(list),
+        _ if !saved.relay.is_empty() => saved.relay.clone(),
+        _ => bail!("--relay is required (it is remembered after the first registration)"),
+    };
     let mut settings = Settings {
-        relay: pick(args.relay, &saved.relay, "relay")?,
+        relay,
         relay_pins: if args.relay_pins.is_empty() {
             saved.relay_pins.clone()
         } else {

@@ -49,34 +49,7 @@ pub(super) fn load_or_create_issuer_key(data_dir: &Path) -> Result<SigningKey, R
     Ok(SigningKey::from_seed(&seed))
 }
 
-/// Reads a 32-byte secret file, or creates it (mode 0600, random) if it does not exist.
+/// Reads a 32-byte secret file in `data_dir`, or creates it (mode 0600, random).
 pub(super) fn load_or_create_secret(data_dir: &Path, name: &str) -> Result<[u8; 32], RelayError> {
-    use std::io::Write;
-    let path = data_dir.join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            return bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| RelayError::Config(format!("{} is not 32 bytes", path.display())));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(RelayError::io(format!("reading {}", path.display()), e)),
-    }
-    let mut key = [0u8; 32];
-    rand::fill(&mut key);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&path)
-        .map_err(|e| RelayError::io(format!("creating {}", path.display()), e))?;
-    f.write_all(&key)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| RelayError::io(format!("writing {}", path.display()), e))?;
-    Ok(key)
+    crate::startup::load_or_create_secret(&data_dir.join(name)).map(|k| *k)
 }

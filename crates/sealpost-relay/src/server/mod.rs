@@ -234,6 +234,8 @@ impl Relay {
         }
         dir.create(&config.data_dir)
             .map_err(|e| RelayError::io(format!("creating {}", config.data_dir.display()), e))?;
+        // A store that cannot take writes would accept connections and fail every request.
+        crate::startup::check_writable(&config.data_dir, &config.data_dir.join(DB_FILE))?;
         // Before anything in the directory is read or created: two relays on one database
         // would hand out the same server ids and each believe it is the only writer.
         let lock = lock_data_dir(&config.data_dir)?;
@@ -244,6 +246,8 @@ impl Relay {
         let crypto = tls::server_crypto(&material)?;
         let code_key = load_or_create_code_key(&config.data_dir)?;
         let issuer = load_or_create_issuer_key(&config.data_dir)?;
+        let reset_key =
+            crate::startup::load_reset_key(&config.data_dir, config.reset_key_file.as_deref())?;
         let store = Arc::new(open_store(&config).await?);
         // Before any connection: every envelope written from now on is published.
         let feed: Option<MailFeed> = store.subscribe().await;
@@ -274,7 +278,17 @@ impl Relay {
             .map_err(|e| RelayError::Tls(format!("QUIC TLS configuration: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(Arc::new(transport_config()));
-        let endpoint = Endpoint::server(server_config, config.listen)
+        // The persistent reset key lets a restarted relay reset its predecessor's connections
+        // at once (spec/relay.md section 1.2).
+        let endpoint = std::net::UdpSocket::bind(config.listen)
+            .and_then(|socket| {
+                Endpoint::new(
+                    crate::startup::endpoint_config(reset_key),
+                    Some(server_config),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            })
             .map_err(|e| RelayError::io(format!("binding {}", config.listen), e))?;
         let local_addr = endpoint
             .local_addr()
