@@ -288,7 +288,7 @@ impl GuardianSet {
     /// commitments under which different guardian subsets give different outputs).
     ///
     /// The check is one multi-scalar multiplication over all `n` commitments (see
-    /// [`commitments_consistent`]), so a 255-guardian record costs milliseconds, not the
+    /// `commitments_consistent`), so a 255-guardian record costs milliseconds, not the
     /// `(n − t)·t` point multiplications of interpolating every extra commitment.
     pub fn new(threshold: usize, commitments: Vec<ShareCommitment>) -> Result<Self, PinError> {
         check_params(threshold, commitments.len())?;

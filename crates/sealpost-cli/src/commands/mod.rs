@@ -206,7 +206,7 @@ pub struct RegisterArgs {
     /// several, tried in order (replaces the saved list).
     #[arg(long, value_name = "HOST:PORT")]
     relay: Vec<String>,
-    /// The relay's public-key pin, sha256/<base64> as the relay prints it at start;
+    /// The relay's public-key pin, sha256/BASE64 as the relay prints it at start;
     /// repeat to also accept its announced next key (remembered; replaces the saved list).
     #[arg(
         long = "relay-pin",
@@ -224,7 +224,7 @@ pub struct RegisterArgs {
     /// Only request the code; finish later with `sealpost register --code NNNNNN`.
     #[arg(long, conflicts_with = "code")]
     request_only: bool,
-    /// A guardian of the PIN vault, HOST:PORT=PIN[,PIN] (its public-key pins); repeat in the
+    /// A guardian of the PIN vault, HOST:PORT=PIN or HOST:PORT=PIN,PIN (its public-key pins); repeat in the
     /// same order on every device (remembered). Default: the relay alone.
     #[arg(long = "guardian", value_name = "HOST:PORT=sha256/BASE64")]
     guardians: Vec<String>,
