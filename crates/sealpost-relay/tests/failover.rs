@@ -567,4 +567,140 @@ mod postgres {
             .unwrap();
         assert_kept(&report, seed);
     }
+
+    /// Runs `.ci/postgres.sh <what>` on the private server in `pg_dir`.
+    fn pg(pg_dir: &str, what: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres.sh");
+        let status = std::process::Command::new(script)
+            .arg(what)
+            .env("SEALPOST_PG_DIR", pg_dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "postgres.sh {what}: {status}");
+    }
+
+    /// PostgreSQL itself crashes (immediate stop) under a relay process: every send while the
+    /// database is down fails with the typed, retryable `Internal` error (never `Accepted`), and
+    /// sends resume once it is back; the checker finds nothing lost. It stops the server, so it
+    /// runs only on a server the caller owns alone: `SEALPOST_FAILOVER_OWN_POSTGRES` is the
+    /// `SEALPOST_PG_DIR` of that server (README, "Failover").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_crash_fails_sends_retryably_then_resumes() {
+        let Ok(pg_dir) = std::env::var("SEALPOST_FAILOVER_OWN_POSTGRES") else {
+            say(&format!(
+                "\n{bar}\n PostgreSQL crash test SKIPPED: SEALPOST_FAILOVER_OWN_POSTGRES is not set \
+                 (it stops the server;\n give it a private one, README \"Failover\").\n{bar}\n",
+                bar = "!".repeat(78)
+            ));
+            return;
+        };
+        let Some(server) = server() else {
+            return;
+        };
+        let (admin, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            .await
+            .expect("the PostgreSQL test server is reachable");
+        tokio::spawn(conn);
+        let schema = format!("sealpost_pgcrash_{:016x}", rand::random::<u64>());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        drop(admin);
+        let sep = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{sep}options=-c%20search_path%3D{schema}");
+        let dir = tempfile::tempdir().unwrap();
+        let codes = Arc::new(Codes::default());
+        let mut c = config(dir.path(), &codes);
+        c.store = StoreBackend::Postgres(Zeroizing::new(url.clone()));
+        let relay = Relay::start(c).await.unwrap();
+        let fp = relay.cert_fingerprint();
+        let mut peers = register(&relay, &codes, 2).await;
+        relay.shutdown().await;
+        let bob = peers.pop().unwrap();
+        let alice = peers.pop().unwrap();
+        let node = Node::start(dir.path(), &["--store".to_owned(), url]).await;
+        let checker = Checker::default();
+        let (client, _) = alice.session(node.addr, fp).await.unwrap();
+        let send = |n: u8| {
+            let body = vec![n; 8];
+            let key: Key = (alice.address.clone(), [n; 16]);
+            let req = Request::Send {
+                message_id: [n; 16],
+                sender_seq: u64::from(n),
+                recipient: bob.address.account.clone(),
+                envelopes: vec![OutgoingEnvelope {
+                    device_id: bob.address.device.0,
+                    envelope: body.clone(),
+                }],
+            };
+            (key, body, req)
+        };
+        for n in 1..=5u8 {
+            let (key, body, req) = send(n);
+            let r = client.try_request(&req, ANSWER_WAIT).await.unwrap();
+            assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+            checker.attempt(&key, &bob.address, &body, Outcome::Accepted);
+        }
+
+        pg(&pg_dir, "crash");
+        for n in 6..=15u8 {
+            let (key, body, req) = send(n);
+            let r = client.try_request(&req, ANSWER_WAIT).await;
+            match r {
+                Ok(Response::Error {
+                    code: ErrorCode::Internal,
+                    ..
+                }) => checker.attempt(
+                    &key,
+                    &bob.address,
+                    &body,
+                    Outcome::Rejected(ErrorCode::Internal),
+                ),
+                other => {
+                    pg(&pg_dir, "resume");
+                    panic!("a send while the database is down got {other:?}");
+                }
+            }
+        }
+        pg(&pg_dir, "resume");
+        // Every message is retried with its id until accepted.
+        for n in 6..=15u8 {
+            let (key, body, req) = send(n);
+            let mut tries = 0;
+            loop {
+                let r = client.try_request(&req, ANSWER_WAIT).await.unwrap();
+                if matches!(r, Response::Accepted { .. }) {
+                    checker.attempt(&key, &bob.address, &body, Outcome::Accepted);
+                    break;
+                }
+                checker.attempt(
+                    &key,
+                    &bob.address,
+                    &body,
+                    Outcome::Rejected(ErrorCode::Internal),
+                );
+                tries += 1;
+                assert!(
+                    tries < 100,
+                    "sends do not resume after the database is back: {r:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let checker = Arc::new(checker);
+        receiver(
+            bob,
+            Arc::new(vec![node.addr]),
+            fp,
+            Arc::clone(&checker),
+            Arc::new(AtomicBool::new(true)),
+            Rng(1),
+        )
+        .await;
+        let report = checker.check();
+        say(&format!("{report}"));
+        assert!(report.ok() && report.accepted == 15, "{report}");
+        drop(node);
+    }
 }
