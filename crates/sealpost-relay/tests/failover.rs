@@ -102,9 +102,18 @@ impl Node {
 
     async fn restart(&mut self) {
         let args: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        let p = RelayProcess::start_with(&self.dir, &self.addr.to_string(), &args).await;
-        assert_eq!(p.addr, self.addr);
-        self.process = Some(p);
+        // A client's ephemeral port may take the node's port while it is down: try again.
+        for _ in 0..50 {
+            if let Some(p) =
+                RelayProcess::try_start_with(&self.dir, &self.addr.to_string(), &args).await
+            {
+                assert_eq!(p.addr, self.addr);
+                self.process = Some(p);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node {} did not restart", self.addr);
     }
 }
 
@@ -582,8 +591,8 @@ mod postgres {
     /// PostgreSQL itself crashes (immediate stop) under a relay process: every send while the
     /// database is down fails with the typed, retryable `Internal` error (never `Accepted`), and
     /// sends resume once it is back; the checker finds nothing lost. It stops the server, so it
-    /// runs only on a server the caller owns alone: `SEALPOST_FAILOVER_OWN_POSTGRES` is the
-    /// `SEALPOST_PG_DIR` of that server (README, "Failover").
+    /// runs only on a second server that no other test uses: `SEALPOST_FAILOVER_OWN_POSTGRES` is
+    /// the `SEALPOST_PG_DIR` it was started with (README, "Failover").
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_crash_fails_sends_retryably_then_resumes() {
         let Ok(pg_dir) = std::env::var("SEALPOST_FAILOVER_OWN_POSTGRES") else {
@@ -594,12 +603,23 @@ mod postgres {
             ));
             return;
         };
-        let Some(server) = server() else {
-            return;
-        };
+        // Its own server, never the one other tests share (SEALPOST_TEST_POSTGRES).
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres.sh");
+        let out = std::process::Command::new(script)
+            .arg("url")
+            .env("SEALPOST_PG_DIR", &pg_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "no server in {pg_dir}");
+        let server = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert_ne!(
+            std::env::var("SEALPOST_TEST_POSTGRES").ok().as_deref(),
+            Some(server.as_str()),
+            "SEALPOST_FAILOVER_OWN_POSTGRES must be a server no other test uses"
+        );
         let (admin, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
             .await
-            .expect("the PostgreSQL test server is reachable");
+            .expect("the private PostgreSQL server is reachable");
         tokio::spawn(conn);
         let schema = format!("sealpost_pgcrash_{:016x}", rand::random::<u64>());
         admin

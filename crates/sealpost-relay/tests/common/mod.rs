@@ -441,6 +441,18 @@ impl RelayProcess {
     /// Starts the binary listening on `listen` (a fixed port to restart a killed node where
     /// its clients look for it), with `extra` flags (`--store postgres://...`).
     pub async fn start_with(data_dir: &std::path::Path, listen: &str, extra: &[&str]) -> Self {
+        Self::try_start_with(data_dir, listen, extra)
+            .await
+            .expect("the relay process started")
+    }
+
+    /// As [`RelayProcess::start_with`]; `None` when the process exited before it listened
+    /// (its port taken meanwhile, say).
+    pub async fn try_start_with(
+        data_dir: &std::path::Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Option<Self> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost-relay"))
             .args(["--dev-log-codes", "--listen", listen])
@@ -453,11 +465,11 @@ impl RelayProcess {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (addr, fingerprint_hex) = tokio::task::spawn_blocking(move || {
+        let started = tokio::task::spawn_blocking(move || {
             let mut addr = None;
             let mut fp = None;
             for line in std::io::BufReader::new(stdout).lines() {
-                let line = line.unwrap();
+                let Ok(line) = line else { break };
                 if let Some(a) = line.strip_prefix("sealpost-relay listening on ") {
                     addr = Some(a.parse::<SocketAddr>().unwrap());
                 }
@@ -470,15 +482,20 @@ impl RelayProcess {
                     break;
                 }
             }
-            (addr.unwrap(), fp.unwrap())
+            addr.zip(fp)
         })
         .await
         .unwrap();
-        Self {
+        let Some((addr, fingerprint_hex)) = started else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
+        Some(Self {
             child,
             addr,
             fingerprint_hex,
-        }
+        })
     }
 
     pub fn fingerprint(&self) -> [u8; 32] {
