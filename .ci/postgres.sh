@@ -7,6 +7,10 @@
 #                                     # `export SEALPOST_TEST_POSTGRES=postgres://...`
 #   .ci/postgres.sh stop              # stops it and deletes its directory
 #   .ci/postgres.sh url               # prints the URL of the running server
+#   .ci/postgres.sh crash             # stops it abruptly (immediate mode: no checkpoint, crash
+#                                     # recovery at the next start), keeping its data
+#   .ci/postgres.sh resume            # starts the crashed server again on the same port
+#   (crash/resume only on a server nothing else uses: give it its own SEALPOST_PG_DIR)
 #
 # Works as root (the server runs as the `postgres` user, which the Debian package creates)
 # and as a normal user. Authentication is `trust` for the superuser `sealpost`, on loopback
@@ -115,9 +119,24 @@ stop() {
     rm -rf "$dir"
 }
 
+server_options() {
+    echo "-c listen_addresses=127.0.0.1 -p $1 -k $dir -c max_connections=300 -c fsync=on -c synchronous_commit=on"
+}
+
+crash() {
+    as_owner "$(find_bindir)/pg_ctl" -D "$dir/data" -m immediate -w stop >&2
+}
+
+resume() {
+    as_owner "$(find_bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "$(server_options "$(cat "$dir/port")")" start >&2
+}
+
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
     url) url ;;
-    *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+    crash) crash ;;
+    resume) resume ;;
+    *) echo "usage: $0 start|stop|url|crash|resume" >&2; exit 2 ;;
 esac

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+pub mod checker;
+
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts exactly the certificate whose DER hashes to the pinned fingerprint.
@@ -174,10 +176,23 @@ impl Client {
         fingerprint: [u8; 32],
         stream_window: Option<u32>,
     ) -> Self {
+        Self::try_connect_windowed(addr, fingerprint, stream_window)
+            .await
+            .expect("connect")
+    }
+
+    /// As [`Client::connect`], with the failure as a value (a dead relay node).
+    pub async fn try_connect(addr: SocketAddr, fingerprint: [u8; 32]) -> Result<Self, String> {
+        Self::try_connect_windowed(addr, fingerprint, None).await
+    }
+
+    async fn try_connect_windowed(
+        addr: SocketAddr,
+        fingerprint: [u8; 32],
+        stream_window: Option<u32>,
+    ) -> Result<Self, String> {
         let (endpoint, conn) =
-            connect_windowed(addr, fingerprint, vec![ALPN.to_vec()], stream_window)
-                .await
-                .expect("connect");
+            connect_windowed(addr, fingerprint, vec![ALPN.to_vec()], stream_window).await?;
         let mut exporter = [0u8; 32];
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
             .unwrap();
@@ -196,12 +211,12 @@ impl Client {
                 }
             }
         });
-        Self {
+        Ok(Self {
             endpoint,
             conn,
             exporter,
             pushes,
-        }
+        })
     }
 
     pub async fn for_relay(relay: &RelayHandle) -> Self {
@@ -215,6 +230,29 @@ impl Client {
 
     pub async fn request(&self, req: &Request) -> Response {
         request_on(&self.conn, req).await
+    }
+
+    /// One request, with a dead connection, a reset stream, an undecodable answer or no
+    /// answer within `wait` as an error (a relay node killed under the client).
+    pub async fn try_request(&self, req: &Request, wait: Duration) -> Result<Response, String> {
+        let exchange = async {
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| e.to_string())?;
+            send.write_all(&req.encode())
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            let frame = recv
+                .read_to_end(MAX_FRAME_LEN + 4)
+                .await
+                .map_err(|e| e.to_string())?;
+            if frame.len() < 4 {
+                return Err("stream ended without a response".to_owned());
+            }
+            Response::decode(&frame[4..]).map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(wait, exchange)
+            .await
+            .map_err(|_| format!("no answer within {wait:?}"))?
     }
 
     pub async fn next_push(&mut self) -> Push {
@@ -397,9 +435,29 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     pub async fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, "127.0.0.1:0", &[]).await
+    }
+
+    /// Starts the binary listening on `listen` (a fixed port to restart a killed node where
+    /// its clients look for it), with `extra` flags (`--store postgres://...`).
+    pub async fn start_with(data_dir: &std::path::Path, listen: &str, extra: &[&str]) -> Self {
+        Self::try_start_with(data_dir, listen, extra)
+            .await
+            .expect("the relay process started")
+    }
+
+    /// As [`RelayProcess::start_with`]; `None` when the process exited before it listened
+    /// (its port taken meanwhile, say).
+    pub async fn try_start_with(
+        data_dir: &std::path::Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Option<Self> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost-relay"))
-            .args(["--dev-log-codes", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--dev-log-codes", "--listen", listen])
+            .args(extra)
+            .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -407,11 +465,11 @@ impl RelayProcess {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (addr, fingerprint_hex) = tokio::task::spawn_blocking(move || {
+        let started = tokio::task::spawn_blocking(move || {
             let mut addr = None;
             let mut fp = None;
             for line in std::io::BufReader::new(stdout).lines() {
-                let line = line.unwrap();
+                let Ok(line) = line else { break };
                 if let Some(a) = line.strip_prefix("sealpost-relay listening on ") {
                     addr = Some(a.parse::<SocketAddr>().unwrap());
                 }
@@ -424,15 +482,20 @@ impl RelayProcess {
                     break;
                 }
             }
-            (addr.unwrap(), fp.unwrap())
+            addr.zip(fp)
         })
         .await
         .unwrap();
-        Self {
+        let Some((addr, fingerprint_hex)) = started else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
+        Some(Self {
             child,
             addr,
             fingerprint_hex,
-        }
+        })
     }
 
     pub fn fingerprint(&self) -> [u8; 32] {
