@@ -4,6 +4,8 @@
 //!   SQLite storage (tempdir). Each message is Send → Accepted → Deliver push → Ack, pipelined
 //!   per pair with a bounded window of `WINDOW` unacknowledged messages. Criterion's
 //!   elements/s is messages/s; a summary line adds p50/p99 of send start → delivery.
+//! * `relay_throughput_postgres/N`: the same through a relay on PostgreSQL (a fresh schema on
+//!   the server in `SEALPOST_BENCH_POSTGRES`; skipped without it), measured in the same run.
 //! * `quinn_echo_ceiling/N`: the same N, window and payload size against a bare quinn echo
 //!   server (one bidi stream per request, TLS 1.3, no ALPN), in the same process and run.
 //! * relay/ceiling ratio per N: after both criterion groups, `RATIO_ROUNDS` rounds of one
@@ -40,6 +42,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use sealpost_relay::config::StoreBackend;
 use sealpost_relay::limits::{MAX_CONCURRENT_REQUESTS, PRE_AUTH_CONCURRENT_REQUESTS};
 use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
 use sealpost_session::IdentityKeyPair;
@@ -380,10 +383,45 @@ struct RelayBench {
     pairs: Vec<(Arc<Device>, Arc<Device>)>,
 }
 
-async fn relay_setup(max_pairs: usize) -> RelayBench {
+/// A fresh schema on the PostgreSQL server at `server` (dropped by [`drop_pg_schema`]) and
+/// the relay store URL that selects it.
+async fn pg_schema(server: &str) -> (String, String) {
+    let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .expect("SEALPOST_BENCH_POSTGRES is reachable");
+    tokio::spawn(conn);
+    let name = format!("sealpost_bench_{:016x}", rand::random::<u64>());
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .unwrap();
+    let sep = if server.contains('?') { '&' } else { '?' };
+    (
+        name.clone(),
+        format!("{server}{sep}options=-c%20search_path%3D{name}"),
+    )
+}
+
+async fn drop_pg_schema(server: &str, name: &str) {
+    let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A relay with `max_pairs` registered pairs, on SQLite in a temporary directory or on the
+/// PostgreSQL database at `postgres` (a store URL).
+async fn relay_setup(max_pairs: usize, postgres: Option<&str>) -> RelayBench {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
     let mut config = RelayConfig::for_tests(dir.path());
+    if let Some(url) = postgres {
+        config.store = StoreBackend::Postgres(zeroize::Zeroizing::new(url.to_owned()));
+    }
     config.code_sender = Some(Arc::clone(&codes) as Arc<dyn CodeSender>);
     // The bench measures the data path, not the per-device send rate limit.
     config.limits.sends_per_second = 10_000_000;
@@ -730,67 +768,93 @@ fn interleaved_ratios(
 fn throughput(c: &mut Criterion) {
     let rt = runtime();
     let max = *PAIRS.iter().max().unwrap();
-    let mut relay = rt.block_on(relay_setup(max));
+    // The relay on each store: SQLite always, PostgreSQL when a server is given.
+    let pg_server = std::env::var(POSTGRES_ENV).ok();
+    let pg_schema = pg_server.as_deref().map(|s| rt.block_on(pg_schema(s)));
+    let mut relays = vec![("sqlite", rt.block_on(relay_setup(max, None)))];
+    if let Some((_, url)) = &pg_schema {
+        relays.push(("postgres", rt.block_on(relay_setup(max, Some(url)))));
+    } else {
+        println!("relay on PostgreSQL: skipped ({POSTGRES_ENV} is not set)");
+    }
     let echo = rt.block_on(echo_setup(max));
     let mut results = Vec::new();
 
     for &n in &PAIRS {
-        let relay_stats = Arc::new(Stats::default());
         let echo_stats = Arc::new(Stats::default());
-        for (group, relay_side) in [("relay_throughput", true), ("quinn_echo_ceiling", false)] {
-            let mut g = c.benchmark_group(group);
-            g.throughput(Throughput::Elements(1))
-                .sample_size(10)
-                .warm_up_time(Duration::from_millis(500))
-                .measurement_time(Duration::from_secs(3));
-            g.bench_function(BenchmarkId::from_parameter(n), |b| {
-                b.iter_custom(|iters| {
-                    if relay_side {
-                        run_relay(&rt, &relay, n, iters, &relay_stats)
-                    } else {
-                        run_echo(&rt, &echo, n, iters, &echo_stats)
-                    }
-                });
+        let relay_stats: Vec<_> = relays.iter().map(|_| Arc::new(Stats::default())).collect();
+        // Each store's relay group, then the ceiling, back to back.
+        for (i, (store, relay)) in relays.iter().enumerate() {
+            let group = match *store {
+                "sqlite" => "relay_throughput".to_owned(),
+                other => format!("relay_throughput_{other}"),
+            };
+            bench_group(c, &group, n, |iters| {
+                run_relay(&rt, relay, n, iters, &relay_stats[i])
             });
-            g.finish();
         }
-        let (rr, r50, r99) = relay_stats.summary();
+        bench_group(c, "quinn_echo_ceiling", n, |iters| {
+            run_echo(&rt, &echo, n, iters, &echo_stats)
+        });
         let (er, e50, e99) = echo_stats.summary();
-        println!("relay N={n}: {rr:.0} msg/s, p50 {r50:.2} ms, p99 {r99:.2} ms");
         println!("echo  N={n}: {er:.0} msg/s, p50 {e50:.2} ms, p99 {e99:.2} ms");
-        // Both groups ran (a criterion filter may skip them): run lengths come from their rates.
-        if !(rr.is_finite() && er.is_finite()) {
-            continue;
+        for ((store, relay), stats) in relays.iter().zip(&relay_stats) {
+            let (rr, r50, r99) = stats.summary();
+            println!("relay ({store}) N={n}: {rr:.0} msg/s, p50 {r50:.2} ms, p99 {r99:.2} ms");
+            // Both groups ran (a criterion filter may skip them): run lengths come from
+            // their rates.
+            if !(rr.is_finite() && er.is_finite()) {
+                continue;
+            }
+            let ratios = interleaved_ratios(&rt, relay, &echo, n, rr, er);
+            let (median, min, max) = (
+                100.0 * ratios[RATIO_ROUNDS / 2],
+                100.0 * ratios[0],
+                100.0 * ratios[RATIO_ROUNDS - 1],
+            );
+            println!(
+                "relay ({store})/ceiling N={n}: {median:.1}% median of {RATIO_ROUNDS} interleaved rounds (min {min:.1}%, max {max:.1}%); back-to-back criterion groups: {:.1}%",
+                100.0 * rr / er
+            );
+            results.push(format!(
+                "  N={n:>2} {store:<8}: relay {rr:>7.0} msg/s p50 {r50:>6.2} ms p99 {r99:>6.2} ms | echo {er:>7.0} msg/s p50 {e50:>6.2} ms p99 {e99:>6.2} ms | ratio {median:>5.1}% [{min:.1}-{max:.1}]"
+            ));
         }
-        let ratios = interleaved_ratios(&rt, &relay, &echo, n, rr, er);
-        let (median, min, max) = (
-            100.0 * ratios[RATIO_ROUNDS / 2],
-            100.0 * ratios[0],
-            100.0 * ratios[RATIO_ROUNDS - 1],
-        );
-        println!(
-            "relay/ceiling N={n}: {median:.1}% median of {RATIO_ROUNDS} interleaved rounds (min {min:.1}%, max {max:.1}%; target >= 25%); back-to-back criterion groups: {:.1}%",
-            100.0 * rr / er
-        );
-        results.push(format!(
-            "  N={n:>2}: relay {rr:>7.0} msg/s p50 {r50:>6.2} ms p99 {r99:>6.2} ms | echo {er:>7.0} msg/s p50 {e50:>6.2} ms p99 {e99:>6.2} ms | ratio {median:>5.1}% [{min:.1}-{max:.1}]"
-        ));
     }
     println!(
-        "\nsummary (window {WINDOW}/pair, {PAYLOAD}-byte payloads, durable SQLite; percentiles over all timed iterations incl. warm-up; ratio: median of {RATIO_ROUNDS} interleaved rounds [min-max]):"
+        "\nsummary (window {WINDOW}/pair, {PAYLOAD}-byte payloads, durable stores; percentiles over all timed iterations incl. warm-up; ratio: median of {RATIO_ROUNDS} interleaved rounds [min-max]):"
     );
     for line in results {
         println!("{line}");
     }
-    let relay_handle = relay.relay.take().unwrap();
     rt.block_on(async move {
         for (_, c) in &echo.clients {
             c.close(0u32.into(), b"done");
         }
         echo.server.close(0u32.into(), b"done");
-        relay.pairs.clear();
-        relay_handle.shutdown().await;
+        for (_, mut relay) in relays {
+            relay.pairs.clear();
+            relay.relay.take().unwrap().shutdown().await;
+        }
+        if let (Some(server), Some((name, _))) = (&pg_server, &pg_schema) {
+            drop_pg_schema(server, name).await;
+        }
     });
+}
+
+/// Environment variable: a PostgreSQL server URL; when set, the throughput benches also run
+/// the relay on a fresh schema there (`.ci/postgres.sh start` prints one).
+const POSTGRES_ENV: &str = "SEALPOST_BENCH_POSTGRES";
+
+/// One criterion group `name/n` timing `run(iters)`.
+fn bench_group(c: &mut Criterion, name: &str, n: usize, mut run: impl FnMut(u64) -> Duration) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function(BenchmarkId::from_parameter(n), |b| b.iter_custom(&mut run));
+    g.finish();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -596,6 +596,11 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_crash_fails_sends_retryably_then_resumes() {
         let Ok(pg_dir) = std::env::var("SEALPOST_FAILOVER_OWN_POSTGRES") else {
+            assert_ne!(
+                std::env::var("SEALPOST_REQUIRE_POSTGRES").as_deref(),
+                Ok("1"),
+                "SEALPOST_REQUIRE_POSTGRES=1 but SEALPOST_FAILOVER_OWN_POSTGRES is not set"
+            );
             say(&format!(
                 "\n{bar}\n PostgreSQL crash test SKIPPED: SEALPOST_FAILOVER_OWN_POSTGRES is not set \
                  (it stops the server;\n give it a private one, README \"Failover\").\n{bar}\n",
