@@ -226,3 +226,38 @@ async fn a_device_on_both_nodes_gets_each_envelope_at_least_once() {
     node_b.shutdown().await;
     schema.drop_now().await;
 }
+
+/// A closed port on 127.0.0.1 (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_and_delivers_while_nats_is_unreachable() {
+    // Needs no server: NATS is down on purpose (and the store is SQLite, no other node).
+    let codes = Arc::new(Codes::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &codes);
+    c.nats = Some(
+        format!("nats://127.0.0.1:{}", closed_port())
+            .parse()
+            .unwrap(),
+    );
+    let node = Relay::start(c).await.expect("starts without NATS");
+    let mut bob = Device::register(&node, &codes, "+15550000031").await;
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let alice = Device::register(&node, &codes, "+15550000032").await;
+    let b = bob.address.account.clone();
+    let r = alice
+        .client
+        .request(&send(&b, bob.address.device.0, b"local", 1))
+        .await;
+    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    // Local commit notices do not need the bus.
+    assert_eq!(next_body(&mut bob.client).await, b"local");
+    node.shutdown().await;
+}

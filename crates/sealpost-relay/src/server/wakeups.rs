@@ -50,15 +50,16 @@ pub fn wake_subject(device: &DeviceAddress) -> String {
     h.update([u8::try_from(account.len()).unwrap_or(u8::MAX)]);
     h.update(account);
     h.update(device.device.0.to_be_bytes());
-    let digest = h.finalize();
-    format!("{WAKE_SUBJECT_PREFIX}{}", hex::encode(&digest[..16]))
+    let digest: [u8; 32] = h.finalize().into();
+    let (head, _) = digest.split_at(16);
+    format!("{WAKE_SUBJECT_PREFIX}{}", hex::encode(head))
 }
 
 /// The payload of a wake-up: [`WAKE_VERSION`] || `up_to` as u64 big-endian.
 pub fn wake_payload(up_to: u64) -> [u8; WAKE_PAYLOAD_LEN] {
-    let mut p = [0u8; WAKE_PAYLOAD_LEN];
-    p[0] = WAKE_VERSION;
-    p[1..].copy_from_slice(&up_to.to_be_bytes());
+    let mut p = [WAKE_VERSION; WAKE_PAYLOAD_LEN];
+    let (_, id) = p.split_at_mut(1);
+    id.copy_from_slice(&up_to.to_be_bytes());
     p
 }
 
