@@ -5,6 +5,7 @@
 //! listen = "0.0.0.0:4433"
 //! data_dir = "/var/lib/sealpost-relay"
 //! store = "sqlite"                       # or "postgres://user:password@db.internal/sealpost"
+//! nats = "nats://127.0.0.1:4222"         # optional, with a shared store: cross-node wake-ups
 //! metrics_listen = "127.0.0.1:9464"      # optional; no exporter without it
 //! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
 //! key = "/etc/sealpost/key.pem"
@@ -38,7 +39,7 @@
 //! max_vaults = 1000000
 //! ```
 //!
-//! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_STORE`, `_METRICS_LISTEN`,
+//! Environment variables: `SEALPOST_RELAY_CONFIG`, `_LISTEN`, `_DATA_DIR`, `_STORE`, `_NATS`, `_METRICS_LISTEN`,
 //! `_CERT`, `_KEY`, `_RESET_KEY_FILE`, `_CERT_NAMES` (comma-separated), `_WEBHOOK_URL`, `_WEBHOOK_SECRET`,
 //! `_WEBHOOK_SECRET_FILE`, `_DEV_LOG_CODES`
 //! (`true`/`false`), `_CODE_REQUESTS_PER_SOURCE_PER_HOUR`, `_CODE_REQUESTS_PER_COUNTRY_PER_HOUR`,
@@ -59,7 +60,14 @@
 //! section 3); put a URL that carries a password in the file or `SEALPOST_RELAY_STORE`, not
 //! in `--store` (flags are visible to every local user).
 //!
-//! Flags: `--store`, `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
+//! `nats` ([`RelayConfig::nats`]) is the URL of a NATS server (`nats://host:port`, or
+//! `tls://...`) through which the nodes of one deployment wake each other's deliveries
+//! (spec/relay.md section 8, "Several nodes"). It is only meaningful with a store that other
+//! nodes share (`postgres://...`): a SQLite relay is the only node of its store. Without it a
+//! node pushes live only what was sent through itself, and other mail on the device's next
+//! connection. A URL with credentials belongs in the file or `SEALPOST_RELAY_NATS`.
+//!
+//! Flags: `--store`, `--nats`, `--dev-log-codes`, `--guardian` / `--no-guardian`, `--guardian-max-attempts N`,
 //! `--guardian-trusted-issuer HEX` (repeatable; replaces the file's list),
 //! `--guardian-accounts +1555,+44`. The relay prints its issuer key at start
 //! (`guardian issuer key: <hex>`). Three guardians trusting one issuer, for example:
@@ -132,6 +140,43 @@ impl std::str::FromStr for StoreBackend {
     }
 }
 
+/// The URL of the NATS server of a deployment's cross-node wake-ups (`nats` in the file,
+/// `SEALPOST_RELAY_NATS`, `--nats`; spec/relay.md section 8): `nats://`, `tls://`, `ws://` or
+/// `wss://`. It may carry credentials: `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsUrl(Zeroizing<String>);
+
+impl NatsUrl {
+    /// The URL, credentials included: for connecting, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for NatsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NatsUrl(<url>)")
+    }
+}
+
+impl std::str::FromStr for NatsUrl {
+    type Err = RelayError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if ["nats://", "tls://", "ws://", "wss://"]
+            .iter()
+            .any(|scheme| s.len() > scheme.len() && s.starts_with(scheme))
+        {
+            Ok(Self(Zeroizing::new(s.to_owned())))
+        } else {
+            Err(RelayError::Config(
+                "nats must be a nats://host:port URL".into(),
+            ))
+        }
+    }
+}
+
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Clone)]
 pub struct RelayConfig {
@@ -141,6 +186,10 @@ pub struct RelayConfig {
     pub data_dir: PathBuf,
     /// Where the relay keeps its state (default: SQLite in `data_dir`).
     pub store: StoreBackend,
+    /// The NATS server of the deployment's cross-node wake-ups (spec/relay.md section 8);
+    /// none: this node pushes live only what was sent through itself. The URL may carry
+    /// credentials: `Debug` does not print it.
+    pub nats: Option<NatsUrl>,
     /// Prometheus exporter address; none means no exporter.
     pub metrics_listen: Option<SocketAddr>,
     /// Operator certificate chain (PEM); with `key_path`. None: self-signed in `data_dir`.
@@ -186,6 +235,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("store", &self.store)
+            .field("nats", &self.nats)
             .field("metrics_listen", &self.metrics_listen)
             .field("cert_path", &self.cert_path)
             .field("key_path", &self.key_path)
@@ -206,6 +256,7 @@ impl Default for RelayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             store: StoreBackend::Sqlite,
+            nats: None,
             metrics_listen: None,
             cert_path: None,
             key_path: None,
@@ -365,6 +416,9 @@ impl RelayConfig {
         if let Some(v) = l.store {
             self.store = v;
         }
+        if let Some(v) = l.nats {
+            self.nats = Some(v);
+        }
         if let Some(v) = l.metrics_listen {
             self.metrics_listen = Some(v);
         }
@@ -447,6 +501,7 @@ struct Layer {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<StoreBackend>,
+    nats: Option<NatsUrl>,
     metrics_listen: Option<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -502,6 +557,10 @@ impl Layer {
                 .map(|v| v.parse::<StoreBackend>())
                 .transpose()
                 .map_err(|e| RelayError::Config(format!("SEALPOST_RELAY_STORE: {e}")))?,
+            nats: env("SEALPOST_RELAY_NATS")
+                .map(|v| v.parse::<NatsUrl>())
+                .transpose()
+                .map_err(|e| RelayError::Config(format!("SEALPOST_RELAY_NATS: {e}")))?,
             metrics_listen: parse_env(env, "SEALPOST_RELAY_METRICS_LISTEN")?,
             cert: env("SEALPOST_RELAY_CERT").map(PathBuf::from),
             key: env("SEALPOST_RELAY_KEY").map(PathBuf::from),
@@ -542,6 +601,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    nats: Option<String>,
     metrics_listen: Option<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -568,6 +628,11 @@ impl FileConfig {
                 .map(|v| v.parse::<StoreBackend>())
                 .transpose()
                 .map_err(|e| RelayError::Config(format!("store: {e}")))?,
+            nats: self
+                .nats
+                .map(|v| v.parse::<NatsUrl>())
+                .transpose()
+                .map_err(|e| RelayError::Config(format!("nats: {e}")))?,
             metrics_listen: self.metrics_listen,
             cert: self.cert,
             key: self.key,
@@ -616,6 +681,11 @@ struct Cli {
     /// belongs in SEALPOST_RELAY_STORE or the file) [env: SEALPOST_RELAY_STORE].
     #[arg(long, value_parser = parse_store)]
     store: Option<StoreBackend>,
+    /// NATS server for cross-node wake-ups, `nats://host:port`, with a shared store (default:
+    /// none; a URL with credentials belongs in SEALPOST_RELAY_NATS or the file)
+    /// [env: SEALPOST_RELAY_NATS].
+    #[arg(long, value_parser = parse_nats_flag)]
+    nats: Option<NatsUrl>,
     /// Prometheus exporter address (default: none) [env: SEALPOST_RELAY_METRICS_LISTEN].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -683,6 +753,11 @@ struct Cli {
     guardian_accounts: Option<Vec<String>>,
 }
 
+/// `--nats`'s parser (clap reports the message).
+fn parse_nats_flag(v: &str) -> Result<NatsUrl, String> {
+    v.parse().map_err(|e: RelayError| e.to_string())
+}
+
 /// `--store`'s parser (clap reports the message).
 fn parse_store(v: &str) -> Result<StoreBackend, String> {
     v.parse().map_err(|e: RelayError| e.to_string())
@@ -694,6 +769,7 @@ impl Cli {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
             store: self.store.clone(),
+            nats: self.nats.clone(),
             metrics_listen: self.metrics_listen,
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -1059,6 +1135,29 @@ max_connections = 50
             RelayConfig::load_with_env(args(&["--config", &path]), |_| None),
             Err(RelayError::Config(m)) if m.contains("postgres://")
         ));
+    }
+
+    #[test]
+    fn nats_from_file_env_and_flags_and_not_in_debug() {
+        let c = RelayConfig::load_with_env(args(&[]), |_| None).unwrap();
+        assert_eq!(c.nats, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "nats = \"nats://relay:s3cret@bus.internal:4222\"\n").unwrap();
+        let path = file.to_str().unwrap().to_owned();
+        let c = RelayConfig::load_with_env(args(&["--config", &path]), |_| None).unwrap();
+        let url = c.nats.as_ref().unwrap();
+        assert_eq!(url.expose(), "nats://relay:s3cret@bus.internal:4222");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let env =
+            |k: &str| (k == "SEALPOST_RELAY_NATS").then(|| "nats://127.0.0.1:4333".to_owned());
+        let c = RelayConfig::load_with_env(args(&["--config", &path]), env).unwrap();
+        assert_eq!(c.nats.unwrap().expose(), "nats://127.0.0.1:4333");
+        let c = RelayConfig::load_with_env(args(&["--nats", "nats://flag:4222"]), env).unwrap();
+        assert_eq!(c.nats.unwrap().expose(), "nats://flag:4222");
+        assert!(RelayConfig::load_with_env(args(&["--nats", "http://x"]), |_| None).is_err());
+        assert!(RelayConfig::load_with_env(args(&["--nats", "nats://"]), |_| None).is_err());
     }
 
     #[test]

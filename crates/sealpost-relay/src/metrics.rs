@@ -45,6 +45,12 @@ pub const RETRIES: &str = "sealpost_quic_retries_total";
 pub const CONNECTIONS_REPLACED: &str = "sealpost_connections_replaced_total";
 /// Counter: failed verification-code webhook deliveries and attempts, by kind.
 pub const WEBHOOK_FAILURES: &str = "sealpost_webhook_failures_total";
+/// Counter: cross-node wake-ups not published (spec/relay.md section 8.3), by reason.
+pub const WAKEUPS_DROPPED: &str = "sealpost_wakeups_dropped_total";
+/// Counter: cross-node wake-ups received, by outcome (`ok`, `malformed`).
+pub const WAKEUPS_RECEIVED: &str = "sealpost_wakeups_received_total";
+/// Counter: events of the NATS connection (`connected`, `disconnected`, ...).
+pub const NATS_EVENTS: &str = "sealpost_nats_events_total";
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -63,6 +69,9 @@ pub fn describe() {
         CONNECTIONS_REPLACED,
         "connections closed because their device authenticated on a newer one"
     );
+    metrics::describe_counter!(WAKEUPS_DROPPED, "cross-node wake-ups not published");
+    metrics::describe_counter!(WAKEUPS_RECEIVED, "cross-node wake-ups received, by outcome");
+    metrics::describe_counter!(NATS_EVENTS, "events of the NATS connection");
     metrics::describe_counter!(
         WEBHOOK_FAILURES,
         "failed verification-code webhook attempts and deliveries"
@@ -100,6 +109,21 @@ pub(crate) fn rate_limited(what: &'static str) {
 #[cfg(feature = "server")]
 pub(crate) fn webhook_failure(what: &'static str) {
     metrics::counter!(WEBHOOK_FAILURES, "what" => what).increment(1);
+}
+
+#[cfg(feature = "nats")]
+pub(crate) fn wakeup_dropped(why: &'static str) {
+    metrics::counter!(WAKEUPS_DROPPED, "why" => why).increment(1);
+}
+
+#[cfg(feature = "nats")]
+pub(crate) fn wakeup_received(outcome: &'static str) {
+    metrics::counter!(WAKEUPS_RECEIVED, "outcome" => outcome).increment(1);
+}
+
+#[cfg(feature = "nats")]
+pub(crate) fn nats_event(event: &'static str) {
+    metrics::counter!(NATS_EVENTS, "event" => event).increment(1);
 }
 
 pub(crate) fn auth_failure() {

@@ -216,7 +216,11 @@ impl ConnCtx {
             state: Mutex::new(SlotState::default()),
             wake: Notify::new(),
         });
-        for old in self.shared.registry.replace(device, Arc::clone(&slot)) {
+        for old in self
+            .shared
+            .registry
+            .replace(device.clone(), Arc::clone(&slot))
+        {
             if old.conn_id != self.conn_id {
                 old.remove();
                 metrics::connection_replaced();
@@ -226,6 +230,9 @@ impl ConnCtx {
                 );
             }
         }
+        // Kept while a connection of the device is registered here (a removal racing with
+        // this registration may have dropped the subscription `wake_watch` made).
+        self.shared.wake_ensure(&device);
         // The first run reads the mailbox.
         slot.update(|_| {});
         *d = Some(slot);
@@ -259,6 +266,7 @@ impl ConnCtx {
         if let Some(slot) = taken {
             slot.remove();
             self.shared.registry.remove(&slot.device, self.conn_id);
+            self.shared.wake_sync(&slot.device);
         }
     }
 }
@@ -266,7 +274,10 @@ impl ConnCtx {
 pub(super) fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>) {
     for effect in effects {
         match effect {
-            Effect::MailArrived { device, up_to } => mail_committed(shared, &device, up_to),
+            Effect::MailArrived { device, up_to } => {
+                mail_committed(shared, &device, up_to);
+                shared.wake_publish(&device, up_to);
+            }
             Effect::PreKeysLow {
                 device,
                 one_time_prekeys,
@@ -361,6 +372,7 @@ pub(super) fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, 
                 );
             }
         }
+        shared.wake_sync(&device);
     }
 }
 

@@ -19,11 +19,14 @@
 //! | `requests.rs` | reading a request within the request buffer, handling it, writing the response |
 //! | `delivery.rs` | the per-device registry, delivery slots and the delivery loop |
 //! | `files.rs` | the data directory's lock and the secret files |
+//! | `wakeups.rs` | cross-node wake-ups over NATS (feature `nats`) |
 
 mod accept;
 mod delivery;
 mod files;
 mod requests;
+#[cfg(feature = "nats")]
+mod wakeups;
 
 use accept::{ConnCtx, accept_loop};
 use delivery::{Registry, Slot, apply_effects, dispatch_feed};
@@ -60,6 +63,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinHandle};
+#[cfg(feature = "nats")]
+pub use wakeups::{
+    WAKE_PAYLOAD_LEN, WAKE_SUBJECT_PREFIX, WAKE_VERSION, parse_wake_payload, wake_payload,
+    wake_subject,
+};
 
 /// Application close code: the relay is shutting down (spec/relay.md section 5).
 pub const CLOSE_SHUTDOWN: u32 = 0;
@@ -143,6 +151,52 @@ struct Shared {
     max_connections: usize,
     max_connections_per_ip: u32,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Cross-node wake-ups (`nats` configured).
+    #[cfg(feature = "nats")]
+    wakeups: Option<Arc<wakeups::Wakeups>>,
+}
+
+/// The wake-up hooks of the driver; no-ops without a NATS link.
+impl Shared {
+    /// A `Send` committed mail up to `up_to` for `device`: tell the other nodes.
+    fn wake_publish(&self, device: &DeviceAddress, up_to: u64) {
+        #[cfg(feature = "nats")]
+        if let Some(w) = &self.wakeups {
+            w.publish(device, up_to);
+        }
+        #[cfg(not(feature = "nats"))]
+        let _ = (device, up_to);
+    }
+
+    /// `device` is authenticating here: subscribe to its wake-ups before its delivery starts.
+    async fn wake_watch(self: &Arc<Self>, device: &DeviceAddress) {
+        #[cfg(feature = "nats")]
+        if let Some(w) = &self.wakeups {
+            w.watch(self, device).await;
+        }
+        #[cfg(not(feature = "nats"))]
+        let _ = device;
+    }
+
+    /// `device` was registered here: keep its subscription.
+    fn wake_ensure(self: &Arc<Self>, device: &DeviceAddress) {
+        #[cfg(feature = "nats")]
+        if let Some(w) = &self.wakeups {
+            w.ensure(self, device);
+        }
+        #[cfg(not(feature = "nats"))]
+        let _ = device;
+    }
+
+    /// A connection of `device` left the registry: unsubscribe if it was the last.
+    fn wake_sync(&self, device: &DeviceAddress) {
+        #[cfg(feature = "nats")]
+        if let Some(w) = &self.wakeups {
+            w.sync(self, device);
+        }
+        #[cfg(not(feature = "nats"))]
+        let _ = device;
+    }
 }
 
 /// Starts relays. See [`Relay::start`].
@@ -252,6 +306,28 @@ impl Relay {
         // Before any connection: every envelope written from now on is published.
         let feed: Option<MailFeed> = store.subscribe().await;
         let code_sender = code_sender(&config)?;
+        #[cfg(feature = "nats")]
+        let (wakeups, wake_task) = match &config.nats {
+            Some(url) => {
+                if matches!(config.store, StoreBackend::Sqlite) {
+                    tracing::warn!(
+                        "nats is configured but the store is SQLite, which no other node shares"
+                    );
+                }
+                let (w, task) = wakeups::Wakeups::connect(url.expose()).await?;
+                (Some(w), Some(task))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "nats"))]
+        if config.nats.is_some() {
+            return Err(RelayError::Config(
+                "nats = ... needs the relay built with the `nats` feature".into(),
+            )
+            .into());
+        }
+        #[cfg(not(feature = "nats"))]
+        let wake_task: Option<JoinHandle<()>> = None;
         let metrics_server = match config.metrics_listen {
             Some(addr) => {
                 let (addr, task) = metrics::install_prometheus(addr)?;
@@ -324,6 +400,8 @@ impl Relay {
             max_connections: config.limits.max_connections as usize,
             max_connections_per_ip: config.limits.max_connections_per_ip,
             per_ip: Mutex::new(HashMap::new()),
+            #[cfg(feature = "nats")]
+            wakeups,
         });
         let dispatch = feed.map(|feed| tokio::spawn(dispatch_feed(Arc::clone(&shared), feed)));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
@@ -354,6 +432,7 @@ impl Relay {
             tasks: [accept, sweep]
                 .into_iter()
                 .chain(dispatch)
+                .chain(wake_task)
                 .chain(metrics_server.map(|(_, task)| task))
                 .collect(),
             done: false,
@@ -363,6 +442,16 @@ impl Relay {
 }
 
 impl RelayHandle {
+    /// Cross-node wake-up subscriptions held now: one per device connected to this node
+    /// while `nats` is configured (spec/relay.md section 8); 0 without NATS.
+    pub fn wake_subscriptions(&self) -> usize {
+        #[cfg(feature = "nats")]
+        if let Some(w) = &self.shared.wakeups {
+            return w.subscriptions();
+        }
+        0
+    }
+
     /// Delivery tasks running now. A connected device has one only while the relay has
     /// something to push to it (spec/relay.md section 4); idle connections keep none.
     pub fn delivery_tasks(&self) -> usize {

@@ -269,6 +269,10 @@ pub(super) async fn finish_request(ctx: &ConnCtx, mut send: SendStream, answer: 
                 ctx.conn
                     .set_max_concurrent_bi_streams(VarInt::from_u32(AUTH_CONCURRENT_REQUESTS));
             }
+            // Subscribed to the device's wake-ups from other nodes before the delivery's first
+            // read (spec/relay.md section 8.3), and before the client hears it is
+            // authenticated.
+            ctx.shared.wake_watch(d).await;
             // Response first, so the client knows it is authenticated before pushes arrive.
             if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
                 ctx.start_delivery(d.clone());

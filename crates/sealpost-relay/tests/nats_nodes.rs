@@ -1,0 +1,263 @@
+//! Two relay nodes on one real PostgreSQL schema and one real NATS server: a device connected
+//! to one node receives, live, what the other node accepted (cross-node wake-ups,
+//! spec/relay.md section 8). The servers are `SEALPOST_TEST_POSTGRES` and `SEALPOST_TEST_NATS`
+//! (`.ci/postgres.sh start`, `.ci/nats.sh start`); without them the tests say so loudly and
+//! return, unless `SEALPOST_REQUIRE_POSTGRES=1` / `SEALPOST_REQUIRE_NATS=1`, which make them
+//! fail.
+#![cfg(all(feature = "postgres", feature = "nats"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Client, Codes, Device, TIMEOUT, config};
+use sealpost_relay::config::StoreBackend;
+use sealpost_relay::{Relay, RelayHandle};
+use sealpost_wire::AccountId;
+use sealpost_wire::relay::{OutgoingEnvelope, Push, Request, Response};
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The value of `var`, or `None` after a loud banner (a panic when `require` is set to 1).
+fn server(var: &str, require: &str, how: &str) -> Option<String> {
+    let required = std::env::var(require).is_ok_and(|v| v == "1");
+    let Ok(url) = std::env::var(var) else {
+        assert!(!required, "{require}=1 but {var} is not set");
+        // Straight to the process's stderr: the harness hides eprintln! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n{bar}\n NATS multi-node tests SKIPPED: {var} is not set.\n \
+             Start a server with `eval \"$({how} start)\"` (README, \"Several nodes\").\n{bar}\n",
+            bar = "!".repeat(78)
+        );
+        return None;
+    };
+    Some(url)
+}
+
+/// Both servers, or `None` (see [`server`]).
+fn servers() -> Option<(String, String)> {
+    let pg = server(
+        "SEALPOST_TEST_POSTGRES",
+        "SEALPOST_REQUIRE_POSTGRES",
+        ".ci/postgres.sh",
+    );
+    let nats = server("SEALPOST_TEST_NATS", "SEALPOST_REQUIRE_NATS", ".ci/nats.sh");
+    Some((pg?, nats?))
+}
+
+/// A fresh schema on the server (dropped by [`Schema::drop_now`]) and the relay store URL
+/// that selects it.
+struct Schema {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    async fn create(server: &str) -> Self {
+        let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+            .await
+            .expect("the PostgreSQL test server is reachable");
+        tokio::spawn(conn);
+        let name = format!("sealpost_nats_{:016x}", rand::random::<u64>());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        let sep = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{sep}options=-c%20search_path%3D{name}");
+        Self { admin, name, url }
+    }
+
+    async fn drop_now(self) {
+        self.admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await
+            .unwrap();
+    }
+}
+
+/// Two nodes on `schema`, both linked to the NATS server `nats`.
+async fn two_nodes(
+    schema: &Schema,
+    nats: &str,
+    codes: &Arc<Codes>,
+    dirs: &[tempfile::TempDir; 2],
+) -> (RelayHandle, RelayHandle) {
+    let start = |dir: &std::path::Path| {
+        let mut c = config(dir, codes);
+        c.store = StoreBackend::Postgres(Zeroizing::new(schema.url.clone()));
+        c.nats = Some(nats.parse().unwrap());
+        Relay::start(c)
+    };
+    (
+        start(dirs[0].path()).await.unwrap(),
+        start(dirs[1].path()).await.unwrap(),
+    )
+}
+
+fn send(to: &AccountId, device: u32, body: &[u8], msg: u8) -> Request {
+    Request::Send {
+        message_id: [msg; 16],
+        sender_seq: u64::from(msg),
+        recipient: to.clone(),
+        envelopes: vec![OutgoingEnvelope {
+            device_id: device,
+            envelope: body.to_vec(),
+        }],
+    }
+}
+
+/// The next `Deliver`'s body, skipping `QueueDrained` (bounded by the harness's timeout).
+async fn next_body(c: &mut Client) -> Vec<u8> {
+    loop {
+        match c.next_push().await {
+            Push::Deliver(d) => return d.envelope,
+            Push::QueueDrained => {}
+            other => panic!("expected Deliver, got {other:?}"),
+        }
+    }
+}
+
+/// Waits (bounded) until `node` holds `n` wake-up subscriptions.
+async fn subscriptions_become(node: &RelayHandle, n: usize) {
+    tokio::time::timeout(TIMEOUT, async {
+        while node.wake_subscriptions() != n {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} subscriptions, not {n}", node.wake_subscriptions()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_node_a_gets_live_what_node_b_accepted() {
+    let Some((pg, nats)) = servers() else {
+        return;
+    };
+    let schema = Schema::create(&pg).await;
+    let codes = Arc::new(Codes::default());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (node_a, node_b) = two_nodes(&schema, &nats, &codes, &dirs).await;
+
+    // Bob stays connected to A (registering authenticates him there); Alice sends through B.
+    let mut bob = Device::register(&node_a, &codes, "+15550000011").await;
+    assert_eq!(node_a.wake_subscriptions(), 1);
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let alice = Device::register(&node_b, &codes, "+15550000012").await;
+    let b = bob.address.account.clone();
+    for (i, body) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+        let r = alice
+            .client
+            .request(&send(&b, bob.address.device.0, body, i as u8 + 1))
+            .await;
+        assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+        // Live on A, without a reconnection: only B's wake-up tells A.
+        assert_eq!(next_body(&mut bob.client).await, body);
+    }
+
+    // Bob's last connection on A closes: A drops his subscription.
+    bob.client.close().await;
+    subscriptions_become(&node_a, 0).await;
+
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+    schema.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_both_nodes_gets_each_envelope_at_least_once() {
+    let Some((pg, nats)) = servers() else {
+        return;
+    };
+    let schema = Schema::create(&pg).await;
+    let codes = Arc::new(Codes::default());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (node_a, node_b) = two_nodes(&schema, &nats, &codes, &dirs).await;
+
+    // Bob's device on A, and the same device also on B (a reconnection race: a newer
+    // connection replaces an older one only on the same node).
+    let mut bob = Device::register(&node_a, &codes, "+15550000021").await;
+    let mut on_a = std::mem::replace(
+        &mut bob.client,
+        Client::connect(node_b.local_addr(), node_b.cert_fingerprint()).await,
+    );
+    let r = bob.authenticate().await;
+    assert!(matches!(r, Response::Authenticated { .. }), "{r:?}");
+    let mut on_b = bob.client;
+    assert_eq!(node_a.wake_subscriptions(), 1);
+    assert_eq!(node_b.wake_subscriptions(), 1);
+
+    // Senders on both nodes.
+    let carol = Device::register(&node_a, &codes, "+15550000022").await;
+    let dave = Device::register(&node_b, &codes, "+15550000023").await;
+    let b = bob.address.account.clone();
+    let mut sent = BTreeSet::new();
+    for i in 1..=6u8 {
+        let sender = if i % 2 == 0 { &carol } else { &dave };
+        let body = vec![i; 8];
+        let r = sender
+            .client
+            .request(&send(&b, bob.address.device.0, &body, i))
+            .await;
+        assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+        sent.insert(body);
+    }
+
+    // Each connection gets every envelope (nothing is acknowledged), whichever node took it.
+    for c in [&mut on_a, &mut on_b] {
+        let mut got = BTreeSet::new();
+        while got.len() < sent.len() {
+            got.insert(next_body(c).await);
+        }
+        assert_eq!(got, sent);
+    }
+
+    on_a.close().await;
+    on_b.close().await;
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+    schema.drop_now().await;
+}
+
+/// A closed port on 127.0.0.1 (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_and_delivers_while_nats_is_unreachable() {
+    // Needs no server: NATS is down on purpose (and the store is SQLite, no other node).
+    let codes = Arc::new(Codes::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), &codes);
+    c.nats = Some(
+        format!("nats://127.0.0.1:{}", closed_port())
+            .parse()
+            .unwrap(),
+    );
+    let node = Relay::start(c).await.expect("starts without NATS");
+    let mut bob = Device::register(&node, &codes, "+15550000031").await;
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    let alice = Device::register(&node, &codes, "+15550000032").await;
+    let b = bob.address.account.clone();
+    let r = alice
+        .client
+        .request(&send(&b, bob.address.device.0, b"local", 1))
+        .await;
+    assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
+    // Local commit notices do not need the bus.
+    assert_eq!(next_body(&mut bob.client).await, b"local");
+    node.shutdown().await;
+}
