@@ -360,7 +360,8 @@ pub enum EnqueueOutcome {
 /// A queued envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEnvelope {
-    /// Relay-wide unique id, increasing in acceptance order.
+    /// Store-wide unique id, increasing in commit order per recipient device
+    /// ([`Store::enqueue`]).
     pub server_id: u64,
     /// The sending device.
     pub sender: DeviceAddress,
@@ -501,7 +502,7 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<RegisterOutcome, StoreError>> + Send;
 
     /// Sets (`Some`) or clears (`None`) the account's registration-lock verifier, resets its
-    /// failure count and sets `last_seen = now`. Returns `false` (nothing changed) if the
+    /// failure count and sets `last_seen = max(last_seen, now)`. Returns `false` (nothing changed) if the
     /// account was never registered.
     fn set_registration_lock(
         &self,
@@ -618,7 +619,10 @@ pub trait Store: Send + Sync {
     /// recipient has devices (`UnknownAccount`); the envelopes address exactly the
     /// recipient's devices except `exclude_device`, each once (`MismatchedDevices`); no
     /// mailbox would exceed `max_queued` (`QueueFull`). Server ids are unique across the
-    /// store and increase in commit order, and are **never reused**, not even the ids of
+    /// store and, **per recipient device**, increase in commit order (a delivery reads a
+    /// device's mailbox after the last id it pushed, so a later commit must never carry a
+    /// lower id for the same device; across devices no order is promised), and are **never
+    /// reused**, not even the ids of
     /// envelopes whose commit failed or was cut short by a crash (an id may have reached a
     /// recipient through the [`MailFeed`] before the commit, and a later `Ack` of it must
     /// not delete another envelope). In the same transaction, when `Queued`,
