@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::pg::Schema;
 use common::{Client, Codes, Device, TIMEOUT, config};
 use sealpost_relay::config::StoreBackend;
 use sealpost_relay::{Relay, RelayHandle};
@@ -50,38 +51,6 @@ fn servers() -> Option<(String, String)> {
     );
     let nats = server("SEALPOST_TEST_NATS", "SEALPOST_REQUIRE_NATS", ".ci/nats.sh");
     Some((pg?, nats?))
-}
-
-/// A fresh schema on the server (dropped by [`Schema::drop_now`]) and the relay store URL
-/// that selects it.
-struct Schema {
-    admin: tokio_postgres::Client,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    async fn create(server: &str) -> Self {
-        let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
-            .await
-            .expect("the PostgreSQL test server is reachable");
-        tokio::spawn(conn);
-        let name = format!("sealpost_nats_{:016x}", rand::random::<u64>());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap();
-        let sep = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{sep}options=-c%20search_path%3D{name}");
-        Self { admin, name, url }
-    }
-
-    async fn drop_now(self) {
-        self.admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .await
-            .unwrap();
-    }
 }
 
 /// Two nodes on `schema`, both linked to the NATS server `nats`.
@@ -142,7 +111,7 @@ async fn a_device_on_node_a_gets_live_what_node_b_accepted() {
     let Some((pg, nats)) = servers() else {
         return;
     };
-    let schema = Schema::create(&pg).await;
+    let schema = Schema::create(&pg, "sealpost_nats").await;
     let codes = Arc::new(Codes::default());
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let (node_a, node_b) = two_nodes(&schema, &nats, &codes, &dirs).await;
@@ -177,7 +146,7 @@ async fn a_device_on_both_nodes_gets_each_envelope_at_least_once() {
     let Some((pg, nats)) = servers() else {
         return;
     };
-    let schema = Schema::create(&pg).await;
+    let schema = Schema::create(&pg, "sealpost_nats").await;
     let codes = Arc::new(Codes::default());
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let (node_a, node_b) = two_nodes(&schema, &nats, &codes, &dirs).await;

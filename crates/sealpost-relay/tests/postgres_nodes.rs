@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::pg::Schema;
 use common::{Client, Codes, Device, config};
 use sealpost_relay::config::StoreBackend;
 use sealpost_relay::{Relay, RelayHandle};
@@ -40,38 +41,6 @@ async fn server() -> Option<String> {
         return None;
     };
     Some(url)
-}
-
-/// A fresh schema on the server (dropped by [`Schema::drop_now`]) and the relay store URL
-/// that selects it.
-struct Schema {
-    admin: tokio_postgres::Client,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    async fn create(server: &str) -> Self {
-        let (admin, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
-            .await
-            .expect("the PostgreSQL test server is reachable");
-        tokio::spawn(conn);
-        let name = format!("sealpost_nodes_{:016x}", rand::random::<u64>());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap();
-        let sep = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{sep}options=-c%20search_path%3D{name}");
-        Self { admin, name, url }
-    }
-
-    async fn drop_now(self) {
-        self.admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .await
-            .unwrap();
-    }
 }
 
 fn send(to: &AccountId, device: u32, body: &[u8], msg: u8) -> Request {
@@ -106,7 +75,7 @@ async fn two_nodes_share_accounts_prekeys_and_mailboxes() {
     let Some(server) = server().await else {
         return;
     };
-    let schema = Schema::create(&server).await;
+    let schema = Schema::create(&server, "sealpost_nodes").await;
     let codes = Arc::new(Codes::default());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let start = |dir: &std::path::Path| {

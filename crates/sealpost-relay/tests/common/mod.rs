@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub mod checker;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -291,7 +293,6 @@ impl CodeSender for Codes {
 
 impl Codes {
     /// Codes sent so far.
-    #[allow(dead_code)]
     pub fn count(&self) -> usize {
         self.0.lock().unwrap().len()
     }
