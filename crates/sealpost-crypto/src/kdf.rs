@@ -41,47 +41,11 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; HASH_LEN] {
     mac.finalize().into_bytes().into()
 }
 
-/// HMAC-SHA256 of two one-byte messages under the same key, sharing the key schedule:
-/// returns `(HMAC(key, [a]), HMAC(key, [b]))`. This is the Double Ratchet's KDF_CK.
-pub fn hmac_sha256_pair(
-    key: &[u8; HASH_LEN],
-    a: u8,
-    b: u8,
-) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-    let keyed = new_hmac(key);
-    let mut first = keyed.clone();
-    first.update(&[a]);
-    let mut second = keyed;
-    second.update(&[b]);
-    (
-        Zeroizing::new(first.finalize().into_bytes().into()),
-        Zeroizing::new(second.finalize().into_bytes().into()),
-    )
-}
-
-/// Three 32-byte HMAC outputs, zeroized on drop.
-pub type HmacTriple = (
-    Zeroizing<[u8; HASH_LEN]>,
-    Zeroizing<[u8; HASH_LEN]>,
-    Zeroizing<[u8; HASH_LEN]>,
-);
-
-/// HMAC-SHA256 of three one-byte messages under the same key, sharing the key schedule:
-/// returns `(HMAC(key, [a]), HMAC(key, [b]), HMAC(key, [c]))`. This is KDF_CK of session
-/// protocol version 2 (message key, next chain key, nonce key).
-pub fn hmac_sha256_triple(key: &[u8; HASH_LEN], a: u8, b: u8, c: u8) -> HmacTriple {
-    let keyed = new_hmac(key);
-    let run = |m: u8| {
-        let mut mac = keyed.clone();
-        mac.update(&[m]);
-        Zeroizing::new(<[u8; HASH_LEN]>::from(mac.finalize().into_bytes()))
-    };
-    (run(a), run(b), run(c))
-}
-
-/// [`hmac_sha256_triple`] writing each output straight into its destination (the caller's
-/// zeroizing key types), so no intermediate copy needs erasing: `out[i] = HMAC(key, [msgs[i]])`.
-/// This is the hot path of KDF_CK, once per message on each side.
+/// HMAC-SHA256 of three one-byte messages under the same key, sharing the key schedule, each
+/// output written straight into its destination (the caller's zeroizing key types, so no
+/// intermediate copy needs erasing): `out[i] = HMAC(key, [msgs[i]])`. This is KDF_CK of
+/// session protocol version 2 (message key, next chain key, nonce key), once per message on
+/// each side.
 pub fn hmac_sha256_triple_into(key: &[u8; HASH_LEN], msgs: [u8; 3], out: [&mut [u8; HASH_LEN]; 3]) {
     let keyed = new_hmac(key);
     for (m, o) in msgs.into_iter().zip(out) {
@@ -158,15 +122,6 @@ mod tests {
             hex::encode(okm),
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
         );
-    }
-
-    #[test]
-    fn pair_matches_two_hmacs() {
-        let key = [9u8; 32];
-        let (a, b) = hmac_sha256_pair(&key, 1, 2);
-        assert_eq!(*a, hmac_sha256(&key, &[1]));
-        assert_eq!(*b, hmac_sha256(&key, &[2]));
-        assert_ne!(*a, *b);
     }
 
     #[test]
