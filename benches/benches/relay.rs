@@ -11,6 +11,8 @@
 //! * relay/ceiling ratio per N: after both criterion groups, `RATIO_ROUNDS` rounds of one
 //!   relay run and one echo run of about `RATIO_RUN` each, back to back with alternating
 //!   order; the reported ratio is the median of the per-round ratios (with min and max).
+//! * peers (`relay/peers.rs`): Mosquitto over TLS with QoS 1 and NATS JetStream with file
+//!   storage, same load, their own criterion groups and Sealpost/peer ratios by the same method.
 //! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
 //!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
 //!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, three
@@ -58,6 +60,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::sync::{Semaphore, mpsc};
+
+#[path = "relay/peers.rs"]
+mod peers;
 
 /// Pair counts.
 const PAIRS: [usize; 3] = [1, 8, 32];
@@ -778,6 +783,7 @@ fn throughput(c: &mut Criterion) {
         println!("relay on PostgreSQL: skipped ({POSTGRES_ENV} is not set)");
     }
     let echo = rt.block_on(echo_setup(max));
+    let mut peers = peers::Peers::start(&rt, max);
     let mut results = Vec::new();
 
     for &n in &PAIRS {
@@ -820,6 +826,7 @@ fn throughput(c: &mut Criterion) {
                 "  N={n:>2} {store:<8}: relay {rr:>7.0} msg/s p50 {r50:>6.2} ms p99 {r99:>6.2} ms | echo {er:>7.0} msg/s p50 {e50:>6.2} ms p99 {e99:>6.2} ms | ratio {median:>5.1}% [{min:.1}-{max:.1}]"
             ));
         }
+        peers.measure(c, &rt, &relays[0].1, n, relay_stats[0].summary().0);
     }
     println!(
         "\nsummary (window {WINDOW}/pair, {PAYLOAD}-byte payloads, durable stores; percentiles over all timed iterations incl. warm-up; ratio: median of {RATIO_ROUNDS} interleaved rounds [min-max]):"
@@ -827,6 +834,7 @@ fn throughput(c: &mut Criterion) {
     for line in results {
         println!("{line}");
     }
+    peers.finish(&rt);
     rt.block_on(async move {
         for (_, c) in &echo.clients {
             c.close(0u32.into(), b"done");
