@@ -293,7 +293,7 @@ async fn delivery_tasks_run_only_while_there_is_something_to_push() {
 
 /// Pipelined `Send`s that one group commit answers get their `Accepted` responses in one
 /// flight, not one packet each (`server/responder.rs`): 16 requests sent in one flight
-/// come back in a few datagrams.
+/// come back in a few datagrams (in the best of three rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_ready_together_share_packets() {
     let dir = tempfile::tempdir().unwrap();
@@ -314,6 +314,7 @@ async fn responses_ready_together_share_packets() {
     for w in warm {
         assert!(matches!(w.await.unwrap(), Response::Accepted { .. }));
     }
+    let mut fewest = u64::MAX;
     for round in 0..3u8 {
         let before = conn.stats().udp_rx.datagrams;
         // All 16 written before the client's connection sends anything: one flight.
@@ -335,12 +336,13 @@ async fn responses_ready_together_share_packets() {
             let r = Response::decode(&frame[4..]).unwrap();
             assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
         }
-        let datagrams = conn.stats().udp_rx.datagrams - before;
-        // One flight per group commit that answered them (usually one or two) and the
-        // relay's acknowledgements of the requests: 4 to 6 here; one packet per response
-        // (each request's task writing its own) took 17 or 18.
-        assert!(datagrams < 10, "16 responses took {datagrams} datagrams");
+        fewest = fewest.min(conn.stats().udp_rx.datagrams - before);
     }
+    // One flight per group commit that answered them (usually one or two) and the relay's
+    // acknowledgements of the requests: 4 to 6 here; one packet per response (each
+    // request's task writing its own) took 16 to 18. The best of three rounds, so that a
+    // busy machine splitting one round's group commits does not fail the test.
+    assert!(fewest < 10, "16 responses took {fewest} datagrams");
     relay.shutdown().await;
 }
 
