@@ -725,6 +725,44 @@ fn run_echo(rt: &Runtime, echo: &EchoBench, n: usize, count: u64, stats: &Arc<St
     timed_run(rt, count, stats, pairs.collect())
 }
 
+/// UDP datagrams per message over the first `n` relay pairs' client connections (sent and
+/// received, so both directions of both legs), from quinn's connection statistics around one
+/// run of `count` messages.
+fn relay_datagrams(rt: &Runtime, relay: &RelayBench, n: usize, count: u64) -> (f64, f64) {
+    let totals = || {
+        let (mut sender, mut receiver) = (0u64, 0u64);
+        for (s, r) in &relay.pairs[..n] {
+            let (ss, rs) = (s.conn.stats(), r.conn.stats());
+            sender += ss.udp_tx.datagrams + ss.udp_rx.datagrams;
+            receiver += rs.udp_tx.datagrams + rs.udp_rx.datagrams;
+        }
+        (sender, receiver)
+    };
+    let before = totals();
+    run_relay(rt, relay, n, count, &Arc::new(Stats::default()));
+    let after = totals();
+    (
+        (after.0 - before.0) as f64 / count as f64,
+        (after.1 - before.1) as f64 / count as f64,
+    )
+}
+
+/// UDP datagrams per echo over the first `n` echo connections (sent and received).
+fn echo_datagrams(rt: &Runtime, echo: &EchoBench, n: usize, count: u64) -> f64 {
+    let total = || {
+        echo.clients[..n]
+            .iter()
+            .map(|(_, c)| {
+                let s = c.stats();
+                s.udp_tx.datagrams + s.udp_rx.datagrams
+            })
+            .sum::<u64>()
+    };
+    let before = total();
+    run_echo(rt, echo, n, count, &Arc::new(Stats::default()));
+    (total() - before) as f64 / count as f64
+}
+
 /// Rounds of the interleaved ratio measurement per N.
 const RATIO_ROUNDS: usize = 7;
 /// Target length of one relay or echo run in a round.
@@ -812,6 +850,12 @@ fn throughput(c: &mut Criterion) {
             if !(rr.is_finite() && er.is_finite()) {
                 continue;
             }
+            let (sender, receiver) = relay_datagrams(&rt, relay, n, (rr as u64).max(1000));
+            println!(
+                "relay ({store}) N={n}: {:.2} datagrams per message ({sender:.2} on the sender's connection, {receiver:.2} on the receiver's); echo {:.2} per echo",
+                sender + receiver,
+                echo_datagrams(&rt, &echo, n, (er as u64).max(1000)),
+            );
             let ratios = interleaved_ratios(&rt, relay, &echo, n, rr, er);
             let (median, min, max) = (
                 100.0 * ratios[RATIO_ROUNDS / 2],

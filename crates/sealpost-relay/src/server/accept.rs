@@ -199,6 +199,7 @@ pub(super) async fn serve_connection(
         authed: AtomicBool::new(false),
         authenticated: AtomicBool::new(false),
         full_allowance: AtomicBool::new(false),
+        responder: Responder::default(),
     });
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -251,6 +252,8 @@ pub(super) struct ConnCtx {
     pub(super) authenticated: AtomicBool,
     /// The full allowance (`MAX_CONCURRENT_REQUESTS`) was granted.
     pub(super) full_allowance: AtomicBool,
+    /// Writes the connection's finished responses.
+    pub(super) responder: Responder,
 }
 
 impl ConnCtx {

@@ -8,7 +8,8 @@
 //! connection are handled one at a time (they share the connection's state), except `Send`
 //! and `Ack`, which run from a snapshot of it ([`Handler::handle_send_or_ack`]); different
 //! connections run in parallel, and their writes meet in the store's group commit. Every
-//! response is written by its request's task once the store's future has resolved; the
+//! response is queued by its request's task once the store's future has resolved, and the
+//! connection's responses that are ready together are written together (`responder.rs`); the
 //! store never touches a stream. Envelopes reach deliveries through commit notices and,
 //! with SQLite, the store's mail feed (`delivery.rs`).
 //!
@@ -17,6 +18,7 @@
 //! | `mod.rs` | [`Relay::start`], [`RelayHandle`] (accessors, shutdown), the shared state, the sweep |
 //! | `accept.rs` | accepting connections: limits, Retry, per-address slots, the stream-accept loop |
 //! | `requests.rs` | reading a request within the request buffer, handling it, writing the response |
+//! | `responder.rs` | writing a connection's ready responses together, in one flight |
 //! | `delivery.rs` | the per-device registry, delivery slots and the delivery loop |
 //! | `files.rs` | the data directory's lock and the secret files |
 //! | `wakeups.rs` | cross-node wake-ups over NATS (feature `nats`) |
@@ -25,6 +27,7 @@ mod accept;
 mod delivery;
 mod files;
 mod requests;
+mod responder;
 #[cfg(feature = "nats")]
 mod wakeups;
 
@@ -33,6 +36,7 @@ use delivery::{Registry, Slot, apply_effects, dispatch_feed};
 pub use files::{DB_FILE, ISSUER_KEY_FILE, LOCK_FILE};
 use files::{load_or_create_code_key, load_or_create_issuer_key, lock_data_dir};
 use requests::{Budget, serve_request};
+use responder::Responder;
 
 use crate::codes::{CodeSender, LogCodeSender, WebhookCodeSender};
 use crate::config::{RelayConfig, StoreBackend};

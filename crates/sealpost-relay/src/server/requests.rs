@@ -280,7 +280,7 @@ pub(super) async fn finish_request(ctx: &ConnCtx, mut send: SendStream, answer: 
             }
         }
         _ => {
-            write_frame(&mut send, &frame).await;
+            ctx.responder.respond(send, frame).await;
         }
     }
 }
