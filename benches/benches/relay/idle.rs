@@ -3,6 +3,45 @@
 
 use super::*;
 
+/// Environment variable: how many idle connections (default [`DEFAULT_IDLE_CONNS`]; 0 skips).
+const IDLE_CONNS_ENV: &str = "SEALPOST_BENCH_IDLE_CONNS";
+/// Idle connections of a normal bench run. `SEALPOST_BENCH_IDLE_CONNS=100000` is the scale
+/// target's measurement (README, "Relay").
+const DEFAULT_IDLE_CONNS: usize = 10_000;
+/// Above this many connections only the reconnecting kind (the scale target's row) and bare
+/// quinn run: the first-start kind would register as many accounts again (minutes of
+/// registrations), and the handshake-only kind adds minutes of handshakes.
+const FIRST_START_MAX: usize = 10_000;
+/// Client source addresses: 127.0.0.2, 127.0.0.3, ... (Linux routes all of 127.0.0.0/8 to
+/// loopback), with one client endpoint (one UDP socket) each, the connections spread over
+/// them. The relay counts connections per source address (`max_connections_per_ip`).
+const CLIENT_ADDRS: usize = 16;
+/// Keep-alive of the idle clients: well inside the relay's `IDLE_TIMEOUT_SECS` (60 s), as an
+/// app would set it, and rare enough that 100,000 connections do not keep two cores busy
+/// with pings (5 s would be 20,000 packets per second each way).
+const IDLE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The client configuration of the idle connections: the throughput clients' settings with
+/// [`IDLE_KEEP_ALIVE`] and room for 4 push streams instead of 100 (quinn keeps state for
+/// every stream slot a peer may open; an idle device gets one push, `QueueDrained`).
+fn idle_client_config(fingerprint: [u8; 32], alpn: Vec<Vec<u8>>) -> quinn::ClientConfig {
+    let mut cfg = client_config(fingerprint, alpn);
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(4u32.into());
+    transport.keep_alive_interval(Some(IDLE_KEEP_ALIVE));
+    cfg.transport_config(Arc::new(transport));
+    cfg
+}
+
+/// Environment variable: a file for the relay child's log (warnings and errors; default:
+/// discarded).
+const RELAY_LOG_ENV: &str = "SEALPOST_BENCH_IDLE_RELAY_LOG";
+
+/// Open file descriptors of process `pid`.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -38,10 +77,10 @@ impl Drop for Child {
 }
 
 pub(super) fn idle_connections() {
-    let target: usize = std::env::var("SEALPOST_BENCH_IDLE_CONNS")
+    let target: usize = std::env::var(IDLE_CONNS_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(DEFAULT_IDLE_CONNS);
     if target == 0 {
         return;
     }
@@ -49,7 +88,11 @@ pub(super) fn idle_connections() {
         println!("idle_connections: sealpost-relay binary unavailable; skipped");
         return;
     };
-    let limit = (2 * target).max(20_000).to_string();
+    // The limits an operator raises for this many connections: `max_connections` (default
+    // 10,000) and, because the bench's clients share CLIENT_ADDRS addresses,
+    // `max_connections_per_ip` (default 256).
+    let limit = (target + 1000).to_string();
+    let per_ip = (target.div_ceil(CLIENT_ADDRS) + 256).to_string();
     let (webhook, codes) = code_webhook();
     for auth in [
         Idle::Unauthenticated,
@@ -62,7 +105,7 @@ pub(super) fn idle_connections() {
             .args(["--listen", "127.0.0.1:0", "--max-connections", &limit])
             .arg("--data-dir")
             .arg(dir.path())
-            .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
+            .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &per_ip)
             .env("SEALPOST_RELAY_WEBHOOK_URL", &webhook)
             .env(
                 "SEALPOST_RELAY_WEBHOOK_SECRET",
@@ -77,7 +120,13 @@ pub(super) fn idle_connections() {
                 "10000000",
             )
             .env("SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR", "10000000")
-            .env("RUST_LOG", "error");
+            .env("RUST_LOG", "warn");
+        if auth != Idle::Authenticated && target > FIRST_START_MAX {
+            println!(
+                "idle_connections: only the reconnecting kind and bare quinn run above {FIRST_START_MAX} connections"
+            );
+            continue;
+        }
         let label = match auth {
             Idle::Unauthenticated => "relay, unauthenticated",
             Idle::Authenticated => "relay, authenticated as devices registered earlier",
@@ -116,6 +165,9 @@ pub(super) fn echo_server_process() {
         );
         let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
         println!("certificate SHA-256 fingerprint: {hex}");
+        // The relay's last start-up line, which `idle_measure` reads up to (without it the
+        // bare-quinn run waited forever).
+        println!("public-key pin (clients pin this): none (bench echo server)");
         std::future::pending::<()>().await;
     });
 }
@@ -217,7 +269,10 @@ fn idle_measure(
 ) {
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(match std::env::var_os(RELAY_LOG_ENV) {
+            Some(path) => std::fs::File::create(path).unwrap().into(),
+            None => std::process::Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -273,11 +328,11 @@ fn idle_measure(
             }
             None => {}
         }
-        let cfg = client_config(fingerprint, alpn);
-        // A few client endpoints (one UDP socket each), connections spread over them.
-        let endpoints: Vec<_> = (0..8)
-            .map(|_| {
-                let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let cfg = idle_client_config(fingerprint, alpn);
+        let endpoints: Vec<_> = (0..CLIENT_ADDRS)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(i + 2).unwrap());
+                let mut e = quinn::Endpoint::client((ip, 0).into()).unwrap();
                 e.set_default_client_config(cfg.clone());
                 e
             })
@@ -318,6 +373,7 @@ fn idle_measure(
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = rss_kib(pid);
+        let bench_before = rss_kib(std::process::id());
         let started = Instant::now();
         // Handshakes in flight; fewer when registering (the relay's webhook sender keeps at
         // most 64 deliveries in flight and drops codes beyond that).
@@ -326,35 +382,48 @@ fn idle_measure(
         } else {
             128
         }));
+        // Exchanges that failed (a request timed out) and were tried again on a new connection.
+        let failed = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::with_capacity(target);
         for i in 0..target {
             let ep = endpoints[i % endpoints.len()].clone();
             let gate = Arc::clone(&gate);
             let codes = Arc::clone(&codes);
             let registered = Arc::clone(&registered);
+            let failed = Arc::clone(&failed);
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.unwrap();
                 for _ in 0..3 {
                     let Ok(connecting) = ep.connect(addr, "localhost") else {
                         continue;
                     };
-                    if let Ok(Ok(c)) = tokio::time::timeout(TIMEOUT, connecting).await {
+                    let Ok(Ok(c)) = tokio::time::timeout(TIMEOUT, connecting).await else {
+                        continue;
+                    };
+                    // On a task of its own: a timed-out request panics there and is counted.
+                    let (conn, codes, registered) =
+                        (c.clone(), Arc::clone(&codes), Arc::clone(&registered));
+                    let setup = tokio::spawn(async move {
                         match relay {
                             Some(Idle::Authenticated) => {
                                 let (id, address) = &registered[i];
-                                authenticate(&c, id, address).await;
+                                authenticate(&conn, id, address).await;
                             }
                             Some(Idle::RegisteredHere) => {
                                 let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
-                                register_and_authenticate(&c, &a, |a| async move {
+                                register_and_authenticate(&conn, &a, |a| async move {
                                     logged_code(&codes, &a).await
                                 })
                                 .await;
                             }
                             Some(Idle::Unauthenticated) | None => {}
                         }
+                    });
+                    if setup.await.is_ok() {
                         return Some(c);
                     }
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    c.close(0u32.into(), b"setup failed");
                 }
                 None
             }));
@@ -374,6 +443,12 @@ fn idle_measure(
         println!(
             "idle_connections ({label}): {alive}/{target} alive (opened in {:.1} s), server VmRSS {before} KiB -> {after} KiB: {per:.1} KiB per connection (target < 30 KiB)",
             took.as_secs_f64()
+        );
+        println!(
+            "idle_connections ({label}): server file descriptors {}; bench process (the clients) VmRSS {bench_before} KiB -> {} KiB; {} exchanges timed out and were tried again",
+            fd_count(pid),
+            rss_kib(std::process::id()),
+            failed.load(Ordering::Relaxed)
         );
         for c in &conns {
             c.close(0u32.into(), b"done");
