@@ -14,10 +14,11 @@
 //! * relay/ceiling ratio per N: after both criterion groups, `RATIO_ROUNDS` rounds of one
 //!   relay run and one echo run of about `RATIO_RUN` each, back to back with alternating
 //!   order; the reported ratio is the median of the per-round ratios (with min and max).
-//! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
-//!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
-//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, three
-//!   times, each with a fresh relay:
+//! * idle connections (plain measurement after criterion, `relay/idle.rs`): the real
+//!   `sealpost-relay` binary as a child process, `SEALPOST_BENCH_IDLE_CONNS` (default 10000;
+//!   100000 for the scale target, which then runs only the reconnecting kind; 0 skips)
+//!   concurrent idle QUIC connections from 16 loopback addresses, VmRSS before/after →
+//!   KiB per connection, three times, each with a fresh relay:
 //!   - connections that only completed the handshake;
 //!   - connections that authenticated as devices registered before the measurement, each on
 //!     a connection of its own (an app reconnecting; accounts are not connection state);
