@@ -6,6 +6,9 @@
 //!   elements/s is messages/s; a summary line adds p50/p99 of send start → delivery.
 //! * `relay_throughput_postgres/N`: the same through a relay on PostgreSQL (a fresh schema on
 //!   the server in `SEALPOST_BENCH_POSTGRES`; skipped without it), measured in the same run.
+//! * `relay_throughput_pg3nodes/N`: the same through three relay nodes on one PostgreSQL
+//!   schema and one NATS server, senders on one node and receivers on the others (with
+//!   `SEALPOST_BENCH_POSTGRES` and `SEALPOST_BENCH_NATS`; `relay/nodes.rs`).
 //! * `quinn_echo_ceiling/N`: the same N, window and payload size against a bare quinn echo
 //!   server (one bidi stream per request, TLS 1.3, no ALPN), in the same process and run.
 //! * relay/ceiling ratio per N: after both criterion groups, `RATIO_ROUNDS` rounds of one
@@ -13,10 +16,11 @@
 //!   order; the reported ratio is the median of the per-round ratios (with min and max).
 //! * peers (`relay/peers.rs`): Mosquitto over TLS with QoS 1 and NATS JetStream with file
 //!   storage, same load, their own criterion groups and Sealpost/peer ratios by the same method.
-//! * idle connections (plain measurement after criterion): the real `sealpost-relay` binary
-//!   as a child process, `IDLE_CONNS` (default 10000, env `SEALPOST_BENCH_IDLE_CONNS`, 0
-//!   skips) concurrent idle QUIC connections, VmRSS before/after → KiB per connection, three
-//!   times, each with a fresh relay:
+//! * idle connections (plain measurement after criterion, `relay/idle.rs`): the real
+//!   `sealpost-relay` binary as a child process, `SEALPOST_BENCH_IDLE_CONNS` (default 10000;
+//!   100000 for the scale target, which then runs only the reconnecting kind; 0 skips)
+//!   concurrent idle QUIC connections from 16 loopback addresses, VmRSS before/after →
+//!   KiB per connection, three times, each with a fresh relay:
 //!   - connections that only completed the handshake;
 //!   - connections that authenticated as devices registered before the measurement, each on
 //!     a connection of its own (an app reconnecting; accounts are not connection state);
@@ -820,6 +824,10 @@ fn throughput(c: &mut Criterion) {
     } else {
         println!("relay on PostgreSQL: skipped ({POSTGRES_ENV} is not set)");
     }
+    let other_nodes = nodes::setup(&rt, max).map(|(node0, others)| {
+        relays.push((nodes::LABEL, node0));
+        others
+    });
     let echo = rt.block_on(echo_setup(max));
     let mut peers = peers::Peers::start(&rt, max);
     let mut results = Vec::new();
@@ -891,6 +899,9 @@ fn throughput(c: &mut Criterion) {
         if let (Some(server), Some((name, _))) = (&pg_server, &pg_schema) {
             drop_pg_schema(server, name).await;
         }
+        if let Some(others) = other_nodes {
+            others.shutdown().await;
+        }
     });
 }
 
@@ -909,34 +920,7 @@ fn bench_group(c: &mut Criterion, name: &str, n: usize, mut run: impl FnMut(u64)
     g.finish();
 }
 
-// ---------------------------------------------------------------------------------------
-// Idle connections against the real binary.
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// `target/release/sealpost-relay`, next to this bench's `deps/` directory; (re)built first so
-/// that a stale binary is never measured (a no-op when it is up to date).
-fn relay_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let bin = profile_dir.join("sealpost-relay");
-    println!("building {} ...", bin.display());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "sealpost-relay"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .status()
-        .ok()?;
-    if !status.success() {
-        return None;
-    }
-    bin.exists().then_some(bin)
-}
-
+/// A child process (a relay binary, a peer broker) killed and reaped when dropped.
 struct Child(std::process::Child);
 
 impl Drop for Child {
@@ -946,370 +930,20 @@ impl Drop for Child {
     }
 }
 
-fn idle_connections() {
-    let target: usize = std::env::var("SEALPOST_BENCH_IDLE_CONNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    if target == 0 {
-        return;
-    }
-    let Some(bin) = relay_binary() else {
-        println!("idle_connections: sealpost-relay binary unavailable; skipped");
-        return;
-    };
-    let limit = (2 * target).max(20_000).to_string();
-    let (webhook, codes) = code_webhook();
-    for auth in [
-        Idle::Unauthenticated,
-        Idle::Authenticated,
-        Idle::RegisteredHere,
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut relay = std::process::Command::new(&bin);
-        relay
-            .args(["--listen", "127.0.0.1:0", "--max-connections", &limit])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("SEALPOST_RELAY_MAX_CONNECTIONS_PER_IP", &limit)
-            .env("SEALPOST_RELAY_WEBHOOK_URL", &webhook)
-            .env(
-                "SEALPOST_RELAY_WEBHOOK_SECRET",
-                "bench webhook secret, not checked",
-            )
-            .env(
-                "SEALPOST_RELAY_CODE_REQUESTS_PER_SOURCE_PER_HOUR",
-                "10000000",
-            )
-            .env(
-                "SEALPOST_RELAY_CODE_REQUESTS_PER_COUNTRY_PER_HOUR",
-                "10000000",
-            )
-            .env("SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR", "10000000")
-            .env("RUST_LOG", "error");
-        let label = match auth {
-            Idle::Unauthenticated => "relay, unauthenticated",
-            Idle::Authenticated => "relay, authenticated as devices registered earlier",
-            Idle::RegisteredHere => "relay, registered and authenticated on the connection",
-        };
-        idle_measure(label, relay, Some(auth), &codes, target);
-    }
-    // The same measurement against a bare quinn server (this binary in echo-server mode,
-    // the relay's transport settings): what quinn + rustls alone cost per connection.
-    let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
-    echo.env(ECHO_SERVER_ENV, "1");
-    idle_measure("bare quinn", echo, None, &codes, target);
-    // Optional: without GSO batching (quinn keeps a `10 × MTU` send buffer per connection
-    // otherwise). Measured: no difference for idle connections, hence off by default.
-    if std::env::var_os(ONE_SEGMENT_ENV).is_some() {
-        let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
-        echo.env(ECHO_SERVER_ENV, "1").env(ONE_SEGMENT_ENV, "1");
-        idle_measure("bare quinn, 1 segment/transmit", echo, None, &codes, target);
-    }
-}
+#[path = "relay/idle.rs"]
+mod idle;
 
-const ECHO_SERVER_ENV: &str = "SEALPOST_BENCH_ECHO_SERVER";
-const ONE_SEGMENT_ENV: &str = "SEALPOST_BENCH_ONE_SEGMENT";
-
-/// Echo-server mode for the idle baseline: prints the relay's start-up lines, serves forever.
-fn echo_server_process() {
-    let rt = runtime();
-    rt.block_on(async {
-        let (server, fingerprint) = echo_server(
-            std::env::var_os(ONE_SEGMENT_ENV).is_some(),
-            PRE_AUTH_CONCURRENT_REQUESTS,
-        );
-        println!(
-            "sealpost-relay listening on {}",
-            server.local_addr().unwrap()
-        );
-        let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
-        println!("certificate SHA-256 fingerprint: {hex}");
-        std::future::pending::<()>().await;
-    });
-}
-
-/// What the idle relay connections do before they idle.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Idle {
-    /// Nothing (the handshake only).
-    Unauthenticated,
-    /// Authenticate as a device registered before the measurement, on another connection
-    /// (an app reconnecting): the relay holds the connection's delivery slot and its
-    /// authenticated request-stream allowance.
-    Authenticated,
-    /// Register a device of a fresh account on the connection itself, then authenticate
-    /// (a first start: the registration's work is counted too).
-    RegisteredHere,
-}
-
-/// Verification codes the relay child process posted to the bench's webhook, by account.
-type LoggedCodes = Arc<Mutex<std::collections::HashMap<String, [u8; 6]>>>;
-
-/// A minimal HTTP/1.1 server on 127.0.0.1 for the relay's webhook code sender (the
-/// development log sender redacts account numbers): keeps `{"account": …, "code": …}` of
-/// every POST and answers 204. Returns its URL and the codes.
-fn code_webhook() -> (String, LoggedCodes) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/codes", listener.local_addr().unwrap());
-    let codes = LoggedCodes::default();
-    let out = Arc::clone(&codes);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let out = Arc::clone(&out);
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end().to_ascii_lowercase();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = l.strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let body = String::from_utf8_lossy(&body);
-                    let field = |name: &str| -> Option<String> {
-                        let start = body.find(&format!("\"{name}\":\""))? + name.len() + 4;
-                        let end = body[start..].find('"')? + start;
-                        Some(body[start..end].to_owned())
-                    };
-                    if let (Some(account), Some(code)) = (field("account"), field("code"))
-                        && let Ok(code) = <[u8; 6]>::try_from(code.as_bytes())
-                    {
-                        out.lock().unwrap().insert(account, code);
-                    }
-                    if writer
-                        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, codes)
-}
-
-async fn logged_code(codes: &LoggedCodes, account: &AccountId) -> Option<[u8; 6]> {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(c) = codes.lock().unwrap().get(account.as_str()) {
-            return Some(*c);
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    None
-}
-
-fn idle_measure(
-    label: &str,
-    mut cmd: std::process::Command,
-    relay: Option<Idle>,
-    codes: &LoggedCodes,
-    target: usize,
-) {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    // Codes of an earlier relay process (same account numbers) are stale.
-    codes.lock().unwrap().clear();
-    let codes = Arc::clone(codes);
-    let child = Child(child);
-    let pid = child.0.id();
-    let (addr, fingerprint) = {
-        use std::io::BufRead;
-        let mut addr = None;
-        let mut fp = None;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("sealpost-relay listening on ") {
-                addr = Some(a.parse::<SocketAddr>().unwrap());
-            }
-            if let Some(f) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
-                let mut b = [0u8; 32];
-                for (i, byte) in b.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&f[2 * i..2 * i + 2], 16).unwrap();
-                }
-                fp = Some(b);
-            }
-            // The pin line is the last start-up line: stop reading only after it (the relay
-            // would fail writing to a closed pipe).
-            if line.starts_with("public-key pin (clients pin this): ") {
-                break;
-            }
-        }
-        (addr.unwrap(), fp.unwrap())
-    };
-    let rt = runtime();
-    rt.block_on(async move {
-        // Warm the relay up with one full connection so one-time allocations are in the baseline.
-        let alpn = if relay.is_some() {
-            vec![ALPN.to_vec()]
-        } else {
-            Vec::new()
-        };
-        let (ep0, c0) = connect(addr, fingerprint, alpn.clone()).await;
-        match relay {
-            Some(Idle::Authenticated | Idle::RegisteredHere) => {
-                let a = AccountId::new("+16660000000").unwrap();
-                register_and_authenticate(&c0, &a, |a| {
-                    let codes = Arc::clone(&codes);
-                    async move { logged_code(&codes, &a).await }
-                })
-                .await;
-            }
-            Some(Idle::Unauthenticated) => {
-                let _ = request(&c0, &Request::Challenge).await;
-            }
-            None => {}
-        }
-        let cfg = client_config(fingerprint, alpn);
-        // A few client endpoints (one UDP socket each), connections spread over them.
-        let endpoints: Vec<_> = (0..8)
-            .map(|_| {
-                let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-                e.set_default_client_config(cfg.clone());
-                e
-            })
-            .collect();
-        // Devices registered before the measurement, each on a connection of its own that is
-        // closed again (the relay's webhook sender keeps at most 64 deliveries in flight and
-        // drops codes beyond that, hence 32 at a time).
-        let registered = if relay == Some(Idle::Authenticated) {
-            let started = Instant::now();
-            let gate = Arc::new(Semaphore::new(32));
-            let tasks: Vec<_> = (0..target)
-                .map(|i| {
-                    let ep = endpoints[i % endpoints.len()].clone();
-                    let (gate, codes) = (Arc::clone(&gate), Arc::clone(&codes));
-                    tokio::spawn(async move {
-                        let _permit = gate.acquire().await.unwrap();
-                        let c = ep.connect(addr, "localhost").unwrap().await.unwrap();
-                        let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
-                        let device =
-                            register(&c, &a, |a| async move { logged_code(&codes, &a).await })
-                                .await;
-                        c.close(0u32.into(), b"registered");
-                        device
-                    })
-                })
-                .collect();
-            let mut devices = Vec::with_capacity(target);
-            for t in tasks {
-                devices.push(t.await.unwrap());
-            }
-            println!(
-                "idle_connections ({label}): registered {target} devices in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            Arc::new(devices)
-        } else {
-            Arc::new(Vec::new())
-        };
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = rss_kib(pid);
-        let started = Instant::now();
-        // Handshakes in flight; fewer when registering (the relay's webhook sender keeps at
-        // most 64 deliveries in flight and drops codes beyond that).
-        let gate = Arc::new(Semaphore::new(if relay == Some(Idle::RegisteredHere) {
-            32
-        } else {
-            128
-        }));
-        let mut tasks = Vec::with_capacity(target);
-        for i in 0..target {
-            let ep = endpoints[i % endpoints.len()].clone();
-            let gate = Arc::clone(&gate);
-            let codes = Arc::clone(&codes);
-            let registered = Arc::clone(&registered);
-            tasks.push(tokio::spawn(async move {
-                let _permit = gate.acquire().await.unwrap();
-                for _ in 0..3 {
-                    let Ok(connecting) = ep.connect(addr, "localhost") else {
-                        continue;
-                    };
-                    if let Ok(Ok(c)) = tokio::time::timeout(TIMEOUT, connecting).await {
-                        match relay {
-                            Some(Idle::Authenticated) => {
-                                let (id, address) = &registered[i];
-                                authenticate(&c, id, address).await;
-                            }
-                            Some(Idle::RegisteredHere) => {
-                                let a = AccountId::new(format!("+1666{:07}", i + 1)).unwrap();
-                                register_and_authenticate(&c, &a, |a| async move {
-                                    logged_code(&codes, &a).await
-                                })
-                                .await;
-                            }
-                            Some(Idle::Unauthenticated) | None => {}
-                        }
-                        return Some(c);
-                    }
-                }
-                None
-            }));
-        }
-        let mut conns = Vec::with_capacity(target);
-        for t in tasks {
-            if let Some(c) = t.await.unwrap() {
-                conns.push(c);
-            }
-        }
-        let took = started.elapsed();
-        // Idle (keep-alives only) for a few seconds so the relay's per-connection state settles.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let alive = conns.iter().filter(|c| c.close_reason().is_none()).count();
-        let after = rss_kib(pid);
-        let per = (after.saturating_sub(before)) as f64 / alive.max(1) as f64;
-        println!(
-            "idle_connections ({label}): {alive}/{target} alive (opened in {:.1} s), server VmRSS {before} KiB -> {after} KiB: {per:.1} KiB per connection (target < 30 KiB)",
-            took.as_secs_f64()
-        );
-        for c in &conns {
-            c.close(0u32.into(), b"done");
-        }
-        c0.close(0u32.into(), b"done");
-        for e in &endpoints {
-            let _ = tokio::time::timeout(Duration::from_secs(2), e.wait_idle()).await;
-        }
-        // What stays resident once every connection is gone: allocator retention, not state.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        println!(
-            "idle_connections ({label}): VmRSS after closing them all: {} KiB",
-            rss_kib(pid)
-        );
-        drop(ep0);
-    });
-    drop(child);
-}
+#[path = "relay/nodes.rs"]
+mod nodes;
 
 criterion_group!(benches, throughput);
 
 fn main() {
-    if std::env::var_os(ECHO_SERVER_ENV).is_some() {
-        echo_server_process();
+    if std::env::var_os(idle::ECHO_SERVER_ENV).is_some() {
+        idle::echo_server_process();
         return;
     }
     benches();
-    idle_connections();
+    idle::idle_connections();
     Criterion::default().configure_from_args().final_summary();
 }
