@@ -241,7 +241,7 @@ async fn sender(
                 }) => {
                     checker.attempt(&key, to, &body, Outcome::Rejected(code));
                     assert!(
-                        matches!(code, ErrorCode::RateLimited | ErrorCode::Internal),
+                        matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable),
                         "a send failed with a non-retryable {code:?}"
                     );
                     conn = Some(client);
@@ -589,7 +589,8 @@ mod postgres {
     }
 
     /// PostgreSQL itself crashes (immediate stop) under a relay process: every send while the
-    /// database is down fails with the typed, retryable `Internal` error (never `Accepted`), and
+    /// database is down fails with the typed, retryable `Unavailable` error (never `Accepted`, nor
+    /// `Internal`, which would say the relay is broken rather than its database away), and
     /// sends resume once it is back; the checker finds nothing lost. It stops the server, so it
     /// runs only on a second server that no other test uses: `SEALPOST_FAILOVER_OWN_POSTGRES` is
     /// the `SEALPOST_PG_DIR` it was started with (README, "Failover").
@@ -674,13 +675,13 @@ mod postgres {
             let r = client.try_request(&req, ANSWER_WAIT).await;
             match r {
                 Ok(Response::Error {
-                    code: ErrorCode::Internal,
+                    code: ErrorCode::Unavailable,
                     ..
                 }) => checker.attempt(
                     &key,
                     &bob.address,
                     &body,
-                    Outcome::Rejected(ErrorCode::Internal),
+                    Outcome::Rejected(ErrorCode::Unavailable),
                 ),
                 other => {
                     pg(&pg_dir, "resume");
@@ -699,12 +700,11 @@ mod postgres {
                     checker.attempt(&key, &bob.address, &body, Outcome::Accepted);
                     break;
                 }
-                checker.attempt(
-                    &key,
-                    &bob.address,
-                    &body,
-                    Outcome::Rejected(ErrorCode::Internal),
-                );
+                let Response::Error { code, .. } = r else {
+                    panic!("unexpected answer to a send: {r:?}");
+                };
+                assert_eq!(code, ErrorCode::Unavailable, "{r:?}");
+                checker.attempt(&key, &bob.address, &body, Outcome::Rejected(code));
                 tries += 1;
                 assert!(
                     tries < 100,
