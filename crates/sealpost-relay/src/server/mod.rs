@@ -221,6 +221,8 @@ pub struct RelayHandle {
     /// The data directory's lock ([`LOCK_FILE`]), released when the relay has stopped (or
     /// the handle is dropped).
     lock: Option<std::fs::File>,
+    /// What `GET /ready` answers.
+    readiness: Arc<metrics::Readiness>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -328,9 +330,10 @@ impl Relay {
         }
         #[cfg(not(feature = "nats"))]
         let wake_task: Option<JoinHandle<()>> = None;
+        let readiness = Arc::new(metrics::Readiness::new(Arc::clone(&store)));
         let metrics_server = match config.metrics_listen {
             Some(addr) => {
-                let (addr, task) = metrics::install_prometheus(addr)?;
+                let (addr, task) = metrics::install_prometheus(addr, Arc::clone(&readiness))?;
                 tracing::info!(%addr, "Prometheus exporter listening");
                 Some((addr, task))
             }
@@ -405,6 +408,7 @@ impl Relay {
         });
         let dispatch = feed.map(|feed| tokio::spawn(dispatch_feed(Arc::clone(&shared), feed)));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
+        readiness.set_accepting(true);
         let sweep = tokio::spawn(sweep_loop(
             Arc::clone(&shared),
             Duration::from_secs(config.sweep_interval_secs),
@@ -437,6 +441,7 @@ impl Relay {
                 .collect(),
             done: false,
             lock: Some(lock),
+            readiness,
         })
     }
 }
@@ -522,6 +527,7 @@ impl RelayHandle {
     pub async fn shutdown(mut self) {
         self.done = true;
         tracing::info!("shutting down");
+        self.readiness.set_accepting(false);
         let _ = self.shutdown_tx.send(true);
         self.endpoint.set_server_config(None);
         if tokio::time::timeout(self.grace, self.shared.in_flight.wait_idle())
