@@ -1001,11 +1001,13 @@ enum Drained {
     Empty,
     /// Every message left waits for its recipient's retry time (the earliest is given).
     Waiting(tokio::time::Instant),
-    /// The connection failed or the relay asked this device to slow down: everything waits.
+    /// The connection failed, the relay asked this device to slow down, or the relay cannot
+    /// reach its storage: everything waits.
     Stall(Stall),
 }
 
 /// Why the whole outbox stopped draining.
+#[derive(Debug, PartialEq, Eq)]
 enum Stall {
     /// Retry after this long (the relay said so).
     After(Duration),
@@ -1148,12 +1150,7 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 }
                 Err(e) => e,
             };
-            let retry_after = match &failure {
-                ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
-                    Some(Duration::from_secs(u64::from(*retry_after)))
-                }
-                _ => None,
-            };
+            let retry_after = relay_retry_after(&failure);
             if failure == ClientError::UnapprovedIdentity {
                 // Held until the user approves or verifies; `approve_identity` wakes us.
                 tracing::debug!("recipient held: a verified contact's identity changed");
@@ -1161,14 +1158,9 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 blocked.insert(recipient);
                 continue;
             }
-            if failure.is_connectivity() {
-                tracing::debug!(error = %failure, "send stalled; will retry");
-                return Drained::Stall(Stall::Backoff);
-            }
-            if failure.relay_code() == Some(ErrorCode::RateLimited) {
-                // The relay limits this device's sends as a whole.
-                tracing::debug!(error = %failure, "rate limited; will retry");
-                return Drained::Stall(retry_after.map_or(Stall::Backoff, Stall::After));
+            if let Some(stall) = stalls_everything(&failure) {
+                tracing::debug!(error = %failure, "sending stalled; will retry");
+                return Drained::Stall(stall);
             }
             let ended = if failure.is_permanent() {
                 Some(failure)
@@ -1209,6 +1201,34 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 None => Drained::Stall(Stall::Backoff),
             };
         }
+    }
+}
+
+/// The relay's `retry_after`, if the failure is a relay error that gives one.
+fn relay_retry_after(failure: &ClientError) -> Option<Duration> {
+    match failure {
+        ClientError::Relay { retry_after, .. } if *retry_after > 0 => {
+            Some(Duration::from_secs(u64::from(*retry_after)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a failed send stops the whole send loop rather than counting an attempt against
+/// its message (spec/client-store.md section 10), and how long it waits: a broken
+/// connection (reconnect backoff); the relay's `RateLimited`, which limits this device's
+/// sends as a whole; and the relay's `Unavailable`, its storage out of reach, which fails
+/// every send alike however long the outage lasts (the message is not at fault: it stays
+/// queued with its attempts untouched).
+fn stalls_everything(failure: &ClientError) -> Option<Stall> {
+    if failure.is_connectivity() {
+        return Some(Stall::Backoff);
+    }
+    match failure.relay_code() {
+        Some(ErrorCode::RateLimited | ErrorCode::Unavailable) => {
+            Some(relay_retry_after(failure).map_or(Stall::Backoff, Stall::After))
+        }
+        _ => None,
     }
 }
 
@@ -1368,4 +1388,48 @@ async fn refresh_devices(
         shared.emit(ev).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(code: ErrorCode, retry_after: u32) -> ClientError {
+        ClientError::Relay {
+            code,
+            retry_after,
+            detail: String::new(),
+        }
+    }
+
+    /// The relay's `Unavailable` (its storage is out of reach) stops the whole send loop with
+    /// backoff, like a broken connection, instead of counting an attempt against the message
+    /// (which would give it up after `MAX_SEND_ATTEMPTS` however healthy it is); a
+    /// `retry_after` is honoured. `Internal` and `QueueFull` stay per-message failures.
+    #[test]
+    fn an_unavailable_relay_stalls_the_loop_without_counting_attempts() {
+        let unavailable = relay(ErrorCode::Unavailable, 0);
+        assert!(unavailable.is_transient());
+        assert_eq!(stalls_everything(&unavailable), Some(Stall::Backoff));
+        assert_eq!(
+            stalls_everything(&relay(ErrorCode::Unavailable, 7)),
+            Some(Stall::After(Duration::from_secs(7)))
+        );
+        assert_eq!(
+            stalls_everything(&relay(ErrorCode::RateLimited, 3)),
+            Some(Stall::After(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            stalls_everything(&ClientError::Timeout),
+            Some(Stall::Backoff)
+        );
+        for per_message in [ErrorCode::Internal, ErrorCode::QueueFull] {
+            assert_eq!(stalls_everything(&relay(per_message, 0)), None);
+            assert!(relay(per_message, 0).is_transient());
+        }
+        assert_eq!(
+            stalls_everything(&relay(ErrorCode::UnknownAccount, 0)),
+            None
+        );
+    }
 }

@@ -228,10 +228,10 @@ impl ClientError {
     /// Permanent: every error about the message or its recipient (unknown account, no
     /// reachable device, a bundle that does not verify, a body too long), a stored record
     /// that does not authenticate or decode (reading it again gives the same bytes), the
-    /// relay codes other than `RateLimited`, `QueueFull`, `Internal` and
+    /// relay codes other than `RateLimited`, `QueueFull`, `Internal`, `Unavailable` and
     /// `Unauthenticated` (unknown codes included), and the exhausted attempts themselves.
     /// Transient: the connection (offline, closed, timed out, stream failures), a relay
-    /// that misbehaved, the database's own failures (I/O, busy) and the four relay codes
+    /// that misbehaved, the database's own failures (I/O, busy) and the five relay codes
     /// above. The match is exhaustive so that a new variant must be classified.
     pub fn is_permanent(&self) -> bool {
         match self {
@@ -239,6 +239,7 @@ impl ClientError {
                 ErrorCode::RateLimited
                 | ErrorCode::QueueFull
                 | ErrorCode::Internal
+                | ErrorCode::Unavailable
                 | ErrorCode::Unauthenticated => false,
                 ErrorCode::Malformed
                 | ErrorCode::UnsupportedVersion

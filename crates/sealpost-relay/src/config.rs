@@ -6,7 +6,7 @@
 //! data_dir = "/var/lib/sealpost-relay"
 //! store = "sqlite"                       # or "postgres://user:password@db.internal/sealpost"
 //! nats = "nats://127.0.0.1:4222"         # optional, with a shared store: cross-node wake-ups
-//! metrics_listen = "127.0.0.1:9464"      # optional; no exporter without it
+//! metrics_listen = "127.0.0.1:9464"      # optional; Prometheus `/metrics`, `/ready`, `/live`
 //! cert = "/etc/sealpost/cert.pem"        # optional, with `key`; else self-signed
 //! key = "/etc/sealpost/key.pem"
 //! reset_key_file = "/etc/sealpost/stateless-reset.key"  # optional: shared by every node of a
@@ -190,7 +190,9 @@ pub struct RelayConfig {
     /// none: this node pushes live only what was sent through itself. The URL may carry
     /// credentials: `Debug` does not print it.
     pub nats: Option<NatsUrl>,
-    /// Prometheus exporter address; none means no exporter.
+    /// Prometheus exporter address, which also answers the readiness (`GET /ready`: 200, or
+    /// 503 and the reason, spec/relay.md section 5) and liveness (`GET /live`) probes; none
+    /// means no exporter and no probes.
     pub metrics_listen: Option<SocketAddr>,
     /// Operator certificate chain (PEM); with `key_path`. None: self-signed in `data_dir`.
     pub cert_path: Option<PathBuf>,

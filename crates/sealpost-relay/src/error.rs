@@ -15,6 +15,53 @@ pub enum StoreError {
     /// The store has been closed.
     #[error("store is closed")]
     Closed,
+    /// The relay could not reach its storage (database server down or unreachable, no pooled
+    /// connection in time, the disk failing, full or read-only). Nothing was changed; the same
+    /// request may succeed later. Answered with the wire code `Unavailable`
+    /// (spec/relay.md section 6); a constraint violation or a bug is never this.
+    #[error("storage unavailable: {0}")]
+    Unavailable(Unavailable),
+}
+
+impl StoreError {
+    /// Whether the failure is the storage being out of reach rather than the request or
+    /// the relay being wrong: the request changed nothing and may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Why a store is [`StoreError::Unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The database server refused or dropped the connection, or is shutting down or
+    /// starting up.
+    #[error("the database server is unreachable")]
+    Unreachable,
+    /// No pooled database connection became free in time.
+    #[error("no database connection became free in time")]
+    PoolTimeout,
+    /// The database server has run out of a resource (connections, memory).
+    #[error("the database server is out of resources")]
+    Exhausted,
+    /// Reading or writing the storage failed (an I/O error of the disk or file system).
+    #[error("a storage I/O error")]
+    Io,
+    /// The disk holding the storage is full.
+    #[error("the storage disk is full")]
+    DiskFull,
+    /// The storage is read-only (a read-only file system or file, or a database server in
+    /// recovery or standby).
+    #[error("the storage is read-only")]
+    ReadOnly,
+    /// The storage is locked by another process for longer than the relay waits.
+    #[error("the storage is locked by another process")]
+    Busy,
+    /// An earlier flush to disk failed: the store refuses every write until the relay is
+    /// restarted (what was written since the last flush may not be on disk).
+    #[error("a flush to disk failed; the relay must be restarted")]
+    FlushFailed,
 }
 
 /// Errors starting or running the relay (configuration, TLS material, storage, sockets).

@@ -87,7 +87,7 @@ pub mod startup;
 pub mod tls;
 
 pub use codes::{CodeSender, LogCodeSender, VerificationCode};
-pub use error::{RelayError, StoreError};
+pub use error::{RelayError, StoreError, Unavailable};
 pub use guardian::GuardianConfig;
 pub use handler::{ConnectionState, Effect, Handler};
 pub use limits::Limits;

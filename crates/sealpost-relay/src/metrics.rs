@@ -152,12 +152,14 @@ pub(crate) fn connections(delta: f64) {
 }
 
 /// Installs the Prometheus recorder as the process-wide recorder and serves it over HTTP
-/// (`GET /metrics`) on `addr`, which may have port 0: the bound address is returned (with
-/// the serving task). Must be called inside a tokio runtime. Fails if the address cannot be
-/// bound or a recorder is already installed.
+/// (`GET /metrics`), with the node's readiness (`GET /ready`) and liveness (`GET /live`), on
+/// `addr`, which may have port 0: the bound address is returned (with the serving task).
+/// Must be called inside a tokio runtime. Fails if the address cannot be bound or a
+/// recorder is already installed.
 #[cfg(feature = "server")]
-pub fn install_prometheus(
+pub(crate) fn install_prometheus(
     addr: std::net::SocketAddr,
+    readiness: std::sync::Arc<Readiness>,
 ) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), crate::RelayError> {
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -170,17 +172,89 @@ pub fn install_prometheus(
         .install_recorder()
         .map_err(|e| crate::RelayError::Config(format!("metrics recorder: {e}")))?;
     describe();
-    Ok((bound, tokio::spawn(http::serve(listener, handle))))
+    Ok((
+        bound,
+        tokio::spawn(http::serve(listener, handle, readiness)),
+    ))
 }
 
-/// The `/metrics` endpoint. The exporter's own HTTP listener binds the configured address
-/// itself and cannot report the port it got (so port 0, and with it race-free tests, was
-/// impossible); this serves the exporter's rendering on a listener bound here. It answers
-/// one `GET /metrics` per connection and closes it; anything else gets 404 or 400. Request
-/// heads are bounded in size and time.
+/// How long a readiness answer is reused: a load balancer polling every node often costs the
+/// store at most one probe per this interval.
+#[cfg(feature = "server")]
+pub const READY_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long the store's health probe may take before the node counts as not ready.
+#[cfg(feature = "server")]
+pub const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the node is ready (spec/relay.md section 5, "Readiness"): it accepts connections
+/// and its store's health probe ([`crate::store::Store::health`]) answered `Ok` within
+/// [`HEALTH_TIMEOUT`]. Probed at request time; an answer is reused for [`READY_CACHE`].
+#[cfg(feature = "server")]
+pub(crate) struct Readiness {
+    store: std::sync::Arc<crate::store::AnyStore>,
+    accepting: std::sync::atomic::AtomicBool,
+    /// The last probe's time and answer; the lock also makes concurrent requests share one
+    /// probe.
+    cache: tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), String>)>>,
+}
+
+#[cfg(feature = "server")]
+impl Readiness {
+    /// Not accepting connections until [`Readiness::set_accepting`].
+    pub(crate) fn new(store: std::sync::Arc<crate::store::AnyStore>) -> Self {
+        Self {
+            store,
+            accepting: std::sync::atomic::AtomicBool::new(false),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The node accepts connections (`true`, once serving) or not (starting, shutting down).
+    pub(crate) fn set_accepting(&self, accepting: bool) {
+        self.accepting
+            .store(accepting, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `Ok` when ready, else the reason on one line.
+    pub(crate) async fn check(&self) -> Result<(), String> {
+        use crate::store::Store as _;
+        if !self.accepting.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("not accepting connections (starting or shutting down)".into());
+        }
+        let mut cache = self.cache.lock().await;
+        if let Some((at, answer)) = &*cache
+            && at.elapsed() < READY_CACHE
+        {
+            return answer.clone();
+        }
+        let answer = match tokio::time::timeout(HEALTH_TIMEOUT, self.store.health()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("store not writable: {e}")),
+            Err(_) => Err(format!(
+                "store not writable: its health probe did not answer within {} s",
+                HEALTH_TIMEOUT.as_secs()
+            )),
+        };
+        // One line: a backend's message never spans lines, but make sure.
+        let answer = answer.map_err(|r| r.replace(|c: char| c.is_control(), " "));
+        *cache = Some((tokio::time::Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+/// The `/metrics`, `/ready` and `/live` endpoints. The exporter's own HTTP listener binds the
+/// configured address itself and cannot report the port it got (so port 0, and with it
+/// race-free tests, was impossible); this serves the exporter's rendering on a listener bound
+/// here. It answers one request per connection and closes it: `GET /metrics`; `GET /ready`,
+/// `200` and `ready` when the node is ready, else `503` and the reason (one line); `GET
+/// /live`, `200` while the process serves; anything else gets 404 or 400. Request heads are
+/// bounded in size and time.
 #[cfg(feature = "server")]
 mod http {
+    use super::Readiness;
     use metrics_exporter_prometheus::PrometheusHandle;
+    use std::sync::Arc;
     use std::time::Duration;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -191,7 +265,11 @@ mod http {
     /// Histogram upkeep interval (what the exporter's own listener does).
     const UPKEEP: Duration = Duration::from_secs(5);
 
-    pub(super) async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+    pub(super) async fn serve(
+        listener: TcpListener,
+        handle: PrometheusHandle,
+        readiness: Arc<Readiness>,
+    ) {
         let mut upkeep = tokio::time::interval(UPKEEP);
         loop {
             tokio::select! {
@@ -199,8 +277,9 @@ mod http {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let handle = handle.clone();
+                        let readiness = Arc::clone(&readiness);
                         tokio::spawn(async move {
-                            if tokio::time::timeout(IO_TIMEOUT, answer(stream, &handle))
+                            if tokio::time::timeout(IO_TIMEOUT, answer(stream, &handle, &readiness))
                                 .await
                                 .is_err()
                             {
@@ -214,7 +293,7 @@ mod http {
         }
     }
 
-    async fn answer(stream: TcpStream, handle: &PrometheusHandle) {
+    async fn answer(stream: TcpStream, handle: &PrometheusHandle, readiness: &Readiness) {
         let mut head = Vec::new();
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -234,6 +313,11 @@ mod http {
         let path = target.map(|t| t.split(|b| *b == b'?').next().unwrap_or_default());
         let (status, body) = match (method, path) {
             (Some(b"GET"), Some(b"/metrics")) => ("200 OK", handle.render()),
+            (Some(b"GET"), Some(b"/ready")) => match readiness.check().await {
+                Ok(()) => ("200 OK", "ready\n".to_owned()),
+                Err(reason) => ("503 Service Unavailable", format!("{reason}\n")),
+            },
+            (Some(b"GET"), Some(b"/live")) => ("200 OK", "live\n".to_owned()),
             (Some(_), Some(_)) => ("404 Not Found", String::new()),
             _ => ("400 Bad Request", String::new()),
         };
@@ -252,5 +336,66 @@ mod http {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use super::*;
+    use crate::store::{AnyStore, MemoryStore};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// `GET /ready` answers 503 with the reason while the node does not accept connections,
+    /// 200 once it does and its store is healthy, 503 with the store's reason once the store
+    /// is closed; `GET /live` answers 200 throughout.
+    #[tokio::test]
+    async fn ready_and_live_answer_over_http() {
+        let store = Arc::new(AnyStore::from(MemoryStore::new()));
+        let sqlite_dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(AnyStore::from(
+            crate::store::SqliteStore::open(sqlite_dir.path().join("r.db")).unwrap(),
+        ));
+        for store in [store, Arc::clone(&sqlite)] {
+            let readiness = Arc::new(Readiness::new(store));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle();
+            let server = tokio::spawn(http::serve(listener, handle, Arc::clone(&readiness)));
+
+            let r = get(addr, "/ready").await;
+            assert!(r.starts_with("HTTP/1.1 503 "), "{r}");
+            assert!(r.ends_with("not accepting connections (starting or shutting down)\n"));
+            assert!(get(addr, "/live").await.starts_with("HTTP/1.1 200 "));
+            readiness.set_accepting(true);
+            let r = get(addr, "/ready").await;
+            assert!(
+                r.starts_with("HTTP/1.1 200 ") && r.ends_with("\r\n\r\nready\n"),
+                "{r}"
+            );
+            assert!(get(addr, "/metrics").await.starts_with("HTTP/1.1 200 "));
+            assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404 "));
+            server.abort();
+        }
+        // A closed store: not ready, and says why.
+        sqlite.close();
+        let readiness = Readiness::new(sqlite);
+        readiness.set_accepting(true);
+        assert_eq!(
+            readiness.check().await,
+            Err("store not writable: store is closed".to_owned())
+        );
     }
 }

@@ -241,7 +241,7 @@ async fn sender(
                 }) => {
                     checker.attempt(&key, to, &body, Outcome::Rejected(code));
                     assert!(
-                        matches!(code, ErrorCode::RateLimited | ErrorCode::Internal),
+                        matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable),
                         "a send failed with a non-retryable {code:?}"
                     );
                     conn = Some(client);
@@ -468,6 +468,68 @@ fn checker_catches_loss_phantoms_and_duplicates() {
     assert!(!r.ok());
 }
 
+/// A free TCP port on 127.0.0.1 (bound, then released) for a relay process's metrics listener.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the relay's metrics listener: the status code and the body.
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: relay\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {out:?}"));
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// Polls `GET /ready` (answers are cached for a second) until it answers `status`.
+async fn ready_becomes(port: u16, status: u16) -> String {
+    for _ in 0..100 {
+        let (got, body) = http_get(port, "/ready").await;
+        if got == status {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "/ready did not answer {status}: {:?}",
+        http_get(port, "/ready").await
+    );
+}
+
+/// A SQLite relay process reports ready on its metrics listener, and live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_relay_reports_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let node = Node::start(
+        dir.path(),
+        &["--metrics-listen".to_owned(), format!("127.0.0.1:{port}")],
+    )
+    .await;
+    assert_eq!(http_get(port, "/ready").await, (200, "ready\n".to_owned()));
+    assert_eq!(http_get(port, "/live").await, (200, "live\n".to_owned()));
+    drop(node);
+}
+
 /// Registers `senders` + `receivers` devices through an in-process relay `relay`.
 async fn register(relay: &sealpost_relay::RelayHandle, codes: &Codes, n: u32) -> Vec<Peer> {
     let mut peers = Vec::new();
@@ -589,7 +651,8 @@ mod postgres {
     }
 
     /// PostgreSQL itself crashes (immediate stop) under a relay process: every send while the
-    /// database is down fails with the typed, retryable `Internal` error (never `Accepted`), and
+    /// database is down fails with the typed, retryable `Unavailable` error (never `Accepted`, nor
+    /// `Internal`, which would say the relay is broken rather than its database away), and
     /// sends resume once it is back; the checker finds nothing lost. It stops the server, so it
     /// runs only on a second server that no other test uses: `SEALPOST_FAILOVER_OWN_POSTGRES` is
     /// the `SEALPOST_PG_DIR` it was started with (README, "Failover").
@@ -644,7 +707,18 @@ mod postgres {
         relay.shutdown().await;
         let bob = peers.pop().unwrap();
         let alice = peers.pop().unwrap();
-        let node = Node::start(dir.path(), &["--store".to_owned(), url]).await;
+        let port = free_tcp_port();
+        let node = Node::start(
+            dir.path(),
+            &[
+                "--store".to_owned(),
+                url,
+                "--metrics-listen".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ],
+        )
+        .await;
+        assert_eq!(http_get(port, "/ready").await, (200, "ready\n".to_owned()));
         let checker = Checker::default();
         let (client, _) = alice.session(node.addr, fp).await.unwrap();
         let send = |n: u8| {
@@ -669,18 +743,22 @@ mod postgres {
         }
 
         pg(&pg_dir, "crash");
+        // Not ready while the database is down, and it says why (spec/relay.md section 5).
+        let reason = ready_becomes(port, 503).await;
+        assert!(reason.starts_with("store not writable: "), "{reason}");
+        assert_eq!(http_get(port, "/live").await.0, 200);
         for n in 6..=15u8 {
             let (key, body, req) = send(n);
             let r = client.try_request(&req, ANSWER_WAIT).await;
             match r {
                 Ok(Response::Error {
-                    code: ErrorCode::Internal,
+                    code: ErrorCode::Unavailable,
                     ..
                 }) => checker.attempt(
                     &key,
                     &bob.address,
                     &body,
-                    Outcome::Rejected(ErrorCode::Internal),
+                    Outcome::Rejected(ErrorCode::Unavailable),
                 ),
                 other => {
                     pg(&pg_dir, "resume");
@@ -689,6 +767,7 @@ mod postgres {
             }
         }
         pg(&pg_dir, "resume");
+        ready_becomes(port, 200).await;
         // Every message is retried with its id until accepted.
         for n in 6..=15u8 {
             let (key, body, req) = send(n);
@@ -699,12 +778,11 @@ mod postgres {
                     checker.attempt(&key, &bob.address, &body, Outcome::Accepted);
                     break;
                 }
-                checker.attempt(
-                    &key,
-                    &bob.address,
-                    &body,
-                    Outcome::Rejected(ErrorCode::Internal),
-                );
+                let Response::Error { code, .. } = r else {
+                    panic!("unexpected answer to a send: {r:?}");
+                };
+                assert_eq!(code, ErrorCode::Unavailable, "{r:?}");
+                checker.attempt(&key, &bob.address, &body, Outcome::Rejected(code));
                 tries += 1;
                 assert!(
                     tries < 100,

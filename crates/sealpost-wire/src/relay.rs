@@ -833,6 +833,9 @@ pub enum ErrorCode {
     VaultNotFound,
     /// `VaultStore` with a record that does not decode or a share that does not match it.
     InvalidVault,
+    /// The relay could not reach its storage; nothing was changed; retry later (with
+    /// backoff, or after `retry_after` seconds if it is not 0).
+    Unavailable,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -864,6 +867,7 @@ impl ErrorCode {
             Self::NotGuardian => 21,
             Self::VaultNotFound => 22,
             Self::InvalidVault => 23,
+            Self::Unavailable => 24,
             Self::Other(v) => v,
         }
     }
@@ -894,6 +898,7 @@ impl ErrorCode {
             21 => Self::NotGuardian,
             22 => Self::VaultNotFound,
             23 => Self::InvalidVault,
+            24 => Self::Unavailable,
             other => Self::Other(other),
         }
     }
@@ -1478,6 +1483,7 @@ mod tests {
             (ErrorCode::VaultNotFound, 22),
             (ErrorCode::InvalidVault, 23),
             (ErrorCode::RegistrationLocked, 19),
+            (ErrorCode::Unavailable, 24),
         ] {
             assert_eq!(code.to_u16(), v);
             assert_eq!(ErrorCode::from_u16(v), code);

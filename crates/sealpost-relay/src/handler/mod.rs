@@ -224,9 +224,20 @@ fn rate_limited(what: &'static str, retry_after: u32) -> Response {
     }
 }
 
+/// The answer to a request whose store call failed: `Unavailable` when the storage was out
+/// of reach or the store is closing (nothing changed; the client retries later,
+/// spec/relay.md section 6), `Internal` for every other failure.
 fn internal(e: &StoreError) -> Response {
-    tracing::error!(error = %e, "storage failure");
-    Response::error(ErrorCode::Internal, "storage failure")
+    match e {
+        StoreError::Unavailable(_) | StoreError::Closed => {
+            tracing::warn!(error = %e, "storage unavailable");
+            Response::error(ErrorCode::Unavailable, "storage unavailable; retry later")
+        }
+        _ => {
+            tracing::error!(error = %e, "storage failure");
+            Response::error(ErrorCode::Internal, "storage failure")
+        }
+    }
 }
 
 fn request_kind(r: &Request) -> &'static str {

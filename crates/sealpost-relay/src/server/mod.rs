@@ -69,8 +69,8 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 #[cfg(feature = "nats")]
 pub use wakeups::{
-    WAKE_PAYLOAD_LEN, WAKE_SUBJECT_PREFIX, WAKE_VERSION, parse_wake_payload, wake_payload,
-    wake_subject,
+    WAKE_FALLBACK_POLL, WAKE_PAYLOAD_LEN, WAKE_SUBJECT_PREFIX, WAKE_VERSION, parse_wake_payload,
+    wake_payload, wake_subject,
 };
 
 /// Application close code: the relay is shutting down (spec/relay.md section 5).
@@ -158,6 +158,8 @@ struct Shared {
     /// Cross-node wake-ups (`nats` configured).
     #[cfg(feature = "nats")]
     wakeups: Option<Arc<wakeups::Wakeups>>,
+    /// Rounds of the wake-up fallback poll ([`RelayHandle::wake_polls`]).
+    wake_polls: AtomicU64,
 }
 
 /// The wake-up hooks of the driver; no-ops without a NATS link.
@@ -225,6 +227,8 @@ pub struct RelayHandle {
     /// The data directory's lock ([`LOCK_FILE`]), released when the relay has stopped (or
     /// the handle is dropped).
     lock: Option<std::fs::File>,
+    /// What `GET /ready` answers.
+    readiness: Arc<metrics::Readiness>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -332,9 +336,10 @@ impl Relay {
         }
         #[cfg(not(feature = "nats"))]
         let wake_task: Option<JoinHandle<()>> = None;
+        let readiness = Arc::new(metrics::Readiness::new(Arc::clone(&store)));
         let metrics_server = match config.metrics_listen {
             Some(addr) => {
-                let (addr, task) = metrics::install_prometheus(addr)?;
+                let (addr, task) = metrics::install_prometheus(addr, Arc::clone(&readiness))?;
                 tracing::info!(%addr, "Prometheus exporter listening");
                 Some((addr, task))
             }
@@ -406,9 +411,21 @@ impl Relay {
             per_ip: Mutex::new(HashMap::new()),
             #[cfg(feature = "nats")]
             wakeups,
+            wake_polls: AtomicU64::new(0),
         });
+        #[cfg(feature = "nats")]
+        let poll_task = match &shared.wakeups {
+            Some(w) if !shared.early_delivery => Some(tokio::spawn(wakeups::fallback_poll(
+                w.client(),
+                Arc::downgrade(&shared),
+            ))),
+            _ => None,
+        };
+        #[cfg(not(feature = "nats"))]
+        let poll_task: Option<JoinHandle<()>> = None;
         let dispatch = feed.map(|feed| tokio::spawn(dispatch_feed(Arc::clone(&shared), feed)));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), Arc::clone(&shared)));
+        readiness.set_accepting(true);
         let sweep = tokio::spawn(sweep_loop(
             Arc::clone(&shared),
             Duration::from_secs(config.sweep_interval_secs),
@@ -437,10 +454,12 @@ impl Relay {
                 .into_iter()
                 .chain(dispatch)
                 .chain(wake_task)
+                .chain(poll_task)
                 .chain(metrics_server.map(|(_, task)| task))
                 .collect(),
             done: false,
             lock: Some(lock),
+            readiness,
         })
     }
 }
@@ -454,6 +473,13 @@ impl RelayHandle {
             return w.subscriptions();
         }
         0
+    }
+
+    /// Rounds of the cross-node wake-up fallback poll so far: one per
+    /// `WAKE_FALLBACK_POLL` while the node's NATS link is down, and one after it has
+    /// reconnected (spec/relay.md section 8.3); 0 without NATS.
+    pub fn wake_polls(&self) -> u64 {
+        self.shared.wake_polls.load(Ordering::Relaxed)
     }
 
     /// Delivery tasks running now. A connected device has one only while the relay has
@@ -526,6 +552,7 @@ impl RelayHandle {
     pub async fn shutdown(mut self) {
         self.done = true;
         tracing::info!("shutting down");
+        self.readiness.set_accepting(false);
         let _ = self.shutdown_tx.send(true);
         self.endpoint.set_server_config(None);
         if tokio::time::timeout(self.grace, self.shared.in_flight.wait_idle())

@@ -38,6 +38,10 @@ pub const WAKE_SUBSCRIPTION_CAPACITY: usize = 64;
 /// How long an authentication waits for its device's subscription to be confirmed by the
 /// NATS server before its delivery starts anyway (only while connected to NATS).
 pub const WAKE_SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+/// While this node is not connected to NATS (and once more after it has reconnected), every
+/// device connected to it has its mailbox read this often: wake-ups cannot reach the node
+/// then, and the mailbox is the truth (spec/relay.md section 8.3).
+pub const WAKE_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// The subject of `device`'s wake-ups: [`WAKE_SUBJECT_PREFIX`] followed by the first 16
 /// bytes, in lower-case hex, of SHA-256(label || u8 len(account) || account || u32 BE device).
@@ -109,7 +113,8 @@ impl Wakeups {
             .await
             .map_err(|e| RelayError::Config(format!("NATS: {}", e.kind())))?;
         let (tx, rx) = mpsc::channel(WAKE_PUBLISH_QUEUE);
-        let task = tokio::spawn(publish_loop(client.clone(), rx));
+        let publisher = publish_loop(client.clone(), rx);
+        let task = tokio::spawn(publisher);
         Ok((
             Arc::new(Self {
                 client,
@@ -176,6 +181,11 @@ impl Wakeups {
         }
     }
 
+    /// The NATS client (for the fallback poll).
+    pub(super) fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// Device subscriptions held now.
     pub(super) fn subscriptions(&self) -> usize {
         self.watches
@@ -194,6 +204,46 @@ impl Drop for Wakeups {
             .drain()
         {
             w.task.abort();
+        }
+    }
+}
+
+/// The fallback poll (spec/relay.md section 8.3): every [`WAKE_FALLBACK_POLL`], while the
+/// NATS link is not connected, and once at the first tick after it has reconnected (the
+/// wake-ups published meanwhile were lost), every delivery on this node reads its mailbox to
+/// its end. Ends when the relay is gone. Only for stores without early delivery (several
+/// nodes share only such a store; a store with early delivery is its node's alone).
+pub(super) async fn fallback_poll(client: async_nats::Client, shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(WAKE_FALLBACK_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut owed = false;
+    loop {
+        tick.tick().await;
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        if connected && !owed {
+            continue;
+        }
+        owed = !connected;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let slots: Vec<Arc<super::delivery::Slot>> = shared
+            .registry
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        shared.wake_polls.fetch_add(1, Ordering::Relaxed);
+        for slot in slots {
+            // "Everything in the mailbox now is committed": without early delivery what a
+            // read finds is committed, so a read to the end brings the delivery up to date.
+            slot.update(|i| {
+                i.committed = u64::MAX;
+                i.dropped = u64::MAX;
+            });
         }
     }
 }

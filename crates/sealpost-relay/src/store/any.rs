@@ -244,6 +244,10 @@ impl Store for AnyStore {
         each!(self, s => s.take_quotas(checks, now).await)
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        each!(self, s => s.health().await)
+    }
+
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         each!(self, s => s.sweep(now, mailbox_ttl).await)
     }

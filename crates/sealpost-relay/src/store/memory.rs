@@ -586,6 +586,10 @@ impl Store for MemoryStore {
         Ok(QuotaOutcome::Taken)
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         let mut inner = self.lock();
         let before = inner.codes.len();

@@ -697,6 +697,16 @@ pub trait Store: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<QuotaOutcome, StoreError>> + Send;
 
+    /// The health probe behind the relay's readiness (`GET /ready`, spec/relay.md section
+    /// 5): `Ok` when the store can take a write now, else the reason, normally
+    /// [`StoreError::Unavailable`]. It changes nothing and must be cheap (it runs at most about
+    /// once a second); it should answer promptly, and the caller bounds it with a timeout (a
+    /// probe that does not answer in time counts as unavailable). PostgreSQL: a trivial query
+    /// on a pooled connection to a server not in recovery; SQLite: the writer thread is alive,
+    /// no flush has failed, the last write group did not fail with an I/O error, and the
+    /// writer answers a no-op job; memory: always `Ok`.
+    fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Deletes codes with `expires_at <= now`, envelopes with
     /// `timestamp + mailbox_ttl <= now` and quotas that are full again at `now` (forgetting
     /// them changes no decision), atomically.

@@ -35,7 +35,9 @@
 //!
 //! A transaction that fails with a serialization failure or a detected deadlock (SQLSTATE
 //! `40001`, `40P01`: the server rolled it back) is run again, at most [`MAX_TX_ATTEMPTS`]
-//! times in all. Any other failure is returned as [`StoreError::Backend`]; if the connection
+//! times in all. A server out of reach (connection refused or lost, shutting down, out of
+//! resources, read-only) is [`StoreError::Unavailable`]; any other failure is returned as
+//! [`StoreError::Backend`]; if the connection
 //! broke during `COMMIT`, the outcome is unknown to the relay (as with any database server),
 //! which is safe for every method: a send that is not answered `Accepted` is sent again by
 //! the client and de-duplicated by the recipient, and an attempt counted twice only errs on
@@ -61,7 +63,7 @@ mod tests;
 
 pub use schema::PG_SCHEMA_VERSION;
 
-use crate::StoreError;
+use crate::{StoreError, Unavailable};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -225,8 +227,30 @@ impl PgStore {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Closed => StoreError::Closed,
             deadpool_postgres::PoolError::Backend(e) => backend(e),
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                StoreError::Unavailable(Unavailable::PoolTimeout)
+            }
+            // Connecting (or checking a pooled connection) took too long.
+            deadpool_postgres::PoolError::Timeout(_) => {
+                StoreError::Unavailable(Unavailable::Unreachable)
+            }
             other => StoreError::Backend(format!("PostgreSQL pool: {other}")),
         })
+    }
+
+    /// The health probe ([`Store::health`](super::Store::health)): a trivial query on a
+    /// pooled connection, which also says whether the server takes writes (a server in
+    /// recovery, a standby, does not).
+    pub async fn health(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = query_one(&client, "SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(backend)?;
+        let in_recovery: bool = row.try_get(0).map_err(backend)?;
+        if in_recovery {
+            return Err(StoreError::Unavailable(Unavailable::ReadOnly));
+        }
+        Ok(())
     }
 }
 
@@ -278,14 +302,62 @@ impl TxError {
 /// The database error as a [`StoreError`]: its SQLSTATE and primary message, never its
 /// `DETAIL` (which can quote row values such as account numbers). Parameters are always
 /// bound, never formatted into SQL, so no message holds envelope bytes, keys or codes.
+///
+/// A server out of reach is [`StoreError::Unavailable`] ([`unavailable`]); everything else
+/// (a constraint violation, a bad statement, a value that does not convert) is
+/// [`StoreError::Backend`].
 fn backend(e: tokio_postgres::Error) -> StoreError {
+    if let Some(why) = unavailable(&e) {
+        return StoreError::Unavailable(why);
+    }
     match e.as_db_error() {
         Some(db) => {
             StoreError::Backend(format!("PostgreSQL {}: {}", db.code().code(), db.message()))
         }
-        None if e.is_closed() => StoreError::Backend("PostgreSQL connection closed".into()),
         None => StoreError::Backend(format!("PostgreSQL: {e}")),
     }
+}
+
+/// Whether `e` says the server is out of reach rather than the statement wrong: the
+/// connection closed or failed at the socket (refused, reset, timed out), or the server
+/// answered with a class of SQLSTATE that is about the server, not the request: `08`
+/// (connection exception), `57P01`..`57P03` (shutting down, crashed, starting up), `53`
+/// (insufficient resources: disk full, out of memory, too many connections), `58030` (I/O
+/// error) and `25006` (read-only transaction: a standby).
+fn unavailable(e: &tokio_postgres::Error) -> Option<Unavailable> {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let c = code.code();
+        return if c.starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            Some(Unavailable::Unreachable)
+        } else if *code == SqlState::DISK_FULL {
+            Some(Unavailable::DiskFull)
+        } else if c.starts_with("53") {
+            Some(Unavailable::Exhausted)
+        } else if *code == SqlState::IO_ERROR {
+            Some(Unavailable::Io)
+        } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            Some(Unavailable::ReadOnly)
+        } else {
+            None
+        };
+    }
+    if e.is_closed() {
+        return Some(Unavailable::Unreachable);
+    }
+    // A socket error (refused, reset, timed out) of the connection or of connecting.
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return Some(Unavailable::Unreachable);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Runs `$body` (a block evaluating to `Result<T, TxError>`, with `$tx` bound to the open

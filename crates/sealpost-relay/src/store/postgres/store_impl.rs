@@ -165,6 +165,10 @@ impl Store for PgStore {
         PgStore::take_quotas(self, checks, now).await
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        PgStore::health(self).await
+    }
+
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         PgStore::sweep(self, now, mailbox_ttl).await
     }

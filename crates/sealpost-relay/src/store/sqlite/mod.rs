@@ -59,8 +59,8 @@ use super::{
     RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
     UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
-use crate::StoreError;
 use crate::ratelimit::gcra;
+use crate::{StoreError, Unavailable};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 use schema::open_writer;
@@ -95,8 +95,24 @@ const STATEMENT_CACHE: usize = 64;
 /// How long a connection waits on a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A SQLite error as a [`StoreError`]: the storage failing under the database (an I/O
+/// error, a full disk, a read-only file or file system, a file that cannot be opened, a lock
+/// held by another process past [`BUSY_TIMEOUT`]) is [`StoreError::Unavailable`]; anything
+/// else (a constraint, a bad statement, a type mismatch, corruption) is
+/// [`StoreError::Backend`].
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    use rusqlite::ErrorCode as C;
+    let why = match e.sqlite_error_code() {
+        Some(C::SystemIoFailure | C::CannotOpen) => Some(Unavailable::Io),
+        Some(C::DiskFull) => Some(Unavailable::DiskFull),
+        Some(C::ReadOnly) => Some(Unavailable::ReadOnly),
+        Some(C::DatabaseBusy | C::DatabaseLocked) => Some(Unavailable::Busy),
+        _ => None,
+    };
+    match why {
+        Some(why) => StoreError::Unavailable(why),
+        None => StoreError::Backend(e.to_string()),
+    }
 }
 
 /// The SQLite store. See the module documentation.
@@ -109,6 +125,8 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// The mail feed was handed out ([`Store::subscribe`]).
     subscribed: AtomicBool,
+    /// What the writer last found wrong with the storage ([`SqliteStore::health`]).
+    health: Arc<Mutex<Option<Unavailable>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,12 +156,15 @@ impl SqliteStore {
         let wal = File::open(&wal_path)
             .map_err(|e| StoreError::Backend(format!("cannot open the WAL file: {e}")))?;
         let flushes = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(Mutex::new(None));
         let mut w = Writer {
             conn,
             wal,
             failed: false,
             flushes: Arc::clone(&flushes),
             feed: None,
+            health: Arc::clone(&health),
+            unavailable: None,
         };
         // Whatever opening wrote (schema, migrations) is on disk before the first answer.
         w.flush()?;
@@ -159,7 +180,41 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             subscribed: AtomicBool::new(false),
+            health,
         })
+    }
+
+    /// [`Store::health`]: the writer thread is running, no flush has failed, and the writer
+    /// answers a job. While the last write group failed on the storage (an I/O error, a full
+    /// disk, a read-only file), the job is a real durable write (the database header's
+    /// `user_version`, rewritten unchanged) whose success clears that state; otherwise it is
+    /// a no-op that only checks that the writer takes and commits groups.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        let alive = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        if !alive {
+            return Err(StoreError::Closed);
+        }
+        let last = *self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        match last {
+            Some(Unavailable::FlushFailed) => {
+                Err(StoreError::Unavailable(Unavailable::FlushFailed))
+            }
+            Some(_) => {
+                self.write(|c| {
+                    let v: i64 = c
+                        .pragma_query_value(None, "user_version", |r| r.get(0))
+                        .map_err(backend)?;
+                    c.pragma_update(None, "user_version", v).map_err(backend)
+                })
+                .await
+            }
+            None => self.write_with(|_| Ok(()), Flush::Lazy).await,
+        }
     }
 
     /// The database file.
@@ -447,6 +502,10 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<QuotaOutcome, StoreError> {
         quotas::take_quotas(self, checks, now).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        SqliteStore::health(self).await
     }
 
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {

@@ -390,3 +390,77 @@ async fn group_commit_isolates_failing_jobs() {
         .unwrap();
     assert_eq!(n, 8);
 }
+
+/// The storage failing under SQLite (I/O, a full disk, a read-only database, a lock held
+/// elsewhere) is `Unavailable`; a violated constraint or a bad statement stays `Backend`.
+#[test]
+fn storage_failures_are_unavailable_and_the_rest_is_not() {
+    let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+    for (code, why) in [
+        (rusqlite::ffi::SQLITE_IOERR, Unavailable::Io),
+        (rusqlite::ffi::SQLITE_IOERR_FSYNC, Unavailable::Io),
+        (rusqlite::ffi::SQLITE_CANTOPEN, Unavailable::Io),
+        (rusqlite::ffi::SQLITE_FULL, Unavailable::DiskFull),
+        (rusqlite::ffi::SQLITE_READONLY, Unavailable::ReadOnly),
+        (rusqlite::ffi::SQLITE_BUSY, Unavailable::Busy),
+    ] {
+        assert_eq!(
+            backend(failure(code)),
+            StoreError::Unavailable(why),
+            "{code}"
+        );
+    }
+    for code in [
+        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
+        rusqlite::ffi::SQLITE_ERROR,
+        rusqlite::ffi::SQLITE_MISMATCH,
+        rusqlite::ffi::SQLITE_CORRUPT,
+    ] {
+        assert!(
+            matches!(backend(failure(code)), StoreError::Backend(_)),
+            "{code}"
+        );
+    }
+}
+
+/// The health probe: healthy on a working store; unhealthy, with the reason, while the
+/// writer cannot write (here another process holds the database's write lock, then the
+/// writer's connection is made read-only); healthy again once a real write commits (the
+/// probe itself writes while the storage is known to fail); a closed store is not healthy.
+#[tokio::test]
+async fn health_follows_the_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.health().await.unwrap();
+    let (account, mac) = (acct(1111), [7u8; CODE_MAC_LEN]);
+    s.put_code(&account, &mac, 1).await.unwrap();
+
+    // Another process holds the write lock past the writer's busy timeout.
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    assert_eq!(
+        s.health().await,
+        Err(StoreError::Unavailable(Unavailable::Busy))
+    );
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    // The probe's own write commits: healthy again.
+    s.health().await.unwrap();
+    s.put_code(&account, &mac, 2).await.unwrap();
+
+    // A read-only database: the probe and every write say so.
+    s.write(|c| c.pragma_update(None, "query_only", true).map_err(backend))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.health().await,
+        Err(StoreError::Unavailable(Unavailable::ReadOnly))
+    );
+    assert_eq!(
+        s.put_code(&account, &mac, 3).await,
+        Err(StoreError::Unavailable(Unavailable::ReadOnly))
+    );
+    s.close();
+    assert_eq!(s.health().await, Err(StoreError::Closed));
+}

@@ -143,6 +143,11 @@ pub(super) struct Writer {
     pub(super) flushes: Arc<AtomicU64>,
     /// The mail feed's publisher, once subscribed.
     pub(super) feed: Option<MailPublisher>,
+    /// Shared with [`SqliteStore::health`]: what the last write group found wrong with the
+    /// storage, if anything.
+    pub(super) health: Arc<Mutex<Option<Unavailable>>>,
+    /// The writer's copy of `health` (the shared one is locked only when it changes).
+    pub(super) unavailable: Option<Unavailable>,
 }
 
 impl Writer {
@@ -158,15 +163,38 @@ impl Writer {
             }
             Err(e) => {
                 self.failed = true;
+                self.note(Some(Unavailable::FlushFailed));
                 tracing::error!(error = %e, "flushing the database WAL failed; refusing further writes");
                 Err(flush_failed())
             }
         }
     }
+
+    /// Records what a write group found about the storage: `Some` when it failed on the
+    /// storage, `None` when a durable write committed. A failed flush is final.
+    pub(super) fn note(&mut self, found: Option<Unavailable>) {
+        let found = if self.failed {
+            Some(Unavailable::FlushFailed)
+        } else {
+            found
+        };
+        if found != self.unavailable {
+            self.unavailable = found;
+            *self.health.lock().unwrap_or_else(PoisonError::into_inner) = found;
+        }
+    }
 }
 
 pub(super) fn flush_failed() -> StoreError {
-    StoreError::Backend("a database flush failed; restart the relay".into())
+    StoreError::Unavailable(Unavailable::FlushFailed)
+}
+
+/// The storage failure in `r`, if it is one.
+fn storage_failure<T>(r: &Result<T, StoreError>) -> Option<Unavailable> {
+    match r {
+        Err(StoreError::Unavailable(why)) => Some(*why),
+        _ => None,
+    }
 }
 
 pub(super) struct TypedJob<T, F> {
@@ -339,6 +367,7 @@ pub(super) fn run_group(
         ids.reserve(w, need)
     };
     if let Err(err) = ready {
+        w.note(storage_failure::<()>(&Err(err.clone())));
         for job in group {
             job.finish(Err(err.clone()));
         }
@@ -347,16 +376,22 @@ pub(super) fn run_group(
     let conn = &w.conn;
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = backend(e);
+        if let Some(why) = storage_failure::<()>(&Err(err.clone())) {
+            w.note(Some(why));
+        }
         for job in group {
             job.finish(Err(err.clone()));
         }
         return Vec::new();
     }
+    // A job that failed on the storage (a full disk, an I/O error) rolled back alone.
+    let mut failed_on_storage = None;
     for job in &mut group {
         let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
             && match job.run(conn, ids) {
                 Ok(()) => exec_cached(conn, "RELEASE job").is_ok(),
-                Err(_) => {
+                Err(e) => {
+                    failed_on_storage = failed_on_storage.or(storage_failure::<()>(&Err(e)));
                     let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
                     true
                 }
@@ -388,6 +423,9 @@ pub(super) fn run_group(
     let commit = exec_cached(conn, "COMMIT").map_err(backend);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+        if let Some(why) = storage_failure(&commit) {
+            w.note(Some(why));
+        }
         for job in group {
             job.finish(commit.clone());
         }
@@ -396,6 +434,11 @@ pub(super) fn run_group(
     // Lazy jobs are answered now; durable ones once the flush is done.
     let (lazy, durable): (Vec<_>, Vec<_>) =
         group.into_iter().partition(|j| j.flush() == Flush::Lazy);
+    // Only a durable write that committed shows that the storage takes writes again (a
+    // group of no-ops commits on a full disk too).
+    if failed_on_storage.is_some() || !durable.is_empty() {
+        w.note(failed_on_storage);
+    }
     for job in lazy {
         job.finish(Ok(()));
     }
