@@ -63,7 +63,8 @@ pub use feed::{MailFeed, MailPublisher, Written, mail_feed};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    DEFAULT_POOL_SIZE, MAX_TX_ATTEMPTS, PG_SCHEMA_VERSION, PgStore, PgStoreBuilder,
+    DEFAULT_POOL_SIZE, MAX_TX_ATTEMPTS, PG_SCHEMA_VERSION, PgStore, PgStoreBuilder, SEND_BATCH_MAX,
+    SEND_BATCH_MAX_BYTES, SEND_LANES,
 };
 #[cfg(feature = "server")]
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};

@@ -11,9 +11,9 @@ use super::{
     Commit, PgStore, TxError, execute, get_array, get_u32, get_u64, in_tx, query, query_one, to_i64,
 };
 use crate::StoreError;
-use crate::store::{EnqueueOutcome, MAX_SENDER_SEQ, NewMessage, StoredEnvelope, SweepCounts};
+use crate::store::{StoredEnvelope, SweepCounts};
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Takes one delivery per entry of `refs` (message refs, repeated once per deleted delivery)
 /// off its message's `pending`, and deletes the messages left without deliveries. Locks the
@@ -54,124 +54,6 @@ pub(super) async fn release_messages(
 }
 
 impl PgStore {
-    /// [`crate::Store::enqueue`]. Locks the recipient's device rows (and the sender's, when
-    /// it raises its `sender_seq`), in key order, before it counts mailboxes and draws server
-    /// ids: sends to one account run one after the other, so mailbox bounds hold and each
-    /// device's server ids increase in commit order.
-    pub async fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-        let recipient = m.recipient.as_str();
-        let sender = m.sender.account.as_str();
-        let sender_device = i64::from(m.sender.device.0);
-        let sender_seq = to_i64(m.sender_seq.min(MAX_SENDER_SEQ));
-        // Only a positive sequence number can raise the stored one.
-        let lock_sender = m.sender_seq > 0;
-        in_tx!(self, Commit::Durable, |tx| {
-            let locked = query(
-                &tx,
-                "SELECT account, device_id FROM devices
-                 WHERE account = $1 OR ($4 AND account = $2 AND device_id = $3)
-                 ORDER BY account, device_id FOR NO KEY UPDATE",
-                &[&recipient, &sender, &sender_device, &lock_sender],
-            )
-            .await?;
-            let mut devices = BTreeSet::new();
-            for row in &locked {
-                if row.try_get::<_, &str>(0)? == recipient {
-                    devices.insert(get_u32(row, 1, "device id")?);
-                }
-            }
-            if devices.is_empty() {
-                return Ok(EnqueueOutcome::UnknownAccount);
-            }
-            let expected: BTreeSet<u32> = devices
-                .iter()
-                .copied()
-                .filter(|id| Some(*id) != m.exclude_device)
-                .collect();
-            let given: BTreeSet<u32> = m.envelopes.iter().map(|e| e.device_id).collect();
-            if given.len() != m.envelopes.len() || given != expected {
-                return Ok(EnqueueOutcome::MismatchedDevices);
-            }
-            let depths = query(
-                &tx,
-                "SELECT device_id, COUNT(*) FROM deliveries WHERE account = $1 GROUP BY device_id",
-                &[&recipient],
-            )
-            .await?;
-            let mut depth = BTreeMap::new();
-            for row in &depths {
-                depth.insert(get_u32(row, 0, "device id")?, get_u64(row, 1, "count")?);
-            }
-            for e in m.envelopes {
-                if depth.get(&e.device_id).copied().unwrap_or(0) >= u64::from(m.max_queued) {
-                    return Ok(EnqueueOutcome::QueueFull {
-                        device_id: e.device_id,
-                    });
-                }
-            }
-            if lock_sender {
-                execute(
-                    &tx,
-                    "UPDATE devices SET max_sender_seq = $3
-                     WHERE account = $1 AND device_id = $2 AND max_sender_seq < $3",
-                    &[&sender, &sender_device, &sender_seq],
-                )
-                .await?;
-            }
-            if m.envelopes.is_empty() {
-                // Addressed to no device (one's own account, from its only device).
-                return Ok(EnqueueOutcome::Queued(Vec::new()));
-            }
-            let count = i64::try_from(m.envelopes.len()).unwrap_or(i64::MAX);
-            let message_ref: i64 = query_one(
-                &tx,
-                "INSERT INTO messages (sender_account, sender_device, message_id, accepted_at, pending)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING message_ref",
-                &[
-                    &sender,
-                    &sender_device,
-                    &&m.message_id[..],
-                    &to_i64(m.timestamp),
-                    &count,
-                ],
-            )
-            .await?
-            .try_get(0)?;
-            let mut server_ids: Vec<i64> = query(
-                &tx,
-                "SELECT nextval('server_ids') FROM generate_series(1, $1::BIGINT)",
-                &[&count],
-            )
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-            server_ids.sort_unstable();
-            let device_ids: Vec<i64> = m.envelopes.iter().map(|e| i64::from(e.device_id)).collect();
-            let bytes: Vec<&[u8]> = m.envelopes.iter().map(|e| &e.envelope[..]).collect();
-            execute(
-                &tx,
-                "INSERT INTO deliveries (server_id, account, device_id, message_ref, envelope)
-                 SELECT server_id, $1, device_id, $2, envelope
-                 FROM unnest($3::BIGINT[], $4::BIGINT[], $5::BYTEA[])
-                    AS e (server_id, device_id, envelope)",
-                &[&recipient, &message_ref, &server_ids, &device_ids, &bytes],
-            )
-            .await?;
-            let queued = m
-                .envelopes
-                .iter()
-                .zip(&server_ids)
-                .map(|(e, id)| {
-                    u64::try_from(*id)
-                        .map(|id| (e.device_id, id))
-                        .map_err(|_| StoreError::Corrupt("server id"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(EnqueueOutcome::Queued(queued))
-        })
-    }
-
     /// [`crate::Store::mailbox`]: one index range scan of `deliveries_by_device`.
     pub async fn mailbox(
         &self,

@@ -29,7 +29,9 @@
 //!   is returned by the one transaction that deleted it;
 //! * a send locks the recipient's device rows (and the sender's, when it raises its
 //!   `sender_seq`) in key order before it counts the mailboxes and draws server ids, so
-//!   mailbox bounds hold and a device's server ids increase in commit order;
+//!   mailbox bounds hold and a device's server ids increase in commit order; sends are
+//!   group-committed per node ([`sends`]: the sends that arrive while a lane's transaction
+//!   is under way share the next one, and its one WAL flush);
 //! * server ids come from the sequence `server_ids`, which never hands out a value twice
 //!   (a sequence is not rolled back with the transaction that drew from it).
 //!
@@ -55,6 +57,7 @@ mod mail;
 mod prekeys;
 mod quotas;
 mod schema;
+mod sends;
 mod store_impl;
 mod vaults;
 
@@ -62,7 +65,9 @@ mod vaults;
 mod tests;
 
 pub use schema::PG_SCHEMA_VERSION;
+pub use sends::{SEND_BATCH_MAX, SEND_BATCH_MAX_BYTES, SEND_LANES};
 
+use crate::store::{EnqueueOutcome, NewMessage};
 use crate::{StoreError, Unavailable};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::time::Duration;
@@ -92,6 +97,8 @@ const MAX_SCHEMA_NAME_LEN: usize = 63;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The node's group-commit lanes for sends (module `sends`).
+    lanes: std::sync::Arc<sends::Lanes>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -181,7 +188,8 @@ impl PgStoreBuilder {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?;
-        let store = PgStore { pool };
+        let lanes = std::sync::Arc::new(sends::Lanes::spawn(&pool));
+        let store = PgStore { pool, lanes };
         let mut client = store.client().await?;
         let fsync = query_one(&client, "SHOW fsync", &[])
             .await
@@ -224,18 +232,7 @@ impl PgStore {
 
     /// A pooled connection.
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Closed => StoreError::Closed,
-            deadpool_postgres::PoolError::Backend(e) => backend(e),
-            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
-                StoreError::Unavailable(Unavailable::PoolTimeout)
-            }
-            // Connecting (or checking a pooled connection) took too long.
-            deadpool_postgres::PoolError::Timeout(_) => {
-                StoreError::Unavailable(Unavailable::Unreachable)
-            }
-            other => StoreError::Backend(format!("PostgreSQL pool: {other}")),
-        })
+        pooled(&self.pool).await
     }
 
     /// The health probe ([`Store::health`](super::Store::health)): a trivial query on a
@@ -252,6 +249,31 @@ impl PgStore {
         }
         Ok(())
     }
+
+    /// [`crate::Store::enqueue`], through the node's group commit of sends
+    /// (spec/relay-store.md section 3.4): returns once the transaction that holds the send
+    /// has committed. Sends arriving while a transaction is under way share the next one
+    /// (at most [`SEND_BATCH_MAX`] sends, [`SEND_BATCH_MAX_BYTES`] bytes; [`SEND_LANES`]
+    /// transactions at a time, recipients hashed over them).
+    pub async fn enqueue(&self, m: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
+        self.lanes.enqueue(m).await
+    }
+}
+
+/// A connection from `pool`.
+async fn pooled(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Closed => StoreError::Closed,
+        deadpool_postgres::PoolError::Backend(e) => backend(e),
+        deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+            StoreError::Unavailable(Unavailable::PoolTimeout)
+        }
+        // Connecting (or checking a pooled connection) took too long.
+        deadpool_postgres::PoolError::Timeout(_) => {
+            StoreError::Unavailable(Unavailable::Unreachable)
+        }
+        other => StoreError::Backend(format!("PostgreSQL pool: {other}")),
+    })
 }
 
 /// How a transaction's commit reaches the disk.

@@ -423,3 +423,114 @@ async fn a_mailbox_cursor_misses_nothing_under_concurrent_sends() {
     })
     .await;
 }
+
+/// A node's sends that arrive while its send transaction is under way are committed together
+/// and decided one after the other in arrival order: with the recipient's device row held by
+/// another connection, the first send waits for it and 63 more queue up behind it. Once the
+/// row is free all 64 are committed in at most two transactions (told apart by the `xmin` of
+/// their rows), each queued send with a higher server id than the sends made before it, the
+/// mismatched ones refused without effect, and the mailbox bound counting the sends queued
+/// before in the same transaction.
+#[tokio::test]
+async fn sends_arriving_during_a_commit_are_committed_together() {
+    with_schema(|db| async move {
+        let s = db.store().await;
+        let (a, b) = (acct(1), acct(2));
+        let a1 = register(&s, &a, 1).await;
+        let b1 = register(&s, &b, 2).await;
+        let mut holder = db.sql().await;
+        let held = holder.transaction().await.unwrap();
+        held.execute(
+            "SELECT 1 FROM devices WHERE account = $1 FOR UPDATE",
+            &[&b.as_str()],
+        )
+        .await
+        .unwrap();
+        let holder_pid: i32 = held
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let sends: Vec<_> = (0..64u64)
+            .map(|i| {
+                let (s, a1, b) = (s.clone(), a1.clone(), b.clone());
+                tokio::spawn(async move {
+                    // Every tenth send addresses a device the recipient does not have.
+                    let device_id = if i % 10 == 9 { 9 } else { 1 };
+                    let envs = [OutgoingEnvelope {
+                        device_id,
+                        envelope: vec![i as u8; 10],
+                    }];
+                    s.enqueue(&NewMessage {
+                        sender: &a1,
+                        recipient: &b,
+                        exclude_device: None,
+                        message_id: &[5; 16],
+                        sender_seq: i + 1,
+                        timestamp: NOW,
+                        envelopes: &envs,
+                        max_queued: 40,
+                    })
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        // Until a send waits for the held row (the spawned sends have all been made by then:
+        // each is queued at its first poll, and this task has given way since).
+        let watcher = db.sql().await;
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    &[&holder_pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        held.rollback().await.unwrap();
+        let mut results = Vec::new();
+        for t in sends {
+            results.push(t.await.unwrap());
+        }
+        let mut last = 0;
+        let mut queued = 0;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                EnqueueOutcome::MismatchedDevices => assert_eq!(i % 10, 9, "send {i}"),
+                EnqueueOutcome::Queued(ids) => {
+                    assert_eq!(ids.len(), 1);
+                    assert!(
+                        ids[0].1 > last,
+                        "send {i} has a lower id than an earlier one"
+                    );
+                    last = ids[0].1;
+                    queued += 1;
+                }
+                EnqueueOutcome::QueueFull { device_id: 1 } => {
+                    assert_eq!(queued, 40, "send {i} refused before the mailbox was full");
+                }
+                other => panic!("send {i}: {other:?}"),
+            }
+        }
+        assert_eq!(queued, 40);
+        assert_eq!(s.queue_depth(&b1).await.unwrap(), 40);
+        // The 40th queued send is send 43 (four mismatched before it): sender_seq 44.
+        assert_eq!(s.sender_seq(&a1).await.unwrap(), 44);
+        let transactions: i64 = watcher
+            .query_one("SELECT COUNT(DISTINCT xmin::text) FROM deliveries", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            transactions <= 2,
+            "{transactions} transactions for 40 sends"
+        );
+    })
+    .await;
+}
