@@ -6,7 +6,7 @@ use super::*;
 /// Environment variable: how many idle connections (default [`DEFAULT_IDLE_CONNS`]; 0 skips).
 const IDLE_CONNS_ENV: &str = "SEALPOST_BENCH_IDLE_CONNS";
 /// Idle connections of a normal bench run. `SEALPOST_BENCH_IDLE_CONNS=100000` is the scale
-/// target's measurement (README, "Relay").
+/// target's measurement (benches/README.md, "Relay").
 const DEFAULT_IDLE_CONNS: usize = 10_000;
 /// Above this many connections only the reconnecting kind (the scale target's row) and bare
 /// quinn run: the first-start kind would register as many accounts again (minutes of
