@@ -1,6 +1,7 @@
 //! Metric names and recording helpers (the `metrics` facade). Nothing is recorded unless a
 //! recorder is installed: the relay installs the Prometheus exporter only when
-//! `metrics_listen` is configured ([`install_prometheus`], `server` feature).
+//! `metrics_listen` is configured (the `server` feature), on an HTTP listener that also answers
+//! `GET /ready` and `GET /live` (spec/relay.md section 5).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
