@@ -1,0 +1,472 @@
+use super::*;
+use crate::DeviceId;
+
+fn body(frame: &[u8]) -> &[u8] {
+    let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+    assert_eq!(len, frame.len() - 4);
+    &frame[4..]
+}
+
+fn acct() -> AccountId {
+    AccountId::new("+15550001111").unwrap()
+}
+
+fn cred(scope: CredentialScope) -> GuardianCredential {
+    GuardianCredential {
+        account: acct(),
+        scope,
+        expires_at: 1_700_003_600,
+        issuer: [0xAA; 32],
+        signature: [0xBB; 64],
+    }
+}
+
+#[test]
+fn credential_layout_and_rejections() {
+    let c = cred(CredentialScope::Recovery);
+    let enc = c.encode();
+    assert_eq!(enc.len(), credential_len(12));
+    assert_eq!(GuardianCredential::decode(&enc).unwrap(), c);
+    // account || scope || expires_at || issuer, then the signature.
+    let signed = c.signed_bytes();
+    assert_eq!(&signed[..30], b"Sealpost_GuardianCredential_v1");
+    assert_eq!(&signed[30..], &enc[..enc.len() - 64]);
+    assert_eq!(
+        signed,
+        credential_signed_bytes(&c.account, c.scope, c.expires_at, &c.issuer)
+    );
+    for scope in [0u8, 3, 0xFF] {
+        let mut bad = enc.clone();
+        bad[13] = scope;
+        assert_eq!(
+            GuardianCredential::decode(&bad),
+            Err(DecodeError::UnknownType {
+                what: "credential scope",
+                value: scope
+            })
+        );
+    }
+    for cut in 0..enc.len() {
+        assert!(GuardianCredential::decode(&enc[..cut]).is_err());
+    }
+    let mut long = enc.clone();
+    long.push(0);
+    assert_eq!(
+        GuardianCredential::decode(&long),
+        Err(DecodeError::TrailingBytes(1))
+    );
+}
+
+#[test]
+fn pin_messages_reject_bad_fields() {
+    // Register's reglock flag must be 0 or 1.
+    let reg = Request::Register {
+        account: acct(),
+        code: *b"123456",
+        identity: IdentityBytes {
+            signing: [1; 32],
+            dh: [2; 32],
+        },
+        signature: [3; 64],
+        reglock: None,
+    }
+    .encode();
+    let mut bad = body(&reg).to_vec();
+    *bad.last_mut().unwrap() = 2;
+    assert_eq!(
+        Request::decode(&bad),
+        Err(DecodeError::InvalidValue("has_reglock"))
+    );
+    // A record over MAX_VAULT_RECORD_LEN is refused before it is read, in both
+    // directions.
+    let store = Request::VaultStore {
+        credential: cred(CredentialScope::Owner),
+        share: [1; 33],
+        success_verifier: [2; 32],
+        record: vec![0; MAX_VAULT_RECORD_LEN + 1],
+    };
+    assert_eq!(
+        Request::decode(body(&store.encode())),
+        Err(DecodeError::TooLong {
+            what: "vault record",
+            len: MAX_VAULT_RECORD_LEN + 1,
+            max: MAX_VAULT_RECORD_LEN
+        })
+    );
+    let vault = Response::Vault {
+        index: 1,
+        attempts_remaining: 1,
+        record: vec![0; MAX_VAULT_RECORD_LEN + 1],
+    };
+    assert!(matches!(
+        Response::decode(body(&vault.encode())),
+        Err(DecodeError::TooLong { .. })
+    ));
+    // Unknown kinds inside the new ranges.
+    for kind in [0x33u8, 0x37, 0x3D] {
+        assert!(matches!(
+            Request::decode(&[1, kind]),
+            Err(DecodeError::UnknownType { .. })
+        ));
+    }
+    for kind in [0x73u8, 0x77, 0x7E] {
+        assert!(matches!(
+            Response::decode(&[1, kind]),
+            Err(DecodeError::UnknownType { .. })
+        ));
+    }
+    for (code, v) in [
+        (ErrorCode::CredentialInvalid, 20),
+        (ErrorCode::NotGuardian, 21),
+        (ErrorCode::VaultNotFound, 22),
+        (ErrorCode::InvalidVault, 23),
+        (ErrorCode::RegistrationLocked, 19),
+        (ErrorCode::Unavailable, 24),
+    ] {
+        assert_eq!(code.to_u16(), v);
+        assert_eq!(ErrorCode::from_u16(v), code);
+    }
+}
+
+#[test]
+fn debug_prints_no_secret_bytes() {
+    let secret = |b: u8| format!("{b:02x}{b:02x}{b:02x}");
+    let reqs = [
+        (
+            Request::Register {
+                account: acct(),
+                code: *b"987654",
+                identity: IdentityBytes {
+                    signing: [1; 32],
+                    dh: [2; 32],
+                },
+                signature: [3; 64],
+                reglock: Some([0xC1; 32]),
+            },
+            vec![0xC1],
+        ),
+        (
+            Request::SetRegistrationLock { token: [0xC2; 32] },
+            vec![0xC2],
+        ),
+        (
+            Request::VaultStore {
+                credential: cred(CredentialScope::Owner),
+                share: [0xC3; 33],
+                success_verifier: [0xC4; 32],
+                record: vec![0xC5; 10],
+            },
+            vec![0xC3, 0xC4],
+        ),
+        (
+            Request::VaultConfirm {
+                credential: cred(CredentialScope::Recovery),
+                vault_id: [1; 16],
+                token: [0xC6; 32],
+            },
+            vec![0xC6],
+        ),
+    ];
+    for (req, secrets) in reqs {
+        let dbg = format!("{req:?}");
+        assert!(dbg.contains("redacted"), "{dbg}");
+        assert!(!dbg.contains("987654"), "{dbg}");
+        assert!(!dbg.contains("198, 198"), "{dbg}");
+        for b in secrets {
+            assert!(!dbg.contains(&secret(b)), "{dbg}");
+            assert!(!dbg.contains(&format!("{b}, {b}")), "{dbg}");
+        }
+    }
+}
+
+#[test]
+fn requests_roundtrip_and_reject_truncation() {
+    let reqs = vec![
+        Request::RequestCode { account: acct() },
+        Request::Register {
+            account: acct(),
+            code: *b"123456",
+            identity: IdentityBytes {
+                signing: [1; 32],
+                dh: [2; 32],
+            },
+            signature: [3; 64],
+            reglock: None,
+        },
+        Request::Register {
+            account: acct(),
+            code: *b"123456",
+            identity: IdentityBytes {
+                signing: [1; 32],
+                dh: [2; 32],
+            },
+            signature: [3; 64],
+            reglock: Some([4; 32]),
+        },
+        Request::Challenge,
+        Request::Authenticate {
+            address: DeviceAddress::new(acct(), DeviceId(2)),
+            signature: [4; 64],
+        },
+        Request::UploadPreKeys(PreKeyUpload {
+            signed_prekey: Some(SignedPreKeyPublic {
+                id: 1,
+                created_at: 2,
+                public: [5; 32],
+                signature: [6; 64],
+            }),
+            one_time: vec![(1, [7; 32]), (2, [8; 32])],
+            kem: vec![KemPreKeyPublic {
+                id: 3,
+                kind: KemPreKeyKind::LastResort,
+                created_at: 4,
+                public: Box::new([9; KEM_PUBLIC_LEN]),
+                signature: [10; 64],
+            }],
+        }),
+        Request::FetchBundles { account: acct() },
+        Request::ListDevices { account: acct() },
+        Request::Send {
+            message_id: [11; 16],
+            sender_seq: 0x0102_0304_0506_0708,
+            recipient: acct(),
+            envelopes: vec![OutgoingEnvelope {
+                device_id: 1,
+                envelope: vec![1, 2, 3],
+            }],
+        },
+        Request::Ack {
+            server_ids: vec![1, 2, 3],
+        },
+        Request::SetRegistrationLock { token: [12; 32] },
+        Request::ClearRegistrationLock,
+        Request::GetGuardianCredential,
+        Request::VaultStore {
+            credential: cred(CredentialScope::Owner),
+            share: [13; 33],
+            success_verifier: [14; 32],
+            record: vec![15; 200],
+        },
+        Request::VaultStore {
+            credential: cred(CredentialScope::Owner),
+            share: [13; 33],
+            success_verifier: [14; 32],
+            record: vec![16; MAX_VAULT_RECORD_LEN],
+        },
+        Request::VaultFetch {
+            credential: cred(CredentialScope::Recovery),
+        },
+        Request::VaultEvaluate {
+            credential: cred(CredentialScope::Recovery),
+            vault_id: [17; 16],
+            blinded: [18; 32],
+        },
+        Request::VaultConfirm {
+            credential: cred(CredentialScope::Recovery),
+            vault_id: [17; 16],
+            token: [19; 32],
+        },
+        Request::VaultDelete {
+            credential: cred(CredentialScope::Owner),
+        },
+    ];
+    for req in reqs {
+        let f = req.encode();
+        let b = body(&f);
+        assert_eq!(Request::decode(b).unwrap(), req);
+        for cut in 0..b.len() {
+            assert!(Request::decode(&b[..cut]).is_err(), "{req:?} cut {cut}");
+        }
+        let mut long = b.to_vec();
+        long.push(0);
+        assert_eq!(Request::decode(&long), Err(DecodeError::TrailingBytes(1)));
+    }
+}
+
+#[test]
+fn responses_and_pushes_roundtrip() {
+    let resps = vec![
+        Response::CodeSent { expires_in: 600 },
+        Response::Registered { device_id: 1 },
+        Response::ChallengeIssued { nonce: [1; 32] },
+        Response::Authenticated {
+            one_time_prekeys: 1,
+            kem_prekeys: 2,
+            queued: 3,
+            sender_seq: u64::MAX,
+        },
+        Response::PreKeysStored {
+            one_time_prekeys: 4,
+            kem_prekeys: 5,
+        },
+        Response::Bundles(vec![]),
+        Response::Devices(vec![DeviceInfo {
+            device_id: 1,
+            identity: IdentityBytes {
+                signing: [1; 32],
+                dh: [2; 32],
+            },
+        }]),
+        Response::Accepted { timestamp: 99 },
+        Response::Acked { removed: 2 },
+        Response::RegistrationLockSet,
+        Response::RegistrationLockCleared,
+        Response::Credential(cred(CredentialScope::Owner)),
+        Response::VaultStored,
+        Response::Vault {
+            index: 2,
+            attempts_remaining: 9,
+            record: vec![1; 95],
+        },
+        Response::VaultEvaluated {
+            index: 3,
+            evaluated: [4; 32],
+            proof: [5; 64],
+            attempts_remaining: 0,
+        },
+        Response::VaultConfirmed {
+            attempts_remaining: 10,
+        },
+        Response::VaultDeleted,
+        Response::RegistrationLocked {
+            lapses_in: 604_800,
+            attempts_remaining: 10,
+            credential: cred(CredentialScope::Recovery),
+        },
+        Response::Error {
+            code: ErrorCode::VaultNotFound,
+            retry_after: 0,
+            detail: "no vault".into(),
+        },
+        Response::Error {
+            code: ErrorCode::RateLimited,
+            retry_after: 5,
+            detail: "slow down".into(),
+        },
+        Response::Error {
+            code: ErrorCode::Other(999),
+            retry_after: 0,
+            detail: String::new(),
+        },
+    ];
+    for resp in resps {
+        let f = resp.encode();
+        let b = body(&f);
+        assert_eq!(Response::decode(b).unwrap(), resp);
+        for cut in 0..b.len() {
+            assert!(Response::decode(&b[..cut]).is_err(), "{resp:?} cut {cut}");
+        }
+        let mut long = b.to_vec();
+        long.push(0);
+        assert_eq!(Response::decode(&long), Err(DecodeError::TrailingBytes(1)));
+    }
+    let pushes = vec![
+        Push::Deliver(Delivery {
+            server_id: 7,
+            sender: DeviceAddress::new(acct(), DeviceId(1)),
+            message_id: [2; 16],
+            timestamp: 3,
+            envelope: vec![4; 10],
+        }),
+        Push::PreKeysLow {
+            one_time_prekeys: 1,
+            kem_prekeys: 0,
+        },
+        Push::QueueDrained,
+    ];
+    for p in &pushes {
+        let f = p.encode();
+        assert_eq!(&Push::decode(body(&f)).unwrap(), p);
+        assert_eq!(Push::decode_stream(&f).unwrap(), vec![p.clone()]);
+    }
+    // A push stream: frames back to back; any cut short of a frame boundary fails.
+    let stream = Push::encode_stream(&pushes);
+    assert_eq!(Push::decode_stream(&stream).unwrap(), pushes);
+    let first = pushes[0].encode().len();
+    let second = first + pushes[1].encode().len();
+    for cut in 0..stream.len() {
+        let r = Push::decode_stream(&stream[..cut]);
+        match cut {
+            c if c == first => assert_eq!(r.unwrap(), pushes[..1]),
+            c if c == second => assert_eq!(r.unwrap(), pushes[..2]),
+            _ => assert!(r.is_err(), "cut {cut}"),
+        }
+    }
+    let mut bad = stream.clone();
+    bad[first + 4] = 0x7f;
+    assert!(
+        Push::decode_stream(&bad).is_err(),
+        "a bad frame fails the stream"
+    );
+    assert!(matches!(
+        Push::decode_stream(&vec![0; MAX_PUSH_STREAM_LEN + 1]),
+        Err(DecodeError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn limits_are_enforced() {
+    assert!(frame_len([0, 0, 0, 1]).is_err());
+    assert!(frame_len(((MAX_FRAME_LEN + 1) as u32).to_be_bytes()).is_err());
+    // Before authentication (spec/relay.md section 2).
+    let pre = |n: usize| frame_len_within((n as u32).to_be_bytes(), MAX_PRE_AUTH_FRAME);
+    assert_eq!(pre(MAX_PRE_AUTH_FRAME), Ok(MAX_PRE_AUTH_FRAME));
+    assert_eq!(
+        pre(MAX_PRE_AUTH_FRAME + 1),
+        Err(DecodeError::TooLong {
+            what: "frame",
+            len: MAX_PRE_AUTH_FRAME + 1,
+            max: MAX_PRE_AUTH_FRAME
+        })
+    );
+    // Counts over their limits say how many (not "bytes").
+    let acks = Request::Ack {
+        server_ids: vec![0; MAX_ACKS_PER_REQUEST + 1],
+    };
+    assert_eq!(
+        Request::decode(body(&acks.encode())),
+        Err(DecodeError::TooMany {
+            what: "acks",
+            count: MAX_ACKS_PER_REQUEST + 1,
+            max: MAX_ACKS_PER_REQUEST
+        })
+    );
+    let long = Response::error(ErrorCode::Internal, "é".repeat(300));
+    match Response::decode(body(&long.encode())).unwrap() {
+        Response::Error { detail, .. } => assert!(detail.len() <= 255),
+        other => panic!("{other:?}"),
+    }
+    let send = Request::Send {
+        message_id: [0; 16],
+        sender_seq: 1,
+        recipient: acct(),
+        envelopes: vec![OutgoingEnvelope {
+            device_id: 1,
+            envelope: vec![0; MAX_ENVELOPE_LEN + 1],
+        }],
+    };
+    assert!(matches!(
+        Request::decode(body(&send.encode())),
+        Err(DecodeError::TooLong { .. })
+    ));
+    let empty = Request::Send {
+        message_id: [0; 16],
+        sender_seq: 1,
+        recipient: acct(),
+        envelopes: vec![OutgoingEnvelope {
+            device_id: 1,
+            envelope: vec![],
+        }],
+    };
+    assert!(matches!(
+        Request::decode(body(&empty.encode())),
+        Err(DecodeError::TooShort { .. })
+    ));
+    assert_eq!(
+        Request::decode(&[1, 0x3e]),
+        Err(DecodeError::UnknownType {
+            what: "request",
+            value: 0x3e
+        })
+    );
+}
