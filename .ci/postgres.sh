@@ -63,15 +63,17 @@ as_owner() {
     fi
 }
 
+# The first port from $1 (default 54320) up to 54420 that nothing listens on. Another server
+# starting at the same moment may take it first: `start` then tries the next one.
 free_port() {
     local port
-    for port in $(seq 54320 54420); do
+    for port in $(seq "${1:-54320}" 54420); do
         if ! (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
         fi
     done
-    log "no free port in 54320..54420"
+    log "no free port in ${1:-54320}..54420"
     exit 1
 }
 
@@ -96,12 +98,22 @@ start() {
         chown postgres "$dir"
     fi
     chmod 700 "$dir"
-    port="$(free_port)"
     as_owner "$bin/initdb" -D "$dir/data" -U "$db_user" -A trust -E UTF8 --no-instructions >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on -c synchronous_commit=on" \
-        start >&2 || { cat "$dir/server.log" >&2; exit 1; }
+    port="$(free_port)"
+    local tries=0
+    until as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "$(server_options "$port")" start >&2; do
+        tries=$((tries + 1))
+        # Lost the port to a server started at the same time: the next free one.
+        if ((tries < 10)) && grep -q "could not bind\|Address already in use" "$dir/server.log"; then
+            log "port $port was taken meanwhile; trying another"
+            port="$(free_port $((port + 1)))"
+            continue
+        fi
+        cat "$dir/server.log" >&2
+        exit 1
+    done
     echo "$port" > "$dir/port"
     "$bin/psql" -q -h 127.0.0.1 -p "$port" -U "$db_user" -d postgres -v ON_ERROR_STOP=1 \
         -c "CREATE DATABASE ${db_name}" >&2
