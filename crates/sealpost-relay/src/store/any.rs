@@ -66,15 +66,21 @@ impl AnyStore {
     }
 }
 
-/// `each!(self, s => expr)`: `expr` with `s` bound to the backend.
+/// `each!(self, s => call)`: awaits `call` (a backend's store method, not yet awaited) with
+/// `s` bound to the backend.
+///
+/// An `async fn` here is as large as the largest backend future it may hold, and every
+/// request's task carries it: PostgreSQL's futures (tokio-postgres) are about a kilobyte
+/// and more, so they are boxed, one allocation per call next to a network round trip, and
+/// the in-process backends' calls do not pay for them (measured: benches/README.md).
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
-            AnyStore::Memory($s) => $e,
+            AnyStore::Memory($s) => $e.await,
             #[cfg(feature = "server")]
-            AnyStore::Sqlite($s) => $e,
+            AnyStore::Sqlite($s) => $e.await,
             #[cfg(feature = "postgres")]
-            AnyStore::Postgres($s) => $e,
+            AnyStore::Postgres($s) => Box::pin($e).await,
         }
     };
 }
@@ -86,7 +92,7 @@ impl Store for AnyStore {
         mac: &[u8; CODE_MAC_LEN],
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        each!(self, s => s.put_code(account, mac, expires_at).await)
+        each!(self, s => s.put_code(account, mac, expires_at))
     }
 
     async fn begin_code_attempt(
@@ -95,7 +101,7 @@ impl Store for AnyStore {
         now: u64,
         max_attempts: u32,
     ) -> Result<CodeAttempt, StoreError> {
-        each!(self, s => s.begin_code_attempt(account, now, max_attempts).await)
+        each!(self, s => s.begin_code_attempt(account, now, max_attempts))
     }
 
     async fn register_device(
@@ -106,7 +112,7 @@ impl Store for AnyStore {
         reglock: &RegLockPolicy,
         now: u64,
     ) -> Result<RegisterOutcome, StoreError> {
-        each!(self, s => s.register_device(account, identity, code_mac, reglock, now).await)
+        each!(self, s => s.register_device(account, identity, code_mac, reglock, now))
     }
 
     async fn set_registration_lock(
@@ -115,18 +121,18 @@ impl Store for AnyStore {
         verifier: Option<&[u8; VERIFIER_LEN]>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        each!(self, s => s.set_registration_lock(account, verifier, now).await)
+        each!(self, s => s.set_registration_lock(account, verifier, now))
     }
 
     async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
-        each!(self, s => s.touch_account(account, now).await)
+        each!(self, s => s.touch_account(account, now))
     }
 
     async fn registration_lock(
         &self,
         account: &AccountId,
     ) -> Result<Option<RegLockState>, StoreError> {
-        each!(self, s => s.registration_lock(account).await)
+        each!(self, s => s.registration_lock(account))
     }
 
     async fn put_vault(
@@ -136,11 +142,11 @@ impl Store for AnyStore {
         max_vaults: u64,
         now: u64,
     ) -> Result<PutVaultOutcome, StoreError> {
-        each!(self, s => s.put_vault(account, vault, max_vaults, now).await)
+        each!(self, s => s.put_vault(account, vault, max_vaults, now))
     }
 
     async fn vault(&self, account: &AccountId) -> Result<Option<VaultRow>, StoreError> {
-        each!(self, s => s.vault(account).await)
+        each!(self, s => s.vault(account))
     }
 
     async fn begin_vault_evaluation(
@@ -150,7 +156,7 @@ impl Store for AnyStore {
         max_attempts: u32,
         now: u64,
     ) -> Result<VaultAttempt, StoreError> {
-        each!(self, s => s.begin_vault_evaluation(account, vault_id, max_attempts, now).await)
+        each!(self, s => s.begin_vault_evaluation(account, vault_id, max_attempts, now))
     }
 
     async fn confirm_vault(
@@ -160,22 +166,22 @@ impl Store for AnyStore {
         verifier: &[u8; VERIFIER_LEN],
         now: u64,
     ) -> Result<ConfirmOutcome, StoreError> {
-        each!(self, s => s.confirm_vault(account, vault_id, verifier, now).await)
+        each!(self, s => s.confirm_vault(account, vault_id, verifier, now))
     }
 
     async fn delete_vault(&self, account: &AccountId) -> Result<bool, StoreError> {
-        each!(self, s => s.delete_vault(account).await)
+        each!(self, s => s.delete_vault(account))
     }
 
     async fn device_identity(
         &self,
         device: &DeviceAddress,
     ) -> Result<Option<IdentityBytes>, StoreError> {
-        each!(self, s => s.device_identity(device).await)
+        each!(self, s => s.device_identity(device))
     }
 
     async fn list_devices(&self, account: &AccountId) -> Result<Vec<DeviceInfo>, StoreError> {
-        each!(self, s => s.list_devices(account).await)
+        each!(self, s => s.list_devices(account))
     }
 
     async fn store_prekeys(
@@ -184,22 +190,22 @@ impl Store for AnyStore {
         keys: &NewPreKeys,
         limits: &PreKeyLimits,
     ) -> Result<UploadOutcome, StoreError> {
-        each!(self, s => s.store_prekeys(device, keys, limits).await)
+        each!(self, s => s.store_prekeys(device, keys, limits))
     }
 
     async fn prekey_counts(&self, device: &DeviceAddress) -> Result<PreKeyCounts, StoreError> {
-        each!(self, s => s.prekey_counts(device).await)
+        each!(self, s => s.prekey_counts(device))
     }
 
     async fn take_bundles(
         &self,
         account: &AccountId,
     ) -> Result<Option<Vec<TakenBundle>>, StoreError> {
-        each!(self, s => s.take_bundles(account).await)
+        each!(self, s => s.take_bundles(account))
     }
 
     async fn enqueue(&self, message: &NewMessage<'_>) -> Result<EnqueueOutcome, StoreError> {
-        each!(self, s => s.enqueue(message).await)
+        each!(self, s => s.enqueue(message))
     }
 
     async fn mailbox(
@@ -208,32 +214,32 @@ impl Store for AnyStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        each!(self, s => s.mailbox(device, after, limit).await)
+        each!(self, s => s.mailbox(device, after, limit))
     }
 
     async fn ack(&self, device: &DeviceAddress, server_ids: &[u64]) -> Result<u32, StoreError> {
-        each!(self, s => s.ack(device, server_ids).await)
+        each!(self, s => s.ack(device, server_ids))
     }
 
     #[cfg(feature = "server")]
     async fn subscribe(&self) -> Option<MailFeed> {
-        each!(self, s => s.subscribe().await)
+        each!(self, s => s.subscribe())
     }
 
     async fn settled(&self) -> Result<(), StoreError> {
-        each!(self, s => s.settled().await)
+        each!(self, s => s.settled())
     }
 
     async fn sender_seq(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
-        each!(self, s => s.sender_seq(device).await)
+        each!(self, s => s.sender_seq(device))
     }
 
     async fn queue_depth(&self, device: &DeviceAddress) -> Result<u32, StoreError> {
-        each!(self, s => s.queue_depth(device).await)
+        each!(self, s => s.queue_depth(device))
     }
 
     async fn total_queued(&self) -> Result<u64, StoreError> {
-        each!(self, s => s.total_queued().await)
+        each!(self, s => s.total_queued())
     }
 
     async fn take_quotas(
@@ -241,14 +247,14 @@ impl Store for AnyStore {
         checks: &[QuotaCheck],
         now: u64,
     ) -> Result<QuotaOutcome, StoreError> {
-        each!(self, s => s.take_quotas(checks, now).await)
+        each!(self, s => s.take_quotas(checks, now))
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        each!(self, s => s.health().await)
+        each!(self, s => s.health())
     }
 
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
-        each!(self, s => s.sweep(now, mailbox_ttl).await)
+        each!(self, s => s.sweep(now, mailbox_ttl))
     }
 }
