@@ -21,36 +21,12 @@ use sealpost_relay::{Relay, RelayHandle};
 use sealpost_wire::AccountId;
 use sealpost_wire::relay::{OutgoingEnvelope, Push, Request, Response};
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// The value of `var`, or `None` after a loud banner (a panic when `require` is set to 1).
-fn server(var: &str, require: &str, how: &str) -> Option<String> {
-    let required = std::env::var(require).is_ok_and(|v| v == "1");
-    let Ok(url) = std::env::var(var) else {
-        assert!(!required, "{require}=1 but {var} is not set");
-        // Straight to the process's stderr: the harness hides eprintln! of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n{bar}\n NATS multi-node tests SKIPPED: {var} is not set.\n \
-             Start a server with `eval \"$({how} start)\"` (README, \"Several nodes\").\n{bar}\n",
-            bar = "!".repeat(78)
-        );
-        return None;
-    };
-    Some(url)
-}
-
-/// Both servers, or `None` (see [`server`]).
+/// Both servers, or `None` (see `common::servers`).
 fn servers() -> Option<(String, String)> {
-    let pg = server(
-        "SEALPOST_TEST_POSTGRES",
-        "SEALPOST_REQUIRE_POSTGRES",
-        ".ci/postgres.sh",
-    );
-    let nats = server("SEALPOST_TEST_NATS", "SEALPOST_REQUIRE_NATS", ".ci/nats.sh");
-    Some((pg?, nats?))
+    common::servers::postgres_and_nats("NATS multi-node tests")
 }
 
 /// Two nodes on `schema`, both linked to the NATS server `nats`.
@@ -449,7 +425,7 @@ async fn nats_killed_under_load_loses_nothing_and_wakeups_resume() {
     done.store(true, Ordering::SeqCst);
     let bob = receiving.await.unwrap();
     let report = checker.check();
-    let _ = writeln!(std::io::stderr(), "{report}");
+    common::say(&format!("{report}"));
     assert!(report.ok() && report.accepted > 0, "{report}");
     assert_eq!(report.app_duplicates, 0);
 

@@ -19,29 +19,8 @@ use sealpost_relay::config::StoreBackend;
 use sealpost_relay::{Relay, RelayHandle};
 use sealpost_wire::relay::{OutgoingEnvelope, Push, Request, Response};
 use sealpost_wire::{AccountId, DeviceAddress};
-use std::io::Write as _;
 use std::sync::Arc;
 use zeroize::Zeroizing;
-
-/// The test server's URL, or `None` after a loud banner (a panic when it is required).
-async fn server() -> Option<String> {
-    let required = std::env::var("SEALPOST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    let Ok(url) = std::env::var("SEALPOST_TEST_POSTGRES") else {
-        assert!(
-            !required,
-            "SEALPOST_REQUIRE_POSTGRES=1 but SEALPOST_TEST_POSTGRES is not set"
-        );
-        // Straight to the process's stderr: the harness hides eprintln! of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n{bar}\n PostgreSQL multi-node tests SKIPPED: SEALPOST_TEST_POSTGRES is not set.\n \
-             Start a server with `eval \"$(.ci/postgres.sh start)\"` (README, \"PostgreSQL\").\n{bar}\n",
-            bar = "!".repeat(78)
-        );
-        return None;
-    };
-    Some(url)
-}
 
 fn send(to: &AccountId, device: u32, body: &[u8], msg: u8) -> Request {
     Request::Send {
@@ -72,7 +51,7 @@ async fn next_deliver(c: &mut Client) -> (Vec<u8>, DeviceAddress, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_accounts_prekeys_and_mailboxes() {
-    let Some(server) = server().await else {
+    let Some(server) = common::servers::postgres("PostgreSQL multi-node tests") else {
         return;
     };
     let schema = Schema::create(&server, "sealpost_nodes").await;

@@ -13,7 +13,13 @@
 //!   reached its recipient's app);
 //! - delivered ⊆ attempted (nothing reached an app that was not sent, to that recipient, with
 //!   that body);
-//! - 0 duplicates at the app (redeliveries by the relay are allowed and counted).
+//! - 0 duplicates at the app (redeliveries by the relay are allowed and counted);
+//! - per-sender order: every app sees each sender's messages in the order they were sent
+//!   (spec/relay.md section 4: "within one sender device, envelopes are delivered in the
+//!   order the relay accepted them"). This holds for senders that send sequentially, the
+//!   next message only after the relay answered `Accepted` for the previous one (every
+//!   sender of these tests does), and who record their attempts in that order: a message's
+//!   place in its sender's order is the order of its first recorded attempt.
 
 use sealpost_wire::DeviceAddress;
 use sealpost_wire::relay::ErrorCode;
@@ -38,6 +44,8 @@ pub enum Outcome {
 
 #[derive(Debug)]
 struct Sent {
+    /// The message's place in its sender's order (0, 1, ...: order of first attempts).
+    seq: u64,
     recipient: DeviceAddress,
     body: Vec<u8>,
     outcomes: Vec<Outcome>,
@@ -46,10 +54,14 @@ struct Sent {
 #[derive(Default)]
 struct State {
     sent: BTreeMap<Key, Sent>,
+    /// Messages recorded so far per sender (the next message's `seq`).
+    next_seq: BTreeMap<DeviceAddress, u64>,
     /// Relay-level deliveries per (receiver, message).
     relay: BTreeMap<(DeviceAddress, Key), u32>,
     /// App-level deliveries per (receiver, message), with the body the app got.
     app: BTreeMap<(DeviceAddress, Key), (u32, Vec<u8>)>,
+    /// Per receiver, the messages that reached its app, in the order they first did.
+    arrivals: BTreeMap<DeviceAddress, Vec<Key>>,
 }
 
 /// The history of one run; shared by the sender and receiver tasks.
@@ -78,12 +90,18 @@ pub struct Report {
     /// Messages an app saw that were never sent, or not to that receiver, or with another
     /// body.
     pub phantom: Vec<Key>,
+    /// Messages that reached an app after a later message of the same sender had (each
+    /// once per receiver that saw it late).
+    pub reordered: Vec<Key>,
 }
 
 impl Report {
     /// True when the run kept the queue's promises.
     pub fn ok(&self) -> bool {
-        self.lost.is_empty() && self.phantom.is_empty() && self.app_duplicates == 0
+        self.lost.is_empty()
+            && self.phantom.is_empty()
+            && self.app_duplicates == 0
+            && self.reordered.is_empty()
     }
 }
 
@@ -92,7 +110,8 @@ impl fmt::Display for Report {
         write!(
             f,
             "checker: attempted {} ({} attempts), accepted {}, unanswered {}, delivered {}, \
-             relay-level redeliveries {}, app duplicates {}, lost {}, phantom {}",
+             relay-level redeliveries {}, app duplicates {}, lost {}, phantom {}, \
+             reordered {}",
             self.attempted,
             self.attempts,
             self.accepted,
@@ -101,16 +120,24 @@ impl fmt::Display for Report {
             self.redeliveries,
             self.app_duplicates,
             self.lost.len(),
-            self.phantom.len()
+            self.phantom.len(),
+            self.reordered.len()
         )
     }
 }
 
 impl Checker {
-    /// Records one attempt to send message `key` with `body` to `recipient`.
+    /// Records one attempt to send message `key` with `body` to `recipient`. A sender's
+    /// first attempts of its messages are recorded in the order it sends them.
     pub fn attempt(&self, key: &Key, recipient: &DeviceAddress, body: &[u8], outcome: Outcome) {
         let mut s = self.0.lock().unwrap();
-        let sent = s.sent.entry(key.clone()).or_insert_with(|| Sent {
+        let State { sent, next_seq, .. } = &mut *s;
+        let sent = sent.entry(key.clone()).or_insert_with(|| Sent {
+            seq: {
+                let next = next_seq.entry(key.0.clone()).or_default();
+                *next += 1;
+                *next - 1
+            },
             recipient: recipient.clone(),
             body: body.to_vec(),
             outcomes: Vec::new(),
@@ -137,6 +164,12 @@ impl Checker {
             .entry((receiver.clone(), key.clone()))
             .or_insert_with(|| (0, body.to_vec()));
         e.0 += 1;
+        if e.0 == 1 {
+            s.arrivals
+                .entry(receiver.clone())
+                .or_default()
+                .push(key.clone());
+        }
     }
 
     /// Checks the history (call it after the final drain).
@@ -166,6 +199,20 @@ impl Checker {
             .filter(|k| !delivered.contains(*k))
             .map(|k| (*k).clone())
             .collect();
+        // Per receiver and sender, the place of the last message that reached the app.
+        let mut reordered = Vec::new();
+        for keys in s.arrivals.values() {
+            let mut last: BTreeMap<&DeviceAddress, u64> = BTreeMap::new();
+            for key in keys {
+                let Some(m) = s.sent.get(key) else { continue };
+                match last.get(&key.0) {
+                    Some(&before) if before >= m.seq => reordered.push(key.clone()),
+                    _ => {
+                        last.insert(&key.0, m.seq);
+                    }
+                }
+            }
+        }
         Report {
             attempted: s.sent.len(),
             attempts: s.sent.values().map(|m| m.outcomes.len()).sum(),
@@ -180,6 +227,7 @@ impl Checker {
             app_duplicates,
             lost,
             phantom,
+            reordered,
         }
     }
 }

@@ -1,6 +1,16 @@
 //! A minimal relay test client: frames over quinn, the relay's certificate pinned by its
-//! SHA-256 fingerprint (no WebPKI), pushes collected by a background task.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! SHA-256 fingerprint (no WebPKI), pushes collected by a background task; test devices and
+//! relay processes. Shared setup beside it: `servers` (PostgreSQL and NATS from the
+//! environment, required or skipped loudly), `pg` (a fresh schema per test), `nodes` (the
+//! files a deployment's nodes share), `checker` (the total-queue checker) and `failover`
+//! (the kill -9 harness).
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -20,10 +30,20 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub mod checker;
+pub mod failover;
+pub mod nodes;
 #[cfg(feature = "postgres")]
 pub mod pg;
+pub mod servers;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `line` straight to the process's stderr: the harness hides `eprintln!` of passing
+/// tests, and what these lines say (a skipped test, a run's numbers) must be seen.
+pub fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 /// Accepts exactly the certificate whose DER hashes to the pinned fingerprint.
 #[derive(Debug)]
