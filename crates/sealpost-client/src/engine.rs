@@ -1,6 +1,6 @@
 //! The synchronous core of the client: every state change (sessions, prekeys, contacts,
 //! history, outbox, processed ids) is computed here and committed to the store in one
-//! atomic batch. No network I/O; the async layer in `client.rs` calls these functions from
+//! atomic batch. No network I/O; the async layer in `client/` calls these functions from
 //! blocking threads and does the talking.
 //!
 //! All functions that read-modify-write state hold `lock`, so the receive path, the send

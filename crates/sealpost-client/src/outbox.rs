@@ -1,6 +1,6 @@
 //! The outbox's retry policy (spec/client-store.md section 10): one queue per recipient
 //! account, bounded attempts with exponential backoff per message. Pure bookkeeping with the
-//! time passed in; the send loop in `client.rs` does the I/O.
+//! time passed in; the send loop in `client/sending.rs` does the I/O.
 
 use crate::content::MessageId;
 use sealpost_wire::AccountId;

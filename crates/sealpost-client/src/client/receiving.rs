@@ -1,0 +1,271 @@
+//! The connection task: authentication, reconnection, prekey maintenance, pushes and their
+//! acknowledgements.
+
+use super::*;
+
+/// Uploads prekeys until nothing more is due (bounded rounds), tracking the relay's counts.
+pub(super) async fn maintain_prekeys(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+) -> Result<(), ClientError> {
+    let _serial = shared.prekey_lock.lock().await;
+    for _ in 0..PREKEY_ROUNDS {
+        let engine = shared.engine.clone();
+        let counts = shared.prekey_counts();
+        let now_s = now_ms() / 1000;
+        let Some(upload) = blocking(move || engine.plan_prekeys(counts, now_s)).await? else {
+            return Ok(());
+        };
+        let (one_time, kem) = (upload.one_time.len(), upload.kem.len());
+        let stored = match conn.upload_prekeys(upload.clone()).await {
+            Ok(stored) => {
+                tracing::debug!(one_time, kem, "prekeys published");
+                shared.set_prekey_counts(stored);
+                true
+            }
+            Err(e) if !e.is_transient() => {
+                // E.g. InvalidPreKey for a re-sent upload the relay had already stored
+                // before the response was lost. Drop it so we do not loop; the next counts
+                // tell whether more keys are needed.
+                tracing::warn!(error = %e, "prekey upload rejected; discarded");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let engine = shared.engine.clone();
+        blocking(move || engine.prekeys_uploaded(&upload)).await?;
+        if !stored {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn connect_and_authenticate(shared: &Arc<Shared>) -> Result<Connection, ClientError> {
+    let conn = shared.transport.connect().await?;
+    let engine = &shared.engine;
+    let ((one_time, kem), queued, sender_seq) =
+        conn.authenticate(&engine.identity, &engine.address).await?;
+    tracing::debug!(queued, "authenticated to the relay");
+    shared.set_prekey_counts((one_time, kem));
+    // Before the connection is handed to the outbox task, so nothing is encrypted from a
+    // rolled-back state on it (spec/client-store.md section 9).
+    let engine = engine.clone();
+    if let Some(ev) = blocking(move || engine.check_rollback(sender_seq)).await? {
+        shared.emit(ev).await;
+    }
+    Ok(conn)
+}
+
+/// The relay closed the connection because a new registration removed this device
+/// (application close code 1, spec/relay.md section 1).
+fn is_device_removed(reason: &quinn::ConnectionError) -> bool {
+    matches!(reason, quinn::ConnectionError::ApplicationClosed(c)
+        if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_DEVICE_REMOVED))
+}
+
+/// The relay closed the connection because this device authenticated on a newer connection
+/// (application close code 3, spec/relay.md section 3.4).
+fn is_replaced(reason: &quinn::ConnectionError) -> bool {
+    matches!(reason, quinn::ConnectionError::ApplicationClosed(c)
+        if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_REPLACED))
+}
+
+pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Connection>) {
+    let mut backoff = BackoffState::new(shared.config.reconnect);
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        if shared.is_shutting_down() {
+            break;
+        }
+        let attempt = match initial.take() {
+            Some(c) => Ok(c),
+            None => tokio::select! {
+                r = connect_and_authenticate(&shared) => r,
+                _ = shutdown.changed() => break,
+            },
+        };
+        match attempt {
+            Ok(conn) => {
+                backoff.reset();
+                shared.conn.send_replace(Some(conn.clone()));
+                shared.emit(ClientEvent::Connected).await;
+                shared.outbox_wake.notify_one();
+                {
+                    let shared = shared.clone();
+                    let conn = conn.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = maintain_prekeys(&shared, &conn).await {
+                            tracing::warn!(error = %e, "prekey maintenance failed");
+                        }
+                    });
+                }
+                run_pushes(&shared, &conn, &mut shutdown).await;
+                shared.conn.send_replace(None);
+                // A node that stopped answering (silent, idle timeout, requests timing out) is
+                // likely gone: try the next address first. A reset or a close comes from a
+                // live node (a restart resets old connections at once): stay with it.
+                if conn.given_up()
+                    || matches!(conn.close_reason(), Some(quinn::ConnectionError::TimedOut))
+                {
+                    shared.transport.connection_died(&conn);
+                }
+                if shared.is_shutting_down() {
+                    conn.close(0, b"client shutdown");
+                }
+                shared.emit(ClientEvent::Disconnected).await;
+                if conn.close_reason().is_some_and(|r| is_device_removed(&r)) {
+                    tracing::error!("this device was removed by a new registration of its account");
+                    shared.emit(ClientEvent::Deregistered).await;
+                    break;
+                }
+                if conn.close_reason().is_some_and(|r| is_replaced(&r)) {
+                    tracing::error!(
+                        "another copy of this device connected to the relay; not reconnecting"
+                    );
+                    shared.emit(ClientEvent::ReplacedByAnotherConnection).await;
+                    break;
+                }
+            }
+            Err(e) if e.relay_code() == Some(ErrorCode::AuthFailed) => {
+                tracing::error!("the relay does not know this device any more");
+                shared.emit(ClientEvent::Deregistered).await;
+                break;
+            }
+            Err(e) => tracing::info!(error = %e, "connecting to the relay failed"),
+        }
+        if shared.is_shutting_down() {
+            break;
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn flush_acks(conn: &Connection, acks: &mut Vec<u64>) {
+    if acks.is_empty() {
+        return;
+    }
+    let ids = std::mem::take(acks);
+    if let Err(e) = conn.ack(ids).await {
+        // Not acknowledged means delivered again later and de-duplicated then.
+        tracing::debug!(error = %e, "ack failed");
+    }
+}
+
+/// Reads pushes in stream order (a dedicated reader task, so that no push is lost to a
+/// cancelled read) and processes them one at a time, so that messages reach the app in
+/// delivery order. Returns when the connection ends or on shutdown.
+async fn run_pushes(shared: &Arc<Shared>, conn: &Connection, shutdown: &mut watch::Receiver<bool>) {
+    let (tx, mut pushes) = mpsc::channel(PUSH_QUEUE);
+    let reader = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                let (pushes, fatal) = match conn.accept_pushes().await {
+                    Ok(pushes) => (pushes.into_iter().map(Ok).collect(), false),
+                    Err(e) => {
+                        let fatal = matches!(e, ClientError::Connection(_));
+                        (vec![Err(e)], fatal)
+                    }
+                };
+                for push in pushes {
+                    if tx.send(push).await.is_err() {
+                        return;
+                    }
+                }
+                if fatal {
+                    break;
+                }
+            }
+        })
+    };
+    read_pushes(shared, conn, shutdown, &mut pushes).await;
+    reader.abort();
+}
+
+async fn read_pushes(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    shutdown: &mut watch::Receiver<bool>,
+    pushes: &mut mpsc::Receiver<Result<Push, ClientError>>,
+) {
+    let mut acks: Vec<u64> = Vec::new();
+    loop {
+        let push = tokio::select! {
+            p = pushes.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = tokio::time::sleep(ACK_DELAY), if !acks.is_empty() => {
+                flush_acks(conn, &mut acks).await;
+                continue;
+            }
+            _ = shutdown.changed() => {
+                flush_acks(conn, &mut acks).await;
+                return;
+            }
+        };
+        match push {
+            Ok(Push::Deliver(d)) => {
+                let server_id = d.server_id;
+                let from = d.sender.clone();
+                let message_id = MessageId::from_bytes(d.message_id);
+                let engine = shared.engine.clone();
+                match blocking(move || engine.process_delivery(&d, now_ms())).await {
+                    Ok(Processed::Duplicate) => {}
+                    Ok(Processed::Accepted(events)) => {
+                        for ev in events {
+                            shared.emit(ev).await;
+                        }
+                    }
+                    Ok(Processed::Rejected(why)) => {
+                        tracing::warn!(reason = why, "undecryptable envelope dropped");
+                        shared
+                            .emit(ClientEvent::Undecryptable { from, message_id })
+                            .await;
+                    }
+                    Err(e) => {
+                        // Not acknowledged: it comes again on the next connection. Drop this
+                        // one so that later envelopes are not processed out of order.
+                        tracing::error!(error = %e, "storing an incoming message failed");
+                        flush_acks(conn, &mut acks).await;
+                        conn.close(1, b"client store failure");
+                        return;
+                    }
+                }
+                acks.push(server_id);
+                if acks.len() >= ACK_BATCH {
+                    flush_acks(conn, &mut acks).await;
+                }
+            }
+            Ok(Push::PreKeysLow {
+                one_time_prekeys,
+                kem_prekeys,
+            }) => {
+                shared.set_prekey_counts((one_time_prekeys, kem_prekeys));
+                let shared = shared.clone();
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = maintain_prekeys(&shared, &conn).await {
+                        tracing::warn!(error = %e, "prekey replenishment failed");
+                    }
+                });
+            }
+            Ok(Push::QueueDrained) => flush_acks(conn, &mut acks).await,
+            Err(ClientError::Connection(e)) => {
+                tracing::info!(error = %e, "relay connection ended");
+                return;
+            }
+            Err(e) => {
+                if conn.close_reason().is_some() {
+                    return;
+                }
+                tracing::warn!(error = %e, "bad push stream ignored");
+            }
+        }
+    }
+}
