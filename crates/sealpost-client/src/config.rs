@@ -11,8 +11,9 @@ use std::time::Duration;
 /// resets the connection at the next keep-alive, so this bounds how long a receiving
 /// client takes to notice.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(3);
-/// Default QUIC idle timeout the client offers (spec/relay.md section 1): a relay node
-/// that vanished without a trace (no stateless reset) is given up after this long.
+/// Default QUIC idle timeout the client offers (spec/relay.md section 1). A relay node that
+/// vanished without a trace (no stateless reset) is given up sooner, once it has been silent
+/// for the keep-alive interval plus a grace (spec/relay.md section 1).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time to connect to one relay address before trying the next.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

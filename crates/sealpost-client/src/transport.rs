@@ -50,6 +50,7 @@ pub(crate) struct Transport {
     server_name: String,
     timeout: Duration,
     connect_timeout: Duration,
+    keep_alive: Duration,
     preference: Mutex<Preference>,
 }
 
@@ -106,6 +107,7 @@ impl Transport {
             server_name: server_name.to_owned(),
             timeout: config.request_timeout,
             connect_timeout: config.connect_timeout.min(config.request_timeout),
+            keep_alive: config.keep_alive,
             preference: Mutex::new(Preference::default()),
         })
     }
@@ -234,10 +236,16 @@ impl Transport {
             }
             Ok(r) => r?,
         };
+        let timeouts = Arc::new(AtomicU32::new(0));
+        tokio::spawn(watch_silence(
+            conn.clone(),
+            self.keep_alive,
+            Arc::clone(&timeouts),
+        ));
         Ok(Connection {
             conn,
             timeout: self.timeout,
-            timeouts: Arc::new(AtomicU32::new(0)),
+            timeouts,
         })
     }
 
@@ -255,6 +263,46 @@ impl Transport {
     pub(crate) async fn close(&self) {
         self.endpoint.close(0u32.into(), b"client shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Added to the keep-alive interval (and at least four round trips) before a silent relay
+/// is taken for dead (spec/relay.md section 1).
+const SILENCE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long `conn` may go without a single datagram from the relay before the client closes
+/// it: a keep-alive goes out after `keep_alive` without sending and the relay acknowledges
+/// it within a round trip, so a live relay is never silent much longer than `keep_alive`.
+fn silence_limit(keep_alive: Duration, rtt: Duration) -> Duration {
+    keep_alive + SILENCE_GRACE.max(rtt.saturating_mul(4))
+}
+
+/// Closes `conn` once no datagram arrived from the relay for [`silence_limit`] (a node that
+/// vanished without a reset: killed and not restarted, or cut off), marking it given up
+/// (`timeouts`) so that the next attempt starts with the next address. Without it such a
+/// connection would last the whole QUIC idle timeout. Ends when the connection closes.
+async fn watch_silence(conn: quinn::Connection, keep_alive: Duration, timeouts: Arc<AtomicU32>) {
+    let tick = (keep_alive / 4).max(Duration::from_millis(100));
+    let mut seen = conn.stats().udp_rx.datagrams;
+    let mut heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = conn.closed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let now = conn.stats().udp_rx.datagrams;
+        if now != seen {
+            seen = now;
+            heard = tokio::time::Instant::now();
+        } else if heard.elapsed() >= silence_limit(keep_alive, conn.rtt()) {
+            tracing::info!(
+                silent_ms = u64::try_from(heard.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "relay connection silent; closing it to reconnect"
+            );
+            timeouts.store(DEAD_AFTER_TIMEOUTS, Ordering::Relaxed);
+            conn.close(CLOSE_UNRESPONSIVE.into(), b"relay silent");
+            return;
+        }
     }
 }
 
@@ -701,6 +749,79 @@ mod tests {
             empty.connect().await.err(),
             Some(ClientError::NoRelayAddress)
         );
+        transport.close().await;
+    }
+
+    /// A relay that vanishes without a reset (killed and not restarted, or cut off) is given
+    /// up once it has been silent for the keep-alive interval plus the grace, not after the
+    /// QUIC idle timeout (here 60 s), and the next attempt starts with the next address.
+    #[tokio::test]
+    async fn a_silent_relay_is_given_up_after_the_keep_alive_and_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, pin) = unresponsive_server(dir.path()).await;
+        // A forwarder between the client and the server that can be cut.
+        let proxy = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let from_server = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        {
+            let (cut, from_server) = (Arc::clone(&cut), Arc::clone(&from_server));
+            tokio::spawn(async move {
+                let mut client = None;
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let Ok((n, from)) = proxy.recv_from(&mut buf).await else {
+                        return;
+                    };
+                    if cut.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let to = if from == server {
+                        from_server.fetch_add(1, Ordering::SeqCst);
+                        match client {
+                            Some(c) => c,
+                            None => continue,
+                        }
+                    } else {
+                        client = Some(from);
+                        server
+                    };
+                    let _ = proxy.send_to(&buf[..n], to).await;
+                }
+            });
+        }
+        let keep_alive = Duration::from_millis(300);
+        let config =
+            ClientConfig::new(proxy_addr, pin).with_keep_alive(keep_alive, Duration::from_secs(60));
+        let transport = Transport::new(&config).unwrap();
+        let conn = transport.connect().await.unwrap();
+        // Idle, the keep-alives are answered: the relay is heard from.
+        let heard = from_server.load(Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while from_server.load(Ordering::SeqCst) < heard + 3 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("keep-alives are acknowledged");
+        assert!(conn.close_reason().is_none());
+        assert!(!conn.given_up());
+        cut.store(true, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let limit = silence_limit(keep_alive, conn.conn.rtt());
+        let closed = tokio::time::timeout(limit + Duration::from_secs(5), conn.conn.closed())
+            .await
+            .expect("a silent relay is given up well before the idle timeout");
+        assert_eq!(closed, quinn::ConnectionError::LocallyClosed);
+        assert!(
+            started.elapsed() >= limit.saturating_sub(keep_alive),
+            "given up after {:?}, before the limit {limit:?}",
+            started.elapsed()
+        );
+        assert!(conn.given_up());
+        transport.connection_died(&conn);
         transport.close().await;
     }
 }
