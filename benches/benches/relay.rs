@@ -538,45 +538,13 @@ struct EchoBench {
     clients: Vec<(quinn::Endpoint, quinn::Connection)>,
 }
 
-/// A UDP socket that reports one segment per transmit (no GSO batching): quinn then keeps a
-/// one-datagram send buffer per connection instead of `10 × MTU` (quinn's
-/// `MAX_TRANSMIT_SEGMENTS`). Used only for the idle-memory comparison.
-#[derive(Debug)]
-struct OneSegment(Arc<dyn quinn::AsyncUdpSocket>);
-
-impl quinn::AsyncUdpSocket for OneSegment {
-    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
-        Arc::clone(&self.0).create_io_poller()
-    }
-    fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> std::io::Result<()> {
-        self.0.try_send(transmit)
-    }
-    fn poll_recv(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        bufs: &mut [std::io::IoSliceMut<'_>],
-        meta: &mut [quinn::udp::RecvMeta],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.0.poll_recv(cx, bufs, meta)
-    }
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-    fn max_transmit_segments(&self) -> usize {
-        1
-    }
-    fn max_receive_segments(&self) -> usize {
-        self.0.max_receive_segments()
-    }
-    fn may_fragment(&self) -> bool {
-        self.0.may_fragment()
-    }
-}
-
 /// A bare quinn echo server on 127.0.0.1 (must run inside a tokio runtime), with the
 /// relay's TLS and transport settings; `bidi_streams` is the relay's request-stream limit for
 /// the connections compared (`MAX_CONCURRENT_REQUESTS` once authenticated, for throughput;
-/// `PRE_AUTH_CONCURRENT_REQUESTS` for the unauthenticated idle connections).
+/// `PRE_AUTH_CONCURRENT_REQUESTS` for the unauthenticated idle connections). `one_segment`:
+/// one datagram per transmit instead of GSO batches (only for the idle-memory comparison:
+/// quinn keeps a connection's transmit buffer at the largest size it needed, `10 × MTU`
+/// once a GSO batch had two datagrams).
 fn echo_server(one_segment: bool, bidi_streams: u32) -> (quinn::Endpoint, [u8; 32]) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let cert = generated.cert.der().clone();
@@ -603,23 +571,10 @@ fn echo_server(one_segment: bool, bidi_streams: u32) -> (quinn::Endpoint, [u8; 3
         .stream_receive_window((256u32 * 1024).into())
         .receive_window((1024u32 * 1024).into())
         .send_window(2 * 1024 * 1024)
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(None)
+        .enable_segmentation_offload(!one_segment);
     server_config.transport_config(Arc::new(t));
-    let server = if one_segment {
-        use quinn::Runtime as _;
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let runtime = Arc::new(quinn::TokioRuntime);
-        let socket = Arc::new(OneSegment(runtime.wrap_udp_socket(udp).unwrap()));
-        quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            socket,
-            runtime,
-        )
-        .unwrap()
-    } else {
-        quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap()
-    };
+    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let ep = server.clone();
     tokio::spawn(async move {
         while let Some(incoming) = ep.accept().await {

@@ -36,6 +36,72 @@ fn idle_client_config(fingerprint: [u8; 32], alpn: Vec<Vec<u8>>) -> quinn::Clien
 /// Environment variable: a file for the relay child's log (warnings and errors; default:
 /// discarded).
 const RELAY_LOG_ENV: &str = "SEALPOST_BENCH_IDLE_RELAY_LOG";
+/// Environment variable: a program that runs the measured server: it is given the server's
+/// program and arguments and must `exec` them (so that the measured pid is the server's),
+/// e.g. a script setting `MALLOC_ARENA_MAX` or heaptrack's preload library for the server
+/// alone (the bench's clients stay as they are).
+const WRAPPER_ENV: &str = "SEALPOST_BENCH_IDLE_WRAPPER";
+/// Environment variable: which kinds run, comma-separated among `handshake`, `reconnect`,
+/// `first` and `quinn` (default: all that run at this many connections; when set, the kinds
+/// named run at any number of connections).
+const KINDS_ENV: &str = "SEALPOST_BENCH_IDLE_KINDS";
+/// Environment variable: seconds the connections stay idle before the measurement (default
+/// [`DEFAULT_HOLD_SECS`]).
+const HOLD_ENV: &str = "SEALPOST_BENCH_IDLE_HOLD_SECS";
+const DEFAULT_HOLD_SECS: u64 = 5;
+
+/// Whether the kind named `name` runs ([`KINDS_ENV`]).
+fn kind_selected(name: &str) -> bool {
+    std::env::var(KINDS_ENV).map_or(true, |v| v.split(',').any(|k| k.trim() == name))
+}
+
+/// A command running `program` through [`WRAPPER_ENV`] if it is set.
+fn server_command(program: &std::path::Path) -> std::process::Command {
+    match std::env::var_os(WRAPPER_ENV) {
+        Some(wrapper) => {
+            let mut c = std::process::Command::new(wrapper);
+            c.arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// `RssAnon`, `RssFile` and `RssShmem` of process `pid`, KiB (VmRSS is their sum), and its
+/// number of threads.
+fn rss_parts(pid: u32) -> [u64; 4] {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    [
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("RssShmem:"),
+        field("Threads:"),
+    ]
+}
+
+/// The system's UDP receive-buffer overflows so far (`RcvbufErrors` in /proc/net/snmp): a
+/// datagram dropped because a socket's buffer was full (here: the server's one socket, or a
+/// client's), which quinn recovers from as a loss.
+fn udp_rcvbuf_errors() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
 
 /// Open file descriptors of process `pid`.
 fn fd_count(pid: u32) -> usize {
@@ -90,8 +156,16 @@ pub(super) fn idle_connections() {
         Idle::Authenticated,
         Idle::RegisteredHere,
     ] {
+        let name = match auth {
+            Idle::Unauthenticated => "handshake",
+            Idle::Authenticated => "reconnect",
+            Idle::RegisteredHere => "first",
+        };
+        if !kind_selected(name) {
+            continue;
+        }
         let dir = tempfile::tempdir().unwrap();
-        let mut relay = std::process::Command::new(&bin);
+        let mut relay = server_command(&bin);
         relay
             .args(["--listen", "127.0.0.1:0", "--max-connections", &limit])
             .arg("--data-dir")
@@ -112,7 +186,10 @@ pub(super) fn idle_connections() {
             )
             .env("SEALPOST_RELAY_CODE_REQUESTS_PER_HOUR", "10000000")
             .env("RUST_LOG", "warn");
-        if auth != Idle::Authenticated && target > FIRST_START_MAX {
+        if auth != Idle::Authenticated
+            && target > FIRST_START_MAX
+            && std::env::var_os(KINDS_ENV).is_none()
+        {
             println!(
                 "idle_connections: only the reconnecting kind and bare quinn run above {FIRST_START_MAX} connections"
             );
@@ -127,19 +204,29 @@ pub(super) fn idle_connections() {
     }
     // The same measurement against a bare quinn server (this binary in echo-server mode,
     // the relay's transport settings): what quinn + rustls alone cost per connection.
-    let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
-    echo.env(ECHO_SERVER_ENV, "1");
-    idle_measure("bare quinn", echo, None, &codes, target);
-    // Optional: without GSO batching (quinn keeps a `10 × MTU` send buffer per connection
-    // otherwise). Measured: no difference for idle connections, hence off by default.
+    if kind_selected("quinn") {
+        let mut echo = server_command(&std::env::current_exe().unwrap());
+        echo.env(ECHO_SERVER_ENV, "1").env_remove(ONE_SEGMENT_ENV);
+        idle_measure("bare quinn", echo, None, &codes, target);
+    }
+    // Optional: without GSO batching (quinn keeps a `10 × MTU` transmit buffer per connection
+    // once it has sent two datagrams at once). Measured: no difference for idle connections
+    // (benches/README.md), hence off by default.
     if std::env::var_os(ONE_SEGMENT_ENV).is_some() {
-        let mut echo = std::process::Command::new(std::env::current_exe().unwrap());
+        let mut echo = server_command(&std::env::current_exe().unwrap());
         echo.env(ECHO_SERVER_ENV, "1").env(ONE_SEGMENT_ENV, "1");
-        idle_measure("bare quinn, 1 segment/transmit", echo, None, &codes, target);
+        idle_measure(
+            "bare quinn, 1 datagram per transmit",
+            echo,
+            None,
+            &codes,
+            target,
+        );
     }
 }
 
 pub(super) const ECHO_SERVER_ENV: &str = "SEALPOST_BENCH_ECHO_SERVER";
+/// Environment variable: also measure bare quinn without GSO batching.
 const ONE_SEGMENT_ENV: &str = "SEALPOST_BENCH_ONE_SEGMENT";
 
 /// Echo-server mode for the idle baseline: prints the relay's start-up lines, serves forever.
@@ -364,6 +451,8 @@ fn idle_measure(
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = rss_kib(pid);
+        let parts_before = rss_parts(pid);
+        let drops_before = udp_rcvbuf_errors();
         let bench_before = rss_kib(std::process::id());
         let started = Instant::now();
         // Handshakes in flight; fewer when registering (the relay's webhook sender keeps at
@@ -427,7 +516,11 @@ fn idle_measure(
         }
         let took = started.elapsed();
         // Idle (keep-alives only) for a few seconds so the relay's per-connection state settles.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        let hold = std::env::var(HOLD_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_HOLD_SECS);
+        tokio::time::sleep(Duration::from_secs(hold)).await;
         let alive = conns.iter().filter(|c| c.close_reason().is_none()).count();
         let after = rss_kib(pid);
         let per = (after.saturating_sub(before)) as f64 / alive.max(1) as f64;
@@ -435,11 +528,32 @@ fn idle_measure(
             "idle_connections ({label}): {alive}/{target} alive (opened in {:.1} s), server VmRSS {before} KiB -> {after} KiB: {per:.1} KiB per connection (target < 30 KiB)",
             took.as_secs_f64()
         );
+        if alive < target {
+            // Connections that died were freed, but what they held may stay resident (the
+            // allocator keeps freed memory): per connection opened, for comparison.
+            println!(
+                "idle_connections ({label}): {:.1} KiB per connection opened ({target})",
+                (after.saturating_sub(before)) as f64 / target.max(1) as f64
+            );
+        }
         println!(
             "idle_connections ({label}): server file descriptors {}; bench process (the clients) VmRSS {bench_before} KiB -> {} KiB; {} exchanges timed out and were tried again",
             fd_count(pid),
             rss_kib(std::process::id()),
             failed.load(Ordering::Relaxed)
+        );
+        let parts = rss_parts(pid);
+        println!(
+            "idle_connections ({label}): server RssAnon {} -> {} KiB, RssFile {} -> {} KiB, RssShmem {} -> {} KiB, threads {} -> {}; UDP receive-buffer overflows during the run: {}",
+            parts_before[0],
+            parts[0],
+            parts_before[1],
+            parts[1],
+            parts_before[2],
+            parts[2],
+            parts_before[3],
+            parts[3],
+            udp_rcvbuf_errors().saturating_sub(drops_before)
         );
         for c in &conns {
             c.close(0u32.into(), b"done");
