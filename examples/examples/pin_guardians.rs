@@ -46,7 +46,7 @@ async fn start(dir: &Path, phones: &Arc<Phones>, guardian: GuardianConfig) -> Re
         code_requests_per_connection: 100,
         ..Limits::default()
     };
-    Relay::start(config).await
+    Ok(Relay::start(config).await?)
 }
 
 fn store() -> Result<Store> {

@@ -65,11 +65,10 @@ impl CodeSender for LogCodeSender {
 /// (`127.0.0.0/8`, `::1`, `localhost`). The error says what is wrong (it never repeats the
 /// URL, which may carry a token).
 #[cfg(feature = "server")]
-pub fn check_webhook_url(url: &str) -> Result<(), &'static str> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|_| "webhook_url is not a valid absolute URL")?;
-    let host = uri.host().ok_or("webhook_url has no host")?;
+pub fn check_webhook_url(url: &str) -> Result<(), crate::WebhookUrlError> {
+    use crate::WebhookUrlError;
+    let uri: ureq::http::Uri = url.parse().map_err(|_| WebhookUrlError::NotAUrl)?;
+    let host = uri.host().ok_or(WebhookUrlError::NoHost)?;
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") => {
@@ -81,10 +80,10 @@ pub fn check_webhook_url(url: &str) -> Result<(), &'static str> {
             if loopback {
                 Ok(())
             } else {
-                Err("webhook_url must be https:// (plain http:// only to a loopback address)")
+                Err(WebhookUrlError::NotHttps)
             }
         }
-        _ => Err("webhook_url must be https:// (plain http:// only to a loopback address)"),
+        _ => Err(WebhookUrlError::NotHttps),
     }
 }
 

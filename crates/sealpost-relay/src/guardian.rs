@@ -2,6 +2,7 @@
 //! shares for, which credential issuers it trusts, and how many evaluations a vault allows.
 //! Pure data and checks; the requests are handled by [`crate::Handler`].
 
+use crate::ConfigError;
 use sealpost_crypto::ed25519::VerifyingKey;
 use sealpost_wire::AccountId;
 
@@ -55,35 +56,37 @@ impl GuardianConfig {
         }
     }
 
-    /// Checks every field; the message names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every field; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_MAX_ATTEMPTS).contains(&self.max_attempts) {
-            return Err(format!(
-                "guardian.max_attempts = {} is outside 1..={MAX_MAX_ATTEMPTS}",
-                self.max_attempts
-            ));
+            return Err(ConfigError::OutOfRange {
+                key: "guardian.max_attempts",
+                value: self.max_attempts.into(),
+                min: 1,
+                max: MAX_MAX_ATTEMPTS.into(),
+            });
         }
         if self.max_vaults == 0 {
-            return Err("guardian.max_vaults must be positive".into());
+            return Err(ConfigError::NotPositive {
+                key: "guardian.max_vaults",
+            });
         }
         if self.enabled && self.accounts.is_empty() {
-            return Err("guardian.accounts is empty: use [\"*\"] for every account".into());
+            return Err(ConfigError::NoGuardianAccounts);
         }
         for p in &self.accounts {
             let prefix_ok = p
                 .strip_prefix('+')
                 .is_some_and(|d| d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit()));
             if p != "*" && !prefix_ok {
-                return Err(format!(
-                    "guardian.accounts: {p:?} is neither \"*\" nor an E.164 prefix like \"+1555\""
-                ));
+                return Err(ConfigError::AccountPattern { pattern: p.clone() });
             }
         }
         self.trusted_issuer_keys().map(|_| ())
     }
 
     /// The trusted issuer keys, parsed (64 hex digits, a valid Ed25519 public key each).
-    pub fn trusted_issuer_keys(&self) -> Result<Vec<[u8; 32]>, String> {
+    pub fn trusted_issuer_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
         self.trusted_issuers
             .iter()
             .map(|h| {
@@ -100,13 +103,10 @@ impl GuardianConfig {
                                 .is_some()
                         });
                 if !valid_hex {
-                    return Err(format!(
-                        "guardian.trusted_issuers: {h:?} is not 64 hex digits"
-                    ));
+                    return Err(ConfigError::IssuerKeyNotHex { key: h.clone() });
                 }
-                VerifyingKey::from_bytes(&key).map_err(|_| {
-                    format!("guardian.trusted_issuers: {h} is not a valid Ed25519 public key")
-                })?;
+                VerifyingKey::from_bytes(&key)
+                    .map_err(|_| ConfigError::IssuerKeyInvalid { key: h.clone() })?;
                 Ok(key)
             })
             .collect()
@@ -132,10 +132,14 @@ mod tests {
             f(&mut c);
             c.validate()
         };
-        assert!(
-            with(&|c| c.max_attempts = 0)
-                .unwrap_err()
-                .contains("max_attempts")
+        assert_eq!(
+            with(&|c| c.max_attempts = 0),
+            Err(ConfigError::OutOfRange {
+                key: "guardian.max_attempts",
+                value: 0,
+                min: 1,
+                max: 100
+            })
         );
         assert!(with(&|c| c.max_attempts = 101).is_err());
         assert_eq!(with(&|c| c.max_attempts = 100), Ok(()));

@@ -31,7 +31,7 @@
 //!
 //! ```
 //! # #[cfg(feature = "server")]
-//! # fn main() -> anyhow::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use sealpost_relay::{Relay, RelayConfig};
 //! let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 //! rt.block_on(async {
@@ -87,7 +87,10 @@ pub mod startup;
 pub mod tls;
 
 pub use codes::{CodeSender, LogCodeSender, VerificationCode};
-pub use error::{RelayError, StoreError, Unavailable};
+pub use error::{
+    BackendError, Cause, ConfigError, RelayError, StoreError, TlsError, Unavailable,
+    WebhookUrlError,
+};
 pub use guardian::GuardianConfig;
 pub use handler::{ConnectionState, Effect, Handler};
 pub use limits::Limits;

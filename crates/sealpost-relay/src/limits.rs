@@ -1,6 +1,7 @@
 //! Operational limits (spec/relay.md section 7 and the rate limits of section 3). Defaults are
 //! the spec's values; operators may lower them (see [`Limits::validate`]).
 
+use crate::ConfigError;
 use crate::ratelimit::Rate;
 
 /// Ten minutes, in milliseconds.
@@ -155,110 +156,121 @@ impl Limits {
     /// Checks that every limit is positive and that the storage limits do not exceed the
     /// spec's (clients rely on those). Rate limits may be set freely (operators usually lower
     /// them; test deployments may raise them).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             (
-                "code_requests_per_account",
+                "limits.code_requests_per_account",
                 u64::from(self.code_requests_per_account),
             ),
             (
-                "code_requests_per_source_per_hour",
+                "limits.code_requests_per_source_per_hour",
                 u64::from(self.code_requests_per_source_per_hour),
             ),
             (
-                "code_requests_per_country_per_hour",
+                "limits.code_requests_per_country_per_hour",
                 u64::from(self.code_requests_per_country_per_hour),
             ),
             (
-                "code_requests_per_hour",
+                "limits.code_requests_per_hour",
                 u64::from(self.code_requests_per_hour),
             ),
             (
-                "code_requests_per_connection",
+                "limits.code_requests_per_connection",
                 u64::from(self.code_requests_per_connection),
             ),
             (
-                "auth_failures_per_connection",
+                "limits.auth_failures_per_connection",
                 u64::from(self.auth_failures_per_connection),
             ),
             (
-                "bundle_fetches_per_minute",
+                "limits.bundle_fetches_per_minute",
                 u64::from(self.bundle_fetches_per_minute),
             ),
             (
-                "bundle_fetches_per_pair_burst",
+                "limits.bundle_fetches_per_pair_burst",
                 u64::from(self.bundle_fetches_per_pair_burst),
             ),
             (
-                "bundle_fetch_pair_interval_secs",
+                "limits.bundle_fetch_pair_interval_secs",
                 self.bundle_fetch_pair_interval_secs,
             ),
             (
-                "bundle_fetches_per_target_per_day",
+                "limits.bundle_fetches_per_target_per_day",
                 u64::from(self.bundle_fetches_per_target_per_day),
             ),
-            ("sends_per_second", u64::from(self.sends_per_second)),
-            ("send_burst", u64::from(self.send_burst)),
+            ("limits.sends_per_second", u64::from(self.sends_per_second)),
+            ("limits.send_burst", u64::from(self.send_burst)),
             (
-                "max_queued_per_device",
+                "limits.max_queued_per_device",
                 u64::from(self.max_queued_per_device),
             ),
-            ("mailbox_ttl_secs", self.mailbox_ttl_secs),
-            ("max_connections", u64::from(self.max_connections)),
+            ("limits.mailbox_ttl_secs", self.mailbox_ttl_secs),
+            ("limits.max_connections", u64::from(self.max_connections)),
             (
-                "max_connections_per_ip",
+                "limits.max_connections_per_ip",
                 u64::from(self.max_connections_per_ip),
             ),
-            ("rate_limiter_max_keys", self.rate_limiter_max_keys as u64),
             (
-                "vault_requests_per_account",
+                "limits.rate_limiter_max_keys",
+                self.rate_limiter_max_keys as u64,
+            ),
+            (
+                "limits.vault_requests_per_account",
                 u64::from(self.vault_requests_per_account),
             ),
         ];
-        for (name, v) in positive {
+        for (key, v) in positive {
             if v == 0 {
-                return Err(format!("limits.{name} must be positive"));
+                return Err(ConfigError::NotPositive { key });
             }
         }
         if self.request_stall_timeout_ms == 0 {
-            return Err("limits.request_stall_timeout_ms must be positive".into());
+            return Err(ConfigError::NotPositive {
+                key: "limits.request_stall_timeout_ms",
+            });
         }
         let pre_auth = sealpost_wire::relay::MAX_PRE_AUTH_FRAME as u64;
         if self.request_buffer_per_connection < pre_auth {
-            return Err(format!(
-                "limits.request_buffer_per_connection = {} is below MAX_PRE_AUTH_FRAME {pre_auth}",
-                self.request_buffer_per_connection
-            ));
+            return Err(ConfigError::BelowMinimum {
+                key: "limits.request_buffer_per_connection",
+                value: self.request_buffer_per_connection,
+                minimum: "MAX_PRE_AUTH_FRAME",
+                min: pre_auth,
+            });
         }
         if self.request_buffer_bytes < self.request_buffer_per_connection {
-            return Err(format!(
-                "limits.request_buffer_bytes = {} is below limits.request_buffer_per_connection = {}",
-                self.request_buffer_bytes, self.request_buffer_per_connection
-            ));
+            return Err(ConfigError::BelowMinimum {
+                key: "limits.request_buffer_bytes",
+                value: self.request_buffer_bytes,
+                minimum: "limits.request_buffer_per_connection",
+                min: self.request_buffer_per_connection,
+            });
         }
         let capped = [
             (
-                "max_queued_per_device",
+                "limits.max_queued_per_device",
                 u64::from(self.max_queued_per_device),
                 u64::from(MAX_QUEUED_PER_DEVICE),
             ),
             (
-                "max_stored_one_time",
+                "limits.max_stored_one_time",
                 u64::from(self.max_stored_one_time),
                 u64::from(MAX_STORED_ONE_TIME),
             ),
             (
-                "max_stored_kem",
+                "limits.max_stored_kem",
                 u64::from(self.max_stored_kem),
                 u64::from(MAX_STORED_KEM),
             ),
-            ("mailbox_ttl_secs", self.mailbox_ttl_secs, MAILBOX_TTL_SECS),
+            (
+                "limits.mailbox_ttl_secs",
+                self.mailbox_ttl_secs,
+                MAILBOX_TTL_SECS,
+            ),
         ];
-        for (name, v, max) in capped {
-            if v > max {
-                return Err(format!(
-                    "limits.{name} = {v} exceeds the protocol maximum {max}"
-                ));
+        for (key, value, max) in capped {
+            if value > max {
+                return Err(ConfigError::AboveProtocolMaximum { key, value, max });
             }
         }
         Ok(())

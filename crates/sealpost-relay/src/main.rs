@@ -4,6 +4,7 @@
 //! sealpost-relay --config relay.toml          # or flags / SEALPOST_RELAY_* variables
 //! RUST_LOG=sealpost_relay=debug sealpost-relay --listen 0.0.0.0:4433
 //! sealpost-relay --print-pin --cert next.pem --key next-key.pem   # a certificate's pin, then exit
+//! sealpost-relay --config relay.toml --print-config   # the effective configuration, then exit
 //! ```
 //!
 //! `--print-pin` prints the public-key pin clients configure (`sha256/<base64>`, spec/relay.md

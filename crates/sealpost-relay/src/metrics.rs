@@ -1,7 +1,13 @@
 //! Metric names and recording helpers (the `metrics` facade). Nothing is recorded unless a
 //! recorder is installed: the relay installs the Prometheus exporter only when
 //! `metrics_listen` is configured (the `server` feature), on an HTTP listener that also answers
-//! `GET /ready` and `GET /live` (spec/relay.md section 5).
+//! the probes `GET /healthz` (alias `/live`) and `GET /readyz` (alias `/ready`; spec/relay.md
+//! section 5).
+//!
+//! Labels are static strings (request kinds, reasons), never built per request: recording
+//! a sample costs a lookup of an existing series, not an allocation. Histograms are in
+//! seconds (Prometheus summaries: the exporter's default quantiles 0, 0.5, 0.9, 0.95, 0.99,
+//! 0.999 and 1, with `_sum` and `_count`).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -18,6 +24,12 @@
 //! | `sealpost_requests_abandoned_total` | counter | `why` (`stalled`, `timeout`) |
 //! | `sealpost_quic_retries_total` | counter | (QUIC Retry packets sent) |
 //! | `sealpost_connections_replaced_total` | counter | (closed because their device authenticated again) |
+//! | `sealpost_connections_refused_total` | counter | `reason` (`connection_limit`, `address_limit`, `retry_failed`, `alpn`, `shutting_down`) |
+//! | `sealpost_request_duration_seconds` | histogram | `kind` (request name): from a decoded request to its response, store commit included |
+//! | `sealpost_store_commit_seconds` | histogram | `store` (`sqlite`: one group's `COMMIT`; `postgres`: a transaction's `COMMIT` round trip, the server's WAL flush included, or a send group's pipelined statements and `COMMIT`) |
+//! | `sealpost_store_fsync_seconds` | histogram | (SQLite: one `fdatasync` of the WAL, which makes the groups committed since the last one durable) |
+//! | `sealpost_vaults_deleted_total` | counter | `why` (`attempts`: the last allowed evaluation; `owner`: a `VaultDelete`) |
+//! | `sealpost_wakeups_dropped_total`, `sealpost_wakeups_received_total`, `sealpost_nats_events_total` | counter | cross-node wake-ups (spec/relay.md section 8) |
 
 /// Gauge: open connections.
 pub const CONNECTIONS: &str = "sealpost_connections";
@@ -52,6 +64,16 @@ pub const WAKEUPS_DROPPED: &str = "sealpost_wakeups_dropped_total";
 pub const WAKEUPS_RECEIVED: &str = "sealpost_wakeups_received_total";
 /// Counter: events of the NATS connection (`connected`, `disconnected`, ...).
 pub const NATS_EVENTS: &str = "sealpost_nats_events_total";
+/// Counter: connections refused before they were served, by reason.
+pub const CONNECTIONS_REFUSED: &str = "sealpost_connections_refused_total";
+/// Histogram (seconds): handling one request, by kind.
+pub const REQUEST_DURATION: &str = "sealpost_request_duration_seconds";
+/// Histogram (seconds): committing one transaction or write group, by store.
+pub const STORE_COMMIT: &str = "sealpost_store_commit_seconds";
+/// Histogram (seconds): one `fdatasync` of the SQLite WAL.
+pub const STORE_FSYNC: &str = "sealpost_store_fsync_seconds";
+/// Counter: guardian vaults deleted, by why.
+pub const VAULTS_DELETED: &str = "sealpost_vaults_deleted_total";
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -77,6 +99,54 @@ pub fn describe() {
         WEBHOOK_FAILURES,
         "failed verification-code webhook attempts and deliveries"
     );
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "connections refused before they were served, by reason"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "time to handle one request, by kind"
+    );
+    metrics::describe_histogram!(
+        STORE_COMMIT,
+        metrics::Unit::Seconds,
+        "time to commit one transaction or write group, by store"
+    );
+    metrics::describe_histogram!(
+        STORE_FSYNC,
+        metrics::Unit::Seconds,
+        "time of one fdatasync of the SQLite WAL"
+    );
+    metrics::describe_counter!(VAULTS_DELETED, "guardian vaults deleted, by why");
+}
+
+/// One request of `kind` took `elapsed`.
+pub(crate) fn request_duration(kind: &'static str, elapsed: std::time::Duration) {
+    metrics::histogram!(REQUEST_DURATION, "kind" => kind).record(elapsed.as_secs_f64());
+}
+
+/// A commit of `store` (`sqlite`, `postgres`) took `elapsed`.
+#[cfg(feature = "server")]
+pub(crate) fn store_commit(store: &'static str, elapsed: std::time::Duration) {
+    metrics::histogram!(STORE_COMMIT, "store" => store).record(elapsed.as_secs_f64());
+}
+
+/// An `fdatasync` of the SQLite WAL took `elapsed`.
+#[cfg(feature = "server")]
+pub(crate) fn store_fsync(elapsed: std::time::Duration) {
+    metrics::histogram!(STORE_FSYNC).record(elapsed.as_secs_f64());
+}
+
+/// A guardian vault was deleted (`attempts`, `owner`).
+pub(crate) fn vault_deleted(why: &'static str) {
+    metrics::counter!(VAULTS_DELETED, "why" => why).increment(1);
+}
+
+/// A connection was refused for `reason`.
+#[cfg(feature = "server")]
+pub(crate) fn connection_refused(reason: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
 #[cfg(feature = "server")]
@@ -153,7 +223,7 @@ pub(crate) fn connections(delta: f64) {
 }
 
 /// Installs the Prometheus recorder as the process-wide recorder and serves it over HTTP
-/// (`GET /metrics`), with the node's readiness (`GET /ready`) and liveness (`GET /live`), on
+/// (`GET /metrics`), with the node's readiness (`GET /readyz`) and liveness (`GET /healthz`), on
 /// `addr`, which may have port 0: the bound address is returned (with the serving task).
 /// Must be called inside a tokio runtime. Fails if the address cannot be bound or a
 /// recorder is already installed.
@@ -171,7 +241,7 @@ pub(crate) fn install_prometheus(
         .map_err(|e| crate::RelayError::io("reading the metrics listener address", e))?;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
-        .map_err(|e| crate::RelayError::Config(format!("metrics recorder: {e}")))?;
+        .map_err(|e| crate::RelayError::Metrics(crate::Cause::new(e)))?;
     describe();
     Ok((
         bound,
@@ -188,40 +258,99 @@ pub const READY_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
 #[cfg(feature = "server")]
 pub const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Whether the node is ready (spec/relay.md section 5, "Readiness"): it accepts connections
-/// and its store's health probe ([`crate::store::Store::health`]) answered `Ok` within
-/// [`HEALTH_TIMEOUT`]. Probed at request time; an answer is reused for [`READY_CACHE`].
+/// Why the node is not ready (the body of a `503` from `GET /readyz`).
+#[cfg(feature = "server")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotReady {
+    /// The relay is starting: its store is not open yet.
+    OpeningStore,
+    /// The store is open; the QUIC endpoint is not listening yet.
+    NotListening,
+    /// The relay is shutting down (or the endpoint stopped accepting connections).
+    ShuttingDown,
+    /// The store's health probe failed.
+    Store(crate::StoreError),
+    /// The store's health probe did not answer within [`HEALTH_TIMEOUT`].
+    StoreTimeout,
+}
+
+#[cfg(feature = "server")]
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OpeningStore => f.write_str("starting: opening the store"),
+            Self::NotListening => f.write_str("starting: not accepting connections yet"),
+            Self::ShuttingDown => f.write_str("not accepting connections (shutting down)"),
+            // One line: a backend's message never spans lines, but make sure.
+            Self::Store(e) => {
+                let reason = e.to_string().replace(|c: char| c.is_control(), " ");
+                write!(f, "store not writable: {reason}")
+            }
+            Self::StoreTimeout => write!(
+                f,
+                "store not writable: its health probe did not answer within {} s",
+                HEALTH_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+/// Where the node is in its life, for [`Readiness`].
+#[cfg(feature = "server")]
+const STARTING: u8 = 0;
+#[cfg(feature = "server")]
+const ACCEPTING: u8 = 1;
+#[cfg(feature = "server")]
+const STOPPING: u8 = 2;
+
+/// Whether the node is ready (spec/relay.md section 5, "Readiness"): its store is open and
+/// its health probe ([`crate::store::Store::health`]) answered `Ok` within
+/// [`HEALTH_TIMEOUT`], and its QUIC endpoint accepts connections. Probed at request time; an
+/// answer is reused for [`READY_CACHE`]. The listener starts before the store is opened, so
+/// a supervisor sees the process alive (`/healthz`) and why it is not ready yet (`/readyz`)
+/// while it starts.
 #[cfg(feature = "server")]
 pub(crate) struct Readiness {
-    store: std::sync::Arc<crate::store::AnyStore>,
-    accepting: std::sync::atomic::AtomicBool,
+    store: std::sync::OnceLock<std::sync::Arc<crate::store::AnyStore>>,
+    phase: std::sync::atomic::AtomicU8,
     /// The last probe's time and answer; the lock also makes concurrent requests share one
     /// probe.
-    cache: tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), String>)>>,
+    cache: tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), NotReady>)>>,
 }
 
 #[cfg(feature = "server")]
 impl Readiness {
-    /// Not accepting connections until [`Readiness::set_accepting`].
-    pub(crate) fn new(store: std::sync::Arc<crate::store::AnyStore>) -> Self {
+    /// Starting: no store yet, not accepting connections.
+    pub(crate) fn new() -> Self {
         Self {
-            store,
-            accepting: std::sync::atomic::AtomicBool::new(false),
+            store: std::sync::OnceLock::new(),
+            phase: std::sync::atomic::AtomicU8::new(STARTING),
             cache: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// The node accepts connections (`true`, once serving) or not (starting, shutting down).
-    pub(crate) fn set_accepting(&self, accepting: bool) {
-        self.accepting
-            .store(accepting, std::sync::atomic::Ordering::SeqCst);
+    /// The store is open; its health is probed from now on.
+    pub(crate) fn set_store(&self, store: std::sync::Arc<crate::store::AnyStore>) {
+        let _ = self.store.set(store);
     }
 
-    /// `Ok` when ready, else the reason on one line.
-    pub(crate) async fn check(&self) -> Result<(), String> {
+    /// The node accepts connections (`true`, once serving) or no longer does (shutting
+    /// down).
+    pub(crate) fn set_accepting(&self, accepting: bool) {
+        let phase = if accepting { ACCEPTING } else { STOPPING };
+        self.phase.store(phase, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `Ok` when ready, else why not.
+    pub(crate) async fn check(&self) -> Result<(), NotReady> {
         use crate::store::Store as _;
-        if !self.accepting.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("not accepting connections (starting or shutting down)".into());
+        let Some(store) = self.store.get() else {
+            return Err(NotReady::OpeningStore);
+        };
+        match self.phase.load(std::sync::atomic::Ordering::SeqCst) {
+            STARTING => return Err(NotReady::NotListening),
+            ACCEPTING => {}
+            _ => return Err(NotReady::ShuttingDown),
         }
         let mut cache = self.cache.lock().await;
         if let Some((at, answer)) = &*cache
@@ -229,28 +358,23 @@ impl Readiness {
         {
             return answer.clone();
         }
-        let answer = match tokio::time::timeout(HEALTH_TIMEOUT, self.store.health()).await {
+        let answer = match tokio::time::timeout(HEALTH_TIMEOUT, store.health()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("store not writable: {e}")),
-            Err(_) => Err(format!(
-                "store not writable: its health probe did not answer within {} s",
-                HEALTH_TIMEOUT.as_secs()
-            )),
+            Ok(Err(e)) => Err(NotReady::Store(e)),
+            Err(_) => Err(NotReady::StoreTimeout),
         };
-        // One line: a backend's message never spans lines, but make sure.
-        let answer = answer.map_err(|r| r.replace(|c: char| c.is_control(), " "));
         *cache = Some((tokio::time::Instant::now(), answer.clone()));
         answer
     }
 }
 
-/// The `/metrics`, `/ready` and `/live` endpoints. The exporter's own HTTP listener binds the
-/// configured address itself and cannot report the port it got (so port 0, and with it
-/// race-free tests, was impossible); this serves the exporter's rendering on a listener bound
-/// here. It answers one request per connection and closes it: `GET /metrics`; `GET /ready`,
-/// `200` and `ready` when the node is ready, else `503` and the reason (one line); `GET
-/// /live`, `200` while the process serves; anything else gets 404 or 400. Request heads are
-/// bounded in size and time.
+/// The `/metrics`, `/healthz` and `/readyz` endpoints. The exporter's own HTTP listener
+/// binds the configured address itself and cannot report the port it got (so port 0, and
+/// with it race-free tests, was impossible); this serves the exporter's rendering on a
+/// listener bound here. It answers one request per connection and closes it: `GET
+/// /metrics`; `GET /readyz` (or `/ready`), `200` and `ready` when the node is ready, else
+/// `503` and the reason (one line); `GET /healthz` (or `/live`), `200` while the process
+/// serves; anything else gets 404 or 400. Request heads are bounded in size and time.
 #[cfg(feature = "server")]
 mod http {
     use super::Readiness;
@@ -314,11 +438,11 @@ mod http {
         let path = target.map(|t| t.split(|b| *b == b'?').next().unwrap_or_default());
         let (status, body) = match (method, path) {
             (Some(b"GET"), Some(b"/metrics")) => ("200 OK", handle.render()),
-            (Some(b"GET"), Some(b"/ready")) => match readiness.check().await {
+            (Some(b"GET"), Some(b"/readyz" | b"/ready")) => match readiness.check().await {
                 Ok(()) => ("200 OK", "ready\n".to_owned()),
                 Err(reason) => ("503 Service Unavailable", format!("{reason}\n")),
             },
-            (Some(b"GET"), Some(b"/live")) => ("200 OK", "live\n".to_owned()),
+            (Some(b"GET"), Some(b"/healthz" | b"/live")) => ("200 OK", "live\n".to_owned()),
             (Some(_), Some(_)) => ("404 Not Found", String::new()),
             _ => ("400 Bad Request", String::new()),
         };
@@ -357,9 +481,10 @@ mod tests {
         out
     }
 
-    /// `GET /ready` answers 503 with the reason while the node does not accept connections,
-    /// 200 once it does and its store is healthy, 503 with the store's reason once the store
-    /// is closed; `GET /live` answers 200 throughout.
+    /// `GET /readyz` (and its alias `/ready`) answers 503 with the reason while the node
+    /// has no store and does not accept connections, 200 once it does and its store is
+    /// healthy, 503 with the store's reason once the store is closed; `GET /healthz` (and
+    /// `/live`) answers 200 throughout.
     #[tokio::test]
     async fn ready_and_live_answer_over_http() {
         let store = Arc::new(AnyStore::from(MemoryStore::new()));
@@ -368,7 +493,7 @@ mod tests {
             crate::store::SqliteStore::open(sqlite_dir.path().join("r.db")).unwrap(),
         ));
         for store in [store, Arc::clone(&sqlite)] {
-            let readiness = Arc::new(Readiness::new(store));
+            let readiness = Arc::new(Readiness::new());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -376,27 +501,42 @@ mod tests {
                 .handle();
             let server = tokio::spawn(http::serve(listener, handle, Arc::clone(&readiness)));
 
-            let r = get(addr, "/ready").await;
+            let r = get(addr, "/readyz").await;
             assert!(r.starts_with("HTTP/1.1 503 "), "{r}");
-            assert!(r.ends_with("not accepting connections (starting or shutting down)\n"));
-            assert!(get(addr, "/live").await.starts_with("HTTP/1.1 200 "));
-            readiness.set_accepting(true);
+            assert!(r.ends_with("starting: opening the store\n"), "{r}");
+            readiness.set_store(store);
             let r = get(addr, "/ready").await;
             assert!(
-                r.starts_with("HTTP/1.1 200 ") && r.ends_with("\r\n\r\nready\n"),
+                r.ends_with("starting: not accepting connections yet\n"),
                 "{r}"
             );
+            for live in ["/healthz", "/live"] {
+                assert!(get(addr, live).await.starts_with("HTTP/1.1 200 "));
+            }
+            readiness.set_accepting(true);
+            for ready in ["/readyz", "/ready"] {
+                let r = get(addr, ready).await;
+                assert!(
+                    r.starts_with("HTTP/1.1 200 ") && r.ends_with("\r\n\r\nready\n"),
+                    "{r}"
+                );
+            }
             assert!(get(addr, "/metrics").await.starts_with("HTTP/1.1 200 "));
             assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404 "));
             server.abort();
         }
         // A closed store: not ready, and says why.
         sqlite.close();
-        let readiness = Readiness::new(sqlite);
+        let readiness = Readiness::new();
+        readiness.set_store(sqlite);
         readiness.set_accepting(true);
+        let answer = readiness.check().await;
+        assert_eq!(answer, Err(NotReady::Store(crate::StoreError::Closed)));
         assert_eq!(
-            readiness.check().await,
-            Err("store not writable: store is closed".to_owned())
+            answer.unwrap_err().to_string(),
+            "store not writable: store is closed"
         );
+        readiness.set_accepting(false);
+        assert_eq!(readiness.check().await, Err(NotReady::ShuttingDown));
     }
 }

@@ -77,10 +77,13 @@ fn load_secret(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>, RelayError> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let bytes = Zeroizing::new(bytes);
-            let key: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| RelayError::Config(format!("{} is not 32 bytes", path.display())))?;
+            let key: [u8; 32] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| crate::ConfigError::KeyFileLength {
+                        path: path.to_path_buf(),
+                    })?;
             Ok(Some(Zeroizing::new(key)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -96,11 +99,9 @@ pub(crate) fn load_reset_key(
 ) -> Result<ResetKey, RelayError> {
     let secret = match configured {
         Some(path) => load_secret(path)?.ok_or_else(|| {
-            RelayError::Config(format!(
-                "reset_key_file {} does not exist (create it once with 32 random bytes, mode \
-                 0600, and give every node of the deployment the same file)",
-                path.display()
-            ))
+            RelayError::Config(crate::ConfigError::ResetKeyFileMissing {
+                path: path.to_path_buf(),
+            })
         })?,
         None => load_or_create_secret(&data_dir.join(RESET_KEY_FILE))?,
     };

@@ -4,7 +4,7 @@
 //! Clients pin the certificate's public key ([`spki_pin`], spec/relay.md section 1.1), so a
 //! renewed certificate for the same key needs no client change.
 
-use crate::RelayError;
+use crate::{Cause, RelayError, TlsError};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sealpost_crypto::spki::SpkiPin;
@@ -66,10 +66,12 @@ pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<SpkiPin, RelayError> {
 /// certificate, say, before it is deployed: `sealpost-relay --print-pin --cert FILE`).
 pub fn spki_pin_of_pem_file(cert: &Path) -> Result<SpkiPin, RelayError> {
     let first = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_err(&format!("reading {}", cert.display()), e))?
+        .map_err(|e| file_err("reading", cert, e))?
         .next()
-        .ok_or_else(|| RelayError::Tls(format!("{} contains no certificate", cert.display())))?
-        .map_err(|e| tls_err(&format!("parsing {}", cert.display()), e))?;
+        .ok_or_else(|| TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        })?
+        .map_err(|e| file_err("parsing", cert, e))?;
     spki_pin(&first)
 }
 
@@ -83,26 +85,39 @@ pub fn configured_spki_pin(config: &crate::RelayConfig) -> Result<SpkiPin, Relay
     }
 }
 
-fn tls_err(what: &str, e: impl std::fmt::Display) -> RelayError {
-    RelayError::Tls(format!("{what}: {e}"))
+fn tls_err(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> RelayError {
+    RelayError::Tls(TlsError::Material {
+        what,
+        source: Cause::new(e),
+    })
+}
+
+fn file_err(
+    action: &'static str,
+    path: &Path,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> RelayError {
+    RelayError::Tls(TlsError::File {
+        action,
+        path: path.to_path_buf(),
+        source: Cause::new(e),
+    })
 }
 
 /// Loads a certificate chain and a private key from PEM files.
 pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, RelayError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_err(&format!("reading {}", cert.display()), e))?
+        .map_err(|e| file_err("reading", cert, e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| tls_err(&format!("parsing {}", cert.display()), e))?;
+        .map_err(|e| file_err("parsing", cert, e))?;
     let Some(first) = chain.first() else {
-        return Err(RelayError::Tls(format!(
-            "{} contains no certificate",
-            cert.display()
-        )));
+        return Err(RelayError::Tls(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        }));
     };
     let fingerprint = fingerprint(first.as_ref());
     let spki_pin = spki_pin(first)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| tls_err(&format!("reading key {}", key.display()), e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err("reading the key", key, e))?;
     Ok(TlsMaterial {
         chain,
         key,

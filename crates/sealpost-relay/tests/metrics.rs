@@ -85,6 +85,10 @@ async fn prometheus_exporter_serves_relay_metrics() {
         "sealpost_frames_total{kind=\"register\"} 2",
         "sealpost_messages_queued_total 1",
         "sealpost_auth_failures_total 1",
+        "sealpost_request_duration_seconds_count{kind=\"send\"} 1",
+        "sealpost_request_duration_seconds_count{kind=\"register\"} 2",
+        "sealpost_store_commit_seconds_count{store=\"sqlite\"}",
+        "sealpost_store_fsync_seconds_count",
     ] {
         assert!(body.contains(needle), "{needle} missing from:\n{body}");
     }

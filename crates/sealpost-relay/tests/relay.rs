@@ -875,8 +875,8 @@ async fn refuses_to_start_without_a_code_sender() {
     let e = Relay::start(bare.clone()).await.unwrap_err();
     assert!(
         matches!(
-            e.downcast_ref::<sealpost_relay::RelayError>(),
-            Some(sealpost_relay::RelayError::Config(m)) if m == sealpost_relay::config::NO_CODE_SENDER
+            &e,
+            sealpost_relay::RelayError::Config(sealpost_relay::ConfigError::NoCodeSender)
         ),
         "{e:#}"
     );

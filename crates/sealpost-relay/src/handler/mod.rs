@@ -314,9 +314,9 @@ impl Handler {
         self
     }
 
-    /// Configures the guardian role (spec/pin.md section 9); fails with the message of
+    /// Configures the guardian role (spec/pin.md section 9); fails with the error of
     /// [`GuardianConfig::validate`].
-    pub fn with_guardian(mut self, guardian: GuardianConfig) -> Result<Self, String> {
+    pub fn with_guardian(mut self, guardian: GuardianConfig) -> Result<Self, crate::ConfigError> {
         guardian.validate()?;
         self.trusted_issuers = guardian.trusted_issuer_keys()?;
         self.guardian = guardian;
@@ -442,6 +442,7 @@ impl Handler {
         request: Request,
         now: u64,
     ) -> (Response, Vec<Effect>) {
+        let started = std::time::Instant::now();
         let kind = request_kind(&request);
         metrics::frame(kind);
         let mut effects = Vec::new();
@@ -531,6 +532,7 @@ impl Handler {
         if let Response::Error { code, .. } = &response {
             tracing::debug!(conn = conn.id, request = kind, ?code, "request refused");
         }
+        metrics::request_duration(kind, started.elapsed());
         (response, effects)
     }
 
@@ -550,6 +552,7 @@ impl Handler {
             Ok(r @ (Request::Send { .. } | Request::Ack { .. })) => r,
             _ => return None,
         };
+        let started = std::time::Instant::now();
         let kind = request_kind(&request);
         metrics::frame(kind);
         let mut effects = Vec::new();
@@ -563,6 +566,7 @@ impl Handler {
         if let Response::Error { code, .. } = &response {
             tracing::debug!(request = kind, ?code, "request refused");
         }
+        metrics::request_duration(kind, started.elapsed());
         Some((response, effects))
     }
 

@@ -202,6 +202,7 @@ impl Handler {
             key.key().evaluate(&blinded, &mut *rng)
         };
         if deleted {
+            metrics::vault_deleted("attempts");
             tracing::info!(account = ?c.account, "vault deleted at the attempt limit");
         }
         Response::VaultEvaluated {
@@ -251,6 +252,9 @@ impl Handler {
         }
         match self.store.delete_vault(&c.account).await {
             Ok(existed) => {
+                if existed {
+                    metrics::vault_deleted("owner");
+                }
                 tracing::info!(account = ?c.account, existed, "vault deleted");
                 Response::VaultDeleted
             }

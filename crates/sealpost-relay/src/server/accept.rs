@@ -1,6 +1,7 @@
 //! Accepting connections: limits, address validation (Retry), per-address slots, the
 //! handshake and the per-connection loop that accepts request streams.
 
+use super::refusals::Refusal;
 use super::*;
 
 /// Holds one slot of an IP address's connection allowance; released on drop.
@@ -57,11 +58,12 @@ pub(super) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
         };
         let Some(incoming) = incoming else { break };
         if *shutdown.borrow() {
+            shared.refused(Refusal::ShuttingDown);
             incoming.refuse();
             continue;
         }
         if endpoint.open_connections() >= shared.max_connections {
-            tracing::warn!("connection limit reached; refusing a connection");
+            shared.refused(Refusal::ConnectionLimit);
             incoming.refuse();
             continue;
         }
@@ -77,7 +79,10 @@ pub(super) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
                     shared.retries.fetch_add(1, Ordering::Relaxed);
                     metrics::retry_sent();
                 }
-                Err(e) => e.into_incoming().refuse(),
+                Err(e) => {
+                    shared.refused(Refusal::RetryFailed);
+                    e.into_incoming().refuse();
+                }
             }
             continue;
         }
@@ -86,7 +91,7 @@ pub(super) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
         let ip = incoming.remote_address().ip();
         let slot = if validated {
             let Some(slot) = IpSlot::take(&shared, ip) else {
-                tracing::warn!("per-address connection limit reached; refusing a connection");
+                shared.refused(Refusal::AddressLimit);
                 metrics::rate_limited("connections_per_ip");
                 incoming.refuse();
                 continue;
@@ -94,7 +99,7 @@ pub(super) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             Some(slot)
         } else {
             if IpSlot::full(&shared, ip) {
-                tracing::warn!("per-address connection limit reached; refusing a connection");
+                shared.refused(Refusal::AddressLimit);
                 metrics::rate_limited("connections_per_ip");
                 incoming.refuse();
                 continue;
@@ -148,6 +153,7 @@ pub(super) async fn serve_connection(
         Some(s) => s,
         None => {
             let Some(s) = IpSlot::take(&shared, conn.remote_address().ip()) else {
+                shared.refused(Refusal::AddressLimit);
                 metrics::rate_limited("connections_per_ip");
                 conn.close(
                     VarInt::from_u32(CLOSE_ADDRESS_LIMIT),
@@ -171,7 +177,7 @@ pub(super) async fn serve_connection(
             .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
             .is_err()
     {
-        tracing::debug!(conn = conn_id, "connection without ALPN sealpost/1 refused");
+        shared.refused(Refusal::Alpn);
         conn.close(
             VarInt::from_u32(CLOSE_PROTOCOL_VIOLATION),
             b"ALPN sealpost/1 required",

@@ -21,11 +21,13 @@
 //! | `responder.rs` | writing a connection's ready responses together, in one flight |
 //! | `delivery.rs` | the per-device registry, delivery slots and the delivery loop |
 //! | `files.rs` | the data directory's lock and the secret files |
+//! | `refusals.rs` | refused connections: counted by reason, logged as a rate-limited summary |
 //! | `wakeups.rs` | cross-node wake-ups over NATS (feature `nats`) |
 
 mod accept;
 mod delivery;
 mod files;
+mod refusals;
 mod requests;
 mod responder;
 #[cfg(feature = "nats")]
@@ -48,7 +50,7 @@ use crate::limits::{
 #[cfg(feature = "postgres")]
 use crate::store::PgStore;
 use crate::store::{AnyStore, MailFeed, SqliteStore, Store, StoredEnvelope, Written};
-use crate::{RelayError, metrics, tls};
+use crate::{ConfigError, RelayError, StoreError, TlsError, metrics, tls};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -155,6 +157,8 @@ struct Shared {
     max_connections: usize,
     max_connections_per_ip: u32,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Refused connections, for the log's rate-limited summary.
+    refusals: Mutex<refusals::RefusalLog>,
     /// Cross-node wake-ups (`nats` configured).
     #[cfg(feature = "nats")]
     wakeups: Option<Arc<wakeups::Wakeups>>,
@@ -205,6 +209,23 @@ impl Shared {
     }
 }
 
+/// A spawned task aborted on drop: a start that fails half-way leaves no task behind.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn into_inner(mut self) -> Option<JoinHandle<()>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Starts relays. See [`Relay::start`].
 #[derive(Debug)]
 pub struct Relay;
@@ -227,7 +248,7 @@ pub struct RelayHandle {
     /// The data directory's lock ([`LOCK_FILE`]), released when the relay has stopped (or
     /// the handle is dropped).
     lock: Option<std::fs::File>,
-    /// What `GET /ready` answers.
+    /// What `GET /readyz` answers.
     readiness: Arc<metrics::Readiness>,
 }
 
@@ -267,23 +288,23 @@ async fn open_store(config: &RelayConfig) -> Result<AnyStore, RelayError> {
             let db = config.data_dir.join(DB_FILE);
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(db))
                 .await
-                .map_err(|e| RelayError::Config(format!("opening the database: {e}")))??;
+                .map_err(|e| RelayError::Store(StoreError::backend("opening the database", e)))??;
             Ok(AnyStore::from(store))
         }
         #[cfg(feature = "postgres")]
         StoreBackend::Postgres(url) => Ok(AnyStore::from(PgStore::connect(url).await?)),
         #[cfg(not(feature = "postgres"))]
-        StoreBackend::Postgres(_) => Err(RelayError::Config(
-            "store = postgres://... needs the relay built with the `postgres` feature".into(),
-        )),
+        StoreBackend::Postgres(_) => Err(RelayError::Config(ConfigError::FeatureMissing {
+            setting: "store = postgres://...",
+            feature: "postgres",
+        })),
     }
 }
 
 impl Relay {
     /// Starts a relay: creates the data directory, loads or generates the TLS certificate
     /// and the code-MAC key, opens the database, binds `config.listen` and starts serving.
-    /// Errors are [`RelayError`]s (inside the `anyhow::Error`).
-    pub async fn start(config: RelayConfig) -> anyhow::Result<RelayHandle> {
+    pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         config.validate()?;
         // A new data directory is private to the relay's user (it holds the TLS key, the
         // code-MAC key and the database); an existing one keeps the operator's permissions.
@@ -310,7 +331,18 @@ impl Relay {
         let issuer = load_or_create_issuer_key(&config.data_dir)?;
         let reset_key =
             crate::startup::load_reset_key(&config.data_dir, config.reset_key_file.as_deref())?;
+        // The probes answer from here on: alive, and not ready until the endpoint listens.
+        let readiness = Arc::new(metrics::Readiness::new());
+        let (metrics_addr, metrics_task) = match config.metrics_listen {
+            Some(addr) => {
+                let (addr, task) = metrics::install_prometheus(addr, Arc::clone(&readiness))?;
+                tracing::info!(%addr, "Prometheus exporter and probes listening");
+                (Some(addr), AbortOnDrop(Some(task)))
+            }
+            None => (None, AbortOnDrop(None)),
+        };
         let store = Arc::new(open_store(&config).await?);
+        readiness.set_store(Arc::clone(&store));
         // Before any connection: every envelope written from now on is published.
         let feed: Option<MailFeed> = store.subscribe().await;
         let code_sender = code_sender(&config)?;
@@ -329,22 +361,13 @@ impl Relay {
         };
         #[cfg(not(feature = "nats"))]
         if config.nats.is_some() {
-            return Err(RelayError::Config(
-                "nats = ... needs the relay built with the `nats` feature".into(),
-            )
-            .into());
+            return Err(RelayError::Config(ConfigError::FeatureMissing {
+                setting: "nats",
+                feature: "nats",
+            }));
         }
         #[cfg(not(feature = "nats"))]
         let wake_task: Option<JoinHandle<()>> = None;
-        let readiness = Arc::new(metrics::Readiness::new(Arc::clone(&store)));
-        let metrics_server = match config.metrics_listen {
-            Some(addr) => {
-                let (addr, task) = metrics::install_prometheus(addr, Arc::clone(&readiness))?;
-                tracing::info!(%addr, "Prometheus exporter listening");
-                Some((addr, task))
-            }
-            None => None,
-        };
         let handler = Arc::new(
             Handler::new(
                 Arc::clone(&store),
@@ -354,13 +377,16 @@ impl Relay {
                 StdRng::from_rng(&mut rand::rng()),
             )
             .with_issuer(issuer)
-            .with_guardian(config.guardian.clone())
-            .map_err(RelayError::Config)?,
+            .with_guardian(config.guardian.clone())?,
         );
         let issuer_public = handler.issuer_public();
 
-        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
-            .map_err(|e| RelayError::Tls(format!("QUIC TLS configuration: {e}")))?;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| {
+            RelayError::Tls(TlsError::Material {
+                what: "QUIC TLS configuration",
+                source: crate::Cause::new(e),
+            })
+        })?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(Arc::new(transport_config()));
         // The persistent reset key lets a restarted relay reset its predecessor's connections
@@ -409,6 +435,7 @@ impl Relay {
             max_connections: config.limits.max_connections as usize,
             max_connections_per_ip: config.limits.max_connections_per_ip,
             per_ip: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(refusals::RefusalLog::default()),
             #[cfg(feature = "nats")]
             wakeups,
             wake_polls: AtomicU64::new(0),
@@ -449,13 +476,13 @@ impl Relay {
             shared,
             shutdown_tx,
             grace: Duration::from_secs(config.shutdown_grace_secs),
-            metrics_addr: metrics_server.as_ref().map(|(addr, _)| *addr),
+            metrics_addr,
             tasks: [accept, sweep]
                 .into_iter()
                 .chain(dispatch)
                 .chain(wake_task)
                 .chain(poll_task)
-                .chain(metrics_server.map(|(_, task)| task))
+                .chain(metrics_task.into_inner())
                 .collect(),
             done: false,
             lock: Some(lock),
@@ -607,7 +634,7 @@ fn code_sender(config: &RelayConfig) -> Result<Arc<dyn CodeSender>, RelayError> 
         (None, Some(url)) => {
             let secret = config
                 .load_webhook_secret()?
-                .ok_or_else(|| RelayError::Config("webhook_url needs a webhook secret".into()))?;
+                .ok_or(ConfigError::WebhookSecretMissing)?;
             Ok(Arc::new(WebhookCodeSender::new(
                 url.clone(),
                 secret,
@@ -621,6 +648,6 @@ fn code_sender(config: &RelayConfig) -> Result<Arc<dyn CodeSender>, RelayError> 
             );
             Ok(Arc::new(LogCodeSender))
         }
-        (None, None) => Err(RelayError::Config(crate::config::NO_CODE_SENDER.into())),
+        (None, None) => Err(RelayError::Config(ConfigError::NoCodeSender)),
     }
 }

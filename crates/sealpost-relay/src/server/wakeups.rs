@@ -111,7 +111,7 @@ impl Wakeups {
             });
         let client = async_nats::connect_with_options(url, options)
             .await
-            .map_err(|e| RelayError::Config(format!("NATS: {}", e.kind())))?;
+            .map_err(|e| RelayError::Nats(crate::Cause::msg(e.kind().to_string())))?;
         let (tx, rx) = mpsc::channel(WAKE_PUBLISH_QUEUE);
         let publisher = publish_loop(client.clone(), rx);
         let task = tokio::spawn(publisher);

@@ -698,7 +698,7 @@ pub trait Store: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<QuotaOutcome, StoreError>> + Send;
 
-    /// The health probe behind the relay's readiness (`GET /ready`, spec/relay.md section
+    /// The health probe behind the relay's readiness (`GET /readyz`, spec/relay.md section
     /// 5): `Ok` when the store can take a write now, else the reason, normally
     /// [`StoreError::Unavailable`]. It changes nothing and must be cheap (it runs at most about
     /// once a second); it should answer promptly, and the caller bounds it with a timeout (a

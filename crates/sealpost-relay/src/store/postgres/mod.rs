@@ -153,7 +153,7 @@ impl PgStoreBuilder {
         let mut config: tokio_postgres::Config = self
             .url
             .parse()
-            .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
+            .map_err(|_| StoreError::InvalidSetting("invalid PostgreSQL connection URL"))?;
         let mut options = config.get_options().unwrap_or_default().to_owned();
         options.push_str(" -c synchronous_commit=on");
         if let Some(schema) = &self.schema {
@@ -164,7 +164,7 @@ impl PgStoreBuilder {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
                 && !schema.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(StoreError::Backend("invalid PostgreSQL schema name".into()));
+                return Err(StoreError::InvalidSetting("invalid PostgreSQL schema name"));
             }
             options.push_str(" -c search_path=");
             options.push_str(schema);
@@ -187,7 +187,7 @@ impl PgStoreBuilder {
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?;
+            .map_err(|e| StoreError::backend("PostgreSQL pool", e))?;
         let lanes = std::sync::Arc::new(sends::Lanes::spawn(&pool));
         let store = PgStore { pool, lanes };
         let mut client = store.client().await?;
@@ -196,9 +196,7 @@ impl PgStoreBuilder {
             .and_then(|r| r.try_get::<_, String>(0))
             .map_err(backend)?;
         if fsync != "on" {
-            return Err(StoreError::Backend(
-                "the PostgreSQL server runs with fsync off: commits would not be durable".into(),
-            ));
+            return Err(StoreError::NotDurable);
         }
         schema::migrate(&mut client).await?;
         Ok(store)
@@ -272,7 +270,7 @@ async fn pooled(pool: &Pool) -> Result<Object, StoreError> {
         deadpool_postgres::PoolError::Timeout(_) => {
             StoreError::Unavailable(Unavailable::Unreachable)
         }
-        other => StoreError::Backend(format!("PostgreSQL pool: {other}")),
+        other => StoreError::backend("PostgreSQL pool", other),
     })
 }
 
@@ -333,12 +331,32 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
         return StoreError::Unavailable(why);
     }
     match e.as_db_error() {
-        Some(db) => {
-            StoreError::Backend(format!("PostgreSQL {}: {}", db.code().code(), db.message()))
-        }
-        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+        Some(db) => StoreError::backend(
+            "PostgreSQL",
+            DbError {
+                sqlstate: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
+        ),
+        None => StoreError::backend("PostgreSQL", e),
     }
 }
+
+/// A PostgreSQL server's error as the source of a [`StoreError::Backend`]: its SQLSTATE and
+/// primary message, never its `DETAIL` or `HINT` (which can quote row values).
+#[derive(Debug)]
+struct DbError {
+    sqlstate: String,
+    message: String,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.sqlstate, self.message)
+    }
+}
+
+impl std::error::Error for DbError {}
 
 /// Whether `e` says the server is out of reach rather than the statement wrong: the
 /// connection closed or failed at the socket (refused, reset, timed out), or the server
@@ -406,7 +424,9 @@ macro_rules! in_tx {
                 // transaction, whose commit follows; an error skips the commit.
                 let value: Result<_, $crate::store::postgres::TxError> = async $body.await;
                 let value = value?;
+                let started = std::time::Instant::now();
                 $tx.commit().await?;
+                $crate::metrics::store_commit("postgres", started.elapsed());
                 Ok(value)
             }
             .await;

@@ -40,10 +40,10 @@ pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
                 return Err(TxError::Store(StoreError::Corrupt("schema version")));
             }
             if version > PG_SCHEMA_VERSION {
-                return Err(TxError::Store(StoreError::Backend(format!(
-                    "database schema version {version} is newer than this relay's \
-                     {PG_SCHEMA_VERSION}"
-                ))));
+                return Err(TxError::Store(StoreError::SchemaTooNew {
+                    found: version,
+                    supported: PG_SCHEMA_VERSION,
+                }));
             }
             let Some(sql) = usize::try_from(version)
                 .ok()

@@ -393,11 +393,13 @@ async fn run(c: &Object, batch: &[Job]) -> Result<Vec<EnqueueOutcome>, TxError> 
         };
         // A statement that fails aborts the transaction, and the server answers the COMMIT
         // after it with a rollback, not an error: every result is checked.
+        let started = std::time::Instant::now();
         let ((messages, deliveries), (senders, committed)) = join(
             join(messages, deliveries),
             join(senders, c.batch_execute("COMMIT")),
         )
         .await;
+        crate::metrics::store_commit("postgres", started.elapsed());
         messages?;
         deliveries?;
         senders?;

@@ -111,7 +111,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
     };
     match why {
         Some(why) => StoreError::Unavailable(why),
-        None => StoreError::Backend(e.to_string()),
+        None => StoreError::backend("SQLite", e),
     }
 }
 
@@ -154,7 +154,7 @@ impl SqliteStore {
         let mut wal_path = path.clone().into_os_string();
         wal_path.push("-wal");
         let wal = File::open(&wal_path)
-            .map_err(|e| StoreError::Backend(format!("cannot open the WAL file: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot open the WAL file", e))?;
         let flushes = Arc::new(AtomicU64::new(0));
         let health = Arc::new(Mutex::new(None));
         let mut w = Writer {
@@ -172,7 +172,7 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
             .spawn(move || writer_loop(w, ids, rx))
-            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         Ok(Self {
             flushes,
             path,
@@ -295,7 +295,7 @@ impl SqliteStore {
             r
         })
         .await
-        .map_err(|_| StoreError::Backend("a database read task failed".into()))?
+        .map_err(|e| StoreError::backend("a database read task failed", e))?
     }
 }
 

@@ -116,9 +116,9 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Backend(format!(
-            "could not enable WAL (journal_mode is {mode})"
-        )));
+        return Err(StoreError::backend_msg(
+            "could not enable WAL (journal_mode stays another mode)",
+        ));
     }
     // Commits write the WAL without flushing it; the writer flushes (module documentation).
     conn.pragma_update(None, "synchronous", "NORMAL")
@@ -132,9 +132,10 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
-            "database schema version {version} is newer than this relay's {SCHEMA_VERSION}"
-        )));
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     if version < 1 {
         conn.execute_batch(&format!(

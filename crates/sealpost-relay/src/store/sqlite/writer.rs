@@ -84,7 +84,7 @@ impl ServerIds {
             .next
             .checked_add(need.max(ID_BLOCK))
             .filter(|r| i64::try_from(*r).is_ok())
-            .ok_or(StoreError::Backend("server ids exhausted".into()))?
+            .ok_or(StoreError::backend_msg("server ids exhausted"))?
             - 1;
         let conn = &w.conn;
         let write = || -> rusqlite::Result<()> {
@@ -112,7 +112,7 @@ impl ServerIds {
     /// The next reserved id.
     pub(super) fn take(&mut self) -> Result<u64, StoreError> {
         if self.next > self.reserved {
-            return Err(StoreError::Backend("no server id reserved".into()));
+            return Err(StoreError::backend_msg("no server id reserved"));
         }
         let id = self.next;
         self.next += 1;
@@ -156,7 +156,10 @@ impl Writer {
         if self.failed {
             return Err(flush_failed());
         }
-        match self.wal.sync_data() {
+        let started = std::time::Instant::now();
+        let synced = self.wal.sync_data();
+        crate::metrics::store_fsync(started.elapsed());
+        match synced {
             Ok(()) => {
                 self.flushes.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -399,7 +402,7 @@ pub(super) fn run_group(
         if !ok {
             // The savepoint machinery itself failed: abandon the whole group.
             let _ = conn.execute_batch("ROLLBACK");
-            let err = StoreError::Backend("savepoint failed".into());
+            let err = StoreError::backend_msg("savepoint failed");
             for job in group {
                 job.finish(Err(err.clone()));
             }
@@ -420,7 +423,9 @@ pub(super) fn run_group(
             w.feed = None;
         }
     }
+    let started = std::time::Instant::now();
     let commit = exec_cached(conn, "COMMIT").map_err(backend);
+    crate::metrics::store_commit("sqlite", started.elapsed());
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
         if let Some(why) = storage_failure(&commit) {

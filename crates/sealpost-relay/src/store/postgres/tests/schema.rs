@@ -41,10 +41,10 @@ async fn creates_migrates_once_and_refuses_newer() {
             .unwrap_err();
         assert_eq!(
             err,
-            StoreError::Backend(format!(
-                "database schema version {} is newer than this relay's {PG_SCHEMA_VERSION}",
-                PG_SCHEMA_VERSION + 1
-            ))
+            StoreError::SchemaTooNew {
+                found: PG_SCHEMA_VERSION + 1,
+                supported: PG_SCHEMA_VERSION
+            }
         );
     })
     .await;
@@ -123,12 +123,12 @@ async fn connections_commit_synchronously() {
                     .connect()
                     .await
                     .unwrap_err(),
-                StoreError::Backend("invalid PostgreSQL schema name".into())
+                StoreError::InvalidSetting("invalid PostgreSQL schema name")
             );
         }
         assert_eq!(
             PgStore::connect("postgres://[bad").await.unwrap_err(),
-            StoreError::Backend("invalid PostgreSQL connection URL".into())
+            StoreError::InvalidSetting("invalid PostgreSQL connection URL")
         );
     })
     .await;
