@@ -1,14 +1,18 @@
 //! Formatting: times, message lines, identity fingerprints, safety numbers and QR codes.
 
-use qrcode::{Color, QrCode};
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
 use sealpost_client::{DeviceAddress, IdentityKey, MessageBody, SafetyNumber};
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
-/// Modules of light margin around a QR code (the standard asks for 4; 2 scans fine from a
-/// screen and saves lines).
-const QR_QUIET_ZONE: usize = 2;
+/// `HH:MM:SS`, as [`clock`] prints a time.
+const CLOCK: &[BorrowedFormatItem<'static>] = format_description!("[hour]:[minute]:[second]");
+/// `YYYY-MM-DD HH:MM:SS UTC`, as [`date_time`] prints a time.
+const DATE_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
 
 /// Writes to stdout (with a newline if `newline`). When stdout is closed early, e.g. by
 /// `sealpost receive | head -1`, the program ends quietly instead of failing.
@@ -55,46 +59,26 @@ pub(crate) use {out, outln};
 
 /// Now, Unix milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
-/// `(year, month, day)` of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
-fn split_ms(ms: u64) -> (i64, u64) {
-    let secs = ms / 1000;
-    (i64::try_from(secs / 86_400).unwrap_or(0), secs % 86_400)
+/// A Unix-ms time (from the network: any `u64`) formatted in UTC with `format`; a time past
+/// the year 9999 is shown as its number of milliseconds.
+fn utc(ms: u64, format: &[BorrowedFormatItem<'_>]) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| format!("{ms} ms after 1970"))
 }
 
 /// `HH:MM:SS` (UTC) of a Unix-ms time.
 pub fn clock(ms: u64) -> String {
-    let (_, s) = split_ms(ms);
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    utc(ms, CLOCK)
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` of a Unix-ms time.
 pub fn date_time(ms: u64) -> String {
-    let (days, _) = split_ms(ms);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {} UTC", clock(ms))
+    utc(ms, DATE_TIME)
 }
 
 /// Text from the network made safe for a terminal: control characters (escape sequences
@@ -163,50 +147,32 @@ pub fn safety_number_rows(number: &SafetyNumber) -> Vec<String> {
         .collect()
 }
 
-/// A QR code of `payload` drawn with Unicode half blocks, two modules per character row.
+/// A QR code of `payload` drawn with Unicode half blocks, two modules per character row
+/// (`qrcode`'s [`Dense1x2`] renderer), with the standard quiet zone of four modules.
 ///
 /// By default light modules are drawn (as the foreground), which suits the usual light text
 /// on a dark terminal; `invert` draws dark modules instead, for light backgrounds.
 pub fn qr_code(payload: &[u8], invert: bool) -> anyhow::Result<String> {
     let code = QrCode::new(payload).map_err(|e| anyhow::anyhow!("cannot draw a QR code: {e}"))?;
-    let width = code.width();
-    let colors = code.to_colors();
-    let size = width + 2 * QR_QUIET_ZONE;
-    let inked = |x: usize, y: usize| -> bool {
-        let dark = x >= QR_QUIET_ZONE
-            && y >= QR_QUIET_ZONE
-            && x - QR_QUIET_ZONE < width
-            && y - QR_QUIET_ZONE < width
-            && colors.get((y - QR_QUIET_ZONE) * width + (x - QR_QUIET_ZONE)) == Some(&Color::Dark);
-        dark == invert
+    let (dark, light) = if invert {
+        (Dense1x2::Dark, Dense1x2::Light)
+    } else {
+        (Dense1x2::Light, Dense1x2::Dark)
     };
-    let mut out = String::with_capacity(size * size);
-    for y in (0..size).step_by(2) {
-        for x in 0..size {
-            let top = inked(x, y);
-            // Past the last row is quiet zone.
-            let bottom = if y + 1 < size {
-                inked(x, y + 1)
-            } else {
-                !invert
-            };
-            out.push(match (top, bottom) {
-                (true, true) => '█',
-                (true, false) => '▀',
-                (false, true) => '▄',
-                (false, false) => ' ',
-            });
-        }
-        let _ = writeln!(out);
-    }
+    let mut out = code
+        .render::<Dense1x2>()
+        .dark_color(dark)
+        .light_color(light)
+        .build();
+    out.push('\n');
     Ok(out)
 }
 
 /// A duration in words: "6 days 23 hours", "5 minutes".
 pub fn duration_words(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, minutes) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
-    let unit = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let d = time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+    let (days, hours, minutes) = (d.whole_days(), d.whole_hours() % 24, d.whole_minutes() % 60);
+    let unit = |n: i64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match (days, hours) {
         (0, 0) => unit(minutes.max(1), "minute"),
         (0, h) => format!("{} {}", unit(h, "hour"), unit(minutes, "minute")),
@@ -252,17 +218,43 @@ mod tests {
     }
 
     #[test]
+    fn times_past_the_calendar_are_shown_as_numbers() {
+        assert_eq!(date_time(u64::MAX), format!("{} ms after 1970", u64::MAX));
+        assert_eq!(clock(u64::MAX), format!("{} ms after 1970", u64::MAX));
+        assert_eq!(
+            super::duration_words(std::time::Duration::MAX),
+            format!("{} days {} hours", i64::MAX / 86_400, i64::MAX / 3_600 % 24)
+        );
+    }
+
+    #[test]
     fn qr_has_the_right_shape() {
         let qr = qr_code(&[7u8; 65], false).unwrap_or_default();
         let lines: Vec<&str> = qr.lines().collect();
         let code = QrCode::new([7u8; 65]).map(|c| c.width()).unwrap_or(0);
-        let size = code + 2 * QR_QUIET_ZONE;
+        let size = code + 2 * 4;
         assert!(code >= 21);
         assert_eq!(lines.len(), size.div_ceil(2));
         assert!(lines.iter().all(|l| l.chars().count() == size));
+        assert!(qr.ends_with('\n'));
         // Quiet zone on a dark terminal: drawn as full blocks.
         assert!(lines.first().is_some_and(|l| l.chars().all(|c| c == '█')));
         let inverted = qr_code(&[7u8; 65], true).unwrap_or_default();
         assert!(inverted.lines().next().is_some_and(|l| l.trim().is_empty()));
+        // The two drawings are each other's negative, half block by half block.
+        let negative = |c: char| match c {
+            '█' => ' ',
+            ' ' => '█',
+            '▀' => '▄',
+            '▄' => '▀',
+            other => other,
+        };
+        let flipped: String = inverted.chars().map(negative).collect();
+        // Past the last row (an odd number of rows) both leave the lower half empty.
+        let (a, b) = (
+            qr.lines().take(lines.len() - 1).collect::<Vec<_>>(),
+            flipped.lines().take(lines.len() - 1).collect::<Vec<_>>(),
+        );
+        assert_eq!(a, b);
     }
 }

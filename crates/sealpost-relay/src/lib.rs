@@ -18,6 +18,7 @@
 //! | `tls` | operator certificate or a persisted self-signed one; its public-key pin |
 //! | `server` | the quinn/tokio driver: request streams, delivery, shutdown → [`Relay`] |
 //! | `startup` | start-up checks (a writable store), secret files, the stateless-reset key |
+//! | `backup` | `sealpost-relay backup` / `restore`: an online copy of the SQLite store and the key files |
 //!
 //! Everything that owns sockets, files or threads is behind the default `server` feature;
 //! without it the crate is the pure core (used by the fuzz targets).
@@ -77,6 +78,8 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod store;
 
+#[cfg(feature = "server")]
+pub mod backup;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]

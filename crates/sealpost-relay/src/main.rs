@@ -5,6 +5,8 @@
 //! RUST_LOG=sealpost_relay=debug sealpost-relay --listen 0.0.0.0:4433
 //! sealpost-relay --print-pin --cert next.pem --key next-key.pem   # a certificate's pin, then exit
 //! sealpost-relay --config relay.toml --print-config   # the effective configuration, then exit
+//! sealpost-relay backup --to /backups/relay-2026-01-01 --config relay.toml   # while it runs
+//! sealpost-relay restore --from /backups/relay-2026-01-01 --config relay.toml   # while it does not
 //! ```
 //!
 //! `--print-pin` prints the public-key pin clients configure (`sha256/<base64>`, spec/relay.md
@@ -24,6 +26,15 @@ const PRINT_PIN_FLAG: &str = "--print-pin";
 fn main() -> anyhow::Result<()> {
     let (print_pin, args): (Vec<_>, Vec<_>) =
         std::env::args_os().partition(|a| a.as_os_str() == PRINT_PIN_FLAG);
+    // `backup --to DIR` / `restore --from DIR` (sealpost_relay::backup), with the relay's
+    // options; handled like `--print-pin`, without starting the relay.
+    let (command, args) = match sealpost_relay::backup::Command::split(args) {
+        Ok(split) => split,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let config = match RelayConfig::load(args) {
         Ok(c) => c,
         Err(RelayError::Usage { text, exit_code }) => {
@@ -36,6 +47,10 @@ fn main() -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("invalid configuration"),
     };
+    if let Some(command) = command {
+        print!("{}", command.run(&config)?);
+        return Ok(());
+    }
     if !print_pin.is_empty() {
         let pin =
             sealpost_relay::tls::configured_spki_pin(&config).context("reading the certificate")?;

@@ -191,6 +191,14 @@ impl Handler {
             Ok(VaultAttempt::NotFound) => {
                 return Response::error(ErrorCode::VaultNotFound, "no vault with this id");
             }
+            Ok(VaultAttempt::RolledBack) => {
+                tracing::warn!(account = ?c.account, "evaluation of a held-back vault refused");
+                return Response::error(
+                    ErrorCode::VaultRolledBack,
+                    "this guardian's database was restored from an older copy: the vault \
+                     serves again once its owner stores or confirms it",
+                );
+            }
             Err(e) => return internal(&e),
         };
         let Ok(key) = KeyShare::from_bytes(share.as_slice()) else {

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Name of the code-MAC key file in the data directory.
-pub(super) const CODE_KEY_FILE: &str = "code-hmac.key";
+pub const CODE_KEY_FILE: &str = "code-hmac.key";
 
 /// Name of the guardian-credential issuer key file (an Ed25519 seed) in the data directory.
 pub const ISSUER_KEY_FILE: &str = "issuer.key";
@@ -18,7 +18,7 @@ pub const LOCK_FILE: &str = "relay.lock";
 /// Takes the data directory's exclusive lock ([`LOCK_FILE`], an OS advisory lock that the
 /// OS releases when the process ends, also on a crash), or fails at once with
 /// [`RelayError::DataDirInUse`] when another relay holds it.
-pub(super) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, RelayError> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, RelayError> {
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)

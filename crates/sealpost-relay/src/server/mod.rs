@@ -35,8 +35,9 @@ mod wakeups;
 
 use accept::{ConnCtx, accept_loop};
 use delivery::{Registry, Slot, apply_effects, dispatch_feed};
-pub use files::{DB_FILE, ISSUER_KEY_FILE, LOCK_FILE};
-use files::{load_or_create_code_key, load_or_create_issuer_key, lock_data_dir};
+pub(crate) use files::lock_data_dir;
+pub use files::{CODE_KEY_FILE, DB_FILE, ISSUER_KEY_FILE, LOCK_FILE};
+use files::{load_or_create_code_key, load_or_create_issuer_key};
 use requests::{Budget, serve_request};
 use responder::Responder;
 

@@ -934,6 +934,7 @@ pub(crate) async fn concurrent_evaluations<S: Store + 'static>(s: Arc<S>) {
         .filter_map(|r| match r {
             VaultAttempt::Counted { attempts_used, .. } => Some(*attempts_used),
             VaultAttempt::NotFound => None,
+            VaultAttempt::RolledBack => panic!("no rollback in this test"),
         })
         .collect();
     used.sort_unstable();

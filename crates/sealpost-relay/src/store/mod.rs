@@ -67,7 +67,7 @@ pub use postgres::{
     SEND_BATCH_MAX_BYTES, SEND_LANES,
 };
 #[cfg(feature = "server")]
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use sqlite::{LEDGER_FILE, RollbackReason, SCHEMA_VERSION, SqliteStore, VaultRollback};
 
 use crate::StoreError;
 use crate::ratelimit::Rate;
@@ -181,6 +181,12 @@ pub enum PutVaultOutcome {
 pub enum VaultAttempt {
     /// No vault for the account, or another vault id. Nothing changed.
     NotFound,
+    /// The vault is held back: the store found at open that its database went back in time
+    /// (restored from an older copy), so the vault's attempt count may be lower than the
+    /// attempts really made (spec/relay-store.md section 2.1). Nothing changed; the vault
+    /// serves again once its owner stores it again or confirms it
+    /// ([`Store::confirm_vault`]). Only stores that can tell return it (SQLite).
+    RolledBack,
     /// The attempt is counted and committed; evaluate with `share`.
     Counted {
         /// The key share (secret).
@@ -196,6 +202,7 @@ impl std::fmt::Debug for VaultAttempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotFound => f.write_str("NotFound"),
+            Self::RolledBack => f.write_str("RolledBack"),
             Self::Counted {
                 attempts_used,
                 deleted,
@@ -544,7 +551,9 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<VaultRow>, StoreError>> + Send;
 
     /// Counts one evaluation, in **one durable transaction** committed before this returns:
-    /// `NotFound` if there is no vault or its id differs from `vault_id`; a vault that already
+    /// `NotFound` if there is no vault or its id differs from `vault_id`; `RolledBack` (nothing
+    /// counted) if the store holds the vault back after noticing a rollback of its database;
+    /// a vault that already
     /// has `attempts_used >= max_attempts` (the limit was lowered) is deleted and `NotFound`;
     /// otherwise `attempts_used += 1`, and if it reaches `max_attempts` the vault is deleted
     /// in the same transaction. Concurrent calls never hand out more than `max_attempts`
@@ -558,7 +567,9 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<VaultAttempt, StoreError>> + Send;
 
     /// Compares `verifier` with the stored success verifier in constant time; equal: resets
-    /// `attempts_used` to 0 (`Confirmed`).
+    /// `attempts_used` to 0 (`Confirmed`) and, in a store that held the vault back
+    /// ([`VaultAttempt::RolledBack`]), serves it again: the token proves a recovery that
+    /// succeeded elsewhere.
     fn confirm_vault(
         &self,
         account: &AccountId,

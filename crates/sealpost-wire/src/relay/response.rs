@@ -56,6 +56,10 @@ pub enum ErrorCode {
     /// The relay could not reach its storage; nothing was changed; retry later (with
     /// backoff, or after `retry_after` seconds if it is not 0).
     Unavailable,
+    /// `VaultEvaluate` on a vault the guardian holds back because its database went back in
+    /// time (restored from an older copy): its attempt count cannot be trusted. Nothing was
+    /// counted; the vault serves again once its owner stores it again or confirms it.
+    VaultRolledBack,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -88,6 +92,7 @@ impl ErrorCode {
             Self::VaultNotFound => 22,
             Self::InvalidVault => 23,
             Self::Unavailable => 24,
+            Self::VaultRolledBack => 25,
             Self::Other(v) => v,
         }
     }
@@ -119,6 +124,7 @@ impl ErrorCode {
             22 => Self::VaultNotFound,
             23 => Self::InvalidVault,
             24 => Self::Unavailable,
+            25 => Self::VaultRolledBack,
             other => Self::Other(other),
         }
     }

@@ -122,6 +122,7 @@ fn pin_messages_reject_bad_fields() {
         (ErrorCode::InvalidVault, 23),
         (ErrorCode::RegistrationLocked, 19),
         (ErrorCode::Unavailable, 24),
+        (ErrorCode::VaultRolledBack, 25),
     ] {
         assert_eq!(code.to_u16(), v);
         assert_eq!(ErrorCode::from_u16(v), code);

@@ -41,9 +41,11 @@
 //! | `prekeys.rs` | prekey uploads, counts and bundle takes |
 //! | `mail.rs` | enqueue, mailbox reads, acknowledgements, `sender_seq` |
 //! | `vault.rs` | guardian vaults |
+//! | `ledger.rs` | the vault ledger: a database whose vault counters went backwards is noticed at open |
 //! | `quotas.rs` | persisted quotas and the expiry sweep |
 
 mod accounts;
+mod ledger;
 mod mail;
 mod prekeys;
 mod quotas;
@@ -61,6 +63,8 @@ use super::{
 };
 use crate::ratelimit::gcra;
 use crate::{StoreError, Unavailable};
+use ledger::Ledger;
+pub use ledger::{LEDGER_FILE, RollbackReason, VaultRollback};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 use schema::open_writer;
@@ -127,6 +131,8 @@ pub struct SqliteStore {
     subscribed: AtomicBool,
     /// What the writer last found wrong with the storage ([`SqliteStore::health`]).
     health: Arc<Mutex<Option<Unavailable>>>,
+    /// The vault ledger (`ledger.rs`).
+    ledger: Arc<Ledger>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -148,8 +154,9 @@ impl SqliteStore {
     /// the writer thread.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let conn = open_writer(&path)?;
+        let (conn, version_before) = open_writer(&path)?;
         let ids = ServerIds::load(&conn)?;
+        let ledger = Arc::new(Ledger::open(&conn, &path, version_before)?);
         // WAL mode created the `-wal` file when the connection first read the database.
         let mut wal_path = path.clone().into_os_string();
         wal_path.push("-wal");
@@ -166,8 +173,10 @@ impl SqliteStore {
             health: Arc::clone(&health),
             unavailable: None,
         };
-        // Whatever opening wrote (schema, migrations) is on disk before the first answer.
+        // Whatever opening wrote (schema, migrations, a rollback's hold) is on disk before
+        // the first answer, and the ledger file is brought up to the database.
         w.flush()?;
+        ledger.sync(&w.conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_BOUND);
         let writer = std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
@@ -181,7 +190,14 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             subscribed: AtomicBool::new(false),
             health,
+            ledger,
         })
+    }
+
+    /// Whether opening found that the database's vault counters went backwards (restored
+    /// from an older copy, spec/relay-store.md section 2.1), and how many vaults it held back.
+    pub fn vault_rollback(&self) -> Option<VaultRollback> {
+        self.ledger.rollback()
     }
 
     /// [`Store::health`]: the writer thread is running, no flush has failed, and the writer

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -103,7 +103,25 @@ CREATE TABLE quotas (
 CREATE INDEX quotas_by_tat ON quotas (tat);
 ";
 
-pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+/// Version 5 (the vault ledger, spec/relay-store.md section 2.1): a count of the
+/// transactions that changed `vaults`, the id of this database, and from which count on a
+/// vault is trusted; each vault row remembers the count of its last change. A database
+/// migrated to it starts at 0 with every vault trusted.
+pub(super) const MIGRATE_V5_VAULT_LEDGER: &str = "
+ALTER TABLE vaults ADD COLUMN write_seq INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE vault_ledger (
+    singleton     INTEGER PRIMARY KEY NOT NULL CHECK (singleton = 1),
+    store_id      BLOB NOT NULL,
+    writes        INTEGER NOT NULL,
+    trusted_from  INTEGER NOT NULL
+);
+INSERT INTO vault_ledger (singleton, store_id, writes, trusted_from)
+    VALUES (1, randomblob(16), 0, 0);
+";
+
+/// Opens the writing connection, in WAL mode, and migrates the schema; also returns the
+/// schema version the database had before (0: it was created now).
+pub(super) fn open_writer(path: &Path) -> Result<(Connection, i64), StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -123,11 +141,12 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // Commits write the WAL without flushing it; the writer flushes (module documentation).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(backend)?;
-    migrate(&conn)?;
-    Ok(conn)
+    let before = migrate(&conn)?;
+    Ok((conn, before))
 }
 
-pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// Migrates the schema to [`SCHEMA_VERSION`]; returns the version found.
+pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
@@ -161,5 +180,11 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         ))
         .map_err(backend)?;
     }
-    Ok(())
+    if version < 5 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V5_VAULT_LEDGER} PRAGMA user_version = 5; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    Ok(version)
 }

@@ -1,6 +1,38 @@
 //! Guardian vaults (spec/pin.md section 9): store, fetch, counted evaluations, confirm, delete.
+//! Every change to `vaults` is counted in the vault ledger (`ledger.rs`) in its transaction,
+//! and the ledger file records the count before the caller is answered.
 
+use super::ledger::{count_vault_write, held_back};
 use super::*;
+
+impl SqliteStore {
+    /// Runs a vault change in the writer; `work` returns its outcome and, if it changed
+    /// `vaults`, the ledger count of the change ([`count_vault_write`]), which the ledger
+    /// file records once the commit is durable. If that record fails the change stays
+    /// committed and the caller gets the error: for an evaluation that errs towards the limit
+    /// (counted, not answered); the other changes are idempotent when repeated.
+    async fn write_vault<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Option<u64>), StoreError> + Send + 'static,
+    {
+        let (outcome, seq) = self.write(work).await?;
+        if let Some(seq) = seq {
+            let ledger = Arc::clone(&self.ledger);
+            tokio::task::spawn_blocking(move || ledger.record(seq))
+                .await
+                .map_err(|e| StoreError::backend("a vault ledger task", e))??;
+        }
+        Ok(outcome)
+    }
+}
+
+/// The write count of the account's vault, if it has one.
+fn write_seq(conn: &Connection, account: &str) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT write_seq FROM vaults WHERE account = ?1")
+        .and_then(|mut s| s.query_row(params![account], |r| get_u64(r, 0)))
+        .map_err(backend)
+}
 
 pub(super) fn read_vault(conn: &Connection, account: &str) -> Result<Option<VaultRow>, StoreError> {
     let row = conn
@@ -41,7 +73,7 @@ pub(super) async fn put_vault(
 ) -> Result<PutVaultOutcome, StoreError> {
     let account = account.as_str().to_owned();
     let vault = vault.clone();
-    s.write(move |c| {
+    s.write_vault(move |c| {
         let exists: bool = c
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM vaults WHERE account = ?1)",
@@ -54,24 +86,27 @@ pub(super) async fn put_vault(
                 .query_row("SELECT COUNT(*) FROM vaults", [], |r| get_u64(r, 0))
                 .map_err(backend)?;
             if n >= max_vaults {
-                return Ok(PutVaultOutcome::Full);
+                return Ok((PutVaultOutcome::Full, None));
             }
         }
+        let seq = count_vault_write(c)?;
         c.execute(
             "INSERT OR REPLACE INTO vaults
-             (account, vault_id, share, success_verifier, record, attempts_used, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+             (account, vault_id, share, success_verifier, record, attempts_used, updated_at,
+              write_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
             params![
                 account,
                 &vault.vault_id[..],
                 &vault.share[..],
                 &vault.success_verifier[..],
                 vault.record,
-                to_i64(now)
+                to_i64(now),
+                to_i64(seq)
             ],
         )
         .map_err(backend)?;
-        Ok(PutVaultOutcome::Stored)
+        Ok((PutVaultOutcome::Stored, Some(seq)))
     })
     .await
 }
@@ -93,14 +128,18 @@ pub(super) async fn begin_vault_evaluation(
 ) -> Result<VaultAttempt, StoreError> {
     let account = account.as_str().to_owned();
     let vault_id = *vault_id;
-    s.write(move |c| {
+    s.write_vault(move |c| {
         let Some(v) = read_vault(c, &account)?.filter(|v| v.vault_id == vault_id) else {
-            return Ok(VaultAttempt::NotFound);
+            return Ok((VaultAttempt::NotFound, None));
         };
+        if held_back(c, write_seq(c, &account)?)? {
+            return Ok((VaultAttempt::RolledBack, None));
+        }
+        let seq = count_vault_write(c)?;
         if v.attempts_used >= max_attempts {
             c.execute("DELETE FROM vaults WHERE account = ?1", params![account])
                 .map_err(backend)?;
-            return Ok(VaultAttempt::NotFound);
+            return Ok((VaultAttempt::NotFound, Some(seq)));
         }
         let attempts_used = v.attempts_used + 1;
         let deleted = attempts_used >= max_attempts;
@@ -109,16 +148,18 @@ pub(super) async fn begin_vault_evaluation(
                 .map_err(backend)?;
         } else {
             c.execute(
-                "UPDATE vaults SET attempts_used = ?2, updated_at = ?3 WHERE account = ?1",
-                params![account, attempts_used, to_i64(now)],
+                "UPDATE vaults SET attempts_used = ?2, updated_at = ?3, write_seq = ?4
+                 WHERE account = ?1",
+                params![account, attempts_used, to_i64(now), to_i64(seq)],
             )
             .map_err(backend)?;
         }
-        Ok(VaultAttempt::Counted {
+        let counted = VaultAttempt::Counted {
             share: v.share.clone(),
             attempts_used,
             deleted,
-        })
+        };
+        Ok((counted, Some(seq)))
     })
     .await
 }
@@ -133,30 +174,36 @@ pub(super) async fn confirm_vault(
     let account = account.as_str().to_owned();
     let vault_id = *vault_id;
     let verifier = *verifier;
-    s.write(move |c| {
+    s.write_vault(move |c| {
         let Some(v) = read_vault(c, &account)?.filter(|v| v.vault_id == vault_id) else {
-            return Ok(ConfirmOutcome::NotFound);
+            return Ok((ConfirmOutcome::NotFound, None));
         };
         if !ct_eq(&verifier, &v.success_verifier) {
-            return Ok(ConfirmOutcome::Mismatch);
+            return Ok((ConfirmOutcome::Mismatch, None));
         }
+        // A new write count also serves a held-back vault again (ledger.rs).
+        let seq = count_vault_write(c)?;
         c.execute(
-            "UPDATE vaults SET attempts_used = 0, updated_at = ?2 WHERE account = ?1",
-            params![account, to_i64(now)],
+            "UPDATE vaults SET attempts_used = 0, updated_at = ?2, write_seq = ?3
+             WHERE account = ?1",
+            params![account, to_i64(now), to_i64(seq)],
         )
         .map_err(backend)?;
-        Ok(ConfirmOutcome::Confirmed)
+        Ok((ConfirmOutcome::Confirmed, Some(seq)))
     })
     .await
 }
 
 pub(super) async fn delete_vault(s: &SqliteStore, account: &AccountId) -> Result<bool, StoreError> {
     let account = account.as_str().to_owned();
-    s.write(move |c| {
+    s.write_vault(move |c| {
         let n = c
             .execute("DELETE FROM vaults WHERE account = ?1", params![account])
             .map_err(backend)?;
-        Ok(n > 0)
+        if n == 0 {
+            return Ok((false, None));
+        }
+        Ok((true, Some(count_vault_write(c)?)))
     })
     .await
 }

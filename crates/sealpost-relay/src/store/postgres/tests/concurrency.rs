@@ -176,6 +176,7 @@ async fn vault_attempts_are_counted_exactly_across_nodes() {
                 ..
             } => Some((*attempts_used, *deleted)),
             VaultAttempt::NotFound => None,
+            VaultAttempt::RolledBack => panic!("PostgreSQL never holds a vault back"),
         };
         // A limit above the number of evaluations: each count exactly once.
         let results = spread(&nodes, 100, |s, _| {
