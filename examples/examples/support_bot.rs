@@ -175,7 +175,7 @@ async fn register(
     Client::request_code(config, &account).await?;
     let code = phones.read_code(phone)?;
     // In-memory stores keep the example short; a real bot uses `Store::open_sqlite`.
-    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate()))?;
+    let store = Store::in_memory(StoreKey::generate())?;
     Ok(Client::register(store, config.clone(), account, &code).await?)
 }
 

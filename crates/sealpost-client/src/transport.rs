@@ -2,7 +2,10 @@
 //! pushes on server-initiated unidirectional streams (spec/relay.md sections 1 and 2).
 
 use crate::config::{CONNECT_STAGGER, ClientConfig, DEAD_AFTER_TIMEOUTS, RelayAddr};
-use crate::error::ClientError;
+use crate::error::{
+    ClientError, EndpointError, EndpointErrorKind, ProtocolViolation, StreamError, StreamErrorKind,
+    read_error, write_error,
+};
 use crate::tls::{PinnedSpkiVerifier, client_tls_config};
 use sealpost_crypto::Zeroizing;
 use sealpost_crypto::spki::SpkiPins;
@@ -68,12 +71,12 @@ impl Transport {
     /// An endpoint for another relay of the same protocol (a guardian), pinned to `pins`,
     /// with `config`'s timeouts.
     pub(crate) fn to_peer(
-        addr: SocketAddr,
+        addr: RelayAddr,
         pins: SpkiPins,
         server_name: &str,
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
-        Self::build(vec![RelayAddr::Socket(addr)], pins, server_name, config)
+        Self::build(vec![addr], pins, server_name, config)
     }
 
     fn build(
@@ -83,17 +86,23 @@ impl Transport {
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
         let verifier = Arc::new(PinnedSpkiVerifier::new(pins));
-        let tls = client_tls_config(Arc::clone(&verifier))
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let tls = client_tls_config(Arc::clone(&verifier)).map_err(|e| {
+            ClientError::Endpoint(EndpointError::with_source(EndpointErrorKind::Config, e))
+        })?;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
+            ClientError::Endpoint(EndpointError::with_source(EndpointErrorKind::Config, e))
+        })?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
         transport
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(config.idle_timeout)
-                    .map_err(|e| ClientError::Connect(e.to_string()))?,
+                quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| {
+                    ClientError::Endpoint(EndpointError::with_source(
+                        EndpointErrorKind::IdleTimeoutTooLarge,
+                        e,
+                    ))
+                })?,
             ))
             .max_concurrent_bidi_streams(0u32.into())
             .max_concurrent_uni_streams(MAX_PUSH_STREAMS.into());
@@ -224,7 +233,7 @@ impl Transport {
         let connecting = self
             .endpoint
             .connect_with(self.client_config.clone(), addr, &self.server_name)
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(|e| ClientError::Endpoint(EndpointError::connect(e)))?;
         let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Err(_) => return Err(ClientError::Timeout),
             // The verifier counted a refusal during this handshake: name it, rather than
@@ -234,7 +243,7 @@ impl Transport {
                     pinned: self.verifier.pins().as_slice().len(),
                 });
             }
-            Ok(r) => r?,
+            Ok(r) => r.map_err(ClientError::quic)?,
         };
         let timeouts = Arc::new(AtomicU32::new(0));
         tokio::spawn(watch_silence(
@@ -318,12 +327,12 @@ fn bind(relays: &[RelayAddr]) -> Result<quinn::Endpoint, ClientError> {
             .all(|r| matches!(r, RelayAddr::Socket(a) if a.is_ipv6() == want_v6))
     };
     let first = if family(false) { v4 } else { v6 };
+    let bind_error =
+        |e| ClientError::Endpoint(EndpointError::with_source(EndpointErrorKind::Bind, e));
     match quinn::Endpoint::client(first) {
         Ok(e) => Ok(e),
-        Err(_) if first == v6 && !family(true) => {
-            quinn::Endpoint::client(v4).map_err(|e| ClientError::Connect(e.to_string()))
-        }
-        Err(e) => Err(ClientError::Connect(e.to_string())),
+        Err(_) if first == v6 && !family(true) => quinn::Endpoint::client(v4).map_err(bind_error),
+        Err(e) => Err(bind_error(e)),
     }
 }
 
@@ -336,30 +345,46 @@ pub(crate) struct Connection {
     timeouts: Arc<AtomicU32>,
 }
 
-fn stream_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Stream(e.to_string())
+fn read_exact_error(e: quinn::ReadExactError) -> ClientError {
+    match e {
+        quinn::ReadExactError::ReadError(e) => read_error(e),
+        e @ quinn::ReadExactError::FinishedEarly(_) => {
+            ClientError::Stream(StreamError::with_source(StreamErrorKind::FinishedEarly, e))
+        }
+    }
+}
+
+fn read_to_end_error(e: quinn::ReadToEndError) -> ClientError {
+    match e {
+        quinn::ReadToEndError::Read(e) => read_error(e),
+        e @ quinn::ReadToEndError::TooLong => {
+            ClientError::Stream(StreamError::with_source(StreamErrorKind::TooLong, e))
+        }
+    }
 }
 
 /// Reads exactly one frame, checking the length prefix before reading the body and that
 /// nothing follows it on the stream.
 async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, ClientError> {
     let mut prefix = [0u8; 4];
-    recv.read_exact(&mut prefix).await.map_err(stream_err)?;
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(read_exact_error)?;
     let len = frame_len(prefix)?;
     let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(stream_err)?;
+    recv.read_exact(&mut body).await.map_err(read_exact_error)?;
     let mut extra = [0u8; 1];
-    match recv.read(&mut extra).await.map_err(stream_err)? {
+    match recv.read(&mut extra).await.map_err(read_error)? {
         None => Ok(body),
-        Some(_) => Err(ClientError::protocol("bytes after a frame")),
+        Some(_) => Err(ClientError::protocol(ProtocolViolation::TrailingBytes)),
     }
 }
 
-fn unexpected(what: &str, resp: &Response) -> ClientError {
-    ClientError::Protocol(format!(
-        "unexpected response to {what}: {}",
-        kind_name(resp)
-    ))
+fn unexpected(what: &'static str, resp: &Response) -> ClientError {
+    ClientError::protocol(ProtocolViolation::UnexpectedResponse {
+        request: what,
+        response: kind_name(resp),
+    })
 }
 
 fn kind_name(resp: &Response) -> &'static str {
@@ -393,7 +418,7 @@ impl Connection {
         let mut out = Zeroizing::new([0u8; 32]);
         self.conn
             .export_keying_material(out.as_mut_slice(), EXPORTER_LABEL, b"")
-            .map_err(|_| ClientError::Protocol("TLS exporter unavailable".into()))?;
+            .map_err(|_| ClientError::protocol(ProtocolViolation::ExporterUnavailable))?;
         Ok(out)
     }
 
@@ -401,9 +426,11 @@ impl Connection {
     /// [`ClientError::Relay`].
     pub(crate) async fn request(&self, req: &Request) -> Result<Response, ClientError> {
         let exchange = async {
-            let (mut send, mut recv) = self.conn.open_bi().await?;
-            send.write_all(&req.encode()).await.map_err(stream_err)?;
-            send.finish().map_err(stream_err)?;
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(ClientError::quic)?;
+            send.write_all(&req.encode()).await.map_err(write_error)?;
+            send.finish().map_err(|e| {
+                ClientError::Stream(StreamError::with_source(StreamErrorKind::Closed, e))
+            })?;
             let body = read_frame(&mut recv).await?;
             Ok::<_, ClientError>(Response::decode(&body)?)
         };
@@ -436,11 +463,11 @@ impl Connection {
     /// push stream is [`ClientError::Stream`] or [`ClientError::Protocol`] and affects only
     /// that stream.
     pub(crate) async fn accept_pushes(&self) -> Result<Vec<Push>, ClientError> {
-        let mut recv = self.conn.accept_uni().await?;
+        let mut recv = self.conn.accept_uni().await.map_err(ClientError::quic)?;
         let stream = tokio::time::timeout(PUSH_READ_TIMEOUT, recv.read_to_end(MAX_PUSH_STREAM_LEN))
             .await
             .map_err(|_| ClientError::Timeout)?
-            .map_err(stream_err)?;
+            .map_err(read_to_end_error)?;
         Ok(Push::decode_stream(&stream)?)
     }
 
