@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(
             b().relay("relay", 1)
                 .pin(PIN)
-                .pin("sha256/nope")
+                .pin("sha256/not base64!")
                 .build()
                 .err(),
             Some(ConfigError::InvalidPin {
