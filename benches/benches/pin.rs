@@ -23,7 +23,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use sealpost_client::{
     AccountId, Client, ClientConfig, ClientError, Guardian, Guardians, PinArgon2Params,
-    RegistrationLock, Store, StoreKey, StoreSecret,
+    RegistrationLock, Store, StoreKey,
 };
 use sealpost_pin::normalize::normalize;
 use sealpost_pin::stretch::{UserSalt, stretch};

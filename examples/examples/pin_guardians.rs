@@ -21,7 +21,7 @@
 use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
     AccountId, Client, ClientConfig, ClientError, Guardian, Guardians, PinArgon2Params, Store,
-    StoreKey, StoreSecret,
+    StoreKey,
 };
 use sealpost_examples::Phones;
 use sealpost_relay::{GuardianConfig, Limits, Relay, RelayConfig, RelayHandle};

@@ -12,7 +12,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
-    AccountId, Client, ClientConfig, ClientEvent, EventReceiver, Store, StoreKey, StoreSecret,
+    AccountId, Client, ClientConfig, ClientEvent, EventReceiver, Store, StoreKey,
 };
 use sealpost_examples::Phones;
 use sealpost_relay::{Relay, RelayConfig};
