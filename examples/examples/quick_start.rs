@@ -124,7 +124,7 @@ async fn shop(client: Client, mut events: EventReceiver) -> Result<()> {
 async fn quick_start(out: &Mutex<Vec<String>>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let phones = Arc::new(Phones::default());
-    let mut config = RelayConfig::for_tests(&dir.path().join("relay"));
+    let mut config = RelayConfig::for_tests(dir.path().join("relay"));
     config.listen = "127.0.0.1:0".parse()?;
     config.code_sender = Some(phones.clone());
     config.shutdown_grace_secs = 2;
