@@ -364,8 +364,10 @@ impl Client {
     }
 
     /// Opens an already registered device and starts connecting in the background (it
-    /// works offline: messages sent meanwhile wait in the outbox). Watch the events for
-    /// [`ClientEvent::Connected`].
+    /// works offline: messages sent meanwhile wait in the outbox). Watch
+    /// [`Client::connection_state`] (or the events, for [`ClientEvent::Connected`]). Fails
+    /// with [`ClientError::NotRegistered`] on a store without a registered device: ask
+    /// [`Store::has_account`] first.
     pub async fn open(
         store: Store,
         config: ClientConfig,

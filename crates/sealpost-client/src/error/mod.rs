@@ -139,7 +139,8 @@ pub enum ClientError {
     /// A message could not be encrypted.
     #[error("encryption: {0}")]
     Encrypt(#[from] EncryptError),
-    /// The store holds no registered device: call `Client::register` first.
+    /// The store holds no registered device: call `Client::register` first
+    /// ([`crate::Store::has_account`] tells beforehand).
     #[error("no registered device in this store")]
     NotRegistered,
     /// The store already holds a registered device.
