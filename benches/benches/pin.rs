@@ -22,8 +22,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sealpost_client::{
-    AccountId, Argon2Params, Client, ClientConfig, ClientError, Guardian, Guardians,
-    RegistrationLock, Store, StoreKey, StoreSecret,
+    AccountId, Client, ClientConfig, ClientError, Guardian, Guardians, PinArgon2Params,
+    RegistrationLock, Store, StoreKey,
 };
 use sealpost_pin::normalize::normalize;
 use sealpost_pin::stretch::{UserSalt, stretch};
@@ -58,8 +58,8 @@ fn stretching(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
     for (name, params) in [
-        ("production", Argon2Params::PRODUCTION),
-        ("testing", Argon2Params::testing()),
+        ("production", PinArgon2Params::PRODUCTION),
+        ("testing", PinArgon2Params::testing()),
     ] {
         g.bench_function(name, |b| {
             b.iter(|| stretch(&pin, PHONE.as_bytes(), &salt, &params).unwrap());
@@ -97,7 +97,7 @@ struct Deployment {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-async fn deploy(params: Argon2Params) -> Deployment {
+async fn deploy(params: PinArgon2Params) -> Deployment {
     let codes = Arc::new(Codes::default());
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let home = guardian(dirs[0].path(), &codes, Vec::new()).await;
@@ -120,7 +120,7 @@ async fn deploy(params: Argon2Params) -> Deployment {
         .with_guardians(guardians)
         .with_pin_params(params);
     let account = AccountId::new(PHONE).unwrap();
-    let store = || Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let store = || Store::in_memory(StoreKey::generate()).unwrap();
     let code = |codes: &Codes| codes.0.lock().unwrap().remove(PHONE).unwrap();
     Client::request_code(&config, &account).await.unwrap();
     let (phone, _rx) = Client::register(store(), config.clone(), account.clone(), &code(&codes))
@@ -148,10 +148,10 @@ fn recovery(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(15));
     for (name, params) in [
-        ("recover_3_guardians_loopback", Argon2Params::PRODUCTION),
+        ("recover_3_guardians_loopback", PinArgon2Params::PRODUCTION),
         (
             "recover_3_guardians_loopback_testing_params",
-            Argon2Params::testing(),
+            PinArgon2Params::testing(),
         ),
     ] {
         let d = rt.block_on(deploy(params));

@@ -194,7 +194,8 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
     let customer_store = Store::open_sqlite(
         dir.path().join("customer.db"),
         StoreSecret::Key(StoreKey::generate()),
-    )?;
+    )
+    .await?;
     let mut customer = Party::register(
         "customer",
         CUSTOMER,
@@ -203,8 +204,14 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
         customer_store,
     )
     .await?;
-    let mut shop =
-        Party::register("shop", SHOP, &client_config, &phones, open_shop_store()?).await?;
+    let mut shop = Party::register(
+        "shop",
+        SHOP,
+        &client_config,
+        &phones,
+        open_shop_store().await?,
+    )
+    .await?;
     for p in [&customer, &shop] {
         writeln!(
             out,
@@ -258,7 +265,7 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
     show_relay_view(out, &relay_dir, &s, secret).await?;
 
     writeln!(out, "shop comes back online")?;
-    let (client, events) = Client::open(open_shop_store()?, client_config.clone()).await?;
+    let (client, events) = Client::open(open_shop_store().await?, client_config.clone()).await?;
     let mut shop = Party {
         name: "shop",
         account: s.clone(),

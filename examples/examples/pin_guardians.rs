@@ -20,8 +20,8 @@
 
 use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
-    AccountId, Argon2Params, Client, ClientConfig, ClientError, Guardian, Guardians, Store,
-    StoreKey, StoreSecret,
+    AccountId, Client, ClientConfig, ClientError, Guardian, Guardians, PinArgon2Params, Store,
+    StoreKey,
 };
 use sealpost_examples::Phones;
 use sealpost_relay::{GuardianConfig, Limits, Relay, RelayConfig, RelayHandle};
@@ -50,7 +50,7 @@ async fn start(dir: &Path, phones: &Arc<Phones>, guardian: GuardianConfig) -> Re
 }
 
 fn store() -> Result<Store> {
-    Ok(Store::in_memory(StoreSecret::Key(StoreKey::generate()))?)
+    Ok(Store::in_memory(StoreKey::generate())?)
 }
 
 async fn new_code(config: &ClientConfig, account: &AccountId, phones: &Phones) -> Result<String> {
@@ -99,9 +99,9 @@ pub async fn run(out: &mut impl Write) -> Result<()> {
             out,
             "(debug build: small Argon2id parameters; use --release for 16 MiB / 32 passes)"
         )?;
-        Argon2Params::testing()
+        PinArgon2Params::testing()
     } else {
-        Argon2Params::PRODUCTION
+        PinArgon2Params::PRODUCTION
     };
     // A short timeout: an offline guardian costs this long per recovery attempt.
     let config = ClientConfig::new(home.local_addr(), home.spki_pin())

@@ -12,7 +12,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
-    AccountId, Client, ClientConfig, ClientEvent, EventReceiver, Store, StoreKey, StoreSecret,
+    AccountId, Client, ClientConfig, ClientEvent, EventReceiver, Store, StoreKey,
 };
 use sealpost_examples::Phones;
 use sealpost_relay::{Relay, RelayConfig};
@@ -175,7 +175,7 @@ async fn register(
     Client::request_code(config, &account).await?;
     let code = phones.read_code(phone)?;
     // In-memory stores keep the example short; a real bot uses `Store::open_sqlite`.
-    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate()))?;
+    let store = Store::in_memory(StoreKey::generate())?;
     Ok(Client::register(store, config.clone(), account, &code).await?)
 }
 

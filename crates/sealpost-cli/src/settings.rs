@@ -291,12 +291,10 @@ impl DataDir {
         } else {
             "Creating the encrypted store"
         });
-        let store = tokio::task::spawn_blocking(move || {
-            Store::open(backend, StoreSecret::passphrase(passphrase.as_str()))
-        })
-        .await
-        .context("opening the store")?
-        .map_err(|e| store_error(e, &path))?;
+        // Argon2id runs on a blocking thread inside `Store::open`.
+        let store = Store::open(backend, StoreSecret::passphrase(passphrase.as_str()))
+            .await
+            .map_err(|e| store_error(e, &path))?;
         step.clear();
         Ok(store)
     }

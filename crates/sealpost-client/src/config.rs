@@ -2,7 +2,7 @@
 
 use crate::error::ClientError;
 use sealpost_crypto::spki::SpkiPins;
-use sealpost_pin::stretch::Argon2Params;
+use sealpost_pin::stretch::Argon2Params as PinArgon2Params;
 use sealpost_session::SessionConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub const CONNECT_STAGGER: Duration = Duration::from_secs(1);
 /// Consecutive request timeouts after which a connection counts as dead: the client
 /// closes it and reconnects (trying the next relay address first).
 pub const DEAD_AFTER_TIMEOUTS: u32 = 2;
+/// Default capacity of the event buffer ([`ClientConfig::event_capacity`]).
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
 /// One way to reach a relay: an address, or a DNS name (with a port) resolved at every
 /// connection attempt, all of whose addresses are tried.
@@ -66,9 +68,25 @@ impl std::str::FromStr for RelayAddr {
         }
         let (name, port) = s.rsplit_once(':').ok_or(RelayAddrError::MissingPort)?;
         let port: u16 = port.parse().map_err(|_| RelayAddrError::InvalidPort)?;
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            // An IPv6 literal needs brackets here (`[::1]:4433`).
+            return Err(RelayAddrError::InvalidHost);
+        }
+        Self::new(name, port)
+    }
+}
+
+impl RelayAddr {
+    /// A relay at `host` (a DNS name, resolved at every connection attempt, or an IP
+    /// address literal, IPv6 without brackets) and UDP `port` (1 to 65535).
+    pub fn new(host: &str, port: u16) -> Result<Self, RelayAddrError> {
         if port == 0 {
             return Err(RelayAddrError::InvalidPort);
         }
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(Self::Socket(SocketAddr::new(ip, port)));
+        }
+        let name = host;
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
@@ -189,8 +207,10 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// Reconnection backoff.
     pub reconnect: Backoff,
-    /// Capacity of the event channel; when full, delivery processing waits for the app.
-    /// Default 1024.
+    /// Capacity of the event buffer (rounded up to a power of two). Processing never waits
+    /// for the app: when the app lets more events than this pile up, the oldest are dropped
+    /// and the app's next read is [`crate::ClientEvent::Lagged`] (see
+    /// [`crate::EventReceiver`]). Default [`DEFAULT_EVENT_CAPACITY`].
     pub event_capacity: usize,
     /// Limits of new sessions.
     pub session: SessionConfig,
@@ -198,15 +218,15 @@ pub struct ClientConfig {
     /// alone, 1-of-1.
     pub guardians: Guardians,
     /// Argon2id parameters for new PIN vaults and the local PIN verifier. Default
-    /// [`Argon2Params::PRODUCTION`] (16 MiB, 32 passes); tests lower them.
-    pub pin_params: Argon2Params,
+    /// [`PinArgon2Params::PRODUCTION`] (16 MiB, 32 passes); tests lower them.
+    pub pin_params: PinArgon2Params,
 }
 
 /// One guardian of the PIN vault: a relay with its guardian role enabled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Guardian {
-    /// Its UDP address.
-    pub addr: SocketAddr,
+    /// Its address (a host name is resolved at every use).
+    pub addr: RelayAddr,
     /// Its public-key pins (checked like the relay's).
     pub pins: SpkiPins,
     /// TLS server name sent in the handshake (not verified; the pin decides).
@@ -216,9 +236,9 @@ pub struct Guardian {
 impl Guardian {
     /// A guardian at `addr` whose key matches one of `pins` (a single
     /// [`SpkiPin`](sealpost_crypto::spki::SpkiPin) converts).
-    pub fn new(addr: SocketAddr, pins: impl Into<SpkiPins>) -> Self {
+    pub fn new(addr: impl Into<RelayAddr>, pins: impl Into<SpkiPins>) -> Self {
         Self {
-            addr,
+            addr: addr.into(),
             pins: pins.into(),
             server_name: "sealpost-relay".into(),
         }
@@ -242,10 +262,10 @@ impl Guardians {
             || threshold == 0
             || usize::from(threshold) > list.len()
         {
-            return Err(ClientError::InvalidGuardians(format!(
-                "need 1 <= threshold ({threshold}) <= guardians ({}) <= 255",
-                list.len()
-            )));
+            return Err(ClientError::InvalidGuardians {
+                guardians: list.len(),
+                threshold,
+            });
         }
         Ok(Self { list, threshold })
     }
@@ -271,11 +291,16 @@ impl Guardians {
 
 impl ClientConfig {
     /// A configuration with defaults for everything but the relay address and its pins (a
-    /// single [`SpkiPin`](sealpost_crypto::spki::SpkiPin) converts).
+    /// single [`SpkiPin`](sealpost_crypto::spki::SpkiPin) converts). For a host name and
+    /// pins in text form, use [`ClientConfig::builder`].
     pub fn new(relay_addr: SocketAddr, relay_pins: impl Into<SpkiPins>) -> Self {
-        let relay_pins = relay_pins.into();
+        Self::with_first_relay(RelayAddr::Socket(relay_addr), relay_pins.into())
+    }
+
+    /// Defaults, with `relay_addr` as the relay and the guardian (1-of-1).
+    pub(crate) fn with_first_relay(relay_addr: RelayAddr, relay_pins: SpkiPins) -> Self {
         Self {
-            relays: vec![RelayAddr::Socket(relay_addr)],
+            relays: vec![relay_addr.clone()],
             relay_pins: relay_pins.clone(),
             server_name: "sealpost-relay".into(),
             request_timeout: Duration::from_secs(10),
@@ -283,16 +308,16 @@ impl ClientConfig {
             keep_alive: KEEP_ALIVE,
             idle_timeout: IDLE_TIMEOUT,
             reconnect: Backoff::default(),
-            event_capacity: 1024,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
             session: SessionConfig::default(),
             guardians: Guardians::single(Guardian::new(relay_addr, relay_pins)),
-            pin_params: Argon2Params::PRODUCTION,
+            pin_params: PinArgon2Params::PRODUCTION,
         }
     }
 
     /// Sets the relay's nodes, tried in order (see [`ClientConfig::relays`]); every node must
     /// present a key matching `relay_pins`. The guardians are left as they are (by default
-    /// the relay at the address given to [`ClientConfig::new`]). An empty list makes
+    /// the first relay given to [`ClientConfig::new`] or the builder). An empty list makes
     /// connecting fail with [`ClientError::NoRelayAddress`].
     pub fn with_relays(mut self, relays: impl IntoIterator<Item = RelayAddr>) -> Self {
         self.relays = relays.into_iter().collect();
@@ -320,7 +345,7 @@ impl ClientConfig {
 
     /// Sets the Argon2id parameters of new PIN vaults and of the local verifier (lower them
     /// only in tests).
-    pub fn with_pin_params(mut self, params: Argon2Params) -> Self {
+    pub fn with_pin_params(mut self, params: PinArgon2Params) -> Self {
         self.pin_params = params;
         self
     }
@@ -328,6 +353,13 @@ impl ClientConfig {
     /// Sets the reconnection backoff.
     pub fn with_reconnect(mut self, reconnect: Backoff) -> Self {
         self.reconnect = reconnect;
+        self
+    }
+
+    /// Sets the capacity of the event buffer (see [`ClientConfig::event_capacity`]; at
+    /// least 1).
+    pub fn with_event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
         self
     }
 

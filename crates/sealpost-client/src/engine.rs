@@ -92,7 +92,7 @@ impl Engine {
     fn lock(&self) -> Result<MutexGuard<'_, ()>, ClientError> {
         self.lock
             .lock()
-            .map_err(|_| ClientError::Internal("engine lock poisoned".into()))
+            .map_err(|_| ClientError::Internal(crate::error::InternalError::LockPoisoned))
     }
 
     /// Records the identity of a device; returns an event if it differs from the identity
@@ -277,7 +277,9 @@ impl Engine {
                 // base key finds no session and its handshake fails authentication.
                 if let Some(i) = sessions.iter().position(|(_, s)| s.matches(p)) {
                     let Some((_, s)) = sessions.get_mut(i) else {
-                        return Err(ClientError::Internal("session index".into()));
+                        return Err(ClientError::Internal(
+                            crate::error::InternalError::SessionIndex,
+                        ));
                     };
                     if !bound_to_sender(s) {
                         return Ok(Processed::Rejected(
@@ -335,7 +337,9 @@ impl Engine {
             (None, None) => None,
         };
         let Some(session) = session else {
-            return Err(ClientError::Internal("session index".into()));
+            return Err(ClientError::Internal(
+                crate::error::InternalError::SessionIndex,
+            ));
         };
         let Ok((inner_id, body)) = decode_content(&plaintext) else {
             return Ok(Processed::Rejected("content does not decode"));
@@ -836,14 +840,14 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Batch, StoreKey, StoreSecret};
+    use crate::store::{Batch, StoreKey};
     use sealpost_wire::relay::Delivery;
 
     /// Rollback detection and session renewal (spec/client-store.md section 9).
     mod rollback;
 
     fn engine(phone: &str, device: u32) -> Engine {
-        let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+        let store = Store::in_memory(StoreKey::generate()).unwrap();
         let record = AccountRecord {
             identity: IdentityKeyPair::generate(&mut rand::rng()),
             account: AccountId::new(phone).unwrap(),

@@ -4,9 +4,10 @@ use crate::content::{MessageBody, MessageId};
 use crate::error::ClientError;
 use sealpost_session::IdentityKey;
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+use tokio::sync::broadcast;
 
-/// Something the application should know about. Received from the channel returned by
-/// `Client::register` / `Client::open`.
+/// Something the application should know about. Received from the [`EventReceiver`]
+/// returned by `Client::register` / `Client::open`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 // `Message` is by far the most frequent event; boxing it would add an allocation per
@@ -111,4 +112,110 @@ pub enum ClientEvent {
     /// device's store is running somewhere. The client stops reconnecting, so that the two
     /// copies do not keep replacing each other.
     ReplacedByAnotherConnection,
+    /// The app read its events too slowly: the event buffer
+    /// ([`crate::ClientConfig::event_capacity`]) overflowed and the oldest `missed` events
+    /// were dropped. Processing did not wait: every message is in the store's history
+    /// ([`crate::Client::history`]), the state of every sent message in its history entry
+    /// ([`crate::MessageStatus`]), the connection in [`crate::Client::connection_state`].
+    /// Reload what the app shows from there, then go on reading.
+    Lagged {
+        /// Events dropped.
+        missed: u64,
+    },
+}
+
+/// The receiving end of a client's events: one per client (not `Clone`; every
+/// [`crate::Client`] handle shares it).
+///
+/// The buffer is bounded ([`crate::ClientConfig::event_capacity`]) and never holds up the
+/// client: message processing, acknowledgements and sending go on whether or not the app
+/// reads. When the app falls behind by more than the capacity, the oldest events are
+/// dropped and [`EventReceiver::recv`] returns [`ClientEvent::Lagged`] with how many,
+/// then the events that are left, in order. Nothing durable is lost: messages are in the
+/// store before they are reported.
+///
+/// Events queued when the client stops can still be read; then `recv` returns `None`.
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: broadcast::Receiver<ClientEvent>,
+}
+
+impl EventReceiver {
+    /// The next event; [`ClientEvent::Lagged`] if events were dropped since the last read;
+    /// `None` once the client has stopped (shut down, or every handle dropped) and every
+    /// queued event has been read.
+    pub async fn recv(&mut self) -> Option<ClientEvent> {
+        match self.rx.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Some(ClientEvent::Lagged { missed })
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is queued (or [`ClientEvent::Lagged`]), without waiting.
+    pub fn try_recv(&mut self) -> Option<ClientEvent> {
+        match self.rx.try_recv() {
+            Ok(event) => Some(event),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                Some(ClientEvent::Lagged { missed })
+            }
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                None
+            }
+        }
+    }
+}
+
+/// The sending end: never waits; the oldest events go when the buffer is full.
+#[derive(Debug)]
+pub(crate) struct EventSender {
+    tx: broadcast::Sender<ClientEvent>,
+}
+
+impl EventSender {
+    pub(crate) fn send(&self, event: ClientEvent) {
+        // No receiver means the app dropped it: state is in the store.
+        let _ = self.tx.send(event);
+    }
+}
+
+/// A bounded event channel of at least `capacity` (rounded up to a power of two).
+pub(crate) fn channel(capacity: usize) -> (EventSender, EventReceiver) {
+    let (tx, rx) = broadcast::channel(capacity.max(1));
+    (EventSender { tx }, EventReceiver { rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_a_lag_signal_then_the_newest_events() {
+        let (tx, mut rx) = channel(4);
+        for n in 0..10u64 {
+            tx.send(ClientEvent::StoreRolledBack {
+                local_sender_seq: n,
+                relay_sender_seq: n,
+            });
+        }
+        // Sending never waited; the 6 oldest are gone.
+        assert_eq!(rx.recv().await, Some(ClientEvent::Lagged { missed: 6 }));
+        for n in 6..10u64 {
+            assert_eq!(
+                rx.try_recv(),
+                Some(ClientEvent::StoreRolledBack {
+                    local_sender_seq: n,
+                    relay_sender_seq: n,
+                })
+            );
+        }
+        assert_eq!(rx.try_recv(), None);
+        tx.send(ClientEvent::Connected);
+        drop(tx);
+        // Queued events outlive the sender; then the channel reports its end.
+        assert_eq!(rx.recv().await, Some(ClientEvent::Connected));
+        assert_eq!(rx.recv().await, None);
+    }
 }

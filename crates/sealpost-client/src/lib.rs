@@ -26,43 +26,59 @@
 //!   relay becomes exactly-once [`ClientEvent::Message`]s, in order per sending device.
 //! * **Prekeys**: published at registration and replenished when the relay reports them low;
 //!   signed and last-resort prekeys rotate weekly.
+//! * **Front door**: [`ClientConfig::builder`] takes the relay's host name, port and pin in
+//!   text form; [`Store::open_sqlite`] is async (the key derivation runs off the runtime);
+//!   [`Store::has_account`] tells a first run from a later one; [`Client`] is a cheap
+//!   `Clone` handle with [`Client::shutdown`] on any clone; [`Client::connection_state`]
+//!   reports connecting, connected, backing off (with a typed [`ConnectFailure`], e.g. a pin
+//!   mismatch) or stopped; the [`EventReceiver`] is bounded and never holds up processing
+//!   (a slow reader gets [`ClientEvent::Lagged`]).
 //!
 //! # Quick start
 //!
+//! The whole app "register (or open the account on later runs), send a message to a shop,
+//! print the replies":
+//!
 //! ```no_run
-//! use sealpost_client::{
-//!     AccountId, Client, ClientConfig, ClientEvent, SpkiPin, Store, StoreSecret,
+//! use sealpost_client::{AccountId, Client, ClientConfig, ClientEvent, Store, StoreSecret};
+//!
+//! # fn read_code_from_user() -> String { String::new() }
+//! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+//! // The relay: host name, port and public-key pin (the relay prints its pin at start).
+//! let config = ClientConfig::builder()
+//!     .relay("relay.example.org", 4433)
+//!     .pin("sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+//!     .build()?;
+//! // The encrypted store (the passphrase is stretched off the async runtime).
+//! let store = Store::open_sqlite("app.db", StoreSecret::passphrase("a long passphrase")).await?;
+//!
+//! let (client, mut events) = if store.has_account().await? {
+//!     Client::open(store, config).await?
+//! } else {
+//!     // First run: the relay texts a 6-digit code to the number; the user types it in.
+//!     let me = AccountId::new("+15550001111")?;
+//!     Client::request_code(&config, &me).await?;
+//!     Client::register(store, config, me, &read_code_from_user()).await?
 //! };
 //!
-//! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
-//! // The relay's address and its public-key pin (printed by the relay at start).
-//! let pin: SpkiPin = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".parse()?;
-//! let config = ClientConfig::new("127.0.0.1:4433".parse()?, pin);
-//! let store = Store::open_sqlite("shop.db", StoreSecret::passphrase("a long passphrase"))?;
-//! let me = AccountId::new("+15550001111")?;
+//! let shop = AccountId::new("+4915112345678")?;
+//! client.send_text(&shop, "Is order #1234 on its way?").await?;
 //!
-//! // Registration, step 1: the relay sends a 6-digit code to the phone number.
-//! Client::request_code(&config, &me).await?;
-//! // Step 2: the user types the code in.
-//! let code = "123456";
-//! let (client, mut events) = Client::register(store, config.clone(), me, code).await?;
-//! // Later runs use `Client::open(store, config)` instead.
-//!
-//! let customer = AccountId::new("+4915112345678")?;
-//! let id = client.send_text(&customer, "Your order #1234 has shipped.").await?;
+//! // Optional: show "offline" or "the relay's certificate does not match".
+//! let mut state = client.connection_state();
+//! tokio::spawn(async move {
+//!     while state.changed().await.is_ok() {
+//!         eprintln!("connection: {:?}", *state.borrow_and_update());
+//!     }
+//! });
 //!
 //! while let Some(event) = events.recv().await {
 //!     match event {
-//!         ClientEvent::Delivered { message_id, .. } if message_id == id => {
-//!             println!("the relay has it");
+//!         ClientEvent::Message { from, body, .. } if from.account == shop => {
+//!             println!("the shop replied: {}", body.as_text().unwrap_or("(bytes)"));
 //!         }
-//!         ClientEvent::Message { from, body, .. } => {
-//!             println!("{} wrote {:?}", from.device.0, body.as_text());
-//!         }
-//!         ClientEvent::SafetyNumberChanged { account, device } => {
-//!             let number = client.safety_number(&account, device).await?;
-//!             println!("new safety number: {}", number.display_groups().join(" "));
-//!         }
+//!         // Read too slowly: nothing is lost, the messages are in `client.history(..)`.
+//!         ClientEvent::Lagged { .. } => {}
 //!         _ => {}
 //!     }
 //! }
@@ -71,10 +87,13 @@
 //! # }
 //! ```
 //!
+//! `examples/examples/quick_start.rs` runs this app against an in-process relay.
+//!
 //! # Guarantees and their limits
 //!
 //! * A message reported by [`ClientEvent::Message`] is already in the store's history; if the
-//!   app crashes before handling the event, the message is in [`Client::history`], not
+//!   app crashes before handling the event, or reads its events so slowly that some are
+//!   dropped ([`ClientEvent::Lagged`]), the message is in [`Client::history`], not
 //!   delivered again.
 //! * A store restored from an older copy of itself (a backup, a copied app directory) is
 //!   detected at its first authentication, by the relay's count of this device's sends
@@ -100,6 +119,7 @@
     )
 )]
 
+mod builder;
 mod client;
 mod config;
 mod content;
@@ -108,14 +128,17 @@ mod error;
 mod event;
 mod outbox;
 mod pin;
+mod state;
 pub mod store;
 pub mod tls;
 mod transport;
 
-pub use client::{Client, Device, EventReceiver};
+pub use builder::{ClientConfigBuilder, ConfigError};
+pub use client::{Client, Device};
 pub use config::{
-    Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS, Guardian,
-    Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr, RelayAddrError,
+    Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
+    DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
+    RelayAddrError,
 };
 pub use content::{
     CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,
@@ -125,15 +148,24 @@ pub use engine::{
     KEM_PREKEY_LOW, KEM_PREKEY_TARGET, MAX_RETIRED_PREKEYS, ONE_TIME_PREKEY_LOW,
     ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_SECS, RETIRED_PREKEY_RETENTION_SECS,
 };
-pub use error::{ClientError, StoreError};
-pub use event::ClientEvent;
+pub use error::{
+    ClientError, ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
+    EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind, ProtocolViolation,
+    StoreError, StreamError, StreamErrorKind, VaultUnavailable,
+};
+pub use event::{ClientEvent, EventReceiver};
 pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
-pub use sealpost_pin::stretch::Argon2Params;
+/// The PIN's Argon2id cost parameters ([`ClientConfig::pin_params`]; default
+/// `PinArgon2Params::PRODUCTION`, 16 MiB and 32 passes). Not the store passphrase's:
+/// that is [`StoreArgon2Params`].
+pub use sealpost_pin::stretch::Argon2Params as PinArgon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::relay::ErrorCode;
 pub use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
+pub use state::{ConnectFailure, ConnectionState, StopReason};
 pub use store::{
-    Direction, HistoryEntry, MessageStatus, Store, StoreKey, StoreSecret, Verification,
+    Direction, HistoryEntry, MessageStatus, Store, StoreArgon2Params, StoreKey, StoreSecret,
+    Verification,
 };

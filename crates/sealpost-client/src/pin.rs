@@ -6,7 +6,7 @@
 //! tokens after a recovery, and the registration-lock token to the relay (section 10).
 
 use crate::config::{ClientConfig, Guardian};
-use crate::error::ClientError;
+use crate::error::{ClientError, InternalError, ProtocolViolation, VaultUnavailable};
 use crate::transport::{Connection, Transport};
 use sealpost_pin::normalize::{NormalizedPin, normalize};
 use sealpost_pin::oprf::{EvaluatedElement, Proof};
@@ -96,8 +96,11 @@ fn pin_err(e: sealpost_pin::PinError) -> ClientError {
     ClientError::Pin(e)
 }
 
-fn unexpected(what: &str) -> ClientError {
-    ClientError::Protocol(format!("unexpected response to {what}"))
+fn unexpected(what: &'static str) -> ClientError {
+    ClientError::protocol(ProtocolViolation::UnexpectedResponse {
+        request: what,
+        response: "another kind",
+    })
 }
 
 /// Connections to the guardians of one operation (enrolment, recovery, deletion), opened
@@ -114,8 +117,12 @@ impl Links {
             let (index, g, config) = (*index, g.clone(), config.clone());
             set.spawn(async move {
                 let opened = async {
-                    let transport =
-                        Transport::to_peer(g.addr, g.pins.clone(), &g.server_name, &config)?;
+                    let transport = Transport::to_peer(
+                        g.addr.clone(),
+                        g.pins.clone(),
+                        &g.server_name,
+                        &config,
+                    )?;
                     let conn = transport.connect().await;
                     Ok::<_, ClientError>((transport, conn))
                 };
@@ -152,7 +159,7 @@ impl Links {
                 .iter()
                 .find(|(i, _)| *i == index)
                 .map(|(_, c)| c.clone())
-                .unwrap_or_else(|| Err(ClientError::Internal("no such guardian".into())));
+                .unwrap_or(Err(ClientError::Internal(InternalError::UnknownGuardian)));
             set.spawn(async move {
                 match conn {
                     Ok(conn) => (index, conn.request(&req).await),
@@ -164,7 +171,7 @@ impl Links {
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(r) => out.push(r),
-                Err(e) => out.push((0, Err(ClientError::Internal(e.to_string())))),
+                Err(e) => out.push((0, Err(ClientError::join(e)))),
             }
         }
         out.sort_by_key(|(i, _)| *i);
@@ -236,9 +243,7 @@ pub(crate) async fn enrol(
     let mut requests = Vec::with_capacity(n);
     for g in &enrollment.guardians {
         let Some((_, guardian)) = guardians.iter().find(|(i, _)| *i == g.index) else {
-            return Err(ClientError::Internal(
-                "share for an unknown guardian".into(),
-            ));
+            return Err(ClientError::Internal(InternalError::UnknownGuardian));
         };
         requests.push((
             g.index,
@@ -379,20 +384,25 @@ async fn recover_over(
             Err(e) => tracing::warn!(guardian = index, error = %e, "guardian unavailable"),
         }
     }
-    let chosen = vault::choose_record(&candidates).map_err(|e| {
-        ClientError::VaultUnavailable(format!(
-            "{} of {} guardians returned a vault ({gone} have none), {t} must agree: {e}",
-            candidates.len(),
-            guardians.len()
-        ))
+    let too_few = |agreeing: usize, needed: usize| {
+        ClientError::VaultUnavailable(VaultUnavailable::TooFewRecords {
+            guardians: guardians.len(),
+            returned: candidates.len(),
+            without_vault: gone,
+            agreeing,
+            needed,
+        })
+    };
+    let chosen = vault::choose_record(&candidates).map_err(|e| match e {
+        sealpost_pin::PinError::VaultUnavailable { agreeing, needed } => {
+            too_few(agreeing, needed.max(t))
+        }
+        _ => too_few(0, t),
     })?;
-    let record = chosen.record;
     if chosen.agreeing.len() < t {
-        return Err(ClientError::VaultUnavailable(format!(
-            "{} guardians agree on the vault, {t} needed ({gone} have none)",
-            chosen.agreeing.len()
-        )));
+        return Err(too_few(chosen.agreeing.len(), t));
     }
+    let record = chosen.record;
     for bad in &chosen.disagreeing {
         tracing::warn!(
             guardian = bad,
@@ -489,10 +499,10 @@ async fn recover_over(
     if valid.len() < t {
         return Err(match last_err {
             Some(e @ ClientError::Relay { .. }) => e,
-            _ => ClientError::VaultUnavailable(format!(
-                "{} valid guardian evaluations, {t} needed",
-                valid.len()
-            )),
+            _ => ClientError::VaultUnavailable(VaultUnavailable::TooFewEvaluations {
+                valid: valid.len(),
+                needed: t,
+            }),
         });
     }
     let recovered = match recovery.finish(&valid) {

@@ -86,7 +86,7 @@ async fn nothing_secret_is_logged() {
     const WRONG_PIN: &str = "Ocelot-918273";
     let pin_config = config
         .clone()
-        .with_pin_params(sealpost_client::Argon2Params::testing());
+        .with_pin_params(sealpost_client::PinArgon2Params::testing());
     customer.shutdown().await;
     let (customer, _rx) =
         sealpost_client::Client::open(open_store(dir.path(), "customer"), pin_config.clone())

@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use sealpost_client::{
-    Argon2Params, Client, ClientConfig, ClientError, Guardian, Guardians, PinCheck, Store,
+    Client, ClientConfig, ClientError, Guardian, Guardians, PinArgon2Params, PinCheck, Store,
 };
 use sealpost_relay::{GuardianConfig, Limits, RelayHandle};
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ async fn start_guardian(
 
 fn pin_config(relay: &RelayHandle) -> ClientConfig {
     client_config(relay.local_addr(), relay.spki_pin())
-        .with_pin_params(Argon2Params::testing())
+        .with_pin_params(PinArgon2Params::testing())
         .with_request_timeout(Duration::from_secs(3))
 }
 
@@ -292,9 +292,12 @@ async fn two_of_three_guardians_detect_garbage_and_need_two() {
     g3.shutdown().await;
     match with_pin(&config, &codes, PHONE, open_store(dir.path(), "c"), PIN).await {
         Err(ClientError::VaultUnavailable(why)) => {
-            assert!(
-                why.contains("1 valid guardian evaluations, 2 needed"),
-                "{why}"
+            assert_eq!(
+                why,
+                sealpost_client::VaultUnavailable::TooFewEvaluations {
+                    valid: 1,
+                    needed: 2
+                }
             );
         }
         Err(e) => panic!("expected VaultUnavailable, got {e}"),

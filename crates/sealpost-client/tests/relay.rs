@@ -565,7 +565,10 @@ fn reason_is_permanent() -> bool {
     use sealpost_client::StoreError;
     let table = "contacts";
     ClientError::Store(StoreError::Authentication { table }).is_permanent()
-        && !ClientError::Store(StoreError::Database("disk I/O error".into())).is_permanent()
+        && !ClientError::Store(StoreError::Database(
+            sealpost_client::DatabaseErrorKind::Io.into(),
+        ))
+        .is_permanent()
         && !ClientError::Timeout.is_permanent()
 }
 

@@ -90,9 +90,11 @@ pub fn explain(e: &ClientError) -> String {
             ClientError::PinMismatch { .. } => format!(
                 "{e}: this is not the relay you pinned, or it moved to a key you have not pinned yet; get its pin from the operator (`sealpost-relay --print-pin`) and add it with --relay-pin"
             ),
-            ClientError::Connection(_) | ClientError::Connect(_) | ClientError::Timeout => format!(
-                "cannot reach the relay ({e}); check --relay and --relay-pin (the relay prints its pin at start)"
-            ),
+            ClientError::Connection(_) | ClientError::Endpoint(_) | ClientError::Timeout => {
+                format!(
+                    "cannot reach the relay ({e}); check --relay and --relay-pin (the relay prints its pin at start)"
+                )
+            }
             e => e.to_string(),
         },
     }
@@ -141,6 +143,9 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
         ),
         ClientEvent::ReplacedByAnotherConnection => bail!(
             "another copy of this device connected to the relay; stop it before using this one"
+        ),
+        ClientEvent::Lagged { missed } => eprintln!(
+            "warning: {missed} events were not shown (read too slowly); the messages are kept in the store (`sealpost chat ACCOUNT` shows the conversation)"
         ),
         _ => {}
     }
@@ -191,7 +196,7 @@ pub async fn finish(s: Session) -> anyhow::Result<()> {
     } = s;
     client.shutdown().await;
     let mut result = Ok(());
-    while let Ok(ev) = events.try_recv() {
+    while let Some(ev) = events.try_recv() {
         if let Err(e) = report(&ev) {
             result = Err(e);
         }

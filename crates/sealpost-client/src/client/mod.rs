@@ -5,10 +5,11 @@
 use crate::config::{BackoffState, ClientConfig};
 use crate::content::{MAX_BODY_LEN, MessageBody, MessageId};
 use crate::engine::{Engine, Processed};
-use crate::error::ClientError;
-use crate::event::ClientEvent;
+use crate::error::{ClientError, ProtocolViolation};
+use crate::event::{ClientEvent, EventReceiver, EventSender};
 use crate::outbox::{OUTBOX_SCAN_LIMIT, Retries, Verdict};
 use crate::pin::{PinCheck, PinStatus};
+use crate::state::{ConnectionState, StopReason};
 use crate::store::{
     AccountRecord, Batch, Contact, DAY_MS, HistoryEntry, PinRecord, Store, Verification,
 };
@@ -25,9 +26,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod pin;
 mod receiving;
 mod sending;
 
+use pin::{enrol_pin, save_pin};
 use receiving::*;
 use sending::*;
 
@@ -51,9 +54,6 @@ const RELEASE_POLL: Duration = Duration::from_millis(5);
 /// How long `shutdown` waits for the background tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// The receiving end of a client's events.
-pub type EventReceiver = mpsc::Receiver<ClientEvent>;
-
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -68,7 +68,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ClientError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(ClientError::join)?
 }
 
 fn parse_code(code: &str) -> Result<[u8; 6], ClientError> {
@@ -102,7 +102,9 @@ struct Shared {
     conn: watch::Sender<Option<Connection>>,
     outbox_wake: Notify,
     shutdown: watch::Sender<bool>,
-    events: mpsc::Sender<ClientEvent>,
+    events: EventSender,
+    /// The connection state the app observes.
+    state: watch::Sender<ConnectionState>,
     /// The relay's last reported prekey counts.
     prekey_counts: std::sync::Mutex<Option<PreKeyCounts>>,
     /// Serializes prekey maintenance runs.
@@ -110,9 +112,13 @@ struct Shared {
 }
 
 impl Shared {
-    async fn emit(&self, event: ClientEvent) {
-        // A dropped receiver means the app does not want events; state is in the store.
-        let _ = self.events.send(event).await;
+    /// Reports an event; never waits (a slow app gets [`ClientEvent::Lagged`]).
+    fn emit(&self, event: ClientEvent) {
+        self.events.send(event);
+    }
+
+    fn set_state(&self, state: ConnectionState) {
+        self.state.send_replace(state);
     }
 
     fn connection(&self) -> Result<Connection, ClientError> {
@@ -146,24 +152,67 @@ impl Shared {
     }
 }
 
-/// A registered device connected (or reconnecting) to its relay.
+/// A registered device connected (or reconnecting) to its relay: a cheap handle, `Clone`,
+/// to share across tasks. Every clone drives the same client: one engine (the store's only
+/// writer), one connection, one outbox, one [`EventReceiver`] (returned once, by
+/// [`Client::register`] or [`Client::open`]).
 ///
 /// One client per store: a SQLite store is locked while open ([`Store::open_sqlite`] fails
 /// with [`crate::StoreError::InUse`] while another open, in this process or another, holds
 /// it), and a client owns the [`Store`] it was given.
 ///
-/// Dropping a client aborts its background tasks; prefer [`Client::shutdown`], which
-/// acknowledges what was processed and closes the connection cleanly. Everything durable is
-/// in the [`Store`] either way.
+/// [`Client::shutdown`] (from any clone) acknowledges what was processed, closes the
+/// connection cleanly and releases the store; every clone then answers
+/// [`ClientError::ShutDown`]. Dropping the last clone without it aborts the background
+/// tasks. Everything durable is in the [`Store`] either way.
+#[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    handle: Arc<Handle>,
+}
+
+/// What the clones of a [`Client`] share.
+struct Handle {
+    address: DeviceAddress,
+    identity: IdentityKey,
+    /// `None` once shut down: the handles then hold neither the engine nor the store.
+    shared: std::sync::Mutex<Option<Arc<Shared>>>,
+    state: watch::Receiver<ConnectionState>,
+    /// The background tasks; locked for the whole of a shutdown, so that a concurrent
+    /// second `shutdown` returns only when the first is done.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Handle {
+    fn shared(&self) -> Result<Arc<Shared>, ClientError> {
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or(ClientError::ShutDown)
+    }
+
+    fn take_shared(&self) -> Option<Arc<Shared>> {
+        self.shared.lock().ok().and_then(|mut s| s.take())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The last clone is gone without `shutdown`: stop everything now.
+        if let Some(shared) = self.shared.get_mut().ok().and_then(Option::take) {
+            shared.shutdown.send_replace(true);
+            shared.set_state(ConnectionState::Stopped(StopReason::ShutDown));
+        }
+        for t in self.tasks.get_mut().iter() {
+            t.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("address", &self.shared.engine.address)
+            .field("address", &self.handle.address)
             .finish_non_exhaustive()
     }
 }
@@ -295,30 +344,30 @@ impl Client {
         // (whose account had no device yet) has sent nothing, so there is nothing to check.
         let ((one_time, kem), _queued, _sender_seq) =
             conn.authenticate(&engine.identity, &engine.address).await?;
-        let (client, events) = Self::start(engine, config, transport);
+        let (shared, events) = Self::start(engine, config, transport);
         // Publish before returning, so that others can reach the device right away.
-        let shared = client.shared.clone();
         shared.set_prekey_counts((one_time, kem));
         maintain_prekeys(&shared, &conn).await?;
         if let Some((master, pin, reenrol)) = recovered {
             if reenrol {
                 // The recovery used a guardian's last attempt: a fresh vault. Best effort: the
                 // device is registered and the lock is on either way; `set_pin` retries.
-                if let Err(e) = client.enrol_pin(&conn, &pin, master.clone()).await {
+                if let Err(e) = enrol_pin(&shared, &conn, &pin, master.clone()).await {
                     tracing::warn!(error = %e, "could not enrol a fresh PIN vault; run set_pin again");
-                    client.save_pin(&pin, master).await?;
+                    save_pin(&shared, &pin, master).await?;
                 }
             } else {
-                client.save_pin(&pin, master).await?;
+                save_pin(&shared, &pin, master).await?;
             }
         }
-        client.spawn_tasks(Some(conn));
-        Ok((client, events))
+        Ok((Self::launch(shared, Some(conn)), events))
     }
 
     /// Opens an already registered device and starts connecting in the background (it
-    /// works offline: messages sent meanwhile wait in the outbox). Watch the events for
-    /// [`ClientEvent::Connected`].
+    /// works offline: messages sent meanwhile wait in the outbox). Watch
+    /// [`Client::connection_state`] (or the events, for [`ClientEvent::Connected`]). Fails
+    /// with [`ClientError::NotRegistered`] on a store without a registered device: ask
+    /// [`Store::has_account`] first.
     pub async fn open(
         store: Store,
         config: ClientConfig,
@@ -335,17 +384,16 @@ impl Client {
         }
         let engine = Arc::new(Engine::new(store, &record, config.session)?);
         let transport = Transport::new(&config)?;
-        let (client, events) = Self::start(engine, config, transport);
-        client.spawn_tasks(None);
-        Ok((client, events))
+        let (shared, events) = Self::start(engine, config, transport);
+        Ok((Self::launch(shared, None), events))
     }
 
     fn start(
         engine: Arc<Engine>,
         config: ClientConfig,
         transport: Transport,
-    ) -> (Client, EventReceiver) {
-        let (events, rx) = mpsc::channel(config.event_capacity.max(1));
+    ) -> (Arc<Shared>, EventReceiver) {
+        let (events, rx) = crate::event::channel(config.event_capacity);
         let shared = Arc::new(Shared {
             engine,
             config,
@@ -354,45 +402,62 @@ impl Client {
             outbox_wake: Notify::new(),
             shutdown: watch::channel(false).0,
             events,
+            state: watch::channel(ConnectionState::Connecting).0,
             prekey_counts: std::sync::Mutex::new(None),
             prekey_lock: Mutex::new(()),
         });
-        (
-            Client {
-                shared,
-                tasks: std::sync::Mutex::new(Vec::new()),
-            },
-            rx,
-        )
+        (shared, rx)
     }
 
-    fn spawn_tasks(&self, initial: Option<Connection>) {
-        let a = tokio::spawn(connection_task(self.shared.clone(), initial));
-        let b = tokio::spawn(outbox_task(self.shared.clone()));
-        if let Ok(mut t) = self.tasks.lock() {
-            t.push(a);
-            t.push(b);
+    /// Starts the background tasks (with `initial` as the first connection) and wraps
+    /// `shared` in the first handle.
+    fn launch(shared: Arc<Shared>, initial: Option<Connection>) -> Client {
+        let tasks = vec![
+            tokio::spawn(connection_task(shared.clone(), initial)),
+            tokio::spawn(outbox_task(shared.clone())),
+        ];
+        Client {
+            handle: Arc::new(Handle {
+                address: shared.engine.address.clone(),
+                identity: shared.engine.identity.public(),
+                state: shared.state.subscribe(),
+                shared: std::sync::Mutex::new(Some(shared)),
+                tasks: Mutex::new(tasks),
+            }),
         }
+    }
+
+    fn shared(&self) -> Result<Arc<Shared>, ClientError> {
+        self.handle.shared()
     }
 
     /// This device's address.
     pub fn address(&self) -> &DeviceAddress {
-        &self.shared.engine.address
+        &self.handle.address
     }
 
     /// This device's public identity.
     pub fn identity(&self) -> IdentityKey {
-        self.shared.engine.identity.public()
-    }
-
-    /// The local store.
-    pub fn store(&self) -> &Store {
-        &self.shared.engine.store
+        self.handle.identity
     }
 
     /// Whether the client is connected and authenticated right now.
     pub fn is_connected(&self) -> bool {
-        self.shared.conn.borrow().is_some()
+        self.shared()
+            .is_ok_and(|shared| shared.conn.borrow().is_some())
+    }
+
+    /// The connection state, to show the app's user: connecting, connected, backing off
+    /// (with why and when the next attempt is), or stopped ([`ConnectionState`]).
+    ///
+    /// `borrow()` on the receiver reads the current state; `changed().await` waits for the
+    /// next change (states in between may be skipped: a watch channel keeps only the
+    /// latest), `wait_for` for one that matches. After [`Client::shutdown`] the state is
+    /// [`ConnectionState::Stopped`] and `changed` returns an error.
+    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        let mut rx = self.handle.state.clone();
+        rx.mark_unchanged();
+        rx
     }
 
     /// Sends text to every device of `account` (and to this account's other devices when
@@ -427,7 +492,8 @@ impl Client {
     }
 
     async fn send(&self, account: &AccountId, body: MessageBody) -> Result<MessageId, ClientError> {
-        if self.shared.is_shutting_down() {
+        let shared = self.shared()?;
+        if shared.is_shutting_down() {
             return Err(ClientError::ShutDown);
         }
         let len = body.as_bytes().len();
@@ -437,10 +503,10 @@ impl Client {
                 max: MAX_BODY_LEN,
             });
         }
-        let engine = self.shared.engine.clone();
+        let engine = shared.engine.clone();
         let account = account.clone();
         let id = blocking(move || engine.enqueue(&account, &body, now_ms())).await?;
-        self.shared.outbox_wake.notify_one();
+        shared.outbox_wake.notify_one();
         Ok(id)
     }
 
@@ -449,8 +515,9 @@ impl Client {
     /// reported counts are low. The client also does this by itself after authenticating
     /// and on `PreKeysLow`.
     pub async fn publish_prekeys(&self) -> Result<(), ClientError> {
-        let conn = self.shared.connection()?;
-        maintain_prekeys(&self.shared, &conn).await
+        let shared = self.shared()?;
+        let conn = shared.connection()?;
+        maintain_prekeys(&shared, &conn).await
     }
 
     /// The safety number between this device and a remote device whose identity this
@@ -460,7 +527,8 @@ impl Client {
         account: &AccountId,
         device: DeviceId,
     ) -> Result<SafetyNumber, ClientError> {
-        let engine = self.shared.engine.clone();
+        let shared = self.shared()?;
+        let engine = shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
         blocking(move || Ok(engine.safety_number(&address)?.1)).await
     }
@@ -477,11 +545,12 @@ impl Client {
         device: DeviceId,
         safety_number: &str,
     ) -> Result<(), ClientError> {
-        let engine = self.shared.engine.clone();
+        let shared = self.shared()?;
+        let engine = shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
         let digits = safety_number.to_owned();
         blocking(move || engine.mark_verified(&address, &digits)).await?;
-        self.shared.outbox_wake.notify_one();
+        shared.outbox_wake.notify_one();
         Ok(())
     }
 
@@ -489,10 +558,11 @@ impl Client {
     /// (they become unverified) and resumes sending the messages held for it. Returns how
     /// many device identities were approved (0 if nothing was held).
     pub async fn approve_identity(&self, account: &AccountId) -> Result<usize, ClientError> {
-        let engine = self.shared.engine.clone();
+        let shared = self.shared()?;
+        let engine = shared.engine.clone();
         let account = account.clone();
         let approved = blocking(move || engine.approve_identity(&account)).await?;
-        self.shared.outbox_wake.notify_one();
+        shared.outbox_wake.notify_one();
         Ok(approved)
     }
 
@@ -503,7 +573,8 @@ impl Client {
         account: &AccountId,
         device: DeviceId,
     ) -> Result<Verification, ClientError> {
-        let engine = self.shared.engine.clone();
+        let shared = self.shared()?;
+        let engine = shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
         blocking(move || Ok(engine.safety_number(&address)?.0.verification)).await
     }
@@ -511,9 +582,10 @@ impl Client {
     /// The devices of `account` as the relay lists them (needs a connection), each compared
     /// with the identity stored for it.
     pub async fn devices(&self, account: &AccountId) -> Result<Vec<Device>, ClientError> {
-        let conn = self.shared.connection()?;
+        let shared = self.shared()?;
+        let conn = shared.connection()?;
         let listed = conn.list_devices(account).await?;
-        let engine = self.shared.engine.clone();
+        let engine = shared.engine.clone();
         let account = account.clone();
         blocking(move || {
             let known: Vec<Contact> = engine.store.contacts(&account)?;
@@ -521,7 +593,7 @@ impl Client {
                 .into_iter()
                 .map(|d| {
                     let identity = IdentityKey::from_wire(&d.identity)
-                        .map_err(|_| ClientError::protocol("invalid identity in device list"))?;
+                        .map_err(|_| ClientError::protocol(ProtocolViolation::InvalidIdentity))?;
                     let known = known
                         .iter()
                         .find(|c| c.address.device.0 == d.device_id)
@@ -537,203 +609,62 @@ impl Client {
         .await
     }
 
-    /// Sets the two-step verification PIN, or changes it (spec/pin.md section 11): enrols a
-    /// vault holding the master secret at every configured guardian, turns the
-    /// registration lock on at the relay, and stores the master secret and a local
-    /// verifier for reminders. Changing keeps the master secret (and the lock's token).
-    /// Needs a connection (waits up to the request timeout for one); all guardians must be
-    /// reachable.
-    pub async fn set_pin(&self, pin: &str) -> Result<(), ClientError> {
-        let pin = crate::pin::normalized(pin)?;
-        let conn = self.shared.wait_connection().await?;
-        let store = self.shared.engine.store.clone();
-        let master = blocking(move || Ok(store.pin()?.map(|p| p.master)))
-            .await?
-            .unwrap_or_else(|| MasterSecret::generate(&mut rand::rng()));
-        self.enrol_pin(&conn, &pin, master).await
-    }
-
-    async fn enrol_pin(
-        &self,
-        conn: &Connection,
-        pin: &NormalizedPin,
-        master: MasterSecret,
-    ) -> Result<(), ClientError> {
-        let shared = &self.shared;
-        crate::pin::enrol(
-            conn,
-            &shared.config,
-            &shared.engine.address.account,
-            pin,
-            &master,
-        )
-        .await?;
-        self.save_pin(pin, master).await?;
-        tracing::info!("PIN set; registration lock on");
-        Ok(())
-    }
-
-    /// Stores the master secret and a new local verifier of `pin`.
-    async fn save_pin(&self, pin: &NormalizedPin, master: MasterSecret) -> Result<(), ClientError> {
-        let store = self.shared.engine.store.clone();
-        let params = self.shared.config.pin_params;
-        let pin = pin.clone();
-        blocking(move || {
-            let verifier =
-                LocalVerifier::create(&pin, &params, &mut rand::rng()).map_err(ClientError::Pin)?;
-            let reminder = ReminderState::new(crate::client::now_ms() / 1000);
-            let mut batch = Batch::new();
-            store.put_pin(
-                &mut batch,
-                &PinRecord {
-                    master,
-                    verifier: verifier.to_bytes(),
-                    reminder: reminder.encode().to_vec(),
-                },
-            );
-            Ok(store.commit(batch)?)
-        })
-        .await
-    }
-
-    /// Turns two-step verification off: clears the registration lock, deletes the vault at
-    /// every guardian and forgets the master secret and the local verifier.
-    pub async fn disable_pin(&self) -> Result<(), ClientError> {
-        let conn = self.shared.wait_connection().await?;
-        crate::pin::disable(&conn, &self.shared.config).await?;
-        let store = self.shared.engine.store.clone();
-        blocking(move || {
-            let mut batch = Batch::new();
-            store.delete_pin(&mut batch);
-            Ok(store.commit(batch)?)
-        })
-        .await?;
-        tracing::info!("PIN disabled; registration lock off");
-        Ok(())
-    }
-
-    /// Whether a PIN is set and whether a reminder is due.
-    pub async fn pin_status(&self) -> Result<PinStatus, ClientError> {
-        let store = self.shared.engine.store.clone();
-        blocking(move || {
-            Ok(match store.pin()? {
-                None => PinStatus {
-                    enabled: false,
-                    reminder_due: false,
-                },
-                Some(p) => PinStatus {
-                    enabled: true,
-                    reminder_due: ReminderState::decode(&p.reminder)
-                        .map_err(ClientError::Pin)?
-                        .reminder_due(now_ms() / 1000),
-                },
-            })
-        })
-        .await
-    }
-
-    /// Checks `pin` against the local verifier for a "do you still remember your PIN"
-    /// reminder. Local only (no guardian attempt is used); rate-limited after repeated
-    /// wrong answers, and the limit survives restarts (spec/pin.md section 11).
-    pub async fn check_pin(&self, pin: &str) -> Result<PinCheck, ClientError> {
-        let store = self.shared.engine.store.clone();
-        let pin = pin.to_owned();
-        blocking(move || {
-            let mut record = store.pin()?.ok_or(ClientError::PinNotSet)?;
-            let now = now_ms() / 1000;
-            let mut state = ReminderState::decode(&record.reminder).map_err(ClientError::Pin)?;
-            if !state.can_check(now) {
-                return Ok(PinCheck::RateLimited {
-                    retry_in: Duration::from_secs(state.locked_until().saturating_sub(now)),
-                });
-            }
-            let ok = match sealpost_pin::normalize::normalize(&pin) {
-                Ok(p) => LocalVerifier::from_bytes(&record.verifier)
-                    .and_then(|v| v.verify(&p))
-                    .map_err(ClientError::Pin)?,
-                Err(_) => false,
-            };
-            state.record_result(ok, now);
-            record.reminder = state.encode().to_vec();
-            let mut batch = Batch::new();
-            store.put_pin(&mut batch, &record);
-            store.commit(batch)?;
-            Ok(if ok {
-                PinCheck::Correct
-            } else {
-                PinCheck::Wrong
-            })
-        })
-        .await
-    }
-
-    /// The key for encrypted backups derived from the master secret (spec/pin.md section
-    /// 6.1), if a PIN is set. It is recovered with the PIN on a new device.
-    pub async fn backup_key(
-        &self,
-    ) -> Result<Option<sealpost_crypto::Zeroizing<[u8; 32]>>, ClientError> {
-        let store = self.shared.engine.store.clone();
-        blocking(move || Ok(store.pin()?.map(|p| p.master.backup_key()))).await
-    }
-
     /// The newest `limit` messages exchanged with `account`, oldest first.
     pub async fn history(
         &self,
         account: &AccountId,
         limit: usize,
     ) -> Result<Vec<HistoryEntry>, ClientError> {
-        let store = self.shared.engine.store.clone();
+        let shared = self.shared()?;
+        let store = shared.engine.store.clone();
         let account = account.clone();
         blocking(move || Ok(store.history(&account, limit)?)).await
     }
 
     /// Messages waiting in the outbox.
     pub async fn outbox_len(&self) -> Result<u64, ClientError> {
-        let store = self.shared.engine.store.clone();
+        let shared = self.shared()?;
+        let store = shared.engine.store.clone();
         blocking(move || Ok(store.outbox_len()?)).await
     }
 
-    /// Stops the background tasks, closes the connection cleanly and waits (bounded) for
-    /// the tasks to finish. Unsent messages stay in the outbox for the next `open`.
+    /// Stops the client: the background tasks stop, what was processed is acknowledged, the
+    /// connection is closed cleanly, and the call waits (bounded) for all of it. Unsent
+    /// messages stay in the outbox for the next `open`.
+    ///
+    /// Any clone may call it, any number of times: every clone answers
+    /// [`ClientError::ShutDown`] from then on, [`Client::connection_state`] is
+    /// [`ConnectionState::Stopped`], and the [`EventReceiver`] returns the events still
+    /// queued, then `None`. A second call (concurrent or later) returns once the first is done.
     ///
     /// When it returns, the client no longer uses the [`Store`]: unless the app holds a
     /// clone of it, the store is closed and its lock released, so it can be opened again
     /// at once.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
+        let mut tasks = self.handle.tasks.lock().await;
+        let Some(shared) = self.handle.take_shared() else {
+            return;
+        };
         // The connection task acknowledges what it has processed, then closes the
         // connection; whatever is still running after the grace period is aborted and the
         // endpoint closed.
-        self.shared.shutdown.send_replace(true);
-        self.shared.outbox_wake.notify_one();
-        let tasks = self
-            .tasks
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
-        for mut t in tasks {
+        shared.shutdown.send_replace(true);
+        shared.outbox_wake.notify_one();
+        for mut t in tasks.drain(..) {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
                 t.abort();
             }
         }
-        self.shared.transport.close().await;
-        // Short-lived helpers (prekey maintenance, store work on blocking threads) may still
-        // hold the engine, and with it the store and its lock: wait (bounded) for them.
+        shared.transport.close().await;
+        shared.set_state(ConnectionState::Stopped(StopReason::ShutDown));
+        // Short-lived helpers (prekey maintenance, store work on blocking threads, calls
+        // of other handles that began before) may still hold the engine, and with it the
+        // store and its lock: wait (bounded) for them.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while (Arc::strong_count(&self.shared) > 1 || Arc::strong_count(&self.shared.engine) > 1)
+        while (Arc::strong_count(&shared) > 1 || Arc::strong_count(&shared.engine) > 1)
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(RELEASE_POLL).await;
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
-        if let Ok(tasks) = self.tasks.lock() {
-            for t in tasks.iter() {
-                t.abort();
-            }
         }
     }
 }

@@ -2,6 +2,8 @@
 //! acknowledgements.
 
 use super::*;
+use crate::error::{ConnectionError, ConnectionErrorKind};
+use crate::state::ConnectFailure;
 
 /// Uploads prekeys until nothing more is due (bounded rounds), tracking the relay's counts.
 pub(super) async fn maintain_prekeys(
@@ -52,7 +54,7 @@ async fn connect_and_authenticate(shared: &Arc<Shared>) -> Result<Connection, Cl
     // rolled-back state on it (spec/client-store.md section 9).
     let engine = engine.clone();
     if let Some(ev) = blocking(move || engine.check_rollback(sender_seq)).await? {
-        shared.emit(ev).await;
+        shared.emit(ev);
     }
     Ok(conn)
 }
@@ -71,8 +73,19 @@ fn is_replaced(reason: &quinn::ConnectionError) -> bool {
         if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_REPLACED))
 }
 
+/// Why an established connection ended, for [`ConnectionState::BackingOff`].
+fn lost(conn: &Connection) -> ConnectFailure {
+    if conn.given_up() {
+        return ConnectFailure::Lost(ConnectionErrorKind::TimedOut);
+    }
+    ConnectFailure::Lost(conn.close_reason().map_or(ConnectionErrorKind::Other, |r| {
+        ConnectionError::quic(r).kind()
+    }))
+}
+
 pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Connection>) {
     let mut backoff = BackoffState::new(shared.config.reconnect);
+    let mut failures: u32 = 0;
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if shared.is_shutting_down() {
@@ -80,16 +93,23 @@ pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Con
         }
         let attempt = match initial.take() {
             Some(c) => Ok(c),
-            None => tokio::select! {
-                r = connect_and_authenticate(&shared) => r,
-                _ = shutdown.changed() => break,
-            },
+            None => {
+                shared.set_state(ConnectionState::Connecting);
+                tokio::select! {
+                    r = connect_and_authenticate(&shared) => r,
+                    _ = shutdown.changed() => break,
+                }
+            }
         };
-        match attempt {
+        let failure = match attempt {
             Ok(conn) => {
                 backoff.reset();
+                failures = 0;
                 shared.conn.send_replace(Some(conn.clone()));
-                shared.emit(ClientEvent::Connected).await;
+                shared.set_state(ConnectionState::Connected {
+                    relay: conn.remote(),
+                });
+                shared.emit(ClientEvent::Connected);
                 shared.outbox_wake.notify_one();
                 {
                     let shared = shared.clone();
@@ -113,35 +133,51 @@ pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Con
                 if shared.is_shutting_down() {
                     conn.close(0, b"client shutdown");
                 }
-                shared.emit(ClientEvent::Disconnected).await;
+                shared.emit(ClientEvent::Disconnected);
                 if conn.close_reason().is_some_and(|r| is_device_removed(&r)) {
                     tracing::error!("this device was removed by a new registration of its account");
-                    shared.emit(ClientEvent::Deregistered).await;
+                    shared.set_state(ConnectionState::Stopped(StopReason::Deregistered));
+                    shared.emit(ClientEvent::Deregistered);
                     break;
                 }
                 if conn.close_reason().is_some_and(|r| is_replaced(&r)) {
                     tracing::error!(
                         "another copy of this device connected to the relay; not reconnecting"
                     );
-                    shared.emit(ClientEvent::ReplacedByAnotherConnection).await;
+                    shared.set_state(ConnectionState::Stopped(StopReason::Replaced));
+                    shared.emit(ClientEvent::ReplacedByAnotherConnection);
                     break;
                 }
+                lost(&conn)
             }
             Err(e) if e.relay_code() == Some(ErrorCode::AuthFailed) => {
                 tracing::error!("the relay does not know this device any more");
-                shared.emit(ClientEvent::Deregistered).await;
+                shared.set_state(ConnectionState::Stopped(StopReason::Deregistered));
+                shared.emit(ClientEvent::Deregistered);
                 break;
             }
-            Err(e) => tracing::info!(error = %e, "connecting to the relay failed"),
-        }
+            Err(e) => {
+                tracing::info!(error = %e, "connecting to the relay failed");
+                ConnectFailure::of(&e)
+            }
+        };
         if shared.is_shutting_down() {
             break;
         }
-        let delay = backoff.next_delay();
+        let next_attempt = tokio::time::Instant::now() + backoff.next_delay();
+        failures = failures.saturating_add(1);
+        shared.set_state(ConnectionState::BackingOff {
+            failure,
+            failures,
+            next_attempt,
+        });
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(next_attempt) => {}
             _ = shutdown.changed() => break,
         }
+    }
+    if shared.is_shutting_down() {
+        shared.set_state(ConnectionState::Stopped(StopReason::ShutDown));
     }
 }
 
@@ -219,14 +255,12 @@ async fn read_pushes(
                     Ok(Processed::Duplicate) => {}
                     Ok(Processed::Accepted(events)) => {
                         for ev in events {
-                            shared.emit(ev).await;
+                            shared.emit(ev);
                         }
                     }
                     Ok(Processed::Rejected(why)) => {
                         tracing::warn!(reason = why, "undecryptable envelope dropped");
-                        shared
-                            .emit(ClientEvent::Undecryptable { from, message_id })
-                            .await;
+                        shared.emit(ClientEvent::Undecryptable { from, message_id });
                     }
                     Err(e) => {
                         // Not acknowledged: it comes again on the next connection. Drop this

@@ -79,9 +79,7 @@ async fn give_up(
     let message_id = entry.message_id;
     let engine = shared.engine.clone();
     blocking(move || engine.fail(&entry, now_ms())).await?;
-    shared
-        .emit(ClientEvent::SendFailed { message_id, error })
-        .await;
+    shared.emit(ClientEvent::SendFailed { message_id, error });
     Ok(())
 }
 
@@ -120,9 +118,7 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                         tracing::error!(error = %e, "dropping an unreadable outbox entry failed");
                         return Drained::Stall(Stall::Backoff);
                     }
-                    shared
-                        .emit(ClientEvent::UnreadableOutboxEntry { error })
-                        .await;
+                    shared.emit(ClientEvent::UnreadableOutboxEntry { error });
                     progressed = true;
                     continue;
                 }
@@ -148,12 +144,10 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                     }
                     retries.done(&recipient);
                     progressed = true;
-                    shared
-                        .emit(ClientEvent::Delivered {
-                            message_id,
-                            timestamp,
-                        })
-                        .await;
+                    shared.emit(ClientEvent::Delivered {
+                        message_id,
+                        timestamp,
+                    });
                     continue;
                 }
                 Err(e) => e,
@@ -393,7 +387,7 @@ async fn refresh_devices(
         blocking(move || engine.apply_refresh(&account, listed.as_deref(), &bundles, now_ms()))
             .await?;
     for ev in events {
-        shared.emit(ev).await;
+        shared.emit(ev);
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ impl MemoryClientStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
         self.inner
             .lock()
-            .map_err(|_| StoreError::Database("memory store lock poisoned".into()))
+            .map_err(|_| StoreError::Database(crate::error::DatabaseErrorKind::Poisoned.into()))
     }
 }
 

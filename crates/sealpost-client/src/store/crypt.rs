@@ -2,7 +2,7 @@
 //! derivation from a passphrase with Argon2id, the per-store sub-keys, sealed records and
 //! blind index tags.
 
-use crate::error::StoreError;
+use crate::error::{KdfError, KdfErrorKind, StoreError};
 use sealpost_crypto::aead::{self, AEAD_NONCE_LEN, AEAD_TAG_LEN};
 use sealpost_crypto::kdf::{hkdf_sha256_array, hmac_sha256};
 use sealpost_crypto::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -28,6 +28,19 @@ pub const ARGON2_SALT_LEN: usize = 16;
 /// Overhead of a sealed record: version, nonce and tag.
 pub const RECORD_OVERHEAD: usize = 1 + AEAD_NONCE_LEN + AEAD_TAG_LEN;
 
+/// argon2's error as a `std::error::Error` (the crate implements it only with its `std`
+/// feature, which the workspace does not enable).
+#[derive(Debug)]
+struct Argon2Failure(argon2::Error);
+
+impl fmt::Display for Argon2Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Argon2Failure {}
+
 /// The 32-byte key a store is encrypted under: from the platform keystore, or derived from
 /// a passphrase with [`StoreKey::from_passphrase`]. Zeroized on drop, never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -49,7 +62,7 @@ impl StoreKey {
     pub fn from_passphrase(
         passphrase: &[u8],
         salt: &[u8; ARGON2_SALT_LEN],
-        params: &Argon2Params,
+        params: &StoreArgon2Params,
     ) -> Result<Self, StoreError> {
         let p = argon2::Params::new(
             params.memory_kib,
@@ -57,11 +70,21 @@ impl StoreKey {
             params.parallelism,
             Some(32),
         )
-        .map_err(|e| StoreError::Kdf(e.to_string()))?;
+        .map_err(|e| {
+            StoreError::Kdf(KdfError::with_source(
+                KdfErrorKind::Argon2Params,
+                Argon2Failure(e),
+            ))
+        })?;
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
         let mut out = [0u8; 32];
         a.hash_password_into(passphrase, salt, &mut out)
-            .map_err(|e| StoreError::Kdf(e.to_string()))?;
+            .map_err(|e| {
+                StoreError::Kdf(KdfError::with_source(
+                    KdfErrorKind::Argon2Params,
+                    Argon2Failure(e),
+                ))
+            })?;
         let key = Self(out);
         out.zeroize();
         Ok(key)
@@ -85,7 +108,7 @@ impl fmt::Debug for StoreKey {
 /// hardware. The parameters are stored with the store, so they can be raised for new stores
 /// without breaking old ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Argon2Params {
+pub struct StoreArgon2Params {
     /// Memory in KiB (`m`), at least `8 * parallelism`.
     pub memory_kib: u32,
     /// Number of passes (`t`), at least 1.
@@ -94,7 +117,7 @@ pub struct Argon2Params {
     pub parallelism: u32,
 }
 
-impl Default for Argon2Params {
+impl Default for StoreArgon2Params {
     fn default() -> Self {
         Self {
             memory_kib: 64 * 1024,
@@ -125,7 +148,7 @@ impl StoreKeys {
     pub(crate) fn derive(key: &StoreKey, db_salt: &[u8; DB_SALT_LEN]) -> Result<Self, StoreError> {
         let kdf = |info: &[u8]| {
             hkdf_sha256_array::<32>(db_salt, key.as_bytes(), info)
-                .map_err(|e| StoreError::Kdf(e.to_string()))
+                .map_err(|e| StoreError::Kdf(KdfError::with_source(KdfErrorKind::Hkdf, e)))
         };
         let record = kdf(RECORD_KEY_INFO)?;
         let index = kdf(INDEX_KEY_INFO)?;
@@ -226,7 +249,7 @@ mod tests {
 
     #[test]
     fn passphrase_derivation_is_deterministic() {
-        let params = Argon2Params {
+        let params = StoreArgon2Params {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
@@ -236,7 +259,7 @@ mod tests {
         let c = StoreKey::from_passphrase(b"pw", &[2; 16], &params).unwrap();
         assert_eq!(a.as_bytes(), b.as_bytes());
         assert_ne!(a.as_bytes(), c.as_bytes());
-        let bad = Argon2Params {
+        let bad = StoreArgon2Params {
             memory_kib: 1,
             iterations: 0,
             parallelism: 1,

@@ -7,14 +7,16 @@
 
 mod backend;
 mod crypt;
+mod open;
 mod records;
 mod sqlite;
 
 pub use backend::{ClientStore, MemoryClientStore, Row, Table, WriteOp};
 pub use crypt::{
-    ARGON2_SALT_LEN, Argon2Params, DB_SALT_LEN, INDEX_KEY_INFO, KEY_CHECK_PLAINTEXT,
-    PICKLE_KEY_INFO, RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreKey,
+    ARGON2_SALT_LEN, DB_SALT_LEN, INDEX_KEY_INFO, KEY_CHECK_PLAINTEXT, PICKLE_KEY_INFO,
+    RECORD_AD_LABEL, RECORD_KEY_INFO, RECORD_OVERHEAD, RECORD_VERSION, StoreArgon2Params, StoreKey,
 };
+pub use open::StoreSecret;
 pub use records::{
     CONTACT_RECORD_VERSION, Contact, Direction, HistoryEntry, MAX_SENDER_SEQ, MessageStatus,
     OUTBOX_RECORD_VERSION, RECORD_PLAINTEXT_VERSION, Verification,
@@ -31,9 +33,8 @@ use crate::error::StoreError;
 use crypt::{StoreKeys, TagKind};
 use sealpost_crypto::Zeroizing;
 use sealpost_session::Session;
-use sealpost_wire::{AccountId, DeviceAddress, Reader, Writer};
+use sealpost_wire::{AccountId, DeviceAddress, Writer};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,49 +44,6 @@ pub const STORE_FORMAT_VERSION: u32 = 1;
 pub const MAX_SESSIONS_PER_DEVICE: usize = 4;
 /// Milliseconds per day, the granularity of de-duplication timestamps.
 pub const DAY_MS: u64 = 86_400_000;
-
-const META_FORMAT: &str = "format";
-const META_SALT: &str = "salt";
-const META_KDF: &str = "kdf";
-const META_CHECK: &str = "check";
-const KDF_RAW: u8 = 0;
-const KDF_ARGON2ID: u8 = 1;
-
-/// How to unlock a store.
-pub enum StoreSecret {
-    /// A 32-byte key from the platform keystore.
-    Key(StoreKey),
-    /// A passphrase, stretched with Argon2id. `params` apply when the store is created;
-    /// an existing store uses the parameters recorded in it.
-    Passphrase {
-        /// The passphrase (zeroized on drop).
-        passphrase: Zeroizing<String>,
-        /// Cost parameters for a new store.
-        params: Argon2Params,
-    },
-}
-
-impl StoreSecret {
-    /// A passphrase with the default Argon2id parameters.
-    pub fn passphrase(passphrase: impl Into<String>) -> Self {
-        Self::Passphrase {
-            passphrase: Zeroizing::new(passphrase.into()),
-            params: Argon2Params::default(),
-        }
-    }
-}
-
-impl std::fmt::Debug for StoreSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Key(_) => f.write_str("StoreSecret::Key(..)"),
-            Self::Passphrase { params, .. } => f
-                .debug_struct("StoreSecret::Passphrase")
-                .field("params", params)
-                .finish_non_exhaustive(),
-        }
-    }
-}
 
 /// An open, unlocked client store. Cheap to clone (shared).
 #[derive(Clone)]
@@ -144,141 +102,13 @@ const SENDER_STATE_KEY: &[u8] = &[2];
 pub(crate) type OutboxRow = (u64, Result<OutboxEntry, StoreError>);
 
 impl Store {
-    /// Opens a store on `backend`, creating its metadata (random salt, key check) on first
-    /// use. Fails with [`StoreError::WrongKey`] if `secret` does not unlock an existing store.
-    pub fn open(backend: impl ClientStore, secret: StoreSecret) -> Result<Self, StoreError> {
-        let backend: Box<dyn ClientStore> = Box::new(backend);
-        let keys = match backend.meta(META_FORMAT)? {
-            None => Self::create(backend.as_ref(), &secret)?,
-            Some(_) => Self::unlock(backend.as_ref(), &secret)?,
-        };
-        let store = Self {
-            inner: Arc::new(Inner {
-                backend,
-                keys,
-                seqs: Mutex::new(HashMap::new()),
-            }),
-        };
-        for t in [Table::Sessions, Table::History, Table::Outbox] {
-            let max = store.inner.backend.max_seq(t)?;
-            store
-                .seqs()?
-                .insert(t, Arc::new(AtomicU64::new(max.saturating_add(1))));
-        }
-        Ok(store)
-    }
-
-    /// Opens (creating if needed) a SQLite store at `path`. The store is locked while open:
-    /// a second open, from this process or another, fails at once with
-    /// [`StoreError::InUse`] (spec/client-store.md section 4.2).
-    pub fn open_sqlite(path: impl AsRef<Path>, secret: StoreSecret) -> Result<Self, StoreError> {
-        Self::open(SqliteClientStore::open(path)?, secret)
-    }
-
-    /// A volatile in-memory store (tests, ephemeral clients).
-    pub fn in_memory(secret: StoreSecret) -> Result<Self, StoreError> {
-        Self::open(MemoryClientStore::new(), secret)
-    }
-
-    fn check_record(keys: &StoreKeys) -> Vec<u8> {
-        keys.seal(
-            "meta",
-            &row_ad(META_CHECK.as_bytes(), &[], 0),
-            KEY_CHECK_PLAINTEXT,
-        )
-    }
-
-    fn create(backend: &dyn ClientStore, secret: &StoreSecret) -> Result<StoreKeys, StoreError> {
-        let mut rng = rand::rng();
-        let db_salt = sealpost_crypto::random_array::<DB_SALT_LEN, _>(&mut rng);
-        let (key, kdf) = match secret {
-            StoreSecret::Key(k) => (k.clone(), vec![KDF_RAW]),
-            StoreSecret::Passphrase { passphrase, params } => {
-                let salt = sealpost_crypto::random_array::<ARGON2_SALT_LEN, _>(&mut rng);
-                let key = StoreKey::from_passphrase(passphrase.as_bytes(), &salt, params)?;
-                let mut w = Writer::with_capacity(29);
-                w.u8(KDF_ARGON2ID)
-                    .bytes(salt.as_slice())
-                    .u32(params.memory_kib)
-                    .u32(params.iterations)
-                    .u32(params.parallelism);
-                (key, w.into_bytes())
-            }
-        };
-        let keys = StoreKeys::derive(&key, &db_salt)?;
-        let created = backend.init_meta(
-            META_FORMAT,
-            &[
-                (META_FORMAT, STORE_FORMAT_VERSION.to_be_bytes().to_vec()),
-                (META_SALT, db_salt.to_vec()),
-                (META_KDF, kdf),
-                (META_CHECK, Self::check_record(&keys)),
-            ],
-        )?;
-        if created {
-            Ok(keys)
-        } else {
-            // Someone else initialized it concurrently.
-            Self::unlock(backend, secret)
-        }
-    }
-
-    fn unlock(backend: &dyn ClientStore, secret: &StoreSecret) -> Result<StoreKeys, StoreError> {
-        let meta = |name: &'static str| {
-            backend
-                .meta(name)?
-                .ok_or(StoreError::Inconsistent("missing store metadata"))
-        };
-        let format = meta(META_FORMAT)?;
-        let format = u32::from_be_bytes(
-            format
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Inconsistent("store format entry"))?,
-        );
-        if format != STORE_FORMAT_VERSION {
-            return Err(StoreError::UnsupportedFormat(format));
-        }
-        let db_salt: [u8; DB_SALT_LEN] = meta(META_SALT)?
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Inconsistent("store salt entry"))?;
-        let kdf = meta(META_KDF)?;
-        let mut r = Reader::new(&kdf);
-        let bad_kdf = |_| StoreError::Inconsistent("store kdf entry");
-        let key = match (r.u8().map_err(bad_kdf)?, secret) {
-            (KDF_RAW, StoreSecret::Key(k)) => k.clone(),
-            (KDF_ARGON2ID, StoreSecret::Passphrase { passphrase, .. }) => {
-                let salt: [u8; ARGON2_SALT_LEN] = r.array().map_err(bad_kdf)?;
-                let params = Argon2Params {
-                    memory_kib: r.u32().map_err(bad_kdf)?,
-                    iterations: r.u32().map_err(bad_kdf)?,
-                    parallelism: r.u32().map_err(bad_kdf)?,
-                };
-                StoreKey::from_passphrase(passphrase.as_bytes(), &salt, &params)?
-            }
-            (KDF_RAW | KDF_ARGON2ID, _) => return Err(StoreError::WrongKey),
-            _ => return Err(StoreError::Inconsistent("unknown store kdf")),
-        };
-        r.finish().map_err(bad_kdf)?;
-        let keys = StoreKeys::derive(&key, &db_salt)?;
-        let check = meta(META_CHECK)?;
-        let opened = keys
-            .open("meta", &row_ad(META_CHECK.as_bytes(), &[], 0), &check)
-            .map_err(|_| StoreError::WrongKey)?;
-        if opened.as_slice() != KEY_CHECK_PLAINTEXT {
-            return Err(StoreError::WrongKey);
-        }
-        Ok(keys)
-    }
-
     fn seqs(
         &self,
     ) -> Result<std::sync::MutexGuard<'_, HashMap<Table, Arc<AtomicU64>>>, StoreError> {
         self.inner
             .seqs
             .lock()
-            .map_err(|_| StoreError::Database("sequence lock poisoned".into()))
+            .map_err(|_| StoreError::Database(crate::error::DatabaseErrorKind::Poisoned.into()))
     }
 
     fn next_seq(&self, table: Table) -> Result<u64, StoreError> {

@@ -1,7 +1,7 @@
 //! The SQLite backend (bundled SQLite through rusqlite). Layout: spec/client-store.md 4.2.
 
 use super::backend::{ClientStore, Row, Table, WriteOp};
-use crate::error::StoreError;
+use crate::error::{DatabaseError, DatabaseErrorKind, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -73,26 +73,32 @@ impl SqliteClientStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let lock = Self::lock(&path)?;
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let conn = Connection::open(&path).db()?;
+        conn.busy_timeout(Duration::from_secs(10)).db()?;
         // journal_mode returns a row; the others do not.
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .db()?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Database(format!(
-                "could not enable WAL mode (got {mode})"
-            )));
+            return Err(StoreError::Database(
+                DatabaseErrorKind::WalUnavailable.into(),
+            ));
         }
         conn.execute_batch(
             "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
-        )?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        )
+        .db()?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .db()?;
         if version > SQLITE_SCHEMA_VERSION {
             return Err(StoreError::UnsupportedFormat(
                 u32::try_from(version).unwrap_or(u32::MAX),
             ));
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
+        conn.execute_batch(SCHEMA).db()?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))
+            .db()?;
         Ok(Self {
             conn: Mutex::new(conn),
             path,
@@ -117,14 +123,17 @@ impl SqliteClientStore {
             .create(true)
             .truncate(false)
             .open(Self::lock_path(path))
-            .map_err(|e| StoreError::Database(format!("cannot open the store lock file: {e}")))?;
+            .map_err(|e| {
+                StoreError::Database(DatabaseError::with_source(DatabaseErrorKind::LockFile, e))
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
                 path: path.to_path_buf(),
             }),
-            Err(TryLockError::Error(e)) => Err(StoreError::Database(format!(
-                "cannot lock the store lock file: {e}"
+            Err(TryLockError::Error(e)) => Err(StoreError::Database(DatabaseError::with_source(
+                DatabaseErrorKind::LockFile,
+                e,
             ))),
         }
     }
@@ -137,7 +146,19 @@ impl SqliteClientStore {
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn
             .lock()
-            .map_err(|_| StoreError::Database("connection lock poisoned".into()))
+            .map_err(|_| StoreError::Database(DatabaseErrorKind::Poisoned.into()))
+    }
+}
+
+/// SQLite's errors become [`StoreError::Database`], with the SQLite error as the source
+/// (a private conversion: the SDK's public API has no `From<rusqlite::Error>`).
+trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Database(DatabaseError::sqlite(e)))
     }
 }
 
@@ -159,20 +180,23 @@ fn to_row((key, group, seq, value): RawRow) -> Result<Row, StoreError> {
 
 impl ClientStore for SqliteClientStore {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .conn()?
+        self.conn()?
             .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
-            .optional()?)
+            .optional()
+            .db()
     }
 
     fn init_meta(&self, first: &str, entries: &[(&str, Vec<u8>)]) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db()?;
         let exists: Option<i64> = tx
             .query_row("SELECT 1 FROM meta WHERE name = ?1", [first], |r| r.get(0))
-            .optional()?;
+            .optional()
+            .db()?;
         if exists.is_some() {
             return Ok(false);
         }
@@ -180,9 +204,10 @@ impl ClientStore for SqliteClientStore {
             tx.execute(
                 "INSERT INTO meta (name, value) VALUES (?1, ?2)",
                 params![name, value],
-            )?;
+            )
+            .db()?;
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(true)
     }
 
@@ -194,7 +219,8 @@ impl ClientStore for SqliteClientStore {
                 params![table.id(), key],
                 read_row,
             )
-            .optional()?;
+            .optional()
+            .db()?;
         row.map(to_row).transpose()
     }
 
@@ -211,45 +237,59 @@ impl ClientStore for SqliteClientStore {
             "SELECT key, grp, seq, value FROM records WHERE tbl = ?1 AND grp = ?2 ORDER BY seq ASC LIMIT ?3"
         };
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(sql)?;
+        let mut stmt = conn.prepare_cached(sql).db()?;
         let rows = stmt
-            .query_map(params![table.id(), group, limit_to_sql(limit)], read_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+            .query_map(params![table.id(), group, limit_to_sql(limit)], read_row)
+            .db()?
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
         rows.into_iter().map(to_row).collect()
     }
 
     fn first(&self, table: Table, limit: usize) -> Result<Vec<Row>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT key, grp, seq, value FROM records WHERE tbl = ?1 ORDER BY seq ASC LIMIT ?2",
-        )?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, grp, seq, value FROM records WHERE tbl = ?1 ORDER BY seq ASC LIMIT ?2",
+            )
+            .db()?;
         let rows = stmt
-            .query_map(params![table.id(), limit_to_sql(limit)], read_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+            .query_map(params![table.id(), limit_to_sql(limit)], read_row)
+            .db()?
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
         rows.into_iter().map(to_row).collect()
     }
 
     fn count(&self, table: Table) -> Result<u64, StoreError> {
-        let n: i64 = self.conn()?.query_row(
-            "SELECT COUNT(*) FROM records WHERE tbl = ?1",
-            [table.id()],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn()?
+            .query_row(
+                "SELECT COUNT(*) FROM records WHERE tbl = ?1",
+                [table.id()],
+                |r| r.get(0),
+            )
+            .db()?;
         seq_from_sql(n)
     }
 
     fn max_seq(&self, table: Table) -> Result<u64, StoreError> {
-        let n: i64 = self.conn()?.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM records WHERE tbl = ?1",
-            [table.id()],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn()?
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM records WHERE tbl = ?1",
+                [table.id()],
+                |r| r.get(0),
+            )
+            .db()?;
         seq_from_sql(n)
     }
 
     fn commit(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db()?;
         for op in ops {
             match op {
                 WriteOp::Put { table, row } => {
@@ -257,30 +297,36 @@ impl ClientStore for SqliteClientStore {
                         "INSERT INTO records (tbl, key, grp, seq, value) VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (tbl, key) DO UPDATE SET
                            grp = excluded.grp, seq = excluded.seq, value = excluded.value",
-                    )?
+                    ).db()?
                     .execute(params![
                         table.id(),
                         row.key,
                         row.group,
                         seq_to_sql(row.seq)?,
                         row.value
-                    ])?;
+                    ]).db()?;
                 }
                 WriteOp::Delete { table, key } => {
-                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")?
-                        .execute(params![table.id(), key])?;
+                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")
+                        .db()?
+                        .execute(params![table.id(), key])
+                        .db()?;
                 }
                 WriteOp::DeleteGroup { table, group } => {
-                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND grp = ?2")?
-                        .execute(params![table.id(), group])?;
+                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND grp = ?2")
+                        .db()?
+                        .execute(params![table.id(), group])
+                        .db()?;
                 }
                 WriteOp::DeleteSeqBelow { table, seq } => {
-                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND seq < ?2")?
-                        .execute(params![table.id(), seq_to_sql(*seq)?])?;
+                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND seq < ?2")
+                        .db()?
+                        .execute(params![table.id(), seq_to_sql(*seq)?])
+                        .db()?;
                 }
             }
         }
-        tx.commit()?;
+        tx.commit().db()?;
         Ok(())
     }
 }

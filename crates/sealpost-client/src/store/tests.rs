@@ -12,8 +12,8 @@ const SECRET_TEXT: &str = "ZEBRA-PINEAPPLE-4242 where is my order";
 const PHONE: &str = "+15550001111";
 const PEER_PHONE: &str = "+4915112345678";
 
-fn fast_params() -> Argon2Params {
-    Argon2Params {
+fn fast_params() -> StoreArgon2Params {
+    StoreArgon2Params {
         memory_kib: 256,
         iterations: 1,
         parallelism: 1,
@@ -136,7 +136,7 @@ fn nothing_secret_reaches_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client.db");
     let key = StoreKey::from_bytes([42; 32]);
-    let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
+    let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(key.clone())).unwrap();
     let (identity, session) = fill(&store);
     let state = sealpost_session::hazmat::to_state_bytes(&session);
     // The responder state's ratchet part starts at offset 171 (spec/session.md 8.1):
@@ -160,7 +160,7 @@ fn nothing_secret_reaches_the_disk() {
     }
     drop(store);
     // Reopening with the key gives everything back.
-    let store = Store::open_sqlite(&path, StoreSecret::Key(key)).unwrap();
+    let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(key)).unwrap();
     let h = store.history(&acct(PEER_PHONE), 10).unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].body, MessageBody::Text(SECRET_TEXT.into()));
@@ -191,11 +191,12 @@ fn nothing_secret_reaches_the_disk() {
 fn wrong_key_or_passphrase_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.db");
-    let store = Store::open_sqlite(&path, StoreSecret::Key(StoreKey::from_bytes([1; 32]))).unwrap();
+    let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(StoreKey::from_bytes([1; 32])))
+        .unwrap();
     fill(&store);
     drop(store);
     assert_eq!(
-        Store::open_sqlite(&path, StoreSecret::Key(StoreKey::from_bytes([2; 32]))).err(),
+        Store::open_sqlite_blocking(&path, StoreSecret::Key(StoreKey::from_bytes([2; 32]))).err(),
         Some(StoreError::WrongKey)
     );
     let pw = |p: &str| StoreSecret::Passphrase {
@@ -203,28 +204,28 @@ fn wrong_key_or_passphrase_fails() {
         params: fast_params(),
     };
     assert_eq!(
-        Store::open_sqlite(&path, pw("correct horse")).err(),
+        Store::open_sqlite_blocking(&path, pw("correct horse")).err(),
         Some(StoreError::WrongKey)
     );
 
     let path = dir.path().join("p.db");
-    let store = Store::open_sqlite(&path, pw("correct horse")).unwrap();
+    let store = Store::open_sqlite_blocking(&path, pw("correct horse")).unwrap();
     fill(&store);
     drop(store);
     assert_eq!(
-        Store::open_sqlite(&path, pw("battery staple")).err(),
+        Store::open_sqlite_blocking(&path, pw("battery staple")).err(),
         Some(StoreError::WrongKey)
     );
     assert_eq!(
-        Store::open_sqlite(&path, StoreSecret::Key(StoreKey::from_bytes([1; 32]))).err(),
+        Store::open_sqlite_blocking(&path, StoreSecret::Key(StoreKey::from_bytes([1; 32]))).err(),
         Some(StoreError::WrongKey)
     );
     // The stored parameters are used, not the ones passed for creation.
     let other_params = StoreSecret::Passphrase {
         passphrase: Zeroizing::new("correct horse".into()),
-        params: Argon2Params::default(),
+        params: StoreArgon2Params::default(),
     };
-    let store = Store::open_sqlite(&path, other_params).unwrap();
+    let store = Store::open_sqlite_blocking(&path, other_params).unwrap();
     assert_eq!(store.history(&acct(PEER_PHONE), 5).unwrap().len(), 1);
 }
 
@@ -253,7 +254,7 @@ fn swapped_rows_are_detected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let key = StoreKey::from_bytes([3; 32]);
-    let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
+    let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(key.clone())).unwrap();
     let (s1, _) = session_pair();
     let (s2, _) = session_pair();
     let d1 = DeviceAddress::new(acct(PEER_PHONE), DeviceId(1));
@@ -305,7 +306,7 @@ fn swapped_rows_are_detected() {
     swap_values(&path, Table::Contacts, &t1, &t2);
     swap_values(&path, Table::Sessions, &k1, &k2);
     swap_values(&path, Table::History, &h1, &h2);
-    let store = Store::open_sqlite(&path, StoreSecret::Key(key)).unwrap();
+    let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(key)).unwrap();
     assert_eq!(
         store.contact(&d1).err(),
         Some(StoreError::Authentication { table: "contacts" })
@@ -335,7 +336,7 @@ fn outbox_survives_reopen_in_order() {
     let path = dir.path().join("o.db");
     let key = StoreKey::from_bytes([4; 32]);
     let ids: Vec<MessageId> = {
-        let store = Store::open_sqlite(&path, StoreSecret::Key(key.clone())).unwrap();
+        let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(key.clone())).unwrap();
         (0..3)
             .map(|i| {
                 let id = MessageId::random();
@@ -365,7 +366,7 @@ fn outbox_survives_reopen_in_order() {
             })
             .collect()
     };
-    let store = Store::open_sqlite(&path, StoreSecret::Key(key)).unwrap();
+    let store = Store::open_sqlite_blocking(&path, StoreSecret::Key(key)).unwrap();
     assert_eq!(store.outbox_len().unwrap(), 3);
     let head = store.outbox_head(10).unwrap();
     assert_eq!(head.iter().map(|e| e.message_id).collect::<Vec<_>>(), ids);
@@ -385,7 +386,7 @@ fn outbox_survives_reopen_in_order() {
 
 #[test]
 fn processed_ids_are_pruned_by_day() {
-    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let store = Store::in_memory(StoreKey::generate()).unwrap();
     let peer = DeviceAddress::new(acct(PEER_PHONE), DeviceId(1));
     let (old, new) = (
         MessageId::from_bytes([1; 16]),
@@ -449,7 +450,7 @@ fn debug_output_hides_secrets() {
     };
     let dbg = format!("{e:?}");
     assert!(!dbg.contains("ZEBRA") && !dbg.contains("90, 69, 66"));
-    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let store = Store::in_memory(StoreKey::generate()).unwrap();
     assert_eq!(format!("{store:?}"), "Store(..)");
 }
 
@@ -498,7 +499,7 @@ fn sender_seq_records() {
         "an unprepared entry has no sequence number"
     );
 
-    let store = Store::in_memory(StoreSecret::Key(StoreKey::generate())).unwrap();
+    let store = Store::in_memory(StoreKey::generate()).unwrap();
     let fresh = store.sender_state().unwrap();
     assert_eq!(fresh.next_sender_seq, 1);
     assert_eq!(fresh.sendable_from, 0);
@@ -524,11 +525,11 @@ fn a_store_is_open_once_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("once.db");
     let key = || StoreSecret::Key(StoreKey::from_bytes([9; 32]));
-    let store = Store::open_sqlite(&path, key()).unwrap();
+    let store = Store::open_sqlite_blocking(&path, key()).unwrap();
     // A second open in the same process (another open file description) is refused at
     // once, with any secret, and so is the bare backend.
     assert_eq!(
-        Store::open_sqlite(&path, key()).err(),
+        Store::open_sqlite_blocking(&path, key()).err(),
         Some(StoreError::InUse { path: path.clone() })
     );
     assert_eq!(
@@ -539,16 +540,16 @@ fn a_store_is_open_once_at_a_time() {
     let clone = store.clone();
     drop(store);
     assert_eq!(
-        Store::open_sqlite(&path, key()).err(),
+        Store::open_sqlite_blocking(&path, key()).err(),
         Some(StoreError::InUse { path: path.clone() })
     );
     // Dropping the last handle releases the lock.
     drop(clone);
-    let again = Store::open_sqlite(&path, key()).unwrap();
+    let again = Store::open_sqlite_blocking(&path, key()).unwrap();
     drop(again);
     // Another store file has its own lock.
-    let other = Store::open_sqlite(dir.path().join("other.db"), key()).unwrap();
-    let _first = Store::open_sqlite(&path, key()).unwrap();
+    let other = Store::open_sqlite_blocking(dir.path().join("other.db"), key()).unwrap();
+    let _first = Store::open_sqlite_blocking(&path, key()).unwrap();
     drop(other);
 }
 

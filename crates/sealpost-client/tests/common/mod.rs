@@ -121,7 +121,8 @@ pub fn open_store(dir: &Path, name: &str) -> Store {
     for (k, b) in key.iter_mut().zip(name.bytes().cycle()) {
         *k = b;
     }
-    Store::open_sqlite(
+    // A raw key needs no key derivation: the blocking open is instant.
+    Store::open_sqlite_blocking(
         dir.join(format!("{name}.db")),
         StoreSecret::Key(StoreKey::from_bytes(key)),
     )

@@ -145,7 +145,7 @@ fn entry_prepared_before_the_backup_is_resent_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let key = StoreKey::generate();
     let open = |name: &str| {
-        Store::open_sqlite(dir.path().join(name), StoreSecret::Key(key.clone())).unwrap()
+        Store::open_sqlite_blocking(dir.path().join(name), StoreSecret::Key(key.clone())).unwrap()
     };
     let record = AccountRecord {
         identity: IdentityKeyPair::generate(&mut rand::rng()),

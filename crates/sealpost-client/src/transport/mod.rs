@@ -2,7 +2,10 @@
 //! pushes on server-initiated unidirectional streams (spec/relay.md sections 1 and 2).
 
 use crate::config::{CONNECT_STAGGER, ClientConfig, DEAD_AFTER_TIMEOUTS, RelayAddr};
-use crate::error::ClientError;
+use crate::error::{
+    ClientError, EndpointError, EndpointErrorKind, ProtocolViolation, StreamError, StreamErrorKind,
+    read_error, write_error,
+};
 use crate::tls::{PinnedSpkiVerifier, client_tls_config};
 use sealpost_crypto::Zeroizing;
 use sealpost_crypto::spki::SpkiPins;
@@ -68,12 +71,12 @@ impl Transport {
     /// An endpoint for another relay of the same protocol (a guardian), pinned to `pins`,
     /// with `config`'s timeouts.
     pub(crate) fn to_peer(
-        addr: SocketAddr,
+        addr: RelayAddr,
         pins: SpkiPins,
         server_name: &str,
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
-        Self::build(vec![RelayAddr::Socket(addr)], pins, server_name, config)
+        Self::build(vec![addr], pins, server_name, config)
     }
 
     fn build(
@@ -83,17 +86,23 @@ impl Transport {
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
         let verifier = Arc::new(PinnedSpkiVerifier::new(pins));
-        let tls = client_tls_config(Arc::clone(&verifier))
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let tls = client_tls_config(Arc::clone(&verifier)).map_err(|e| {
+            ClientError::Endpoint(EndpointError::with_source(EndpointErrorKind::Config, e))
+        })?;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
+            ClientError::Endpoint(EndpointError::with_source(EndpointErrorKind::Config, e))
+        })?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
         transport
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(config.idle_timeout)
-                    .map_err(|e| ClientError::Connect(e.to_string()))?,
+                quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| {
+                    ClientError::Endpoint(EndpointError::with_source(
+                        EndpointErrorKind::IdleTimeoutTooLarge,
+                        e,
+                    ))
+                })?,
             ))
             .max_concurrent_bidi_streams(0u32.into())
             .max_concurrent_uni_streams(MAX_PUSH_STREAMS.into());
@@ -224,7 +233,7 @@ impl Transport {
         let connecting = self
             .endpoint
             .connect_with(self.client_config.clone(), addr, &self.server_name)
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(|e| ClientError::Endpoint(EndpointError::connect(e)))?;
         let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Err(_) => return Err(ClientError::Timeout),
             // The verifier counted a refusal during this handshake: name it, rather than
@@ -234,7 +243,7 @@ impl Transport {
                     pinned: self.verifier.pins().as_slice().len(),
                 });
             }
-            Ok(r) => r?,
+            Ok(r) => r.map_err(ClientError::quic)?,
         };
         let timeouts = Arc::new(AtomicU32::new(0));
         tokio::spawn(watch_silence(
@@ -318,12 +327,12 @@ fn bind(relays: &[RelayAddr]) -> Result<quinn::Endpoint, ClientError> {
             .all(|r| matches!(r, RelayAddr::Socket(a) if a.is_ipv6() == want_v6))
     };
     let first = if family(false) { v4 } else { v6 };
+    let bind_error =
+        |e| ClientError::Endpoint(EndpointError::with_source(EndpointErrorKind::Bind, e));
     match quinn::Endpoint::client(first) {
         Ok(e) => Ok(e),
-        Err(_) if first == v6 && !family(true) => {
-            quinn::Endpoint::client(v4).map_err(|e| ClientError::Connect(e.to_string()))
-        }
-        Err(e) => Err(ClientError::Connect(e.to_string())),
+        Err(_) if first == v6 && !family(true) => quinn::Endpoint::client(v4).map_err(bind_error),
+        Err(e) => Err(bind_error(e)),
     }
 }
 
@@ -336,30 +345,46 @@ pub(crate) struct Connection {
     timeouts: Arc<AtomicU32>,
 }
 
-fn stream_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Stream(e.to_string())
+fn read_exact_error(e: quinn::ReadExactError) -> ClientError {
+    match e {
+        quinn::ReadExactError::ReadError(e) => read_error(e),
+        e @ quinn::ReadExactError::FinishedEarly(_) => {
+            ClientError::Stream(StreamError::with_source(StreamErrorKind::FinishedEarly, e))
+        }
+    }
+}
+
+fn read_to_end_error(e: quinn::ReadToEndError) -> ClientError {
+    match e {
+        quinn::ReadToEndError::Read(e) => read_error(e),
+        e @ quinn::ReadToEndError::TooLong => {
+            ClientError::Stream(StreamError::with_source(StreamErrorKind::TooLong, e))
+        }
+    }
 }
 
 /// Reads exactly one frame, checking the length prefix before reading the body and that
 /// nothing follows it on the stream.
 async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, ClientError> {
     let mut prefix = [0u8; 4];
-    recv.read_exact(&mut prefix).await.map_err(stream_err)?;
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(read_exact_error)?;
     let len = frame_len(prefix)?;
     let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(stream_err)?;
+    recv.read_exact(&mut body).await.map_err(read_exact_error)?;
     let mut extra = [0u8; 1];
-    match recv.read(&mut extra).await.map_err(stream_err)? {
+    match recv.read(&mut extra).await.map_err(read_error)? {
         None => Ok(body),
-        Some(_) => Err(ClientError::protocol("bytes after a frame")),
+        Some(_) => Err(ClientError::protocol(ProtocolViolation::TrailingBytes)),
     }
 }
 
-fn unexpected(what: &str, resp: &Response) -> ClientError {
-    ClientError::Protocol(format!(
-        "unexpected response to {what}: {}",
-        kind_name(resp)
-    ))
+fn unexpected(what: &'static str, resp: &Response) -> ClientError {
+    ClientError::protocol(ProtocolViolation::UnexpectedResponse {
+        request: what,
+        response: kind_name(resp),
+    })
 }
 
 fn kind_name(resp: &Response) -> &'static str {
@@ -393,7 +418,7 @@ impl Connection {
         let mut out = Zeroizing::new([0u8; 32]);
         self.conn
             .export_keying_material(out.as_mut_slice(), EXPORTER_LABEL, b"")
-            .map_err(|_| ClientError::Protocol("TLS exporter unavailable".into()))?;
+            .map_err(|_| ClientError::protocol(ProtocolViolation::ExporterUnavailable))?;
         Ok(out)
     }
 
@@ -401,9 +426,11 @@ impl Connection {
     /// [`ClientError::Relay`].
     pub(crate) async fn request(&self, req: &Request) -> Result<Response, ClientError> {
         let exchange = async {
-            let (mut send, mut recv) = self.conn.open_bi().await?;
-            send.write_all(&req.encode()).await.map_err(stream_err)?;
-            send.finish().map_err(stream_err)?;
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(ClientError::quic)?;
+            send.write_all(&req.encode()).await.map_err(write_error)?;
+            send.finish().map_err(|e| {
+                ClientError::Stream(StreamError::with_source(StreamErrorKind::Closed, e))
+            })?;
             let body = read_frame(&mut recv).await?;
             Ok::<_, ClientError>(Response::decode(&body)?)
         };
@@ -436,11 +463,11 @@ impl Connection {
     /// push stream is [`ClientError::Stream`] or [`ClientError::Protocol`] and affects only
     /// that stream.
     pub(crate) async fn accept_pushes(&self) -> Result<Vec<Push>, ClientError> {
-        let mut recv = self.conn.accept_uni().await?;
+        let mut recv = self.conn.accept_uni().await.map_err(ClientError::quic)?;
         let stream = tokio::time::timeout(PUSH_READ_TIMEOUT, recv.read_to_end(MAX_PUSH_STREAM_LEN))
             .await
             .map_err(|_| ClientError::Timeout)?
-            .map_err(stream_err)?;
+            .map_err(read_to_end_error)?;
         Ok(Push::decode_stream(&stream)?)
     }
 
@@ -637,191 +664,4 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A QUIC server with the relay's TLS set-up that completes handshakes and accepts
-    /// request streams but never answers them (a node whose process is alive and whose
-    /// request handling is stuck).
-    async fn unresponsive_server(
-        dir: &std::path::Path,
-    ) -> (SocketAddr, sealpost_crypto::spki::SpkiPin) {
-        let material = sealpost_relay::tls::load_or_generate(dir, &["localhost".into()]).unwrap();
-        let crypto = sealpost_relay::tls::server_crypto(&material).unwrap();
-        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).unwrap();
-        let endpoint = quinn::Endpoint::server(
-            quinn::ServerConfig::with_crypto(Arc::new(quic)),
-            (Ipv4Addr::LOCALHOST, 0).into(),
-        )
-        .unwrap();
-        let addr = endpoint.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
-                tokio::spawn(async move {
-                    let Ok(conn) = incoming.await else { return };
-                    let mut held = Vec::new();
-                    while let Ok(stream) = conn.accept_bi().await {
-                        held.push(stream);
-                    }
-                });
-            }
-        });
-        (addr, material.spki_pin)
-    }
-
-    #[tokio::test]
-    async fn repeated_request_timeouts_close_the_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let (addr, pin) = unresponsive_server(dir.path()).await;
-        let config = ClientConfig::new(addr, pin).with_request_timeout(Duration::from_millis(300));
-        let transport = Transport::new(&config).unwrap();
-        let conn = transport.connect().await.unwrap();
-        for n in 1..=DEAD_AFTER_TIMEOUTS {
-            assert_eq!(
-                conn.request(&Request::Challenge).await,
-                Err(ClientError::Timeout)
-            );
-            if n < DEAD_AFTER_TIMEOUTS {
-                assert!(conn.close_reason().is_none(), "closed after {n} timeouts");
-                assert!(!conn.given_up());
-            }
-        }
-        assert_eq!(
-            conn.close_reason(),
-            Some(quinn::ConnectionError::LocallyClosed),
-            "the connection is closed after {DEAD_AFTER_TIMEOUTS} timeouts in a row"
-        );
-        assert!(conn.given_up());
-        // The push reader of the connection task ends, which starts a reconnection.
-        assert!(matches!(
-            conn.accept_pushes().await,
-            Err(ClientError::Connection(_))
-        ));
-        // The next attempt starts with the address after the dead one (here the same one).
-        transport.connection_died(&conn);
-        let (candidates, _) = transport.candidates().await;
-        assert_eq!(candidates, vec![addr]);
-        transport.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_dead_connection_moves_the_next_attempt_to_the_next_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let (live, pin) = unresponsive_server(dir.path()).await;
-        // Nothing listens there (the socket is closed again).
-        let dead = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let config = ClientConfig::new(dead, pin)
-            .with_relays([RelayAddr::Socket(dead), RelayAddr::Socket(live)])
-            .with_connect_timeout(Duration::from_millis(300))
-            .with_request_timeout(Duration::from_millis(300));
-        let transport = Transport::new(&config).unwrap();
-        assert_eq!(transport.candidates().await.0, vec![dead, live]);
-        let conn = transport.connect().await.unwrap();
-        assert_eq!(conn.remote(), live);
-        // The node that answered comes first from now on.
-        assert_eq!(transport.candidates().await.0, vec![live, dead]);
-        for _ in 0..DEAD_AFTER_TIMEOUTS {
-            let _ = conn.request(&Request::Challenge).await;
-        }
-        transport.connection_died(&conn);
-        assert_eq!(transport.candidates().await.0, vec![dead, live]);
-        // A first address that neither answers nor fails (its attempt would run for 60 s)
-        // holds nothing up: the next one is tried after CONNECT_STAGGER.
-        let patient = Transport::new(
-            &config
-                .clone()
-                .with_connect_timeout(Duration::from_secs(60))
-                .with_request_timeout(Duration::from_secs(60))
-                .with_keep_alive(Duration::from_secs(3), Duration::from_secs(60)),
-        )
-        .unwrap();
-        let conn = tokio::time::timeout(Duration::from_secs(20), patient.connect())
-            .await
-            .expect("connected through the second address while the first was still trying")
-            .unwrap();
-        assert_eq!(conn.remote(), live);
-        patient.close().await;
-        let empty = Transport::new(&config.clone().with_relays([])).unwrap();
-        assert_eq!(
-            empty.connect().await.err(),
-            Some(ClientError::NoRelayAddress)
-        );
-        transport.close().await;
-    }
-
-    /// A relay that vanishes without a reset (killed and not restarted, or cut off) is given
-    /// up once it has been silent for the keep-alive interval plus the grace, not after the
-    /// QUIC idle timeout (here 60 s), and the next attempt starts with the next address.
-    #[tokio::test]
-    async fn a_silent_relay_is_given_up_after_the_keep_alive_and_grace() {
-        let dir = tempfile::tempdir().unwrap();
-        let (server, pin) = unresponsive_server(dir.path()).await;
-        // A forwarder between the client and the server that can be cut.
-        let proxy = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let proxy_addr = proxy.local_addr().unwrap();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let from_server = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        {
-            let (cut, from_server) = (Arc::clone(&cut), Arc::clone(&from_server));
-            tokio::spawn(async move {
-                let mut client = None;
-                let mut buf = vec![0u8; 65536];
-                loop {
-                    let Ok((n, from)) = proxy.recv_from(&mut buf).await else {
-                        return;
-                    };
-                    if cut.load(Ordering::SeqCst) {
-                        continue;
-                    }
-                    let to = if from == server {
-                        from_server.fetch_add(1, Ordering::SeqCst);
-                        match client {
-                            Some(c) => c,
-                            None => continue,
-                        }
-                    } else {
-                        client = Some(from);
-                        server
-                    };
-                    let _ = proxy.send_to(&buf[..n], to).await;
-                }
-            });
-        }
-        let keep_alive = Duration::from_millis(300);
-        let config =
-            ClientConfig::new(proxy_addr, pin).with_keep_alive(keep_alive, Duration::from_secs(60));
-        let transport = Transport::new(&config).unwrap();
-        let conn = transport.connect().await.unwrap();
-        // Idle, the keep-alives are answered: the relay is heard from.
-        let heard = from_server.load(Ordering::SeqCst);
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while from_server.load(Ordering::SeqCst) < heard + 3 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("keep-alives are acknowledged");
-        assert!(conn.close_reason().is_none());
-        assert!(!conn.given_up());
-        cut.store(true, Ordering::SeqCst);
-        let started = std::time::Instant::now();
-        let limit = silence_limit(keep_alive, conn.conn.rtt());
-        let closed = tokio::time::timeout(limit + Duration::from_secs(5), conn.conn.closed())
-            .await
-            .expect("a silent relay is given up well before the idle timeout");
-        assert_eq!(closed, quinn::ConnectionError::LocallyClosed);
-        assert!(
-            started.elapsed() >= limit.saturating_sub(keep_alive),
-            "given up after {:?}, before the limit {limit:?}",
-            started.elapsed()
-        );
-        assert!(conn.given_up());
-        transport.connection_died(&conn);
-        transport.close().await;
-    }
-}
+mod tests;

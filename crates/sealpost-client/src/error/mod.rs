@@ -1,6 +1,15 @@
 //! Typed errors. Display strings carry codes, sizes and counts, never key material, message
 //! content or account ids (phone numbers).
 
+mod kinds;
+
+pub use kinds::{
+    ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind, EndpointError,
+    EndpointErrorKind, InternalError, KdfError, KdfErrorKind, ProtocolViolation, StreamError,
+    StreamErrorKind, VaultUnavailable,
+};
+pub(crate) use kinds::{read_error, write_error};
+
 use sealpost_session::{EncryptError, HandshakeError, PickleError};
 use sealpost_wire::DecodeError;
 use sealpost_wire::relay::ErrorCode;
@@ -9,10 +18,10 @@ use sealpost_wire::relay::ErrorCode;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The underlying database failed (I/O, locking, SQL). The text is the database's own
-    /// message, which never contains stored values.
-    #[error("database error: {0}")]
-    Database(String),
+    /// The underlying database failed (I/O, locking, SQL): its kind, with the database's
+    /// own error as the source (whose message never contains stored values).
+    #[error(transparent)]
+    Database(DatabaseError),
     /// The store key (or passphrase) does not open this store.
     #[error("wrong store key or passphrase")]
     WrongKey,
@@ -38,8 +47,11 @@ pub enum StoreError {
     #[error("unsupported store format {0}")]
     UnsupportedFormat(u32),
     /// Key derivation from the passphrase failed (invalid parameters).
-    #[error("key derivation failed: {0}")]
-    Kdf(String),
+    #[error(transparent)]
+    Kdf(KdfError),
+    /// The runtime shut down while the store was being opened on a blocking thread.
+    #[error("the runtime shut down while the store was opening")]
+    Cancelled,
     /// The store is not in the state the operation needs.
     #[error("inconsistent store: {0}")]
     Inconsistent(&'static str),
@@ -58,7 +70,7 @@ impl StoreError {
     /// (I/O, locking) and a store in use.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Database(_) | Self::InUse { .. } => false,
+            Self::Database(_) | Self::InUse { .. } | Self::Cancelled => false,
             Self::WrongKey
             | Self::Authentication { .. }
             | Self::Malformed { .. }
@@ -70,29 +82,26 @@ impl StoreError {
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Database(e.to_string())
-    }
-}
-
 /// Errors of the client SDK.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The relay answered with an `Error` response (spec/relay.md section 6).
-    #[error("relay error {code:?} (retry after {retry_after} s): {detail}")]
+    #[error("relay error {code:?} (retry after {retry_after} s): {}", .detail.escape_debug())]
     Relay {
-        /// The error code; unknown codes are [`ErrorCode::Other`] and never retried.
+        /// The error code: the typed part, to match on. Unknown codes are
+        /// [`ErrorCode::Other`] and never retried.
         code: ErrorCode,
         /// Seconds to wait before retrying (0 if not applicable).
         retry_after: u32,
-        /// The relay's human-readable detail (never secret material, per the protocol).
+        /// The relay's own human-readable text from the `Error` response (spec/relay.md
+        /// section 6), for logs: never secret material per the protocol, but untrusted (it
+        /// is printed escaped) and not meant to be matched on; `code` is.
         detail: String,
     },
-    /// The connection could not be set up (endpoint, address, TLS configuration).
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    /// The local QUIC endpoint could not be set up or could not start a connection.
+    #[error(transparent)]
+    Endpoint(EndpointError),
     /// No relay address is configured ([`crate::ClientConfig::relays`] is empty).
     #[error("no relay address is configured")]
     NoRelayAddress,
@@ -101,8 +110,8 @@ pub enum ClientError {
     Resolve(std::io::ErrorKind),
     /// The QUIC connection failed or was closed; TLS failures other than a pin mismatch
     /// surface here.
-    #[error("connection: {0}")]
-    Connection(#[from] quinn::ConnectionError),
+    #[error(transparent)]
+    Connection(ConnectionError),
     /// The server's public key matches none of the configured pins (spec/relay.md section
     /// 1.1): a different server, or a relay that moved to a key the configuration does not
     /// list yet. Not transient: retrying cannot help until the pins are updated.
@@ -112,15 +121,15 @@ pub enum ClientError {
         pinned: usize,
     },
     /// A request or push stream failed.
-    #[error("stream: {0}")]
-    Stream(String),
+    #[error(transparent)]
+    Stream(StreamError),
     /// A request did not complete within the configured timeout.
     #[error("request timed out")]
     Timeout,
     /// The relay sent something the protocol does not allow (a frame that does not decode,
     /// an unexpected response kind, bytes after a frame).
     #[error("protocol violation: {0}")]
-    Protocol(String),
+    Protocol(ProtocolViolation),
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -130,7 +139,8 @@ pub enum ClientError {
     /// A message could not be encrypted.
     #[error("encryption: {0}")]
     Encrypt(#[from] EncryptError),
-    /// The store holds no registered device: call `Client::register` first.
+    /// The store holds no registered device: call `Client::register` first
+    /// ([`crate::Store::has_account`] tells beforehand).
     #[error("no registered device in this store")]
     NotRegistered,
     /// The store already holds a registered device.
@@ -170,7 +180,7 @@ pub enum ClientError {
     ShutDown,
     /// A background task failed unexpectedly.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(InternalError),
     /// The account has a registration lock: registering needs the PIN (use
     /// [`crate::Client::register_with_pin`]) or waiting until the lock lapses.
     #[error(
@@ -191,13 +201,20 @@ pub enum ClientError {
     /// The PIN vault cannot be recovered: fewer than the threshold of guardians hold it
     /// (deleted at the attempt limit, never stored, or unreachable).
     #[error("PIN vault unavailable: {0}")]
-    VaultUnavailable(String),
+    VaultUnavailable(VaultUnavailable),
     /// No PIN is set on this device.
     #[error("no PIN is set")]
     PinNotSet,
-    /// The guardian configuration is invalid.
-    #[error("invalid guardian configuration: {0}")]
-    InvalidGuardians(String),
+    /// The guardian configuration is invalid: it needs `1 <= threshold <= guardians <= 255`.
+    #[error(
+        "invalid guardian configuration: need 1 <= threshold ({threshold}) <= guardians ({guardians}) <= 255"
+    )]
+    InvalidGuardians {
+        /// How many guardians were given.
+        guardians: usize,
+        /// The threshold given.
+        threshold: u8,
+    },
     /// A PIN computation failed.
     #[error("PIN protocol: {0}")]
     Pin(sealpost_pin::PinError),
@@ -265,7 +282,7 @@ impl ClientError {
                 _ => true,
             },
             Self::Store(e) => e.is_permanent(),
-            Self::Connect(_)
+            Self::Endpoint(_)
             | Self::Resolve(_)
             | Self::Connection(_)
             | Self::Stream(_)
@@ -291,7 +308,7 @@ impl ClientError {
             | Self::WrongPin { .. }
             | Self::VaultUnavailable(_)
             | Self::PinNotSet
-            | Self::InvalidGuardians(_)
+            | Self::InvalidGuardians { .. }
             | Self::Pin(_)
             | Self::PinMismatch { .. }
             | Self::NoRelayAddress
@@ -308,7 +325,7 @@ impl ClientError {
     /// then waits for a connection instead of counting an attempt against the message.
     pub(crate) fn is_connectivity(&self) -> bool {
         match self {
-            Self::Connect(_)
+            Self::Endpoint(_)
             | Self::Resolve(_)
             | Self::Connection(_)
             | Self::Stream(_)
@@ -328,13 +345,31 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn protocol(what: impl std::fmt::Display) -> Self {
-        Self::Protocol(what.to_string())
+    pub(crate) fn protocol(what: ProtocolViolation) -> Self {
+        Self::Protocol(what)
+    }
+
+    /// A connection error of the QUIC library.
+    pub(crate) fn quic(e: quinn::ConnectionError) -> Self {
+        Self::Connection(ConnectionError::quic(e))
+    }
+
+    /// An internal error from a task that did not complete.
+    pub(crate) fn join(e: tokio::task::JoinError) -> Self {
+        Self::Internal(InternalError::join(e))
+    }
+
+    /// The connection's kind, if this is a connection error.
+    pub fn connection_kind(&self) -> Option<ConnectionErrorKind> {
+        match self {
+            Self::Connection(c) => Some(c.kind()),
+            _ => None,
+        }
     }
 }
 
 impl From<DecodeError> for ClientError {
     fn from(e: DecodeError) -> Self {
-        Self::Protocol(e.to_string())
+        Self::Protocol(ProtocolViolation::Decode(e))
     }
 }
