@@ -103,21 +103,9 @@
 //!   and the restore are missing from the restored history.
 //! * Secrets and message content are never logged, at any level; `Debug` of keys, stores and
 //!   message bodies prints no secret or content.
-#![forbid(unsafe_code)]
+// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![warn(unreachable_pub)]
 
 mod builder;
 mod client;

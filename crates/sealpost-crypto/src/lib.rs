@@ -29,21 +29,9 @@
 //! let sig = sk.sign(b"hello");
 //! sk.verifying_key().verify(b"hello", &sig).unwrap();
 //! ```
-#![forbid(unsafe_code)]
+// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![warn(unreachable_pub)]
 
 pub mod aead;
 pub mod ed25519;

@@ -39,21 +39,9 @@
 //! assert!(output.ct_eq(&oprf::evaluate_unblinded(&key, input.as_bytes())?));
 //! # Ok(()) }
 //! ```
-#![forbid(unsafe_code)]
+// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![warn(unreachable_pub)]
 
 mod codec;
 mod error;

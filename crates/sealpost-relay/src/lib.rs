@@ -53,21 +53,9 @@
 //!
 //! The binary `sealpost-relay` does the same from a configuration file, environment and
 //! flags (`sealpost-relay --help`).
-#![forbid(unsafe_code)]
+// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![warn(unreachable_pub)]
 
 pub mod codes;
 mod error;

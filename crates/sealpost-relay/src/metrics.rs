@@ -464,7 +464,8 @@ mod http {
     }
 }
 
-#[cfg(all(test, feature = "server"))]
+#[cfg(test)]
+#[cfg(feature = "server")]
 mod tests {
     use super::*;
     use crate::store::{AnyStore, MemoryStore};

@@ -46,21 +46,9 @@
 //! assert_eq!(a.decrypt(&mut rng, &reply)?, b"It ships today.");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![warn(unreachable_pub)]
 
 mod error;
 pub mod fingerprint;

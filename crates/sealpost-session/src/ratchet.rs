@@ -25,7 +25,7 @@ pub const CHAIN_KEY_CONSTANT: u8 = 0x02;
 /// Input byte of KDF_CK for the nonce key (session protocol version 2).
 pub const NONCE_KEY_CONSTANT: u8 = 0x03;
 /// How many previous remote ratchet keys are remembered to classify late duplicates.
-pub const MAX_PREVIOUS_RATCHET_KEYS: usize = 8;
+pub(crate) const MAX_PREVIOUS_RATCHET_KEYS: usize = 8;
 
 /// A 32-byte secret (root, chain or message key). Zeroized on drop; Debug prints nothing.
 #[derive(Clone, PartialEq, Eq)]

@@ -31,13 +31,13 @@ pub const WAKE_VERSION: u8 = 1;
 pub const WAKE_PAYLOAD_LEN: usize = 9;
 /// Wake-ups waiting to be handed to the NATS client; more are dropped and counted (a
 /// dropped wake-up delays, never loses, a message).
-pub const WAKE_PUBLISH_QUEUE: usize = 4096;
+pub(super) const WAKE_PUBLISH_QUEUE: usize = 4096;
 /// Wake-ups buffered per device subscription; more are dropped by the client (one is
 /// enough to make the delivery read its mailbox).
-pub const WAKE_SUBSCRIPTION_CAPACITY: usize = 64;
+pub(super) const WAKE_SUBSCRIPTION_CAPACITY: usize = 64;
 /// How long an authentication waits for its device's subscription to be confirmed by the
 /// NATS server before its delivery starts anyway (only while connected to NATS).
-pub const WAKE_SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+pub(super) const WAKE_SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// While this node is not connected to NATS (and once more after it has reconnected), every
 /// device connected to it has its mailbox read this often: wake-ups cannot reach the node
 /// then, and the mailbox is the truth (spec/relay.md section 8.3).
