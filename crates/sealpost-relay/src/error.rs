@@ -470,20 +470,48 @@ pub enum RelayError {
         source: std::io::Error,
     },
     /// A file or socket operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what} {target}: {source}")]
     Io {
-        /// What was being done, with the path or address (`reading /etc/...`).
-        what: String,
+        /// What was being done (`reading`, `binding`).
+        what: &'static str,
+        /// The file or address it was done to.
+        target: IoTarget,
         /// The underlying error.
         source: std::io::Error,
     },
 }
 
+/// What a failed [`RelayError::Io`] operation was done to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoTarget {
+    /// A file or directory.
+    Path(std::path::PathBuf),
+    /// A socket address.
+    Addr(std::net::SocketAddr),
+    /// The QUIC endpoint's socket.
+    Endpoint,
+    /// The metrics listener's socket.
+    MetricsListener,
+}
+
+impl std::fmt::Display for IoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(p) => write!(f, "{}", p.display()),
+            Self::Addr(a) => write!(f, "{a}"),
+            Self::Endpoint => f.write_str("the QUIC endpoint"),
+            Self::MetricsListener => f.write_str("the metrics listener"),
+        }
+    }
+}
+
 impl RelayError {
     #[cfg(feature = "server")]
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: &'static str, target: IoTarget, source: std::io::Error) -> Self {
         Self::Io {
-            what: what.into(),
+            what,
+            target,
             source,
         }
     }

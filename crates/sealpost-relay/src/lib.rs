@@ -79,7 +79,7 @@ pub mod tls;
 
 pub use codes::{CodeSender, LogCodeSender, VerificationCode};
 pub use error::{
-    BackendError, Cause, ConfigError, RelayError, StoreError, TlsError, Unavailable,
+    BackendError, Cause, ConfigError, IoTarget, RelayError, StoreError, TlsError, Unavailable,
     WebhookUrlError,
 };
 pub use guardian::GuardianConfig;

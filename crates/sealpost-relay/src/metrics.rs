@@ -235,10 +235,20 @@ pub(crate) fn install_prometheus(
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .and_then(tokio::net::TcpListener::from_std)
-        .map_err(|e| crate::RelayError::io(format!("binding the metrics listener {addr}"), e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| crate::RelayError::io("reading the metrics listener address", e))?;
+        .map_err(|e| {
+            crate::RelayError::io(
+                "binding the metrics listener to",
+                crate::error::IoTarget::Addr(addr),
+                e,
+            )
+        })?;
+    let bound = listener.local_addr().map_err(|e| {
+        crate::RelayError::io(
+            "reading the bound address of",
+            crate::error::IoTarget::MetricsListener,
+            e,
+        )
+    })?;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| crate::RelayError::Metrics(crate::Cause::new(e)))?;

@@ -63,12 +63,22 @@ pub(crate) fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, 
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| RelayError::io(format!("creating {}", path.display()), e))?;
+    let mut f = opts.open(path).map_err(|e| {
+        RelayError::io(
+            "creating",
+            crate::error::IoTarget::Path(path.to_path_buf()),
+            e,
+        )
+    })?;
     f.write_all(key.as_slice())
         .and_then(|()| f.sync_all())
-        .map_err(|e| RelayError::io(format!("writing {}", path.display()), e))?;
+        .map_err(|e| {
+            RelayError::io(
+                "writing",
+                crate::error::IoTarget::Path(path.to_path_buf()),
+                e,
+            )
+        })?;
     Ok(key)
 }
 
@@ -87,7 +97,11 @@ fn load_secret(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>, RelayError> {
             Ok(Some(Zeroizing::new(key)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RelayError::io(format!("reading {}", path.display()), e)),
+        Err(e) => Err(RelayError::io(
+            "reading",
+            crate::error::IoTarget::Path(path.to_path_buf()),
+            e,
+        )),
     }
 }
 

@@ -137,13 +137,29 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), RelayError>
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| RelayError::io(format!("creating {}", tmp.display()), e))?;
+    let mut f = opts.open(&tmp).map_err(|e| {
+        RelayError::io(
+            "creating",
+            crate::error::IoTarget::Path(tmp.to_path_buf()),
+            e,
+        )
+    })?;
     f.write_all(contents)
         .and_then(|()| f.sync_all())
-        .map_err(|e| RelayError::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| RelayError::io(format!("renaming to {}", path.display()), e))
+        .map_err(|e| {
+            RelayError::io(
+                "writing",
+                crate::error::IoTarget::Path(tmp.to_path_buf()),
+                e,
+            )
+        })?;
+    fs::rename(&tmp, path).map_err(|e| {
+        RelayError::io(
+            "renaming to",
+            crate::error::IoTarget::Path(path.to_path_buf()),
+            e,
+        )
+    })
 }
 
 /// Paths of the self-signed certificate and key in `data_dir`.
@@ -160,8 +176,13 @@ pub fn load_or_generate(data_dir: &Path, names: &[String]) -> Result<TlsMaterial
         return load_pem(&cert, &key);
     }
     if let Some(dir) = cert.parent() {
-        fs::create_dir_all(dir)
-            .map_err(|e| RelayError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir).map_err(|e| {
+            RelayError::io(
+                "creating",
+                crate::error::IoTarget::Path(dir.to_path_buf()),
+                e,
+            )
+        })?;
     }
     let names = if names.is_empty() {
         vec!["localhost".to_owned()]

@@ -74,7 +74,9 @@ pub(crate) fn derive_sk(dhs: &[&[u8; 32]], kem_ss: &[u8; 32], base_key: &[u8; 32
 }
 
 /// The initiator's fresh secrets for one handshake. Drawn from the RNG by [`initiate`];
-/// explicit only for test vectors (`hazmat::initiate_with_secrets`).
+/// explicit only for test vectors (`hazmat::initiate_with_secrets`), and public only through
+/// the `hazmat` feature.
+#[cfg_attr(not(feature = "hazmat"), allow(unreachable_pub))]
 pub struct InitiatorSecrets {
     /// Ephemeral key EK_A (the "base key").
     pub base_key: X25519Secret,
@@ -86,6 +88,7 @@ pub struct InitiatorSecrets {
 
 impl InitiatorSecrets {
     /// Draws all three from `rng`, in the order base key, ratchet key, KEM randomness.
+    #[cfg_attr(not(feature = "hazmat"), allow(unreachable_pub))]
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self {
             base_key: X25519Secret::generate(rng),

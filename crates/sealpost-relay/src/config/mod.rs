@@ -345,10 +345,13 @@ impl RelayConfig {
         let secret = match (&self.webhook_secret, &self.webhook_secret_file) {
             (Some(s), _) => Zeroizing::new(s.as_bytes().to_vec()),
             (None, Some(path)) => {
-                let raw = Zeroizing::new(
-                    std::fs::read(path)
-                        .map_err(|e| RelayError::io(format!("reading {}", path.display()), e))?,
-                );
+                let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
+                    RelayError::io(
+                        "reading",
+                        crate::error::IoTarget::Path(path.to_path_buf()),
+                        e,
+                    )
+                })?);
                 Zeroizing::new(raw.trim_ascii().to_vec())
             }
             (None, None) => return Ok(None),

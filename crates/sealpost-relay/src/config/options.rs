@@ -621,10 +621,13 @@ pub(crate) fn parse_env(env: &impl Fn(&str) -> Option<String>) -> Result<Cli, Co
 
 /// The options of the configuration file at `path`.
 pub(crate) fn read_file(path: &Path) -> Result<Options, RelayError> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| RelayError::io(format!("reading {}", path.display()), e))?,
-    );
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        RelayError::io(
+            "reading",
+            crate::error::IoTarget::Path(path.to_path_buf()),
+            e,
+        )
+    })?);
     toml::from_str(&text).map_err(|e| {
         RelayError::Config(ConfigError::File {
             path: path.to_path_buf(),

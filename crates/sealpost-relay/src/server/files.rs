@@ -26,15 +26,23 @@ pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, RelayError
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| RelayError::io(format!("opening {}", path.display()), e))?;
+        .map_err(|e| {
+            RelayError::io(
+                "opening",
+                crate::error::IoTarget::Path(path.to_path_buf()),
+                e,
+            )
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(RelayError::DataDirInUse {
             dir: data_dir.to_path_buf(),
         }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(RelayError::io(format!("locking {}", path.display()), e))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(RelayError::io(
+            "locking",
+            crate::error::IoTarget::Path(path.to_path_buf()),
+            e,
+        )),
     }
 }
 

@@ -316,8 +316,13 @@ impl Relay {
             use std::os::unix::fs::DirBuilderExt;
             dir.mode(0o700);
         }
-        dir.create(&config.data_dir)
-            .map_err(|e| RelayError::io(format!("creating {}", config.data_dir.display()), e))?;
+        dir.create(&config.data_dir).map_err(|e| {
+            RelayError::io(
+                "creating",
+                crate::error::IoTarget::Path(config.data_dir.clone()),
+                e,
+            )
+        })?;
         // A store that cannot take writes would accept connections and fail every request.
         crate::startup::check_writable(&config.data_dir, &config.data_dir.join(DB_FILE))?;
         // Before anything in the directory is read or created: two relays on one database
@@ -401,10 +406,16 @@ impl Relay {
                     Arc::new(quinn::TokioRuntime),
                 )
             })
-            .map_err(|e| RelayError::io(format!("binding {}", config.listen), e))?;
-        let local_addr = endpoint
-            .local_addr()
-            .map_err(|e| RelayError::io("reading the bound address", e))?;
+            .map_err(|e| {
+                RelayError::io("binding", crate::error::IoTarget::Addr(config.listen), e)
+            })?;
+        let local_addr = endpoint.local_addr().map_err(|e| {
+            RelayError::io(
+                "reading the bound address of",
+                crate::error::IoTarget::Endpoint,
+                e,
+            )
+        })?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // Bounded by tokio's semaphore (`usize::MAX >> 3` permits).
