@@ -17,6 +17,7 @@ use sealpost_client::{
     MessageId, Store, StoreKey, StoreSecret,
 };
 use sealpost_examples::Phones;
+use sealpost_relay::backup::backup;
 use sealpost_relay::server::DB_FILE;
 use sealpost_relay::{Relay, RelayConfig, SqliteStore, Store as _};
 use std::collections::VecDeque;
@@ -125,15 +126,20 @@ impl Party {
     }
 }
 
-/// Opens the relay's database next to the running relay and shows what it holds for the
-/// shop's device.
+/// Shows what the running relay holds for the shop's device: a snapshot of its database
+/// (`sealpost-relay backup`, which never takes the running relay's lock) is opened in a
+/// scratch directory. Opening the live database next to the relay would be a second writer,
+/// and the store refuses it (`StoreError::InUse`).
 async fn show_relay_view(
     out: &mut impl Write,
-    relay_dir: &Path,
+    relay: &RelayConfig,
+    scratch: &Path,
     shop: &AccountId,
     secret: &str,
 ) -> Result<()> {
-    let db = SqliteStore::open(relay_dir.join(DB_FILE))?;
+    let (config, to) = (relay.clone(), scratch.to_path_buf());
+    tokio::task::spawn_blocking(move || backup(&config, &to)).await??;
+    let db = SqliteStore::open(scratch.join(DB_FILE))?;
     let queued = db
         .mailbox(&DeviceAddress::new(shop.clone(), DeviceId(1)), 0, 16)
         .await;
@@ -174,7 +180,7 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
     config.listen = "127.0.0.1:0".parse()?;
     config.code_sender = Some(phones.clone());
     config.shutdown_grace_secs = 2;
-    let relay = Relay::start(config).await?;
+    let relay = Relay::start(config.clone()).await?;
     writeln!(out, "relay listening on {}", relay.local_addr())?;
     writeln!(
         out,
@@ -262,7 +268,7 @@ async fn conversation(out: &mut impl Write) -> Result<()> {
         .say(out, &s, &format!("{secret}. Thank you!"))
         .await?;
     customer.wait_delivered(id).await?;
-    show_relay_view(out, &relay_dir, &s, secret).await?;
+    show_relay_view(out, &config, &dir.path().join("relay-view"), &s, secret).await?;
 
     writeln!(out, "shop comes back online")?;
     let (client, events) = Client::open(open_shop_store().await?, client_config.clone()).await?;

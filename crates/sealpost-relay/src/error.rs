@@ -156,6 +156,13 @@ pub enum StoreError {
     /// The store has been closed.
     #[error("store is closed")]
     Closed,
+    /// Another open store (in this process or another) holds the database's lock file
+    /// (spec/relay-store.md section 2): one writer per database.
+    #[error("the database {} is open in another store (another relay?)", .path.display())]
+    InUse {
+        /// The database file.
+        path: std::path::PathBuf,
+    },
     /// The relay could not reach its storage (database server down or unreachable, no pooled
     /// connection in time, the disk failing, full or read-only). Nothing was changed; the same
     /// request may succeed later. Answered with the wire code `Unavailable`

@@ -133,6 +133,43 @@ pub struct SqliteStore {
     health: Arc<Mutex<Option<Unavailable>>>,
     /// The vault ledger (`ledger.rs`).
     ledger: Arc<Ledger>,
+    /// The exclusive lock on [`lock_path`] of the database, held until [`SqliteStore::close`]:
+    /// one writer per database.
+    lock: Mutex<Option<File>>,
+}
+
+/// The lock file of the database at `path`: its name with `.lock` appended
+/// (spec/relay-store.md section 2).
+fn lock_path(path: &Path) -> PathBuf {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// Takes the exclusive advisory lock (`flock`) on the lock file of the database at `path`,
+/// creating the file if needed; [`StoreError::InUse`] if another open store holds it. The OS
+/// drops the lock when the process ends, so a crash never leaves the database locked.
+fn lock_database(path: &Path) -> Result<File, StoreError> {
+    let lock = lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                StoreError::Unavailable(Unavailable::ReadOnly)
+            }
+            _ => StoreError::Unavailable(Unavailable::Io),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::backend("locking the database", e)),
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -154,6 +191,8 @@ impl SqliteStore {
     /// the writer thread.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        // Before anything reads or migrates the database: a second open is refused at once.
+        let lock = lock_database(&path)?;
         let (conn, version_before) = open_writer(&path)?;
         let ids = ServerIds::load(&conn)?;
         let ledger = Arc::new(Ledger::open(&conn, &path, version_before)?);
@@ -191,6 +230,7 @@ impl SqliteStore {
             subscribed: AtomicBool::new(false),
             health,
             ledger,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -268,6 +308,13 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        // Last: the database may be opened again once everything above is done.
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// Runs `work` on a pooled read connection, on tokio's blocking pool (a read may wait

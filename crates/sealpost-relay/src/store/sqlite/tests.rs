@@ -464,3 +464,29 @@ async fn health_follows_the_storage() {
     s.close();
     assert_eq!(s.health().await, Err(StoreError::Closed));
 }
+
+/// One writer per database: a second open of the same file is refused while the first is
+/// open (and migrates nothing), and succeeds once the first is closed.
+#[tokio::test]
+async fn a_second_open_of_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let first = SqliteStore::open(&path).unwrap();
+    assert!(lock_path(&path).is_file());
+    assert_eq!(
+        SqliteStore::open(&path).unwrap_err(),
+        StoreError::InUse { path: path.clone() }
+    );
+    // The same file under another name is the same database.
+    let other_name = dir.path().join(".").join("r.db");
+    assert!(matches!(
+        SqliteStore::open(&other_name),
+        Err(StoreError::InUse { .. })
+    ));
+    // The refused opens did not disturb the first.
+    first.put_code(&acct(1), &[7; 32], 1).await.unwrap();
+    first.close();
+    let second = SqliteStore::open(&path).unwrap();
+    assert!(second.total_queued().await.is_ok());
+    second.close();
+}
