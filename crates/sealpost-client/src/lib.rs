@@ -103,7 +103,8 @@
 //!   and the restore are missing from the restored history.
 //! * Secrets and message content are never logged, at any level; `Debug` of keys, stores and
 //!   message bodies prints no secret or content.
-// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
+#![forbid(unsafe_code)]
+// unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -29,7 +29,8 @@
 //! let sig = sk.sign(b"hello");
 //! sk.verifying_key().verify(b"hello", &sig).unwrap();
 //! ```
-// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
+#![forbid(unsafe_code)]
+// unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -39,7 +39,8 @@
 //! assert!(output.ct_eq(&oprf::evaluate_unblinded(&key, input.as_bytes())?));
 //! # Ok(()) }
 //! ```
-// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
+#![forbid(unsafe_code)]
+// unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -53,7 +53,8 @@
 //!
 //! The binary `sealpost-relay` does the same from a configuration file, environment and
 //! flags (`sealpost-relay --help`).
-// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
+#![forbid(unsafe_code)]
+// unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -46,7 +46,8 @@
 //! assert_eq!(a.decrypt(&mut rng, &reply)?, b"It ships today.");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
+#![forbid(unsafe_code)]
+// unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -19,7 +19,8 @@
 //! let bytes = msg.encode();
 //! assert_eq!(SessionMessage::decode(&bytes).unwrap(), SessionMessage::Ratchet(msg));
 //! ```
-// unsafe code, unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
+#![forbid(unsafe_code)]
+// unwrap/expect/panic outside tests: workspace lints (Cargo.toml, clippy.toml).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
