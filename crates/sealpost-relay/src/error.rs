@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
 
 impl Cause {
+    #[cfg(feature = "server")]
     pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(Arc::new(e))
     }
@@ -82,6 +83,7 @@ pub struct BackendError {
 
 impl BackendError {
     /// A failure with no underlying library error.
+    #[cfg(feature = "server")]
     pub(crate) fn msg(context: &'static str) -> Self {
         Self {
             context,
@@ -90,6 +92,7 @@ impl BackendError {
     }
 
     /// A failure of a library call.
+    #[cfg(feature = "server")]
     pub(crate) fn new(
         context: &'static str,
         e: impl std::error::Error + Send + Sync + 'static,
@@ -179,11 +182,13 @@ impl StoreError {
     }
 
     /// [`StoreError::Backend`] without an underlying library error.
+    #[cfg(feature = "server")]
     pub(crate) fn backend_msg(context: &'static str) -> Self {
         Self::Backend(BackendError::msg(context))
     }
 
     /// [`StoreError::Backend`] wrapping a library's error.
+    #[cfg(feature = "server")]
     pub(crate) fn backend(
         context: &'static str,
         e: impl std::error::Error + Send + Sync + 'static,
