@@ -26,6 +26,7 @@
 
 mod address;
 mod codec;
+pub mod devices;
 mod error;
 mod messages;
 pub mod relay;
