@@ -25,6 +25,8 @@
 //! | [`pin_vault_record`] | `VaultRecord::decode` is total and canonical |
 //! | [`pin_recovery`] | PIN recovery against arbitrary guardian answers: only the true secret, only with the right PIN and `t` honest answers; every other answer reported |
 //! | [`pin_local_verifier`] | local verifier and reminder-state codecs round-trip; the rate limit and schedule keep their bounds |
+//! | [`device_list`] | device lists decode canonically; only the fixture's own lists verify under its account key; the update rule never goes back |
+//! | [`provisioning_open`] | only the genuine provisioning envelope opens; invitation text parsing is total |
 //! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and
@@ -44,6 +46,7 @@ pub mod input;
 pub mod seeds;
 
 mod decrypt;
+pub mod devices;
 mod handshake;
 mod pickle;
 pub mod pin;
@@ -52,6 +55,7 @@ mod stateful;
 mod wire;
 
 pub use decrypt::{DecryptOutcome, Mutated, decrypt_arbitrary, decrypt_arbitrary_outcome};
+pub use devices::{device_list, provisioning_open};
 pub use handshake::handshake_respond;
 pub use pickle::unpickle;
 pub use pin::{pin_frames, pin_local_verifier, pin_recovery, pin_vault_record};
@@ -78,4 +82,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pin_recovery", pin_recovery),
     ("pin_local_verifier", pin_local_verifier),
     ("pin_frames", pin_frames),
+    ("device_list", device_list),
+    ("provisioning_open", provisioning_open),
 ];

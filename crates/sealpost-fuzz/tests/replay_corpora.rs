@@ -102,6 +102,8 @@ replay_tests!(
     pin_recovery,
     pin_local_verifier,
     pin_frames,
+    device_list,
+    provisioning_open,
 );
 
 /// The committed corpora contain every seed the generator produces, byte for byte: if an
