@@ -165,7 +165,7 @@ async fn a_running_relay_is_restored_into_a_new_directory_and_delivers_the_queue
     let delivery = loop {
         match bob.client.next_push().await {
             Push::Deliver(d) => break d,
-            Push::PreKeysLow { .. } => {}
+            Push::PreKeysLow { .. } | Push::Provisioning { .. } => {}
             Push::QueueDrained => panic!("the queued message was not restored"),
         }
     };
@@ -183,7 +183,7 @@ async fn a_running_relay_is_restored_into_a_new_directory_and_delivers_the_queue
     loop {
         match bob.client.next_push().await {
             Push::QueueDrained => break,
-            Push::PreKeysLow { .. } => {}
+            Push::PreKeysLow { .. } | Push::Provisioning { .. } => {}
             Push::Deliver(d) => panic!("unexpected delivery {d:?}"),
         }
     }

@@ -86,7 +86,7 @@ async fn next_delivery(d: &mut Device) -> Delivery {
                     .await;
                 return x;
             }
-            Push::QueueDrained | Push::PreKeysLow { .. } => {}
+            Push::QueueDrained | Push::PreKeysLow { .. } | Push::Provisioning { .. } => {}
         }
     }
 }

@@ -290,6 +290,11 @@ async fn read_pushes(
                 });
             }
             Ok(Push::QueueDrained) => flush_acks(conn, &mut acks).await,
+            // Only a connection that opened a provisioning address gets these; this one
+            // never does.
+            Ok(Push::Provisioning { .. }) => {
+                tracing::warn!("unexpected provisioning push ignored");
+            }
             Err(ClientError::Connection(e)) => {
                 tracing::info!(error = %e, "relay connection ended");
                 return;

@@ -408,6 +408,10 @@ fn kind_name(resp: &Response) -> &'static str {
         Response::VaultConfirmed { .. } => "VaultConfirmed",
         Response::VaultDeleted => "VaultDeleted",
         Response::RegistrationLocked { .. } => "RegistrationLocked",
+        Response::ProvisioningOpened { .. } => "ProvisioningOpened",
+        Response::DeviceListStored { .. } => "DeviceListStored",
+        Response::DeviceList(_) => "DeviceList",
+        Response::Provisioned => "Provisioned",
     }
 }
 

@@ -259,6 +259,11 @@ fn request_kind(r: &Request) -> &'static str {
         Request::VaultEvaluate { .. } => "vault_evaluate",
         Request::VaultConfirm { .. } => "vault_confirm",
         Request::VaultDelete { .. } => "vault_delete",
+        Request::LinkDevice { .. } => "link_device",
+        Request::OpenProvisioning => "open_provisioning",
+        Request::PublishDeviceList { .. } => "publish_device_list",
+        Request::FetchDeviceList { .. } => "fetch_device_list",
+        Request::Provision { .. } => "provision",
     }
 }
 
@@ -518,6 +523,11 @@ impl Handler {
                     .await
             }
             Request::VaultDelete { credential } => self.vault_delete(&credential, now).await,
+            // Linked devices (spec/devices.md section 7): not served by this version yet.
+            Request::LinkDevice { .. } | Request::OpenProvisioning => Response::error(
+                ErrorCode::UnknownRequest,
+                "linked devices are not served by this relay version",
+            ),
             other => match conn.device.clone() {
                 None => Response::error(
                     ErrorCode::Unauthenticated,
@@ -602,6 +612,12 @@ impl Handler {
                 self.set_registration_lock(me, Some(&verifier), now).await
             }
             Request::ClearRegistrationLock => self.set_registration_lock(me, None, now).await,
+            Request::PublishDeviceList { .. }
+            | Request::FetchDeviceList { .. }
+            | Request::Provision { .. } => Response::error(
+                ErrorCode::UnknownRequest,
+                "linked devices are not served by this relay version",
+            ),
             Request::GetGuardianCredential => Response::Credential(self.issue_credential(
                 &me.address.account,
                 CredentialScope::Owner,
@@ -615,7 +631,9 @@ impl Handler {
             | Request::VaultFetch { .. }
             | Request::VaultEvaluate { .. }
             | Request::VaultConfirm { .. }
-            | Request::VaultDelete { .. } => {
+            | Request::VaultDelete { .. }
+            | Request::LinkDevice { .. }
+            | Request::OpenProvisioning => {
                 // Dispatched before; kept total so a new variant cannot fall through silently.
                 Response::error(ErrorCode::Internal, "request dispatched twice")
             }

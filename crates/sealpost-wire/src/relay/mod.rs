@@ -1,6 +1,9 @@
 //! Frames of the relay protocol (spec/relay.md): requests, responses and pushes between a
 //! device and a relay. Parsing and serialization only.
 
+use crate::devices::{
+    MAX_DEVICE_LIST_LEN, MAX_PROVISIONING_ENVELOPE_LEN, ProvisioningEnvelope, SignedDeviceList,
+};
 use crate::{
     AccountId, DecodeError, DeviceAddress, IdentityBytes, KEM_PUBLIC_LEN, KemPreKeyKind,
     KemPreKeyPublic, PROTOCOL_VERSION, PreKeyBundle, Reader, SIGNATURE_LEN, SignedPreKeyPublic,
@@ -23,9 +26,10 @@ pub const ALPN: &[u8] = b"sealpost/1";
 pub const MAX_FRAME_LEN: usize = 3 * 1024 * 1024;
 /// Largest frame body a relay reads on a connection that has not authenticated
 /// (spec/relay.md sections 2 and 7): the largest request allowed before authentication
-/// (a `VaultStore` with the longest account id and vault record, 8749 bytes) rounded up to
-/// 9 KiB.
-pub const MAX_PRE_AUTH_FRAME: usize = 9 * 1024;
+/// (a `LinkDevice` with the largest device list, 13,442 bytes) rounded up to 14 KiB.
+pub const MAX_PRE_AUTH_FRAME: usize = 14 * 1024;
+const _: () =
+    assert!(2 + 4 + crate::devices::MAX_DEVICE_LIST_LEN + 4 + SIGNATURE_LEN <= MAX_PRE_AUTH_FRAME);
 const _: () = assert!(
     2 + credential_len(crate::MAX_ACCOUNT_ID_LEN)
         + VAULT_SHARE_LEN
@@ -38,8 +42,9 @@ const _: () = assert!(
 pub const MAX_PUSH_STREAM_LEN: usize = MAX_FRAME_LEN + 4;
 /// Largest envelope (one recipient device's opaque payload).
 pub const MAX_ENVELOPE_LEN: usize = 320 * 1024;
-/// Most devices an account may have.
-pub const MAX_DEVICES_PER_ACCOUNT: usize = 8;
+/// Most devices an account may have: as many as a device list may name
+/// ([`crate::devices::MAX_LISTED_DEVICES`]); relays configure a lower cap.
+pub const MAX_DEVICES_PER_ACCOUNT: usize = crate::devices::MAX_LISTED_DEVICES;
 /// Most one-time X25519 prekeys per upload.
 pub const MAX_ONE_TIME_PER_UPLOAD: usize = 200;
 /// Most KEM prekeys per upload.
@@ -54,6 +59,10 @@ pub const MESSAGE_ID_LEN: usize = 16;
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Sealpost-Relay";
 /// Prefix of the registration signature input.
 pub const REGISTER_SIG_LABEL: &[u8] = b"Sealpost_Register_v1";
+/// Prefix of the `LinkDevice` signature input (spec/relay.md section 3.10).
+pub const LINK_DEVICE_SIG_LABEL: &[u8] = b"Sealpost_LinkDevice_v1";
+/// Length of a provisioning id.
+pub const PROVISIONING_ID_LEN: usize = crate::devices::PROVISIONING_ID_LEN;
 /// Prefix of the authentication signature input.
 pub const AUTH_SIG_LABEL: &[u8] = b"Sealpost_RelayAuth_v1";
 /// Prefix of a guardian credential's signed bytes (spec/pin.md section 7).
@@ -93,6 +102,35 @@ pub fn register_signed_bytes(
     account.encode_into(&mut w);
     w.bytes(&identity.to_bytes());
     w.into_bytes()
+}
+
+/// The `LinkDevice` signature input (spec/relay.md 3.10):
+/// `"Sealpost_LinkDevice_v1" || exporter || device_id || list`.
+pub fn link_device_signed_bytes(exporter: &[u8; 32], device_id: u32, list: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(LINK_DEVICE_SIG_LABEL.len() + 36 + list.len());
+    w.bytes(LINK_DEVICE_SIG_LABEL)
+        .bytes(exporter)
+        .u32(device_id)
+        .bytes(list);
+    w.into_bytes()
+}
+
+/// Reads `var32(SignedDeviceList)`.
+fn device_list(r: &mut Reader<'_>) -> Result<SignedDeviceList, DecodeError> {
+    SignedDeviceList::decode(r.var_bytes32("device list", MAX_DEVICE_LIST_LEN)?)
+}
+
+/// Appends `var32(list)`.
+fn put_device_list(w: &mut Writer, list: &SignedDeviceList) {
+    // Lists in requests and responses were decoded or verified, so they encode.
+    w.var_bytes32(&list.encode().unwrap_or_default());
+}
+
+/// Reads `var32(ProvisioningEnvelope)`.
+fn provisioning_envelope(r: &mut Reader<'_>) -> Result<ProvisioningEnvelope, DecodeError> {
+    ProvisioningEnvelope::decode(
+        r.var_bytes32("provisioning envelope", MAX_PROVISIONING_ENVELOPE_LEN)?,
+    )
 }
 
 /// The authentication signature input (spec/relay.md 3.4).

@@ -31,6 +31,14 @@ pub enum Push {
     },
     /// Everything queued at authentication time has been delivered.
     QueueDrained,
+    /// A provisioning message for the provisioning id this connection opened
+    /// (spec/relay.md 3.11).
+    Provisioning {
+        /// The provisioning id.
+        provisioning_id: [u8; PROVISIONING_ID_LEN],
+        /// The sealed message.
+        envelope: ProvisioningEnvelope,
+    },
 }
 
 impl Push {
@@ -51,6 +59,12 @@ impl Push {
                 w.u32(*one_time_prekeys).u32(*kem_prekeys);
             }),
             Self::QueueDrained => frame(0x82, |_| {}),
+            Self::Provisioning {
+                provisioning_id,
+                envelope,
+            } => frame(0x83, |w| {
+                w.bytes(provisioning_id).var_bytes32(&envelope.encode());
+            }),
         }
     }
 
@@ -70,6 +84,10 @@ impl Push {
                 kem_prekeys: r.u32()?,
             },
             0x82 => Self::QueueDrained,
+            0x83 => Self::Provisioning {
+                provisioning_id: r.array()?,
+                envelope: provisioning_envelope(&mut r)?,
+            },
             value => {
                 return Err(DecodeError::UnknownType {
                     what: "push",

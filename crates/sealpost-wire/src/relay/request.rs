@@ -49,6 +49,19 @@ pub enum Request {
     },
     /// Ask for an authentication nonce.
     Challenge,
+    /// Join an account as a new device, with the account's next device list (spec/relay.md
+    /// 3.10; unauthenticated).
+    LinkDevice {
+        /// The list naming the new device, with every binding.
+        list: SignedDeviceList,
+        /// The new device's id on it.
+        device_id: u32,
+        /// Ed25519 signature by the new device's identity over [`link_device_signed_bytes`].
+        signature: [u8; SIGNATURE_LEN],
+    },
+    /// Open a single-use provisioning address for linking (spec/relay.md 3.11;
+    /// unauthenticated).
+    OpenProvisioning,
     /// Authenticate the connection as a device.
     Authenticate {
         /// The device.
@@ -67,6 +80,23 @@ pub enum Request {
     ListDevices {
         /// The account.
         account: AccountId,
+    },
+    /// Store the account's next device list (spec/relay.md 3.9).
+    PublishDeviceList {
+        /// The list.
+        list: SignedDeviceList,
+    },
+    /// Fetch an account's device list (spec/relay.md 3.9).
+    FetchDeviceList {
+        /// The account.
+        account: AccountId,
+    },
+    /// Leave a provisioning message for a new device (spec/relay.md 3.11).
+    Provision {
+        /// The new device's provisioning id.
+        provisioning_id: [u8; PROVISIONING_ID_LEN],
+        /// The sealed message.
+        envelope: ProvisioningEnvelope,
     },
     /// Send one envelope to each device of an account.
     Send {
@@ -176,6 +206,35 @@ impl core::fmt::Debug for Request {
                 .field("reglock", &reglock.as_ref().map(|t| Redacted(t.len())))
                 .finish(),
             Self::Challenge => f.write_str("Challenge"),
+            Self::LinkDevice {
+                list,
+                device_id,
+                signature,
+            } => f
+                .debug_struct("LinkDevice")
+                .field("account", &list.body.account)
+                .field("list_version", &list.body.list_version)
+                .field("device_id", device_id)
+                .field("signature", &Hex(signature))
+                .finish(),
+            Self::OpenProvisioning => f.write_str("OpenProvisioning"),
+            Self::PublishDeviceList { list } => f
+                .debug_struct("PublishDeviceList")
+                .field("account", &list.body.account)
+                .field("list_version", &list.body.list_version)
+                .finish(),
+            Self::FetchDeviceList { account } => f
+                .debug_struct("FetchDeviceList")
+                .field("account", account)
+                .finish(),
+            Self::Provision {
+                provisioning_id,
+                envelope,
+            } => f
+                .debug_struct("Provision")
+                .field("provisioning_id", &Hex(provisioning_id))
+                .field("envelope", &Redacted(envelope.sealed.len()))
+                .finish(),
             Self::Authenticate { address, signature } => f
                 .debug_struct("Authenticate")
                 .field("address", address)
@@ -303,6 +362,23 @@ impl Request {
             }),
             Self::FetchBundles { account } => frame(0x11, |w| account.encode_into(w)),
             Self::ListDevices { account } => frame(0x12, |w| account.encode_into(w)),
+            Self::PublishDeviceList { list } => frame(0x13, |w| put_device_list(w, list)),
+            Self::FetchDeviceList { account } => frame(0x14, |w| account.encode_into(w)),
+            Self::Provision {
+                provisioning_id,
+                envelope,
+            } => frame(0x15, |w| {
+                w.bytes(provisioning_id).var_bytes32(&envelope.encode());
+            }),
+            Self::LinkDevice {
+                list,
+                device_id,
+                signature,
+            } => frame(0x05, |w| {
+                put_device_list(w, list);
+                w.u32(*device_id).bytes(signature);
+            }),
+            Self::OpenProvisioning => frame(0x06, |_| {}),
             Self::Send {
                 message_id,
                 sender_seq,
@@ -433,6 +509,22 @@ impl Request {
             0x12 => Self::ListDevices {
                 account: AccountId::decode_from(&mut r)?,
             },
+            0x13 => Self::PublishDeviceList {
+                list: device_list(&mut r)?,
+            },
+            0x14 => Self::FetchDeviceList {
+                account: AccountId::decode_from(&mut r)?,
+            },
+            0x15 => Self::Provision {
+                provisioning_id: r.array()?,
+                envelope: provisioning_envelope(&mut r)?,
+            },
+            0x05 => Self::LinkDevice {
+                list: device_list(&mut r)?,
+                device_id: r.u32()?,
+                signature: r.array()?,
+            },
+            0x06 => Self::OpenProvisioning,
             0x20 => {
                 let message_id = r.array()?;
                 let sender_seq = r.u64()?;

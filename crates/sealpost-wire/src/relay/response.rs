@@ -60,6 +60,15 @@ pub enum ErrorCode {
     /// time (restored from an older copy): its attempt count cannot be trusted. Nothing was
     /// counted; the vault serves again once its owner stores it again or confirms it.
     VaultRolledBack,
+    /// `Provision` to a provisioning id that does not exist, expired or was used.
+    ProvisioningNotFound,
+    /// A device list that is not valid for the account, or breaks the relay's rules for
+    /// publishing or linking (spec/relay.md 3.9, 3.10).
+    InvalidDeviceList,
+    /// A device list whose version is not above the stored one.
+    StaleDeviceList,
+    /// A device list over the relay's device cap for the account's kind.
+    TooManyDevices,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -93,6 +102,10 @@ impl ErrorCode {
             Self::InvalidVault => 23,
             Self::Unavailable => 24,
             Self::VaultRolledBack => 25,
+            Self::ProvisioningNotFound => 26,
+            Self::InvalidDeviceList => 27,
+            Self::StaleDeviceList => 28,
+            Self::TooManyDevices => 29,
             Self::Other(v) => v,
         }
     }
@@ -125,6 +138,10 @@ impl ErrorCode {
             23 => Self::InvalidVault,
             24 => Self::Unavailable,
             25 => Self::VaultRolledBack,
+            26 => Self::ProvisioningNotFound,
+            27 => Self::InvalidDeviceList,
+            28 => Self::StaleDeviceList,
+            29 => Self::TooManyDevices,
             other => Self::Other(other),
         }
     }
@@ -180,6 +197,23 @@ pub enum Response {
     Bundles(Vec<PreKeyBundle>),
     /// `ListDevices` succeeded.
     Devices(Vec<DeviceInfo>),
+    /// `OpenProvisioning` succeeded.
+    ProvisioningOpened {
+        /// The single-use provisioning id.
+        provisioning_id: [u8; PROVISIONING_ID_LEN],
+        /// Seconds until it expires.
+        expires_in: u32,
+    },
+    /// `PublishDeviceList` succeeded.
+    DeviceListStored {
+        /// The stored list's version.
+        list_version: u64,
+    },
+    /// `FetchDeviceList` succeeded: the stored list, or none for an account that has not
+    /// published one (a version-1 account).
+    DeviceList(Option<SignedDeviceList>),
+    /// `Provision` succeeded: the message waits for the new device.
+    Provisioned,
     /// `Send` succeeded: every envelope is durably queued.
     Accepted {
         /// Relay time of acceptance, Unix milliseconds.
@@ -268,6 +302,22 @@ impl Response {
             Self::ChallengeIssued { nonce } => frame(0x43, |w| {
                 w.bytes(nonce);
             }),
+            Self::ProvisioningOpened {
+                provisioning_id,
+                expires_in,
+            } => frame(0x46, |w| {
+                w.bytes(provisioning_id).u32(*expires_in);
+            }),
+            Self::DeviceListStored { list_version } => frame(0x53, |w| {
+                w.u64(*list_version);
+            }),
+            Self::DeviceList(list) => frame(0x54, |w| {
+                w.flag(list.is_some());
+                if let Some(list) = list {
+                    put_device_list(w, list);
+                }
+            }),
+            Self::Provisioned => frame(0x55, |_| {}),
             Self::Authenticated {
                 one_time_prekeys,
                 kem_prekeys,
@@ -368,6 +418,19 @@ impl Response {
                 device_id: r.u32()?,
             },
             0x43 => Self::ChallengeIssued { nonce: r.array()? },
+            0x46 => Self::ProvisioningOpened {
+                provisioning_id: r.array()?,
+                expires_in: r.u32()?,
+            },
+            0x53 => Self::DeviceListStored {
+                list_version: r.u64()?,
+            },
+            0x54 => Self::DeviceList(if r.flag("has_list")? {
+                Some(device_list(&mut r)?)
+            } else {
+                None
+            }),
+            0x55 => Self::Provisioned,
             0x44 => Self::Authenticated {
                 one_time_prekeys: r.u32()?,
                 kem_prekeys: r.u32()?,

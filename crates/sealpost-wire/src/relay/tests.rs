@@ -11,6 +11,38 @@ fn acct() -> AccountId {
     AccountId::new("+15550001111").unwrap()
 }
 
+fn dlist() -> SignedDeviceList {
+    use crate::devices::{DeviceEntry, DeviceListBody, DeviceName, DeviceRole};
+    SignedDeviceList {
+        body: DeviceListBody {
+            account: acct(),
+            account_key: [0xAB; 32],
+            list_version: 2,
+            issued_at: 5,
+            next_device_id: 3,
+            entries: vec![DeviceEntry {
+                device_id: 2,
+                identity: IdentityBytes {
+                    signing: [1; 32],
+                    dh: [2; 32],
+                },
+                role: DeviceRole::Primary,
+                added_at: 4,
+                name: DeviceName::new("Phone").unwrap(),
+            }],
+        },
+        signature: [0xCD; 64],
+        bindings: vec![[0xEF; 64]],
+    }
+}
+
+fn penvelope() -> ProvisioningEnvelope {
+    ProvisioningEnvelope {
+        sender_ephemeral: [0x31; 32],
+        sealed: vec![0x32; 48],
+    }
+}
+
 fn cred(scope: CredentialScope) -> GuardianCredential {
     GuardianCredential {
         account: acct(),
@@ -123,6 +155,10 @@ fn pin_messages_reject_bad_fields() {
         (ErrorCode::RegistrationLocked, 19),
         (ErrorCode::Unavailable, 24),
         (ErrorCode::VaultRolledBack, 25),
+        (ErrorCode::ProvisioningNotFound, 26),
+        (ErrorCode::InvalidDeviceList, 27),
+        (ErrorCode::StaleDeviceList, 28),
+        (ErrorCode::TooManyDevices, 29),
     ] {
         assert_eq!(code.to_u16(), v);
         assert_eq!(ErrorCode::from_u16(v), code);
@@ -227,6 +263,18 @@ fn requests_roundtrip_and_reject_truncation() {
         }),
         Request::FetchBundles { account: acct() },
         Request::ListDevices { account: acct() },
+        Request::PublishDeviceList { list: dlist() },
+        Request::FetchDeviceList { account: acct() },
+        Request::Provision {
+            provisioning_id: [0x21; 16],
+            envelope: penvelope(),
+        },
+        Request::LinkDevice {
+            list: dlist(),
+            device_id: 2,
+            signature: [0x22; 64],
+        },
+        Request::OpenProvisioning,
         Request::Send {
             message_id: [11; 16],
             sender_seq: 0x0102_0304_0506_0708,
@@ -308,6 +356,14 @@ fn responses_and_pushes_roundtrip() {
                 dh: [2; 32],
             },
         }]),
+        Response::ProvisioningOpened {
+            provisioning_id: [0x23; 16],
+            expires_in: 600,
+        },
+        Response::DeviceListStored { list_version: 7 },
+        Response::DeviceList(None),
+        Response::DeviceList(Some(dlist())),
+        Response::Provisioned,
         Response::Accepted { timestamp: 99 },
         Response::Acked { removed: 2 },
         Response::RegistrationLockSet,
@@ -374,6 +430,10 @@ fn responses_and_pushes_roundtrip() {
             kem_prekeys: 0,
         },
         Push::QueueDrained,
+        Push::Provisioning {
+            provisioning_id: [0x24; 16],
+            envelope: penvelope(),
+        },
     ];
     for p in &pushes {
         let f = p.encode();
@@ -383,13 +443,15 @@ fn responses_and_pushes_roundtrip() {
     // A push stream: frames back to back; any cut short of a frame boundary fails.
     let stream = Push::encode_stream(&pushes);
     assert_eq!(Push::decode_stream(&stream).unwrap(), pushes);
-    let first = pushes[0].encode().len();
-    let second = first + pushes[1].encode().len();
+    let mut boundaries = vec![0];
+    for p in &pushes {
+        boundaries.push(boundaries.last().unwrap() + p.encode().len());
+    }
+    let first = boundaries[1];
     for cut in 0..stream.len() {
         let r = Push::decode_stream(&stream[..cut]);
-        match cut {
-            c if c == first => assert_eq!(r.unwrap(), pushes[..1]),
-            c if c == second => assert_eq!(r.unwrap(), pushes[..2]),
+        match boundaries.iter().position(|&b| b == cut) {
+            Some(n) if n > 0 => assert_eq!(r.unwrap(), pushes[..n]),
             _ => assert!(r.is_err(), "cut {cut}"),
         }
     }

@@ -406,7 +406,7 @@ async fn round_robin(me: &Peer, world: &World, app: &mut App, mut next: usize) {
                         break;
                     }
                 }
-                Some(Push::PreKeysLow { .. }) => {}
+                Some(Push::PreKeysLow { .. } | Push::Provisioning { .. }) => {}
                 None => {
                     // Quiet for a moment, or the node died: acknowledge what arrived (if the
                     // node is gone the envelopes come again, and the app de-duplicates).
