@@ -83,7 +83,6 @@ pub struct BackendError {
 
 impl BackendError {
     /// A failure with no underlying library error.
-    #[cfg(feature = "server")]
     pub(crate) fn msg(context: &'static str) -> Self {
         Self {
             context,
@@ -182,7 +181,6 @@ impl StoreError {
     }
 
     /// [`StoreError::Backend`] without an underlying library error.
-    #[cfg(feature = "server")]
     pub(crate) fn backend_msg(context: &'static str) -> Self {
         Self::Backend(BackendError::msg(context))
     }

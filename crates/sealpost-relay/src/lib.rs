@@ -93,6 +93,6 @@ pub use codes::WebhookCodeSender;
 #[cfg(feature = "server")]
 pub use config::RelayConfig;
 #[cfg(feature = "server")]
-pub use server::{Relay, RelayHandle};
+pub use server::{PROVISIONING_POLL, Relay, RelayHandle};
 #[cfg(feature = "server")]
 pub use store::SqliteStore;

@@ -106,6 +106,8 @@ pub struct Limits {
     pub rate_limiter_max_keys: usize,
     /// Vault requests (spec/pin.md section 9) per account per 10 minutes (default 30).
     pub vault_requests_per_account: u32,
+    /// `OpenProvisioning`s per connection per 10 minutes (default 5; spec/relay.md 3.11).
+    pub provisioning_opens_per_connection: u32,
     /// Request bytes buffered relay-wide at once (default [`REQUEST_BUFFER`]; at least
     /// `request_buffer_per_connection`). A frame longer than this (or than the
     /// per-connection buffer) is refused with `TooLarge`.
@@ -144,6 +146,7 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             rate_limiter_max_keys: 100_000,
             vault_requests_per_account: 30,
+            provisioning_opens_per_connection: 5,
             request_buffer_bytes: REQUEST_BUFFER,
             request_buffer_per_connection: REQUEST_BUFFER_PER_CONNECTION,
             request_stall_timeout_ms: REQUEST_STALL_TIMEOUT_MS,
@@ -177,6 +180,10 @@ impl Limits {
             (
                 "limits.code_requests_per_connection",
                 u64::from(self.code_requests_per_connection),
+            ),
+            (
+                "limits.provisioning_opens_per_connection",
+                u64::from(self.provisioning_opens_per_connection),
             ),
             (
                 "limits.auth_failures_per_connection",
@@ -294,6 +301,10 @@ impl Limits {
 
     pub(crate) fn code_connection_rate(&self) -> Rate {
         Rate::per(self.code_requests_per_connection, TEN_MINUTES_MS)
+    }
+
+    pub(crate) fn provisioning_open_rate(&self) -> Rate {
+        Rate::per(self.provisioning_opens_per_connection, TEN_MINUTES_MS)
     }
 
     pub(crate) fn auth_failure_rate(&self) -> Rate {

@@ -74,6 +74,8 @@ pub const STORE_COMMIT: &str = "sealpost_store_commit_seconds";
 pub const STORE_FSYNC: &str = "sealpost_store_fsync_seconds";
 /// Counter: guardian vaults deleted, by why.
 pub const VAULTS_DELETED: &str = "sealpost_vaults_deleted_total";
+/// Provisioning ids (spec/relay.md 3.11), by event.
+pub const PROVISIONING: &str = "sealpost_provisioning_total";
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -119,6 +121,10 @@ pub fn describe() {
         "time of one fdatasync of the SQLite WAL"
     );
     metrics::describe_counter!(VAULTS_DELETED, "guardian vaults deleted, by why");
+    metrics::describe_counter!(
+        PROVISIONING,
+        "provisioning ids opened, provisioned, refused as not found, and pushed"
+    );
 }
 
 /// One request of `kind` took `elapsed`.
@@ -141,6 +147,11 @@ pub(crate) fn store_fsync(elapsed: std::time::Duration) {
 /// A guardian vault was deleted (`attempts`, `owner`).
 pub(crate) fn vault_deleted(why: &'static str) {
     metrics::counter!(VAULTS_DELETED, "why" => why).increment(1);
+}
+
+/// A provisioning event (`opened`, `provisioned`, `not_found`, `pushed`).
+pub(crate) fn provisioning(event: &'static str) {
+    metrics::counter!(PROVISIONING, "event" => event).increment(1);
 }
 
 /// A connection was refused for `reason`.

@@ -214,6 +214,14 @@ pub(crate) struct LimitOptions {
     )]
     #[serde(default)]
     code_requests_per_connection: Option<u32>,
+    /// `OpenProvisioning`s per connection per 10 minutes [default: 5].
+    #[arg(
+        long,
+        env = "SEALPOST_RELAY_PROVISIONING_OPENS_PER_CONNECTION",
+        value_name = "N"
+    )]
+    #[serde(default)]
+    provisioning_opens_per_connection: Option<u32>,
     /// Failed `Authenticate`s per connection per 10 minutes [default: 5].
     #[arg(
         long,
@@ -403,6 +411,7 @@ impl LimitOptions {
             code_requests_per_country_per_hour,
             code_requests_per_hour,
             code_requests_per_connection,
+            provisioning_opens_per_connection,
             auth_failures_per_connection,
             bundle_fetches_per_minute,
             bundle_fetches_per_pair_burst,

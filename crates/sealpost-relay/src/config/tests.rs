@@ -417,6 +417,7 @@ fn test_value(id: &str) -> Option<(&'static str, toml::Value)> {
         "code_requests_per_country_per_hour" => ("299", Value::Integer(299)),
         "code_requests_per_hour" => ("2999", Value::Integer(2999)),
         "code_requests_per_connection" => ("4", Value::Integer(4)),
+        "provisioning_opens_per_connection" => ("6", Value::Integer(6)),
         "auth_failures_per_connection" => ("3", Value::Integer(3)),
         "bundle_fetches_per_minute" => ("59", Value::Integer(59)),
         "bundle_fetches_per_pair_burst" => ("1", Value::Integer(1)),

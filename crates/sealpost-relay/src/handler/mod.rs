@@ -17,10 +17,12 @@
 mod auth;
 mod mail;
 mod prekeys;
+mod provisioning;
 mod registration;
 mod vault;
 
 pub use prekeys::{DRAIN_NOTICE_INTERVAL_MS, verify_upload};
+pub use provisioning::{MAX_OPEN_PROVISIONINGS, OpenProvisionings, PROVISIONING_TTL_MS};
 pub use registration::{calling_code, is_e164};
 
 use crate::StoreError;
@@ -95,6 +97,19 @@ pub enum Effect {
         /// The removed device ids.
         devices: Vec<u32>,
     },
+    /// This connection opened provisioning id `id`: push the envelope left for it, once,
+    /// while the connection lives and until `expires_at` (spec/relay.md 3.11).
+    WatchProvisioning {
+        /// The id.
+        id: [u8; sealpost_wire::relay::PROVISIONING_ID_LEN],
+        /// When it expires (Unix ms).
+        expires_at: u64,
+    },
+    /// An envelope was left for provisioning id `id`: wake its watch on this node.
+    Provisioned {
+        /// The id.
+        id: [u8; sealpost_wire::relay::PROVISIONING_ID_LEN],
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +129,7 @@ pub struct ConnectionState {
     code_requests: TokenBucket,
     auth_failures: TokenBucket,
     bundle_fetches: TokenBucket,
+    provisioning_opens: TokenBucket,
 }
 
 impl ConnectionState {
@@ -186,6 +202,7 @@ pub struct Handler {
     issuer_public: [u8; 32],
     guardian: GuardianConfig,
     trusted_issuers: Vec<[u8; 32]>,
+    open_provisionings: OpenProvisionings,
 }
 
 impl std::fmt::Debug for Handler {
@@ -308,6 +325,7 @@ impl Handler {
             code_key: Zeroizing::new(code_key),
             limits,
             rng: Mutex::new(rng),
+            open_provisionings: OpenProvisionings::default(),
         }
     }
 
@@ -371,6 +389,7 @@ impl Handler {
             code_requests: TokenBucket::new(self.limits.code_connection_rate(), now),
             auth_failures: TokenBucket::new(self.limits.auth_failure_rate(), now),
             bundle_fetches: TokenBucket::new(self.limits.bundle_rate(), now),
+            provisioning_opens: TokenBucket::new(self.limits.provisioning_open_rate(), now),
         }
     }
 
@@ -523,8 +542,9 @@ impl Handler {
                     .await
             }
             Request::VaultDelete { credential } => self.vault_delete(&credential, now).await,
+            Request::OpenProvisioning => self.open_provisioning(conn, now, &mut effects).await,
             // Linked devices (spec/devices.md section 7): not served by this version yet.
-            Request::LinkDevice { .. } | Request::OpenProvisioning => Response::error(
+            Request::LinkDevice { .. } => Response::error(
                 ErrorCode::UnknownRequest,
                 "linked devices are not served by this relay version",
             ),
@@ -612,9 +632,14 @@ impl Handler {
                 self.set_registration_lock(me, Some(&verifier), now).await
             }
             Request::ClearRegistrationLock => self.set_registration_lock(me, None, now).await,
-            Request::PublishDeviceList { .. }
-            | Request::FetchDeviceList { .. }
-            | Request::Provision { .. } => Response::error(
+            Request::Provision {
+                provisioning_id,
+                envelope,
+            } => {
+                self.provision(&provisioning_id, &envelope, now, effects)
+                    .await
+            }
+            Request::PublishDeviceList { .. } | Request::FetchDeviceList { .. } => Response::error(
                 ErrorCode::UnknownRequest,
                 "linked devices are not served by this relay version",
             ),

@@ -27,6 +27,7 @@
 mod accept;
 mod delivery;
 mod files;
+mod provisioning;
 mod refusals;
 mod requests;
 mod responder;
@@ -38,6 +39,7 @@ use delivery::{Registry, Slot, apply_effects, dispatch_feed};
 pub(crate) use files::lock_data_dir;
 pub use files::{CODE_KEY_FILE, DB_FILE, ISSUER_KEY_FILE, LOCK_FILE};
 use files::{load_or_create_code_key, load_or_create_issuer_key};
+pub use provisioning::PROVISIONING_POLL;
 use requests::{Budget, serve_request};
 use responder::Responder;
 
@@ -165,6 +167,8 @@ struct Shared {
     wakeups: Option<Arc<wakeups::Wakeups>>,
     /// Rounds of the wake-up fallback poll ([`RelayHandle::wake_polls`]).
     wake_polls: AtomicU64,
+    /// Connections waiting for a provisioning message, by provisioning id.
+    provisioning: provisioning::Watches,
 }
 
 /// The wake-up hooks of the driver; no-ops without a NATS link.
@@ -451,6 +455,7 @@ impl Relay {
             #[cfg(feature = "nats")]
             wakeups,
             wake_polls: AtomicU64::new(0),
+            provisioning: provisioning::Watches::default(),
         });
         #[cfg(feature = "nats")]
         let poll_task = match &shared.wakeups {

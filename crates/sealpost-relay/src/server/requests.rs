@@ -259,6 +259,7 @@ pub(super) async fn finish_request(ctx: &ConnCtx, send: SendStream, answer: Answ
         ctx.authed.store(false, Ordering::Release);
         ctx.stop_delivery();
     }
+    super::provisioning::apply(&ctx.shared, &ctx.conn, &effects);
     apply_effects(&ctx.shared, ctx.conn_id, effects);
     match (&device, &response) {
         (Some(d), Response::Authenticated { .. }) => {

@@ -250,6 +250,31 @@ impl Store for AnyStore {
         each!(self, s => s.take_quotas(checks, now))
     }
 
+    async fn open_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.open_provisioning(id, expires_at))
+    }
+
+    async fn put_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        envelope: &[u8],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.put_provisioning(id, envelope, now))
+    }
+
+    async fn take_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.take_provisioning(id, now))
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         each!(self, s => s.health())
     }

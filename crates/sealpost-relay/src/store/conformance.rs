@@ -3,6 +3,9 @@
 
 use super::*;
 use sealpost_wire::relay::OutgoingEnvelope;
+
+mod provisioning;
+pub(crate) use provisioning::{concurrent_provisioning, provisioning};
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -1125,6 +1128,8 @@ where
     vaults(&new_store()).await;
     eprintln!("conformance: quotas");
     quotas(&new_store()).await;
+    eprintln!("conformance: provisioning");
+    provisioning(&new_store()).await;
     eprintln!("conformance: concurrent_bundles");
     concurrent_bundles(Arc::new(new_store())).await;
     eprintln!("conformance: concurrent_sends");
@@ -1133,6 +1138,8 @@ where
     concurrent_reglock(Arc::new(new_store())).await;
     eprintln!("conformance: concurrent_evaluations");
     concurrent_evaluations(Arc::new(new_store())).await;
+    eprintln!("conformance: concurrent_provisioning");
+    concurrent_provisioning(Arc::new(new_store())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@ use super::{
 use crate::StoreError;
 use crate::ratelimit::gcra;
 use sealpost_crypto::ct_eq;
-use sealpost_wire::relay::DeviceInfo;
+use sealpost_wire::relay::{DeviceInfo, PROVISIONING_ID_LEN};
 use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, IdentityBytes, KemPreKeyPublic, PreKeyBundle,
     SignedPreKeyPublic,
@@ -66,6 +66,8 @@ struct Inner {
     next_server_id: u64,
     /// Quotas by `(kind, subject)`: the GCRA's theoretical arrival time.
     quotas: HashMap<(QuotaKind, String), u64>,
+    /// Provisioning ids: expiry and the envelope left for them.
+    provisioning: HashMap<[u8; PROVISIONING_ID_LEN], (u64, Option<Vec<u8>>)>,
 }
 
 impl Inner {
@@ -590,6 +592,50 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn open_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.provisioning.contains_key(id) {
+            return Err(StoreError::backend_msg("provisioning id exists"));
+        }
+        inner.provisioning.insert(*id, (expires_at, None));
+        Ok(())
+    }
+
+    async fn put_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        envelope: &[u8],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.provisioning.get_mut(id) {
+            Some((expires_at, slot @ None)) if *expires_at > now => {
+                *slot = Some(envelope.to_vec());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn take_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut inner = self.lock();
+        match inner.provisioning.get(id) {
+            Some((expires_at, Some(_))) if *expires_at > now => Ok(inner
+                .provisioning
+                .remove(id)
+                .and_then(|(_, envelope)| envelope)),
+            _ => Ok(None),
+        }
+    }
+
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {
         let mut inner = self.lock();
         let before = inner.codes.len();
@@ -607,6 +653,9 @@ impl Store for MemoryStore {
             envelopes += (before - d.mailbox.len()) as u64;
         }
         inner.quotas.retain(|_, tat| *tat > now);
+        inner
+            .provisioning
+            .retain(|_, (expires_at, _)| *expires_at > now);
         Ok(SweepCounts { codes, envelopes })
     }
 }

@@ -71,7 +71,7 @@ pub use sqlite::{LEDGER_FILE, RollbackReason, SCHEMA_VERSION, SqliteStore, Vault
 
 use crate::StoreError;
 use crate::ratelimit::Rate;
-use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope};
+use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope, PROVISIONING_ID_LEN};
 use sealpost_wire::{
     AccountId, DeviceAddress, IdentityBytes, KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
 };
@@ -709,6 +709,34 @@ pub trait Store: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<QuotaOutcome, StoreError>> + Send;
 
+    /// Opens provisioning id `id` (spec/relay.md 3.11), empty, expiring at `expires_at`.
+    /// Ids are 16 random bytes drawn by the relay; an id that exists already is
+    /// [`StoreError::Backend`] (it cannot happen by chance) and changes nothing.
+    fn open_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        expires_at: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leaves `envelope` for provisioning id `id`, durably: `true` if the id exists, has
+    /// `expires_at > now` and no envelope yet; otherwise `false` and nothing changes (an id
+    /// takes exactly one envelope, also under concurrent calls from several nodes).
+    fn put_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        envelope: &[u8],
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes the envelope left for `id`: returns it and deletes the id, if the id has an
+    /// envelope and `expires_at > now`; otherwise `None` and nothing changes. Concurrent
+    /// calls return an envelope at most once.
+    fn take_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
     /// The health probe behind the relay's readiness (`GET /readyz`, spec/relay.md section
     /// 5): `Ok` when the store can take a write now, else the reason, normally
     /// [`StoreError::Unavailable`]. It changes nothing and must be cheap (it runs at most about
@@ -719,7 +747,7 @@ pub trait Store: Send + Sync {
     /// writer answers a no-op job; memory: always `Ok`.
     fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes codes with `expires_at <= now`, envelopes with
+    /// Deletes codes and provisioning ids with `expires_at <= now`, envelopes with
     /// `timestamp + mailbox_ttl <= now` and quotas that are full again at `now` (forgetting
     /// them changes no decision), atomically.
     fn sweep(

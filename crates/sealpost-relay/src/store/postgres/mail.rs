@@ -189,6 +189,12 @@ impl PgStore {
         in_tx!(self, Commit::Durable, |tx| {
             execute(&tx, "DELETE FROM quotas WHERE tat <= $1", &[&now_i]).await?;
             let codes = execute(&tx, "DELETE FROM codes WHERE expires_at <= $1", &[&now_i]).await?;
+            execute(
+                &tx,
+                "DELETE FROM provisioning WHERE expires_at <= $1",
+                &[&now_i],
+            )
+            .await?;
             let mut envelopes = 0;
             if let Some(cutoff) = cutoff {
                 envelopes = execute(

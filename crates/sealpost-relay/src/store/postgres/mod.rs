@@ -55,6 +55,7 @@
 mod accounts;
 mod mail;
 mod prekeys;
+mod provisioning;
 mod quotas;
 mod schema;
 mod sends;

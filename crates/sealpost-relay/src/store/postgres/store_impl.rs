@@ -3,7 +3,7 @@
 use super::PgStore;
 use crate::StoreError;
 use crate::store::*;
-use sealpost_wire::relay::DeviceInfo;
+use sealpost_wire::relay::{DeviceInfo, PROVISIONING_ID_LEN};
 use sealpost_wire::{AccountId, DeviceAddress, IdentityBytes};
 
 /// No early delivery ([`Store::subscribe`] and [`Store::settled`] keep their defaults): a
@@ -167,6 +167,31 @@ impl Store for PgStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         PgStore::health(self).await
+    }
+
+    async fn open_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        PgStore::open_provisioning(self, id, expires_at).await
+    }
+
+    async fn put_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        envelope: &[u8],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        PgStore::put_provisioning(self, id, envelope, now).await
+    }
+
+    async fn take_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        PgStore::take_provisioning(self, id, now).await
     }
 
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {

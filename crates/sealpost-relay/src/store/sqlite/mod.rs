@@ -48,6 +48,7 @@ mod accounts;
 mod ledger;
 mod mail;
 mod prekeys;
+mod provisioning;
 mod quotas;
 mod schema;
 #[cfg(test)]
@@ -69,7 +70,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 use schema::open_writer;
 use sealpost_crypto::ct_eq;
-use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope};
+use sealpost_wire::relay::{DeviceInfo, MESSAGE_ID_LEN, OutgoingEnvelope, PROVISIONING_ID_LEN};
 use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, IdentityBytes, KEM_PUBLIC_LEN, KemPreKeyKind,
     KemPreKeyPublic, PreKeyBundle, SignedPreKeyPublic,
@@ -569,6 +570,31 @@ impl Store for SqliteStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         SqliteStore::health(self).await
+    }
+
+    async fn open_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        provisioning::open_provisioning(self, id, expires_at).await
+    }
+
+    async fn put_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        envelope: &[u8],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        provisioning::put_provisioning(self, id, envelope, now).await
+    }
+
+    async fn take_provisioning(
+        &self,
+        id: &[u8; PROVISIONING_ID_LEN],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        provisioning::take_provisioning(self, id, now).await
     }
 
     async fn sweep(&self, now: u64, mailbox_ttl: u64) -> Result<SweepCounts, StoreError> {

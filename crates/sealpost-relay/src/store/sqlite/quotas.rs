@@ -53,6 +53,11 @@ pub(super) async fn sweep(
     s.write(move |c| {
         c.execute("DELETE FROM quotas WHERE tat <= ?1", params![to_i64(now)])
             .map_err(backend)?;
+        c.execute(
+            "DELETE FROM provisioning WHERE expires_at <= ?1",
+            params![to_i64(now)],
+        )
+        .map_err(backend)?;
         let codes = c
             .execute(
                 "DELETE FROM codes WHERE expires_at <= ?1",
