@@ -1,0 +1,310 @@
+//! The outbox: queueing, preparing (encrypting) and settling messages, and refreshing a
+//! recipient's devices (spec/client-store.md sections 7 and 10).
+
+use super::*;
+
+impl Engine {
+    /// Puts a message into the outbox (and the history, as queued) in one batch.
+    pub(crate) fn enqueue(
+        &self,
+        recipient: &AccountId,
+        body: &MessageBody,
+        now_ms: u64,
+    ) -> Result<MessageId, ClientError> {
+        let _g = self.lock()?;
+        let message_id = MessageId::random();
+        let content = encode_content(&message_id, body);
+        let mut batch = Batch::new();
+        let history_seq = self.store.append_history(
+            &mut batch,
+            Direction::Outgoing,
+            &DeviceAddress::new(recipient.clone(), DeviceId(0)),
+            now_ms,
+            MessageStatus::Queued,
+            &content,
+        )?;
+        let entry = OutboxEntry {
+            seq: self.store.new_outbox_seq()?,
+            message_id,
+            recipient: recipient.clone(),
+            history_seq,
+            created_at: now_ms,
+            content,
+            envelopes: None,
+            sender_seq: 0,
+        };
+        self.store.put_outbox(&mut batch, &entry);
+        self.store.commit(batch)?;
+        Ok(message_id)
+    }
+
+    /// For tests: the first outbox entry.
+    #[cfg(test)]
+    pub(crate) fn outbox_head(&self) -> Result<Option<OutboxEntry>, ClientError> {
+        Ok(self.store.outbox_head(1)?.into_iter().next())
+    }
+
+    /// The first `limit` outbox rows, decoded or with why they do not decode.
+    pub(crate) fn outbox_scan(&self, limit: usize) -> Result<Vec<OutboxRow>, ClientError> {
+        Ok(self.store.outbox_scan(limit)?)
+    }
+
+    /// Deletes an outbox row that does not open or decode (its message and history entry
+    /// cannot be known).
+    pub(crate) fn drop_outbox_row(&self, seq: u64) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        self.store.delete_outbox(&mut batch, seq);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Sets the status of an outgoing message's history entry in `batch`. A history entry
+    /// that does not open or decode is left as it is: it must not keep the message in the
+    /// outbox.
+    pub(super) fn set_status(
+        &self,
+        batch: &mut Batch,
+        entry: &OutboxEntry,
+        status: MessageStatus,
+    ) -> Result<(), ClientError> {
+        match self
+            .store
+            .set_history_status(batch, entry.history_seq, &entry.message_id, status)
+        {
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(error = %e, "history entry of an outgoing message unreadable; status not updated");
+                Ok(())
+            }
+            r => Ok(r?),
+        }
+    }
+
+    pub(super) fn is_self(&self, account: &AccountId, device: DeviceId) -> bool {
+        account == &self.address.account && device == self.address.device
+    }
+
+    /// Whether this device has a session it can send on with `address`. A legacy session
+    /// (loaded from version-1 state) does not count: it cannot encrypt, so the device is
+    /// treated as having no session and gets a new (version 2) handshake; its contact record
+    /// and identity stay, so no safety-number change is reported.
+    pub(super) fn has_usable_session(&self, address: &DeviceAddress) -> Result<bool, ClientError> {
+        Ok(self
+            .store
+            .sessions(address)?
+            .iter()
+            .any(|(_, s)| !s.is_legacy()))
+    }
+
+    /// The devices of `account` this device has usable sessions with (never itself).
+    pub(crate) fn recipient_devices(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<DeviceId>, ClientError> {
+        let mut out = Vec::new();
+        for c in self.store.contacts(account)? {
+            if !self.is_self(account, c.address.device) && self.has_usable_session(&c.address)? {
+                out.push(c.address.device);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Encrypts the entry's content for every device in `devices` that has no envelope yet,
+    /// drops envelopes for devices not in `devices`, and commits the advanced sessions
+    /// together with the envelopes **before** anything is sent (persist-before-send).
+    pub(crate) fn prepare(
+        &self,
+        mut entry: OutboxEntry,
+        devices: &[DeviceId],
+    ) -> Result<OutboxEntry, ClientError> {
+        let _g = self.lock()?;
+        // Checked under the lock: a refresh may just have found a new identity.
+        self.check_sendable(&entry.recipient)?;
+        let mut envelopes: Vec<OutgoingEnvelope> = entry
+            .envelopes
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| devices.contains(&DeviceId(e.device_id)))
+            .collect();
+        let mut batch = Batch::new();
+        let mut sender = self.store.sender_state()?;
+        let mut encrypted = false;
+        for device in devices {
+            if envelopes.iter().any(|e| e.device_id == device.0) {
+                continue;
+            }
+            let address = DeviceAddress::new(entry.recipient.clone(), *device);
+            // The newest session that can encrypt (legacy sessions cannot).
+            let Some((seq, mut session)) = self
+                .store
+                .sessions(&address)?
+                .into_iter()
+                .find(|(_, s)| !s.is_legacy())
+            else {
+                return Err(ClientError::NoDevices);
+            };
+            if seq < sender.sendable_from {
+                // Set aside by a rollback: `renew_sessions` must start a new one first.
+                return Err(ClientError::SessionRenewalPending { device: *device });
+            }
+            encrypted = true;
+            let message = session.encrypt(&entry.content)?;
+            self.store
+                .put_session(&mut batch, &address, Some(seq), &session)?;
+            envelopes.push(OutgoingEnvelope {
+                device_id: device.0,
+                envelope: message.encode(),
+            });
+        }
+        envelopes.sort_by_key(|e| e.device_id);
+        entry.envelopes = Some(envelopes);
+        if encrypted {
+            // Every Send whose envelopes were (re-)encrypted gets a new sequence number, in
+            // the same batch as the sessions it advanced (spec/client-store.md section 9).
+            entry.sender_seq = sender.allocate().ok_or(StoreError::Inconsistent(
+                "sender sequence numbers exhausted",
+            ))?;
+            self.store.put_sender_state(&mut batch, &sender);
+        }
+        self.store.put_outbox(&mut batch, &entry);
+        self.store.commit(batch)?;
+        Ok(entry)
+    }
+
+    /// The relay accepted the entry: remove it from the outbox, mark it delivered.
+    pub(crate) fn complete(&self, entry: &OutboxEntry, relay_ts: u64) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        self.store.delete_outbox(&mut batch, entry.seq);
+        self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Gives up on the entry: remove it from the outbox, mark it failed.
+    pub(crate) fn fail(&self, entry: &OutboxEntry, now_ms: u64) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        self.store.delete_outbox(&mut batch, entry.seq);
+        self.set_status(&mut batch, entry, MessageStatus::Failed { at: now_ms })?;
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Devices of a `ListDevices` answer (minus this device) that have no contact with the
+    /// same identity: these need a bundle.
+    pub(crate) fn missing_devices(
+        &self,
+        account: &AccountId,
+        listed: &[DeviceInfo],
+    ) -> Result<Vec<u32>, ClientError> {
+        let known = self.store.contacts(account)?;
+        let mut missing = Vec::new();
+        for d in listed {
+            if self.is_self(account, DeviceId(d.device_id)) {
+                continue;
+            }
+            let have = match known
+                .iter()
+                .find(|c| c.address.device.0 == d.device_id && c.identity.to_wire() == d.identity)
+            {
+                Some(c) => self.has_usable_session(&c.address)?,
+                None => false,
+            };
+            if !have {
+                missing.push(d.device_id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Applies what the relay said about an account's devices: with `listed`, forgets
+    /// devices that are gone or whose identity changed; then starts a session from every
+    /// bundle for a device without a session of the same identity. One batch.
+    pub(crate) fn apply_refresh(
+        &self,
+        account: &AccountId,
+        listed: Option<&[DeviceInfo]>,
+        bundles: &[PreKeyBundle],
+        now_ms: u64,
+    ) -> Result<Vec<ClientEvent>, ClientError> {
+        let _g = self.lock()?;
+        let known = self.store.contacts(account)?;
+        let mut batch = Batch::new();
+        let mut remaining: Vec<&Contact> = known.iter().collect();
+        if let Some(listed) = listed {
+            remaining.retain(|c| {
+                let keep = listed.iter().any(|d| {
+                    d.device_id == c.address.device.0 && d.identity == c.identity.to_wire()
+                });
+                if !keep {
+                    self.store.delete_contact(&mut batch, &c.address);
+                    self.store.delete_sessions(&mut batch, &c.address);
+                }
+                keep
+            });
+        }
+        let mut events = Vec::new();
+        let mut rng = rand::rng();
+        for bundle in bundles {
+            let device = DeviceId(bundle.device_id);
+            if self.is_self(account, device) {
+                continue;
+            }
+            let address = DeviceAddress::new(account.clone(), device);
+            if remaining
+                .iter()
+                .any(|c| c.address.device == device && c.identity.to_wire() == bundle.identity)
+                && self.has_usable_session(&address)?
+            {
+                continue;
+            }
+            if let Some(listed) = listed
+                && !listed
+                    .iter()
+                    .any(|d| d.device_id == bundle.device_id && d.identity == bundle.identity)
+            {
+                tracing::warn!(
+                    device = bundle.device_id,
+                    "bundle does not match the device list; skipped"
+                );
+                continue;
+            }
+            let verified = match VerifiedBundle::verify(bundle) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(device = bundle.device_id, error = %e, "invalid prekey bundle skipped");
+                    continue;
+                }
+            };
+            let addresses = SessionAddresses::new(self.address.clone(), address.clone());
+            let session = match initiate(
+                &mut rng,
+                &self.identity,
+                &addresses,
+                &verified,
+                self.session_config,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(device = bundle.device_id, error = %e, "cannot start a session; skipped");
+                    continue;
+                }
+            };
+            if let Some(ev) =
+                self.note_identity(&mut batch, &address, verified.identity(), &known, now_ms)?
+            {
+                events.push(ev);
+            }
+            self.store.delete_sessions(&mut batch, &address);
+            self.store
+                .put_session(&mut batch, &address, None, &session)?;
+        }
+        self.store.commit(batch)?;
+        Ok(events)
+    }
+
+    // ---------------------------------------------------------------- prekeys
+}

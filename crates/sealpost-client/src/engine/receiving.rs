@@ -1,0 +1,165 @@
+//! A delivered envelope: decrypt, de-duplicate and commit it with everything it changed
+//! (spec/client-store.md section 7).
+
+use super::*;
+
+impl Engine {
+    /// Decrypts a delivered envelope and commits session, prekeys, contact, history and the
+    /// processed id in one batch (spec/client-store.md section 7).
+    pub(crate) fn process_delivery(
+        &self,
+        d: &Delivery,
+        now_ms: u64,
+    ) -> Result<Processed, ClientError> {
+        let _g = self.lock()?;
+        let message_id = MessageId::from_bytes(d.message_id);
+        if self.store.is_processed(&d.sender, &message_id)? {
+            return Ok(Processed::Duplicate);
+        }
+        let Ok(msg) = SessionMessage::decode(&d.envelope) else {
+            return Ok(Processed::Rejected("envelope is not a session message"));
+        };
+        let mut sessions = self.store.sessions(&d.sender)?;
+        let mut rng = rand::rng();
+        let mut batch = Batch::new();
+        // A session only ever receives from the address it is bound to (the handshake
+        // authenticated it): a relay-claimed sender that differs is rejected, never
+        // re-attributed. Sessions are stored per address, so this only trips on a store
+        // that disagrees with its sessions.
+        let bound_to_sender = |s: &Session| s.remote_address() == Some(&d.sender);
+        // The existing session that decrypted (its index), or a new one from a handshake.
+        let mut new_session: Option<Session> = None;
+        // (index into `sessions`, or None for `new_session`; the plaintext)
+        let found = match &msg {
+            SessionMessage::PreKey(p) => {
+                // Routing compares the exact base-key bytes (Session::matches); a re-encoded
+                // base key finds no session and its handshake fails authentication.
+                if let Some(i) = sessions.iter().position(|(_, s)| s.matches(p)) {
+                    let Some((_, s)) = sessions.get_mut(i) else {
+                        return Err(ClientError::Internal(
+                            crate::error::InternalError::SessionIndex,
+                        ));
+                    };
+                    if !bound_to_sender(s) {
+                        return Ok(Processed::Rejected(
+                            "claimed sender differs from the session's bound address",
+                        ));
+                    }
+                    // Decryption is transactional: on failure the session is unchanged.
+                    match s.decrypt(&mut rng, &msg) {
+                        Ok(pt) => Some((Some(i), Zeroizing::new(pt))),
+                        Err(_) => None,
+                    }
+                } else {
+                    let Some(mut state) = self.store.prekeys()? else {
+                        return Ok(Processed::Rejected("no prekeys to answer a handshake"));
+                    };
+                    // The relay-claimed sender is the expected sender: the handshake fails
+                    // unless the initiator bound exactly this address.
+                    let addresses = SessionAddresses::new(self.address.clone(), d.sender.clone());
+                    match respond(
+                        &mut rng,
+                        &self.identity,
+                        &addresses,
+                        &mut state.keys,
+                        p,
+                        self.session_config,
+                    ) {
+                        Ok((s, pt)) => {
+                            self.store.put_prekeys(&mut batch, &state);
+                            new_session = Some(s);
+                            Some((None, Zeroizing::new(pt)))
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "prekey message rejected");
+                            None
+                        }
+                    }
+                }
+            }
+            SessionMessage::Ratchet(_) => sessions
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, (_, s))| bound_to_sender(s))
+                .find_map(|(i, (_, s))| {
+                    s.decrypt(&mut rng, &msg)
+                        .ok()
+                        .map(|pt| (Some(i), Zeroizing::new(pt)))
+                }),
+        };
+        let Some((index, plaintext)) = found else {
+            return Ok(Processed::Rejected("no session decrypts the message"));
+        };
+        let session = match (index, &new_session) {
+            (Some(i), _) => sessions.get(i).map(|(_, s)| s),
+            (None, Some(s)) => Some(s),
+            (None, None) => None,
+        };
+        let Some(session) = session else {
+            return Err(ClientError::Internal(
+                crate::error::InternalError::SessionIndex,
+            ));
+        };
+        let Ok((inner_id, body)) = decode_content(&plaintext) else {
+            return Ok(Processed::Rejected("content does not decode"));
+        };
+        if inner_id != message_id {
+            return Ok(Processed::Rejected("message id does not match the content"));
+        }
+        let identity = *session.remote_identity();
+        let known = self.store.contacts(&d.sender.account)?;
+        let mut events = Vec::new();
+        if let Some(ev) = self.note_identity(&mut batch, &d.sender, &identity, &known, now_ms)? {
+            events.push(ev);
+        }
+        // A known device (same identity) replaced an established session: it lost or rolled
+        // back its state (spec/client-store.md section 9).
+        if index.is_none()
+            && sessions
+                .iter()
+                .any(|(_, s)| !s.awaiting_reply() && s.remote_identity() == &identity)
+        {
+            events.push(ClientEvent::SessionReset {
+                peer: d.sender.clone(),
+            });
+        }
+        // The session that decrypted becomes (or stays) the newest, so replies use it; a
+        // session set aside for sending by a rollback keeps its place (it must not send).
+        let seq = match index.and_then(|i| sessions.get(i).map(|(seq, _)| (i, *seq))) {
+            Some((0, seq)) => Some(seq),
+            Some((_, seq)) if seq < self.store.sender_state()?.sendable_from => Some(seq),
+            _ => None,
+        };
+        self.store
+            .put_session(&mut batch, &d.sender, seq, session)?;
+        if index.is_none() {
+            self.store.prune_sessions(
+                &mut batch,
+                &d.sender,
+                &sessions,
+                MAX_SESSIONS_PER_DEVICE.saturating_sub(1),
+            );
+        }
+        self.store.append_history(
+            &mut batch,
+            Direction::Incoming,
+            &d.sender,
+            d.timestamp,
+            MessageStatus::Received,
+            &plaintext,
+        )?;
+        self.store
+            .mark_processed(&mut batch, &d.sender, &message_id, d.timestamp);
+        self.store.commit(batch)?;
+        events.push(ClientEvent::Message {
+            from: d.sender.clone(),
+            identity,
+            body,
+            message_id,
+            timestamp: d.timestamp,
+        });
+        Ok(Processed::Accepted(events))
+    }
+
+    // ---------------------------------------------------------------- sending
+}

@@ -1,0 +1,156 @@
+//! Identities and trust: what a device's identity was, whether sending to an account is
+//! held (spec/client-store.md section 11), safety numbers and verification.
+
+use super::*;
+
+impl Engine {
+    /// Records the identity of a device; returns an event if it differs from the identity
+    /// stored for that device, or if the device is new to an account whose other known
+    /// identities (`known`, read before this batch) do not include it: `SafetyNumberChanged`
+    /// for an unverified account, `VerifiedIdentityChanged` for a verified one (an account
+    /// with a device in `known` that is verified or changed since verification), whose new
+    /// identity then holds sending until approved (spec/client-store.md section 11).
+    pub(super) fn note_identity(
+        &self,
+        batch: &mut Batch,
+        address: &DeviceAddress,
+        identity: &IdentityKey,
+        known: &[Contact],
+        now_ms: u64,
+    ) -> Result<Option<ClientEvent>, ClientError> {
+        let verified_account = known
+            .iter()
+            .any(|c| c.verification != Verification::Unverified);
+        let (verification, event) = if verified_account {
+            (
+                Verification::ChangedSinceVerified,
+                ClientEvent::VerifiedIdentityChanged {
+                    account: address.account.clone(),
+                    device: address.device,
+                },
+            )
+        } else {
+            (
+                Verification::Unverified,
+                ClientEvent::SafetyNumberChanged {
+                    account: address.account.clone(),
+                    device: address.device,
+                },
+            )
+        };
+        match self.store.contact(address)? {
+            Some(c) if &c.identity == identity => Ok(None),
+            Some(c) => {
+                self.store.put_contact(
+                    batch,
+                    &Contact {
+                        address: address.clone(),
+                        identity: *identity,
+                        first_seen: c.first_seen,
+                        changed_at: now_ms,
+                        verification,
+                    },
+                );
+                Ok(Some(event))
+            }
+            None => {
+                let new_to_known_account =
+                    !known.is_empty() && !known.iter().any(|c| &c.identity == identity);
+                // A device of a verified account with an identity the user verified
+                // elsewhere (the same identity on another device id) stays verified.
+                let verification = match known.iter().find(|c| &c.identity == identity) {
+                    Some(c) => c.verification,
+                    None => verification,
+                };
+                self.store.put_contact(
+                    batch,
+                    &Contact {
+                        address: address.clone(),
+                        identity: *identity,
+                        first_seen: now_ms,
+                        changed_at: now_ms,
+                        verification,
+                    },
+                );
+                Ok(new_to_known_account.then_some(event))
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- verification
+
+    /// Whether sending to `account` is held: a device of the verified account has an
+    /// identity the user has not approved.
+    pub(super) fn held(&self, account: &AccountId) -> Result<bool, ClientError> {
+        Ok(self
+            .store
+            .contacts(account)?
+            .iter()
+            .any(|c| c.verification == Verification::ChangedSinceVerified))
+    }
+
+    /// Fails with [`ClientError::UnapprovedIdentity`] if sending to `account` is held.
+    pub(crate) fn check_sendable(&self, account: &AccountId) -> Result<(), ClientError> {
+        if self.held(account)? {
+            return Err(ClientError::UnapprovedIdentity);
+        }
+        Ok(())
+    }
+
+    /// The safety number with a known device.
+    pub(crate) fn safety_number(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<(Contact, SafetyNumber), ClientError> {
+        let contact = self
+            .store
+            .contact(address)?
+            .ok_or(ClientError::UnknownContact)?;
+        let number = SafetyNumber::new(
+            &self.identity.public(),
+            &self.address.account,
+            &contact.identity,
+            &address.account,
+        );
+        Ok((contact, number))
+    }
+
+    /// Marks a device verified if `digits` (the 60 digits, spaces allowed) is its current
+    /// safety number. Verifying a changed identity also approves it.
+    pub(crate) fn mark_verified(
+        &self,
+        address: &DeviceAddress,
+        digits: &str,
+    ) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let (mut contact, number) = self.safety_number(address)?;
+        let given: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
+        if given != number.digits() {
+            return Err(ClientError::SafetyNumberMismatch);
+        }
+        contact.verification = Verification::Verified;
+        let mut batch = Batch::new();
+        self.store.put_contact(&mut batch, &contact);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Accepts the changed identities of a verified account without verifying them: they
+    /// become unverified and sending resumes. Returns how many were approved.
+    pub(crate) fn approve_identity(&self, account: &AccountId) -> Result<usize, ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        let mut approved = 0;
+        for mut c in self.store.contacts(account)? {
+            if c.verification == Verification::ChangedSinceVerified {
+                c.verification = Verification::Unverified;
+                self.store.put_contact(&mut batch, &c);
+                approved += 1;
+            }
+        }
+        self.store.commit(batch)?;
+        Ok(approved)
+    }
+
+    // ---------------------------------------------------------------- receiving
+}
