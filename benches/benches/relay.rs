@@ -564,7 +564,7 @@ fn echo_server(one_segment: bool, bidi_streams: u32) -> (quinn::Endpoint, [u8; 3
     tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     let mut server_config =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls).unwrap()));
-    // The relay's transport settings (crates/sealpost-relay/src/server.rs).
+    // The relay's transport settings (crates/sealpost-relay/src/server/mod.rs).
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(bidi_streams.into())
         .max_concurrent_uni_streams(0u32.into())
@@ -572,6 +572,7 @@ fn echo_server(one_segment: bool, bidi_streams: u32) -> (quinn::Endpoint, [u8; 3
         .receive_window((1024u32 * 1024).into())
         .send_window(2 * 1024 * 1024)
         .datagram_receive_buffer_size(None)
+        .mtu_discovery_config(None)
         .enable_segmentation_offload(!one_segment);
     server_config.transport_config(Arc::new(t));
     let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();

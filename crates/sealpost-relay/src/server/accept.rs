@@ -185,14 +185,14 @@ pub(super) async fn serve_connection(
         return;
     }
     tracing::debug!(conn = conn_id, remote = %conn.remote_address(), "connection open");
-    let state = Arc::new(tokio::sync::Mutex::new(
+    let state = tokio::sync::Mutex::new(
         // The handshake is complete, so the peer's address is validated (RFC 9000 section
         // 8.1): per-source quotas count addresses that really answered.
         shared
             .handler
             .new_connection(conn_id, now_ms())
             .with_source(conn.remote_address().ip()),
-    ));
+    );
     let ctx = Arc::new(ConnCtx {
         conn_id,
         conn: conn.clone(),
@@ -201,7 +201,7 @@ pub(super) async fn serve_connection(
         shared: Arc::clone(&shared),
         delivery: Mutex::new(None),
         open_requests: AtomicU32::new(0),
-        budget: Arc::new(Semaphore::new(shared.budget.per_connection)),
+        budget: Semaphore::new(shared.budget.per_connection),
         authed: AtomicBool::new(false),
         authenticated: AtomicBool::new(false),
         full_allowance: AtomicBool::new(false),
@@ -229,7 +229,7 @@ pub(super) async fn serve_connection(
     ctx.stop_delivery();
     // An authenticated connection's end counts as its account being seen (registration lock,
     // spec/pin.md section 10). Waits for any request still holding the state.
-    let state = Arc::clone(&ctx.state).lock_owned().await;
+    let state = ctx.state.lock().await;
     if state.authenticated().is_some() {
         let _guard = shared.in_flight.enter();
         // Boxed: the store's future is large, and awaited inline it would make every
@@ -242,19 +242,20 @@ pub(super) async fn serve_connection(
     }
 }
 
-/// One connection's context, shared by its request tasks.
+/// One connection's context, shared by its request tasks. One allocation for the
+/// connection's life: what it holds is inline (an idle connection's memory is the budget).
 pub(super) struct ConnCtx {
     pub(super) conn_id: u64,
     pub(super) conn: Connection,
     pub(super) exporter: [u8; 32],
-    pub(super) state: Arc<tokio::sync::Mutex<ConnectionState>>,
+    pub(super) state: tokio::sync::Mutex<ConnectionState>,
     pub(super) shared: Arc<Shared>,
     /// Once authenticated: the delivery's slot (also in the registry).
     pub(super) delivery: Mutex<Option<Arc<Slot>>>,
     /// Request streams being served.
     pub(super) open_requests: AtomicU32,
     /// This connection's request buffer (`limits.request_buffer_per_connection`).
-    pub(super) budget: Arc<Semaphore>,
+    pub(super) budget: Semaphore,
     /// The connection is authenticated now (frames up to `MAX_FRAME_LEN`; before, up to
     /// `MAX_PRE_AUTH_FRAME`).
     pub(super) authed: AtomicBool,
@@ -310,5 +311,21 @@ mod tests {
     fn an_idle_connections_task_stays_small() {
         let size = future_size(serve_connection);
         assert!(size <= 1024, "serve_connection's future is {size} bytes");
+    }
+
+    /// What an authenticated idle connection keeps of the relay's own, besides its task: the
+    /// context (one allocation, its state and request buffer inline; they were three), the
+    /// delivery slot, and the registry's entry (one pointer: the set is keyed by the slot's
+    /// own device; it was a cloned address and a `Vec` of slots, one more string and one more
+    /// allocation).
+    #[test]
+    fn an_idle_connections_state_stays_small() {
+        let ctx = std::mem::size_of::<ConnCtx>();
+        let slot = std::mem::size_of::<super::super::delivery::Slot>();
+        let entry = super::super::delivery::Registry::ENTRY_BYTES;
+        eprintln!("ConnCtx {ctx} bytes, Slot {slot} bytes, registry entry {entry} bytes");
+        assert!(ctx <= 512, "ConnCtx is {ctx} bytes");
+        assert!(slot <= 384, "Slot is {slot} bytes");
+        assert_eq!(entry, std::mem::size_of::<usize>());
     }
 }

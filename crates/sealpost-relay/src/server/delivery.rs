@@ -9,6 +9,7 @@
 //! pushes at once, before their commit is durable.
 
 use super::*;
+use std::collections::HashSet;
 
 /// A push stream is closed once its frames pass this size (a larger single frame goes alone);
 /// below `MAX_PUSH_STREAM_LEN` (spec/relay.md section 1).
@@ -160,45 +161,75 @@ impl Slot {
 }
 
 /// Authenticated connections by device: one per device (a newer authentication replaces the
-/// older connection, which is closed).
+/// older connection, which is closed). The slots are the set's entries, found by their
+/// device: an entry is one pointer, the key is the slot's own `device` (an idle connection's
+/// memory is the budget: a map from a cloned address to a `Vec` of slots cost one more
+/// string and one more allocation per device).
 #[derive(Default)]
 pub(super) struct Registry {
-    pub(super) map: Mutex<HashMap<DeviceAddress, Vec<Arc<Slot>>>>,
+    map: Mutex<HashSet<ByDevice>>,
 }
 
+/// A registered slot, hashed and compared by its device (as [`DeviceAddress`] itself is, so
+/// the set is searched by address).
+struct ByDevice(Arc<Slot>);
+
+impl std::borrow::Borrow<DeviceAddress> for ByDevice {
+    fn borrow(&self) -> &DeviceAddress {
+        &self.0.device
+    }
+}
+
+impl std::hash::Hash for ByDevice {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.device.hash(state);
+    }
+}
+
+impl PartialEq for ByDevice {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.device == other.0.device
+    }
+}
+
+impl Eq for ByDevice {}
+
 impl Registry {
-    pub(super) fn slots(&self, device: &DeviceAddress) -> Vec<Arc<Slot>> {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(device)
-            .cloned()
-            .unwrap_or_default()
+    /// The bytes of one entry of the set (one pointer), for the size test.
+    #[cfg(test)]
+    pub(super) const ENTRY_BYTES: usize = std::mem::size_of::<ByDevice>();
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<ByDevice>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes `slot` the device's only connection; returns the ones it replaces (spec/relay.md
+    /// The device's connection here, if it has one.
+    pub(super) fn slot(&self, device: &DeviceAddress) -> Option<Arc<Slot>> {
+        self.lock().get(device).map(|s| Arc::clone(&s.0))
+    }
+
+    /// Every registered connection.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(super) fn all(&self) -> Vec<Arc<Slot>> {
+        self.lock().iter().map(|s| Arc::clone(&s.0)).collect()
+    }
+
+    /// Makes `slot` the device's only connection; returns the one it replaces (spec/relay.md
     /// section 3.4: the newest authentication wins).
-    pub(super) fn replace(&self, device: DeviceAddress, slot: Arc<Slot>) -> Vec<Arc<Slot>> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(map.entry(device).or_default(), vec![slot])
+    pub(super) fn replace(&self, slot: Arc<Slot>) -> Option<Arc<Slot>> {
+        self.lock().replace(ByDevice(slot)).map(|old| old.0)
     }
 
+    /// Removes the device's slot if it is connection `conn_id`'s.
     pub(super) fn remove(&self, device: &DeviceAddress, conn_id: u64) {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(v) = map.get_mut(device) {
-            v.retain(|s| s.conn_id != conn_id);
-            if v.is_empty() {
-                map.remove(device);
-            }
+        let mut map = self.lock();
+        if map.get(device).is_some_and(|s| s.0.conn_id == conn_id) {
+            map.remove(device);
         }
     }
 
-    pub(super) fn take_device(&self, device: &DeviceAddress) -> Vec<Arc<Slot>> {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(device)
-            .unwrap_or_default()
+    pub(super) fn take_device(&self, device: &DeviceAddress) -> Option<Arc<Slot>> {
+        self.lock().take(device).map(|s| s.0)
     }
 }
 
@@ -211,28 +242,24 @@ impl ConnCtx {
         let slot = Arc::new(Slot {
             conn_id: self.conn_id,
             conn: self.conn.clone(),
-            device: device.clone(),
+            device,
             shared: Arc::clone(&self.shared),
             state: Mutex::new(SlotState::default()),
             wake: Notify::new(),
         });
-        for old in self
-            .shared
-            .registry
-            .replace(device.clone(), Arc::clone(&slot))
+        if let Some(old) = self.shared.registry.replace(Arc::clone(&slot))
+            && old.conn_id != self.conn_id
         {
-            if old.conn_id != self.conn_id {
-                old.remove();
-                metrics::connection_replaced();
-                old.conn.close(
-                    VarInt::from_u32(CLOSE_REPLACED),
-                    b"the device authenticated on a newer connection",
-                );
-            }
+            old.remove();
+            metrics::connection_replaced();
+            old.conn.close(
+                VarInt::from_u32(CLOSE_REPLACED),
+                b"the device authenticated on a newer connection",
+            );
         }
         // Kept while a connection of the device is registered here (a removal racing with
         // this registration may have dropped the subscription `wake_watch` made).
-        self.shared.wake_ensure(&device);
+        self.shared.wake_ensure(&slot.device);
         // The first run reads the mailbox.
         slot.update(|_| {});
         *d = Some(slot);
@@ -283,12 +310,12 @@ pub(super) fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>)
                 one_time_prekeys,
                 kem_prekeys,
             } => {
-                for slot in shared.registry.slots(&device) {
+                if let Some(slot) = shared.registry.slot(&device) {
                     slot.update(|i| i.prekeys_low = Some((one_time_prekeys, kem_prekeys)));
                 }
             }
             Effect::Acked { device, server_ids } => {
-                for slot in shared.registry.slots(&device) {
+                if let Some(slot) = shared.registry.slot(&device) {
                     slot.update(|i| i.acked.extend_from_slice(&server_ids));
                 }
             }
@@ -309,7 +336,7 @@ pub(super) fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>)
 /// notice only tells a delivery that missed some of them that a read now finds them.
 pub(super) fn mail_committed(shared: &Shared, device: &DeviceAddress, up_to: u64) {
     let early = shared.early_delivery;
-    for slot in shared.registry.slots(device) {
+    if let Some(slot) = shared.registry.slot(device) {
         slot.update(|i| {
             i.committed = i.committed.max(up_to);
             if !early {
@@ -339,29 +366,21 @@ pub(super) async fn dispatch_feed(shared: Arc<Shared>, mut feed: MailFeed) {
 
 /// Hands a written (possibly not yet durable) envelope to the device's deliveries.
 fn stage(shared: &Shared, device: &DeviceAddress, envelope: StoredEnvelope) {
-    let mut slots = shared.registry.slots(device);
-    let last = slots.pop();
-    let put = |slot: &Arc<Slot>, e: StoredEnvelope| {
+    if let Some(slot) = shared.registry.slot(device) {
         slot.update(|i| {
             if i.staged.len() < DELIVERY_WINDOW {
-                i.staged.push(e);
+                i.staged.push(envelope);
             } else {
-                i.dropped = i.dropped.max(e.server_id);
+                i.dropped = i.dropped.max(envelope.server_id);
             }
         });
-    };
-    for slot in slots {
-        put(&slot, envelope.clone());
-    }
-    if let Some(slot) = last {
-        put(&slot, envelope);
     }
 }
 
 pub(super) fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, devices: &[u32]) {
     for id in devices {
         let device = DeviceAddress::new(account.clone(), DeviceId(*id));
-        for slot in shared.registry.take_device(&device) {
+        if let Some(slot) = shared.registry.take_device(&device) {
             slot.remove();
             // The registering connection itself stays open (it gets its response); other
             // connections of removed devices are closed.

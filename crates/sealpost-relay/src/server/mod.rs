@@ -278,7 +278,13 @@ fn transport_config() -> quinn::TransportConfig {
         .stream_receive_window(VarInt::from_u32(256 * 1024))
         .receive_window(VarInt::from_u32(1024 * 1024))
         .send_window(2 * 1024 * 1024)
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(None)
+        // No path-MTU discovery: datagrams stay at QUIC's 1,200 bytes (spec/relay.md section
+        // 1). quinn keeps each connection's transmit buffer at the largest size it ever
+        // needed, and its first MTU probe doubles that buffer from 1,200 to 2,400 bytes for
+        // the connection's life; an idle connection's memory is the budget, and relay
+        // traffic is small frames.
+        .mtu_discovery_config(None);
     if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(IDLE_TIMEOUT_SECS)) {
         t.max_idle_timeout(Some(idle));
     }
@@ -666,5 +672,26 @@ fn code_sender(config: &RelayConfig) -> Result<Arc<dyn CodeSender>, RelayError> 
             Ok(Arc::new(LogCodeSender))
         }
         (None, None) => Err(RelayError::Config(ConfigError::NoCodeSender)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Path-MTU discovery stays off (spec/relay.md section 1): its first probe doubles every
+    /// connection's transmit buffer in quinn (1,200 to 2,400 bytes, kept for the connection's
+    /// life). quinn's `TransportConfig` shows its settings only through `Debug`.
+    #[test]
+    fn connections_do_no_mtu_discovery() {
+        let shown = format!("{:?}", transport_config());
+        assert!(
+            shown.contains("mtu_discovery_config: None"),
+            "transport config: {shown}"
+        );
+        assert!(
+            shown.contains("initial_mtu: 1200"),
+            "transport config: {shown}"
+        );
     }
 }

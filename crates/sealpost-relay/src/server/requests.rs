@@ -39,7 +39,7 @@ impl Budget {
 pub(super) struct Reserved<'a> {
     pub(super) budget: &'a Budget,
     pub(super) _global: tokio::sync::OwnedSemaphorePermit,
-    pub(super) _connection: tokio::sync::OwnedSemaphorePermit,
+    pub(super) _connection: tokio::sync::SemaphorePermit<'a>,
 }
 
 impl Drop for Reserved<'_> {
@@ -97,7 +97,7 @@ pub(super) async fn read_request(recv: &mut RecvStream, ctx: &ConnCtx) -> ReadOu
     }
     // `len` fits both semaphores (checked above; the global one is at least as large).
     let n = u32::try_from(len).unwrap_or(u32::MAX);
-    let Ok(connection) = Arc::clone(&ctx.budget).acquire_many_owned(n).await else {
+    let Ok(connection) = ctx.budget.acquire_many(n).await else {
         return ReadOutcome::Gone;
     };
     let Ok(global) = Arc::clone(&budget.global).acquire_many_owned(n).await else {

@@ -174,7 +174,7 @@ impl Wakeups {
     /// after every removal from the registry.
     pub(super) fn sync(&self, shared: &Shared, device: &DeviceAddress) {
         let mut watches = self.watches.lock().unwrap_or_else(PoisonError::into_inner);
-        if shared.registry.slots(device).is_empty()
+        if shared.registry.slot(device).is_none()
             && let Some(w) = watches.remove(device)
         {
             w.task.abort();
@@ -227,15 +227,7 @@ pub(super) async fn fallback_poll(client: async_nats::Client, shared: std::sync:
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let slots: Vec<Arc<super::delivery::Slot>> = shared
-            .registry
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
+        let slots = shared.registry.all();
         shared.wake_polls.fetch_add(1, Ordering::Relaxed);
         for slot in slots {
             // "Everything in the mailbox now is committed": without early delivery what a
