@@ -443,7 +443,9 @@ mod tests {
         s.close();
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
+            // Everything after version 4 goes: the ledger (5) and the provisioning ids (6).
             "DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
+             DROP TABLE provisioning;
              PRAGMA user_version = 4;",
         )
         .unwrap();
