@@ -74,6 +74,10 @@ pub const STORE_COMMIT: &str = "sealpost_store_commit_seconds";
 pub const STORE_FSYNC: &str = "sealpost_store_fsync_seconds";
 /// Counter: guardian vaults deleted, by why.
 pub const VAULTS_DELETED: &str = "sealpost_vaults_deleted_total";
+/// Counter: `PublishDeviceList` and `LinkDevice` requests (spec/relay.md 3.9, 3.10), by
+/// request and outcome (`stored`, `invalid`, `stale`, `too_many`, `bad_signature`,
+/// `rate_limited`, `failed`).
+pub const DEVICE_LISTS: &str = "sealpost_device_lists_total";
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -119,6 +123,15 @@ pub fn describe() {
         "time of one fdatasync of the SQLite WAL"
     );
     metrics::describe_counter!(VAULTS_DELETED, "guardian vaults deleted, by why");
+    metrics::describe_counter!(
+        DEVICE_LISTS,
+        "device lists published or linked, by request and outcome"
+    );
+}
+
+/// A `PublishDeviceList` or `LinkDevice` (`request`) ended with `outcome`.
+pub(crate) fn device_list(request: &'static str, outcome: &'static str) {
+    metrics::counter!(DEVICE_LISTS, "request" => request, "outcome" => outcome).increment(1);
 }
 
 /// One request of `kind` took `elapsed`.

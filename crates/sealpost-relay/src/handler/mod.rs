@@ -12,9 +12,11 @@
 //! This file holds the [`Handler`], its dispatch and the per-connection state; each
 //! domain's requests live in their own file: `registration.rs` (`RequestCode`, `Register`,
 //! the registration lock), `auth.rs` (`Authenticate`), `prekeys.rs` (`UploadPreKeys`,
-//! `FetchBundles`), `mail.rs` (`Send`, `Ack`), `vault.rs` (guardian credentials and vaults).
+//! `FetchBundles`), `mail.rs` (`Send`, `Ack`), `vault.rs` (guardian credentials and vaults),
+//! `devices.rs` (`PublishDeviceList`, `FetchDeviceList`, `LinkDevice`).
 
 mod auth;
+mod devices;
 mod mail;
 mod prekeys;
 mod registration;
@@ -90,6 +92,14 @@ pub enum Effect {
     },
     /// A registration removed these devices of `account`: close their connections.
     DevicesRemoved {
+        /// The account.
+        account: AccountId,
+        /// The removed device ids.
+        devices: Vec<u32>,
+    },
+    /// A new device list (`PublishDeviceList`, `LinkDevice`) no longer names these devices
+    /// of `account`, which were removed: close their connections (application code 5).
+    DevicesUnlisted {
         /// The account.
         account: AccountId,
         /// The removed device ids.
@@ -523,8 +533,16 @@ impl Handler {
                     .await
             }
             Request::VaultDelete { credential } => self.vault_delete(&credential, now).await,
+            Request::LinkDevice {
+                list,
+                device_id,
+                signature,
+            } => {
+                self.link_device(&exporter, &list, device_id, &signature, now, &mut effects)
+                    .await
+            }
             // Linked devices (spec/devices.md section 7): not served by this version yet.
-            Request::LinkDevice { .. } | Request::OpenProvisioning => Response::error(
+            Request::OpenProvisioning => Response::error(
                 ErrorCode::UnknownRequest,
                 "linked devices are not served by this relay version",
             ),
@@ -612,9 +630,13 @@ impl Handler {
                 self.set_registration_lock(me, Some(&verifier), now).await
             }
             Request::ClearRegistrationLock => self.set_registration_lock(me, None, now).await,
-            Request::PublishDeviceList { .. }
-            | Request::FetchDeviceList { .. }
-            | Request::Provision { .. } => Response::error(
+            Request::PublishDeviceList { list } => {
+                self.publish_device_list(me, &list, now, effects).await
+            }
+            Request::FetchDeviceList { account } => {
+                self.fetch_device_list(conn, &account, now).await
+            }
+            Request::Provision { .. } => Response::error(
                 ErrorCode::UnknownRequest,
                 "linked devices are not served by this relay version",
             ),

@@ -10,10 +10,13 @@ use crate::StoreError;
 use deadpool_postgres::Object;
 
 /// The schema version this relay writes.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// The SQL of each step: `MIGRATIONS[n - 1]` takes version `n - 1` to `n`.
-const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [include_str!("migrations/v1.sql")];
+const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [
+    include_str!("migrations/v1.sql"),
+    include_str!("migrations/v2.sql"),
+];
 
 /// Key of the advisory lock held while checking and migrating (ASCII "SEALPOST").
 const MIGRATION_LOCK: i64 = 0x5345_414c_504f_5354;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -119,6 +119,19 @@ INSERT INTO vault_ledger (singleton, store_id, writes, trusted_from)
     VALUES (1, randomblob(16), 0, 0);
 ";
 
+/// Version 6 (linked devices, spec/relay.md 3.9): each account's stored device list, the
+/// `SignedDeviceList` encoding with the values the next list is checked against.
+pub(super) const MIGRATE_V6_DEVICE_LISTS: &str = "
+CREATE TABLE device_lists (
+    account         TEXT PRIMARY KEY NOT NULL,
+    account_key     BLOB NOT NULL,
+    list_version    INTEGER NOT NULL,
+    next_device_id  INTEGER NOT NULL,
+    list            BLOB NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+";
+
 /// Opens the writing connection, in WAL mode, and migrates the schema; also returns the
 /// schema version the database had before (0: it was created now).
 pub(super) fn open_writer(path: &Path) -> Result<(Connection, i64), StoreError> {
@@ -183,6 +196,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     if version < 5 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V5_VAULT_LEDGER} PRAGMA user_version = 5; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 6 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V6_DEVICE_LISTS} PRAGMA user_version = 6; COMMIT;"
         ))
         .map_err(backend)?;
     }
