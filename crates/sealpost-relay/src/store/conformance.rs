@@ -3,6 +3,9 @@
 
 use super::*;
 use sealpost_wire::relay::OutgoingEnvelope;
+
+mod devices;
+pub(crate) use devices::{concurrent_links, device_lists};
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -1133,6 +1136,10 @@ where
     concurrent_reglock(Arc::new(new_store())).await;
     eprintln!("conformance: concurrent_evaluations");
     concurrent_evaluations(Arc::new(new_store())).await;
+    eprintln!("conformance: device_lists");
+    device_lists(&new_store()).await;
+    eprintln!("conformance: concurrent_links");
+    concurrent_links(Arc::new(new_store())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
