@@ -443,7 +443,7 @@ mod tests {
         s.close();
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
-            "DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
+            "DROP TABLE device_lists; DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
              PRAGMA user_version = 4;",
         )
         .unwrap();
