@@ -123,10 +123,7 @@ impl Linking {
         let mut device = Device {
             id: self.id,
             keys: PreKeyStore::new(),
-            address: DeviceAddress::new(
-                self.list.account().clone(),
-                DeviceId(self.device_id),
-            ),
+            address: DeviceAddress::new(self.list.account().clone(), DeviceId(self.device_id)),
             client: self.client,
         };
         let r = device.authenticate().await;
@@ -155,7 +152,9 @@ async fn closed_with(conn: &quinn::Connection) -> u32 {
         .await
         .unwrap()
     {
-        quinn::ConnectionError::ApplicationClosed(c) => u32::try_from(c.error_code.into_inner()).unwrap(),
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            u32::try_from(c.error_code.into_inner()).unwrap()
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -175,7 +174,10 @@ async fn publish_link_deliver_unlink() {
     let fetch = Request::FetchDeviceList { account: a.clone() };
 
     // A version-1 account has devices and no list; an account without devices is unknown.
-    assert_eq!(phone.client.request(&fetch).await, Response::DeviceList(None));
+    assert_eq!(
+        phone.client.request(&fetch).await,
+        Response::DeviceList(None)
+    );
     let nobody = Request::FetchDeviceList {
         account: acct("+15550001999"),
     };
@@ -265,7 +267,10 @@ async fn publish_link_deliver_unlink() {
     let phone2 = Device::register(&relay, &codes, "+15550001001").await;
     assert_eq!(phone2.address.device.0, 3, "ids are never reused");
     assert_eq!(closed_with(&phone.client.conn).await, 1);
-    assert_eq!(phone2.client.request(&fetch).await, Response::DeviceList(None));
+    assert_eq!(
+        phone2.client.request(&fetch).await,
+        Response::DeviceList(None)
+    );
     relay.shutdown().await;
 }
 

@@ -238,7 +238,11 @@ pub(crate) async fn concurrent_links<S: Store + 'static>(s: Arc<S>) {
                 other => panic!("round {round}: {other:?}"),
             }
         }
-        assert_eq!(winners.len(), 1, "round {round}: exactly one list is stored");
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one list is stored"
+        );
         let won = winners.remove(0);
         let state = s.device_list_state(&a).await.unwrap();
         assert_eq!(state.list, Some(won.stored()));
@@ -251,9 +255,20 @@ pub(crate) async fn concurrent_links<S: Store + 'static>(s: Arc<S>) {
         version += 1;
         // Back to the primary alone, above every id given.
         let next = state.next_device_id;
-        let expected = if won.devices.len() > 1 { vec![won.devices[1].0] } else { vec![] };
+        let expected = if won.devices.len() > 1 {
+            vec![won.devices[1].0]
+        } else {
+            vec![]
+        };
         assert_eq!(
-            replace(&*s, &a, &List::new(version + 1, next, &[(1, 1)]), Some(version), None).await,
+            replace(
+                &*s,
+                &a,
+                &List::new(version + 1, next, &[(1, 1)]),
+                Some(version),
+                None
+            )
+            .await,
             stored(&expected)
         );
         version += 1;
