@@ -121,6 +121,16 @@ pub struct Limits {
     /// Connections (open or handshaking) from which on an unvalidated peer gets a QUIC
     /// Retry (default [`RETRY_THRESHOLD`]; 0: always).
     pub retry_threshold: u32,
+    /// Most devices on a consumer account's device list (default 5: a primary and 4 linked
+    /// devices; at most `MAX_DEVICES_PER_ACCOUNT`, spec/relay.md 3.9).
+    pub device_cap_consumer: u32,
+    /// Most devices on a business account's device list (default 32; at most
+    /// `MAX_DEVICES_PER_ACCOUNT`).
+    pub device_cap_business: u32,
+    /// `PublishDeviceList`s per account per hour (default 20). Persisted.
+    pub device_list_publishes_per_hour: u32,
+    /// `LinkDevice`s per account per hour (default 10). Persisted.
+    pub links_per_account_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -151,6 +161,10 @@ impl Default for Limits {
             request_buffer_per_connection: REQUEST_BUFFER_PER_CONNECTION,
             request_stall_timeout_ms: REQUEST_STALL_TIMEOUT_MS,
             retry_threshold: RETRY_THRESHOLD,
+            device_cap_consumer: 5,
+            device_cap_business: 32,
+            device_list_publishes_per_hour: 20,
+            links_per_account_per_hour: 10,
         }
     }
 }
@@ -225,6 +239,22 @@ impl Limits {
                 "limits.vault_requests_per_account",
                 u64::from(self.vault_requests_per_account),
             ),
+            (
+                "limits.device_cap_consumer",
+                u64::from(self.device_cap_consumer),
+            ),
+            (
+                "limits.device_cap_business",
+                u64::from(self.device_cap_business),
+            ),
+            (
+                "limits.device_list_publishes_per_hour",
+                u64::from(self.device_list_publishes_per_hour),
+            ),
+            (
+                "limits.links_per_account_per_hour",
+                u64::from(self.links_per_account_per_hour),
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -273,6 +303,16 @@ impl Limits {
                 "limits.mailbox_ttl_secs",
                 self.mailbox_ttl_secs,
                 MAILBOX_TTL_SECS,
+            ),
+            (
+                "limits.device_cap_consumer",
+                u64::from(self.device_cap_consumer),
+                sealpost_wire::devices::MAX_LISTED_DEVICES as u64,
+            ),
+            (
+                "limits.device_cap_business",
+                u64::from(self.device_cap_business),
+                sealpost_wire::devices::MAX_LISTED_DEVICES as u64,
             ),
         ];
         for (key, value, max) in capped {
@@ -331,6 +371,14 @@ impl Limits {
 
     pub(crate) fn vault_rate(&self) -> Rate {
         Rate::per(self.vault_requests_per_account, TEN_MINUTES_MS)
+    }
+
+    pub(crate) fn list_publish_rate(&self) -> Rate {
+        Rate::per(self.device_list_publishes_per_hour, HOUR_MS)
+    }
+
+    pub(crate) fn link_rate(&self) -> Rate {
+        Rate::per(self.links_per_account_per_hour, HOUR_MS)
     }
 
     pub(crate) fn send_rate(&self) -> Rate {

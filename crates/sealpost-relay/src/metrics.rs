@@ -76,6 +76,10 @@ pub const STORE_FSYNC: &str = "sealpost_store_fsync_seconds";
 pub const VAULTS_DELETED: &str = "sealpost_vaults_deleted_total";
 /// Provisioning ids (spec/relay.md 3.11), by event.
 pub const PROVISIONING: &str = "sealpost_provisioning_total";
+/// Counter: `PublishDeviceList` and `LinkDevice` requests (spec/relay.md 3.9, 3.10), by
+/// request and outcome (`stored`, `invalid`, `stale`, `too_many`, `bad_signature`,
+/// `rate_limited`, `failed`).
+pub const DEVICE_LISTS: &str = "sealpost_device_lists_total";
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -125,6 +129,15 @@ pub fn describe() {
         PROVISIONING,
         "provisioning ids opened, provisioned, refused as not found, and pushed"
     );
+    metrics::describe_counter!(
+        DEVICE_LISTS,
+        "device lists published or linked, by request and outcome"
+    );
+}
+
+/// A `PublishDeviceList` or `LinkDevice` (`request`) ended with `outcome`.
+pub(crate) fn device_list(request: &'static str, outcome: &'static str) {
+    metrics::counter!(DEVICE_LISTS, "request" => request, "outcome" => outcome).increment(1);
 }
 
 /// One request of `kind` took `elapsed`.

@@ -335,6 +335,30 @@ pub(crate) struct LimitOptions {
     #[arg(long, env = "SEALPOST_RELAY_RETRY_THRESHOLD", value_name = "N")]
     #[serde(default)]
     retry_threshold: Option<u32>,
+    /// Most devices on a consumer account's device list (at most 64) [default: 5].
+    #[arg(long, env = "SEALPOST_RELAY_DEVICE_CAP_CONSUMER", value_name = "N")]
+    #[serde(default)]
+    device_cap_consumer: Option<u32>,
+    /// Most devices on a business account's device list (at most 64) [default: 32].
+    #[arg(long, env = "SEALPOST_RELAY_DEVICE_CAP_BUSINESS", value_name = "N")]
+    #[serde(default)]
+    device_cap_business: Option<u32>,
+    /// `PublishDeviceList`s per account per hour (persisted) [default: 20].
+    #[arg(
+        long,
+        env = "SEALPOST_RELAY_DEVICE_LIST_PUBLISHES_PER_HOUR",
+        value_name = "N"
+    )]
+    #[serde(default)]
+    device_list_publishes_per_hour: Option<u32>,
+    /// `LinkDevice`s per account per hour (persisted) [default: 10].
+    #[arg(
+        long,
+        env = "SEALPOST_RELAY_LINKS_PER_ACCOUNT_PER_HOUR",
+        value_name = "N"
+    )]
+    #[serde(default)]
+    links_per_account_per_hour: Option<u32>,
 }
 
 /// The `[guardian]` section ([`GuardianConfig`] has each field's meaning and default).
@@ -431,6 +455,10 @@ impl LimitOptions {
             request_buffer_per_connection,
             request_stall_timeout_ms,
             retry_threshold,
+            device_cap_consumer,
+            device_cap_business,
+            device_list_publishes_per_hour,
+            links_per_account_per_hour,
         });
     }
 }

@@ -12,9 +12,11 @@
 //! This file holds the [`Handler`], its dispatch and the per-connection state; each
 //! domain's requests live in their own file: `registration.rs` (`RequestCode`, `Register`,
 //! the registration lock), `auth.rs` (`Authenticate`), `prekeys.rs` (`UploadPreKeys`,
-//! `FetchBundles`), `mail.rs` (`Send`, `Ack`), `vault.rs` (guardian credentials and vaults).
+//! `FetchBundles`), `mail.rs` (`Send`, `Ack`), `vault.rs` (guardian credentials and vaults),
+//! `devices.rs` (`PublishDeviceList`, `FetchDeviceList`, `LinkDevice`).
 
 mod auth;
+mod devices;
 mod mail;
 mod prekeys;
 mod provisioning;
@@ -109,6 +111,14 @@ pub enum Effect {
     Provisioned {
         /// The id.
         id: [u8; sealpost_wire::relay::PROVISIONING_ID_LEN],
+    },
+    /// A new device list (`PublishDeviceList`, `LinkDevice`) no longer names these devices
+    /// of `account`, which were removed: close their connections (application code 5).
+    DevicesUnlisted {
+        /// The account.
+        account: AccountId,
+        /// The removed device ids.
+        devices: Vec<u32>,
     },
 }
 
@@ -543,11 +553,14 @@ impl Handler {
             }
             Request::VaultDelete { credential } => self.vault_delete(&credential, now).await,
             Request::OpenProvisioning => self.open_provisioning(conn, now, &mut effects).await,
-            // Linked devices (spec/devices.md section 7): not served by this version yet.
-            Request::LinkDevice { .. } => Response::error(
-                ErrorCode::UnknownRequest,
-                "linked devices are not served by this relay version",
-            ),
+            Request::LinkDevice {
+                list,
+                device_id,
+                signature,
+            } => {
+                self.link_device(&exporter, &list, device_id, &signature, now, &mut effects)
+                    .await
+            }
             other => match conn.device.clone() {
                 None => Response::error(
                     ErrorCode::Unauthenticated,
@@ -639,10 +652,12 @@ impl Handler {
                 self.provision(&provisioning_id, &envelope, now, effects)
                     .await
             }
-            Request::PublishDeviceList { .. } | Request::FetchDeviceList { .. } => Response::error(
-                ErrorCode::UnknownRequest,
-                "linked devices are not served by this relay version",
-            ),
+            Request::PublishDeviceList { list } => {
+                self.publish_device_list(me, &list, now, effects).await
+            }
+            Request::FetchDeviceList { account } => {
+                self.fetch_device_list(conn, &account, now).await
+            }
             Request::GetGuardianCredential => Response::Credential(self.issue_credential(
                 &me.address.account,
                 CredentialScope::Owner,

@@ -320,7 +320,28 @@ pub(super) fn apply_effects(shared: &Shared, conn_id: u64, effects: Vec<Effect>)
                 }
             }
             Effect::DevicesRemoved { account, devices } => {
-                close_removed(shared, conn_id, &account, &devices);
+                close_removed(
+                    shared,
+                    conn_id,
+                    &account,
+                    &devices,
+                    (
+                        CLOSE_DEVICE_REMOVED,
+                        b"device removed by a new registration",
+                    ),
+                );
+            }
+            Effect::DevicesUnlisted { account, devices } => {
+                close_removed(
+                    shared,
+                    conn_id,
+                    &account,
+                    &devices,
+                    (
+                        CLOSE_DEVICE_UNLISTED,
+                        b"device removed from the device list",
+                    ),
+                );
             }
             // `Effect` is non-exhaustive only for other crates.
             #[allow(unreachable_patterns)]
@@ -377,7 +398,15 @@ fn stage(shared: &Shared, device: &DeviceAddress, envelope: StoredEnvelope) {
     }
 }
 
-pub(super) fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, devices: &[u32]) {
+/// Closes the connections of removed `devices` with `close` (code and reason), except
+/// `conn_id`, the connection whose request removed them.
+pub(super) fn close_removed(
+    shared: &Shared,
+    conn_id: u64,
+    account: &AccountId,
+    devices: &[u32],
+    close: (u32, &'static [u8]),
+) {
     for id in devices {
         let device = DeviceAddress::new(account.clone(), DeviceId(*id));
         if let Some(slot) = shared.registry.take_device(&device) {
@@ -385,10 +414,7 @@ pub(super) fn close_removed(shared: &Shared, conn_id: u64, account: &AccountId, 
             // The registering connection itself stays open (it gets its response); other
             // connections of removed devices are closed.
             if slot.conn_id != conn_id {
-                slot.conn.close(
-                    VarInt::from_u32(CLOSE_DEVICE_REMOVED),
-                    b"device removed by a new registration",
-                );
+                slot.conn.close(VarInt::from_u32(close.0), close.1);
             }
         }
         shared.wake_sync(&device);

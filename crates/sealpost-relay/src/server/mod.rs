@@ -92,6 +92,10 @@ pub const CLOSE_REPLACED: u32 = 3;
 /// Application close code: the client's (validated) address has its connection allowance in
 /// use (spec/relay.md section 1).
 pub const CLOSE_ADDRESS_LIMIT: u32 = 4;
+/// Application close code: the connection's device was removed from its account's device
+/// list (`PublishDeviceList` or `LinkDevice`, spec/relay.md sections 3.9 and 3.10); the client
+/// does not reconnect.
+pub const CLOSE_DEVICE_UNLISTED: u32 = 5;
 /// Stream reset / stop code: the request stream was abandoned.
 pub const STREAM_ABANDONED: u32 = 1;
 

@@ -242,6 +242,21 @@ impl Store for AnyStore {
         each!(self, s => s.total_queued())
     }
 
+    async fn device_list_state(&self, account: &AccountId) -> Result<DeviceListState, StoreError> {
+        each!(self, s => s.device_list_state(account))
+    }
+
+    async fn replace_device_list(
+        &self,
+        account: &AccountId,
+        list: &NewDeviceList<'_>,
+        expected_version: Option<u64>,
+        new_device: Option<u32>,
+        now: u64,
+    ) -> Result<ReplaceListOutcome, StoreError> {
+        each!(self, s => s.replace_device_list(account, list, expected_version, new_device, now))
+    }
+
     async fn take_quotas(
         &self,
         checks: &[QuotaCheck],

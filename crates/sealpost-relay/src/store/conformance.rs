@@ -6,6 +6,8 @@ use sealpost_wire::relay::OutgoingEnvelope;
 
 mod provisioning;
 pub(crate) use provisioning::{concurrent_provisioning, provisioning};
+mod devices;
+pub(crate) use devices::{concurrent_links, device_lists};
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -1140,6 +1142,10 @@ where
     concurrent_evaluations(Arc::new(new_store())).await;
     eprintln!("conformance: concurrent_provisioning");
     concurrent_provisioning(Arc::new(new_store())).await;
+    eprintln!("conformance: device_lists");
+    device_lists(&new_store()).await;
+    eprintln!("conformance: concurrent_links");
+    concurrent_links(Arc::new(new_store())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

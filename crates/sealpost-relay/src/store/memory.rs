@@ -7,6 +7,7 @@ use super::{
     RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
     UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
+use super::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
 use crate::StoreError;
 use crate::ratelimit::gcra;
 use sealpost_crypto::ct_eq;
@@ -56,6 +57,8 @@ struct AccountRow {
     reglock_verifier: Option<[u8; VERIFIER_LEN]>,
     reglock_failures: u32,
     last_seen: u64,
+    /// The stored device list (spec/relay.md 3.9).
+    device_list: Option<StoredDeviceList>,
 }
 
 #[derive(Default)]
@@ -207,12 +210,14 @@ impl Store for MemoryStore {
                 reglock_verifier: None,
                 reglock_failures: 0,
                 last_seen: now,
+                device_list: None,
             });
         if !keep_verifier {
             acct.reglock_verifier = None;
         }
         acct.reglock_failures = 0;
         acct.last_seen = now;
+        acct.device_list = None;
         let removed: Vec<u32> = acct.devices.keys().copied().collect();
         acct.devices.clear();
         acct.devices.insert(
@@ -562,6 +567,94 @@ impl Store for MemoryStore {
             .flat_map(|a| a.devices.values())
             .map(|d| d.mailbox.len() as u64)
             .sum())
+    }
+
+    async fn device_list_state(&self, account: &AccountId) -> Result<DeviceListState, StoreError> {
+        let inner = self.lock();
+        Ok(match inner.accounts.get(account) {
+            None => DeviceListState {
+                devices: Vec::new(),
+                next_device_id: 1,
+                list: None,
+            },
+            Some(a) => DeviceListState {
+                devices: a
+                    .devices
+                    .iter()
+                    .filter_map(|(id, d)| {
+                        d.identity.map(|identity| DeviceInfo {
+                            device_id: *id,
+                            identity,
+                        })
+                    })
+                    .collect(),
+                next_device_id: a.next_device_id,
+                list: a.device_list.clone(),
+            },
+        })
+    }
+
+    async fn replace_device_list(
+        &self,
+        account: &AccountId,
+        list: &NewDeviceList<'_>,
+        expected_version: Option<u64>,
+        new_device: Option<u32>,
+        _now: u64,
+    ) -> Result<ReplaceListOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(acct) = inner.accounts.get_mut(account) else {
+            return Ok(ReplaceListOutcome::DevicesChanged);
+        };
+        if acct.device_list.as_ref().map(|l| l.list_version) != expected_version {
+            return Ok(ReplaceListOutcome::VersionChanged);
+        }
+        if acct.devices.is_empty() {
+            return Ok(ReplaceListOutcome::DevicesChanged);
+        }
+        let mut new_identity = None;
+        for (id, identity) in list.devices {
+            if Some(*id) == new_device {
+                new_identity = Some(*identity);
+            } else if acct.devices.get(id).and_then(|d| d.identity) != Some(*identity) {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            }
+        }
+        let mut next = acct.next_device_id.max(list.next_device_id);
+        if let Some(id) = new_device {
+            let Some(identity) = new_identity else {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            };
+            if id < acct.next_device_id {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            }
+            next = next.max(id.saturating_add(1));
+            acct.devices.insert(
+                id,
+                DeviceRow {
+                    identity: Some(identity),
+                    ..DeviceRow::default()
+                },
+            );
+        }
+        let listed: BTreeSet<u32> = list.devices.iter().map(|(id, _)| *id).collect();
+        let removed: Vec<u32> = acct
+            .devices
+            .keys()
+            .copied()
+            .filter(|id| !listed.contains(id))
+            .collect();
+        for id in &removed {
+            acct.devices.remove(id);
+        }
+        acct.next_device_id = next;
+        acct.device_list = Some(StoredDeviceList {
+            account_key: *list.account_key,
+            list_version: list.list_version,
+            next_device_id: list.next_device_id,
+            bytes: list.bytes.to_vec(),
+        });
+        Ok(ReplaceListOutcome::Stored { removed })
     }
 
     async fn take_quotas(

@@ -46,6 +46,7 @@
 //! factory and runs against every backend.
 
 mod any;
+mod device_lists;
 #[cfg(feature = "server")]
 mod feed;
 mod memory;
@@ -58,6 +59,7 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use any::AnyStore;
+pub use device_lists::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
 #[cfg(feature = "server")]
 pub use feed::{MailFeed, MailPublisher, Written, mail_feed};
 pub use memory::MemoryStore;
@@ -408,6 +410,10 @@ pub enum QuotaKind {
     FetchPair,
     /// `FetchBundles` per target account (subject: the target).
     FetchTarget,
+    /// `PublishDeviceList` per account (subject: the account).
+    ListPublish,
+    /// `LinkDevice` per account (subject: the account).
+    LinkAccount,
 }
 
 impl QuotaKind {
@@ -420,6 +426,8 @@ impl QuotaKind {
             Self::CodeGlobal => "code_global",
             Self::FetchPair => "fetch_pair",
             Self::FetchTarget => "fetch_target",
+            Self::ListPublish => "list_publish",
+            Self::LinkAccount => "link_account",
         }
     }
 
@@ -432,6 +440,8 @@ impl QuotaKind {
             Self::CodeGlobal => 4,
             Self::FetchPair => 5,
             Self::FetchTarget => 6,
+            Self::ListPublish => 7,
+            Self::LinkAccount => 8,
         }
     }
 }
@@ -498,7 +508,8 @@ pub trait Store: Send + Sync {
     /// with its prekeys and mailbox, a device with the account's next id is added (ids start
     /// at 1 and are never reused within an account, even across removals), `failures = 0`,
     /// `last_seen = now`, and the verifier is kept if the lock was active and passed, or
-    /// cleared if it was absent or lapsed. Concurrent calls never count more than
+    /// cleared if it was absent or lapsed; the account's stored device list
+    /// ([`Store::device_list_state`]) is deleted. Concurrent calls never count more than
     /// `max_failures` wrong tokens.
     fn register_device(
         &self,
@@ -698,6 +709,34 @@ pub trait Store: Send + Sync {
 
     /// Envelopes queued for all devices.
     fn total_queued(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// An account's registered devices, its device-id counter and its stored device list
+    /// (spec/relay.md 3.9), read in one transaction.
+    fn device_list_state(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<DeviceListState, StoreError>> + Send;
+
+    /// Replaces the account's stored device list, atomically and durably (spec/relay.md 3.9,
+    /// 3.10). The caller has verified `list` and checked it against the state it read with
+    /// [`Store::device_list_state`]; this re-checks, inside the transaction, what a concurrent
+    /// call may have changed since: the stored list's version is `expected_version` (`None`:
+    /// no list is stored) else `VersionChanged`; the account has devices, every listed device
+    /// other than `new_device` is registered with its listed identity, and `new_device`'s id
+    /// is not below the account's device-id counter, else `DevicesChanged`. Then: the list is
+    /// stored; every registered device it does not name is removed with its prekeys and
+    /// mailbox; `new_device` (when `Some`, it must be on the list) is registered with its
+    /// identity at `now`; and the account's device-id counter becomes at least
+    /// `list.next_device_id` (and above `new_device`'s id), so ids are never reused. So two
+    /// calls with the same `expected_version` never both succeed.
+    fn replace_device_list(
+        &self,
+        account: &AccountId,
+        list: &NewDeviceList<'_>,
+        expected_version: Option<u64>,
+        new_device: Option<u32>,
+        now: u64,
+    ) -> impl Future<Output = Result<ReplaceListOutcome, StoreError>> + Send;
 
     /// Checks every quota of `checks` at `now` with [`crate::ratelimit::gcra`] and, only if
     /// all have room, charges each one request, atomically and durably (a restart does not

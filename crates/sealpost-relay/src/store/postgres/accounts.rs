@@ -186,6 +186,7 @@ impl PgStore {
                 "DELETE FROM signed_prekeys WHERE account = $1",
                 "DELETE FROM one_time_prekeys WHERE account = $1",
                 "DELETE FROM kem_prekeys WHERE account = $1",
+                "DELETE FROM device_lists WHERE account = $1",
             ] {
                 execute(&tx, sql, &[&acct]).await?;
             }

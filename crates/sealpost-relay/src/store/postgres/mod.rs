@@ -53,6 +53,7 @@
 //! only the relay nodes reach (spec/relay-store.md section 3.1).
 
 mod accounts;
+mod devices;
 mod mail;
 mod prekeys;
 mod provisioning;

@@ -157,6 +157,21 @@ impl Store for PgStore {
         PgStore::total_queued(self).await
     }
 
+    async fn device_list_state(&self, account: &AccountId) -> Result<DeviceListState, StoreError> {
+        PgStore::device_list_state(self, account).await
+    }
+
+    async fn replace_device_list(
+        &self,
+        account: &AccountId,
+        list: &NewDeviceList<'_>,
+        expected_version: Option<u64>,
+        new_device: Option<u32>,
+        now: u64,
+    ) -> Result<ReplaceListOutcome, StoreError> {
+        PgStore::replace_device_list(self, account, list, expected_version, new_device, now).await
+    }
+
     async fn take_quotas(
         &self,
         checks: &[QuotaCheck],

@@ -173,6 +173,7 @@ pub(super) async fn register_device(
             "DELETE FROM one_time_prekeys WHERE account = ?1",
             "DELETE FROM kem_prekeys WHERE account = ?1",
             "DELETE FROM envelopes WHERE account = ?1",
+            "DELETE FROM device_lists WHERE account = ?1",
         ] {
             c.execute(sql, params![account]).map_err(backend)?;
         }

@@ -443,9 +443,10 @@ mod tests {
         s.close();
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
-            // Everything after version 4 goes: the ledger (5) and the provisioning ids (6).
+            // Everything after version 4 goes: the ledger (5), the provisioning ids (6) and
+            // the device lists (7).
             "DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
-             DROP TABLE provisioning;
+             DROP TABLE provisioning; DROP TABLE device_lists;
              PRAGMA user_version = 4;",
         )
         .unwrap();

@@ -38,6 +38,7 @@
 //! | `writer.rs` | the group-commit writer thread, [`ServerIds`], the WAL flush |
 //! | `schema.rs` | the schema, [`SCHEMA_VERSION`] and the migrations |
 //! | `accounts.rs` | codes, registration and the registration lock, devices |
+//! | `devices.rs` | the stored device list, replaced together with the devices it names |
 //! | `prekeys.rs` | prekey uploads, counts and bundle takes |
 //! | `mail.rs` | enqueue, mailbox reads, acknowledgements, `sender_seq` |
 //! | `vault.rs` | guardian vaults |
@@ -45,6 +46,7 @@
 //! | `quotas.rs` | persisted quotas and the expiry sweep |
 
 mod accounts;
+mod devices;
 mod ledger;
 mod mail;
 mod prekeys;
@@ -57,10 +59,11 @@ mod vault;
 mod writer;
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, MailFeed,
-    NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaOutcome,
-    RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
-    UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, DeviceListState, EnqueueOutcome, MAX_SENDER_SEQ,
+    MailFeed, NewDeviceList, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome,
+    QuotaCheck, QuotaOutcome, RegLockPolicy, RegLockState, RegisterOutcome, ReplaceListOutcome,
+    Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN,
+    VaultAttempt, VaultRow,
 };
 use crate::ratelimit::gcra;
 use crate::{StoreError, Unavailable};
@@ -558,6 +561,21 @@ impl Store for SqliteStore {
 
     async fn total_queued(&self) -> Result<u64, StoreError> {
         mail::total_queued(self).await
+    }
+
+    async fn device_list_state(&self, account: &AccountId) -> Result<DeviceListState, StoreError> {
+        devices::device_list_state(self, account).await
+    }
+
+    async fn replace_device_list(
+        &self,
+        account: &AccountId,
+        list: &NewDeviceList<'_>,
+        expected_version: Option<u64>,
+        new_device: Option<u32>,
+        now: u64,
+    ) -> Result<ReplaceListOutcome, StoreError> {
+        devices::replace_device_list(self, account, list, expected_version, new_device, now).await
     }
 
     async fn take_quotas(

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -130,6 +130,19 @@ CREATE TABLE provisioning (
 CREATE INDEX provisioning_by_expiry ON provisioning (expires_at);
 ";
 
+/// Version 7 (linked devices, spec/relay.md 3.9): each account's stored device list, the
+/// `SignedDeviceList` encoding with the values the next list is checked against.
+pub(super) const MIGRATE_V7_DEVICE_LISTS: &str = "
+CREATE TABLE device_lists (
+    account         TEXT PRIMARY KEY NOT NULL,
+    account_key     BLOB NOT NULL,
+    list_version    INTEGER NOT NULL,
+    next_device_id  INTEGER NOT NULL,
+    list            BLOB NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+";
+
 /// Opens the writing connection, in WAL mode, and migrates the schema; also returns the
 /// schema version the database had before (0: it was created now).
 pub(super) fn open_writer(path: &Path) -> Result<(Connection, i64), StoreError> {
@@ -200,6 +213,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     if version < 6 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V6_PROVISIONING} PRAGMA user_version = 6; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 7 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V7_DEVICE_LISTS} PRAGMA user_version = 7; COMMIT;"
         ))
         .map_err(backend)?;
     }

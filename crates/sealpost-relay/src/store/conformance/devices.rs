@@ -1,0 +1,276 @@
+//! Conformance cases for stored device lists (spec/relay.md 3.9–3.10):
+//! [`Store::device_list_state`] and [`Store::replace_device_list`]. The store does not verify
+//! lists (the handler does), so the list bytes here are placeholders.
+
+use super::*;
+
+/// A list of `devices` to store, as the handler hands it over.
+struct List {
+    key: [u8; 32],
+    version: u64,
+    next: u32,
+    devices: Vec<(u32, IdentityBytes)>,
+    bytes: Vec<u8>,
+}
+
+impl List {
+    fn new(version: u64, next: u32, devices: &[(u32, u8)]) -> Self {
+        Self {
+            key: [0xAA; 32],
+            version,
+            next,
+            devices: devices.iter().map(|&(id, b)| (id, ident(b))).collect(),
+            bytes: devices
+                .iter()
+                .flat_map(|&(id, b)| [id as u8, b])
+                .chain([version as u8])
+                .collect(),
+        }
+    }
+
+    fn as_new(&self) -> NewDeviceList<'_> {
+        NewDeviceList {
+            account_key: &self.key,
+            list_version: self.version,
+            next_device_id: self.next,
+            devices: &self.devices,
+            bytes: &self.bytes,
+        }
+    }
+
+    fn stored(&self) -> StoredDeviceList {
+        StoredDeviceList {
+            account_key: self.key,
+            list_version: self.version,
+            next_device_id: self.next,
+            bytes: self.bytes.clone(),
+        }
+    }
+}
+
+async fn replace<S: Store + ?Sized>(
+    s: &S,
+    a: &AccountId,
+    list: &List,
+    expected: Option<u64>,
+    new_device: Option<u32>,
+) -> ReplaceListOutcome {
+    s.replace_device_list(a, &list.as_new(), expected, new_device, NOW)
+        .await
+        .unwrap()
+}
+
+fn stored(removed: &[u32]) -> ReplaceListOutcome {
+    ReplaceListOutcome::Stored {
+        removed: removed.to_vec(),
+    }
+}
+
+async fn device_ids<S: Store + ?Sized>(s: &S, a: &AccountId) -> Vec<u32> {
+    let state = s.device_list_state(a).await.unwrap();
+    state.devices.iter().map(|d| d.device_id).collect()
+}
+
+/// The first list, a link, a publish that removes a device (with its prekeys and mailbox),
+/// every refusal leaving the store unchanged, the id counter raised and kept, and a
+/// registration deleting the list.
+pub(crate) async fn device_lists<S: Store>(s: &S) {
+    let a = acct(1);
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(
+        state,
+        DeviceListState {
+            devices: Vec::new(),
+            next_device_id: 1,
+            list: None
+        }
+    );
+    // No account: nothing to store a list for.
+    let v1 = List::new(1, 5, &[(1, 1)]);
+    assert_eq!(
+        replace(s, &a, &v1, None, None).await,
+        ReplaceListOutcome::DevicesChanged
+    );
+    assert_eq!(register(s, &a, 1).await, 1);
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(state.next_device_id, 2);
+    assert_eq!(state.list, None);
+    assert_eq!(
+        state.devices,
+        vec![DeviceInfo {
+            device_id: 1,
+            identity: ident(1)
+        }]
+    );
+
+    // Refusals change nothing.
+    assert_eq!(
+        replace(s, &a, &v1, Some(1), None).await,
+        ReplaceListOutcome::VersionChanged
+    );
+    let wrong_identity = List::new(1, 5, &[(1, 2)]);
+    assert_eq!(
+        replace(s, &a, &wrong_identity, None, None).await,
+        ReplaceListOutcome::DevicesChanged
+    );
+    assert_eq!(s.device_list_state(&a).await.unwrap(), state);
+
+    // The first list raises the id counter to its next_device_id.
+    assert_eq!(replace(s, &a, &v1, None, None).await, stored(&[]));
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(state.list, Some(v1.stored()));
+    assert_eq!(state.next_device_id, 5);
+    assert_eq!(
+        replace(s, &a, &v1, None, None).await,
+        ReplaceListOutcome::VersionChanged
+    );
+
+    // A link registers the new device with its identity.
+    let v2 = List::new(2, 6, &[(1, 1), (5, 5)]);
+    let below_counter = List::new(2, 6, &[(1, 1), (4, 4)]);
+    assert_eq!(
+        replace(s, &a, &below_counter, Some(1), Some(4)).await,
+        ReplaceListOutcome::DevicesChanged
+    );
+    assert_eq!(
+        replace(s, &a, &v2, Some(2), Some(5)).await,
+        ReplaceListOutcome::VersionChanged
+    );
+    assert_eq!(device_ids(s, &a).await, [1]);
+    assert_eq!(replace(s, &a, &v2, Some(1), Some(5)).await, stored(&[]));
+    let d5 = dev(&a, 5);
+    assert_eq!(s.device_identity(&d5).await.unwrap(), Some(ident(5)));
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(device_ids(s, &a).await, [1, 5]);
+    assert_eq!(state.next_device_id, 6);
+    assert_eq!(state.list, Some(v2.stored()));
+    assert_eq!(s.sender_seq(&d5).await.unwrap(), 0);
+
+    // The linked device gets prekeys and mail like any device.
+    s.store_prekeys(&d5, &full_upload(1..4, 1..3, Some(9)), &LIMITS)
+        .await
+        .unwrap();
+    let b = acct(2);
+    let sender = dev(&b, register(s, &b, 9).await);
+    assert!(matches!(
+        enqueue(s, &sender, &a, &[env(1, 1), env(5, 5)], 10).await,
+        EnqueueOutcome::Queued(_)
+    ));
+    assert_eq!(s.queue_depth(&d5).await.unwrap(), 1);
+    // The old device set no longer matches.
+    assert_eq!(
+        enqueue(s, &sender, &a, &[env(1, 1)], 10).await,
+        EnqueueOutcome::MismatchedDevices
+    );
+
+    // A publish that no longer names device 5 removes it, its prekeys and its mailbox.
+    let v3 = List::new(3, 6, &[(1, 1)]);
+    assert_eq!(replace(s, &a, &v3, Some(2), None).await, stored(&[5]));
+    assert_eq!(s.device_identity(&d5).await.unwrap(), None);
+    assert_eq!(s.queue_depth(&d5).await.unwrap(), 0);
+    assert!(s.mailbox(&d5, 0, 10).await.unwrap().is_empty());
+    assert_eq!(s.prekey_counts(&d5).await.unwrap(), PreKeyCounts::default());
+    assert_eq!(s.queue_depth(&dev(&a, 1)).await.unwrap(), 1);
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(device_ids(s, &a).await, [1]);
+    assert_eq!(state.next_device_id, 6);
+    assert_eq!(state.list, Some(v3.stored()));
+    // A list naming a device that is not registered (5 is gone) is refused.
+    assert_eq!(
+        replace(s, &a, &List::new(4, 6, &[(1, 1), (5, 5)]), Some(3), None).await,
+        ReplaceListOutcome::DevicesChanged
+    );
+    // An id below the counter is never given again, by a link or by a registration.
+    assert_eq!(
+        replace(s, &a, &List::new(4, 6, &[(1, 1), (5, 7)]), Some(3), Some(5)).await,
+        ReplaceListOutcome::DevicesChanged
+    );
+
+    // A registration deletes the list and continues above every id given.
+    assert_eq!(register(s, &a, 3).await, 6);
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(state.list, None);
+    assert_eq!(device_ids(s, &a).await, [6]);
+    assert_eq!(state.next_device_id, 7);
+    // Another account's list is its own.
+    assert_eq!(s.device_list_state(&b).await.unwrap().list, None);
+}
+
+/// Two links (or a link and a publish) checked against the same stored version: exactly one
+/// is stored, whatever the interleaving, and the registered devices are exactly its list.
+pub(crate) async fn concurrent_links<S: Store + 'static>(s: Arc<S>) {
+    let a = acct(1);
+    assert_eq!(register(&*s, &a, 1).await, 1);
+    assert_eq!(
+        replace(&*s, &a, &List::new(1, 2, &[(1, 1)]), None, None).await,
+        stored(&[])
+    );
+    let mut version = 1;
+    for round in 0..8u8 {
+        let next = s.device_list_state(&a).await.unwrap().next_device_id;
+        // Two new devices competing for the same id, or a link against a publish.
+        let first = List::new(version + 1, next + 1, &[(1, 1), (next, 10 + round)]);
+        let second = if round % 2 == 0 {
+            (
+                List::new(version + 1, next + 1, &[(1, 1), (next, 100 + round)]),
+                Some(next),
+            )
+        } else {
+            (List::new(version + 1, next, &[(1, 1)]), None)
+        };
+        let tasks = [(first, Some(next)), second].map(|(list, new_device)| {
+            let s = Arc::clone(&s);
+            let a = a.clone();
+            tokio::spawn(async move {
+                let outcome = replace(&*s, &a, &list, Some(version), new_device).await;
+                (outcome, list)
+            })
+        });
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (outcome, list) = t.await.unwrap();
+            match outcome {
+                ReplaceListOutcome::Stored { removed } => {
+                    assert!(removed.is_empty());
+                    winners.push(list);
+                }
+                ReplaceListOutcome::VersionChanged => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one list is stored"
+        );
+        let won = winners.remove(0);
+        let state = s.device_list_state(&a).await.unwrap();
+        assert_eq!(state.list, Some(won.stored()));
+        let registered: Vec<(u32, IdentityBytes)> = state
+            .devices
+            .iter()
+            .map(|d| (d.device_id, d.identity))
+            .collect();
+        assert_eq!(registered, won.devices);
+        version += 1;
+        // Back to the primary alone, above every id given.
+        let next = state.next_device_id;
+        let expected = if won.devices.len() > 1 {
+            vec![won.devices[1].0]
+        } else {
+            vec![]
+        };
+        assert_eq!(
+            replace(
+                &*s,
+                &a,
+                &List::new(version + 1, next, &[(1, 1)]),
+                Some(version),
+                None
+            )
+            .await,
+            stored(&expected)
+        );
+        version += 1;
+    }
+}

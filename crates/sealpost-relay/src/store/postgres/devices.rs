@@ -1,0 +1,197 @@
+//! Device lists (spec/relay.md 3.9–3.10): the stored list, and replacing it together with
+//! the registered devices it names.
+
+use super::accounts::identity_at;
+use super::{
+    Commit, PgStore, TxError, execute, get_array, get_u32, get_u64, in_tx, query, query_opt, to_i64,
+};
+use crate::StoreError;
+use crate::store::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
+use deadpool_postgres::GenericClient;
+use sealpost_wire::AccountId;
+use sealpost_wire::relay::DeviceInfo;
+
+async fn devices<C: GenericClient + Sync>(c: &C, acct: &str) -> Result<Vec<DeviceInfo>, TxError> {
+    query(
+        c,
+        "SELECT device_id, identity FROM devices WHERE account = $1 ORDER BY device_id",
+        &[&acct],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(DeviceInfo {
+            device_id: get_u32(r, 0, "device id")?,
+            identity: identity_at(r, 1)?,
+        })
+    })
+    .collect()
+}
+
+async fn stored_list<C: GenericClient + Sync>(
+    c: &C,
+    acct: &str,
+) -> Result<Option<StoredDeviceList>, TxError> {
+    let row = query_opt(
+        c,
+        "SELECT account_key, list_version, next_device_id, list FROM device_lists
+         WHERE account = $1",
+        &[&acct],
+    )
+    .await?;
+    row.map(|r| {
+        Ok(StoredDeviceList {
+            account_key: get_array(&r, 0, "account key")?,
+            list_version: get_u64(&r, 1, "list version")?,
+            next_device_id: get_u32(&r, 2, "list next device id")?,
+            bytes: r.try_get::<_, Vec<u8>>(3)?,
+        })
+    })
+    .transpose()
+}
+
+impl PgStore {
+    /// [`crate::Store::device_list_state`]: one `REPEATABLE READ` transaction, so the three
+    /// reads see one snapshot.
+    pub async fn device_list_state(
+        &self,
+        account: &AccountId,
+    ) -> Result<DeviceListState, StoreError> {
+        in_tx!(self, Commit::Durable, |tx| {
+            let acct = account.as_str();
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let next_device_id = match query_opt(
+                &tx,
+                "SELECT next_device_id FROM accounts WHERE account = $1",
+                &[&acct],
+            )
+            .await?
+            {
+                Some(r) => get_u32(&r, 0, "next device id")?,
+                None => 1,
+            };
+            Ok(DeviceListState {
+                devices: devices(&tx, acct).await?,
+                next_device_id,
+                list: stored_list(&tx, acct).await?,
+            })
+        })
+    }
+
+    /// [`crate::Store::replace_device_list`]. The account row is locked first
+    /// (`FOR UPDATE`), so replacements and registrations of one account run one after the
+    /// other and each sees the list the previous one stored.
+    pub async fn replace_device_list(
+        &self,
+        account: &AccountId,
+        list: &NewDeviceList<'_>,
+        expected_version: Option<u64>,
+        new_device: Option<u32>,
+        now: u64,
+    ) -> Result<ReplaceListOutcome, StoreError> {
+        in_tx!(self, Commit::Durable, |tx| {
+            let acct = account.as_str();
+            let Some(row) = query_opt(
+                &tx,
+                "SELECT next_device_id FROM accounts WHERE account = $1 FOR UPDATE",
+                &[&acct],
+            )
+            .await?
+            else {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            };
+            let counter = get_u32(&row, 0, "next device id")?;
+            let stored = stored_list(&tx, acct).await?.map(|l| l.list_version);
+            if stored != expected_version {
+                return Ok(ReplaceListOutcome::VersionChanged);
+            }
+            let registered = devices(&tx, acct).await?;
+            if registered.is_empty() {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            }
+            let mut new_identity = None;
+            for (id, identity) in list.devices {
+                if Some(*id) == new_device {
+                    new_identity = Some(*identity);
+                } else if !registered
+                    .iter()
+                    .any(|d| d.device_id == *id && d.identity == *identity)
+                {
+                    return Ok(ReplaceListOutcome::DevicesChanged);
+                }
+            }
+            let mut next = counter.max(list.next_device_id);
+            if let Some(id) = new_device {
+                let Some(identity) = new_identity else {
+                    return Ok(ReplaceListOutcome::DevicesChanged);
+                };
+                if id < counter {
+                    return Ok(ReplaceListOutcome::DevicesChanged);
+                }
+                next = next.max(id.saturating_add(1));
+                let identity = identity.to_bytes();
+                execute(
+                    &tx,
+                    "INSERT INTO devices (account, device_id, identity, registered_at,
+                        max_sender_seq) VALUES ($1, $2, $3, $4, 0)",
+                    &[&acct, &i64::from(id), &&identity[..], &to_i64(now)],
+                )
+                .await?;
+            }
+            let removed: Vec<u32> = registered
+                .iter()
+                .map(|d| d.device_id)
+                .filter(|id| !list.devices.iter().any(|(l, _)| l == id))
+                .collect();
+            if !removed.is_empty() {
+                let ids: Vec<i64> = removed.iter().map(|&id| i64::from(id)).collect();
+                for sql in [
+                    "DELETE FROM devices WHERE account = $1 AND device_id = ANY($2)",
+                    "DELETE FROM signed_prekeys WHERE account = $1 AND device_id = ANY($2)",
+                    "DELETE FROM one_time_prekeys WHERE account = $1 AND device_id = ANY($2)",
+                    "DELETE FROM kem_prekeys WHERE account = $1 AND device_id = ANY($2)",
+                ] {
+                    execute(&tx, sql, &[&acct, &ids]).await?;
+                }
+                let refs: Vec<i64> = query(
+                    &tx,
+                    "DELETE FROM deliveries WHERE account = $1 AND device_id = ANY($2)
+                     RETURNING message_ref",
+                    &[&acct, &ids],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+                super::mail::release_messages(&tx, refs).await?;
+            }
+            execute(
+                &tx,
+                "UPDATE accounts SET next_device_id = $2 WHERE account = $1",
+                &[&acct, &i64::from(next)],
+            )
+            .await?;
+            execute(
+                &tx,
+                "INSERT INTO device_lists
+                 (account, account_key, list_version, next_device_id, list, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (account) DO UPDATE SET account_key = EXCLUDED.account_key,
+                    list_version = EXCLUDED.list_version,
+                    next_device_id = EXCLUDED.next_device_id,
+                    list = EXCLUDED.list, updated_at = EXCLUDED.updated_at",
+                &[
+                    &acct,
+                    &&list.account_key[..],
+                    &to_i64(list.list_version),
+                    &i64::from(list.next_device_id),
+                    &list.bytes,
+                    &to_i64(now),
+                ],
+            )
+            .await?;
+            Ok(ReplaceListOutcome::Stored { removed })
+        })
+    }
+}

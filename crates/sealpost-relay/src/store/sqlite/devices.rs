@@ -1,0 +1,191 @@
+//! Device lists (spec/relay.md 3.9–3.10): the stored list, and replacing it together with
+//! the registered devices it names.
+
+use super::accounts::device_ids;
+use super::*;
+use crate::store::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
+
+/// Removes one device with its prekeys and mailbox (as a registration removes every device).
+pub(super) fn remove_device(
+    c: &Connection,
+    account: &str,
+    device_id: u32,
+) -> Result<(), StoreError> {
+    for sql in [
+        "DELETE FROM devices WHERE account = ?1 AND device_id = ?2",
+        "DELETE FROM signed_prekeys WHERE account = ?1 AND device_id = ?2",
+        "DELETE FROM one_time_prekeys WHERE account = ?1 AND device_id = ?2",
+        "DELETE FROM kem_prekeys WHERE account = ?1 AND device_id = ?2",
+        "DELETE FROM envelopes WHERE account = ?1 AND device_id = ?2",
+    ] {
+        c.execute(sql, params![account, device_id])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn stored_list(c: &Connection, account: &str) -> Result<Option<StoredDeviceList>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT account_key, list_version, next_device_id, list FROM device_lists
+             WHERE account = ?1",
+            params![account],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    get_u64(r, 1)?,
+                    get_u32(r, 2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    row.map(|(key, list_version, next_device_id, bytes)| {
+        Ok(StoredDeviceList {
+            account_key: array(&key, "account key")?,
+            list_version,
+            next_device_id,
+            bytes,
+        })
+    })
+    .transpose()
+}
+
+fn device_counter(c: &Connection, account: &str) -> Result<Option<u32>, StoreError> {
+    c.query_row(
+        "SELECT next_device_id FROM accounts WHERE account = ?1",
+        params![account],
+        |r| get_u32(r, 0),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn devices(c: &Connection, account: &str) -> Result<Vec<DeviceInfo>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT device_id, identity FROM devices WHERE account = ?1 ORDER BY device_id",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![account], |r| {
+            Ok((get_u32(r, 0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (device_id, identity) = row.map_err(backend)?;
+        out.push(DeviceInfo {
+            device_id,
+            identity: identity_from(&identity)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn device_list_state(
+    s: &SqliteStore,
+    account: &AccountId,
+) -> Result<DeviceListState, StoreError> {
+    let account = account.as_str().to_owned();
+    s.read(move |c| {
+        // One read transaction: the three reads see the same commit.
+        let tx = c.unchecked_transaction().map_err(backend)?;
+        let state = DeviceListState {
+            devices: devices(&tx, &account)?,
+            next_device_id: device_counter(&tx, &account)?.unwrap_or(1),
+            list: stored_list(&tx, &account)?,
+        };
+        tx.finish().map_err(backend)?;
+        Ok(state)
+    })
+    .await
+}
+
+pub(super) async fn replace_device_list(
+    s: &SqliteStore,
+    account: &AccountId,
+    list: &NewDeviceList<'_>,
+    expected_version: Option<u64>,
+    new_device: Option<u32>,
+    now: u64,
+) -> Result<ReplaceListOutcome, StoreError> {
+    let account = account.as_str().to_owned();
+    let account_key = *list.account_key;
+    let list_version = list.list_version;
+    let list_next = list.next_device_id;
+    let listed = list.devices.to_vec();
+    let bytes = list.bytes.to_vec();
+    s.write(move |c| {
+        let stored = stored_list(c, &account)?.map(|l| l.list_version);
+        if stored != expected_version {
+            return Ok(ReplaceListOutcome::VersionChanged);
+        }
+        let Some(counter) = device_counter(c, &account)? else {
+            return Ok(ReplaceListOutcome::DevicesChanged);
+        };
+        let registered = devices(c, &account)?;
+        if registered.is_empty() {
+            return Ok(ReplaceListOutcome::DevicesChanged);
+        }
+        let mut new_identity = None;
+        for (id, identity) in &listed {
+            if Some(*id) == new_device {
+                new_identity = Some(*identity);
+            } else if !registered
+                .iter()
+                .any(|d| d.device_id == *id && d.identity == *identity)
+            {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            }
+        }
+        let mut next = counter.max(list_next);
+        if let Some(id) = new_device {
+            let Some(identity) = new_identity else {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            };
+            if id < counter {
+                return Ok(ReplaceListOutcome::DevicesChanged);
+            }
+            next = next.max(id.saturating_add(1));
+            c.execute(
+                "INSERT INTO devices (account, device_id, identity, registered_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![account, id, &identity.to_bytes()[..], to_i64(now)],
+            )
+            .map_err(backend)?;
+        }
+        let mut removed = Vec::new();
+        for id in device_ids(c, &account)? {
+            if !listed.iter().any(|(l, _)| *l == id) {
+                remove_device(c, &account, id)?;
+                removed.push(id);
+            }
+        }
+        c.execute(
+            "UPDATE accounts SET next_device_id = ?2 WHERE account = ?1",
+            params![account, next],
+        )
+        .map_err(backend)?;
+        c.execute(
+            "INSERT INTO device_lists
+             (account, account_key, list_version, next_device_id, list, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (account) DO UPDATE SET account_key = excluded.account_key,
+                list_version = excluded.list_version, next_device_id = excluded.next_device_id,
+                list = excluded.list, updated_at = excluded.updated_at",
+            params![
+                account,
+                &account_key[..],
+                to_i64(list_version),
+                list_next,
+                bytes,
+                to_i64(now)
+            ],
+        )
+        .map_err(backend)?;
+        Ok(ReplaceListOutcome::Stored { removed })
+    })
+    .await
+}
