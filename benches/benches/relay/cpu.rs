@@ -6,7 +6,8 @@
 //! tenth of `count`, `count` relay messages, the same for echoes (the order alternates), each
 //! timed in CPU time of the whole process (user + system, all threads: the clients, the
 //! relay, its SQLite writer) from `/proc/self/stat`. Prints per round the CPU microseconds
-//! per relay message and per echo, and their quotient, then the medians.
+//! per relay message and per echo, and their quotient, then the medians. With
+//! `SEALPOST_BENCH_CPU=N:count:rounds:relay`, only the relay runs (for a profiler).
 
 use super::*;
 
@@ -38,9 +39,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub(super) fn main(spec: &str) {
+    let relay_only = spec.ends_with(":relay");
+    let spec = spec.trim_end_matches(":relay");
     let parts: Vec<u64> = spec.split(':').map(|p| p.parse().unwrap()).collect();
     let [n, count, rounds] = parts[..] else {
-        panic!("{ENV}=N:count:rounds");
+        panic!("{ENV}=N:count:rounds[:relay]");
     };
     let n = usize::try_from(n).unwrap();
     let rt = runtime();
@@ -48,6 +51,18 @@ pub(super) fn main(spec: &str) {
     let echo = rt.block_on(echo_setup(n));
     let scratch = Arc::new(Stats::default());
     let (mut relay_us, mut echo_us, mut quotients) = (Vec::new(), Vec::new(), Vec::new());
+    if relay_only {
+        for round in 0..rounds {
+            run_relay(&rt, &relay, n, count / 10, &scratch);
+            let (c, w) = measured(|| run_relay(&rt, &relay, n, count, &scratch));
+            println!(
+                "cpu N={n} round {round}: relay {:.2} us/msg ({:.0} msg/s)",
+                c.as_secs_f64() * 1e6 / count as f64,
+                count as f64 / w.as_secs_f64()
+            );
+        }
+        return;
+    }
     for round in 0..rounds {
         let relay_run = || {
             run_relay(&rt, &relay, n, count / 10, &scratch);
