@@ -32,6 +32,9 @@
 //!   unauthenticated connection) to separate the relay's own cost from quinn + rustls
 //!   (`SEALPOST_BENCH_ONE_SEGMENT=1` adds a bare-quinn run without GSO batching).
 //!
+//! * CPU per message, relay against echo (`SEALPOST_BENCH_CPU=N:count:rounds`, only that;
+//!   `relay/cpu.rs`): for comparing builds where wall-clock ratios are noisy.
+//!
 //! Run: `cargo bench -p sealpost-benches --bench relay`.
 // A bench binary: panicking on a broken setup and printing results is the point.
 #![allow(
@@ -892,11 +895,18 @@ mod idle;
 #[path = "relay/nodes.rs"]
 mod nodes;
 
+#[path = "relay/cpu.rs"]
+mod cpu;
+
 criterion_group!(benches, throughput);
 
 fn main() {
     if std::env::var_os(idle::ECHO_SERVER_ENV).is_some() {
         idle::echo_server_process();
+        return;
+    }
+    if let Ok(spec) = std::env::var(cpu::ENV) {
+        cpu::main(&spec);
         return;
     }
     benches();

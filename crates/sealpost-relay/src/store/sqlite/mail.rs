@@ -170,6 +170,11 @@ impl Job for EnqueueJob {
         self.envelopes.len() as u64
     }
 
+    /// Its checks (the recipient's devices and queue depths) come before its first write.
+    fn guarded(&self) -> bool {
+        false
+    }
+
     fn written(&mut self) -> Option<Written> {
         (!self.written.is_empty()).then(|| Written {
             recipient: self.recipient.clone(),
@@ -320,7 +325,9 @@ pub(super) async fn ack(
     device: &DeviceAddress,
     server_ids: &[u64],
 ) -> Result<u32, StoreError> {
-    s.write_with(ack_job(device, server_ids), Flush::Lazy).await
+    // Its only statements are the deletes.
+    s.write_unguarded(ack_job(device, server_ids), Flush::Lazy)
+        .await
 }
 
 pub(super) async fn sender_seq(s: &SqliteStore, device: &DeviceAddress) -> Result<u64, StoreError> {

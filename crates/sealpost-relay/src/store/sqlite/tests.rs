@@ -490,3 +490,63 @@ async fn a_second_open_of_the_same_database_is_refused() {
     assert!(second.total_queued().await.is_ok());
     second.close();
 }
+
+/// Jobs without a savepoint of their own (`Job::guarded` false): one that fails before it
+/// writes leaves the group's other jobs alone; one that fails after a write fails its whole
+/// group, and then nothing of that group is stored (what was answered `Ok` is exactly what
+/// is in the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unguarded_jobs_fail_alone_or_with_their_whole_group() {
+    for writes_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(dir.path().join("r.db")).unwrap());
+        let tasks: Vec<_> = (0..32u32)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                tokio::spawn(async move {
+                    let r = if i % 2 == 0 {
+                        s.put_code(&acct(i), &[1; 32], 10).await.map(|_| ())
+                    } else {
+                        s.write_unguarded(
+                            move |c| {
+                                if writes_first {
+                                    c.execute(
+                                        "INSERT INTO codes (account, mac, expires_at, attempts) VALUES (?1, x'00', 1, 0)",
+                                        params![format!("bad{i}")],
+                                    )
+                                    .map_err(backend)?;
+                                }
+                                Err::<(), _>(StoreError::Corrupt("test"))
+                            },
+                            Flush::Durable,
+                        )
+                        .await
+                    };
+                    (i, r.is_ok())
+                })
+            })
+            .collect();
+        let mut ok = Vec::new();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            assert!(i % 2 == 0 || !r, "a failing job was answered Ok");
+            if r {
+                ok.push(acct(i).as_str().to_owned());
+            }
+        }
+        let mut stored: Vec<String> = s
+            .read(|c| {
+                let mut st = c.prepare("SELECT account FROM codes").map_err(backend)?;
+                let rows = st.query_map([], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)
+            })
+            .await
+            .unwrap();
+        ok.sort();
+        stored.sort();
+        assert_eq!(stored, ok, "writes_first = {writes_first}");
+        if !writes_first {
+            assert_eq!(ok.len(), 16, "a job that wrote nothing failed others");
+        }
+    }
+}
