@@ -164,7 +164,8 @@ pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Con
         if shared.is_shutting_down() {
             break;
         }
-        let next_attempt = tokio::time::Instant::now() + backoff.next_delay();
+        let next_attempt =
+            tokio::time::Instant::now() + reconnect_delay(backoff.next_delay(), &failure);
         failures = failures.saturating_add(1);
         shared.set_state(ConnectionState::BackingOff {
             failure,
@@ -178,6 +179,18 @@ pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Con
     }
     if shared.is_shutting_down() {
         shared.set_state(ConnectionState::Stopped(StopReason::ShutDown));
+    }
+}
+
+/// How long to wait before the next connection attempt: the backoff's delay, or longer when
+/// the relay refused with a `retry_after` (spec/relay.md section 6: a client waits at least
+/// that long).
+fn reconnect_delay(backoff: Duration, failure: &ConnectFailure) -> Duration {
+    match failure {
+        ConnectFailure::Rejected { retry_after, .. } if *retry_after > 0 => {
+            backoff.max(Duration::from_secs(u64::from(*retry_after)))
+        }
+        _ => backoff,
     }
 }
 
@@ -306,5 +319,26 @@ async fn read_pushes(
                 tracing::warn!(error = %e, "bad push stream ignored");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relays_retry_after_lengthens_the_backoff_never_shortens_it() {
+        let rejected = |retry_after| ConnectFailure::Rejected {
+            code: ErrorCode::RateLimited,
+            retry_after,
+        };
+        let backoff = Duration::from_millis(1500);
+        assert_eq!(reconnect_delay(backoff, &rejected(0)), backoff);
+        assert_eq!(reconnect_delay(backoff, &rejected(1)), backoff);
+        assert_eq!(
+            reconnect_delay(backoff, &rejected(30)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(reconnect_delay(backoff, &ConnectFailure::Refused), backoff);
     }
 }
