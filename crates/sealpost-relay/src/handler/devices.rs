@@ -38,6 +38,34 @@ fn verify(
 }
 
 /// The stored list's devices, `(id, identity)` (it was verified when stored).
+/// The checks a list must pass to follow the stored one, in the spec's order (relay.md 3.9
+/// step 5, 3.10): the same account key, a higher version, `next_device_id` not lower.
+fn successor(
+    request: &'static str,
+    list: &VerifiedDeviceList,
+    stored: &StoredDeviceList,
+) -> Result<(), Box<Response>> {
+    if list.account_key().to_bytes() != stored.account_key {
+        return Err(Box::new(invalid(request, "another account key")));
+    }
+    if list.list_version() <= stored.list_version {
+        return Err(Box::new(refuse(
+            request,
+            "stale",
+            ErrorCode::StaleDeviceList,
+            &format!(
+                "list version {} is not above the stored {}",
+                list.list_version(),
+                stored.list_version
+            ),
+        )));
+    }
+    if list.next_device_id() < stored.next_device_id {
+        return Err(Box::new(invalid(request, "next device id went back")));
+    }
+    Ok(())
+}
+
 fn stored_entries(stored: &StoredDeviceList) -> Result<Vec<(u32, IdentityBytes)>, StoreError> {
     let list = SignedDeviceList::decode(&stored.bytes)
         .map_err(|_| StoreError::Corrupt("stored device list"))?;
@@ -229,24 +257,7 @@ impl Handler {
             }
             // 5. A newer list under the same key, without new devices.
             Some(stored) => {
-                if list.account_key().to_bytes() != stored.account_key {
-                    return Err(Box::new(invalid(PUBLISH, "another account key")));
-                }
-                if list.list_version() <= stored.list_version {
-                    return Err(Box::new(refuse(
-                        PUBLISH,
-                        "stale",
-                        ErrorCode::StaleDeviceList,
-                        &format!(
-                            "list version {} is not above the stored {}",
-                            list.list_version(),
-                            stored.list_version
-                        ),
-                    )));
-                }
-                if list.next_device_id() < stored.next_device_id {
-                    return Err(Box::new(invalid(PUBLISH, "next device id went back")));
-                }
+                successor(PUBLISH, &list, stored)?;
                 let before = stored_entries(stored).map_err(|e| Box::new(internal(&e)))?;
                 if devices.iter().any(|d| !before.contains(d)) {
                     return Err(Box::new(invalid(
@@ -332,24 +343,7 @@ impl Handler {
         let Some(stored) = &state.list else {
             return Err(Box::new(invalid(LINK, "the account has no device list")));
         };
-        if list.account_key().to_bytes() != stored.account_key {
-            return Err(Box::new(invalid(LINK, "another account key")));
-        }
-        if list.list_version() <= stored.list_version {
-            return Err(Box::new(refuse(
-                LINK,
-                "stale",
-                ErrorCode::StaleDeviceList,
-                &format!(
-                    "list version {} is not above the stored {}",
-                    list.list_version(),
-                    stored.list_version
-                ),
-            )));
-        }
-        if list.next_device_id() < stored.next_device_id {
-            return Err(Box::new(invalid(LINK, "next device id went back")));
-        }
+        successor(LINK, &list, stored)?;
         // Exactly one new device, `device_id`, with a new id and a role without the key;
         // every other device as stored.
         let before = stored_entries(stored).map_err(|e| Box::new(internal(&e)))?;

@@ -296,26 +296,6 @@ pub(super) async fn list_devices(
     account: &AccountId,
 ) -> Result<Vec<DeviceInfo>, StoreError> {
     let account = account.clone();
-    s.read(move |c| {
-        let mut stmt = c
-            .prepare_cached(
-                "SELECT device_id, identity FROM devices WHERE account = ?1 ORDER BY device_id",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![account.as_str()], |r| {
-                Ok((get_u32(r, 0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (device_id, identity) = row.map_err(backend)?;
-            out.push(DeviceInfo {
-                device_id,
-                identity: identity_from(&identity)?,
-            });
-        }
-        Ok(out)
-    })
-    .await
+    s.read(move |c| super::devices::registered(c, account.as_str()))
+        .await
 }

@@ -62,7 +62,8 @@ fn device_counter(c: &Connection, account: &str) -> Result<Option<u32>, StoreErr
     .map_err(backend)
 }
 
-fn devices(c: &Connection, account: &str) -> Result<Vec<DeviceInfo>, StoreError> {
+/// The account's registered devices and identities, by id.
+pub(super) fn registered(c: &Connection, account: &str) -> Result<Vec<DeviceInfo>, StoreError> {
     let mut stmt = c
         .prepare_cached(
             "SELECT device_id, identity FROM devices WHERE account = ?1 ORDER BY device_id",
@@ -93,7 +94,7 @@ pub(super) async fn device_list_state(
         // One read transaction: the three reads see the same commit.
         let tx = c.unchecked_transaction().map_err(backend)?;
         let state = DeviceListState {
-            devices: devices(&tx, &account)?,
+            devices: registered(&tx, &account)?,
             next_device_id: device_counter(&tx, &account)?.unwrap_or(1),
             list: stored_list(&tx, &account)?,
         };
@@ -125,7 +126,7 @@ pub(super) async fn replace_device_list(
         let Some(counter) = device_counter(c, &account)? else {
             return Ok(ReplaceListOutcome::DevicesChanged);
         };
-        let registered = devices(c, &account)?;
+        let registered = registered(c, &account)?;
         if registered.is_empty() {
             return Ok(ReplaceListOutcome::DevicesChanged);
         }
