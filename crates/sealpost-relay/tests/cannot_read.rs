@@ -15,13 +15,12 @@
 
 mod common;
 
-use common::{Codes, Device, config};
+use common::{Device, TestRelay};
 use sealpost_pin::normalize::normalize;
 use sealpost_pin::oprf::{EvaluatedElement, Proof};
 use sealpost_pin::stretch::Argon2Params;
 use sealpost_pin::threshold::GuardianResponse;
 use sealpost_pin::vault::{MasterSecret, Recovery, enroll};
-use sealpost_relay::Relay;
 use sealpost_session::{
     SessionAddresses, SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
 };
@@ -101,9 +100,7 @@ async fn relay_never_sees_plaintext() {
         .with_writer(move || writer.clone())
         .init();
 
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay { dir, codes, relay } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550001234").await;
     let mut bob = Device::register(&relay, &codes, "+15550005678").await;
     bob.upload(5, 2).await;

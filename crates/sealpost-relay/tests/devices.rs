@@ -11,18 +11,17 @@
 
 mod common;
 
-use common::{Client, Codes, Device, acct, config};
+use common::{Client, Device, TestRelay, acct};
 use sealpost_devices::{
     AccountKeyPair, DeviceRole, LinkRequest, VerifiedDeviceList, seal_provisioning,
 };
-use sealpost_relay::{Relay, RelayHandle};
+use sealpost_relay::RelayHandle;
 use sealpost_session::{IdentityKeyPair, PreKeyStore};
 use sealpost_wire::devices::DeviceName;
 use sealpost_wire::relay::{
     ErrorCode, OutgoingEnvelope, Push, Request, Response, link_device_signed_bytes,
 };
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
-use std::sync::Arc;
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -164,9 +163,11 @@ async fn closed_with(conn: &quinn::Connection) -> u32 {
 /// re-register (the list is deleted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_link_deliver_unlink() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let (addr, fp) = (relay.local_addr(), relay.cert_fingerprint());
     let mut phone = Device::register(&relay, &codes, "+15550001001").await;
     assert_eq!(phone.client.next_push().await, Push::QueueDrained);
@@ -278,13 +279,16 @@ async fn publish_link_deliver_unlink() {
 /// (the rate limits are charged last, so refused requests cost nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let mut cfg = config(dir.path(), &codes);
-    cfg.limits.device_cap_consumer = 3;
-    cfg.limits.links_per_account_per_hour = 2;
-    cfg.limits.device_list_publishes_per_hour = 2;
-    let relay = Relay::start(cfg).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start_with(|cfg| {
+        cfg.limits.device_cap_consumer = 3;
+        cfg.limits.links_per_account_per_hour = 2;
+        cfg.limits.device_list_publishes_per_hour = 2;
+    })
+    .await;
     let phone = Device::register(&relay, &codes, "+15550002001").await;
     let other = Device::register(&relay, &codes, "+15550002002").await;
     let ak = AccountKeyPair::generate(&mut rand::rng());

@@ -30,7 +30,7 @@ mod common;
 
 use common::checker::{Checker, Key, Outcome};
 use common::failover::{Cast, Node, Peer, assert_kept, run, seed};
-use common::{Codes, Device, config, say};
+use common::{Codes, Device, TestRelay, config, say};
 use sealpost_relay::Relay;
 use sealpost_wire::DeviceAddress;
 use sealpost_wire::relay::ErrorCode;
@@ -217,9 +217,7 @@ async fn register(relay: &sealpost_relay::RelayHandle, codes: &Codes, n: u32) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_relay_killed_loses_nothing() {
     let seed = seed();
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay { dir, codes, relay } = TestRelay::start().await;
     let fp = relay.cert_fingerprint();
     let mut peers = register(&relay, &codes, 6).await;
     relay.shutdown().await;

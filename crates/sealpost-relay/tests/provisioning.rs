@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Client, Codes, Device, config};
+use common::{Client, Codes, Device, TestRelay, config};
 use sealpost_devices::{AccountKeyPair, DeviceRole, LinkRequest, seal_provisioning};
 use sealpost_relay::{Relay, RelayHandle};
 use sealpost_session::IdentityKeyPair;
@@ -103,9 +103,11 @@ async fn receive(new: &mut NewDevice) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provisioning_message_reaches_the_new_device_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut desktop = open(&relay).await;
     let phone = Device::register(&relay, &codes, "+15550030001").await;
     let provision = provision_for(&phone, &desktop);
@@ -188,9 +190,11 @@ async fn a_provisioning_message_reaches_the_new_device_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_for_a_closed_connection_is_stored_and_never_pushed_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let desktop = open(&relay).await;
     let mut phone = Device::register(&relay, &codes, "+15550030002").await;
     let provision = provision_for(&phone, &desktop);

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Client, Codes, Device, Raw, acct, config};
+use common::{Client, Codes, Device, Raw, TestRelay, acct, config};
 use sealpost_relay::Relay;
 use sealpost_session::VerifiedBundle;
 use sealpost_wire::relay::{ErrorCode, OutgoingEnvelope, Push, Request, Response};
@@ -76,9 +76,11 @@ async fn expect_deliver(c: &mut Client) -> sealpost_wire::relay::Delivery {
 /// delivery in order then QueueDrained; redelivery of unacked envelopes only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_upload_fetch_send_deliver_ack_redeliver() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let (addr, fp) = (relay.local_addr(), relay.cert_fingerprint());
 
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
@@ -215,9 +217,11 @@ async fn register_upload_fetch_send_deliver_ack_redeliver() {
 /// Delivery window: with more than 64 queued, at most 64 are pushed before acks arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_window_waits_for_acks() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let mut bob = Device::register(&relay, &codes, "+15550000002").await;
     assert_eq!(alice.client.next_push().await, Push::QueueDrained);
@@ -256,9 +260,11 @@ async fn delivery_window_waits_for_acks() {
 /// date. Mail sent to an idle device is still pushed live, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_tasks_run_only_while_there_is_something_to_push() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let mut bob = Device::register(&relay, &codes, "+15550000002").await;
     assert_eq!(alice.client.next_push().await, Push::QueueDrained);
@@ -296,9 +302,11 @@ async fn delivery_tasks_run_only_while_there_is_something_to_push() {
 /// come back in a few datagrams (in the best of three rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_ready_together_share_packets() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let bob = Device::register(&relay, &codes, "+15550000002").await;
     assert_eq!(alice.client.next_push().await, Push::QueueDrained);
@@ -351,9 +359,11 @@ async fn responses_ready_together_share_packets() {
 /// rest from a task of their own, intact and exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_larger_than_the_stream_window_arrive_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let mut bob = Device::register(&relay, &codes, "+15550000002").await;
     for d in [&mut alice, &mut bob] {
@@ -408,9 +418,11 @@ async fn responses_larger_than_the_stream_window_arrive_whole() {
 /// Scenario 2: concurrent bundle fetches never serve a one-time prekey twice (SQLite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_serve_each_one_time_prekey_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut bob = Device::register(&relay, &codes, "+15550000100").await;
     bob.upload(40, 15).await;
     let b = bob.address.account.clone();
@@ -462,9 +474,7 @@ async fn concurrent_fetches_serve_each_one_time_prekey_once() {
 /// Scenario 3a: graceful shutdown loses nothing; the certificate is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_mail_survives_graceful_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay { dir, codes, relay } = TestRelay::start().await;
     let fp = relay.cert_fingerprint();
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let bob = Device::register(&relay, &codes, "+15550000002").await;
@@ -575,9 +585,11 @@ async fn accepted_mail_survives_a_killed_process() {
 /// client-opened unidirectional streams affect only themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_isolated() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let c = Client::for_relay(&relay).await;
     let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
@@ -644,11 +656,14 @@ async fn bad_input_is_isolated() {
 /// closes the old device's connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_code_attempts_and_reregistration() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let mut cfg = config(dir.path(), &codes);
-    cfg.limits.code_requests_per_account = 2;
-    let relay = Relay::start(cfg).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start_with(|cfg| {
+        cfg.limits.code_requests_per_account = 2;
+    })
+    .await;
     let c = Client::for_relay(&relay).await;
     let a = acct("+15550000001");
     let rc = Request::RequestCode { account: a.clone() };
@@ -714,11 +729,14 @@ async fn rate_limits_code_attempts_and_reregistration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_ip_are_limited_and_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let mut cfg = config(dir.path(), &codes);
-    cfg.limits.max_connections_per_ip = 3;
-    let relay = Relay::start(cfg).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes: _,
+        relay,
+    } = TestRelay::start_with(|cfg| {
+        cfg.limits.max_connections_per_ip = 3;
+    })
+    .await;
     let (addr, fp) = (relay.local_addr(), relay.cert_fingerprint());
     let alpn = || vec![sealpost_wire::relay::ALPN.to_vec()];
     let mut held = Vec::new();
@@ -761,9 +779,11 @@ async fn connections_per_ip_are_limited_and_released() {
 /// waiting ([`now`]), after a barrier that every grant the relay made has reached the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_streams_are_limited_until_authenticated_and_busy() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let wait = Duration::from_secs(2);
     // Opens a stream (waiting for credit) and starts a request on it: a length prefix and
     // part of a 100-byte body, so the relay reserves the body and keeps the stream open.

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Client, Codes, Device, Raw, acct, config};
+use common::{Client, Codes, Device, Raw, TestRelay, acct, config};
 use sealpost_relay::{Relay, RelayError};
 use sealpost_wire::relay::{
     ErrorCode, MAX_PRE_AUTH_FRAME, OutgoingEnvelope, PreKeyUpload, Push, Request, Response,
@@ -89,9 +89,11 @@ async fn start_body(
 /// after authentication the usual limit applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_before_authentication_are_small() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let anon = Client::for_relay(&relay).await;
     let (send, mut recv) = start_body(&anon.conn, MAX_PRE_AUTH_FRAME + 1, 0).await;
     let frame = tokio::time::timeout(common::TIMEOUT, recv.read_to_end(1024))
@@ -192,9 +194,11 @@ async fn stalled_bodies_stay_within_the_buffer_and_are_abandoned_under_pressure(
 /// and the older connection is closed with application code 3. Mail goes to the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_authenticating_again_replaces_its_older_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let bob = Device::register(&relay, &codes, "+15550000002").await;
     assert_eq!(alice.client.next_push().await, Push::QueueDrained);
@@ -234,9 +238,11 @@ async fn a_device_authenticating_again_replaces_its_older_connection() {
 /// spec/relay.md sections 3.5, 3.8 and 6: counts over the per-request limits, and empty acks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_request_limits_answer_their_spec_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let alice = Device::register(&relay, &codes, "+15550000001").await;
     let one_time = PreKeyUpload {
         one_time: (0..=200).map(|i| (i, [9; 32])).collect(),
@@ -280,9 +286,11 @@ async fn per_request_limits_answer_their_spec_errors() {
 /// earlier connection acknowledges nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_ids_are_opaque_and_per_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let (addr, fp) = (relay.local_addr(), relay.cert_fingerprint());
     let mut alice = Device::register(&relay, &codes, "+15550000001").await;
     let bob = Device::register(&relay, &codes, "+15550000002").await;
@@ -351,12 +359,15 @@ async fn server_ids_are_opaque_and_per_connection() {
 /// connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_relays_validate_addresses_with_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let mut cfg = config(dir.path(), &codes);
-    cfg.limits.retry_threshold = 0;
-    cfg.limits.max_connections_per_ip = 2;
-    let relay = Relay::start(cfg).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes: _,
+        relay,
+    } = TestRelay::start_with(|cfg| {
+        cfg.limits.retry_threshold = 0;
+        cfg.limits.max_connections_per_ip = 2;
+    })
+    .await;
     assert_eq!(relay.retries_sent(), 0);
     let a = Client::for_relay(&relay).await;
     let r = a.request(&Request::Challenge).await;
@@ -377,9 +388,11 @@ async fn busy_relays_validate_addresses_with_retry() {
 /// count as a wrong code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_with_a_non_digit_is_a_wrong_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
     let c = Client::for_relay(&relay).await;
     let a = acct("+15550000001");
     let r = c
@@ -417,9 +430,11 @@ async fn a_code_with_a_non_digit_is_a_wrong_code() {
 /// handshake (alert no_application_protocol, QUIC CRYPTO_ERROR 0x178), not by code 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_the_alpn_is_refused_by_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    let codes = Arc::new(Codes::default());
-    let relay = Relay::start(config(dir.path(), &codes)).await.unwrap();
+    let TestRelay {
+        dir: _dir,
+        codes: _,
+        relay,
+    } = TestRelay::start().await;
     let r = common::connect_with(
         relay.local_addr(),
         relay.cert_fingerprint(),

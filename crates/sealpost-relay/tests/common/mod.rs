@@ -341,6 +341,35 @@ pub fn config(dir: &std::path::Path, codes: &Arc<Codes>) -> RelayConfig {
     c
 }
 
+/// A relay on a fresh temporary data directory, with the codes it sends captured: the set-up
+/// most tests share.
+pub struct TestRelay {
+    /// The data directory, deleted when dropped: bind it (`dir: _dir`, never `dir: _`, which
+    /// drops it at once) for as long as the relay runs.
+    pub dir: tempfile::TempDir,
+    /// The verification codes the relay sent.
+    pub codes: Arc<Codes>,
+    /// The running relay.
+    pub relay: RelayHandle,
+}
+
+impl TestRelay {
+    /// Starts a relay with the tests' [`config`].
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a relay with the tests' [`config`] as `adjust` changes it.
+    pub async fn start_with(adjust: impl FnOnce(&mut RelayConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let codes = Arc::new(Codes::default());
+        let mut cfg = config(dir.path(), &codes);
+        adjust(&mut cfg);
+        let relay = sealpost_relay::Relay::start(cfg).await.unwrap();
+        Self { dir, codes, relay }
+    }
+}
+
 pub fn acct(s: &str) -> AccountId {
     AccountId::new(s).unwrap()
 }
