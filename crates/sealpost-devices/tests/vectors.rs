@@ -51,6 +51,24 @@ fn device(label: &str) -> Device {
     Device { signing, identity }
 }
 
+/// List version 1 of the vectors' account: the phone alone, as primary, with id 1.
+fn phone_first_list(
+    ak: &AccountKeyPair,
+    account: &AccountId,
+    phone: &Device,
+) -> VerifiedDeviceList {
+    ak.first_list(
+        account,
+        1,
+        phone.identity,
+        DeviceRole::Primary,
+        DeviceName::new("Phone").unwrap(),
+        1_765_000_000_000,
+        |m| phone.signing.sign(m),
+    )
+    .unwrap()
+}
+
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors")
 }
@@ -166,17 +184,7 @@ fn device_list_vectors() {
     let laptop = device("laptop");
 
     // Version 1: the phone alone.
-    let v1 = ak
-        .first_list(
-            &account,
-            1,
-            phone.identity,
-            DeviceRole::Primary,
-            DeviceName::new("Phone").unwrap(),
-            1_765_000_000_000,
-            |m| phone.signing.sign(m),
-        )
-        .unwrap();
+    let v1 = phone_first_list(&ak, &account, &phone);
     let body1 = model_body(
         &account_key,
         1,
@@ -295,17 +303,7 @@ fn provisioning_vectors() {
     let ak = AccountKeyPair::from_seed(&secret("account-key"));
     let phone = device("phone");
     let desktop = device("desktop");
-    let v1 = ak
-        .first_list(
-            &account,
-            1,
-            phone.identity,
-            DeviceRole::Primary,
-            DeviceName::new("Phone").unwrap(),
-            1_765_000_000_000,
-            |m| phone.signing.sign(m),
-        )
-        .unwrap();
+    let v1 = phone_first_list(&ak, &account, &phone);
     let provisioning_id: [u8; 16] = secret("provisioning-id")[..16].try_into().unwrap();
     let e_secret = secret("provisioning.new-device-ephemeral");
     let p_secret = secret("provisioning.key-holder-ephemeral");
