@@ -1,5 +1,5 @@
 //! Test vectors for linked devices (`spec/vectors/device_list.json`,
-//! `spec/vectors/provisioning.json`).
+//! `spec/vectors/provisioning.json`, `spec/vectors/history_bundle.json`).
 //!
 //! Every output is computed twice: through the public `sealpost-devices` API, and by a small
 //! model in this file that assembles the signed bytes, the binding inputs and the
@@ -21,8 +21,12 @@ use sealpost_crypto::x25519::{X25519Public, X25519Secret};
 use sealpost_crypto::{aead, kdf};
 use sealpost_devices::hazmat::{link_request_with_secret, seal_provisioning_with_secret};
 use sealpost_devices::{AccountKeyPair, DeviceListPin, DeviceRole, Update, VerifiedDeviceList};
-use sealpost_wire::devices::{DeviceName, ProvisioningBody};
+use sealpost_wire::devices::{
+    ContactDevices, DeviceName, HistoryContact, HistoryDevice, HistoryDirection, HistoryMessage,
+    HistoryPart, HistoryRecord, HistoryStatus, HistoryVerification, ProvisioningBody,
+};
 use sealpost_wire::{AccountId, IdentityBytes};
+use sealpost_wire::{DeviceAddress, DeviceId};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -378,6 +382,168 @@ fn provisioning_vectors() {
     });
     write_or_check("provisioning.json", &computed);
     let _ = ProvisioningBody::decode(&body_bytes).unwrap();
+}
+
+/// A history part (spec/devices.md 6.4) holding a contact without a list, a contact with the
+/// vectors' list, an incoming and an outgoing message; and an empty last part. The model
+/// writes the bytes field by field from the spec's tables.
+#[test]
+fn history_bundle_vectors() {
+    let account = AccountId::new(ACCOUNT).unwrap();
+    let ak = AccountKeyPair::from_seed(&secret("account-key"));
+    let phone = device("phone");
+    let list = phone_first_list(&ak, &account, &phone);
+    let list_bytes = list.as_bytes().to_vec();
+    let friend = device("friend");
+    let friend_account = AccountId::new("+15551230002").unwrap();
+    let bundle_id: [u8; 16] = secret("history.bundle-id")[..16].try_into().unwrap();
+    // Message contents as spec/client-store.md section 6 writes them: version, kind (text),
+    // message id, body.
+    let content = |label: &str, text: &str| {
+        let mut c = vec![0x01, 0x01];
+        c.extend_from_slice(&secret(label)[..16]);
+        c.extend_from_slice(text.as_bytes());
+        c
+    };
+    let incoming = content("history.message-1", "Is order #1234 on its way?");
+    let outgoing = content("history.message-2", "It ships today.");
+    let records = vec![
+        HistoryRecord::Contact(HistoryContact {
+            account: friend_account.clone(),
+            devices: ContactDevices::Devices(vec![HistoryDevice {
+                device_id: DeviceId(3),
+                identity: friend.identity,
+                verification: HistoryVerification::Verified,
+            }]),
+        }),
+        HistoryRecord::Contact(HistoryContact {
+            account: account.clone(),
+            devices: ContactDevices::List {
+                verification: HistoryVerification::ChangedSinceVerified,
+                list: sealpost_wire::devices::SignedDeviceList::decode(&list_bytes).unwrap(),
+            },
+        }),
+        HistoryRecord::Message(HistoryMessage {
+            direction: HistoryDirection::Incoming,
+            peer: DeviceAddress::new(friend_account.clone(), DeviceId(3)),
+            timestamp: 1_765_000_100_000,
+            status: HistoryStatus::Received,
+            status_at: 0,
+            content: incoming.clone(),
+        }),
+        HistoryRecord::Message(HistoryMessage {
+            direction: HistoryDirection::Outgoing,
+            peer: DeviceAddress::new(friend_account.clone(), DeviceId(0)),
+            timestamp: 1_765_000_200_000,
+            status: HistoryStatus::Delivered,
+            status_at: 1_765_000_200_123,
+            content: outgoing.clone(),
+        }),
+    ];
+    let part = HistoryPart {
+        bundle_id,
+        index: 0,
+        last: false,
+        records,
+    };
+    let encoded = part.encode().unwrap();
+    let empty_last = HistoryPart {
+        bundle_id,
+        index: 1,
+        last: true,
+        records: Vec::new(),
+    };
+    let empty_encoded = empty_last.encode().unwrap();
+
+    // The model.
+    let var8 = |m: &mut Vec<u8>, b: &[u8]| {
+        m.push(u8::try_from(b.len()).unwrap());
+        m.extend_from_slice(b);
+    };
+    let var32 = |m: &mut Vec<u8>, b: &[u8]| {
+        m.extend_from_slice(&u32::try_from(b.len()).unwrap().to_be_bytes());
+        m.extend_from_slice(b);
+    };
+    let header = |index: u16, last: bool, count: u16| {
+        let mut m = vec![0x01, 0x14];
+        m.extend_from_slice(&bundle_id);
+        m.extend_from_slice(&index.to_be_bytes());
+        m.push(u8::from(last));
+        m.extend_from_slice(&count.to_be_bytes());
+        m
+    };
+    let mut model = header(0, false, 4);
+    model.push(0x01);
+    var8(&mut model, friend_account.as_str().as_bytes());
+    model.extend_from_slice(&[0x00, 1]);
+    model.extend_from_slice(&3u32.to_be_bytes());
+    model.extend_from_slice(&friend.identity.signing);
+    model.extend_from_slice(&friend.identity.dh);
+    model.push(0x01);
+    model.push(0x01);
+    var8(&mut model, ACCOUNT.as_bytes());
+    model.extend_from_slice(&[0x01, 0x02]);
+    var32(&mut model, &list_bytes);
+    for (direction, device, timestamp, status, status_at, content) in [
+        (0x00, 3u32, 1_765_000_100_000u64, 0x00, 0u64, &incoming),
+        (
+            0x01,
+            0,
+            1_765_000_200_000,
+            0x02,
+            1_765_000_200_123,
+            &outgoing,
+        ),
+    ] {
+        model.extend_from_slice(&[0x02, direction]);
+        var8(&mut model, friend_account.as_str().as_bytes());
+        model.extend_from_slice(&device.to_be_bytes());
+        model.extend_from_slice(&timestamp.to_be_bytes());
+        model.push(status);
+        model.extend_from_slice(&status_at.to_be_bytes());
+        var32(&mut model, content);
+    }
+    assert_eq!(encoded, model);
+    assert_eq!(empty_encoded, header(1, true, 0));
+    assert_eq!(HistoryPart::decode(&encoded).unwrap(), part);
+    assert_eq!(HistoryPart::decode(&empty_encoded).unwrap(), empty_last);
+
+    let hex = |b: &[u8]| hex::encode(b);
+    let computed = json!({
+        "description": "spec/devices.md section 6.4: a history part with a contact without a \
+            list (verified), a contact with a list (changed since verified), an incoming and an \
+            outgoing message (contents as spec/client-store.md section 6), then an empty last \
+            part. Secrets are SHA-256(\"sealpost-vector-\" || label).",
+        "bundle_id": hex(&bundle_id),
+        "contact_without_list": {
+            "account": friend_account.as_str(),
+            "device_id": 3,
+            "identity": hex(&friend.identity.to_bytes()),
+            "verification": 1,
+        },
+        "contact_with_list": {
+            "account": ACCOUNT,
+            "verification": 2,
+            "list": hex(&list_bytes),
+        },
+        "incoming": {
+            "peer_device": 3,
+            "timestamp": 1_765_000_100_000u64,
+            "status": 0,
+            "status_at": 0,
+            "content": hex(&incoming),
+        },
+        "outgoing": {
+            "peer_device": 0,
+            "timestamp": 1_765_000_200_000u64,
+            "status": 2,
+            "status_at": 1_765_000_200_123u64,
+            "content": hex(&outgoing),
+        },
+        "part_0": hex(&encoded),
+        "part_1_empty_last": hex(&empty_encoded),
+    });
+    write_or_check("history_bundle.json", &computed);
 }
 
 /// base64url without padding, written out from RFC 4648 section 5 (the model does not use

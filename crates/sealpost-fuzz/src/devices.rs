@@ -1,5 +1,5 @@
 //! Linked-device targets (`spec/devices.md`): device-list verification and the update
-//! rule, and opening provisioning messages.
+//! rule, opening provisioning messages, and history-bundle parts.
 
 use sealpost_crypto::ed25519::SigningKey;
 use sealpost_crypto::x25519::X25519Secret;
@@ -8,7 +8,7 @@ use sealpost_devices::{
     AccountKeyPair, DeviceListPin, DeviceRole, LinkError, LinkRequest, Update, VerifiedDeviceList,
     parse_invitation,
 };
-use sealpost_wire::devices::{DeviceName, SignedDeviceList};
+use sealpost_wire::devices::{DeviceName, HistoryPart, SignedDeviceList, pack_history};
 use sealpost_wire::{AccountId, IdentityBytes};
 use std::sync::OnceLock;
 
@@ -161,4 +161,31 @@ pub fn provisioning_open(data: &[u8]) {
     }
     // The genuine envelope still opens after whatever came before.
     assert!(f.request.open(&f.envelope).is_ok());
+}
+
+/// A history part (`spec/devices.md` section 6.4) from arbitrary bytes:
+///
+/// - never panics; decoding is canonical (`Ok` values re-encode to the input);
+/// - packing the decoded records again keeps every one of them, in order, in parts that
+///   each decode to themselves and stay within the limit (a record that came out of a part
+///   always fits in one).
+pub fn history_part(data: &[u8]) {
+    let Ok(part) = HistoryPart::decode(data) else {
+        return;
+    };
+    let _ = format!("{part:?}");
+    assert_eq!(
+        part.encode().unwrap(),
+        data,
+        "history part is not canonical"
+    );
+    let packed = pack_history(part.bundle_id, part.records.clone()).unwrap();
+    assert!(packed.left_out.is_empty(), "a decoded record did not fit");
+    let mut again = Vec::new();
+    for p in packed.parts {
+        let bytes = p.encode().unwrap();
+        assert_eq!(HistoryPart::decode(&bytes).unwrap(), p);
+        again.extend(p.records);
+    }
+    assert_eq!(again, part.records);
 }

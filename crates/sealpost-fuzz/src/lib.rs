@@ -27,6 +27,7 @@
 //! | [`pin_local_verifier`] | local verifier and reminder-state codecs round-trip; the rate limit and schedule keep their bounds |
 //! | [`device_list`] | device lists decode canonically; only the fixture's own lists verify under its account key; the update rule never goes back |
 //! | [`provisioning_open`] | only the genuine provisioning envelope opens; invitation text parsing is total |
+//! | [`history_part`] | history-bundle parts decode canonically; packing their records again keeps them all, in order |
 //! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and
@@ -55,7 +56,7 @@ mod stateful;
 mod wire;
 
 pub use decrypt::{DecryptOutcome, Mutated, decrypt_arbitrary, decrypt_arbitrary_outcome};
-pub use devices::{device_list, provisioning_open};
+pub use devices::{device_list, history_part, provisioning_open};
 pub use handshake::handshake_respond;
 pub use pickle::unpickle;
 pub use pin::{pin_frames, pin_local_verifier, pin_recovery, pin_vault_record};
@@ -84,4 +85,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pin_frames", pin_frames),
     ("device_list", device_list),
     ("provisioning_open", provisioning_open),
+    ("history_part", history_part),
 ];

@@ -104,6 +104,7 @@ replay_tests!(
     pin_frames,
     device_list,
     provisioning_open,
+    history_part,
 );
 
 /// The committed corpora contain every seed the generator produces, byte for byte: if an

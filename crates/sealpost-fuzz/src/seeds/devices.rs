@@ -1,6 +1,11 @@
 //! Seeds of the linked-devices targets: device lists and provisioning.
 
 use super::{Seed, seed};
+use sealpost_wire::devices::{
+    ContactDevices, HistoryContact, HistoryDevice, HistoryDirection, HistoryMessage, HistoryPart,
+    HistoryRecord, HistoryStatus, HistoryVerification, SignedDeviceList,
+};
+use sealpost_wire::{DeviceAddress, DeviceId};
 
 pub(super) fn device_lists() -> Vec<Seed> {
     let f = crate::devices::devices_fixture();
@@ -36,5 +41,72 @@ pub(super) fn provisioning() -> Vec<Seed> {
             "invitation-text",
             f.request.invitation_text().into_bytes(),
         ),
+    ]
+}
+
+pub(super) fn history_parts() -> Vec<Seed> {
+    let f = crate::devices::devices_fixture();
+    let t = "history_part";
+    let friend = sealpost_wire::AccountId::new("+15551230002").unwrap();
+    let content = |text: &str| {
+        let mut c = vec![0x01, 0x01];
+        c.extend_from_slice(&[0x33; 16]);
+        c.extend_from_slice(text.as_bytes());
+        c
+    };
+    let records = vec![
+        HistoryRecord::Contact(HistoryContact {
+            account: friend.clone(),
+            devices: ContactDevices::Devices(vec![HistoryDevice {
+                device_id: DeviceId(1),
+                identity: f.v1.entries()[0].identity,
+                verification: HistoryVerification::Verified,
+            }]),
+        }),
+        HistoryRecord::Contact(HistoryContact {
+            account: f.account.clone(),
+            devices: ContactDevices::List {
+                verification: HistoryVerification::Unverified,
+                list: SignedDeviceList::decode(f.v2.as_bytes()).unwrap(),
+            },
+        }),
+        HistoryRecord::Message(HistoryMessage {
+            direction: HistoryDirection::Incoming,
+            peer: DeviceAddress::new(friend.clone(), DeviceId(1)),
+            timestamp: 1,
+            status: HistoryStatus::Received,
+            status_at: 0,
+            content: content("hello"),
+        }),
+        HistoryRecord::Message(HistoryMessage {
+            direction: HistoryDirection::Outgoing,
+            peer: DeviceAddress::new(friend, DeviceId(0)),
+            timestamp: 2,
+            status: HistoryStatus::Failed,
+            status_at: 3,
+            content: content("hi"),
+        }),
+    ];
+    let part = HistoryPart {
+        bundle_id: [0x71; 16],
+        index: 0,
+        last: true,
+        records,
+    };
+    let full = part.encode().unwrap();
+    let empty = HistoryPart {
+        records: Vec::new(),
+        ..part
+    }
+    .encode()
+    .unwrap();
+    // A flag bit the spec does not define (the flags byte follows the id and the index).
+    let mut bad_flags = full.clone();
+    bad_flags[2 + 16 + 2] = 0x02;
+    vec![
+        seed(t, "four-records", full.clone()),
+        seed(t, "unknown-flag", bad_flags),
+        seed(t, "empty-last", empty),
+        seed(t, "truncated", full[..full.len() / 2].to_vec()),
     ]
 }

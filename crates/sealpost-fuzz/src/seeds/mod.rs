@@ -9,7 +9,7 @@ mod pin;
 mod relay;
 mod session;
 
-use devices::{device_lists, provisioning};
+use devices::{device_lists, history_parts, provisioning};
 use pin::{pin_frames, pin_local_verifiers, pin_recovery, pin_vault_records};
 use relay::{relay_frames, relay_handler};
 use session::{
@@ -51,5 +51,6 @@ pub fn all() -> Vec<Seed> {
     out.extend(pin_frames());
     out.extend(device_lists());
     out.extend(provisioning());
+    out.extend(history_parts());
     out
 }

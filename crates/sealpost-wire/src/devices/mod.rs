@@ -4,6 +4,13 @@
 
 use crate::{AccountId, DecodeError, IdentityBytes, KEY_LEN, Reader, SIGNATURE_LEN, Writer};
 
+mod history;
+pub use history::{
+    ContactDevices, HISTORY_BUNDLE_ID_LEN, HistoryContact, HistoryDevice, HistoryDirection,
+    HistoryMessage, HistoryPart, HistoryRecord, HistoryStatus, HistoryVerification,
+    MAX_HISTORY_PART_LEN, PackedHistory, TYPE_HISTORY_PART, pack_history,
+};
+
 /// Version byte of every encoding in this module.
 pub const DEVICES_VERSION: u8 = 0x01;
 /// Type byte of a [`SignedDeviceList`].
