@@ -35,6 +35,45 @@ pub(super) fn device_queues(
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
 
+/// Whether `envelopes` address every one of `devices` (sorted by device id, as
+/// [`device_queues`] returns them) except `exclude`, each exactly once, and nothing else.
+/// Without allocating for accounts of up to 128 devices (every `Send` checks this).
+fn addresses_exactly(
+    devices: &[(u32, u32)],
+    exclude: Option<u32>,
+    envelopes: &[OutgoingEnvelope],
+) -> bool {
+    let excluded = exclude.is_some_and(|x| devices.iter().any(|(id, _)| *id == x));
+    if envelopes.len() != devices.len() - usize::from(excluded) {
+        return false;
+    }
+    if devices.len() > 128 {
+        let expected: BTreeSet<u32> = devices
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| Some(*id) != exclude)
+            .collect();
+        let given: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
+        return given.len() == envelopes.len() && given == expected;
+    }
+    // As many envelopes as expected devices, each for a distinct one of them: the same set.
+    let mut seen = 0u128;
+    for e in envelopes {
+        if Some(e.device_id) == exclude {
+            return false;
+        }
+        let Ok(i) = devices.binary_search_by_key(&e.device_id, |(id, _)| *id) else {
+            return false;
+        };
+        let bit = 1u128 << i;
+        if seen & bit != 0 {
+            return false;
+        }
+        seen |= bit;
+    }
+    true
+}
+
 /// The writer job of [`Store::enqueue`]: the checks, on owned copies of the message; its
 /// envelopes and `sender_seq` are written by the writer together with those of the group's
 /// other sends (`batch.rs`), and handed to the mail feed before the commit.
@@ -85,13 +124,7 @@ impl EnqueueJob {
         if devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
-        let expected: BTreeSet<u32> = devices
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| Some(*id) != self.exclude)
-            .collect();
-        let given: BTreeSet<u32> = self.envelopes.iter().map(|e| e.device_id).collect();
-        if given.len() != self.envelopes.len() || given != expected {
+        if !addresses_exactly(&devices, self.exclude, &self.envelopes) {
             return Ok(EnqueueOutcome::MismatchedDevices);
         }
         for e in &self.envelopes {
@@ -372,4 +405,42 @@ pub(super) async fn total_queued(s: &SqliteStore) -> Result<u64, StoreError> {
             .map_err(backend)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(ids: &[u32]) -> Vec<OutgoingEnvelope> {
+        ids.iter()
+            .map(|&device_id| OutgoingEnvelope {
+                device_id,
+                envelope: vec![0],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_send_must_address_exactly_the_expected_devices() {
+        let devices = [(1, 0), (3, 0), (4, 0)];
+        assert!(addresses_exactly(&devices, None, &to(&[4, 1, 3])));
+        assert!(addresses_exactly(&devices, Some(3), &to(&[1, 4])));
+        assert!(addresses_exactly(&devices, Some(9), &to(&[1, 3, 4])));
+        assert!(!addresses_exactly(&devices, Some(3), &to(&[1, 3])));
+        assert!(!addresses_exactly(&devices, Some(3), &to(&[1, 3, 4])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3, 3])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3, 5])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3, 4, 4])));
+        assert!(!addresses_exactly(&[(1, 0)], Some(1), &to(&[1])));
+        assert!(addresses_exactly(&[(1, 0)], Some(1), &to(&[])));
+        // Beyond the bit mask: the same answers.
+        let many: Vec<(u32, u32)> = (0..200).map(|i| (i * 2, 0)).collect();
+        let all: Vec<u32> = (0..200).map(|i| i * 2).collect();
+        assert!(addresses_exactly(&many, None, &to(&all)));
+        assert!(addresses_exactly(&many, Some(0), &to(&all[1..])));
+        let mut dup = all.clone();
+        dup[5] = dup[4];
+        assert!(!addresses_exactly(&many, None, &to(&dup)));
+    }
 }
