@@ -64,7 +64,7 @@ fn chunks(mut n: usize) -> impl Iterator<Item = usize> {
 }
 
 /// `INSERT INTO envelopes ... VALUES (8 parameters), ...` for `rows` rows, one of [`CHUNKS`].
-fn insert_sql(rows: usize) -> &'static str {
+fn insert_sql(rows: usize) -> Result<&'static str, StoreError> {
     static SQL: OnceLock<[String; CHUNKS.len()]> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         CHUNKS.map(|k| {
@@ -76,16 +76,12 @@ fn insert_sql(rows: usize) -> &'static str {
             )
         })
     });
-    let i = CHUNKS
-        .iter()
-        .position(|&c| c == rows)
-        .unwrap_or(CHUNKS.len() - 1);
-    &all[i]
+    sized(all, rows)
 }
 
 /// `DELETE FROM envelopes WHERE account = ? AND device_id = ? AND server_id IN (...)` with
 /// `ids` ids, one of [`CHUNKS`].
-fn delete_sql(ids: usize) -> &'static str {
+fn delete_sql(ids: usize) -> Result<&'static str, StoreError> {
     static SQL: OnceLock<[String; CHUNKS.len()]> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         CHUNKS.map(|k| {
@@ -95,11 +91,17 @@ fn delete_sql(ids: usize) -> &'static str {
             )
         })
     });
-    let i = CHUNKS
+    sized(all, ids)
+}
+
+/// The statement of `all` (one per [`CHUNKS`] size) for `size`.
+fn sized(all: &'static [String; CHUNKS.len()], size: usize) -> Result<&'static str, StoreError> {
+    CHUNKS
         .iter()
-        .position(|&c| c == ids)
-        .unwrap_or(CHUNKS.len() - 1);
-    &all[i]
+        .zip(all)
+        .find(|(c, _)| **c == size)
+        .map(|(_, sql)| sql.as_str())
+        .ok_or(StoreError::backend_msg("no statement for this batch size"))
 }
 
 /// Makes the deferred writes of `jobs`, in job order (which is server-id order): their
@@ -116,7 +118,7 @@ pub(super) fn apply(conn: &Connection, jobs: &[Box<dyn Job>]) -> Result<(), Stor
     });
     let total: usize = deferred.iter().map(|d| d.envelopes.len()).sum();
     for size in chunks(total) {
-        let mut stmt = conn.prepare_cached(insert_sql(size)).map_err(backend)?;
+        let mut stmt = conn.prepare_cached(insert_sql(size)?).map_err(backend)?;
         for i in 0..size {
             let Some((recipient, device, e)) = rows.next() else {
                 return Err(StoreError::backend_msg("deferred rows miscounted"));
@@ -176,7 +178,7 @@ pub(super) fn delete_acked(
     for size in chunks(server_ids.len()) {
         let (now, later) = rest.split_at(size);
         rest = later;
-        let mut stmt = conn.prepare_cached(delete_sql(size)).map_err(backend)?;
+        let mut stmt = conn.prepare_cached(delete_sql(size)?).map_err(backend)?;
         let bind = |stmt: &mut rusqlite::CachedStatement<'_>| -> rusqlite::Result<()> {
             stmt.raw_bind_parameter(1, device.account.as_str())?;
             stmt.raw_bind_parameter(2, device.device.0)?;
@@ -468,8 +470,11 @@ mod tests {
     #[test]
     fn statements_have_one_parameter_group_per_row() {
         for k in CHUNKS {
-            assert_eq!(insert_sql(k).matches('?').count(), 8 * k);
-            assert_eq!(delete_sql(k).matches('?').count(), 2 + k);
+            assert_eq!(insert_sql(k).unwrap().matches('?').count(), 8 * k);
+            assert_eq!(delete_sql(k).unwrap().matches('?').count(), 2 + k);
+        }
+        for k in [0, 2, 3, 5, 17] {
+            assert!(insert_sql(k).is_err() && delete_sql(k).is_err());
         }
     }
 }

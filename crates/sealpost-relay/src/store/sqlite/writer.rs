@@ -419,8 +419,10 @@ pub(super) fn run_group(
     // `pending_rows` envelopes among them.
     let (mut pending_from, mut pending_rows) = (0usize, 0usize);
     for i in 0..group.len() {
-        if i > pending_from && !group[i].commutes() {
-            if let Err(e) = batch::apply(conn, &group[pending_from..i]) {
+        let commutes = group.get(i).is_some_and(|j| j.commutes());
+        if i > pending_from && !commutes {
+            let jobs = group.get(pending_from..i).unwrap_or_default();
+            if let Err(e) = batch::apply(conn, jobs) {
                 abandon(w, group, e);
                 return Vec::new();
             }
@@ -429,7 +431,7 @@ pub(super) fn run_group(
         let (before, rest) = group.split_at_mut(i);
         let Some(job) = rest.first_mut() else { break };
         let pending = Pending {
-            jobs: &before[pending_from..],
+            jobs: before.get(pending_from..).unwrap_or_default(),
             rows: pending_rows,
         };
         if !job.guarded() {
@@ -465,7 +467,7 @@ pub(super) fn run_group(
         }
         pending_rows += job.deferred().map_or(0, |d| d.envelopes.len());
     }
-    if let Err(e) = batch::apply(conn, &group[pending_from..]) {
+    if let Err(e) = batch::apply(conn, group.get(pending_from..).unwrap_or_default()) {
         abandon(w, group, e);
         return Vec::new();
     }
