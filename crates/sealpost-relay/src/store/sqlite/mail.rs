@@ -1,5 +1,6 @@
-//! Mailboxes: the enqueue writer job, mailbox reads, acknowledgements, `sender_seq`.
+//! Mailboxes: the enqueue and acknowledgement writer jobs, mailbox reads, `sender_seq`.
 
+use super::batch::{self, Deferred, Pending};
 use super::*;
 use crate::store::{MailPublisher, Written, mail_feed};
 
@@ -34,8 +35,48 @@ pub(super) fn device_queues(
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
 
-/// The writer job of [`Store::enqueue`]: the checks and inserts, on owned copies of the
-/// message; hands the written envelopes to the mail feed before the commit.
+/// Whether `envelopes` address every one of `devices` (sorted by device id, as
+/// [`device_queues`] returns them) except `exclude`, each exactly once, and nothing else.
+/// Without allocating for accounts of up to 128 devices (every `Send` checks this).
+fn addresses_exactly(
+    devices: &[(u32, u32)],
+    exclude: Option<u32>,
+    envelopes: &[OutgoingEnvelope],
+) -> bool {
+    let excluded = exclude.is_some_and(|x| devices.iter().any(|(id, _)| *id == x));
+    if envelopes.len() != devices.len() - usize::from(excluded) {
+        return false;
+    }
+    if devices.len() > 128 {
+        let expected: BTreeSet<u32> = devices
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| Some(*id) != exclude)
+            .collect();
+        let given: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
+        return given.len() == envelopes.len() && given == expected;
+    }
+    // As many envelopes as expected devices, each for a distinct one of them: the same set.
+    let mut seen = 0u128;
+    for e in envelopes {
+        if Some(e.device_id) == exclude {
+            return false;
+        }
+        let Ok(i) = devices.binary_search_by_key(&e.device_id, |(id, _)| *id) else {
+            return false;
+        };
+        let bit = 1u128 << i;
+        if seen & bit != 0 {
+            return false;
+        }
+        seen |= bit;
+    }
+    true
+}
+
+/// The writer job of [`Store::enqueue`]: the checks, on owned copies of the message; its
+/// envelopes and `sender_seq` are written by the writer together with those of the group's
+/// other sends (`batch.rs`), and handed to the mail feed before the commit.
 pub(super) struct EnqueueJob {
     sender: DeviceAddress,
     recipient: AccountId,
@@ -47,13 +88,15 @@ pub(super) struct EnqueueJob {
     envelopes: Vec<OutgoingEnvelope>,
     max_queued: u32,
     result: Option<Result<EnqueueOutcome, StoreError>>,
-    /// The envelopes written by `run`, for the mail feed.
+    /// Whether `run` accepted the message (its writes are deferred).
+    accepted: bool,
+    /// The envelopes accepted by `run`, to write and then for the mail feed.
     written: Vec<(u32, StoredEnvelope)>,
     reply: Option<Reply<EnqueueOutcome>>,
 }
 
 impl EnqueueJob {
-    fn new(m: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) -> Self {
+    pub(super) fn new(m: &NewMessage<'_>, reply: Reply<EnqueueOutcome>) -> Self {
         Self {
             sender: m.sender.clone(),
             recipient: m.recipient.clone(),
@@ -64,62 +107,50 @@ impl EnqueueJob {
             envelopes: m.envelopes.to_vec(),
             max_queued: m.max_queued,
             result: None,
+            accepted: false,
             written: Vec::new(),
             reply: Some(reply),
         }
     }
 
-    fn insert(
+    /// The checks, and the server ids; writes nothing.
+    fn check(
         &mut self,
         c: &Connection,
         ids: &mut ServerIds,
+        pending: &Pending<'_>,
     ) -> Result<EnqueueOutcome, StoreError> {
         let devices = device_queues(c, self.recipient.as_str())?;
         if devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
-        let expected: BTreeSet<u32> = devices
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| Some(*id) != self.exclude)
-            .collect();
-        let given: BTreeSet<u32> = self.envelopes.iter().map(|e| e.device_id).collect();
-        if given.len() != self.envelopes.len() || given != expected {
+        if !addresses_exactly(&devices, self.exclude, &self.envelopes) {
             return Ok(EnqueueOutcome::MismatchedDevices);
         }
         for e in &self.envelopes {
             let depth = devices
                 .iter()
                 .find_map(|(id, depth)| (*id == e.device_id).then_some(*depth));
+            // The envelopes the group queued before this send count too (looked up only
+            // when they could matter).
+            let depth = depth.map(|d| {
+                let could_be = u32::try_from(pending.rows).unwrap_or(u32::MAX);
+                if d.saturating_add(could_be) >= self.max_queued {
+                    d.saturating_add(pending.queued_for(&self.recipient, e.device_id))
+                } else {
+                    d
+                }
+            });
             if depth.is_some_and(|d| d >= self.max_queued) {
                 return Ok(EnqueueOutcome::QueueFull {
                     device_id: e.device_id,
                 });
             }
         }
-        let mut ins = c
-            .prepare_cached(
-                "INSERT INTO envelopes
-                 (server_id, account, device_id, sender_account, sender_device, message_id,
-                  timestamp, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .map_err(backend)?;
         let mut queued = Vec::with_capacity(self.envelopes.len());
         let mut written = Vec::with_capacity(self.envelopes.len());
         for e in std::mem::take(&mut self.envelopes) {
             let server_id = ids.take()?;
-            ins.execute(params![
-                to_i64(server_id),
-                self.recipient.as_str(),
-                e.device_id,
-                self.sender.account.as_str(),
-                self.sender.device.0,
-                &self.message_id[..],
-                to_i64(self.timestamp),
-                e.envelope
-            ])
-            .map_err(backend)?;
             queued.push((e.device_id, server_id));
             written.push((
                 e.device_id,
@@ -132,31 +163,17 @@ impl EnqueueJob {
                 },
             ));
         }
-        // The sender's high-water mark, in the same transaction (spec/relay.md 3.7). Only
-        // a value above the stored one writes the row.
-        if self.sender_seq > 0 {
-            c.prepare_cached(
-                "UPDATE devices SET max_sender_seq = ?3
-                 WHERE account = ?1 AND device_id = ?2 AND max_sender_seq < ?3",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    self.sender.account.as_str(),
-                    self.sender.device.0,
-                    to_i64(self.sender_seq.min(MAX_SENDER_SEQ))
-                ])
-            })
-            .map_err(backend)?;
-        }
         self.written = written;
+        self.accepted = true;
         Ok(EnqueueOutcome::Queued(queued))
     }
 }
 
 impl Job for EnqueueJob {
-    fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult {
-        let r = self.insert(conn, ids);
+    fn run(&mut self, conn: &Connection, ids: &mut ServerIds, pending: &Pending<'_>) -> JobResult {
+        let r = self.check(conn, ids, pending);
         if r.is_err() {
+            self.accepted = false;
             self.written.clear();
         }
         record(&mut self.result, r)
@@ -170,9 +187,25 @@ impl Job for EnqueueJob {
         self.envelopes.len() as u64
     }
 
-    /// Its checks (the recipient's devices and queue depths) come before its first write.
+    /// It writes nothing itself.
     fn guarded(&self) -> bool {
         false
+    }
+
+    /// Its envelopes and the sender's high-water mark (spec/relay.md 3.7), written by the
+    /// writer in the group's transaction.
+    fn deferred(&self) -> Option<Deferred<'_>> {
+        self.accepted.then_some(Deferred {
+            recipient: &self.recipient,
+            envelopes: &self.written,
+            sender: &self.sender,
+            sender_seq: self.sender_seq,
+        })
+    }
+
+    /// Its checks read only the recipient's devices and counts, which `pending` completes.
+    fn commutes(&self) -> bool {
+        true
     }
 
     fn written(&mut self) -> Option<Written> {
@@ -193,31 +226,37 @@ pub(super) const MAILBOX_SQL: &str =
     envelope FROM envelopes WHERE account = ?1 AND device_id = ?2 AND server_id > ?3
     ORDER BY server_id";
 
-/// The writer job of [`Store::ack`].
-pub(super) fn ack_job(
-    device: &DeviceAddress,
-    server_ids: &[u64],
-) -> impl FnOnce(&Connection) -> Result<u32, StoreError> + Send + 'static {
-    let device = device.clone();
-    let ids = server_ids.to_vec();
-    move |c| {
-        let mut stmt = c
-            .prepare_cached(
-                "DELETE FROM envelopes WHERE server_id = ?1 AND account = ?2 AND device_id = ?3",
-            )
-            .map_err(backend)?;
-        let mut removed = 0u32;
-        for id in ids {
-            let n = stmt
-                .execute(params![
-                    to_i64(id),
-                    device.account.as_str(),
-                    device.device.0
-                ])
-                .map_err(backend)?;
-            removed = removed.saturating_add(u32::try_from(n).unwrap_or(0));
-        }
-        Ok(removed)
+/// The writer job of [`Store::ack`]: its deletes (`batch::delete_acked`) are its only
+/// statements, so it needs no savepoint, and they commute with the deferred inserts of the
+/// group's sends (those envelopes' server ids are not published before the commit, and a
+/// delete of an id that is not there yet removes nothing, as it would after).
+struct AckJob {
+    device: DeviceAddress,
+    server_ids: Vec<u64>,
+    result: Option<Result<u32, StoreError>>,
+    reply: Option<Reply<u32>>,
+}
+
+impl Job for AckJob {
+    fn run(&mut self, conn: &Connection, _ids: &mut ServerIds, _: &Pending<'_>) -> JobResult {
+        let r = batch::delete_acked(conn, &self.device, &self.server_ids);
+        record(&mut self.result, r)
+    }
+
+    fn flush(&self) -> Flush {
+        Flush::Lazy
+    }
+
+    fn guarded(&self) -> bool {
+        false
+    }
+
+    fn commutes(&self) -> bool {
+        true
+    }
+
+    fn finish(self: Box<Self>, commit: JobResult) {
+        answer(commit, self.result, self.reply);
     }
 }
 
@@ -236,7 +275,7 @@ struct SubscribeJob {
 }
 
 impl Job for SubscribeJob {
-    fn run(&mut self, _conn: &Connection, _ids: &mut ServerIds) -> JobResult {
+    fn run(&mut self, _conn: &Connection, _ids: &mut ServerIds, _: &Pending<'_>) -> JobResult {
         Ok(())
     }
 
@@ -325,9 +364,15 @@ pub(super) async fn ack(
     device: &DeviceAddress,
     server_ids: &[u64],
 ) -> Result<u32, StoreError> {
-    // Its only statements are the deletes.
-    s.write_unguarded(ack_job(device, server_ids), Flush::Lazy)
-        .await
+    s.run_job(|reply| {
+        Box::new(AckJob {
+            device: device.clone(),
+            server_ids: server_ids.to_vec(),
+            result: None,
+            reply: Some(reply),
+        })
+    })
+    .await
 }
 
 pub(super) async fn sender_seq(s: &SqliteStore, device: &DeviceAddress) -> Result<u64, StoreError> {
@@ -360,4 +405,42 @@ pub(super) async fn total_queued(s: &SqliteStore) -> Result<u64, StoreError> {
             .map_err(backend)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(ids: &[u32]) -> Vec<OutgoingEnvelope> {
+        ids.iter()
+            .map(|&device_id| OutgoingEnvelope {
+                device_id,
+                envelope: vec![0],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_send_must_address_exactly_the_expected_devices() {
+        let devices = [(1, 0), (3, 0), (4, 0)];
+        assert!(addresses_exactly(&devices, None, &to(&[4, 1, 3])));
+        assert!(addresses_exactly(&devices, Some(3), &to(&[1, 4])));
+        assert!(addresses_exactly(&devices, Some(9), &to(&[1, 3, 4])));
+        assert!(!addresses_exactly(&devices, Some(3), &to(&[1, 3])));
+        assert!(!addresses_exactly(&devices, Some(3), &to(&[1, 3, 4])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3, 3])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3, 5])));
+        assert!(!addresses_exactly(&devices, None, &to(&[1, 3, 4, 4])));
+        assert!(!addresses_exactly(&[(1, 0)], Some(1), &to(&[1])));
+        assert!(addresses_exactly(&[(1, 0)], Some(1), &to(&[])));
+        // Beyond the bit mask: the same answers.
+        let many: Vec<(u32, u32)> = (0..200).map(|i| (i * 2, 0)).collect();
+        let all: Vec<u32> = (0..200).map(|i| i * 2).collect();
+        assert!(addresses_exactly(&many, None, &to(&all)));
+        assert!(addresses_exactly(&many, Some(0), &to(&all[1..])));
+        let mut dup = all.clone();
+        dup[5] = dup[4];
+        assert!(!addresses_exactly(&many, None, &to(&dup)));
+    }
 }

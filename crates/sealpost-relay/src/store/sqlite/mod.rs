@@ -4,7 +4,10 @@
 //! **Writes** go through a single writer thread that owns the only writing connection and
 //! commits in groups: it takes every job waiting in its queue (up to [`MAX_GROUP`]), runs
 //! each inside its own `SAVEPOINT` within one `BEGIN IMMEDIATE` transaction (a job that
-//! fails is rolled back to its savepoint without affecting the others) and commits once.
+//! fails is rolled back to its savepoint without affecting the others; `Send` and `Ack`,
+//! which fail before they write, run without one) and commits once. The envelopes and
+//! `max_sender_seq` of the group's accepted sends are written together after their checks
+//! (`batch.rs`).
 //! The envelopes a group wrote are published on the mail feed ([`Store::subscribe`]) just
 //! before the commit, so that delivery overlaps the flush; callers are answered through
 //! their futures (oneshot channels), and the writer never touches a connection.
@@ -36,6 +39,7 @@
 //! |---|---|
 //! | `mod.rs` | [`SqliteStore`]: open, close, the read pool, row helpers, the [`Store`] impl (one line per method) |
 //! | `writer.rs` | the group-commit writer thread, [`ServerIds`], the WAL flush |
+//! | `batch.rs` | the writes a group makes together: envelope inserts, `max_sender_seq`, an `Ack`'s deletes |
 //! | `schema.rs` | the schema, [`SCHEMA_VERSION`] and the migrations |
 //! | `accounts.rs` | codes, registration and the registration lock, devices |
 //! | `devices.rs` | the stored device list, replaced together with the devices it names |
@@ -46,6 +50,7 @@
 //! | `quotas.rs` | persisted quotas and the expiry sweep |
 
 mod accounts;
+mod batch;
 mod devices;
 mod ledger;
 mod mail;

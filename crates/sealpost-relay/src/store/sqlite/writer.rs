@@ -2,6 +2,7 @@
 //! queue through which [`SqliteStore`] hands it work (see the module documentation of
 //! `store::sqlite`).
 
+use super::batch::{self, Deferred, Pending};
 use super::*;
 use crate::store::{MailPublisher, Written};
 use tokio::sync::oneshot;
@@ -27,7 +28,8 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// jobs ran and before the commit (what it returns is published on the mail feed);
 /// `finish` is called once the group's commit has succeeded or failed.
 pub(super) trait Job: Send {
-    fn run(&mut self, conn: &Connection, ids: &mut ServerIds) -> JobResult;
+    /// `pending`: the group's jobs before this one whose deferred writes are not made yet.
+    fn run(&mut self, conn: &Connection, ids: &mut ServerIds, pending: &Pending<'_>) -> JobResult;
     fn finish(self: Box<Self>, commit: JobResult);
     /// Whether the job's commit must be flushed to disk before it is answered. Only
     /// acknowledgement deletes are not (see [`Flush`]).
@@ -48,6 +50,17 @@ pub(super) trait Job: Send {
     /// the mail feed.
     fn written(&mut self) -> Option<Written> {
         None
+    }
+    /// Writes the job leaves to the writer, which makes them together with those of the
+    /// group's other jobs after them (`batch.rs`). `None` unless the last `run` succeeded
+    /// and the request was accepted: a failed or refused job contributes nothing.
+    fn deferred(&self) -> Option<Deferred<'_>> {
+        None
+    }
+    /// Whether `run` may come before the deferred writes of the jobs before it are made
+    /// (it neither reads nor writes what they write). If not, the writer makes them first.
+    fn commutes(&self) -> bool {
+        false
     }
     /// A subscription to install before the group's envelopes are published
     /// ([`SqliteStore::subscribe`]).
@@ -221,7 +234,7 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
 {
-    fn run(&mut self, conn: &Connection, _ids: &mut ServerIds) -> JobResult {
+    fn run(&mut self, conn: &Connection, _ids: &mut ServerIds, _: &Pending<'_>) -> JobResult {
         let r = match self.work.take() {
             Some(work) => work(conn),
             None => Err(StoreError::Closed),
@@ -402,45 +415,61 @@ pub(super) fn run_group(
     }
     // A job that failed on the storage (a full disk, an I/O error) rolled back alone.
     let mut failed_on_storage = None;
-    for job in &mut group {
+    // Jobs from `pending_from` on may have deferred writes not made yet (`batch.rs`), with
+    // `pending_rows` envelopes among them.
+    let (mut pending_from, mut pending_rows) = (0usize, 0usize);
+    for i in 0..group.len() {
+        let commutes = group.get(i).is_some_and(|j| j.commutes());
+        if i > pending_from && !commutes {
+            let jobs = group.get(pending_from..i).unwrap_or_default();
+            if let Err(e) = batch::apply(conn, jobs) {
+                abandon(w, group, e);
+                return Vec::new();
+            }
+            (pending_from, pending_rows) = (i, 0);
+        }
+        let (before, rest) = group.split_at_mut(i);
+        let Some(job) = rest.first_mut() else { break };
+        let pending = Pending {
+            jobs: before.get(pending_from..).unwrap_or_default(),
+            rows: pending_rows,
+        };
         if !job.guarded() {
-            let before = conn.total_changes();
-            let Err(e) = job.run(conn, ids) else { continue };
-            failed_on_storage = failed_on_storage.or(storage_failure::<()>(&Err(e.clone())));
-            if conn.total_changes() == before && !conn.is_autocommit() {
-                // It failed before writing anything: the others go on.
-                continue;
-            }
-            // Part of it may be written, and only the whole transaction can take that back.
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            if let Some(why) = failed_on_storage {
-                w.note(Some(why));
-            }
-            for job in group {
-                job.finish(Err(e.clone()));
-            }
-            return Vec::new();
-        }
-        let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
-            && match job.run(conn, ids) {
-                Ok(()) => exec_cached(conn, "RELEASE job").is_ok(),
-                Err(e) => {
-                    failed_on_storage = failed_on_storage.or(storage_failure::<()>(&Err(e)));
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                    true
+            let changes = conn.total_changes();
+            if let Err(e) = job.run(conn, ids, &pending) {
+                failed_on_storage = failed_on_storage.or(storage_failure::<()>(&Err(e.clone())));
+                if conn.total_changes() != changes || conn.is_autocommit() {
+                    // Part of it may be written, and only the whole transaction can take
+                    // that back.
+                    if let Some(why) = failed_on_storage {
+                        w.note(Some(why));
+                    }
+                    abandon(w, group, e);
+                    return Vec::new();
                 }
-            };
-        if !ok {
-            // The savepoint machinery itself failed: abandon the whole group.
-            let _ = conn.execute_batch("ROLLBACK");
-            let err = StoreError::backend_msg("savepoint failed");
-            for job in group {
-                job.finish(Err(err.clone()));
+                // It failed before writing anything: the others go on.
             }
-            return Vec::new();
+        } else {
+            let ok = exec_cached(conn, "SAVEPOINT job").is_ok()
+                && match job.run(conn, ids, &pending) {
+                    Ok(()) => exec_cached(conn, "RELEASE job").is_ok(),
+                    Err(e) => {
+                        failed_on_storage = failed_on_storage.or(storage_failure::<()>(&Err(e)));
+                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                        true
+                    }
+                };
+            if !ok {
+                // The savepoint machinery itself failed: abandon the whole group.
+                abandon(w, group, StoreError::backend_msg("savepoint failed"));
+                return Vec::new();
+            }
         }
+        pending_rows += job.deferred().map_or(0, |d| d.envelopes.len());
+    }
+    if let Err(e) = batch::apply(conn, group.get(pending_from..).unwrap_or_default()) {
+        abandon(w, group, e);
+        return Vec::new();
     }
     // Published before the commit, so that delivery overlaps the flush (the feed's
     // contract allows it: an envelope whose commit then fails is never stored, and its id
@@ -483,6 +512,42 @@ pub(super) fn run_group(
     durable
 }
 
+/// A job running `work`, and where its answer arrives (for tests that build groups).
+#[cfg(test)]
+pub(super) fn typed_job<T, F>(
+    work: F,
+    flush: Flush,
+    guarded: bool,
+) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job = TypedJob {
+        work: Some(work),
+        result: None,
+        reply: Some(reply),
+        flush,
+        guarded,
+    };
+    (Box::new(job), answer)
+}
+
+/// Rolls back the group's transaction (if it is still open) and answers every job of the
+/// group with `err`: nothing of the group is stored.
+fn abandon(w: &mut Writer, group: Vec<Box<dyn Job>>, err: StoreError) {
+    if !w.conn.is_autocommit() {
+        let _ = w.conn.execute_batch("ROLLBACK");
+    }
+    if let Some(why) = storage_failure::<()>(&Err(err.clone())) {
+        w.note(Some(why));
+    }
+    for job in group {
+        job.finish(Err(err.clone()));
+    }
+}
+
 impl SqliteStore {
     /// Runs `work` in the writer's next group; resolves once the commit is durable.
     pub(super) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -505,6 +570,7 @@ impl SqliteStore {
 
     /// [`Self::write_with`] for `work` that need not be [`Job::guarded`]: it writes only
     /// after its checks, and a failure after a write fails the whole group.
+    #[cfg(test)]
     pub(super) async fn write_unguarded<T, F>(&self, work: F, flush: Flush) -> Result<T, StoreError>
     where
         T: Send + 'static,
