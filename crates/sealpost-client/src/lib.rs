@@ -115,6 +115,8 @@ mod content;
 mod engine;
 mod error;
 mod event;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod outbox;
 mod pin;
 mod state;
@@ -123,7 +125,8 @@ pub mod tls;
 mod transport;
 
 pub use builder::{ClientConfigBuilder, ConfigError};
-pub use client::{Client, Device};
+pub use client::{Client, DEVICE_LIST_REFRESH, Device, PendingLink};
+pub use engine::PRIMARY_DEVICE_NAME;
 pub use config::{
     Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
     DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
@@ -138,11 +141,12 @@ pub use engine::{
     ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_SECS, RETIRED_PREKEY_RETENTION_SECS,
 };
 pub use error::{
-    ClientError, ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
+    ClientError, ConnectionError, DeviceListRefusal, LinkFailure, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
     EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind, ProtocolViolation,
     StoreError, StreamError, StreamErrorKind, VaultUnavailable,
 };
-pub use event::{ClientEvent, EventReceiver};
+pub use event::{ClientEvent, DeviceInfo, EventReceiver};
+pub use sealpost_devices::DeviceRole;
 pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
