@@ -7,7 +7,8 @@ use crate::engine::{ListedDevices, listed_infos};
 use sealpost_devices::VerifiedDeviceList;
 
 /// A contact's list is fetched again before sending when it was last fetched longer ago
-/// than this (and at once on `MismatchedDevices` or an envelope from an unlisted device).
+/// than this (and at once on `MismatchedDevices` or an envelope from an unlisted device);
+/// the default of [`crate::ClientConfig::device_list_refresh`].
 pub const DEVICE_LIST_REFRESH: Duration = Duration::from_secs(5 * 60);
 
 /// Publishes this account's list if the relay has not confirmed it yet (spec/devices.md
@@ -53,7 +54,7 @@ impl Shared {
     pub(super) fn list_fresh(&self, account: &AccountId) -> bool {
         self.list_checked.lock().is_ok_and(|m| {
             m.get(account)
-                .is_some_and(|at| at.elapsed() < DEVICE_LIST_REFRESH)
+                .is_some_and(|at| at.elapsed() < self.config.device_list_refresh)
         })
     }
 
@@ -127,10 +128,9 @@ pub(super) async fn sync_listed(
     };
     let listed = listed_infos(list);
     let engine = shared.engine.clone();
-    let events = blocking(move || {
-        engine.apply_refresh(&account, Some(&listed), &bundles, now_ms(), true)
-    })
-    .await?;
+    let events =
+        blocking(move || engine.apply_refresh(&account, Some(&listed), &bundles, now_ms(), true))
+            .await?;
     for ev in events {
         shared.emit(ev);
     }

@@ -50,8 +50,11 @@ impl Client {
         let conn = transport.connect().await?;
         let (provisioning_id, expires_in) = conn.open_provisioning().await?;
         let identity = IdentityKeyPair::generate(&mut rand::rng());
-        let request =
-            LinkRequest::new(&mut rand::rng(), provisioning_id, identity.public().to_wire());
+        let request = LinkRequest::new(
+            &mut rand::rng(),
+            provisioning_id,
+            identity.public().to_wire(),
+        );
         Ok(PendingLink {
             store,
             config,
@@ -59,8 +62,7 @@ impl Client {
             conn,
             identity,
             request,
-            expires_at: tokio::time::Instant::now()
-                + Duration::from_secs(u64::from(expires_in)),
+            expires_at: tokio::time::Instant::now() + Duration::from_secs(u64::from(expires_in)),
         })
     }
 
@@ -74,7 +76,9 @@ impl Client {
         let name = DeviceName::new(name).map_err(|_| ClientError::Link(LinkFailure::List))?;
         let shared = self.shared()?;
         let conn = shared.connection()?;
-        let current = refresh_own_list(&shared, &conn).await?;
+        let current = refresh_own_list(&shared, &conn)
+            .await?
+            .ok_or(ClientError::NotKeyHolder)?;
         let engine = shared.engine.clone();
         let (id, envelope) = blocking(move || {
             let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
@@ -102,7 +106,9 @@ impl Client {
     pub async fn remove_device(&self, device: DeviceId) -> Result<(), ClientError> {
         let shared = self.shared()?;
         let conn = shared.connection()?;
-        let current = refresh_own_list(&shared, &conn).await?;
+        let current = refresh_own_list(&shared, &conn)
+            .await?
+            .ok_or(ClientError::NotKeyHolder)?;
         let engine = shared.engine.clone();
         let next = blocking(move || {
             let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
@@ -122,7 +128,7 @@ impl Client {
     pub async fn own_devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
         let shared = self.shared()?;
         let list = match shared.connection() {
-            Ok(conn) => Some(refresh_own_list(&shared, &conn).await?),
+            Ok(conn) => refresh_own_list(&shared, &conn).await?,
             Err(_) => {
                 let engine = shared.engine.clone();
                 blocking(move || Ok(engine.own_devices()?.map(|o| o.list))).await?
@@ -136,20 +142,24 @@ impl Client {
 
 /// Fetches this account's list from the relay and, when it is a valid newer list under
 /// the same account key (the update rule, spec/devices.md section 5), stores it as the own
-/// list. Returns the own list.
+/// list. Returns the own list (`None` before this account has one).
 async fn refresh_own_list(
     shared: &Arc<Shared>,
     conn: &Connection,
-) -> Result<VerifiedDeviceList, ClientError> {
+) -> Result<Option<VerifiedDeviceList>, ClientError> {
+    let engine = shared.engine.clone();
+    if blocking(move || engine.own_devices()).await?.is_none() {
+        return Ok(None);
+    }
     let account = shared.engine.address.account.clone();
     let fetched = conn.fetch_device_list(&account).await?;
     let engine = shared.engine.clone();
     blocking(move || {
-        let own = engine
-            .own_devices()?
-            .ok_or(ClientError::DeviceListRefused(crate::DeviceListRefusal::Missing))?;
+        let Some(own) = engine.own_devices()? else {
+            return Ok(None);
+        };
         let Some(fetched) = fetched else {
-            return Ok(own.list);
+            return Ok(Some(own.list));
         };
         let bytes = fetched.encode()?;
         let Ok(list) = VerifiedDeviceList::verify(&bytes, &account) else {
@@ -160,9 +170,9 @@ async fn refresh_own_list(
         match DeviceListPin::new(own.list.clone()).check(&list) {
             Ok(Update::Advanced(_)) => {
                 engine.set_own_list(list.clone())?;
-                Ok(list)
+                Ok(Some(list))
             }
-            Ok(Update::Unchanged) => Ok(own.list),
+            Ok(Update::Unchanged) => Ok(Some(own.list)),
             Err(e) => Err(ClientError::DeviceListRefused(
                 crate::DeviceListRefusal::of(e).unwrap_or(crate::DeviceListRefusal::Invalid),
             )),
@@ -211,10 +221,12 @@ impl PendingLink {
             .link_device(list.signed().clone(), list.as_bytes(), device, &identity)
             .await?;
         if device_id != device {
-            return Err(ClientError::protocol(ProtocolViolation::UnexpectedResponse {
-                request: "LinkDevice",
-                response: "Registered with another device id",
-            }));
+            return Err(ClientError::protocol(
+                ProtocolViolation::UnexpectedResponse {
+                    request: "LinkDevice",
+                    response: "Registered with another device id",
+                },
+            ));
         }
         let record = AccountRecord {
             identity,
@@ -240,8 +252,10 @@ impl PendingLink {
         .await?;
         tracing::info!(device = device_id, "device linked");
         let engine = Arc::new(Engine::new(self.store, &record, self.config.session)?);
-        let ((one_time, kem), _queued, _sender_seq) =
-            self.conn.authenticate(&engine.identity, &engine.address).await?;
+        let ((one_time, kem), _queued, _sender_seq) = self
+            .conn
+            .authenticate(&engine.identity, &engine.address)
+            .await?;
         let (shared, events) = Client::start(engine, self.config, self.transport, true);
         shared.set_prekey_counts((one_time, kem));
         maintain_prekeys(&shared, &self.conn).await?;

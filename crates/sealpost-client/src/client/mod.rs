@@ -33,8 +33,8 @@ mod receiving;
 mod sending;
 
 pub use devices::DEVICE_LIST_REFRESH;
-pub use linking::PendingLink;
 use devices::*;
+pub use linking::PendingLink;
 use pin::{enrol_pin, save_pin};
 use receiving::*;
 use sending::*;
@@ -540,9 +540,10 @@ impl Client {
 
     /// The safety number with `account`, to compare with the other side. When both this
     /// account and `account` have signed device lists it is over their account keys
-    /// (spec/devices.md 8.4; fingerprint version 1) and the same for every device of
-    /// either account (`device` is then not used); otherwise it is between this device and
-    /// the remote device, whose identity this device knows (from a session).
+    /// (spec/devices.md 8.4; fingerprint version 1) and the same for every listed `device`
+    /// of `account`; otherwise it is between this device and the remote device, whose
+    /// identity this device knows (from a session). A device neither listed nor known is
+    /// [`ClientError::UnknownContact`].
     pub async fn safety_number(
         &self,
         account: &AccountId,

@@ -410,9 +410,10 @@ async fn refresh_devices(
     };
     let engine = shared.engine.clone();
     let account = account.clone();
-    let events =
-        blocking(move || engine.apply_refresh(&account, listed.as_deref(), &bundles, now_ms(), false))
-            .await?;
+    let events = blocking(move || {
+        engine.apply_refresh(&account, listed.as_deref(), &bundles, now_ms(), false)
+    })
+    .await?;
     for ev in events {
         shared.emit(ev);
     }

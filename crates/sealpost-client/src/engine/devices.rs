@@ -33,7 +33,10 @@ impl Engine {
     /// and list version 1 with this device as primary, and commits both **before**
     /// publishing, so that a crash in between publishes the same list on the next start
     /// and never makes a second key. Returns the list while the relay has not confirmed it.
-    pub(crate) fn list_to_publish(&self, now_ms: u64) -> Result<Option<SignedDeviceList>, ClientError> {
+    pub(crate) fn list_to_publish(
+        &self,
+        now_ms: u64,
+    ) -> Result<Option<SignedDeviceList>, ClientError> {
         let _g = self.lock()?;
         match self.own_devices()? {
             Some(own) if own.published || own.account_key.is_none() => Ok(None),
@@ -108,7 +111,10 @@ impl Engine {
     }
 
     /// The list pinned for `account` (for this account: its own list).
-    pub(crate) fn pinned_list(&self, account: &AccountId) -> Result<Option<VerifiedDeviceList>, ClientError> {
+    pub(crate) fn pinned_list(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<VerifiedDeviceList>, ClientError> {
         if let Some(pin) = self.store.list_pin(account)? {
             return Ok(Some(pin.list));
         }
@@ -143,7 +149,9 @@ impl Engine {
             .ok_or(ClientError::DeviceListRefused(DeviceListRefusal::Invalid))?;
         let known = self.store.contacts(account)?;
         let mut events = Vec::new();
-        let key_holder = list.key_holder().map_or(DeviceId(0), |e| DeviceId(e.device_id));
+        let key_holder = list
+            .key_holder()
+            .map_or(DeviceId(0), |e| DeviceId(e.device_id));
         let verification = match pin {
             None => self.first_list(account, &list, &known, key_holder, &mut events),
             Some(pin) => match DeviceListPin::new(pin.list.clone()).check(&list) {
@@ -152,8 +160,11 @@ impl Engine {
                     let info = |v: &[sealpost_devices::DeviceEntry]| {
                         v.iter().map(DeviceInfo::of).collect::<Vec<_>>()
                     };
-                    let changed: Vec<DeviceInfo> =
-                        change.changed.iter().map(|(_, now)| DeviceInfo::of(now)).collect();
+                    let changed: Vec<DeviceInfo> = change
+                        .changed
+                        .iter()
+                        .map(|(_, now)| DeviceInfo::of(now))
+                        .collect();
                     if !(change.added.is_empty() && change.removed.is_empty() && changed.is_empty())
                     {
                         events.push(ClientEvent::DevicesChanged {
@@ -213,16 +224,18 @@ impl Engine {
             .any(|c| c.verification == Verification::ChangedSinceVerified)
         {
             Verification::ChangedSinceVerified
-        } else if known.iter().any(|c| c.verification == Verification::Verified) {
+        } else if known
+            .iter()
+            .any(|c| c.verification == Verification::Verified)
+        {
             Verification::Verified
         } else {
             Verification::Unverified
         };
-        let continues = list.entries().iter().any(|e| {
-            known
-                .iter()
-                .any(|c| c.identity.to_wire() == e.identity)
-        });
+        let continues = list
+            .entries()
+            .iter()
+            .any(|e| known.iter().any(|c| c.identity.to_wire() == e.identity));
         if continues {
             events.push(ClientEvent::SwitchedToLinkedDevices {
                 account: account.clone(),

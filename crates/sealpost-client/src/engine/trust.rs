@@ -128,8 +128,13 @@ impl Engine {
 
     /// The verification state shown for a device: its account's when both accounts have
     /// lists, else the contact's.
-    pub(crate) fn verification(&self, address: &DeviceAddress) -> Result<Verification, ClientError> {
-        if let Some((pin, _)) = self.account_safety_number(&address.account)? {
+    pub(crate) fn verification(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<Verification, ClientError> {
+        if let Some((pin, _)) = self.account_safety_number(&address.account)?
+            && pin.list.device(address.device.0).is_some()
+        {
             return Ok(pin.verification);
         }
         Ok(self.safety_number(address)?.0.verification)
@@ -141,7 +146,9 @@ impl Engine {
         &self,
         address: &DeviceAddress,
     ) -> Result<SafetyNumber, ClientError> {
-        if let Some((_, number)) = self.account_safety_number(&address.account)? {
+        if let Some((pin, number)) = self.account_safety_number(&address.account)?
+            && pin.list.device(address.device.0).is_some()
+        {
             return Ok(number);
         }
         Ok(self.safety_number(address)?.1)
@@ -174,7 +181,9 @@ impl Engine {
     ) -> Result<(), ClientError> {
         let _g = self.lock()?;
         let given: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
-        if let Some((mut pin, number)) = self.account_safety_number(&address.account)? {
+        if let Some((mut pin, number)) = self.account_safety_number(&address.account)?
+            && pin.list.device(address.device.0).is_some()
+        {
             if given != number.digits() {
                 return Err(ClientError::SafetyNumberMismatch);
             }

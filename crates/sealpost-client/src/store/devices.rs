@@ -73,7 +73,9 @@ impl OwnDevices {
             .as_ref()
             .is_some_and(|k| k.public() != list.account_key())
         {
-            return Err(StoreError::Inconsistent("account key differs from the list's"));
+            return Err(StoreError::Inconsistent(
+                "account key differs from the list's",
+            ));
         }
         Ok(Self {
             account_key,
@@ -126,7 +128,10 @@ impl ListPin {
 impl Store {
     /// This account's own devices record, if any (none: a version-1 store, or one that has
     /// not finished registering).
-    pub(crate) fn own_devices(&self, account: &AccountId) -> Result<Option<OwnDevices>, StoreError> {
+    pub(crate) fn own_devices(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<OwnDevices>, StoreError> {
         match self.backend().get(Table::Account, OWN_DEVICES_KEY)? {
             None => Ok(None),
             Some(row) => Ok(Some(OwnDevices::decode(

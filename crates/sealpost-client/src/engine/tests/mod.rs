@@ -154,8 +154,14 @@ fn relabelled_sender_is_rejected_and_changes_no_identity() {
     let bob = engine("+15550000002", 1);
     let mallory = engine("+15550000003", 1);
     let b_bundle = bundle(&bob);
-    bob.apply_refresh(&mallory.address.account, None, &[bundle(&mallory)], 1, false)
-        .unwrap();
+    bob.apply_refresh(
+        &mallory.address.account,
+        None,
+        &[bundle(&mallory)],
+        1,
+        false,
+    )
+    .unwrap();
     let mallory_identity = mallory.identity.public();
     let stored = |b: &Engine| b.store.contact(&mallory.address).unwrap().unwrap().identity;
     assert_eq!(stored(&bob), mallory_identity);
@@ -342,7 +348,13 @@ fn a_verified_contacts_new_identity_holds_sending_until_approved() {
         identity: bob2.identity.public().to_wire(),
     }];
     let evs = alice
-        .apply_refresh(&bob.address.account, Some(&listed), &[bundle(&bob2)], 2, false)
+        .apply_refresh(
+            &bob.address.account,
+            Some(&listed),
+            &[bundle(&bob2)],
+            2,
+            false,
+        )
         .unwrap();
     assert_eq!(
         evs,
@@ -383,7 +395,13 @@ fn a_verified_contacts_new_identity_holds_sending_until_approved() {
         identity: bob3.identity.public().to_wire(),
     }];
     let evs = alice
-        .apply_refresh(&bob.address.account, Some(&listed), &[bundle(&bob3)], 3, false)
+        .apply_refresh(
+            &bob.address.account,
+            Some(&listed),
+            &[bundle(&bob3)],
+            3,
+            false,
+        )
         .unwrap();
     assert_eq!(
         evs,
