@@ -24,6 +24,14 @@
 //! * **Receiving**: envelopes are decrypted and committed (session, history, processed id)
 //!   in one transaction before they are acknowledged, so at-least-once delivery by the
 //!   relay becomes exactly-once [`ClientEvent::Message`]s, in order per sending device.
+//! * **Linked devices** (spec/devices.md): an account has a signed device list. A new
+//!   account (and a store from before linked devices, on its next start) makes its account
+//!   key and publishes list version 1; [`Client::link`] / [`Client::link_device`] link a
+//!   new device, [`Client::remove_device`] unlinks one. Messages go to exactly the devices
+//!   on the recipient's verified list, pinned with the update rule: a device the relay
+//!   adds, or an older list it serves, is refused ([`ClientEvent::DeviceListRefused`],
+//!   [`ClientEvent::RejectedUnlistedDevice`]); list changes are reported as
+//!   [`ClientEvent::DevicesChanged`], and safety numbers are over account keys.
 //! * **Prekeys**: published at registration and replenished when the relay reports them low;
 //!   signed and last-resort prekeys rotate weekly.
 //! * **Front door**: [`ClientConfig::builder`] takes the relay's host name, port and pin in

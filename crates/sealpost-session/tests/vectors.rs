@@ -2145,10 +2145,11 @@ fn safety_number_vectors() {
     let ak_at_bob = SafetyNumber::for_account_keys(&b_ak, &b_account, &a_ak, &a_account);
     assert_eq!(ak_at_alice.digits(), ak_number);
     assert_eq!(ak_at_bob.digits(), ak_number);
-    assert_ne!(ak_number, number, "the versions must give different numbers");
-    ak_at_alice
-        .verify_scanned(&ak_at_bob.qr_payload())
-        .unwrap();
+    assert_ne!(
+        ak_number, number,
+        "the versions must give different numbers"
+    );
+    ak_at_alice.verify_scanned(&ak_at_bob.qr_payload()).unwrap();
     let ak_party = |seed: &[u8; 32], ak: &[u8; 32], acct: &str, half: &[u8; 32], digits: &str| {
         json!({
             "account": acct,

@@ -2,6 +2,8 @@ use super::*;
 use crate::store::{Batch, StoreKey};
 use sealpost_wire::relay::Delivery;
 
+/// Device lists: the update rule as the engine applies it.
+mod devices;
 /// Rollback detection and session renewal (spec/client-store.md section 9).
 mod rollback;
 
