@@ -105,8 +105,9 @@ pub enum ClientEvent {
         /// The device.
         peer: DeviceAddress,
     },
-    /// The relay no longer knows this device (`AuthFailed`, e.g. after the account was
-    /// registered on another device). The client stops reconnecting.
+    /// The relay no longer knows this device (`AuthFailed`, or the relay closed the
+    /// connection because the account was registered on another device or the key holder
+    /// unlinked this one). The client stops reconnecting.
     Deregistered,
     /// The relay closed this connection because the same device authenticated on another
     /// connection (application close code 3, spec/relay.md section 3.4): another copy of this

@@ -91,7 +91,7 @@ pub(super) async fn current_list(
                 shared.emit(ev);
             }
             Ok(match listed {
-                ListedDevices::Listed(list) => Some(list),
+                ListedDevices::Listed(list) => Some(*list),
                 ListedDevices::Unlisted => None,
             })
         }

@@ -51,6 +51,9 @@ const PUSH_QUEUE: usize = 64;
 const PREKEY_ROUNDS: usize = 3;
 /// Application close code of a relay connection whose device was removed (spec/relay.md 1).
 const RELAY_CLOSE_DEVICE_REMOVED: u32 = 1;
+/// Application close code of a relay connection whose device was removed from its account's
+/// device list (unlinked; spec/relay.md 1, 3.9).
+const RELAY_CLOSE_DEVICE_UNLINKED: u32 = 5;
 /// Application close code of a relay connection replaced by a newer connection of the same
 /// device (spec/relay.md section 3.4).
 const RELAY_CLOSE_REPLACED: u32 = 3;

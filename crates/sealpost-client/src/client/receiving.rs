@@ -69,11 +69,12 @@ async fn connect_and_authenticate(shared: &Arc<Shared>) -> Result<Connection, Cl
     Ok(conn)
 }
 
-/// The relay closed the connection because a new registration removed this device
-/// (application close code 1, spec/relay.md section 1).
+/// The relay closed the connection because a new registration removed this device, or the
+/// key holder unlinked it (application close codes 1 and 5, spec/relay.md section 1).
 fn is_device_removed(reason: &quinn::ConnectionError) -> bool {
     matches!(reason, quinn::ConnectionError::ApplicationClosed(c)
-        if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_DEVICE_REMOVED))
+        if c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_DEVICE_REMOVED)
+            || c.error_code == quinn::VarInt::from_u32(RELAY_CLOSE_DEVICE_UNLINKED))
 }
 
 /// The relay closed the connection because this device authenticated on a newer connection
@@ -145,7 +146,9 @@ pub(super) async fn connection_task(shared: Arc<Shared>, mut initial: Option<Con
                 }
                 shared.emit(ClientEvent::Disconnected);
                 if conn.close_reason().is_some_and(|r| is_device_removed(&r)) {
-                    tracing::error!("this device was removed by a new registration of its account");
+                    tracing::error!(
+                        "this device was removed from its account (re-registered or unlinked)"
+                    );
                     shared.set_state(ConnectionState::Stopped(StopReason::Deregistered));
                     shared.emit(ClientEvent::Deregistered);
                     break;

@@ -19,7 +19,7 @@ pub(crate) enum ListedDevices {
     /// The account has no list (a version-1 account): the relay's `ListDevices` decides.
     Unlisted,
     /// The accepted (pinned) list: encrypt to exactly these devices.
-    Listed(VerifiedDeviceList),
+    Listed(Box<VerifiedDeviceList>),
 }
 
 impl Engine {
@@ -155,7 +155,9 @@ impl Engine {
         let verification = match pin {
             None => self.first_list(account, &list, &known, key_holder, &mut events),
             Some(pin) => match DeviceListPin::new(pin.list.clone()).check(&list) {
-                Ok(Update::Unchanged) => return Ok((ListedDevices::Listed(list), events)),
+                Ok(Update::Unchanged) => {
+                    return Ok((ListedDevices::Listed(Box::new(list)), events));
+                }
                 Ok(Update::Advanced(change)) => {
                     let info = |v: &[sealpost_devices::DeviceEntry]| {
                         v.iter().map(DeviceInfo::of).collect::<Vec<_>>()
@@ -201,7 +203,7 @@ impl Engine {
             },
         );
         self.store.commit(batch)?;
-        Ok((ListedDevices::Listed(list), events))
+        Ok((ListedDevices::Listed(Box::new(list)), events))
     }
 
     /// The first list of `account` (first use): pinned. If the account was known without a
