@@ -605,7 +605,9 @@ impl Client {
     }
 
     /// The devices of `account` as the relay lists them (needs a connection), each compared
-    /// with the identity stored for it.
+    /// with the identity stored for it. This is the relay's own, unsigned view (`ListDevices`):
+    /// for an account with a signed device list, messages go to the listed devices only
+    /// (spec/devices.md 8.9), and this account's list is [`Client::own_devices`].
     pub async fn devices(&self, account: &AccountId) -> Result<Vec<Device>, ClientError> {
         let shared = self.shared()?;
         let conn = shared.connection()?;
