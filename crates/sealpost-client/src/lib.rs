@@ -24,6 +24,14 @@
 //! * **Receiving**: envelopes are decrypted and committed (session, history, processed id)
 //!   in one transaction before they are acknowledged, so at-least-once delivery by the
 //!   relay becomes exactly-once [`ClientEvent::Message`]s, in order per sending device.
+//! * **Linked devices** (spec/devices.md): an account has a signed device list. A new
+//!   account (and a store from before linked devices, on its next start) makes its account
+//!   key and publishes list version 1; [`Client::link`] / [`Client::link_device`] link a
+//!   new device, [`Client::remove_device`] unlinks one. Messages go to exactly the devices
+//!   on the recipient's verified list, pinned with the update rule: a device the relay
+//!   adds, or an older list it serves, is refused ([`ClientEvent::DeviceListRefused`],
+//!   [`ClientEvent::RejectedUnlistedDevice`]); list changes are reported as
+//!   [`ClientEvent::DevicesChanged`], and safety numbers are over account keys.
 //! * **Prekeys**: published at registration and replenished when the relay reports them low;
 //!   signed and last-resort prekeys rotate weekly.
 //! * **Front door**: [`ClientConfig::builder`] takes the relay's host name, port and pin in
@@ -115,6 +123,8 @@ mod content;
 mod engine;
 mod error;
 mod event;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod outbox;
 mod pin;
 mod state;
@@ -123,7 +133,7 @@ pub mod tls;
 mod transport;
 
 pub use builder::{ClientConfigBuilder, ConfigError};
-pub use client::{Client, Device};
+pub use client::{Client, DEVICE_LIST_REFRESH, Device, PendingLink};
 pub use config::{
     Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
     DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
@@ -133,19 +143,21 @@ pub use content::{
     CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,
     MessageId,
 };
+pub use engine::PRIMARY_DEVICE_NAME;
 pub use engine::{
     KEM_PREKEY_LOW, KEM_PREKEY_TARGET, MAX_RETIRED_PREKEYS, ONE_TIME_PREKEY_LOW,
     ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_SECS, RETIRED_PREKEY_RETENTION_SECS,
 };
 pub use error::{
     ClientError, ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
-    EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind, ProtocolViolation,
-    StoreError, StreamError, StreamErrorKind, VaultUnavailable,
+    DeviceListRefusal, EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind,
+    LinkFailure, ProtocolViolation, StoreError, StreamError, StreamErrorKind, VaultUnavailable,
 };
-pub use event::{ClientEvent, EventReceiver};
+pub use event::{ClientEvent, DeviceInfo, EventReceiver};
 pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
+pub use sealpost_devices::DeviceRole;
 /// The PIN's Argon2id cost parameters ([`ClientConfig::pin_params`]; default
 /// `PinArgon2Params::PRODUCTION`, 16 MiB and 32 passes). Not the store passphrase's:
 /// that is [`StoreArgon2Params`].

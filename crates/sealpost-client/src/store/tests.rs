@@ -608,3 +608,65 @@ fn version_1_contact_records_still_load_as_unverified() {
         Err(StoreError::Malformed { .. })
     ));
 }
+
+/// The linked-devices records (spec/client-store.md 5.9, 5.10) round-trip through a store;
+/// a store without them (written before linked devices) reads as having none; a stored
+/// list is checked again when read.
+#[test]
+fn device_list_records() {
+    use sealpost_devices::{AccountKeyPair, DeviceRole};
+    use sealpost_wire::devices::DeviceName;
+    let store = Store::in_memory(StoreKey::from_bytes([7; 32])).unwrap();
+    let me = acct("+15550000001");
+    assert!(store.own_devices(&me).unwrap().is_none());
+    assert!(store.list_pin(&me).unwrap().is_none());
+    let id = IdentityKeyPair::generate(&mut rand::rng());
+    let key = AccountKeyPair::generate(&mut rand::rng());
+    let list = key
+        .first_list(
+            &me,
+            1,
+            id.public().to_wire(),
+            DeviceRole::Primary,
+            DeviceName::new("Phone").unwrap(),
+            7,
+            |m| id.sign(m),
+        )
+        .unwrap();
+    let public = key.public();
+    let mut batch = Batch::new();
+    store.put_own_devices(
+        &mut batch,
+        &OwnDevices {
+            account_key: Some(key),
+            list: list.clone(),
+            published: false,
+        },
+    );
+    store.put_list_pin(
+        &mut batch,
+        &ListPin {
+            list: list.clone(),
+            verification: Verification::Verified,
+        },
+    );
+    store.commit(batch).unwrap();
+    let own = store.own_devices(&me).unwrap().unwrap();
+    assert_eq!(own.list, list);
+    assert!(!own.published);
+    assert_eq!(own.account_key.unwrap().public(), public);
+    let pin = store.list_pin(&me).unwrap().unwrap();
+    assert_eq!(pin.verification, Verification::Verified);
+    assert_eq!(pin.list, list);
+    // Read for another account: the stored list is not valid for it.
+    assert!(store.own_devices(&acct("+15550000002")).is_err());
+    // A truncated record is malformed.
+    let enc = pin.encode();
+    for cut in [0, 1, 10, enc.len() - 1] {
+        assert!(ListPin::decode(&enc[..cut], &me).is_err());
+    }
+    // Debug of the own record prints no seed.
+    let own = store.own_devices(&me).unwrap().unwrap();
+    let seed = hex::encode(own.account_key.as_ref().unwrap().to_seed().as_slice());
+    assert!(!format!("{own:?}").contains(&seed));
+}
