@@ -220,6 +220,10 @@ pub struct ClientConfig {
     /// Argon2id parameters for new PIN vaults and the local PIN verifier. Default
     /// [`PinArgon2Params::PRODUCTION`] (16 MiB, 32 passes); tests lower them.
     pub pin_params: PinArgon2Params,
+    /// How long a contact's signed device list is used before it is fetched again for
+    /// the next message (spec/devices.md 8.1). Default [`crate::DEVICE_LIST_REFRESH`];
+    /// a stale list is also corrected by the relay's `MismatchedDevices`.
+    pub device_list_refresh: Duration,
 }
 
 /// One guardian of the PIN vault: a relay with its guardian role enabled.
@@ -312,6 +316,7 @@ impl ClientConfig {
             session: SessionConfig::default(),
             guardians: Guardians::single(Guardian::new(relay_addr, relay_pins)),
             pin_params: PinArgon2Params::PRODUCTION,
+            device_list_refresh: crate::DEVICE_LIST_REFRESH,
         }
     }
 
@@ -366,6 +371,12 @@ impl ClientConfig {
     /// Sets the request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a contact's device list is used before it is fetched again.
+    pub fn with_device_list_refresh(mut self, refresh: Duration) -> Self {
+        self.device_list_refresh = refresh;
         self
     }
 }

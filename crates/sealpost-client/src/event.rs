@@ -1,7 +1,8 @@
 //! Events the client reports to the application.
 
 use crate::content::{MessageBody, MessageId};
-use crate::error::ClientError;
+use crate::error::{ClientError, DeviceListRefusal};
+use sealpost_devices::DeviceRole;
 use sealpost_session::IdentityKey;
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
 use tokio::sync::broadcast;
@@ -112,6 +113,49 @@ pub enum ClientEvent {
     /// device's store is running somewhere. The client stops reconnecting, so that the two
     /// copies do not keep replacing each other.
     ReplacedByAnotherConnection,
+    /// A contact account's signed device list changed (spec/devices.md section 5): devices
+    /// were linked, unlinked, renamed or given another role. Not a safety-number change:
+    /// safety numbers of accounts with lists are over the account key, which is unchanged.
+    DevicesChanged {
+        /// The account.
+        account: AccountId,
+        /// Devices on the new list only.
+        added: Vec<DeviceInfo>,
+        /// Devices that are no longer listed: nothing is encrypted to them any more.
+        removed: Vec<DeviceInfo>,
+        /// Devices listed before and now whose name or role changed (as they are now).
+        changed: Vec<DeviceInfo>,
+    },
+    /// A contact known as a version-1 account (one device, no account key) published its
+    /// first signed device list, which lists the device identity already known for it
+    /// (spec/devices.md 8.5): same sessions, a verified contact stays verified (the
+    /// verification moves to the account key). Shown once, instead of a safety-number
+    /// change.
+    SwitchedToLinkedDevices {
+        /// The account.
+        account: AccountId,
+        /// Its devices on the first list.
+        devices: Vec<DeviceInfo>,
+    },
+    /// A device list served for `account` was refused (spec/devices.md section 5: a
+    /// rollback, two lists with one version, a reused device id or identity, a list that
+    /// does not verify, or no list for an account that had one): the relay, or whoever
+    /// serves it, is lying. Nothing was encrypted to it; the message that needed it is
+    /// given up ([`ClientEvent::SendFailed`] with [`ClientError::DeviceListRefused`]).
+    DeviceListRefused {
+        /// The account.
+        account: AccountId,
+        /// Why.
+        reason: DeviceListRefusal,
+    },
+    /// An envelope came from a device that is not on its account's signed device list, even
+    /// after the list was fetched again: dropped (acknowledged, not in the history).
+    RejectedUnlistedDevice {
+        /// The claimed sender.
+        from: DeviceAddress,
+        /// The message id as stated by the relay.
+        message_id: MessageId,
+    },
     /// The app read its events too slowly: the event buffer
     /// ([`crate::ClientConfig::event_capacity`]) overflowed and the oldest `missed` events
     /// were dropped. Processing did not wait: every message is in the store's history
@@ -122,6 +166,27 @@ pub enum ClientEvent {
         /// Events dropped.
         missed: u64,
     },
+}
+
+/// A device on a signed device list, as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Its device id.
+    pub id: DeviceId,
+    /// Its display name, signed by the account key.
+    pub name: String,
+    /// Its role (primary or linked; owner, admin, agent or bot for businesses).
+    pub role: DeviceRole,
+}
+
+impl DeviceInfo {
+    pub(crate) fn of(entry: &sealpost_devices::DeviceEntry) -> Self {
+        Self {
+            id: DeviceId(entry.device_id),
+            name: entry.name.as_str().to_owned(),
+            role: entry.role,
+        }
+    }
 }
 
 /// The receiving end of a client's events: one per client (not `Clone`; every

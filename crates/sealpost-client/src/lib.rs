@@ -115,6 +115,8 @@ mod content;
 mod engine;
 mod error;
 mod event;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod outbox;
 mod pin;
 mod state;
@@ -123,7 +125,7 @@ pub mod tls;
 mod transport;
 
 pub use builder::{ClientConfigBuilder, ConfigError};
-pub use client::{Client, Device};
+pub use client::{Client, DEVICE_LIST_REFRESH, Device, PendingLink};
 pub use config::{
     Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
     DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
@@ -133,19 +135,21 @@ pub use content::{
     CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,
     MessageId,
 };
+pub use engine::PRIMARY_DEVICE_NAME;
 pub use engine::{
     KEM_PREKEY_LOW, KEM_PREKEY_TARGET, MAX_RETIRED_PREKEYS, ONE_TIME_PREKEY_LOW,
     ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_SECS, RETIRED_PREKEY_RETENTION_SECS,
 };
 pub use error::{
     ClientError, ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
-    EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind, ProtocolViolation,
-    StoreError, StreamError, StreamErrorKind, VaultUnavailable,
+    DeviceListRefusal, EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind,
+    LinkFailure, ProtocolViolation, StoreError, StreamError, StreamErrorKind, VaultUnavailable,
 };
-pub use event::{ClientEvent, EventReceiver};
+pub use event::{ClientEvent, DeviceInfo, EventReceiver};
 pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
+pub use sealpost_devices::DeviceRole;
 /// The PIN's Argon2id cost parameters ([`ClientConfig::pin_params`]; default
 /// `PinArgon2Params::PRODUCTION`, 16 MiB and 32 passes). Not the store passphrase's:
 /// that is [`StoreArgon2Params`].

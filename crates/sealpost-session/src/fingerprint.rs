@@ -8,6 +8,9 @@ use subtle::ConstantTimeEq;
 
 /// Version of the fingerprint derivation, hashed in first (2 bytes, big-endian).
 pub const FINGERPRINT_VERSION: u16 = 0;
+/// Version of the fingerprint over an account key (spec/session.md 10.6,
+/// spec/devices.md 8.4).
+pub const ACCOUNT_KEY_FINGERPRINT_VERSION: u16 = 1;
 /// SHA-512 iterations per half.
 pub const FINGERPRINT_ITERATIONS: u32 = 5200;
 /// Version byte of the QR payload.
@@ -19,9 +22,19 @@ pub const QR_PAYLOAD_LEN: usize = 65;
 /// `H_0 = SHA-512(version(2) || identity(64) || len(account)(1) || account)`,
 /// `H_i = SHA-512(H_{i-1} || identity(64))` for 5200 iterations, truncated to 32 bytes.
 pub fn fingerprint_half(identity: &IdentityKey, account: &AccountId) -> [u8; 32] {
-    let id = identity.to_bytes();
+    half(FINGERPRINT_VERSION, &identity.to_bytes(), account)
+}
+
+/// One side's 32-byte fingerprint over its account key (fingerprint version 1,
+/// spec/session.md 10.6): as [`fingerprint_half`] with the version `0x0001` and the
+/// 32-byte Ed25519 account key in place of the identity.
+pub fn account_key_fingerprint_half(account_key: &[u8; 32], account: &AccountId) -> [u8; 32] {
+    half(ACCOUNT_KEY_FINGERPRINT_VERSION, account_key, account)
+}
+
+fn half(version: u16, id: &[u8], account: &AccountId) -> [u8; 32] {
     let mut h = Sha512::new();
-    h.update(FINGERPRINT_VERSION.to_be_bytes());
+    h.update(version.to_be_bytes());
     h.update(id);
     let acct = account.as_str().as_bytes();
     h.update([acct.len() as u8]);
@@ -84,6 +97,20 @@ impl SafetyNumber {
         Self {
             local: fingerprint_half(local_identity, local_account),
             remote: fingerprint_half(remote_identity, remote_account),
+        }
+    }
+
+    /// The safety number of two accounts that have device lists, over their account keys
+    /// (fingerprint version 1): it does not change when devices are linked or removed.
+    pub fn for_account_keys(
+        local_account_key: &[u8; 32],
+        local_account: &AccountId,
+        remote_account_key: &[u8; 32],
+        remote_account: &AccountId,
+    ) -> Self {
+        Self {
+            local: account_key_fingerprint_half(local_account_key, local_account),
+            remote: account_key_fingerprint_half(remote_account_key, remote_account),
         }
     }
 

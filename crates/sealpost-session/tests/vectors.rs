@@ -2003,8 +2003,14 @@ fn pickle_v1_vectors_still_load_as_legacy_sessions() {
 // ---------------------------------------------------------------------------------------
 
 fn ref_fingerprint_half(identity: &[u8; 64], account: &str) -> [u8; 32] {
+    ref_half(0, identity, account)
+}
+
+/// The fingerprint half of spec/session.md 10.1 with any version and key (version 1: an
+/// account key, 10.6).
+fn ref_half(version: u16, identity: &[u8], account: &str) -> [u8; 32] {
     let mut h = Sha512::new();
-    h.update(0u16.to_be_bytes());
+    h.update(version.to_be_bytes());
     h.update(identity);
     h.update([u8::try_from(account.len()).unwrap()]);
     h.update(account.as_bytes());
@@ -2111,6 +2117,48 @@ fn safety_number_vectors() {
         "the account id must change the number"
     );
 
+    // Version 1: over account keys (spec/session.md 10.6, spec/devices.md 8.4).
+    let (a_ak_seed, b_ak_seed) = if write_mode() {
+        (seed32("alice/account-key"), seed32("bob/account-key"))
+    } else {
+        let f = load("safety_number.json");
+        (
+            arr(&f, "account_keys.alice.account_key_seed"),
+            arr(&f, "account_keys.bob.account_key_seed"),
+        )
+    };
+    let a_ak = SigningKey::from_seed(&a_ak_seed).verifying_key().to_bytes();
+    let b_ak = SigningKey::from_seed(&b_ak_seed).verifying_key().to_bytes();
+    let a_ak_half = ref_half(1, &a_ak, &a_acct);
+    let b_ak_half = ref_half(1, &b_ak, &b_acct);
+    let (a_ak_digits, b_ak_digits) = (ref_digits(&a_ak_half), ref_digits(&b_ak_half));
+    let ak_number = if a_ak_digits <= b_ak_digits {
+        format!("{a_ak_digits}{b_ak_digits}")
+    } else {
+        format!("{b_ak_digits}{a_ak_digits}")
+    };
+    assert_eq!(
+        fingerprint::account_key_fingerprint_half(&a_ak, &a_account),
+        a_ak_half
+    );
+    let ak_at_alice = SafetyNumber::for_account_keys(&a_ak, &a_account, &b_ak, &b_account);
+    let ak_at_bob = SafetyNumber::for_account_keys(&b_ak, &b_account, &a_ak, &a_account);
+    assert_eq!(ak_at_alice.digits(), ak_number);
+    assert_eq!(ak_at_bob.digits(), ak_number);
+    assert_ne!(ak_number, number, "the versions must give different numbers");
+    ak_at_alice
+        .verify_scanned(&ak_at_bob.qr_payload())
+        .unwrap();
+    let ak_party = |seed: &[u8; 32], ak: &[u8; 32], acct: &str, half: &[u8; 32], digits: &str| {
+        json!({
+            "account": acct,
+            "account_key_seed": hx(seed),
+            "account_key": hx(ak),
+            "fingerprint_half": hx(half),
+            "digits": digits,
+        })
+    };
+
     let party = |seed: &[u8; 32], dh: &[u8; 32], acct: &str, half: &[u8; 32], digits: &str| {
         let mut v = identity_json(seed, dh);
         v["account"] = json!(acct);
@@ -2133,6 +2181,16 @@ fn safety_number_vectors() {
         "display_groups": groups,
         "qr_payload_alice": hx(&a_qr),
         "qr_payload_bob": hx(&b_qr),
+        "account_keys": {
+            "description": "Fingerprint version 1 (spec/session.md 10.6): the same derivation \
+                with version u16 BE = 1 and the 32-byte Ed25519 account key in place of the \
+                identity, for accounts with signed device lists.",
+            "version": 1,
+            "alice": ak_party(&a_ak_seed, &a_ak, &a_acct, &a_ak_half, &a_ak_digits),
+            "bob": ak_party(&b_ak_seed, &b_ak, &b_acct, &b_ak_half, &b_ak_digits),
+            "safety_number": ak_number,
+            "qr_payload_alice": hx(&ak_at_alice.qr_payload()),
+        },
     });
     write_or_check("safety_number.json", &file);
 }

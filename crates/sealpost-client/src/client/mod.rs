@@ -26,10 +26,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod devices;
+mod linking;
 mod pin;
 mod receiving;
 mod sending;
 
+pub use devices::DEVICE_LIST_REFRESH;
+use devices::*;
+pub use linking::PendingLink;
 use pin::{enrol_pin, save_pin};
 use receiving::*;
 use sending::*;
@@ -109,6 +114,11 @@ struct Shared {
     prekey_counts: std::sync::Mutex<Option<PreKeyCounts>>,
     /// Serializes prekey maintenance runs.
     prekey_lock: Mutex<()>,
+    /// When each contact account's device list was last fetched ([`DEVICE_LIST_REFRESH`]).
+    list_checked: std::sync::Mutex<std::collections::HashMap<AccountId, tokio::time::Instant>>,
+    /// Whether this client publishes its account's device list (off only for the hazmat
+    /// version-1 client of tests).
+    publishes_list: bool,
 }
 
 impl Shared {
@@ -249,7 +259,7 @@ impl Client {
         account: AccountId,
         code: &str,
     ) -> Result<(Client, EventReceiver), ClientError> {
-        Self::register_inner(store, config, account, code, None).await
+        Self::register_inner(store, config, account, code, None, true).await
     }
 
     /// Registration step 2 for an account that may have a registration lock (spec/pin.md
@@ -271,15 +281,16 @@ impl Client {
         pin: &str,
     ) -> Result<(Client, EventReceiver), ClientError> {
         let pin = crate::pin::normalized(pin)?;
-        Self::register_inner(store, config, account, code, Some(pin)).await
+        Self::register_inner(store, config, account, code, Some(pin), true).await
     }
 
-    async fn register_inner(
+    pub(crate) async fn register_inner(
         store: Store,
         config: ClientConfig,
         account: AccountId,
         code: &str,
         pin: Option<NormalizedPin>,
+        publishes_list: bool,
     ) -> Result<(Client, EventReceiver), ClientError> {
         let code = parse_code(code)?;
         let s = store.clone();
@@ -344,10 +355,14 @@ impl Client {
         // (whose account had no device yet) has sent nothing, so there is nothing to check.
         let ((one_time, kem), _queued, _sender_seq) =
             conn.authenticate(&engine.identity, &engine.address).await?;
-        let (shared, events) = Self::start(engine, config, transport);
+        let (shared, events) = Self::start(engine, config, transport, publishes_list);
         // Publish before returning, so that others can reach the device right away.
         shared.set_prekey_counts((one_time, kem));
         maintain_prekeys(&shared, &conn).await?;
+        if publishes_list && let Err(e) = publish_own_list(&shared, &conn).await {
+            // Retried on every connection until the relay confirms it.
+            tracing::warn!(error = %e, "could not publish the device list yet");
+        }
         if let Some((master, pin, reenrol)) = recovered {
             if reenrol {
                 // The recovery used a guardian's last attempt: a fresh vault. Best effort: the
@@ -384,7 +399,7 @@ impl Client {
         }
         let engine = Arc::new(Engine::new(store, &record, config.session)?);
         let transport = Transport::new(&config)?;
-        let (shared, events) = Self::start(engine, config, transport);
+        let (shared, events) = Self::start(engine, config, transport, true);
         Ok((Self::launch(shared, None), events))
     }
 
@@ -392,6 +407,7 @@ impl Client {
         engine: Arc<Engine>,
         config: ClientConfig,
         transport: Transport,
+        publishes_list: bool,
     ) -> (Arc<Shared>, EventReceiver) {
         let (events, rx) = crate::event::channel(config.event_capacity);
         let shared = Arc::new(Shared {
@@ -405,6 +421,8 @@ impl Client {
             state: watch::channel(ConnectionState::Connecting).0,
             prekey_counts: std::sync::Mutex::new(None),
             prekey_lock: Mutex::new(()),
+            list_checked: std::sync::Mutex::new(std::collections::HashMap::new()),
+            publishes_list,
         });
         (shared, rx)
     }
@@ -520,8 +538,12 @@ impl Client {
         maintain_prekeys(&shared, &conn).await
     }
 
-    /// The safety number between this device and a remote device whose identity this
-    /// device knows (from a session).
+    /// The safety number with `account`, to compare with the other side. When both this
+    /// account and `account` have signed device lists it is over their account keys
+    /// (spec/devices.md 8.4; fingerprint version 1) and the same for every listed `device`
+    /// of `account`; otherwise it is between this device and the remote device, whose
+    /// identity this device knows (from a session). A device neither listed nor known is
+    /// [`ClientError::UnknownContact`].
     pub async fn safety_number(
         &self,
         account: &AccountId,
@@ -530,7 +552,7 @@ impl Client {
         let shared = self.shared()?;
         let engine = shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
-        blocking(move || Ok(engine.safety_number(&address)?.1)).await
+        blocking(move || engine.shown_safety_number(&address)).await
     }
 
     /// Marks a device of `account` as verified: `safety_number` (the 60 digits, spaces
@@ -576,7 +598,7 @@ impl Client {
         let shared = self.shared()?;
         let engine = shared.engine.clone();
         let address = DeviceAddress::new(account.clone(), device);
-        blocking(move || Ok(engine.safety_number(&address)?.0.verification)).await
+        blocking(move || engine.verification(&address)).await
     }
 
     /// The devices of `account` as the relay lists them (needs a connection), each compared

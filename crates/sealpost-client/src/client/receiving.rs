@@ -56,6 +56,16 @@ async fn connect_and_authenticate(shared: &Arc<Shared>) -> Result<Connection, Cl
     if let Some(ev) = blocking(move || engine.check_rollback(sender_seq)).await? {
         shared.emit(ev);
     }
+    // A version-1 store upgrades here (spec/devices.md 8.5); a list not yet confirmed by
+    // the relay is published again.
+    if shared.publishes_list
+        && let Err(e) = publish_own_list(shared, &conn).await
+    {
+        if e.is_connectivity() {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "could not publish the device list");
+    }
     Ok(conn)
 }
 
@@ -263,13 +273,26 @@ async fn read_pushes(
                 let server_id = d.server_id;
                 let from = d.sender.clone();
                 let message_id = MessageId::from_bytes(d.message_id);
-                let engine = shared.engine.clone();
-                match blocking(move || engine.process_delivery(&d, now_ms())).await {
+                let processed = match process(shared, conn, d).await {
+                    Ok(p) => Ok(p),
+                    Err(e) if e.is_connectivity() => {
+                        // Not acknowledged: delivered again on the next connection.
+                        tracing::debug!(error = %e, "connection lost while checking a sender");
+                        flush_acks(conn, &mut acks).await;
+                        return;
+                    }
+                    Err(e) => Err(e),
+                };
+                match processed {
                     Ok(Processed::Duplicate) => {}
                     Ok(Processed::Accepted(events)) => {
                         for ev in events {
                             shared.emit(ev);
                         }
+                    }
+                    Ok(Processed::Unlisted) => {
+                        tracing::warn!("envelope from a device not on its account's list dropped");
+                        shared.emit(ClientEvent::RejectedUnlistedDevice { from, message_id });
                     }
                     Ok(Processed::Rejected(why)) => {
                         tracing::warn!(reason = why, "undecryptable envelope dropped");
@@ -320,6 +343,45 @@ async fn read_pushes(
             }
         }
     }
+}
+
+/// Processes a delivery; one from a device not on its account's pinned list fetches the
+/// list again (the device may just have been linked) and is processed once more.
+async fn process(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    d: sealpost_wire::relay::Delivery,
+) -> Result<Processed, ClientError> {
+    let d = Arc::new(d);
+    let account = &d.sender.account;
+    if !shared.list_fresh(account) {
+        // A sender not seen for a while: learn (or refresh) its account's list first, so
+        // that a first message from a device the relay added is refused too.
+        let engine = shared.engine.clone();
+        let a = account.clone();
+        if blocking(move || engine.pinned_list(&a)).await?.is_none() {
+            match current_list(shared, conn, account, false).await {
+                Err(e) if e.is_connectivity() => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "sender's device list not fetched"),
+                Ok(_) => {}
+            }
+        }
+    }
+    let engine = shared.engine.clone();
+    let first = {
+        let d = d.clone();
+        blocking(move || engine.process_delivery(&d, now_ms())).await?
+    };
+    if !matches!(first, Processed::Unlisted) {
+        return Ok(first);
+    }
+    match current_list(shared, conn, &d.sender.account, true).await {
+        Err(e) if e.is_connectivity() => return Err(e),
+        Err(e) => tracing::debug!(error = %e, "sender's device list not fetched"),
+        Ok(_) => {}
+    }
+    let engine = shared.engine.clone();
+    blocking(move || engine.process_delivery(&d, now_ms())).await
 }
 
 #[cfg(test)]

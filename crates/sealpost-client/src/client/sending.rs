@@ -248,11 +248,7 @@ async fn send_entry(
         blocking(move || engine.check_sendable(&recipient)).await?;
     }
     if entry.envelopes.is_none() {
-        let mut devices = recipient_devices(shared, &recipient).await?;
-        if devices.is_empty() {
-            refresh_devices(shared, conn, &recipient, false).await?;
-            devices = recipient_devices(shared, &recipient).await?;
-        }
+        let devices = devices_for(shared, conn, &recipient, false).await?;
         entry = prepare(shared, conn, entry, devices).await?;
     }
     let envelopes = entry.envelopes.clone().unwrap_or_default();
@@ -268,8 +264,7 @@ async fn send_entry(
         Ok(ts) => Ok((entry, ts)),
         Err(e) if e.relay_code() == Some(ErrorCode::MismatchedDevices) => {
             tracing::debug!("recipient devices changed; refreshing");
-            refresh_devices(shared, conn, &recipient, true).await?;
-            let devices = recipient_devices(shared, &recipient).await?;
+            let devices = devices_for(shared, conn, &recipient, true).await?;
             entry = prepare(shared, conn, entry, devices).await?;
             let envelopes = entry.envelopes.clone().unwrap_or_default();
             let ts = conn
@@ -284,6 +279,39 @@ async fn send_entry(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The devices a message to `account` is encrypted to, with sessions started where
+/// needed. An account with a signed list (spec/devices.md 8.1): exactly the listed devices
+/// (never this one), each session bound to its listed identity. An account without one (a
+/// version-1 account): the devices the relay lists. `force` fetches the list (or the
+/// relay's devices) again even if it was fetched recently.
+async fn devices_for(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    account: &AccountId,
+    force: bool,
+) -> Result<Vec<DeviceId>, ClientError> {
+    if let Some(list) = current_list(shared, conn, account, force).await? {
+        sync_listed(shared, conn, &list).await?;
+        let me = &shared.engine.address;
+        return Ok(list
+            .entries()
+            .iter()
+            .map(|e| DeviceId(e.device_id))
+            .filter(|d| !(account == &me.account && *d == me.device))
+            .collect());
+    }
+    if force {
+        refresh_devices(shared, conn, account, true).await?;
+        return recipient_devices(shared, account).await;
+    }
+    let devices = recipient_devices(shared, account).await?;
+    if !devices.is_empty() {
+        return Ok(devices);
+    }
+    refresh_devices(shared, conn, account, false).await?;
+    recipient_devices(shared, account).await
 }
 
 async fn recipient_devices(
@@ -308,8 +336,7 @@ async fn prepare(
     if !left.is_empty() {
         // Gone, or registered again with another identity: the ordinary refresh forgets
         // them or starts sessions with their successors.
-        refresh_devices(shared, conn, &entry.recipient, true).await?;
-        devices = recipient_devices(shared, &entry.recipient).await?;
+        devices = devices_for(shared, conn, &entry.recipient, true).await?;
         if devices.is_empty() {
             return Err(ClientError::NoDevices);
         }
@@ -383,9 +410,10 @@ async fn refresh_devices(
     };
     let engine = shared.engine.clone();
     let account = account.clone();
-    let events =
-        blocking(move || engine.apply_refresh(&account, listed.as_deref(), &bundles, now_ms()))
-            .await?;
+    let events = blocking(move || {
+        engine.apply_refresh(&account, listed.as_deref(), &bundles, now_ms(), false)
+    })
+    .await?;
     for ev in events {
         shared.emit(ev);
     }

@@ -28,6 +28,9 @@ use std::sync::{Mutex, MutexGuard};
 
 mod rollback;
 
+pub use devices::PRIMARY_DEVICE_NAME;
+pub(crate) use devices::{ListedDevices, listed_infos};
+
 /// One-time X25519 prekeys the client keeps published.
 pub const ONE_TIME_PREKEY_TARGET: u32 = 100;
 /// One-time ML-KEM prekeys the client keeps published.
@@ -55,6 +58,9 @@ pub(crate) enum Processed {
     Accepted(Vec<ClientEvent>),
     /// Cannot be decrypted or is malformed: acknowledge and report.
     Rejected(&'static str),
+    /// From a device that is not on its account's pinned list: fetch the list again, then
+    /// process again or drop it (spec/devices.md 8.2). Nothing was changed.
+    Unlisted,
 }
 
 pub(crate) struct Engine {
@@ -96,6 +102,7 @@ impl Engine {
     }
 }
 
+mod devices;
 mod outbox;
 mod prekeys;
 mod receiving;

@@ -222,13 +222,17 @@ impl Engine {
 
     /// Applies what the relay said about an account's devices: with `listed`, forgets
     /// devices that are gone or whose identity changed; then starts a session from every
-    /// bundle for a device without a session of the same identity. One batch.
+    /// bundle for a device without a session of the same identity. One batch. With
+    /// `signed`, `listed` is the account's accepted signed list: its identities were
+    /// authorised by the account key, so a new device gives no identity event (the list
+    /// update reported it), and no bundle outside the list is used.
     pub(crate) fn apply_refresh(
         &self,
         account: &AccountId,
         listed: Option<&[DeviceInfo]>,
         bundles: &[PreKeyBundle],
         now_ms: u64,
+        signed: bool,
     ) -> Result<Vec<ClientEvent>, ClientError> {
         let _g = self.lock()?;
         let known = self.store.contacts(account)?;
@@ -293,7 +297,18 @@ impl Engine {
                     continue;
                 }
             };
-            if let Some(ev) =
+            if signed {
+                self.store.put_contact(
+                    &mut batch,
+                    &Contact {
+                        address: address.clone(),
+                        identity: *verified.identity(),
+                        first_seen: now_ms,
+                        changed_at: now_ms,
+                        verification: Verification::Unverified,
+                    },
+                );
+            } else if let Some(ev) =
                 self.note_identity(&mut batch, &address, verified.identity(), &known, now_ms)?
             {
                 events.push(ev);

@@ -16,6 +16,15 @@ impl Engine {
         if self.store.is_processed(&d.sender, &message_id)? {
             return Ok(Processed::Duplicate);
         }
+        // An account with a signed list sends only from its listed devices, each with its
+        // listed identity (spec/devices.md 8.2).
+        let listed_identity = match self.pinned_list(&d.sender.account)? {
+            Some(list) => match list.device(d.sender.device.0) {
+                Some(entry) => Some(entry.identity),
+                None => return Ok(Processed::Unlisted),
+            },
+            None => None,
+        };
         let Ok(msg) = SessionMessage::decode(&d.envelope) else {
             return Ok(Processed::Rejected("envelope is not a session message"));
         };
@@ -107,6 +116,11 @@ impl Engine {
             return Ok(Processed::Rejected("message id does not match the content"));
         }
         let identity = *session.remote_identity();
+        if listed_identity.is_some_and(|l| l != identity.to_wire()) {
+            return Ok(Processed::Rejected(
+                "the sender's identity is not the one on its device list",
+            ));
+        }
         let known = self.store.contacts(&d.sender.account)?;
         let mut events = Vec::new();
         if let Some(ev) = self.note_identity(&mut batch, &d.sender, &identity, &known, now_ms)? {

@@ -82,6 +82,13 @@ impl Engine {
     /// Whether sending to `account` is held: a device of the verified account has an
     /// identity the user has not approved.
     pub(super) fn held(&self, account: &AccountId) -> Result<bool, ClientError> {
+        if self
+            .store
+            .list_pin(account)?
+            .is_some_and(|p| p.verification == Verification::ChangedSinceVerified)
+        {
+            return Ok(true);
+        }
         Ok(self
             .store
             .contacts(account)?
@@ -95,6 +102,56 @@ impl Engine {
             return Err(ClientError::UnapprovedIdentity);
         }
         Ok(())
+    }
+
+    /// The safety number with `account` over both account keys (fingerprint version 1,
+    /// spec/devices.md 8.4), when this account and `account` both have lists; with the
+    /// pin.
+    pub(crate) fn account_safety_number(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<(crate::store::ListPin, SafetyNumber)>, ClientError> {
+        let Some(own) = self.own_devices()? else {
+            return Ok(None);
+        };
+        let Some(pin) = self.store.list_pin(account)? else {
+            return Ok(None);
+        };
+        let number = SafetyNumber::for_account_keys(
+            &own.list.account_key().to_bytes(),
+            &self.address.account,
+            &pin.list.account_key().to_bytes(),
+            account,
+        );
+        Ok(Some((pin, number)))
+    }
+
+    /// The verification state shown for a device: its account's when both accounts have
+    /// lists, else the contact's.
+    pub(crate) fn verification(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<Verification, ClientError> {
+        if let Some((pin, _)) = self.account_safety_number(&address.account)?
+            && pin.list.device(address.device.0).is_some()
+        {
+            return Ok(pin.verification);
+        }
+        Ok(self.safety_number(address)?.0.verification)
+    }
+
+    /// The safety number shown for a device: over account keys when both accounts have
+    /// lists, else over the device identities.
+    pub(crate) fn shown_safety_number(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<SafetyNumber, ClientError> {
+        if let Some((pin, number)) = self.account_safety_number(&address.account)?
+            && pin.list.device(address.device.0).is_some()
+        {
+            return Ok(number);
+        }
+        Ok(self.safety_number(address)?.1)
     }
 
     /// The safety number with a known device.
@@ -123,8 +180,27 @@ impl Engine {
         digits: &str,
     ) -> Result<(), ClientError> {
         let _g = self.lock()?;
-        let (mut contact, number) = self.safety_number(address)?;
         let given: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
+        if let Some((mut pin, number)) = self.account_safety_number(&address.account)?
+            && pin.list.device(address.device.0).is_some()
+        {
+            if given != number.digits() {
+                return Err(ClientError::SafetyNumberMismatch);
+            }
+            pin.verification = Verification::Verified;
+            let mut batch = Batch::new();
+            self.store.put_list_pin(&mut batch, &pin);
+            // The account is verified as a whole: no device of it holds sending any more.
+            for mut c in self.store.contacts(&address.account)? {
+                if c.verification == Verification::ChangedSinceVerified {
+                    c.verification = Verification::Unverified;
+                    self.store.put_contact(&mut batch, &c);
+                }
+            }
+            self.store.commit(batch)?;
+            return Ok(());
+        }
+        let (mut contact, number) = self.safety_number(address)?;
         if given != number.digits() {
             return Err(ClientError::SafetyNumberMismatch);
         }
@@ -141,6 +217,13 @@ impl Engine {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         let mut approved = 0;
+        if let Some(mut pin) = self.store.list_pin(account)?
+            && pin.verification == Verification::ChangedSinceVerified
+        {
+            pin.verification = Verification::Unverified;
+            self.store.put_list_pin(&mut batch, &pin);
+            approved += 1;
+        }
         for mut c in self.store.contacts(account)? {
             if c.verification == Verification::ChangedSinceVerified {
                 c.verification = Verification::Unverified;

@@ -82,6 +82,90 @@ impl StoreError {
     }
 }
 
+/// Why a served device list was refused (spec/devices.md sections 4 and 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceListRefusal {
+    /// It does not decode or verify for the account (signature, bindings, roles).
+    #[error("the device list does not verify")]
+    Invalid,
+    /// It is older than the pinned list.
+    #[error("device list rolled back from version {pinned} to {offered}")]
+    RolledBack {
+        /// The pinned version.
+        pinned: u64,
+        /// The offered version.
+        offered: u64,
+    },
+    /// A different list with the pinned version.
+    #[error("two different device lists with version {version}")]
+    Equivocation {
+        /// The version.
+        version: u64,
+    },
+    /// A device id was used again (or `next_device_id` went down).
+    #[error("device id {device_id} reused")]
+    DeviceIdReused {
+        /// The id.
+        device_id: u32,
+    },
+    /// A listed device kept its id but not its identity.
+    #[error("device {device_id} changed its identity")]
+    IdentityChanged {
+        /// The device.
+        device_id: u32,
+    },
+    /// The relay serves no list for an account that had one.
+    #[error("the relay serves no device list for an account that had one")]
+    Missing,
+}
+
+impl DeviceListRefusal {
+    pub(crate) fn of(e: sealpost_devices::UpdateError) -> Option<Self> {
+        use sealpost_devices::UpdateError as U;
+        match e {
+            U::AccountKeyChanged => None,
+            U::RolledBack { pinned, offered } => Some(Self::RolledBack { pinned, offered }),
+            U::Equivocation { version } => Some(Self::Equivocation { version }),
+            U::DeviceIdReused { device_id } => Some(Self::DeviceIdReused { device_id }),
+            U::IdentityChanged { device_id } => Some(Self::IdentityChanged { device_id }),
+            // Kinds added later are refusals too.
+            _ => Some(Self::Invalid),
+        }
+    }
+}
+
+/// Why linking failed (spec/devices.md section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkFailure {
+    /// The invitation text is not `sealpost-link:` and 152 base64url characters.
+    #[error("not a link invitation")]
+    InvalidInvitation,
+    /// The provisioning message does not open or does not name this device.
+    #[error("the provisioning message is not valid for this device")]
+    InvalidProvisioning,
+    /// The list is full, or the device id is not on it, or the role is not allowed.
+    #[error("the device list cannot take this change")]
+    List,
+    /// The provisioning id expired before the key holder answered.
+    #[error("the link invitation expired")]
+    Expired,
+}
+
+impl LinkFailure {
+    pub(crate) fn of(e: sealpost_devices::LinkError) -> Self {
+        use sealpost_devices::LinkError as L;
+        match e {
+            L::InvalidInvitation => Self::InvalidInvitation,
+            L::Decode(_) | L::NonContributory | L::Decrypt | L::NotListed | L::WrongKey => {
+                Self::InvalidProvisioning
+            }
+            _ => Self::List,
+        }
+    }
+}
+
 /// Errors of the client SDK.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -226,6 +310,19 @@ pub enum ClientError {
     /// The safety number given does not match the contact's current identity.
     #[error("the safety number does not match")]
     SafetyNumberMismatch,
+    /// The recipient's device list was refused ([`crate::ClientEvent::DeviceListRefused`]):
+    /// nothing is encrypted to an account whose list cannot be trusted. Permanent for the
+    /// message; the next message fetches the list again.
+    #[error("device list refused: {0}")]
+    DeviceListRefused(DeviceListRefusal),
+    /// A linking step failed: the invitation or provisioning message is not valid, or the
+    /// device list cannot take the device.
+    #[error("linking failed: {0}")]
+    Link(LinkFailure),
+    /// This device does not hold the account key: only the key holder links and removes
+    /// devices.
+    #[error("this device does not hold the account key")]
+    NotKeyHolder,
     /// An outgoing message failed transiently `attempts` times in a row
     /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -312,7 +409,10 @@ impl ClientError {
             | Self::Pin(_)
             | Self::PinMismatch { .. }
             | Self::NoRelayAddress
-            | Self::SendAttemptsExhausted { .. } => true,
+            | Self::SendAttemptsExhausted { .. }
+            | Self::DeviceListRefused(_)
+            | Self::Link(_)
+            | Self::NotKeyHolder => true,
         }
     }
 

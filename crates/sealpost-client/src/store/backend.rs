@@ -26,11 +26,13 @@ pub enum Table {
     Processed,
     /// The two-step PIN: master secret, local verifier, reminder state (one row).
     Pin,
+    /// The pinned device list of each contact account (spec/client-store.md 5.10).
+    Devices,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Account,
         Table::PreKeys,
         Table::Contacts,
@@ -39,6 +41,7 @@ impl Table {
         Table::Outbox,
         Table::Processed,
         Table::Pin,
+        Table::Devices,
     ];
 
     /// The table's name, bound into every record's associated data.
@@ -52,6 +55,7 @@ impl Table {
             Self::Outbox => "outbox",
             Self::Processed => "processed",
             Self::Pin => "pin",
+            Self::Devices => "devices",
         }
     }
 
@@ -66,6 +70,7 @@ impl Table {
             Self::Outbox => 6,
             Self::Processed => 7,
             Self::Pin => 8,
+            Self::Devices => 9,
         }
     }
 }

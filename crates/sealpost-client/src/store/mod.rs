@@ -7,6 +7,7 @@
 
 mod backend;
 mod crypt;
+mod devices;
 mod open;
 mod records;
 mod sqlite;
@@ -23,6 +24,7 @@ pub use records::{
 };
 pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
+pub(crate) use devices::{ListPin, OwnDevices};
 pub(crate) use records::{
     AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, SenderState,
     decode_history, decode_session, encode_history, encode_session,

@@ -20,11 +20,11 @@ pub const OUTBOX_RECORD_VERSION: u8 = 2;
 /// Most retired prekeys remembered for later deletion.
 pub(crate) const MAX_RETIRED: usize = 32;
 
-fn malformed(table: &'static str) -> impl Fn(DecodeError) -> StoreError {
+pub(super) fn malformed(table: &'static str) -> impl Fn(DecodeError) -> StoreError {
     move |error| StoreError::Malformed { table, error }
 }
 
-fn start(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+pub(super) fn start(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     let v = r.u8()?;
     if v != RECORD_PLAINTEXT_VERSION {
         return Err(DecodeError::UnsupportedVersion(v));
@@ -218,7 +218,7 @@ pub enum Verification {
 }
 
 impl Verification {
-    fn code(self) -> u8 {
+    pub(super) fn code(self) -> u8 {
         match self {
             Self::Unverified => 0,
             Self::Verified => 1,
@@ -226,7 +226,7 @@ impl Verification {
         }
     }
 
-    fn from_code(value: u8) -> Result<Self, DecodeError> {
+    pub(super) fn from_code(value: u8) -> Result<Self, DecodeError> {
         match value {
             0 => Ok(Self::Unverified),
             1 => Ok(Self::Verified),

@@ -31,6 +31,8 @@ const MAX_PUSH_STREAMS: u32 = 256;
 /// [`DEAD_AFTER_TIMEOUTS`] requests in a row timed out.
 const CLOSE_UNRESPONSIVE: u32 = 0;
 
+mod devices;
+
 /// Prekey counts the relay reports: `(one-time X25519, one-time KEM)`.
 pub(crate) type PreKeyCounts = (u32, u32);
 

@@ -77,13 +77,13 @@ fn conversation_dedupe_and_routing() {
     let mut sid = 0;
     // First contact: no safety-number event (trust on first use).
     let evs = alice
-        .apply_refresh(&bob.address.account, None, &[b_bundle], 1)
+        .apply_refresh(&bob.address.account, None, &[b_bundle], 1, false)
         .unwrap();
     assert!(evs.is_empty());
     let d = send(&alice, &bob, "hello bob", &mut sid);
     assert_eq!(d.len(), 1);
     // Bob simultaneously starts his own session with Alice.
-    bob.apply_refresh(&alice.address.account, None, &[a_bundle], 1)
+    bob.apply_refresh(&alice.address.account, None, &[a_bundle], 1, false)
         .unwrap();
     let d2 = send(&bob, &alice, "hello alice", &mut sid);
 
@@ -154,13 +154,19 @@ fn relabelled_sender_is_rejected_and_changes_no_identity() {
     let bob = engine("+15550000002", 1);
     let mallory = engine("+15550000003", 1);
     let b_bundle = bundle(&bob);
-    bob.apply_refresh(&mallory.address.account, None, &[bundle(&mallory)], 1)
-        .unwrap();
+    bob.apply_refresh(
+        &mallory.address.account,
+        None,
+        &[bundle(&mallory)],
+        1,
+        false,
+    )
+    .unwrap();
     let mallory_identity = mallory.identity.public();
     let stored = |b: &Engine| b.store.contact(&mallory.address).unwrap().unwrap().identity;
     assert_eq!(stored(&bob), mallory_identity);
     alice
-        .apply_refresh(&bob.address.account, None, &[b_bundle], 1)
+        .apply_refresh(&bob.address.account, None, &[b_bundle], 1, false)
         .unwrap();
     let mut sid = 0;
     let mut d = send(&alice, &bob, "pay 100 EUR", &mut sid);
@@ -223,6 +229,7 @@ fn legacy_session_is_replaced_by_a_new_handshake() {
             None,
             std::slice::from_ref(&b_bundle),
             1,
+            false,
         )
         .unwrap();
     let peer = DeviceAddress::new(bob.address.account.clone(), DeviceId(1));
@@ -254,7 +261,7 @@ fn legacy_session_is_replaced_by_a_new_handshake() {
         vec![1]
     );
     let events = alice
-        .apply_refresh(&bob.address.account, Some(&listed), &[b_bundle], 2)
+        .apply_refresh(&bob.address.account, Some(&listed), &[b_bundle], 2, false)
         .unwrap();
     assert!(events.is_empty(), "no safety-number change: {events:?}");
     assert_eq!(
@@ -274,7 +281,7 @@ fn safety_number_change_on_reregistration() {
     let alice = engine("+15550000001", 1);
     let bob = engine("+15550000002", 1);
     alice
-        .apply_refresh(&bob.address.account, None, &[bundle(&bob)], 1)
+        .apply_refresh(&bob.address.account, None, &[bundle(&bob)], 1, false)
         .unwrap();
     // Bob re-registers on a new phone: device 2 with a new identity; device 1 is gone.
     let bob2 = engine("+15550000002", 2);
@@ -290,7 +297,7 @@ fn safety_number_change_on_reregistration() {
         vec![2]
     );
     let evs = alice
-        .apply_refresh(&bob.address.account, Some(&listed), &[b2], 2)
+        .apply_refresh(&bob.address.account, Some(&listed), &[b2], 2, false)
         .unwrap();
     assert_eq!(
         evs,
@@ -318,7 +325,7 @@ fn a_verified_contacts_new_identity_holds_sending_until_approved() {
     let alice = engine("+15550000001", 1);
     let bob = engine("+15550000002", 1);
     alice
-        .apply_refresh(&bob.address.account, None, &[bundle(&bob)], 1)
+        .apply_refresh(&bob.address.account, None, &[bundle(&bob)], 1, false)
         .unwrap();
     let bob1 = DeviceAddress::new(bob.address.account.clone(), DeviceId(1));
     let (_, number) = alice.safety_number(&bob1).unwrap();
@@ -341,7 +348,13 @@ fn a_verified_contacts_new_identity_holds_sending_until_approved() {
         identity: bob2.identity.public().to_wire(),
     }];
     let evs = alice
-        .apply_refresh(&bob.address.account, Some(&listed), &[bundle(&bob2)], 2)
+        .apply_refresh(
+            &bob.address.account,
+            Some(&listed),
+            &[bundle(&bob2)],
+            2,
+            false,
+        )
         .unwrap();
     assert_eq!(
         evs,
@@ -382,7 +395,13 @@ fn a_verified_contacts_new_identity_holds_sending_until_approved() {
         identity: bob3.identity.public().to_wire(),
     }];
     let evs = alice
-        .apply_refresh(&bob.address.account, Some(&listed), &[bundle(&bob3)], 3)
+        .apply_refresh(
+            &bob.address.account,
+            Some(&listed),
+            &[bundle(&bob3)],
+            3,
+            false,
+        )
         .unwrap();
     assert_eq!(
         evs,

@@ -29,7 +29,7 @@ fn rollback_sets_sessions_aside_until_renewed() {
     let b_account = bob.address.account.clone();
     let bob_1 = DeviceAddress::new(b_account.clone(), DeviceId(1));
     alice
-        .apply_refresh(&b_account, None, &[bundle(&bob)], 1)
+        .apply_refresh(&b_account, None, &[bundle(&bob)], 1, false)
         .unwrap();
     let mut sid = 0;
     let d = send(&alice, &bob, "hi", &mut sid);
@@ -162,7 +162,7 @@ fn entry_prepared_before_the_backup_is_resent_unchanged() {
     };
     let bob = engine("+15550000002", 1);
     let b_account = bob.address.account.clone();
-    live.apply_refresh(&b_account, None, &[bundle(&bob)], 1)
+    live.apply_refresh(&b_account, None, &[bundle(&bob)], 1, false)
         .unwrap();
     let mut sid = 0;
     let x = send(&live, &bob, "x", &mut sid);

@@ -1,0 +1,138 @@
+//! Signed device lists in the async client (spec/devices.md section 8): publishing this
+//! account's list, fetching and pinning contacts' lists before encrypting, and the cache
+//! that keeps a list from being fetched for every message.
+
+use super::*;
+use crate::engine::{ListedDevices, listed_infos};
+use sealpost_devices::VerifiedDeviceList;
+
+/// A contact's list is fetched again before sending when it was last fetched longer ago
+/// than this (and at once on `MismatchedDevices` or an envelope from an unlisted device);
+/// the default of [`crate::ClientConfig::device_list_refresh`].
+pub const DEVICE_LIST_REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// Publishes this account's list if the relay has not confirmed it yet (spec/devices.md
+/// 8.5: a new account, or a version-1 store upgrading). Retry-safe: the list (and account
+/// key) is committed before the request, and a list the relay already holds byte for byte
+/// counts as published.
+pub(super) async fn publish_own_list(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+) -> Result<(), ClientError> {
+    let engine = shared.engine.clone();
+    let Some(list) = blocking(move || engine.list_to_publish(now_ms())).await? else {
+        return Ok(());
+    };
+    let bytes = list.encode()?;
+    match conn.publish_device_list(list).await {
+        Ok(version) => {
+            tracing::info!(version, "device list published");
+        }
+        Err(e)
+            if matches!(
+                e.relay_code(),
+                Some(ErrorCode::StaleDeviceList | ErrorCode::InvalidDeviceList)
+            ) =>
+        {
+            // Published before (the answer was lost)? Then the relay serves exactly it.
+            let account = shared.engine.address.account.clone();
+            let served = conn.fetch_device_list(&account).await?;
+            if served.map(|l| l.encode()).transpose()?.as_deref() != Some(&bytes[..]) {
+                tracing::error!(error = %e, "the relay refused this account's device list");
+                return Err(e);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let engine = shared.engine.clone();
+    blocking(move || engine.own_list_published(&bytes)).await?;
+    Ok(())
+}
+
+impl Shared {
+    /// Whether `account`'s list was fetched less than [`DEVICE_LIST_REFRESH`] ago.
+    pub(super) fn list_fresh(&self, account: &AccountId) -> bool {
+        self.list_checked.lock().is_ok_and(|m| {
+            m.get(account)
+                .is_some_and(|at| at.elapsed() < self.config.device_list_refresh)
+        })
+    }
+
+    fn list_fetched(&self, account: &AccountId) {
+        if let Ok(mut m) = self.list_checked.lock() {
+            m.insert(account.clone(), tokio::time::Instant::now());
+        }
+    }
+}
+
+/// `account`'s accepted list, fetched from the relay and checked against the pin
+/// (spec/devices.md section 5) unless it was fetched recently and `force` is off; `None`
+/// for an account without a list. Reports the events of an accepted update; a refused list
+/// is reported as [`ClientEvent::DeviceListRefused`] and returned as the error.
+pub(super) async fn current_list(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    account: &AccountId,
+    force: bool,
+) -> Result<Option<VerifiedDeviceList>, ClientError> {
+    if !force && shared.list_fresh(account) {
+        let engine = shared.engine.clone();
+        let a = account.clone();
+        let pinned = blocking(move || Ok(engine.store.list_pin(&a)?)).await?;
+        return Ok(pinned.map(|p| p.list));
+    }
+    let fetched = conn.fetch_device_list(account).await?;
+    let engine = shared.engine.clone();
+    let a = account.clone();
+    match blocking(move || engine.apply_fetched_list(&a, fetched)).await {
+        Ok((listed, events)) => {
+            shared.list_fetched(account);
+            for ev in events {
+                shared.emit(ev);
+            }
+            Ok(match listed {
+                ListedDevices::Listed(list) => Some(list),
+                ListedDevices::Unlisted => None,
+            })
+        }
+        Err(ClientError::DeviceListRefused(reason)) => {
+            tracing::warn!(%reason, "device list refused");
+            shared.emit(ClientEvent::DeviceListRefused {
+                account: account.clone(),
+                reason,
+            });
+            Err(ClientError::DeviceListRefused(reason))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts sessions with the listed devices that have none with their listed identity
+/// (bundles whose identity is not the listed one are not used), and forgets devices the
+/// list does not name.
+pub(super) async fn sync_listed(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    list: &VerifiedDeviceList,
+) -> Result<(), ClientError> {
+    let engine = shared.engine.clone();
+    let l = list.clone();
+    let missing = blocking(move || engine.missing_listed(&l)).await?;
+    let account = list.account().clone();
+    let bundles = if missing.is_empty() {
+        Vec::new()
+    } else {
+        let mut b = conn.fetch_bundles(&account).await?;
+        b.retain(|x| missing.contains(&x.device_id));
+        b
+    };
+    let listed = listed_infos(list);
+    let engine = shared.engine.clone();
+    let events =
+        blocking(move || engine.apply_refresh(&account, Some(&listed), &bundles, now_ms(), true))
+            .await?;
+    for ev in events {
+        shared.emit(ev);
+    }
+    Ok(())
+}

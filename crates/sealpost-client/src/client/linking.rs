@@ -1,0 +1,264 @@
+//! Linking devices (spec/devices.md section 6): the new device's side ([`Client::link`],
+//! [`PendingLink`]) and the key holder's ([`Client::link_device`], [`Client::remove_device`],
+//! [`Client::own_devices`]).
+
+use super::*;
+use crate::error::LinkFailure;
+use crate::event::DeviceInfo;
+use crate::store::OwnDevices;
+use sealpost_devices::{
+    DeviceListPin, DeviceRole, LinkRequest, RoleFamily, Update, VerifiedDeviceList,
+    parse_invitation, seal_provisioning,
+};
+use sealpost_wire::devices::{DeviceName, ProvisioningEnvelope};
+
+/// A new device waiting to be linked to an account: show [`PendingLink::invitation_text`]
+/// (as text or a QR code) to the account's key holder, who passes it to
+/// [`Client::link_device`]; then [`PendingLink::complete`] finishes.
+pub struct PendingLink {
+    store: Store,
+    config: ClientConfig,
+    transport: Transport,
+    conn: Connection,
+    identity: IdentityKeyPair,
+    request: LinkRequest,
+    expires_at: tokio::time::Instant,
+}
+
+impl std::fmt::Debug for PendingLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLink").finish_non_exhaustive()
+    }
+}
+
+fn link_error(e: sealpost_devices::LinkError) -> ClientError {
+    ClientError::Link(LinkFailure::of(e))
+}
+
+impl Client {
+    /// Starts linking a new device (this store) to an existing account: connects, opens a
+    /// provisioning address at the relay (valid for 10 minutes) and makes the invitation.
+    /// The store must not hold a registered device ([`ClientError::AlreadyRegistered`]).
+    pub async fn link(store: Store, config: ClientConfig) -> Result<PendingLink, ClientError> {
+        let s = store.clone();
+        blocking(move || match s.account()? {
+            Some(a) if a.device.is_some() => Err(ClientError::AlreadyRegistered),
+            _ => Ok(()),
+        })
+        .await?;
+        let transport = Transport::new(&config)?;
+        let conn = transport.connect().await?;
+        let (provisioning_id, expires_in) = conn.open_provisioning().await?;
+        let identity = IdentityKeyPair::generate(&mut rand::rng());
+        let request = LinkRequest::new(
+            &mut rand::rng(),
+            provisioning_id,
+            identity.public().to_wire(),
+        );
+        Ok(PendingLink {
+            store,
+            config,
+            transport,
+            conn,
+            identity,
+            request,
+            expires_at: tokio::time::Instant::now() + Duration::from_secs(u64::from(expires_in)),
+        })
+    }
+
+    /// On the key holder: links the device that shows `invitation` (its text,
+    /// `sealpost-link:...`) under the display name `name`: signs the next list with it and
+    /// sends it the provisioning message through the relay. Returns the new device's id;
+    /// the device joins when it completes ([`PendingLink::complete`]). Needs a connection.
+    pub async fn link_device(&self, invitation: &str, name: &str) -> Result<DeviceId, ClientError> {
+        let invitation = parse_invitation(invitation).map_err(link_error)?;
+        let provisioning_id = invitation.provisioning_id;
+        let name = DeviceName::new(name).map_err(|_| ClientError::Link(LinkFailure::List))?;
+        let shared = self.shared()?;
+        let conn = shared.connection()?;
+        let current = refresh_own_list(&shared, &conn)
+            .await?
+            .ok_or(ClientError::NotKeyHolder)?;
+        let engine = shared.engine.clone();
+        let (id, envelope) = blocking(move || {
+            let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
+            let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
+            let role = match current.family() {
+                RoleFamily::Consumer => DeviceRole::Linked,
+                _ => DeviceRole::Agent,
+            };
+            let body = key
+                .link_device(&current, invitation.identity, role, name, now_ms())
+                .map_err(link_error)?;
+            let sealed =
+                seal_provisioning(&mut rand::rng(), &invitation, &body).map_err(link_error)?;
+            let envelope = ProvisioningEnvelope::decode(&sealed)?;
+            Ok((body.device_id, envelope))
+        })
+        .await?;
+        conn.provision(provisioning_id, envelope).await?;
+        Ok(DeviceId(id))
+    }
+
+    /// On the key holder: unlinks device `device`: publishes the next list without it.
+    /// The relay removes the device at once; contacts stop encrypting to it when they see
+    /// the new list. Needs a connection.
+    pub async fn remove_device(&self, device: DeviceId) -> Result<(), ClientError> {
+        let shared = self.shared()?;
+        let conn = shared.connection()?;
+        let current = refresh_own_list(&shared, &conn)
+            .await?
+            .ok_or(ClientError::NotKeyHolder)?;
+        let engine = shared.engine.clone();
+        let next = blocking(move || {
+            let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
+            let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
+            key.remove_device(&current, device.0, now_ms())
+                .map_err(link_error)
+        })
+        .await?;
+        conn.publish_device_list(next.signed().clone()).await?;
+        let engine = shared.engine.clone();
+        blocking(move || engine.set_own_list(next)).await
+    }
+
+    /// This account's devices as its signed list names them (id, name, role): fetched
+    /// from the relay when connected (and checked against the stored list with the update
+    /// rule), else as last known. Empty for a store that has no list yet.
+    pub async fn own_devices(&self) -> Result<Vec<DeviceInfo>, ClientError> {
+        let shared = self.shared()?;
+        let list = match shared.connection() {
+            Ok(conn) => refresh_own_list(&shared, &conn).await?,
+            Err(_) => {
+                let engine = shared.engine.clone();
+                blocking(move || Ok(engine.own_devices()?.map(|o| o.list))).await?
+            }
+        };
+        Ok(list
+            .map(|l| l.entries().iter().map(DeviceInfo::of).collect())
+            .unwrap_or_default())
+    }
+}
+
+/// Fetches this account's list from the relay and, when it is a valid newer list under
+/// the same account key (the update rule, spec/devices.md section 5), stores it as the own
+/// list. Returns the own list (`None` before this account has one).
+async fn refresh_own_list(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+) -> Result<Option<VerifiedDeviceList>, ClientError> {
+    let engine = shared.engine.clone();
+    if blocking(move || engine.own_devices()).await?.is_none() {
+        return Ok(None);
+    }
+    let account = shared.engine.address.account.clone();
+    let fetched = conn.fetch_device_list(&account).await?;
+    let engine = shared.engine.clone();
+    blocking(move || {
+        let Some(own) = engine.own_devices()? else {
+            return Ok(None);
+        };
+        let Some(fetched) = fetched else {
+            return Ok(Some(own.list));
+        };
+        let bytes = fetched.encode()?;
+        let Ok(list) = VerifiedDeviceList::verify(&bytes, &account) else {
+            return Err(ClientError::DeviceListRefused(
+                crate::DeviceListRefusal::Invalid,
+            ));
+        };
+        match DeviceListPin::new(own.list.clone()).check(&list) {
+            Ok(Update::Advanced(_)) => {
+                engine.set_own_list(list.clone())?;
+                Ok(Some(list))
+            }
+            Ok(Update::Unchanged) => Ok(Some(own.list)),
+            Err(e) => Err(ClientError::DeviceListRefused(
+                crate::DeviceListRefusal::of(e).unwrap_or(crate::DeviceListRefusal::Invalid),
+            )),
+        }
+    })
+    .await
+}
+
+impl PendingLink {
+    /// The invitation to show the key holder: `sealpost-link:` and 152 base64url
+    /// characters (spec/devices.md 6.2); also the content of the QR code.
+    pub fn invitation_text(&self) -> String {
+        self.request.invitation_text()
+    }
+
+    /// Waits for the key holder's provisioning message (until the invitation expires:
+    /// [`LinkFailure::Expired`]), checks it, joins the account (`LinkDevice`), stores the
+    /// device and its account's list, authenticates and publishes prekeys. Returns the
+    /// running client, like [`Client::open`].
+    pub async fn complete(self) -> Result<(Client, EventReceiver), ClientError> {
+        let link = loop {
+            let pushes =
+                match tokio::time::timeout_at(self.expires_at, self.conn.accept_pushes()).await {
+                    Err(_) => return Err(ClientError::Link(LinkFailure::Expired)),
+                    Ok(r) => r?,
+                };
+            let opened = pushes.into_iter().find_map(|p| match p {
+                Push::Provisioning { envelope, .. } => Some(self.request.open(&envelope.encode())),
+                _ => None,
+            });
+            match opened {
+                Some(Ok(link)) => break link,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "provisioning message refused");
+                    return Err(link_error(e));
+                }
+                None => continue,
+            }
+        };
+        let account = link.account().clone();
+        let device = link.device_id();
+        let identity = self.identity;
+        let list = link.complete(|m| identity.sign(m)).map_err(link_error)?;
+        let device_id = self
+            .conn
+            .link_device(list.signed().clone(), list.as_bytes(), device, &identity)
+            .await?;
+        if device_id != device {
+            return Err(ClientError::protocol(
+                ProtocolViolation::UnexpectedResponse {
+                    request: "LinkDevice",
+                    response: "Registered with another device id",
+                },
+            ));
+        }
+        let record = AccountRecord {
+            identity,
+            account,
+            device: Some(DeviceId(device_id)),
+            registered_at: now_ms(),
+        };
+        let s = self.store.clone();
+        let saved = record.clone();
+        blocking(move || {
+            let mut batch = Batch::new();
+            s.put_account(&mut batch, &saved);
+            s.put_own_devices(
+                &mut batch,
+                &OwnDevices {
+                    account_key: None,
+                    list,
+                    published: true,
+                },
+            );
+            Ok(s.commit(batch)?)
+        })
+        .await?;
+        tracing::info!(device = device_id, "device linked");
+        let engine = Arc::new(Engine::new(self.store, &record, self.config.session)?);
+        let ((one_time, kem), _queued, _sender_seq) = self
+            .conn
+            .authenticate(&engine.identity, &engine.address)
+            .await?;
+        let (shared, events) = Client::start(engine, self.config, self.transport, true);
+        shared.set_prekey_counts((one_time, kem));
+        maintain_prekeys(&shared, &self.conn).await?;
+        Ok((Client::launch(shared, Some(self.conn)), events))
+    }
+}

@@ -1,0 +1,513 @@
+//! Linked devices over real QUIC (spec/devices.md section 8): lists published by new and
+//! upgraded accounts, linking, fan-out to exactly the listed devices, unlinking, and a relay
+//! that adds a device or serves an older list on its own (it is stopped and its SQLite
+//! store written through the relay's store API, bypassing every check).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::*;
+use sealpost_client::{
+    Client, ClientError, ClientEvent, ConnectionState, DeviceId, DeviceInfo, DeviceListRefusal,
+    DeviceRole, ErrorCode, PRIMARY_DEVICE_NAME, Verification, hazmat,
+};
+use sealpost_relay::store::NewDeviceList;
+use sealpost_relay::{Limits, RelayConfig, RelayHandle, SqliteStore, Store as _};
+use sealpost_session::IdentityKeyPair;
+use sealpost_wire::{DeviceAddress, IdentityBytes};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ALICE: &str = "+15550002001";
+const BOB: &str = "+15550002002";
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A relay that also serves its Prometheus metrics (one per test process: the recorder is
+/// global).
+async fn start_relay_with_metrics(dir: &Path, codes: &Arc<Codes>) -> RelayHandle {
+    init_logs();
+    let mut config = RelayConfig::for_tests(dir);
+    config.listen = any_port();
+    config.limits = bulk_limits();
+    config.shutdown_grace_secs = 2;
+    config.code_sender = Some(codes.clone());
+    config.metrics_listen = Some(any_port());
+    sealpost_relay::Relay::start(config).await.unwrap()
+}
+
+/// How many `Send` requests the relay has answered (its request-duration histogram).
+fn sends(relay: &RelayHandle) -> u64 {
+    let mut conn = std::net::TcpStream::connect(relay.metrics_addr().unwrap()).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find(|l| {
+            l.starts_with("sealpost_request_duration_seconds_count") && l.contains("kind=\"send\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+fn info(id: u32, name: &str, role: DeviceRole) -> DeviceInfo {
+    DeviceInfo {
+        id: DeviceId(id),
+        name: name.to_owned(),
+        role,
+    }
+}
+
+async fn wait_connected(client: &Client) {
+    let mut state = client.connection_state();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        state.wait_for(|s| matches!(s, ConnectionState::Connected { .. })),
+    )
+    .await
+    .expect("connected in time")
+    .unwrap();
+}
+
+/// Links a new device (store `name`) to `primary`'s account as `device_name`.
+async fn link(
+    home: &Path,
+    name: &str,
+    config: &sealpost_client::ClientConfig,
+    primary: &Client,
+    device_name: &str,
+) -> (Client, Collector) {
+    let pending = Client::link(open_store(home, name), config.clone())
+        .await
+        .unwrap();
+    let text = pending.invitation_text();
+    assert!(text.starts_with("sealpost-link:"));
+    let id = primary.link_device(&text, device_name).await.unwrap();
+    let (client, rx) = pending.complete().await.unwrap();
+    assert_eq!(client.address().device, id);
+    assert_eq!(client.address().account, primary.address().account);
+    let seen = Collector::default();
+    seen.spawn(rx);
+    (client, seen)
+}
+
+/// A new account publishes list version 1; a second device links end to end; a message to
+/// the account reaches each device exactly once; a sender whose cached list is stale is
+/// corrected by the relay's `MismatchedDevices` with exactly one retry (two `Send`s); unlinking
+/// closes the removed device's connection and senders stop encrypting to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_fan_out_stale_set_and_unlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay_with_metrics(&dir.path().join("relay"), &codes).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (a_seen, b_seen) = (Collector::default(), Collector::default());
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+
+    // Registration published list version 1 with the one device as primary.
+    assert_eq!(
+        alice.own_devices().await.unwrap(),
+        vec![info(1, PRIMARY_DEVICE_NAME, DeviceRole::Primary)]
+    );
+
+    // Bob pins Alice's first list.
+    bob.send_text(&acct(ALICE), "hello").await.unwrap();
+    a_seen.wait("hello", 30, |c| c.count() == 1).await;
+
+    // Alice links a laptop.
+    let (laptop, l_seen) = link(dir.path(), "alice-laptop", &config, &alice, "Laptop").await;
+    assert_eq!(laptop.address().device, DeviceId(2));
+    assert_eq!(
+        alice.own_devices().await.unwrap(),
+        vec![
+            info(1, PRIMARY_DEVICE_NAME, DeviceRole::Primary),
+            info(2, "Laptop", DeviceRole::Linked)
+        ]
+    );
+
+    // Bob's cached list names only the phone: the relay answers MismatchedDevices, Bob
+    // fetches the list, accepts version 2 and retries exactly once.
+    let before = sends(&relay);
+    let id = bob.send_text(&acct(ALICE), "to both").await.unwrap();
+    b_seen
+        .wait("delivered", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == id),
+            ) == 1
+        })
+        .await;
+    assert_eq!(sends(&relay) - before, 2, "one refused Send, one retry");
+    a_seen.wait("phone copy", 30, |c| c.count() == 2).await;
+    l_seen.wait("laptop copy", 30, |c| c.count() == 1).await;
+    assert_eq!(l_seen.texts(), vec!["to both"]);
+    assert_eq!(
+        b_seen.count_events(
+            |e| matches!(e, ClientEvent::DevicesChanged { account, added, removed, changed }
+            if *account == acct(ALICE) && *added == vec![info(2, "Laptop", DeviceRole::Linked)]
+                && removed.is_empty() && changed.is_empty())
+        ),
+        1
+    );
+    // No safety-number warning: the account key did not change.
+    assert_eq!(
+        b_seen.count_events(|e| matches!(
+            e,
+            ClientEvent::SafetyNumberChanged { .. } | ClientEvent::VerifiedIdentityChanged { .. }
+        )),
+        0
+    );
+
+    // The laptop answers; Bob sees it from device 2.
+    laptop
+        .send_text(&acct(BOB), "from the laptop")
+        .await
+        .unwrap();
+    b_seen.wait("laptop's reply", 30, |c| c.count() == 1).await;
+    assert_eq!(
+        b_seen.messages.lock().unwrap()[0].from,
+        DeviceAddress::new(acct(ALICE), DeviceId(2))
+    );
+
+    // Safety numbers are over account keys: the same from both of Alice's devices.
+    let from_phone = alice.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    let from_laptop = laptop.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    let at_bob = bob.safety_number(&acct(ALICE), DeviceId(2)).await.unwrap();
+    assert_eq!(from_phone.digits(), from_laptop.digits());
+    assert_eq!(from_phone.digits(), at_bob.digits());
+    bob.mark_verified(&acct(ALICE), DeviceId(1), &at_bob.digits())
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.verification(&acct(ALICE), DeviceId(2)).await.unwrap(),
+        Verification::Verified
+    );
+
+    // Unlinking: the laptop's connection is closed and it learns it was removed.
+    alice.remove_device(DeviceId(2)).await.unwrap();
+    l_seen
+        .wait("laptop removed", 30, |c| {
+            c.count_events(|e| matches!(e, ClientEvent::Deregistered)) == 1
+        })
+        .await;
+    assert_eq!(
+        alice.own_devices().await.unwrap(),
+        vec![info(1, PRIMARY_DEVICE_NAME, DeviceRole::Primary)]
+    );
+    // Bob's next message goes to the phone only (one refused Send, one retry).
+    let before = sends(&relay);
+    bob.send_text(&acct(ALICE), "phone only").await.unwrap();
+    a_seen.wait("phone only", 30, |c| c.count() == 3).await;
+    assert_eq!(sends(&relay) - before, 2);
+    assert_eq!(
+        b_seen.count_events(|e| matches!(e, ClientEvent::DevicesChanged { removed, .. }
+            if *removed == vec![info(2, "Laptop", DeviceRole::Linked)])),
+        1
+    );
+    // Verified stays verified: removing a device is not an identity change.
+    assert_eq!(
+        bob.verification(&acct(ALICE), DeviceId(1)).await.unwrap(),
+        Verification::Verified
+    );
+    assert_eq!(l_seen.count(), 1);
+
+    laptop.shutdown().await;
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+}
+
+/// A version-1 account (registered without a list) upgrades in place when opened by this
+/// version: it publishes list version 1; a contact that had verified it sees one
+/// "switched to linked devices" event, no safety-number change, and stays verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_account_upgrades_and_its_contact_sees_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(
+        &dir.path().join("relay"),
+        any_port(),
+        &codes,
+        Limits::default(),
+    )
+    .await;
+    // Alice fetches Bob's list for every message, so she sees the upgrade at once.
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let a_config = config.clone().with_device_list_refresh(Duration::ZERO);
+    let (alice, a_rx) = register(&a_config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    Client::request_code(&config, &acct(BOB)).await.unwrap();
+    let (bob, b_rx) = hazmat::register_version1(
+        open_store(dir.path(), "bob"),
+        config.clone(),
+        acct(BOB),
+        &codes.take(BOB),
+    )
+    .await
+    .unwrap();
+    let (a_seen, b_seen) = (Collector::default(), Collector::default());
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    assert!(bob.own_devices().await.unwrap().is_empty(), "no list yet");
+
+    alice.send_text(&acct(BOB), "one").await.unwrap();
+    b_seen.wait("one", 30, |c| c.count() == 1).await;
+    // Alice verifies Bob's device (version 0: Bob has no list).
+    let number = alice.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    assert_eq!(
+        number.digits(),
+        bob.safety_number(&acct(ALICE), DeviceId(1))
+            .await
+            .unwrap()
+            .digits()
+    );
+    alice
+        .mark_verified(&acct(BOB), DeviceId(1), &number.digits())
+        .await
+        .unwrap();
+
+    // Bob's app is updated: opening the store upgrades it.
+    let bob_identity = bob.identity();
+    bob.shutdown().await;
+    let (bob, b_seen) = open_connected(dir.path(), "bob", &config).await;
+    assert_eq!(bob.identity(), bob_identity, "same device, same identity");
+    assert_eq!(
+        bob.own_devices().await.unwrap(),
+        vec![info(1, PRIMARY_DEVICE_NAME, DeviceRole::Primary)]
+    );
+
+    let id = alice.send_text(&acct(BOB), "two").await.unwrap();
+    b_seen.wait("two", 30, |c| c.count() == 1).await;
+    a_seen
+        .wait("delivered", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == id),
+            ) == 1
+        })
+        .await;
+    alice.send_text(&acct(BOB), "three").await.unwrap();
+    b_seen.wait("three", 30, |c| c.count() == 2).await;
+    assert_eq!(
+        a_seen.count_events(|e| matches!(e, ClientEvent::SwitchedToLinkedDevices { account, devices }
+            if *account == acct(BOB) && *devices == vec![info(1, PRIMARY_DEVICE_NAME, DeviceRole::Primary)])),
+        1
+    );
+    assert_eq!(
+        a_seen.count_events(|e| matches!(
+            e,
+            ClientEvent::SafetyNumberChanged { .. }
+                | ClientEvent::VerifiedIdentityChanged { .. }
+                | ClientEvent::SessionReset { .. }
+        )),
+        0
+    );
+    // Still verified; the number is now over both account keys (version 1).
+    assert_eq!(
+        alice.verification(&acct(BOB), DeviceId(1)).await.unwrap(),
+        Verification::Verified
+    );
+    let now = alice.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    assert_ne!(now.digits(), number.digits());
+    assert_eq!(
+        now.digits(),
+        bob.safety_number(&acct(ALICE), DeviceId(1))
+            .await
+            .unwrap()
+            .digits()
+    );
+
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+}
+
+/// Stops `relay`, runs `f` on its SQLite store, and starts it again on the same address
+/// and data directory.
+async fn with_relay_store<F>(
+    relay: RelayHandle,
+    data: &Path,
+    codes: &Arc<Codes>,
+    f: F,
+) -> RelayHandle
+where
+    F: AsyncFnOnce(&SqliteStore),
+{
+    let addr = relay.local_addr();
+    relay.shutdown().await;
+    {
+        let store = SqliteStore::open(data.join("relay.db")).unwrap();
+        f(&store).await;
+    }
+    start_relay(data, addr, codes, Limits::default()).await
+}
+
+/// A device the relay registers on its own (not on the signed list) gets no message from
+/// any client and what it sends is rejected; a list the relay rolls back is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_added_devices_and_rolled_back_lists_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&data, any_port(), &codes, Limits::default()).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (a_seen, b_seen) = (Collector::default(), Collector::default());
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    bob.send_text(&acct(ALICE), "hello").await.unwrap();
+    a_seen.wait("hello", 30, |c| c.count() == 1).await;
+    alice.send_text(&acct(BOB), "hi").await.unwrap();
+    b_seen.wait("hi", 30, |c| c.count() == 1).await;
+
+    // Keep list version 1 as the relay stored it, for the rollback below.
+    let alice_wire: IdentityBytes = alice.identity().to_wire();
+    let mut v1 = Vec::new();
+    let relay = with_relay_store(relay, &data, &codes, async |store: &SqliteStore| {
+        let list = store.device_list_state(&acct(ALICE)).await.unwrap().list;
+        let list = list.expect("alice published a list");
+        assert_eq!(list.list_version, 1);
+        v1 = list.bytes;
+    })
+    .await;
+
+    // Alice links a laptop (list version 2); Bob learns it.
+    wait_connected(&alice).await;
+    let (laptop, l_seen) = link(dir.path(), "alice-laptop", &config, &alice, "Laptop").await;
+    let laptop_wire: IdentityBytes = laptop.identity().to_wire();
+    bob.send_text(&acct(ALICE), "both").await.unwrap();
+    l_seen.wait("laptop copy", 30, |c| c.count() == 1).await;
+    a_seen.wait("phone copy", 30, |c| c.count() == 2).await;
+
+    // The relay registers a ghost device 5 for Alice's account, keeping her signed list.
+    let ghost = IdentityKeyPair::generate(&mut rand::rng());
+    let ghost_wire = ghost.public().to_wire();
+    let mut account_key = [0; 32];
+    let relay = with_relay_store(relay, &data, &codes, async |store: &SqliteStore| {
+        let list = store.device_list_state(&acct(ALICE)).await.unwrap().list;
+        let list = list.unwrap();
+        assert_eq!(list.list_version, 2);
+        account_key = list.account_key;
+        let devices = [(1, alice_wire), (2, laptop_wire), (5, ghost_wire)];
+        store
+            .replace_device_list(
+                &acct(ALICE),
+                &NewDeviceList {
+                    account_key: &list.account_key,
+                    list_version: list.list_version,
+                    next_device_id: list.next_device_id,
+                    devices: &devices,
+                    bytes: &list.bytes,
+                },
+                Some(2),
+                Some(5),
+                1,
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    let ghost_store = open_store(dir.path(), "ghost");
+    hazmat::install_device(&ghost_store, acct(ALICE), DeviceId(5), ghost).unwrap();
+    let (ghost, g_rx) = Client::open(ghost_store, config.clone()).await.unwrap();
+    let g_seen = Collector::default();
+    g_seen.spawn(g_rx);
+    g_seen
+        .wait("ghost connected", 30, |c| {
+            c.count_events(|e| matches!(e, ClientEvent::Connected)) > 0
+        })
+        .await;
+
+    // Bob encrypts to the listed devices only; the relay insists on its ghost: the message
+    // is refused twice (once retried after fetching the unchanged list) and given up.
+    let id = bob.send_text(&acct(ALICE), "secret").await.unwrap();
+    b_seen
+        .wait("send failed", 30, |c| {
+            c.count_events(|e| {
+                matches!(e, ClientEvent::SendFailed { message_id, error }
+                if *message_id == id && error.relay_code() == Some(ErrorCode::MismatchedDevices))
+            }) == 1
+        })
+        .await;
+
+    // What the ghost sends is dropped by Bob, after fetching Alice's list again.
+    let ghost_id = ghost.send_text(&acct(BOB), "I am Alice").await.unwrap();
+    b_seen
+        .wait("ghost rejected", 30, |c| {
+            c.count_events(|e| {
+                matches!(e, ClientEvent::RejectedUnlistedDevice { from, message_id }
+                if from.device == DeviceId(5) && *message_id == ghost_id)
+            }) == 1
+        })
+        .await;
+    assert_eq!(b_seen.count(), 1, "only Alice's real message was shown");
+    assert!(
+        bob.history(&acct(ALICE), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.message_id != ghost_id)
+    );
+    ghost.shutdown().await;
+    assert_eq!(g_seen.count(), 0);
+
+    // Nothing was ever queued for the ghost. Then the relay serves list version 1 again
+    // (and drops the laptop and the ghost).
+    let ghost_addr = DeviceAddress::new(acct(ALICE), DeviceId(5));
+    let relay = with_relay_store(relay, &data, &codes, async |store: &SqliteStore| {
+        assert_eq!(store.queue_depth(&ghost_addr).await.unwrap(), 0);
+        let devices = [(1, alice_wire)];
+        store
+            .replace_device_list(
+                &acct(ALICE),
+                &NewDeviceList {
+                    account_key: &account_key,
+                    list_version: 1,
+                    next_device_id: 2,
+                    devices: &devices,
+                    bytes: &v1,
+                },
+                Some(2),
+                None,
+                2,
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    // Bob restarts (nothing cached) and refuses the rolled-back list.
+    bob.shutdown().await;
+    let (bob, b_seen) = open_connected(dir.path(), "bob", &config).await;
+    let id = bob.send_text(&acct(ALICE), "after rollback").await.unwrap();
+    b_seen
+        .wait("refused", 30, |c| {
+            c.count_events(|e| {
+                matches!(e, ClientEvent::SendFailed { message_id, error }
+                if *message_id == id && *error == ClientError::DeviceListRefused(
+                    DeviceListRefusal::RolledBack { pinned: 2, offered: 1 }))
+            }) == 1
+        })
+        .await;
+    assert_eq!(
+        b_seen.count_events(|e| matches!(e, ClientEvent::DeviceListRefused { account, reason }
+            if *account == acct(ALICE) && *reason == DeviceListRefusal::RolledBack { pinned: 2, offered: 1 })),
+        1
+    );
+
+    laptop.shutdown().await;
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+}
