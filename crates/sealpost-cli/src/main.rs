@@ -8,6 +8,8 @@
 //! sealpost safety-number +15557654321
 //! sealpost verify +15557654321 --safety-number "12345 67890 …"
 //! sealpost devices
+//! sealpost link --relay relay.example:4433 --relay-pin sha256/3f9a…=   # on a new desktop
+//! sealpost devices link sealpost-link:AQ…   # on the phone
 //! sealpost pin set
 //! ```
 //!
@@ -104,11 +106,12 @@ enum Command {
         /// The account.
         account: String,
     },
-    /// List the devices of an account (default: our own) with identity fingerprints.
-    Devices {
-        /// The account; default our own.
-        account: Option<String>,
-    },
+    /// Link this new device to an existing account: shows an invitation (text and QR code)
+    /// for the account's primary device, and waits until it links us.
+    Link(commands::LinkArgs),
+    /// The devices of an account (default: our own: names and roles from its signed list);
+    /// `devices link` and `devices remove` on the primary device.
+    Devices(commands::DevicesArgs),
     /// Two-step verification PIN: set, change, disable, check, status.
     #[command(subcommand)]
     Pin(commands::PinCommand),
@@ -155,7 +158,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             safety_number,
         } => commands::verify(&ctx, &account, device, safety_number.as_deref()).await,
         Command::Approve { account } => commands::approve(&ctx, &account).await,
-        Command::Devices { account } => commands::devices(&ctx, account.as_deref()).await,
+        Command::Link(args) => commands::link(&ctx, args).await,
+        Command::Devices(args) => commands::devices(&ctx, args).await,
         Command::Pin(command) => commands::pin(&ctx, command).await,
     }
 }

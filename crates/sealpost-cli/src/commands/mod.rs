@@ -2,10 +2,12 @@
 //! that arrive on the side, waiting for the connection, shutting down.
 
 mod chat;
+mod devices;
 
 mod pin;
 
 pub use chat::chat;
+pub use devices::{DevicesArgs, LinkArgs, devices, link};
 pub use pin::{PinCommand, pin};
 
 use crate::output::{
@@ -139,10 +141,40 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
             output::sender(peer)
         ),
         ClientEvent::Deregistered => bail!(
-            "this device is no longer registered: the account was registered on another device"
+            "this device is no longer registered: it was unlinked, or the account was registered on another device"
         ),
         ClientEvent::ReplacedByAnotherConnection => bail!(
             "another copy of this device connected to the relay; stop it before using this one"
+        ),
+        ClientEvent::DevicesChanged {
+            account,
+            added,
+            removed,
+            changed,
+        } => {
+            for (what, list) in [("added", added), ("removed", removed), ("renamed", changed)] {
+                for d in list {
+                    eprintln!(
+                        "note: {} {what} a device: {} (device {}, {})",
+                        account.as_str(),
+                        d.name,
+                        d.id.0,
+                        devices::role_word(d.role)
+                    );
+                }
+            }
+        }
+        ClientEvent::SwitchedToLinkedDevices { account, .. } => eprintln!(
+            "note: {} switched to linked devices (same safety number)",
+            account.as_str()
+        ),
+        ClientEvent::DeviceListRefused { account, reason } => eprintln!(
+            "WARNING: the relay served a device list for {} that was refused ({reason}); nothing was encrypted to it",
+            account.as_str()
+        ),
+        ClientEvent::RejectedUnlistedDevice { from, .. } => eprintln!(
+            "WARNING: a message claiming to be from {}, a device not on its account's signed device list, was dropped",
+            output::sender(from)
         ),
         ClientEvent::Lagged { missed } => eprintln!(
             "warning: {missed} events were not shown (read too slowly); the messages are kept in the store (`sealpost chat ACCOUNT` shows the conversation)"
@@ -629,48 +661,6 @@ pub async fn approve(ctx: &Context, account: &str) -> anyhow::Result<()> {
     result?;
     if left == 0 {
         outln!("Held messages sent.");
-    }
-    Ok(())
-}
-
-/// Lists the devices of `account` (default ours) as the relay knows them.
-pub async fn devices(ctx: &Context, account: Option<&str>) -> anyhow::Result<()> {
-    let mut s = open(ctx).await?;
-    let account = match account {
-        Some(a) => parse_account(a)?,
-        None => s.settings.account_id()?,
-    };
-    let listed = match wait_connected(&mut s, ctx.timeout).await {
-        Ok(()) => s
-            .client
-            .devices(&account)
-            .await
-            .map_err(|e| anyhow!(explain(&e)).context("listing devices")),
-        Err(e) => Err(e),
-    };
-    let me = s.client.address().clone();
-    finish(s).await?;
-    let listed = listed?;
-    if listed.is_empty() {
-        outln!("{} has no registered device.", account.as_str());
-        return Ok(());
-    }
-    outln!("Devices of {}:", account.as_str());
-    for d in listed {
-        let note = if d.address == me {
-            "this device"
-        } else {
-            match d.known {
-                Some(true) => "identity as known from our session",
-                Some(false) => "IDENTITY CHANGED since our last session: verify the safety number",
-                None => "no session yet",
-            }
-        };
-        outln!(
-            "  device {:<3} identity {}  ({note})",
-            d.address.device.0,
-            identity_fingerprint(&d.identity)
-        );
     }
     Ok(())
 }

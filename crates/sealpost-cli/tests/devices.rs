@@ -1,0 +1,116 @@
+//! `sealpost link` and `sealpost devices` end to end: a customer links a desktop to the
+//! account of their phone, both receive what a shop sends, the desktop cannot manage
+//! devices, and the phone unlinks it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_desktop_is_linked_receives_and_is_unlinked() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let (addr, pin) = (relay.addr(), relay.fingerprint());
+    let (phone, desktop, shop) = (
+        home(root.path(), "phone"),
+        home(root.path(), "desktop"),
+        home(root.path(), "shop"),
+    );
+    let (_, cmd) = register_two_step(&relay, &phone, ALICE);
+    ok(cmd);
+    let (_, cmd) = register_two_step(&relay, &shop, BOB);
+    ok(cmd);
+
+    // The desktop shows an invitation (text and QR code) and waits.
+    let mut link = Interactive::spawn(sealpost(
+        &desktop,
+        &["link", "--relay", &addr, "--relay-pin", &pin],
+    ));
+    let line = link.expect("sealpost devices link sealpost-link:");
+    let invitation = line
+        .split_whitespace()
+        .find(|w| w.starts_with("sealpost-link:"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(invitation.len(), "sealpost-link:".len() + 152, "{line}");
+    // The phone links it under a name.
+    let linked = ok(sealpost(
+        &phone,
+        &["devices", "link", &invitation, "--name", "Desktop"],
+    ));
+    assert!(linked.stdout.contains("as device 2"), "{linked:?}");
+    link.expect(&format!("Linked to {ALICE} as device 2."));
+    let out = link.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert!(qr_lines(&out.stdout) >= 21, "{out:?}");
+    // The invitation was single use.
+    let again = fails(sealpost(
+        &phone,
+        &["devices", "link", &invitation, "--name", "Again"],
+    ));
+    assert!(again.contains("linking the device"), "{again}");
+
+    // Both list the signed list: names and roles, each marking itself.
+    for (dir, me) in [(&phone, 1), (&desktop, 2)] {
+        let listed = ok(sealpost(dir, &["devices"])).stdout;
+        let rows: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.trim_start().starts_with("device "))
+            .collect();
+        assert_eq!(rows.len(), 2, "{listed}");
+        assert!(
+            rows[0].contains("device 1") && rows[0].contains("primary"),
+            "{listed}"
+        );
+        assert!(
+            rows[1].contains("device 2")
+                && rows[1].contains("linked")
+                && rows[1].contains("Desktop"),
+            "{listed}"
+        );
+        let own: Vec<&&str> = rows
+            .iter()
+            .filter(|r| r.contains("(this device)"))
+            .collect();
+        assert_eq!(own.len(), 1, "{listed}");
+        assert!(own[0].contains(&format!("device {me}")), "{listed}");
+    }
+
+    // The shop's message reaches both devices of the account.
+    ok(sealpost(
+        &shop,
+        &["send", ALICE, "Your order 1042 has shipped."],
+    ));
+    for dir in [&phone, &desktop] {
+        let got = ok(sealpost(dir, &["receive", "--wait", "60", "--count", "1"]));
+        assert!(
+            got.stdout.contains("Your order 1042 has shipped."),
+            "{got:?}"
+        );
+    }
+
+    // Only the primary manages devices.
+    let e = fails(sealpost(&desktop, &["devices", "remove", "1"]));
+    assert!(e.contains("primary device"), "{e}");
+    // The phone unlinks the desktop: it is logged out, and the shop's next message reaches
+    // the phone alone.
+    let removed = ok(sealpost(&phone, &["devices", "remove", "2"]));
+    assert!(removed.stdout.contains("Device 2 removed"), "{removed:?}");
+    let e = fails(sealpost(&desktop, &["receive", "--wait", "5"]));
+    assert!(e.contains("no longer registered"), "{e}");
+    ok(sealpost(&shop, &["send", ALICE, "Delivered today."]));
+    let got = ok(sealpost(
+        &phone,
+        &["receive", "--wait", "60", "--count", "1"],
+    ));
+    assert!(got.stdout.contains("Delivered today."), "{got:?}");
+    let listed = ok(sealpost(&phone, &["devices"])).stdout;
+    assert!(!listed.contains("Desktop"), "{listed}");
+    relay.stop();
+}
