@@ -12,6 +12,9 @@ use sealpost_wire::{AccountId, DecodeError, Reader, Writer};
 /// Row of the own-devices record in the `account` table.
 const OWN_DEVICES_KEY: &[u8] = &[3];
 
+/// Most verified lists a store keeps in memory (one per account it reads a list of).
+const VERIFIED_LIST_CACHE: usize = 4096;
+
 /// Verifies stored list bytes for `account`; a list that no longer verifies is malformed.
 fn stored_list(
     table: &'static str,
@@ -53,7 +56,16 @@ impl OwnDevices {
         Zeroizing::new(w.into_bytes())
     }
 
+    #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8], account: &AccountId) -> Result<Self, StoreError> {
+        Self::decode_with(bytes, |list| stored_list(Self::TABLE, list, account))
+    }
+
+    /// Decodes the record; `verify` checks the list bytes.
+    fn decode_with(
+        bytes: &[u8],
+        verify: impl FnOnce(&[u8]) -> Result<VerifiedDeviceList, StoreError>,
+    ) -> Result<Self, StoreError> {
         let m = malformed(Self::TABLE);
         let mut r = Reader::new(bytes);
         start(&mut r).map_err(&m)?;
@@ -66,7 +78,7 @@ impl OwnDevices {
         let list = r
             .var_bytes32("device list", MAX_DEVICE_LIST_LEN)
             .map_err(&m)?;
-        let list = stored_list(Self::TABLE, list, account)?;
+        let list = verify(list)?;
         let published = r.flag("published").map_err(&m)?;
         r.finish().map_err(&m)?;
         if account_key
@@ -107,7 +119,17 @@ impl ListPin {
         Zeroizing::new(w.into_bytes())
     }
 
+    #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8], account: &AccountId) -> Result<Self, StoreError> {
+        Self::decode_with(bytes, account, |list| stored_list(Self::TABLE, list, account))
+    }
+
+    /// Decodes the record of `account`; `verify` checks the list bytes.
+    fn decode_with(
+        bytes: &[u8],
+        account: &AccountId,
+        verify: impl FnOnce(&[u8]) -> Result<VerifiedDeviceList, StoreError>,
+    ) -> Result<Self, StoreError> {
         let m = malformed(Self::TABLE);
         let mut r = Reader::new(bytes);
         start(&mut r).map_err(&m)?;
@@ -118,7 +140,7 @@ impl ListPin {
         let list = r
             .var_bytes32("device list", MAX_DEVICE_LIST_LEN)
             .map_err(&m)?;
-        let list = stored_list(Self::TABLE, list, account)?;
+        let list = verify(list)?;
         let verification = Verification::from_code(r.u8().map_err(&m)?).map_err(&m)?;
         r.finish().map_err(&m)?;
         Ok(Self { list, verification })
@@ -126,6 +148,32 @@ impl ListPin {
 }
 
 impl Store {
+    /// [`stored_list`], remembering the last list verified for each account: a list read
+    /// again with the same bytes is not verified again (a sender reads the recipient's pin
+    /// for every message, and verifying a 32-device list is 33 signature checks). The
+    /// bytes come from a sealed record, so they are what this store wrote after verifying.
+    fn verified_list(
+        &self,
+        table: &'static str,
+        bytes: &[u8],
+        account: &AccountId,
+    ) -> Result<VerifiedDeviceList, StoreError> {
+        let mut cache = self
+            .inner
+            .verified_lists
+            .lock()
+            .map_err(|_| StoreError::Database(crate::error::DatabaseErrorKind::Poisoned.into()))?;
+        if let Some(list) = cache.get(account).filter(|l| l.as_bytes() == bytes) {
+            return Ok(list.clone());
+        }
+        let list = stored_list(table, bytes, account)?;
+        if cache.len() >= VERIFIED_LIST_CACHE {
+            cache.clear();
+        }
+        cache.insert(account.clone(), list.clone());
+        Ok(list)
+    }
+
     /// This account's own devices record, if any (none: a version-1 store, or one that has
     /// not finished registering).
     pub(crate) fn own_devices(
@@ -134,9 +182,9 @@ impl Store {
     ) -> Result<Option<OwnDevices>, StoreError> {
         match self.backend().get(Table::Account, OWN_DEVICES_KEY)? {
             None => Ok(None),
-            Some(row) => Ok(Some(OwnDevices::decode(
+            Some(row) => Ok(Some(OwnDevices::decode_with(
                 &self.open_row(Table::Account, &row)?,
-                account,
+                |list| self.verified_list(OwnDevices::TABLE, list, account),
             )?)),
         }
     }
@@ -157,9 +205,10 @@ impl Store {
         let key = self.account_tag(account);
         match self.backend().get(Table::Devices, &key)? {
             None => Ok(None),
-            Some(row) => Ok(Some(ListPin::decode(
+            Some(row) => Ok(Some(ListPin::decode_with(
                 &self.open_row(Table::Devices, &row)?,
                 account,
+                |list| self.verified_list(ListPin::TABLE, list, account),
             )?)),
         }
     }

@@ -57,6 +57,8 @@ struct Inner {
     backend: Box<dyn ClientStore>,
     keys: StoreKeys,
     seqs: Mutex<HashMap<Table, Arc<AtomicU64>>>,
+    /// Device lists verified when read, by account (`devices.rs`).
+    verified_lists: Mutex<HashMap<AccountId, sealpost_devices::VerifiedDeviceList>>,
 }
 
 impl std::fmt::Debug for Store {
