@@ -44,17 +44,19 @@ pub fn install_device(
     Ok(store.commit(batch)?)
 }
 
-/// Sends `to` a sent copy (spec/client-store.md section 6.1) that claims `client`'s account
-/// sent `body` to `claimed_recipient`: what a forger outside `to`'s own devices would send.
-/// Returns the copy's message id. A receiver must reject it unless `client` is a device on
-/// `to`'s own list.
-pub async fn send_forged_sent_copy(
+/// Sends `to` a sent copy (spec/client-store.md section 6.1) claiming that `client`'s
+/// account sent `body` with the message id `message_id` to `claimed_recipient`, whoever
+/// `client` is: a forger outside `to`'s own devices, or an own device sending the same
+/// copy twice. Returns the copy's own message id. A receiver must reject it unless
+/// `client` is a device on `to`'s own list.
+pub async fn send_sent_copy(
     client: &Client,
     to: &AccountId,
     claimed_recipient: &AccountId,
+    message_id: MessageId,
     body: &MessageBody,
 ) -> Result<MessageId, ClientError> {
-    let inner = encode_content(&MessageId::random(), body);
+    let inner = encode_content(&message_id, body);
     let copy_id = MessageId::random();
     let content = encode_sent_copy(&copy_id, claimed_recipient, 1, 2, &inner).ok_or(
         ClientError::MessageTooLong {

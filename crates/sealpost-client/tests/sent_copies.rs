@@ -194,10 +194,11 @@ async fn sent_copies_reach_the_other_devices_once() {
     assert_eq!(copies_of(&d_seen, order), 1);
 
     // The shop forges a sent copy "from" the phone's account: both devices reject it.
-    let forged = hazmat::send_forged_sent_copy(
+    let forged = hazmat::send_sent_copy(
         &shop,
         &acct(PHONE),
         &acct(SHOP),
+        MessageId::random(),
         &MessageBody::Text("forged".into()),
     )
     .await
@@ -218,6 +219,30 @@ async fn sent_copies_reach_the_other_devices_once() {
     }
     assert_eq!(history(&desktop, SHOP).await.len(), 3);
     assert_eq!(history(&phone, SHOP).await.len(), 4);
+
+    // The same message copied twice by an own device is shown once. The copies leave the
+    // desktop in order and arrive in order: once the copy of `last` is in, both copies of
+    // `twice` were processed.
+    let (twice, last) = (MessageId::random(), MessageId::random());
+    for (id, text) in [(twice, "twice"), (twice, "twice"), (last, "last")] {
+        hazmat::send_sent_copy(
+            &desktop,
+            &acct(PHONE),
+            &acct(SHOP),
+            id,
+            &MessageBody::Text(text.into()),
+        )
+        .await
+        .unwrap();
+    }
+    p_seen
+        .wait("copy of last", 30, |c| copies_of(c, last) == 1)
+        .await;
+    assert_eq!(copies_of(&p_seen, twice), 1);
+    let at_phone = history(&phone, SHOP).await;
+    assert_eq!(at_phone.len(), 6);
+    assert_eq!(at_phone[4], (out, "twice".to_owned(), twice));
+    assert_eq!(at_phone[5], (out, "last".to_owned(), last));
 
     for c in [phone, desktop, shop] {
         c.shutdown().await;

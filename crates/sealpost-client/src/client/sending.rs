@@ -498,7 +498,7 @@ async fn refresh_devices(
 #[cfg(feature = "hazmat")]
 impl Client {
     /// Queues `content` as it is (a content encoding whose message id is `message_id`) to
-    /// `account`, without a history entry; see [`crate::hazmat::send_forged_sent_copy`].
+    /// `account`, without a history entry; see [`crate::hazmat::send_sent_copy`].
     pub(crate) async fn send_raw(
         &self,
         account: &AccountId,
