@@ -3,7 +3,7 @@
 
 use sealpost_crypto::Zeroizing;
 use sealpost_wire::relay::MESSAGE_ID_LEN;
-use sealpost_wire::{DecodeError, MAX_PLAINTEXT_LEN, Reader, Writer};
+use sealpost_wire::{AccountId, DecodeError, MAX_PLAINTEXT_LEN, Reader, Writer};
 use std::fmt;
 
 /// Version byte of the content encoding.
@@ -12,6 +12,9 @@ pub const CONTENT_VERSION: u8 = 1;
 pub const CONTENT_TEXT: u8 = 1;
 /// Content kind: opaque application bytes.
 pub const CONTENT_BYTES: u8 = 2;
+/// Content kind: a sent copy, a message another device of this account sent
+/// (spec/client-store.md section 6.1).
+pub const CONTENT_SENT_COPY: u8 = 3;
 /// Bytes the content encoding adds to a body: version, kind, message id.
 pub const CONTENT_OVERHEAD: usize = 2 + MESSAGE_ID_LEN;
 /// Largest body one message carries.
@@ -110,8 +113,75 @@ pub(crate) fn encode_content(id: &MessageId, body: &MessageBody) -> Zeroizing<Ve
     Zeroizing::new(w.into_bytes())
 }
 
-/// Parses [`encode_content`]; unknown versions and kinds and non-UTF-8 text are errors.
+/// What a content encoding holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Content {
+    /// A message to this device's account (kind text or bytes).
+    Message(MessageBody),
+    /// A message another device of this account sent (kind sent copy).
+    SentCopy(SentCopy),
+}
+
+/// A sent copy (spec/client-store.md section 6.1): a message that another device of this
+/// account sent to `recipient`, with the original's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentCopy {
+    /// The account the original message went to.
+    pub(crate) recipient: AccountId,
+    /// When the sending device queued the original (Unix ms, its clock).
+    pub(crate) queued_at: u64,
+    /// When the relay accepted the original (Unix ms, relay clock).
+    pub(crate) delivered_at: u64,
+    /// The original's message id.
+    pub(crate) message_id: MessageId,
+    /// The original's body.
+    pub(crate) body: MessageBody,
+    /// The original's full content encoding (what the history stores).
+    pub(crate) inner: Zeroizing<Vec<u8>>,
+}
+
+/// The sent copy, under the new message id `copy_id`, of the message whose content
+/// encoding is `inner` (`version || 0x03 || copy_id || recipient || queued_at(u64) ||
+/// delivered_at(u64) || inner`); `None` when it would exceed [`MAX_PLAINTEXT_LEN`] (the
+/// original is then not copied, spec/client-store.md section 6.1).
+pub(crate) fn encode_sent_copy(
+    copy_id: &MessageId,
+    recipient: &AccountId,
+    queued_at: u64,
+    delivered_at: u64,
+    inner: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let mut w =
+        Writer::with_capacity(CONTENT_OVERHEAD + 1 + recipient.as_str().len() + 16 + inner.len());
+    w.u8(CONTENT_VERSION)
+        .u8(CONTENT_SENT_COPY)
+        .bytes(copy_id.as_bytes());
+    recipient.encode_into(&mut w);
+    w.u64(queued_at).u64(delivered_at).bytes(inner);
+    let out = Zeroizing::new(w.into_bytes());
+    (out.len() <= MAX_PLAINTEXT_LEN).then_some(out)
+}
+
+/// Whether a content encoding is a sent copy (by its kind byte; nothing else is checked).
+pub(crate) fn is_sent_copy(content: &[u8]) -> bool {
+    content.get(1) == Some(&CONTENT_SENT_COPY)
+}
+
+/// Parses a message content ([`encode_content`]): a sent copy, unknown versions and kinds
+/// and non-UTF-8 text are errors.
 pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), DecodeError> {
+    match decode_any(bytes)? {
+        (id, Content::Message(body)) => Ok((id, body)),
+        (_, Content::SentCopy(_)) => Err(DecodeError::UnknownType {
+            what: "content kind",
+            value: CONTENT_SENT_COPY,
+        }),
+    }
+}
+
+/// Parses any content encoding this SDK accepts: a message, or a sent copy whose inner
+/// content is a message (not another copy).
+pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeError> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
     if version != CONTENT_VERSION {
@@ -119,8 +189,29 @@ pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), D
     }
     let kind = r.u8()?;
     let id = MessageId(r.array()?);
-    let body = r.rest();
-    let body = match kind {
+    let content = match kind {
+        CONTENT_SENT_COPY => {
+            let recipient = AccountId::decode_from(&mut r)?;
+            let queued_at = r.u64()?;
+            let delivered_at = r.u64()?;
+            let inner = r.rest();
+            let (message_id, body) = decode_content(inner)?;
+            Content::SentCopy(SentCopy {
+                recipient,
+                queued_at,
+                delivered_at,
+                message_id,
+                body,
+                inner: Zeroizing::new(inner.to_vec()),
+            })
+        }
+        kind => Content::Message(decode_body(kind, r.rest())?),
+    };
+    Ok((id, content))
+}
+
+fn decode_body(kind: u8, body: &[u8]) -> Result<MessageBody, DecodeError> {
+    Ok(match kind {
         CONTENT_TEXT => MessageBody::Text(
             std::str::from_utf8(body)
                 .map_err(|_| DecodeError::InvalidValue("text body"))?
@@ -133,8 +224,7 @@ pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), D
                 value,
             });
         }
-    };
-    Ok((id, body))
+    })
 }
 
 #[cfg(test)]
@@ -163,5 +253,39 @@ mod tests {
         bad.push(0xff);
         assert!(decode_content(&bad).is_err());
         assert_eq!(id.to_string(), "03".repeat(16));
+    }
+
+    #[test]
+    fn sent_copy_roundtrip_limits_and_nesting() {
+        let id = MessageId::from_bytes([3; 16]);
+        let copy_id = MessageId::from_bytes([4; 16]);
+        let to = AccountId::new("+15550001111").unwrap();
+        let body = MessageBody::Text("order #1234 shipped".into());
+        let inner = encode_content(&id, &body);
+        let copy = encode_sent_copy(&copy_id, &to, 7, 9, &inner).unwrap();
+        assert!(is_sent_copy(&copy));
+        assert!(!is_sent_copy(&inner));
+        assert_eq!(
+            copy.len(),
+            CONTENT_OVERHEAD + 1 + to.as_str().len() + 16 + inner.len()
+        );
+        let (got_id, Content::SentCopy(c)) = decode_any(&copy).unwrap() else {
+            panic!("not a sent copy");
+        };
+        assert_eq!(got_id, copy_id);
+        assert_eq!(
+            (c.recipient, c.queued_at, c.delivered_at),
+            (to.clone(), 7, 9)
+        );
+        assert_eq!((c.message_id, c.body), (id, body));
+        assert_eq!(&c.inner[..], &inner[..]);
+        // Not a message; a copy of a copy and a truncated copy do not decode.
+        assert!(decode_content(&copy).is_err());
+        let nested = encode_sent_copy(&copy_id, &to, 7, 9, &copy).unwrap();
+        assert!(decode_any(&nested).is_err());
+        assert!(decode_any(&copy[..CONTENT_OVERHEAD + 5]).is_err());
+        // A copy that would exceed the plaintext limit is not made.
+        let big = encode_content(&id, &MessageBody::Bytes(vec![0; MAX_BODY_LEN]));
+        assert!(encode_sent_copy(&copy_id, &to, 7, 9, &big).is_none());
     }
 }

@@ -33,6 +33,21 @@ pub enum ClientEvent {
         /// When the relay accepted it (Unix ms, relay clock).
         timestamp: u64,
     },
+    /// Another device of this account sent a message (its sent copy arrived, spec/client-store.md
+    /// section 6.1), already committed to the history as an outgoing, delivered message to
+    /// `to`. Reported once per message, however many copies arrive.
+    SentByOtherDevice {
+        /// The device of this account that sent it (on the account's own list).
+        device: DeviceId,
+        /// The account it was sent to.
+        to: AccountId,
+        /// The original message id (the one the recipient sees).
+        message_id: MessageId,
+        /// The content.
+        body: MessageBody,
+        /// When the relay accepted the original (Unix ms, relay clock).
+        timestamp: u64,
+    },
     /// A device of `account` presented an identity this device has not seen for that
     /// account before (a reinstalled app, a new phone, a new device — or an attack):
     /// show the user the new safety number (`Client::safety_number`).

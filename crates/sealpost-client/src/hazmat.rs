@@ -2,6 +2,7 @@
 //! real client never makes, to test what other clients do with them. Never enable it in an
 //! application.
 
+use crate::content::{MessageBody, MessageId, encode_content, encode_sent_copy};
 use crate::error::ClientError;
 use crate::event::EventReceiver;
 use crate::store::{AccountRecord, Batch, Store};
@@ -41,4 +42,28 @@ pub fn install_device(
         },
     );
     Ok(store.commit(batch)?)
+}
+
+/// Sends `to` a sent copy (spec/client-store.md section 6.1) claiming that `client`'s
+/// account sent `body` with the message id `message_id` to `claimed_recipient`, whoever
+/// `client` is: a forger outside `to`'s own devices, or an own device sending the same
+/// copy twice. Returns the copy's own message id. A receiver must reject it unless
+/// `client` is a device on `to`'s own list.
+pub async fn send_sent_copy(
+    client: &Client,
+    to: &AccountId,
+    claimed_recipient: &AccountId,
+    message_id: MessageId,
+    body: &MessageBody,
+) -> Result<MessageId, ClientError> {
+    let inner = encode_content(&message_id, body);
+    let copy_id = MessageId::random();
+    let content = encode_sent_copy(&copy_id, claimed_recipient, 1, 2, &inner).ok_or(
+        ClientError::MessageTooLong {
+            len: inner.len(),
+            max: sealpost_wire::MAX_PLAINTEXT_LEN,
+        },
+    )?;
+    client.send_raw(to, copy_id, content).await?;
+    Ok(copy_id)
 }

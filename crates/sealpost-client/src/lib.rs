@@ -140,8 +140,8 @@ pub use config::{
     RelayAddrError,
 };
 pub use content::{
-    CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MessageBody,
-    MessageId,
+    CONTENT_BYTES, CONTENT_OVERHEAD, CONTENT_SENT_COPY, CONTENT_TEXT, CONTENT_VERSION,
+    MAX_BODY_LEN, MessageBody, MessageId,
 };
 pub use engine::PRIMARY_DEVICE_NAME;
 pub use engine::{

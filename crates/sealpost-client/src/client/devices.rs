@@ -58,7 +58,14 @@ impl Shared {
         })
     }
 
-    fn list_fetched(&self, account: &AccountId) {
+    /// Makes `account`'s list count as not fetched: the next use fetches it again.
+    pub(super) fn list_stale(&self, account: &AccountId) {
+        if let Ok(mut m) = self.list_checked.lock() {
+            m.remove(account);
+        }
+    }
+
+    pub(super) fn list_fetched(&self, account: &AccountId) {
         if let Ok(mut m) = self.list_checked.lock() {
             m.insert(account.clone(), tokio::time::Instant::now());
         }

@@ -97,6 +97,9 @@ impl Client {
         })
         .await?;
         conn.provision(provisioning_id, envelope).await?;
+        // The new device publishes the next list when it joins: read it again before the
+        // next sent copy is decided (spec/client-store.md section 6.1).
+        shared.list_stale(&shared.engine.address.account);
         Ok(DeviceId(id))
     }
 
@@ -143,7 +146,7 @@ impl Client {
 /// Fetches this account's list from the relay and, when it is a valid newer list under
 /// the same account key (the update rule, spec/devices.md section 5), stores it as the own
 /// list. Returns the own list (`None` before this account has one).
-async fn refresh_own_list(
+pub(super) async fn refresh_own_list(
     shared: &Arc<Shared>,
     conn: &Connection,
 ) -> Result<Option<VerifiedDeviceList>, ClientError> {

@@ -378,7 +378,18 @@ async fn process(
     if !matches!(first, Processed::Unlisted) {
         return Ok(first);
     }
-    match current_list(shared, conn, &d.sender.account, true).await {
+    // This account's own list is refreshed as the own list (a sent copy from a device
+    // linked since), never pinned like a contact's.
+    let fetched = if d.sender.account == shared.engine.address.account {
+        super::linking::refresh_own_list(shared, conn)
+            .await
+            .map(drop)
+    } else {
+        current_list(shared, conn, &d.sender.account, true)
+            .await
+            .map(drop)
+    };
+    match fetched {
         Err(e) if e.is_connectivity() => return Err(e),
         Err(e) => tracing::debug!(error = %e, "sender's device list not fetched"),
         Ok(_) => {}

@@ -1,7 +1,9 @@
 //! The outbox task: sending queued messages, retries, and the sessions and device lists
 //! they need.
 
+use super::linking::refresh_own_list;
 use super::*;
+use crate::content::is_sent_copy;
 
 /// Why a round of the send loop ended.
 enum Drained {
@@ -75,11 +77,17 @@ async fn give_up(
     entry: crate::store::OutboxEntry,
     error: ClientError,
 ) -> Result<(), ClientError> {
-    tracing::warn!(error = %error, "message could not be sent; giving up");
     let message_id = entry.message_id;
+    let copy = is_sent_copy(&entry.content);
     let engine = shared.engine.clone();
     blocking(move || engine.fail(&entry, now_ms())).await?;
-    shared.emit(ClientEvent::SendFailed { message_id, error });
+    if copy {
+        // The app never saw the copy's id; the message itself was delivered.
+        tracing::warn!(error = %error, "sent copy could not be sent to this account's other devices; dropped");
+    } else {
+        tracing::warn!(error = %error, "message could not be sent; giving up");
+        shared.emit(ClientEvent::SendFailed { message_id, error });
+    }
     Ok(())
 }
 
@@ -135,8 +143,12 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 continue;
             }
             let message_id = entry.message_id;
+            let copy = is_sent_copy(&entry.content);
             let failure = match send_entry(shared, conn, entry.clone()).await {
                 Ok((entry, timestamp)) => {
+                    if !copy {
+                        own_list_current(shared, conn).await;
+                    }
                     let engine = shared.engine.clone();
                     if let Err(e) = blocking(move || engine.complete(&entry, timestamp)).await {
                         tracing::error!(error = %e, "recording a delivery failed");
@@ -144,10 +156,24 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                     }
                     retries.done(&recipient);
                     progressed = true;
-                    shared.emit(ClientEvent::Delivered {
-                        message_id,
-                        timestamp,
-                    });
+                    if !copy {
+                        shared.emit(ClientEvent::Delivered {
+                            message_id,
+                            timestamp,
+                        });
+                    }
+                    continue;
+                }
+                Err(ClientError::NoDevices) if copy => {
+                    // The own list names no other device any more: nothing to copy to,
+                    // and no request was made.
+                    let engine = shared.engine.clone();
+                    if let Err(e) = blocking(move || engine.drop_outbox_row(entry.seq)).await {
+                        tracing::error!(error = %e, "dropping a sent copy failed");
+                        return Drained::Stall(Stall::Backoff);
+                    }
+                    retries.done(&recipient);
+                    progressed = true;
                     continue;
                 }
                 Err(e) => e,
@@ -292,6 +318,9 @@ async fn devices_for(
     account: &AccountId,
     force: bool,
 ) -> Result<Vec<DeviceId>, ClientError> {
+    if account == &shared.engine.address.account {
+        return own_devices_for(shared, conn, force).await;
+    }
     if let Some(list) = current_list(shared, conn, account, force).await? {
         sync_listed(shared, conn, &list).await?;
         let me = &shared.engine.address;
@@ -312,6 +341,52 @@ async fn devices_for(
     }
     refresh_devices(shared, conn, account, false).await?;
     recipient_devices(shared, account).await
+}
+
+/// Brings this account's own list up to date before a delivered message is recorded, so
+/// that its sent copy is queued exactly when the list names another device: fetched again
+/// (`FetchDeviceList`, checked with the update rule) unless it was fetched within
+/// `device_list_refresh`. A failure keeps the stored list (the delivery must be recorded).
+async fn own_list_current(shared: &Arc<Shared>, conn: &Connection) {
+    let own = shared.engine.address.account.clone();
+    if shared.list_fresh(&own) {
+        return;
+    }
+    match refresh_own_list(shared, conn).await {
+        Ok(_) => shared.list_fetched(&own),
+        Err(e) => {
+            tracing::debug!(error = %e, "own device list not refreshed; using the stored one")
+        }
+    }
+}
+
+/// The devices a sent copy goes to: this account's own list (spec/devices.md 8.9, never a
+/// contact pin), fetched again and checked with the update rule when it was not fetched
+/// within `device_list_refresh` or `force` is set; every listed device but this one.
+async fn own_devices_for(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    force: bool,
+) -> Result<Vec<DeviceId>, ClientError> {
+    let me = shared.engine.address.clone();
+    let list = if !force && shared.list_fresh(&me.account) {
+        let engine = shared.engine.clone();
+        blocking(move || Ok(engine.own_devices()?.map(|o| o.list))).await?
+    } else {
+        let list = refresh_own_list(shared, conn).await?;
+        shared.list_fetched(&me.account);
+        list
+    };
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    sync_listed(shared, conn, &list).await?;
+    Ok(list
+        .entries()
+        .iter()
+        .map(|e| DeviceId(e.device_id))
+        .filter(|d| *d != me.device)
+        .collect())
 }
 
 async fn recipient_devices(
@@ -418,6 +493,25 @@ async fn refresh_devices(
         shared.emit(ev);
     }
     Ok(())
+}
+
+#[cfg(feature = "hazmat")]
+impl Client {
+    /// Queues `content` as it is (a content encoding whose message id is `message_id`) to
+    /// `account`, without a history entry; see [`crate::hazmat::send_sent_copy`].
+    pub(crate) async fn send_raw(
+        &self,
+        account: &AccountId,
+        message_id: MessageId,
+        content: sealpost_crypto::Zeroizing<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let shared = self.shared()?;
+        let engine = shared.engine.clone();
+        let account = account.clone();
+        blocking(move || engine.enqueue_raw(&account, message_id, content, now_ms())).await?;
+        shared.outbox_wake.notify_one();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 //! All functions that read-modify-write state hold `lock`, so the receive path, the send
 //! path and prekey maintenance never interleave on the same records.
 
-use crate::content::{MessageBody, MessageId, decode_content, encode_content};
+use crate::content::{
+    Content, MessageBody, MessageId, SentCopy, decode_any, encode_content, encode_sent_copy,
+    is_sent_copy,
+};
 use crate::error::ClientError;
 use crate::error::StoreError;
 use crate::event::ClientEvent;

@@ -38,6 +38,33 @@ impl Engine {
         Ok(message_id)
     }
 
+    /// Puts content as it is into the outbox, without a history entry (for tests that need
+    /// content the SDK never sends on its own, e.g. a forged sent copy).
+    #[cfg(feature = "hazmat")]
+    pub(crate) fn enqueue_raw(
+        &self,
+        recipient: &AccountId,
+        message_id: MessageId,
+        content: Zeroizing<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        let entry = OutboxEntry {
+            seq: self.store.new_outbox_seq()?,
+            message_id,
+            recipient: recipient.clone(),
+            history_seq: 0,
+            created_at: now_ms,
+            content,
+            envelopes: None,
+            sender_seq: 0,
+        };
+        self.store.put_outbox(&mut batch, &entry);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
     /// For tests: the first outbox entry.
     #[cfg(test)]
     pub(crate) fn outbox_head(&self) -> Result<Option<OutboxEntry>, ClientError> {
@@ -173,22 +200,82 @@ impl Engine {
         Ok(entry)
     }
 
-    /// The relay accepted the entry: remove it from the outbox, mark it delivered.
-    pub(crate) fn complete(&self, entry: &OutboxEntry, relay_ts: u64) -> Result<(), ClientError> {
+    /// The relay accepted the entry: remove it from the outbox, mark it delivered and, when
+    /// this account's own list names another device, queue the message's sent copy in the
+    /// same batch (spec/client-store.md sections 6.1 and 10). A sent copy itself has no
+    /// history entry: it only leaves the outbox. Returns whether a copy was queued.
+    pub(crate) fn complete(&self, entry: &OutboxEntry, relay_ts: u64) -> Result<bool, ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
+        let mut copied = false;
+        if !is_sent_copy(&entry.content) {
+            self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
+            copied = self.queue_sent_copy(&mut batch, entry, relay_ts)?;
+        }
         self.store.commit(batch)?;
-        Ok(())
+        Ok(copied)
     }
 
-    /// Gives up on the entry: remove it from the outbox, mark it failed.
+    /// Adds the sent copy of `entry` (delivered at `relay_ts`) to `batch`, addressed to this
+    /// account, if the own list names a device other than this one, the recipient is another
+    /// account and the copy fits the plaintext limit.
+    fn queue_sent_copy(
+        &self,
+        batch: &mut Batch,
+        entry: &OutboxEntry,
+        relay_ts: u64,
+    ) -> Result<bool, ClientError> {
+        let own = &self.address.account;
+        if &entry.recipient == own {
+            return Ok(false);
+        }
+        let others = self.own_devices()?.is_some_and(|o| {
+            o.list
+                .entries()
+                .iter()
+                .any(|e| e.device_id != self.address.device.0)
+        });
+        if !others {
+            return Ok(false);
+        }
+        let copy_id = MessageId::random();
+        let Some(content) = encode_sent_copy(
+            &copy_id,
+            &entry.recipient,
+            entry.created_at,
+            relay_ts,
+            &entry.content,
+        ) else {
+            tracing::warn!(
+                len = entry.content.len(),
+                "message too large for a sent copy; other devices do not get it"
+            );
+            return Ok(false);
+        };
+        let copy = OutboxEntry {
+            seq: self.store.new_outbox_seq()?,
+            message_id: copy_id,
+            recipient: own.clone(),
+            history_seq: entry.history_seq,
+            created_at: entry.created_at,
+            content,
+            envelopes: None,
+            sender_seq: 0,
+        };
+        self.store.put_outbox(batch, &copy);
+        Ok(true)
+    }
+
+    /// Gives up on the entry: remove it from the outbox, mark it failed (a sent copy has no
+    /// history entry of its own: it is only removed).
     pub(crate) fn fail(&self, entry: &OutboxEntry, now_ms: u64) -> Result<(), ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        self.set_status(&mut batch, entry, MessageStatus::Failed { at: now_ms })?;
+        if !is_sent_copy(&entry.content) {
+            self.set_status(&mut batch, entry, MessageStatus::Failed { at: now_ms })?;
+        }
         self.store.commit(batch)?;
         Ok(())
     }

@@ -109,11 +109,20 @@ impl Engine {
                 crate::error::InternalError::SessionIndex,
             ));
         };
-        let Ok((inner_id, body)) = decode_content(&plaintext) else {
+        let Ok((inner_id, content)) = decode_any(&plaintext) else {
             return Ok(Processed::Rejected("content does not decode"));
         };
         if inner_id != message_id {
             return Ok(Processed::Rejected("message id does not match the content"));
+        }
+        // A sent copy is accepted only from another device on this account's own list
+        // (spec/client-store.md section 6.1); the list check above made `listed_identity`.
+        if matches!(content, Content::SentCopy(_))
+            && (d.sender.account != self.address.account || listed_identity.is_none())
+        {
+            return Ok(Processed::Rejected(
+                "sent copy from a device not on this account's own list",
+            ));
         }
         let identity = *session.remote_identity();
         if listed_identity.is_some_and(|l| l != identity.to_wire()) {
@@ -154,25 +163,70 @@ impl Engine {
                 MAX_SESSIONS_PER_DEVICE.saturating_sub(1),
             );
         }
-        self.store.append_history(
-            &mut batch,
-            Direction::Incoming,
-            &d.sender,
-            d.timestamp,
-            MessageStatus::Received,
-            &plaintext,
-        )?;
+        match content {
+            Content::Message(body) => {
+                self.store.append_history(
+                    &mut batch,
+                    Direction::Incoming,
+                    &d.sender,
+                    d.timestamp,
+                    MessageStatus::Received,
+                    &plaintext,
+                )?;
+                events.push(ClientEvent::Message {
+                    from: d.sender.clone(),
+                    identity,
+                    body,
+                    message_id,
+                    timestamp: d.timestamp,
+                });
+            }
+            Content::SentCopy(copy) => {
+                if let Some(ev) = self.apply_sent_copy(&mut batch, d, copy)? {
+                    events.push(ev);
+                }
+            }
+        }
         self.store
             .mark_processed(&mut batch, &d.sender, &message_id, d.timestamp);
         self.store.commit(batch)?;
-        events.push(ClientEvent::Message {
-            from: d.sender.clone(),
-            identity,
-            body,
-            message_id,
-            timestamp: d.timestamp,
-        });
         Ok(Processed::Accepted(events))
+    }
+
+    /// Adds an accepted sent copy to `batch`: an outgoing history entry with the
+    /// recipient account (device 0), the original's times and content, status delivered,
+    /// and the processed tag of `(recipient, device 0, original message id)` that keeps a
+    /// second copy of the same message out (spec/client-store.md section 6.1). Returns the
+    /// event, or `None` for a message already in the history.
+    fn apply_sent_copy(
+        &self,
+        batch: &mut Batch,
+        d: &Delivery,
+        copy: SentCopy,
+    ) -> Result<Option<ClientEvent>, ClientError> {
+        let peer = DeviceAddress::new(copy.recipient.clone(), DeviceId(0));
+        if self.store.is_processed(&peer, &copy.message_id)? {
+            return Ok(None);
+        }
+        self.store.append_history(
+            batch,
+            Direction::Outgoing,
+            &peer,
+            copy.queued_at,
+            MessageStatus::Delivered {
+                at: copy.delivered_at,
+            },
+            &copy.inner,
+        )?;
+        self.store
+            .mark_processed(batch, &peer, &copy.message_id, d.timestamp);
+        Ok(Some(ClientEvent::SentByOtherDevice {
+            device: d.sender.device,
+            to: copy.recipient,
+            message_id: copy.message_id,
+            body: copy.body,
+            timestamp: copy.delivered_at,
+        }))
     }
 
     // ---------------------------------------------------------------- sending
