@@ -120,6 +120,8 @@ mod builder;
 mod client;
 mod config;
 mod content;
+#[cfg(test)]
+mod content_vectors;
 mod engine;
 mod error;
 mod event;

@@ -1,0 +1,175 @@
+//! `spec/vectors/content.json`: the message content encodings of spec/client-store.md
+//! section 6 (text, application bytes, a sent copy) and contents a receiver rejects. The
+//! model writes the bytes field by field from the spec's tables; the SDK's encoder must
+//! produce them and its decoder must read them back (and reject the rejected ones).
+//!
+//! Regenerate after a spec change with
+//! `SEALPOST_WRITE_VECTORS=1 cargo test -p sealpost-client --lib content_vectors`.
+
+use crate::content::{
+    Content, MessageBody, MessageId, decode_any, decode_content, encode_content, encode_sent_copy,
+};
+use sealpost_wire::AccountId;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// The first 16 bytes of SHA-256("sealpost-vector-" || label).
+fn id(label: &str) -> MessageId {
+    let digest = Sha256::digest(format!("sealpost-vector-{label}").as_bytes());
+    let mut out = [0; 16];
+    out.copy_from_slice(&digest[..16]);
+    MessageId::from_bytes(out)
+}
+
+/// `version || kind || message_id || body`, as the table of section 6 writes it.
+fn model(kind: u8, id: &MessageId, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x01, kind];
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// `AccountId` encoding (wire.md): one length byte, then the ASCII.
+fn account_bytes(a: &str) -> Vec<u8> {
+    let mut out = vec![u8::try_from(a.len()).unwrap()];
+    out.extend_from_slice(a.as_bytes());
+    out
+}
+
+fn check_or_write(computed: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors/content.json");
+    if std::env::var("SEALPOST_WRITE_VECTORS").is_ok_and(|v| v == "1") {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(computed).unwrap() + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} cannot be read ({e}); generate it with `SEALPOST_WRITE_VECTORS=1 cargo test \
+             -p sealpost-client --lib content_vectors`",
+            path.display()
+        )
+    });
+    let committed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        &committed, computed,
+        "content.json differs from the computed values"
+    );
+}
+
+#[test]
+fn content_vectors() {
+    // Text and application bytes.
+    let text_id = id("content.text");
+    let text = "Your order #1234 ships today.";
+    let text_content = model(0x01, &text_id, text.as_bytes());
+    let bytes_id = id("content.bytes");
+    let app = [0x7b, 0x22, 0x6f, 0x22, 0x3a, 0x31, 0x7d, 0x00, 0xff];
+    let bytes_content = model(0x02, &bytes_id, &app);
+    for (content, mid, body) in [
+        (&text_content, text_id, MessageBody::Text(text.into())),
+        (&bytes_content, bytes_id, MessageBody::Bytes(app.to_vec())),
+    ] {
+        assert_eq!(&encode_content(&mid, &body)[..], &content[..]);
+        assert_eq!(decode_content(content).unwrap(), (mid, body));
+    }
+
+    // A sent copy (section 6.1) of the text message.
+    let copy_id = id("content.sent-copy");
+    let recipient = "+15551230001";
+    let (queued_at, delivered_at) = (1_765_000_200_000_u64, 1_765_000_200_123_u64);
+    let mut copy_body = account_bytes(recipient);
+    copy_body.extend_from_slice(&queued_at.to_be_bytes());
+    copy_body.extend_from_slice(&delivered_at.to_be_bytes());
+    copy_body.extend_from_slice(&text_content);
+    let copy_content = model(0x03, &copy_id, &copy_body);
+    let account = AccountId::new(recipient).unwrap();
+    let encoded = encode_sent_copy(&copy_id, &account, queued_at, delivered_at, &text_content);
+    assert_eq!(encoded.as_deref().map(|v| &v[..]), Some(&copy_content[..]));
+    let (got_id, Content::SentCopy(copy)) = decode_any(&copy_content).unwrap() else {
+        panic!("the sent copy does not decode as one");
+    };
+    assert_eq!(got_id, copy_id);
+    assert_eq!(copy.recipient, account);
+    assert_eq!(
+        (copy.queued_at, copy.delivered_at),
+        (queued_at, delivered_at)
+    );
+    assert_eq!(
+        (copy.message_id, copy.body),
+        (text_id, MessageBody::Text(text.into()))
+    );
+    assert_eq!(&copy.inner[..], &text_content[..]);
+
+    // Contents a receiver rejects, each with the rule of section 6 or 6.1 it breaks.
+    let mut copy_of_copy_body = account_bytes(recipient);
+    copy_of_copy_body.extend_from_slice(&queued_at.to_be_bytes());
+    copy_of_copy_body.extend_from_slice(&delivered_at.to_be_bytes());
+    copy_of_copy_body.extend_from_slice(&copy_content);
+    let mut other_version = text_content.clone();
+    other_version[0] = 0x02;
+    let rejected: Vec<(&str, Vec<u8>)> = vec![
+        ("version 0x02", other_version),
+        ("unknown kind 0x7f", model(0x7f, &text_id, b"x")),
+        (
+            "text that is not UTF-8",
+            model(0x01, &text_id, &[0x61, 0xff]),
+        ),
+        (
+            "shorter than version, kind and message id",
+            text_content[..17].to_vec(),
+        ),
+        (
+            "sent copy whose recipient is cut short",
+            copy_content[..18 + 5].to_vec(),
+        ),
+        (
+            "sent copy without its times",
+            model(0x03, &copy_id, &account_bytes(recipient)),
+        ),
+        (
+            "sent copy of a sent copy",
+            model(0x03, &copy_id, &copy_of_copy_body),
+        ),
+    ];
+    for (why, content) in &rejected {
+        assert!(decode_any(content).is_err(), "accepted: {why}");
+        assert!(decode_content(content).is_err(), "accepted: {why}");
+    }
+    // A sent copy is not a message: the decoder of messages refuses it.
+    assert!(decode_content(&copy_content).is_err());
+
+    let computed = json!({
+        "description": "Message contents (spec/client-store.md section 6): text, application \
+            bytes, a sent copy (section 6.1) of the text, and contents a receiver rejects \
+            (it drops and acknowledges them). Message ids are the first 16 bytes of \
+            SHA-256(\"sealpost-vector-\" || label).",
+        "text": {
+            "message_id": hex::encode(text_id.as_bytes()),
+            "text": text,
+            "content": hex::encode(&text_content),
+        },
+        "bytes": {
+            "message_id": hex::encode(bytes_id.as_bytes()),
+            "body": hex::encode(app),
+            "content": hex::encode(&bytes_content),
+        },
+        "sent_copy": {
+            "copy_id": hex::encode(copy_id.as_bytes()),
+            "recipient": recipient,
+            "queued_at": queued_at,
+            "delivered_at": delivered_at,
+            "inner": "the text content above",
+            "content": hex::encode(&copy_content),
+        },
+        "rejected": rejected
+            .iter()
+            .map(|(why, c)| json!({ "why": why, "content": hex::encode(c) }))
+            .collect::<Vec<_>>(),
+    });
+    check_or_write(&computed);
+}
