@@ -121,7 +121,9 @@ impl ListPin {
 
     #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8], account: &AccountId) -> Result<Self, StoreError> {
-        Self::decode_with(bytes, account, |list| stored_list(Self::TABLE, list, account))
+        Self::decode_with(bytes, account, |list| {
+            stored_list(Self::TABLE, list, account)
+        })
     }
 
     /// Decodes the record of `account`; `verify` checks the list bytes.
@@ -158,11 +160,12 @@ impl Store {
         bytes: &[u8],
         account: &AccountId,
     ) -> Result<VerifiedDeviceList, StoreError> {
+        // A panic while the lock was held cannot leave an unverified list behind.
         let mut cache = self
             .inner
             .verified_lists
             .lock()
-            .map_err(|_| StoreError::Database(crate::error::DatabaseErrorKind::Poisoned.into()))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(list) = cache.get(account).filter(|l| l.as_bytes() == bytes) {
             return Ok(list.clone());
         }

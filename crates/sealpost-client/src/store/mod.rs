@@ -34,8 +34,8 @@ use crate::content::MessageId;
 use crate::error::StoreError;
 use crypt::{StoreKeys, TagKind};
 use sealpost_crypto::Zeroizing;
-use sealpost_session::Session;
-use sealpost_wire::{AccountId, DeviceAddress, Writer};
+use sealpost_session::{IdentityKey, Session};
+use sealpost_wire::{AccountId, DecodeError, DeviceAddress, IdentityBytes, Writer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,8 @@ struct Inner {
     backend: Box<dyn ClientStore>,
     keys: StoreKeys,
     seqs: Mutex<HashMap<Table, Arc<AtomicU64>>>,
+    /// Identity keys validated when contacts were read, by their bytes.
+    identity_keys: Mutex<HashMap<IdentityBytes, IdentityKey>>,
     /// Device lists verified when read, by account (`devices.rs`).
     verified_lists: Mutex<HashMap<AccountId, sealpost_devices::VerifiedDeviceList>>,
 }
@@ -99,6 +101,9 @@ fn account_bytes(a: &AccountId) -> Vec<u8> {
 }
 
 const SINGLETON_KEY: &[u8] = &[1];
+
+/// Most validated identity keys a store keeps in memory (`Store::decode_contact`).
+const IDENTITY_KEY_CACHE: usize = 4096;
 /// Row of the sender state in the `account` table (spec/client-store.md 4.3 and 5.8).
 const SENDER_STATE_KEY: &[u8] = &[2];
 
@@ -290,13 +295,38 @@ impl Store {
         match self.backend().get(Table::Contacts, &key)? {
             None => Ok(None),
             Some(row) => {
-                let c = Contact::decode(&self.open_row(Table::Contacts, &row)?)?;
+                let c = self.decode_contact(&self.open_row(Table::Contacts, &row)?)?;
                 if &c.address != address {
                     return Err(StoreError::Inconsistent("contact address"));
                 }
                 Ok(Some(c))
             }
         }
+    }
+
+    /// [`Contact::decode_with`], reusing identity keys this store validated before:
+    /// validating one decompresses its Ed25519 point, and a sender reads every contact of
+    /// the recipient account several times per message. Only keys that passed
+    /// [`IdentityKey::from_wire`] are kept, by their exact bytes.
+    fn decode_contact(&self, bytes: &[u8]) -> Result<Contact, StoreError> {
+        Contact::decode_with(bytes, |wire| {
+            // A panic while the lock was held cannot leave an unvalidated key behind.
+            let mut cache = self
+                .inner
+                .identity_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(key) = cache.get(wire) {
+                return Ok(*key);
+            }
+            let key = IdentityKey::from_wire(wire)
+                .map_err(|_| DecodeError::InvalidValue("identity key"))?;
+            if cache.len() >= IDENTITY_KEY_CACHE {
+                cache.clear();
+            }
+            cache.insert(*wire, key);
+            Ok(key)
+        })
     }
 
     /// Every known device of an account, ordered by device id.
@@ -307,7 +337,7 @@ impl Store {
             .backend()
             .group(Table::Contacts, &group, usize::MAX, false)?
         {
-            let c = Contact::decode(&self.open_row(Table::Contacts, &row)?)?;
+            let c = self.decode_contact(&self.open_row(Table::Contacts, &row)?)?;
             if &c.address.account != account {
                 return Err(StoreError::Inconsistent("contact account"));
             }

@@ -112,6 +112,7 @@ impl Store {
                 backend,
                 keys,
                 seqs: Mutex::new(HashMap::new()),
+                identity_keys: Mutex::new(HashMap::new()),
                 verified_lists: Mutex::new(HashMap::new()),
             }),
         };

@@ -32,11 +32,6 @@ pub(super) fn start(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn identity_key(r: &mut Reader<'_>) -> Result<IdentityKey, DecodeError> {
-    let bytes = IdentityBytes::decode_from(r)?;
-    IdentityKey::from_wire(&bytes).map_err(|_| DecodeError::InvalidValue("identity key"))
-}
-
 /// The device's own identity and registration.
 #[derive(Clone, Debug)]
 pub(crate) struct AccountRecord {
@@ -272,7 +267,18 @@ impl Contact {
 
     /// Decodes version 2, and version 1 (`0x01 || address || identity(64) ||
     /// first_seen(u64) || changed_at(u64)`, unverified).
+    #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        Self::decode_with(bytes, |b| {
+            IdentityKey::from_wire(b).map_err(|_| DecodeError::InvalidValue("identity key"))
+        })
+    }
+
+    /// Decodes the record; `identity` validates the identity key's bytes.
+    pub(crate) fn decode_with(
+        bytes: &[u8],
+        identity: impl FnOnce(&IdentityBytes) -> Result<IdentityKey, DecodeError>,
+    ) -> Result<Self, StoreError> {
         let m = malformed(Self::TABLE);
         let mut r = Reader::new(bytes);
         let version = r.u8().map_err(&m)?;
@@ -280,7 +286,7 @@ impl Contact {
             return Err(m(DecodeError::UnsupportedVersion(version)));
         }
         let address = DeviceAddress::decode_from(&mut r).map_err(&m)?;
-        let identity = identity_key(&mut r).map_err(&m)?;
+        let identity = identity(&IdentityBytes::decode_from(&mut r).map_err(&m)?).map_err(&m)?;
         let first_seen = r.u64().map_err(&m)?;
         let changed_at = r.u64().map_err(&m)?;
         let verification = if version == CONTACT_RECORD_VERSION {
