@@ -511,3 +511,81 @@ async fn relay_added_devices_and_rolled_back_lists_are_refused() {
     bob.shutdown().await;
     relay.shutdown().await;
 }
+
+/// Losing the key holder without the PIN (spec/devices.md 8.6): the account registers again
+/// on a new phone, which generates a new account key and publishes list version 1 naming
+/// only itself; the relay removes the linked laptop, which learns it was removed; a contact
+/// sees one safety-number change (rule 5.1, the account key changed) and from then on
+/// encrypts to the new phone only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_primary_without_the_pin_starts_a_new_account_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay_with_metrics(&dir.path().join("relay"), &codes).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (a_seen, b_seen) = (Collector::default(), Collector::default());
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    let (laptop, l_seen) = link(dir.path(), "alice-laptop", &config, &alice, "Laptop").await;
+
+    // Bob talks to both of Alice's devices and notes the safety number.
+    bob.send_text(&acct(ALICE), "before").await.unwrap();
+    a_seen
+        .wait("before at the phone", 30, |c| c.count() == 1)
+        .await;
+    l_seen
+        .wait("before at the laptop", 30, |c| c.count() == 1)
+        .await;
+    let before = bob.safety_number(&acct(ALICE), DeviceId(1)).await.unwrap();
+
+    // The phone is lost: its client is gone for good, and Alice registers a new phone.
+    alice.shutdown().await;
+    let (phone, p_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice-new")).await;
+    let p_seen = Collector::default();
+    p_seen.spawn(p_rx);
+    let me = phone.address().device;
+    assert_eq!(
+        phone.own_devices().await.unwrap(),
+        vec![info(me.0, PRIMARY_DEVICE_NAME, DeviceRole::Primary)]
+    );
+    // The laptop was removed with the old registration and stops reconnecting.
+    l_seen
+        .wait("laptop removed", 30, |c| {
+            c.count_events(|e| matches!(e, ClientEvent::Deregistered)) == 1
+        })
+        .await;
+
+    // Bob's next message: the list under a new account key is a safety-number change, and
+    // the message reaches the new phone only.
+    let id = bob.send_text(&acct(ALICE), "after").await.unwrap();
+    b_seen
+        .wait("delivered", 30, |c| {
+            c.count_events(
+                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == id),
+            ) == 1
+        })
+        .await;
+    p_seen
+        .wait("after at the new phone", 30, |c| c.count() == 1)
+        .await;
+    assert_eq!(p_seen.texts(), vec!["after"]);
+    assert_eq!(
+        b_seen.count_events(
+            |e| matches!(e, ClientEvent::SafetyNumberChanged { account, .. }
+            if *account == acct(ALICE))
+        ),
+        1
+    );
+    let after = bob.safety_number(&acct(ALICE), me).await.unwrap();
+    assert_ne!(before.digits(), after.digits());
+    let at_phone = phone.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    assert_eq!(after.digits(), at_phone.digits());
+    assert_eq!(l_seen.count(), 1, "the removed laptop got nothing more");
+
+    laptop.shutdown().await;
+    phone.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+}
