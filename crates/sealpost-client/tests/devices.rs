@@ -17,49 +17,15 @@ use sealpost_client::{
     DeviceRole, ErrorCode, PRIMARY_DEVICE_NAME, Verification, hazmat,
 };
 use sealpost_relay::store::NewDeviceList;
-use sealpost_relay::{Limits, RelayConfig, RelayHandle, SqliteStore, Store as _};
+use sealpost_relay::{Limits, RelayHandle, SqliteStore, Store as _};
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::{DeviceAddress, IdentityBytes};
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 const ALICE: &str = "+15550002001";
 const BOB: &str = "+15550002002";
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-/// A relay that also serves its Prometheus metrics (one per test process: the recorder is
-/// global).
-async fn start_relay_with_metrics(dir: &Path, codes: &Arc<Codes>) -> RelayHandle {
-    init_logs();
-    let mut config = RelayConfig::for_tests(dir);
-    config.listen = any_port();
-    config.limits = bulk_limits();
-    config.shutdown_grace_secs = 2;
-    config.code_sender = Some(codes.clone());
-    config.metrics_listen = Some(any_port());
-    sealpost_relay::Relay::start(config).await.unwrap()
-}
-
-/// How many `Send` requests the relay has answered (its request-duration histogram).
-fn sends(relay: &RelayHandle) -> u64 {
-    let mut conn = std::net::TcpStream::connect(relay.metrics_addr().unwrap()).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| {
-            l.starts_with("sealpost_request_duration_seconds_count") && l.contains("kind=\"send\"")
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
 
 fn info(id: u32, name: &str, role: DeviceRole) -> DeviceInfo {
     DeviceInfo {
@@ -143,13 +109,7 @@ async fn link_fan_out_stale_set_and_unlink() {
     // fetches the list, accepts version 2 and retries exactly once.
     let before = sends(&relay);
     let id = bob.send_text(&acct(ALICE), "to both").await.unwrap();
-    b_seen
-        .wait("delivered", 30, |c| {
-            c.count_events(
-                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == id),
-            ) == 1
-        })
-        .await;
+    delivered(&b_seen, id).await;
     assert_eq!(sends(&relay) - before, 2, "one refused Send, one retry");
     a_seen.wait("phone copy", 30, |c| c.count() == 2).await;
     l_seen.wait("laptop copy", 30, |c| c.count() == 1).await;
@@ -560,13 +520,7 @@ async fn losing_the_primary_without_the_pin_starts_a_new_account_key() {
     // Bob's next message: the list under a new account key is a safety-number change, and
     // the message reaches the new phone only.
     let id = bob.send_text(&acct(ALICE), "after").await.unwrap();
-    b_seen
-        .wait("delivered", 30, |c| {
-            c.count_events(
-                |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == id),
-            ) == 1
-        })
-        .await;
+    delivered(&b_seen, id).await;
     p_seen
         .wait("after at the new phone", 30, |c| c.count() == 1)
         .await;

@@ -15,56 +15,10 @@ use common::*;
 use sealpost_client::{
     Client, ClientEvent, DeviceId, Direction, MessageBody, MessageId, MessageStatus, hazmat,
 };
-use sealpost_relay::{RelayConfig, RelayHandle};
-use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 const PHONE: &str = "+15550003001";
 const SHOP: &str = "+15550003002";
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-/// A relay that also serves its Prometheus metrics (one per test process: the recorder is
-/// global).
-async fn start_relay_with_metrics(dir: &Path, codes: &Arc<Codes>) -> RelayHandle {
-    init_logs();
-    let mut config = RelayConfig::for_tests(dir);
-    config.listen = any_port();
-    config.limits = bulk_limits();
-    config.shutdown_grace_secs = 2;
-    config.code_sender = Some(codes.clone());
-    config.metrics_listen = Some(any_port());
-    sealpost_relay::Relay::start(config).await.unwrap()
-}
-
-/// How many `Send` requests the relay has answered (its request-duration histogram).
-fn sends(relay: &RelayHandle) -> u64 {
-    let mut conn = std::net::TcpStream::connect(relay.metrics_addr().unwrap()).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| {
-            l.starts_with("sealpost_request_duration_seconds_count") && l.contains("kind=\"send\"")
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
-/// Waits for the `Delivered` event of `id`.
-async fn delivered(seen: &Collector, id: MessageId) {
-    seen.wait("delivered", 30, |c| {
-        c.count_events(
-            |e| matches!(e, ClientEvent::Delivered { message_id, .. } if *message_id == id),
-        ) == 1
-    })
-    .await;
-}
 
 /// The `SentByOtherDevice` events `seen` got for `id`.
 fn copies_of(seen: &Collector, id: MessageId) -> usize {
