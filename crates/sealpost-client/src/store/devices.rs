@@ -121,7 +121,9 @@ impl ListPin {
 
     #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8], account: &AccountId) -> Result<Self, StoreError> {
-        Self::decode_with(bytes, account, |list| stored_list(Self::TABLE, list, account))
+        Self::decode_with(bytes, account, |list| {
+            stored_list(Self::TABLE, list, account)
+        })
     }
 
     /// Decodes the record of `account`; `verify` checks the list bytes.
@@ -158,11 +160,10 @@ impl Store {
         bytes: &[u8],
         account: &AccountId,
     ) -> Result<VerifiedDeviceList, StoreError> {
-        let mut cache = self
-            .inner
-            .verified_lists
-            .lock()
-            .map_err(|_| StoreError::Database(crate::error::DatabaseErrorKind::Poisoned.into()))?;
+        let mut cache =
+            self.inner.verified_lists.lock().map_err(|_| {
+                StoreError::Database(crate::error::DatabaseErrorKind::Poisoned.into())
+            })?;
         if let Some(list) = cache.get(account).filter(|l| l.as_bytes() == bytes) {
             return Ok(list.clone());
         }
@@ -211,6 +212,25 @@ impl Store {
                 |list| self.verified_list(ListPin::TABLE, list, account),
             )?)),
         }
+    }
+
+    /// Every pinned contact list (for a history bundle), in no particular order.
+    pub(crate) fn all_list_pins(&self) -> Result<Vec<ListPin>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.backend().first(Table::Devices, usize::MAX)? {
+            let plain = self.open_row(Table::Devices, &row)?;
+            // The record names its account (after the version byte); the row key is its tag.
+            let mut r = Reader::new(&plain);
+            start(&mut r).map_err(malformed(ListPin::TABLE))?;
+            let account = AccountId::decode_from(&mut r).map_err(malformed(ListPin::TABLE))?;
+            if row.key != self.account_tag(&account) {
+                return Err(StoreError::Inconsistent("device list pin account"));
+            }
+            out.push(ListPin::decode_with(&plain, &account, |list| {
+                self.verified_list(ListPin::TABLE, list, &account)
+            })?);
+        }
+        Ok(out)
     }
 
     pub(crate) fn put_list_pin(&self, batch: &mut Batch, pin: &ListPin) {
