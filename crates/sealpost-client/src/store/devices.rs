@@ -56,11 +56,6 @@ impl OwnDevices {
         Zeroizing::new(w.into_bytes())
     }
 
-    #[cfg(test)]
-    pub(crate) fn decode(bytes: &[u8], account: &AccountId) -> Result<Self, StoreError> {
-        Self::decode_with(bytes, |list| stored_list(Self::TABLE, list, account))
-    }
-
     /// Decodes the record; `verify` checks the list bytes.
     fn decode_with(
         bytes: &[u8],

@@ -102,6 +102,9 @@ const SINGLETON_KEY: &[u8] = &[1];
 /// Row of the sender state in the `account` table (spec/client-store.md 4.3 and 5.8).
 const SENDER_STATE_KEY: &[u8] = &[2];
 
+/// A history entry with its content encoding (spec/client-store.md 5.5).
+pub(crate) type HistoryWithContent = (HistoryEntry, Zeroizing<Vec<u8>>);
+
 /// An outbox row as read: its sequence number, and the entry or why it does not open.
 pub(crate) type OutboxRow = (u64, Result<OutboxEntry, StoreError>);
 
@@ -518,7 +521,7 @@ impl Store {
         &self,
         limit: usize,
         since_ms: u64,
-    ) -> Result<Vec<(HistoryEntry, Zeroizing<Vec<u8>>)>, StoreError> {
+    ) -> Result<Vec<HistoryWithContent>, StoreError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
