@@ -350,7 +350,12 @@ async fn part_devices(
         }
         _ => {
             let list = refresh_own_list(shared, conn).await?;
-            shared.list_fetched(&me.account);
+            // A list without the new device does not count as fresh: `link_device` made
+            // the own list stale so that the next sent copy reads it again once the device
+            // has joined, and this fetch (made before that) must not undo it.
+            if list.as_ref().is_some_and(|l| l.device(target.0).is_some()) {
+                shared.list_fetched(&me.account);
+            }
             list
         }
     };
