@@ -86,7 +86,7 @@ fn message_record(entry: &HistoryEntry, content: &[u8]) -> Option<HistoryRecord>
 }
 
 /// Wipes the message contents of records (plaintext) before they are dropped.
-fn wipe(records: &mut [HistoryRecord]) {
+pub(super) fn wipe(records: &mut [HistoryRecord]) {
     for r in records {
         if let HistoryRecord::Message(m) = r {
             m.content.zeroize();

@@ -197,8 +197,10 @@ impl Engine {
                     events.push(ev);
                 }
             }
-            Content::HistoryPart(part) => {
-                events.push(self.apply_history_part(&mut batch, &part, d.timestamp, now_ms)?);
+            Content::HistoryPart(mut part) => {
+                let event = self.apply_history_part(&mut batch, &part, d.timestamp, now_ms);
+                super::history::wipe(&mut part.records);
+                events.push(event?);
             }
             // The envelope of a part meant for another own device: nothing to apply.
             Content::HistoryPlaceholder => {}
