@@ -224,6 +224,13 @@ pub struct ClientConfig {
     /// the next message (spec/devices.md 8.1). Default [`crate::DEVICE_LIST_REFRESH`];
     /// a stale list is also corrected by the relay's `MismatchedDevices`.
     pub device_list_refresh: Duration,
+    /// On the key holder: the most messages a history bundle carries to a newly linked
+    /// device (spec/devices.md 8.7 and 8.9), the newest ones. Default
+    /// [`crate::HISTORY_BUNDLE_MAX_MESSAGES`] (1,000); 0 sends contacts only.
+    pub history_bundle_max_messages: usize,
+    /// On the key holder: how old (by its history timestamp) a message may be and still go
+    /// into a history bundle. Default [`crate::HISTORY_BUNDLE_MAX_AGE`] (90 days).
+    pub history_bundle_max_age: Duration,
 }
 
 /// One guardian of the PIN vault: a relay with its guardian role enabled.
@@ -317,6 +324,8 @@ impl ClientConfig {
             guardians: Guardians::single(Guardian::new(relay_addr, relay_pins)),
             pin_params: PinArgon2Params::PRODUCTION,
             device_list_refresh: crate::DEVICE_LIST_REFRESH,
+            history_bundle_max_messages: crate::HISTORY_BUNDLE_MAX_MESSAGES,
+            history_bundle_max_age: crate::HISTORY_BUNDLE_MAX_AGE,
         }
     }
 
@@ -377,6 +386,14 @@ impl ClientConfig {
     /// Sets how long a contact's device list is used before it is fetched again.
     pub fn with_device_list_refresh(mut self, refresh: Duration) -> Self {
         self.device_list_refresh = refresh;
+        self
+    }
+
+    /// Sets the bounds of the history bundle sent to a newly linked device: at most
+    /// `max_messages` messages (the newest), none older than `max_age`.
+    pub fn with_history_bundle(mut self, max_messages: usize, max_age: Duration) -> Self {
+        self.history_bundle_max_messages = max_messages;
+        self.history_bundle_max_age = max_age;
         self
     }
 }

@@ -2,6 +2,7 @@
 //! (spec/client-store.md section 6).
 
 use sealpost_crypto::Zeroizing;
+use sealpost_wire::devices::HistoryPart;
 use sealpost_wire::relay::MESSAGE_ID_LEN;
 use sealpost_wire::{AccountId, DecodeError, MAX_PLAINTEXT_LEN, Reader, Writer};
 use std::fmt;
@@ -15,6 +16,10 @@ pub const CONTENT_BYTES: u8 = 2;
 /// Content kind: a sent copy, a message another device of this account sent
 /// (spec/client-store.md section 6.1).
 pub const CONTENT_SENT_COPY: u8 = 3;
+/// Content kind: one part of a history bundle, which an account's key holder sends a newly
+/// linked device (spec/client-store.md section 6.2); an empty body is the placeholder sent
+/// to the account's other devices.
+pub const CONTENT_HISTORY_PART: u8 = 0x10;
 /// Bytes the content encoding adds to a body: version, kind, message id.
 pub const CONTENT_OVERHEAD: usize = 2 + MESSAGE_ID_LEN;
 /// Largest body one message carries.
@@ -120,6 +125,11 @@ pub(crate) enum Content {
     Message(MessageBody),
     /// A message another device of this account sent (kind sent copy).
     SentCopy(SentCopy),
+    /// A part of a history bundle from this account's key holder (kind history part).
+    HistoryPart(Box<HistoryPart>),
+    /// A history part's placeholder (kind history part, empty body): the envelope for an
+    /// own device the part is not for (spec/client-store.md section 6.2).
+    HistoryPlaceholder,
 }
 
 /// A sent copy (spec/client-store.md section 6.1): a message that another device of this
@@ -167,6 +177,30 @@ pub(crate) fn is_sent_copy(content: &[u8]) -> bool {
     content.get(1) == Some(&CONTENT_SENT_COPY)
 }
 
+/// Whether a content encoding is a history part (by its kind byte; nothing else is checked).
+pub(crate) fn is_history_part(content: &[u8]) -> bool {
+    content.get(1) == Some(&CONTENT_HISTORY_PART)
+}
+
+/// Whether an outbox entry with this content is this account's own bookkeeping (a sent
+/// copy or a history part): it has no history entry of its own and gives the app no
+/// `Delivered` or `SendFailed` event.
+pub(crate) fn is_internal(content: &[u8]) -> bool {
+    is_sent_copy(content) || is_history_part(content)
+}
+
+/// The content carrying one encoded history part (`version || 0x10 || message_id ||
+/// part`), spec/client-store.md section 6.2. `part` is at most
+/// `MAX_HISTORY_PART_LEN` = [`MAX_BODY_LEN`] bytes, so the content fits one message.
+pub(crate) fn encode_history_part(id: &MessageId, part: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut w = Writer::with_capacity(CONTENT_OVERHEAD + part.len());
+    w.u8(CONTENT_VERSION)
+        .u8(CONTENT_HISTORY_PART)
+        .bytes(id.as_bytes())
+        .bytes(part);
+    Zeroizing::new(w.into_bytes())
+}
+
 /// Parses a message content ([`encode_content`]): a sent copy, unknown versions and kinds
 /// and non-UTF-8 text are errors.
 pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), DecodeError> {
@@ -176,11 +210,18 @@ pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), D
             what: "content kind",
             value: CONTENT_SENT_COPY,
         }),
+        (_, Content::HistoryPart(_) | Content::HistoryPlaceholder) => {
+            Err(DecodeError::UnknownType {
+                what: "content kind",
+                value: CONTENT_HISTORY_PART,
+            })
+        }
     }
 }
 
-/// Parses any content encoding this SDK accepts: a message, or a sent copy whose inner
-/// content is a message (not another copy).
+/// Parses any content encoding this SDK accepts: a message, a sent copy whose inner
+/// content is a message (not another copy), or a history part (its structure only,
+/// spec/devices.md 6.4; an empty body is the placeholder).
 pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeError> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
@@ -205,6 +246,10 @@ pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeErr
                 inner: Zeroizing::new(inner.to_vec()),
             })
         }
+        CONTENT_HISTORY_PART => match r.rest() {
+            [] => Content::HistoryPlaceholder,
+            part => Content::HistoryPart(Box::new(HistoryPart::decode(part)?)),
+        },
         kind => Content::Message(decode_body(kind, r.rest())?),
     };
     Ok((id, content))
@@ -287,5 +332,34 @@ mod tests {
         // A copy that would exceed the plaintext limit is not made.
         let big = encode_content(&id, &MessageBody::Bytes(vec![0; MAX_BODY_LEN]));
         assert!(encode_sent_copy(&copy_id, &to, 7, 9, &big).is_none());
+    }
+
+    #[test]
+    fn history_part_content_roundtrip_placeholder_and_limits() {
+        use sealpost_wire::devices::{MAX_HISTORY_PART_LEN, pack_history};
+        let id = MessageId::from_bytes([5; 16]);
+        let part = pack_history([1; 16], Vec::new()).unwrap().parts.remove(0);
+        let bytes = part.encode().unwrap();
+        let content = encode_history_part(&id, &bytes);
+        assert!(is_history_part(&content) && is_internal(&content));
+        assert!(!is_sent_copy(&content));
+        assert_eq!(content.len(), CONTENT_OVERHEAD + bytes.len());
+        let (got, Content::HistoryPart(p)) = decode_any(&content).unwrap() else {
+            panic!("not a history part");
+        };
+        assert_eq!((got, *p), (id, part));
+        // Not a message, so never a history entry.
+        assert!(decode_content(&content).is_err());
+        // The empty body is the placeholder; a body that is not a part does not decode.
+        let placeholder = encode_history_part(&id, &[]);
+        assert!(matches!(
+            decode_any(&placeholder),
+            Ok((_, Content::HistoryPlaceholder))
+        ));
+        assert!(decode_any(&encode_history_part(&id, &[1, 0x14, 0])).is_err());
+        // The largest part fills exactly one message.
+        assert_eq!(CONTENT_OVERHEAD + MAX_HISTORY_PART_LEN, MAX_PLAINTEXT_LEN);
+        let message = encode_content(&id, &MessageBody::Text("x".into()));
+        assert!(!is_internal(&message));
     }
 }

@@ -48,6 +48,24 @@ pub enum ClientEvent {
         /// When the relay accepted the original (Unix ms, relay clock).
         timestamp: u64,
     },
+    /// A part of the history bundle that this account's key holder sends a newly linked
+    /// device (spec/devices.md 8.7, spec/client-store.md section 6.2) was applied, in one
+    /// commit: `contacts` contact records added something this device did not know (a
+    /// pinned list, or at least one device), `messages` messages became history entries
+    /// (no [`ClientEvent::Message`] is reported for them), `invalid` records were skipped
+    /// because they did not verify or decode. Records of things this device already knew
+    /// are neither imported nor counted. One event per part; `last` is set on the bundle's
+    /// last part (parts may arrive in any order, so it does not mean every part arrived).
+    HistoryImported {
+        /// Contact records imported.
+        contacts: u32,
+        /// Messages imported.
+        messages: u32,
+        /// Records skipped as invalid.
+        invalid: u32,
+        /// Whether this is the bundle's last part.
+        last: bool,
+    },
     /// A device of `account` presented an identity this device has not seen for that
     /// account before (a reinstalled app, a new phone, a new device — or an attack):
     /// show the user the new safety number (`Client::safety_number`).

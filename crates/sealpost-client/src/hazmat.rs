@@ -2,12 +2,15 @@
 //! real client never makes, to test what other clients do with them. Never enable it in an
 //! application.
 
-use crate::content::{MessageBody, MessageId, encode_content, encode_sent_copy};
+use crate::content::{
+    MessageBody, MessageId, encode_content, encode_history_part, encode_sent_copy,
+};
 use crate::error::ClientError;
 use crate::event::EventReceiver;
 use crate::store::{AccountRecord, Batch, Store};
 use crate::{Client, ClientConfig};
 use sealpost_session::IdentityKeyPair;
+use sealpost_wire::devices::{HistoryRecord, pack_history};
 use sealpost_wire::{AccountId, DeviceId};
 
 /// Registers like [`Client::register`], as a client from before linked devices did: no
@@ -66,4 +69,34 @@ pub async fn send_sent_copy(
     )?;
     client.send_raw(to, copy_id, content).await?;
     Ok(copy_id)
+}
+
+/// Queues, on the key holder `client`, the history bundle it would queue for device
+/// `target` when linking it ([`Client::link_device`]), now, from its store as it is: a
+/// second bundle to a device that already has one (every record it already knows must be
+/// skipped). Returns the number of parts.
+pub async fn send_history_bundle(client: &Client, target: DeviceId) -> Result<usize, ClientError> {
+    client.queue_history(target).await
+}
+
+/// Sends every device of `to` one history part (content kind `0x10`) holding `records`, as
+/// `client`, whoever `client` is: a forger outside `to`'s key holder. Returns the part's
+/// message id. A receiver must reject it unless `client` is the key holder on `to`'s own
+/// list.
+pub async fn send_history_part(
+    client: &Client,
+    to: &AccountId,
+    records: Vec<HistoryRecord>,
+) -> Result<MessageId, ClientError> {
+    let bundle_id = *sealpost_crypto::random_array::<16, _>(&mut rand::rng());
+    let packed = pack_history(bundle_id, records)?;
+    let part = packed
+        .parts
+        .first()
+        .ok_or(ClientError::NoDevices)?
+        .encode()?;
+    let message_id = MessageId::random();
+    let content = encode_history_part(&message_id, &part);
+    client.send_raw(to, message_id, content).await?;
+    Ok(message_id)
 }

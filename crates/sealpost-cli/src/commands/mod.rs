@@ -176,6 +176,20 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
             "WARNING: a message claiming to be from {}, a device not on its account's signed device list, was dropped",
             output::sender(from)
         ),
+        ClientEvent::HistoryImported {
+            contacts,
+            messages,
+            invalid,
+            last,
+        } => {
+            eprintln!(
+                "note: history from this account's primary device: {contacts} contacts and {messages} messages imported{}",
+                if *last { " (last part)" } else { "" }
+            );
+            if *invalid > 0 {
+                eprintln!("warning: {invalid} invalid history records were skipped");
+            }
+        }
         ClientEvent::Lagged { missed } => eprintln!(
             "warning: {missed} events were not shown (read too slowly); the messages are kept in the store (`sealpost chat ACCOUNT` shows the conversation)"
         ),

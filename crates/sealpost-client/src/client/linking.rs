@@ -3,6 +3,7 @@
 //! [`Client::own_devices`]).
 
 use super::*;
+use crate::engine::BundleLimits;
 use crate::error::LinkFailure;
 use crate::event::DeviceInfo;
 use crate::store::OwnDevices;
@@ -69,7 +70,11 @@ impl Client {
     /// On the key holder: links the device that shows `invitation` (its text,
     /// `sealpost-link:...`) under the display name `name`: signs the next list with it and
     /// sends it the provisioning message through the relay. Returns the new device's id;
-    /// the device joins when it completes ([`PendingLink::complete`]). Needs a connection.
+    /// the device joins when it completes ([`PendingLink::complete`]). Before the
+    /// provisioning message leaves, the history bundle for the new device (its contacts
+    /// and the newest messages, bounded by [`ClientConfig::history_bundle_max_messages`]
+    /// and [`ClientConfig::history_bundle_max_age`]) is queued in the outbox; it is sent
+    /// once the device has joined (spec/devices.md 8.7). Needs a connection.
     pub async fn link_device(&self, invitation: &str, name: &str) -> Result<DeviceId, ClientError> {
         let invitation = parse_invitation(invitation).map_err(link_error)?;
         let provisioning_id = invitation.provisioning_id;
@@ -80,6 +85,10 @@ impl Client {
             .await?
             .ok_or(ClientError::NotKeyHolder)?;
         let engine = shared.engine.clone();
+        let (max_messages, max_age) = (
+            shared.config.history_bundle_max_messages,
+            shared.config.history_bundle_max_age,
+        );
         let (id, envelope) = blocking(move || {
             let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
             let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
@@ -93,10 +102,20 @@ impl Client {
             let sealed =
                 seal_provisioning(&mut rand::rng(), &invitation, &body).map_err(link_error)?;
             let envelope = ProvisioningEnvelope::decode(&sealed)?;
+            // The history bundle for the new device (spec/devices.md 8.7) is committed to
+            // the outbox before `Provision` leaves: once the device can join, its bundle is
+            // queued, whatever happens to this process (spec/client-store.md 6.2).
+            let now = now_ms();
+            engine.queue_history_bundle(
+                DeviceId(body.device_id),
+                BundleLimits::new(max_messages, max_age, now),
+                now,
+            )?;
             Ok((body.device_id, envelope))
         })
         .await?;
         conn.provision(provisioning_id, envelope).await?;
+        shared.outbox_wake.notify_one();
         // The new device publishes the next list when it joins: read it again before the
         // next sent copy is decided (spec/client-store.md section 6.1).
         shared.list_stale(&shared.engine.address.account);
@@ -140,6 +159,27 @@ impl Client {
         Ok(list
             .map(|l| l.entries().iter().map(DeviceInfo::of).collect())
             .unwrap_or_default())
+    }
+}
+
+#[cfg(feature = "hazmat")]
+impl Client {
+    /// Queues the history bundle for own device `target` now, as [`Client::link_device`]
+    /// does; see [`crate::hazmat::send_history_bundle`].
+    pub(crate) async fn queue_history(&self, target: DeviceId) -> Result<usize, ClientError> {
+        let shared = self.shared()?;
+        let engine = shared.engine.clone();
+        let (max_messages, max_age) = (
+            shared.config.history_bundle_max_messages,
+            shared.config.history_bundle_max_age,
+        );
+        let parts = blocking(move || {
+            let now = now_ms();
+            engine.queue_history_bundle(target, BundleLimits::new(max_messages, max_age, now), now)
+        })
+        .await?;
+        shared.outbox_wake.notify_one();
+        Ok(parts)
     }
 }
 

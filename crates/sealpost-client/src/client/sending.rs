@@ -3,7 +3,7 @@
 
 use super::linking::refresh_own_list;
 use super::*;
-use crate::content::is_sent_copy;
+use crate::content::is_internal;
 
 /// Why a round of the send loop ended.
 enum Drained {
@@ -78,12 +78,13 @@ async fn give_up(
     error: ClientError,
 ) -> Result<(), ClientError> {
     let message_id = entry.message_id;
-    let copy = is_sent_copy(&entry.content);
+    let internal = is_internal(&entry.content);
     let engine = shared.engine.clone();
     blocking(move || engine.fail(&entry, now_ms())).await?;
-    if copy {
-        // The app never saw the copy's id; the message itself was delivered.
-        tracing::warn!(error = %error, "sent copy could not be sent to this account's other devices; dropped");
+    if internal {
+        // The app never saw the id of a sent copy or a history part (for a copy, the
+        // message itself was delivered).
+        tracing::warn!(error = %error, "sent copy or history part could not be sent to this account's other devices; dropped");
     } else {
         tracing::warn!(error = %error, "message could not be sent; giving up");
         shared.emit(ClientEvent::SendFailed { message_id, error });
@@ -143,7 +144,9 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 continue;
             }
             let message_id = entry.message_id;
-            let copy = is_sent_copy(&entry.content);
+            // A sent copy or a history part: no events, no history (spec/client-store.md
+            // 6.1 and 6.2).
+            let copy = is_internal(&entry.content);
             let failure = match send_entry(shared, conn, entry.clone()).await {
                 Ok((entry, timestamp)) => {
                     if !copy {
@@ -165,8 +168,8 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                     continue;
                 }
                 Err(ClientError::NoDevices) if copy => {
-                    // The own list names no other device any more: nothing to copy to,
-                    // and no request was made.
+                    // The own list names no other device any more (or not the device a
+                    // history part is for): nothing to send to, and no request was made.
                     let engine = shared.engine.clone();
                     if let Err(e) = blocking(move || engine.drop_outbox_row(entry.seq)).await {
                         tracing::error!(error = %e, "dropping a sent copy failed");
@@ -274,7 +277,7 @@ async fn send_entry(
         blocking(move || engine.check_sendable(&recipient)).await?;
     }
     if entry.envelopes.is_none() {
-        let devices = devices_for(shared, conn, &recipient, false).await?;
+        let devices = entry_devices(shared, conn, &entry, false).await?;
         entry = prepare(shared, conn, entry, devices).await?;
     }
     let envelopes = entry.envelopes.clone().unwrap_or_default();
@@ -290,7 +293,7 @@ async fn send_entry(
         Ok(ts) => Ok((entry, ts)),
         Err(e) if e.relay_code() == Some(ErrorCode::MismatchedDevices) => {
             tracing::debug!("recipient devices changed; refreshing");
-            let devices = devices_for(shared, conn, &recipient, true).await?;
+            let devices = entry_devices(shared, conn, &entry, true).await?;
             entry = prepare(shared, conn, entry, devices).await?;
             let envelopes = entry.envelopes.clone().unwrap_or_default();
             let ts = conn
@@ -305,6 +308,83 @@ async fn send_entry(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The devices an outbox entry is encrypted to: [`part_devices`] for an entry addressed to
+/// one own device (a history part), else [`devices_for`] its recipient.
+async fn entry_devices(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    entry: &crate::store::OutboxEntry,
+    force: bool,
+) -> Result<Vec<DeviceId>, ClientError> {
+    match entry.target {
+        Some(target) => part_devices(shared, conn, target, entry.created_at, force).await,
+        None => devices_for(shared, conn, &entry.recipient, force).await,
+    }
+}
+
+/// The devices a history part for the own device `target`, queued at `queued_at`, is
+/// encrypted to (spec/client-store.md 6.2): every device of the own list but this one (the
+/// relay wants exactly those, spec/relay.md 3.7; all but `target` get the placeholder),
+/// once the list names `target` and every one of them has a session.
+/// [`ClientError::LinkedDeviceNotReady`] (retried) while `target` has not joined or a
+/// device has no prekeys yet; [`ClientError::NoDevices`] (the part is dropped) when it
+/// will never join: the list has gone past its id without it, or
+/// [`crate::HISTORY_PART_LINK_WAIT`] has passed.
+async fn part_devices(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    target: DeviceId,
+    queued_at: u64,
+    force: bool,
+) -> Result<Vec<DeviceId>, ClientError> {
+    let me = shared.engine.address.clone();
+    let stored = {
+        let engine = shared.engine.clone();
+        blocking(move || Ok(engine.own_devices()?.map(|o| o.list))).await?
+    };
+    let list = match stored {
+        Some(l) if !force && shared.list_fresh(&me.account) && l.device(target.0).is_some() => {
+            Some(l)
+        }
+        _ => {
+            let list = refresh_own_list(shared, conn).await?;
+            // A list without the new device does not count as fresh: `link_device` made
+            // the own list stale so that the next sent copy reads it again once the device
+            // has joined, and this fetch (made before that) must not undo it.
+            if list.as_ref().is_some_and(|l| l.device(target.0).is_some()) {
+                shared.list_fetched(&me.account);
+            }
+            list
+        }
+    };
+    let Some(list) = list else {
+        return Err(ClientError::NoDevices);
+    };
+    if list.device(target.0).is_none() {
+        let waited = Duration::from_millis(now_ms().saturating_sub(queued_at));
+        if list.next_device_id() > target.0 || waited > crate::HISTORY_PART_LINK_WAIT {
+            tracing::warn!(
+                device = target.0,
+                "the device a history part is for is not on this account's list and will not join"
+            );
+            return Err(ClientError::NoDevices);
+        }
+        return Err(ClientError::LinkedDeviceNotReady { device: target });
+    }
+    sync_listed(shared, conn, &list).await?;
+    let others: Vec<DeviceId> = list
+        .entries()
+        .iter()
+        .map(|e| DeviceId(e.device_id))
+        .filter(|d| *d != me.device)
+        .collect();
+    let reachable = recipient_devices(shared, &me.account).await?;
+    if let Some(missing) = others.iter().find(|d| !reachable.contains(d)) {
+        return Err(ClientError::LinkedDeviceNotReady { device: *missing });
+    }
+    Ok(others)
 }
 
 /// The devices a message to `account` is encrypted to, with sessions started where

@@ -8,7 +8,7 @@
 
 use crate::content::{
     Content, MessageBody, MessageId, SentCopy, decode_any, encode_content, encode_sent_copy,
-    is_sent_copy,
+    is_internal,
 };
 use crate::error::ClientError;
 use crate::error::StoreError;
@@ -33,6 +33,8 @@ mod rollback;
 
 pub use devices::PRIMARY_DEVICE_NAME;
 pub(crate) use devices::{ListedDevices, listed_infos};
+pub(crate) use history::BundleLimits;
+pub use history::{HISTORY_BUNDLE_MAX_AGE, HISTORY_BUNDLE_MAX_MESSAGES, HISTORY_PART_LINK_WAIT};
 
 /// One-time X25519 prekeys the client keeps published.
 pub const ONE_TIME_PREKEY_TARGET: u32 = 100;
@@ -106,6 +108,7 @@ impl Engine {
 }
 
 mod devices;
+mod history;
 mod outbox;
 mod prekeys;
 mod receiving;

@@ -4,7 +4,8 @@
 use super::*;
 
 impl Engine {
-    /// Puts a message into the outbox (and the history, as queued) in one batch.
+    /// Puts a message into the outbox (and the history, as queued, with the processed tag
+    /// of `(recipient, device 0, message id)`) in one batch.
     pub(crate) fn enqueue(
         &self,
         recipient: &AccountId,
@@ -15,14 +16,20 @@ impl Engine {
         let message_id = MessageId::random();
         let content = encode_content(&message_id, body);
         let mut batch = Batch::new();
+        let peer = DeviceAddress::new(recipient.clone(), DeviceId(0));
         let history_seq = self.store.append_history(
             &mut batch,
             Direction::Outgoing,
-            &DeviceAddress::new(recipient.clone(), DeviceId(0)),
+            &peer,
             now_ms,
             MessageStatus::Queued,
             &content,
         )?;
+        // The tag a sent copy or a history bundle carrying this message would find: this
+        // device's own message never comes back as a second history entry
+        // (spec/client-store.md sections 6.1 and 6.2).
+        self.store
+            .mark_processed(&mut batch, &peer, &message_id, now_ms);
         let entry = OutboxEntry {
             seq: self.store.new_outbox_seq()?,
             message_id,
@@ -32,6 +39,7 @@ impl Engine {
             content,
             envelopes: None,
             sender_seq: 0,
+            target: None,
         };
         self.store.put_outbox(&mut batch, &entry);
         self.store.commit(batch)?;
@@ -59,6 +67,7 @@ impl Engine {
             content,
             envelopes: None,
             sender_seq: 0,
+            target: None,
         };
         self.store.put_outbox(&mut batch, &entry);
         self.store.commit(batch)?;
@@ -177,7 +186,17 @@ impl Engine {
                 return Err(ClientError::SessionRenewalPending { device: *device });
             }
             encrypted = true;
-            let message = session.encrypt(&entry.content)?;
+            // A history part is for one device; the relay wants an envelope for every other
+            // own device, and those get the placeholder (spec/client-store.md 6.2).
+            let placeholder;
+            let plaintext: &[u8] = match entry.target {
+                Some(target) if target != *device => {
+                    placeholder = crate::content::encode_history_part(&entry.message_id, &[]);
+                    &placeholder
+                }
+                _ => &entry.content,
+            };
+            let message = session.encrypt(plaintext)?;
             self.store
                 .put_session(&mut batch, &address, Some(seq), &session)?;
             envelopes.push(OutgoingEnvelope {
@@ -202,14 +221,14 @@ impl Engine {
 
     /// The relay accepted the entry: remove it from the outbox, mark it delivered and, when
     /// this account's own list names another device, queue the message's sent copy in the
-    /// same batch (spec/client-store.md sections 6.1 and 10). A sent copy itself has no
-    /// history entry: it only leaves the outbox. Returns whether a copy was queued.
+    /// same batch (spec/client-store.md sections 6.1 and 10). A sent copy or a history part
+    /// has no history entry: it only leaves the outbox. Returns whether a copy was queued.
     pub(crate) fn complete(&self, entry: &OutboxEntry, relay_ts: u64) -> Result<bool, ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
         let mut copied = false;
-        if !is_sent_copy(&entry.content) {
+        if !is_internal(&entry.content) {
             self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
             copied = self.queue_sent_copy(&mut batch, entry, relay_ts)?;
         }
@@ -262,18 +281,19 @@ impl Engine {
             content,
             envelopes: None,
             sender_seq: 0,
+            target: None,
         };
         self.store.put_outbox(batch, &copy);
         Ok(true)
     }
 
-    /// Gives up on the entry: remove it from the outbox, mark it failed (a sent copy has no
-    /// history entry of its own: it is only removed).
+    /// Gives up on the entry: remove it from the outbox, mark it failed (a sent copy or a
+    /// history part has no history entry of its own: it is only removed).
     pub(crate) fn fail(&self, entry: &OutboxEntry, now_ms: u64) -> Result<(), ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         self.store.delete_outbox(&mut batch, entry.seq);
-        if !is_sent_copy(&entry.content) {
+        if !is_internal(&entry.content) {
             self.set_status(&mut batch, entry, MessageStatus::Failed { at: now_ms })?;
         }
         self.store.commit(batch)?;

@@ -18,12 +18,12 @@ impl Engine {
         }
         // An account with a signed list sends only from its listed devices, each with its
         // listed identity (spec/devices.md 8.2).
-        let listed_identity = match self.pinned_list(&d.sender.account)? {
+        let (listed_identity, key_holder) = match self.pinned_list(&d.sender.account)? {
             Some(list) => match list.device(d.sender.device.0) {
-                Some(entry) => Some(entry.identity),
+                Some(entry) => (Some(entry.identity), entry.role.holds_account_key()),
                 None => return Ok(Processed::Unlisted),
             },
-            None => None,
+            None => (None, false),
         };
         let Ok(msg) = SessionMessage::decode(&d.envelope) else {
             return Ok(Processed::Rejected("envelope is not a session message"));
@@ -124,6 +124,17 @@ impl Engine {
                 "sent copy from a device not on this account's own list",
             ));
         }
+        // A history part (or its placeholder) is accepted only from this account's key
+        // holder, as its own list names it (spec/client-store.md section 6.2).
+        if matches!(
+            content,
+            Content::HistoryPart(_) | Content::HistoryPlaceholder
+        ) && (d.sender.account != self.address.account || !key_holder)
+        {
+            return Ok(Processed::Rejected(
+                "history part not from this account's key holder",
+            ));
+        }
         let identity = *session.remote_identity();
         if listed_identity.is_some_and(|l| l != identity.to_wire()) {
             return Ok(Processed::Rejected(
@@ -186,6 +197,13 @@ impl Engine {
                     events.push(ev);
                 }
             }
+            Content::HistoryPart(mut part) => {
+                let event = self.apply_history_part(&mut batch, &part, d.timestamp, now_ms);
+                super::history::wipe(&mut part.records);
+                events.push(event?);
+            }
+            // The envelope of a part meant for another own device: nothing to apply.
+            Content::HistoryPlaceholder => {}
         }
         self.store
             .mark_processed(&mut batch, &d.sender, &message_id, d.timestamp);

@@ -248,6 +248,14 @@ pub enum ClientError {
         /// The recipient device.
         device: sealpost_wire::DeviceId,
     },
+    /// A history part waits for the newly linked device it is for: the account's list does
+    /// not name it yet, or it has not published prekeys yet (spec/client-store.md 6.2).
+    /// Retried.
+    #[error("linked device {} is not ready for its history yet", .device.0)]
+    LinkedDeviceNotReady {
+        /// The new device.
+        device: sealpost_wire::DeviceId,
+    },
     /// No identity is known for this device (no session has ever been made with it).
     #[error("unknown contact device")]
     UnknownContact,
@@ -387,6 +395,7 @@ impl ClientError {
             | Self::Protocol(_)
             | Self::Offline
             | Self::SessionRenewalPending { .. }
+            | Self::LinkedDeviceNotReady { .. }
             | Self::Internal(_) => false,
             // Not an error of the message: it waits in the outbox until the user decides.
             Self::UnapprovedIdentity => false,

@@ -211,6 +211,25 @@ impl Store {
         }
     }
 
+    /// Every pinned contact list (for a history bundle), in no particular order.
+    pub(crate) fn all_list_pins(&self) -> Result<Vec<ListPin>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.backend().first(Table::Devices, usize::MAX)? {
+            let plain = self.open_row(Table::Devices, &row)?;
+            // The record names its account (after the version byte); the row key is its tag.
+            let mut r = Reader::new(&plain);
+            start(&mut r).map_err(malformed(ListPin::TABLE))?;
+            let account = AccountId::decode_from(&mut r).map_err(malformed(ListPin::TABLE))?;
+            if row.key != self.account_tag(&account) {
+                return Err(StoreError::Inconsistent("device list pin account"));
+            }
+            out.push(ListPin::decode_with(&plain, &account, |list| {
+                self.verified_list(ListPin::TABLE, list, &account)
+            })?);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn put_list_pin(&self, batch: &mut Batch, pin: &ListPin) {
         let key = self.account_tag(pin.list.account()).to_vec();
         self.put(batch, Table::Devices, key, Vec::new(), 0, &pin.encode());

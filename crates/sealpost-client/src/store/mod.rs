@@ -20,7 +20,7 @@ pub use crypt::{
 pub use open::StoreSecret;
 pub use records::{
     CONTACT_RECORD_VERSION, Contact, Direction, HistoryEntry, MAX_SENDER_SEQ, MessageStatus,
-    OUTBOX_RECORD_VERSION, RECORD_PLAINTEXT_VERSION, Verification,
+    OUTBOX_RECORD_VERSION, OUTBOX_TARGETED_RECORD_VERSION, RECORD_PLAINTEXT_VERSION, Verification,
 };
 pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
@@ -106,6 +106,9 @@ const SINGLETON_KEY: &[u8] = &[1];
 const IDENTITY_KEY_CACHE: usize = 4096;
 /// Row of the sender state in the `account` table (spec/client-store.md 4.3 and 5.8).
 const SENDER_STATE_KEY: &[u8] = &[2];
+
+/// A history entry with its content encoding (spec/client-store.md 5.5).
+pub(crate) type HistoryWithContent = (HistoryEntry, Zeroizing<Vec<u8>>);
 
 /// An outbox row as read: its sequence number, and the entry or why it does not open.
 pub(crate) type OutboxRow = (u64, Result<OutboxEntry, StoreError>);
@@ -347,6 +350,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Every contact record of every account (for a history bundle), in no particular order.
+    pub(crate) fn all_contacts(&self) -> Result<Vec<Contact>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.backend().first(Table::Contacts, usize::MAX)? {
+            let c = Contact::decode(&self.open_row(Table::Contacts, &row)?)?;
+            if row.key != self.device_tag(&c.address) {
+                return Err(StoreError::Inconsistent("contact address"));
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn put_contact(&self, batch: &mut Batch, c: &Contact) {
         let key = self.device_tag(&c.address).to_vec();
         let group = self.account_tag(&c.address.account).to_vec();
@@ -522,6 +538,48 @@ impl Store {
                 return Err(StoreError::Inconsistent("history account"));
             }
             out.push(entry);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The newest `limit` history entries of any account (by history position) whose
+    /// `timestamp` is at least `since_ms` and that are not queued, oldest first, each with
+    /// its content encoding; for a history bundle (spec/devices.md 8.9). An entry that does
+    /// not open or decode is skipped (logged).
+    pub(crate) fn recent_history(
+        &self,
+        limit: usize,
+        since_ms: u64,
+    ) -> Result<Vec<HistoryWithContent>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // Rows come oldest first; the newest are wanted, so walk them backwards.
+        for row in self
+            .backend()
+            .first(Table::History, usize::MAX)?
+            .iter()
+            .rev()
+        {
+            let decoded = self
+                .open_row(Table::History, row)
+                .and_then(|plain| decode_history(row.seq, &plain));
+            let (entry, content) = match decoded {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable history entry left out of a history bundle");
+                    continue;
+                }
+            };
+            if entry.status == MessageStatus::Queued || entry.timestamp < since_ms {
+                continue;
+            }
+            out.push((entry, content));
+            if out.len() == limit {
+                break;
+            }
         }
         out.reverse();
         Ok(out)

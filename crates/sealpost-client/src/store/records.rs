@@ -17,6 +17,11 @@ pub const RECORD_PLAINTEXT_VERSION: u8 = 1;
 /// entries of version [`RECORD_PLAINTEXT_VERSION`] (written before) load with `sender_seq` 0.
 pub const OUTBOX_RECORD_VERSION: u8 = 2;
 
+/// Version byte of outbox entries addressed to one own device (spec/client-store.md 5.6,
+/// a history part): version 2 with `target_device` after `created_at`. Entries without a
+/// target keep being written as version 2.
+pub const OUTBOX_TARGETED_RECORD_VERSION: u8 = 3;
+
 /// Most retired prekeys remembered for later deletion.
 pub(crate) const MAX_RETIRED: usize = 32;
 
@@ -462,6 +467,10 @@ pub(crate) struct OutboxEntry {
     /// The `sender_seq` allocated when the envelopes were last encrypted (spec/relay.md
     /// 3.7); 0 while not prepared, or for an entry prepared before sequence numbers.
     pub(crate) sender_seq: u64,
+    /// The one own device the content is for (a history part, spec/client-store.md 6.2):
+    /// the entry waits until the own list names it, and the account's other devices get a
+    /// placeholder. `None` for every other entry.
+    pub(crate) target: Option<DeviceId>,
 }
 
 impl std::fmt::Debug for OutboxEntry {
@@ -473,6 +482,7 @@ impl std::fmt::Debug for OutboxEntry {
             .field("content_len", &self.content.len())
             .field("prepared", &self.envelopes.as_ref().map(Vec::len))
             .field("sender_seq", &self.sender_seq)
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
@@ -482,7 +492,8 @@ impl OutboxEntry {
 
     /// `0x02 || message_id(16) || recipient || history_seq(u64) || created_at(u64) ||
     /// var32(content) || prepared(flag) || [sender_seq(u64) || count(u8) || count ×
-    /// (device_id(u32) || var32(envelope))]`. Version `0x01` (read only) has no `sender_seq`.
+    /// (device_id(u32) || var32(envelope))]`. Version `0x01` (read only) has no `sender_seq`;
+    /// version `0x03` (an entry with a target) has `target_device(u32)` after `created_at`.
     pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
         let env_len: usize = self
             .envelopes
@@ -491,13 +502,18 @@ impl OutboxEntry {
             .map(|e| e.envelope.len() + 8)
             .sum();
         let mut w = Writer::with_capacity(self.content.len() + env_len + 128);
-        w.u8(OUTBOX_RECORD_VERSION)
-            .bytes(self.message_id.as_bytes());
+        w.u8(if self.target.is_some() {
+            OUTBOX_TARGETED_RECORD_VERSION
+        } else {
+            OUTBOX_RECORD_VERSION
+        })
+        .bytes(self.message_id.as_bytes());
         self.recipient.encode_into(&mut w);
-        w.u64(self.history_seq)
-            .u64(self.created_at)
-            .var_bytes32(&self.content)
-            .flag(self.envelopes.is_some());
+        w.u64(self.history_seq).u64(self.created_at);
+        if let Some(target) = self.target {
+            w.u32(target.0);
+        }
+        w.var_bytes32(&self.content).flag(self.envelopes.is_some());
         if let Some(envs) = &self.envelopes {
             w.u64(self.sender_seq);
             w.u8(u8::try_from(envs.len()).unwrap_or(u8::MAX));
@@ -512,17 +528,31 @@ impl OutboxEntry {
         let m = malformed(Self::TABLE);
         let mut r = Reader::new(bytes);
         let version = r.u8().map_err(&m)?;
-        if version != RECORD_PLAINTEXT_VERSION && version != OUTBOX_RECORD_VERSION {
+        if ![
+            RECORD_PLAINTEXT_VERSION,
+            OUTBOX_RECORD_VERSION,
+            OUTBOX_TARGETED_RECORD_VERSION,
+        ]
+        .contains(&version)
+        {
             return Err(m(DecodeError::UnsupportedVersion(version)));
         }
         let message_id = MessageId::from_bytes(r.array().map_err(&m)?);
         let recipient = AccountId::decode_from(&mut r).map_err(&m)?;
         let history_seq = r.u64().map_err(&m)?;
         let created_at = r.u64().map_err(&m)?;
+        let target = if version == OUTBOX_TARGETED_RECORD_VERSION {
+            match r.u32().map_err(&m)? {
+                0 => return Err(m(DecodeError::InvalidValue("target device"))),
+                d => Some(DeviceId(d)),
+            }
+        } else {
+            None
+        };
         let content = Zeroizing::new(r.var_bytes32("content", usize::MAX).map_err(&m)?.to_vec());
         let mut sender_seq = 0;
         let envelopes = if r.flag("prepared").map_err(&m)? {
-            if version == OUTBOX_RECORD_VERSION {
+            if version != RECORD_PLAINTEXT_VERSION {
                 sender_seq = r.u64().map_err(&m)?;
             }
             let n = usize::from(r.u8().map_err(&m)?);
@@ -559,6 +589,7 @@ impl OutboxEntry {
             content,
             envelopes,
             sender_seq,
+            target,
         })
     }
 }

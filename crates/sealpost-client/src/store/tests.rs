@@ -107,6 +107,7 @@ fn fill(store: &Store) -> (IdentityKeyPair, Session) {
             content,
             envelopes: None,
             sender_seq: 0,
+            target: None,
         },
     );
     store.mark_processed(&mut batch, &peer, &id, 99);
@@ -359,6 +360,7 @@ fn outbox_survives_reopen_in_order() {
                             }]
                         }),
                         sender_seq: if i == 1 { 7 } else { 0 },
+                        target: None,
                     },
                 );
                 store.commit(batch).unwrap();
@@ -447,6 +449,7 @@ fn debug_output_hides_secrets() {
         content: encode_content(&id, &MessageBody::Text(SECRET_TEXT.into())),
         envelopes: None,
         sender_seq: 0,
+        target: None,
     };
     let dbg = format!("{e:?}");
     assert!(!dbg.contains("ZEBRA") && !dbg.contains("90, 69, 66"));
@@ -471,6 +474,7 @@ fn sender_seq_records() {
             envelope: vec![9; 40],
         }]),
         sender_seq: 0x0102_0304_0506_0708,
+        target: None,
     };
     let enc = e.encode();
     assert_eq!(enc[0], crate::store::OUTBOX_RECORD_VERSION);
@@ -489,9 +493,23 @@ fn sender_seq_records() {
     let old = OutboxEntry::decode(3, &v1).unwrap();
     assert_eq!(old.sender_seq, 0);
     assert_eq!(old.envelopes, e.envelopes);
-    let mut v3 = enc.to_vec();
-    v3[0] = 3;
-    assert!(OutboxEntry::decode(3, &v3).is_err());
+    let mut v4 = enc.to_vec();
+    v4[0] = 4;
+    assert!(OutboxEntry::decode(3, &v4).is_err());
+    // An entry for one own device (a history part) is version 3 with its target.
+    e.target = Some(DeviceId(7));
+    let enc3 = e.encode();
+    assert_eq!(enc3[0], crate::store::OUTBOX_TARGETED_RECORD_VERSION);
+    assert_eq!(enc3.len(), enc.len() + 4);
+    let back = OutboxEntry::decode(3, &enc3).unwrap();
+    assert_eq!(
+        (back.target, back.sender_seq),
+        (Some(DeviceId(7)), e.sender_seq)
+    );
+    for cut in 0..enc3.len() {
+        assert!(OutboxEntry::decode(3, &enc3[..cut]).is_err());
+    }
+    e.target = None;
     e.envelopes = None;
     assert_eq!(
         OutboxEntry::decode(3, &e.encode()).unwrap().sender_seq,

@@ -4,6 +4,8 @@ use sealpost_wire::relay::Delivery;
 
 /// Device lists: the update rule as the engine applies it.
 mod devices;
+/// History bundles: building, packing, queueing and applying (spec/client-store.md 6.2).
+mod history;
 /// Rollback detection and session renewal (spec/client-store.md section 9).
 mod rollback;
 
