@@ -354,7 +354,7 @@ impl Store {
     pub(crate) fn all_contacts(&self) -> Result<Vec<Contact>, StoreError> {
         let mut out = Vec::new();
         for row in self.backend().first(Table::Contacts, usize::MAX)? {
-            let c = Contact::decode(&self.open_row(Table::Contacts, &row)?)?;
+            let c = self.decode_contact(&self.open_row(Table::Contacts, &row)?)?;
             if row.key != self.device_tag(&c.address) {
                 return Err(StoreError::Inconsistent("contact address"));
             }
