@@ -2,28 +2,16 @@
 //! (spec/client-store.md section 6).
 
 use sealpost_crypto::Zeroizing;
+use sealpost_wire::content::{Content as WireContent, ContentBody, MessageRef};
 use sealpost_wire::devices::HistoryPart;
 use sealpost_wire::relay::MESSAGE_ID_LEN;
-use sealpost_wire::{AccountId, DecodeError, MAX_PLAINTEXT_LEN, Reader, Writer};
+use sealpost_wire::{AccountId, DecodeError, MAX_PLAINTEXT_LEN, Writer};
 use std::fmt;
 
-/// Version byte of the content encoding.
-pub const CONTENT_VERSION: u8 = 1;
-/// Content kind: UTF-8 text.
-pub const CONTENT_TEXT: u8 = 1;
-/// Content kind: opaque application bytes.
-pub const CONTENT_BYTES: u8 = 2;
-/// Content kind: a sent copy, a message another device of this account sent
-/// (spec/client-store.md section 6.1).
-pub const CONTENT_SENT_COPY: u8 = 3;
-/// Content kind: one part of a history bundle, which an account's key holder sends a newly
-/// linked device (spec/client-store.md section 6.2); an empty body is the placeholder sent
-/// to the account's other devices.
-pub const CONTENT_HISTORY_PART: u8 = 0x10;
-/// Bytes the content encoding adds to a body: version, kind, message id.
-pub const CONTENT_OVERHEAD: usize = 2 + MESSAGE_ID_LEN;
-/// Largest body one message carries.
-pub const MAX_BODY_LEN: usize = MAX_PLAINTEXT_LEN - CONTENT_OVERHEAD;
+pub use sealpost_wire::content::{
+    CONTENT_BYTES, CONTENT_HISTORY_PART, CONTENT_OVERHEAD, CONTENT_SENT_COPY, CONTENT_TEXT,
+    CONTENT_VERSION, MAX_BODY_LEN,
+};
 
 /// A message id: 16 random bytes chosen by the sender, echoed by the relay and authenticated
 /// inside the encrypted content. Unique per sender; the receiver de-duplicates by
@@ -95,6 +83,13 @@ impl MessageBody {
         match self {
             Self::Text(_) => CONTENT_TEXT,
             Self::Bytes(_) => CONTENT_BYTES,
+        }
+    }
+
+    fn from_ref(m: MessageRef<'_>) -> Self {
+        match m {
+            MessageRef::Text(t) => Self::Text(t.to_owned()),
+            MessageRef::Bytes(b) => Self::Bytes(b.to_vec()),
         }
     }
 }
@@ -201,8 +196,8 @@ pub(crate) fn encode_history_part(id: &MessageId, part: &[u8]) -> Zeroizing<Vec<
     Zeroizing::new(w.into_bytes())
 }
 
-/// Parses a message content ([`encode_content`]): a sent copy, unknown versions and kinds
-/// and non-UTF-8 text are errors.
+/// Parses a message content ([`encode_content`]): a sent copy, a history part, unknown
+/// versions and kinds and non-UTF-8 text are errors.
 pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), DecodeError> {
     match decode_any(bytes)? {
         (id, Content::Message(body)) => Ok((id, body)),
@@ -219,57 +214,26 @@ pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), D
     }
 }
 
-/// Parses any content encoding this SDK accepts: a message, a sent copy whose inner
-/// content is a message (not another copy), or a history part (its structure only,
-/// spec/devices.md 6.4; an empty body is the placeholder).
+/// Parses any content encoding this SDK accepts ([`sealpost_wire::content::Content::decode`]
+/// checks the structure): a message, a sent copy whose inner content is a message (not
+/// another copy), or a history part (its structure only, spec/devices.md 6.4; an empty
+/// body is the placeholder).
 pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeError> {
-    let mut r = Reader::new(bytes);
-    let version = r.u8()?;
-    if version != CONTENT_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
-    }
-    let kind = r.u8()?;
-    let id = MessageId(r.array()?);
-    let content = match kind {
-        CONTENT_SENT_COPY => {
-            let recipient = AccountId::decode_from(&mut r)?;
-            let queued_at = r.u64()?;
-            let delivered_at = r.u64()?;
-            let inner = r.rest();
-            let (message_id, body) = decode_content(inner)?;
-            Content::SentCopy(SentCopy {
-                recipient,
-                queued_at,
-                delivered_at,
-                message_id,
-                body,
-                inner: Zeroizing::new(inner.to_vec()),
-            })
-        }
-        CONTENT_HISTORY_PART => match r.rest() {
-            [] => Content::HistoryPlaceholder,
-            part => Content::HistoryPart(Box::new(HistoryPart::decode(part)?)),
-        },
-        kind => Content::Message(decode_body(kind, r.rest())?),
+    let decoded = WireContent::decode(bytes)?;
+    let content = match decoded.body {
+        ContentBody::Message(m) => Content::Message(MessageBody::from_ref(m)),
+        ContentBody::SentCopy(c) => Content::SentCopy(SentCopy {
+            recipient: c.recipient,
+            queued_at: c.queued_at,
+            delivered_at: c.delivered_at,
+            message_id: MessageId(c.message_id),
+            body: MessageBody::from_ref(c.message),
+            inner: Zeroizing::new(c.inner.to_vec()),
+        }),
+        ContentBody::HistoryPart(part) => Content::HistoryPart(part),
+        ContentBody::HistoryPlaceholder => Content::HistoryPlaceholder,
     };
-    Ok((id, content))
-}
-
-fn decode_body(kind: u8, body: &[u8]) -> Result<MessageBody, DecodeError> {
-    Ok(match kind {
-        CONTENT_TEXT => MessageBody::Text(
-            std::str::from_utf8(body)
-                .map_err(|_| DecodeError::InvalidValue("text body"))?
-                .to_owned(),
-        ),
-        CONTENT_BYTES => MessageBody::Bytes(body.to_vec()),
-        value => {
-            return Err(DecodeError::UnknownType {
-                what: "content kind",
-                value,
-            });
-        }
-    })
+    Ok((MessageId(decoded.message_id), content))
 }
 
 #[cfg(test)]

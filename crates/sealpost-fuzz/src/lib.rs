@@ -28,6 +28,7 @@
 //! | [`device_list`] | device lists decode canonically; only the fixture's own lists verify under its account key; the update rule never goes back |
 //! | [`provisioning_open`] | only the genuine provisioning envelope opens; invitation text parsing is total |
 //! | [`history_part`] | history-bundle parts decode canonically; packing their records again keeps them all, in order |
+//! | [`content`] | message contents (text, bytes, sent copies, history parts) decode canonically; a sent copy holds a message |
 //! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and
@@ -62,7 +63,7 @@ pub use pickle::unpickle;
 pub use pin::{pin_frames, pin_local_verifier, pin_recovery, pin_vault_record};
 pub use relay::{RelayOp, RelayStats, relay_frames, relay_handler, relay_handler_stats};
 pub use stateful::{Op, Stats, ratchet_stateful, ratchet_stateful_stats};
-pub use wire::{decode_address, decode_bundle, decode_session_message, verify_scanned};
+pub use wire::{content, decode_address, decode_bundle, decode_session_message, verify_scanned};
 
 /// A target body.
 pub type Target = fn(&[u8]);
@@ -86,4 +87,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("device_list", device_list),
     ("provisioning_open", provisioning_open),
     ("history_part", history_part),
+    ("content", content),
 ];

@@ -175,3 +175,43 @@ pub fn verify_scanned(data: &[u8]) {
     }
     assert_eq!(s.alice_side.digits(), s.bob_side.digits());
 }
+
+/// `Content::decode` (spec/client-store.md section 6) on arbitrary bytes.
+///
+/// - never panics, and `Debug` of the result never panics;
+/// - an `Ok` value re-encodes, field by field, to exactly the input (canonical);
+/// - a sent copy's inner content decodes on its own to the same message, and is a message
+///   (text or bytes), never another copy or a history part.
+pub fn content(data: &[u8]) {
+    use sealpost_wire::content::{CONTENT_HISTORY_PART, CONTENT_SENT_COPY, Content, ContentBody};
+    let Ok(c) = Content::decode(data) else {
+        return;
+    };
+    let _ = format!("{c:?}");
+    let mut w = Writer::new();
+    w.u8(data[0]);
+    match &c.body {
+        ContentBody::Message(m) => {
+            w.u8(m.kind()).bytes(&c.message_id).bytes(m.as_bytes());
+        }
+        ContentBody::SentCopy(copy) => {
+            w.u8(CONTENT_SENT_COPY).bytes(&c.message_id);
+            copy.recipient.encode_into(&mut w);
+            w.u64(copy.queued_at)
+                .u64(copy.delivered_at)
+                .bytes(copy.inner);
+            let inner = Content::decode(copy.inner).unwrap();
+            assert_eq!(inner.message_id, copy.message_id);
+            assert_eq!(inner.body, ContentBody::Message(copy.message));
+        }
+        ContentBody::HistoryPart(part) => {
+            w.u8(CONTENT_HISTORY_PART)
+                .bytes(&c.message_id)
+                .bytes(&part.encode().unwrap());
+        }
+        ContentBody::HistoryPlaceholder => {
+            w.u8(CONTENT_HISTORY_PART).bytes(&c.message_id);
+        }
+    }
+    assert_eq!(w.into_bytes(), data, "content is not canonical");
+}

@@ -105,6 +105,7 @@ replay_tests!(
     device_list,
     provisioning_open,
     history_part,
+    content,
 );
 
 /// The committed corpora contain every seed the generator produces, byte for byte: if an

@@ -26,6 +26,7 @@
 
 mod address;
 mod codec;
+pub mod content;
 pub mod devices;
 mod error;
 mod messages;

@@ -110,3 +110,45 @@ pub(super) fn history_parts() -> Vec<Seed> {
         seed(t, "truncated", full[..full.len() / 2].to_vec()),
     ]
 }
+
+/// Message contents (spec/client-store.md section 6; the values of
+/// spec/vectors/content.json): text, bytes, a sent copy, a history part, its placeholder,
+/// and contents a receiver rejects.
+pub(super) fn contents() -> Vec<Seed> {
+    let t = "content";
+    let with = |kind: u8, body: &[u8]| {
+        let mut c = vec![0x01, kind];
+        c.extend_from_slice(&[0x5c; 16]);
+        c.extend_from_slice(body);
+        c
+    };
+    let text = with(0x01, b"Your order #1234 ships today.");
+    let mut copy_body = vec![12];
+    copy_body.extend_from_slice(b"+15551230001");
+    copy_body.extend_from_slice(&1_765_000_200_000_u64.to_be_bytes());
+    copy_body.extend_from_slice(&1_765_000_200_123_u64.to_be_bytes());
+    let mut copy_of_copy = copy_body.clone();
+    copy_body.extend_from_slice(&text);
+    let copy = with(0x03, &copy_body);
+    copy_of_copy.extend_from_slice(&copy);
+    let part = history_parts()
+        .into_iter()
+        .find(|s| s.name == "seed-empty-last")
+        .unwrap()
+        .bytes;
+    vec![
+        seed(t, "text", text.clone()),
+        seed(t, "bytes", with(0x02, &[0x7b, 0x7d, 0x00, 0xff])),
+        seed(t, "sent-copy", copy.clone()),
+        seed(t, "history-part", with(0x10, &part)),
+        seed(t, "placeholder", with(0x10, &[])),
+        seed(t, "not-utf8", with(0x01, &[0x61, 0xff])),
+        seed(t, "unknown-kind", with(0x7f, b"x")),
+        seed(t, "copy-of-copy", with(0x03, &copy_of_copy)),
+        seed(
+            t,
+            "truncated-copy",
+            copy[..copy.len() - text.len() - 4].to_vec(),
+        ),
+    ]
+}

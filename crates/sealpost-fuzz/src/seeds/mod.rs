@@ -9,7 +9,7 @@ mod pin;
 mod relay;
 mod session;
 
-use devices::{device_lists, history_parts, provisioning};
+use devices::{contents, device_lists, history_parts, provisioning};
 use pin::{pin_frames, pin_local_verifiers, pin_recovery, pin_vault_records};
 use relay::{relay_frames, relay_handler};
 use session::{
@@ -52,5 +52,6 @@ pub fn all() -> Vec<Seed> {
     out.extend(device_lists());
     out.extend(provisioning());
     out.extend(history_parts());
+    out.extend(contents());
     out
 }
