@@ -1,5 +1,6 @@
-//! A customer links a desktop to the account of their phone and talks to a shop from both;
-//! then the phone unlinks the desktop (spec/devices.md).
+//! A customer links a desktop to the account of their phone, the desktop receives the
+//! phone's history, the customer talks to a shop from both; then the phone unlinks the
+//! desktop (spec/devices.md).
 //!
 //! Run with `cargo run -p sealpost-examples --example phone_and_desktop`.
 //!
@@ -7,14 +8,12 @@
 //! codes captured instead of sent). The customer registers on a phone, which makes the
 //! account key and publishes the account's signed device list. A new desktop shows an
 //! invitation (the text of a QR code); the phone links it by signing the next list; the
-//! desktop joins. The shop's message then reaches both devices, the desktop answers, and the
-//! shop is told that the customer added a device (an event, not a safety-number warning:
-//! safety numbers are over account keys). Finally the phone unlinks the desktop: the relay
-//! logs it out, and the shop's next message reaches the phone alone.
-//!
-//! Not shown yet, because the SDK does not do them yet: the history bundle the phone will
-//! send the new desktop (its encoding is spec/devices.md 6.4), and copies of what one
-//! device sends on the account's other devices.
+//! desktop joins and receives the phone's history bundle (the earlier conversation with the
+//! shop). The shop's message then reaches both devices, the desktop answers, the phone shows
+//! that answer as sent by the desktop (a sent copy), and the shop is told that the customer
+//! added a device (an event, not a safety-number warning: safety numbers are over account
+//! keys). Finally the phone unlinks the desktop: the relay logs it out, and the shop's next
+//! message reaches the phone alone.
 // Example code: printing is its purpose, and its test unwraps.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
@@ -226,6 +225,32 @@ async fn story(out: &mut impl Write) -> Result<()> {
         desktop.client.address().device.0
     )?;
     devices(out, &desktop).await?;
+    // Right after linking, the phone sent the desktop its recent history (contacts with
+    // their verification state, and messages) through their new session: the earlier
+    // conversation with the shop shows on the desktop too.
+    let (contacts, messages) = desktop
+        .wait_for(out, "the history bundle", |ev| match ev {
+            ClientEvent::HistoryImported {
+                contacts,
+                messages,
+                last: true,
+                ..
+            } => Some((*contacts, *messages)),
+            _ => None,
+        })
+        .await?;
+    writeln!(
+        out,
+        "the desktop imported the phone's history: {contacts} contact(s), {messages} message(s)"
+    )?;
+    for entry in desktop.client.history(&shop_account, 10).await? {
+        writeln!(
+            out,
+            "    desktop history with the shop: {:?}: {}",
+            entry.direction,
+            entry.body.as_text().unwrap_or_default()
+        )?;
+    }
 
     // The shop's answer reaches both devices (the shop learns the new list first: the
     // relay refuses a send to the old device set, the SDK fetches the list and retries).
@@ -243,6 +268,16 @@ async fn story(out: &mut impl Write) -> Result<()> {
             from.device.0
         );
     }
+    // The desktop copied what it sent to the phone, so both show the whole conversation.
+    let (device, text) = phone
+        .wait_for(out, "the copy of the desktop's message", |ev| match ev {
+            ClientEvent::SentByOtherDevice { device, body, .. } => {
+                Some((device.0, body.as_text().unwrap_or_default().to_owned()))
+            }
+            _ => None,
+        })
+        .await?;
+    writeln!(out, "    phone shows what device {device} sent: {text}")?;
     let phone_number = phone
         .client
         .safety_number(&shop_account, sealpost_client::DeviceId(1))
@@ -305,10 +340,13 @@ mod tests {
             "the phone linked the desktop as device 2",
             "the desktop joined +15550100999 as device 2",
             "device 2: Desktop (Linked)",
+            "the desktop imported the phone's history: 1 contact(s), 1 message(s)",
+            "desktop history with the shop: Outgoing: Hi! Did my order #4471 ship?",
             "shop is told: +15550100999 added a device: Desktop (device 2)",
             "phone received from +15550100200 (device 1): Yes, it left our warehouse",
             "desktop received from +15550100200 (device 1): Yes, it left our warehouse",
             "shop received from +15550100999 (device 2): Great, thanks!",
+            "phone shows what device 2 sent: Great, thanks! (typed on my desktop)",
             "the same (it is over the account keys)",
             "the desktop is logged out",
             "phone received from +15550100200 (device 1): It arrives on Thursday.",
