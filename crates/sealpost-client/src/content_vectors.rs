@@ -1,5 +1,6 @@
 //! `spec/vectors/content.json`: the message content encodings of spec/client-store.md
-//! section 6 (text, application bytes, a sent copy) and contents a receiver rejects. The
+//! section 6 (text, application bytes, a sent copy, a history part and its placeholder) and
+//! contents a receiver rejects. The
 //! model writes the bytes field by field from the spec's tables; the SDK's encoder must
 //! produce them and its decoder must read them back (and reject the rejected ones).
 //!
@@ -7,7 +8,8 @@
 //! `SEALPOST_WRITE_VECTORS=1 cargo test -p sealpost-client --lib content_vectors`.
 
 use crate::content::{
-    Content, MessageBody, MessageId, decode_any, decode_content, encode_content, encode_sent_copy,
+    Content, MessageBody, MessageId, decode_any, decode_content, encode_content,
+    encode_history_part, encode_sent_copy,
 };
 use sealpost_wire::AccountId;
 use serde_json::{Value, json};
@@ -105,6 +107,31 @@ fn content_vectors() {
     );
     assert_eq!(&copy.inner[..], &text_content[..]);
 
+    // A history part (section 6.2): the last, empty part of vectors/history_bundle.json,
+    // and the placeholder (the same kind with an empty body).
+    let part_id = id("content.history-part");
+    let history: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors/history_bundle.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let part = hex::decode(history["part_1_empty_last"].as_str().unwrap()).unwrap();
+    let part_content = model(0x10, &part_id, &part);
+    assert_eq!(&encode_history_part(&part_id, &part)[..], &part_content[..]);
+    let (got_id, Content::HistoryPart(decoded)) = decode_any(&part_content).unwrap() else {
+        panic!("the history part does not decode as one");
+    };
+    assert_eq!((got_id, decoded.encode().unwrap()), (part_id, part.clone()));
+    let placeholder = model(0x10, &part_id, &[]);
+    assert_eq!(&encode_history_part(&part_id, &[])[..], &placeholder[..]);
+    assert!(matches!(
+        decode_any(&placeholder).unwrap(),
+        (i, Content::HistoryPlaceholder) if i == part_id
+    ));
+    assert!(decode_content(&part_content).is_err());
+
     // Contents a receiver rejects, each with the rule of section 6 or 6.1 it breaks.
     let mut copy_of_copy_body = account_bytes(recipient);
     copy_of_copy_body.extend_from_slice(&queued_at.to_be_bytes());
@@ -135,6 +162,10 @@ fn content_vectors() {
             "sent copy of a sent copy",
             model(0x03, &copy_id, &copy_of_copy_body),
         ),
+        (
+            "history part that does not decode (cut short)",
+            model(0x10, &part_id, &part[..part.len() - 1]),
+        ),
     ];
     for (why, content) in &rejected {
         assert!(decode_any(content).is_err(), "accepted: {why}");
@@ -145,7 +176,8 @@ fn content_vectors() {
 
     let computed = json!({
         "description": "Message contents (spec/client-store.md section 6): text, application \
-            bytes, a sent copy (section 6.1) of the text, and contents a receiver rejects \
+            bytes, a sent copy (section 6.1) of the text, a history part and its placeholder \
+            (section 6.2), and contents a receiver rejects \
             (it drops and acknowledges them). Message ids are the first 16 bytes of \
             SHA-256(\"sealpost-vector-\" || label).",
         "text": {
@@ -165,6 +197,15 @@ fn content_vectors() {
             "delivered_at": delivered_at,
             "inner": "the text content above",
             "content": hex::encode(&copy_content),
+        },
+        "history_part": {
+            "message_id": hex::encode(part_id.as_bytes()),
+            "part": "part_1_empty_last of history_bundle.json",
+            "content": hex::encode(&part_content),
+        },
+        "placeholder": {
+            "message_id": hex::encode(part_id.as_bytes()),
+            "content": hex::encode(&placeholder),
         },
         "rejected": rejected
             .iter()
