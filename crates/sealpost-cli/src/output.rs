@@ -14,6 +14,9 @@ const CLOCK: &[BorrowedFormatItem<'static>] = format_description!("[hour]:[minut
 const DATE_TIME: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
 
+/// `YYYY-MM-DD`, as [`date`] prints a day.
+const DATE: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
+
 /// Writes to stdout (with a newline if `newline`). When stdout is closed early, e.g. by
 /// `sealpost receive | head -1`, the program ends quietly instead of failing.
 pub fn emit(args: std::fmt::Arguments<'_>, newline: bool) {
@@ -79,6 +82,14 @@ pub fn clock(ms: u64) -> String {
 /// `YYYY-MM-DD HH:MM:SS UTC` of a Unix-ms time.
 pub fn date_time(ms: u64) -> String {
     utc(ms, DATE_TIME)
+}
+
+/// `YYYY-MM-DD` (UTC) of a time.
+pub fn date(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    utc(ms, DATE)
 }
 
 /// Text from the network made safe for a terminal: control characters (escape sequences

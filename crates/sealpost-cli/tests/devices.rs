@@ -80,6 +80,13 @@ fn a_desktop_is_linked_receives_and_is_unlinked() {
             .collect();
         assert_eq!(own.len(), 1, "{listed}");
         assert!(own[0].contains(&format!("device {me}")), "{listed}");
+        // The other device was seen (both connected): its last seen is a UTC date.
+        let other = rows.iter().find(|r| !r.contains("(this device)")).unwrap();
+        assert!(listed.contains("last seen"), "{listed}");
+        assert!(
+            other.split_whitespace().any(is_date),
+            "no last-seen date: {listed}"
+        );
     }
 
     // The shop's message reaches both devices of the account.
@@ -113,4 +120,15 @@ fn a_desktop_is_linked_receives_and_is_unlinked() {
     let listed = ok(sealpost(&phone, &["devices"])).stdout;
     assert!(!listed.contains("Desktop"), "{listed}");
     relay.stop();
+}
+
+/// `YYYY-MM-DD`.
+fn is_date(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+        && w.starts_with("20")
 }

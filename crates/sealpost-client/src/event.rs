@@ -223,6 +223,29 @@ impl DeviceInfo {
     }
 }
 
+/// When the relay last saw a device of this account, to the day (spec/relay.md 3.12), as
+/// [`crate::Client::device_activity`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceActivity {
+    /// The device id.
+    pub id: DeviceId,
+    /// The start (00:00 UTC) of the day on which the relay last saw the device: its
+    /// registration or link, its latest authentication, or the end of its latest connection.
+    /// `None` when the relay has no record (a device not seen since its relay began keeping
+    /// per-device times). The relay gives out only the day; show it as a date.
+    pub last_seen_day: Option<std::time::SystemTime>,
+}
+
+impl DeviceActivity {
+    pub(crate) fn of(d: &sealpost_wire::relay::DeviceLastSeen) -> Self {
+        Self {
+            id: DeviceId(d.device_id),
+            last_seen_day: (d.last_seen_day != 0)
+                .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.last_seen_day)),
+        }
+    }
+}
+
 /// The receiving end of a client's events: one per client (not `Clone`; every
 /// [`crate::Client`] handle shares it).
 ///

@@ -156,7 +156,7 @@ pub use error::{
     DeviceListRefusal, EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind,
     LinkFailure, ProtocolViolation, StoreError, StreamError, StreamErrorKind, VaultUnavailable,
 };
-pub use event::{ClientEvent, DeviceInfo, EventReceiver};
+pub use event::{ClientEvent, DeviceActivity, DeviceInfo, EventReceiver};
 pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_RETRY_MAX};
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};

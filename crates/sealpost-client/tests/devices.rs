@@ -543,3 +543,73 @@ async fn losing_the_primary_without_the_pin_starts_a_new_account_key() {
     bob.shutdown().await;
     relay.shutdown().await;
 }
+
+/// The start of the UTC day of `t`, as the relay reports last-seen days (spec/relay.md 3.12).
+fn day_of(t: std::time::SystemTime) -> std::time::SystemTime {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    std::time::UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400)
+}
+
+/// `Client::device_activity` over real QUIC (spec/relay.md 3.12): a linked device is listed
+/// with the day it was seen, on every device of the account, key holder or not; another
+/// account sees only its own devices; and the close of a device's connection is recorded in
+/// the relay's store (read after the relay stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_devices_report_their_last_seen_day() {
+    use sealpost_client::DeviceActivity;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay_with_metrics(&data, &codes).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let before = std::time::SystemTime::now();
+    let (alice, _a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, _b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    wait_connected(&alice).await;
+    wait_connected(&bob).await;
+    assert_eq!(alice.device_activity().await.unwrap().len(), 1);
+
+    let (laptop, _l_seen) = link(dir.path(), "alice-laptop", &config, &alice, "Laptop").await;
+    wait_connected(&laptop).await;
+    let after = std::time::SystemTime::now();
+    // Registration, link and authentication all happened between `before` and `after`.
+    let days = [day_of(before), day_of(after)];
+    let from_phone = alice.device_activity().await.unwrap();
+    assert_eq!(
+        from_phone.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![DeviceId(1), DeviceId(2)]
+    );
+    for d in &from_phone {
+        let day = d.last_seen_day.expect("seen");
+        assert!(days.contains(&day), "{d:?} not on {days:?}");
+    }
+    // The linked device (not the key holder) gets the same answer.
+    assert_eq!(laptop.device_activity().await.unwrap(), from_phone);
+    // Bob sees only Bob's device.
+    let from_bob: Vec<DeviceActivity> = bob.device_activity().await.unwrap();
+    assert_eq!(from_bob.len(), 1);
+    assert_eq!(from_bob[0].id, DeviceId(1));
+
+    // The laptop disconnects; the close is recorded with a time after everything above.
+    let mid_ms = now_ms();
+    laptop.shutdown().await;
+    alice.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+    let store = SqliteStore::open(data.join("relay.db")).unwrap();
+    let seen = store.device_activity(&acct(ALICE)).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    for d in &seen {
+        assert!(d.last_seen >= mid_ms, "{d:?} before {mid_ms}");
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}

@@ -12,8 +12,8 @@ use sealpost_relay::{
 };
 use sealpost_session::{IdentityKeyPair, KemPreKeyKind, PreKeyStore};
 use sealpost_wire::relay::{
-    DeviceInfo, ErrorCode, OutgoingEnvelope, PreKeyUpload, Push, Request, Response,
-    auth_signed_bytes, frame_len, register_signed_bytes,
+    DAY_SECS, DeviceInfo, DeviceLastSeen, ErrorCode, OutgoingEnvelope, PreKeyUpload, Push, Request,
+    Response, auth_signed_bytes, frame_len, register_signed_bytes,
 };
 use sealpost_wire::{AccountId, DeviceAddress, DeviceId, KemPreKeyPublic, SignedPreKeyPublic};
 use std::collections::HashMap;
@@ -183,9 +183,11 @@ pub enum RelayOp {
     Raw { conn: u8, len: u8 },
     /// The periodic sweep.
     Sweep,
+    /// `DeviceActivity` on connection `conn`.
+    Activity { conn: u8 },
 }
 
-const OPCODES: u8 = 12;
+const OPCODES: u8 = 13;
 
 impl RelayOp {
     /// The bytes [`RelayOp::read`] parses back into this op (`Raw` is followed by its bytes).
@@ -228,6 +230,7 @@ impl RelayOp {
             Self::Wait { seconds } => vec![9, seconds],
             Self::Raw { conn, len } => vec![10, conn, len],
             Self::Sweep => vec![11],
+            Self::Activity { conn } => vec![12, conn],
         }
     }
 
@@ -283,7 +286,8 @@ impl RelayOp {
                 conn: src.u8(),
                 len: src.u8(),
             },
-            _ => Self::Sweep,
+            11 => Self::Sweep,
+            _ => Self::Activity { conn: src.u8() },
         }
     }
 
@@ -302,6 +306,8 @@ pub struct RelayStats {
     pub bundles_with_one_time: usize,
     pub accepted: usize,
     pub acked: usize,
+    /// `Activity` answers, each checked against the model.
+    pub activity: usize,
     pub errors: HashMap<u16, usize>,
 }
 
@@ -327,7 +333,10 @@ fn err_code(r: &Response) -> Option<ErrorCode> {
 /// - every one-time prekey (X25519 and KEM) is served by `FetchBundles` at most as many times
 ///   as it was stored by a successful upload;
 /// - `Accepted` only on authenticated connections, and the store's queue depths agree with
-///   the number of envelopes queued minus acknowledged and expired.
+///   the number of envelopes queued minus acknowledged and expired;
+/// - `DeviceActivity` is `Unauthenticated` before authentication, and otherwise lists exactly
+///   the caller's account's devices in increasing order, each with the day (rounded down) of
+///   its registration or latest authentication, as a model of spec/relay.md 3.12 computes.
 pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
     let keys = keys();
     let store = Arc::new(AnyStore::from(MemoryStore::new()));
@@ -361,6 +370,8 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
     let mut stored_keys: HashMap<(AccountId, u32, u32, Vec<u8>), usize> = HashMap::new();
     let mut served_keys: HashMap<(AccountId, u32, u32, Vec<u8>), usize> = HashMap::new();
     let mut queued_ids: Vec<u64> = Vec::new();
+    // Model of per-device last seen (ms): registration, then every authentication.
+    let mut seen: HashMap<(AccountId, u32), u64> = HashMap::new();
     let mut stats = RelayStats::default();
 
     let mut src = ByteSource::new(data);
@@ -536,6 +547,7 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                 ready(handler.sweep(now)).expect("memory store does not fail");
                 continue;
             }
+            RelayOp::Activity { conn } => (c(conn), Request::DeviceActivity, None),
         };
         let authenticated_before = conns[ci].authenticated().cloned();
         let (resp, effects) =
@@ -554,12 +566,18 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
             let _ = format!("{e:?}");
         }
         match (&request, &resp) {
+            (Request::DeviceActivity, Response::Error { code, .. }) => {
+                assert!(authenticated_before.is_none(), "{code:?}");
+                assert_eq!(*code, ErrorCode::Unauthenticated);
+            }
             (_, Response::Error { .. }) => {}
             (Request::RequestCode { .. }, Response::CodeSent { expires_in }) => {
                 assert_eq!(*expires_in, CODE_TTL_SECS);
             }
             (Request::Register { account, .. }, Response::Registered { device_id }) => {
                 stats.registered += 1;
+                seen.retain(|k, _| &k.0 != account);
+                seen.insert((account.clone(), *device_id), now);
                 let prev = last_device.insert(account.clone(), *device_id);
                 assert!(prev.is_none_or(|p| p < *device_id), "device ids increase");
                 // Old devices and their prekeys are gone.
@@ -571,6 +589,10 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
             }
             (Request::Authenticate { address, .. }, Response::Authenticated { queued, .. }) => {
                 stats.authenticated += 1;
+                let t = seen
+                    .get_mut(&(address.account.clone(), address.device.0))
+                    .expect("an authenticated device is registered");
+                *t = (*t).max(now);
                 assert!(authenticated_before.is_none());
                 assert_eq!(conns[ci].authenticated(), Some(address));
                 assert_eq!(*queued, ready(store.queue_depth(address)).expect("depth"));
@@ -633,6 +655,20 @@ pub fn relay_handler_stats(data: &[u8]) -> RelayStats {
                         queued_ids.push(last.server_id);
                     }
                 }
+            }
+            (Request::DeviceActivity, Response::Activity(d)) => {
+                stats.activity += 1;
+                let me = authenticated_before.clone().expect("activity needs auth");
+                let mut expected: Vec<DeviceLastSeen> = seen
+                    .iter()
+                    .filter(|(k, _)| k.0 == me.account)
+                    .map(|(k, t)| DeviceLastSeen::from_unix_ms(k.1, *t))
+                    .collect();
+                expected.sort_by_key(|e| e.device_id);
+                assert_eq!(d, &expected);
+                assert!(d.iter().all(|e| e.last_seen_day % DAY_SECS == 0
+                    && e.last_seen_day <= now / 1000
+                    && now / 1000 - e.last_seen_day >= now / 1000 % DAY_SECS));
             }
             (Request::Ack { .. }, Response::Acked { removed }) => {
                 stats.acked += usize::from(*removed);

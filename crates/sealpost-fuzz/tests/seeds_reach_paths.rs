@@ -115,6 +115,7 @@ fn relay_handler_seeds_reach_every_outcome() {
         total.bundles_with_one_time += st.bundles_with_one_time;
         total.accepted += st.accepted;
         total.acked += st.acked;
+        total.activity += st.activity;
         for (k, v) in st.errors {
             *total.errors.entry(k).or_default() += v;
         }
@@ -122,6 +123,7 @@ fn relay_handler_seeds_reach_every_outcome() {
     eprintln!("total: {total:?}");
     assert!(total.registered > 0 && total.authenticated > 0 && total.stored > 0);
     assert!(total.bundles_with_one_time > 0 && total.accepted > 0 && total.acked > 0);
+    assert!(total.activity > 0, "no seed reaches an Activity answer");
     // Error codes (spec/relay.md section 6) the seeds must reach.
     for (code, name) in [
         (1, "Malformed"),

@@ -23,8 +23,8 @@
 
 use proptest::prelude::*;
 use sealpost_wire::relay::{
-    CredentialScope, Delivery, DeviceInfo, ErrorCode, GuardianCredential, OutgoingEnvelope,
-    PreKeyUpload, Push, Request, Response,
+    CredentialScope, DAY_SECS, Delivery, DeviceInfo, DeviceLastSeen, ErrorCode, GuardianCredential,
+    OutgoingEnvelope, PreKeyUpload, Push, Request, Response,
 };
 use sealpost_wire::{
     AccountId, DeviceAddress, DeviceId, IdentityBytes, KEM_CIPHERTEXT_LEN, KEM_PUBLIC_LEN,
@@ -155,6 +155,7 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         account().prop_map(|account| Request::FetchBundles { account }),
         account().prop_map(|account| Request::ListDevices { account }),
+        Just(Request::DeviceActivity),
         (
             any::<[u8; 16]>(),
             any::<u64>(),
@@ -242,6 +243,16 @@ fn response() -> impl Strategy<Value = Response> {
             0..4
         )
         .prop_map(Response::Devices),
+        proptest::collection::btree_map(any::<u32>(), 0..u64::MAX / DAY_SECS, 0..4).prop_map(|m| {
+            Response::Activity(
+                m.into_iter()
+                    .map(|(device_id, day)| DeviceLastSeen {
+                        device_id,
+                        last_seen_day: day * DAY_SECS,
+                    })
+                    .collect(),
+            )
+        }),
         any::<u64>().prop_map(|timestamp| Response::Accepted { timestamp }),
         any::<u16>().prop_map(|removed| Response::Acked { removed }),
         Just(Response::RegistrationLockSet),

@@ -2,11 +2,11 @@
 //! `remove`) on the account's devices (spec/devices.md section 6).
 
 use super::{Context, Session, explain, finish, open, wait_connected};
-use crate::output::{identity_fingerprint, out, outln, qr_code};
+use crate::output::{date, identity_fingerprint, out, outln, qr_code};
 use crate::progress::Step;
 use crate::settings::{Relays, Settings, parse_pins};
 use anyhow::{Context as _, anyhow, bail};
-use sealpost_client::{Client, ClientError, DeviceId, DeviceInfo, DeviceRole};
+use sealpost_client::{Client, ClientError, DeviceActivity, DeviceId, DeviceInfo, DeviceRole};
 
 /// `sealpost link`.
 #[derive(Debug, clap::Args)]
@@ -191,13 +191,31 @@ async fn remove(ctx: &Context, device: DeviceId) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_own(me: DeviceId, listed: &[DeviceInfo]) {
+/// The "last seen" column: this device, the UTC day the relay last saw the device
+/// (spec/relay.md 3.12 gives only the day), `never` when the relay has no record, `unknown`
+/// when the relay did not say.
+fn last_seen(me: DeviceId, id: DeviceId, activity: Option<&[DeviceActivity]>) -> String {
+    if id == me {
+        return "(this device)".to_owned();
+    }
+    match activity.and_then(|a| a.iter().find(|d| d.id == id)) {
+        Some(DeviceActivity {
+            last_seen_day: Some(day),
+            ..
+        }) => date(*day),
+        Some(_) => "never".to_owned(),
+        None => "unknown".to_owned(),
+    }
+}
+
+fn print_own(me: DeviceId, listed: &[DeviceInfo], activity: Option<&[DeviceActivity]>) {
+    outln!("  {:<10} {:<8} {:<13} name", "", "role", "last seen");
     for d in listed {
-        let this = if d.id == me { "  (this device)" } else { "" };
         outln!(
-            "  device {:<3} {:<8} {}{this}",
+            "  device {:<3} {:<8} {:<13} {}",
             d.id.0,
             role_word(d.role),
+            last_seen(me, d.id, activity),
             d.name
         );
     }
@@ -214,12 +232,19 @@ async fn list(ctx: &Context, account: Option<&str>) -> anyhow::Result<()> {
     let me = s.client.address().clone();
     let result = match connected {
         Err(e) => Err(e),
-        Ok(()) if account == own => s
-            .client
-            .own_devices()
-            .await
-            .map(Listing::Own)
-            .map_err(|e| anyhow!(explain(&e)).context("listing devices")),
+        Ok(()) if account == own => match s.client.own_devices().await {
+            Ok(listed) => {
+                // Last seen is an extra: a relay without `DeviceActivity` still lists.
+                let activity = s
+                    .client
+                    .device_activity()
+                    .await
+                    .inspect_err(|e| eprintln!("warning: last seen unavailable: {}", explain(e)))
+                    .ok();
+                Ok(Listing::Own(listed, activity))
+            }
+            Err(e) => Err(anyhow!(explain(&e)).context("listing devices")),
+        },
         Ok(()) => s
             .client
             .devices(&account)
@@ -229,11 +254,11 @@ async fn list(ctx: &Context, account: Option<&str>) -> anyhow::Result<()> {
     };
     finish(s).await?;
     match result? {
-        Listing::Own(listed) if !listed.is_empty() => {
+        Listing::Own(listed, activity) if !listed.is_empty() => {
             outln!("Devices of {} (signed device list):", account.as_str());
-            print_own(me.device, &listed);
+            print_own(me.device, &listed, activity.as_deref());
         }
-        Listing::Own(_) => outln!(
+        Listing::Own(..) => outln!(
             "{} has no signed device list yet (it is published at the next start).",
             account.as_str()
         ),
@@ -262,6 +287,7 @@ async fn list(ctx: &Context, account: Option<&str>) -> anyhow::Result<()> {
 }
 
 enum Listing {
-    Own(Vec<DeviceInfo>),
+    /// The signed list, and last-seen days if the relay gave them.
+    Own(Vec<DeviceInfo>, Option<Vec<DeviceActivity>>),
     Other(Vec<sealpost_client::Device>),
 }

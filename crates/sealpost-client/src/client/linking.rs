@@ -5,7 +5,7 @@
 use super::*;
 use crate::engine::BundleLimits;
 use crate::error::LinkFailure;
-use crate::event::DeviceInfo;
+use crate::event::{DeviceActivity, DeviceInfo};
 use crate::store::OwnDevices;
 use sealpost_devices::{
     DeviceListPin, DeviceRole, LinkRequest, RoleFamily, Update, VerifiedDeviceList,
@@ -159,6 +159,19 @@ impl Client {
         Ok(list
             .map(|l| l.entries().iter().map(DeviceInfo::of).collect())
             .unwrap_or_default())
+    }
+
+    /// When the relay last saw each device of this account, to the day (`DeviceActivity`,
+    /// spec/relay.md 3.12): one entry per device the relay has registered for the account,
+    /// in increasing id order, this device included. Only this account's own devices can be
+    /// asked about. Pair it with [`Client::own_devices`] by id for names and roles. Needs a
+    /// connection: waits up to the request timeout for one, then [`ClientError::Offline`].
+    /// Works on any device of the account, key holder or not.
+    pub async fn device_activity(&self) -> Result<Vec<DeviceActivity>, ClientError> {
+        let shared = self.shared()?;
+        let conn = shared.wait_connection().await?;
+        let seen = conn.device_activity().await?;
+        Ok(seen.iter().map(DeviceActivity::of).collect())
     }
 }
 

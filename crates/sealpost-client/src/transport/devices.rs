@@ -5,9 +5,18 @@ use crate::error::ClientError;
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::AccountId;
 use sealpost_wire::devices::{PROVISIONING_ID_LEN, ProvisioningEnvelope, SignedDeviceList};
-use sealpost_wire::relay::{Request, Response, link_device_signed_bytes};
+use sealpost_wire::relay::{DeviceLastSeen, Request, Response, link_device_signed_bytes};
 
 impl Connection {
+    /// `DeviceActivity`: when each device of this connection's account was last seen, to
+    /// the day, in increasing device order (the decoder checks the order and the rounding).
+    pub(crate) async fn device_activity(&self) -> Result<Vec<DeviceLastSeen>, ClientError> {
+        match self.request(&Request::DeviceActivity).await? {
+            Response::Activity(d) => Ok(d),
+            other => Err(unexpected("DeviceActivity", &other)),
+        }
+    }
+
     /// `PublishDeviceList`: stores the account's next list; returns the stored version.
     pub(crate) async fn publish_device_list(
         &self,

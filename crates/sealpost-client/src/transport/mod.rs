@@ -414,6 +414,7 @@ fn kind_name(resp: &Response) -> &'static str {
         Response::DeviceListStored { .. } => "DeviceListStored",
         Response::DeviceList(_) => "DeviceList",
         Response::Provisioned => "Provisioned",
+        Response::Activity(_) => "Activity",
     }
 }
 

@@ -9,7 +9,8 @@ use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
 
 pub(super) fn relay_frames() -> Vec<Seed> {
     use sealpost_wire::relay::{
-        Delivery, DeviceInfo, ErrorCode, OutgoingEnvelope, PreKeyUpload, Push, Request, Response,
+        DAY_SECS, Delivery, DeviceInfo, DeviceLastSeen, ErrorCode, OutgoingEnvelope, PreKeyUpload,
+        Push, Request, Response,
     };
     let f = fixture();
     let t = "relay_frames";
@@ -62,6 +63,7 @@ pub(super) fn relay_frames() -> Vec<Seed> {
                 account: acct.clone(),
             },
         ),
+        ("req-device-activity", Request::DeviceActivity),
         (
             "req-send",
             Request::Send {
@@ -118,6 +120,19 @@ pub(super) fn relay_frames() -> Vec<Seed> {
             },
         ),
         ("resp-acked", Response::Acked { removed: 2 }),
+        (
+            "resp-activity",
+            Response::Activity(vec![
+                DeviceLastSeen {
+                    device_id: 1,
+                    last_seen_day: 0,
+                },
+                DeviceLastSeen {
+                    device_id: 4,
+                    last_seen_day: 19_675 * DAY_SECS,
+                },
+            ]),
+        ),
         (
             "resp-error",
             Response::Error {
@@ -197,9 +212,14 @@ pub(super) fn relay_handler() -> Vec<Seed> {
             },
         ]
     };
-    let mut happy = onboard(0);
+    // DeviceActivity before authentication is refused.
+    let mut happy = vec![Activity { conn: 2 }];
+    happy.extend(onboard(0));
     happy.extend(onboard(1));
     happy.extend([
+        Activity { conn: 0 },
+        Wait { seconds: 255 },
+        Activity { conn: 1 },
         Fetch {
             conn: 1,
             account: 0,

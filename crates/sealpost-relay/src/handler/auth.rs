@@ -49,7 +49,7 @@ impl Handler {
             Ok(s) => s,
             Err(e) => return internal(&e),
         };
-        if let Err(e) = self.store.touch_account(&address.account, now).await {
+        if let Err(e) = self.store.touch_device(&address, now).await {
             return internal(&e);
         }
         tracing::info!(conn = conn.id, device = ?address, queued, "device authenticated");

@@ -8,7 +8,7 @@ use super::*;
 use crate::store::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
 use sealpost_devices::VerifiedDeviceList;
 use sealpost_wire::devices::{RoleFamily, SignedDeviceList};
-use sealpost_wire::relay::link_device_signed_bytes;
+use sealpost_wire::relay::{DeviceLastSeen, link_device_signed_bytes};
 
 const PUBLISH: &str = "publish";
 const LINK: &str = "link";
@@ -304,6 +304,20 @@ impl Handler {
                 Ok(list) => Response::DeviceList(Some(list)),
                 Err(_) => internal(&StoreError::Corrupt("stored device list")),
             },
+        }
+    }
+
+    /// `DeviceActivity` (spec/relay.md 3.12): when each device of the caller's own account
+    /// was last seen, rounded down to the start of its UTC day. Only the caller's account can
+    /// be asked about (the request names none), so no other account's activity leaks.
+    pub(super) async fn device_activity(&self, me: &AuthenticatedDevice) -> Response {
+        match self.store.device_activity(&me.address.account).await {
+            Ok(seen) => Response::Activity(
+                seen.into_iter()
+                    .map(|d| DeviceLastSeen::from_unix_ms(d.device_id, d.last_seen))
+                    .collect(),
+            ),
+            Err(e) => internal(&e),
         }
     }
 

@@ -276,6 +276,7 @@ fn request_kind(r: &Request) -> &'static str {
         Request::UploadPreKeys(_) => "upload_prekeys",
         Request::FetchBundles { .. } => "fetch_bundles",
         Request::ListDevices { .. } => "list_devices",
+        Request::DeviceActivity => "device_activity",
         Request::Send { .. } => "send",
         Request::Ack { .. } => "ack",
         Request::SetRegistrationLock { .. } => "set_registration_lock",
@@ -367,14 +368,15 @@ impl Handler {
     }
 
     /// Called by the driver when a connection ends: a connection that was authenticated
-    /// counts as its account being seen (`last_seen`, spec/pin.md section 10).
+    /// counts as its device and account being seen (`last_seen`, spec/pin.md section 10,
+    /// spec/relay.md 3.12).
     pub async fn connection_closed(
         &self,
         conn: &ConnectionState,
         now: u64,
     ) -> Result<(), StoreError> {
         match &conn.device {
-            Some(d) => self.store.touch_account(&d.address.account, now).await,
+            Some(d) => self.store.touch_device(&d.address, now).await,
             None => Ok(()),
         }
     }
@@ -637,6 +639,7 @@ impl Handler {
                 Ok(d) => Response::Devices(d),
                 Err(e) => internal(&e),
             },
+            Request::DeviceActivity => self.device_activity(me).await,
             request @ (Request::Send { .. } | Request::Ack { .. }) => {
                 self.send_or_ack(me, request, now, effects).await
             }

@@ -124,8 +124,12 @@ impl Store for AnyStore {
         each!(self, s => s.set_registration_lock(account, verifier, now))
     }
 
-    async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
-        each!(self, s => s.touch_account(account, now))
+    async fn touch_device(&self, device: &DeviceAddress, now: u64) -> Result<(), StoreError> {
+        each!(self, s => s.touch_device(device, now))
+    }
+
+    async fn device_activity(&self, account: &AccountId) -> Result<Vec<DeviceSeen>, StoreError> {
+        each!(self, s => s.device_activity(account))
     }
 
     async fn registration_lock(

@@ -7,7 +7,7 @@ use super::{
     RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
     UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
-use super::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
+use super::{DeviceListState, DeviceSeen, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
 use crate::StoreError;
 use crate::ratelimit::gcra;
 use sealpost_crypto::ct_eq;
@@ -36,6 +36,8 @@ struct DeviceRow {
     mailbox: BTreeMap<u64, StoredEnvelope>,
     /// Highest `sender_seq` queued from this device (spec/relay.md section 3.7).
     max_sender_seq: u64,
+    /// Last time the device was seen (ms; [`Store::device_activity`]).
+    last_seen: u64,
 }
 
 impl DeviceRow {
@@ -224,6 +226,7 @@ impl Store for MemoryStore {
             next,
             DeviceRow {
                 identity: Some(*identity),
+                last_seen: now,
                 ..DeviceRow::default()
             },
         );
@@ -250,11 +253,32 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
-        if let Some(a) = self.lock().accounts.get_mut(account) {
+    async fn touch_device(&self, device: &DeviceAddress, now: u64) -> Result<(), StoreError> {
+        if let Some(a) = self.lock().accounts.get_mut(&device.account) {
             a.last_seen = a.last_seen.max(now);
+            if let Some(d) = a.devices.get_mut(&device.device.0) {
+                d.last_seen = d.last_seen.max(now);
+            }
         }
         Ok(())
+    }
+
+    async fn device_activity(&self, account: &AccountId) -> Result<Vec<DeviceSeen>, StoreError> {
+        Ok(self
+            .lock()
+            .accounts
+            .get(account)
+            .map(|a| {
+                a.devices
+                    .iter()
+                    .filter(|(_, d)| d.identity.is_some())
+                    .map(|(id, d)| DeviceSeen {
+                        device_id: *id,
+                        last_seen: d.last_seen,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn registration_lock(
@@ -600,7 +624,7 @@ impl Store for MemoryStore {
         list: &NewDeviceList<'_>,
         expected_version: Option<u64>,
         new_device: Option<u32>,
-        _now: u64,
+        now: u64,
     ) -> Result<ReplaceListOutcome, StoreError> {
         let mut inner = self.lock();
         let Some(acct) = inner.accounts.get_mut(account) else {
@@ -633,6 +657,7 @@ impl Store for MemoryStore {
                 id,
                 DeviceRow {
                     identity: Some(identity),
+                    last_seen: now,
                     ..DeviceRow::default()
                 },
             );

@@ -134,6 +134,17 @@ impl std::fmt::Debug for RegLockState {
     }
 }
 
+/// When one device was last seen, as [`Store::device_activity`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceSeen {
+    /// The device id.
+    pub device_id: u32,
+    /// Unix ms of its creation, its last successful `Authenticate` or the close of its last
+    /// authenticated connection, whichever is latest; 0 when never recorded (a device
+    /// created before schema version 8 that has not been seen since).
+    pub last_seen: u64,
+}
+
 /// A guardian's vault row for one account (spec/pin.md section 9). `Debug` prints neither
 /// the share nor the verifier.
 #[derive(Clone, PartialEq, Eq)]
@@ -530,13 +541,26 @@ pub trait Store: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Records that a device of the account was seen: `last_seen = max(last_seen, now)`.
-    /// Unknown accounts are ignored.
-    fn touch_account(
+    /// Records that `device` was seen, in one transaction: the account's
+    /// `last_seen = max(last_seen, now)` (the registration lock's clock) and the device's
+    /// `last_seen = max(last_seen, now)` (what [`Store::device_activity`] reports). Neither
+    /// ever moves back. An unknown account or device is ignored (a removed device's
+    /// connection may close after its removal; its account is still touched).
+    fn touch_device(
         &self,
-        account: &AccountId,
+        device: &DeviceAddress,
         now: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// When each device of `account` was last seen (Unix ms; 0 when never recorded, see
+    /// spec/relay-store.md), ordered by device id; empty if the account has no devices. A
+    /// device's `last_seen` is set when it is created ([`Store::register_device`],
+    /// [`Store::replace_device_list`] with a new device) and raised by
+    /// [`Store::touch_device`].
+    fn device_activity(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Vec<DeviceSeen>, StoreError>> + Send;
 
     /// The account's registration-lock state; `None` if it was never registered.
     fn registration_lock(

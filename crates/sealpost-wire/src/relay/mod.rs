@@ -18,7 +18,7 @@ mod tests;
 
 pub use push::{Delivery, Push};
 pub use request::{OutgoingEnvelope, PreKeyUpload, Request};
-pub use response::{DeviceInfo, ErrorCode, Response};
+pub use response::{DAY_SECS, DeviceInfo, DeviceLastSeen, ErrorCode, Response};
 
 /// ALPN protocol id of relay connections.
 pub const ALPN: &[u8] = b"sealpost/1";

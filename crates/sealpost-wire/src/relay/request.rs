@@ -91,6 +91,9 @@ pub enum Request {
         /// The account.
         account: AccountId,
     },
+    /// Ask when each device of the connection's own account was last seen, to the day
+    /// (spec/relay.md 3.12; authenticated; empty body).
+    DeviceActivity,
     /// Leave a provisioning message for a new device (spec/relay.md 3.11).
     Provision {
         /// The new device's provisioning id.
@@ -218,6 +221,7 @@ impl core::fmt::Debug for Request {
                 .field("signature", &Hex(signature))
                 .finish(),
             Self::OpenProvisioning => f.write_str("OpenProvisioning"),
+            Self::DeviceActivity => f.write_str("DeviceActivity"),
             Self::PublishDeviceList { list } => f
                 .debug_struct("PublishDeviceList")
                 .field("account", &list.body.account)
@@ -379,6 +383,7 @@ impl Request {
                 w.u32(*device_id).bytes(signature);
             }),
             Self::OpenProvisioning => frame(0x06, |_| {}),
+            Self::DeviceActivity => frame(0x16, |_| {}),
             Self::Send {
                 message_id,
                 sender_seq,
@@ -525,6 +530,7 @@ impl Request {
                 signature: r.array()?,
             },
             0x06 => Self::OpenProvisioning,
+            0x16 => Self::DeviceActivity,
             0x20 => {
                 let message_id = r.array()?;
                 let sender_seq = r.u64()?;

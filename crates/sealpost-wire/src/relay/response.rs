@@ -156,6 +156,32 @@ pub struct DeviceInfo {
     pub identity: IdentityBytes,
 }
 
+/// Seconds in a UTC day: `DeviceActivity` reports last-seen times as multiples of this
+/// (spec/relay.md 3.12).
+pub const DAY_SECS: u64 = 86_400;
+
+/// When a device of the caller's own account was last seen, to the day (spec/relay.md 3.12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLastSeen {
+    /// The device id.
+    pub device_id: u32,
+    /// Unix seconds of the start of the UTC day (a multiple of [`DAY_SECS`]) on which the
+    /// device was last seen; 0 when the relay has no record of it.
+    pub last_seen_day: u64,
+}
+
+impl DeviceLastSeen {
+    /// The entry for a device last seen at Unix time `last_seen_ms` (milliseconds, 0 for
+    /// never): the time rounded down to the start of its UTC day.
+    pub fn from_unix_ms(device_id: u32, last_seen_ms: u64) -> Self {
+        let secs = last_seen_ms / 1000;
+        Self {
+            device_id,
+            last_seen_day: secs - secs % DAY_SECS,
+        }
+    }
+}
+
 /// A relay's answer to a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
@@ -197,6 +223,9 @@ pub enum Response {
     Bundles(Vec<PreKeyBundle>),
     /// `ListDevices` succeeded.
     Devices(Vec<DeviceInfo>),
+    /// `DeviceActivity` succeeded: one entry per device of the own account, in increasing
+    /// device order.
+    Activity(Vec<DeviceLastSeen>),
     /// `OpenProvisioning` succeeded.
     ProvisioningOpened {
         /// The single-use provisioning id.
@@ -347,6 +376,12 @@ impl Response {
                     w.u32(dev.device_id).bytes(&dev.identity.to_bytes());
                 }
             }),
+            Self::Activity(d) => frame(0x56, |w| {
+                w.u8(u8::try_from(d.len()).unwrap_or(u8::MAX));
+                for dev in d.iter().take(usize::from(u8::MAX)) {
+                    w.u32(dev.device_id).u64(dev.last_seen_day);
+                }
+            }),
             Self::Accepted { timestamp } => frame(0x60, |w| {
                 w.u64(*timestamp);
             }),
@@ -473,6 +508,32 @@ impl Response {
                     });
                 }
                 Self::Devices(v)
+            }
+            0x56 => {
+                let n = usize::from(r.u8()?);
+                if n > MAX_DEVICES_PER_ACCOUNT {
+                    return Err(DecodeError::TooMany {
+                        what: "devices",
+                        count: n,
+                        max: MAX_DEVICES_PER_ACCOUNT,
+                    });
+                }
+                let mut v: Vec<DeviceLastSeen> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let device_id = r.u32()?;
+                    let last_seen_day = r.u64()?;
+                    if v.last().is_some_and(|p| p.device_id >= device_id) {
+                        return Err(DecodeError::InvalidValue("device order"));
+                    }
+                    if last_seen_day % DAY_SECS != 0 {
+                        return Err(DecodeError::InvalidValue("last seen day"));
+                    }
+                    v.push(DeviceLastSeen {
+                        device_id,
+                        last_seen_day,
+                    });
+                }
+                Self::Activity(v)
             }
             0x60 => Self::Accepted {
                 timestamp: r.u64()?,

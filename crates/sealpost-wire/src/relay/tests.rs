@@ -275,6 +275,7 @@ fn requests_roundtrip_and_reject_truncation() {
             signature: [0x22; 64],
         },
         Request::OpenProvisioning,
+        Request::DeviceActivity,
         Request::Send {
             message_id: [11; 16],
             sender_seq: 0x0102_0304_0506_0708,
@@ -356,6 +357,17 @@ fn responses_and_pushes_roundtrip() {
                 dh: [2; 32],
             },
         }]),
+        Response::Activity(vec![]),
+        Response::Activity(vec![
+            DeviceLastSeen {
+                device_id: 1,
+                last_seen_day: 0,
+            },
+            DeviceLastSeen {
+                device_id: 3,
+                last_seen_day: 20_000 * DAY_SECS,
+            },
+        ]),
         Response::ProvisioningOpened {
             provisioning_id: [0x23; 16],
             expires_in: 600,
@@ -532,4 +544,61 @@ fn limits_are_enforced() {
             value: 0x3e
         })
     );
+}
+
+/// spec/relay.md 3.12: `DeviceActivity` has an empty body; `Activity` lists strictly
+/// increasing device ids with whole days, and anything else is refused with a typed error.
+#[test]
+fn device_activity_is_canonical() {
+    assert_eq!(Request::DeviceActivity.encode(), vec![0, 0, 0, 2, 1, 0x16]);
+    assert_eq!(
+        Request::decode(&[1, 0x16, 0]),
+        Err(DecodeError::TrailingBytes(1))
+    );
+    let entry = |id: u32, day: u64| {
+        let mut v = id.to_be_bytes().to_vec();
+        v.extend_from_slice(&day.to_be_bytes());
+        v
+    };
+    let body = |entries: &[Vec<u8>]| {
+        let mut v = vec![1, 0x56, u8::try_from(entries.len()).unwrap()];
+        for e in entries {
+            v.extend_from_slice(e);
+        }
+        v
+    };
+    let ok = body(&[entry(1, 0), entry(2, DAY_SECS)]);
+    assert_eq!(
+        Response::decode(&ok),
+        Ok(Response::Activity(vec![
+            DeviceLastSeen::from_unix_ms(1, 0),
+            DeviceLastSeen::from_unix_ms(2, DAY_SECS * 1000 + 86_399_999),
+        ]))
+    );
+    assert_eq!(
+        Response::decode(&body(&[entry(2, 0), entry(2, 0)])),
+        Err(DecodeError::InvalidValue("device order"))
+    );
+    assert_eq!(
+        Response::decode(&body(&[entry(3, 0), entry(2, 0)])),
+        Err(DecodeError::InvalidValue("device order"))
+    );
+    assert_eq!(
+        Response::decode(&body(&[entry(1, DAY_SECS + 1)])),
+        Err(DecodeError::InvalidValue("last seen day"))
+    );
+    let mut too_many = vec![1, 0x56, 65];
+    too_many.extend((0..65u32).flat_map(|i| entry(i + 1, 0)));
+    assert!(matches!(
+        Response::decode(&too_many),
+        Err(DecodeError::TooMany {
+            what: "devices",
+            count: 65,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Response::decode(&[1, 0x56, 1, 0, 0, 0, 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
 }

@@ -202,9 +202,9 @@ pub(crate) async fn registration_lock<S: Store>(s: &S) {
         })
     );
     // Seen devices push the lapse out; touch never moves last_seen back.
-    s.touch_account(&a, t1 + 100).await.unwrap();
-    s.touch_account(&a, t1 + 50).await.unwrap();
-    s.touch_account(&acct(99), t1).await.unwrap();
+    s.touch_device(&dev(&a, 2), t1 + 100).await.unwrap();
+    s.touch_device(&dev(&a, 2), t1 + 50).await.unwrap();
+    s.touch_device(&dev(&acct(99), 1), t1).await.unwrap();
     assert_eq!(
         s.registration_lock(&a).await.unwrap().unwrap().last_seen,
         t1 + 100

@@ -274,3 +274,87 @@ pub(crate) async fn concurrent_links<S: Store + 'static>(s: Arc<S>) {
         version += 1;
     }
 }
+
+fn seen(v: &[(u32, u64)]) -> Vec<DeviceSeen> {
+    v.iter()
+        .map(|&(device_id, last_seen)| DeviceSeen {
+            device_id,
+            last_seen,
+        })
+        .collect()
+}
+
+/// Per-device `last_seen` (spec/relay.md 3.12): set when a device is created (registration,
+/// link), raised by [`Store::touch_device`] together with the account's `last_seen`, never
+/// moved back, kept per account, and gone with its device.
+pub(crate) async fn device_activity<S: Store>(s: &S) {
+    let a = acct(1);
+    let b = acct(2);
+    assert_eq!(s.device_activity(&a).await.unwrap(), seen(&[]));
+    // Touching an unknown account or device changes nothing and is not an error.
+    s.touch_device(&dev(&a, 1), NOW + 1).await.unwrap();
+    assert_eq!(s.device_activity(&a).await.unwrap(), seen(&[]));
+    assert_eq!(s.registration_lock(&a).await.unwrap(), None);
+
+    assert_eq!(register(s, &a, 1).await, 1);
+    assert_eq!(register(s, &b, 9).await, 1);
+    assert_eq!(s.device_activity(&a).await.unwrap(), seen(&[(1, NOW)]));
+
+    // One call moves the device and its account forward, never back.
+    s.touch_device(&dev(&a, 1), NOW + 100).await.unwrap();
+    s.touch_device(&dev(&a, 1), NOW + 50).await.unwrap();
+    assert_eq!(
+        s.device_activity(&a).await.unwrap(),
+        seen(&[(1, NOW + 100)])
+    );
+    assert_eq!(
+        s.registration_lock(&a).await.unwrap().unwrap().last_seen,
+        NOW + 100
+    );
+    // Another account is not touched.
+    assert_eq!(s.device_activity(&b).await.unwrap(), seen(&[(1, NOW)]));
+    assert_eq!(
+        s.registration_lock(&b).await.unwrap().unwrap().last_seen,
+        NOW
+    );
+
+    // A linked device is seen when it is created; the others keep their times.
+    let v1 = List::new(1, 2, &[(1, 1)]);
+    assert_eq!(replace(s, &a, &v1, None, None).await, stored(&[]));
+    let v2 = List::new(2, 3, &[(1, 1), (2, 2)]);
+    assert_eq!(
+        s.replace_device_list(&a, &v2.as_new(), Some(1), Some(2), NOW + 200)
+            .await
+            .unwrap(),
+        stored(&[])
+    );
+    assert_eq!(
+        s.device_activity(&a).await.unwrap(),
+        seen(&[(1, NOW + 100), (2, NOW + 200)])
+    );
+    // A device of the account that does not exist only touches the account.
+    s.touch_device(&dev(&a, 7), NOW + 300).await.unwrap();
+    assert_eq!(
+        s.device_activity(&a).await.unwrap(),
+        seen(&[(1, NOW + 100), (2, NOW + 200)])
+    );
+    assert_eq!(
+        s.registration_lock(&a).await.unwrap().unwrap().last_seen,
+        NOW + 300
+    );
+    s.touch_device(&dev(&a, 2), NOW + 400).await.unwrap();
+    assert_eq!(
+        s.device_activity(&a).await.unwrap(),
+        seen(&[(1, NOW + 100), (2, NOW + 400)])
+    );
+
+    // A removed device is no longer listed; a re-registration starts over.
+    let v3 = List::new(3, 3, &[(2, 2)]);
+    assert_eq!(replace(s, &a, &v3, Some(2), None).await, stored(&[1]));
+    assert_eq!(
+        s.device_activity(&a).await.unwrap(),
+        seen(&[(2, NOW + 400)])
+    );
+    assert_eq!(register(s, &a, 3).await, 3);
+    assert_eq!(s.device_activity(&a).await.unwrap(), seen(&[(3, NOW)]));
+}

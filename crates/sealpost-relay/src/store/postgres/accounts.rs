@@ -5,7 +5,8 @@ use super::{
 };
 use crate::StoreError;
 use crate::store::{
-    CODE_MAC_LEN, CodeAttempt, RegLockPolicy, RegLockState, RegisterOutcome, VERIFIER_LEN,
+    CODE_MAC_LEN, CodeAttempt, DeviceSeen, RegLockPolicy, RegLockState, RegisterOutcome,
+    VERIFIER_LEN,
 };
 use sealpost_crypto::ct_eq;
 use sealpost_wire::relay::DeviceInfo;
@@ -203,8 +204,8 @@ impl PgStore {
             let identity = identity.to_bytes();
             execute(
                 &tx,
-                "INSERT INTO devices (account, device_id, identity, registered_at, max_sender_seq)
-                 VALUES ($1, $2, $3, $4, 0)",
+                "INSERT INTO devices (account, device_id, identity, registered_at, max_sender_seq,
+                    last_seen) VALUES ($1, $2, $3, $4, 0, $4)",
                 &[&acct, &i64::from(next), &&identity[..], &to_i64(now)],
             )
             .await?;
@@ -246,17 +247,53 @@ impl PgStore {
         })
     }
 
-    /// [`crate::Store::touch_account`].
-    pub async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
+    /// [`crate::Store::touch_device`]: the account row first, then the device row (the
+    /// lock order of every transaction that changes both).
+    pub async fn touch_device(&self, device: &DeviceAddress, now: u64) -> Result<(), StoreError> {
+        let acct = device.account.as_str();
+        let device_id = i64::from(device.device.0);
         in_tx!(self, Commit::Durable, |tx| {
             execute(
                 &tx,
                 "UPDATE accounts SET last_seen = $2 WHERE account = $1 AND last_seen < $2",
-                &[&account.as_str(), &to_i64(now)],
+                &[&acct, &to_i64(now)],
+            )
+            .await?;
+            execute(
+                &tx,
+                "UPDATE devices SET last_seen = $3
+                 WHERE account = $1 AND device_id = $2 AND last_seen < $3",
+                &[&acct, &device_id, &to_i64(now)],
             )
             .await?;
             Ok(())
         })
+    }
+
+    /// [`crate::Store::device_activity`].
+    pub async fn device_activity(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<DeviceSeen>, StoreError> {
+        let c = self.client().await?;
+        async {
+            query(
+                &c,
+                "SELECT device_id, last_seen FROM devices WHERE account = $1 ORDER BY device_id",
+                &[&account.as_str()],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(DeviceSeen {
+                    device_id: get_u32(r, 0, "device id")?,
+                    last_seen: get_u64(r, 1, "last seen")?,
+                })
+            })
+            .collect::<Result<Vec<_>, TxError>>()
+        }
+        .await
+        .map_err(TxError::into_store)
     }
 
     /// [`crate::Store::registration_lock`].

@@ -134,7 +134,7 @@ impl PgStore {
                 execute(
                     &tx,
                     "INSERT INTO devices (account, device_id, identity, registered_at,
-                        max_sender_seq) VALUES ($1, $2, $3, $4, 0)",
+                        max_sender_seq, last_seen) VALUES ($1, $2, $3, $4, 0, $4)",
                     &[&acct, &i64::from(id), &&identity[..], &to_i64(now)],
                 )
                 .await?;

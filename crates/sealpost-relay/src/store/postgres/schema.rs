@@ -10,13 +10,14 @@ use crate::StoreError;
 use deadpool_postgres::Object;
 
 /// The schema version this relay writes.
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// The SQL of each step: `MIGRATIONS[n - 1]` takes version `n - 1` to `n`.
 const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [
     include_str!("migrations/v1.sql"),
     include_str!("migrations/v2.sql"),
     include_str!("migrations/v3.sql"),
+    include_str!("migrations/v4.sql"),
 ];
 
 /// Key of the advisory lock held while checking and migrating (ASCII "SEALPOST").

@@ -48,8 +48,12 @@ impl Store for PgStore {
         PgStore::set_registration_lock(self, account, verifier, now).await
     }
 
-    async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
-        PgStore::touch_account(self, account, now).await
+    async fn touch_device(&self, device: &DeviceAddress, now: u64) -> Result<(), StoreError> {
+        PgStore::touch_device(self, device, now).await
+    }
+
+    async fn device_activity(&self, account: &AccountId) -> Result<Vec<DeviceSeen>, StoreError> {
+        PgStore::device_activity(self, account).await
     }
 
     async fn registration_lock(

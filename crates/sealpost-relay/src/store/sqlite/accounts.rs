@@ -178,8 +178,8 @@ pub(super) async fn register_device(
             c.execute(sql, params![account]).map_err(backend)?;
         }
         c.execute(
-            "INSERT INTO devices (account, device_id, identity, registered_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO devices (account, device_id, identity, registered_at, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
             params![account, next, &identity[..], to_i64(now)],
         )
         .map_err(backend)?;
@@ -222,19 +222,50 @@ pub(super) async fn set_registration_lock(
     .await
 }
 
-pub(super) async fn touch_account(
+pub(super) async fn touch_device(
     s: &SqliteStore,
-    account: &AccountId,
+    device: &DeviceAddress,
     now: u64,
 ) -> Result<(), StoreError> {
-    let account = account.as_str().to_owned();
+    let account = device.account.as_str().to_owned();
+    let device_id = device.device.0;
     s.write(move |c| {
         c.execute(
             "UPDATE accounts SET last_seen = MAX(last_seen, ?2) WHERE account = ?1",
             params![account, to_i64(now)],
         )
         .map_err(backend)?;
+        c.execute(
+            "UPDATE devices SET last_seen = MAX(last_seen, ?3)
+             WHERE account = ?1 AND device_id = ?2",
+            params![account, device_id, to_i64(now)],
+        )
+        .map_err(backend)?;
         Ok(())
+    })
+    .await
+}
+
+pub(super) async fn device_activity(
+    s: &SqliteStore,
+    account: &AccountId,
+) -> Result<Vec<DeviceSeen>, StoreError> {
+    let account = account.as_str().to_owned();
+    s.read(move |c| {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT device_id, last_seen FROM devices WHERE account = ?1 ORDER BY device_id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![account], |r| {
+                Ok(DeviceSeen {
+                    device_id: get_u32(r, 0)?,
+                    last_seen: get_u64(r, 1)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     })
     .await
 }

@@ -151,8 +151,8 @@ pub(super) async fn replace_device_list(
             }
             next = next.max(id.saturating_add(1));
             c.execute(
-                "INSERT INTO devices (account, device_id, identity, registered_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO devices (account, device_id, identity, registered_at, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
                 params![account, id, &identity.to_bytes()[..], to_i64(now)],
             )
             .map_err(backend)?;

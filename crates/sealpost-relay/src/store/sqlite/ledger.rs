@@ -443,10 +443,11 @@ mod tests {
         s.close();
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
-            // Everything after version 4 goes: the ledger (5), the provisioning ids (6) and
-            // the device lists (7).
+            // Everything after version 4 goes: the ledger (5), the provisioning ids (6),
+            // the device lists (7) and the devices' last seen (8).
             "DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
              DROP TABLE provisioning; DROP TABLE device_lists;
+             ALTER TABLE devices DROP COLUMN last_seen;
              PRAGMA user_version = 4;",
         )
         .unwrap();

@@ -64,11 +64,11 @@ mod vault;
 mod writer;
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, DeviceListState, EnqueueOutcome, MAX_SENDER_SEQ,
-    MailFeed, NewDeviceList, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome,
-    QuotaCheck, QuotaOutcome, RegLockPolicy, RegLockState, RegisterOutcome, ReplaceListOutcome,
-    Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN,
-    VaultAttempt, VaultRow,
+    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, DeviceListState, DeviceSeen, EnqueueOutcome,
+    MAX_SENDER_SEQ, MailFeed, NewDeviceList, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits,
+    PutVaultOutcome, QuotaCheck, QuotaOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
+    ReplaceListOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
+    VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::ratelimit::gcra;
 use crate::{StoreError, Unavailable};
@@ -451,8 +451,12 @@ impl Store for SqliteStore {
         accounts::set_registration_lock(self, account, verifier, now).await
     }
 
-    async fn touch_account(&self, account: &AccountId, now: u64) -> Result<(), StoreError> {
-        accounts::touch_account(self, account, now).await
+    async fn touch_device(&self, device: &DeviceAddress, now: u64) -> Result<(), StoreError> {
+        accounts::touch_device(self, device, now).await
+    }
+
+    async fn device_activity(&self, account: &AccountId) -> Result<Vec<DeviceSeen>, StoreError> {
+        accounts::device_activity(self, account).await
     }
 
     async fn registration_lock(

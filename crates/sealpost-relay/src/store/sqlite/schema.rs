@@ -3,7 +3,7 @@
 use super::*;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -143,6 +143,14 @@ CREATE TABLE device_lists (
 );
 ";
 
+/// Version 8 (per-device last seen, spec/relay.md 3.12): the Unix ms at which each device
+/// was created or last authenticated or closed an authenticated connection. Existing
+/// devices get 0 ("not recorded"), not the account's `last_seen`, which is the newest of all
+/// its devices and would make a device that has long been idle look recent.
+pub(super) const MIGRATE_V8_DEVICE_LAST_SEEN: &str = "
+ALTER TABLE devices ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Opens the writing connection, in WAL mode, and migrates the schema; also returns the
 /// schema version the database had before (0: it was created now).
 pub(super) fn open_writer(path: &Path) -> Result<(Connection, i64), StoreError> {
@@ -219,6 +227,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     if version < 7 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V7_DEVICE_LISTS} PRAGMA user_version = 7; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 8 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V8_DEVICE_LAST_SEEN} PRAGMA user_version = 8; COMMIT;"
         ))
         .map_err(backend)?;
     }

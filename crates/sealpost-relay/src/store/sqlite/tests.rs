@@ -550,3 +550,49 @@ async fn unguarded_jobs_fail_alone_or_with_their_whole_group() {
         }
     }
 }
+
+/// Version 7 → 8: existing devices get `last_seen` 0 ("not recorded", spec/relay-store.md
+/// section 2), not their account's; the next touch records them.
+#[tokio::test]
+async fn migrates_a_version_7_database_to_device_last_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        super::schema::migrate(&c).unwrap();
+        c.execute_batch(
+            "ALTER TABLE devices DROP COLUMN last_seen;
+             PRAGMA user_version = 7;
+             INSERT INTO accounts (account, next_device_id, last_seen)
+             VALUES ('+15550000001', 3, 5000);
+             INSERT INTO devices (account, device_id, identity, registered_at)
+             VALUES ('+15550000001', 1, zeroblob(64), 1234),
+                    ('+15550000001', 2, zeroblob(64), 2345);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let seen = |id, last_seen| crate::store::DeviceSeen {
+        device_id: id,
+        last_seen,
+    };
+    assert_eq!(
+        s.device_activity(&acct(1)).await.unwrap(),
+        vec![seen(1, 0), seen(2, 0)]
+    );
+    s.touch_device(&DeviceAddress::new(acct(1), DeviceId(2)), 6000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.device_activity(&acct(1)).await.unwrap(),
+        vec![seen(1, 0), seen(2, 6000)]
+    );
+    assert_eq!(
+        s.registration_lock(&acct(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        6000
+    );
+}
