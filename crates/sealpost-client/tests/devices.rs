@@ -481,7 +481,7 @@ async fn relay_added_devices_and_rolled_back_lists_are_refused() {
 async fn losing_the_primary_without_the_pin_starts_a_new_account_key() {
     let dir = tempfile::tempdir().unwrap();
     let codes = Arc::new(Codes::default());
-    let relay = start_relay_with_metrics(&dir.path().join("relay"), &codes).await;
+    let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
     let config = client_config(relay.local_addr(), relay.spki_pin());
     let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
     let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
@@ -560,7 +560,7 @@ async fn linked_devices_report_their_last_seen_day() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
     let codes = Arc::new(Codes::default());
-    let relay = start_relay_with_metrics(&data, &codes).await;
+    let relay = start_relay(&data, any_port(), &codes, bulk_limits()).await;
     let config = client_config(relay.local_addr(), relay.spki_pin());
     let before = std::time::SystemTime::now();
     let (alice, _a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;

@@ -252,8 +252,10 @@ pub fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// A relay that also serves its Prometheus metrics (one per test process: the recorder is
-/// global).
+/// A relay that also serves its Prometheus metrics. The metrics recorder is global, and
+/// `cargo test` runs a test binary's tests in one process: at most **one test per test
+/// file** may call this (the others use [`start_relay`]); nextest, one process per test,
+/// would not notice a second one.
 pub async fn start_relay_with_metrics(dir: &Path, codes: &Arc<Codes>) -> RelayHandle {
     init_logs();
     let mut config = RelayConfig::for_tests(dir);
