@@ -3,8 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sealpost_client::{
-    AccountId, Backoff, Client, ClientConfig, ClientEvent, DeviceAddress, EventReceiver, MessageId,
-    SpkiPins, Store, StoreKey, StoreSecret,
+    AccountId, Backoff, Client, ClientConfig, ClientEvent, DeviceAddress, DeviceId, DeviceInfo,
+    DeviceRole, EventReceiver, MessageId, SpkiPins, Store, StoreKey, StoreSecret,
 };
 use sealpost_relay::{
     CodeSender, GuardianConfig, Limits, Relay, RelayConfig, RelayHandle, VerificationCode,
@@ -83,6 +83,7 @@ pub async fn start_relay_with(
     guardian: GuardianConfig,
 ) -> RelayHandle {
     init_logs();
+    RELAYS_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut config = RelayConfig::for_tests(dir).with_guardian(guardian.clone());
@@ -252,12 +253,16 @@ pub fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// A relay that also serves its Prometheus metrics. The metrics recorder is global, and
-/// `cargo test` runs a test binary's tests in one process: at most **one test per test
-/// file** may call this (the others use [`start_relay`]); nextest, one process per test,
-/// would not notice a second one.
+/// Relays started in this process by [`start_relay`] and [`start_relay_with_metrics`].
+static RELAYS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A relay that also serves its Prometheus metrics. The `metrics` recorder is global to the
+/// process, and every relay in the process records into it, not only the one serving it;
+/// `cargo test` runs all tests of a test file in one process. So a test that counts
+/// requests with [`sends`] must be **the only test in its file** (checked by [`sends`]).
 pub async fn start_relay_with_metrics(dir: &Path, codes: &Arc<Codes>) -> RelayHandle {
     init_logs();
+    RELAYS_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let mut config = RelayConfig::for_tests(dir);
     config.listen = any_port();
     config.limits = bulk_limits();
@@ -267,8 +272,15 @@ pub async fn start_relay_with_metrics(dir: &Path, codes: &Arc<Codes>) -> RelayHa
     Relay::start(config).await.unwrap()
 }
 
-/// How many `Send` requests the relay has answered (its request-duration histogram).
+/// How many `Send` requests the relays of this process have answered (the global
+/// request-duration histogram, served by `relay`). Panics if more than one relay was started
+/// in this process: their requests would be counted together.
 pub fn sends(relay: &RelayHandle) -> u64 {
+    assert_eq!(
+        RELAYS_STARTED.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sends() counts every relay of the process: keep the test alone in its file"
+    );
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(relay.metrics_addr().unwrap()).unwrap();
     conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -291,4 +303,35 @@ pub async fn delivered(seen: &Collector, id: MessageId) {
         ) == 1
     })
     .await;
+}
+
+/// The device-list entry `(id, name, role)`.
+pub fn info(id: u32, name: &str, role: DeviceRole) -> DeviceInfo {
+    DeviceInfo {
+        id: DeviceId(id),
+        name: name.to_owned(),
+        role,
+    }
+}
+
+/// Links a new device (store `name`) to `primary`'s account as `device_name`.
+pub async fn link(
+    home: &Path,
+    name: &str,
+    config: &sealpost_client::ClientConfig,
+    primary: &Client,
+    device_name: &str,
+) -> (Client, Collector) {
+    let pending = Client::link(open_store(home, name), config.clone())
+        .await
+        .unwrap();
+    let text = pending.invitation_text();
+    assert!(text.starts_with("sealpost-link:"));
+    let id = primary.link_device(&text, device_name).await.unwrap();
+    let (client, rx) = pending.complete().await.unwrap();
+    assert_eq!(client.address().device, id);
+    assert_eq!(client.address().account, primary.address().account);
+    let seen = Collector::default();
+    seen.spawn(rx);
+    (client, seen)
 }
