@@ -392,6 +392,141 @@ async fn losing_the_primary_without_the_pin_starts_a_new_account_key() {
     relay.shutdown().await;
 }
 
+/// Losing the primary **with** the PIN (spec/devices.md 8.6): the phone set a PIN, so its
+/// account key is backed up at the relay under the PIN's backup key. A new phone registers
+/// with the PIN: it restores the account key and publishes the next list version with itself
+/// as primary in place of the lost phone; the linked laptop stays listed and connected; Bob
+/// sees one device change, no safety-number change, and stays verified; messages reach the
+/// new phone and the laptop, and the new phone's sent copy reaches the laptop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_primary_with_the_pin_keeps_the_account_key() {
+    const PIN: &str = "482915";
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let limits = Limits {
+        vault_requests_per_account: 1000,
+        ..bulk_limits()
+    };
+    let relay = start_relay_with(
+        &dir.path().join("relay"),
+        any_port(),
+        &codes,
+        limits,
+        sealpost_relay::GuardianConfig::default(),
+    )
+    .await;
+    let config = client_config(relay.local_addr(), relay.spki_pin())
+        .with_pin_params(sealpost_client::PinArgon2Params::testing());
+    let (alice, a_rx) = register(&config, &codes, ALICE, open_store(dir.path(), "alice")).await;
+    let (bob, b_rx) = register(&config, &codes, BOB, open_store(dir.path(), "bob")).await;
+    let (a_seen, b_seen) = (Collector::default(), Collector::default());
+    a_seen.spawn(a_rx);
+    b_seen.spawn(b_rx);
+    alice.set_pin(PIN).await.unwrap();
+    let (laptop, l_seen) = link(dir.path(), "alice-laptop", &config, &alice, "Laptop").await;
+
+    // Bob talks to both of Alice's devices and verifies Alice.
+    bob.send_text(&acct(ALICE), "before").await.unwrap();
+    a_seen
+        .wait("before at the phone", 30, |c| c.count() == 1)
+        .await;
+    l_seen
+        .wait("before at the laptop", 30, |c| c.count() == 1)
+        .await;
+    let before = bob.safety_number(&acct(ALICE), DeviceId(1)).await.unwrap();
+    bob.mark_verified(&acct(ALICE), DeviceId(1), &before.digits())
+        .await
+        .unwrap();
+
+    // The phone is lost; a new phone registers with the PIN.
+    alice.shutdown().await;
+    Client::request_code(&config, &acct(ALICE)).await.unwrap();
+    let code = codes.take(ALICE);
+    let (phone, p_rx) = Client::register_with_pin(
+        open_store(dir.path(), "alice-new"),
+        config.clone(),
+        acct(ALICE),
+        &code,
+        PIN,
+    )
+    .await
+    .unwrap();
+    let p_seen = Collector::default();
+    p_seen.spawn(p_rx);
+    let me = phone.address().device;
+    assert_eq!(me, DeviceId(3));
+    assert_eq!(
+        phone.own_devices().await.unwrap(),
+        vec![
+            info(2, "Laptop", DeviceRole::Linked),
+            info(3, PRIMARY_DEVICE_NAME, DeviceRole::Primary)
+        ]
+    );
+
+    // Bob's next message reaches the new phone and the laptop; the list moved on under the
+    // same account key: one device change, the same safety number, still verified.
+    let id = bob.send_text(&acct(ALICE), "after").await.unwrap();
+    delivered(&b_seen, id).await;
+    p_seen
+        .wait("after at the new phone", 30, |c| c.count() == 1)
+        .await;
+    l_seen
+        .wait("after at the laptop", 30, |c| c.count() == 2)
+        .await;
+    assert_eq!(p_seen.texts(), vec!["after"]);
+    assert_eq!(l_seen.texts(), vec!["before", "after"]);
+    assert_eq!(
+        b_seen.count_events(
+            |e| matches!(e, ClientEvent::DevicesChanged { account, added, removed, changed }
+            if *account == acct(ALICE)
+                && *added == vec![info(3, PRIMARY_DEVICE_NAME, DeviceRole::Primary)]
+                && *removed == vec![info(1, PRIMARY_DEVICE_NAME, DeviceRole::Primary)]
+                && changed.is_empty())
+        ),
+        1
+    );
+    assert_eq!(
+        b_seen.count_events(|e| matches!(
+            e,
+            ClientEvent::SafetyNumberChanged { .. } | ClientEvent::VerifiedIdentityChanged { .. }
+        )),
+        0
+    );
+    let after = bob.safety_number(&acct(ALICE), me).await.unwrap();
+    assert_eq!(before.digits(), after.digits());
+    assert_eq!(
+        bob.verification(&acct(ALICE), me).await.unwrap(),
+        Verification::Verified
+    );
+    let at_phone = phone.safety_number(&acct(BOB), DeviceId(1)).await.unwrap();
+    assert_eq!(after.digits(), at_phone.digits());
+    assert_eq!(
+        l_seen.count_events(|e| matches!(e, ClientEvent::Deregistered)),
+        0
+    );
+
+    // The new phone answers; Bob sees it from device 3, the laptop gets the sent copy.
+    phone
+        .send_text(&acct(BOB), "from the new phone")
+        .await
+        .unwrap();
+    b_seen.wait("reply", 30, |c| c.count() == 1).await;
+    assert_eq!(
+        b_seen.messages.lock().unwrap()[0].from,
+        DeviceAddress::new(acct(ALICE), me)
+    );
+    l_seen
+        .wait("sent copy at the laptop", 30, |c| {
+            c.count_events(|e| matches!(e, ClientEvent::SentByOtherDevice { .. })) == 1
+        })
+        .await;
+
+    laptop.shutdown().await;
+    phone.shutdown().await;
+    bob.shutdown().await;
+    relay.shutdown().await;
+}
+
 /// The start of the UTC day of `t`, as the relay reports last-seen days (spec/relay.md 3.12).
 fn day_of(t: std::time::SystemTime) -> std::time::SystemTime {
     let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

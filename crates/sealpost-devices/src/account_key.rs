@@ -184,6 +184,70 @@ impl AccountKeyPair {
         Ok(VerifiedDeviceList::verify_decoded(list, current.account())?)
     }
 
+    /// The next version of `current` for a new key holder (`spec/devices.md` 8.6: the
+    /// account key restored from its backup on a re-registered device): every device that
+    /// holds the account key leaves the list, the device `device_id` with `identity` joins
+    /// it as the key holder (`Primary` on a consumer list, `Owner` on a business list), and
+    /// every other device stays with its binding. `device_id` must be at least
+    /// `current.next_device_id()` ([`LinkError::Roles`] otherwise: ids are never reused);
+    /// `sign_binding` signs with the new device's identity key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn replace_key_holder(
+        &self,
+        current: &VerifiedDeviceList,
+        device_id: u32,
+        identity: IdentityBytes,
+        name: DeviceName,
+        now_ms: u64,
+        sign_binding: impl FnOnce(&[u8]) -> Signature,
+    ) -> Result<VerifiedDeviceList, LinkError> {
+        self.check_holder(current)?;
+        if device_id < current.next_device_id() {
+            return Err(LinkError::Roles);
+        }
+        let role = match current.family() {
+            crate::RoleFamily::Consumer => DeviceRole::Primary,
+            crate::RoleFamily::Business => DeviceRole::Owner,
+        };
+        let signed = current.signed();
+        let mut entries = Vec::with_capacity(signed.body.entries.len() + 1);
+        let mut bindings = Vec::with_capacity(signed.bindings.len() + 1);
+        for (entry, binding) in signed.body.entries.iter().zip(&signed.bindings) {
+            if !entry.role.holds_account_key() {
+                entries.push(entry.clone());
+                bindings.push(*binding);
+            }
+        }
+        if entries.len() >= MAX_LISTED_DEVICES {
+            return Err(LinkError::Full);
+        }
+        entries.push(DeviceEntry {
+            device_id,
+            identity,
+            role,
+            added_at: now_ms,
+            name,
+        });
+        bindings.push(list::sign_binding(
+            current.account(),
+            &self.public(),
+            &identity,
+            sign_binding,
+        )?);
+        let mut body = signed.body.clone();
+        body.entries = entries;
+        body.list_version = next_version(current)?;
+        body.issued_at = now_ms;
+        body.next_device_id = device_id.checked_add(1).ok_or(LinkError::Full)?;
+        let signature = self.sign_body(&body)?;
+        let list = SignedDeviceList {
+            body,
+            signature,
+            bindings,
+        };
+        Ok(VerifiedDeviceList::verify_decoded(list, current.account())?)
+    }
+
     fn check_holder(&self, current: &VerifiedDeviceList) -> Result<(), LinkError> {
         if current.account_key() != self.public() {
             return Err(LinkError::WrongKey);

@@ -107,3 +107,19 @@ pub enum LinkError {
     #[error("no room for another device")]
     Full,
 }
+
+/// Why an account-key backup did not open (`spec/devices.md` section 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The backup does not decode.
+    #[error("account key backup does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The sealed seed does not open: another account, another master secret (the PIN
+    /// was set again since), or altered bytes.
+    #[error("account key backup does not decrypt")]
+    Decrypt,
+    /// The seed opened but is not the seed of the account key the backup names.
+    #[error("account key backup holds another key")]
+    KeyMismatch,
+}

@@ -29,3 +29,14 @@ pub fn seal_provisioning_with_secret(
 ) -> Result<Vec<u8>, LinkError> {
     provisioning::seal_with(X25519Secret::from_bytes(ephemeral), invitation, body)
 }
+
+/// [`crate::seal_account_key_backup`] with a chosen nonce. Reusing one under the same
+/// backup key breaks the AEAD.
+pub fn seal_account_key_backup_with_nonce(
+    nonce: [u8; sealpost_wire::devices::BACKUP_NONCE_LEN],
+    key: &crate::AccountKeyPair,
+    account: &sealpost_wire::AccountId,
+    backup_key: &[u8; 32],
+) -> Result<sealpost_wire::devices::AccountKeyBackup, crate::BackupError> {
+    crate::backup::seal_with_nonce(nonce, key, account, backup_key)
+}

@@ -32,6 +32,7 @@
 #![warn(unreachable_pub)]
 
 mod account_key;
+mod backup;
 mod error;
 mod list;
 mod pin;
@@ -41,7 +42,8 @@ mod provisioning;
 pub mod hazmat;
 
 pub use account_key::{AccountKey, AccountKeyPair};
-pub use error::{DeviceListError, LinkError, UpdateError};
+pub use backup::{ACCOUNT_KEY_BACKUP_INFO, open_account_key_backup, seal_account_key_backup};
+pub use error::{BackupError, DeviceListError, LinkError, UpdateError};
 pub use list::{BINDING_LABEL, DEVICE_LIST_LABEL, VerifiedDeviceList, binding_message};
 pub use pin::{DeviceListChange, DeviceListPin, Update};
 pub use provisioning::{

@@ -1,5 +1,6 @@
 //! Test vectors for linked devices (`spec/vectors/device_list.json`,
-//! `spec/vectors/provisioning.json`, `spec/vectors/history_bundle.json`).
+//! `spec/vectors/provisioning.json`, `spec/vectors/history_bundle.json`,
+//! `spec/vectors/account_key_backup.json`).
 //!
 //! Every output is computed twice: through the public `sealpost-devices` API, and by a small
 //! model in this file that assembles the signed bytes, the binding inputs and the
@@ -19,7 +20,9 @@
 use sealpost_crypto::ed25519::{Signature, SigningKey, VerifyingKey};
 use sealpost_crypto::x25519::{X25519Public, X25519Secret};
 use sealpost_crypto::{aead, kdf};
-use sealpost_devices::hazmat::{link_request_with_secret, seal_provisioning_with_secret};
+use sealpost_devices::hazmat::{
+    link_request_with_secret, seal_account_key_backup_with_nonce, seal_provisioning_with_secret,
+};
 use sealpost_devices::{AccountKeyPair, DeviceListPin, DeviceRole, Update, VerifiedDeviceList};
 use sealpost_wire::devices::{
     ContactDevices, DeviceName, HistoryContact, HistoryDevice, HistoryDirection, HistoryMessage,
@@ -35,6 +38,7 @@ const ACCOUNT: &str = "+15551230001";
 const SPEC_LIST_LABEL: &[u8] = b"Sealpost_DeviceList_v1";
 const SPEC_BINDING_LABEL: &[u8] = b"Sealpost_DeviceBinding_v1";
 const SPEC_PROVISION_INFO: &[u8] = b"Sealpost_Provision_v1";
+const SPEC_BACKUP_INFO: &[u8] = b"Sealpost_AccountKey_Backup_v1";
 
 fn secret(label: &str) -> [u8; 32] {
     Sha256::digest(format!("sealpost-vector-{label}").as_bytes()).into()
@@ -559,4 +563,101 @@ fn base64_url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// spec/devices.md 2.1 and 8.6: the account-key backup under a PIN vault's backup key, and
+/// the list a new key holder signs with the key it opened (the old primary leaves, the
+/// linked desktop stays, the new phone joins with the next id).
+#[test]
+fn account_key_backup_vectors() {
+    let account = AccountId::new(ACCOUNT).unwrap();
+    let ak = AccountKeyPair::from_seed(&secret("account-key"));
+    let backup_key = secret("account-key-backup.backup-key");
+    let nonce: [u8; 12] = secret("account-key-backup.nonce")[..12].try_into().unwrap();
+    let backup = seal_account_key_backup_with_nonce(nonce, &ak, &account, &backup_key).unwrap();
+    let bytes = backup.encode();
+
+    // The model: HKDF and the AEAD exactly as section 2.1 writes them.
+    let key = kdf::hkdf_sha256_array::<32>(&[], &backup_key, SPEC_BACKUP_INFO).unwrap();
+    let mut account_enc = vec![u8::try_from(ACCOUNT.len()).unwrap()];
+    account_enc.extend_from_slice(ACCOUNT.as_bytes());
+    let header = [&[0x01, 0x15][..], &ak.public().to_bytes(), &nonce].concat();
+    let ad = [SPEC_BACKUP_INFO, &account_enc, &header].concat();
+    let sealed = aead::seal(&key, &nonce, &ad, &*ak.to_seed());
+    assert_eq!(bytes, [&header[..], &sealed].concat());
+    assert_eq!(bytes.len(), 94);
+    let opened = sealpost_devices::open_account_key_backup(&backup, &account, &backup_key).unwrap();
+    assert_eq!(opened.public(), ak.public());
+    assert_eq!(
+        sealpost_devices::open_account_key_backup(&backup, &account, &secret("other")).err(),
+        Some(sealpost_devices::BackupError::Decrypt)
+    );
+
+    // The recovery list: v2 (phone 1, desktop 2) becomes v3 (desktop 2, new phone 3).
+    let phone = device("phone");
+    let desktop = device("desktop");
+    let new_phone = device("new-phone");
+    let v1 = phone_first_list(&ak, &account, &phone);
+    let body = ak
+        .link_device(
+            &v1,
+            desktop.identity,
+            DeviceRole::Linked,
+            DeviceName::new("Desktop").unwrap(),
+            1_765_000_060_000,
+        )
+        .unwrap();
+    let mut v2 = body.list.clone();
+    let d = &v2.body.entries[1];
+    let message = sealpost_devices::binding_message(&account, &ak.public(), &d.identity);
+    v2.bindings[1] = desktop.signing.sign(&message).to_bytes();
+    let v2 = VerifiedDeviceList::verify(&v2.encode().unwrap(), &account).unwrap();
+    let v3 = ak
+        .replace_key_holder(
+            &v2,
+            3,
+            new_phone.identity,
+            DeviceName::new("New phone").unwrap(),
+            1_765_000_120_000,
+            |m| new_phone.signing.sign(m),
+        )
+        .unwrap();
+    assert_eq!(v3.list_version(), 3);
+    assert_eq!(v3.next_device_id(), 4);
+    let ids: Vec<(u32, DeviceRole)> = v3.entries().iter().map(|e| (e.device_id, e.role)).collect();
+    assert_eq!(ids, vec![(2, DeviceRole::Linked), (3, DeviceRole::Primary)]);
+    // A contact that pinned v2 accepts v3: same account key, so the same safety number.
+    let mut pin = DeviceListPin::new(v2.clone());
+    assert!(matches!(pin.accept(&v3).unwrap(), Update::Advanced(_)));
+    // An id below v2's next_device_id is refused (ids are never reused).
+    assert!(
+        ak.replace_key_holder(
+            &v2,
+            2,
+            new_phone.identity,
+            DeviceName::new("New phone").unwrap(),
+            0,
+            |m| new_phone.signing.sign(m)
+        )
+        .is_err()
+    );
+
+    let computed = json!({
+        "account": ACCOUNT,
+        "account_key_seed": hex::encode(secret("account-key")),
+        "account_key": hex::encode(ak.public().to_bytes()),
+        "backup_key": hex::encode(backup_key),
+        "nonce": hex::encode(nonce),
+        "backup": hex::encode(&bytes),
+        "recovery": {
+            "list_before": hex::encode(v2.as_bytes()),
+            "new_key_holder_identity_ed25519_seed": hex::encode(secret("new-phone.identity-ed25519")),
+            "new_key_holder_identity_x25519_secret": hex::encode(secret("new-phone.identity-x25519")),
+            "new_device_id": 3,
+            "new_device_name": "New phone",
+            "issued_at": 1_765_000_120_000u64,
+            "list_after": hex::encode(v3.as_bytes()),
+        },
+    });
+    write_or_check("account_key_backup.json", &computed);
 }

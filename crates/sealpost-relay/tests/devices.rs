@@ -375,3 +375,197 @@ async fn refusals() {
     );
     relay.shutdown().await;
 }
+
+/// The account-key backup and the recovery registration (spec/relay.md 3.2, 3.9 rule 5a,
+/// 3.13): only the key holder stores a backup of the list's key; a registration with the
+/// PIN's token keeps the linked desktop and the list; until the new phone publishes,
+/// senders addressing the stored list get `DevicesChanging`; the new phone may publish only
+/// itself as the new key holder beside devices of the stored list; then mail flows to the
+/// new phone and the desktop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_key_backup_and_recovery_registration() {
+    use sealpost_devices::seal_account_key_backup;
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
+    let mut rng = rand::rng();
+    let mut phone = Device::register(&relay, &codes, "+15550001301").await;
+    assert_eq!(phone.client.next_push().await, Push::QueueDrained);
+    let a = phone.address.account.clone();
+    let ak = AccountKeyPair::generate(&mut rng);
+    let backup_key = [0x42; 32];
+    let backup = seal_account_key_backup(&mut rng, &ak, &a, &backup_key).unwrap();
+    let store = |b| Request::StoreAccountKeyBackup { backup: b };
+
+    // No list yet: no backup.
+    assert_eq!(
+        err(&phone.client.request(&store(backup.clone())).await),
+        ErrorCode::InvalidDeviceList
+    );
+    let v1 = first_list(&ak, &phone);
+    assert_eq!(
+        phone.client.request(&publish(&v1)).await,
+        Response::DeviceListStored { list_version: 1 }
+    );
+    let mut desktop = Linking::new(&relay, &ak, &v1).await.linked().await;
+    assert_eq!(desktop.client.next_push().await, Push::QueueDrained);
+    let Response::DeviceList(Some(v2)) = phone
+        .client
+        .request(&Request::FetchDeviceList { account: a.clone() })
+        .await
+    else {
+        panic!("no list")
+    };
+    let v2 = VerifiedDeviceList::verify(&v2.encode().unwrap(), &a).unwrap();
+
+    // The linked desktop is not the key holder; another key is not the list's.
+    assert_eq!(
+        err(&desktop.client.request(&store(backup.clone())).await),
+        ErrorCode::InvalidDeviceList
+    );
+    let other_key = AccountKeyPair::generate(&mut rng);
+    let other = seal_account_key_backup(&mut rng, &other_key, &a, &backup_key).unwrap();
+    assert_eq!(
+        err(&phone.client.request(&store(other)).await),
+        ErrorCode::InvalidDeviceList
+    );
+    assert_eq!(
+        desktop
+            .client
+            .request(&Request::FetchAccountKeyBackup)
+            .await,
+        Response::AccountKeyBackup(None)
+    );
+    assert_eq!(
+        phone.client.request(&store(backup.clone())).await,
+        Response::AccountKeyBackupStored
+    );
+    assert_eq!(
+        desktop
+            .client
+            .request(&Request::FetchAccountKeyBackup)
+            .await,
+        Response::AccountKeyBackup(Some(backup.clone()))
+    );
+    let token = [0x17; 32];
+    assert_eq!(
+        phone
+            .client
+            .request(&Request::SetRegistrationLock { token })
+            .await,
+        Response::RegistrationLockSet
+    );
+
+    // The phone is lost; a new phone registers with the PIN's token: the desktop stays.
+    let mut new_phone = Device::register_with(&relay, &codes, "+15550001301", Some(token)).await;
+    assert_eq!(new_phone.address.device.0, 3);
+    assert_eq!(new_phone.client.next_push().await, Push::QueueDrained);
+    assert_eq!(closed_with(&phone.client.conn).await, 1);
+    assert_eq!(
+        new_phone
+            .client
+            .request(&Request::FetchAccountKeyBackup)
+            .await,
+        Response::AccountKeyBackup(Some(backup.clone()))
+    );
+
+    // Until the new phone publishes, a sender that follows the stored list is told to wait.
+    let mut bob = Device::register(&relay, &codes, "+15550001302").await;
+    assert_eq!(bob.client.next_push().await, Push::QueueDrained);
+    match bob.client.request(&send(&a, &[1, 2], 1)).await {
+        Response::Error {
+            code: ErrorCode::DevicesChanging,
+            retry_after,
+            ..
+        } => assert!(retry_after > 0),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err(&bob.client.request(&send(&a, &[2], 2)).await),
+        ErrorCode::MismatchedDevices
+    );
+
+    // Rule 5a refusals: the new phone as a linked device (beside the lost phone); a new key
+    // beside the desktop.
+    let new_identity = new_phone.id.public().to_wire();
+    let mut as_linked = ak
+        .link_device(&v2, new_identity, DeviceRole::Linked, name("New"), NOW + 5)
+        .unwrap()
+        .list;
+    let binding = sealpost_devices::binding_message(&a, &ak.public(), &new_identity);
+    *as_linked.bindings.last_mut().unwrap() = new_phone.id.sign(&binding).to_bytes();
+    assert!(VerifiedDeviceList::verify(&as_linked.encode().unwrap(), &a).is_ok());
+    assert_eq!(
+        err(&new_phone
+            .client
+            .request(&Request::PublishDeviceList { list: as_linked })
+            .await),
+        ErrorCode::InvalidDeviceList
+    );
+    let ak2 = AccountKeyPair::generate(&mut rng);
+    let with_desktop = ak2
+        .link_device(
+            &ak2.first_list(
+                &a,
+                3,
+                new_identity,
+                DeviceRole::Primary,
+                name("New"),
+                NOW,
+                |m| new_phone.id.sign(m),
+            )
+            .unwrap(),
+            desktop.id.public().to_wire(),
+            DeviceRole::Linked,
+            name("Desktop"),
+            NOW + 7,
+        )
+        .unwrap();
+    let mut with_desktop = with_desktop.list;
+    let desktop_identity = desktop.id.public().to_wire();
+    let binding = sealpost_devices::binding_message(&a, &ak2.public(), &desktop_identity);
+    *with_desktop.bindings.last_mut().unwrap() = desktop.id.sign(&binding).to_bytes();
+    assert!(VerifiedDeviceList::verify(&with_desktop.encode().unwrap(), &a).is_ok());
+    assert_eq!(
+        err(&new_phone
+            .client
+            .request(&Request::PublishDeviceList { list: with_desktop })
+            .await),
+        ErrorCode::InvalidDeviceList
+    );
+    let takeover = ak
+        .replace_key_holder(&v2, 3, new_identity, name("New"), NOW + 8, |m| {
+            new_phone.id.sign(m)
+        })
+        .unwrap();
+
+    // The valid take-over: same key, the desktop kept, the new phone as primary.
+    assert_eq!(
+        new_phone.client.request(&publish(&takeover)).await,
+        Response::DeviceListStored { list_version: 3 }
+    );
+    assert!(matches!(
+        bob.client.request(&send(&a, &[2, 3], 3)).await,
+        Response::Accepted { .. }
+    ));
+    match desktop.client.next_push().await {
+        Push::Deliver(d) => assert_eq!(d.message_id, [3; 16]),
+        other => panic!("{other:?}"),
+    }
+    match new_phone.client.next_push().await {
+        Push::Deliver(d) => assert_eq!(d.message_id, [3; 16]),
+        other => panic!("{other:?}"),
+    }
+    // The new key holder may store the backup again; the desktop still may not.
+    assert_eq!(
+        new_phone.client.request(&store(backup.clone())).await,
+        Response::AccountKeyBackupStored
+    );
+    assert_eq!(
+        err(&desktop.client.request(&store(backup)).await),
+        ErrorCode::InvalidDeviceList
+    );
+    relay.shutdown().await;
+}

@@ -19,6 +19,7 @@ pub(super) async fn publish_own_list(
     shared: &Arc<Shared>,
     conn: &Connection,
 ) -> Result<(), ClientError> {
+    restore_account_key(shared, conn).await?;
     let engine = shared.engine.clone();
     let Some(list) = blocking(move || engine.list_to_publish(now_ms())).await? else {
         return Ok(());
@@ -46,6 +47,97 @@ pub(super) async fn publish_own_list(
     }
     let engine = shared.engine.clone();
     blocking(move || engine.own_list_published(&bytes)).await?;
+    if let Err(e) = back_up_account_key(shared, conn).await {
+        // Retried the next time the PIN is set; without it a recovery makes a new key.
+        tracing::warn!(error = %e, "could not store the account key backup");
+    }
+    Ok(())
+}
+
+/// Before a store without an own-devices record makes a new account key (spec/devices.md
+/// 8.6): if it holds the PIN's master secret (a registration after a recovery) and the
+/// relay holds an account-key backup that opens with it, under the account key of the
+/// relay's stored list, and that list does not name this device yet, the key is restored
+/// and this device signs the next version as its key holder. A backup that does not open
+/// (the PIN was set again elsewhere since) or a missing list or backup leaves the new-key
+/// path; a failed request is an error (retried on the next connection), so a passing
+/// network failure never costs the account its key.
+async fn restore_account_key(shared: &Arc<Shared>, conn: &Connection) -> Result<(), ClientError> {
+    let engine = shared.engine.clone();
+    let backup_key = blocking(move || {
+        if engine.own_devices()?.is_some() {
+            return Ok(None);
+        }
+        Ok(engine.store.pin()?.map(|p| p.master.backup_key()))
+    })
+    .await?;
+    let Some(backup_key) = backup_key else {
+        return Ok(());
+    };
+    let Some(backup) = conn.fetch_account_key_backup().await? else {
+        tracing::info!("no account key backup at the relay; a new account key is made");
+        return Ok(());
+    };
+    let account = shared.engine.address.account.clone();
+    let Some(list) = conn.fetch_device_list(&account).await? else {
+        return Ok(());
+    };
+    let list = VerifiedDeviceList::verify(&list.encode()?, &account)
+        .map_err(|_| ClientError::DeviceListRefused(crate::error::DeviceListRefusal::Invalid))?;
+    let key = match sealpost_devices::open_account_key_backup(&backup, &account, &backup_key) {
+        Ok(k) if k.public() == list.account_key() => k,
+        Ok(_) => {
+            tracing::warn!(
+                "the account key backup is not of the stored list's key; a new account key is made"
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the account key backup does not open; a new account key is made");
+            return Ok(());
+        }
+    };
+    if list.device(shared.engine.address.device.0).is_some() {
+        return Ok(());
+    }
+    let engine = shared.engine.clone();
+    blocking(move || engine.restore_account_key(key, &list, now_ms())).await?;
+    Ok(())
+}
+
+/// Leaves the account key, sealed under the PIN's backup key, with the relay
+/// (spec/devices.md 2.1), when this device holds the key, its list is published and a PIN
+/// is set. Called after the own list is published and after the PIN is set.
+pub(super) async fn back_up_account_key(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+) -> Result<(), ClientError> {
+    let engine = shared.engine.clone();
+    let account = engine.address.account.clone();
+    let backup = blocking(move || {
+        let Some(own) = engine.own_devices()? else {
+            return Ok(None);
+        };
+        let (Some(key), true) = (own.account_key, own.published) else {
+            return Ok(None);
+        };
+        let Some(pin) = engine.store.pin()? else {
+            return Ok(None);
+        };
+        let backup = sealpost_devices::seal_account_key_backup(
+            &mut rand::rng(),
+            &key,
+            &account,
+            &pin.master.backup_key(),
+        )
+        .map_err(|_| ClientError::Link(crate::error::LinkFailure::List))?;
+        Ok(Some(backup))
+    })
+    .await?;
+    if let Some(backup) = backup {
+        conn.store_account_key_backup(backup).await?;
+        tracing::info!("account key backup stored at the relay");
+    }
     Ok(())
 }
 

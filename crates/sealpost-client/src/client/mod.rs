@@ -362,10 +362,8 @@ impl Client {
         // Publish before returning, so that others can reach the device right away.
         shared.set_prekey_counts((one_time, kem));
         maintain_prekeys(&shared, &conn).await?;
-        if publishes_list && let Err(e) = publish_own_list(&shared, &conn).await {
-            // Retried on every connection until the relay confirms it.
-            tracing::warn!(error = %e, "could not publish the device list yet");
-        }
+        // The master secret is stored before the list is published: with it, publishing
+        // restores the account key from its backup (spec/devices.md 8.6).
         if let Some((master, pin, reenrol)) = recovered {
             if reenrol {
                 // The recovery used a guardian's last attempt: a fresh vault. Best effort: the
@@ -377,6 +375,10 @@ impl Client {
             } else {
                 save_pin(&shared, &pin, master).await?;
             }
+        }
+        if publishes_list && let Err(e) = publish_own_list(&shared, &conn).await {
+            // Retried on every connection until the relay confirms it.
+            tracing::warn!(error = %e, "could not publish the device list yet");
         }
         Ok((Self::launch(shared, Some(conn)), events))
     }

@@ -7,8 +7,9 @@ impl Client {
     /// Sets the two-step verification PIN, or changes it (spec/pin.md section 11): enrols a
     /// vault holding the master secret at every configured guardian, turns the
     /// registration lock on at the relay, and stores the master secret and a local
-    /// verifier for reminders. Changing keeps the master secret (and the lock's token).
-    /// Needs a connection (waits up to the request timeout for one); all guardians must be
+    /// verifier for reminders. Changing keeps the master secret (and the lock's token). On
+    /// the device that holds the account key, also stores the account-key backup at the
+    /// relay (spec/devices.md 2.1). Needs a connection (waits up to the request timeout for one); all guardians must be
     /// reachable.
     pub async fn set_pin(&self, pin: &str) -> Result<(), ClientError> {
         let shared = self.shared()?;
@@ -18,7 +19,10 @@ impl Client {
         let master = blocking(move || Ok(store.pin()?.map(|p| p.master)))
             .await?
             .unwrap_or_else(|| MasterSecret::generate(&mut rand::rng()));
-        enrol_pin(&shared, &conn, &pin, master).await
+        enrol_pin(&shared, &conn, &pin, master).await?;
+        // The key holder leaves its account key, sealed under the PIN, with the relay
+        // (spec/devices.md 2.1), so that a recovery with the PIN keeps the account key.
+        devices::back_up_account_key(&shared, &conn).await
     }
 
     /// Turns two-step verification off: clears the registration lock, deletes the vault at

@@ -73,6 +73,52 @@ impl Engine {
         }
     }
 
+    /// Takes over the account key restored from its backup (spec/devices.md 8.6 with the
+    /// PIN): signs the next version of `current` (the relay's stored list, under `key`)
+    /// with this device as the key holder in place of the old one, and commits key and list
+    /// with `published = 0`, as [`Self::list_to_publish`] does for a new key, so that a
+    /// crash before the publish publishes the same list on the next start. Does nothing
+    /// (`false`) when an own-devices record exists already.
+    pub(crate) fn restore_account_key(
+        &self,
+        key: AccountKeyPair,
+        current: &VerifiedDeviceList,
+        now_ms: u64,
+    ) -> Result<bool, ClientError> {
+        let _g = self.lock()?;
+        if self.own_devices()?.is_some() {
+            return Ok(false);
+        }
+        let name = DeviceName::new(PRIMARY_DEVICE_NAME)
+            .map_err(|_| ClientError::Link(crate::error::LinkFailure::List))?;
+        let list = key
+            .replace_key_holder(
+                current,
+                self.address.device.0,
+                self.identity.public().to_wire(),
+                name,
+                now_ms,
+                |m| self.identity.sign(m),
+            )
+            .map_err(|e| ClientError::Link(crate::error::LinkFailure::of(e)))?;
+        let version = list.list_version();
+        let mut batch = Batch::new();
+        self.store.put_own_devices(
+            &mut batch,
+            &OwnDevices {
+                account_key: Some(key),
+                list,
+                published: false,
+            },
+        );
+        self.store.commit(batch)?;
+        tracing::info!(
+            version,
+            "account key restored from its backup; publishing this device as key holder"
+        );
+        Ok(true)
+    }
+
     /// Records that the relay stores `list` (it answered `DeviceListStored`, or serves
     /// exactly these bytes).
     pub(crate) fn own_list_published(&self, list: &[u8]) -> Result<bool, ClientError> {

@@ -350,11 +350,11 @@ impl ClientError {
     /// Permanent: every error about the message or its recipient (unknown account, no
     /// reachable device, a bundle that does not verify, a body too long), a stored record
     /// that does not authenticate or decode (reading it again gives the same bytes), the
-    /// relay codes other than `RateLimited`, `QueueFull`, `Internal`, `Unavailable` and
-    /// `Unauthenticated` (unknown codes included), and the exhausted attempts themselves.
-    /// Transient: the connection (offline, closed, timed out, stream failures), a relay
-    /// that misbehaved, the database's own failures (I/O, busy) and the five relay codes
-    /// above. The match is exhaustive so that a new variant must be classified.
+    /// relay codes other than `RateLimited`, `QueueFull`, `Internal`, `Unavailable`,
+    /// `Unauthenticated` and `DevicesChanging` (unknown codes included), and the exhausted
+    /// attempts themselves. Transient: the connection (offline, closed, timed out, stream
+    /// failures), a relay that misbehaved, the database's own failures (I/O, busy) and the
+    /// six relay codes above. The match is exhaustive so that a new variant must be classified.
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Relay { code, .. } => match code {
@@ -362,7 +362,8 @@ impl ClientError {
                 | ErrorCode::QueueFull
                 | ErrorCode::Internal
                 | ErrorCode::Unavailable
-                | ErrorCode::Unauthenticated => false,
+                | ErrorCode::Unauthenticated
+                | ErrorCode::DevicesChanging => false,
                 ErrorCode::Malformed
                 | ErrorCode::UnsupportedVersion
                 | ErrorCode::TooLarge

@@ -4,10 +4,37 @@ use super::{Connection, unexpected};
 use crate::error::ClientError;
 use sealpost_session::IdentityKeyPair;
 use sealpost_wire::AccountId;
-use sealpost_wire::devices::{PROVISIONING_ID_LEN, ProvisioningEnvelope, SignedDeviceList};
+use sealpost_wire::devices::{
+    AccountKeyBackup, PROVISIONING_ID_LEN, ProvisioningEnvelope, SignedDeviceList,
+};
 use sealpost_wire::relay::{DeviceLastSeen, Request, Response, link_device_signed_bytes};
 
 impl Connection {
+    /// `StoreAccountKeyBackup` (spec/relay.md 3.13): the key holder leaves the sealed account
+    /// key with the relay.
+    pub(crate) async fn store_account_key_backup(
+        &self,
+        backup: AccountKeyBackup,
+    ) -> Result<(), ClientError> {
+        match self
+            .request(&Request::StoreAccountKeyBackup { backup })
+            .await?
+        {
+            Response::AccountKeyBackupStored => Ok(()),
+            other => Err(unexpected("StoreAccountKeyBackup", &other)),
+        }
+    }
+
+    /// `FetchAccountKeyBackup`: this account's sealed account key, if the relay holds one.
+    pub(crate) async fn fetch_account_key_backup(
+        &self,
+    ) -> Result<Option<AccountKeyBackup>, ClientError> {
+        match self.request(&Request::FetchAccountKeyBackup).await? {
+            Response::AccountKeyBackup(b) => Ok(b),
+            other => Err(unexpected("FetchAccountKeyBackup", &other)),
+        }
+    }
+
     /// `DeviceActivity`: when each device of this connection's account was last seen, to
     /// the day, in increasing device order (the decoder checks the order and the rounding).
     pub(crate) async fn device_activity(&self) -> Result<Vec<DeviceLastSeen>, ClientError> {

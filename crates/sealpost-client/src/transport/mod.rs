@@ -403,6 +403,8 @@ fn kind_name(resp: &Response) -> &'static str {
         Response::Error { .. } => "Error",
         Response::RegistrationLockSet => "RegistrationLockSet",
         Response::RegistrationLockCleared => "RegistrationLockCleared",
+        Response::AccountKeyBackupStored => "AccountKeyBackupStored",
+        Response::AccountKeyBackup(_) => "AccountKeyBackup",
         Response::Credential(_) => "Credential",
         Response::VaultStored => "VaultStored",
         Response::Vault { .. } => "Vault",

@@ -84,7 +84,110 @@ fn listed(list: &VerifiedDeviceList) -> Vec<(u32, IdentityBytes)> {
         .collect()
 }
 
+/// Rule 5a of spec/relay.md 3.9: a list published by a registered device that the stored
+/// list does not name (only a recovery registration, 3.2, makes one). Under the stored
+/// account key it follows the stored list and names the device as its key holder with an id
+/// never listed, and otherwise only devices of the stored list; under another account key
+/// (the backup did not open) it names the device alone.
+fn recovery_list(
+    list: &VerifiedDeviceList,
+    stored: &StoredDeviceList,
+    before: &[(u32, IdentityBytes)],
+    devices: &[(u32, IdentityBytes)],
+    me: &AuthenticatedDevice,
+    counter: u32,
+) -> Result<(), Box<Response>> {
+    let me_id = me.address.device.0;
+    if list.account_key().to_bytes() != stored.account_key {
+        if devices != [(me_id, me.identity)] {
+            return Err(Box::new(invalid(
+                PUBLISH,
+                "a list under a new account key names this device alone",
+            )));
+        }
+        if list.next_device_id() < counter {
+            return Err(Box::new(invalid(
+                PUBLISH,
+                "next device id is not above every id given",
+            )));
+        }
+        return Ok(());
+    }
+    successor(PUBLISH, list, stored)?;
+    let holds_key = list
+        .device(me_id)
+        .is_some_and(|e| e.role.holds_account_key());
+    if !holds_key || me_id < stored.next_device_id {
+        return Err(Box::new(invalid(
+            PUBLISH,
+            "this device is not on the stored list and not its new key holder",
+        )));
+    }
+    if devices.iter().any(|d| d.0 != me_id && !before.contains(d)) {
+        return Err(Box::new(invalid(
+            PUBLISH,
+            "a device not on the stored list (devices join with LinkDevice)",
+        )));
+    }
+    Ok(())
+}
+
 impl Handler {
+    /// `StoreAccountKeyBackup` (spec/relay.md 3.13) from the authenticated device `me`.
+    pub(super) async fn store_account_key_backup(
+        &self,
+        me: &AuthenticatedDevice,
+        backup: &sealpost_wire::devices::AccountKeyBackup,
+        now: u64,
+    ) -> Response {
+        const BACKUP: &str = "backup";
+        let account = &me.address.account;
+        let state = match self.list_state(BACKUP, account).await {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+        let Some(stored) = &state.list else {
+            return invalid(BACKUP, "the account has no device list");
+        };
+        let holder = SignedDeviceList::decode(&stored.bytes)
+            .ok()
+            .and_then(|l| {
+                l.body
+                    .entries
+                    .iter()
+                    .find(|e| e.device_id == me.address.device.0)
+                    .map(|e| e.role.holds_account_key() && e.identity == me.identity)
+            })
+            .unwrap_or(false);
+        if !holder {
+            return invalid(BACKUP, "only the key holder stores the account key backup");
+        }
+        if backup.account_key != stored.account_key {
+            return invalid(BACKUP, "the backup is not of the list's account key");
+        }
+        if let Err(r) = self
+            .take_list_quota(
+                BACKUP,
+                QuotaKind::ListPublish,
+                account,
+                self.limits.list_publish_rate(),
+                now,
+            )
+            .await
+        {
+            return *r;
+        }
+        match self.store.put_account_key_backup(&me.address, backup).await {
+            Ok(true) => {
+                metrics::device_list(BACKUP, "stored");
+                tracing::info!(account = ?account, "account key backup stored");
+                Response::AccountKeyBackupStored
+            }
+            Ok(false) => invalid(BACKUP, "the account's device list changed meanwhile"),
+            Err(e) => internal(&e),
+        }
+    }
+
     /// The device cap for a list of `family` (spec/relay.md 3.9, step 3).
     fn device_cap(&self, family: RoleFamily) -> u32 {
         match family {
@@ -255,15 +358,21 @@ impl Handler {
                     )));
                 }
             }
-            // 5. A newer list under the same key, without new devices.
             Some(stored) => {
-                successor(PUBLISH, &list, stored)?;
                 let before = stored_entries(stored).map_err(|e| Box::new(internal(&e)))?;
-                if devices.iter().any(|d| !before.contains(d)) {
-                    return Err(Box::new(invalid(
-                        PUBLISH,
-                        "a device not on the stored list (devices join with LinkDevice)",
-                    )));
+                let me_id = me.address.device.0;
+                if before.iter().any(|(id, _)| *id == me_id) {
+                    // 5. A newer list under the same key, without new devices.
+                    successor(PUBLISH, &list, stored)?;
+                    if devices.iter().any(|d| !before.contains(d)) {
+                        return Err(Box::new(invalid(
+                            PUBLISH,
+                            "a device not on the stored list (devices join with LinkDevice)",
+                        )));
+                    }
+                } else {
+                    // 5a. The device a recovery registration added (3.2) takes over.
+                    recovery_list(&list, stored, &before, &devices, me, state.next_device_id)?;
                 }
             }
         }

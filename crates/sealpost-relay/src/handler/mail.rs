@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// `retry_after` of `DevicesChanging` (spec/relay.md 3.7): a new key holder publishes its
+/// list within a few round trips of its registration.
+pub(super) const DEVICES_CHANGING_RETRY_SECS: u32 = 2;
+
 /// The response to a `Send` that the store answered with `outcome`.
 pub(super) fn send_response(
     recipient: &AccountId,
@@ -74,7 +78,19 @@ impl Handler {
                 }
                 let message =
                     self.new_message(me, &message_id, sender_seq, &recipient, &envelopes, now);
-                send_response(&recipient, now, self.store.enqueue(&message).await, effects)
+                let outcome = self.store.enqueue(&message).await;
+                if matches!(outcome, Ok(EnqueueOutcome::MismatchedDevices))
+                    && self
+                        .devices_changing(&recipient, &envelopes, message.exclude_device)
+                        .await
+                {
+                    return Response::Error {
+                        code: ErrorCode::DevicesChanging,
+                        retry_after: DEVICES_CHANGING_RETRY_SECS,
+                        detail: "the account's key holder is being replaced; retry later".into(),
+                    };
+                }
+                send_response(&recipient, now, outcome, effects)
             }
             Request::Ack { server_ids } => {
                 let outcome = self.store.ack(&me.address, &server_ids).await;
@@ -82,6 +98,41 @@ impl Handler {
             }
             _ => Response::error(ErrorCode::Internal, "not a send or ack"),
         }
+    }
+
+    /// Whether a `Send` refused as `MismatchedDevices` addressed exactly the stored list's
+    /// devices (but `exclude`, the sending device) while that list names a device that is
+    /// no longer registered: the window after a recovery registration (spec/relay.md 3.2)
+    /// until the new key holder publishes its list. Read only on this refusal path.
+    async fn devices_changing(
+        &self,
+        recipient: &AccountId,
+        envelopes: &[OutgoingEnvelope],
+        exclude: Option<u32>,
+    ) -> bool {
+        let Ok(state) = self.store.device_list_state(recipient).await else {
+            return false;
+        };
+        let Some(stored) = state.list else {
+            return false;
+        };
+        let Ok(list) = sealpost_wire::devices::SignedDeviceList::decode(&stored.bytes) else {
+            return false;
+        };
+        let listed: std::collections::BTreeSet<u32> =
+            list.body.entries.iter().map(|e| e.device_id).collect();
+        let registered: std::collections::BTreeSet<u32> =
+            state.devices.iter().map(|d| d.device_id).collect();
+        if listed.is_subset(&registered) {
+            return false;
+        }
+        let addressed: std::collections::BTreeSet<u32> =
+            envelopes.iter().map(|e| e.device_id).collect();
+        let expected: std::collections::BTreeSet<u32> = listed
+            .into_iter()
+            .filter(|id| Some(*id) != exclude)
+            .collect();
+        addressed == expected
     }
 
     pub(super) fn new_message<'a>(

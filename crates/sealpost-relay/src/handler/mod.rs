@@ -281,6 +281,8 @@ fn request_kind(r: &Request) -> &'static str {
         Request::Ack { .. } => "ack",
         Request::SetRegistrationLock { .. } => "set_registration_lock",
         Request::ClearRegistrationLock => "clear_registration_lock",
+        Request::StoreAccountKeyBackup { .. } => "store_account_key_backup",
+        Request::FetchAccountKeyBackup => "fetch_account_key_backup",
         Request::GetGuardianCredential => "get_guardian_credential",
         Request::VaultStore { .. } => "vault_store",
         Request::VaultFetch { .. } => "vault_fetch",
@@ -648,6 +650,15 @@ impl Handler {
                 self.set_registration_lock(me, Some(&verifier), now).await
             }
             Request::ClearRegistrationLock => self.set_registration_lock(me, None, now).await,
+            Request::StoreAccountKeyBackup { backup } => {
+                self.store_account_key_backup(me, &backup, now).await
+            }
+            Request::FetchAccountKeyBackup => {
+                match self.store.account_key_backup(&me.address.account).await {
+                    Ok(b) => Response::AccountKeyBackup(b),
+                    Err(e) => internal(&e),
+                }
+            }
             Request::Provision {
                 provisioning_id,
                 envelope,

@@ -139,6 +139,21 @@ impl Store for AnyStore {
         each!(self, s => s.registration_lock(account))
     }
 
+    async fn put_account_key_backup(
+        &self,
+        device: &DeviceAddress,
+        backup: &AccountKeyBackup,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.put_account_key_backup(device, backup))
+    }
+
+    async fn account_key_backup(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountKeyBackup>, StoreError> {
+        each!(self, s => s.account_key_backup(account))
+    }
+
     async fn put_vault(
         &self,
         account: &AccountId,

@@ -67,3 +67,17 @@ pub enum ReplaceListOutcome {
     /// devices. Nothing changed.
     DevicesChanged,
 }
+
+/// The devices a recovery registration keeps (spec/relay.md 3.2): the entries of the stored
+/// list `bytes` whose role does not hold the account key, as `(id, identity)`.
+pub fn kept_on_recovery(bytes: &[u8]) -> Result<Vec<(u32, IdentityBytes)>, crate::StoreError> {
+    let list = sealpost_wire::devices::SignedDeviceList::decode(bytes)
+        .map_err(|_| crate::StoreError::Corrupt("stored device list"))?;
+    Ok(list
+        .body
+        .entries
+        .iter()
+        .filter(|e| !e.role.holds_account_key())
+        .map(|e| (e.device_id, e.identity))
+        .collect())
+}

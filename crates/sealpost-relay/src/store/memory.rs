@@ -2,12 +2,15 @@
 //! method is trivially atomic. Nothing survives the process.
 
 use super::{
+    AccountKeyBackup, DeviceListState, DeviceSeen, NewDeviceList, ReplaceListOutcome,
+    StoredDeviceList, kept_on_recovery,
+};
+use super::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
     NewPreKeys, PreKeyCounts, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaKind, QuotaOutcome,
     RegLockPolicy, RegLockState, RegisterOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
     UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
-use super::{DeviceListState, DeviceSeen, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
 use crate::StoreError;
 use crate::ratelimit::gcra;
 use sealpost_crypto::ct_eq;
@@ -61,6 +64,8 @@ struct AccountRow {
     last_seen: u64,
     /// The stored device list (spec/relay.md 3.9).
     device_list: Option<StoredDeviceList>,
+    /// The account-key backup (spec/relay.md 3.13).
+    key_backup: Option<AccountKeyBackup>,
 }
 
 #[derive(Default)]
@@ -213,15 +218,35 @@ impl Store for MemoryStore {
                 reglock_failures: 0,
                 last_seen: now,
                 device_list: None,
+                key_backup: None,
             });
         if !keep_verifier {
             acct.reglock_verifier = None;
         }
         acct.reglock_failures = 0;
         acct.last_seen = now;
-        acct.device_list = None;
-        let removed: Vec<u32> = acct.devices.keys().copied().collect();
-        acct.devices.clear();
+        // A recovery registration keeps the stored list, the backup and the devices that do
+        // not hold the account key (spec/relay.md 3.2).
+        let keep = match (&acct.device_list, &acct.key_backup) {
+            (Some(list), Some(_)) if keep_verifier => kept_on_recovery(&list.bytes)?,
+            _ => {
+                acct.device_list = None;
+                acct.key_backup = None;
+                Vec::new()
+            }
+        };
+        let removed: Vec<u32> = acct
+            .devices
+            .iter()
+            .filter(|(id, d)| {
+                !d.identity
+                    .is_some_and(|identity| keep.contains(&(**id, identity)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &removed {
+            acct.devices.remove(id);
+        }
         acct.devices.insert(
             next,
             DeviceRow {
@@ -250,6 +275,9 @@ impl Store for MemoryStore {
         a.reglock_verifier = verifier.copied();
         a.reglock_failures = 0;
         a.last_seen = a.last_seen.max(now);
+        if verifier.is_none() {
+            a.key_backup = None;
+        }
         Ok(true)
     }
 
@@ -673,6 +701,13 @@ impl Store for MemoryStore {
             acct.devices.remove(id);
         }
         acct.next_device_id = next;
+        if acct
+            .key_backup
+            .as_ref()
+            .is_some_and(|b| b.account_key != *list.account_key)
+        {
+            acct.key_backup = None;
+        }
         acct.device_list = Some(StoredDeviceList {
             account_key: *list.account_key,
             list_version: list.list_version,
@@ -680,6 +715,41 @@ impl Store for MemoryStore {
             bytes: list.bytes.to_vec(),
         });
         Ok(ReplaceListOutcome::Stored { removed })
+    }
+
+    async fn put_account_key_backup(
+        &self,
+        device: &DeviceAddress,
+        backup: &AccountKeyBackup,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(a) = inner.accounts.get_mut(&device.account) else {
+            return Ok(false);
+        };
+        let registered = a
+            .devices
+            .get(&device.device.0)
+            .is_some_and(|d| d.identity.is_some());
+        let same_key = a
+            .device_list
+            .as_ref()
+            .is_some_and(|l| l.account_key == backup.account_key);
+        if !(registered && same_key) {
+            return Ok(false);
+        }
+        a.key_backup = Some(backup.clone());
+        Ok(true)
+    }
+
+    async fn account_key_backup(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountKeyBackup>, StoreError> {
+        Ok(self
+            .lock()
+            .accounts
+            .get(account)
+            .and_then(|a| a.key_backup.clone()))
     }
 
     async fn take_quotas(

@@ -59,7 +59,9 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use any::AnyStore;
-pub use device_lists::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
+pub use device_lists::{
+    DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList, kept_on_recovery,
+};
 #[cfg(feature = "server")]
 pub use feed::{MailFeed, MailPublisher, Written, mail_feed};
 pub use memory::MemoryStore;
@@ -68,6 +70,7 @@ pub use postgres::{
     DEFAULT_POOL_SIZE, MAX_TX_ATTEMPTS, PG_SCHEMA_VERSION, PgStore, PgStoreBuilder, SEND_BATCH_MAX,
     SEND_BATCH_MAX_BYTES, SEND_LANES,
 };
+pub use sealpost_wire::devices::AccountKeyBackup;
 #[cfg(feature = "server")]
 pub use sqlite::{LEDGER_FILE, RollbackReason, SCHEMA_VERSION, SqliteStore, VaultRollback};
 
@@ -520,8 +523,15 @@ pub trait Store: Send + Sync {
     /// at 1 and are never reused within an account, even across removals), `failures = 0`,
     /// `last_seen = now`, and the verifier is kept if the lock was active and passed, or
     /// cleared if it was absent or lapsed; the account's stored device list
-    /// ([`Store::device_list_state`]) is deleted. Concurrent calls never count more than
-    /// `max_failures` wrong tokens.
+    /// ([`Store::device_list_state`]) and account-key backup are deleted. Concurrent calls
+    /// never count more than `max_failures` wrong tokens.
+    ///
+    /// **Recovery registration** (spec/relay.md 3.2): when the lock was active and passed
+    /// (the PIN's token) and the account has both a stored list and an account-key backup
+    /// ([`Store::put_account_key_backup`]), the registered devices that are on the stored
+    /// list with their listed identity and a role that does not hold the account key
+    /// ([`kept_on_recovery`]) stay registered with their prekeys and mailboxes, and the
+    /// stored list and the backup stay; every other device is removed as above.
     fn register_device(
         &self,
         account: &AccountId,
@@ -532,8 +542,9 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<RegisterOutcome, StoreError>> + Send;
 
     /// Sets (`Some`) or clears (`None`) the account's registration-lock verifier, resets its
-    /// failure count and sets `last_seen = max(last_seen, now)`. Returns `false` (nothing changed) if the
-    /// account was never registered.
+    /// failure count and sets `last_seen = max(last_seen, now)`; clearing also deletes the
+    /// account-key backup. Returns `false` (nothing changed) if the account was never
+    /// registered.
     fn set_registration_lock(
         &self,
         account: &AccountId,
@@ -751,7 +762,8 @@ pub trait Store: Send + Sync {
     /// stored; every registered device it does not name is removed with its prekeys and
     /// mailbox; `new_device` (when `Some`, it must be on the list) is registered with its
     /// identity at `now`; and the account's device-id counter becomes at least
-    /// `list.next_device_id` (and above `new_device`'s id), so ids are never reused. So two
+    /// `list.next_device_id` (and above `new_device`'s id), so ids are never reused; an
+    /// account-key backup under another account key than the list's is deleted. So two
     /// calls with the same `expected_version` never both succeed.
     fn replace_device_list(
         &self,
@@ -761,6 +773,22 @@ pub trait Store: Send + Sync {
         new_device: Option<u32>,
         now: u64,
     ) -> impl Future<Output = Result<ReplaceListOutcome, StoreError>> + Send;
+
+    /// Stores (replaces) the account-key backup of `device`'s account (spec/relay.md 3.13),
+    /// atomically and durably, if `device` is registered and the account's stored list has
+    /// the backup's account key; otherwise `false` and nothing changes. (The caller checked
+    /// that `device` holds the account key on the list it read.)
+    fn put_account_key_backup(
+        &self,
+        device: &DeviceAddress,
+        backup: &AccountKeyBackup,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The account's account-key backup, if one is stored.
+    fn account_key_backup(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Option<AccountKeyBackup>, StoreError>> + Send;
 
     /// Checks every quota of `checks` at `now` with [`crate::ratelimit::gcra`] and, only if
     /// all have room, charges each one request, atomically and durably (a restart does not

@@ -385,6 +385,16 @@ pub struct Device {
 impl Device {
     /// Requests a code, registers and authenticates on a fresh connection.
     pub async fn register(relay: &RelayHandle, codes: &Codes, account: &str) -> Self {
+        Self::register_with(relay, codes, account, None).await
+    }
+
+    /// [`Self::register`] with the registration-lock token `reglock` (spec/pin.md 10).
+    pub async fn register_with(
+        relay: &RelayHandle,
+        codes: &Codes,
+        account: &str,
+        reglock: Option<[u8; 32]>,
+    ) -> Self {
         let a = acct(account);
         let client = Client::for_relay(relay).await;
         let r = client
@@ -402,7 +412,7 @@ impl Device {
                 code: codes.last(&a),
                 identity,
                 signature,
-                reglock: None,
+                reglock,
             })
             .await;
         let Response::Registered { device_id } = r else {

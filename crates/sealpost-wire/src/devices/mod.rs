@@ -4,7 +4,9 @@
 
 use crate::{AccountId, DecodeError, IdentityBytes, KEY_LEN, Reader, SIGNATURE_LEN, Writer};
 
+mod backup;
 mod history;
+pub use backup::{ACCOUNT_KEY_BACKUP_LEN, AccountKeyBackup, BACKUP_NONCE_LEN, BACKUP_SEALED_LEN};
 pub use history::{
     ContactDevices, HISTORY_BUNDLE_ID_LEN, HistoryContact, HistoryDevice, HistoryDirection,
     HistoryMessage, HistoryPart, HistoryRecord, HistoryStatus, HistoryVerification,
@@ -21,6 +23,8 @@ pub const TYPE_LINK_INVITATION: u8 = 0x11;
 pub const TYPE_PROVISIONING_ENVELOPE: u8 = 0x12;
 /// Type byte of a [`ProvisioningBody`].
 pub const TYPE_PROVISIONING_BODY: u8 = 0x13;
+/// Type byte of an [`AccountKeyBackup`].
+pub const TYPE_ACCOUNT_KEY_BACKUP: u8 = 0x15;
 
 /// Most devices one list may name.
 pub const MAX_LISTED_DEVICES: usize = 64;

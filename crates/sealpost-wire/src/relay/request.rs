@@ -123,8 +123,17 @@ pub enum Request {
         /// The registration-lock token; the relay stores only its verifier. Secret.
         token: [u8; PIN_TOKEN_LEN],
     },
-    /// Remove the account's registration lock (authenticated).
+    /// Remove the account's registration lock (authenticated); also deletes its
+    /// account-key backup.
     ClearRegistrationLock,
+    /// Store (replace) the account's account-key backup (authenticated, the key holder;
+    /// spec/relay.md 3.13).
+    StoreAccountKeyBackup {
+        /// The sealed account key.
+        backup: crate::devices::AccountKeyBackup,
+    },
+    /// Fetch the connection's own account's account-key backup (authenticated).
+    FetchAccountKeyBackup,
     /// Ask for an `Owner` guardian credential for the connection's account (authenticated).
     GetGuardianCredential,
     /// Store (replace) the account's vault at a guardian (`Owner` scope).
@@ -274,6 +283,11 @@ impl core::fmt::Debug for Request {
                 .field("token", &Redacted(token.len()))
                 .finish(),
             Self::ClearRegistrationLock => f.write_str("ClearRegistrationLock"),
+            Self::StoreAccountKeyBackup { backup } => f
+                .debug_struct("StoreAccountKeyBackup")
+                .field("backup", backup)
+                .finish(),
+            Self::FetchAccountKeyBackup => f.write_str("FetchAccountKeyBackup"),
             Self::GetGuardianCredential => f.write_str("GetGuardianCredential"),
             Self::VaultStore {
                 credential,
@@ -407,6 +421,10 @@ impl Request {
                 w.bytes(token);
             }),
             Self::ClearRegistrationLock => frame(0x31, |_| {}),
+            Self::StoreAccountKeyBackup { backup } => frame(0x33, |w| {
+                w.bytes(&backup.encode());
+            }),
+            Self::FetchAccountKeyBackup => frame(0x34, |_| {}),
             Self::GetGuardianCredential => frame(0x32, |_| {}),
             Self::VaultStore {
                 credential,
@@ -571,6 +589,10 @@ impl Request {
             }
             0x30 => Self::SetRegistrationLock { token: r.array()? },
             0x31 => Self::ClearRegistrationLock,
+            0x33 => Self::StoreAccountKeyBackup {
+                backup: crate::devices::AccountKeyBackup::decode_from(&mut r)?,
+            },
+            0x34 => Self::FetchAccountKeyBackup,
             0x32 => Self::GetGuardianCredential,
             0x38 => Self::VaultStore {
                 credential: GuardianCredential::decode_from(&mut r)?,

@@ -69,6 +69,9 @@ pub enum ErrorCode {
     StaleDeviceList,
     /// A device list over the relay's device cap for the account's kind.
     TooManyDevices,
+    /// `Send` to an account whose key holder was just replaced by a recovery registration
+    /// (spec/relay.md 3.2) and has not published its list yet: retry after `retry_after`.
+    DevicesChanging,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -106,6 +109,7 @@ impl ErrorCode {
             Self::InvalidDeviceList => 27,
             Self::StaleDeviceList => 28,
             Self::TooManyDevices => 29,
+            Self::DevicesChanging => 30,
             Self::Other(v) => v,
         }
     }
@@ -142,6 +146,7 @@ impl ErrorCode {
             27 => Self::InvalidDeviceList,
             28 => Self::StaleDeviceList,
             29 => Self::TooManyDevices,
+            30 => Self::DevicesChanging,
             other => Self::Other(other),
         }
     }
@@ -257,6 +262,10 @@ pub enum Response {
     RegistrationLockSet,
     /// `ClearRegistrationLock` succeeded.
     RegistrationLockCleared,
+    /// `StoreAccountKeyBackup` succeeded.
+    AccountKeyBackupStored,
+    /// `FetchAccountKeyBackup` succeeded: the stored backup, if any.
+    AccountKeyBackup(Option<crate::devices::AccountKeyBackup>),
     /// `GetGuardianCredential` succeeded: an `Owner` credential.
     Credential(GuardianCredential),
     /// `VaultStore` succeeded.
@@ -390,6 +399,13 @@ impl Response {
             }),
             Self::RegistrationLockSet => frame(0x70, |_| {}),
             Self::RegistrationLockCleared => frame(0x71, |_| {}),
+            Self::AccountKeyBackupStored => frame(0x73, |_| {}),
+            Self::AccountKeyBackup(b) => frame(0x74, |w| {
+                w.flag(b.is_some());
+                if let Some(b) = b {
+                    w.bytes(&b.encode());
+                }
+            }),
             Self::Credential(c) => frame(0x72, |w| c.encode_into(w)),
             Self::VaultStored => frame(0x78, |_| {}),
             Self::Vault {
@@ -541,6 +557,12 @@ impl Response {
             0x61 => Self::Acked { removed: r.u16()? },
             0x70 => Self::RegistrationLockSet,
             0x71 => Self::RegistrationLockCleared,
+            0x73 => Self::AccountKeyBackupStored,
+            0x74 => Self::AccountKeyBackup(if r.flag("has_backup")? {
+                Some(crate::devices::AccountKeyBackup::decode_from(&mut r)?)
+            } else {
+                None
+            }),
             0x72 => Self::Credential(GuardianCredential::decode_from(&mut r)?),
             0x78 => Self::VaultStored,
             0x79 => Self::Vault {

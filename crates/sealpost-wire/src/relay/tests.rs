@@ -11,6 +11,45 @@ fn acct() -> AccountId {
     AccountId::new("+15550001111").unwrap()
 }
 
+fn backup() -> crate::devices::AccountKeyBackup {
+    crate::devices::AccountKeyBackup {
+        account_key: [0xA1; 32],
+        nonce: [0xA2; 12],
+        sealed: [0xA3; 48],
+    }
+}
+
+/// spec/relay.md 3.13: the backup is 94 bytes after `0x01 0x15`; another version or type
+/// byte, a short or a long body is refused.
+#[test]
+fn account_key_backup_requests() {
+    let frame = Request::StoreAccountKeyBackup { backup: backup() }.encode();
+    let b = body(&frame);
+    assert_eq!(b.len(), 2 + 94);
+    assert_eq!(&b[..4], &[1, 0x33, 1, 0x15]);
+    for (at, v) in [(2usize, 2u8), (3, 0x14)] {
+        let mut bad = b.to_vec();
+        bad[at] = v;
+        assert!(Request::decode(&bad).is_err());
+    }
+    assert!(matches!(
+        Request::decode(&b[..b.len() - 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let mut long = b.to_vec();
+    long.push(0);
+    assert!(matches!(
+        Request::decode(&long),
+        Err(DecodeError::TrailingBytes(1))
+    ));
+    let frame = Response::AccountKeyBackup(None).encode();
+    assert_eq!(body(&frame), &[1, 0x74, 0]);
+    assert!(matches!(
+        Response::decode(&[1, 0x74, 2]),
+        Err(DecodeError::InvalidValue(_))
+    ));
+}
+
 fn dlist() -> SignedDeviceList {
     use crate::devices::{DeviceEntry, DeviceListBody, DeviceName, DeviceRole};
     SignedDeviceList {
@@ -135,13 +174,13 @@ fn pin_messages_reject_bad_fields() {
         Err(DecodeError::TooLong { .. })
     ));
     // Unknown kinds inside the new ranges.
-    for kind in [0x33u8, 0x37, 0x3D] {
+    for kind in [0x35u8, 0x37, 0x3D] {
         assert!(matches!(
             Request::decode(&[1, kind]),
             Err(DecodeError::UnknownType { .. })
         ));
     }
-    for kind in [0x73u8, 0x77, 0x7E] {
+    for kind in [0x75u8, 0x77, 0x7E] {
         assert!(matches!(
             Response::decode(&[1, kind]),
             Err(DecodeError::UnknownType { .. })
@@ -159,6 +198,7 @@ fn pin_messages_reject_bad_fields() {
         (ErrorCode::InvalidDeviceList, 27),
         (ErrorCode::StaleDeviceList, 28),
         (ErrorCode::TooManyDevices, 29),
+        (ErrorCode::DevicesChanging, 30),
     ] {
         assert_eq!(code.to_u16(), v);
         assert_eq!(ErrorCode::from_u16(v), code);
@@ -290,6 +330,8 @@ fn requests_roundtrip_and_reject_truncation() {
         },
         Request::SetRegistrationLock { token: [12; 32] },
         Request::ClearRegistrationLock,
+        Request::StoreAccountKeyBackup { backup: backup() },
+        Request::FetchAccountKeyBackup,
         Request::GetGuardianCredential,
         Request::VaultStore {
             credential: cred(CredentialScope::Owner),
@@ -380,6 +422,9 @@ fn responses_and_pushes_roundtrip() {
         Response::Acked { removed: 2 },
         Response::RegistrationLockSet,
         Response::RegistrationLockCleared,
+        Response::AccountKeyBackupStored,
+        Response::AccountKeyBackup(None),
+        Response::AccountKeyBackup(Some(backup())),
         Response::Credential(cred(CredentialScope::Owner)),
         Response::VaultStored,
         Response::Vault {

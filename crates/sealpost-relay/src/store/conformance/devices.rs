@@ -358,3 +358,205 @@ pub(crate) async fn device_activity<S: Store>(s: &S) {
     assert_eq!(register(s, &a, 3).await, 3);
     assert_eq!(s.device_activity(&a).await.unwrap(), seen(&[(3, NOW)]));
 }
+
+/// A list whose encoding decodes (a recovery registration reads the roles from it): device
+/// 1 is the primary, the others are linked. Signatures are placeholders; the store does
+/// not verify.
+fn real_list(a: &AccountId, key: [u8; 32], version: u64, next: u32, ids: &[(u32, u8)]) -> List {
+    use sealpost_wire::devices::{
+        DeviceEntry, DeviceListBody, DeviceName, DeviceRole, SignedDeviceList,
+    };
+    let entries: Vec<DeviceEntry> = ids
+        .iter()
+        .map(|&(id, b)| DeviceEntry {
+            device_id: id,
+            identity: ident(b),
+            role: if id == 1 {
+                DeviceRole::Primary
+            } else {
+                DeviceRole::Linked
+            },
+            added_at: NOW,
+            name: DeviceName::new("d").unwrap(),
+        })
+        .collect();
+    let signed = SignedDeviceList {
+        body: DeviceListBody {
+            account: a.clone(),
+            account_key: key,
+            list_version: version,
+            issued_at: NOW,
+            next_device_id: next,
+            entries,
+        },
+        signature: [0; 64],
+        bindings: vec![[0; 64]; ids.len()],
+    };
+    List {
+        key,
+        version,
+        next,
+        devices: ids.iter().map(|&(id, b)| (id, ident(b))).collect(),
+        bytes: signed.encode().unwrap(),
+    }
+}
+
+fn backup(key: [u8; 32], b: u8) -> AccountKeyBackup {
+    AccountKeyBackup {
+        account_key: key,
+        nonce: [b; 12],
+        sealed: [b; 48],
+    }
+}
+
+/// The account-key backup (spec/relay.md 3.13) and the recovery registration (3.2): a
+/// backup is stored only for a registered device under the stored list's key; a
+/// registration with the PIN's token keeps the list, the backup and the linked device (with
+/// its mailbox) and removes the primary; without a backup, or without the token, it removes
+/// everything; clearing the lock and a list under another key delete the backup.
+pub(crate) async fn account_key_backups<S: Store>(s: &S) {
+    let a = acct(31);
+    let key = [0xAB; 32];
+    assert_eq!(register(s, &a, 1).await, 1);
+    assert_eq!(
+        replace(s, &a, &real_list(&a, key, 1, 2, &[(1, 1)]), None, None).await,
+        stored(&[])
+    );
+    let v2 = real_list(&a, key, 2, 3, &[(1, 1), (2, 2)]);
+    assert_eq!(replace(s, &a, &v2, Some(1), Some(2)).await, stored(&[]));
+    // The linked device has mail waiting.
+    let from = dev(&acct(32), 1);
+    assert!(matches!(
+        enqueue(s, &from, &a, &[env(1, 1), env(2, 2)], 100).await,
+        EnqueueOutcome::Queued(_)
+    ));
+
+    assert_eq!(s.account_key_backup(&a).await.unwrap(), None);
+    // Not a registered device, or not the list's key: nothing stored.
+    assert!(
+        !s.put_account_key_backup(&dev(&a, 9), &backup(key, 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_account_key_backup(&dev(&a, 1), &backup([0xCD; 32], 1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.account_key_backup(&a).await.unwrap(), None);
+    assert!(
+        s.put_account_key_backup(&dev(&a, 1), &backup(key, 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.put_account_key_backup(&dev(&a, 1), &backup(key, 2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.account_key_backup(&a).await.unwrap(),
+        Some(backup(key, 2))
+    );
+
+    // A recovery registration: the token passes, a list and a backup are stored.
+    let verifier = [0x5A; 32];
+    assert!(
+        s.set_registration_lock(&a, Some(&verifier), NOW)
+            .await
+            .unwrap()
+    );
+    s.put_code(&a, &MAC, NOW + 600_000).await.unwrap();
+    assert_eq!(
+        s.register_device(&a, &ident(3), &MAC, &with_token(verifier), NOW + 1)
+            .await
+            .unwrap(),
+        RegisterOutcome::Registered {
+            device_id: 3,
+            removed: vec![1],
+        }
+    );
+    let state = s.device_list_state(&a).await.unwrap();
+    assert_eq!(device_ids(s, &a).await, vec![2, 3]);
+    assert_eq!(state.list, Some(v2.stored()));
+    assert_eq!(state.next_device_id, 4);
+    assert_eq!(
+        s.account_key_backup(&a).await.unwrap(),
+        Some(backup(key, 2))
+    );
+    assert_eq!(s.queue_depth(&dev(&a, 2)).await.unwrap(), 1);
+    assert!(
+        s.registration_lock(&a)
+            .await
+            .unwrap()
+            .is_some_and(|l| l.verifier.is_some())
+    );
+
+    // The new key holder's list (the primary gone, device 3 in) replaces it; a list under
+    // another key deletes the backup.
+    let v3 = real_list(&a, key, 3, 4, &[(2, 2), (3, 3)]);
+    assert_eq!(replace(s, &a, &v3, Some(2), None).await, stored(&[]));
+    assert_eq!(
+        s.account_key_backup(&a).await.unwrap(),
+        Some(backup(key, 2))
+    );
+    let other = real_list(&a, [0xEE; 32], 1, 4, &[(3, 3)]);
+    assert_eq!(replace(s, &a, &other, Some(3), None).await, stored(&[2]));
+    assert_eq!(s.account_key_backup(&a).await.unwrap(), None);
+
+    // Clearing the lock deletes the backup; then a registration removes everything.
+    let v2b = real_list(&a, [0xEE; 32], 2, 5, &[(3, 3)]);
+    assert_eq!(replace(s, &a, &v2b, Some(1), None).await, stored(&[]));
+    assert!(
+        s.put_account_key_backup(&dev(&a, 3), &backup([0xEE; 32], 3))
+            .await
+            .unwrap()
+    );
+    assert!(s.set_registration_lock(&a, None, NOW + 2).await.unwrap());
+    assert_eq!(s.account_key_backup(&a).await.unwrap(), None);
+    s.put_code(&a, &MAC, NOW + 600_000).await.unwrap();
+    assert!(matches!(
+        s.register_device(&a, &ident(4), &MAC, &NO_LOCK, NOW + 3)
+            .await
+            .unwrap(),
+        RegisterOutcome::Registered { device_id: 5, .. }
+    ));
+    assert_eq!(device_ids(s, &a).await, vec![5]);
+    assert_eq!(s.device_list_state(&a).await.unwrap().list, None);
+
+    // The token without a backup: a plain registration (list and devices gone).
+    let b = acct(33);
+    assert_eq!(register(s, &b, 1).await, 1);
+    assert_eq!(
+        replace(s, &b, &real_list(&b, key, 1, 2, &[(1, 1)]), None, None).await,
+        stored(&[])
+    );
+    assert!(
+        s.set_registration_lock(&b, Some(&verifier), NOW)
+            .await
+            .unwrap()
+    );
+    s.put_code(&b, &MAC, NOW + 600_000).await.unwrap();
+    assert!(matches!(
+        s.register_device(&b, &ident(3), &MAC, &with_token(verifier), NOW + 1)
+            .await
+            .unwrap(),
+        RegisterOutcome::Registered { device_id: 2, .. }
+    ));
+    assert_eq!(s.device_list_state(&b).await.unwrap().list, None);
+    // A registration with a backup stored but no token (the lock lapsed or never set)
+    // deletes the backup too.
+    let c = acct(34);
+    assert_eq!(register(s, &c, 1).await, 1);
+    assert_eq!(
+        replace(s, &c, &real_list(&c, key, 1, 2, &[(1, 1)]), None, None).await,
+        stored(&[])
+    );
+    assert!(
+        s.put_account_key_backup(&dev(&c, 1), &backup(key, 1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(register(s, &c, 2).await, 2);
+    assert_eq!(s.account_key_backup(&c).await.unwrap(), None);
+}

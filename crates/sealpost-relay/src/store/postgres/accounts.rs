@@ -171,36 +171,57 @@ impl PgStore {
             let Some(after) = next.checked_add(1) else {
                 return Ok(RegisterOutcome::DeviceIdsExhausted);
             };
-            let removed = query(
-                &tx,
-                "DELETE FROM devices WHERE account = $1 RETURNING device_id",
-                &[&acct],
-            )
-            .await?
-            .iter()
-            .map(|r| get_u32(r, 0, "device id"))
-            .collect::<Result<std::collections::BTreeSet<u32>, _>>()?
-            .into_iter()
-            .collect();
-            for sql in [
-                "DELETE FROM codes WHERE account = $1",
-                "DELETE FROM signed_prekeys WHERE account = $1",
-                "DELETE FROM one_time_prekeys WHERE account = $1",
-                "DELETE FROM kem_prekeys WHERE account = $1",
-                "DELETE FROM device_lists WHERE account = $1",
-            ] {
-                execute(&tx, sql, &[&acct]).await?;
-            }
-            let refs: Vec<i64> = query(
-                &tx,
-                "DELETE FROM deliveries WHERE account = $1 RETURNING message_ref",
-                &[&acct],
-            )
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-            super::mail::release_messages(&tx, refs).await?;
+            // A recovery registration keeps the stored list, the backup and the devices that
+            // do not hold the account key (spec/relay.md 3.2).
+            let keep = if keep_verifier {
+                super::devices::recovery_keep(&tx, acct).await?
+            } else {
+                None
+            };
+            let removed: Vec<u32> = if let Some(keep) = keep {
+                let removed: Vec<u32> = super::devices::devices(&tx, acct)
+                    .await?
+                    .iter()
+                    .filter(|d| !keep.contains(&(d.device_id, d.identity)))
+                    .map(|d| d.device_id)
+                    .collect();
+                super::devices::remove_devices(&tx, acct, &removed).await?;
+                execute(&tx, "DELETE FROM codes WHERE account = $1", &[&acct]).await?;
+                removed
+            } else {
+                let removed = query(
+                    &tx,
+                    "DELETE FROM devices WHERE account = $1 RETURNING device_id",
+                    &[&acct],
+                )
+                .await?
+                .iter()
+                .map(|r| get_u32(r, 0, "device id"))
+                .collect::<Result<std::collections::BTreeSet<u32>, _>>()?
+                .into_iter()
+                .collect();
+                for sql in [
+                    "DELETE FROM codes WHERE account = $1",
+                    "DELETE FROM signed_prekeys WHERE account = $1",
+                    "DELETE FROM one_time_prekeys WHERE account = $1",
+                    "DELETE FROM kem_prekeys WHERE account = $1",
+                    "DELETE FROM device_lists WHERE account = $1",
+                    "DELETE FROM account_key_backups WHERE account = $1",
+                ] {
+                    execute(&tx, sql, &[&acct]).await?;
+                }
+                let refs: Vec<i64> = query(
+                    &tx,
+                    "DELETE FROM deliveries WHERE account = $1 RETURNING message_ref",
+                    &[&acct],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+                super::mail::release_messages(&tx, refs).await?;
+                removed
+            };
             let identity = identity.to_bytes();
             execute(
                 &tx,
@@ -243,6 +264,14 @@ impl PgStore {
                 &[&account.as_str(), &verifier, &to_i64(now)],
             )
             .await?;
+            if n > 0 && verifier.is_none() {
+                execute(
+                    &tx,
+                    "DELETE FROM account_key_backups WHERE account = $1",
+                    &[&account.as_str()],
+                )
+                .await?;
+            }
             Ok(n > 0)
         })
     }

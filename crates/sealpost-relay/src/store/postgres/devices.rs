@@ -6,12 +6,17 @@ use super::{
     Commit, PgStore, TxError, execute, get_array, get_u32, get_u64, in_tx, query, query_opt, to_i64,
 };
 use crate::StoreError;
-use crate::store::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
+use crate::store::{
+    AccountKeyBackup, DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList,
+};
 use deadpool_postgres::GenericClient;
-use sealpost_wire::AccountId;
 use sealpost_wire::relay::DeviceInfo;
+use sealpost_wire::{AccountId, DeviceAddress};
 
-async fn devices<C: GenericClient + Sync>(c: &C, acct: &str) -> Result<Vec<DeviceInfo>, TxError> {
+pub(super) async fn devices<C: GenericClient + Sync>(
+    c: &C,
+    acct: &str,
+) -> Result<Vec<DeviceInfo>, TxError> {
     query(
         c,
         "SELECT device_id, identity FROM devices WHERE account = $1 ORDER BY device_id",
@@ -144,28 +149,7 @@ impl PgStore {
                 .map(|d| d.device_id)
                 .filter(|id| !list.devices.iter().any(|(l, _)| l == id))
                 .collect();
-            if !removed.is_empty() {
-                let ids: Vec<i64> = removed.iter().map(|&id| i64::from(id)).collect();
-                for sql in [
-                    "DELETE FROM devices WHERE account = $1 AND device_id = ANY($2)",
-                    "DELETE FROM signed_prekeys WHERE account = $1 AND device_id = ANY($2)",
-                    "DELETE FROM one_time_prekeys WHERE account = $1 AND device_id = ANY($2)",
-                    "DELETE FROM kem_prekeys WHERE account = $1 AND device_id = ANY($2)",
-                ] {
-                    execute(&tx, sql, &[&acct, &ids]).await?;
-                }
-                let refs: Vec<i64> = query(
-                    &tx,
-                    "DELETE FROM deliveries WHERE account = $1 AND device_id = ANY($2)
-                     RETURNING message_ref",
-                    &[&acct, &ids],
-                )
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-                super::mail::release_messages(&tx, refs).await?;
-            }
+            remove_devices(&tx, acct, &removed).await?;
             execute(
                 &tx,
                 "UPDATE accounts SET next_device_id = $2 WHERE account = $1",
@@ -191,7 +175,114 @@ impl PgStore {
                 ],
             )
             .await?;
+            execute(
+                &tx,
+                "DELETE FROM account_key_backups WHERE account = $1 AND account_key <> $2",
+                &[&acct, &&list.account_key[..]],
+            )
+            .await?;
             Ok(ReplaceListOutcome::Stored { removed })
         })
+    }
+
+    /// [`crate::Store::put_account_key_backup`].
+    pub async fn put_account_key_backup(
+        &self,
+        device: &DeviceAddress,
+        backup: &AccountKeyBackup,
+    ) -> Result<bool, StoreError> {
+        let acct = device.account.as_str();
+        let device_id = i64::from(device.device.0);
+        let key = backup.account_key;
+        let bytes = backup.encode();
+        in_tx!(self, Commit::Durable, |tx| {
+            let n = execute(
+                &tx,
+                "INSERT INTO account_key_backups (account, account_key, backup)
+                 SELECT $1, $2, $3
+                 WHERE EXISTS (SELECT 1 FROM devices WHERE account = $1 AND device_id = $4)
+                   AND EXISTS (SELECT 1 FROM device_lists WHERE account = $1 AND account_key = $2)
+                 ON CONFLICT (account) DO UPDATE SET account_key = EXCLUDED.account_key,
+                    backup = EXCLUDED.backup",
+                &[&acct, &&key[..], &bytes, &device_id],
+            )
+            .await?;
+            Ok(n > 0)
+        })
+    }
+
+    /// [`crate::Store::account_key_backup`].
+    pub async fn account_key_backup(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountKeyBackup>, StoreError> {
+        in_tx!(self, Commit::Durable, |tx| {
+            let row = query_opt(
+                &tx,
+                "SELECT backup FROM account_key_backups WHERE account = $1",
+                &[&account.as_str()],
+            )
+            .await?;
+            Ok(match row {
+                Some(r) => Some(
+                    AccountKeyBackup::decode(r.try_get::<_, &[u8]>(0)?)
+                        .map_err(|_| StoreError::Corrupt("account key backup"))?,
+                ),
+                None => None,
+            })
+        })
+    }
+}
+
+/// Removes the account's devices `ids` with their prekeys and deliveries.
+pub(super) async fn remove_devices(
+    tx: &deadpool_postgres::Transaction<'_>,
+    acct: &str,
+    removed: &[u32],
+) -> Result<(), TxError> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = removed.iter().map(|&id| i64::from(id)).collect();
+    for sql in [
+        "DELETE FROM devices WHERE account = $1 AND device_id = ANY($2)",
+        "DELETE FROM signed_prekeys WHERE account = $1 AND device_id = ANY($2)",
+        "DELETE FROM one_time_prekeys WHERE account = $1 AND device_id = ANY($2)",
+        "DELETE FROM kem_prekeys WHERE account = $1 AND device_id = ANY($2)",
+    ] {
+        execute(tx, sql, &[&acct, &ids]).await?;
+    }
+    let refs: Vec<i64> = query(
+        tx,
+        "DELETE FROM deliveries WHERE account = $1 AND device_id = ANY($2)
+         RETURNING message_ref",
+        &[&acct, &ids],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()?;
+    super::mail::release_messages(tx, refs).await
+}
+
+/// The devices a recovery registration keeps, when the account has a stored list and an
+/// account-key backup; `None` otherwise.
+pub(super) async fn recovery_keep<C: GenericClient + Sync>(
+    tx: &C,
+    acct: &str,
+) -> Result<Option<Vec<(u32, sealpost_wire::IdentityBytes)>>, TxError> {
+    if query_opt(
+        tx,
+        "SELECT 1 FROM account_key_backups WHERE account = $1",
+        &[&acct],
+    )
+    .await?
+    .is_none()
+    {
+        return Ok(None);
+    }
+    match stored_list(tx, acct).await? {
+        Some(list) => Ok(Some(crate::store::kept_on_recovery(&list.bytes)?)),
+        None => Ok(None),
     }
 }

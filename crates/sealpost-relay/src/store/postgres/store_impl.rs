@@ -63,6 +63,21 @@ impl Store for PgStore {
         PgStore::registration_lock(self, account).await
     }
 
+    async fn put_account_key_backup(
+        &self,
+        device: &DeviceAddress,
+        backup: &AccountKeyBackup,
+    ) -> Result<bool, StoreError> {
+        PgStore::put_account_key_backup(self, device, backup).await
+    }
+
+    async fn account_key_backup(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountKeyBackup>, StoreError> {
+        PgStore::account_key_backup(self, account).await
+    }
+
     async fn put_vault(
         &self,
         account: &AccountId,

@@ -165,18 +165,43 @@ pub(super) async fn register_device(
         let Some(after) = next.checked_add(1) else {
             return Ok(RegisterOutcome::DeviceIdsExhausted);
         };
-        let removed = device_ids(c, &account)?;
-        for sql in [
-            "DELETE FROM codes WHERE account = ?1",
-            "DELETE FROM devices WHERE account = ?1",
-            "DELETE FROM signed_prekeys WHERE account = ?1",
-            "DELETE FROM one_time_prekeys WHERE account = ?1",
-            "DELETE FROM kem_prekeys WHERE account = ?1",
-            "DELETE FROM envelopes WHERE account = ?1",
-            "DELETE FROM device_lists WHERE account = ?1",
-        ] {
-            c.execute(sql, params![account]).map_err(backend)?;
-        }
+        // A recovery registration keeps the stored list, the backup and the devices that do
+        // not hold the account key (spec/relay.md 3.2).
+        let keep = if keep_verifier {
+            recovery_keep(c, &account)?
+        } else {
+            None
+        };
+        let removed = match &keep {
+            Some(keep) => {
+                let mut removed = Vec::new();
+                for (id, identity) in registered(c, &account)? {
+                    if !keep.contains(&(id, identity)) {
+                        super::devices::remove_device(c, &account, id)?;
+                        removed.push(id);
+                    }
+                }
+                c.execute("DELETE FROM codes WHERE account = ?1", params![account])
+                    .map_err(backend)?;
+                removed
+            }
+            None => {
+                let removed = device_ids(c, &account)?;
+                for sql in [
+                    "DELETE FROM codes WHERE account = ?1",
+                    "DELETE FROM devices WHERE account = ?1",
+                    "DELETE FROM signed_prekeys WHERE account = ?1",
+                    "DELETE FROM one_time_prekeys WHERE account = ?1",
+                    "DELETE FROM kem_prekeys WHERE account = ?1",
+                    "DELETE FROM envelopes WHERE account = ?1",
+                    "DELETE FROM device_lists WHERE account = ?1",
+                    "DELETE FROM account_key_backups WHERE account = ?1",
+                ] {
+                    c.execute(sql, params![account]).map_err(backend)?;
+                }
+                removed
+            }
+        };
         c.execute(
             "INSERT INTO devices (account, device_id, identity, registered_at, last_seen)
              VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -201,6 +226,53 @@ pub(super) async fn register_device(
     .await
 }
 
+/// The devices a recovery registration keeps, when the account has a stored list and an
+/// account-key backup; `None` otherwise.
+fn recovery_keep(
+    c: &Connection,
+    account: &str,
+) -> Result<Option<Vec<(u32, IdentityBytes)>>, StoreError> {
+    let has_backup = c
+        .query_row(
+            "SELECT 1 FROM account_key_backups WHERE account = ?1",
+            params![account],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if !has_backup {
+        return Ok(None);
+    }
+    let list: Option<Vec<u8>> = c
+        .query_row(
+            "SELECT list FROM device_lists WHERE account = ?1",
+            params![account],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    list.map(|l| crate::store::kept_on_recovery(&l)).transpose()
+}
+
+/// The account's registered devices, `(id, identity)`.
+fn registered(c: &Connection, account: &str) -> Result<Vec<(u32, IdentityBytes)>, StoreError> {
+    let mut stmt = c
+        .prepare_cached("SELECT device_id, identity FROM devices WHERE account = ?1")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![account], |r| {
+            Ok((get_u32(r, 0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, bytes) = row.map_err(backend)?;
+        out.push((id, identity_from(&bytes)?));
+    }
+    Ok(out)
+}
+
 pub(super) async fn set_registration_lock(
     s: &SqliteStore,
     account: &AccountId,
@@ -217,6 +289,13 @@ pub(super) async fn set_registration_lock(
                 params![account, verifier.as_ref().map(|v| &v[..]), to_i64(now)],
             )
             .map_err(backend)?;
+        if n > 0 && verifier.is_none() {
+            c.execute(
+                "DELETE FROM account_key_backups WHERE account = ?1",
+                params![account],
+            )
+            .map_err(backend)?;
+        }
         Ok(n > 0)
     })
     .await

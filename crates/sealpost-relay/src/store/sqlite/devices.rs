@@ -3,7 +3,9 @@
 
 use super::accounts::device_ids;
 use super::*;
-use crate::store::{DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList};
+use crate::store::{
+    AccountKeyBackup, DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList,
+};
 
 /// Removes one device with its prekeys and mailbox (as a registration removes every device).
 pub(super) fn remove_device(
@@ -186,7 +188,60 @@ pub(super) async fn replace_device_list(
             ],
         )
         .map_err(backend)?;
+        c.execute(
+            "DELETE FROM account_key_backups WHERE account = ?1 AND account_key != ?2",
+            params![account, &account_key[..]],
+        )
+        .map_err(backend)?;
         Ok(ReplaceListOutcome::Stored { removed })
+    })
+    .await
+}
+
+pub(super) async fn put_account_key_backup(
+    s: &SqliteStore,
+    device: &DeviceAddress,
+    backup: &AccountKeyBackup,
+) -> Result<bool, StoreError> {
+    let account = device.account.as_str().to_owned();
+    let device_id = device.device.0;
+    let key = backup.account_key;
+    let bytes = backup.encode();
+    s.write(move |c| {
+        let n = c
+            .execute(
+                "INSERT INTO account_key_backups (account, account_key, backup)
+                 SELECT ?1, ?2, ?3
+                 WHERE EXISTS (SELECT 1 FROM devices WHERE account = ?1 AND device_id = ?4)
+                   AND EXISTS (SELECT 1 FROM device_lists WHERE account = ?1 AND account_key = ?2)
+                 ON CONFLICT (account) DO UPDATE SET account_key = excluded.account_key,
+                    backup = excluded.backup",
+                params![account, &key[..], bytes, device_id],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    })
+    .await
+}
+
+pub(super) async fn account_key_backup(
+    s: &SqliteStore,
+    account: &AccountId,
+) -> Result<Option<AccountKeyBackup>, StoreError> {
+    let account = account.as_str().to_owned();
+    s.read(move |c| {
+        let row: Option<Vec<u8>> = c
+            .query_row(
+                "SELECT backup FROM account_key_backups WHERE account = ?1",
+                params![account],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(|b| {
+            AccountKeyBackup::decode(&b).map_err(|_| StoreError::Corrupt("account key backup"))
+        })
+        .transpose()
     })
     .await
 }

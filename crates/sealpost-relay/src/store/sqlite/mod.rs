@@ -64,11 +64,11 @@ mod vault;
 mod writer;
 
 use super::{
-    CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, DeviceListState, DeviceSeen, EnqueueOutcome,
-    MAX_SENDER_SEQ, MailFeed, NewDeviceList, NewMessage, NewPreKeys, PreKeyCounts, PreKeyLimits,
-    PutVaultOutcome, QuotaCheck, QuotaOutcome, RegLockPolicy, RegLockState, RegisterOutcome,
-    ReplaceListOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome,
-    VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
+    AccountKeyBackup, CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, DeviceListState, DeviceSeen,
+    EnqueueOutcome, MAX_SENDER_SEQ, MailFeed, NewDeviceList, NewMessage, NewPreKeys, PreKeyCounts,
+    PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaOutcome, RegLockPolicy, RegLockState,
+    RegisterOutcome, ReplaceListOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
+    UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::ratelimit::gcra;
 use crate::{StoreError, Unavailable};
@@ -464,6 +464,21 @@ impl Store for SqliteStore {
         account: &AccountId,
     ) -> Result<Option<RegLockState>, StoreError> {
         accounts::registration_lock(self, account).await
+    }
+
+    async fn put_account_key_backup(
+        &self,
+        device: &DeviceAddress,
+        backup: &AccountKeyBackup,
+    ) -> Result<bool, StoreError> {
+        devices::put_account_key_backup(self, device, backup).await
+    }
+
+    async fn account_key_backup(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountKeyBackup>, StoreError> {
+        devices::account_key_backup(self, account).await
     }
 
     async fn put_vault(

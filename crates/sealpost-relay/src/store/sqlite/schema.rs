@@ -3,7 +3,7 @@
 use super::*;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -151,6 +151,16 @@ pub(super) const MIGRATE_V8_DEVICE_LAST_SEEN: &str = "
 ALTER TABLE devices ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 9 (the account-key backup, spec/relay.md 3.13): one sealed account key per
+/// account, with the public account key it seals, compared with the stored list's.
+pub(super) const MIGRATE_V9_ACCOUNT_KEY_BACKUPS: &str = "
+CREATE TABLE account_key_backups (
+    account      TEXT PRIMARY KEY NOT NULL,
+    account_key  BLOB NOT NULL,
+    backup       BLOB NOT NULL
+);
+";
+
 /// Opens the writing connection, in WAL mode, and migrates the schema; also returns the
 /// schema version the database had before (0: it was created now).
 pub(super) fn open_writer(path: &Path) -> Result<(Connection, i64), StoreError> {
@@ -233,6 +243,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     if version < 8 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V8_DEVICE_LAST_SEEN} PRAGMA user_version = 8; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 9 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V9_ACCOUNT_KEY_BACKUPS} PRAGMA user_version = 9; COMMIT;"
         ))
         .map_err(backend)?;
     }
