@@ -65,6 +65,17 @@ pub(super) fn relay_frames() -> Vec<Seed> {
         ),
         ("req-device-activity", Request::DeviceActivity),
         (
+            "req-store-key-backup",
+            Request::StoreAccountKeyBackup {
+                backup: sealpost_wire::devices::AccountKeyBackup {
+                    account_key: [0x55; 32],
+                    nonce: [0x66; 12],
+                    sealed: [0x77; 48],
+                },
+            },
+        ),
+        ("req-fetch-key-backup", Request::FetchAccountKeyBackup),
+        (
             "req-send",
             Request::Send {
                 message_id: [3; 16],
@@ -140,6 +151,23 @@ pub(super) fn relay_frames() -> Vec<Seed> {
                 retry_after: 30,
                 detail: "slow".into(),
             },
+        ),
+        (
+            "resp-devices-changing",
+            Response::Error {
+                code: ErrorCode::DevicesChanging,
+                retry_after: 2,
+                detail: "changing".into(),
+            },
+        ),
+        ("resp-key-backup-stored", Response::AccountKeyBackupStored),
+        (
+            "resp-key-backup",
+            Response::AccountKeyBackup(Some(sealpost_wire::devices::AccountKeyBackup {
+                account_key: [0x55; 32],
+                nonce: [0x66; 12],
+                sealed: [0x77; 48],
+            })),
         ),
     ];
     let pushes = [
