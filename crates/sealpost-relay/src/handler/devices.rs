@@ -84,8 +84,8 @@ fn listed(list: &VerifiedDeviceList) -> Vec<(u32, IdentityBytes)> {
         .collect()
 }
 
-/// Rule 5a of spec/relay.md 3.9: a list published by a registered device that the stored
-/// list does not name (only a recovery registration, 3.2, makes one). Under the stored
+/// Rule 5a of spec/relay.md 3.9: a list published by the device a recovery registration
+/// added (3.2, the account's `rekey_device`), which the stored list does not name. Under the stored
 /// account key it follows the stored list and names the device as its key holder with an id
 /// never listed, and otherwise only devices of the stored list; under another account key
 /// (the backup did not open) it names the device alone.
@@ -370,9 +370,14 @@ impl Handler {
                             "a device not on the stored list (devices join with LinkDevice)",
                         )));
                     }
-                } else {
+                } else if state.rekey_device == Some(me_id) {
                     // 5a. The device a recovery registration added (3.2) takes over.
                     recovery_list(&list, stored, &before, &devices, me, state.next_device_id)?;
+                } else {
+                    return Err(Box::new(invalid(
+                        PUBLISH,
+                        "this device is not on the stored list",
+                    )));
                 }
             }
         }

@@ -101,9 +101,9 @@ impl Handler {
     }
 
     /// Whether a `Send` refused as `MismatchedDevices` addressed exactly the stored list's
-    /// devices (but `exclude`, the sending device) while that list names a device that is
-    /// no longer registered: the window after a recovery registration (spec/relay.md 3.2)
-    /// until the new key holder publishes its list. Read only on this refusal path.
+    /// devices (but `exclude`, the sending device) in the window after a recovery
+    /// registration (spec/relay.md 3.2: the account has a `rekey_device`) until the new key
+    /// holder publishes its list. Read only on this refusal path.
     async fn devices_changing(
         &self,
         recipient: &AccountId,
@@ -113,7 +113,7 @@ impl Handler {
         let Ok(state) = self.store.device_list_state(recipient).await else {
             return false;
         };
-        let Some(stored) = state.list else {
+        let (Some(stored), Some(_)) = (state.list, state.rekey_device) else {
             return false;
         };
         let Ok(list) = sealpost_wire::devices::SignedDeviceList::decode(&stored.bytes) else {
@@ -121,11 +121,6 @@ impl Handler {
         };
         let listed: std::collections::BTreeSet<u32> =
             list.body.entries.iter().map(|e| e.device_id).collect();
-        let registered: std::collections::BTreeSet<u32> =
-            state.devices.iter().map(|d| d.device_id).collect();
-        if listed.is_subset(&registered) {
-            return false;
-        }
         let addressed: std::collections::BTreeSet<u32> =
             envelopes.iter().map(|e| e.device_id).collect();
         let expected: std::collections::BTreeSet<u32> = listed

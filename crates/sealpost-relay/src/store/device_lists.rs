@@ -31,6 +31,10 @@ pub struct DeviceListState {
     pub next_device_id: u32,
     /// The stored list, if any.
     pub list: Option<StoredDeviceList>,
+    /// The device a recovery registration added (spec/relay.md 3.2), until the next list
+    /// is stored: the one device that may publish a list that does not name it yet (3.9
+    /// rule 5a). `None` otherwise.
+    pub rekey_device: Option<u32>,
 }
 
 /// A verified list to store with

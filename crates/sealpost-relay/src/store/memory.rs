@@ -66,6 +66,8 @@ struct AccountRow {
     device_list: Option<StoredDeviceList>,
     /// The account-key backup (spec/relay.md 3.13).
     key_backup: Option<AccountKeyBackup>,
+    /// The device a recovery registration added, until the next list is stored.
+    rekey_device: Option<u32>,
 }
 
 #[derive(Default)]
@@ -219,6 +221,7 @@ impl Store for MemoryStore {
                 last_seen: now,
                 device_list: None,
                 key_backup: None,
+                rekey_device: None,
             });
         if !keep_verifier {
             acct.reglock_verifier = None;
@@ -228,10 +231,14 @@ impl Store for MemoryStore {
         // A recovery registration keeps the stored list, the backup and the devices that do
         // not hold the account key (spec/relay.md 3.2).
         let keep = match (&acct.device_list, &acct.key_backup) {
-            (Some(list), Some(_)) if keep_verifier => kept_on_recovery(&list.bytes)?,
+            (Some(list), Some(_)) if keep_verifier => {
+                acct.rekey_device = Some(next);
+                kept_on_recovery(&list.bytes)?
+            }
             _ => {
                 acct.device_list = None;
                 acct.key_backup = None;
+                acct.rekey_device = None;
                 Vec::new()
             }
         };
@@ -628,6 +635,7 @@ impl Store for MemoryStore {
                 devices: Vec::new(),
                 next_device_id: 1,
                 list: None,
+                rekey_device: None,
             },
             Some(a) => DeviceListState {
                 devices: a
@@ -642,6 +650,7 @@ impl Store for MemoryStore {
                     .collect(),
                 next_device_id: a.next_device_id,
                 list: a.device_list.clone(),
+                rekey_device: a.rekey_device,
             },
         })
     }
@@ -701,6 +710,7 @@ impl Store for MemoryStore {
             acct.devices.remove(id);
         }
         acct.next_device_id = next;
+        acct.rekey_device = None;
         if acct
             .key_backup
             .as_ref()

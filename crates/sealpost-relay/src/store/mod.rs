@@ -530,8 +530,11 @@ pub trait Store: Send + Sync {
     /// (the PIN's token) and the account has both a stored list and an account-key backup
     /// ([`Store::put_account_key_backup`]), the registered devices that are on the stored
     /// list with their listed identity and a role that does not hold the account key
-    /// ([`kept_on_recovery`]) stay registered with their prekeys and mailboxes, and the
-    /// stored list and the backup stay; every other device is removed as above.
+    /// ([`kept_on_recovery`]) stay registered with their prekeys and mailboxes, the stored
+    /// list and the backup stay, and the new device is recorded as the account's
+    /// `rekey_device` ([`DeviceListState::rekey_device`]) until the next list is stored;
+    /// every other device is removed as above. Any other registration clears
+    /// `rekey_device`.
     fn register_device(
         &self,
         account: &AccountId,
@@ -763,7 +766,8 @@ pub trait Store: Send + Sync {
     /// mailbox; `new_device` (when `Some`, it must be on the list) is registered with its
     /// identity at `now`; and the account's device-id counter becomes at least
     /// `list.next_device_id` (and above `new_device`'s id), so ids are never reused; an
-    /// account-key backup under another account key than the list's is deleted. So two
+    /// account-key backup under another account key than the list's is deleted, and the
+    /// account's `rekey_device` is cleared. So two
     /// calls with the same `expected_version` never both succeed.
     fn replace_device_list(
         &self,

@@ -82,7 +82,8 @@ pub(crate) async fn device_lists<S: Store>(s: &S) {
         DeviceListState {
             devices: Vec::new(),
             next_device_id: 1,
-            list: None
+            list: None,
+            rekey_device: None,
         }
     );
     // No account: nothing to store a list for.
@@ -480,6 +481,7 @@ pub(crate) async fn account_key_backups<S: Store>(s: &S) {
     assert_eq!(device_ids(s, &a).await, vec![2, 3]);
     assert_eq!(state.list, Some(v2.stored()));
     assert_eq!(state.next_device_id, 4);
+    assert_eq!(state.rekey_device, Some(3));
     assert_eq!(
         s.account_key_backup(&a).await.unwrap(),
         Some(backup(key, 2))
@@ -496,6 +498,7 @@ pub(crate) async fn account_key_backups<S: Store>(s: &S) {
     // another key deletes the backup.
     let v3 = real_list(&a, key, 3, 4, &[(2, 2), (3, 3)]);
     assert_eq!(replace(s, &a, &v3, Some(2), None).await, stored(&[]));
+    assert_eq!(s.device_list_state(&a).await.unwrap().rekey_device, None);
     assert_eq!(
         s.account_key_backup(&a).await.unwrap(),
         Some(backup(key, 2))
@@ -543,7 +546,8 @@ pub(crate) async fn account_key_backups<S: Store>(s: &S) {
             .unwrap(),
         RegisterOutcome::Registered { device_id: 2, .. }
     ));
-    assert_eq!(s.device_list_state(&b).await.unwrap().list, None);
+    let state = s.device_list_state(&b).await.unwrap();
+    assert_eq!((state.list, state.rekey_device), (None, None));
     // A registration with a backup stored but no token (the lock lapsed or never set)
     // deletes the backup too.
     let c = acct(34);

@@ -178,6 +178,7 @@ impl PgStore {
             } else {
                 None
             };
+            let recovery = keep.is_some();
             let removed: Vec<u32> = if let Some(keep) = keep {
                 let removed: Vec<u32> = super::devices::devices(&tx, acct)
                     .await?
@@ -237,8 +238,15 @@ impl PgStore {
                  VALUES ($1, $2, NULL, 0, $3)
                  ON CONFLICT (account) DO UPDATE SET next_device_id = EXCLUDED.next_device_id,
                     reglock_failures = 0, last_seen = EXCLUDED.last_seen,
-                    reglock_verifier = CASE WHEN $4 THEN accounts.reglock_verifier ELSE NULL END",
-                &[&acct, &i64::from(after), &to_i64(now), &keep_verifier],
+                    reglock_verifier = CASE WHEN $4 THEN accounts.reglock_verifier ELSE NULL END,
+                    rekey_device = $5",
+                &[
+                    &acct,
+                    &i64::from(after),
+                    &to_i64(now),
+                    &keep_verifier,
+                    &recovery.then_some(i64::from(next)),
+                ],
             )
             .await?;
             Ok(RegisterOutcome::Registered {

@@ -66,20 +66,27 @@ impl PgStore {
             let acct = account.as_str();
             tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?;
-            let next_device_id = match query_opt(
+            let (next_device_id, rekey_device) = match query_opt(
                 &tx,
-                "SELECT next_device_id FROM accounts WHERE account = $1",
+                "SELECT next_device_id, rekey_device FROM accounts WHERE account = $1",
                 &[&acct],
             )
             .await?
             {
-                Some(r) => get_u32(&r, 0, "next device id")?,
-                None => 1,
+                Some(r) => {
+                    let rekey: Option<i64> = r.try_get(1)?;
+                    let rekey = rekey
+                        .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt("rekey device")))
+                        .transpose()?;
+                    (get_u32(&r, 0, "next device id")?, rekey)
+                }
+                None => (1, None),
             };
             Ok(DeviceListState {
                 devices: devices(&tx, acct).await?,
                 next_device_id,
                 list: stored_list(&tx, acct).await?,
+                rekey_device,
             })
         })
     }
@@ -152,7 +159,7 @@ impl PgStore {
             remove_devices(&tx, acct, &removed).await?;
             execute(
                 &tx,
-                "UPDATE accounts SET next_device_id = $2 WHERE account = $1",
+                "UPDATE accounts SET next_device_id = $2, rekey_device = NULL WHERE account = $1",
                 &[&acct, &i64::from(next)],
             )
             .await?;

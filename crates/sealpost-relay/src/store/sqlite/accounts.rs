@@ -214,8 +214,15 @@ pub(super) async fn register_device(
              VALUES (?1, ?2, NULL, 0, ?3)
              ON CONFLICT (account) DO UPDATE SET next_device_id = excluded.next_device_id,
                 reglock_failures = 0, last_seen = excluded.last_seen,
-                reglock_verifier = CASE WHEN ?4 THEN reglock_verifier ELSE NULL END",
-            params![account, after, to_i64(now), keep_verifier],
+                reglock_verifier = CASE WHEN ?4 THEN reglock_verifier ELSE NULL END,
+                rekey_device = ?5",
+            params![
+                account,
+                after,
+                to_i64(now),
+                keep_verifier,
+                keep.is_some().then_some(next)
+            ],
         )
         .map_err(backend)?;
         Ok(RegisterOutcome::Registered {

@@ -64,6 +64,21 @@ fn device_counter(c: &Connection, account: &str) -> Result<Option<u32>, StoreErr
     .map_err(backend)
 }
 
+/// The account's `rekey_device` (spec/relay.md 3.2), if set.
+fn rekey_device(c: &Connection, account: &str) -> Result<Option<u32>, StoreError> {
+    let v: Option<Option<i64>> = c
+        .query_row(
+            "SELECT rekey_device FROM accounts WHERE account = ?1",
+            params![account],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    v.flatten()
+        .map(|id| u32::try_from(id).map_err(|_| StoreError::Corrupt("rekey device")))
+        .transpose()
+}
+
 /// The account's registered devices and identities, by id.
 pub(super) fn registered(c: &Connection, account: &str) -> Result<Vec<DeviceInfo>, StoreError> {
     let mut stmt = c
@@ -99,6 +114,7 @@ pub(super) async fn device_list_state(
             devices: registered(&tx, &account)?,
             next_device_id: device_counter(&tx, &account)?.unwrap_or(1),
             list: stored_list(&tx, &account)?,
+            rekey_device: rekey_device(&tx, &account)?,
         };
         tx.finish().map_err(backend)?;
         Ok(state)
@@ -167,7 +183,7 @@ pub(super) async fn replace_device_list(
             }
         }
         c.execute(
-            "UPDATE accounts SET next_device_id = ?2 WHERE account = ?1",
+            "UPDATE accounts SET next_device_id = ?2, rekey_device = NULL WHERE account = ?1",
             params![account, next],
         )
         .map_err(backend)?;

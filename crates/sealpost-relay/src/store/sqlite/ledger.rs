@@ -449,6 +449,7 @@ mod tests {
             "DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
              DROP TABLE provisioning; DROP TABLE device_lists;
              ALTER TABLE devices DROP COLUMN last_seen; DROP TABLE account_key_backups;
+             ALTER TABLE accounts DROP COLUMN rekey_device;
              PRAGMA user_version = 4;",
         )
         .unwrap();

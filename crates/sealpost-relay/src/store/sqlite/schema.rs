@@ -152,13 +152,15 @@ ALTER TABLE devices ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Version 9 (the account-key backup, spec/relay.md 3.13): one sealed account key per
-/// account, with the public account key it seals, compared with the stored list's.
+/// account, with the public account key it seals, compared with the stored list's; and the
+/// device a recovery registration added (3.2), until the next list is stored.
 pub(super) const MIGRATE_V9_ACCOUNT_KEY_BACKUPS: &str = "
 CREATE TABLE account_key_backups (
     account      TEXT PRIMARY KEY NOT NULL,
     account_key  BLOB NOT NULL,
     backup       BLOB NOT NULL
 );
+ALTER TABLE accounts ADD COLUMN rekey_device INTEGER;
 ";
 
 /// Opens the writing connection, in WAL mode, and migrates the schema; also returns the

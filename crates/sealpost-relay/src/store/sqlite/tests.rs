@@ -564,6 +564,7 @@ async fn migrates_a_version_7_database_to_device_last_seen() {
         c.execute_batch(
             "ALTER TABLE devices DROP COLUMN last_seen;
              DROP TABLE account_key_backups;
+             ALTER TABLE accounts DROP COLUMN rekey_device;
              PRAGMA user_version = 7;
              INSERT INTO accounts (account, next_device_id, last_seen)
              VALUES ('+15550000001', 3, 5000);

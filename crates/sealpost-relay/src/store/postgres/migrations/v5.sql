@@ -5,3 +5,5 @@ CREATE TABLE account_key_backups (
     account_key  BYTEA NOT NULL,
     backup       BYTEA NOT NULL
 );
+-- The device a recovery registration added (spec/relay.md 3.2), until the next list is stored.
+ALTER TABLE accounts ADD COLUMN rekey_device BIGINT;
