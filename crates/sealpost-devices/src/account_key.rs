@@ -175,13 +175,23 @@ impl AccountKeyPair {
         bindings.remove(index);
         body.list_version = next_version(current)?;
         body.issued_at = now_ms;
+        self.sign_list(body, bindings, current.account())
+    }
+
+    /// Signs `body` and verifies the list it makes with `bindings`.
+    fn sign_list(
+        &self,
+        body: DeviceListBody,
+        bindings: Vec<[u8; 64]>,
+        account: &AccountId,
+    ) -> Result<VerifiedDeviceList, LinkError> {
         let signature = self.sign_body(&body)?;
         let list = SignedDeviceList {
             body,
             signature,
             bindings,
         };
-        Ok(VerifiedDeviceList::verify_decoded(list, current.account())?)
+        Ok(VerifiedDeviceList::verify_decoded(list, account)?)
     }
 
     /// The next version of `current` for a new key holder (`spec/devices.md` 8.6: the
@@ -239,13 +249,7 @@ impl AccountKeyPair {
         body.list_version = next_version(current)?;
         body.issued_at = now_ms;
         body.next_device_id = device_id.checked_add(1).ok_or(LinkError::Full)?;
-        let signature = self.sign_body(&body)?;
-        let list = SignedDeviceList {
-            body,
-            signature,
-            bindings,
-        };
-        Ok(VerifiedDeviceList::verify_decoded(list, current.account())?)
+        self.sign_list(body, bindings, current.account())
     }
 
     fn check_holder(&self, current: &VerifiedDeviceList) -> Result<(), LinkError> {

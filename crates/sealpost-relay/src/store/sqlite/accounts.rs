@@ -175,10 +175,10 @@ pub(super) async fn register_device(
         let removed = match &keep {
             Some(keep) => {
                 let mut removed = Vec::new();
-                for (id, identity) in registered(c, &account)? {
-                    if !keep.contains(&(id, identity)) {
-                        super::devices::remove_device(c, &account, id)?;
-                        removed.push(id);
+                for d in super::devices::registered(c, &account)? {
+                    if !keep.contains(&(d.device_id, d.identity)) {
+                        super::devices::remove_device(c, &account, d.device_id)?;
+                        removed.push(d.device_id);
                     }
                 }
                 c.execute("DELETE FROM codes WHERE account = ?1", params![account])
@@ -260,24 +260,6 @@ fn recovery_keep(
         .optional()
         .map_err(backend)?;
     list.map(|l| crate::store::kept_on_recovery(&l)).transpose()
-}
-
-/// The account's registered devices, `(id, identity)`.
-fn registered(c: &Connection, account: &str) -> Result<Vec<(u32, IdentityBytes)>, StoreError> {
-    let mut stmt = c
-        .prepare_cached("SELECT device_id, identity FROM devices WHERE account = ?1")
-        .map_err(backend)?;
-    let rows = stmt
-        .query_map(params![account], |r| {
-            Ok((get_u32(r, 0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .map_err(backend)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, bytes) = row.map_err(backend)?;
-        out.push((id, identity_from(&bytes)?));
-    }
-    Ok(out)
 }
 
 pub(super) async fn set_registration_lock(
