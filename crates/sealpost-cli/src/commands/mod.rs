@@ -190,6 +190,26 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
                 eprintln!("warning: {invalid} invalid history records were skipped");
             }
         }
+        ClientEvent::ReadOnOtherDevice { device, peer, .. } => eprintln!(
+            "note: the conversation with {} was read on this account's device {}",
+            peer.as_str(),
+            device.0
+        ),
+        ClientEvent::DeletedOnOtherDevice {
+            device,
+            peer,
+            message_ids,
+        } => eprintln!(
+            "note: {} messages with {} were deleted on this account's device {}, and here",
+            message_ids.len(),
+            peer.as_str(),
+            device.0
+        ),
+        ClientEvent::ConversationDeletedOnOtherDevice { device, peer } => eprintln!(
+            "note: the conversation with {} was deleted on this account's device {}, and here",
+            peer.as_str(),
+            device.0
+        ),
         ClientEvent::Lagged { missed } => eprintln!(
             "warning: {missed} events were not shown (read too slowly); the messages are kept in the store (`sealpost chat ACCOUNT` shows the conversation)"
         ),
