@@ -10,7 +10,8 @@ impl Client {
     /// devices of the account's own list, which move their markers too and report
     /// [`ClientEvent::ReadOnOtherDevice`]. A marker never moves back: marking a message at
     /// or before the current marker changes nothing and sends nothing. A device alone on
-    /// its account sends nothing. Returns whether the marker moved.
+    /// its account makes no `Send` (offline, it may queue a sync that is dropped once the
+    /// account's list shows no other device). Returns whether the marker moved.
     ///
     /// Errors: [`ClientError::UnknownMessage`] if the conversation has no message `up_to`
     /// on this device (nothing changes); store failures.
@@ -36,10 +37,10 @@ impl Client {
     /// # }
     /// ```
     pub async fn mark_read(&self, peer: &AccountId, up_to: MessageId) -> Result<bool, ClientError> {
-        let shared = self.sync_shared().await?;
+        let (shared, current) = self.sync_shared().await?;
         let engine = shared.engine.clone();
         let peer = peer.clone();
-        let moved = blocking(move || engine.mark_read(&peer, up_to, now_ms())).await?;
+        let moved = blocking(move || engine.mark_read(&peer, up_to, current, now_ms())).await?;
         shared.outbox_wake.notify_one();
         Ok(moved)
     }
@@ -59,11 +60,12 @@ impl Client {
         peer: &AccountId,
         ids: &[MessageId],
     ) -> Result<usize, ClientError> {
-        let shared = self.sync_shared().await?;
+        let (shared, current) = self.sync_shared().await?;
         let engine = shared.engine.clone();
         let peer = peer.clone();
         let ids = ids.to_vec();
-        let deleted = blocking(move || engine.delete_messages(&peer, &ids, now_ms())).await?;
+        let deleted =
+            blocking(move || engine.delete_messages(&peer, &ids, current, now_ms())).await?;
         shared.outbox_wake.notify_one();
         Ok(deleted)
     }
@@ -73,10 +75,10 @@ impl Client {
     /// [`ClientEvent::ConversationDeletedOnOtherDevice`]). Messages that arrive later start
     /// the conversation again. Queued messages to `peer` are still delivered.
     pub async fn delete_conversation(&self, peer: &AccountId) -> Result<(), ClientError> {
-        let shared = self.sync_shared().await?;
+        let (shared, current) = self.sync_shared().await?;
         let engine = shared.engine.clone();
         let peer = peer.clone();
-        blocking(move || engine.delete_conversation(&peer, now_ms())).await?;
+        blocking(move || engine.delete_conversation(&peer, current, now_ms())).await?;
         shared.outbox_wake.notify_one();
         Ok(())
     }
@@ -101,11 +103,13 @@ impl Client {
         blocking(move || engine.unread_count(&peer)).await
     }
 
-    /// The shared state for a change that queues a sync content: when connected, this
-    /// account's own list is brought up to date first (unless fetched within
-    /// `device_list_refresh`; a failure keeps the stored list), so that the sync is queued
-    /// exactly when the list names another device (spec/client-store.md 6.3).
-    async fn sync_shared(&self) -> Result<Arc<Shared>, ClientError> {
+    /// The shared state for a change that queues a sync content, and whether this
+    /// account's own list is current: when connected, it is brought up to date first
+    /// (unless fetched within `device_list_refresh`), so that the sync is queued exactly
+    /// when the list names another device. Offline, or when the fetch failed, the list may
+    /// be out of date, and the sync is queued for the send loop to decide
+    /// (spec/client-store.md 6.3).
+    async fn sync_shared(&self) -> Result<(Arc<Shared>, bool), ClientError> {
         let shared = self.shared()?;
         if shared.is_shutting_down() {
             return Err(ClientError::ShutDown);
@@ -113,6 +117,7 @@ impl Client {
         if let Ok(conn) = shared.connection() {
             own_list_current(&shared, &conn).await;
         }
-        Ok(shared)
+        let current = shared.list_fresh(&shared.engine.address.account);
+        Ok((shared, current))
     }
 }

@@ -36,14 +36,15 @@ struct Pending {
 
 impl Engine {
     /// The user read the conversation with `peer` up to and including `up_to` on this
-    /// device: moves the read marker forward (never back) and, if it moved and the own list
-    /// names another device, queues one sync content for them, in one batch. Returns
+    /// device: moves the read marker forward (never back) and, if it moved, queues one sync
+    /// content for the other own devices ([`Engine::queue_sync`]), in one batch. Returns
     /// whether the marker moved. [`ClientError::UnknownMessage`] if the conversation has no
     /// such message here.
     pub(crate) fn mark_read(
         &self,
         peer: &AccountId,
         up_to: MessageId,
+        list_current: bool,
         now_ms: u64,
     ) -> Result<bool, ClientError> {
         let _g = self.lock()?;
@@ -60,7 +61,7 @@ impl Engine {
             _ => false,
         };
         if moved {
-            self.queue_sync(&mut batch, item, now_ms)?;
+            self.queue_sync(&mut batch, item, list_current, now_ms)?;
         }
         self.store.commit(batch)?;
         Ok(moved)
@@ -75,6 +76,7 @@ impl Engine {
         &self,
         peer: &AccountId,
         ids: &[MessageId],
+        list_current: bool,
         now_ms: u64,
     ) -> Result<usize, ClientError> {
         if ids.len() > MAX_SYNC_DELETE_IDS {
@@ -96,7 +98,7 @@ impl Engine {
             Applied::Deleted(d) => d.len(),
             _ => 0,
         };
-        self.queue_sync(&mut batch, item, now_ms)?;
+        self.queue_sync(&mut batch, item, list_current, now_ms)?;
         self.store.commit(batch)?;
         Ok(deleted)
     }
@@ -107,13 +109,14 @@ impl Engine {
     pub(crate) fn delete_conversation(
         &self,
         peer: &AccountId,
+        list_current: bool,
         now_ms: u64,
     ) -> Result<(), ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
         let item = SyncItem::DeleteConversation { peer: peer.clone() };
         self.apply_item(&mut batch, &mut Pending::default(), &item)?;
-        self.queue_sync(&mut batch, item, now_ms)?;
+        self.queue_sync(&mut batch, item, list_current, now_ms)?;
         self.store.commit(batch)?;
         Ok(())
     }
@@ -275,15 +278,19 @@ impl Engine {
     }
 
     /// Adds to `batch` the outbox entry of a sync content carrying `item`, addressed to
-    /// this account, when its own list names another device (spec/client-store.md 6.3):
-    /// no history entry (`history_seq` 0), no target. Returns whether one was queued.
+    /// this account (spec/client-store.md 6.3): no history entry (`history_seq` 0), no
+    /// target. Queued when the stored own list names another device, or when it may be out
+    /// of date (`list_current` off: offline, or its fetch failed; a device may have been
+    /// linked since): the send loop fetches the list before preparing and drops the entry
+    /// without a `Send` if it names no other device. Returns whether one was queued.
     fn queue_sync(
         &self,
         batch: &mut Batch,
         item: SyncItem,
+        list_current: bool,
         now_ms: u64,
     ) -> Result<bool, ClientError> {
-        if !self.has_other_own_devices()? {
+        if list_current && !self.has_other_own_devices()? {
             return Ok(false);
         }
         let message_id = MessageId::random();

@@ -131,7 +131,7 @@ fn local_changes_apply_at_once_and_queue_one_sync_for_the_other_devices() {
         .collect();
     assert_eq!(phone.unread_count(&shop).unwrap(), 4);
 
-    assert!(phone.mark_read(&shop, ids[1], 10).unwrap());
+    assert!(phone.mark_read(&shop, ids[1], true, 10).unwrap());
     assert_eq!(phone.read_up_to(&shop).unwrap(), Some(ids[1]));
     assert_eq!(phone.unread_count(&shop).unwrap(), 2);
     assert_eq!(
@@ -143,14 +143,14 @@ fn local_changes_apply_at_once_and_queue_one_sync_for_the_other_devices() {
     );
     // Never backwards, and the same marker again: nothing changes, nothing is queued.
     for id in [ids[0], ids[1]] {
-        assert!(!phone.mark_read(&shop, id, 11).unwrap());
+        assert!(!phone.mark_read(&shop, id, true, 11).unwrap());
     }
     assert_eq!(phone.read_up_to(&shop).unwrap(), Some(ids[1]));
     assert_eq!(phone.store.outbox_len().unwrap(), 0);
     // A message not in the conversation is an error and changes nothing.
     let unknown = MessageId::random();
     assert_eq!(
-        phone.mark_read(&shop, unknown, 12),
+        phone.mark_read(&shop, unknown, true, 12),
         Err(ClientError::UnknownMessage {
             message_id: unknown
         })
@@ -160,7 +160,7 @@ fn local_changes_apply_at_once_and_queue_one_sync_for_the_other_devices() {
     // Deleting: the entries go here; the sync names every id given.
     assert_eq!(
         phone
-            .delete_messages(&shop, &[ids[2], unknown], 13)
+            .delete_messages(&shop, &[ids[2], unknown], true, 13)
             .unwrap(),
         1
     );
@@ -172,11 +172,11 @@ fn local_changes_apply_at_once_and_queue_one_sync_for_the_other_devices() {
             ids: vec![ids[2], unknown]
         }]
     );
-    assert_eq!(phone.delete_messages(&shop, &[], 14).unwrap(), 0);
+    assert_eq!(phone.delete_messages(&shop, &[], true, 14).unwrap(), 0);
     assert_eq!(phone.store.outbox_len().unwrap(), 0);
     let too_many = vec![unknown; crate::MAX_SYNC_DELETE_IDS + 1];
     assert_eq!(
-        phone.delete_messages(&shop, &too_many, 14),
+        phone.delete_messages(&shop, &too_many, true, 14),
         Err(ClientError::TooManyMessageIds {
             count: crate::MAX_SYNC_DELETE_IDS + 1,
             max: crate::MAX_SYNC_DELETE_IDS
@@ -184,7 +184,7 @@ fn local_changes_apply_at_once_and_queue_one_sync_for_the_other_devices() {
     );
     assert_eq!(phone.store.outbox_len().unwrap(), 0);
 
-    phone.delete_conversation(&shop, 15).unwrap();
+    phone.delete_conversation(&shop, true, 15).unwrap();
     assert!(ids_of(&phone).is_empty());
     assert_eq!(phone.read_up_to(&shop).unwrap(), None);
     assert_eq!(
@@ -194,11 +194,11 @@ fn local_changes_apply_at_once_and_queue_one_sync_for_the_other_devices() {
 }
 
 #[test]
-fn a_device_alone_on_its_account_queues_nothing() {
+fn a_device_alone_on_its_account_queues_nothing_while_its_list_is_current() {
     let shop = acct(SHOP);
     // Without an own list (a version-1 store) and with a list naming only this device.
     let unlisted = engine(OWN, 1);
-    let (alone, _) = {
+    let alone = {
         let e = engine(OWN, 1);
         let key = AccountKeyPair::generate(&mut rand::rng());
         let list = key
@@ -222,17 +222,28 @@ fn a_device_alone_on_its_account_queues_nothing() {
             },
         );
         e.store.commit(b).unwrap();
-        (e, ())
+        e
     };
     for e in [&unlisted, &alone] {
         let a = receive(e, "a", 1);
         let b = receive(e, "b", 2);
-        assert!(e.mark_read(&shop, a, 3).unwrap());
-        assert_eq!(e.delete_messages(&shop, &[b], 4).unwrap(), 1);
-        e.delete_conversation(&shop, 5).unwrap();
+        assert!(e.mark_read(&shop, a, true, 3).unwrap());
+        assert_eq!(e.delete_messages(&shop, &[b], true, 4).unwrap(), 1);
+        e.delete_conversation(&shop, true, 5).unwrap();
         assert!(ids_of(e).is_empty());
         assert_eq!(e.store.outbox_len().unwrap(), 0);
     }
+    // With a list that may be out of date (offline: a device may have been linked since),
+    // the sync is queued; the send loop decides with the fetched list.
+    let c = receive(&alone, "c", 6);
+    assert!(alone.mark_read(&shop, c, false, 7).unwrap());
+    assert_eq!(
+        queued_sync(&alone),
+        vec![SyncItem::ReadUpTo {
+            peer: shop,
+            up_to: c
+        }]
+    );
 }
 
 #[test]
@@ -482,7 +493,7 @@ fn a_queued_message_deleted_before_delivery_gets_no_sent_copy() {
     let gone = phone
         .enqueue(&shop, &MessageBody::Text("gone".into()), 2)
         .unwrap();
-    assert_eq!(phone.delete_messages(&shop, &[gone], 3).unwrap(), 1);
+    assert_eq!(phone.delete_messages(&shop, &[gone], true, 3).unwrap(), 1);
     assert_eq!(ids_of(&phone), vec![kept]);
     // The two messages, then the sync of the deletion.
     let entries = phone.store.outbox_head(10).unwrap();
