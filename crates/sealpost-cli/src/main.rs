@@ -106,6 +106,18 @@ enum Command {
         /// The account.
         account: String,
     },
+    /// Mark the conversation with an account read up to its newest message, here and on
+    /// this account's other devices.
+    Read {
+        /// The other account.
+        account: String,
+    },
+    /// Delete the whole conversation with an account, here and on this account's other
+    /// devices (messages still queued to it are still sent).
+    Delete {
+        /// The other account.
+        account: String,
+    },
     /// Link this new device to an existing account: shows an invitation (text and QR code)
     /// for the account's primary device, and waits until it links us.
     Link(commands::LinkArgs),
@@ -158,6 +170,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             safety_number,
         } => commands::verify(&ctx, &account, device, safety_number.as_deref()).await,
         Command::Approve { account } => commands::approve(&ctx, &account).await,
+        Command::Read { account } => commands::read(&ctx, &account).await,
+        Command::Delete { account } => commands::delete(&ctx, &account).await,
         Command::Link(args) => commands::link(&ctx, args).await,
         Command::Devices(args) => commands::devices(&ctx, args).await,
         Command::Pin(command) => commands::pin(&ctx, command).await,

@@ -2,16 +2,17 @@
 //! (spec/client-store.md section 6).
 
 use sealpost_crypto::Zeroizing;
-use sealpost_wire::content::{Content as WireContent, ContentBody, MessageRef};
+use sealpost_wire::content::{Content as WireContent, ContentBody, MessageRef, SyncItemRef};
 use sealpost_wire::devices::HistoryPart;
 use sealpost_wire::relay::MESSAGE_ID_LEN;
 use sealpost_wire::{AccountId, DecodeError, MAX_PLAINTEXT_LEN, Writer};
 use std::fmt;
 
 pub use sealpost_wire::content::{
-    CONTENT_BYTES, CONTENT_HISTORY_PART, CONTENT_OVERHEAD, CONTENT_SENT_COPY, CONTENT_TEXT,
-    CONTENT_VERSION, MAX_BODY_LEN,
+    CONTENT_BYTES, CONTENT_HISTORY_PART, CONTENT_OVERHEAD, CONTENT_SENT_COPY, CONTENT_SYNC,
+    CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS,
 };
+use sealpost_wire::content::{SYNC_DELETE_CONVERSATION, SYNC_DELETE_MESSAGES, SYNC_READ_UP_TO};
 
 /// A message id: 16 random bytes chosen by the sender, echoed by the relay and authenticated
 /// inside the encrypted content. Unique per sender; the receiver de-duplicates by
@@ -125,6 +126,98 @@ pub(crate) enum Content {
     /// A history part's placeholder (kind history part, empty body): the envelope for an
     /// own device the part is not for (spec/client-store.md section 6.2).
     HistoryPlaceholder,
+    /// Read state and deletions from another device of this account (kind sync,
+    /// spec/client-store.md section 6.3).
+    Sync(Vec<SyncItem>),
+}
+
+/// One item of a sync content (spec/client-store.md section 6.3): something the user did
+/// to a conversation on one device that the account's other devices repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SyncItem {
+    /// The conversation with `peer` was read up to and including `up_to`.
+    ReadUpTo {
+        /// The other account of the conversation.
+        peer: AccountId,
+        /// The newest message read.
+        up_to: MessageId,
+    },
+    /// These messages of the conversation with `peer` were deleted (1 ..=
+    /// [`MAX_SYNC_DELETE_IDS`]).
+    DeleteMessages {
+        /// The other account of the conversation.
+        peer: AccountId,
+        /// The deleted messages.
+        ids: Vec<MessageId>,
+    },
+    /// The whole conversation with `peer` was deleted.
+    DeleteConversation {
+        /// The other account of the conversation.
+        peer: AccountId,
+    },
+}
+
+impl SyncItem {
+    fn from_ref(item: &SyncItemRef<'_>) -> Self {
+        match item {
+            SyncItemRef::ReadUpTo { peer, up_to } => Self::ReadUpTo {
+                peer: peer.clone(),
+                up_to: MessageId(*up_to),
+            },
+            SyncItemRef::DeleteMessages { peer, ids } => Self::DeleteMessages {
+                peer: peer.clone(),
+                ids: ids.iter().map(MessageId).collect(),
+            },
+            SyncItemRef::DeleteConversation { peer } => {
+                Self::DeleteConversation { peer: peer.clone() }
+            }
+        }
+    }
+}
+
+/// The sync content carrying `items` under the new message id `id` (`version || 0x04 ||
+/// id || count(u8) || items`, spec/client-store.md section 6.3). `None` when `items` is
+/// empty or breaks a bound ([`MAX_SYNC_ITEMS`] items, 1 ..= [`MAX_SYNC_DELETE_IDS`] ids
+/// per deletion): the decoder would refuse it, so it is never made.
+pub(crate) fn encode_sync(id: &MessageId, items: &[SyncItem]) -> Option<Zeroizing<Vec<u8>>> {
+    let count = u8::try_from(items.len())
+        .ok()
+        .filter(|n| (1..=MAX_SYNC_ITEMS).contains(&usize::from(*n)))?;
+    let mut w = Writer::with_capacity(CONTENT_OVERHEAD + 1 + items.len() * 80);
+    w.u8(CONTENT_VERSION)
+        .u8(CONTENT_SYNC)
+        .bytes(id.as_bytes())
+        .u8(count);
+    for item in items {
+        match item {
+            SyncItem::ReadUpTo { peer, up_to } => {
+                w.u8(SYNC_READ_UP_TO);
+                peer.encode_into(&mut w);
+                w.bytes(up_to.as_bytes());
+            }
+            SyncItem::DeleteMessages { peer, ids } => {
+                let n = u16::try_from(ids.len())
+                    .ok()
+                    .filter(|n| (1..=MAX_SYNC_DELETE_IDS).contains(&usize::from(*n)))?;
+                w.u8(SYNC_DELETE_MESSAGES);
+                peer.encode_into(&mut w);
+                w.u16(n);
+                for id in ids {
+                    w.bytes(id.as_bytes());
+                }
+            }
+            SyncItem::DeleteConversation { peer } => {
+                w.u8(SYNC_DELETE_CONVERSATION);
+                peer.encode_into(&mut w);
+            }
+        }
+    }
+    Some(Zeroizing::new(w.into_bytes()))
+}
+
+/// Whether a content encoding is a sync content (by its kind byte; nothing else is checked).
+pub(crate) fn is_sync(content: &[u8]) -> bool {
+    content.get(1) == Some(&CONTENT_SYNC)
 }
 
 /// A sent copy (spec/client-store.md section 6.1): a message that another device of this
@@ -178,10 +271,10 @@ pub(crate) fn is_history_part(content: &[u8]) -> bool {
 }
 
 /// Whether an outbox entry with this content is this account's own bookkeeping (a sent
-/// copy or a history part): it has no history entry of its own and gives the app no
-/// `Delivered` or `SendFailed` event.
+/// copy, a sync content or a history part): it has no history entry of its own and gives
+/// the app no `Delivered` or `SendFailed` event.
 pub(crate) fn is_internal(content: &[u8]) -> bool {
-    is_sent_copy(content) || is_history_part(content)
+    is_sent_copy(content) || is_sync(content) || is_history_part(content)
 }
 
 /// The content carrying one encoded history part (`version || 0x10 || message_id ||
@@ -196,7 +289,8 @@ pub(crate) fn encode_history_part(id: &MessageId, part: &[u8]) -> Zeroizing<Vec<
     Zeroizing::new(w.into_bytes())
 }
 
-/// Parses a message content ([`encode_content`]): a sent copy, a history part, unknown
+/// Parses a message content ([`encode_content`]): a sent copy, a sync content, a history
+/// part, unknown
 /// versions and kinds and non-UTF-8 text are errors.
 pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), DecodeError> {
     match decode_any(bytes)? {
@@ -211,13 +305,17 @@ pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), D
                 value: CONTENT_HISTORY_PART,
             })
         }
+        (_, Content::Sync(_)) => Err(DecodeError::UnknownType {
+            what: "content kind",
+            value: CONTENT_SYNC,
+        }),
     }
 }
 
 /// Parses any content encoding this SDK accepts ([`sealpost_wire::content::Content::decode`]
 /// checks the structure): a message, a sent copy whose inner content is a message (not
-/// another copy), or a history part (its structure only, spec/devices.md 6.4; an empty
-/// body is the placeholder).
+/// another copy), a sync content (spec/client-store.md 6.3), or a history part (its
+/// structure only, spec/devices.md 6.4; an empty body is the placeholder).
 pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeError> {
     let decoded = WireContent::decode(bytes)?;
     let content = match decoded.body {
@@ -232,6 +330,7 @@ pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeErr
         }),
         ContentBody::HistoryPart(part) => Content::HistoryPart(part),
         ContentBody::HistoryPlaceholder => Content::HistoryPlaceholder,
+        ContentBody::Sync(items) => Content::Sync(items.iter().map(SyncItem::from_ref).collect()),
     };
     Ok((MessageId(decoded.message_id), content))
 }
@@ -296,6 +395,47 @@ mod tests {
         // A copy that would exceed the plaintext limit is not made.
         let big = encode_content(&id, &MessageBody::Bytes(vec![0; MAX_BODY_LEN]));
         assert!(encode_sent_copy(&copy_id, &to, 7, 9, &big).is_none());
+    }
+
+    #[test]
+    fn sync_roundtrip_bounds_and_not_a_message() {
+        let id = MessageId::from_bytes([6; 16]);
+        let peer = AccountId::new("+15550001111").unwrap();
+        let items = vec![
+            SyncItem::ReadUpTo {
+                peer: peer.clone(),
+                up_to: MessageId::from_bytes([1; 16]),
+            },
+            SyncItem::DeleteMessages {
+                peer: peer.clone(),
+                ids: vec![
+                    MessageId::from_bytes([2; 16]),
+                    MessageId::from_bytes([3; 16]),
+                ],
+            },
+            SyncItem::DeleteConversation { peer: peer.clone() },
+        ];
+        let content = encode_sync(&id, &items).unwrap();
+        assert!(is_sync(&content) && is_internal(&content));
+        assert!(!is_sent_copy(&content) && !is_history_part(&content));
+        assert_eq!(decode_any(&content).unwrap(), (id, Content::Sync(items)));
+        // Not a message, so never a history entry.
+        assert!(decode_content(&content).is_err());
+        // Nothing the decoder would refuse is ever encoded.
+        assert!(encode_sync(&id, &[]).is_none());
+        let read = SyncItem::ReadUpTo {
+            peer: peer.clone(),
+            up_to: id,
+        };
+        assert!(encode_sync(&id, &vec![read.clone(); MAX_SYNC_ITEMS]).is_some());
+        assert!(encode_sync(&id, &vec![read; MAX_SYNC_ITEMS + 1]).is_none());
+        let delete = |n: usize| SyncItem::DeleteMessages {
+            peer: peer.clone(),
+            ids: vec![id; n],
+        };
+        assert!(encode_sync(&id, &[delete(0)]).is_none());
+        assert!(encode_sync(&id, &[delete(MAX_SYNC_DELETE_IDS)]).is_some());
+        assert!(encode_sync(&id, &[delete(MAX_SYNC_DELETE_IDS + 1)]).is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `spec/vectors/content.json`: the message content encodings of spec/client-store.md
-//! section 6 (text, application bytes, a sent copy, a history part and its placeholder) and
-//! contents a receiver rejects. The
+//! section 6 (text, application bytes, a sent copy, sync contents of every item kind, a
+//! history part and its placeholder) and contents a receiver rejects. The
 //! model writes the bytes field by field from the spec's tables; the SDK's encoder must
 //! produce them and its decoder must read them back (and reject the rejected ones).
 //!
@@ -8,8 +8,8 @@
 //! `SEALPOST_WRITE_VECTORS=1 cargo test -p sealpost-client --lib content_vectors`.
 
 use crate::content::{
-    Content, MessageBody, MessageId, decode_any, decode_content, encode_content,
-    encode_history_part, encode_sent_copy,
+    Content, MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS, MessageBody, MessageId, SyncItem, decode_any,
+    decode_content, encode_content, encode_history_part, encode_sent_copy, encode_sync,
 };
 use sealpost_wire::AccountId;
 use serde_json::{Value, json};
@@ -107,6 +107,85 @@ fn content_vectors() {
     );
     assert_eq!(&copy.inner[..], &text_content[..]);
 
+    // Sync contents (section 6.3): one of each item kind, and one with all three.
+    let peer = "+15551230002";
+    let peer_id = AccountId::new(peer).unwrap();
+    let (gone_a, gone_b) = (id("content.sync.deleted-a"), id("content.sync.deleted-b"));
+    let read_item = {
+        let mut b = vec![0x01];
+        b.extend(account_bytes(peer));
+        b.extend_from_slice(text_id.as_bytes());
+        b
+    };
+    let delete_item = {
+        let mut b = vec![0x02];
+        b.extend(account_bytes(peer));
+        b.extend_from_slice(&2u16.to_be_bytes());
+        b.extend_from_slice(gone_a.as_bytes());
+        b.extend_from_slice(gone_b.as_bytes());
+        b
+    };
+    let clear_item = {
+        let mut b = vec![0x03];
+        b.extend(account_bytes(peer));
+        b
+    };
+    let sync_body = |items: &[&[u8]]| {
+        let mut b = vec![u8::try_from(items.len()).unwrap()];
+        for i in items {
+            b.extend_from_slice(i);
+        }
+        b
+    };
+    let read = SyncItem::ReadUpTo {
+        peer: peer_id.clone(),
+        up_to: text_id,
+    };
+    let delete = SyncItem::DeleteMessages {
+        peer: peer_id.clone(),
+        ids: vec![gone_a, gone_b],
+    };
+    let clear = SyncItem::DeleteConversation {
+        peer: peer_id.clone(),
+    };
+    let sync_ids = [
+        id("content.sync.read"),
+        id("content.sync.delete"),
+        id("content.sync.delete-conversation"),
+        id("content.sync.all"),
+    ];
+    let syncs: Vec<(Vec<SyncItem>, Vec<u8>)> = vec![
+        (
+            vec![read.clone()],
+            model(0x04, &sync_ids[0], &sync_body(&[&read_item])),
+        ),
+        (
+            vec![delete.clone()],
+            model(0x04, &sync_ids[1], &sync_body(&[&delete_item])),
+        ),
+        (
+            vec![clear.clone()],
+            model(0x04, &sync_ids[2], &sync_body(&[&clear_item])),
+        ),
+        (
+            vec![delete, read, clear],
+            model(
+                0x04,
+                &sync_ids[3],
+                &sync_body(&[&delete_item, &read_item, &clear_item]),
+            ),
+        ),
+    ];
+    for ((items, content), sid) in syncs.iter().zip(sync_ids) {
+        assert_eq!(&encode_sync(&sid, items).unwrap()[..], &content[..]);
+        assert_eq!(
+            decode_any(content).unwrap(),
+            (sid, Content::Sync(items.clone()))
+        );
+        assert!(decode_content(content).is_err());
+    }
+    let read_content = &syncs[0].1;
+
     // A history part (section 6.2): the last, empty part of vectors/history_bundle.json,
     // and the placeholder (the same kind with an empty body).
     let part_id = id("content.history-part");
@@ -166,6 +245,53 @@ fn content_vectors() {
             "history part that does not decode (cut short)",
             model(0x10, &part_id, &part[..part.len() - 1]),
         ),
+        (
+            "sync with no items",
+            model(0x04, &sync_ids[0], &sync_body(&[])),
+        ),
+        // The count alone is refused: a decoder checks it before reading any item.
+        ("sync whose count is MAX_SYNC_ITEMS + 1 (33)", {
+            let mut over = read_content.clone();
+            over[18] = u8::try_from(MAX_SYNC_ITEMS + 1).unwrap();
+            over
+        }),
+        ("sync item with unknown tag 0x7f", {
+            let mut unknown = read_item.clone();
+            unknown[0] = 0x7f;
+            model(0x04, &sync_ids[0], &sync_body(&[&unknown]))
+        }),
+        (
+            "sync cut short inside its message id",
+            read_content[..read_content.len() - 1].to_vec(),
+        ),
+        ("sync with fewer items than its count", {
+            let mut short = read_content.clone();
+            short[18] = 2;
+            short
+        }),
+        ("sync with a trailing byte", {
+            let mut trailing = read_content.clone();
+            trailing.push(0x00);
+            trailing
+        }),
+        ("sync deletion with no ids", {
+            let mut b = vec![0x02];
+            b.extend(account_bytes(peer));
+            b.extend_from_slice(&0u16.to_be_bytes());
+            model(0x04, &sync_ids[1], &sync_body(&[&b]))
+        }),
+        // Likewise the id count: refused before the ids are read.
+        (
+            "sync deletion whose id count is MAX_SYNC_DELETE_IDS + 1 (257)",
+            {
+                let mut b = vec![0x02];
+                b.extend(account_bytes(peer));
+                let n = u16::try_from(MAX_SYNC_DELETE_IDS + 1).unwrap();
+                b.extend_from_slice(&n.to_be_bytes());
+                b.extend_from_slice(gone_a.as_bytes());
+                model(0x04, &sync_ids[1], &sync_body(&[&b]))
+            },
+        ),
     ];
     for (why, content) in &rejected {
         assert!(decode_any(content).is_err(), "accepted: {why}");
@@ -176,8 +302,9 @@ fn content_vectors() {
 
     let computed = json!({
         "description": "Message contents (spec/client-store.md section 6): text, application \
-            bytes, a sent copy (section 6.1) of the text, a history part and its placeholder \
-            (section 6.2), and contents a receiver rejects \
+            bytes, a sent copy (section 6.1) of the text, sync contents (section 6.3) of each \
+            item kind and of all three, a history part and its placeholder (section 6.2), and \
+            contents a receiver rejects \
             (it drops and acknowledges them). Message ids are the first 16 bytes of \
             SHA-256(\"sealpost-vector-\" || label).",
         "text": {
@@ -197,6 +324,22 @@ fn content_vectors() {
             "delivered_at": delivered_at,
             "inner": "the text content above",
             "content": hex::encode(&copy_content),
+        },
+        "sync": syncs
+            .iter()
+            .zip(sync_ids)
+            .zip(["read_up_to", "delete_messages", "delete_conversation", "all_three"])
+            .map(|(((_, content), sid), name)| json!({
+                "name": name,
+                "message_id": hex::encode(sid.as_bytes()),
+                "content": hex::encode(content),
+            }))
+            .collect::<Vec<_>>(),
+        "sync_values": {
+            "peer": peer,
+            "read_up_to": "the text message's id",
+            "deleted": [hex::encode(gone_a.as_bytes()), hex::encode(gone_b.as_bytes())],
+            "all_three": "delete_messages, read_up_to, delete_conversation, in this order",
         },
         "history_part": {
             "message_id": hex::encode(part_id.as_bytes()),

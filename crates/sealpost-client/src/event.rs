@@ -48,6 +48,40 @@ pub enum ClientEvent {
         /// When the relay accepted the original (Unix ms, relay clock).
         timestamp: u64,
     },
+    /// Another device of this account marked the conversation with `peer` read up to and
+    /// including `up_to` (its sync content arrived, spec/client-store.md section 6.3); this
+    /// device's read marker moved there ([`crate::Client::read_up_to`]). Reported only when
+    /// the marker moved forward: a marker never moves back, and a message not in this
+    /// device's history moves nothing.
+    ReadOnOtherDevice {
+        /// The device of this account that read it (on the account's own list).
+        device: DeviceId,
+        /// The other account of the conversation.
+        peer: AccountId,
+        /// The newest message read.
+        up_to: MessageId,
+    },
+    /// Another device of this account deleted messages of the conversation with `peer`
+    /// (spec/client-store.md section 6.3): `message_ids` were in this device's history and
+    /// have been deleted from it (ids this device did not have are left out; none: no
+    /// event). They do not come back from a sent copy or a history bundle.
+    DeletedOnOtherDevice {
+        /// The device of this account that deleted them (on the account's own list).
+        device: DeviceId,
+        /// The other account of the conversation.
+        peer: AccountId,
+        /// The messages deleted here, in history order.
+        message_ids: Vec<MessageId>,
+    },
+    /// Another device of this account deleted the whole conversation with `peer`
+    /// (spec/client-store.md section 6.3): this device's history with `peer` and its read
+    /// marker have been deleted. Not reported when there was nothing to delete.
+    ConversationDeletedOnOtherDevice {
+        /// The device of this account that deleted it (on the account's own list).
+        device: DeviceId,
+        /// The other account of the conversation.
+        peer: AccountId,
+    },
     /// A part of the history bundle that this account's key holder sends a newly linked
     /// device (spec/devices.md 8.7, spec/client-store.md section 6.2) was applied, in one
     /// commit: `contacts` contact records added something this device did not know (a

@@ -3,7 +3,8 @@
 //! application.
 
 use crate::content::{
-    MessageBody, MessageId, encode_content, encode_history_part, encode_sent_copy,
+    MessageBody, MessageId, SyncItem, encode_content, encode_history_part, encode_sent_copy,
+    encode_sync,
 };
 use crate::error::ClientError;
 use crate::event::EventReceiver;
@@ -69,6 +70,49 @@ pub async fn send_sent_copy(
     )?;
     client.send_raw(to, copy_id, content).await?;
     Ok(copy_id)
+}
+
+/// One item of a sync content (spec/client-store.md section 6.3) about the conversation
+/// with some account, for [`send_sync`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncAction {
+    /// Read up to and including this message.
+    ReadUpTo(MessageId),
+    /// These messages were deleted (1 ..= [`crate::MAX_SYNC_DELETE_IDS`]).
+    DeleteMessages(Vec<MessageId>),
+    /// The whole conversation was deleted.
+    DeleteConversation,
+}
+
+/// Sends every device of `to` a sync content with one item, `action` on the conversation
+/// with `peer`, as `client`, whoever `client` is: a forger outside `to`'s own devices.
+/// Returns the sync's message id. A receiver must reject it unless `client` is a device on
+/// `to`'s own list; with `to` the own account it is what the SDK sends, to the own other
+/// devices.
+pub async fn send_sync(
+    client: &Client,
+    to: &AccountId,
+    peer: &AccountId,
+    action: SyncAction,
+) -> Result<MessageId, ClientError> {
+    let peer = peer.clone();
+    let count = match &action {
+        SyncAction::DeleteMessages(ids) => ids.len(),
+        _ => 0,
+    };
+    let item = match action {
+        SyncAction::ReadUpTo(up_to) => SyncItem::ReadUpTo { peer, up_to },
+        SyncAction::DeleteMessages(ids) => SyncItem::DeleteMessages { peer, ids },
+        SyncAction::DeleteConversation => SyncItem::DeleteConversation { peer },
+    };
+    let message_id = MessageId::random();
+    // Only a deletion can break a bound (no ids, or too many).
+    let content = encode_sync(&message_id, &[item]).ok_or(ClientError::TooManyMessageIds {
+        count,
+        max: crate::MAX_SYNC_DELETE_IDS,
+    })?;
+    client.send_raw(to, message_id, content).await?;
+    Ok(message_id)
 }
 
 /// Queues, on the key holder `client`, the history bundle it would queue for device

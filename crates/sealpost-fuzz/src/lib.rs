@@ -28,7 +28,7 @@
 //! | [`device_list`] | device lists decode canonically; only the fixture's own lists verify under its account key; the update rule never goes back |
 //! | [`provisioning_open`] | only the genuine provisioning envelope opens; invitation text parsing is total |
 //! | [`history_part`] | history-bundle parts decode canonically; packing their records again keeps them all, in order |
-//! | [`content`] | message contents (text, bytes, sent copies, history parts) decode canonically; a sent copy holds a message |
+//! | [`content`] | message contents (text, bytes, sent copies, sync contents, history parts) decode canonically; a sent copy holds a message; sync contents stay within their bounds |
 //! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and

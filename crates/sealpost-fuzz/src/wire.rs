@@ -181,9 +181,14 @@ pub fn verify_scanned(data: &[u8]) {
 /// - never panics, and `Debug` of the result never panics;
 /// - an `Ok` value re-encodes, field by field, to exactly the input (canonical);
 /// - a sent copy's inner content decodes on its own to the same message, and is a message
-///   (text or bytes), never another copy or a history part.
+///   (text or bytes), never another copy or a history part;
+/// - a sync content holds 1 ..= `MAX_SYNC_ITEMS` items, each deletion 1 ..=
+///   `MAX_SYNC_DELETE_IDS` ids (spec/client-store.md section 6.3).
 pub fn content(data: &[u8]) {
-    use sealpost_wire::content::{CONTENT_HISTORY_PART, CONTENT_SENT_COPY, Content, ContentBody};
+    use sealpost_wire::content::{
+        CONTENT_HISTORY_PART, CONTENT_SENT_COPY, CONTENT_SYNC, Content, ContentBody,
+        MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS, SyncItemRef,
+    };
     let Ok(c) = Content::decode(data) else {
         return;
     };
@@ -211,6 +216,28 @@ pub fn content(data: &[u8]) {
         }
         ContentBody::HistoryPlaceholder => {
             w.u8(CONTENT_HISTORY_PART).bytes(&c.message_id);
+        }
+        ContentBody::Sync(items) => {
+            assert!((1..=MAX_SYNC_ITEMS).contains(&items.len()));
+            w.u8(CONTENT_SYNC)
+                .bytes(&c.message_id)
+                .u8(u8::try_from(items.len()).unwrap());
+            for item in items {
+                w.u8(item.tag());
+                item.peer().encode_into(&mut w);
+                match item {
+                    SyncItemRef::ReadUpTo { up_to, .. } => {
+                        w.bytes(up_to);
+                    }
+                    SyncItemRef::DeleteMessages { ids, .. } => {
+                        assert!((1..=MAX_SYNC_DELETE_IDS).contains(&ids.len()));
+                        assert_eq!(ids.iter().count(), ids.len());
+                        w.u16(u16::try_from(ids.len()).unwrap())
+                            .bytes(ids.as_bytes());
+                    }
+                    SyncItemRef::DeleteConversation { .. } => {}
+                }
+            }
         }
     }
     assert_eq!(w.into_bytes(), data, "content is not canonical");

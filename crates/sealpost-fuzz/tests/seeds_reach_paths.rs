@@ -189,3 +189,43 @@ fn pin_seeds_decode() {
             .any(|s| ReminderState::decode(&s.bytes).is_ok())
     );
 }
+
+/// The content seeds reach every kind the target re-encodes, every sync item, and each way
+/// a sync content is refused (spec/client-store.md section 6.3).
+#[test]
+fn content_seeds_reach_every_sync_outcome() {
+    use sealpost_wire::DecodeError;
+    use sealpost_wire::content::{Content, ContentBody};
+    let mut tags = std::collections::BTreeSet::new();
+    let mut refusals = Vec::new();
+    for s in seeds_of("content") {
+        sealpost_fuzz::content(&s.bytes);
+        match Content::decode(&s.bytes) {
+            Ok(Content {
+                body: ContentBody::Sync(items),
+                ..
+            }) => tags.extend(items.iter().map(|i| i.tag())),
+            Ok(_) => {}
+            Err(e) if s.name.starts_with("seed-sync-") => refusals.push(e),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(tags.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    let reached = |f: fn(&DecodeError) -> bool| refusals.iter().any(f);
+    assert!(reached(|e| matches!(
+        e,
+        DecodeError::UnknownType {
+            what: "sync item",
+            ..
+        }
+    )));
+    assert!(reached(|e| matches!(
+        e,
+        DecodeError::TooMany {
+            what: "sync items",
+            ..
+        }
+    )));
+    assert!(reached(|e| matches!(e, DecodeError::Truncated { .. })));
+    assert!(reached(|e| matches!(e, DecodeError::TrailingBytes(_))));
+}

@@ -145,6 +145,28 @@ impl Screen {
                 clock(now_ms()),
                 sender(peer)
             ),
+            ClientEvent::ReadOnOtherDevice { device, peer, .. } if *peer == self.peer => {
+                outln!("[{}] (read on your device {})", clock(now_ms()), device.0)
+            }
+            ClientEvent::DeletedOnOtherDevice {
+                device,
+                peer,
+                message_ids,
+            } if *peer == self.peer => outln!(
+                "[{}] ! {} messages of this chat were deleted on your device {}",
+                clock(now_ms()),
+                message_ids.len(),
+                device.0
+            ),
+            ClientEvent::ConversationDeletedOnOtherDevice { device, peer }
+                if *peer == self.peer =>
+            {
+                outln!(
+                    "[{}] ! this chat was deleted on your device {}",
+                    clock(now_ms()),
+                    device.0
+                )
+            }
             ClientEvent::Connected => outln!("— connected to the relay —"),
             ClientEvent::Disconnected => outln!("— connection lost; reconnecting —"),
             ClientEvent::Deregistered => bail!(

@@ -190,12 +190,104 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
                 eprintln!("warning: {invalid} invalid history records were skipped");
             }
         }
+        ClientEvent::ReadOnOtherDevice { device, peer, .. } => eprintln!(
+            "note: the conversation with {} was read on this account's device {}",
+            peer.as_str(),
+            device.0
+        ),
+        ClientEvent::DeletedOnOtherDevice {
+            device,
+            peer,
+            message_ids,
+        } => eprintln!(
+            "note: {} messages with {} were deleted on this account's device {}, and here",
+            message_ids.len(),
+            peer.as_str(),
+            device.0
+        ),
+        ClientEvent::ConversationDeletedOnOtherDevice { device, peer } => eprintln!(
+            "note: the conversation with {} was deleted on this account's device {}, and here",
+            peer.as_str(),
+            device.0
+        ),
         ClientEvent::Lagged { missed } => eprintln!(
             "warning: {missed} events were not shown (read too slowly); the messages are kept in the store (`sealpost chat ACCOUNT` shows the conversation)"
         ),
         _ => {}
     }
     Ok(())
+}
+
+/// `sealpost read ACCOUNT`: marks the conversation read up to its newest message, and sends
+/// the sync to this account's other devices before leaving.
+pub async fn read(ctx: &Context, account: &str) -> anyhow::Result<()> {
+    let account = parse_account(account)?;
+    let s = open(ctx).await?;
+    let newest = match s.client.history(&account, 1).await {
+        Ok(h) => h.into_iter().next_back(),
+        Err(e) => {
+            finish(s).await?;
+            return Err(anyhow!(explain(&e)).context("reading the history"));
+        }
+    };
+    let Some(newest) = newest else {
+        finish(s).await?;
+        outln!("No messages with {}.", account.as_str());
+        return Ok(());
+    };
+    match s.client.mark_read(&account, newest.message_id).await {
+        Ok(true) => outln!("Marked the conversation with {} read.", account.as_str()),
+        Ok(false) => outln!(
+            "The conversation with {} was read already.",
+            account.as_str()
+        ),
+        Err(e) => {
+            finish(s).await?;
+            return Err(anyhow!(explain(&e)).context("marking the conversation read"));
+        }
+    }
+    send_queued(ctx, s).await
+}
+
+/// `sealpost delete ACCOUNT`: deletes the conversation here, and sends the sync to this
+/// account's other devices before leaving.
+pub async fn delete(ctx: &Context, account: &str) -> anyhow::Result<()> {
+    let account = parse_account(account)?;
+    let s = open(ctx).await?;
+    if let Err(e) = s.client.delete_conversation(&account).await {
+        finish(s).await?;
+        return Err(anyhow!(explain(&e)).context("deleting the conversation"));
+    }
+    outln!("Deleted the conversation with {}.", account.as_str());
+    send_queued(ctx, s).await
+}
+
+/// Waits (up to the timeout) until the outbox is empty, reporting events, then closes the
+/// session. What is left is sent the next time sealpost connects.
+async fn send_queued(ctx: &Context, mut s: Session) -> anyhow::Result<()> {
+    let deadline = Instant::now() + ctx.timeout;
+    let mut result = Ok(());
+    while s.client.outbox_len().await.unwrap_or(0) > 0 {
+        if Instant::now() >= deadline {
+            eprintln!(
+                "this account's other devices are not told yet; they will be the next time sealpost connects"
+            );
+            break;
+        }
+        // A sync leaves the outbox without an event: look again at least every 50 ms.
+        let until = deadline.min(Instant::now() + Duration::from_millis(50));
+        match next_event(&mut s.events, until).await {
+            Some(ClientEvent::Delivered { .. }) | None => {}
+            Some(ev) => {
+                if let Err(e) = report(&ev) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    finish(s).await?;
+    result
 }
 
 /// What to tell the user when a verified contact's identity changed.

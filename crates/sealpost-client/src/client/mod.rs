@@ -31,6 +31,7 @@ mod linking;
 mod pin;
 mod receiving;
 mod sending;
+mod sync;
 
 pub use devices::DEVICE_LIST_REFRESH;
 use devices::*;

@@ -82,9 +82,9 @@ async fn give_up(
     let engine = shared.engine.clone();
     blocking(move || engine.fail(&entry, now_ms())).await?;
     if internal {
-        // The app never saw the id of a sent copy or a history part (for a copy, the
-        // message itself was delivered).
-        tracing::warn!(error = %error, "sent copy or history part could not be sent to this account's other devices; dropped");
+        // The app never saw the id of a sent copy, a sync content or a history part (for a
+        // copy, the message itself was delivered).
+        tracing::warn!(error = %error, "sent copy, sync or history part could not be sent to this account's other devices; dropped");
     } else {
         tracing::warn!(error = %error, "message could not be sent; giving up");
         shared.emit(ClientEvent::SendFailed { message_id, error });
@@ -144,8 +144,8 @@ async fn drain_outbox(shared: &Arc<Shared>, conn: &Connection, retries: &mut Ret
                 continue;
             }
             let message_id = entry.message_id;
-            // A sent copy or a history part: no events, no history (spec/client-store.md
-            // 6.1 and 6.2).
+            // A sent copy, a sync content or a history part: no events, no history
+            // (spec/client-store.md 6.1, 6.2 and 6.3).
             let copy = is_internal(&entry.content);
             let failure = match send_entry(shared, conn, entry.clone()).await {
                 Ok((entry, timestamp)) => {
@@ -427,7 +427,7 @@ async fn devices_for(
 /// that its sent copy is queued exactly when the list names another device: fetched again
 /// (`FetchDeviceList`, checked with the update rule) unless it was fetched within
 /// `device_list_refresh`. A failure keeps the stored list (the delivery must be recorded).
-async fn own_list_current(shared: &Arc<Shared>, conn: &Connection) {
+pub(super) async fn own_list_current(shared: &Arc<Shared>, conn: &Connection) {
     let own = shared.engine.address.account.clone();
     if shared.list_fresh(&own) {
         return;

@@ -112,6 +112,7 @@ mod history;
 mod outbox;
 mod prekeys;
 mod receiving;
+mod sync;
 mod trust;
 
 #[cfg(test)]

@@ -221,8 +221,10 @@ impl Engine {
 
     /// The relay accepted the entry: remove it from the outbox, mark it delivered and, when
     /// this account's own list names another device, queue the message's sent copy in the
-    /// same batch (spec/client-store.md sections 6.1 and 10). A sent copy or a history part
-    /// has no history entry: it only leaves the outbox. Returns whether a copy was queued.
+    /// same batch (spec/client-store.md sections 6.1 and 10). A message whose history entry
+    /// the user deleted while it was queued gets no copy (section 6.3). A sent copy, a sync
+    /// content or a history part has no history entry: it only leaves the outbox. Returns
+    /// whether a copy was queued.
     pub(crate) fn complete(&self, entry: &OutboxEntry, relay_ts: u64) -> Result<bool, ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();
@@ -230,7 +232,9 @@ impl Engine {
         let mut copied = false;
         if !is_internal(&entry.content) {
             self.set_status(&mut batch, entry, MessageStatus::Delivered { at: relay_ts })?;
-            copied = self.queue_sent_copy(&mut batch, entry, relay_ts)?;
+            if self.store.has_history(entry.history_seq)? {
+                copied = self.queue_sent_copy(&mut batch, entry, relay_ts)?;
+            }
         }
         self.store.commit(batch)?;
         Ok(copied)
@@ -249,13 +253,7 @@ impl Engine {
         if &entry.recipient == own {
             return Ok(false);
         }
-        let others = self.own_devices()?.is_some_and(|o| {
-            o.list
-                .entries()
-                .iter()
-                .any(|e| e.device_id != self.address.device.0)
-        });
-        if !others {
+        if !self.has_other_own_devices()? {
             return Ok(false);
         }
         let copy_id = MessageId::random();
@@ -287,8 +285,8 @@ impl Engine {
         Ok(true)
     }
 
-    /// Gives up on the entry: remove it from the outbox, mark it failed (a sent copy or a
-    /// history part has no history entry of its own: it is only removed).
+    /// Gives up on the entry: remove it from the outbox, mark it failed (a sent copy, a sync
+    /// content or a history part has no history entry of its own: it is only removed).
     pub(crate) fn fail(&self, entry: &OutboxEntry, now_ms: u64) -> Result<(), ClientError> {
         let _g = self.lock()?;
         let mut batch = Batch::new();

@@ -115,13 +115,14 @@ impl Engine {
         if inner_id != message_id {
             return Ok(Processed::Rejected("message id does not match the content"));
         }
-        // A sent copy is accepted only from another device on this account's own list
-        // (spec/client-store.md section 6.1); the list check above made `listed_identity`.
-        if matches!(content, Content::SentCopy(_))
+        // A sent copy or a sync content is accepted only from another device on this
+        // account's own list (spec/client-store.md sections 6.1 and 6.3); the list check
+        // above made `listed_identity`.
+        if matches!(content, Content::SentCopy(_) | Content::Sync(_))
             && (d.sender.account != self.address.account || listed_identity.is_none())
         {
             return Ok(Processed::Rejected(
-                "sent copy from a device not on this account's own list",
+                "sent copy or sync from a device not on this account's own list",
             ));
         }
         // A history part (or its placeholder) is accepted only from this account's key
@@ -204,6 +205,9 @@ impl Engine {
             }
             // The envelope of a part meant for another own device: nothing to apply.
             Content::HistoryPlaceholder => {}
+            Content::Sync(items) => {
+                events.extend(self.apply_sync(&mut batch, d.sender.device, items)?);
+            }
         }
         self.store
             .mark_processed(&mut batch, &d.sender, &message_id, d.timestamp);

@@ -407,6 +407,9 @@ pub enum InternalError {
     /// A PIN vault share or request names a guardian that is not configured.
     #[error("unknown guardian")]
     UnknownGuardian,
+    /// A sync content the client made broke its own bounds (checked before encoding).
+    #[error("sync content out of bounds")]
+    SyncEncoding,
 }
 
 impl InternalError {

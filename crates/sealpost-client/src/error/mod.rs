@@ -267,6 +267,22 @@ pub enum ClientError {
         /// The limit.
         max: usize,
     },
+    /// The conversation has no message with this id on this device
+    /// (`Client::mark_read`).
+    #[error("no message {message_id} in the conversation")]
+    UnknownMessage {
+        /// The id given.
+        message_id: crate::content::MessageId,
+    },
+    /// More message ids than one deletion carries
+    /// ([`crate::MAX_SYNC_DELETE_IDS`], spec/client-store.md 6.3); nothing was deleted.
+    #[error("{count} message ids, limit {max}")]
+    TooManyMessageIds {
+        /// Ids given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The client has been shut down.
     #[error("client is shut down")]
     ShutDown,
@@ -409,6 +425,8 @@ impl ClientError {
             | Self::NoDevices
             | Self::UnknownContact
             | Self::MessageTooLong { .. }
+            | Self::UnknownMessage { .. }
+            | Self::TooManyMessageIds { .. }
             | Self::ShutDown
             | Self::RegistrationLocked(_)
             | Self::InvalidPin(_)

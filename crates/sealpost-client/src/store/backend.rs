@@ -28,11 +28,13 @@ pub enum Table {
     Pin,
     /// The pinned device list of each contact account (spec/client-store.md 5.10).
     Devices,
+    /// The read marker of each conversation (spec/client-store.md 5.11).
+    Reads,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Account,
         Table::PreKeys,
         Table::Contacts,
@@ -42,6 +44,7 @@ impl Table {
         Table::Processed,
         Table::Pin,
         Table::Devices,
+        Table::Reads,
     ];
 
     /// The table's name, bound into every record's associated data.
@@ -56,6 +59,7 @@ impl Table {
             Self::Processed => "processed",
             Self::Pin => "pin",
             Self::Devices => "devices",
+            Self::Reads => "reads",
         }
     }
 
@@ -71,6 +75,7 @@ impl Table {
             Self::Processed => 7,
             Self::Pin => 8,
             Self::Devices => 9,
+            Self::Reads => 10,
         }
     }
 }

@@ -9,6 +9,7 @@ mod backend;
 mod crypt;
 mod devices;
 mod open;
+mod reads;
 mod records;
 mod sqlite;
 
@@ -25,6 +26,7 @@ pub use records::{
 pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
 pub(crate) use devices::{ListPin, OwnDevices};
+pub(crate) use reads::ReadMarker;
 pub(crate) use records::{
     AccountRecord, OutboxEntry, PinRecord, PreKeyState, RetiredKey, RetiredKind, SenderState,
     decode_history, decode_session, encode_history, encode_session,

@@ -406,6 +406,56 @@ pub(crate) fn decode_history(
     seq: u64,
     bytes: &[u8],
 ) -> Result<(HistoryEntry, Zeroizing<Vec<u8>>), StoreError> {
+    let (direction, peer, timestamp, status, content) = decode_history_fields(bytes)?;
+    let (message_id, body) = decode_content(&content).map_err(malformed("history"))?;
+    Ok((
+        HistoryEntry {
+            seq,
+            direction,
+            peer,
+            message_id,
+            timestamp,
+            status,
+            body,
+        },
+        content,
+    ))
+}
+
+/// The fields of a history record, with its content encoding left undecoded.
+type HistoryFields = (
+    Direction,
+    DeviceAddress,
+    u64,
+    MessageStatus,
+    Zeroizing<Vec<u8>>,
+);
+
+/// A history record's direction, peer and message id, without decoding (or copying) the
+/// message body: for scans that only match ids (spec/client-store.md 6.3). The content must
+/// still be a message encoding of version `0x01` (its id is bytes 2..18).
+pub(crate) fn decode_history_id(
+    bytes: &[u8],
+) -> Result<(Direction, DeviceAddress, MessageId), StoreError> {
+    let m = malformed("history");
+    let (direction, peer, _, _, content) = decode_history_fields(bytes)?;
+    let mut r = Reader::new(&content);
+    let version = r.u8().map_err(&m)?;
+    if version != crate::content::CONTENT_VERSION {
+        return Err(m(DecodeError::UnsupportedVersion(version)));
+    }
+    let kind = r.u8().map_err(&m)?;
+    if kind != crate::content::CONTENT_TEXT && kind != crate::content::CONTENT_BYTES {
+        return Err(m(DecodeError::UnknownType {
+            what: "content kind",
+            value: kind,
+        }));
+    }
+    let id = MessageId::from_bytes(r.array().map_err(&m)?);
+    Ok((direction, peer, id))
+}
+
+fn decode_history_fields(bytes: &[u8]) -> Result<HistoryFields, StoreError> {
     let m = malformed("history");
     let mut r = Reader::new(bytes);
     start(&mut r).map_err(&m)?;
@@ -437,19 +487,7 @@ pub(crate) fn decode_history(
     };
     let content = Zeroizing::new(r.var_bytes32("content", usize::MAX).map_err(&m)?.to_vec());
     r.finish().map_err(&m)?;
-    let (message_id, body) = decode_content(&content).map_err(&m)?;
-    Ok((
-        HistoryEntry {
-            seq,
-            direction,
-            peer,
-            message_id,
-            timestamp,
-            status,
-            body,
-        },
-        content,
-    ))
+    Ok((direction, peer, timestamp, status, content))
 }
 
 /// A message waiting to be accepted by the relay.

@@ -112,8 +112,8 @@ pub(super) fn history_parts() -> Vec<Seed> {
 }
 
 /// Message contents (spec/client-store.md section 6; the values of
-/// spec/vectors/content.json): text, bytes, a sent copy, a history part, its placeholder,
-/// and contents a receiver rejects.
+/// spec/vectors/content.json): text, bytes, a sent copy, sync contents of every item kind,
+/// a history part, its placeholder, and contents a receiver rejects.
 pub(super) fn contents() -> Vec<Seed> {
     let t = "content";
     let with = |kind: u8, body: &[u8]| {
@@ -136,7 +136,40 @@ pub(super) fn contents() -> Vec<Seed> {
         .find(|s| s.name == "seed-empty-last")
         .unwrap()
         .bytes;
+    // Sync items (section 6.3): `tag || peer || fields`.
+    let peer = |tag: u8| {
+        let mut b = vec![tag, 12];
+        b.extend_from_slice(b"+15551230002");
+        b
+    };
+    let mut read = peer(0x01);
+    read.extend_from_slice(&[0x3a; 16]);
+    let mut delete = peer(0x02);
+    delete.extend_from_slice(&2u16.to_be_bytes());
+    delete.extend_from_slice(&[0x21; 16]);
+    delete.extend_from_slice(&[0xe1; 16]);
+    let clear = peer(0x03);
+    let sync = |items: &[&[u8]]| {
+        let mut b = vec![u8::try_from(items.len()).unwrap()];
+        for i in items {
+            b.extend_from_slice(i);
+        }
+        with(0x04, &b)
+    };
+    let all = sync(&[&delete, &read, &clear]);
+    let mut unknown_item = read.clone();
+    unknown_item[0] = 0x7f;
+    let mut trailing = sync(&[&read]);
+    trailing.push(0);
     vec![
+        seed(t, "sync-read", sync(&[&read])),
+        seed(t, "sync-delete", sync(&[&delete])),
+        seed(t, "sync-delete-conversation", sync(&[&clear])),
+        seed(t, "sync-all", all.clone()),
+        seed(t, "sync-unknown-item", sync(&[&unknown_item])),
+        seed(t, "sync-too-many-items", sync(&vec![&clear[..]; 33])),
+        seed(t, "sync-truncated", all[..all.len() - 3].to_vec()),
+        seed(t, "sync-trailing", trailing),
         seed(t, "text", text.clone()),
         seed(t, "bytes", with(0x02, &[0x7b, 0x7d, 0x00, 0xff])),
         seed(t, "sent-copy", copy.clone()),

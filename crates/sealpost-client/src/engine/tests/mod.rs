@@ -8,6 +8,8 @@ mod devices;
 mod history;
 /// Rollback detection and session renewal (spec/client-store.md section 9).
 mod rollback;
+/// Sync messages: read state and deletions (spec/client-store.md 6.3).
+mod sync;
 
 fn engine(phone: &str, device: u32) -> Engine {
     let store = Store::in_memory(StoreKey::generate()).unwrap();
