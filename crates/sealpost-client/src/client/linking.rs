@@ -114,7 +114,20 @@ impl Client {
             Ok((body.device_id, envelope))
         })
         .await?;
-        conn.provision(provisioning_id, envelope).await?;
+        if let Err(e) = conn.provision(provisioning_id, envelope).await {
+            // A refusal stored nothing: the device cannot join with this list, and its
+            // history parts would hold the account's own queue until they expire. (A lost
+            // answer keeps them: the envelope may have been stored.)
+            if e.relay_code().is_some() {
+                let engine = shared.engine.clone();
+                let dropped = blocking(move || engine.drop_history_parts(DeviceId(id))).await?;
+                tracing::info!(
+                    dropped,
+                    "link refused by the relay; its history parts dropped"
+                );
+            }
+            return Err(e);
+        }
         shared.outbox_wake.notify_one();
         // The new device publishes the next list when it joins: read it again before the
         // next sent copy is decided (spec/client-store.md section 6.1).

@@ -247,6 +247,23 @@ impl Engine {
         Ok(parts)
     }
 
+    /// Deletes the queued history parts for the own device `target` (a link whose
+    /// `Provision` the relay refused: the device cannot join with the list that named it,
+    /// and the next link gives its id to another device). Returns how many were deleted.
+    pub(crate) fn drop_history_parts(&self, target: DeviceId) -> Result<usize, ClientError> {
+        let _g = self.lock()?;
+        let mut batch = Batch::new();
+        let mut dropped = 0;
+        for (seq, entry) in self.store.outbox_scan(usize::MAX)? {
+            if entry.is_ok_and(|e| e.target == Some(target)) {
+                self.store.delete_outbox(&mut batch, seq);
+                dropped += 1;
+            }
+        }
+        self.store.commit(batch)?;
+        Ok(dropped)
+    }
+
     /// On a device of this account: applies a history part from the account's key holder
     /// (the caller checked the sender) into `batch` (spec/devices.md 8.7,
     /// spec/client-store.md 6.2). Nothing the device already knows is replaced; invalid
