@@ -259,6 +259,11 @@ impl AccountKeyPair {
         Ok(())
     }
 
+    /// Signs `message` (an already labelled input of this crate).
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Signature {
+        self.0.sign(message)
+    }
+
     fn sign_body(&self, body: &DeviceListBody) -> Result<[u8; 64], LinkError> {
         let message = list::list_message(body)?;
         Ok(self.0.sign(&message).to_bytes())

@@ -33,6 +33,7 @@
 
 mod account_key;
 mod backup;
+mod business;
 mod error;
 mod list;
 mod pin;
@@ -43,6 +44,11 @@ pub mod hazmat;
 
 pub use account_key::{AccountKey, AccountKeyPair};
 pub use backup::{ACCOUNT_KEY_BACKUP_INFO, open_account_key_backup, seal_account_key_backup};
+pub use business::{
+    BUSINESS_PROFILE_LABEL, BUSINESS_VERIFICATION_LABEL, BusinessProfilePin, ProfileError,
+    TrustedVerifier, VerificationError, VerifiedBusinessProfile, check_verification,
+    check_verification_binding, sign_business_verification, verified_by,
+};
 pub use error::{BackupError, DeviceListError, LinkError, UpdateError};
 pub use list::{BINDING_LABEL, DEVICE_LIST_LABEL, VerifiedDeviceList, binding_message};
 pub use pin::{DeviceListChange, DeviceListPin, Update};

@@ -29,6 +29,7 @@
 //! | [`provisioning_open`] | only the genuine provisioning envelope opens; invitation text parsing is total |
 //! | [`history_part`] | history-bundle parts decode canonically; packing their records again keeps them all, in order |
 //! | [`content`] | message contents (text, bytes, sent copies, sync contents, history parts) decode canonically; a sent copy holds a message; sync contents stay within their bounds |
+//! | [`business`] | business profiles, verification statements and their payload decode canonically; only the fixture's own profile and statement verify |
 //! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and
@@ -47,6 +48,7 @@ pub mod fixture;
 pub mod input;
 pub mod seeds;
 
+pub mod business;
 mod decrypt;
 pub mod devices;
 mod handshake;
@@ -56,6 +58,7 @@ mod relay;
 mod stateful;
 mod wire;
 
+pub use business::business;
 pub use decrypt::{DecryptOutcome, Mutated, decrypt_arbitrary, decrypt_arbitrary_outcome};
 pub use devices::{device_list, history_part, provisioning_open};
 pub use handshake::handshake_respond;
@@ -88,4 +91,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("provisioning_open", provisioning_open),
     ("history_part", history_part),
     ("content", content),
+    ("business", business),
 ];

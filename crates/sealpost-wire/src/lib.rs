@@ -25,6 +25,7 @@
 #![warn(unreachable_pub)]
 
 mod address;
+pub mod business;
 mod codec;
 pub mod content;
 pub mod devices;

@@ -185,3 +185,31 @@ pub(super) fn contents() -> Vec<Seed> {
         ),
     ]
 }
+
+pub(super) fn business() -> Vec<Seed> {
+    let f = crate::business::business_fixture();
+    let t = "business";
+    let published = |with_statement: bool| {
+        let p = sealpost_wire::business::PublishedProfile {
+            profile: f.profile.signed().clone(),
+            verifications: if with_statement {
+                vec![sealpost_wire::business::BusinessVerification::decode(&f.statement).unwrap()]
+            } else {
+                Vec::new()
+            },
+        };
+        let mut w = sealpost_wire::Writer::new();
+        p.encode_into(&mut w).unwrap();
+        w.into_bytes()
+    };
+    let mut tampered = f.profile.encoded().to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    vec![
+        seed(t, "profile", f.profile.encoded()),
+        seed(t, "profile-bad-signature", tampered),
+        seed(t, "statement", f.statement.clone()),
+        seed(t, "published", published(true)),
+        seed(t, "published-bare", published(false)),
+    ]
+}

@@ -9,7 +9,7 @@ mod pin;
 mod relay;
 mod session;
 
-use devices::{contents, device_lists, history_parts, provisioning};
+use devices::{business, contents, device_lists, history_parts, provisioning};
 use pin::{pin_frames, pin_local_verifiers, pin_recovery, pin_vault_records};
 use relay::{relay_frames, relay_handler};
 use session::{
@@ -53,5 +53,6 @@ pub fn all() -> Vec<Seed> {
     out.extend(provisioning());
     out.extend(history_parts());
     out.extend(contents());
+    out.extend(business());
     out
 }

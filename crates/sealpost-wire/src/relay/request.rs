@@ -134,6 +134,14 @@ pub enum Request {
     },
     /// Fetch the connection's own account's account-key backup (authenticated).
     FetchAccountKeyBackup,
+    /// Store the account's business profile with its verification statements
+    /// (authenticated, the owner; spec/relay.md 3.14).
+    PublishBusinessProfile(crate::business::PublishedProfile),
+    /// Fetch an account's business profile (authenticated).
+    FetchBusinessProfile {
+        /// The business's account.
+        account: AccountId,
+    },
     /// Ask for an `Owner` guardian credential for the connection's account (authenticated).
     GetGuardianCredential,
     /// Store (replace) the account's vault at a guardian (`Owner` scope).
@@ -288,6 +296,13 @@ impl core::fmt::Debug for Request {
                 .field("backup", backup)
                 .finish(),
             Self::FetchAccountKeyBackup => f.write_str("FetchAccountKeyBackup"),
+            Self::PublishBusinessProfile(p) => {
+                f.debug_tuple("PublishBusinessProfile").field(p).finish()
+            }
+            Self::FetchBusinessProfile { account } => f
+                .debug_struct("FetchBusinessProfile")
+                .field("account", account)
+                .finish(),
             Self::GetGuardianCredential => f.write_str("GetGuardianCredential"),
             Self::VaultStore {
                 credential,
@@ -425,6 +440,15 @@ impl Request {
                 w.bytes(&backup.encode());
             }),
             Self::FetchAccountKeyBackup => frame(0x34, |_| {}),
+            // A decoded or checked profile encodes; a broken one leaves an empty payload,
+            // which the relay refuses as `Malformed`.
+            Self::PublishBusinessProfile(p) => frame(0x17, |w| {
+                let mut inner = Writer::new();
+                if p.encode_into(&mut inner).is_ok() {
+                    w.bytes(inner.as_slice());
+                }
+            }),
+            Self::FetchBusinessProfile { account } => frame(0x18, |w| account.encode_into(w)),
             Self::GetGuardianCredential => frame(0x32, |_| {}),
             Self::VaultStore {
                 credential,
@@ -593,6 +617,12 @@ impl Request {
                 backup: crate::devices::AccountKeyBackup::decode_from(&mut r)?,
             },
             0x34 => Self::FetchAccountKeyBackup,
+            0x17 => Self::PublishBusinessProfile(crate::business::PublishedProfile::decode_from(
+                &mut r,
+            )?),
+            0x18 => Self::FetchBusinessProfile {
+                account: AccountId::decode_from(&mut r)?,
+            },
             0x32 => Self::GetGuardianCredential,
             0x38 => Self::VaultStore {
                 credential: GuardianCredential::decode_from(&mut r)?,

@@ -72,6 +72,11 @@ pub enum ErrorCode {
     /// `Send` to an account whose key holder was just replaced by a recovery registration
     /// (spec/relay.md 3.2) and has not published its list yet: retry after `retry_after`.
     DevicesChanging,
+    /// A business profile or verification statement that is not valid for the account
+    /// (3.14).
+    InvalidBusinessProfile,
+    /// A business profile whose version is not above the stored one (3.14).
+    StaleBusinessProfile,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -110,6 +115,8 @@ impl ErrorCode {
             Self::StaleDeviceList => 28,
             Self::TooManyDevices => 29,
             Self::DevicesChanging => 30,
+            Self::InvalidBusinessProfile => 31,
+            Self::StaleBusinessProfile => 32,
             Self::Other(v) => v,
         }
     }
@@ -147,6 +154,8 @@ impl ErrorCode {
             28 => Self::StaleDeviceList,
             29 => Self::TooManyDevices,
             30 => Self::DevicesChanging,
+            31 => Self::InvalidBusinessProfile,
+            32 => Self::StaleBusinessProfile,
             other => Self::Other(other),
         }
     }
@@ -266,6 +275,13 @@ pub enum Response {
     AccountKeyBackupStored,
     /// `FetchAccountKeyBackup` succeeded: the stored backup, if any.
     AccountKeyBackup(Option<crate::devices::AccountKeyBackup>),
+    /// `PublishBusinessProfile` succeeded: the stored profile version.
+    BusinessProfileStored {
+        /// The stored `profile_version`.
+        profile_version: u64,
+    },
+    /// `FetchBusinessProfile` succeeded: the stored profile and statements, if any.
+    BusinessProfile(Option<crate::business::PublishedProfile>),
     /// `GetGuardianCredential` succeeded: an `Owner` credential.
     Credential(GuardianCredential),
     /// `VaultStore` succeeded.
@@ -404,6 +420,22 @@ impl Response {
                 w.flag(b.is_some());
                 if let Some(b) = b {
                     w.bytes(&b.encode());
+                }
+            }),
+            Self::BusinessProfileStored { profile_version } => frame(0x57, |w| {
+                w.u64(*profile_version);
+            }),
+            // Stored profiles were checked when published, so they encode; one that does
+            // not is answered as absent rather than as a broken payload.
+            Self::BusinessProfile(p) => frame(0x58, |w| {
+                let mut inner = Writer::new();
+                match p.as_ref().map(|p| p.encode_into(&mut inner)) {
+                    Some(Ok(())) => {
+                        w.flag(true).bytes(inner.as_slice());
+                    }
+                    _ => {
+                        w.flag(false);
+                    }
                 }
             }),
             Self::Credential(c) => frame(0x72, |w| c.encode_into(w)),
@@ -560,6 +592,14 @@ impl Response {
             0x73 => Self::AccountKeyBackupStored,
             0x74 => Self::AccountKeyBackup(if r.flag("has_backup")? {
                 Some(crate::devices::AccountKeyBackup::decode_from(&mut r)?)
+            } else {
+                None
+            }),
+            0x57 => Self::BusinessProfileStored {
+                profile_version: r.u64()?,
+            },
+            0x58 => Self::BusinessProfile(if r.flag("has_profile")? {
+                Some(crate::business::PublishedProfile::decode_from(&mut r)?)
             } else {
                 None
             }),

@@ -19,6 +19,67 @@ fn backup() -> crate::devices::AccountKeyBackup {
     }
 }
 
+fn published(verifications: usize) -> crate::business::PublishedProfile {
+    use crate::business::*;
+    let account = AccountId::new("+15550100300").unwrap();
+    PublishedProfile {
+        profile: SignedBusinessProfile {
+            body: BusinessProfileBody {
+                account: account.clone(),
+                account_key: [0xB1; 32],
+                profile_version: 2,
+                issued_at: 5,
+                fields: BusinessProfileFields {
+                    name: "Velo Lina".into(),
+                    website: "https://velo.example".into(),
+                    reply_within: 600,
+                    ..BusinessProfileFields::default()
+                },
+            },
+            signature: [0xB2; 64],
+        },
+        verifications: (0..verifications)
+            .map(|i| BusinessVerification {
+                body: BusinessVerificationBody {
+                    verifier_key: [u8::try_from(i).unwrap(); 32],
+                    account: account.clone(),
+                    account_key: [0xB1; 32],
+                    business_name: "Velo Lina".into(),
+                    issued_at: 1,
+                    expires_at: 2,
+                },
+                signature: [0xB3; 64],
+            })
+            .collect(),
+    }
+}
+
+/// spec/relay.md 3.14: at most four statements; a fifth is refused before it is read.
+#[test]
+fn business_profile_requests() {
+    let frame = Request::PublishBusinessProfile(published(4)).encode();
+    assert_eq!(
+        Request::decode(body(&frame)).unwrap(),
+        Request::PublishBusinessProfile(published(4))
+    );
+    let mut w = Writer::new();
+    published(5).encode_into(&mut w).unwrap_err();
+    // Forge a count of 5 after a valid profile.
+    let mut five = Writer::new();
+    published(0).encode_into(&mut five).unwrap();
+    let mut bytes = vec![1, 0x17];
+    bytes.extend_from_slice(five.as_slice());
+    *bytes.last_mut().unwrap() = 5;
+    assert_eq!(
+        Request::decode(&bytes).unwrap_err(),
+        DecodeError::TooMany {
+            what: "verifications",
+            count: 5,
+            max: 4
+        }
+    );
+}
+
 /// spec/relay.md 3.13: the backup is 94 bytes after `0x01 0x15`; another version or type
 /// byte, a short or a long body is refused.
 #[test]
@@ -199,6 +260,8 @@ fn pin_messages_reject_bad_fields() {
         (ErrorCode::StaleDeviceList, 28),
         (ErrorCode::TooManyDevices, 29),
         (ErrorCode::DevicesChanging, 30),
+        (ErrorCode::InvalidBusinessProfile, 31),
+        (ErrorCode::StaleBusinessProfile, 32),
     ] {
         assert_eq!(code.to_u16(), v);
         assert_eq!(ErrorCode::from_u16(v), code);
@@ -332,6 +395,9 @@ fn requests_roundtrip_and_reject_truncation() {
         Request::ClearRegistrationLock,
         Request::StoreAccountKeyBackup { backup: backup() },
         Request::FetchAccountKeyBackup,
+        Request::PublishBusinessProfile(published(0)),
+        Request::PublishBusinessProfile(published(2)),
+        Request::FetchBusinessProfile { account: acct() },
         Request::GetGuardianCredential,
         Request::VaultStore {
             credential: cred(CredentialScope::Owner),
@@ -425,6 +491,9 @@ fn responses_and_pushes_roundtrip() {
         Response::AccountKeyBackupStored,
         Response::AccountKeyBackup(None),
         Response::AccountKeyBackup(Some(backup())),
+        Response::BusinessProfileStored { profile_version: 3 },
+        Response::BusinessProfile(None),
+        Response::BusinessProfile(Some(published(1))),
         Response::Credential(cred(CredentialScope::Owner)),
         Response::VaultStored,
         Response::Vault {

@@ -1,6 +1,7 @@
 //! Test vectors for linked devices (`spec/vectors/device_list.json`,
 //! `spec/vectors/provisioning.json`, `spec/vectors/history_bundle.json`,
-//! `spec/vectors/account_key_backup.json`).
+//! `spec/vectors/account_key_backup.json`) and business accounts (`spec/vectors/business.json`,
+//! in `business.rs`).
 //!
 //! Every output is computed twice: through the public `sealpost-devices` API, and by a small
 //! model in this file that assembles the signed bytes, the binding inputs and the
@@ -33,6 +34,8 @@ use sealpost_wire::{DeviceAddress, DeviceId};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+mod business;
 
 const ACCOUNT: &str = "+15551230001";
 const SPEC_LIST_LABEL: &[u8] = b"Sealpost_DeviceList_v1";
