@@ -127,6 +127,10 @@ enum Command {
     /// Two-step verification PIN: set, change, disable, check, status.
     #[command(subcommand)]
     Pin(commands::PinCommand),
+    /// Business accounts: the signed profile (`profile show|set`), verification (`verify`,
+    /// `trust`), and the verifier's tools (`verifier keygen|sign`).
+    #[command(subcommand)]
+    Business(commands::BusinessCommand),
 }
 
 fn init_logs(verbose: u8) {
@@ -175,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Link(args) => commands::link(&ctx, args).await,
         Command::Devices(args) => commands::devices(&ctx, args).await,
         Command::Pin(command) => commands::pin(&ctx, command).await,
+        Command::Business(command) => commands::business(&ctx, command).await,
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Settings {
     /// How many guardians recover the vault (default: a majority).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardian_threshold: Option<u8>,
+    /// Verifiers of businesses this device trusts, `NAME=HEX` (the verifier's Ed25519 public
+    /// key, 64 hex digits; spec/business.md 4.2), added with `sealpost business trust`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_verifiers: Vec<String>,
 }
 
 impl Settings {
@@ -105,6 +109,10 @@ impl Settings {
             let t = self.guardian_threshold.unwrap_or(n / 2 + 1);
             config = config.with_guardians(Guardians::new(list, t)?);
         }
+        for v in &self.trusted_verifiers {
+            let (name, key) = parse_verifier(v)?;
+            config = config.with_trusted_verifier(name, key);
+        }
         Ok(config
             .with_request_timeout(timeout.min(MAX_REQUEST_TIMEOUT))
             // A short-lived program: retry quickly rather than wait up to a minute.
@@ -113,6 +121,26 @@ impl Settings {
                 max: Duration::from_secs(5),
             }))
     }
+}
+
+/// A trusted verifier as written in `config.toml`: `NAME=HEX`.
+pub fn parse_verifier(entry: &str) -> anyhow::Result<(String, [u8; 32])> {
+    let (name, key) = entry
+        .rsplit_once('=')
+        .ok_or_else(|| anyhow!("trusted verifier {entry:?}: expected NAME=HEX"))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        bail!("trusted verifier {entry:?}: the name must be one line of text");
+    }
+    Ok((name.to_owned(), parse_key_hex(key)?))
+}
+
+/// 64 hex digits as a 32-byte public key.
+pub fn parse_key_hex(text: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).map_err(|_| anyhow!("{text:?} is not hex"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("a public key is 64 hex digits (32 bytes)"))
 }
 
 /// The relay's addresses as written in `config.toml`: one string, or a list of them.

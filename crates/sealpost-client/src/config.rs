@@ -231,6 +231,10 @@ pub struct ClientConfig {
     /// On the key holder: how old (by its history timestamp) a message may be and still go
     /// into a history bundle. Default [`crate::HISTORY_BUNDLE_MAX_AGE`] (90 days).
     pub history_bundle_max_age: Duration,
+    /// The verifiers whose statements make a business show as verified
+    /// (spec/business.md 4.2): each a name shown to the user and an Ed25519 key. Empty by
+    /// default: which verifiers to trust is the application's decision, never the protocol's.
+    pub trusted_verifiers: Vec<sealpost_devices::TrustedVerifier>,
 }
 
 /// One guardian of the PIN vault: a relay with its guardian role enabled.
@@ -326,6 +330,7 @@ impl ClientConfig {
             device_list_refresh: crate::DEVICE_LIST_REFRESH,
             history_bundle_max_messages: crate::HISTORY_BUNDLE_MAX_MESSAGES,
             history_bundle_max_age: crate::HISTORY_BUNDLE_MAX_AGE,
+            trusted_verifiers: Vec::new(),
         }
     }
 
@@ -394,6 +399,17 @@ impl ClientConfig {
     pub fn with_history_bundle(mut self, max_messages: usize, max_age: Duration) -> Self {
         self.history_bundle_max_messages = max_messages;
         self.history_bundle_max_age = max_age;
+        self
+    }
+
+    /// Adds a verifier whose statements make a business show as verified
+    /// (spec/business.md 4.2): `name` is what the user is shown, `key` its Ed25519 public key.
+    pub fn with_trusted_verifier(mut self, name: impl Into<String>, key: [u8; 32]) -> Self {
+        self.trusted_verifiers
+            .push(sealpost_devices::TrustedVerifier {
+                name: name.into(),
+                key,
+            });
         self
     }
 }

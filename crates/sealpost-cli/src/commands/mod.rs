@@ -1,11 +1,13 @@
 //! The subcommands, and what they share: opening the registered client, reporting events
 //! that arrive on the side, waiting for the connection, shutting down.
 
+mod business;
 mod chat;
 mod devices;
 
 mod pin;
 
+pub use business::{BusinessCommand, business};
 pub use chat::chat;
 pub use devices::{DevicesArgs, LinkArgs, devices, link};
 pub use pin::{PinCommand, pin};
@@ -438,6 +440,7 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
             args.guardians
         },
         guardian_threshold: args.guardian_threshold.or(saved.guardian_threshold),
+        trusted_verifiers: saved.trusted_verifiers.clone(),
     };
     let account = parse_account(&settings.account)?;
     settings.account = account.as_str().to_owned();

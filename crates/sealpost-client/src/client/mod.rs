@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod business;
 mod devices;
 mod linking;
 mod pin;
@@ -33,6 +34,7 @@ mod receiving;
 mod sending;
 mod sync;
 
+pub use business::BusinessProfile;
 pub use devices::DEVICE_LIST_REFRESH;
 use devices::*;
 pub use linking::PendingLink;

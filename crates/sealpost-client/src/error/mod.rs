@@ -347,6 +347,19 @@ pub enum ClientError {
     /// devices.
     #[error("this device does not hold the account key")]
     NotKeyHolder,
+    /// The account is not a business account (its list is not of the business family, or
+    /// it has none): it has no business profile to publish.
+    #[error("not a business account")]
+    NotBusiness,
+    /// A business profile was refused (spec/business.md 3.3, 3.4): it does not verify under
+    /// the account's key, or it is older than (or conflicts with) the pinned one. The pin
+    /// is kept.
+    #[error("business profile refused: {0}")]
+    BusinessProfileRefused(sealpost_devices::ProfileError),
+    /// A verification statement does not fit the business's profile (spec/business.md
+    /// 4.2): another account, key or name, or a bad signature.
+    #[error("verification statement refused: {0}")]
+    VerificationRefused(sealpost_devices::VerificationError),
     /// An outgoing message failed transiently `attempts` times in a row
     /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -440,7 +453,10 @@ impl ClientError {
             | Self::SendAttemptsExhausted { .. }
             | Self::DeviceListRefused(_)
             | Self::Link(_)
-            | Self::NotKeyHolder => true,
+            | Self::NotKeyHolder
+            | Self::NotBusiness
+            | Self::BusinessProfileRefused(_)
+            | Self::VerificationRefused(_) => true,
         }
     }
 

@@ -30,11 +30,13 @@ pub enum Table {
     Devices,
     /// The read marker of each conversation (spec/client-store.md 5.11).
     Reads,
+    /// The pinned business profile of each business account (spec/client-store.md 5.12).
+    Profiles,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Account,
         Table::PreKeys,
         Table::Contacts,
@@ -45,6 +47,7 @@ impl Table {
         Table::Pin,
         Table::Devices,
         Table::Reads,
+        Table::Profiles,
     ];
 
     /// The table's name, bound into every record's associated data.
@@ -60,6 +63,7 @@ impl Table {
             Self::Pin => "pin",
             Self::Devices => "devices",
             Self::Reads => "reads",
+            Self::Profiles => "profiles",
         }
     }
 
@@ -76,6 +80,7 @@ impl Table {
             Self::Pin => 8,
             Self::Devices => 9,
             Self::Reads => 10,
+            Self::Profiles => 11,
         }
     }
 }

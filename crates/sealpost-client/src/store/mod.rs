@@ -9,6 +9,7 @@ mod backend;
 mod crypt;
 mod devices;
 mod open;
+mod profiles;
 mod reads;
 mod records;
 mod sqlite;

@@ -31,6 +31,7 @@ const MAX_PUSH_STREAMS: u32 = 256;
 /// [`DEAD_AFTER_TIMEOUTS`] requests in a row timed out.
 const CLOSE_UNRESPONSIVE: u32 = 0;
 
+mod business;
 mod devices;
 
 /// Prekey counts the relay reports: `(one-time X25519, one-time KEM)`.
@@ -417,6 +418,8 @@ fn kind_name(resp: &Response) -> &'static str {
         Response::DeviceList(_) => "DeviceList",
         Response::Provisioned => "Provisioned",
         Response::Activity(_) => "Activity",
+        Response::BusinessProfileStored { .. } => "BusinessProfileStored",
+        Response::BusinessProfile(_) => "BusinessProfile",
     }
 }
 
