@@ -6,7 +6,7 @@ use crate::{AccountKey, AccountKeyPair};
 use sealpost_crypto::ed25519::{Signature, SigningKey, VerifyingKey};
 use sealpost_wire::business::{
     BusinessProfileBody, BusinessProfileFields, BusinessVerification, BusinessVerificationBody,
-    PublishedProfile, SignedBusinessProfile,
+    SignedBusinessProfile,
 };
 use sealpost_wire::{AccountId, DecodeError};
 
@@ -305,17 +305,17 @@ pub fn check_verification<'t>(
     Ok(verifier)
 }
 
-/// The trusted verifiers that vouch for `published`'s profile at `now_ms`, each once, in
-/// the order of the statements; statements that fail are skipped (section 4.2: they change
-/// nothing else).
+/// The trusted verifiers that vouch for `profile` at `now_ms` by the `statements` served
+/// with it, each once, in the order of the statements; statements that fail are skipped
+/// (section 4.2: they change nothing else).
 pub fn verified_by<'t>(
-    published: &PublishedProfile,
+    statements: &[BusinessVerification],
     profile: &VerifiedBusinessProfile,
     trusted: &'t [TrustedVerifier],
     now_ms: u64,
 ) -> Vec<&'t TrustedVerifier> {
     let mut out: Vec<&TrustedVerifier> = Vec::new();
-    for s in &published.verifications {
+    for s in statements {
         if let Ok(v) = check_verification(s, profile, trusted, now_ms)
             && !out.iter().any(|o| o.key == v.key)
         {
@@ -468,11 +468,8 @@ mod tests {
             check_verification(&forged, &profile, &trusted, 25),
             Err(VerificationError::BadSignature)
         );
-        let published = PublishedProfile {
-            profile: profile.signed().clone(),
-            verifications: vec![forged, statement.clone(), statement],
-        };
-        let by = verified_by(&published, &profile, &trusted, 15);
+        let statements = vec![forged, statement.clone(), statement];
+        let by = verified_by(&statements, &profile, &trusted, 15);
         assert_eq!(by.len(), 1);
     }
 }

@@ -38,6 +38,7 @@ mod error;
 mod list;
 mod pin;
 mod provisioning;
+mod route;
 
 #[cfg(feature = "hazmat")]
 pub mod hazmat;
@@ -55,5 +56,8 @@ pub use pin::{DeviceListChange, DeviceListPin, Update};
 pub use provisioning::{
     LINK_TEXT_PREFIX, LinkRequest, PROVISIONING_INFO, ProvisionedLink, parse_invitation,
     seal_provisioning,
+};
+pub use route::{
+    ROUTE_LABEL, RouteError, VerifiedRoute, route_targets, sign_route_as_device,
 };
 pub use sealpost_wire::devices::{DeviceEntry, DeviceRole, RoleFamily};

@@ -104,7 +104,7 @@ pub fn business(data: &[u8]) {
         let mut w = Writer::new();
         p.encode_into(&mut w).unwrap();
         assert_eq!(w.as_slice(), data, "published profile is not canonical");
-        let by = verified_by(&p, &f.profile, &f.trusted, NOW_MS);
+        let by = verified_by(&p.verifications, &f.profile, &f.trusted, NOW_MS);
         let carries = p
             .verifications
             .iter()

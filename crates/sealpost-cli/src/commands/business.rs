@@ -238,7 +238,7 @@ fn keygen(out: &PathBuf) -> anyhow::Result<()> {
     }
     let key = SigningKey::generate(&mut rand::rng());
     let seed = key.to_seed();
-    let text = Zeroizing::new(hex::encode(*seed) + "\n");
+    let text = Zeroizing::new(hex::encode(seed.as_slice()) + "\n");
     write_secret(out, text.as_bytes())
         .with_context(|| format!("cannot write {}", out.display()))?;
     outln!(

@@ -82,6 +82,7 @@ impl Client {
                 .collect();
             Ok(PublishedProfile {
                 profile: signed,
+                route: None,
                 verifications,
             })
         })
@@ -193,16 +194,12 @@ fn view(
     statements: &[BusinessVerification],
     trusted: &[sealpost_devices::TrustedVerifier],
 ) -> BusinessProfile {
-    let published = PublishedProfile {
-        profile: profile.signed().clone(),
-        verifications: statements.to_vec(),
-    };
     BusinessProfile {
         account: profile.signed().body.account.clone(),
         fields: profile.fields().clone(),
         version: profile.profile_version(),
         account_key: profile.account_key(),
-        verified_by: verified_by(&published, profile, trusted, now_ms())
+        verified_by: verified_by(statements, profile, trusted, now_ms())
             .into_iter()
             .map(|t| t.name.clone())
             .collect(),

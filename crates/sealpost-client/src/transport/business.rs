@@ -14,7 +14,7 @@ impl Connection {
         published: PublishedProfile,
     ) -> Result<u64, ClientError> {
         match self
-            .request(&Request::PublishBusinessProfile(published))
+            .request(&Request::PublishBusinessProfile(Box::new(published)))
             .await?
         {
             Response::BusinessProfileStored { profile_version } => Ok(profile_version),
@@ -34,7 +34,7 @@ impl Connection {
             })
             .await?
         {
-            Response::BusinessProfile(p) => Ok(p),
+            Response::BusinessProfile(p) => Ok(p.map(|p| *p)),
             other => Err(unexpected("FetchBusinessProfile", &other)),
         }
     }

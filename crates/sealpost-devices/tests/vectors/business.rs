@@ -1,20 +1,24 @@
-//! `spec/vectors/business.json`: a business profile and a verification statement
-//! (`spec/business.md` sections 3 and 4), computed through the API and by a model that
+//! `spec/vectors/business.json` and `business_routes.json`: a business profile, a
+//! verification statement and routes (`spec/business.md` sections 3, 4 and 7), computed through the API and by a model that
 //! writes the signed bytes exactly as the spec's tables do.
 
 use super::{secret, write_or_check};
 use sealpost_crypto::ed25519::SigningKey;
 use sealpost_devices::{
-    AccountKeyPair, ProfileError, TrustedVerifier, VerificationError, VerifiedBusinessProfile,
-    check_verification, sign_business_verification,
+    AccountKeyPair, ProfileError, RouteError, TrustedVerifier, VerificationError,
+    VerifiedBusinessProfile, VerifiedRoute, check_verification, route_targets,
+    sign_business_verification, sign_route_as_device,
 };
-use sealpost_wire::business::{BusinessProfileFields, BusinessVerification, SignedBusinessProfile};
+use sealpost_wire::business::{
+    BusinessProfileFields, BusinessVerification, RouteBody, RouteSigner, SignedBusinessProfile,
+};
 use sealpost_wire::{AccountId, DecodeError};
 use serde_json::json;
 
 const BUSINESS: &str = "+15550100300";
 const SPEC_PROFILE_LABEL: &[u8] = b"Sealpost_BusinessProfile_v1";
 const SPEC_VERIFICATION_LABEL: &[u8] = b"Sealpost_BusinessVerification_v1";
+const SPEC_ROUTE_LABEL: &[u8] = b"Sealpost_Route_v1";
 const ISSUED_AT: u64 = 1_765_000_000_000;
 
 fn fields() -> BusinessProfileFields {
@@ -186,4 +190,212 @@ fn business_vectors() {
         },
     });
     write_or_check("business.json", &computed);
+}
+
+/// A business list: owner 1, admin 2, agent 3, bot 4, each linked as section 6 does it
+/// (the key holder signs, the new device adds its binding).
+fn business_list(ak: &AccountKeyPair) -> (sealpost_devices::VerifiedDeviceList, Vec<super::Device>) {
+    use sealpost_devices::{DeviceRole, VerifiedDeviceList};
+    use sealpost_wire::devices::DeviceName;
+    let account = AccountId::new(BUSINESS).unwrap();
+    let devices: Vec<super::Device> = ["owner", "admin", "agent", "bot"]
+        .iter()
+        .map(|l| super::device(&format!("business.{l}")))
+        .collect();
+    let mut list = ak
+        .first_list(
+            &account,
+            1,
+            devices[0].identity,
+            DeviceRole::Owner,
+            DeviceName::new("Owner").unwrap(),
+            ISSUED_AT,
+            |m| devices[0].signing.sign(m),
+        )
+        .unwrap();
+    for (i, (role, name)) in [
+        (DeviceRole::Admin, "Mara, admin"),
+        (DeviceRole::Agent, "Lina, support"),
+        (DeviceRole::Bot, "Order bot"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = &devices[i + 1];
+        let body = ak
+            .link_device(&list, d.identity, role, DeviceName::new(name).unwrap(), ISSUED_AT)
+            .unwrap();
+        let mut signed = body.list.clone();
+        let at = signed.bindings.len() - 1;
+        let message = sealpost_devices::binding_message(&account, &ak.public(), &d.identity);
+        signed.bindings[at] = d.signing.sign(&message).to_bytes();
+        list = VerifiedDeviceList::verify(&signed.encode().unwrap(), &account).unwrap();
+    }
+    (list, devices)
+}
+
+fn route_body(customer: Option<&str>, version: u64, devices: Vec<u32>, signer: RouteSigner) -> RouteBody {
+    RouteBody {
+        account: AccountId::new(BUSINESS).unwrap(),
+        account_key: AccountKeyPair::from_seed(&secret("business.account-key"))
+            .public()
+            .to_bytes(),
+        customer: customer.map(|c| AccountId::new(c).unwrap()),
+        route_version: version,
+        issued_at: ISSUED_AT,
+        devices,
+        signer,
+    }
+}
+
+const CUSTOMER: &str = "+15550100777";
+
+/// spec/business.md 7: the default route (bot and agent) signed by the account key, the
+/// bot's escalation to the agent, and the routes a client refuses.
+#[test]
+fn route_vectors_and_rules() {
+    let ak = AccountKeyPair::from_seed(&secret("business.account-key"));
+    let (list, devices) = business_list(&ak);
+    let customer = AccountId::new(CUSTOMER).unwrap();
+    let default = ak
+        .sign_route(route_body(None, 1, vec![3, 4], RouteSigner::AccountKey))
+        .unwrap();
+    let default = VerifiedRoute::verify(&default, &list, None, None).unwrap();
+    // The model: label || body, Ed25519 under AK.
+    let model_body = [
+        &[0x01, 0x18][..],
+        &text8(BUSINESS),
+        &ak.public().to_bytes(),
+        &[0x00],
+        &1u64.to_be_bytes(),
+        &ISSUED_AT.to_be_bytes(),
+        &[2],
+        &3u32.to_be_bytes(),
+        &4u32.to_be_bytes(),
+        &0u32.to_be_bytes(),
+    ]
+    .concat();
+    let model_sig = SigningKey::from_seed(&secret("business.account-key"))
+        .sign(&[SPEC_ROUTE_LABEL, &model_body].concat());
+    assert_eq!(
+        default.encoded(),
+        [model_body, model_sig.to_bytes().to_vec()].concat()
+    );
+    // Whom the customer encrypts to: the routed devices and the owner, not the admin.
+    assert_eq!(route_targets(&list, None, Some(&default)), vec![1, 3, 4]);
+    assert_eq!(route_targets(&list, None, None), vec![1, 2, 3, 4]);
+
+    // The bot (routed by the default route) hands the conversation to the agent.
+    let escalation = sign_route_as_device(
+        route_body(Some(CUSTOMER), 1, vec![3], RouteSigner::Device(4)),
+        |m| devices[3].signing.sign(m),
+    )
+    .unwrap();
+    let escalation =
+        VerifiedRoute::verify(&escalation, &list, Some(&customer), Some(&default)).unwrap();
+    assert_eq!(
+        route_targets(&list, Some(&escalation), Some(&default)),
+        vec![1, 3]
+    );
+    // Once the agent has it, the bot may not take it back; the admin may.
+    let take_back = sign_route_as_device(
+        route_body(Some(CUSTOMER), 2, vec![4], RouteSigner::Device(4)),
+        |m| devices[3].signing.sign(m),
+    )
+    .unwrap();
+    assert_eq!(
+        VerifiedRoute::verify(&take_back, &list, Some(&customer), Some(&escalation)),
+        Err(RouteError::Unauthorized)
+    );
+    let by_admin = sign_route_as_device(
+        route_body(Some(CUSTOMER), 2, vec![4], RouteSigner::Device(2)),
+        |m| devices[1].signing.sign(m),
+    )
+    .unwrap();
+    let by_admin =
+        VerifiedRoute::verify(&by_admin, &list, Some(&customer), Some(&escalation)).unwrap();
+    assert_eq!(by_admin.replaces(Some(&escalation)), Ok(true));
+    assert_eq!(
+        escalation.replaces(Some(&by_admin)),
+        Err(RouteError::RolledBack {
+            held: 2,
+            offered: 1
+        })
+    );
+    // A default route signed by a device that is not owner or admin; a route for
+    // another customer; a forged signature; a route under another key.
+    let by_agent = sign_route_as_device(
+        route_body(None, 2, vec![3], RouteSigner::Device(3)),
+        |m| devices[2].signing.sign(m),
+    )
+    .unwrap();
+    assert_eq!(
+        VerifiedRoute::verify(&by_agent, &list, None, Some(&default)),
+        Err(RouteError::Unauthorized)
+    );
+    let other = AccountId::new("+15550100778").unwrap();
+    assert_eq!(
+        VerifiedRoute::verify(escalation.signed(), &list, Some(&other), Some(&default)),
+        Err(RouteError::WrongCustomer)
+    );
+    let mut forged = default.signed().clone();
+    forged.body.devices = vec![2, 3, 4];
+    assert_eq!(
+        VerifiedRoute::verify(&forged, &list, None, None),
+        Err(RouteError::BadSignature)
+    );
+    let stranger = AccountKeyPair::from_seed(&secret("business.new-account-key"));
+    let mut foreign = route_body(None, 1, vec![3], RouteSigner::AccountKey);
+    foreign.account_key = stranger.public().to_bytes();
+    let foreign = stranger.sign_route(foreign).unwrap();
+    assert_eq!(
+        VerifiedRoute::verify(&foreign, &list, None, None),
+        Err(RouteError::WrongAccountKey)
+    );
+    // A route naming only a removed device falls back (7.3 rule 1).
+    let gone = ak
+        .sign_route(route_body(None, 3, vec![7], RouteSigner::AccountKey))
+        .unwrap();
+    let gone = VerifiedRoute::verify(&gone, &list, None, None).unwrap();
+    assert_eq!(route_targets(&list, None, Some(&gone)), vec![1, 2, 3, 4]);
+
+    let seeds = |what: &str| {
+        ["owner", "admin", "agent", "bot"]
+            .iter()
+            .map(|l| hex::encode(secret(&format!("business.{l}.{what}"))))
+            .collect::<Vec<_>>()
+    };
+    let computed = json!({
+        "account": BUSINESS,
+        "account_key_seed": hex::encode(secret("business.account-key")),
+        "list": hex::encode(list.as_bytes()),
+        "device_identity_ed25519_seeds": seeds("identity-ed25519"),
+        "device_identity_x25519_secrets": seeds("identity-x25519"),
+        "customer": CUSTOMER,
+        "default_route": {
+            "encoded": hex::encode(default.encoded()),
+            "targets": [1, 3, 4],
+        },
+        "escalation_by_bot": {
+            "encoded": hex::encode(escalation.encoded()),
+            "current_route": "default_route",
+            "targets": [1, 3],
+        },
+        "refused": {
+            "bot_takes_back_after_escalation": {
+                "encoded": hex::encode(take_back.encode().unwrap()),
+                "current_route": "escalation_by_bot",
+                "error": "Unauthorized",
+            },
+            "default_route_by_agent": {
+                "encoded": hex::encode(by_agent.encode().unwrap()),
+                "error": "Unauthorized",
+            },
+            "default_route_altered": {
+                "encoded": hex::encode(forged.encode().unwrap()),
+                "error": "BadSignature",
+            },
+        },
+    });
+    write_or_check("business_routes.json", &computed);
 }

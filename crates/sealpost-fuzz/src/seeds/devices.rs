@@ -192,6 +192,7 @@ pub(super) fn business() -> Vec<Seed> {
     let published = |with_statement: bool| {
         let p = sealpost_wire::business::PublishedProfile {
             profile: f.profile.signed().clone(),
+            route: None,
             verifications: if with_statement {
                 vec![sealpost_wire::business::BusinessVerification::decode(&f.statement).unwrap()]
             } else {

@@ -136,7 +136,7 @@ pub enum Request {
     FetchAccountKeyBackup,
     /// Store the account's business profile with its verification statements
     /// (authenticated, the owner; spec/relay.md 3.14).
-    PublishBusinessProfile(crate::business::PublishedProfile),
+    PublishBusinessProfile(Box<crate::business::PublishedProfile>),
     /// Fetch an account's business profile (authenticated).
     FetchBusinessProfile {
         /// The business's account.
@@ -617,9 +617,9 @@ impl Request {
                 backup: crate::devices::AccountKeyBackup::decode_from(&mut r)?,
             },
             0x34 => Self::FetchAccountKeyBackup,
-            0x17 => Self::PublishBusinessProfile(crate::business::PublishedProfile::decode_from(
-                &mut r,
-            )?),
+            0x17 => Self::PublishBusinessProfile(Box::new(
+                crate::business::PublishedProfile::decode_from(&mut r)?,
+            )),
             0x18 => Self::FetchBusinessProfile {
                 account: AccountId::decode_from(&mut r)?,
             },

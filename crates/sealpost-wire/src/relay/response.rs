@@ -281,7 +281,7 @@ pub enum Response {
         profile_version: u64,
     },
     /// `FetchBusinessProfile` succeeded: the stored profile and statements, if any.
-    BusinessProfile(Option<crate::business::PublishedProfile>),
+    BusinessProfile(Option<Box<crate::business::PublishedProfile>>),
     /// `GetGuardianCredential` succeeded: an `Owner` credential.
     Credential(GuardianCredential),
     /// `VaultStore` succeeded.
@@ -599,7 +599,9 @@ impl Response {
                 profile_version: r.u64()?,
             },
             0x58 => Self::BusinessProfile(if r.flag("has_profile")? {
-                Some(crate::business::PublishedProfile::decode_from(&mut r)?)
+                Some(Box::new(crate::business::PublishedProfile::decode_from(
+                    &mut r,
+                )?))
             } else {
                 None
             }),

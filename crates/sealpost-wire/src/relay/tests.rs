@@ -38,6 +38,18 @@ fn published(verifications: usize) -> crate::business::PublishedProfile {
             },
             signature: [0xB2; 64],
         },
+        route: (verifications % 2 == 1).then(|| SignedRoute {
+            body: RouteBody {
+                account: account.clone(),
+                account_key: [0xB1; 32],
+                customer: None,
+                route_version: 1,
+                issued_at: 5,
+                devices: vec![1, 3],
+                signer: RouteSigner::AccountKey,
+            },
+            signature: [0xB4; 64],
+        }),
         verifications: (0..verifications)
             .map(|i| BusinessVerification {
                 body: BusinessVerificationBody {
@@ -57,18 +69,21 @@ fn published(verifications: usize) -> crate::business::PublishedProfile {
 /// spec/relay.md 3.14: at most four statements; a fifth is refused before it is read.
 #[test]
 fn business_profile_requests() {
-    let frame = Request::PublishBusinessProfile(published(4)).encode();
+    let frame = Request::PublishBusinessProfile(Box::new(published(4))).encode();
     assert_eq!(
         Request::decode(body(&frame)).unwrap(),
-        Request::PublishBusinessProfile(published(4))
+        Request::PublishBusinessProfile(Box::new(published(4)))
     );
+    published(5).encode_into(&mut Writer::new()).unwrap_err();
+    // Forge a count of 5 after a valid profile and route: drop the one statement
+    // (`var16`) and raise the count byte before it.
+    let one = published(1);
     let mut w = Writer::new();
-    published(5).encode_into(&mut w).unwrap_err();
-    // Forge a count of 5 after a valid profile.
-    let mut five = Writer::new();
-    published(0).encode_into(&mut five).unwrap();
+    one.encode_into(&mut w).unwrap();
+    let statement_len = 2 + one.verifications[0].encode().unwrap().len();
+    let five = &w.as_slice()[..w.as_slice().len() - statement_len];
     let mut bytes = vec![1, 0x17];
-    bytes.extend_from_slice(five.as_slice());
+    bytes.extend_from_slice(five);
     *bytes.last_mut().unwrap() = 5;
     assert_eq!(
         Request::decode(&bytes).unwrap_err(),
@@ -395,8 +410,8 @@ fn requests_roundtrip_and_reject_truncation() {
         Request::ClearRegistrationLock,
         Request::StoreAccountKeyBackup { backup: backup() },
         Request::FetchAccountKeyBackup,
-        Request::PublishBusinessProfile(published(0)),
-        Request::PublishBusinessProfile(published(2)),
+        Request::PublishBusinessProfile(Box::new(published(0))),
+        Request::PublishBusinessProfile(Box::new(published(2))),
         Request::FetchBusinessProfile { account: acct() },
         Request::GetGuardianCredential,
         Request::VaultStore {
@@ -493,7 +508,7 @@ fn responses_and_pushes_roundtrip() {
         Response::AccountKeyBackup(Some(backup())),
         Response::BusinessProfileStored { profile_version: 3 },
         Response::BusinessProfile(None),
-        Response::BusinessProfile(Some(published(1))),
+        Response::BusinessProfile(Some(Box::new(published(1)))),
         Response::Credential(cred(CredentialScope::Owner)),
         Response::VaultStored,
         Response::Vault {
