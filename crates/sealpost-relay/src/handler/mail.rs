@@ -58,6 +58,19 @@ pub(super) fn ack_response(
     }
 }
 
+/// What a `Send` refused as `MismatchedDevices` turned out to be.
+enum Mismatch {
+    /// The recipient's key holder is being replaced: retry later.
+    DevicesChanging,
+    /// A routed send to a business account: queue it addressing these devices.
+    Routed {
+        /// The key holder, which every routed send addresses.
+        key_holder: u32,
+    },
+    /// A sender with an outdated view of the devices.
+    Refused,
+}
+
 impl Handler {
     pub(super) async fn send_or_ack(
         &self,
@@ -76,19 +89,30 @@ impl Handler {
                 if let Err(s) = self.send_limiter.try_take(&me.address, now) {
                     return rate_limited("sends", s);
                 }
-                let message =
+                let mut message =
                     self.new_message(me, &message_id, sender_seq, &recipient, &envelopes, now);
-                let outcome = self.store.enqueue(&message).await;
-                if matches!(outcome, Ok(EnqueueOutcome::MismatchedDevices))
-                    && self
-                        .devices_changing(&recipient, &envelopes, message.exclude_device)
+                let mut outcome = self.store.enqueue(&message).await;
+                if matches!(outcome, Ok(EnqueueOutcome::MismatchedDevices)) {
+                    match self
+                        .mismatch(&recipient, &envelopes, message.exclude_device)
                         .await
-                {
-                    return Response::Error {
-                        code: ErrorCode::DevicesChanging,
-                        retry_after: DEVICES_CHANGING_RETRY_SECS,
-                        detail: "the account's key holder is being replaced; retry later".into(),
-                    };
+                    {
+                        Mismatch::DevicesChanging => {
+                            return Response::Error {
+                                code: ErrorCode::DevicesChanging,
+                                retry_after: DEVICES_CHANGING_RETRY_SECS,
+                                detail: "the account's key holder is being replaced; retry later"
+                                    .into(),
+                            };
+                        }
+                        Mismatch::Routed { key_holder } => {
+                            message.addressing = Addressing::Subset {
+                                required: key_holder,
+                            };
+                            outcome = self.store.enqueue(&message).await;
+                        }
+                        Mismatch::Refused => {}
+                    }
                 }
                 send_response(&recipient, now, outcome, effects)
             }
@@ -100,34 +124,66 @@ impl Handler {
         }
     }
 
-    /// Whether a `Send` refused as `MismatchedDevices` addressed exactly the stored list's
-    /// devices (but `exclude`, the sending device) in the window after a recovery
-    /// registration (spec/relay.md 3.2: the account has a `rekey_device`) until the new key
-    /// holder publishes its list. Read only on this refusal path.
-    async fn devices_changing(
+    /// What a `Send` refused as `MismatchedDevices` (addressing other devices than exactly
+    /// the registered ones) is, by the recipient's stored list; read only on this refusal
+    /// path, so ordinary sends cost nothing more:
+    /// - in the window after a recovery registration (spec/relay.md 3.2: the account has a
+    ///   `rekey_device`) until the new key holder publishes its list, a send addressing
+    ///   exactly the stored list's devices (but `exclude`, the sending device) is told to
+    ///   wait (`DevicesChanging`);
+    /// - to a business list, distinct listed devices including the key holder are a routed
+    ///   send (spec/business.md 7.3), tried again with [`Addressing::Subset`]: the store
+    ///   checks in its transaction that they are still registered.
+    async fn mismatch(
         &self,
         recipient: &AccountId,
         envelopes: &[OutgoingEnvelope],
         exclude: Option<u32>,
-    ) -> bool {
+    ) -> Mismatch {
         let Ok(state) = self.store.device_list_state(recipient).await else {
-            return false;
+            return Mismatch::Refused;
         };
-        let (Some(stored), Some(_)) = (state.list, state.rekey_device) else {
-            return false;
+        let Some(stored) = state.list else {
+            return Mismatch::Refused;
         };
         let Ok(list) = sealpost_wire::devices::SignedDeviceList::decode(&stored.bytes) else {
-            return false;
+            return Mismatch::Refused;
         };
-        let listed: std::collections::BTreeSet<u32> =
-            list.body.entries.iter().map(|e| e.device_id).collect();
-        let addressed: std::collections::BTreeSet<u32> =
-            envelopes.iter().map(|e| e.device_id).collect();
-        let expected: std::collections::BTreeSet<u32> = listed
-            .into_iter()
+        let listed: std::collections::BTreeSet<u32> = list
+            .body
+            .entries
+            .iter()
+            .map(|e| e.device_id)
             .filter(|id| Some(*id) != exclude)
             .collect();
-        addressed == expected
+        let addressed: std::collections::BTreeSet<u32> =
+            envelopes.iter().map(|e| e.device_id).collect();
+        if state.rekey_device.is_some() {
+            return if addressed == listed {
+                Mismatch::DevicesChanging
+            } else {
+                Mismatch::Refused
+            };
+        }
+        let holder = list
+            .body
+            .entries
+            .iter()
+            .find(|e| e.role.holds_account_key());
+        match holder {
+            Some(h)
+                if h.role.family() == sealpost_wire::devices::RoleFamily::Business
+                    && Some(h.device_id) != exclude
+                    && addressed.len() == envelopes.len()
+                    && addressed.is_subset(&listed)
+                    && addressed.contains(&h.device_id) =>
+            {
+                Mismatch::Routed {
+                    key_holder: h.device_id,
+                }
+            }
+            _ => Mismatch::Refused,
+        }
     }
 
     pub(super) fn new_message<'a>(
@@ -148,6 +204,7 @@ impl Handler {
             sender_seq,
             timestamp: now,
             envelopes,
+            addressing: Addressing::Exact,
             max_queued: self.limits.max_queued_per_device,
         }
     }

@@ -36,8 +36,8 @@ use crate::limits::{
 use crate::metrics;
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::store::{
-    AnyStore, CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage, NewPreKeys,
-    PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaKind, QuotaOutcome, RegLockPolicy,
+    Addressing, AnyStore, CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, NewMessage,
+    NewPreKeys, PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaKind, QuotaOutcome, RegLockPolicy,
     RegisterOutcome, Store, SweepCounts, UploadOutcome, VaultAttempt, VaultRow,
 };
 use rand::Rng as _;
@@ -283,6 +283,8 @@ fn request_kind(r: &Request) -> &'static str {
         Request::ClearRegistrationLock => "clear_registration_lock",
         Request::StoreAccountKeyBackup { .. } => "store_account_key_backup",
         Request::FetchAccountKeyBackup => "fetch_account_key_backup",
+        Request::PublishBusinessProfile(_) => "publish_business_profile",
+        Request::FetchBusinessProfile { .. } => "fetch_business_profile",
         Request::GetGuardianCredential => "get_guardian_credential",
         Request::VaultStore { .. } => "vault_store",
         Request::VaultFetch { .. } => "vault_fetch",
@@ -658,6 +660,10 @@ impl Handler {
                     Ok(b) => Response::AccountKeyBackup(b),
                     Err(e) => internal(&e),
                 }
+            }
+            // TEMPORARY (replaced by the business-profile handler when it is merged).
+            Request::PublishBusinessProfile(_) | Request::FetchBusinessProfile { .. } => {
+                Response::error(ErrorCode::UnknownRequest, "not yet")
             }
             Request::Provision {
                 provisioning_id,

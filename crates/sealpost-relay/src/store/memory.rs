@@ -532,14 +532,11 @@ impl Store for MemoryStore {
         if acct.devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
-        let expected: BTreeSet<u32> = acct
-            .devices
-            .keys()
-            .copied()
-            .filter(|id| Some(*id) != m.exclude_device)
-            .collect();
-        let given: BTreeSet<u32> = m.envelopes.iter().map(|e| e.device_id).collect();
-        if given.len() != m.envelopes.len() || given != expected {
+        if !m.addressing.accepts(
+            acct.devices.keys().copied(),
+            m.exclude_device,
+            m.envelopes.iter().map(|e| e.device_id),
+        ) {
             return Ok(EnqueueOutcome::MismatchedDevices);
         }
         for e in m.envelopes {

@@ -351,6 +351,8 @@ pub struct NewMessage<'a> {
     /// A device of the recipient account that must not be addressed (the sender itself,
     /// when sending to its own account).
     pub exclude_device: Option<u32>,
+    /// Which of the recipient's devices the envelopes must address.
+    pub addressing: Addressing,
     /// The sender's message id.
     pub message_id: &'a [u8; MESSAGE_ID_LEN],
     /// The sender's `sender_seq` (spec/relay.md section 3.7): the store raises the sending
@@ -362,6 +364,48 @@ pub struct NewMessage<'a> {
     pub envelopes: &'a [OutgoingEnvelope],
     /// Mailbox bound per device.
     pub max_queued: u32,
+}
+
+/// Which of the recipient's devices a `Send` must address (spec/relay.md 3.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// Exactly the recipient's registered devices (but the excluded one), each once.
+    Exact,
+    /// A routed send to a business account (spec/business.md 7.3): distinct registered
+    /// devices of the recipient (but the excluded one), at least one, including `required`
+    /// (the key holder of its stored list, which the caller read).
+    Subset {
+        /// The device every such send must address.
+        required: u32,
+    },
+}
+
+impl Addressing {
+    /// Whether `given` (the envelopes' device ids, in request order) addresses `registered`
+    /// (the recipient's registered devices) as asked, never addressing `exclude`.
+    pub fn accepts(
+        self,
+        registered: impl IntoIterator<Item = u32>,
+        exclude: Option<u32>,
+        given: impl IntoIterator<Item = u32>,
+    ) -> bool {
+        let expected: std::collections::BTreeSet<u32> = registered
+            .into_iter()
+            .filter(|id| Some(*id) != exclude)
+            .collect();
+        let mut count = 0usize;
+        let mut seen = std::collections::BTreeSet::new();
+        for id in given {
+            count += 1;
+            if !expected.contains(&id) || !seen.insert(id) {
+                return false;
+            }
+        }
+        match self {
+            Self::Exact => count == expected.len(),
+            Self::Subset { required } => seen.contains(&required),
+        }
+    }
 }
 
 /// Result of [`Store::enqueue`].
@@ -677,8 +721,9 @@ pub trait Store: Send + Sync {
 
     /// Queues one envelope per recipient device, atomically (all or none) and durably:
     /// when this returns `Queued`, the envelopes are committed. Checks, in order: the
-    /// recipient has devices (`UnknownAccount`); the envelopes address exactly the
-    /// recipient's devices except `exclude_device`, each once (`MismatchedDevices`); no
+    /// recipient has devices (`UnknownAccount`); the envelopes address the recipient's
+    /// devices except `exclude_device` as [`NewMessage::addressing`] asks
+    /// ([`Addressing::accepts`]; otherwise `MismatchedDevices`); no
     /// mailbox would exceed `max_queued` (`QueueFull`). Server ids are unique across the
     /// store and, **per recipient device**, increase in commit order (a delivery reads a
     /// device's mailbox after the last id it pushed, so a later commit must never carry a

@@ -564,3 +564,64 @@ pub(crate) async fn account_key_backups<S: Store>(s: &S) {
     assert_eq!(register(s, &c, 2).await, 2);
     assert_eq!(s.account_key_backup(&c).await.unwrap(), None);
 }
+
+/// Routed sends to a business account (spec/relay.md 3.7, spec/business.md 7.3): with
+/// [`Addressing::Subset`], distinct registered devices including the required one are
+/// queued, and only to them; anything else is `MismatchedDevices` and changes nothing.
+pub(crate) async fn routed_sends<S: Store>(s: &S) {
+    let (shop, customer) = (acct(1), acct(2));
+    assert_eq!(register(s, &shop, 1).await, 1);
+    let customer1 = dev(&customer, register(s, &customer, 9).await);
+    assert_eq!(
+        replace(s, &shop, &List::new(1, 2, &[(1, 1)]), None, None).await,
+        stored(&[])
+    );
+    let two = List::new(2, 3, &[(1, 1), (2, 2)]);
+    assert_eq!(replace(s, &shop, &two, Some(1), Some(2)).await, stored(&[]));
+    let three = List::new(3, 4, &[(1, 1), (2, 2), (3, 3)]);
+    assert_eq!(
+        replace(s, &shop, &three, Some(2), Some(3)).await,
+        stored(&[])
+    );
+    let send = |envelopes: Vec<OutgoingEnvelope>, addressing: Addressing| {
+        let customer1 = customer1.clone();
+        let shop = shop.clone();
+        async move {
+            s.enqueue(&NewMessage {
+                sender: &customer1,
+                recipient: &shop,
+                exclude_device: None,
+                addressing,
+                message_id: &[4; 16],
+                sender_seq: 0,
+                timestamp: NOW,
+                envelopes: &envelopes,
+                max_queued: 10,
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let routed = Addressing::Subset { required: 1 };
+    // Exact addressing still wants every device.
+    assert_eq!(
+        send(vec![env(1, 1), env(3, 1)], Addressing::Exact).await,
+        EnqueueOutcome::MismatchedDevices
+    );
+    for bad in [
+        vec![env(3, 1)],                       // without the required device
+        vec![env(1, 1), env(4, 1)],            // a device that is not registered
+        vec![env(1, 1), env(3, 1), env(3, 1)], // twice
+        vec![],
+    ] {
+        assert_eq!(send(bad, routed).await, EnqueueOutcome::MismatchedDevices);
+    }
+    let EnqueueOutcome::Queued(ids) = send(vec![env(1, 1), env(3, 1)], routed).await else {
+        panic!("a routed send was refused");
+    };
+    assert_eq!(ids.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![1, 3]);
+    for (device, expected) in [(1, 1), (2, 0), (3, 1)] {
+        let mail = s.mailbox(&dev(&shop, device), 0, 10).await.unwrap();
+        assert_eq!(mail.len(), expected, "device {device}");
+    }
+}

@@ -18,7 +18,9 @@ pub(crate) use vaults::{concurrent_evaluations, vault_row, vaults};
 mod provisioning;
 pub(crate) use provisioning::{concurrent_provisioning, provisioning};
 mod devices;
-pub(crate) use devices::{account_key_backups, concurrent_links, device_activity, device_lists};
+pub(crate) use devices::{
+    account_key_backups, concurrent_links, device_activity, device_lists, routed_sends,
+};
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -123,6 +125,7 @@ async fn enqueue<S: Store + ?Sized>(
         sender: from,
         recipient: to,
         exclude_device: (to == &from.account).then_some(from.device.0),
+        addressing: crate::store::Addressing::Exact,
         message_id: &[3; 16],
         sender_seq: 0,
         timestamp: NOW,
@@ -145,6 +148,7 @@ async fn enqueue_seq<S: Store + ?Sized>(
         sender: from,
         recipient: to,
         exclude_device: (to == &from.account).then_some(from.device.0),
+        addressing: crate::store::Addressing::Exact,
         message_id: &[3; 16],
         sender_seq,
         timestamp: NOW,
@@ -199,6 +203,8 @@ where
     account_key_backups(&new_store()).await;
     eprintln!("conformance: device_activity");
     device_activity(&new_store()).await;
+    eprintln!("conformance: routed_sends");
+    routed_sends(&new_store()).await;
     eprintln!("conformance: concurrent_links");
     concurrent_links(Arc::new(new_store())).await;
 }

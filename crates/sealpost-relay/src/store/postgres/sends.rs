@@ -52,6 +52,7 @@ struct Job {
     sender: DeviceAddress,
     recipient: AccountId,
     exclude_device: Option<u32>,
+    addressing: crate::store::Addressing,
     message_id: [u8; MESSAGE_ID_LEN],
     sender_seq: u64,
     timestamp: u64,
@@ -96,6 +97,7 @@ impl Lanes {
             sender: m.sender.clone(),
             recipient: m.recipient.clone(),
             exclude_device: m.exclude_device,
+            addressing: m.addressing,
             message_id: *m.message_id,
             sender_seq: m.sender_seq,
             timestamp: m.timestamp,
@@ -418,13 +420,11 @@ fn decide(
     let Some(devices) = devices.filter(|d| !d.is_empty()) else {
         return Some(EnqueueOutcome::UnknownAccount);
     };
-    let expected: BTreeSet<u32> = devices
-        .iter()
-        .copied()
-        .filter(|id| Some(*id) != j.exclude_device)
-        .collect();
-    let given: BTreeSet<u32> = j.envelopes.iter().map(|e| e.device_id).collect();
-    if given.len() != j.envelopes.len() || given != expected {
+    if !j.addressing.accepts(
+        devices.iter().copied(),
+        j.exclude_device,
+        j.envelopes.iter().map(|e| e.device_id),
+    ) {
         return Some(EnqueueOutcome::MismatchedDevices);
     }
     for e in &j.envelopes {

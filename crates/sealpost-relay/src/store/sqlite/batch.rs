@@ -247,6 +247,7 @@ mod tests {
             sender: from,
             recipient: to,
             exclude_device: None,
+            addressing: crate::store::Addressing::Exact,
             message_id: &[0; 16],
             sender_seq: seq,
             timestamp: 5,

@@ -2,7 +2,7 @@
 
 use super::batch::{self, Deferred, Pending};
 use super::*;
-use crate::store::{MailPublisher, Written, mail_feed};
+use crate::store::{Addressing, MailPublisher, Written, mail_feed};
 
 pub(super) fn device_queue_depth(conn: &Connection, d: &DeviceAddress) -> Result<u32, StoreError> {
     count_where(
@@ -81,6 +81,7 @@ pub(super) struct EnqueueJob {
     sender: DeviceAddress,
     recipient: AccountId,
     exclude: Option<u32>,
+    addressing: Addressing,
     message_id: [u8; MESSAGE_ID_LEN],
     sender_seq: u64,
     timestamp: u64,
@@ -101,6 +102,7 @@ impl EnqueueJob {
             sender: m.sender.clone(),
             recipient: m.recipient.clone(),
             exclude: m.exclude_device,
+            addressing: m.addressing,
             message_id: *m.message_id,
             sender_seq: m.sender_seq,
             timestamp: m.timestamp,
@@ -124,7 +126,15 @@ impl EnqueueJob {
         if devices.is_empty() {
             return Ok(EnqueueOutcome::UnknownAccount);
         }
-        if !addresses_exactly(&devices, self.exclude, &self.envelopes) {
+        let addressed = match self.addressing {
+            Addressing::Exact => addresses_exactly(&devices, self.exclude, &self.envelopes),
+            routed => routed.accepts(
+                devices.iter().map(|(id, _)| *id),
+                self.exclude,
+                self.envelopes.iter().map(|e| e.device_id),
+            ),
+        };
+        if !addressed {
             return Ok(EnqueueOutcome::MismatchedDevices);
         }
         for e in &self.envelopes {

@@ -63,6 +63,7 @@ async fn send(s: &PgStore, from: &DeviceAddress, to: &AccountId, devices: &[u32]
             sender: from,
             recipient: to,
             exclude_device: (to == &from.account).then_some(from.device.0),
+            addressing: crate::store::Addressing::Exact,
             message_id: &[3; 16],
             sender_seq: 0,
             timestamp: NOW,
