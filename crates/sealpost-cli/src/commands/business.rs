@@ -7,7 +7,7 @@ use super::{Context, explain, finish, open, wait_connected};
 use crate::output::{duration_words, now_ms, outln, sanitize};
 use crate::settings::{parse_account, parse_key_hex, parse_verifier};
 use anyhow::{Context as _, anyhow, bail};
-use sealpost_client::{BusinessProfile, BusinessProfileFields};
+use sealpost_client::{BusinessProfile, BusinessProfileFields, DeviceId};
 use sealpost_crypto::ed25519::SigningKey;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,14 @@ pub enum BusinessCommand {
     Verify {
         /// The statement, hex.
         statement: String,
+    },
+    /// On the owner's device: route new conversations to these devices (ids, as `sealpost
+    /// devices` lists them; for example the bot and the agents on duty). Customers encrypt
+    /// to them and the owner only.
+    Route {
+        /// The device ids.
+        #[arg(required = true)]
+        devices: Vec<u32>,
     },
     /// Trust a verifier on this device: businesses it vouches for show "verified by NAME".
     Trust {
@@ -114,6 +122,7 @@ pub async fn business(ctx: &Context, command: BusinessCommand) -> anyhow::Result
         BusinessCommand::Profile(ProfileCommand::Show { account }) => show(ctx, account).await,
         BusinessCommand::Profile(ProfileCommand::Set(args)) => set(ctx, args).await,
         BusinessCommand::Verify { statement } => verify(ctx, &statement).await,
+        BusinessCommand::Route { devices } => route(ctx, &devices).await,
         BusinessCommand::Trust { name, key } => trust(ctx, &name, &key),
         BusinessCommand::Verifier(VerifierCommand::Keygen { out }) => keygen(&out),
         BusinessCommand::Verifier(VerifierCommand::Sign {
@@ -173,6 +182,10 @@ fn print_profile(p: &BusinessProfile) {
             duration_words(Duration::from_secs(u64::from(f.reply_within)))
         );
     }
+    if !p.routed_to.is_empty() {
+        let ids: Vec<u32> = p.routed_to.iter().map(|d| d.0).collect();
+        outln!("  new conversations go to devices {ids:?} and the owner");
+    }
     outln!(
         "  profile version {}, account key {}",
         p.version,
@@ -202,6 +215,19 @@ async fn set(ctx: &Context, args: ProfileArgs) -> anyhow::Result<()> {
     finish(s).await?;
     let version = result.map_err(|e| anyhow!(explain(&e)).context("publishing the profile"))?;
     outln!("Published the business profile (version {version}).");
+    Ok(())
+}
+
+async fn route(ctx: &Context, devices: &[u32]) -> anyhow::Result<()> {
+    let ids: Vec<DeviceId> = devices.iter().map(|d| DeviceId(*d)).collect();
+    let mut s = open(ctx).await?;
+    wait_connected(&mut s, ctx.timeout).await?;
+    let result = s.client.set_default_route(&ids).await;
+    finish(s).await?;
+    let version = result.map_err(|e| anyhow!(explain(&e)).context("publishing the route"))?;
+    outln!(
+        "New conversations now go to devices {devices:?} and the owner (route version {version})."
+    );
     Ok(())
 }
 

@@ -1,38 +1,22 @@
-//! Business profiles and verification (spec/business.md sections 3, 4 and 6): the owner
-//! publishes the profile, anyone reads it verified under the business's pinned list.
+//! Business accounts (spec/business.md): the owner publishes the profile and the default
+//! route; anyone reads the profile verified under the business's pinned list, and a
+//! customer encrypts to the devices the business routes it to.
 
 use super::*;
-use sealpost_devices::{
-    AccountKey, BusinessProfilePin, VerifiedBusinessProfile, check_verification_binding,
-    verified_by,
+pub use crate::engine::BusinessProfile;
+use sealpost_devices::{VerifiedBusinessProfile, VerifiedDeviceList, check_verification_binding};
+use sealpost_wire::business::{
+    BusinessProfileFields, BusinessVerification, PublishedProfile, RouteBody, RouteSigner,
 };
-use sealpost_wire::business::{BusinessProfileFields, BusinessVerification, PublishedProfile};
 use sealpost_wire::devices::RoleFamily;
-
-/// A business's profile as this client accepted it (spec/business.md 3.4), with the
-/// trusted verifiers that vouch for it now (4.2).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BusinessProfile {
-    /// The business's account.
-    pub account: AccountId,
-    /// What the business says about itself, signed by its account key.
-    pub fields: BusinessProfileFields,
-    /// The profile's version.
-    pub version: u64,
-    /// The account key it is signed under (the key of the account's pinned device list):
-    /// what a verifier checks out of band before it signs a statement.
-    pub account_key: [u8; 32],
-    /// The names (from [`ClientConfig::trusted_verifiers`]) of the verifiers whose
-    /// statements about this business hold now; empty: not verified.
-    pub verified_by: Vec<String>,
-}
 
 impl Client {
     /// On a business account's owner: signs and publishes the next version of the business
     /// profile (spec/business.md 3, relay.md 3.14). The version follows the relay's stored
-    /// one; the verification statements stored with it are kept when they still fit (same
-    /// name and account key), dropped otherwise (a renamed business loses its mark until a
-    /// verifier signs the new name). Returns the stored version. Needs a connection.
+    /// one; the default route stays, and the verification statements stored with the
+    /// profile are kept when they still fit (same name and account key), dropped otherwise
+    /// (a renamed business loses its mark until a verifier signs the new name). Returns the
+    /// stored version. Needs a connection.
     ///
     /// Errors: [`ClientError::NotKeyHolder`] on a device without the account key,
     /// [`ClientError::NotBusiness`] on a consumer account; the relay's refusals
@@ -47,28 +31,24 @@ impl Client {
         let shared = self.shared()?;
         let conn = shared.connection()?;
         let account = shared.engine.address.account.clone();
-        let list = current_list(&shared, &conn, &account, true)
-            .await?
-            .ok_or(ClientError::NotBusiness)?;
-        if list.family() != RoleFamily::Business {
-            return Err(ClientError::NotBusiness);
-        }
+        own_business_list(&shared, &conn).await?;
         let current = conn.fetch_business_profile(&account).await?;
         let engine = shared.engine.clone();
         let published = blocking(move || {
             let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
             let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
             let ak = key.public().to_bytes();
-            let (version, statements) = match current {
+            let (version, route, statements) = match current {
                 Some(c) if c.profile.body.account_key == ak => (
                     c.profile.body.profile_version.checked_add(1).ok_or(
                         ClientError::BusinessProfileRefused(
                             sealpost_devices::ProfileError::Exhausted,
                         ),
                     )?,
+                    c.route,
                     c.verifications,
                 ),
-                _ => (1, Vec::new()),
+                _ => (1, None, Vec::new()),
             };
             let signed = key
                 .sign_business_profile(&engine.address.account, version, now_ms(), fields)
@@ -82,13 +62,73 @@ impl Client {
                 .collect();
             Ok(PublishedProfile {
                 profile: signed,
-                route: None,
+                route,
                 verifications,
             })
         })
         .await?;
         let version = conn.publish_business_profile(published).await?;
         tracing::info!(version, "business profile published");
+        Ok(version)
+    }
+
+    /// On a business account's owner: routes new conversations to `devices` (the default
+    /// route, spec/business.md 7: for example the bot and the agents on duty), signed by
+    /// the account key and published with the profile. Customers' clients encrypt a
+    /// conversation without a route of its own to these devices and the owner only. Every
+    /// device must be on the account's list. Needs a connection and a published profile.
+    ///
+    /// Errors: [`ClientError::NotKeyHolder`], [`ClientError::NotBusiness`] (also without a
+    /// published profile), [`ClientError::UnknownDevice`] for a device not listed; the
+    /// relay's refusals.
+    pub async fn set_default_route(&self, devices: &[DeviceId]) -> Result<u64, ClientError> {
+        let shared = self.shared()?;
+        let conn = shared.connection()?;
+        let account = shared.engine.address.account.clone();
+        let list = own_business_list(&shared, &conn).await?;
+        let mut ids: Vec<u32> = devices.iter().map(|d| d.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if let Some(missing) = ids.iter().find(|id| list.device(**id).is_none()) {
+            return Err(ClientError::UnknownDevice(DeviceId(*missing)));
+        }
+        let mut current = conn
+            .fetch_business_profile(&account)
+            .await?
+            .ok_or(ClientError::NotBusiness)?;
+        let engine = shared.engine.clone();
+        let published = blocking(move || {
+            let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
+            let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
+            let version = current
+                .route
+                .as_ref()
+                .filter(|r| r.body.account_key == key.public().to_bytes())
+                .map_or(Some(1), |r| r.body.route_version.checked_add(1))
+                .ok_or(ClientError::RouteRefused(
+                    sealpost_devices::RouteError::RolledBack {
+                        held: u64::MAX,
+                        offered: u64::MAX,
+                    },
+                ))?;
+            let route = key
+                .sign_route(RouteBody {
+                    account: engine.address.account.clone(),
+                    account_key: key.public().to_bytes(),
+                    customer: None,
+                    route_version: version,
+                    issued_at: now_ms(),
+                    devices: ids,
+                    signer: RouteSigner::AccountKey,
+                })
+                .map_err(ClientError::RouteRefused)?;
+            current.route = Some(route);
+            Ok((current, version))
+        })
+        .await?;
+        let (published, version) = published;
+        conn.publish_business_profile(published).await?;
+        tracing::info!(version, "default route published");
         Ok(version)
     }
 
@@ -106,9 +146,7 @@ impl Client {
         let shared = self.shared()?;
         let conn = shared.connection()?;
         let account = shared.engine.address.account.clone();
-        let list = current_list(&shared, &conn, &account, true)
-            .await?
-            .ok_or(ClientError::NotBusiness)?;
+        let list = own_business_list(&shared, &conn).await?;
         let mut current = conn
             .fetch_business_profile(&account)
             .await?
@@ -132,76 +170,68 @@ impl Client {
 
     /// `account`'s business profile, fetched from the relay and accepted only when it
     /// verifies under the account key of the account's pinned device list (section 3.3) and
-    /// passes the profile pin (section 3.4); `None` when the relay has none and this device
-    /// pinned none. A profile the pin refuses (a rollback, an equivocation) is an error and
-    /// the pin stays; without a connection the pinned profile is returned.
-    /// [`BusinessProfile::verified_by`] lists the trusted verifiers
+    /// passes the profile pin (section 3.4); `None` when the account has no business list
+    /// or no profile. A profile the pin refuses (a rollback, an equivocation) is an error
+    /// and the pin stays. [`BusinessProfile::verified_by`] lists the trusted verifiers
     /// ([`ClientConfig::trusted_verifiers`]) whose statements hold now (section 4.2).
+    /// Needs a connection.
     pub async fn business_profile(
         &self,
         account: &AccountId,
     ) -> Result<Option<BusinessProfile>, ClientError> {
         let shared = self.shared()?;
-        let trusted = shared.config.trusted_verifiers.clone();
-        let engine = shared.engine.clone();
-        let a = account.clone();
-        let Ok(conn) = shared.connection() else {
-            let pinned = blocking(move || Ok(engine.store.profile_pin(&a)?)).await?;
-            return Ok(pinned.map(|p| view(&p, &[], &trusted)));
-        };
+        let conn = shared.connection()?;
         let Some(list) = current_list(&shared, &conn, account, false).await? else {
             return Ok(None);
         };
+        if list.family() != RoleFamily::Business {
+            return Ok(None);
+        }
         let fetched = conn.fetch_business_profile(account).await?;
-        let key = list.account_key();
-        blocking(move || accept_profile(&engine, &a, &key, fetched, &trusted)).await
+        let trusted = shared.config.trusted_verifiers.clone();
+        let engine = shared.engine.clone();
+        blocking(move || engine.accept_business(&list, fetched, &trusted, now_ms())).await
     }
 }
 
-/// Verifies `fetched` under `key`, applies the pin and commits it; returns what to show.
-fn accept_profile(
-    engine: &Engine,
-    account: &AccountId,
-    key: &AccountKey,
-    fetched: Option<PublishedProfile>,
-    trusted: &[sealpost_devices::TrustedVerifier],
-) -> Result<Option<BusinessProfile>, ClientError> {
-    let pinned = engine
-        .store
-        .profile_pin(account)?
-        .filter(|p| p.account_key() == key.to_bytes());
-    let Some(fetched) = fetched else {
-        return Ok(pinned.map(|p| view(&p, &[], trusted)));
-    };
-    let offered = VerifiedBusinessProfile::verify(&fetched.profile, account, key)
-        .map_err(ClientError::BusinessProfileRefused)?;
-    let accepted = match pinned {
-        None => true,
-        Some(p) => BusinessProfilePin::new(p)
-            .accept(&offered)
-            .map_err(ClientError::BusinessProfileRefused)?,
-    };
-    if accepted {
-        let mut batch = Batch::new();
-        engine.store.put_profile_pin(&mut batch, &offered);
-        engine.store.commit(batch)?;
+/// This account's own list, which must be a business list.
+async fn own_business_list(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+) -> Result<VerifiedDeviceList, ClientError> {
+    let account = shared.engine.address.account.clone();
+    let list = current_list(shared, conn, &account, true)
+        .await?
+        .ok_or(ClientError::NotBusiness)?;
+    if list.family() != RoleFamily::Business {
+        return Err(ClientError::NotBusiness);
     }
-    Ok(Some(view(&offered, &fetched.verifications, trusted)))
+    Ok(list)
 }
 
-fn view(
-    profile: &VerifiedBusinessProfile,
-    statements: &[BusinessVerification],
-    trusted: &[sealpost_devices::TrustedVerifier],
-) -> BusinessProfile {
-    BusinessProfile {
-        account: profile.signed().body.account.clone(),
-        fields: profile.fields().clone(),
-        version: profile.profile_version(),
-        account_key: profile.account_key(),
-        verified_by: verified_by(statements, profile, trusted, now_ms())
-            .into_iter()
-            .map(|t| t.name.clone())
-            .collect(),
+/// After `account`'s list was fetched: a business's profile and default route are fetched
+/// with it (spec/business.md 7.3) and kept. A failure is logged, not returned: without a
+/// route the customer encrypts to every device of the business (never to anyone else).
+pub(super) async fn refresh_business(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    list: &VerifiedDeviceList,
+) {
+    if list.family() != RoleFamily::Business || list.account() == &shared.engine.address.account {
+        return;
+    }
+    let fetched = match conn.fetch_business_profile(list.account()).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(error = %e, "business profile not fetched");
+            return;
+        }
+    };
+    let engine = shared.engine.clone();
+    let trusted = shared.config.trusted_verifiers.clone();
+    let l = list.clone();
+    if let Err(e) = blocking(move || engine.accept_business(&l, fetched, &trusted, now_ms())).await
+    {
+        tracing::warn!(error = %e, "business profile or route refused");
     }
 }

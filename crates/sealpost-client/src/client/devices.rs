@@ -190,7 +190,12 @@ pub(super) async fn current_list(
                 shared.emit(ev);
             }
             Ok(match listed {
-                ListedDevices::Listed(list) => Some(*list),
+                ListedDevices::Listed(list) => {
+                    // A business's profile and default route come with its list
+                    // (spec/business.md 7.3).
+                    super::business::refresh_business(shared, conn, &list).await;
+                    Some(*list)
+                }
                 ListedDevices::Unlisted => None,
             })
         }
@@ -214,9 +219,24 @@ pub(super) async fn sync_listed(
     conn: &Connection,
     list: &VerifiedDeviceList,
 ) -> Result<(), ClientError> {
+    sync_listed_for(shared, conn, list, None).await
+}
+
+/// [`sync_listed`], starting sessions only with the listed devices in `only` when given
+/// (a routed business, spec/business.md 7.3: no bundle, and no one-time prekey, is taken
+/// for a device the message does not go to).
+pub(super) async fn sync_listed_for(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    list: &VerifiedDeviceList,
+    only: Option<&[DeviceId]>,
+) -> Result<(), ClientError> {
     let engine = shared.engine.clone();
     let l = list.clone();
-    let missing = blocking(move || engine.missing_listed(&l)).await?;
+    let mut missing = blocking(move || engine.missing_listed(&l)).await?;
+    if let Some(only) = only {
+        missing.retain(|d| only.contains(&DeviceId(*d)));
+    }
     let account = list.account().clone();
     let bundles = if missing.is_empty() {
         Vec::new()

@@ -4,6 +4,7 @@
 use super::linking::refresh_own_list;
 use super::*;
 use crate::content::is_internal;
+use sealpost_wire::devices::RoleFamily;
 
 /// Why a round of the send loop ended.
 enum Drained {
@@ -402,8 +403,16 @@ async fn devices_for(
         return own_devices_for(shared, conn, force).await;
     }
     if let Some(list) = current_list(shared, conn, account, force).await? {
-        sync_listed(shared, conn, &list).await?;
         let me = &shared.engine.address;
+        if list.family() == RoleFamily::Business && account != &me.account {
+            // Routed (spec/business.md 7.3): the default route's devices and the owner.
+            let engine = shared.engine.clone();
+            let l = list.clone();
+            let targets = blocking(move || engine.business_targets(&l)).await?;
+            sync_listed_for(shared, conn, &list, Some(&targets)).await?;
+            return Ok(targets);
+        }
+        sync_listed(shared, conn, &list).await?;
         return Ok(list
             .entries()
             .iter()

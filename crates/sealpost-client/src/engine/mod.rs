@@ -31,6 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 
 mod rollback;
 
+pub use business::BusinessProfile;
 pub use devices::PRIMARY_DEVICE_NAME;
 pub(crate) use devices::{ListedDevices, listed_infos};
 pub(crate) use history::BundleLimits;
@@ -107,6 +108,7 @@ impl Engine {
     }
 }
 
+mod business;
 mod devices;
 mod history;
 mod outbox;

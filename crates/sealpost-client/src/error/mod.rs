@@ -360,6 +360,13 @@ pub enum ClientError {
     /// 4.2): another account, key or name, or a bad signature.
     #[error("verification statement refused: {0}")]
     VerificationRefused(sealpost_devices::VerificationError),
+    /// A route was refused (spec/business.md 7.2): it does not verify against the
+    /// business's list, or it is older than (or conflicts with) the route held.
+    #[error("route refused: {0}")]
+    RouteRefused(sealpost_devices::RouteError),
+    /// The device is not on the account's list.
+    #[error("device {0:?} is not on the account's list")]
+    UnknownDevice(sealpost_wire::DeviceId),
     /// An outgoing message failed transiently `attempts` times in a row
     /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -456,7 +463,9 @@ impl ClientError {
             | Self::NotKeyHolder
             | Self::NotBusiness
             | Self::BusinessProfileRefused(_)
-            | Self::VerificationRefused(_) => true,
+            | Self::VerificationRefused(_)
+            | Self::RouteRefused(_)
+            | Self::UnknownDevice(_) => true,
         }
     }
 

@@ -10,6 +10,7 @@ mod crypt;
 mod devices;
 mod open;
 mod profiles;
+pub(crate) use profiles::BusinessRecord;
 mod reads;
 mod records;
 mod sqlite;
