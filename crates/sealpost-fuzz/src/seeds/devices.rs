@@ -212,5 +212,6 @@ pub(super) fn business() -> Vec<Seed> {
         seed(t, "statement", f.statement.clone()),
         seed(t, "published", published(true)),
         seed(t, "published-bare", published(false)),
+        seed(t, "route", f.route.clone()),
     ]
 }
