@@ -13,9 +13,11 @@
 //! domain's requests live in their own file: `registration.rs` (`RequestCode`, `Register`,
 //! the registration lock), `auth.rs` (`Authenticate`), `prekeys.rs` (`UploadPreKeys`,
 //! `FetchBundles`), `mail.rs` (`Send`, `Ack`), `vault.rs` (guardian credentials and vaults),
-//! `devices.rs` (`PublishDeviceList`, `FetchDeviceList`, `LinkDevice`).
+//! `devices.rs` (`PublishDeviceList`, `FetchDeviceList`, `LinkDevice`, the account-key
+//! backup), `business.rs` (`PublishBusinessProfile`, `FetchBusinessProfile`).
 
 mod auth;
+mod business;
 mod devices;
 mod mail;
 mod prekeys;
@@ -283,6 +285,8 @@ fn request_kind(r: &Request) -> &'static str {
         Request::ClearRegistrationLock => "clear_registration_lock",
         Request::StoreAccountKeyBackup { .. } => "store_account_key_backup",
         Request::FetchAccountKeyBackup => "fetch_account_key_backup",
+        Request::PublishBusinessProfile(_) => "publish_business_profile",
+        Request::FetchBusinessProfile { .. } => "fetch_business_profile",
         Request::GetGuardianCredential => "get_guardian_credential",
         Request::VaultStore { .. } => "vault_store",
         Request::VaultFetch { .. } => "vault_fetch",
@@ -658,6 +662,12 @@ impl Handler {
                     Ok(b) => Response::AccountKeyBackup(b),
                     Err(e) => internal(&e),
                 }
+            }
+            Request::PublishBusinessProfile(published) => {
+                self.publish_business_profile(me, &published, now).await
+            }
+            Request::FetchBusinessProfile { account } => {
+                self.fetch_business_profile(conn, &account, now).await
             }
             Request::Provision {
                 provisioning_id,

@@ -18,7 +18,9 @@ pub(crate) use vaults::{concurrent_evaluations, vault_row, vaults};
 mod provisioning;
 pub(crate) use provisioning::{concurrent_provisioning, provisioning};
 mod devices;
-pub(crate) use devices::{account_key_backups, concurrent_links, device_activity, device_lists};
+pub(crate) use devices::{
+    account_key_backups, business_profiles, concurrent_links, device_activity, device_lists,
+};
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -197,6 +199,8 @@ where
     device_lists(&new_store()).await;
     eprintln!("conformance: account_key_backups");
     account_key_backups(&new_store()).await;
+    eprintln!("conformance: business_profiles");
+    business_profiles(&new_store()).await;
     eprintln!("conformance: device_activity");
     device_activity(&new_store()).await;
     eprintln!("conformance: concurrent_links");
