@@ -106,6 +106,7 @@ replay_tests!(
     provisioning_open,
     history_part,
     content,
+    business,
 );
 
 /// The committed corpora contain every seed the generator produces, byte for byte: if an
