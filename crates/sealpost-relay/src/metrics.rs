@@ -76,9 +76,10 @@ pub const STORE_FSYNC: &str = "sealpost_store_fsync_seconds";
 pub const VAULTS_DELETED: &str = "sealpost_vaults_deleted_total";
 /// Provisioning ids (spec/relay.md 3.11), by event.
 pub const PROVISIONING: &str = "sealpost_provisioning_total";
-/// Counter: `PublishDeviceList` and `LinkDevice` requests (spec/relay.md 3.9, 3.10), by
-/// request and outcome (`stored`, `invalid`, `stale`, `too_many`, `bad_signature`,
-/// `rate_limited`, `failed`).
+/// Counter: `PublishDeviceList`, `LinkDevice`, `StoreAccountKeyBackup` and
+/// `PublishBusinessProfile` requests (spec/relay.md 3.9, 3.10, 3.13, 3.14), by request
+/// (`publish`, `link`, `backup`, `business_profile`) and outcome (`stored`, `invalid`,
+/// `invalid_profile`, `stale`, `too_many`, `bad_signature`, `rate_limited`, `failed`).
 pub const DEVICE_LISTS: &str = "sealpost_device_lists_total";
 
 /// Registers descriptions with the installed recorder.

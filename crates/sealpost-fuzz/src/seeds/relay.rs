@@ -18,6 +18,14 @@ pub(super) fn relay_frames() -> Vec<Seed> {
     let addr = DeviceAddress::new(acct.clone(), DeviceId(1));
     let p = &f.published;
     let body = |frame: Vec<u8>| frame[4..].to_vec();
+    let business = crate::business::business_fixture();
+    let published = sealpost_wire::business::PublishedProfile {
+        profile: business.profile.signed().clone(),
+        verifications: vec![
+            sealpost_wire::business::BusinessVerification::decode(&business.statement)
+                .expect("seed statement"),
+        ],
+    };
     let requests = [
         (
             "req-request-code",
@@ -75,6 +83,16 @@ pub(super) fn relay_frames() -> Vec<Seed> {
             },
         ),
         ("req-fetch-key-backup", Request::FetchAccountKeyBackup),
+        (
+            "req-publish-business-profile",
+            Request::PublishBusinessProfile(published.clone()),
+        ),
+        (
+            "req-fetch-business-profile",
+            Request::FetchBusinessProfile {
+                account: acct.clone(),
+            },
+        ),
         (
             "req-send",
             Request::Send {
@@ -169,6 +187,15 @@ pub(super) fn relay_frames() -> Vec<Seed> {
                 sealed: [0x77; 48],
             })),
         ),
+        (
+            "resp-business-profile-stored",
+            Response::BusinessProfileStored { profile_version: 3 },
+        ),
+        (
+            "resp-business-profile",
+            Response::BusinessProfile(Some(published)),
+        ),
+        ("resp-no-business-profile", Response::BusinessProfile(None)),
     ];
     let pushes = [
         (

@@ -13,9 +13,11 @@
 //! domain's requests live in their own file: `registration.rs` (`RequestCode`, `Register`,
 //! the registration lock), `auth.rs` (`Authenticate`), `prekeys.rs` (`UploadPreKeys`,
 //! `FetchBundles`), `mail.rs` (`Send`, `Ack`), `vault.rs` (guardian credentials and vaults),
-//! `devices.rs` (`PublishDeviceList`, `FetchDeviceList`, `LinkDevice`).
+//! `devices.rs` (`PublishDeviceList`, `FetchDeviceList`, `LinkDevice`, the account-key
+//! backup), `business.rs` (`PublishBusinessProfile`, `FetchBusinessProfile`).
 
 mod auth;
+mod business;
 mod devices;
 mod mail;
 mod prekeys;
@@ -661,9 +663,11 @@ impl Handler {
                     Err(e) => internal(&e),
                 }
             }
-            // TEMPORARY (replaced by the business-profile handler when it is merged).
-            Request::PublishBusinessProfile(_) | Request::FetchBusinessProfile { .. } => {
-                Response::error(ErrorCode::UnknownRequest, "not yet")
+            Request::PublishBusinessProfile(published) => {
+                self.publish_business_profile(me, &published, now).await
+            }
+            Request::FetchBusinessProfile { account } => {
+                self.fetch_business_profile(conn, &account, now).await
             }
             Request::Provision {
                 provisioning_id,

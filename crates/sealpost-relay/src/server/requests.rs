@@ -53,7 +53,7 @@ impl Drop for Reserved<'_> {
 pub(super) enum ReadOutcome {
     Body(Vec<u8>),
     /// Answer with this error and stop reading.
-    Refuse(Response),
+    Refuse(Box<Response>),
     /// The peer reset the stream or the connection is gone.
     Gone,
     /// The body stalled while the request buffer was under pressure.
@@ -69,10 +69,10 @@ pub(super) async fn read_request(recv: &mut RecvStream, ctx: &ConnCtx) -> ReadOu
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(_)) => {
-            return ReadOutcome::Refuse(decode_error_response(&DecodeError::Truncated {
+            return ReadOutcome::Refuse(Box::new(decode_error_response(&DecodeError::Truncated {
                 offset: 0,
                 needed: 4,
-            }));
+            })));
         }
         Err(quinn::ReadExactError::ReadError(_)) => return ReadOutcome::Gone,
     }
@@ -83,17 +83,17 @@ pub(super) async fn read_request(recv: &mut RecvStream, ctx: &ConnCtx) -> ReadOu
     };
     let len = match frame_len_within(prefix, max) {
         Ok(l) => l,
-        Err(e) => return ReadOutcome::Refuse(decode_error_response(&e)),
+        Err(e) => return ReadOutcome::Refuse(Box::new(decode_error_response(&e))),
     };
     let budget = &ctx.shared.budget;
     if len > budget.per_connection {
-        return ReadOutcome::Refuse(Response::error(
+        return ReadOutcome::Refuse(Box::new(Response::error(
             sealpost_wire::relay::ErrorCode::TooLarge,
             format!(
                 "frame is {len} bytes, this relay buffers at most {}",
                 budget.per_connection
             ),
-        ));
+        )));
     }
     // `len` fits both semaphores (checked above; the global one is at least as large).
     let n = u32::try_from(len).unwrap_or(u32::MAX);
@@ -124,20 +124,22 @@ pub(super) async fn read_body(recv: &mut RecvStream, len: usize, budget: &Budget
         match tokio::time::timeout(budget.stall, recv.read_chunk(want, true)).await {
             Ok(Ok(Some(chunk))) => {
                 if body.len() == len {
-                    return ReadOutcome::Refuse(Response::error(
+                    return ReadOutcome::Refuse(Box::new(Response::error(
                         sealpost_wire::relay::ErrorCode::Malformed,
                         "bytes after the frame",
-                    ));
+                    )));
                 }
                 body.extend_from_slice(&chunk.bytes);
                 progress = tokio::time::Instant::now();
             }
             Ok(Ok(None)) if body.len() == len => return ReadOutcome::Body(body),
             Ok(Ok(None)) => {
-                return ReadOutcome::Refuse(decode_error_response(&DecodeError::Truncated {
-                    offset: body.len(),
-                    needed: len - body.len(),
-                }));
+                return ReadOutcome::Refuse(Box::new(decode_error_response(
+                    &DecodeError::Truncated {
+                        offset: body.len(),
+                        needed: len - body.len(),
+                    },
+                )));
             }
             Ok(Err(_)) => return ReadOutcome::Gone,
             // Checked at least every `stall`: a body idle for `stall` or more while the

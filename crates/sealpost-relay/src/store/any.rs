@@ -154,6 +154,21 @@ impl Store for AnyStore {
         each!(self, s => s.account_key_backup(account))
     }
 
+    async fn put_business_profile(
+        &self,
+        device: &DeviceAddress,
+        profile: &NewBusinessProfile<'_>,
+    ) -> Result<PutProfileOutcome, StoreError> {
+        each!(self, s => s.put_business_profile(device, profile))
+    }
+
+    async fn business_profile(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<StoredBusinessProfile>, StoreError> {
+        each!(self, s => s.business_profile(account))
+    }
+
     async fn put_vault(
         &self,
         account: &AccountId,

@@ -2,8 +2,9 @@
 //! method is trivially atomic. Nothing survives the process.
 
 use super::{
-    AccountKeyBackup, DeviceListState, DeviceSeen, NewDeviceList, ReplaceListOutcome,
-    StoredDeviceList, kept_on_recovery,
+    AccountKeyBackup, DeviceListState, DeviceSeen, NewBusinessProfile, NewDeviceList,
+    PutProfileOutcome, ReplaceListOutcome, StoredBusinessProfile, StoredDeviceList,
+    business_owner_identity, kept_on_recovery, profile_may_replace,
 };
 use super::{
     CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, EnqueueOutcome, MAX_SENDER_SEQ, NewMessage,
@@ -66,6 +67,8 @@ struct AccountRow {
     device_list: Option<StoredDeviceList>,
     /// The account-key backup (spec/relay.md 3.13).
     key_backup: Option<AccountKeyBackup>,
+    /// The business profile (spec/relay.md 3.14).
+    business_profile: Option<StoredBusinessProfile>,
     /// The device a recovery registration added, until the next list is stored.
     rekey_device: Option<u32>,
 }
@@ -221,6 +224,7 @@ impl Store for MemoryStore {
                 last_seen: now,
                 device_list: None,
                 key_backup: None,
+                business_profile: None,
                 rekey_device: None,
             });
         if !keep_verifier {
@@ -238,6 +242,7 @@ impl Store for MemoryStore {
             _ => {
                 acct.device_list = None;
                 acct.key_backup = None;
+                acct.business_profile = None;
                 acct.rekey_device = None;
                 Vec::new()
             }
@@ -715,6 +720,13 @@ impl Store for MemoryStore {
         {
             acct.key_backup = None;
         }
+        if acct
+            .business_profile
+            .as_ref()
+            .is_some_and(|p| p.account_key != *list.account_key)
+        {
+            acct.business_profile = None;
+        }
         acct.device_list = Some(StoredDeviceList {
             account_key: *list.account_key,
             list_version: list.list_version,
@@ -757,6 +769,52 @@ impl Store for MemoryStore {
             .accounts
             .get(account)
             .and_then(|a| a.key_backup.clone()))
+    }
+
+    async fn put_business_profile(
+        &self,
+        device: &DeviceAddress,
+        profile: &NewBusinessProfile<'_>,
+    ) -> Result<PutProfileOutcome, StoreError> {
+        let mut inner = self.lock();
+        let Some(a) = inner.accounts.get_mut(&device.account) else {
+            return Ok(PutProfileOutcome::ListChanged);
+        };
+        let Some(identity) = a.devices.get(&device.device.0).and_then(|d| d.identity) else {
+            return Ok(PutProfileOutcome::ListChanged);
+        };
+        let Some(list) = a
+            .device_list
+            .as_ref()
+            .filter(|l| l.account_key == *profile.account_key)
+        else {
+            return Ok(PutProfileOutcome::ListChanged);
+        };
+        if business_owner_identity(&list.bytes, device.device.0)? != Some(identity) {
+            return Ok(PutProfileOutcome::ListChanged);
+        }
+        if !profile_may_replace(a.business_profile.as_ref(), profile) {
+            return Ok(PutProfileOutcome::Stale);
+        }
+        a.business_profile = Some(StoredBusinessProfile {
+            account_key: *profile.account_key,
+            profile_version: profile.profile_version,
+            profile: profile.profile.to_vec(),
+            route_version: profile.route_version,
+            payload: profile.payload.to_vec(),
+        });
+        Ok(PutProfileOutcome::Stored)
+    }
+
+    async fn business_profile(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<StoredBusinessProfile>, StoreError> {
+        Ok(self
+            .lock()
+            .accounts
+            .get(account)
+            .and_then(|a| a.business_profile.clone()))
     }
 
     async fn take_quotas(

@@ -46,6 +46,7 @@
 //! factory and runs against every backend.
 
 mod any;
+mod business;
 mod device_lists;
 #[cfg(feature = "server")]
 mod feed;
@@ -59,6 +60,10 @@ mod sqlite;
 pub(crate) mod conformance;
 
 pub use any::AnyStore;
+pub use business::{
+    NewBusinessProfile, PutProfileOutcome, StoredBusinessProfile, business_owner_identity,
+    profile_may_replace,
+};
 pub use device_lists::{
     DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList, kept_on_recovery,
 };
@@ -567,15 +572,16 @@ pub trait Store: Send + Sync {
     /// at 1 and are never reused within an account, even across removals), `failures = 0`,
     /// `last_seen = now`, and the verifier is kept if the lock was active and passed, or
     /// cleared if it was absent or lapsed; the account's stored device list
-    /// ([`Store::device_list_state`]) and account-key backup are deleted. Concurrent calls
-    /// never count more than `max_failures` wrong tokens.
+    /// ([`Store::device_list_state`]), account-key backup and business profile
+    /// ([`Store::put_business_profile`]) are deleted. Concurrent calls never count more than
+    /// `max_failures` wrong tokens.
     ///
     /// **Recovery registration** (spec/relay.md 3.2): when the lock was active and passed
     /// (the PIN's token) and the account has both a stored list and an account-key backup
     /// ([`Store::put_account_key_backup`]), the registered devices that are on the stored
     /// list with their listed identity and a role that does not hold the account key
     /// ([`kept_on_recovery`]) stay registered with their prekeys and mailboxes, the stored
-    /// list and the backup stay, and the new device is recorded as the account's
+    /// list, the backup and the business profile stay, and the new device is recorded as the account's
     /// `rekey_device` ([`DeviceListState::rekey_device`]) until the next list is stored;
     /// every other device is removed as above. Any other registration clears
     /// `rekey_device`.
@@ -811,9 +817,9 @@ pub trait Store: Send + Sync {
     /// mailbox; `new_device` (when `Some`, it must be on the list) is registered with its
     /// identity at `now`; and the account's device-id counter becomes at least
     /// `list.next_device_id` (and above `new_device`'s id), so ids are never reused; an
-    /// account-key backup under another account key than the list's is deleted, and the
-    /// account's `rekey_device` is cleared. So two
-    /// calls with the same `expected_version` never both succeed.
+    /// account-key backup and a business profile under another account key than the list's
+    /// are deleted, and the account's `rekey_device` is cleared. So two calls with the same
+    /// `expected_version` never both succeed.
     fn replace_device_list(
         &self,
         account: &AccountId,
@@ -838,6 +844,38 @@ pub trait Store: Send + Sync {
         &self,
         account: &AccountId,
     ) -> impl Future<Output = Result<Option<AccountKeyBackup>, StoreError>> + Send;
+
+    /// Stores (replaces) the business profile of `device`'s account with its statements
+    /// (spec/relay.md 3.14), atomically and durably. The caller verified the profile under
+    /// the stored list's account key and each statement, and checked the rules below against
+    /// what it read; the transaction repeats them against the current state, in this order:
+    ///
+    /// 1. `device` is registered, the account has a stored list whose account key is
+    ///    `profile.account_key`, and that list names `device` with its registered identity
+    ///    in the role `owner` ([`business_owner_identity`]: so the list is a business list
+    ///    and the device its key holder); otherwise [`PutProfileOutcome::ListChanged`];
+    /// 2. the version rule ([`profile_may_replace`]): when a profile under the same account
+    ///    key is stored, `profile.profile_version` is above its version, or equal with
+    ///    `profile.profile` identical to its profile bytes (which replaces the statements);
+    ///    otherwise [`PutProfileOutcome::Stale`]. A profile under another account key is
+    ///    replaced.
+    ///
+    /// On a refusal nothing changes. The account's stored profile is deleted, in their
+    /// transactions, by every registration that is not a recovery registration (with the
+    /// stored list, [`Store::register_device`]) and by a [`Store::replace_device_list`]
+    /// under another account key than the profile's; a recovery registration keeps it.
+    fn put_business_profile(
+        &self,
+        device: &DeviceAddress,
+        profile: &NewBusinessProfile<'_>,
+    ) -> impl Future<Output = Result<PutProfileOutcome, StoreError>> + Send;
+
+    /// The account's stored business profile, if any: its account key, version, profile
+    /// bytes and the payload it was published with (served byte for byte).
+    fn business_profile(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Option<StoredBusinessProfile>, StoreError>> + Send;
 
     /// Checks every quota of `checks` at `now` with [`crate::ratelimit::gcra`] and, only if
     /// all have room, charges each one request, atomically and durably (a restart does not

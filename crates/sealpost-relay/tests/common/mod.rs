@@ -150,7 +150,8 @@ pub async fn connect_windowed(
 /// What a raw request stream got back.
 #[derive(Debug)]
 pub enum Raw {
-    Response(Response),
+    /// Boxed: a `Response` is much larger than the other variant.
+    Response(Box<Response>),
     /// The relay reset or stopped the stream without a response.
     Reset,
 }
@@ -165,7 +166,7 @@ pub async fn raw_on(conn: &quinn::Connection, bytes: &[u8]) -> Raw {
         Ok(Ok(frame)) if frame.len() >= 4 => {
             let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
             assert_eq!(len, frame.len() - 4, "one frame, nothing after it");
-            Raw::Response(Response::decode(&frame[4..]).unwrap())
+            Raw::Response(Box::new(Response::decode(&frame[4..]).unwrap()))
         }
         Ok(_) => Raw::Reset,
         Err(_) => panic!("no answer within {TIMEOUT:?}"),
@@ -175,7 +176,7 @@ pub async fn raw_on(conn: &quinn::Connection, bytes: &[u8]) -> Raw {
 /// One request on a new stream of `conn`.
 pub async fn request_on(conn: &quinn::Connection, req: &Request) -> Response {
     match raw_on(conn, &req.encode()).await {
-        Raw::Response(r) => r,
+        Raw::Response(r) => *r,
         Raw::Reset => panic!("request stream reset"),
     }
 }

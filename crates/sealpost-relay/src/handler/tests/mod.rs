@@ -325,6 +325,7 @@ fn limited_by(r: &Response) -> (u32, &str) {
 }
 
 mod auth;
+mod business;
 mod devices;
 mod mail;
 mod pin;

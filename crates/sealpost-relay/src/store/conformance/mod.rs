@@ -19,7 +19,8 @@ mod provisioning;
 pub(crate) use provisioning::{concurrent_provisioning, provisioning};
 mod devices;
 pub(crate) use devices::{
-    account_key_backups, concurrent_links, device_activity, device_lists, routed_sends,
+    account_key_backups, business_profiles, concurrent_links, device_activity, device_lists,
+    routed_sends,
 };
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
@@ -201,6 +202,8 @@ where
     device_lists(&new_store()).await;
     eprintln!("conformance: account_key_backups");
     account_key_backups(&new_store()).await;
+    eprintln!("conformance: business_profiles");
+    business_profiles(&new_store()).await;
     eprintln!("conformance: device_activity");
     device_activity(&new_store()).await;
     eprintln!("conformance: routed_sends");

@@ -208,6 +208,7 @@ impl PgStore {
                     "DELETE FROM kem_prekeys WHERE account = $1",
                     "DELETE FROM device_lists WHERE account = $1",
                     "DELETE FROM account_key_backups WHERE account = $1",
+                    "DELETE FROM business_profiles WHERE account = $1",
                 ] {
                     execute(&tx, sql, &[&acct]).await?;
                 }

@@ -7,7 +7,9 @@ use super::{
 };
 use crate::StoreError;
 use crate::store::{
-    AccountKeyBackup, DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList,
+    AccountKeyBackup, DeviceListState, NewBusinessProfile, NewDeviceList, PutProfileOutcome,
+    ReplaceListOutcome, StoredBusinessProfile, StoredDeviceList, business_owner_identity,
+    profile_may_replace,
 };
 use deadpool_postgres::GenericClient;
 use sealpost_wire::relay::DeviceInfo;
@@ -182,12 +184,12 @@ impl PgStore {
                 ],
             )
             .await?;
-            execute(
-                &tx,
+            for sql in [
                 "DELETE FROM account_key_backups WHERE account = $1 AND account_key <> $2",
-                &[&acct, &&list.account_key[..]],
-            )
-            .await?;
+                "DELETE FROM business_profiles WHERE account = $1 AND account_key <> $2",
+            ] {
+                execute(&tx, sql, &[&acct, &&list.account_key[..]]).await?;
+            }
             Ok(ReplaceListOutcome::Stored { removed })
         })
     }
@@ -218,6 +220,89 @@ impl PgStore {
         })
     }
 
+    /// [`crate::Store::put_business_profile`]. The account row is locked first
+    /// (`FOR UPDATE`), as by a list replacement or a registration, so the device, the stored
+    /// list and the stored profile checked here stay as read until the commit.
+    pub async fn put_business_profile(
+        &self,
+        device: &DeviceAddress,
+        profile: &NewBusinessProfile<'_>,
+    ) -> Result<PutProfileOutcome, StoreError> {
+        let acct = device.account.as_str();
+        let device_id = device.device.0;
+        let key = *profile.account_key;
+        let version = profile.profile_version;
+        let route_version = profile.route_version;
+        let bytes = profile.profile;
+        let payload = profile.payload;
+        let new = *profile;
+        in_tx!(self, Commit::Durable, |tx| {
+            if query_opt(
+                &tx,
+                "SELECT 1 FROM accounts WHERE account = $1 FOR UPDATE",
+                &[&acct],
+            )
+            .await?
+            .is_none()
+            {
+                return Ok(PutProfileOutcome::ListChanged);
+            }
+            // Rules 1 and 2 of spec/relay.md 3.14 again: registered, and named as the owner
+            // with that identity by the stored list under this account key.
+            let Some(identity) = devices(&tx, acct)
+                .await?
+                .into_iter()
+                .find(|d| d.device_id == device_id)
+                .map(|d| d.identity)
+            else {
+                return Ok(PutProfileOutcome::ListChanged);
+            };
+            let Some(list) = stored_list(&tx, acct)
+                .await?
+                .filter(|l| l.account_key == key)
+            else {
+                return Ok(PutProfileOutcome::ListChanged);
+            };
+            if business_owner_identity(&list.bytes, device_id)? != Some(identity) {
+                return Ok(PutProfileOutcome::ListChanged);
+            }
+            // Rule 5: the version rule against the stored profile.
+            let stored = stored_profile(&tx, acct).await?;
+            if !profile_may_replace(stored.as_ref(), &new) {
+                return Ok(PutProfileOutcome::Stale);
+            }
+            execute(
+                &tx,
+                "INSERT INTO business_profiles
+                 (account, account_key, profile_version, profile, route_version, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (account) DO UPDATE SET account_key = EXCLUDED.account_key,
+                    profile_version = EXCLUDED.profile_version, profile = EXCLUDED.profile,
+                    route_version = EXCLUDED.route_version, payload = EXCLUDED.payload",
+                &[
+                    &acct,
+                    &&key[..],
+                    &to_i64(version),
+                    &bytes,
+                    &to_i64(route_version),
+                    &payload,
+                ],
+            )
+            .await?;
+            Ok(PutProfileOutcome::Stored)
+        })
+    }
+
+    /// [`crate::Store::business_profile`].
+    pub async fn business_profile(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<StoredBusinessProfile>, StoreError> {
+        in_tx!(self, Commit::Durable, |tx| {
+            stored_profile(&tx, account.as_str()).await
+        })
+    }
+
     /// [`crate::Store::account_key_backup`].
     pub async fn account_key_backup(
         &self,
@@ -239,6 +324,34 @@ impl PgStore {
             })
         })
     }
+}
+
+/// The account's stored business profile.
+async fn stored_profile<C: GenericClient + Sync>(
+    c: &C,
+    acct: &str,
+) -> Result<Option<StoredBusinessProfile>, TxError> {
+    let row = query_opt(
+        c,
+        "SELECT account_key, profile_version, profile, payload, route_version
+         FROM business_profiles WHERE account = $1",
+        &[&acct],
+    )
+    .await?;
+    row.map(|r| {
+        let profile_version = get_u64(&r, 1, "business profile version")?;
+        if profile_version == 0 {
+            return Err(StoreError::Corrupt("business profile version").into());
+        }
+        Ok(StoredBusinessProfile {
+            account_key: get_array(&r, 0, "business profile account key")?,
+            profile_version,
+            profile: r.try_get::<_, Vec<u8>>(2)?,
+            route_version: get_u64(&r, 4, "business route version")?,
+            payload: r.try_get::<_, Vec<u8>>(3)?,
+        })
+    })
+    .transpose()
 }
 
 /// Removes the account's devices `ids` with their prekeys and deliveries.

@@ -10,7 +10,7 @@ use crate::StoreError;
 use deadpool_postgres::Object;
 
 /// The schema version this relay writes.
-pub const PG_SCHEMA_VERSION: i64 = 5;
+pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// The SQL of each step: `MIGRATIONS[n - 1]` takes version `n - 1` to `n`.
 const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [
@@ -19,6 +19,7 @@ const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [
     include_str!("migrations/v3.sql"),
     include_str!("migrations/v4.sql"),
     include_str!("migrations/v5.sql"),
+    include_str!("migrations/v6.sql"),
 ];
 
 /// Key of the advisory lock held while checking and migrating (ASCII "SEALPOST").

@@ -78,6 +78,21 @@ impl Store for PgStore {
         PgStore::account_key_backup(self, account).await
     }
 
+    async fn put_business_profile(
+        &self,
+        device: &DeviceAddress,
+        profile: &NewBusinessProfile<'_>,
+    ) -> Result<PutProfileOutcome, StoreError> {
+        PgStore::put_business_profile(self, device, profile).await
+    }
+
+    async fn business_profile(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<StoredBusinessProfile>, StoreError> {
+        PgStore::business_profile(self, account).await
+    }
+
     async fn put_vault(
         &self,
         account: &AccountId,

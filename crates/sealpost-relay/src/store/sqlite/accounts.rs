@@ -196,6 +196,7 @@ pub(super) async fn register_device(
                     "DELETE FROM envelopes WHERE account = ?1",
                     "DELETE FROM device_lists WHERE account = ?1",
                     "DELETE FROM account_key_backups WHERE account = ?1",
+                    "DELETE FROM business_profiles WHERE account = ?1",
                 ] {
                     c.execute(sql, params![account]).map_err(backend)?;
                 }

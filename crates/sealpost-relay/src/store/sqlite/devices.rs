@@ -4,7 +4,9 @@
 use super::accounts::device_ids;
 use super::*;
 use crate::store::{
-    AccountKeyBackup, DeviceListState, NewDeviceList, ReplaceListOutcome, StoredDeviceList,
+    AccountKeyBackup, DeviceListState, NewBusinessProfile, NewDeviceList, PutProfileOutcome,
+    ReplaceListOutcome, StoredBusinessProfile, StoredDeviceList, business_owner_identity,
+    profile_may_replace,
 };
 
 /// Removes one device with its prekeys and mailbox (as a registration removes every device).
@@ -204,11 +206,13 @@ pub(super) async fn replace_device_list(
             ],
         )
         .map_err(backend)?;
-        c.execute(
+        for sql in [
             "DELETE FROM account_key_backups WHERE account = ?1 AND account_key != ?2",
-            params![account, &account_key[..]],
-        )
-        .map_err(backend)?;
+            "DELETE FROM business_profiles WHERE account = ?1 AND account_key != ?2",
+        ] {
+            c.execute(sql, params![account, &account_key[..]])
+                .map_err(backend)?;
+        }
         Ok(ReplaceListOutcome::Stored { removed })
     })
     .await
@@ -260,4 +264,107 @@ pub(super) async fn account_key_backup(
         .transpose()
     })
     .await
+}
+
+/// The stored business profile of `account`, read on `c`.
+fn stored_profile(
+    c: &Connection,
+    account: &str,
+) -> Result<Option<StoredBusinessProfile>, StoreError> {
+    type Row = (Vec<u8>, i64, Vec<u8>, Vec<u8>, i64);
+    let row: Option<Row> = c
+        .query_row(
+            "SELECT account_key, profile_version, profile, payload, route_version
+             FROM business_profiles WHERE account = ?1",
+            params![account],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    row.map(|(key, version, profile, payload, route_version)| {
+        Ok(StoredBusinessProfile {
+            account_key: key
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("business profile account key"))?,
+            profile_version: u64::try_from(version)
+                .ok()
+                .filter(|v| *v >= 1)
+                .ok_or(StoreError::Corrupt("business profile version"))?,
+            profile,
+            route_version: u64::try_from(route_version)
+                .map_err(|_| StoreError::Corrupt("business route version"))?,
+            payload,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn put_business_profile(
+    s: &SqliteStore,
+    device: &DeviceAddress,
+    profile: &NewBusinessProfile<'_>,
+) -> Result<PutProfileOutcome, StoreError> {
+    let account = device.account.as_str().to_owned();
+    let device_id = device.device.0;
+    let key = *profile.account_key;
+    let version = profile.profile_version;
+    let bytes = profile.profile.to_vec();
+    let route_version = profile.route_version;
+    let payload = profile.payload.to_vec();
+    s.write(move |c| {
+        // Rules 1 and 2 of spec/relay.md 3.14 again: registered, and named as the owner
+        // with that identity by the stored list under this account key.
+        let Some(identity) = registered(c, &account)?
+            .into_iter()
+            .find(|d| d.device_id == device_id)
+            .map(|d| d.identity)
+        else {
+            return Ok(PutProfileOutcome::ListChanged);
+        };
+        let Some(list) = stored_list(c, &account)?.filter(|l| l.account_key == key) else {
+            return Ok(PutProfileOutcome::ListChanged);
+        };
+        if business_owner_identity(&list.bytes, device_id)? != Some(identity) {
+            return Ok(PutProfileOutcome::ListChanged);
+        }
+        // Rule 5: the version rule against the stored profile.
+        let stored = stored_profile(c, &account)?;
+        let new = NewBusinessProfile {
+            account_key: &key,
+            profile_version: version,
+            profile: &bytes,
+            route_version,
+            payload: &payload,
+        };
+        if !profile_may_replace(stored.as_ref(), &new) {
+            return Ok(PutProfileOutcome::Stale);
+        }
+        c.execute(
+            "INSERT INTO business_profiles
+             (account, account_key, profile_version, profile, route_version, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (account) DO UPDATE SET account_key = excluded.account_key,
+                profile_version = excluded.profile_version, profile = excluded.profile,
+                route_version = excluded.route_version, payload = excluded.payload",
+            params![
+                account,
+                &key[..],
+                to_i64(version),
+                bytes,
+                to_i64(route_version),
+                payload
+            ],
+        )
+        .map_err(backend)?;
+        Ok(PutProfileOutcome::Stored)
+    })
+    .await
+}
+
+pub(super) async fn business_profile(
+    s: &SqliteStore,
+    account: &AccountId,
+) -> Result<Option<StoredBusinessProfile>, StoreError> {
+    let account = account.as_str().to_owned();
+    s.read(move |c| stored_profile(c, &account)).await
 }

@@ -444,12 +444,12 @@ mod tests {
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
             // Everything after version 4 goes: the ledger (5), the provisioning ids (6),
-            // the device lists (7), the devices' last seen (8) and the account-key
-            // backups (9).
+            // the device lists (7), the devices' last seen (8), the account-key backups
+            // (9) and the business profiles (10).
             "DROP TABLE vault_ledger; ALTER TABLE vaults DROP COLUMN write_seq;
              DROP TABLE provisioning; DROP TABLE device_lists;
              ALTER TABLE devices DROP COLUMN last_seen; DROP TABLE account_key_backups;
-             ALTER TABLE accounts DROP COLUMN rekey_device;
+             ALTER TABLE accounts DROP COLUMN rekey_device; DROP TABLE business_profiles;
              PRAGMA user_version = 4;",
         )
         .unwrap();

@@ -65,10 +65,11 @@ mod writer;
 
 use super::{
     AccountKeyBackup, CODE_MAC_LEN, CodeAttempt, ConfirmOutcome, DeviceListState, DeviceSeen,
-    EnqueueOutcome, MAX_SENDER_SEQ, MailFeed, NewDeviceList, NewMessage, NewPreKeys, PreKeyCounts,
-    PreKeyLimits, PutVaultOutcome, QuotaCheck, QuotaOutcome, RegLockPolicy, RegLockState,
-    RegisterOutcome, ReplaceListOutcome, Store, StoredEnvelope, SweepCounts, TakenBundle,
-    UploadOutcome, VAULT_ID_LEN, VERIFIER_LEN, VaultAttempt, VaultRow,
+    EnqueueOutcome, MAX_SENDER_SEQ, MailFeed, NewBusinessProfile, NewDeviceList, NewMessage,
+    NewPreKeys, PreKeyCounts, PreKeyLimits, PutProfileOutcome, PutVaultOutcome, QuotaCheck,
+    QuotaOutcome, RegLockPolicy, RegLockState, RegisterOutcome, ReplaceListOutcome, Store,
+    StoredBusinessProfile, StoredEnvelope, SweepCounts, TakenBundle, UploadOutcome, VAULT_ID_LEN,
+    VERIFIER_LEN, VaultAttempt, VaultRow,
 };
 use crate::ratelimit::gcra;
 use crate::{StoreError, Unavailable};
@@ -479,6 +480,21 @@ impl Store for SqliteStore {
         account: &AccountId,
     ) -> Result<Option<AccountKeyBackup>, StoreError> {
         devices::account_key_backup(self, account).await
+    }
+
+    async fn put_business_profile(
+        &self,
+        device: &DeviceAddress,
+        profile: &NewBusinessProfile<'_>,
+    ) -> Result<PutProfileOutcome, StoreError> {
+        devices::put_business_profile(self, device, profile).await
+    }
+
+    async fn business_profile(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<StoredBusinessProfile>, StoreError> {
+        devices::business_profile(self, account).await
     }
 
     async fn put_vault(

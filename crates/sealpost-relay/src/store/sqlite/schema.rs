@@ -3,7 +3,7 @@
 use super::*;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE codes (
@@ -163,6 +163,20 @@ CREATE TABLE account_key_backups (
 ALTER TABLE accounts ADD COLUMN rekey_device INTEGER;
 ";
 
+/// Version 10 (business profiles, spec/relay.md 3.14): one profile per account, with the
+/// account key and version the next one is checked against, the profile's encoding (compared
+/// by the version rule) and the payload it was published with (served byte for byte).
+pub(super) const MIGRATE_V10_BUSINESS_PROFILES: &str = "
+CREATE TABLE business_profiles (
+    account          TEXT PRIMARY KEY NOT NULL,
+    account_key      BLOB NOT NULL,
+    profile_version  INTEGER NOT NULL,
+    profile          BLOB NOT NULL,
+    route_version    INTEGER NOT NULL,
+    payload          BLOB NOT NULL
+);
+";
+
 /// Opens the writing connection, in WAL mode, and migrates the schema; also returns the
 /// schema version the database had before (0: it was created now).
 pub(super) fn open_writer(path: &Path) -> Result<(Connection, i64), StoreError> {
@@ -251,6 +265,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<i64, StoreError> {
     if version < 9 {
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {MIGRATE_V9_ACCOUNT_KEY_BACKUPS} PRAGMA user_version = 9; COMMIT;"
+        ))
+        .map_err(backend)?;
+    }
+    if version < 10 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {MIGRATE_V10_BUSINESS_PROFILES} PRAGMA user_version = 10; COMMIT;"
         ))
         .map_err(backend)?;
     }

@@ -553,9 +553,9 @@ async fn unguarded_jobs_fail_alone_or_with_their_whole_group() {
     }
 }
 
-/// Version 7 → 9: existing devices get `last_seen` 0 ("not recorded", spec/relay-store.md
+/// Version 7 → 10: existing devices get `last_seen` 0 ("not recorded", spec/relay-store.md
 /// section 2), not their account's; the next touch records them; the account-key backups
-/// table (9) starts empty.
+/// table (9) and the business profiles table (10) start empty.
 #[tokio::test]
 async fn migrates_a_version_7_database_to_device_last_seen() {
     let dir = tempfile::tempdir().unwrap();
@@ -567,6 +567,7 @@ async fn migrates_a_version_7_database_to_device_last_seen() {
             "ALTER TABLE devices DROP COLUMN last_seen;
              DROP TABLE account_key_backups;
              ALTER TABLE accounts DROP COLUMN rekey_device;
+             DROP TABLE business_profiles;
              PRAGMA user_version = 7;
              INSERT INTO accounts (account, next_device_id, last_seen)
              VALUES ('+15550000001', 3, 5000);
@@ -601,4 +602,5 @@ async fn migrates_a_version_7_database_to_device_last_seen() {
         6000
     );
     assert_eq!(s.account_key_backup(&acct(1)).await.unwrap(), None);
+    assert_eq!(s.business_profile(&acct(1)).await.unwrap(), None);
 }
