@@ -1,5 +1,6 @@
-//! Signed device lists and linking over real QUIC on 127.0.0.1 (spec/relay.md 3.9, 3.10):
-//! lists made with `sealpost-devices` exactly as clients make them.
+//! Signed device lists, linking and business profiles over real QUIC on 127.0.0.1
+//! (spec/relay.md 3.9, 3.10, 3.14): lists and profiles made with `sealpost-devices` exactly
+//! as clients make them.
 
 #![cfg(feature = "server")]
 #![allow(
@@ -568,4 +569,90 @@ async fn account_key_backup_and_recovery_registration() {
         ErrorCode::InvalidDeviceList
     );
     relay.shutdown().await;
+}
+
+/// Business profiles over QUIC (spec/relay.md 3.14): the owner of a business list publishes
+/// a profile with the longest fields and four statements; a customer's device fetches it as
+/// published; re-registering the number without the PIN deletes it with the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_profile_publish_fetch_and_reregistration() {
+    use sealpost_crypto::ed25519::SigningKey;
+    use sealpost_devices::sign_business_verification;
+    use sealpost_wire::business::{BusinessProfileFields, PublishedProfile};
+    let TestRelay {
+        dir: _dir,
+        codes,
+        relay,
+    } = TestRelay::start().await;
+    let mut shop = Device::register(&relay, &codes, "+15550001501").await;
+    assert_eq!(shop.client.next_push().await, Push::QueueDrained);
+    let customer = Device::register(&relay, &codes, "+15550001502").await;
+    let a = shop.address.account.clone();
+    let fetch = Request::FetchBusinessProfile { account: a.clone() };
+    assert_eq!(
+        customer.client.request(&fetch).await,
+        Response::BusinessProfile(None)
+    );
+
+    let ak = AccountKeyPair::generate(&mut rand::rng());
+    let list = ak
+        .first_list(
+            &a,
+            shop.address.device.0,
+            shop.id.public().to_wire(),
+            DeviceRole::Owner,
+            name("Owner"),
+            NOW,
+            |m| shop.id.sign(m),
+        )
+        .unwrap();
+    assert_eq!(
+        shop.client.request(&publish(&list)).await,
+        Response::DeviceListStored { list_version: 1 }
+    );
+    let business_name = "N".repeat(64);
+    let fields = BusinessProfileFields {
+        name: business_name.clone(),
+        category: "c".repeat(64),
+        description: "d".repeat(1024),
+        address: "a".repeat(256),
+        website: format!("https://{}", "w".repeat(192)),
+        hours: "h".repeat(512),
+        reply_within: 600,
+    };
+    let profile = ak.sign_business_profile(&a, 1, NOW, fields).unwrap();
+    let verifications = (1..=4u8)
+        .map(|b| {
+            sign_business_verification(
+                &SigningKey::from_seed(&[b; 32]),
+                &a,
+                &ak.public(),
+                &business_name,
+                NOW,
+                NOW + 1000,
+            )
+            .unwrap()
+        })
+        .collect();
+    let published = PublishedProfile {
+        profile,
+        verifications,
+    };
+    assert_eq!(
+        shop.client
+            .request(&Request::PublishBusinessProfile(published.clone()))
+            .await,
+        Response::BusinessProfileStored { profile_version: 1 }
+    );
+    assert_eq!(
+        customer.client.request(&fetch).await,
+        Response::BusinessProfile(Some(published))
+    );
+
+    // A registration that is not a recovery deletes the profile with the list.
+    let _phone = Device::register(&relay, &codes, "+15550001501").await;
+    assert_eq!(
+        customer.client.request(&fetch).await,
+        Response::BusinessProfile(None)
+    );
 }
