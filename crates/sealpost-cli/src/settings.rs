@@ -461,8 +461,15 @@ mod tests {
                 "127.0.0.1:4434=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
             ],
             guardian_threshold: Some(1),
+            trusted_verifiers: vec![format!("Basel Registry={}", "ab".repeat(32))],
         };
         d.save(&s).ok();
+        assert_eq!(
+            parse_verifier(&s.trusted_verifiers[0]).unwrap(),
+            ("Basel Registry".to_owned(), [0xab; 32])
+        );
+        assert!(parse_verifier("no key").is_err());
+        assert!(parse_verifier("x=abcd").is_err());
         assert_eq!(d.try_load().ok(), Some(Some(s.clone())));
         // Several nodes are written as a list; one stays a plain string.
         let two = Settings {

@@ -57,7 +57,5 @@ pub use provisioning::{
     LINK_TEXT_PREFIX, LinkRequest, PROVISIONING_INFO, ProvisionedLink, parse_invitation,
     seal_provisioning,
 };
-pub use route::{
-    ROUTE_LABEL, RouteError, VerifiedRoute, route_targets, sign_route_as_device,
-};
+pub use route::{ROUTE_LABEL, RouteError, VerifiedRoute, route_targets, sign_route_as_device};
 pub use sealpost_wire::devices::{DeviceEntry, DeviceRole, RoleFamily};

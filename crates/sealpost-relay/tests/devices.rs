@@ -635,18 +635,21 @@ async fn business_profile_publish_fetch_and_reregistration() {
         })
         .collect();
     let published = PublishedProfile {
+        route: None,
         profile,
         verifications,
     };
     assert_eq!(
         shop.client
-            .request(&Request::PublishBusinessProfile(published.clone()))
+            .request(&Request::PublishBusinessProfile(Box::new(
+                published.clone()
+            )))
             .await,
         Response::BusinessProfileStored { profile_version: 1 }
     );
     assert_eq!(
         customer.client.request(&fetch).await,
-        Response::BusinessProfile(Some(published))
+        Response::BusinessProfile(Some(Box::new(published)))
     );
 
     // A registration that is not a recovery deletes the profile with the list.

@@ -194,7 +194,9 @@ fn business_vectors() {
 
 /// A business list: owner 1, admin 2, agent 3, bot 4, each linked as section 6 does it
 /// (the key holder signs, the new device adds its binding).
-fn business_list(ak: &AccountKeyPair) -> (sealpost_devices::VerifiedDeviceList, Vec<super::Device>) {
+fn business_list(
+    ak: &AccountKeyPair,
+) -> (sealpost_devices::VerifiedDeviceList, Vec<super::Device>) {
     use sealpost_devices::{DeviceRole, VerifiedDeviceList};
     use sealpost_wire::devices::DeviceName;
     let account = AccountId::new(BUSINESS).unwrap();
@@ -223,7 +225,13 @@ fn business_list(ak: &AccountKeyPair) -> (sealpost_devices::VerifiedDeviceList, 
     {
         let d = &devices[i + 1];
         let body = ak
-            .link_device(&list, d.identity, role, DeviceName::new(name).unwrap(), ISSUED_AT)
+            .link_device(
+                &list,
+                d.identity,
+                role,
+                DeviceName::new(name).unwrap(),
+                ISSUED_AT,
+            )
             .unwrap();
         let mut signed = body.list.clone();
         let at = signed.bindings.len() - 1;
@@ -234,7 +242,12 @@ fn business_list(ak: &AccountKeyPair) -> (sealpost_devices::VerifiedDeviceList, 
     (list, devices)
 }
 
-fn route_body(customer: Option<&str>, version: u64, devices: Vec<u32>, signer: RouteSigner) -> RouteBody {
+fn route_body(
+    customer: Option<&str>,
+    version: u64,
+    devices: Vec<u32>,
+    signer: RouteSigner,
+) -> RouteBody {
     RouteBody {
         account: AccountId::new(BUSINESS).unwrap(),
         account_key: AccountKeyPair::from_seed(&secret("business.account-key"))
@@ -324,11 +337,11 @@ fn route_vectors_and_rules() {
     );
     // A default route signed by a device that is not owner or admin; a route for
     // another customer; a forged signature; a route under another key.
-    let by_agent = sign_route_as_device(
-        route_body(None, 2, vec![3], RouteSigner::Device(3)),
-        |m| devices[2].signing.sign(m),
-    )
-    .unwrap();
+    let by_agent =
+        sign_route_as_device(route_body(None, 2, vec![3], RouteSigner::Device(3)), |m| {
+            devices[2].signing.sign(m)
+        })
+        .unwrap();
     assert_eq!(
         VerifiedRoute::verify(&by_agent, &list, None, Some(&default)),
         Err(RouteError::Unauthorized)

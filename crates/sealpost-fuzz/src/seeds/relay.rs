@@ -20,6 +20,7 @@ pub(super) fn relay_frames() -> Vec<Seed> {
     let body = |frame: Vec<u8>| frame[4..].to_vec();
     let business = crate::business::business_fixture();
     let published = sealpost_wire::business::PublishedProfile {
+        route: None,
         profile: business.profile.signed().clone(),
         verifications: vec![
             sealpost_wire::business::BusinessVerification::decode(&business.statement)
@@ -85,7 +86,7 @@ pub(super) fn relay_frames() -> Vec<Seed> {
         ("req-fetch-key-backup", Request::FetchAccountKeyBackup),
         (
             "req-publish-business-profile",
-            Request::PublishBusinessProfile(published.clone()),
+            Request::PublishBusinessProfile(Box::new(published.clone())),
         ),
         (
             "req-fetch-business-profile",
@@ -193,7 +194,7 @@ pub(super) fn relay_frames() -> Vec<Seed> {
         ),
         (
             "resp-business-profile",
-            Response::BusinessProfile(Some(published)),
+            Response::BusinessProfile(Some(Box::new(published))),
         ),
         ("resp-no-business-profile", Response::BusinessProfile(None)),
     ];
