@@ -137,7 +137,7 @@ mod transport;
 pub use builder::{ClientConfigBuilder, ConfigError};
 pub use client::{Client, DEVICE_LIST_REFRESH, Device, PendingLink};
 pub use config::{
-    Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
+    AccountKind, Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
     DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
     RelayAddrError,
 };
@@ -146,12 +146,12 @@ pub use content::{
     CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS, MessageBody,
     MessageId,
 };
-pub use engine::PRIMARY_DEVICE_NAME;
 pub use engine::{HISTORY_BUNDLE_MAX_AGE, HISTORY_BUNDLE_MAX_MESSAGES, HISTORY_PART_LINK_WAIT};
 pub use engine::{
     KEM_PREKEY_LOW, KEM_PREKEY_TARGET, MAX_RETIRED_PREKEYS, ONE_TIME_PREKEY_LOW,
     ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_SECS, RETIRED_PREKEY_RETENTION_SECS,
 };
+pub use engine::{OWNER_DEVICE_NAME, PRIMARY_DEVICE_NAME};
 pub use error::{
     ClientError, ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
     DeviceListRefusal, EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind,
