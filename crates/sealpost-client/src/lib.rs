@@ -32,6 +32,11 @@
 //!   adds, or an older list it serves, is refused ([`ClientEvent::DeviceListRefused`],
 //!   [`ClientEvent::RejectedUnlistedDevice`]); list changes are reported as
 //!   [`ClientEvent::DevicesChanged`], and safety numbers are over account keys.
+//! * **Business accounts**: registered with [`AccountKind::Business`] (this device is the
+//!   `owner`), devices linked as `admin`, `agent` or `bot` ([`Client::link_device_as`]) and
+//!   renamed or given another role ([`Client::update_device`]); every
+//!   [`ClientEvent::Message`] names its `author` as the sender's signed list does, so a
+//!   customer knows which agent or bot answered.
 //! * **Prekeys**: published at registration and replenished when the relay reports them low;
 //!   signed and last-resort prekeys rotate weekly.
 //! * **Front door**: [`ClientConfig::builder`] takes the relay's host name, port and pin in

@@ -108,9 +108,7 @@ impl Client {
         let name = device_name(name)?;
         let shared = self.shared()?;
         // Checked against the stored own list before any request; again on the fresh one.
-        let engine = shared.engine.clone();
-        let stored = blocking(move || Ok(engine.own_devices()?.map(|o| o.list))).await?;
-        let stored = stored.ok_or(ClientError::NotKeyHolder)?;
+        let stored = stored_as_key_holder(&shared).await?;
         if let Some(role) = role {
             check_new_role(&stored, role)?;
         }
@@ -210,9 +208,7 @@ impl Client {
     ) -> Result<DeviceInfo, ClientError> {
         let name = name.map(device_name).transpose()?;
         let shared = self.shared()?;
-        let engine = shared.engine.clone();
-        let stored = blocking(move || Ok(engine.own_devices()?.map(|o| o.list))).await?;
-        check_update(&stored.ok_or(ClientError::NotKeyHolder)?, device, role)?;
+        check_update(&stored_as_key_holder(&shared).await?, device, role)?;
         let conn = shared.connection()?;
         let current = refresh_own_list(&shared, &conn)
             .await?
@@ -291,6 +287,16 @@ impl Client {
         shared.outbox_wake.notify_one();
         Ok(parts)
     }
+}
+
+/// The stored own list, on the key holder ([`ClientError::NotKeyHolder`] elsewhere).
+async fn stored_as_key_holder(shared: &Arc<Shared>) -> Result<VerifiedDeviceList, ClientError> {
+    let engine = shared.engine.clone();
+    blocking(move || match engine.own_devices()? {
+        Some(own) if own.account_key.is_some() => Ok(own.list),
+        _ => Err(ClientError::NotKeyHolder),
+    })
+    .await
 }
 
 /// A display name, checked (spec/devices.md section 3.1).
