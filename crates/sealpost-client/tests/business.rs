@@ -3,7 +3,7 @@
 //! sees on every message which device of the business answered, by the name and role the
 //! business's signed list gives it; renaming a device reaches the customer as a
 //! `DevicesChanged` and on later messages; roles of the wrong family are refused before
-//! anything is sent.
+//! anything is sent; an owner recovered with the PIN stays an owner.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -355,5 +355,113 @@ async fn a_business_owner_name_defaults_and_an_invalid_one_is_refused() {
         vec![info(1, OWNER_DEVICE_NAME, DeviceRole::Owner)]
     );
     shop.shutdown().await;
+    relay.shutdown().await;
+}
+
+/// A business owner lost with the PIN set: the new device restores the account key and
+/// replaces the owner as an owner (the family of the stored list, though this device's
+/// configuration is the personal default), under the business default name; the agent stays
+/// listed, and the customer sees one device change and the new owner as the author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_owner_stays_an_owner() {
+    const PIN: &str = "482915";
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let limits = sealpost_relay::Limits {
+        vault_requests_per_account: 1000,
+        ..bulk_limits()
+    };
+    let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, limits).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin())
+        .with_pin_params(sealpost_client::PinArgon2Params::testing());
+    let shop_config = config
+        .clone()
+        .with_account_kind(AccountKind::Business)
+        .with_device_name("Shop owner");
+    let customer_config = config.clone().with_device_list_refresh(Duration::ZERO);
+    let (shop, _s_rx) = register(&shop_config, &codes, SHOP, open_store(dir.path(), "shop")).await;
+    let (customer, c_rx) = register(
+        &customer_config,
+        &codes,
+        CUSTOMER,
+        open_store(dir.path(), "customer"),
+    )
+    .await;
+    let c_seen = Collector::default();
+    c_seen.spawn(c_rx);
+    shop.set_pin(PIN).await.unwrap();
+    let (agent, _a_seen) = link_as(
+        dir.path(),
+        "agent",
+        &config,
+        &shop,
+        "Lina, support",
+        DeviceRole::Agent,
+    )
+    .await;
+    customer.send_text(&acct(SHOP), "Hello?").await.unwrap();
+    agent.send_text(&acct(CUSTOMER), "Hi!").await.unwrap();
+    assert_eq!(
+        author_of(&c_seen, "Hi!").await,
+        Some(info(2, "Lina, support", DeviceRole::Agent))
+    );
+
+    // The owner's device is lost; a new one registers with the PIN and the default
+    // (personal, unnamed) configuration.
+    shop.shutdown().await;
+    Client::request_code(&config, &acct(SHOP)).await.unwrap();
+    let code = codes.take(SHOP);
+    let (owner, _o_rx) = Client::register_with_pin(
+        open_store(dir.path(), "shop-new"),
+        config.clone(),
+        acct(SHOP),
+        &code,
+        PIN,
+    )
+    .await
+    .unwrap();
+    assert_eq!(owner.address().device, DeviceId(3));
+    assert_eq!(
+        owner.own_devices().await.unwrap(),
+        vec![
+            info(2, "Lina, support", DeviceRole::Agent),
+            info(3, OWNER_DEVICE_NAME, DeviceRole::Owner),
+        ]
+    );
+
+    // The customer's next message fetches the list: the owner was replaced, nothing else.
+    customer
+        .send_text(&acct(SHOP), "Still there?")
+        .await
+        .unwrap();
+    c_seen
+        .wait("the new owner", 30, |c| {
+            c.count_events(|e| {
+                matches!(e, ClientEvent::DevicesChanged { added, removed, changed, .. }
+                    if *added == vec![info(3, OWNER_DEVICE_NAME, DeviceRole::Owner)]
+                        && *removed == vec![info(1, "Shop owner", DeviceRole::Owner)]
+                        && changed.is_empty())
+            }) == 1
+        })
+        .await;
+    owner
+        .send_text(&acct(CUSTOMER), "Yes, new phone.")
+        .await
+        .unwrap();
+    assert_eq!(
+        author_of(&c_seen, "Yes, new phone.").await,
+        Some(info(3, OWNER_DEVICE_NAME, DeviceRole::Owner))
+    );
+    assert_eq!(
+        c_seen.count_events(|e| matches!(
+            e,
+            ClientEvent::SafetyNumberChanged { .. } | ClientEvent::VerifiedIdentityChanged { .. }
+        )),
+        0
+    );
+
+    agent.shutdown().await;
+    owner.shutdown().await;
+    customer.shutdown().await;
     relay.shutdown().await;
 }
