@@ -194,7 +194,7 @@ async fn show_history(s: &Session, screen: &Screen) -> anyhow::Result<()> {
     outln!("— earlier messages —");
     for h in &history {
         let who = match h.direction {
-            Direction::Incoming => sender(&h.peer),
+            Direction::Incoming => output::author(&h.peer, h.author.as_ref()),
             Direction::Outgoing => "me".into(),
         };
         outln!("[{}] {who}: {}", clock(h.timestamp), body_text(&h.body));
