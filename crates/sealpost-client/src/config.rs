@@ -262,8 +262,10 @@ pub struct ClientConfig {
     /// [`PinArgon2Params::PRODUCTION`] (16 MiB, 32 passes); tests lower them.
     pub pin_params: PinArgon2Params,
     /// How long a contact's signed device list is used before it is fetched again for
-    /// the next message (spec/devices.md 8.1). Default [`crate::DEVICE_LIST_REFRESH`];
-    /// a stale list is also corrected by the relay's `MismatchedDevices`.
+    /// the next message sent to the account or received from it (spec/devices.md 8.9:
+    /// so a new device is used, and a renamed one is named as the account signs it now).
+    /// Default [`crate::DEVICE_LIST_REFRESH`]; a stale list is also corrected by the
+    /// relay's `MismatchedDevices`.
     pub device_list_refresh: Duration,
     /// On the key holder: the most messages a history bundle carries to a newly linked
     /// device (spec/devices.md 8.7 and 8.9), the newest ones. Default

@@ -250,6 +250,28 @@ async fn a_customer_sees_which_agent_or_bot_of_a_business_answered() {
         author_of(&c_seen, "You're welcome.").await,
         Some(info(2, "Lina, sales", DeviceRole::Agent))
     );
+    // A device renamed while the customer only receives: the customer's list is older than
+    // its refresh interval (zero here), so the next message from the shop fetches it first
+    // and already carries the new name and role.
+    assert_eq!(
+        shop.update_device(DeviceId(3), Some("Shipping"), Some(DeviceRole::Admin))
+            .await
+            .unwrap(),
+        info(3, "Shipping", DeviceRole::Admin)
+    );
+    bot.send_text(&acct(CUSTOMER), "Out for delivery.")
+        .await
+        .unwrap();
+    assert_eq!(
+        author_of(&c_seen, "Out for delivery.").await,
+        Some(info(3, "Shipping", DeviceRole::Admin))
+    );
+    assert_eq!(
+        c_seen.count_events(|e| matches!(e, ClientEvent::DevicesChanged { changed, .. }
+            if *changed == vec![info(3, "Shipping", DeviceRole::Admin)])),
+        1
+    );
+
     // The history keeps each message's author as it was when the message arrived; the
     // customer's own messages have none.
     let authors: Vec<(String, Option<DeviceInfo>)> = customer
@@ -278,13 +300,17 @@ async fn a_customer_sees_which_agent_or_bot_of_a_business_answered() {
             "You're welcome.",
             Some(info(2, "Lina, sales", DeviceRole::Agent)),
         ),
+        (
+            "Out for delivery.",
+            Some(info(3, "Shipping", DeviceRole::Admin)),
+        ),
     ] {
         assert!(
             authors.contains(&(text.to_owned(), author.clone())),
             "{text}: {authors:?}"
         );
     }
-    assert_eq!(authors.len(), 6);
+    assert_eq!(authors.len(), 7);
     // ... and it survives reopening the store.
     customer.shutdown().await;
     drop(customer);

@@ -6,8 +6,9 @@ use super::*;
 use crate::engine::{ListedDevices, listed_infos};
 use sealpost_devices::VerifiedDeviceList;
 
-/// A contact's list is fetched again before sending when it was last fetched longer ago
-/// than this (and at once on `MismatchedDevices` or an envelope from an unlisted device);
+/// A contact's list is fetched again before sending to the account or processing an
+/// envelope from it when it was last fetched longer ago than this (and at once on
+/// `MismatchedDevices` or an envelope from an unlisted device);
 /// the default of [`crate::ClientConfig::device_list_refresh`].
 pub const DEVICE_LIST_REFRESH: Duration = Duration::from_secs(5 * 60);
 
