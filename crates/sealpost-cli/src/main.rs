@@ -10,6 +10,9 @@
 //! sealpost devices
 //! sealpost link --relay relay.example:4433 --relay-pin sha256/3f9a…=   # on a new desktop
 //! sealpost devices link sealpost-link:AQ…   # on the phone
+//! sealpost register --business --name "Shop owner" --account +15551230000   # a business
+//! sealpost devices link sealpost-link:AQ… --name "Lina, support" --role agent
+//! sealpost devices update 2 --name "Lina, sales" --role admin
 //! sealpost pin set
 //! ```
 //!
@@ -122,7 +125,8 @@ enum Command {
     /// for the account's primary device, and waits until it links us.
     Link(commands::LinkArgs),
     /// The devices of an account (default: our own: names and roles from its signed list);
-    /// `devices link` and `devices remove` on the primary device.
+    /// `devices link`, `devices update` (name, role) and `devices remove` on the primary
+    /// device (a business account's owner).
     Devices(commands::DevicesArgs),
     /// Two-step verification PIN: set, change, disable, check, status.
     #[command(subcommand)]

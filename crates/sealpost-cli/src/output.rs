@@ -2,7 +2,7 @@
 
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
-use sealpost_client::{DeviceAddress, IdentityKey, MessageBody, SafetyNumber};
+use sealpost_client::{DeviceAddress, DeviceInfo, IdentityKey, MessageBody, SafetyNumber};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
@@ -124,12 +124,31 @@ pub fn sender(from: &DeviceAddress) -> String {
     }
 }
 
+/// A message's sender: with its author as the sender's signed device list names it,
+/// `+15551234567 — Lina, support (agent)`; without a list, as [`sender`].
+pub fn author(from: &DeviceAddress, author: Option<&DeviceInfo>) -> String {
+    match author {
+        Some(a) => format!(
+            "{} — {} ({})",
+            from.account.as_str(),
+            a.name,
+            crate::commands::role_word(a.role)
+        ),
+        None => sender(from),
+    }
+}
+
 /// One received message as `receive` prints it.
-pub fn message_line(from: &DeviceAddress, timestamp: u64, body: &MessageBody) -> String {
+pub fn message_line(
+    from: &DeviceAddress,
+    by: Option<&DeviceInfo>,
+    timestamp: u64,
+    body: &MessageBody,
+) -> String {
     format!(
         "[{}] {}: {}",
         date_time(timestamp),
-        sender(from),
+        author(from, by),
         body_text(body)
     )
 }

@@ -169,6 +169,127 @@ fn a_desktop_is_linked_receives_and_is_unlinked() {
     relay.stop();
 }
 
+/// A business registers as owner, links an agent by role, and the customer sees the
+/// agent's signed name and role on its messages, before and after a rename; a role of the
+/// consumer family is refused.
+#[test]
+fn a_business_links_an_agent_and_the_customer_sees_who_answered() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(&root.path().join("relay"));
+    let (addr, pin) = (relay.addr(), relay.fingerprint());
+    let (shop, agent, customer) = (
+        home(root.path(), "shop"),
+        home(root.path(), "agent"),
+        home(root.path(), "customer"),
+    );
+    let (_, mut cmd) = register_two_step(&relay, &shop, BOB);
+    cmd.args(["--business", "--name", "Shop owner"]);
+    ok(cmd);
+    let (_, cmd) = register_two_step(&relay, &customer, ALICE);
+    ok(cmd);
+
+    let mut link = Interactive::spawn(sealpost(
+        &agent,
+        &["link", "--relay", &addr, "--relay-pin", &pin],
+    ));
+    let line = link.expect("sealpost devices link sealpost-link:");
+    let invitation = line
+        .split_whitespace()
+        .find(|w| w.starts_with("sealpost-link:"))
+        .unwrap()
+        .to_owned();
+    // A consumer role on a business account is refused before anything is sent.
+    let e = fails(sealpost(
+        &shop,
+        &[
+            "devices",
+            "link",
+            &invitation,
+            "--name",
+            "X",
+            "--role",
+            "linked",
+        ],
+    ));
+    assert!(e.contains("role linked is not allowed"), "{e}");
+    let linked = ok(sealpost(
+        &shop,
+        &[
+            "devices",
+            "link",
+            &invitation,
+            "--name",
+            "Lina, support",
+            "--role",
+            "agent",
+        ],
+    ));
+    assert!(linked.stdout.contains("(agent) as device 2"), "{linked:?}");
+    link.expect(&format!("Linked to {BOB} as device 2."));
+    assert!(link.finish().status.success());
+    let listed = ok(sealpost(&shop, &["devices"])).stdout;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("device 1") && l.contains("owner") && l.contains("Shop owner")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("device 2") && l.contains("agent") && l.contains("Lina, support")),
+        "{listed}"
+    );
+
+    // The agent answers; the customer sees who.
+    ok(sealpost(&agent, &["send", ALICE, "Hi, Lina here."]));
+    let got = ok(sealpost(
+        &customer,
+        &["receive", "--wait", "60", "--count", "1"],
+    ));
+    assert!(
+        got.stdout
+            .contains(&format!("{BOB} — Lina, support (agent): Hi, Lina here.")),
+        "{got:?}"
+    );
+
+    // The owner renames the agent; the customer's next message fetches the list and
+    // notes the change, and the agent's next message carries the new name.
+    let updated = ok(sealpost(
+        &shop,
+        &["devices", "update", "2", "--name", "Lina, sales"],
+    ));
+    assert!(
+        updated
+            .stdout
+            .contains("Device 2 is now \"Lina, sales\" (agent)"),
+        "{updated:?}"
+    );
+    // The owner keeps its role.
+    let e = fails(sealpost(
+        &shop,
+        &["devices", "update", "1", "--role", "admin"],
+    ));
+    assert!(e.contains("role admin is not allowed"), "{e}");
+    let sent = ok(sealpost(&customer, &["send", BOB, "Thanks!"]));
+    assert!(
+        sent.stderr
+            .contains("renamed or gave a new role to a device: Lina, sales (device 2, agent)"),
+        "{sent:?}"
+    );
+    ok(sealpost(&agent, &["send", ALICE, "You're welcome."]));
+    let got = ok(sealpost(
+        &customer,
+        &["receive", "--wait", "60", "--count", "1"],
+    ));
+    assert!(
+        got.stdout
+            .contains(&format!("{BOB} — Lina, sales (agent): You're welcome.")),
+        "{got:?}"
+    );
+    relay.stop();
+}
+
 /// `YYYY-MM-DD`.
 fn is_date(w: &str) -> bool {
     let b = w.as_bytes();

@@ -1,6 +1,6 @@
 //! [`ClientConfigBuilder`]: the short way to a [`ClientConfig`].
 
-use crate::config::{Backoff, ClientConfig, Guardians, RelayAddr, RelayAddrError};
+use crate::config::{AccountKind, Backoff, ClientConfig, Guardians, RelayAddr, RelayAddrError};
 use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
 use sealpost_pin::stretch::Argon2Params as PinArgon2Params;
 use sealpost_session::SessionConfig;
@@ -34,6 +34,10 @@ pub enum ConfigError {
     /// [`SpkiPinError::TooMany`]).
     #[error("relay pins: {0}")]
     Pins(SpkiPinError),
+    /// The device name ([`ClientConfigBuilder::device_name`]) is empty, longer than 64
+    /// bytes, or has a control character (spec/devices.md section 3.1).
+    #[error("a device name is 1 to 64 bytes of text without control characters")]
+    InvalidDeviceName,
 }
 
 /// Builds a [`ClientConfig`] from the relay's host name and port and its public-key pin in
@@ -68,6 +72,8 @@ pub struct ClientConfigBuilder {
     session: Option<SessionConfig>,
     guardians: Option<Guardians>,
     pin_params: Option<PinArgon2Params>,
+    account_kind: Option<AccountKind>,
+    device_name: Option<String>,
 }
 
 impl ClientConfig {
@@ -176,8 +182,21 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// The kind of account a registration makes ([`ClientConfig::account_kind`]).
+    pub fn account_kind(mut self, kind: AccountKind) -> Self {
+        self.account_kind = Some(kind);
+        self
+    }
+
+    /// This device's name on a first list it generates ([`ClientConfig::device_name`]);
+    /// checked by [`build`](Self::build).
+    pub fn device_name(mut self, name: impl Into<String>) -> Self {
+        self.device_name = Some(name.into());
+        self
+    }
+
     /// The configuration, or the first error met (a relay or pin that does not parse, no
-    /// relay, no pin).
+    /// relay, no pin, an invalid device name).
     pub fn build(self) -> Result<ClientConfig, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -212,6 +231,15 @@ impl ClientConfigBuilder {
         if let Some(p) = self.pin_params {
             config.pin_params = p;
         }
+        if let Some(k) = self.account_kind {
+            config.account_kind = k;
+        }
+        if let Some(name) = self.device_name {
+            config.device_name = Some(name);
+            config
+                .key_holder_name(config.account_kind)
+                .map_err(|_| ConfigError::InvalidDeviceName)?;
+        }
         Ok(config)
     }
 }
@@ -221,6 +249,35 @@ mod tests {
     use super::*;
 
     const PIN: &str = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+    #[test]
+    fn business_accounts_and_device_names() {
+        let base = || {
+            ClientConfig::builder()
+                .relay("relay.example.org", 4433)
+                .pin(PIN)
+        };
+        let config = base().build().unwrap();
+        assert_eq!(config.account_kind, AccountKind::Personal);
+        assert_eq!(config.device_name, None);
+        let config = base()
+            .account_kind(AccountKind::Business)
+            .device_name("Shop owner")
+            .build()
+            .unwrap();
+        assert_eq!(config.account_kind, AccountKind::Business);
+        assert_eq!(config.device_name.as_deref(), Some("Shop owner"));
+        for bad in ["", "line\nbreak", &"x".repeat(65)] {
+            assert_eq!(
+                base().device_name(bad).build().unwrap_err(),
+                ConfigError::InvalidDeviceName,
+                "{bad:?}"
+            );
+        }
+        assert!(base().device_name("x".repeat(64)).build().is_ok());
+        assert_eq!(AccountKind::Business.default_device_name(), "Owner");
+        assert_eq!(AccountKind::Personal.default_device_name(), "Primary");
+    }
 
     #[test]
     fn builds_with_defaults_and_names() {

@@ -177,6 +177,47 @@ impl BackoffState {
     }
 }
 
+/// What kind of account a new registration makes (spec/devices.md section 3.2 and 8.9): it
+/// decides the role of this device on the account's first signed device list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AccountKind {
+    /// A person's account: this device is the `primary`, linked devices are `linked`.
+    #[default]
+    Personal,
+    /// A business account: this device is the `owner` (it holds the account key), linked
+    /// devices are `admin`, `agent` or `bot`, and customers see each device's signed name
+    /// and role on the messages it sends.
+    Business,
+}
+
+impl AccountKind {
+    /// The key holder's role on a first list of this kind.
+    pub fn key_holder_role(self) -> sealpost_devices::DeviceRole {
+        match self {
+            Self::Personal => sealpost_devices::DeviceRole::Primary,
+            Self::Business => sealpost_devices::DeviceRole::Owner,
+        }
+    }
+
+    /// The kind whose key holder has roles of `family`.
+    pub(crate) fn of_family(family: sealpost_devices::RoleFamily) -> Self {
+        match family {
+            sealpost_devices::RoleFamily::Business => Self::Business,
+            _ => Self::Personal,
+        }
+    }
+
+    /// The key holder's display name when [`ClientConfig::device_name`] is not set:
+    /// [`crate::PRIMARY_DEVICE_NAME`] or [`crate::OWNER_DEVICE_NAME`].
+    pub fn default_device_name(self) -> &'static str {
+        match self {
+            Self::Personal => crate::PRIMARY_DEVICE_NAME,
+            Self::Business => crate::OWNER_DEVICE_NAME,
+        }
+    }
+}
+
 /// How a client reaches its relay and paces itself.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -221,8 +262,10 @@ pub struct ClientConfig {
     /// [`PinArgon2Params::PRODUCTION`] (16 MiB, 32 passes); tests lower them.
     pub pin_params: PinArgon2Params,
     /// How long a contact's signed device list is used before it is fetched again for
-    /// the next message (spec/devices.md 8.1). Default [`crate::DEVICE_LIST_REFRESH`];
-    /// a stale list is also corrected by the relay's `MismatchedDevices`.
+    /// the next message sent to the account or received from it (spec/devices.md 8.9:
+    /// so a new device is used, and a renamed one is named as the account signs it now).
+    /// Default [`crate::DEVICE_LIST_REFRESH`]; a stale list is also corrected by the
+    /// relay's `MismatchedDevices`.
     pub device_list_refresh: Duration,
     /// On the key holder: the most messages a history bundle carries to a newly linked
     /// device (spec/devices.md 8.7 and 8.9), the newest ones. Default
@@ -231,6 +274,18 @@ pub struct ClientConfig {
     /// On the key holder: how old (by its history timestamp) a message may be and still go
     /// into a history bundle. Default [`crate::HISTORY_BUNDLE_MAX_AGE`] (90 days).
     pub history_bundle_max_age: Duration,
+    /// The kind of account this device makes when it generates the account's first signed
+    /// device list (spec/devices.md 8.9 "Publishing": a new registration, or the first start
+    /// of a version-1 store): [`AccountKind::Personal`] (default) makes it the `primary`,
+    /// [`AccountKind::Business`] the `owner`. Ignored once the store has a list; a key
+    /// holder restored after a PIN recovery keeps the family of the stored list.
+    pub account_kind: AccountKind,
+    /// This device's display name on a first list it generates, or on the list it signs
+    /// as the new key holder after a PIN recovery (1 to 64 bytes of UTF-8 without control
+    /// characters; otherwise registering fails with
+    /// [`crate::LinkFailure::InvalidName`] before anything is sent). Default `None`:
+    /// [`AccountKind::default_device_name`] of the list's kind.
+    pub device_name: Option<String>,
     /// The verifiers whose statements make a business show as verified
     /// (spec/business.md 4.2): each a name shown to the user and an Ed25519 key. Empty by
     /// default: which verifiers to trust is the application's decision, never the protocol's.
@@ -330,6 +385,8 @@ impl ClientConfig {
             device_list_refresh: crate::DEVICE_LIST_REFRESH,
             history_bundle_max_messages: crate::HISTORY_BUNDLE_MAX_MESSAGES,
             history_bundle_max_age: crate::HISTORY_BUNDLE_MAX_AGE,
+            account_kind: AccountKind::Personal,
+            device_name: None,
             trusted_verifiers: Vec::new(),
         }
     }
@@ -392,6 +449,33 @@ impl ClientConfig {
     pub fn with_device_list_refresh(mut self, refresh: Duration) -> Self {
         self.device_list_refresh = refresh;
         self
+    }
+
+    /// Sets the kind of account a new registration makes (see [`ClientConfig::account_kind`]).
+    pub fn with_account_kind(mut self, kind: AccountKind) -> Self {
+        self.account_kind = kind;
+        self
+    }
+
+    /// Sets this device's display name on a first list it generates (see
+    /// [`ClientConfig::device_name`]).
+    pub fn with_device_name(mut self, name: impl Into<String>) -> Self {
+        self.device_name = Some(name.into());
+        self
+    }
+
+    /// The key holder's display name on a list of `kind`: [`ClientConfig::device_name`]
+    /// or the kind's default, checked.
+    pub(crate) fn key_holder_name(
+        &self,
+        kind: AccountKind,
+    ) -> Result<sealpost_wire::devices::DeviceName, ClientError> {
+        let name = self
+            .device_name
+            .as_deref()
+            .unwrap_or(kind.default_device_name());
+        sealpost_wire::devices::DeviceName::new(name)
+            .map_err(|_| ClientError::Link(crate::error::LinkFailure::InvalidName))
     }
 
     /// Sets the bounds of the history bundle sent to a newly linked device: at most

@@ -24,6 +24,13 @@ pub enum ClientEvent {
     Message {
         /// The sending device.
         from: DeviceAddress,
+        /// The sending device as its account's signed device list names it (id, display
+        /// name, role: e.g. "Lina, support", `agent`), from the list pinned for the
+        /// sender's account when the envelope was accepted (verified, and the envelope's
+        /// session identity checked against the entry): a business's customer always knows
+        /// who answered. `None` for an account without a list (a version-1 account).
+        /// Nothing in the message content can set it (spec/devices.md 8.9).
+        author: Option<DeviceInfo>,
         /// The sender's identity as authenticated by the session.
         identity: IdentityKey,
         /// The content.

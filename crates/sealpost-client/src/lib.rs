@@ -32,6 +32,11 @@
 //!   adds, or an older list it serves, is refused ([`ClientEvent::DeviceListRefused`],
 //!   [`ClientEvent::RejectedUnlistedDevice`]); list changes are reported as
 //!   [`ClientEvent::DevicesChanged`], and safety numbers are over account keys.
+//! * **Business accounts**: registered with [`AccountKind::Business`] (this device is the
+//!   `owner`), devices linked as `admin`, `agent` or `bot` ([`Client::link_device_as`]) and
+//!   renamed or given another role ([`Client::update_device`]); every
+//!   [`ClientEvent::Message`] names its `author` as the sender's signed list does, so a
+//!   customer knows which agent or bot answered.
 //! * **Prekeys**: published at registration and replenished when the relay reports them low;
 //!   signed and last-resort prekeys rotate weekly.
 //! * **Front door**: [`ClientConfig::builder`] takes the relay's host name, port and pin in
@@ -137,7 +142,7 @@ mod transport;
 pub use builder::{ClientConfigBuilder, ConfigError};
 pub use client::{BusinessProfile, Client, DEVICE_LIST_REFRESH, Device, PendingLink};
 pub use config::{
-    Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
+    AccountKind, Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
     DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
     RelayAddrError,
 };
@@ -146,12 +151,12 @@ pub use content::{
     CONTENT_TEXT, CONTENT_VERSION, MAX_BODY_LEN, MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS, MessageBody,
     MessageId,
 };
-pub use engine::PRIMARY_DEVICE_NAME;
 pub use engine::{HISTORY_BUNDLE_MAX_AGE, HISTORY_BUNDLE_MAX_MESSAGES, HISTORY_PART_LINK_WAIT};
 pub use engine::{
     KEM_PREKEY_LOW, KEM_PREKEY_TARGET, MAX_RETIRED_PREKEYS, ONE_TIME_PREKEY_LOW,
     ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_SECS, RETIRED_PREKEY_RETENTION_SECS,
 };
+pub use engine::{OWNER_DEVICE_NAME, PRIMARY_DEVICE_NAME};
 pub use error::{
     ClientError, ConnectionError, ConnectionErrorKind, DatabaseError, DatabaseErrorKind,
     DeviceListRefusal, EndpointError, EndpointErrorKind, InternalError, KdfError, KdfErrorKind,

@@ -178,6 +178,43 @@ impl AccountKeyPair {
         self.sign_list(body, bindings, current.account())
     }
 
+    /// The next version of `current` with device `device_id`'s display name and role set
+    /// to `name` and `role` (`spec/devices.md` 8.9): same id, identity, `added_at` and
+    /// binding; every other entry unchanged. The key holder may be renamed but keeps its
+    /// role; any other device may take any role of the list's family that does not hold the
+    /// account key ([`LinkError::Roles`] otherwise). An id not on the list is
+    /// [`LinkError::NotListed`].
+    pub fn update_device(
+        &self,
+        current: &VerifiedDeviceList,
+        device_id: u32,
+        name: DeviceName,
+        role: DeviceRole,
+        now_ms: u64,
+    ) -> Result<VerifiedDeviceList, LinkError> {
+        self.check_holder(current)?;
+        let signed = current.signed();
+        let mut body = signed.body.clone();
+        let entry = body
+            .entries
+            .iter_mut()
+            .find(|e| e.device_id == device_id)
+            .ok_or(LinkError::NotListed)?;
+        let allowed = if entry.role.holds_account_key() {
+            role == entry.role
+        } else {
+            !role.holds_account_key() && role.family() == current.family()
+        };
+        if !allowed {
+            return Err(LinkError::Roles);
+        }
+        entry.name = name;
+        entry.role = role;
+        body.list_version = next_version(current)?;
+        body.issued_at = now_ms;
+        self.sign_list(body, signed.bindings.clone(), current.account())
+    }
+
     /// Signs `body` and verifies the list it makes with `bindings`.
     fn sign_list(
         &self,

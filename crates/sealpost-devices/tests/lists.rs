@@ -32,7 +32,10 @@ fn link(
     let sealed = seal_provisioning(&mut rng, &invitation, &body).unwrap();
     let provisioned = request.open(&sealed).unwrap();
     assert_eq!(provisioned.account(), &account());
-    assert_eq!(provisioned.key_holder_name(), Some("Phone"));
+    assert_eq!(
+        provisioned.key_holder_name(),
+        current.key_holder().map(|e| e.name.as_str())
+    );
     provisioned.complete(device.signer()).unwrap()
 }
 
@@ -504,4 +507,130 @@ fn business_lists_link_agents_and_bots() {
         .unwrap_err(),
         LinkError::Roles
     );
+}
+
+/// A business account: key, owner (device 1) and an agent (device 2, linked).
+fn business_with_agent() -> (AccountKeyPair, Device, VerifiedDeviceList) {
+    let ak = AccountKeyPair::generate(&mut rand::rng());
+    let owner = Device::new();
+    let v1 = ak
+        .first_list(
+            &account(),
+            1,
+            owner.identity,
+            DeviceRole::Owner,
+            name("Shop owner"),
+            0,
+            owner.signer(),
+        )
+        .unwrap();
+    let agent = Device::new();
+    let v2 = link(&ak, &v1, &agent, DeviceRole::Agent, "Lina, support");
+    (ak, agent, v2)
+}
+
+#[test]
+fn update_device_renames_and_changes_the_role_and_nothing_else() {
+    let (ak, agent, v2) = business_with_agent();
+    let v3 = ak
+        .update_device(&v2, 2, name("Lina, sales"), DeviceRole::Admin, 5_000)
+        .unwrap();
+    assert_eq!(v3.list_version(), 3);
+    assert_eq!(v3.issued_at(), 5_000);
+    assert_eq!(v3.next_device_id(), v2.next_device_id());
+    let (before, after) = (v2.device(2).unwrap(), v3.device(2).unwrap());
+    assert_eq!(after.name.as_str(), "Lina, sales");
+    assert_eq!(after.role, DeviceRole::Admin);
+    assert_eq!(after.identity, agent.identity);
+    assert_eq!(after.added_at, before.added_at);
+    assert_eq!(v3.signed().bindings, v2.signed().bindings);
+    assert_eq!(v3.device(1), v2.device(1));
+    // Contacts see one changed device, as it is now.
+    match DeviceListPin::new(v2.clone()).check(&v3).unwrap() {
+        Update::Advanced(change) => {
+            assert!(change.added.is_empty() && change.removed.is_empty());
+            assert_eq!(change.changed.len(), 1);
+            assert_eq!(change.changed[0].1.name.as_str(), "Lina, sales");
+            assert_eq!(change.changed[0].1.role, DeviceRole::Admin);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The key holder may be renamed, keeping its role.
+    let v4 = ak
+        .update_device(&v3, 1, name("Shop"), DeviceRole::Owner, 6_000)
+        .unwrap();
+    assert_eq!(v4.key_holder().unwrap().name.as_str(), "Shop");
+}
+
+#[test]
+fn update_device_refuses_foreign_roles_key_holder_roles_unknown_ids_and_other_keys() {
+    let (ak, _agent, v2) = business_with_agent();
+    let refuse = |id, role| ak.update_device(&v2, id, name("x"), role, 1).unwrap_err();
+    // A role of the other family, for a device or the key holder.
+    assert_eq!(refuse(2, DeviceRole::Linked), LinkError::Roles);
+    assert_eq!(refuse(2, DeviceRole::Primary), LinkError::Roles);
+    assert_eq!(refuse(1, DeviceRole::Primary), LinkError::Roles);
+    // A second key holder, or a key holder that gives up its role.
+    assert_eq!(refuse(2, DeviceRole::Owner), LinkError::Roles);
+    assert_eq!(refuse(1, DeviceRole::Admin), LinkError::Roles);
+    // An id that is not listed.
+    assert_eq!(refuse(3, DeviceRole::Agent), LinkError::NotListed);
+    assert_eq!(refuse(0, DeviceRole::Agent), LinkError::NotListed);
+    // Another account key.
+    let other = AccountKeyPair::generate(&mut rand::rng());
+    assert_eq!(
+        other
+            .update_device(&v2, 2, name("x"), DeviceRole::Bot, 1)
+            .unwrap_err(),
+        LinkError::WrongKey
+    );
+    // On a consumer list, a linked device cannot become an agent or a primary.
+    let (ak, _phone, v1) = consumer();
+    let desktop = Device::new();
+    let v2 = link(&ak, &v1, &desktop, DeviceRole::Linked, "Desktop");
+    for role in [DeviceRole::Agent, DeviceRole::Primary, DeviceRole::Owner] {
+        assert_eq!(
+            ak.update_device(&v2, 2, name("x"), role, 1).unwrap_err(),
+            LinkError::Roles,
+            "{role:?}"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_role_or_name_byte_fails_verification() {
+    let (_ak, _agent, v2) = business_with_agent();
+    let bytes = v2.as_bytes();
+    // The agent's entry: `role (1) || added_at (8) || name_len (1) || name`.
+    let name_at = bytes
+        .windows(b"Lina, support".len())
+        .position(|w| w == b"Lina, support")
+        .unwrap();
+    let role_at = name_at - 1 - 8 - 1;
+    assert_eq!(bytes[role_at], 0x12, "the agent's role byte");
+    // Agent → bot (0x13), and agent → admin (0x11): valid roles, not signed ones.
+    for flip in [0x01, 0x03] {
+        let mut bad = bytes.to_vec();
+        bad[role_at] ^= flip;
+        assert_eq!(
+            VerifiedDeviceList::verify(&bad, &account()),
+            Err(DeviceListError::BadSignature),
+            "role byte {:#04x}",
+            bad[role_at]
+        );
+    }
+    // "Lina" → "lina", and the owner's name too: still valid names, not signed ones.
+    let owner_at = bytes
+        .windows(b"Shop owner".len())
+        .position(|w| w == b"Shop owner")
+        .unwrap();
+    for at in [name_at, owner_at + 9] {
+        let mut bad = bytes.to_vec();
+        bad[at] ^= 0x20;
+        assert_eq!(
+            VerifiedDeviceList::verify(&bad, &account()),
+            Err(DeviceListError::BadSignature),
+            "name byte {at}"
+        );
+    }
 }

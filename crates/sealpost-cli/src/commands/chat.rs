@@ -1,7 +1,7 @@
 //! `sealpost chat`: a line-based interactive chat.
 
 use super::{Context, Session, explain, finish, next_event, open};
-use crate::output::{body_text, clock, now_ms, outln, sanitize, sender};
+use crate::output::{self, body_text, clock, now_ms, outln, sanitize, sender};
 use crate::settings::parse_account;
 use anyhow::{Context as _, bail};
 use sealpost_client::{AccountId, ClientEvent, Direction, MessageId};
@@ -72,6 +72,7 @@ impl Screen {
         match event {
             ClientEvent::Message {
                 from,
+                author,
                 body,
                 timestamp,
                 ..
@@ -84,7 +85,7 @@ impl Screen {
                 outln!(
                     "[{}] {}{elsewhere}: {}",
                     clock(*timestamp),
-                    sender(from),
+                    output::author(from, author.as_ref()),
                     body_text(body)
                 );
             }
@@ -193,7 +194,7 @@ async fn show_history(s: &Session, screen: &Screen) -> anyhow::Result<()> {
     outln!("— earlier messages —");
     for h in &history {
         let who = match h.direction {
-            Direction::Incoming => sender(&h.peer),
+            Direction::Incoming => output::author(&h.peer, h.author.as_ref()),
             Direction::Outgoing => "me".into(),
         };
         outln!("[{}] {who}: {}", clock(h.timestamp), body_text(&h.body));

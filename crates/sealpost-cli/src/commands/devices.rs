@@ -1,12 +1,14 @@
 //! Linked devices: `sealpost link` on a new device, and `sealpost devices` (list, `link`,
-//! `remove`) on the account's devices (spec/devices.md section 6).
+//! `update`, `remove`) on the account's devices (spec/devices.md section 6).
 
 use super::{Context, Session, explain, finish, open, wait_connected};
 use crate::output::{date, identity_fingerprint, out, outln, qr_code};
 use crate::progress::Step;
 use crate::settings::{Relays, Settings, parse_pins};
 use anyhow::{Context as _, anyhow, bail};
-use sealpost_client::{Client, ClientError, DeviceActivity, DeviceId, DeviceInfo, DeviceRole};
+use sealpost_client::{
+    Client, ClientError, DeviceActivity, DeviceId, DeviceInfo, DeviceRole, LinkFailure,
+};
 
 /// `sealpost link`.
 #[derive(Debug, clap::Args)]
@@ -44,6 +46,23 @@ pub enum DevicesAction {
         /// The name the new device gets on the account's device list, shown to contacts.
         #[arg(long, default_value = "Linked device", value_name = "NAME")]
         name: String,
+        /// Its role: on a business account admin, agent (default) or bot; on a personal
+        /// account linked (default).
+        #[arg(long, value_enum, value_name = "ROLE")]
+        role: Option<RoleArg>,
+    },
+    /// On the account's primary device (or owner): change a device's name or role on the
+    /// signed device list; contacts see the change, and the new name on its messages.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["name", "role"])))]
+    Update {
+        /// Its device id (`sealpost devices` lists them).
+        device: u32,
+        /// The new name.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The new role (business accounts: admin, agent or bot).
+        #[arg(long, value_enum, value_name = "ROLE")]
+        role: Option<RoleArg>,
     },
     /// On the account's primary device: unlink a device. The relay logs it out at once;
     /// contacts stop encrypting to it when they see the new list.
@@ -51,6 +70,39 @@ pub enum DevicesAction {
         /// Its device id (`sealpost devices` lists them).
         device: u32,
     },
+}
+
+/// A role a linked device can be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// A personal account's other device.
+    Linked,
+    /// A business account's administrator.
+    Admin,
+    /// A business account's human agent.
+    Agent,
+    /// A business account's automated responder.
+    Bot,
+}
+
+impl From<RoleArg> for DeviceRole {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Linked => DeviceRole::Linked,
+            RoleArg::Admin => DeviceRole::Admin,
+            RoleArg::Agent => DeviceRole::Agent,
+            RoleArg::Bot => DeviceRole::Bot,
+        }
+    }
+}
+
+/// A device name as the signed device list takes it (spec/devices.md 3.1): 1 to 64 bytes
+/// of UTF-8 without control characters. Checked before anything is sent.
+pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        bail!("a device name is 1 to 64 bytes of text without control characters");
+    }
+    Ok(())
 }
 
 /// On a new device: shows an invitation (text and QR code), waits until the account's
@@ -114,11 +166,23 @@ pub async fn link(ctx: &Context, args: LinkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sealpost devices [ACCOUNT]`, `sealpost devices link`, `sealpost devices remove`.
+/// `sealpost devices [ACCOUNT]`, `sealpost devices link`, `sealpost devices update`,
+/// `sealpost devices remove`.
 pub async fn devices(ctx: &Context, args: DevicesArgs) -> anyhow::Result<()> {
     match args.action {
-        Some(DevicesAction::Link { invitation, name }) => {
-            link_device(ctx, &invitation, &name).await
+        Some(DevicesAction::Link {
+            invitation,
+            name,
+            role,
+        }) => link_device(ctx, &invitation, &name, role.map(DeviceRole::from)).await,
+        Some(DevicesAction::Update { device, name, role }) => {
+            update(
+                ctx,
+                DeviceId(device),
+                name.as_deref(),
+                role.map(DeviceRole::from),
+            )
+            .await
         }
         Some(DevicesAction::Remove { device }) => remove(ctx, DeviceId(device)).await,
         None => list(ctx, args.account.as_deref()).await,
@@ -126,7 +190,7 @@ pub async fn devices(ctx: &Context, args: DevicesArgs) -> anyhow::Result<()> {
 }
 
 /// The word for a role, as users see it.
-pub(super) fn role_word(role: DeviceRole) -> &'static str {
+pub fn role_word(role: DeviceRole) -> &'static str {
     match role {
         DeviceRole::Primary => "primary",
         DeviceRole::Linked => "linked",
@@ -141,28 +205,75 @@ pub(super) fn role_word(role: DeviceRole) -> &'static str {
 fn not_key_holder(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::NotKeyHolder => anyhow!(
-            "only the account's primary device (the holder of its account key) links and removes devices"
+            "only the account's primary device (the holder of its account key) links, changes and removes devices"
+        ),
+        ClientError::Link(LinkFailure::RoleNotAllowed { role }) => anyhow!(
+            "the role {} is not allowed here: a personal account's devices are linked, a business account's admin, agent or bot, and the primary device (owner) keeps its role",
+            role_word(role)
+        ),
+        ClientError::Link(LinkFailure::UnknownDevice { device }) => anyhow!(
+            "device {} is not on the account's device list (`sealpost devices` lists them)",
+            device.0
         ),
         e => anyhow!(explain(&e)),
     }
 }
 
-async fn link_device(ctx: &Context, invitation: &str, name: &str) -> anyhow::Result<()> {
+async fn link_device(
+    ctx: &Context,
+    invitation: &str,
+    name: &str,
+    role: Option<DeviceRole>,
+) -> anyhow::Result<()> {
+    check_name(name)?;
     let mut s = open(ctx).await?;
     let linked = match wait_connected(&mut s, ctx.timeout).await {
-        Ok(()) => s
-            .client
-            .link_device(invitation.trim(), name)
-            .await
-            .map_err(not_key_holder)
-            .context("linking the device"),
+        Ok(()) => match role {
+            Some(role) => s.client.link_device_as(invitation.trim(), name, role).await,
+            None => s.client.link_device(invitation.trim(), name).await,
+        }
+        .map_err(not_key_holder)
+        .context("linking the device"),
         Err(e) => Err(e),
     };
     finish(s).await?;
     let id = linked?;
+    let as_role = role
+        .map(|r| format!(" ({})", role_word(r)))
+        .unwrap_or_default();
     outln!(
-        "Linked \"{name}\" as device {}; it finishes joining on its own screen.",
+        "Linked \"{name}\"{as_role} as device {}; it finishes joining on its own screen.",
         id.0
+    );
+    Ok(())
+}
+
+async fn update(
+    ctx: &Context,
+    device: DeviceId,
+    name: Option<&str>,
+    role: Option<DeviceRole>,
+) -> anyhow::Result<()> {
+    if let Some(name) = name {
+        check_name(name)?;
+    }
+    let mut s = open(ctx).await?;
+    let updated = match wait_connected(&mut s, ctx.timeout).await {
+        Ok(()) => s
+            .client
+            .update_device(device, name, role)
+            .await
+            .map_err(not_key_holder)
+            .context("changing the device"),
+        Err(e) => Err(e),
+    };
+    finish(s).await?;
+    let d = updated?;
+    outln!(
+        "Device {} is now \"{}\" ({}); contacts see the change.",
+        d.id.0,
+        d.name,
+        role_word(d.role)
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ mod pin;
 
 pub use business::{BusinessCommand, business};
 pub use chat::chat;
-pub use devices::{DevicesArgs, LinkArgs, devices, link};
+pub use devices::{DevicesArgs, LinkArgs, devices, link, role_word};
 pub use pin::{PinCommand, pin};
 
 use crate::output::{
@@ -19,7 +19,7 @@ use crate::progress::Step;
 use crate::settings::{DataDir, Relays, Settings, parse_account, parse_code, parse_pins};
 use anyhow::{Context as _, anyhow, bail};
 use sealpost_client::{
-    AccountId, Client, ClientError, ClientEvent, DeviceId, ErrorCode, EventReceiver,
+    AccountId, AccountKind, Client, ClientError, ClientEvent, DeviceId, ErrorCode, EventReceiver,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -110,10 +110,11 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
     match event {
         ClientEvent::Message {
             from,
+            author,
             body,
             timestamp,
             ..
-        } => outln!("{}", message_line(from, *timestamp, body)),
+        } => outln!("{}", message_line(from, author.as_ref(), *timestamp, body)),
         ClientEvent::SafetyNumberChanged { account, device } => eprintln!(
             "WARNING: the safety number with {} device {} has changed (new or reinstalled device, or an attack); verify it with `sealpost safety-number {} --device {}`",
             account.as_str(),
@@ -154,7 +155,11 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
             removed,
             changed,
         } => {
-            for (what, list) in [("added", added), ("removed", removed), ("renamed", changed)] {
+            for (what, list) in [
+                ("added", added),
+                ("removed", removed),
+                ("renamed or gave a new role to", changed),
+            ] {
                 for d in list {
                     eprintln!(
                         "note: {} {what} a device: {} (device {}, {})",
@@ -376,6 +381,15 @@ pub struct RegisterArgs {
     /// How many guardians recover the PIN vault (remembered; default a majority).
     #[arg(long, value_name = "T")]
     guardian_threshold: Option<u8>,
+    /// Register a business account: this device becomes its owner (it holds the account
+    /// key); devices linked to it are admins, agents or bots, and customers see each one's
+    /// name and role on its messages.
+    #[arg(long)]
+    business: bool,
+    /// This device's name on the account's signed device list, shown to contacts (default
+    /// "Primary", or "Owner" with --business).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
 }
 
 async fn read_code_from_stdin(account: &AccountId) -> anyhow::Result<String> {
@@ -447,7 +461,14 @@ pub async fn register(ctx: &Context, args: RegisterArgs) -> anyhow::Result<()> {
     let pins = parse_pins(settings.relay_pins.iter().map(String::as_str))?;
     settings.relay_pins = pins.as_slice().iter().map(ToString::to_string).collect();
     let code = args.code.as_deref().map(parse_code).transpose()?;
-    let config = settings.client_config(ctx.timeout).await?;
+    let mut config = settings.client_config(ctx.timeout).await?;
+    if args.business {
+        config = config.with_account_kind(AccountKind::Business);
+    }
+    if let Some(name) = args.name {
+        devices::check_name(&name)?;
+        config = config.with_device_name(name);
+    }
     // Remember the relay now, so that `register --code` can finish a started registration.
     ctx.dir.save(&settings)?;
 

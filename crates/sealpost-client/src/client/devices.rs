@@ -6,8 +6,9 @@ use super::*;
 use crate::engine::{ListedDevices, listed_infos};
 use sealpost_devices::VerifiedDeviceList;
 
-/// A contact's list is fetched again before sending when it was last fetched longer ago
-/// than this (and at once on `MismatchedDevices` or an envelope from an unlisted device);
+/// A contact's list is fetched again before sending to the account or processing an
+/// envelope from it when it was last fetched longer ago than this (and at once on
+/// `MismatchedDevices` or an envelope from an unlisted device);
 /// the default of [`crate::ClientConfig::device_list_refresh`].
 pub const DEVICE_LIST_REFRESH: Duration = Duration::from_secs(5 * 60);
 
@@ -21,7 +22,9 @@ pub(super) async fn publish_own_list(
 ) -> Result<(), ClientError> {
     restore_account_key(shared, conn).await?;
     let engine = shared.engine.clone();
-    let Some(list) = blocking(move || engine.list_to_publish(now_ms())).await? else {
+    let kind = shared.config.account_kind;
+    let name = shared.config.key_holder_name(kind)?;
+    let Some(list) = blocking(move || engine.list_to_publish(now_ms(), kind, name)).await? else {
         return Ok(());
     };
     let bytes = list.encode()?;
@@ -100,8 +103,13 @@ async fn restore_account_key(shared: &Arc<Shared>, conn: &Connection) -> Result<
     if list.device(shared.engine.address.device.0).is_some() {
         return Ok(());
     }
+    // The stored list's family decides the role (an owner replaces an owner); the name is
+    // the configured one, or that family's default.
+    let name = shared
+        .config
+        .key_holder_name(crate::AccountKind::of_family(list.family()))?;
     let engine = shared.engine.clone();
-    blocking(move || engine.restore_account_key(key, &list, now_ms())).await?;
+    blocking(move || engine.restore_account_key(key, &list, name, now_ms())).await?;
     Ok(())
 }
 

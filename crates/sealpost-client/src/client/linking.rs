@@ -1,5 +1,6 @@
 //! Linking devices (spec/devices.md section 6): the new device's side ([`Client::link`],
-//! [`PendingLink`]) and the key holder's ([`Client::link_device`], [`Client::remove_device`],
+//! [`PendingLink`]) and the key holder's ([`Client::link_device`],
+//! [`Client::link_device_as`], [`Client::update_device`], [`Client::remove_device`],
 //! [`Client::own_devices`]).
 
 use super::*;
@@ -75,15 +76,51 @@ impl Client {
     /// and the newest messages, bounded by [`ClientConfig::history_bundle_max_messages`]
     /// and [`ClientConfig::history_bundle_max_age`]) is queued in the outbox; it is sent
     /// once the device has joined (spec/devices.md 8.7). Needs a connection.
+    ///
+    /// The new device gets the default role of the account's family: `linked` on a
+    /// personal account, `agent` on a business account; [`Client::link_device_as`] chooses.
     pub async fn link_device(&self, invitation: &str, name: &str) -> Result<DeviceId, ClientError> {
+        self.link_device_inner(invitation, name, None).await
+    }
+
+    /// [`Client::link_device`] with the new device's role: on a business account `admin`,
+    /// `agent` or `bot`, on a personal account `linked`. A role that holds the account key
+    /// (`primary`, `owner`) or is of the other family is
+    /// [`LinkFailure::RoleNotAllowed`], and an invalid name [`LinkFailure::InvalidName`],
+    /// before anything is sent.
+    pub async fn link_device_as(
+        &self,
+        invitation: &str,
+        name: &str,
+        role: DeviceRole,
+    ) -> Result<DeviceId, ClientError> {
+        self.link_device_inner(invitation, name, Some(role)).await
+    }
+
+    async fn link_device_inner(
+        &self,
+        invitation: &str,
+        name: &str,
+        role: Option<DeviceRole>,
+    ) -> Result<DeviceId, ClientError> {
         let invitation = parse_invitation(invitation).map_err(link_error)?;
         let provisioning_id = invitation.provisioning_id;
-        let name = DeviceName::new(name).map_err(|_| ClientError::Link(LinkFailure::List))?;
+        let name = device_name(name)?;
         let shared = self.shared()?;
+        // Checked against the stored own list before any request; again on the fresh one.
+        let stored = stored_as_key_holder(&shared).await?;
+        if let Some(role) = role {
+            check_new_role(&stored, role)?;
+        }
         let conn = shared.connection()?;
         let current = refresh_own_list(&shared, &conn)
             .await?
             .ok_or(ClientError::NotKeyHolder)?;
+        let role = role.unwrap_or(match current.family() {
+            RoleFamily::Consumer => DeviceRole::Linked,
+            _ => DeviceRole::Agent,
+        });
+        check_new_role(&current, role)?;
         let engine = shared.engine.clone();
         let (max_messages, max_age) = (
             shared.config.history_bundle_max_messages,
@@ -92,10 +129,6 @@ impl Client {
         let (id, envelope) = blocking(move || {
             let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
             let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
-            let role = match current.family() {
-                RoleFamily::Consumer => DeviceRole::Linked,
-                _ => DeviceRole::Agent,
-            };
             let body = key
                 .link_device(&current, invitation.identity, role, name, now_ms())
                 .map_err(link_error)?;
@@ -157,6 +190,53 @@ impl Client {
         blocking(move || engine.set_own_list(next)).await
     }
 
+    /// On the key holder: changes device `device`'s display name and/or role (`None` keeps
+    /// it) by signing and publishing the next list version with the entry changed: same
+    /// id, identity and binding (spec/devices.md 8.9). The key holder may rename itself but
+    /// keeps its role; any other device may take any role of the account's family that
+    /// does not hold the account key ([`LinkFailure::RoleNotAllowed`] otherwise, before
+    /// anything is sent). An id not on the list is [`LinkFailure::UnknownDevice`]. Contacts
+    /// see [`ClientEvent::DevicesChanged`] with the device in `changed` when they next
+    /// fetch the list, and the new name and role on its later messages. Returns the entry
+    /// as it is now (unchanged, and nothing published, when nothing changes). Needs a
+    /// connection.
+    pub async fn update_device(
+        &self,
+        device: DeviceId,
+        name: Option<&str>,
+        role: Option<DeviceRole>,
+    ) -> Result<DeviceInfo, ClientError> {
+        let name = name.map(device_name).transpose()?;
+        let shared = self.shared()?;
+        check_update(&stored_as_key_holder(&shared).await?, device, role)?;
+        let conn = shared.connection()?;
+        let current = refresh_own_list(&shared, &conn)
+            .await?
+            .ok_or(ClientError::NotKeyHolder)?;
+        let entry = check_update(&current, device, role)?;
+        let name = name.unwrap_or_else(|| entry.name.clone());
+        let role = role.unwrap_or(entry.role);
+        if name == entry.name && role == entry.role {
+            return Ok(DeviceInfo::of(&entry));
+        }
+        let engine = shared.engine.clone();
+        let next = blocking(move || {
+            let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
+            let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
+            key.update_device(&current, device.0, name, role, now_ms())
+                .map_err(link_error)
+        })
+        .await?;
+        let info = next
+            .device(device.0)
+            .map(DeviceInfo::of)
+            .ok_or(ClientError::Link(LinkFailure::UnknownDevice { device }))?;
+        conn.publish_device_list(next.signed().clone()).await?;
+        let engine = shared.engine.clone();
+        blocking(move || engine.set_own_list(next)).await?;
+        Ok(info)
+    }
+
     /// This account's devices as its signed list names them (id, name, role): fetched
     /// from the relay when connected (and checked against the stored list with the update
     /// rule), else as last known. Empty for a store that has no list yet.
@@ -207,6 +287,54 @@ impl Client {
         shared.outbox_wake.notify_one();
         Ok(parts)
     }
+}
+
+/// The stored own list, on the key holder ([`ClientError::NotKeyHolder`] elsewhere).
+async fn stored_as_key_holder(shared: &Arc<Shared>) -> Result<VerifiedDeviceList, ClientError> {
+    let engine = shared.engine.clone();
+    blocking(move || match engine.own_devices()? {
+        Some(own) if own.account_key.is_some() => Ok(own.list),
+        _ => Err(ClientError::NotKeyHolder),
+    })
+    .await
+}
+
+/// A display name, checked (spec/devices.md section 3.1).
+fn device_name(name: &str) -> Result<DeviceName, ClientError> {
+    DeviceName::new(name).map_err(|_| ClientError::Link(LinkFailure::InvalidName))
+}
+
+/// Whether a new device may be linked to `list` with `role`: not a key-holder role, and of
+/// the list's family.
+fn check_new_role(list: &VerifiedDeviceList, role: DeviceRole) -> Result<(), ClientError> {
+    if role.holds_account_key() || role.family() != list.family() {
+        return Err(ClientError::Link(LinkFailure::RoleNotAllowed { role }));
+    }
+    Ok(())
+}
+
+/// Whether device `device` of `list` may take `role` (`None`: keeps its own); returns its
+/// entry. The key holder keeps its role; others take a role of the family that does not
+/// hold the account key.
+fn check_update(
+    list: &VerifiedDeviceList,
+    device: DeviceId,
+    role: Option<DeviceRole>,
+) -> Result<sealpost_devices::DeviceEntry, ClientError> {
+    let entry = list
+        .device(device.0)
+        .ok_or(ClientError::Link(LinkFailure::UnknownDevice { device }))?;
+    if let Some(role) = role {
+        let allowed = if entry.role.holds_account_key() {
+            role == entry.role
+        } else {
+            !role.holds_account_key() && role.family() == list.family()
+        };
+        if !allowed {
+            return Err(ClientError::Link(LinkFailure::RoleNotAllowed { role }));
+        }
+    }
+    Ok(entry.clone())
 }
 
 /// Fetches this account's list from the relay and, when it is a valid newer list under

@@ -259,6 +259,11 @@ impl Client {
     /// publishes the prekeys when it connects. Registering **replaces** every earlier device
     /// of the account at the relay; their connections are closed and they receive
     /// [`ClientEvent::Deregistered`].
+    ///
+    /// The account's first signed device list names this device as the key holder of
+    /// [`ClientConfig::account_kind`] (`primary`, or `owner` of a business account) under
+    /// [`ClientConfig::device_name`] (spec/devices.md 8.9); an invalid name is
+    /// [`crate::LinkFailure::InvalidName`] before anything is sent.
     pub async fn register(
         store: Store,
         config: ClientConfig,
@@ -299,6 +304,8 @@ impl Client {
         publishes_list: bool,
     ) -> Result<(Client, EventReceiver), ClientError> {
         let code = parse_code(code)?;
+        // The name this device gets on the first list is checked before anything is sent.
+        config.key_holder_name(config.account_kind)?;
         let s = store.clone();
         let acct = account.clone();
         let record = blocking(move || match s.account()? {

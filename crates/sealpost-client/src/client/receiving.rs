@@ -357,17 +357,14 @@ async fn process(
 ) -> Result<Processed, ClientError> {
     let d = Arc::new(d);
     let account = &d.sender.account;
-    if !shared.list_fresh(account) {
+    if !shared.list_fresh(account) && account != &shared.engine.address.account {
         // A sender not seen for a while: learn (or refresh) its account's list first, so
-        // that a first message from a device the relay added is refused too.
-        let engine = shared.engine.clone();
-        let a = account.clone();
-        if blocking(move || engine.pinned_list(&a)).await?.is_none() {
-            match current_list(shared, conn, account, false).await {
-                Err(e) if e.is_connectivity() => return Err(e),
-                Err(e) => tracing::debug!(error = %e, "sender's device list not fetched"),
-                Ok(_) => {}
-            }
+        // that a first message from a device the relay added is refused too, and the
+        // author's name and role are the ones its account signs now (spec/devices.md 8.9).
+        match current_list(shared, conn, account, false).await {
+            Err(e) if e.is_connectivity() => return Err(e),
+            Err(e) => tracing::debug!(error = %e, "sender's device list not fetched"),
+            Ok(_) => {}
         }
     }
     let engine = shared.engine.clone();

@@ -5,13 +5,15 @@ use super::*;
 use crate::error::DeviceListRefusal;
 use crate::event::DeviceInfo;
 use crate::store::{ListPin, OwnDevices};
-use sealpost_devices::{
-    AccountKeyPair, DeviceListPin, DeviceRole, Update, UpdateError, VerifiedDeviceList,
-};
+use sealpost_devices::{AccountKeyPair, DeviceListPin, Update, UpdateError, VerifiedDeviceList};
 use sealpost_wire::devices::{DeviceName, SignedDeviceList};
 
-/// The display name of a key holder's own entry on its first list.
+/// The display name of a personal account's key holder on a list it signs, unless
+/// [`crate::ClientConfig::device_name`] gives one.
 pub const PRIMARY_DEVICE_NAME: &str = "Primary";
+/// The display name of a business account's key holder (its `owner`) on a list it signs,
+/// unless [`crate::ClientConfig::device_name`] gives one.
+pub const OWNER_DEVICE_NAME: &str = "Owner";
 
 /// What a fetched list (or its absence) means for sending to an account.
 #[derive(Debug)]
@@ -30,12 +32,15 @@ impl Engine {
 
     /// The list this device publishes on start (spec/devices.md 8.5): a store without an
     /// own-devices record (a new account, or a version-1 store) generates the account key
-    /// and list version 1 with this device as primary, and commits both **before**
-    /// publishing, so that a crash in between publishes the same list on the next start
-    /// and never makes a second key. Returns the list while the relay has not confirmed it.
+    /// and list version 1 with this device as the key holder of `kind` (`primary` or
+    /// `owner`) named `name`, and commits both **before** publishing, so that a crash in
+    /// between publishes the same list on the next start and never makes a second key.
+    /// Returns the list while the relay has not confirmed it.
     pub(crate) fn list_to_publish(
         &self,
         now_ms: u64,
+        kind: crate::AccountKind,
+        name: DeviceName,
     ) -> Result<Option<SignedDeviceList>, ClientError> {
         let _g = self.lock()?;
         match self.own_devices()? {
@@ -43,14 +48,12 @@ impl Engine {
             Some(own) => Ok(Some(own.list.signed().clone())),
             None => {
                 let key = AccountKeyPair::generate(&mut rand::rng());
-                let name = DeviceName::new(PRIMARY_DEVICE_NAME)
-                    .map_err(|_| ClientError::Link(crate::error::LinkFailure::List))?;
                 let list = key
                     .first_list(
                         &self.address.account,
                         self.address.device.0,
                         self.identity.public().to_wire(),
-                        DeviceRole::Primary,
+                        kind.key_holder_role(),
                         name,
                         now_ms,
                         |m| self.identity.sign(m),
@@ -67,7 +70,10 @@ impl Engine {
                     },
                 );
                 self.store.commit(batch)?;
-                tracing::info!("account key generated; publishing device list version 1");
+                tracing::info!(
+                    ?kind,
+                    "account key generated; publishing device list version 1"
+                );
                 Ok(Some(signed))
             }
         }
@@ -77,20 +83,20 @@ impl Engine {
     /// PIN): signs the next version of `current` (the relay's stored list, under `key`)
     /// with this device as the key holder in place of the old one, and commits key and list
     /// with `published = 0`, as [`Self::list_to_publish`] does for a new key, so that a
-    /// crash before the publish publishes the same list on the next start. Does nothing
-    /// (`false`) when an own-devices record exists already.
+    /// crash before the publish publishes the same list on the next start. The new key
+    /// holder's role is of `current`'s family (an owner replaces an owner), named `name`.
+    /// Does nothing (`false`) when an own-devices record exists already.
     pub(crate) fn restore_account_key(
         &self,
         key: AccountKeyPair,
         current: &VerifiedDeviceList,
+        name: DeviceName,
         now_ms: u64,
     ) -> Result<bool, ClientError> {
         let _g = self.lock()?;
         if self.own_devices()?.is_some() {
             return Ok(false);
         }
-        let name = DeviceName::new(PRIMARY_DEVICE_NAME)
-            .map_err(|_| ClientError::Link(crate::error::LinkFailure::List))?;
         let list = key
             .replace_key_holder(
                 current,

@@ -32,8 +32,8 @@ use std::sync::{Mutex, MutexGuard};
 mod rollback;
 
 pub use business::BusinessProfile;
-pub use devices::PRIMARY_DEVICE_NAME;
 pub(crate) use devices::{ListedDevices, listed_infos};
+pub use devices::{OWNER_DEVICE_NAME, PRIMARY_DEVICE_NAME};
 pub(crate) use history::BundleLimits;
 pub use history::{HISTORY_BUNDLE_MAX_AGE, HISTORY_BUNDLE_MAX_MESSAGES, HISTORY_PART_LINK_WAIT};
 

@@ -2,6 +2,7 @@
 //! (spec/client-store.md section 7).
 
 use super::*;
+use crate::event::DeviceInfo;
 
 impl Engine {
     /// Decrypts a delivered envelope and commits session, prekeys, contact, history and the
@@ -18,12 +19,17 @@ impl Engine {
         }
         // An account with a signed list sends only from its listed devices, each with its
         // listed identity (spec/devices.md 8.2).
-        let (listed_identity, key_holder) = match self.pinned_list(&d.sender.account)? {
+        // Its entry there is the message's author (name and role signed by the account key).
+        let (listed_identity, key_holder, author) = match self.pinned_list(&d.sender.account)? {
             Some(list) => match list.device(d.sender.device.0) {
-                Some(entry) => (Some(entry.identity), entry.role.holds_account_key()),
+                Some(entry) => (
+                    Some(entry.identity),
+                    entry.role.holds_account_key(),
+                    Some(DeviceInfo::of(entry)),
+                ),
                 None => return Ok(Processed::Unlisted),
             },
-            None => (None, false),
+            None => (None, false, None),
         };
         let Ok(msg) = SessionMessage::decode(&d.envelope) else {
             return Ok(Processed::Rejected("envelope is not a session message"));
@@ -142,10 +148,31 @@ impl Engine {
                 "the sender's identity is not the one on its device list",
             ));
         }
-        let known = self.store.contacts(&d.sender.account)?;
         let mut events = Vec::new();
-        if let Some(ev) = self.note_identity(&mut batch, &d.sender, &identity, &known, now_ms)? {
-            events.push(ev);
+        if listed_identity.is_some() {
+            // A device on the sender's pinned signed list, with its listed identity: the
+            // account key authorised it and the list update reported it, so no identity
+            // event (spec/devices.md 8.9), as when sending to it.
+            match self.store.contact(&d.sender)? {
+                Some(c) if c.identity == identity => {}
+                known => self.store.put_contact(
+                    &mut batch,
+                    &Contact {
+                        address: d.sender.clone(),
+                        identity,
+                        first_seen: known.map_or(now_ms, |c| c.first_seen),
+                        changed_at: now_ms,
+                        verification: Verification::Unverified,
+                    },
+                ),
+            }
+        } else {
+            let known = self.store.contacts(&d.sender.account)?;
+            if let Some(ev) =
+                self.note_identity(&mut batch, &d.sender, &identity, &known, now_ms)?
+            {
+                events.push(ev);
+            }
         }
         // A known device (same identity) replaced an established session: it lost or rolled
         // back its state (spec/client-store.md section 9).
@@ -177,16 +204,16 @@ impl Engine {
         }
         match content {
             Content::Message(body) => {
-                self.store.append_history(
+                self.store.append_incoming(
                     &mut batch,
-                    Direction::Incoming,
                     &d.sender,
                     d.timestamp,
-                    MessageStatus::Received,
                     &plaintext,
+                    author.as_ref(),
                 )?;
                 events.push(ClientEvent::Message {
                     from: d.sender.clone(),
+                    author,
                     identity,
                     body,
                     message_id,

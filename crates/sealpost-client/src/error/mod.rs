@@ -151,6 +151,24 @@ pub enum LinkFailure {
     /// The provisioning id expired before the key holder answered.
     #[error("the link invitation expired")]
     Expired,
+    /// A device's display name is empty, longer than 64 bytes, or has a control character
+    /// (spec/devices.md section 3.1). Nothing was sent.
+    #[error("a device name is 1 to 64 bytes of text without control characters")]
+    InvalidName,
+    /// The role cannot be given to that device: it holds the account key (there is one key
+    /// holder, and it keeps its role), or it is of the other family than the account's list
+    /// (spec/devices.md section 3.2). Nothing was sent.
+    #[error("the role {role:?} is not allowed here")]
+    RoleNotAllowed {
+        /// The refused role.
+        role: sealpost_devices::DeviceRole,
+    },
+    /// The device is not on this account's signed list.
+    #[error("device {} is not on the account's device list", .device.0)]
+    UnknownDevice {
+        /// The device id asked for.
+        device: sealpost_wire::DeviceId,
+    },
 }
 
 impl LinkFailure {

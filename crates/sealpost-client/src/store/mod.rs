@@ -22,8 +22,9 @@ pub use crypt::{
 };
 pub use open::StoreSecret;
 pub use records::{
-    CONTACT_RECORD_VERSION, Contact, Direction, HistoryEntry, MAX_SENDER_SEQ, MessageStatus,
-    OUTBOX_RECORD_VERSION, OUTBOX_TARGETED_RECORD_VERSION, RECORD_PLAINTEXT_VERSION, Verification,
+    CONTACT_RECORD_VERSION, Contact, Direction, HISTORY_AUTHOR_RECORD_VERSION, HistoryEntry,
+    MAX_SENDER_SEQ, MessageStatus, OUTBOX_RECORD_VERSION, OUTBOX_TARGETED_RECORD_VERSION,
+    RECORD_PLAINTEXT_VERSION, Verification,
 };
 pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
@@ -36,6 +37,7 @@ pub(crate) use records::{
 
 use crate::content::MessageId;
 use crate::error::StoreError;
+use crate::event::DeviceInfo;
 use crypt::{StoreKeys, TagKind};
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{IdentityKey, Session};
@@ -475,7 +477,33 @@ impl Store {
         content: &[u8],
     ) -> Result<u64, StoreError> {
         let seq = self.next_seq(Table::History)?;
-        self.put_history(batch, seq, direction, peer, timestamp, status, content);
+        self.put_history(
+            batch, seq, direction, peer, timestamp, status, content, None,
+        );
+        Ok(seq)
+    }
+
+    /// [`Self::append_history`] for an incoming message with its author as the sender's
+    /// signed list names it (spec/client-store.md 5.5).
+    pub(crate) fn append_incoming(
+        &self,
+        batch: &mut Batch,
+        peer: &DeviceAddress,
+        timestamp: u64,
+        content: &[u8],
+        author: Option<&DeviceInfo>,
+    ) -> Result<u64, StoreError> {
+        let seq = self.next_seq(Table::History)?;
+        self.put_history(
+            batch,
+            seq,
+            Direction::Incoming,
+            peer,
+            timestamp,
+            MessageStatus::Received,
+            content,
+            author,
+        );
         Ok(seq)
     }
 
@@ -489,6 +517,7 @@ impl Store {
         timestamp: u64,
         status: MessageStatus,
         content: &[u8],
+        author: Option<&DeviceInfo>,
     ) {
         let group = self.account_tag(&peer.account).to_vec();
         self.put(
@@ -497,7 +526,7 @@ impl Store {
             seq.to_be_bytes().to_vec(),
             group,
             seq,
-            &encode_history(direction, peer, timestamp, status, content),
+            &encode_history(direction, peer, timestamp, status, content, author),
         );
     }
 
@@ -524,6 +553,7 @@ impl Store {
             entry.timestamp,
             status,
             &content,
+            entry.author.as_ref(),
         );
         Ok(())
     }

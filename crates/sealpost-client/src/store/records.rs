@@ -2,8 +2,11 @@
 
 use crate::content::{MessageBody, MessageId, decode_content};
 use crate::error::StoreError;
+use crate::event::DeviceInfo;
 use sealpost_crypto::Zeroizing;
+use sealpost_devices::DeviceRole;
 use sealpost_session::{IdentityKey, IdentityKeyPair, PreKeyStore};
+use sealpost_wire::devices::{DeviceName, MAX_DEVICE_NAME_LEN};
 use sealpost_wire::relay::{MAX_DEVICES_PER_ACCOUNT, MAX_ENVELOPE_LEN};
 use sealpost_wire::relay::{OutgoingEnvelope, PreKeyUpload, Request};
 use sealpost_wire::{
@@ -21,6 +24,11 @@ pub const OUTBOX_RECORD_VERSION: u8 = 2;
 /// a history part): version 2 with `target_device` after `created_at`. Entries without a
 /// target keep being written as version 2.
 pub const OUTBOX_TARGETED_RECORD_VERSION: u8 = 3;
+
+/// Version byte of history entries that name their author (spec/client-store.md 5.5): the
+/// version 1 layout followed by the author's device id, role and name. Entries without an
+/// author keep being written as version 1.
+pub const HISTORY_AUTHOR_RECORD_VERSION: u8 = 2;
 
 /// Most retired prekeys remembered for later deletion.
 pub(crate) const MAX_RETIRED: usize = 32;
@@ -374,19 +382,30 @@ pub struct HistoryEntry {
     pub status: MessageStatus,
     /// The content.
     pub body: MessageBody,
+    /// Incoming: the sending device as its account's signed list named it when the message
+    /// was accepted (as [`crate::ClientEvent::Message`]'s `author`). `None` for outgoing
+    /// messages, messages from accounts without a list, and messages imported from a
+    /// history bundle or stored before authors were recorded.
+    pub author: Option<DeviceInfo>,
 }
 
 /// `0x01 || direction(u8) || peer || timestamp(u64) || status(u8) || status_at(u64) ||
-/// var32(content)`.
+/// var32(content)`; with an author, version `0x02` and `device_id(u32) || role(u8) ||
+/// var8(name)` after the content.
 pub(crate) fn encode_history(
     direction: Direction,
     peer: &DeviceAddress,
     timestamp: u64,
     status: MessageStatus,
     content: &[u8],
+    author: Option<&DeviceInfo>,
 ) -> Zeroizing<Vec<u8>> {
     let mut w = Writer::with_capacity(content.len() + 96);
-    w.u8(RECORD_PLAINTEXT_VERSION).u8(match direction {
+    let version = match author {
+        Some(_) => HISTORY_AUTHOR_RECORD_VERSION,
+        None => RECORD_PLAINTEXT_VERSION,
+    };
+    w.u8(version).u8(match direction {
         Direction::Incoming => 0,
         Direction::Outgoing => 1,
     });
@@ -398,6 +417,11 @@ pub(crate) fn encode_history(
         MessageStatus::Failed { at } => (3, at),
     };
     w.u64(timestamp).u8(code).u64(at).var_bytes32(content);
+    if let Some(a) = author {
+        w.u32(a.id.0)
+            .u8(a.role.to_byte())
+            .var_bytes8(a.name.as_bytes());
+    }
     Zeroizing::new(w.into_bytes())
 }
 
@@ -406,7 +430,7 @@ pub(crate) fn decode_history(
     seq: u64,
     bytes: &[u8],
 ) -> Result<(HistoryEntry, Zeroizing<Vec<u8>>), StoreError> {
-    let (direction, peer, timestamp, status, content) = decode_history_fields(bytes)?;
+    let (direction, peer, timestamp, status, content, author) = decode_history_fields(bytes)?;
     let (message_id, body) = decode_content(&content).map_err(malformed("history"))?;
     Ok((
         HistoryEntry {
@@ -417,6 +441,7 @@ pub(crate) fn decode_history(
             timestamp,
             status,
             body,
+            author,
         },
         content,
     ))
@@ -429,6 +454,7 @@ type HistoryFields = (
     u64,
     MessageStatus,
     Zeroizing<Vec<u8>>,
+    Option<DeviceInfo>,
 );
 
 /// A history record's direction, peer and message id, without decoding (or copying) the
@@ -438,7 +464,7 @@ pub(crate) fn decode_history_id(
     bytes: &[u8],
 ) -> Result<(Direction, DeviceAddress, MessageId), StoreError> {
     let m = malformed("history");
-    let (direction, peer, _, _, content) = decode_history_fields(bytes)?;
+    let (direction, peer, _, _, content, _) = decode_history_fields(bytes)?;
     let mut r = Reader::new(&content);
     let version = r.u8().map_err(&m)?;
     if version != crate::content::CONTENT_VERSION {
@@ -458,7 +484,10 @@ pub(crate) fn decode_history_id(
 fn decode_history_fields(bytes: &[u8]) -> Result<HistoryFields, StoreError> {
     let m = malformed("history");
     let mut r = Reader::new(bytes);
-    start(&mut r).map_err(&m)?;
+    let version = r.u8().map_err(&m)?;
+    if version != RECORD_PLAINTEXT_VERSION && version != HISTORY_AUTHOR_RECORD_VERSION {
+        return Err(m(DecodeError::UnsupportedVersion(version)));
+    }
     let direction = match r.u8().map_err(&m)? {
         0 => Direction::Incoming,
         1 => Direction::Outgoing,
@@ -486,8 +515,27 @@ fn decode_history_fields(bytes: &[u8]) -> Result<HistoryFields, StoreError> {
         }
     };
     let content = Zeroizing::new(r.var_bytes32("content", usize::MAX).map_err(&m)?.to_vec());
+    let author = if version == HISTORY_AUTHOR_RECORD_VERSION {
+        let id = DeviceId(r.u32().map_err(&m)?);
+        let role = DeviceRole::from_byte(r.u8().map_err(&m)?).map_err(&m)?;
+        let name = r
+            .var_bytes8("device name", MAX_DEVICE_NAME_LEN)
+            .map_err(&m)?;
+        let name = DeviceName::new(
+            String::from_utf8(name.to_vec())
+                .map_err(|_| m(DecodeError::InvalidValue("device name")))?,
+        )
+        .map_err(&m)?;
+        Some(DeviceInfo {
+            id,
+            name: name.as_str().to_owned(),
+            role,
+        })
+    } else {
+        None
+    };
     r.finish().map_err(&m)?;
-    Ok((direction, peer, timestamp, status, content))
+    Ok((direction, peer, timestamp, status, content, author))
 }
 
 /// A message waiting to be accepted by the relay.

@@ -688,3 +688,63 @@ fn device_list_records() {
     let seed = hex::encode(own.account_key.as_ref().unwrap().to_seed().as_slice());
     assert!(!format!("{own:?}").contains(&seed));
 }
+
+/// A history entry with an author is version 2 and keeps the author; one without stays
+/// byte for byte the version 1 layout (spec/client-store.md 5.5); a bad author is
+/// `Malformed`.
+#[test]
+fn history_records_carry_the_author_in_version_2_only() {
+    let peer = DeviceAddress::new(acct(PEER_PHONE), DeviceId(2));
+    let id = MessageId::from_bytes([7; 16]);
+    let content = encode_content(&id, &MessageBody::Text("Hi, Lina here.".into()));
+    let author = crate::event::DeviceInfo {
+        id: DeviceId(2),
+        name: "Lina, support".into(),
+        role: sealpost_devices::DeviceRole::Agent,
+    };
+    let plain = |a: Option<&crate::event::DeviceInfo>| {
+        encode_history(
+            Direction::Incoming,
+            &peer,
+            1_000,
+            MessageStatus::Received,
+            &content,
+            a,
+        )
+    };
+    let without = plain(None);
+    assert_eq!(without[0], RECORD_PLAINTEXT_VERSION);
+    let with = plain(Some(&author));
+    assert_eq!(with[0], HISTORY_AUTHOR_RECORD_VERSION);
+    assert_eq!(&with[1..without.len()], &without[1..]);
+    assert_eq!(
+        &with[without.len()..],
+        &[&[0, 0, 0, 2, 0x12, 13][..], b"Lina, support"].concat()[..]
+    );
+    let (entry, _) = decode_history(5, &with).unwrap();
+    assert_eq!(entry.author, Some(author));
+    assert_eq!(entry.seq, 5);
+    assert_eq!(decode_history(5, &without).unwrap().0.author, None);
+    // An unknown role, a control character in the name, a missing author, trailing bytes.
+    let role_at = without.len() + 4;
+    let mut bad_role = with.to_vec();
+    bad_role[role_at] = 0x7f;
+    let mut bad_name = with.to_vec();
+    bad_name[role_at + 2] = b'\n';
+    let mut v2_without = without.to_vec();
+    v2_without[0] = HISTORY_AUTHOR_RECORD_VERSION;
+    let mut trailing = with.to_vec();
+    trailing.push(0);
+    for bad in [bad_role, bad_name, v2_without, trailing] {
+        assert!(
+            matches!(
+                decode_history(5, &bad),
+                Err(StoreError::Malformed {
+                    table: "history",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+}
