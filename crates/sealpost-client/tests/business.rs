@@ -18,36 +18,12 @@ use sealpost_client::{
     AccountKind, Client, ClientError, ClientEvent, DeviceId, DeviceInfo, DeviceRole, LinkFailure,
     OWNER_DEVICE_NAME,
 };
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 const SHOP: &str = "+15550003001";
 const CUSTOMER: &str = "+15550003002";
 const OTHER_SHOP: &str = "+15550003003";
-
-/// Links a new device (store `name`) to `holder`'s account as `device_name` with `role`.
-async fn link_as(
-    home: &Path,
-    name: &str,
-    config: &sealpost_client::ClientConfig,
-    holder: &Client,
-    device_name: &str,
-    role: DeviceRole,
-) -> (Client, Collector) {
-    let pending = Client::link(open_store(home, name), config.clone())
-        .await
-        .unwrap();
-    let id = holder
-        .link_device_as(&pending.invitation_text(), device_name, role)
-        .await
-        .unwrap();
-    let (client, rx) = pending.complete().await.unwrap();
-    assert_eq!(client.address().device, id);
-    let seen = Collector::default();
-    seen.spawn(rx);
-    (client, seen)
-}
 
 /// The author of the message with `text` that `seen` got, once it arrived.
 async fn author_of(seen: &Collector, text: &str) -> Option<DeviceInfo> {

@@ -335,3 +335,27 @@ pub async fn link(
     seen.spawn(rx);
     (client, seen)
 }
+
+/// Links a new device (store `name`) to `holder`'s account as `device_name` with `role`
+/// (`Client::link_device_as`).
+pub async fn link_as(
+    home: &Path,
+    name: &str,
+    config: &sealpost_client::ClientConfig,
+    holder: &Client,
+    device_name: &str,
+    role: DeviceRole,
+) -> (Client, Collector) {
+    let pending = Client::link(open_store(home, name), config.clone())
+        .await
+        .unwrap();
+    let id = holder
+        .link_device_as(&pending.invitation_text(), device_name, role)
+        .await
+        .unwrap();
+    let (client, rx) = pending.complete().await.unwrap();
+    assert_eq!(client.address().device, id);
+    let seen = Collector::default();
+    seen.spawn(rx);
+    (client, seen)
+}
