@@ -14,7 +14,9 @@
 mod common;
 
 use common::*;
-use sealpost_client::{AccountKind, BusinessProfileFields, ClientError, DeviceId, DeviceRole};
+use sealpost_client::{
+    AccountKind, BusinessProfileFields, ClientError, ClientEvent, DeviceId, DeviceRole,
+};
 use sealpost_crypto::ed25519::SigningKey;
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,4 +209,29 @@ async fn a_customer_reaches_only_the_routed_devices_of_a_verified_business() {
     assert_eq!(renamed.fields.name, "Velo Lina & Co");
     assert!(renamed.verified_by.is_empty());
     assert_eq!(renamed.routed_to, vec![bot_id, lina_id]);
+
+    // A device linked now gets the business's contacts, not its conversations
+    // (spec/business.md 7.4): the history bundle has no messages.
+    let (nia, nia_seen) = link("Nia, support", DeviceRole::Agent).await;
+    nia_seen
+        .wait("Nia's history", 30, |c| {
+            c.count_events(|e| matches!(e, ClientEvent::HistoryImported { last: true, .. })) == 1
+        })
+        .await;
+    let imported: Vec<(u32, u32)> = nia_seen
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::HistoryImported {
+                contacts, messages, ..
+            } => Some((*contacts, *messages)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(imported.iter().map(|(_, m)| m).sum::<u32>(), 0);
+    assert!(imported.iter().map(|(c, _)| c).sum::<u32>() >= 1);
+    assert!(nia.history(&acct(CUSTOMER), 100).await.unwrap().is_empty());
+    assert_eq!(shop.history(&acct(CUSTOMER), 100).await.unwrap().len(), 5);
 }

@@ -122,10 +122,13 @@ impl Client {
         });
         check_new_role(&current, role)?;
         let engine = shared.engine.clone();
-        let (max_messages, max_age) = (
-            shared.config.history_bundle_max_messages,
-            shared.config.history_bundle_max_age,
-        );
+        // A business's new device gets contacts only (spec/business.md 7.4): conversations
+        // reach agents by routing, not by linking.
+        let max_messages = match current.family() {
+            RoleFamily::Business => 0,
+            _ => shared.config.history_bundle_max_messages,
+        };
+        let max_age = shared.config.history_bundle_max_age;
         let (id, envelope) = blocking(move || {
             let own = engine.own_devices()?.ok_or(ClientError::NotKeyHolder)?;
             let key = own.account_key.as_ref().ok_or(ClientError::NotKeyHolder)?;
