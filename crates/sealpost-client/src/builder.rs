@@ -74,6 +74,7 @@ pub struct ClientConfigBuilder {
     pin_params: Option<PinArgon2Params>,
     account_kind: Option<AccountKind>,
     device_name: Option<String>,
+    trusted_verifiers: Vec<sealpost_devices::TrustedVerifier>,
 }
 
 impl ClientConfig {
@@ -195,6 +196,18 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Trusts a verifier of businesses ([`ClientConfig::trusted_verifiers`]): `name` is what
+    /// users see ("verified by ..."), `key` its Ed25519 public key. May be called several
+    /// times.
+    pub fn trusted_verifier(mut self, name: impl Into<String>, key: [u8; 32]) -> Self {
+        self.trusted_verifiers
+            .push(sealpost_devices::TrustedVerifier {
+                name: name.into(),
+                key,
+            });
+        self
+    }
+
     /// The configuration, or the first error met (a relay or pin that does not parse, no
     /// relay, no pin, an invalid device name).
     pub fn build(self) -> Result<ClientConfig, ConfigError> {
@@ -234,6 +247,7 @@ impl ClientConfigBuilder {
         if let Some(k) = self.account_kind {
             config.account_kind = k;
         }
+        config.trusted_verifiers = self.trusted_verifiers;
         if let Some(name) = self.device_name {
             config.device_name = Some(name);
             config
@@ -277,6 +291,19 @@ mod tests {
         assert!(base().device_name("x".repeat(64)).build().is_ok());
         assert_eq!(AccountKind::Business.default_device_name(), "Owner");
         assert_eq!(AccountKind::Personal.default_device_name(), "Primary");
+        assert!(config.trusted_verifiers.is_empty());
+        let trusting = base()
+            .trusted_verifier("Registry", [1; 32])
+            .trusted_verifier("Chamber", [2; 32])
+            .build()
+            .unwrap();
+        let names: Vec<&str> = trusting
+            .trusted_verifiers
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["Registry", "Chamber"]);
+        assert_eq!(trusting.trusted_verifiers[1].key, [2; 32]);
     }
 
     #[test]
