@@ -172,6 +172,28 @@ fn header(r: &mut Reader<'_>, kind: u8, what: &'static str) -> Result<(), Decode
     Ok(())
 }
 
+/// Decodes a whole `body || signature` input of at most `max` bytes, `body` read by
+/// `read_body` (the common shape of this module's signed encodings).
+pub(crate) fn decode_signed<T>(
+    bytes: &[u8],
+    max: usize,
+    what: &'static str,
+    read_body: impl FnOnce(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<(T, [u8; SIGNATURE_LEN]), DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLong {
+            what,
+            len: bytes.len(),
+            max,
+        });
+    }
+    let mut r = Reader::new(bytes);
+    let body = read_body(&mut r)?;
+    let signature = r.array()?;
+    r.finish()?;
+    Ok((body, signature))
+}
+
 /// What a business says about itself (`spec/business.md` 3.1): the fields a customer sees.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BusinessProfileFields {
@@ -306,17 +328,12 @@ impl SignedBusinessProfile {
 
     /// Decodes a whole input (section 3.2).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_BUSINESS_PROFILE_LEN {
-            return Err(DecodeError::TooLong {
-                what: "business profile",
-                len: bytes.len(),
-                max: MAX_BUSINESS_PROFILE_LEN,
-            });
-        }
-        let mut r = Reader::new(bytes);
-        let body = BusinessProfileBody::decode_from(&mut r)?;
-        let signature = r.array()?;
-        r.finish()?;
+        let (body, signature) = decode_signed(
+            bytes,
+            MAX_BUSINESS_PROFILE_LEN,
+            "business profile",
+            BusinessProfileBody::decode_from,
+        )?;
         Ok(Self { body, signature })
     }
 }
@@ -401,17 +418,12 @@ impl BusinessVerification {
 
     /// Decodes a whole input (section 4.1).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_BUSINESS_VERIFICATION_LEN {
-            return Err(DecodeError::TooLong {
-                what: "business verification",
-                len: bytes.len(),
-                max: MAX_BUSINESS_VERIFICATION_LEN,
-            });
-        }
-        let mut r = Reader::new(bytes);
-        let body = BusinessVerificationBody::decode_from(&mut r)?;
-        let signature = r.array()?;
-        r.finish()?;
+        let (body, signature) = decode_signed(
+            bytes,
+            MAX_BUSINESS_VERIFICATION_LEN,
+            "business verification",
+            BusinessVerificationBody::decode_from,
+        )?;
         Ok(Self { body, signature })
     }
 }

@@ -183,17 +183,8 @@ impl SignedRoute {
 
     /// Decodes a whole input (section 7.1).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_ROUTE_LEN {
-            return Err(DecodeError::TooLong {
-                what: "route",
-                len: bytes.len(),
-                max: MAX_ROUTE_LEN,
-            });
-        }
-        let mut r = Reader::new(bytes);
-        let body = RouteBody::decode_from(&mut r)?;
-        let signature = r.array()?;
-        r.finish()?;
+        let (body, signature) =
+            super::decode_signed(bytes, MAX_ROUTE_LEN, "route", RouteBody::decode_from)?;
         Ok(Self { body, signature })
     }
 }
