@@ -64,8 +64,11 @@ async fn a_customer_reaches_only_the_routed_devices_of_a_verified_business() {
     let (s_seen, c_seen) = (Collector::default(), Collector::default());
     s_seen.spawn(s_rx);
     c_seen.spawn(c_rx);
+    // The business's devices read their own list before every copy they send, so each
+    // knows every device of the shop (and the rule that skips some is what is checked).
+    let device_config = config.clone().with_device_list_refresh(Duration::ZERO);
     let link = |name: &'static str, role| {
-        let (dir, config, shop) = (dir.path(), &config, &shop);
+        let (dir, config, shop) = (dir.path(), &device_config, &shop);
         async move { link_as(dir, name, config, shop, name, role).await }
     };
     let (bot, bot_seen) = link("Order bot", DeviceRole::Bot).await;
@@ -164,6 +167,33 @@ async fn a_customer_reaches_only_the_routed_devices_of_a_verified_business() {
             "{who}"
         );
     }
+    // Lina answers: the customer sees her name and role; her copy goes to the routed
+    // devices and the owner (the bot and the owner report it), not to Omar.
+    let answer = lina
+        .send_text(&acct(CUSTOMER), "Your bike is ready")
+        .await
+        .unwrap();
+    c_seen.wait("answer", 30, |c| c.count() == 1).await;
+    let author = c_seen
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::Message { author, .. } => author.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(author.name, "Lina, support");
+    assert_eq!(author.role, DeviceRole::Agent);
+    let copied = |c: &Collector| {
+        c.count_events(|e| {
+            matches!(e, ClientEvent::SentByOtherDevice { message_id, .. } if *message_id == answer)
+        })
+    };
+    s_seen.wait("owner's copy", 30, |c| copied(c) == 1).await;
+    bot_seen.wait("bot's copy", 30, |c| copied(c) == 1).await;
+
     // The owner moves new conversations to Omar; the customer's next message reaches him.
     // It is the first message Omar ever gets: a mailbox delivers in order, so had either
     // message before been addressed to him, he would have got it first.
@@ -175,6 +205,8 @@ async fn a_customer_reaches_only_the_routed_devices_of_a_verified_business() {
     delivered(&c_seen, id).await;
     omar_seen.wait("Omar", 30, |c| c.count() == 1).await;
     assert_eq!(omar_seen.texts(), vec!["Anyone there?"]);
+    // Lina's copy was committed before this message, so Omar would have had it first.
+    assert_eq!(copied(&omar_seen), 0);
     let after = customer.send_text(&acct(SHOP), "Thanks").await.unwrap();
     delivered(&c_seen, after).await;
     omar_seen.wait("Omar", 30, |c| c.count() == 2).await;
@@ -233,5 +265,6 @@ async fn a_customer_reaches_only_the_routed_devices_of_a_verified_business() {
     assert_eq!(imported.iter().map(|(_, m)| m).sum::<u32>(), 0);
     assert!(imported.iter().map(|(c, _)| c).sum::<u32>() >= 1);
     assert!(nia.history(&acct(CUSTOMER), 100).await.unwrap().is_empty());
-    assert_eq!(shop.history(&acct(CUSTOMER), 100).await.unwrap().len(), 5);
+    // Five messages from the customer and Lina's answer (its copy).
+    assert_eq!(shop.history(&acct(CUSTOMER), 100).await.unwrap().len(), 6);
 }

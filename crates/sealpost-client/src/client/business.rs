@@ -209,15 +209,15 @@ async fn own_business_list(
     Ok(list)
 }
 
-/// After `account`'s list was fetched: a business's profile and default route are fetched
-/// with it (spec/business.md 7.3) and kept. A failure is logged, not returned: without a
+/// After a business's list was fetched (a contact's, or this account's own): its profile
+/// and default route are fetched with it (spec/business.md 7.3, 7.4) and kept. A failure is logged, not returned: without a
 /// route the customer encrypts to every device of the business (never to anyone else).
 pub(super) async fn refresh_business(
     shared: &Arc<Shared>,
     conn: &Connection,
     list: &VerifiedDeviceList,
 ) {
-    if list.family() != RoleFamily::Business || list.account() == &shared.engine.address.account {
+    if list.family() != RoleFamily::Business {
         return;
     }
     let fetched = match conn.fetch_business_profile(list.account()).await {

@@ -464,11 +464,25 @@ async fn own_devices_for(
     } else {
         let list = refresh_own_list(shared, conn).await?;
         shared.list_fetched(&me.account);
+        if let Some(list) = &list {
+            // A business's own route comes with its list (spec/business.md 7.4).
+            super::business::refresh_business(shared, conn, list).await;
+        }
         list
     };
     let Some(list) = list else {
         return Ok(Vec::new());
     };
+    if list.family() == RoleFamily::Business {
+        // A business's own devices get a copy only where a customer's message would go:
+        // the default route and the owner (spec/business.md 7.4).
+        let engine = shared.engine.clone();
+        let l = list.clone();
+        let mut targets = blocking(move || engine.business_targets(&l)).await?;
+        targets.retain(|d| *d != me.device);
+        sync_listed_for(shared, conn, &list, Some(&targets)).await?;
+        return Ok(targets);
+    }
     sync_listed(shared, conn, &list).await?;
     Ok(list
         .entries()

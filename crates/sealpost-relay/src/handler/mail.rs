@@ -64,8 +64,8 @@ enum Mismatch {
     DevicesChanging,
     /// A routed send to a business account: queue it addressing these devices.
     Routed {
-        /// The key holder, which every routed send addresses.
-        key_holder: u32,
+        /// The key holder, which every routed send addresses (`None`: it is the sender).
+        key_holder: Option<u32>,
     },
     /// A sender with an outdated view of the devices.
     Refused,
@@ -173,13 +173,14 @@ impl Handler {
         match holder {
             Some(h)
                 if h.role.family() == sealpost_wire::devices::RoleFamily::Business
-                    && Some(h.device_id) != exclude
+                    && !addressed.is_empty()
                     && addressed.len() == envelopes.len()
                     && addressed.is_subset(&listed)
-                    && addressed.contains(&h.device_id) =>
+                    && (Some(h.device_id) == exclude || addressed.contains(&h.device_id)) =>
             {
                 Mismatch::Routed {
-                    key_holder: h.device_id,
+                    // The key holder sending to its own account addresses the others only.
+                    key_holder: (Some(h.device_id) != exclude).then_some(h.device_id),
                 }
             }
             _ => Mismatch::Refused,

@@ -378,10 +378,11 @@ pub enum Addressing {
     Exact,
     /// A routed send to a business account (spec/business.md 7.3): distinct registered
     /// devices of the recipient (but the excluded one), at least one, including `required`
-    /// (the key holder of its stored list, which the caller read).
+    /// when set (the key holder of its stored list, which the caller read; `None` when the
+    /// key holder is the sending device itself).
     Subset {
         /// The device every such send must address.
-        required: u32,
+        required: Option<u32>,
     },
 }
 
@@ -408,7 +409,7 @@ impl Addressing {
         }
         match self {
             Self::Exact => count == expected.len(),
-            Self::Subset { required } => seen.contains(&required),
+            Self::Subset { required } => count > 0 && required.is_none_or(|r| seen.contains(&r)),
         }
     }
 }

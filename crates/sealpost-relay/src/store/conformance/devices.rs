@@ -619,7 +619,7 @@ pub(crate) async fn routed_sends<S: Store>(s: &S) {
             .unwrap()
         }
     };
-    let routed = Addressing::Subset { required: 1 };
+    let routed = Addressing::Subset { required: Some(1) };
     // Exact addressing still wants every device.
     assert_eq!(
         send(vec![env(1, 1), env(3, 1)], Addressing::Exact).await,
@@ -641,6 +641,36 @@ pub(crate) async fn routed_sends<S: Store>(s: &S) {
         let mail = s.mailbox(&dev(&shop, device), 0, 10).await.unwrap();
         assert_eq!(mail.len(), expected, "device {device}");
     }
+    // Without a required device (the key holder sending to its own account): any non-empty
+    // set of distinct registered devices but the excluded one.
+    let owner = dev(&shop, 1);
+    let own = |envelopes: Vec<OutgoingEnvelope>| {
+        let (owner, shop) = (owner.clone(), shop.clone());
+        async move {
+            s.enqueue(&NewMessage {
+                sender: &owner,
+                recipient: &shop,
+                exclude_device: Some(1),
+                addressing: Addressing::Subset { required: None },
+                message_id: &[5; 16],
+                sender_seq: 0,
+                timestamp: NOW,
+                envelopes: &envelopes,
+                max_queued: 10,
+            })
+            .await
+            .unwrap()
+        }
+    };
+    for bad in [vec![], vec![env(1, 2)], vec![env(2, 2), env(2, 2)]] {
+        assert_eq!(own(bad).await, EnqueueOutcome::MismatchedDevices);
+    }
+    assert!(matches!(
+        own(vec![env(3, 2)]).await,
+        EnqueueOutcome::Queued(ids) if ids.len() == 1 && ids[0].0 == 3
+    ));
+    assert_eq!(s.mailbox(&dev(&shop, 2), 0, 10).await.unwrap().len(), 0);
+    assert_eq!(s.mailbox(&dev(&shop, 3), 0, 10).await.unwrap().len(), 2);
 }
 
 /// A business list: device `owner` is the owner, the others agents.

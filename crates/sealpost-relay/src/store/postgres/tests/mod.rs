@@ -206,7 +206,8 @@ macro_rules! conformance_cases {
 
 conformance_cases!(
     plain: codes, registration, prekeys, mailboxes, sender_seqs, feed, registration_lock, vaults,
-    quotas, provisioning, device_lists, account_key_backups, business_profiles, device_activity;
+    quotas, provisioning, device_lists, account_key_backups, business_profiles, device_activity,
+    routed_sends;
     shared: concurrent_bundles, concurrent_sends, concurrent_reglock, concurrent_evaluations,
         concurrent_provisioning, concurrent_links,
 );
