@@ -46,6 +46,9 @@ pub enum RouteError {
         /// The version.
         version: u64,
     },
+    /// The route version cannot be raised further.
+    #[error("route version exhausted")]
+    Exhausted,
 }
 
 fn message(body: &RouteBody) -> Result<Vec<u8>, DecodeError> {

@@ -29,7 +29,7 @@
 //! | [`provisioning_open`] | only the genuine provisioning envelope opens; invitation text parsing is total |
 //! | [`history_part`] | history-bundle parts decode canonically; packing their records again keeps them all, in order |
 //! | [`content`] | message contents (text, bytes, sent copies, sync contents, history parts) decode canonically; a sent copy holds a message; sync contents stay within their bounds |
-//! | [`business`] | business profiles, verification statements and their payload decode canonically; only the fixture's own profile and statement verify |
+//! | [`business()`] | business profiles, verification statements, routes and their payload decode canonically; only the fixture's own profile, statement and route verify |
 //! | [`pin_frames`] | every PIN request/response kind decodes totally and canonically; payloads go through `sealpost-pin` |
 
 // This crate is a test harness: panicking on a violated invariant is its whole purpose, and

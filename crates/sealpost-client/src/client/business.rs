@@ -106,10 +106,7 @@ impl Client {
                 .filter(|r| r.body.account_key == key.public().to_bytes())
                 .map_or(Some(1), |r| r.body.route_version.checked_add(1))
                 .ok_or(ClientError::RouteRefused(
-                    sealpost_devices::RouteError::RolledBack {
-                        held: u64::MAX,
-                        offered: u64::MAX,
-                    },
+                    sealpost_devices::RouteError::Exhausted,
                 ))?;
             let route = key
                 .sign_route(RouteBody {
