@@ -17,11 +17,10 @@ pub(crate) use vaults::{concurrent_evaluations, vault_row, vaults};
 
 mod provisioning;
 pub(crate) use provisioning::{concurrent_provisioning, provisioning};
+mod business;
 mod devices;
-pub(crate) use devices::{
-    account_key_backups, business_profiles, concurrent_links, device_activity, device_lists,
-    routed_sends,
-};
+pub(crate) use business::{business_profiles, routed_sends};
+pub(crate) use devices::{account_key_backups, concurrent_links, device_activity, device_lists};
 use sealpost_wire::{DeviceId, KEM_PUBLIC_LEN, KemPreKeyKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
