@@ -129,6 +129,12 @@ pub(crate) enum Content {
     /// Read state and deletions from another device of this account (kind sync,
     /// spec/client-store.md section 6.3).
     Sync(Vec<SyncItem>),
+    /// A conversation route from a business's device (kind route, spec/business.md 7.3).
+    Route(Box<sealpost_wire::business::RouteMessage>),
+    /// A desk content from another device of this business (kind desk, spec/business.md 8).
+    Desk(crate::desk::Desk),
+    /// A customer's transcript confirmation (kind transcript, spec/business.md 9.2).
+    Transcript(sealpost_wire::business::TranscriptConfirmation),
 }
 
 /// One item of a sync content (spec/client-store.md section 6.3): something the user did
@@ -271,10 +277,14 @@ pub(crate) fn is_history_part(content: &[u8]) -> bool {
 }
 
 /// Whether an outbox entry with this content is this account's own bookkeeping (a sent
-/// copy, a sync content or a history part): it has no history entry of its own and gives
+/// copy, a sync content, a history part, or a route, desk or transcript content of a
+/// business conversation): it has no history entry of its own and gives
 /// the app no `Delivered` or `SendFailed` event.
 pub(crate) fn is_internal(content: &[u8]) -> bool {
-    is_sent_copy(content) || is_sync(content) || is_history_part(content)
+    is_sent_copy(content)
+        || is_sync(content)
+        || is_history_part(content)
+        || crate::desk::is_business_control(content)
 }
 
 /// The content carrying one encoded history part (`version || 0x10 || message_id ||
@@ -309,6 +319,12 @@ pub(crate) fn decode_content(bytes: &[u8]) -> Result<(MessageId, MessageBody), D
             what: "content kind",
             value: CONTENT_SYNC,
         }),
+        (_, Content::Route(_) | Content::Desk(_) | Content::Transcript(_)) => {
+            Err(DecodeError::UnknownType {
+                what: "content kind",
+                value: bytes.get(1).copied().unwrap_or_default(),
+            })
+        }
     }
 }
 
@@ -331,6 +347,9 @@ pub(crate) fn decode_any(bytes: &[u8]) -> Result<(MessageId, Content), DecodeErr
         ContentBody::HistoryPart(part) => Content::HistoryPart(part),
         ContentBody::HistoryPlaceholder => Content::HistoryPlaceholder,
         ContentBody::Sync(items) => Content::Sync(items.iter().map(SyncItem::from_ref).collect()),
+        ContentBody::Route(route) => Content::Route(route),
+        ContentBody::Desk(desk) => Content::Desk(crate::desk::Desk::from_ref(&desk)),
+        ContentBody::Transcript(t) => Content::Transcript(t),
     };
     Ok((MessageId(decoded.message_id), content))
 }

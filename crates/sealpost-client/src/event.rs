@@ -241,6 +241,58 @@ pub enum ClientEvent {
         /// Events dropped.
         missed: u64,
     },
+    /// On a business's customer: the business moved this conversation to other devices (a
+    /// conversation route, spec/business.md 7.3): this client now encrypts to `routed_to`
+    /// (and the business's owner), and confirmed the transcript it holds to them (9.2).
+    RouteChanged {
+        /// The business.
+        business: AccountId,
+        /// The routed devices as the business's signed list names them.
+        routed_to: Vec<DeviceInfo>,
+    },
+    /// On a business's device: a device of the business assigned the conversation with
+    /// `customer` (a claim, a transfer or a resolve, spec/business.md 8).
+    ConversationAssigned {
+        /// The customer.
+        customer: AccountId,
+        /// The device that assigned it.
+        by: DeviceId,
+        /// The devices of the new route that the business's list names.
+        assigned_to: Vec<DeviceId>,
+        /// Whether it was resolved (back on the default route's devices).
+        resolved: bool,
+    },
+    /// On a business's device: the conversation with `customer` so far was handed to this
+    /// device (spec/business.md 8.3); its messages are in the history. Whether it is the
+    /// conversation the customer had is reported by [`ClientEvent::HandoffChecked`].
+    HandoffReceived {
+        /// The customer.
+        customer: AccountId,
+        /// The device that handed it on.
+        from: DeviceId,
+        /// Its note.
+        note: String,
+        /// The messages it held.
+        messages: usize,
+    },
+    /// On a business's device: a handoff was checked against the customer's transcript
+    /// confirmation (spec/business.md 9.3).
+    HandoffChecked {
+        /// The customer.
+        customer: AccountId,
+        /// The result (the worst over the customer's devices that confirmed).
+        check: sealpost_devices::HandoffCheck,
+    },
+    /// On a business's device: an internal note about the conversation with `customer` from
+    /// another device of the business (never sent to the customer).
+    InternalNote {
+        /// The customer.
+        customer: AccountId,
+        /// The device that wrote it.
+        from: DeviceId,
+        /// The note.
+        text: String,
+    },
 }
 
 /// A device on a signed device list, as shown to users.

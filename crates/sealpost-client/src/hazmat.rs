@@ -144,3 +144,60 @@ pub async fn send_history_part(
     client.send_raw(to, message_id, content).await?;
     Ok(message_id)
 }
+
+/// One message of a handoff as a tampering test sees it (spec/business.md 8.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoffMessage {
+    /// The sending account's side.
+    pub side: sealpost_wire::business::Side,
+    /// The sending device.
+    pub device: u32,
+    /// When the relay accepted it.
+    pub timestamp: u64,
+    /// Its content encoding (version, kind, message id, body).
+    pub content: Vec<u8>,
+}
+
+/// [`Client::transfer`] on a business device that alters the conversation it hands on:
+/// `tamper` gets the messages it would send and may change, drop, reorder or add any.
+/// The new devices must detect it against the customer's confirmation.
+pub async fn transfer_tampered(
+    client: &Client,
+    customer: &AccountId,
+    to: &[DeviceId],
+    note: &str,
+    tamper: impl Fn(&mut Vec<HandoffMessage>) + Send + 'static,
+) -> Result<u64, ClientError> {
+    use crate::desk::HandoffEntry;
+    use sealpost_crypto::Zeroizing;
+    let hook = move |entries: &mut Vec<HandoffEntry>| {
+        let mut open: Vec<HandoffMessage> = entries
+            .iter()
+            .map(|e| HandoffMessage {
+                side: e.side,
+                device: e.device,
+                timestamp: e.timestamp,
+                content: e.content.to_vec(),
+            })
+            .collect();
+        tamper(&mut open);
+        *entries = open
+            .into_iter()
+            .map(|m| HandoffEntry {
+                side: m.side,
+                device: m.device,
+                timestamp: m.timestamp,
+                content: Zeroizing::new(m.content),
+            })
+            .collect();
+    };
+    client
+        .transfer_tampered(customer, to, note, Box::new(hook))
+        .await
+}
+
+/// The content encoding of a text message with id `id` (for a tampering test's invented
+/// message).
+pub fn text_content(id: MessageId, text: &str) -> Vec<u8> {
+    encode_content(&id, &MessageBody::Text(text.to_owned())).to_vec()
+}

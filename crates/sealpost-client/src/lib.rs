@@ -127,6 +127,7 @@ mod config;
 mod content;
 #[cfg(test)]
 mod content_vectors;
+mod desk;
 mod engine;
 mod error;
 mod event;
@@ -140,7 +141,10 @@ pub mod tls;
 mod transport;
 
 pub use builder::{ClientConfigBuilder, ConfigError};
-pub use client::{BusinessProfile, Client, DEVICE_LIST_REFRESH, Device, PendingLink};
+pub use client::{
+    BusinessProfile, Client, DEVICE_LIST_REFRESH, DeskConversation, DeskNote, Device, HandoffInfo,
+    PendingLink,
+};
 pub use config::{
     AccountKind, Backoff, CONNECT_STAGGER, CONNECT_TIMEOUT, ClientConfig, DEAD_AFTER_TIMEOUTS,
     DEFAULT_EVENT_CAPACITY, Guardian, Guardians, IDLE_TIMEOUT, KEEP_ALIVE, RelayAddr,
@@ -167,6 +171,7 @@ pub use outbox::{MAX_SEND_ATTEMPTS, OUTBOX_SCAN_LIMIT, SEND_RETRY_INITIAL, SEND_
 pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
 pub use sealpost_devices::DeviceRole;
+pub use sealpost_devices::HandoffCheck;
 pub use sealpost_devices::TrustedVerifier;
 /// The PIN's Argon2id cost parameters ([`ClientConfig::pin_params`]; default
 /// `PinArgon2Params::PRODUCTION`, 16 MiB and 32 passes). Not the store passphrase's:
@@ -174,6 +179,7 @@ pub use sealpost_devices::TrustedVerifier;
 pub use sealpost_pin::stretch::Argon2Params as PinArgon2Params;
 pub use sealpost_session::{IdentityKey, SafetyNumber};
 pub use sealpost_wire::business::BusinessProfileFields;
+pub use sealpost_wire::business::Side;
 pub use sealpost_wire::relay::ErrorCode;
 pub use sealpost_wire::{AccountId, DeviceAddress, DeviceId};
 pub use state::{ConnectFailure, ConnectionState, StopReason};

@@ -39,6 +39,7 @@ mod list;
 mod pin;
 mod provisioning;
 mod route;
+mod transcript;
 
 #[cfg(feature = "hazmat")]
 pub mod hazmat;
@@ -59,3 +60,7 @@ pub use provisioning::{
 };
 pub use route::{ROUTE_LABEL, RouteError, VerifiedRoute, route_targets, sign_route_as_device};
 pub use sealpost_wire::devices::{DeviceEntry, DeviceRole, RoleFamily};
+pub use transcript::{
+    EMPTY_CHAIN_HEAD, HandoffCheck, TRANSCRIPT_LABEL, Transcript, TranscriptError, TranscriptLog,
+    chain_step,
+};

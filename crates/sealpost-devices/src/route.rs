@@ -144,6 +144,57 @@ impl VerifiedRoute {
         })
     }
 
+    /// A route this reader accepted earlier (with [`Self::verify`], then kept in its own
+    /// sealed store), checked again before it is used: rules 1 and 2 of section 7.2 against
+    /// the current `list` (a new account key drops it), and the signature again while the
+    /// signer is still the account key or a listed device. A conversation route whose
+    /// signing device has left the list since stays valid: it was verified when accepted,
+    /// and removing the device that routed a conversation must not take it from the devices
+    /// it routed to. Whether that device could route the conversation then (rule 3) was
+    /// decided when it was accepted.
+    pub fn verify_held(
+        route: &SignedRoute,
+        list: &VerifiedDeviceList,
+        customer: Option<&AccountId>,
+    ) -> Result<Self, RouteError> {
+        let body = &route.body;
+        let mut encoded = body.encode()?;
+        encoded.extend_from_slice(&route.signature);
+        let held = Self {
+            route: route.clone(),
+            encoded,
+        };
+        match body.signer {
+            RouteSigner::Device(id) if customer.is_some() && list.device(id).is_none() => {
+                if &body.account != list.account() {
+                    return Err(RouteError::WrongAccount);
+                }
+                if body.account_key != list.account_key().to_bytes() {
+                    return Err(RouteError::WrongAccountKey);
+                }
+                if body.customer.as_ref() != customer {
+                    return Err(RouteError::WrongCustomer);
+                }
+                Ok(held)
+            }
+            RouteSigner::Device(id) if customer.is_some() => {
+                // The signer held the conversation under some route: itself, for rule 3.
+                let as_holder = Self {
+                    route: SignedRoute {
+                        body: RouteBody {
+                            devices: vec![id],
+                            ..body.clone()
+                        },
+                        signature: route.signature,
+                    },
+                    encoded: Vec::new(),
+                };
+                Self::verify(route, list, customer, Some(&as_holder))
+            }
+            _ => Self::verify(route, list, customer, None),
+        }
+    }
+
     /// The route.
     pub fn signed(&self) -> &SignedRoute {
         &self.route
@@ -185,6 +236,10 @@ impl VerifiedRoute {
         if o == h {
             return if held.encoded == self.encoded {
                 Ok(false)
+            } else if self.route.body.customer.is_some() {
+                // Two of the business's devices routed the conversation at once (two
+                // claims): every reader keeps the smaller encoding (section 7.2).
+                Ok(self.encoded < held.encoded)
             } else {
                 Err(RouteError::Equivocation { version: o })
             };

@@ -183,11 +183,15 @@ pub fn verify_scanned(data: &[u8]) {
 /// - a sent copy's inner content decodes on its own to the same message, and is a message
 ///   (text or bytes), never another copy or a history part;
 /// - a sync content holds 1 ..= `MAX_SYNC_ITEMS` items, each deletion 1 ..=
-///   `MAX_SYNC_DELETE_IDS` ids (spec/client-store.md section 6.3).
+///   `MAX_SYNC_DELETE_IDS` ids (spec/client-store.md section 6.3);
+/// - a route content's route names a customer, and its basis is of the same business; a
+///   desk content's handoff entries are messages; a transcript confirmation's chains are
+///   strictly increasing (spec/business.md 8.2, 9.2).
 pub fn content(data: &[u8]) {
+    use sealpost_wire::business::DeskRef;
     use sealpost_wire::content::{
-        CONTENT_HISTORY_PART, CONTENT_SENT_COPY, CONTENT_SYNC, Content, ContentBody,
-        MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS, SyncItemRef,
+        CONTENT_DESK, CONTENT_HISTORY_PART, CONTENT_ROUTE, CONTENT_SENT_COPY, CONTENT_SYNC,
+        CONTENT_TRANSCRIPT, Content, ContentBody, MAX_SYNC_DELETE_IDS, MAX_SYNC_ITEMS, SyncItemRef,
     };
     let Ok(c) = Content::decode(data) else {
         return;
@@ -238,6 +242,32 @@ pub fn content(data: &[u8]) {
                     SyncItemRef::DeleteConversation { .. } => {}
                 }
             }
+        }
+        ContentBody::Route(m) => {
+            assert!(m.route.body.customer.is_some());
+            if let Some(b) = &m.basis {
+                assert_eq!(b.body.account, m.route.body.account);
+            }
+            w.u8(CONTENT_ROUTE)
+                .bytes(&c.message_id)
+                .bytes(&m.encode().unwrap());
+        }
+        ContentBody::Desk(d) => {
+            if let DeskRef::Handoff { entries, .. } = d {
+                for e in entries {
+                    let inner = Content::decode(e.content).unwrap();
+                    assert!(matches!(inner.body, ContentBody::Message(_)));
+                }
+            }
+            w.u8(CONTENT_DESK)
+                .bytes(&c.message_id)
+                .bytes(&d.encode().unwrap());
+        }
+        ContentBody::Transcript(t) => {
+            assert!(t.chains.windows(2).all(|p| p[0].key() < p[1].key()));
+            w.u8(CONTENT_TRANSCRIPT)
+                .bytes(&c.message_id)
+                .bytes(&t.encode().unwrap());
         }
     }
     assert_eq!(w.into_bytes(), data, "content is not canonical");

@@ -3,6 +3,7 @@
 //! nothing of the (secret) plaintext is copied here, so the caller decides how it is kept
 //! and wiped. The client SDK encodes, and turns what this decodes into its own types.
 
+use crate::business::{DeskRef, RouteMessage, TranscriptConfirmation};
 use crate::devices::HistoryPart;
 use crate::relay::MESSAGE_ID_LEN;
 use crate::{AccountId, DecodeError, MAX_PLAINTEXT_LEN, Reader};
@@ -19,6 +20,15 @@ pub const CONTENT_SENT_COPY: u8 = 3;
 /// Content kind: a sync message, read state and deletions another device of this account
 /// made (spec/client-store.md section 6.3).
 pub const CONTENT_SYNC: u8 = 4;
+/// Content kind: a conversation route, from a business's device to its customer
+/// (spec/business.md 7.3).
+pub const CONTENT_ROUTE: u8 = 5;
+/// Content kind: a desk content among a business's own devices: assign, handoff, note
+/// (spec/business.md 8.2).
+pub const CONTENT_DESK: u8 = 6;
+/// Content kind: a transcript confirmation, from a customer's device to a business
+/// (spec/business.md 9.2).
+pub const CONTENT_TRANSCRIPT: u8 = 7;
 /// Content kind: one part of a history bundle (spec/client-store.md section 6.2).
 pub const CONTENT_HISTORY_PART: u8 = 0x10;
 /// Sync item tag: the conversation was read up to and including a message.
@@ -59,6 +69,13 @@ pub enum ContentBody<'a> {
     HistoryPart(Box<HistoryPart>),
     /// Kind `0x10` with an empty body: a history part's placeholder.
     HistoryPlaceholder,
+    /// Kind `0x05`: a conversation route and its basis (their structure; verified by the
+    /// receiver).
+    Route(Box<RouteMessage>),
+    /// Kind `0x06`: a desk content among a business's own devices.
+    Desk(DeskRef<'a>),
+    /// Kind `0x07`: a transcript confirmation.
+    Transcript(TranscriptConfirmation),
 }
 
 /// A message body, borrowed from the content.
@@ -303,6 +320,11 @@ impl<'a> Content<'a> {
                 [] => ContentBody::HistoryPlaceholder,
                 part => ContentBody::HistoryPart(Box::new(HistoryPart::decode(part)?)),
             },
+            CONTENT_ROUTE => ContentBody::Route(Box::new(RouteMessage::decode(r.rest())?)),
+            CONTENT_DESK => ContentBody::Desk(DeskRef::decode(r.rest())?),
+            CONTENT_TRANSCRIPT => {
+                ContentBody::Transcript(TranscriptConfirmation::decode(r.rest())?)
+            }
             CONTENT_TEXT => ContentBody::Message(MessageRef::Text(
                 core::str::from_utf8(r.rest())
                     .map_err(|_| DecodeError::InvalidValue("text body"))?,

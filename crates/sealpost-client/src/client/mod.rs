@@ -27,6 +27,7 @@ use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 mod business;
+mod desk;
 mod devices;
 mod linking;
 mod pin;
@@ -35,6 +36,7 @@ mod sending;
 mod sync;
 
 pub use business::BusinessProfile;
+pub use desk::{DeskConversation, DeskNote, HandoffInfo};
 pub use devices::DEVICE_LIST_REFRESH;
 use devices::*;
 pub use linking::PendingLink;

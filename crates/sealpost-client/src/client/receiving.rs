@@ -289,6 +289,14 @@ async fn read_pushes(
                 match processed {
                     Ok(Processed::Duplicate) => {}
                     Ok(Processed::Accepted(events)) => {
+                        // Accepting a conversation route queued the transcript confirmation
+                        // (spec/business.md 9.2).
+                        if events
+                            .iter()
+                            .any(|e| matches!(e, ClientEvent::RouteChanged { .. }))
+                        {
+                            shared.outbox_wake.notify_one();
+                        }
                         for ev in events {
                             shared.emit(ev);
                         }

@@ -321,6 +321,9 @@ async fn entry_devices(
 ) -> Result<Vec<DeviceId>, ClientError> {
     match entry.target {
         Some(target) => part_devices(shared, conn, target, entry.created_at, force).await,
+        None if entry.recipient == shared.engine.address.account => {
+            own_devices_for(shared, conn, force, Some(&entry.content)).await
+        }
         None => devices_for(shared, conn, &entry.recipient, force).await,
     }
 }
@@ -400,7 +403,7 @@ async fn devices_for(
     force: bool,
 ) -> Result<Vec<DeviceId>, ClientError> {
     if account == &shared.engine.address.account {
-        return own_devices_for(shared, conn, force).await;
+        return own_devices_for(shared, conn, force, None).await;
     }
     if let Some(list) = current_list(shared, conn, account, force).await? {
         let me = &shared.engine.address;
@@ -408,7 +411,8 @@ async fn devices_for(
             // Routed (spec/business.md 7.3): the default route's devices and the owner.
             let engine = shared.engine.clone();
             let l = list.clone();
-            let targets = blocking(move || engine.business_targets(&l)).await?;
+            let me = me.account.clone();
+            let targets = blocking(move || engine.business_targets(&l, Some(&me))).await?;
             sync_listed_for(shared, conn, &list, Some(&targets)).await?;
             return Ok(targets);
         }
@@ -451,11 +455,13 @@ pub(super) async fn own_list_current(shared: &Arc<Shared>, conn: &Connection) {
 
 /// The devices a sent copy goes to: this account's own list (spec/devices.md 8.9, never a
 /// contact pin), fetched again and checked with the update rule when it was not fetched
-/// within `device_list_refresh` or `force` is set; every listed device but this one.
+/// within `device_list_refresh` or `force` is set; every listed device but this one. On a
+/// business, `content` (the entry's) decides (spec/business.md 7.4, 8.2).
 async fn own_devices_for(
     shared: &Arc<Shared>,
     conn: &Connection,
     force: bool,
+    content: Option<&[u8]>,
 ) -> Result<Vec<DeviceId>, ClientError> {
     let me = shared.engine.address.clone();
     let list = if !force && shared.list_fresh(&me.account) {
@@ -478,7 +484,16 @@ async fn own_devices_for(
         // the default route and the owner (spec/business.md 7.4).
         let engine = shared.engine.clone();
         let l = list.clone();
-        let mut targets = blocking(move || engine.business_targets(&l)).await?;
+        let content = content.map(|c| sealpost_crypto::Zeroizing::new(c.to_vec()));
+        let mut targets = blocking(move || {
+            if let Some(c) = &content
+                && let Some(t) = engine.own_control_targets(&l, c)?
+            {
+                return Ok(t);
+            }
+            engine.business_targets(&l, None)
+        })
+        .await?;
         targets.retain(|d| *d != me.device);
         sync_listed_for(shared, conn, &list, Some(&targets)).await?;
         return Ok(targets);

@@ -4,8 +4,7 @@
 use super::*;
 use crate::store::BusinessRecord;
 use sealpost_devices::{
-    BusinessProfilePin, VerifiedBusinessProfile, VerifiedDeviceList, VerifiedRoute, route_targets,
-    verified_by,
+    BusinessProfilePin, VerifiedBusinessProfile, VerifiedDeviceList, VerifiedRoute, verified_by,
 };
 use sealpost_wire::business::{BusinessProfileFields, BusinessVerification, PublishedProfile};
 
@@ -78,6 +77,7 @@ impl Engine {
             record = BusinessRecord {
                 profile: Some(offered.clone()),
                 default_route: route.as_ref().map(|r| r.signed().clone()),
+                conversation_route: record.conversation_route.take(),
             };
             let mut batch = Batch::new();
             self.store.put_business_record(&mut batch, account, &record);
@@ -91,19 +91,6 @@ impl Engine {
             route.as_ref(),
             now_ms,
         )))
-    }
-
-    /// Section 7.3: the devices of the business `list` a message from this device goes to.
-    pub(crate) fn business_targets(
-        &self,
-        list: &VerifiedDeviceList,
-    ) -> Result<Vec<DeviceId>, ClientError> {
-        let record = self.store.business_record(list.account())?;
-        let default = current_default_route(&record, list);
-        Ok(route_targets(list, None, default.as_ref())
-            .into_iter()
-            .map(DeviceId)
-            .collect())
     }
 }
 

@@ -32,6 +32,7 @@ use std::sync::{Mutex, MutexGuard};
 mod rollback;
 
 pub use business::BusinessProfile;
+pub use desk::{DeskConversation, DeskNote, HandoffInfo};
 pub(crate) use devices::{ListedDevices, listed_infos};
 pub use devices::{OWNER_DEVICE_NAME, PRIMARY_DEVICE_NAME};
 pub(crate) use history::BundleLimits;
@@ -109,6 +110,7 @@ impl Engine {
 }
 
 mod business;
+mod desk;
 mod devices;
 mod history;
 mod outbox;

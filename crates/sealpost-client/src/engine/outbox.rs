@@ -17,13 +17,16 @@ impl Engine {
         let content = encode_content(&message_id, body);
         let mut batch = Batch::new();
         let peer = DeviceAddress::new(recipient.clone(), DeviceId(0));
-        let history_seq = self.store.append_history(
+        // On a business, which of its devices answered (spec/business.md 8.3).
+        let sender = self.own_business_list()?.map(|_| self.address.device);
+        let history_seq = self.store.append_history_from(
             &mut batch,
             Direction::Outgoing,
             &peer,
             now_ms,
             MessageStatus::Queued,
             &content,
+            sender,
         )?;
         // The tag a sent copy or a history bundle carrying this message would find: this
         // device's own message never comes back as a second history entry
@@ -235,6 +238,14 @@ impl Engine {
             if self.store.has_history(entry.history_seq)? {
                 copied = self.queue_sent_copy(&mut batch, entry, relay_ts)?;
             }
+            // In the order the relay accepted them (spec/business.md 9.1).
+            self.note_transcript(
+                &mut batch,
+                &entry.recipient,
+                sealpost_wire::business::Side::Customer,
+                self.address.device,
+                &entry.content,
+            )?;
         }
         self.store.commit(batch)?;
         Ok(copied)

@@ -142,6 +142,21 @@ impl Engine {
                 "history part not from this account's key holder",
             ));
         }
+        // A desk content only from another listed device of this account; a route only from
+        // a listed device of another account; a transcript confirmation only from another
+        // account (spec/business.md 7.3, 8.2, 9.2).
+        let own = d.sender.account == self.address.account;
+        let misplaced = match &content {
+            Content::Desk(_) => !own || listed_identity.is_none(),
+            Content::Route(_) => own || listed_identity.is_none(),
+            Content::Transcript(_) => own,
+            _ => false,
+        };
+        if misplaced {
+            return Ok(Processed::Rejected(
+                "business control content from a device that may not send it",
+            ));
+        }
         let identity = *session.remote_identity();
         if listed_identity.is_some_and(|l| l != identity.to_wire()) {
             return Ok(Processed::Rejected(
@@ -211,6 +226,13 @@ impl Engine {
                     &plaintext,
                     author.as_ref(),
                 )?;
+                self.note_transcript(
+                    &mut batch,
+                    &d.sender.account,
+                    sealpost_wire::business::Side::Business,
+                    d.sender.device,
+                    &plaintext,
+                )?;
                 events.push(ClientEvent::Message {
                     from: d.sender.clone(),
                     author,
@@ -235,6 +257,24 @@ impl Engine {
             Content::Sync(items) => {
                 events.extend(self.apply_sync(&mut batch, d.sender.device, items)?);
             }
+            Content::Route(route) => {
+                match self.accept_route(&mut batch, &d.sender, &route, now_ms)? {
+                    Ok(evs) => events.extend(evs),
+                    Err(reason) => return Ok(Processed::Rejected(reason)),
+                }
+            }
+            Content::Desk(desk) => {
+                match self.accept_desk(&mut batch, d.sender.device, desk, d.timestamp)? {
+                    Ok(evs) => events.extend(evs),
+                    Err(reason) => return Ok(Processed::Rejected(reason)),
+                }
+            }
+            Content::Transcript(confirmation) => {
+                match self.accept_confirmation(&mut batch, &d.sender, confirmation, d.timestamp)? {
+                    Ok(evs) => events.extend(evs),
+                    Err(reason) => return Ok(Processed::Rejected(reason)),
+                }
+            }
         }
         self.store
             .mark_processed(&mut batch, &d.sender, &message_id, d.timestamp);
@@ -257,7 +297,9 @@ impl Engine {
         if self.store.is_processed(&peer, &copy.message_id)? {
             return Ok(None);
         }
-        self.store.append_history(
+        // On a business, which of its devices answered (spec/business.md 8.3).
+        let sender = self.own_business_list()?.map(|_| d.sender.device);
+        self.store.append_history_from(
             batch,
             Direction::Outgoing,
             &peer,
@@ -265,6 +307,14 @@ impl Engine {
             MessageStatus::Delivered {
                 at: copy.delivered_at,
             },
+            &copy.inner,
+            sender,
+        )?;
+        self.note_transcript(
+            batch,
+            &copy.recipient,
+            sealpost_wire::business::Side::Customer,
+            d.sender.device,
             &copy.inner,
         )?;
         self.store

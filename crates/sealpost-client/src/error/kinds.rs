@@ -410,6 +410,10 @@ pub enum InternalError {
     /// A sync content the client made broke its own bounds (checked before encoding).
     #[error("sync content out of bounds")]
     SyncEncoding,
+    /// A route, desk or transcript content the client made does not encode (checked before
+    /// anything is queued).
+    #[error("business control content out of bounds")]
+    Encoding,
 }
 
 impl InternalError {

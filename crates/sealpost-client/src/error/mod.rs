@@ -385,6 +385,14 @@ pub enum ClientError {
     /// The device is not on the account's list.
     #[error("device {0:?} is not on the account's list")]
     UnknownDevice(sealpost_wire::DeviceId),
+    /// The conversation is too long for one handoff (spec/business.md 8.3: it must fit one
+    /// message, about 256 KiB of messages). Nothing was changed.
+    #[error("the conversation is too long to hand off")]
+    HandoffTooLarge,
+    /// A note is empty, longer than 4096 bytes, or a handoff's note is longer (spec/business.md
+    /// 8.2).
+    #[error("note refused: empty or longer than 4096 bytes")]
+    NoteRefused,
     /// An outgoing message failed transiently `attempts` times in a row
     /// ([`crate::MAX_SEND_ATTEMPTS`]) and was given up; `last` is the last failure.
     #[error("gave up after {attempts} attempts: {last}")]
@@ -483,6 +491,8 @@ impl ClientError {
             | Self::BusinessProfileRefused(_)
             | Self::VerificationRefused(_)
             | Self::RouteRefused(_)
+            | Self::HandoffTooLarge
+            | Self::NoteRefused
             | Self::UnknownDevice(_) => true,
         }
     }

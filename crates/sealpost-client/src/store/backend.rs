@@ -32,11 +32,17 @@ pub enum Table {
     Reads,
     /// The pinned business profile of each business account (spec/client-store.md 5.12).
     Profiles,
+    /// The transcript chains of each conversation with a business (spec/client-store.md
+    /// 5.13).
+    Transcripts,
+    /// On a business's device: each customer conversation's route, state, notes, handoff
+    /// and the customer's confirmations (spec/client-store.md 5.14).
+    Desk,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 13] = [
         Table::Account,
         Table::PreKeys,
         Table::Contacts,
@@ -48,6 +54,8 @@ impl Table {
         Table::Devices,
         Table::Reads,
         Table::Profiles,
+        Table::Transcripts,
+        Table::Desk,
     ];
 
     /// The table's name, bound into every record's associated data.
@@ -64,6 +72,8 @@ impl Table {
             Self::Devices => "devices",
             Self::Reads => "reads",
             Self::Profiles => "profiles",
+            Self::Transcripts => "transcripts",
+            Self::Desk => "desk",
         }
     }
 
@@ -81,6 +91,8 @@ impl Table {
             Self::Devices => 9,
             Self::Reads => 10,
             Self::Profiles => 11,
+            Self::Transcripts => 12,
+            Self::Desk => 13,
         }
     }
 }

@@ -7,6 +7,9 @@
 
 mod backend;
 mod crypt;
+mod desk;
+pub(crate) use desk::{DeskRecord, StoredConfirmation, StoredHandoff, StoredNote};
+pub use desk::{MAX_DESK_CONFIRMATIONS, MAX_DESK_NOTES};
 mod devices;
 mod open;
 mod profiles;
@@ -22,9 +25,9 @@ pub use crypt::{
 };
 pub use open::StoreSecret;
 pub use records::{
-    CONTACT_RECORD_VERSION, Contact, Direction, HISTORY_AUTHOR_RECORD_VERSION, HistoryEntry,
-    MAX_SENDER_SEQ, MessageStatus, OUTBOX_RECORD_VERSION, OUTBOX_TARGETED_RECORD_VERSION,
-    RECORD_PLAINTEXT_VERSION, Verification,
+    CONTACT_RECORD_VERSION, Contact, Direction, HISTORY_AUTHOR_RECORD_VERSION,
+    HISTORY_SENDER_RECORD_VERSION, HistoryEntry, MAX_SENDER_SEQ, MessageStatus,
+    OUTBOX_RECORD_VERSION, OUTBOX_TARGETED_RECORD_VERSION, RECORD_PLAINTEXT_VERSION, Verification,
 };
 pub use sqlite::{LOCK_FILE_SUFFIX, SQLITE_SCHEMA_VERSION, SqliteClientStore};
 
@@ -41,7 +44,7 @@ use crate::event::DeviceInfo;
 use crypt::{StoreKeys, TagKind};
 use sealpost_crypto::Zeroizing;
 use sealpost_session::{IdentityKey, Session};
-use sealpost_wire::{AccountId, DecodeError, DeviceAddress, IdentityBytes, Writer};
+use sealpost_wire::{AccountId, DecodeError, DeviceAddress, DeviceId, IdentityBytes, Writer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -476,9 +479,25 @@ impl Store {
         status: MessageStatus,
         content: &[u8],
     ) -> Result<u64, StoreError> {
+        self.append_history_from(batch, direction, peer, timestamp, status, content, None)
+    }
+
+    /// [`Self::append_history`] with, for an outgoing message of a business account, the
+    /// own device that sent it (spec/client-store.md 5.5, version `0x03`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append_history_from(
+        &self,
+        batch: &mut Batch,
+        direction: Direction,
+        peer: &DeviceAddress,
+        timestamp: u64,
+        status: MessageStatus,
+        content: &[u8],
+        sender: Option<DeviceId>,
+    ) -> Result<u64, StoreError> {
         let seq = self.next_seq(Table::History)?;
         self.put_history(
-            batch, seq, direction, peer, timestamp, status, content, None,
+            batch, seq, direction, peer, timestamp, status, content, None, sender,
         );
         Ok(seq)
     }
@@ -503,6 +522,7 @@ impl Store {
             MessageStatus::Received,
             content,
             author,
+            None,
         );
         Ok(seq)
     }
@@ -518,6 +538,7 @@ impl Store {
         status: MessageStatus,
         content: &[u8],
         author: Option<&DeviceInfo>,
+        sender: Option<DeviceId>,
     ) {
         let group = self.account_tag(&peer.account).to_vec();
         self.put(
@@ -526,7 +547,7 @@ impl Store {
             seq.to_be_bytes().to_vec(),
             group,
             seq,
-            &encode_history(direction, peer, timestamp, status, content, author),
+            &encode_history(direction, peer, timestamp, status, content, author, sender),
         );
     }
 
@@ -554,6 +575,7 @@ impl Store {
             status,
             &content,
             entry.author.as_ref(),
+            entry.sender_device,
         );
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! spec/business.md 3.4 and 7.3): the last business profile it accepted (the profile pin)
 //! and the business's default route.
 
-use super::records::{malformed, start};
+use super::records::malformed;
 use super::{Batch, Store, Table};
 use crate::error::StoreError;
 use sealpost_crypto::Zeroizing;
@@ -20,12 +20,24 @@ pub(crate) struct BusinessRecord {
     /// The default route as last accepted (its encoding was verified when accepted; it is
     /// verified again against the current list before every use).
     pub(crate) default_route: Option<SignedRoute>,
+    /// The conversation route this device's account holds from the business (spec/business.md
+    /// 7.3), as last accepted; verified again before every use like the default route.
+    pub(crate) conversation_route: Option<SignedRoute>,
 }
 
-/// `0x01 || account || has_profile: flag [var16(profile)] || has_route: flag [var16(route)]`.
+/// Version byte of a business record with a conversation route (client-store.md 5.12).
+const WITH_CONVERSATION_ROUTE: u8 = 2;
+
+/// `0x01 || account || has_profile: flag [var16(profile)] || has_route: flag [var16(route)]`;
+/// with a conversation route, version `0x02` and `var16(conversation route)` after them.
 fn encode(account: &AccountId, r: &BusinessRecord) -> Zeroizing<Vec<u8>> {
-    let mut w = Writer::with_capacity(2600);
-    w.u8(super::RECORD_PLAINTEXT_VERSION);
+    let mut w = Writer::with_capacity(3200);
+    let conversation = r.conversation_route.as_ref().and_then(|x| x.encode().ok());
+    w.u8(if conversation.is_some() {
+        WITH_CONVERSATION_ROUTE
+    } else {
+        super::RECORD_PLAINTEXT_VERSION
+    });
     account.encode_into(&mut w);
     w.flag(r.profile.is_some());
     if let Some(p) = &r.profile {
@@ -36,6 +48,9 @@ fn encode(account: &AccountId, r: &BusinessRecord) -> Zeroizing<Vec<u8>> {
     if let Some(route) = route {
         w.var_bytes16(&route);
     }
+    if let Some(route) = conversation {
+        w.var_bytes16(&route);
+    }
     Zeroizing::new(w.into_bytes())
 }
 
@@ -44,7 +59,10 @@ fn encode(account: &AccountId, r: &BusinessRecord) -> Zeroizing<Vec<u8>> {
 fn decode(bytes: &[u8], account: &AccountId) -> Result<BusinessRecord, StoreError> {
     let m = malformed(TABLE);
     let mut r = Reader::new(bytes);
-    start(&mut r).map_err(&m)?;
+    let version = r.u8().map_err(&m)?;
+    if version != super::RECORD_PLAINTEXT_VERSION && version != WITH_CONVERSATION_ROUTE {
+        return Err(m(sealpost_wire::DecodeError::UnsupportedVersion(version)));
+    }
     let named = AccountId::decode_from(&mut r).map_err(&m)?;
     if &named != account {
         return Err(StoreError::Inconsistent("business record account"));
@@ -69,10 +87,17 @@ fn decode(bytes: &[u8], account: &AccountId) -> Result<BusinessRecord, StoreErro
     } else {
         None
     };
+    let conversation_route = if version == WITH_CONVERSATION_ROUTE {
+        let bytes = r.var_bytes16("route", MAX_ROUTE_LEN).map_err(&m)?;
+        Some(SignedRoute::decode(bytes).map_err(&m)?)
+    } else {
+        None
+    };
     r.finish().map_err(&m)?;
     Ok(BusinessRecord {
         profile,
         default_route,
+        conversation_route,
     })
 }
 

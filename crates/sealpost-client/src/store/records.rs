@@ -29,6 +29,9 @@ pub const OUTBOX_TARGETED_RECORD_VERSION: u8 = 3;
 /// version 1 layout followed by the author's device id, role and name. Entries without an
 /// author keep being written as version 1.
 pub const HISTORY_AUTHOR_RECORD_VERSION: u8 = 2;
+/// Version byte of an outgoing history entry of a business account's device that records
+/// which of the account's devices sent it (spec/client-store.md 5.5).
+pub const HISTORY_SENDER_RECORD_VERSION: u8 = 3;
 
 /// Most retired prekeys remembered for later deletion.
 pub(crate) const MAX_RETIRED: usize = 32;
@@ -387,6 +390,10 @@ pub struct HistoryEntry {
     /// messages, messages from accounts without a list, and messages imported from a
     /// history bundle or stored before authors were recorded.
     pub author: Option<DeviceInfo>,
+    /// Outgoing, on a business account's device: which of the account's devices sent it
+    /// (this one, another device whose sent copy arrived, or as a handoff said:
+    /// spec/business.md 8.3). `None` otherwise.
+    pub sender_device: Option<DeviceId>,
 }
 
 /// `0x01 || direction(u8) || peer || timestamp(u64) || status(u8) || status_at(u64) ||
@@ -399,11 +406,13 @@ pub(crate) fn encode_history(
     status: MessageStatus,
     content: &[u8],
     author: Option<&DeviceInfo>,
+    sender: Option<DeviceId>,
 ) -> Zeroizing<Vec<u8>> {
     let mut w = Writer::with_capacity(content.len() + 96);
-    let version = match author {
-        Some(_) => HISTORY_AUTHOR_RECORD_VERSION,
-        None => RECORD_PLAINTEXT_VERSION,
+    let version = match (author, sender) {
+        (Some(_), _) => HISTORY_AUTHOR_RECORD_VERSION,
+        (None, Some(_)) => HISTORY_SENDER_RECORD_VERSION,
+        (None, None) => RECORD_PLAINTEXT_VERSION,
     };
     w.u8(version).u8(match direction {
         Direction::Incoming => 0,
@@ -421,6 +430,8 @@ pub(crate) fn encode_history(
         w.u32(a.id.0)
             .u8(a.role.to_byte())
             .var_bytes8(a.name.as_bytes());
+    } else if let Some(d) = sender {
+        w.u32(d.0);
     }
     Zeroizing::new(w.into_bytes())
 }
@@ -430,7 +441,8 @@ pub(crate) fn decode_history(
     seq: u64,
     bytes: &[u8],
 ) -> Result<(HistoryEntry, Zeroizing<Vec<u8>>), StoreError> {
-    let (direction, peer, timestamp, status, content, author) = decode_history_fields(bytes)?;
+    let (direction, peer, timestamp, status, content, author, sender_device) =
+        decode_history_fields(bytes)?;
     let (message_id, body) = decode_content(&content).map_err(malformed("history"))?;
     Ok((
         HistoryEntry {
@@ -442,6 +454,7 @@ pub(crate) fn decode_history(
             status,
             body,
             author,
+            sender_device,
         },
         content,
     ))
@@ -455,6 +468,7 @@ type HistoryFields = (
     MessageStatus,
     Zeroizing<Vec<u8>>,
     Option<DeviceInfo>,
+    Option<DeviceId>,
 );
 
 /// A history record's direction, peer and message id, without decoding (or copying) the
@@ -464,7 +478,7 @@ pub(crate) fn decode_history_id(
     bytes: &[u8],
 ) -> Result<(Direction, DeviceAddress, MessageId), StoreError> {
     let m = malformed("history");
-    let (direction, peer, _, _, content, _) = decode_history_fields(bytes)?;
+    let (direction, peer, _, _, content, _, _) = decode_history_fields(bytes)?;
     let mut r = Reader::new(&content);
     let version = r.u8().map_err(&m)?;
     if version != crate::content::CONTENT_VERSION {
@@ -485,7 +499,10 @@ fn decode_history_fields(bytes: &[u8]) -> Result<HistoryFields, StoreError> {
     let m = malformed("history");
     let mut r = Reader::new(bytes);
     let version = r.u8().map_err(&m)?;
-    if version != RECORD_PLAINTEXT_VERSION && version != HISTORY_AUTHOR_RECORD_VERSION {
+    if version != RECORD_PLAINTEXT_VERSION
+        && version != HISTORY_AUTHOR_RECORD_VERSION
+        && version != HISTORY_SENDER_RECORD_VERSION
+    {
         return Err(m(DecodeError::UnsupportedVersion(version)));
     }
     let direction = match r.u8().map_err(&m)? {
@@ -534,8 +551,19 @@ fn decode_history_fields(bytes: &[u8]) -> Result<HistoryFields, StoreError> {
     } else {
         None
     };
+    let sender = if version == HISTORY_SENDER_RECORD_VERSION {
+        if direction != Direction::Outgoing {
+            return Err(m(DecodeError::InvalidValue("sender device")));
+        }
+        match r.u32().map_err(&m)? {
+            0 => return Err(m(DecodeError::InvalidValue("sender device"))),
+            d => Some(DeviceId(d)),
+        }
+    } else {
+        None
+    };
     r.finish().map_err(&m)?;
-    Ok((direction, peer, timestamp, status, content, author))
+    Ok((direction, peer, timestamp, status, content, author, sender))
 }
 
 /// A message waiting to be accepted by the relay.

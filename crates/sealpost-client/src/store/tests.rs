@@ -710,6 +710,7 @@ fn history_records_carry_the_author_in_version_2_only() {
             MessageStatus::Received,
             &content,
             a,
+            None,
         )
     };
     let without = plain(None);
@@ -736,6 +737,45 @@ fn history_records_carry_the_author_in_version_2_only() {
     let mut trailing = with.to_vec();
     trailing.push(0);
     for bad in [bad_role, bad_name, v2_without, trailing] {
+        assert!(
+            matches!(
+                decode_history(5, &bad),
+                Err(StoreError::Malformed {
+                    table: "history",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    // An outgoing entry of a business device records which device sent it (version 0x03);
+    // an incoming one, device 0 and a missing sender are refused.
+    let sent = |direction| {
+        encode_history(
+            direction,
+            &peer,
+            1_000,
+            MessageStatus::Delivered { at: 1_001 },
+            &content,
+            None,
+            Some(DeviceId(7)),
+        )
+    };
+    let outgoing = sent(Direction::Outgoing);
+    assert_eq!(outgoing[0], HISTORY_SENDER_RECORD_VERSION);
+    assert_eq!(&outgoing[outgoing.len() - 4..], &[0, 0, 0, 7]);
+    let entry = decode_history(6, &outgoing).unwrap().0;
+    assert_eq!(
+        (entry.sender_device, entry.author),
+        (Some(DeviceId(7)), None)
+    );
+    assert_eq!(decode_history(5, &without).unwrap().0.sender_device, None);
+    let mut zero = outgoing.to_vec();
+    let at = zero.len() - 1;
+    zero[at] = 0;
+    let mut missing = outgoing.to_vec();
+    missing.truncate(missing.len() - 4);
+    for bad in [sent(Direction::Incoming).to_vec(), zero, missing] {
         assert!(
             matches!(
                 decode_history(5, &bad),

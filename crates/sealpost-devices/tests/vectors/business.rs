@@ -15,6 +15,8 @@ use sealpost_wire::business::{
 use sealpost_wire::{AccountId, DecodeError};
 use serde_json::json;
 
+mod desk;
+
 const BUSINESS: &str = "+15550100300";
 const SPEC_PROFILE_LABEL: &[u8] = b"Sealpost_BusinessProfile_v1";
 const SPEC_VERIFICATION_LABEL: &[u8] = b"Sealpost_BusinessVerification_v1";

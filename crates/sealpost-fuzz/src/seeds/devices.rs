@@ -159,6 +159,73 @@ pub(super) fn contents() -> Vec<Seed> {
     let all = sync(&[&delete, &read, &clear]);
     let mut unknown_item = read.clone();
     unknown_item[0] = 0x7f;
+    // Business conversations (spec/business.md 8.2, 9.2): a conversation route with its
+    // basis, an assignment, a handoff, a note, a transcript confirmation.
+    let f = crate::business::business_fixture();
+    let customer = sealpost_wire::AccountId::new("+15551230002").unwrap();
+    let conversation = f
+        .account_key
+        .sign_route(sealpost_wire::business::RouteBody {
+            customer: Some(customer.clone()),
+            route_version: 2,
+            devices: vec![2],
+            ..sealpost_wire::business::SignedRoute::decode(&f.route)
+                .unwrap()
+                .body
+        })
+        .unwrap();
+    let message = sealpost_wire::business::RouteMessage {
+        route: conversation,
+        basis: Some(sealpost_wire::business::SignedRoute::decode(&f.route).unwrap()),
+    };
+    let desk = |d: sealpost_wire::business::DeskRef<'_>| with(0x06, &d.encode().unwrap());
+    use sealpost_wire::business::{DeskRef, HandoffEntryRef, Side};
+    let assign = desk(DeskRef::Assign {
+        customer: customer.clone(),
+        state: sealpost_wire::business::ConversationState::Open,
+        route: Box::new(message.clone()),
+    });
+    let handoff = desk(DeskRef::Handoff {
+        customer: customer.clone(),
+        route_version: 2,
+        note: "asks about a late order",
+        entries: vec![
+            HandoffEntryRef {
+                side: Side::Customer,
+                device: 1,
+                timestamp: 1_765_000_200_000,
+                content: &text,
+            },
+            HandoffEntryRef {
+                side: Side::Business,
+                device: 2,
+                timestamp: 1_765_000_200_100,
+                content: &text,
+            },
+        ],
+    });
+    let note = desk(DeskRef::Note {
+        customer: customer.clone(),
+        text: "refund approved",
+    });
+    let confirmation = sealpost_wire::business::TranscriptConfirmation {
+        route_version: 2,
+        chains: vec![
+            sealpost_wire::business::ChainHead {
+                side: Side::Customer,
+                device: 1,
+                length: 1,
+                head: [0x11; 32],
+            },
+            sealpost_wire::business::ChainHead {
+                side: Side::Business,
+                device: 2,
+                length: 1,
+                head: [0x22; 32],
+            },
+        ],
+    };
+    let transcript = with(0x07, &confirmation.encode().unwrap());
     let mut trailing = sync(&[&read]);
     trailing.push(0);
     vec![
@@ -170,6 +237,16 @@ pub(super) fn contents() -> Vec<Seed> {
         seed(t, "sync-too-many-items", sync(&vec![&clear[..]; 33])),
         seed(t, "sync-truncated", all[..all.len() - 3].to_vec()),
         seed(t, "sync-trailing", trailing),
+        seed(t, "route", with(0x05, &message.encode().unwrap())),
+        seed(t, "desk-assign", assign),
+        seed(t, "desk-handoff", handoff.clone()),
+        seed(
+            t,
+            "desk-handoff-truncated",
+            handoff[..handoff.len() - 5].to_vec(),
+        ),
+        seed(t, "desk-note", note),
+        seed(t, "transcript", transcript),
         seed(t, "text", text.clone()),
         seed(t, "bytes", with(0x02, &[0x7b, 0x7d, 0x00, 0xff])),
         seed(t, "sent-copy", copy.clone()),

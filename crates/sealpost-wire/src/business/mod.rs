@@ -5,7 +5,14 @@
 use crate::devices::DEVICES_VERSION;
 use crate::{AccountId, DecodeError, KEY_LEN, Reader, SIGNATURE_LEN, Writer};
 
+mod desk;
 mod route;
+pub use desk::{
+    CHAIN_HEAD_ENCODED_LEN, CHAIN_HEAD_LEN, ChainHead, ConversationState, DESK_ASSIGN,
+    DESK_HANDOFF, DESK_NOTE, DeskRef, HandoffEntryRef, MAX_HANDOFF_ENTRIES, MAX_NOTE_LEN,
+    MAX_TRANSCRIPT_CHAINS, RouteMessage, Side, TranscriptConfirmation, decode_chains,
+    encode_chains,
+};
 pub use route::{MAX_ROUTE_LEN, RouteBody, RouteSigner, SignedRoute, TYPE_ROUTE};
 
 /// Type byte of a [`SignedBusinessProfile`].
