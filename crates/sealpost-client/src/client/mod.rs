@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 mod business;
 mod desk;
 mod devices;
+mod feed;
 mod linking;
 mod pin;
 mod receiving;

@@ -11,6 +11,7 @@ mod desk;
 pub(crate) use desk::{DeskRecord, StoredConfirmation, StoredHandoff, StoredNote};
 pub use desk::{MAX_DESK_CONFIRMATIONS, MAX_DESK_NOTES};
 mod devices;
+pub mod feed;
 mod open;
 mod profiles;
 pub(crate) use profiles::BusinessRecord;
