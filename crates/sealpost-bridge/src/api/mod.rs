@@ -22,9 +22,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::{Mutex, Semaphore, watch};
 
-/// Largest request body accepted (a message of [`sealpost_client::MAX_BODY_LEN`] bytes as
+/// Largest request body accepted (384 KiB: a message of [`sealpost_client::MAX_BODY_LEN`] bytes as
 /// base64 in JSON fits); larger is 413.
-pub const MAX_REQUEST_BODY: usize = 300 * 1024;
+pub const MAX_REQUEST_BODY: usize = 384 * 1024;
 /// Most authenticated requests handled at once; more are refused with 503 at once.
 pub const MAX_IN_FLIGHT: usize = 128;
 /// Most `/v1/events` requests at once (long polls hold theirs while waiting); more are 429.
