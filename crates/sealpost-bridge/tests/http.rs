@@ -18,6 +18,9 @@ use std::sync::Arc;
 
 const CUSTOMER: &str = "+15550004101";
 
+/// A request (method, URL, body) and the status and error code it must get.
+type Case = (&'static str, String, Option<Vec<u8>>, u16, &'static str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_answers_a_customer_through_the_http_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +209,7 @@ async fn bad_input_gets_typed_errors_and_every_served_route_exists() {
     let base = shop.base.clone();
     let t = Some(token.as_str());
     let send = |account: &str| format!("{base}/v1/conversations/{account}/messages");
-    let cases: Vec<(&str, String, Option<Vec<u8>>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             format!("{base}/v1/events?limit=501"),
