@@ -1,9 +1,10 @@
 //! The local HTTP API (README.md, `openapi.json`): the router, authentication, limits and
-//! typed JSON errors. Handlers live by resource: [`events`] (the feed), [`conversations`]
-//! (history and sending), and [`handoff`] (reserved for claim, transfer, resolve and notes).
+//! typed JSON errors. Handlers live by resource: `events` (the feed), `conversations`
+//! (history and sending), and `handoff` (reserved for claim, transfer, resolve and notes).
 //!
-//! Every route is registered through [`Routes::add`], which also records it, so the test
-//! in this module can check the router against `openapi.json` in both directions.
+//! Every route is registered through `Routes::add`, which also records it
+//! ([`served_routes`]), so a test can check the router against [`OPENAPI`] in both
+//! directions.
 
 pub(crate) mod conversations;
 pub(crate) mod events;
