@@ -94,3 +94,129 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::content::{MessageBody, MessageId, encode_content};
+    use crate::store::{
+        Batch, Direction, MemoryClientStore, MessageStatus, Row, StoreKey, StoreSecret, WriteOp,
+    };
+    use sealpost_wire::{DeviceAddress, DeviceId};
+
+    fn store() -> Store {
+        Store::open_blocking(
+            MemoryClientStore::new(),
+            StoreSecret::Key(StoreKey::from_bytes([3; 32])),
+        )
+        .unwrap()
+    }
+
+    /// Appends an incoming text from `peer`; returns its position.
+    fn append(store: &Store, peer: &str, text: &str) -> u64 {
+        let mut batch = Batch::new();
+        let from = DeviceAddress::new(AccountId::new(peer).unwrap(), DeviceId(1));
+        let content = encode_content(&MessageId::random(), &MessageBody::Text(text.into()));
+        let seq = store
+            .append_history(
+                &mut batch,
+                Direction::Incoming,
+                &from,
+                1,
+                MessageStatus::Received,
+                &content,
+            )
+            .unwrap();
+        store.commit(batch).unwrap();
+        seq
+    }
+
+    fn texts(page: &FeedPage) -> Vec<&str> {
+        page.entries
+            .iter()
+            .map(|e| e.body.as_text().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_feed_pages_in_order_and_passes_deleted_and_unreadable_entries() {
+        let store = store();
+        let empty = store.history_after(0, 10).unwrap();
+        assert_eq!((empty.entries.len(), empty.next), (0, 0));
+        let seqs: Vec<u64> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                append(
+                    &store,
+                    if i % 2 == 0 {
+                        "+15550000001"
+                    } else {
+                        "+15550000002"
+                    },
+                    t,
+                )
+            })
+            .collect();
+        let first = store.history_after(0, 2).unwrap();
+        assert_eq!(texts(&first), ["a", "b"]);
+        assert_eq!(first.next, seqs[1]);
+        assert_eq!(store.history_after(0, 0).unwrap().entries.len(), 0);
+
+        // A deleted entry and one that does not open are passed (the latter counted).
+        let mut batch = Batch::new();
+        store.delete_history(&mut batch, seqs[2]);
+        batch.ops.push(WriteOp::Put {
+            table: Table::History,
+            row: Row {
+                key: seqs[3].to_be_bytes().to_vec(),
+                group: Vec::new(),
+                seq: seqs[3],
+                value: vec![0; 40],
+            },
+        });
+        store.commit(batch).unwrap();
+        let rest = store.history_after(first.next, 10).unwrap();
+        assert_eq!(texts(&rest), ["e"]);
+        assert_eq!((rest.next, rest.skipped), (seqs[4], 1));
+        // Nothing after the end; the cursor stays.
+        let end = store.history_after(rest.next, 10).unwrap();
+        assert_eq!((end.entries.len(), end.next), (0, seqs[4]));
+        // A later entry follows.
+        let f = append(&store, "+15550000001", "f");
+        let later = store.history_after(end.next, 10).unwrap();
+        assert_eq!((texts(&later), later.next), (vec!["f"], f));
+
+        // Conversations, newest first, each once.
+        let accounts = store.recent_accounts(10).unwrap();
+        assert_eq!(
+            accounts,
+            vec![
+                (AccountId::new("+15550000001").unwrap(), f),
+                (AccountId::new("+15550000002").unwrap(), seqs[1]),
+            ]
+        );
+        assert_eq!(store.recent_accounts(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn one_call_looks_at_a_bounded_number_of_positions() {
+        let store = store();
+        let total = usize::try_from(MAX_FEED_SCAN).unwrap() + 2;
+        let seqs: Vec<u64> = (0..total)
+            .map(|i| append(&store, "+15550000001", &i.to_string()))
+            .collect();
+        let mut batch = Batch::new();
+        for seq in &seqs[..total - 1] {
+            store.delete_history(&mut batch, *seq);
+        }
+        store.commit(batch).unwrap();
+        let page = store.history_after(0, 10).unwrap();
+        assert!(page.entries.is_empty());
+        assert_eq!(page.next, MAX_FEED_SCAN);
+        let page = store.history_after(page.next, 10).unwrap();
+        assert_eq!(texts(&page), [(total - 1).to_string().as_str()]);
+    }
+}
