@@ -90,6 +90,24 @@ impl BridgeConfig {
         self.webhook = Some(webhook);
         self
     }
+
+    /// Checks the settings [`Bridge::start`] checks first: a listen address that is not
+    /// loopback needs [`BridgeConfig::allow_remote`] (and is logged as a warning); a webhook
+    /// URL is `http://` or `https://`.
+    pub fn check(&self) -> Result<(), BridgeError> {
+        if !self.listen.ip().is_loopback() {
+            if !self.allow_remote {
+                return Err(BridgeError::NotLoopback { addr: self.listen });
+            }
+            tracing::warn!(addr = %self.listen, "the API listens on a non-loopback address: other machines can reach it");
+        }
+        if let Some(w) = &self.webhook
+            && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+        {
+            return Err(BridgeError::InvalidWebhookUrl);
+        }
+        Ok(())
+    }
 }
 
 /// A running bridge: the HTTP server, the task that watches the client's events, and the
@@ -117,19 +135,7 @@ impl Bridge {
         events: EventReceiver,
         config: BridgeConfig,
     ) -> Result<Self, BridgeError> {
-        if !config.listen.ip().is_loopback() {
-            if !config.allow_remote {
-                return Err(BridgeError::NotLoopback {
-                    addr: config.listen,
-                });
-            }
-            tracing::warn!(addr = %config.listen, "the API listens on a non-loopback address: other machines can reach it");
-        }
-        if let Some(w) = &config.webhook
-            && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
-        {
-            return Err(BridgeError::InvalidWebhookUrl);
-        }
+        config.check()?;
         let dir = config.dir.clone();
         let token_file = config.token_file.clone();
         let want_webhook = config.webhook.is_some();
@@ -252,5 +258,42 @@ async fn watch_events(
             Some(ClientEvent::Disconnected) => tracing::info!("disconnected from the relay"),
             Some(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_loopback_unless_allowed_and_only_http_webhooks() {
+        let config = BridgeConfig::new("d");
+        assert!(config.listen.ip().is_loopback());
+        assert!(config.check().is_ok());
+        let v6 = config.clone().with_listen("[::1]:0".parse().unwrap());
+        assert!(v6.check().is_ok());
+        let remote = config.clone().with_listen("0.0.0.0:8787".parse().unwrap());
+        assert!(matches!(
+            remote.check(),
+            Err(BridgeError::NotLoopback { .. })
+        ));
+        let allowed = BridgeConfig {
+            allow_remote: true,
+            ..remote
+        };
+        assert!(allowed.check().is_ok());
+        for url in ["ftp://x", "127.0.0.1:9000/hook", ""] {
+            assert!(matches!(
+                config.clone().with_webhook(WebhookConfig::new(url)).check(),
+                Err(BridgeError::InvalidWebhookUrl)
+            ));
+        }
+        assert!(
+            config
+                .with_webhook(WebhookConfig::new("https://crm.internal/hook"))
+                .check()
+                .is_ok()
+        );
     }
 }
