@@ -262,6 +262,14 @@ async fn run(
     })?;
     let settings: Settings = toml::from_str(&text)
         .map_err(|e| anyhow!("{}: {}", settings_path.display(), e.message()))?;
+    let mut bridge_config = BridgeConfig::new(cli.store.clone()).with_listen(listen);
+    bridge_config.allow_remote = allow_remote;
+    bridge_config.token_file = token_file;
+    if let Some(url) = webhook {
+        bridge_config = bridge_config.with_webhook(WebhookConfig::new(url));
+    }
+    // Before unlocking the store: a refused setting costs nothing.
+    bridge_config.check()?;
     let config = client_config(&settings.relay, &settings.relay_pins).await?;
     let store = open_store(
         &cli.store,
@@ -272,12 +280,6 @@ async fn run(
     let (client, events) = Client::open(store, config)
         .await
         .map_err(|e| anyhow!("cannot open the device: {e}"))?;
-    let mut bridge_config = BridgeConfig::new(cli.store.clone()).with_listen(listen);
-    bridge_config.allow_remote = allow_remote;
-    bridge_config.token_file = token_file;
-    if let Some(url) = webhook {
-        bridge_config = bridge_config.with_webhook(WebhookConfig::new(url));
-    }
     let bridge = match Bridge::start(client.clone(), events, bridge_config).await {
         Ok(b) => b,
         Err(e) => {
