@@ -410,3 +410,59 @@ async fn bad_input_gets_typed_errors_and_every_served_route_exists() {
     }
     shop.shutdown().await;
 }
+
+/// At most 64 long polls at once: the 65th is refused with 429 while they wait, and a
+/// new message wakes all of them at once with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_bounded_and_all_wake_on_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&dir.path().join("relay"), &codes).await;
+    let shop = Shop::start(dir.path(), &relay, &codes, |c| c).await;
+    let (customer, _c_seen) = customer(dir.path(), &relay, &codes, CUSTOMER).await;
+    let token = shop.token();
+    let base = shop.base.clone();
+    // The feed is empty: every poll waits.
+    let now = http("GET", &format!("{base}/v1/events"), Some(&token), None).await;
+    assert_eq!(now.json["events"], serde_json::json!([]), "{:?}", now.json);
+    let url = format!("{base}/v1/events?after=0&wait=30");
+    // A waiting poll refused because the probe below held a permit for a moment tries
+    // again.
+    let waiting: Vec<_> = (0..sealpost_bridge::api::MAX_POLLERS)
+        .map(|_| {
+            let (url, token) = (url.clone(), token.clone());
+            tokio::spawn(async move {
+                loop {
+                    let answer = http("GET", &url, Some(&token), None).await;
+                    if answer.status != 429 {
+                        return answer;
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe = http("GET", &format!("{base}/v1/events"), Some(&token), None).await;
+        if probe.status == 429 {
+            assert_eq!(probe.json["error"]["code"], "too_many_pollers");
+            break;
+        }
+        assert_eq!(probe.status, 200);
+        assert!(std::time::Instant::now() < deadline, "never refused");
+    }
+    let id = customer.send_text(&acct(SHOP), "Anyone?").await.unwrap();
+    for poll in waiting {
+        let answer = poll.await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.json["events"][0]["message_id"],
+            hex::encode(id.as_bytes())
+        );
+    }
+    // Their permits are back.
+    let again = http("GET", &format!("{base}/v1/events"), Some(&token), None).await;
+    assert_eq!(again.status, 200);
+    customer.shutdown().await;
+    shop.shutdown().await;
+}
