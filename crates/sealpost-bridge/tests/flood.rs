@@ -106,10 +106,10 @@ async fn a_flood_is_answered_in_order_once_each_across_a_restart() {
     }
     assert!(restarted);
     assert_eq!(seen.len(), CUSTOMERS * PER_CUSTOMER);
-    // Nothing more comes after the last one (a short wait returns an empty page).
+    // After the last question, only our own answers can follow.
     let tail = http(
         "GET",
-        &format!("{}/v1/events?after={cursor}&wait=1", shop.base),
+        &format!("{}/v1/events?after={cursor}", shop.base),
         Some(&token),
         None,
     )

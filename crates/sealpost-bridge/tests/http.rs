@@ -143,6 +143,27 @@ async fn requests_without_the_token_are_refused_and_change_nothing() {
     let body = br#"{"text":"forged"}"#.to_vec();
     let mut wrong = token.clone();
     wrong.replace_range(0..1, if token.starts_with('0') { "1" } else { "0" });
+    // The right token in a lowercase scheme is accepted.
+    let lower = tokio::task::spawn_blocking({
+        let url = format!("{base}/v1/conversations");
+        let token = token.clone();
+        move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            agent
+                .get(&url)
+                .header("Authorization", &format!("bearer {token}"))
+                .call()
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(lower, 200);
     for presented in [None, Some(wrong.as_str()), Some(""), Some(&token[1..])] {
         for (method, url) in [
             ("GET", format!("{base}/v1/events")),

@@ -190,10 +190,14 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    // The scheme is case-insensitive (RFC 9110 11.1), the token exact.
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(HeaderValue::as_bytes)
+        .and_then(|v| v.split_at_checked(7))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+        .map(|(_, token)| token)
         .unwrap_or_default();
     if !state.token.matches(presented) {
         tracing::info!(
