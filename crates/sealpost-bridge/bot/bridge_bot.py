@@ -10,7 +10,9 @@ a file, so a restart of the bot (or of the bridge) neither loses nor repeats a m
     python3 bridge_bot.py --cursor-file bot-cursor
 
 Options: --once answers one incoming message and exits (used by the bridge's tests);
---timeout SECONDS gives up (exit status 1) if --once has nothing to answer by then.
+--timeout SECONDS gives up (exit status 1) if --once has nothing to answer by then;
+--max-age SECONDS (default 3600) leaves older messages unanswered: the feed starts with the
+history a newly linked device imports, which a bot should not answer again.
 """
 
 import argparse
@@ -89,6 +91,7 @@ def main():
     parser.add_argument("--cursor-file", default=None)
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--max-age", type=float, default=3600.0)
     args = parser.parse_args()
 
     url = os.environ.get("SEALPOST_BRIDGE_URL", "http://127.0.0.1:8787")
@@ -113,7 +116,8 @@ def main():
             continue
         for event in page["events"]:
             # Answer what customers write; skip what this or another device of ours sent.
-            if event["kind"] == "incoming" and "text" in event:
+            fresh = event["timestamp"] >= (time.time() - args.max_age) * 1000
+            if event["kind"] == "incoming" and "text" in event and fresh:
                 reply = answer(event["text"])
                 bridge.send(event["conversation"], reply)
                 print(f"answered a message in {event['conversation']}", file=sys.stderr)
