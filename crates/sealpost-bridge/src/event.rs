@@ -3,7 +3,7 @@
 //! object everywhere; README.md and `openapi.json` describe it).
 
 use base64::Engine as _;
-use sealpost_client::{DeviceRole, Direction, HistoryEntry, MessageBody, MessageStatus};
+use sealpost_client::{DeviceId, DeviceRole, Direction, HistoryEntry, MessageBody, MessageStatus};
 use serde::Serialize;
 
 /// Where a message came from or went.
@@ -38,7 +38,8 @@ pub struct Event {
     pub kind: EventKind,
     /// The other account of the conversation (the customer).
     pub conversation: String,
-    /// Incoming: the sending device's id.
+    /// The sending device's id: incoming, the other account's device; outgoing, the
+    /// business's device that sent it, when recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_device: Option<u32>,
     /// Incoming: the sending device as its account's signed list names it, when it has one.
@@ -73,8 +74,10 @@ pub fn role_word(role: DeviceRole) -> &'static str {
 }
 
 impl Event {
-    /// The event of `entry`; `sent_here` tells whether this bridge sent an outgoing one.
-    pub fn from_entry(entry: &HistoryEntry, sent_here: bool) -> Self {
+    /// The event of `entry` on the device `own`. An outgoing entry names the business's
+    /// device that sent it (`HistoryEntry::sender_device`); for one that does not (stored
+    /// before devices were recorded), `in_journal` tells whether this bridge sent it.
+    pub fn from_entry(entry: &HistoryEntry, own: DeviceId, in_journal: bool) -> Self {
         let (kind, sender_device, status) = match entry.direction {
             Direction::Incoming => (EventKind::Incoming, Some(entry.peer.device.0), None),
             Direction::Outgoing => {
@@ -83,12 +86,16 @@ impl Event {
                     MessageStatus::Failed { .. } => "failed",
                     _ => "delivered",
                 };
-                let kind = if sent_here {
+                let here = match entry.sender_device {
+                    Some(device) => device == own,
+                    None => in_journal,
+                };
+                let kind = if here {
                     EventKind::Sent
                 } else {
                     EventKind::SentByOtherDevice
                 };
-                (kind, None, Some(status))
+                (kind, entry.sender_device.map(|d| d.0), Some(status))
             }
         };
         let (text, bytes_base64) = match &entry.body {

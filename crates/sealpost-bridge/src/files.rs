@@ -140,8 +140,10 @@ pub fn read_cursor(path: &Path) -> Result<u64, BridgeError> {
     }
 }
 
-/// The ids of the messages this bridge sent (so the feed can tell them from what the
-/// account's other devices sent): one hex id per line, appended and synced after each send.
+/// The ids of the messages this bridge sent, one hex id per line, appended and synced after
+/// each send: for history entries that do not record which of the business's devices sent
+/// them (stored by older versions), the feed tells this bridge's messages from what the
+/// account's other devices sent by this journal.
 ///
 /// A crash between the client committing a message and this append leaves that one message
 /// marked as sent by another device; nothing is lost.

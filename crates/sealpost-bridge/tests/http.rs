@@ -72,6 +72,7 @@ async fn a_bot_answers_a_customer_through_the_http_api() {
     // by another device.
     let (events, cursor) = poll(&base, &token, cursor, 30).await;
     assert_eq!(events[0]["kind"], "sent");
+    assert_eq!(events[0]["sender_device"], 2);
     assert_eq!(events[0]["message_id"], reply_id);
     assert_eq!(events[0]["text"], answer);
     assert_eq!(events[0]["conversation"], CUSTOMER);
@@ -82,6 +83,7 @@ async fn a_bot_answers_a_customer_through_the_http_api() {
         .unwrap();
     let (events, _) = poll(&base, &token, cursor, 60).await;
     assert_eq!(events[0]["kind"], "sent_by_other_device", "{events:?}");
+    assert_eq!(events[0]["sender_device"], 1);
     assert_eq!(events[0]["text"], "The owner, here.");
 
     // The conversation list and the conversation's messages.

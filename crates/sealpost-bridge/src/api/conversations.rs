@@ -93,7 +93,7 @@ pub(crate) async fn messages(
         .await
         .map_err(|e| ApiError::client(&e))?;
     Ok(Json(Messages {
-        messages: to_events(&journal, &entries),
+        messages: to_events(state.client.address().device, &journal, &entries),
     }))
 }
 

@@ -41,7 +41,7 @@ pub(crate) async fn read_page(
         .await
         .map_err(|e| ApiError::client(&e))?;
     Ok(EventsPage {
-        events: to_events(&journal, &page.entries),
+        events: to_events(state.client.address().device, &journal, &page.entries),
         next_cursor: page.next,
     })
 }

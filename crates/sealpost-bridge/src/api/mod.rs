@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use sealpost_client::{Client, ClientError, HistoryEntry};
+use sealpost_client::{Client, ClientError, DeviceId, HistoryEntry};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::{Mutex, Semaphore, watch};
@@ -78,11 +78,16 @@ impl AppState {
     }
 }
 
-/// The events of `entries`, with the journal held (see [`AppState::journal`]).
-pub(crate) fn to_events(journal: &SentJournal, entries: &[HistoryEntry]) -> Vec<Event> {
+/// The events of `entries` on the device `own`, with the journal held (see
+/// [`AppState::journal`]).
+pub(crate) fn to_events(
+    own: DeviceId,
+    journal: &SentJournal,
+    entries: &[HistoryEntry],
+) -> Vec<Event> {
     entries
         .iter()
-        .map(|e| Event::from_entry(e, journal.contains(&e.message_id)))
+        .map(|e| Event::from_entry(e, own, journal.contains(&e.message_id)))
         .collect()
 }
 
