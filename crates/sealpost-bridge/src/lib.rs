@@ -234,8 +234,8 @@ impl Bridge {
     }
 }
 
-/// Wakes waiting polls and the webhook when the history may have grown; logs connection
-/// changes.
+/// Wakes waiting polls and the webhook when the history may have grown (a message, a sent
+/// copy, an imported history bundle or handoff, or missed events); logs connection changes.
 async fn watch_events(
     mut events: EventReceiver,
     state: Arc<AppState>,
@@ -252,6 +252,7 @@ async fn watch_events(
                 ClientEvent::Message { .. }
                 | ClientEvent::SentByOtherDevice { .. }
                 | ClientEvent::HistoryImported { .. }
+                | ClientEvent::HandoffReceived { .. }
                 | ClientEvent::Lagged { .. },
             ) => state.bump(),
             Some(ClientEvent::Connected) => tracing::info!("connected to the relay"),
