@@ -264,7 +264,7 @@ async fn agents(ctx: &Context) -> anyhow::Result<()> {
         } else {
             "no"
         };
-        let this = if d.id == me { "  (this device)" } else { "" };
+        let this = if d.id == me { " (this device)" } else { "" };
         outln!(
             "  device {:<3} {:<6} {:<15} {}{this}",
             d.id.0,

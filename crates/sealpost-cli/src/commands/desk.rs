@@ -2,7 +2,9 @@
 //! `list`, `claim`, `transfer`, `resolve`, `note`, `show`. The words are the inbox's
 //! ([`crate::inbox::model`]).
 
-use super::{Context, Session, explain, finish, open, report, send_queued, wait_connected};
+use super::{
+    Context, Session, explain, finish, next_event, open, report, send_queued, wait_connected,
+};
 use crate::inbox::model::{
     Group, assignment, device_label, device_labels, event_customer, find_device, handoff_status,
     rows, transcript,
@@ -13,6 +15,8 @@ use anyhow::{anyhow, bail};
 use sealpost_client::{AccountId, ClientError, DeviceId, DeviceInfo};
 use sealpost_devices::RouteError;
 use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Messages `desk show` prints by default.
 const SHOWN: usize = 50;
@@ -22,7 +26,12 @@ const SHOWN: usize = 50;
 pub enum DeskCommand {
     /// The customer conversations this device knows: unassigned, mine, others', resolved,
     /// with the devices they are assigned to and the last handoff's check.
-    List,
+    List {
+        /// Listen this long first for what the relay has waiting (new customers,
+        /// assignments, handoffs, checks).
+        #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+        wait: u64,
+    },
     /// Take a conversation: the customer's messages come to this device (and the owner)
     /// from now on.
     Claim {
@@ -63,6 +72,9 @@ pub enum DeskCommand {
         /// How many of the newest messages to show.
         #[arg(long, default_value_t = SHOWN, value_name = "N")]
         limit: usize,
+        /// Listen this long first for what the relay has waiting.
+        #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+        wait: u64,
     },
 }
 
@@ -88,8 +100,20 @@ pub fn explain_desk(e: &ClientError) -> String {
 /// Runs `sealpost desk ...`.
 pub async fn desk(ctx: &Context, command: DeskCommand) -> anyhow::Result<()> {
     match command {
-        DeskCommand::List => list(ctx).await,
-        DeskCommand::Show { customer, limit } => show(ctx, &parse_account(&customer)?, limit).await,
+        DeskCommand::List { wait } => list(ctx, Duration::from_secs(wait)).await,
+        DeskCommand::Show {
+            customer,
+            limit,
+            wait,
+        } => {
+            show(
+                ctx,
+                &parse_account(&customer)?,
+                limit,
+                Duration::from_secs(wait),
+            )
+            .await
+        }
         DeskCommand::Claim { customer } => {
             act(ctx, &parse_account(&customer)?, Action::Claim).await
         }
@@ -170,25 +194,33 @@ async fn run_action(s: &Session, customer: &AccountId, action: Action) -> anyhow
     })
 }
 
-/// Reads what the relay had waiting (reported as usual) and returns the customers it
-/// was about.
-fn drain(s: &mut Session) -> anyhow::Result<BTreeSet<AccountId>> {
+/// Listens for `wait` to what the relay has waiting (reported as usual) and returns the
+/// customers it was about. The relay does not say when nothing more is waiting, so this is
+/// a time, as for `sealpost receive --wait`.
+async fn listen(s: &mut Session, wait: Duration) -> anyhow::Result<BTreeSet<AccountId>> {
     let own = s.client.address().account.clone();
+    let deadline = Instant::now() + wait;
     let mut seen = BTreeSet::new();
-    while let Some(ev) = s.events.try_recv() {
+    loop {
+        let ev = match s.events.try_recv() {
+            Some(ev) => ev,
+            None => match next_event(&mut s.events, deadline).await {
+                Some(ev) => ev,
+                None => return Ok(seen),
+            },
+        };
         if let Some(c) = event_customer(&ev, &own) {
             seen.insert(c);
         }
         report(&ev)?;
     }
-    Ok(seen)
 }
 
-async fn list(ctx: &Context) -> anyhow::Result<()> {
+async fn list(ctx: &Context, wait: Duration) -> anyhow::Result<()> {
     let mut s = open(ctx).await?;
     let connected = wait_connected(&mut s, ctx.timeout).await;
     let result = match connected {
-        Ok(()) => match drain(&mut s) {
+        Ok(()) => match listen(&mut s, wait).await {
             Ok(seen) => listing(&s).await.map(|l| (l, seen)),
             Err(e) => Err(e),
         },
@@ -228,11 +260,18 @@ async fn listing(s: &Session) -> anyhow::Result<Listing> {
     Ok((desk, devices, s.client.address().device))
 }
 
-async fn show(ctx: &Context, customer: &AccountId, limit: usize) -> anyhow::Result<()> {
+async fn show(
+    ctx: &Context,
+    customer: &AccountId,
+    limit: usize,
+    wait: Duration,
+) -> anyhow::Result<()> {
     let mut s = open(ctx).await?;
-    let connected = wait_connected(&mut s, ctx.timeout).await;
-    let result = match connected.and_then(|()| drain(&mut s).map(|_| ())) {
-        Ok(()) => read_conversation(&s, customer, limit).await,
+    let result = match wait_connected(&mut s, ctx.timeout).await {
+        Ok(()) => match listen(&mut s, wait).await {
+            Ok(_) => read_conversation(&s, customer, limit).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let me = s.client.address().device;
