@@ -171,10 +171,11 @@ fn an_agent_answers_a_new_customer_in_the_inbox() {
     inbox.keys("\x1b[B");
     inbox.keys("\x1b[A");
 
-    // A mistyped command is explained and sends nothing.
+    // A mistyped command is explained, sends nothing, and stays in the input line to be
+    // corrected (Backspace).
     inbox.line("/frobnicate");
-    inbox.expect(&["unknown command /frobnicate"]);
-    inbox.keys("\x1b");
+    inbox.expect(&["unknown command /frobnicate", "│/frobnicate "]);
+    inbox.keys(&"\x7f".repeat("/frobnicate".len()));
 
     inbox.line("/claim");
     let screen = inbox.expect(&["Mine (1)", "Unassigned (0)", "Assigned: mine"]);

@@ -165,9 +165,11 @@ async fn on_key(s: &Session, inbox: &mut Inbox, ev: Event) -> bool {
     if key.kind == KeyEventKind::Release {
         return true;
     }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let ctrl = key
+        .modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
     match key.code {
-        KeyCode::Char('c' | 'd') if ctrl => return false,
+        KeyCode::Char('c' | 'd') if key.modifiers.contains(KeyModifiers::CONTROL) => return false,
         KeyCode::Up | KeyCode::Down => {
             inbox.select(if key.code == KeyCode::Up { -1 } else { 1 });
             reload_or_report(s, inbox).await;
