@@ -1,8 +1,9 @@
 //! `sealpost inbox` driven for real: the binary runs in a pseudo-terminal (portable-pty),
 //! what it draws is read back as a screen (vt100), keys are typed into it. A customer
 //! writes; the conversation appears live; the agent claims it and replies, and the customer
-//! sees the agent's name on the reply; an internal note is shown as internal; `/quit`
-//! leaves and restores the terminal.
+//! sees the agent's name on the reply; an internal note is shown as internal; the agent
+//! transfers the conversation to a colleague, whose inbox shows the history verified by the
+//! customer; `/quit` leaves and restores the terminal.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -141,7 +142,9 @@ fn an_agent_answers_a_new_customer_in_the_inbox() {
     ok(cmd);
     let (_, cmd) = register_two_step(&relay, &customer, ALICE);
     ok(cmd);
+    let lars = home(root.path(), "lars");
     assert_eq!(link_as(&relay, &shop, &agent, "Lina, support", "agent"), 2);
+    assert_eq!(link_as(&relay, &shop, &lars, "Lars, support", "agent"), 3);
     ok(sealpost(
         &shop,
         &["business", "profile", "set", "--name", "Velo Shop"],
@@ -199,6 +202,47 @@ fn an_agent_answers_a_new_customer_in_the_inbox() {
 
     inbox.line("/note Picks it up on Friday");
     inbox.expect(&["[internal] Lina, support · agent (you): Picks it up on Friday"]);
+
+    // Lina's shift ends: she hands the conversation to Lars, whose inbox shows it with the
+    // history checked against the customer's own record. The customer stays in a chat so
+    // that its client confirms the transcript to Lars at once.
+    let mut chat = Interactive::spawn(sealpost(&customer, &["chat", BOB]));
+    chat.expect("Chat of");
+    let mut other = Tty::spawn(&lars, &["inbox"]);
+    other.expect(&[
+        "Others (1)",
+        ALICE,
+        "→ Lina, support · agent",
+        "● connected",
+    ]);
+    inbox.line("/transfer lars Picks it up on Friday");
+    inbox.expect(&[
+        "Others (1)",
+        &format!("Handed {ALICE} to Lars, support · agent"),
+    ]);
+    chat.expect(&format!(
+        "{BOB} now answers this conversation from Lars, support (agent)"
+    ));
+    let screen = other.expect(&[
+        "Mine (1)",
+        "Handoff from Lina, support · agent (2 messages): history verified by the customer (2 messages)",
+        "Handoff note: Picks it up on Friday",
+        "customer: Hello, is my bike ready?",
+        "Lina, support · agent: Your bike is ready.",
+    ]);
+    // Lina's internal note went to the devices on the conversation then (Lina) and the
+    // owner, not to Lars, who was not on it.
+    assert!(!screen.contains("[internal]"), "{screen}");
+    other.line("/quit");
+    let (status, _) = other.wait();
+    assert!(status.success(), "{status:?}");
+    chat.type_line("/quit");
+    let out = chat.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !out.stdout.contains("Picks it up"),
+        "a note reached the customer: {out:?}"
+    );
 
     inbox.line("/quit");
     let (status, raw) = inbox.wait();
