@@ -29,9 +29,11 @@ fn a_bot_hands_a_customer_to_an_agent_with_verified_history() {
     assert_eq!(link_as(&relay, &shop, &bot, "Order bot", "bot"), 2);
     assert_eq!(link_as(&relay, &shop, &agent, "Lina, support", "agent"), 3);
 
-    // A desk is for business devices only.
-    let e = fails(sealpost(&customer, &["desk", "list"]));
+    // A desk is for business devices only; the inbox needs a terminal.
+    let e = fails(sealpost(&customer, &["desk", "list", "--wait", "0"]));
     assert!(e.contains("not a business account's device"), "{e}");
+    let e = fails(sealpost(&agent, &["inbox"]));
+    assert!(e.contains("needs an interactive terminal"), "{e}");
 
     // New conversations go to the bot (and the owner).
     ok(sealpost(

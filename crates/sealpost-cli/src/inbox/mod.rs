@@ -27,6 +27,12 @@ const HISTORY_SHOWN: usize = 200;
 /// Runs the inbox until `/quit` (or Ctrl-C), then waits (bounded) for the relay to accept
 /// what was sent.
 pub async fn inbox(ctx: &Context) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        bail!(
+            "sealpost inbox needs an interactive terminal (`sealpost desk` does the same from scripts)"
+        );
+    }
     let mut s = open(ctx).await?;
     let prepared = prepare(ctx, &mut s).await;
     let mut inbox = match prepared {
@@ -36,9 +42,17 @@ pub async fn inbox(ctx: &Context) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    // ratatui::init enters the alternate screen and raw mode, and installs a panic hook
-    // that restores the terminal before the panic is reported.
-    let mut terminal = ratatui::init();
+    // ratatui enters the alternate screen and raw mode, and installs a panic hook that
+    // restores the terminal before the panic is reported; every other way out of `run`
+    // restores it below.
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            ratatui::restore();
+            finish(s).await?;
+            bail!("cannot take over the terminal: {e}");
+        }
+    };
     let result = run(&mut s, &mut inbox, &mut terminal).await;
     ratatui::restore();
     let flushed = flush(ctx, &mut s).await;
