@@ -14,6 +14,9 @@
 //! sealpost devices link sealpost-link:AQ… --name "Lina, support" --role agent
 //! sealpost devices update 2 --name "Lina, sales" --role admin
 //! sealpost pin set
+//! sealpost desk list                       # on a business's device
+//! sealpost desk transfer +15557654321 --to "Lina, support" --note "refund question"
+//! sealpost inbox                           # the agents' terminal inbox
 //! ```
 //!
 //! Everything lives in one data directory (`--data-dir`, `$SEALPOST_HOME`, default
@@ -26,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod inbox;
 mod output;
 mod progress;
 mod settings;
@@ -135,6 +139,13 @@ enum Command {
     /// `trust`), and the verifier's tools (`verifier keygen|sign`).
     #[command(subcommand)]
     Business(commands::BusinessCommand),
+    /// On a business's device: the customer conversations (`list`, `show`) and the desk's
+    /// actions (`claim`, `transfer`, `resolve`, `note`).
+    #[command(subcommand)]
+    Desk(commands::DeskCommand),
+    /// On a business's device: the agents' terminal inbox (conversation list, replies,
+    /// claim, transfer, resolve, internal notes), live.
+    Inbox,
 }
 
 fn init_logs(verbose: u8) {
@@ -184,6 +195,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => commands::devices(&ctx, args).await,
         Command::Pin(command) => commands::pin(&ctx, command).await,
         Command::Business(command) => commands::business(&ctx, command).await,
+        Command::Desk(command) => commands::desk(&ctx, command).await,
+        Command::Inbox => inbox::inbox(&ctx).await,
     }
 }
 

@@ -7,7 +7,7 @@ use super::{Context, explain, finish, open, wait_connected};
 use crate::output::{duration_words, now_ms, outln, sanitize};
 use crate::settings::{parse_account, parse_key_hex, parse_verifier};
 use anyhow::{Context as _, anyhow, bail};
-use sealpost_client::{BusinessProfile, BusinessProfileFields, DeviceId};
+use sealpost_client::{BusinessProfile, BusinessProfileFields, DeviceId, DeviceRole};
 use sealpost_crypto::ed25519::SigningKey;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +33,9 @@ pub enum BusinessCommand {
         #[arg(required = true)]
         devices: Vec<u32>,
     },
+    /// The business's devices (its signed list): role, name, and whether new
+    /// conversations go to each (the default route).
+    Agents,
     /// Trust a verifier on this device: businesses it vouches for show "verified by NAME".
     Trust {
         /// The name shown for it.
@@ -123,6 +126,7 @@ pub async fn business(ctx: &Context, command: BusinessCommand) -> anyhow::Result
         BusinessCommand::Profile(ProfileCommand::Set(args)) => set(ctx, args).await,
         BusinessCommand::Verify { statement } => verify(ctx, &statement).await,
         BusinessCommand::Route { devices } => route(ctx, &devices).await,
+        BusinessCommand::Agents => agents(ctx).await,
         BusinessCommand::Trust { name, key } => trust(ctx, &name, &key),
         BusinessCommand::Verifier(VerifierCommand::Keygen { out }) => keygen(&out),
         BusinessCommand::Verifier(VerifierCommand::Sign {
@@ -228,6 +232,52 @@ async fn route(ctx: &Context, devices: &[u32]) -> anyhow::Result<()> {
     outln!(
         "New conversations now go to devices {devices:?} and the owner (route version {version})."
     );
+    Ok(())
+}
+
+async fn agents(ctx: &Context) -> anyhow::Result<()> {
+    let mut s = open(ctx).await?;
+    wait_connected(&mut s, ctx.timeout).await?;
+    let own = s.settings.account_id()?;
+    let listed = s.client.own_devices().await;
+    let profile = s.client.business_profile(&own).await;
+    let me = s.client.address().device;
+    finish(s).await?;
+    let listed = listed.map_err(|e| anyhow!(explain(&e)).context("listing the devices"))?;
+    let profile = profile.map_err(|e| anyhow!(explain(&e)).context("fetching the profile"))?;
+    if !listed.iter().any(|d| {
+        matches!(
+            d.role,
+            DeviceRole::Owner | DeviceRole::Agent | DeviceRole::Bot | DeviceRole::Admin
+        )
+    }) {
+        bail!("{} is not a business account", own.as_str());
+    }
+    // Without a default route (or a profile to carry it) every device gets new
+    // conversations (spec/business.md 7.3).
+    let routed: Vec<DeviceId> = profile.map(|p| p.routed_to).unwrap_or_default();
+    outln!("Devices of {}:", own.as_str());
+    outln!("  {:<10} {:<6} {:<15} name", "", "role", "new chats");
+    for d in &listed {
+        let new = if d.role == DeviceRole::Owner || routed.is_empty() || routed.contains(&d.id) {
+            "yes"
+        } else {
+            "no"
+        };
+        let this = if d.id == me { " (this device)" } else { "" };
+        outln!(
+            "  device {:<3} {:<6} {:<15} {}{this}",
+            d.id.0,
+            super::role_word(d.role),
+            new,
+            sanitize(&d.name)
+        );
+    }
+    if routed.is_empty() {
+        outln!(
+            "No default route: new conversations go to every device (`sealpost business route` sets one)."
+        );
+    }
     Ok(())
 }
 

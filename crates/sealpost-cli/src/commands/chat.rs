@@ -168,6 +168,14 @@ impl Screen {
                     device.0
                 )
             }
+            ClientEvent::RouteChanged {
+                business,
+                routed_to,
+            } => outln!(
+                "[{}] — {} —",
+                clock(now_ms()),
+                crate::commands::route_changed_text(business, routed_to)
+            ),
             ClientEvent::Connected => outln!("— connected to the relay —"),
             ClientEvent::Disconnected => outln!("— connection lost; reconnecting —"),
             ClientEvent::Deregistered => bail!(

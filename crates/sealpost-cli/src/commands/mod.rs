@@ -3,12 +3,14 @@
 
 mod business;
 mod chat;
+pub mod desk;
 mod devices;
 
 mod pin;
 
 pub use business::{BusinessCommand, business};
 pub use chat::chat;
+pub use desk::{DeskCommand, desk};
 pub use devices::{DevicesArgs, LinkArgs, devices, link, role_word};
 pub use pin::{PinCommand, pin};
 
@@ -217,6 +219,51 @@ pub fn report(event: &ClientEvent) -> anyhow::Result<()> {
             peer.as_str(),
             device.0
         ),
+        ClientEvent::RouteChanged {
+            business,
+            routed_to,
+        } => eprintln!("note: {}", route_changed_text(business, routed_to)),
+        ClientEvent::ConversationAssigned {
+            customer,
+            by,
+            assigned_to,
+            resolved,
+        } => eprintln!(
+            "note: device {} {} the conversation with {}{}",
+            by.0,
+            if *resolved { "resolved" } else { "assigned" },
+            customer.as_str(),
+            if assigned_to.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (now on devices {:?})",
+                    assigned_to.iter().map(|d| d.0).collect::<Vec<_>>()
+                )
+            }
+        ),
+        ClientEvent::HandoffReceived {
+            customer,
+            from,
+            messages,
+            ..
+        } => eprintln!(
+            "note: device {} handed the conversation with {} to this device ({messages} messages; `sealpost desk show {}`)",
+            from.0,
+            customer.as_str(),
+            customer.as_str()
+        ),
+        ClientEvent::HandoffChecked { customer, check } => eprintln!(
+            "note: the handoff of {}: {}",
+            customer.as_str(),
+            crate::inbox::model::check_status(Some(check))
+        ),
+        ClientEvent::InternalNote { customer, from, .. } => eprintln!(
+            "note: device {} added an internal note on {} (`sealpost desk show {}`)",
+            from.0,
+            customer.as_str(),
+            customer.as_str()
+        ),
         ClientEvent::Lagged { missed } => eprintln!(
             "warning: {missed} events were not shown (read too slowly); the messages are kept in the store (`sealpost chat ACCOUNT` shows the conversation)"
         ),
@@ -295,6 +342,26 @@ async fn send_queued(ctx: &Context, mut s: Session) -> anyhow::Result<()> {
     }
     finish(s).await?;
     result
+}
+
+/// What a customer is told when a business moves the conversation to other devices.
+pub fn route_changed_text(
+    business: &AccountId,
+    routed_to: &[sealpost_client::DeviceInfo],
+) -> String {
+    let who: Vec<String> = routed_to
+        .iter()
+        .map(|d| format!("{} ({})", output::sanitize(&d.name), role_word(d.role)))
+        .collect();
+    format!(
+        "{} now answers this conversation from {}",
+        business.as_str(),
+        if who.is_empty() {
+            "its devices".to_owned()
+        } else {
+            who.join(", ")
+        }
+    )
 }
 
 /// What to tell the user when a verified contact's identity changed.

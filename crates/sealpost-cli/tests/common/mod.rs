@@ -325,3 +325,47 @@ pub fn register_two_step(relay: &TestRelay, dir: &Path, account: &str) -> (Strin
     let cmd = sealpost(dir, &["register", "--code", &code]);
     (code, cmd)
 }
+
+/// Links a new device in `dir` to the business whose owner is in `owner`, with a name and
+/// a role; returns its device id.
+pub fn link_as(relay: &TestRelay, owner: &Path, dir: &Path, name: &str, role: &str) -> u32 {
+    let mut link = Interactive::spawn(sealpost(
+        dir,
+        &[
+            "link",
+            "--relay",
+            &relay.addr(),
+            "--relay-pin",
+            &relay.fingerprint(),
+        ],
+    ));
+    let line = link.expect("sealpost devices link sealpost-link:");
+    let invitation = line
+        .split_whitespace()
+        .find(|w| w.starts_with("sealpost-link:"))
+        .unwrap()
+        .to_owned();
+    let linked = ok(sealpost(
+        owner,
+        &[
+            "devices",
+            "link",
+            &invitation,
+            "--name",
+            name,
+            "--role",
+            role,
+        ],
+    ));
+    let id: u32 = linked
+        .stdout
+        .split("as device ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no device id: {linked:?}"));
+    link.expect(&format!("as device {id}."));
+    let out = link.finish();
+    assert!(out.status.success(), "{out:?}");
+    id
+}
