@@ -430,3 +430,43 @@ async fn an_altered_truncated_or_invented_handoff_is_detected() {
         );
     }
 }
+
+/// The actions of a busy desk, back to back: each device answers and hands the conversation
+/// on at once, without waiting for anything to be delivered (the messages still queued go
+/// with the handoff, and the customer confirms after it has them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_answers_notes_and_transfers_still_check() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let s = shop(dir.path(), &config, &codes).await;
+    let (cust, cust_seen) = customer(dir.path(), &config, &codes, "+15550007301").await;
+    let me = cust.address().account.clone();
+    let (lina_id, omar_id) = (s.lina.address().device, s.omar.address().device);
+
+    cust.send_text(&acct(SHOP), "Where is order 1042?")
+        .await
+        .unwrap();
+    s.bot_seen
+        .wait("bot", 30, |c| from(c, &me).len() == 1)
+        .await;
+    s.bot.send_text(&me, "Shipped on Monday").await.unwrap();
+    s.bot.transfer(&me, &[lina_id], "lost parcel").await.unwrap();
+    assert!(matches!(
+        first_check(&s.lina_seen, &me).await,
+        HandoffCheck::Verified { confirmed: 2, .. }
+    ));
+    s.lina.send_text(&me, "Lina here").await.unwrap();
+    s.lina.add_note(&me, "trace started").await.unwrap();
+    s.lina.transfer(&me, &[omar_id], "check tomorrow").await.unwrap();
+    assert_eq!(
+        first_check(&s.omar_seen, &me).await,
+        HandoffCheck::Verified {
+            confirmed: 3,
+            unconfirmed: 0
+        }
+    );
+    cust_seen.wait("answers", 30, |c| c.count() == 2).await;
+}

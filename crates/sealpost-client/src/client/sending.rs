@@ -529,7 +529,7 @@ async fn prepare(
     if !left.is_empty() {
         // Gone, or registered again with another identity: the ordinary refresh forgets
         // them or starts sessions with their successors.
-        devices = devices_for(shared, conn, &entry.recipient, true).await?;
+        devices = entry_devices(shared, conn, &entry, true).await?;
         if devices.is_empty() {
             return Err(ClientError::NoDevices);
         }

@@ -259,6 +259,29 @@ impl Engine {
         Ok(())
     }
 
+    /// A transcript confirmation about to be encrypted for the first time, with the chains
+    /// as they are now (9.2): every message this device queued to the business before it
+    /// has been accepted (the outbox sends in order per recipient), so its chain counts
+    /// exactly them. `None` for any other entry, or one already encrypted.
+    pub(super) fn fresh_confirmation(
+        &self,
+        entry: &OutboxEntry,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ClientError> {
+        if entry.envelopes.is_some() {
+            return Ok(None);
+        }
+        let Ok((_, Content::Transcript(held))) = crate::content::decode_any(&entry.content) else {
+            return Ok(None);
+        };
+        let confirmation = TranscriptConfirmation {
+            route_version: held.route_version,
+            chains: self.store.transcript(&entry.recipient)?.heads(),
+        };
+        Ok(Some(encode_transcript(&entry.message_id, &confirmation).map_err(|_| {
+            ClientError::Internal(crate::error::InternalError::Encoding)
+        })?))
+    }
+
     // ------------------------------------------------------------ the business
 
     /// Assigns the conversation with `customer` (spec/business.md 8.1): signs the next
@@ -362,8 +385,8 @@ impl Engine {
         Ok(version)
     }
 
-    /// The handoff content of the conversation with `customer` (8.3): every delivered
-    /// message of this device's history with a known sender, oldest first.
+    /// The handoff content of the conversation with `customer` (8.3): every message of this
+    /// device's history with a known sender that was not given up, oldest first.
     fn build_handoff(
         &self,
         customer: &AccountId,
@@ -373,11 +396,15 @@ impl Engine {
     ) -> Result<(MessageId, Zeroizing<Vec<u8>>), ClientError> {
         let mut entries = Vec::new();
         for e in self.store.history(customer, usize::MAX)? {
+            // A message still queued is in the outbox ahead of the route (both go to the
+            // customer in queue order), so the customer will have it before it confirms.
             let (side, device) = match (e.direction, e.status, e.sender_device) {
                 (Direction::Incoming, _, _) => (Side::Customer, e.peer.device.0),
-                (Direction::Outgoing, MessageStatus::Delivered { .. }, Some(d)) => {
-                    (Side::Business, d.0)
-                }
+                (
+                    Direction::Outgoing,
+                    MessageStatus::Delivered { .. } | MessageStatus::Queued,
+                    Some(d),
+                ) => (Side::Business, d.0),
                 _ => continue,
             };
             entries.push(HandoffEntry {

@@ -160,6 +160,9 @@ impl Engine {
         let _g = self.lock()?;
         // Checked under the lock: a refresh may just have found a new identity.
         self.check_sendable(&entry.recipient)?;
+        if let Some(fresh) = self.fresh_confirmation(&entry)? {
+            entry.content = fresh;
+        }
         let mut envelopes: Vec<OutgoingEnvelope> = entry
             .envelopes
             .take()

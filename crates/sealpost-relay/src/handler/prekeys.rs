@@ -97,10 +97,19 @@ impl Handler {
         now: u64,
         effects: &mut Vec<Effect>,
     ) -> Result<(), Box<Response>> {
+        // An account's own devices start sessions with each other (a business's owner,
+        // bots and agents, up to 64): each of them gets its own pair budget for its own
+        // account, so that linking the fourth device does not make the others wait for the
+        // pair interval. Fetches of other accounts are counted per requesting account.
+        let requester = if &me.address.account == target {
+            format!("{}#{}", me.address.account.as_str(), me.address.device.0)
+        } else {
+            me.address.account.as_str().to_owned()
+        };
         let quotas = [
             QuotaCheck {
                 kind: QuotaKind::FetchPair,
-                subject: format!("{} {}", me.address.account.as_str(), target.as_str()),
+                subject: format!("{requester} {}", target.as_str()),
                 rate: self.limits.bundle_pair_rate(),
             },
             QuotaCheck {

@@ -543,3 +543,47 @@ fn default_routes_and_routed_sends() {
     let (r, _) = e.send(&mut agent1, &acct(CONSUMER), &[1, 2], T0);
     assert!(matches!(r, Response::Accepted { .. }), "{r:?}");
 }
+
+/// A business's devices start sessions with each other: each device has its own pair budget
+/// for fetching its own account's bundles (spec/relay.md 3.6), so the owner, a bot and two
+/// agents are not held up by one shared burst; another account's fetches keep one budget
+/// for the whole account.
+#[test]
+fn own_account_fetches_are_budgeted_per_device() {
+    let e = env_with(Limits {
+        bundle_fetches_per_pair_burst: 3,
+        bundle_fetch_pair_interval_secs: 300,
+        ..loose_limits()
+    });
+    let mut b = e.business("+15550007777", DeviceRole::Owner, 1);
+    let mut devices = vec![e.link_agent(&mut b, 2), e.link_agent(&mut b, 3)];
+    for d in devices.iter_mut() {
+        assert!(matches!(
+            e.upload(d, 25, 6, T0),
+            Response::PreKeysStored { .. }
+        ));
+    }
+    let own = Request::FetchBundles {
+        account: b.owner.address.account.clone(),
+    };
+    for d in devices.iter_mut() {
+        for _ in 0..3 {
+            let r = e.req(&mut d.conn, d.exporter, own.clone(), T0);
+            assert!(matches!(r, Response::Bundles(_)), "{r:?}");
+        }
+        let r = e.req(&mut d.conn, d.exporter, own.clone(), T0 + 1000);
+        assert_eq!(limited_by(&r), (299, "rate limited (fetch_pair)"));
+    }
+    // The owner's own budget is untouched by its agents'.
+    let r = e.req(&mut b.owner.conn, b.owner.exporter, own.clone(), T0);
+    assert!(matches!(r, Response::Bundles(_)), "{r:?}");
+    // Two devices of another account share one budget for fetching this one.
+    let mut other = e.business("+15550008888", DeviceRole::Owner, 10);
+    let mut second = e.link_agent(&mut other, 11);
+    for _ in 0..3 {
+        let r = e.req(&mut other.owner.conn, other.owner.exporter, own.clone(), T0);
+        assert!(matches!(r, Response::Bundles(_)), "{r:?}");
+    }
+    let r = e.req(&mut second.conn, second.exporter, own.clone(), T0 + 1000);
+    assert_eq!(limited_by(&r), (299, "rate limited (fetch_pair)"));
+}
