@@ -285,7 +285,7 @@ async fn bad_input_gets_typed_errors_and_every_served_route_exists() {
         ("GET", format!("{base}/v1/nothing"), None, 404, "not_found"),
         (
             "GET",
-            format!("{base}/v1/conversations/%2B1/claim"),
+            format!("{base}/v1/conversations/%2B1/unknown"),
             None,
             404,
             "not_found",
@@ -413,7 +413,7 @@ async fn bad_input_gets_typed_errors_and_every_served_route_exists() {
     .await;
     assert_eq!(answer.status, 202, "{:?}", answer.json);
 
-    // Every route the router serves answers (not 404), and /openapi.json is served
+    // Every route the router serves exists (not 404), and /openapi.json is served
     // without a token and lists them.
     let doc = http("GET", &format!("{base}/openapi.json"), None, None).await;
     assert_eq!(doc.status, 200);
@@ -425,10 +425,13 @@ async fn bad_input_gets_typed_errors_and_every_served_route_exists() {
         let url = format!("{base}{}", path.replace("{account}", "%2B15550004101"));
         let body = Some(br#"{"text":"route check"}"#.to_vec());
         let answer = http(&method.to_uppercase(), &url, t, body).await;
+        // Served: never "no such route" or "method not allowed". (The desk actions refuse
+        // this body or this device with typed errors; tests/desk.rs drives them.)
         assert!(
-            (200..300).contains(&answer.status),
-            "{method} {path}: {}",
-            answer.status
+            ![404, 405].contains(&answer.status) && answer.json["error"]["code"] != "not_found",
+            "{method} {path}: {} {:?}",
+            answer.status,
+            answer.json
         );
     }
     shop.shutdown().await;

@@ -172,6 +172,7 @@ pub use pin::{PinCheck, PinStatus, RecoveredKey, RegistrationLock};
 pub use sealpost_crypto::spki::{SpkiPin, SpkiPinError, SpkiPins};
 pub use sealpost_devices::DeviceRole;
 pub use sealpost_devices::HandoffCheck;
+pub use sealpost_devices::RouteError;
 pub use sealpost_devices::TrustedVerifier;
 /// The PIN's Argon2id cost parameters ([`ClientConfig::pin_params`]; default
 /// `PinArgon2Params::PRODUCTION`, 16 MiB and 32 passes). Not the store passphrase's:

@@ -453,14 +453,20 @@ async fn back_to_back_answers_notes_and_transfers_still_check() {
         .wait("bot", 30, |c| from(c, &me).len() == 1)
         .await;
     s.bot.send_text(&me, "Shipped on Monday").await.unwrap();
-    s.bot.transfer(&me, &[lina_id], "lost parcel").await.unwrap();
+    s.bot
+        .transfer(&me, &[lina_id], "lost parcel")
+        .await
+        .unwrap();
     assert!(matches!(
         first_check(&s.lina_seen, &me).await,
         HandoffCheck::Verified { confirmed: 2, .. }
     ));
     s.lina.send_text(&me, "Lina here").await.unwrap();
     s.lina.add_note(&me, "trace started").await.unwrap();
-    s.lina.transfer(&me, &[omar_id], "check tomorrow").await.unwrap();
+    s.lina
+        .transfer(&me, &[omar_id], "check tomorrow")
+        .await
+        .unwrap();
     assert_eq!(
         first_check(&s.omar_seen, &me).await,
         HandoffCheck::Verified {

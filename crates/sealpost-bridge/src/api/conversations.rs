@@ -34,7 +34,7 @@ fn limit(query: Result<Query<LimitQuery>, QueryRejection>) -> Result<usize, ApiE
 
 /// The account of the path: an account id (1 to 64 bytes, no control characters, no
 /// surrounding space).
-fn account(path: Result<Path<String>, PathRejection>) -> Result<AccountId, ApiError> {
+pub(crate) fn account(path: Result<Path<String>, PathRejection>) -> Result<AccountId, ApiError> {
     let Path(text) = path.map_err(|r| rejection(r.status(), "path"))?;
     if text.trim() != text {
         return Err(ApiError::bad_request("invalid account id"));

@@ -1,6 +1,6 @@
 //! The local HTTP API (README.md, `openapi.json`): the router, authentication, limits and
 //! typed JSON errors. Handlers live by resource: `events` (the feed), `conversations`
-//! (history and sending), and `handoff` (reserved for claim, transfer, resolve and notes).
+//! (history and sending), and `handoff` (claim, transfer, resolve, notes and the desk state).
 //!
 //! Every route is registered through `Routes::add`, which also records it
 //! ([`served_routes`]), so a test can check the router against [`OPENAPI`] in both
@@ -289,8 +289,32 @@ fn table() -> (Routes, Routes) {
             "post",
             "/v1/conversations/{account}/messages",
             post(conversations::send),
+        )
+        .add(
+            "post",
+            "/v1/conversations/{account}/claim",
+            post(handoff::claim),
+        )
+        .add(
+            "post",
+            "/v1/conversations/{account}/transfer",
+            post(handoff::transfer),
+        )
+        .add(
+            "post",
+            "/v1/conversations/{account}/resolve",
+            post(handoff::resolve),
+        )
+        .add(
+            "post",
+            "/v1/conversations/{account}/notes",
+            post(handoff::note),
+        )
+        .add(
+            "get",
+            "/v1/conversations/{account}/desk",
+            get(handoff::desk),
         );
-    // Claim, transfer, resolve and notes join `authed` here (see `handoff`).
     (open, authed)
 }
 

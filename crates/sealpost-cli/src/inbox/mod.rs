@@ -3,11 +3,9 @@
 //! this module is the thin driver: the terminal, the client's events, and the client calls
 //! the typed commands make.
 //!
-//! Conversations listed: those with a desk record on this device (routed, noted, handed
-//! off) from `Client::conversations`, and customers whose messages arrive while the inbox
-//! runs. The client has no call that lists the accounts of the stored history, so an
-//! unassigned conversation that arrived before the inbox started, and that no device has
-//! routed, appears only when its customer writes again.
+//! Conversations listed: `Client::conversations` (those routed, noted or handed off on this
+//! device, then the other customers of its history, unassigned), and customers whose
+//! messages arrive while the inbox runs.
 
 pub mod model;
 mod view;

@@ -136,8 +136,9 @@ impl Client {
         Ok(())
     }
 
-    /// On a business's device: the customer conversations it knows (routed, noted or handed
-    /// off), with who has each and the last handoff's check.
+    /// On a business's device: the customer conversations it knows, with who has each and
+    /// the last handoff's check: those routed, noted, handed off or confirmed, then the other
+    /// accounts of its recent history (unassigned), newest first.
     pub async fn conversations(&self) -> Result<Vec<DeskConversation>, ClientError> {
         let shared = self.shared()?;
         let engine = shared.engine.clone();

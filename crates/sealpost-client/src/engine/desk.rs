@@ -277,9 +277,10 @@ impl Engine {
             route_version: held.route_version,
             chains: self.store.transcript(&entry.recipient)?.heads(),
         };
-        Ok(Some(encode_transcript(&entry.message_id, &confirmation).map_err(|_| {
-            ClientError::Internal(crate::error::InternalError::Encoding)
-        })?))
+        Ok(Some(
+            encode_transcript(&entry.message_id, &confirmation)
+                .map_err(|_| ClientError::Internal(crate::error::InternalError::Encoding))?,
+        ))
     }
 
     // ------------------------------------------------------------ the business
@@ -687,12 +688,19 @@ impl Engine {
         Ok(Ok(events))
     }
 
-    /// The conversations this business device knows, with their state.
+    /// The conversations this business device knows, with their state: those it has a desk
+    /// record of (routed, noted, handed off, confirmed), then the other accounts of its
+    /// recent history (unassigned: they follow the default route), newest first.
     pub(crate) fn desk_conversations(&self) -> Result<Vec<DeskConversation>, ClientError> {
         let list = self.own_business_list()?.ok_or(ClientError::NotBusiness)?;
         let mut out = Vec::new();
         for record in self.store.desk_records()? {
             out.push(self.view(&list, &record));
+        }
+        for (account, _) in self.store.recent_accounts(usize::MAX)? {
+            if account != self.address.account && !out.iter().any(|c| c.customer == account) {
+                out.push(self.view(&list, &DeskRecord::new(account)));
+            }
         }
         Ok(out)
     }

@@ -556,7 +556,7 @@ fn own_account_fetches_are_budgeted_per_device() {
         ..loose_limits()
     });
     let mut b = e.business("+15550007777", DeviceRole::Owner, 1);
-    let mut devices = vec![e.link_agent(&mut b, 2), e.link_agent(&mut b, 3)];
+    let mut devices = [e.link_agent(&mut b, 2), e.link_agent(&mut b, 3)];
     for d in devices.iter_mut() {
         assert!(matches!(
             e.upload(d, 25, 6, T0),
