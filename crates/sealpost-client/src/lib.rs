@@ -121,6 +121,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod bot;
 mod builder;
 mod client;
 mod config;
@@ -140,6 +141,7 @@ pub mod store;
 pub mod tls;
 mod transport;
 
+pub use bot::{BOT_READ_BATCH, BotError, BotMessage, BusinessBot};
 pub use builder::{ClientConfigBuilder, ConfigError};
 pub use client::{
     BusinessProfile, Client, DEVICE_LIST_REFRESH, DeskConversation, DeskNote, Device, HandoffInfo,
