@@ -19,10 +19,11 @@
 
 use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
-    AccountId, AccountKind, BusinessBot, BusinessProfileFields, Client, ClientConfig, ClientEvent,
-    DeviceRole, EventReceiver, HandoffCheck, Store, StoreKey,
+    AccountId, AccountKind, BusinessBot, BusinessProfileFields, ClientConfig, ClientEvent,
+    DeviceRole, EventReceiver, HandoffCheck,
 };
 use sealpost_examples::Phones;
+use sealpost_examples::business::{link, next, register, role};
 use sealpost_relay::{Relay, RelayConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -32,8 +33,6 @@ use tokio::sync::oneshot;
 
 const SHOP: &str = "+15550100300";
 const CUSTOMER: &str = "+15550100777";
-/// How long a step may take (generous: this also runs as a test on CI).
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Where an order is.
 #[derive(Clone, Debug)]
@@ -201,53 +200,6 @@ async fn run_bot(mut bot: BusinessBot, mut stop: oneshot::Receiver<()>) -> Resul
     Ok(())
 }
 
-async fn register(
-    phone: &str,
-    config: &ClientConfig,
-    phones: &Phones,
-) -> Result<(Client, EventReceiver)> {
-    let account = AccountId::new(phone)?;
-    Client::request_code(config, &account).await?;
-    let code = phones.read_code(phone)?;
-    // In-memory stores keep the example short; a real bot uses `Store::open_sqlite`.
-    let store = Store::in_memory(StoreKey::generate())?;
-    Ok(Client::register(store, config.clone(), account, &code).await?)
-}
-
-/// Links a new device to the shop's account as `name` with `role`.
-async fn link(
-    owner: &Client,
-    config: &ClientConfig,
-    name: &str,
-    role: DeviceRole,
-) -> Result<(Client, EventReceiver)> {
-    let pending = Client::link(Store::in_memory(StoreKey::generate())?, config.clone()).await?;
-    owner
-        .link_device_as(&pending.invitation_text(), name, role)
-        .await?;
-    Ok(pending.complete().await?)
-}
-
-/// Waits for the first event `pick` takes.
-async fn next<T>(
-    events: &mut EventReceiver,
-    what: &str,
-    pick: impl Fn(ClientEvent) -> Option<T>,
-) -> Result<T> {
-    loop {
-        match tokio::time::timeout(WAIT, events.recv()).await {
-            Ok(Some(ClientEvent::SendFailed { error, .. })) => bail!("sending failed: {error}"),
-            Ok(Some(ev)) => {
-                if let Some(t) = pick(ev) {
-                    return Ok(t);
-                }
-            }
-            Ok(None) => bail!("the client stopped while waiting for {what}"),
-            Err(_) => bail!("no {what} within {} s", WAIT.as_secs()),
-        }
-    }
-}
-
 /// The next text message, as "author (role): text".
 async fn next_text(events: &mut EventReceiver, what: &str) -> Result<String> {
     next(events, what, |ev| match ev {
@@ -260,16 +212,6 @@ async fn next_text(events: &mut EventReceiver, what: &str) -> Result<String> {
         _ => None,
     })
     .await
-}
-
-fn role(r: DeviceRole) -> &'static str {
-    match r {
-        DeviceRole::Bot => "bot",
-        DeviceRole::Agent => "agent",
-        DeviceRole::Admin => "admin",
-        DeviceRole::Owner => "owner",
-        _ => "person",
-    }
 }
 
 async fn support(out: &mut impl Write) -> Result<()> {

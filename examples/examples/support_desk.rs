@@ -18,10 +18,11 @@
 
 use anyhow::{Context as _, Result, bail};
 use sealpost_client::{
-    AccountId, AccountKind, BusinessProfileFields, Client, ClientConfig, ClientEvent, DeviceRole,
-    EventReceiver, HandoffCheck, Store, StoreKey,
+    AccountId, AccountKind, BusinessProfileFields, ClientConfig, ClientEvent, DeviceRole,
+    EventReceiver, HandoffCheck,
 };
 use sealpost_examples::Phones;
+use sealpost_examples::business::{link, next, register, role};
 use sealpost_relay::{Relay, RelayConfig};
 use std::io::Write;
 use std::path::Path;
@@ -30,8 +31,6 @@ use std::time::Duration;
 
 const SHOP: &str = "+15550100400";
 const CUSTOMER: &str = "+15550100888";
-/// How long a step may take (generous: this also runs as a test on CI).
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Everything the customer writes and the shop answers: none of it may be on the relay.
 const SECRETS: [&str; 8] = [
@@ -44,52 +43,6 @@ const SECRETS: [&str; 8] = [
     "Great, thank you!",
     "parcel lost, trace started",
 ];
-
-async fn register(
-    phone: &str,
-    config: &ClientConfig,
-    phones: &Phones,
-) -> Result<(Client, EventReceiver)> {
-    let account = AccountId::new(phone)?;
-    Client::request_code(config, &account).await?;
-    let code = phones.read_code(phone)?;
-    // In-memory stores keep the example short; a real desk uses `Store::open_sqlite`.
-    let store = Store::in_memory(StoreKey::generate())?;
-    Ok(Client::register(store, config.clone(), account, &code).await?)
-}
-
-/// Links a new device to the shop as `name` with `role`.
-async fn link(
-    owner: &Client,
-    config: &ClientConfig,
-    name: &str,
-    role: DeviceRole,
-) -> Result<(Client, EventReceiver)> {
-    let pending = Client::link(Store::in_memory(StoreKey::generate())?, config.clone()).await?;
-    owner
-        .link_device_as(&pending.invitation_text(), name, role)
-        .await?;
-    Ok(pending.complete().await?)
-}
-
-/// Waits for the first event `pick` accepts.
-async fn next<T>(
-    events: &mut EventReceiver,
-    what: &str,
-    pick: impl Fn(ClientEvent) -> Option<T>,
-) -> Result<T> {
-    loop {
-        match tokio::time::timeout(WAIT, events.recv()).await {
-            Ok(Some(ev)) => {
-                if let Some(t) = pick(ev) {
-                    return Ok(t);
-                }
-            }
-            Ok(None) => bail!("the client stopped while waiting for {what}"),
-            Err(_) => bail!("no {what} within {} s", WAIT.as_secs()),
-        }
-    }
-}
 
 async fn next_text(events: &mut EventReceiver, what: &str) -> Result<String> {
     next(events, what, |ev| match ev {
@@ -120,18 +73,6 @@ fn describe(check: HandoffCheck) -> String {
         }
         HandoffCheck::Mismatch { .. } => "history DOES NOT MATCH what the customer saw".into(),
         _ => "history check: unknown result".into(),
-    }
-}
-
-/// How the customer's app shows a business device's role: a bot as a bot, everyone else as
-/// a person with their role (spec/business.md section 5).
-fn role(r: DeviceRole) -> &'static str {
-    match r {
-        DeviceRole::Bot => "bot",
-        DeviceRole::Agent => "agent",
-        DeviceRole::Admin => "admin",
-        DeviceRole::Owner => "owner",
-        _ => "person",
     }
 }
 

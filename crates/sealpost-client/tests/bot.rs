@@ -61,19 +61,6 @@ async fn link_bot(
     pending.complete().await.unwrap()
 }
 
-async fn customer(
-    dir: &std::path::Path,
-    config: &ClientConfig,
-    codes: &Codes,
-    phone: &str,
-) -> (Client, Collector) {
-    let config = config.clone().with_device_list_refresh(Duration::ZERO);
-    let (c, rx) = register(&config, codes, phone, open_store(dir, phone)).await;
-    let seen = Collector::default();
-    seen.spawn(rx);
-    (c, seen)
-}
-
 /// Waits until `client`'s history holds `n` incoming messages from customers.
 async fn wait_incoming(client: &Client, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);

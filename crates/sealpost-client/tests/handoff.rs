@@ -106,19 +106,6 @@ async fn shop(
     }
 }
 
-async fn customer(
-    dir: &std::path::Path,
-    config: &sealpost_client::ClientConfig,
-    codes: &Codes,
-    phone: &str,
-) -> (Client, Collector) {
-    let config = config.clone().with_device_list_refresh(Duration::ZERO);
-    let (c, rx) = register(&config, codes, phone, open_store(dir, phone)).await;
-    let seen = Collector::default();
-    seen.spawn(rx);
-    (c, seen)
-}
-
 /// The checks `seen` reported for the conversation with `customer`.
 fn checks(seen: &Collector, customer: &AccountId) -> Vec<HandoffCheck> {
     seen.events

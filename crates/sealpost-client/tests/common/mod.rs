@@ -359,3 +359,18 @@ pub async fn link_as(
     seen.spawn(rx);
     (client, seen)
 }
+
+/// A customer (store `phone`) that fetches a business's list before every message it sends
+/// (so it always encrypts along the business's current routes), with its events collected.
+pub async fn customer(
+    dir: &Path,
+    config: &ClientConfig,
+    codes: &Codes,
+    phone: &str,
+) -> (Client, Collector) {
+    let config = config.clone().with_device_list_refresh(Duration::ZERO);
+    let (c, rx) = register(&config, codes, phone, open_store(dir, phone)).await;
+    let seen = Collector::default();
+    seen.spawn(rx);
+    (c, seen)
+}

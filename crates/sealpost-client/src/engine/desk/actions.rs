@@ -1,0 +1,198 @@
+//! The business's actions on a conversation (spec/business.md 8.1, 8.3): assigning it (a
+//! claim, a transfer, a resolve) with its handoff, and internal notes.
+
+use super::*;
+
+impl Engine {
+    /// Assigns the conversation with `customer` (spec/business.md 8.1): signs the next
+    /// conversation route naming `devices` (as the account key on the key holder, else as
+    /// this device, which must be an owner or admin or on the current route), and queues,
+    /// in one batch, the route to the customer, the assignment to every own device and,
+    /// with `handoff`, the conversation so far to the new route's devices. Returns the
+    /// route version.
+    pub(crate) fn assign(
+        &self,
+        customer: &AccountId,
+        devices: &[DeviceId],
+        state: ConversationState,
+        handoff: Option<&str>,
+        tamper: Option<&HandoffTamper>,
+        now_ms: u64,
+    ) -> Result<u64, ClientError> {
+        let _g = self.lock()?;
+        let own = self.own_devices()?.ok_or(ClientError::NotBusiness)?;
+        let list = &own.list;
+        if list.family() != RoleFamily::Business {
+            return Err(ClientError::NotBusiness);
+        }
+        if customer == &self.address.account {
+            return Err(ClientError::NotBusiness);
+        }
+        let mut ids: Vec<u32> = devices.iter().map(|d| d.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Err(ClientError::NoDevices);
+        }
+        if let Some(missing) = ids.iter().find(|id| list.device(**id).is_none()) {
+            return Err(ClientError::UnknownDevice(DeviceId(*missing)));
+        }
+        let mut record = self
+            .store
+            .desk_record(customer)?
+            .unwrap_or_else(|| DeskRecord::new(customer.clone()));
+        let held = record
+            .route
+            .as_ref()
+            .and_then(|r| VerifiedRoute::verify_held(r, list, Some(customer)).ok());
+        let version = held
+            .as_ref()
+            .map_or(Some(1), |r| r.route_version().checked_add(1))
+            .ok_or(ClientError::RouteRefused(RouteError::Exhausted))?;
+        let current = self.current_route(list, customer, None)?;
+        let mut body = RouteBody {
+            account: self.address.account.clone(),
+            account_key: list.account_key().to_bytes(),
+            customer: Some(customer.clone()),
+            route_version: version,
+            issued_at: now_ms,
+            devices: ids.clone(),
+            signer: RouteSigner::AccountKey,
+        };
+        let (route, basis) = match &own.account_key {
+            Some(key) => (
+                key.sign_route(body).map_err(ClientError::RouteRefused)?,
+                None,
+            ),
+            None => {
+                body.signer = RouteSigner::Device(self.address.device.0);
+                let route = sign_route_as_device(body, |m| self.identity.sign(m))
+                    .map_err(ClientError::RouteRefused)?;
+                (route, current.as_ref().map(|c| c.signed().clone()))
+            }
+        };
+        // The same check every reader makes (7.2 rule 3).
+        VerifiedRoute::verify(&route, list, Some(customer), current.as_ref())
+            .map_err(ClientError::RouteRefused)?;
+        let mut batch = Batch::new();
+        // The handoff is built before the route changes what this device holds.
+        let handoff_content = match handoff {
+            Some(note) => Some(self.build_handoff(customer, version, note, tamper)?),
+            None => None,
+        };
+        record.route = Some(route.clone());
+        record.state = state;
+        self.store.put_desk_record(&mut batch, &record)?;
+        let message = RouteMessage { route, basis };
+        let id = MessageId::random();
+        let content = encode_route(&id, &message)
+            .map_err(|_| ClientError::Internal(crate::error::InternalError::Encoding))?;
+        self.queue_control(&mut batch, customer, id, content, now_ms)?;
+        let id = MessageId::random();
+        let assign = Desk::Assign {
+            customer: customer.clone(),
+            state,
+            route: Box::new(message),
+        }
+        .encode(&id)
+        .map_err(|_| ClientError::Internal(crate::error::InternalError::Encoding))?;
+        let own_account = self.address.account.clone();
+        self.queue_control(&mut batch, &own_account, id, assign, now_ms)?;
+        if let Some((id, content)) = handoff_content {
+            self.queue_control(&mut batch, &own_account, id, content, now_ms)?;
+        }
+        self.store.commit(batch)?;
+        Ok(version)
+    }
+
+    /// The handoff content of the conversation with `customer` (8.3): every message of this
+    /// device's history with a known sender that was not given up, oldest first.
+    fn build_handoff(
+        &self,
+        customer: &AccountId,
+        route_version: u64,
+        note: &str,
+        tamper: Option<&HandoffTamper>,
+    ) -> Result<(MessageId, Zeroizing<Vec<u8>>), ClientError> {
+        let mut entries = Vec::new();
+        for e in self.store.history(customer, usize::MAX)? {
+            // A message still queued is in the outbox ahead of the route (both go to the
+            // customer in queue order), so the customer will have it before it confirms.
+            let (side, device) = match (e.direction, e.status, e.sender_device) {
+                (Direction::Incoming, _, _) => (Side::Customer, e.peer.device.0),
+                (
+                    Direction::Outgoing,
+                    MessageStatus::Delivered { .. } | MessageStatus::Queued,
+                    Some(d),
+                ) => (Side::Business, d.0),
+                _ => continue,
+            };
+            entries.push(HandoffEntry {
+                side,
+                device,
+                timestamp: match e.status {
+                    MessageStatus::Delivered { at } => at,
+                    _ => e.timestamp,
+                },
+                content: encode_content(&e.message_id, &e.body),
+            });
+        }
+        // Only the hazmat feature's tests pass one: a device that alters what it hands on.
+        if let Some(tamper) = tamper {
+            tamper(&mut entries);
+        }
+        let id = MessageId::random();
+        let content = Desk::Handoff {
+            customer: customer.clone(),
+            route_version,
+            note: note.to_owned(),
+            entries,
+        }
+        .encode(&id)
+        .map_err(|e| match e {
+            sealpost_wire::DecodeError::TooLong { .. }
+            | sealpost_wire::DecodeError::TooMany { .. } => ClientError::HandoffTooLarge,
+            _ => ClientError::NoteRefused,
+        })?;
+        Ok((id, content))
+    }
+
+    /// An internal note about the conversation with `customer`, kept here and queued to the
+    /// conversation's devices (8.2).
+    pub(crate) fn add_note(
+        &self,
+        customer: &AccountId,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<(), ClientError> {
+        let _g = self.lock()?;
+        if self.own_business_list()?.is_none() {
+            return Err(ClientError::NotBusiness);
+        }
+        let id = MessageId::random();
+        let content = Desk::Note {
+            customer: customer.clone(),
+            text: text.to_owned(),
+        }
+        .encode(&id)
+        .map_err(|_| ClientError::NoteRefused)?;
+        let mut record = self
+            .store
+            .desk_record(customer)?
+            .unwrap_or_else(|| DeskRecord::new(customer.clone()));
+        push_note(
+            &mut record,
+            StoredNote {
+                device: self.address.device.0,
+                at: now_ms,
+                text: text.to_owned(),
+            },
+        );
+        let mut batch = Batch::new();
+        self.store.put_desk_record(&mut batch, &record)?;
+        let own_account = self.address.account.clone();
+        self.queue_control(&mut batch, &own_account, id, content, now_ms)?;
+        self.store.commit(batch)?;
+        Ok(())
+    }
+}
