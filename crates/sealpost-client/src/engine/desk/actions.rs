@@ -114,7 +114,8 @@ impl Engine {
         note: &str,
         tamper: Option<&HandoffTamper>,
     ) -> Result<(MessageId, Zeroizing<Vec<u8>>), ClientError> {
-        let mut entries = Vec::new();
+        // (queued, relay acceptance time, the entry): see the sort below.
+        let mut entries: Vec<(bool, u64, HandoffEntry)> = Vec::new();
         for e in self.store.history(customer, usize::MAX)? {
             // A message still queued is in the outbox ahead of the route (both go to the
             // customer in queue order), so the customer will have it before it confirms.
@@ -127,16 +128,29 @@ impl Engine {
                 ) => (Side::Business, d.0),
                 _ => continue,
             };
-            entries.push(HandoffEntry {
-                side,
-                device,
-                timestamp: match e.status {
-                    MessageStatus::Delivered { at } => at,
-                    _ => e.timestamp,
+            let queued = e.status == MessageStatus::Queued;
+            let timestamp = match e.status {
+                MessageStatus::Delivered { at } => at,
+                _ => e.timestamp,
+            };
+            entries.push((
+                queued,
+                timestamp,
+                HandoffEntry {
+                    side,
+                    device,
+                    timestamp,
+                    content: encode_content(&e.message_id, &e.body),
                 },
-                content: encode_content(&e.message_id, &e.body),
-            });
+            ));
         }
+        // Each chain in its sender's order (business.md 8.3): the relay accepts one device's
+        // messages to the conversation one after the other, so by the relay's acceptance time
+        // (a history may hold them in another order: a sent copy that arrived before the
+        // handoff that brought the messages before it); messages still queued after them, in
+        // queue order. The sort is stable: equal times keep the history's order.
+        entries.sort_by_key(|(queued, at, _)| (*queued, *at));
+        let mut entries: Vec<HandoffEntry> = entries.into_iter().map(|(_, _, e)| e).collect();
         // Only the hazmat feature's tests pass one: a device that alters what it hands on.
         if let Some(tamper) = tamper {
             tamper(&mut entries);
