@@ -313,6 +313,8 @@ fn handoff_bundle<'a>(messages: &'a [(Side, u32, Vec<u8>)]) -> DeskRef<'a> {
     DeskRef::Handoff {
         customer: AccountId::new("+15550009100").unwrap(),
         route_version: 2,
+        part: 1,
+        parts: 1,
         note: "shift ends; order 1042, parcel traced",
         entries: messages
             .iter()

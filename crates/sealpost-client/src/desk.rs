@@ -47,6 +47,8 @@ pub(crate) enum Desk {
     Handoff {
         customer: AccountId,
         route_version: u64,
+        part: u16,
+        parts: u16,
         note: String,
         entries: Vec<HandoffEntry>,
     },
@@ -71,11 +73,15 @@ impl Desk {
             DeskRef::Handoff {
                 customer,
                 route_version,
+                part,
+                parts,
                 note,
                 entries,
             } => Self::Handoff {
                 customer: customer.clone(),
                 route_version: *route_version,
+                part: *part,
+                parts: *parts,
                 note: (*note).to_owned(),
                 entries: entries
                     .iter()
@@ -117,11 +123,15 @@ impl Desk {
             Self::Handoff {
                 customer,
                 route_version,
+                part,
+                parts,
                 note,
                 entries,
             } => DeskRef::Handoff {
                 customer: customer.clone(),
                 route_version: *route_version,
+                part: *part,
+                parts: *parts,
                 note,
                 entries: entries
                     .iter()

@@ -4,7 +4,8 @@
 //! to the new route and the agent's check passes; internal notes stay among the business's
 //! devices; a second transfer at the end of a shift checks again; a removed agent gets
 //! nothing new. A handoff that was altered, cut short or padded with an invented message is
-//! detected by the new agent.
+//! detected by the new agent. A conversation too long for one content is handed over in
+//! parts and checked once the last arrives.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -462,4 +463,79 @@ async fn back_to_back_answers_notes_and_transfers_still_check() {
         }
     );
     cust_seen.wait("answers", 30, |c| c.count() == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_too_long_for_one_content_is_handed_over_in_parts() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let codes = Arc::new(Codes::default());
+    let relay = start_relay(&dir.path().join("relay"), any_port(), &codes, bulk_limits()).await;
+    let config = client_config(relay.local_addr(), relay.spki_pin());
+    let s = shop(dir.path(), &config, &codes).await;
+    let (cust, cust_seen) = customer(dir.path(), &config, &codes, "+15550007401").await;
+    let me = cust.address().account.clone();
+    let lina_id = s.lina.address().device;
+
+    // Three photos of 120 kB each: 360 kB of messages, over one content's 256 KiB, so the
+    // handoff needs two parts (spec/business.md 8.2).
+    let photos: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 120_000]).collect();
+    for p in &photos {
+        cust.send_bytes(&acct(SHOP), p).await.unwrap();
+    }
+    s.bot_seen
+        .wait("the photos at the bot", 30, |c| from(c, &me).len() == 3)
+        .await;
+    s.bot
+        .send_text(&me, "Thanks, passing you on")
+        .await
+        .unwrap();
+    cust_seen
+        .wait("the bot's answer", 30, |c| c.count() == 1)
+        .await;
+    s.bot
+        .transfer(&me, &[lina_id], "damaged frame, photos attached")
+        .await
+        .unwrap();
+    assert_eq!(
+        first_check(&s.lina_seen, &me).await,
+        HandoffCheck::Verified {
+            confirmed: 4,
+            unconfirmed: 0
+        }
+    );
+    let received: Vec<(String, usize)> = s
+        .lina_seen
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::HandoffReceived {
+                customer,
+                note,
+                messages,
+                ..
+            } if customer == &me => Some((note.clone(), *messages)),
+            _ => None,
+        })
+        .collect();
+    // Reported once, when the last part arrived, with the note of part 1.
+    assert_eq!(
+        received,
+        vec![("damaged frame, photos attached".to_owned(), 4)]
+    );
+    let desk = s.lina.conversation(&me).await.unwrap();
+    let handoff = desk.handoff.unwrap();
+    assert!(handoff.complete);
+    assert_eq!(handoff.messages, 4);
+    // Every photo reached Lina's history whole.
+    let history = s.lina.history(&me, 10).await.unwrap();
+    for p in &photos {
+        assert!(
+            history.iter().any(|h| h.body.as_bytes() == p.as_slice()),
+            "a photo of {} bytes is missing from the new agent's history",
+            p.len()
+        );
+    }
 }

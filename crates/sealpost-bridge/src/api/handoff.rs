@@ -56,11 +56,16 @@ pub(crate) async fn claim(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Routed>, ApiError> {
     let customer = account(path)?;
-    let route_version = state
-        .client
-        .claim(&customer)
-        .await
-        .map_err(|e| desk_error(&e))?;
+    routed(&state, state.client.claim(&customer)).await
+}
+
+/// Answers a desk action that made a new conversation route with its version, and wakes
+/// long polls and the webhook (the assignment is in the history now).
+async fn routed(
+    state: &AppState,
+    action: impl std::future::Future<Output = Result<u64, ClientError>>,
+) -> Result<Json<Routed>, ApiError> {
+    let route_version = action.await.map_err(|e| desk_error(&e))?;
     state.bump();
     Ok(Json(Routed { route_version }))
 }
@@ -87,13 +92,7 @@ pub(crate) async fn transfer(
         )));
     }
     let to: Vec<DeviceId> = request.to.into_iter().map(DeviceId).collect();
-    let route_version = state
-        .client
-        .transfer(&customer, &to, &request.note)
-        .await
-        .map_err(|e| desk_error(&e))?;
-    state.bump();
-    Ok(Json(Routed { route_version }))
+    routed(&state, state.client.transfer(&customer, &to, &request.note)).await
 }
 
 pub(crate) async fn resolve(
@@ -101,13 +100,7 @@ pub(crate) async fn resolve(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Routed>, ApiError> {
     let customer = account(path)?;
-    let route_version = state
-        .client
-        .resolve(&customer)
-        .await
-        .map_err(|e| desk_error(&e))?;
-    state.bump();
-    Ok(Json(Routed { route_version }))
+    routed(&state, state.client.resolve(&customer)).await
 }
 
 /// `{"text": "..."}`.
@@ -198,6 +191,8 @@ pub(crate) struct Handoff {
     from: u32,
     note: String,
     messages: usize,
+    /// Whether every part arrived (it is checked only then).
+    complete: bool,
     check: Check,
 }
 
@@ -231,6 +226,7 @@ impl From<DeskConversation> for Desk {
                 from: h.from.0,
                 note: h.note,
                 messages: h.messages,
+                complete: h.complete,
                 check: check(h.check),
             }),
         }

@@ -31,7 +31,8 @@ impl Client {
     ///
     /// Errors: as [`Client::claim`]; [`ClientError::UnknownDevice`] for a device not on
     /// the list; [`ClientError::NoteRefused`] for a note over 4096 bytes;
-    /// [`ClientError::HandoffTooLarge`] for a conversation that does not fit one handoff.
+    /// [`ClientError::HandoffTooLarge`] for a conversation that does not fit one handoff
+    /// (64 parts of about 256 KiB each, spec/business.md 8.2).
     pub async fn transfer(
         &self,
         customer: &AccountId,

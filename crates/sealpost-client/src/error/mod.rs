@@ -385,8 +385,9 @@ pub enum ClientError {
     /// The device is not on the account's list.
     #[error("device {0:?} is not on the account's list")]
     UnknownDevice(sealpost_wire::DeviceId),
-    /// The conversation is too long for one handoff (spec/business.md 8.3: it must fit one
-    /// message, about 256 KiB of messages). Nothing was changed.
+    /// The conversation is too long for one handoff (spec/business.md 8.2: at most 64 parts
+    /// of about 256 KiB each), or holds a message too long for a part on its own. Nothing
+    /// was changed.
     #[error("the conversation is too long to hand off")]
     HandoffTooLarge,
     /// A note is empty, longer than 4096 bytes, or a handoff's note is longer (spec/business.md

@@ -8,8 +8,8 @@ use crate::error::StoreError;
 use sealpost_crypto::Zeroizing;
 use sealpost_devices::{Transcript, TranscriptLog};
 use sealpost_wire::business::{
-    CHAIN_HEAD_LEN, ConversationState, MAX_NOTE_LEN, MAX_ROUTE_LEN, MAX_TRANSCRIPT_CHAINS, Side,
-    SignedRoute, TranscriptConfirmation, decode_chains, encode_chains,
+    CHAIN_HEAD_LEN, ConversationState, MAX_HANDOFF_PARTS, MAX_NOTE_LEN, MAX_ROUTE_LEN,
+    MAX_TRANSCRIPT_CHAINS, Side, SignedRoute, TranscriptConfirmation, decode_chains, encode_chains,
 };
 use sealpost_wire::{AccountId, DecodeError, Reader, Writer};
 
@@ -36,12 +36,23 @@ pub(crate) struct StoredHandoff {
     pub(crate) from: u32,
     /// The route it goes with.
     pub(crate) route_version: u64,
-    /// When it arrived (relay time).
+    /// How many parts it has (spec/business.md 8.2).
+    pub(crate) parts: u16,
+    /// How many of them arrived (parts 1 ..= `received`, in order).
+    pub(crate) received: u16,
+    /// When its first part arrived (relay time).
     pub(crate) at: u64,
     /// Its note.
     pub(crate) note: String,
     /// Its messages as chains of heads.
     pub(crate) log: TranscriptLog,
+}
+
+impl StoredHandoff {
+    /// Whether every part arrived.
+    pub(crate) fn complete(&self) -> bool {
+        self.received == self.parts
+    }
 }
 
 /// A customer device's confirmation as kept.
@@ -78,7 +89,7 @@ impl DeskRecord {
 
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, DecodeError> {
         let mut w = Writer::with_capacity(1024);
-        w.u8(super::RECORD_PLAINTEXT_VERSION);
+        w.u8(DESK_RECORD_VERSION);
         self.customer.encode_into(&mut w);
         w.u8(self.state.to_u8());
         w.flag(self.route.is_some());
@@ -93,6 +104,8 @@ impl DeskRecord {
         if let Some(h) = &self.handoff {
             w.u32(h.from)
                 .u64(h.route_version)
+                .u16(h.parts)
+                .u16(h.received)
                 .u64(h.at)
                 .var_bytes16(h.note.as_bytes());
             let chains: Vec<_> = h.log.chains().collect();
@@ -118,7 +131,7 @@ impl DeskRecord {
     fn decode(bytes: &[u8], customer: &AccountId) -> Result<Self, StoreError> {
         let m = malformed("desk");
         let mut r = Reader::new(bytes);
-        start(&mut r).map_err(&m)?;
+        let version = desk_version(&mut r).map_err(&m)?;
         let named = AccountId::decode_from(&mut r).map_err(&m)?;
         if &named != customer {
             return Err(StoreError::Inconsistent("desk record account"));
@@ -148,6 +161,15 @@ impl DeskRecord {
         let handoff = if r.flag("has_handoff").map_err(&m)? {
             let from = r.u32().map_err(&m)?;
             let route_version = r.u64().map_err(&m)?;
+            // Version 0x01 (before handoffs had parts): one part, received.
+            let (parts, received) = if version == DESK_RECORD_VERSION {
+                (r.u16().map_err(&m)?, r.u16().map_err(&m)?)
+            } else {
+                (1, 1)
+            };
+            if parts == 0 || parts > MAX_HANDOFF_PARTS || received == 0 || received > parts {
+                return Err(m(DecodeError::InvalidValue("handoff parts")));
+            }
             let at = r.u64().map_err(&m)?;
             let text = note(r.var_bytes16("note", MAX_NOTE_LEN).map_err(&m)?).map_err(&m)?;
             let n = usize::from(r.u8().map_err(&m)?);
@@ -174,6 +196,8 @@ impl DeskRecord {
             Some(StoredHandoff {
                 from,
                 route_version,
+                parts,
+                received,
                 at,
                 note: text,
                 log,
@@ -211,6 +235,17 @@ impl DeskRecord {
             handoff,
             confirmations,
         })
+    }
+}
+
+/// The desk record's version (client-store.md 5.14): `0x02`, or `0x01` from before
+/// handoffs had parts (read, never written).
+const DESK_RECORD_VERSION: u8 = 0x02;
+
+fn desk_version(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+    match r.u8()? {
+        v @ (0x01 | DESK_RECORD_VERSION) => Ok(v),
+        v => Err(DecodeError::UnsupportedVersion(v)),
     }
 }
 
@@ -289,7 +324,7 @@ impl Store {
         for row in self.backend().first(Table::Desk, usize::MAX)? {
             let plain = self.open_row(Table::Desk, &row)?;
             let mut r = Reader::new(&plain);
-            start(&mut r).map_err(malformed("desk"))?;
+            desk_version(&mut r).map_err(malformed("desk"))?;
             let customer = AccountId::decode_from(&mut r).map_err(malformed("desk"))?;
             if self.account_tag(&customer).as_slice() != row.key.as_slice() {
                 return Err(StoreError::Inconsistent("desk record account"));
@@ -309,5 +344,67 @@ impl Store {
         let key = self.account_tag(&record.customer).to_vec();
         self.put(batch, Table::Desk, key, Vec::new(), 0, &value);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(parts: u16, received: u16) -> DeskRecord {
+        let customer = AccountId::new("+15550007999").unwrap();
+        let mut log = TranscriptLog::new();
+        log.push(Side::Customer, 1, b"\x01\x01hello").unwrap();
+        let mut r = DeskRecord::new(customer);
+        r.handoff = Some(StoredHandoff {
+            from: 3,
+            route_version: 2,
+            parts,
+            received,
+            at: 1_765_000_000_000,
+            note: "shift ends".into(),
+            log,
+        });
+        r
+    }
+
+    #[test]
+    fn a_handoff_in_progress_round_trips() {
+        let r = record(3, 2);
+        let bytes = r.encode().unwrap();
+        assert_eq!(bytes[0], DESK_RECORD_VERSION);
+        let back = DeskRecord::decode(&bytes, &r.customer).unwrap();
+        assert_eq!(back, r);
+        assert!(!back.handoff.unwrap().complete());
+    }
+
+    #[test]
+    fn a_version_1_record_reads_as_one_part_received() {
+        let r = record(1, 1);
+        let v2 = r.encode().unwrap();
+        // Version 1 had no parts and received fields after the route version.
+        let mut customer = Writer::new();
+        r.customer.encode_into(&mut customer);
+        // version, customer, state, has_route, notes count, has_handoff, from, route_version
+        let at = 1 + customer.into_bytes().len() + 1 + 1 + 1 + 1 + 4 + 8;
+        let mut v1 = v2.to_vec();
+        v1.drain(at..at + 4);
+        v1[0] = 0x01;
+        assert_eq!(DeskRecord::decode(&v1, &r.customer).unwrap(), r);
+    }
+
+    #[test]
+    fn more_parts_received_than_sent_is_malformed() {
+        for (parts, received) in [(2, 3), (0, 0), (65, 1), (2, 0)] {
+            let r = record(parts, received);
+            let bytes = r.encode().unwrap();
+            assert!(
+                matches!(
+                    DeskRecord::decode(&bytes, &r.customer),
+                    Err(StoreError::Malformed { .. })
+                ),
+                "parts {parts}, received {received}"
+            );
+        }
     }
 }

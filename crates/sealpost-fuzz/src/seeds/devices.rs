@@ -188,6 +188,8 @@ pub(super) fn contents() -> Vec<Seed> {
     let handoff = desk(DeskRef::Handoff {
         customer: customer.clone(),
         route_version: 2,
+        part: 1,
+        parts: 1,
         note: "asks about a late order",
         entries: vec![
             HandoffEntryRef {

@@ -15,8 +15,17 @@ pub const DESK_HANDOFF: u8 = 0x02;
 pub const DESK_NOTE: u8 = 0x03;
 /// Longest note, in bytes of UTF-8 (a handoff's note may be empty, a note's text not).
 pub const MAX_NOTE_LEN: usize = 4096;
-/// Most entries one handoff carries.
+/// Most entries one handoff part carries.
 pub const MAX_HANDOFF_ENTRIES: usize = 65_535;
+/// Most parts one handoff is sent in (each a content of at most `MAX_PLAINTEXT_LEN`
+/// bytes: a handoff carries up to 16 MiB of messages).
+pub const MAX_HANDOFF_PARTS: u16 = 64;
+/// Bytes of a handoff part before its note and entries: action, route version, part,
+/// parts, the note's and the count's lengths (the customer's `AccountId` comes on top).
+pub const HANDOFF_PART_OVERHEAD: usize = 1 + 8 + 2 + 2 + 2 + 4;
+/// Bytes one handoff entry adds besides its content: side, device, timestamp, the
+/// content's length.
+pub const HANDOFF_ENTRY_OVERHEAD: usize = 1 + 4 + 8 + 4;
 /// Most chains one transcript (and one confirmation) holds.
 pub const MAX_TRANSCRIPT_CHAINS: usize = 128;
 /// Length of a transcript chain head (SHA-256).
@@ -25,7 +34,7 @@ pub const CHAIN_HEAD_LEN: usize = 32;
 pub const CHAIN_HEAD_ENCODED_LEN: usize = 1 + 4 + 4 + CHAIN_HEAD_LEN;
 /// Fewest bytes one handoff entry takes: side, device, timestamp, the content's length and
 /// the smallest message content (version, kind, message id).
-const MIN_HANDOFF_ENTRY_LEN: usize = 1 + 4 + 8 + 4 + crate::content::CONTENT_OVERHEAD;
+const MIN_HANDOFF_ENTRY_LEN: usize = HANDOFF_ENTRY_OVERHEAD + crate::content::CONTENT_OVERHEAD;
 
 /// Which account of a conversation sent a message: its transcript chains are kept per
 /// sending device of either side (`spec/business.md` 9.1).
@@ -325,15 +334,20 @@ pub enum DeskRef<'a> {
         /// The new conversation route (for `customer`) and its basis.
         route: Box<RouteMessage>,
     },
-    /// `0x02`: the conversation so far, for the devices of the route of `route_version`.
+    /// `0x02`: one part of the conversation so far, for the devices of the route of
+    /// `route_version` (a handoff too long for one content is sent in several, in order).
     Handoff {
         /// The conversation's customer.
         customer: AccountId,
         /// The version of the route this handoff goes with.
         route_version: u64,
-        /// A note for the new devices (may be empty).
+        /// This part's number, 1 ..= `parts`.
+        part: u16,
+        /// How many parts the handoff has, 1 ..= [`MAX_HANDOFF_PARTS`].
+        parts: u16,
+        /// A note for the new devices (may be empty; always empty after part 1).
         note: &'a str,
-        /// The messages, in the order the handing device holds them.
+        /// This part's messages, continuing the previous part's, in the handoff's order.
         entries: Vec<HandoffEntryRef<'a>>,
     },
     /// `0x03`: an internal note.
@@ -373,9 +387,12 @@ impl<'a> DeskRef<'a> {
             Self::Handoff {
                 customer,
                 route_version,
+                part,
+                parts,
                 note,
                 entries,
             } => {
+                check_parts(*part, *parts, note)?;
                 check_note(note, true)?;
                 if entries.len() > MAX_HANDOFF_ENTRIES {
                     return Err(DecodeError::TooMany {
@@ -386,7 +403,10 @@ impl<'a> DeskRef<'a> {
                 }
                 w.u8(DESK_HANDOFF);
                 customer.encode_into(&mut w);
-                w.u64(*route_version).var_bytes16(note.as_bytes());
+                w.u64(*route_version)
+                    .u16(*part)
+                    .u16(*parts)
+                    .var_bytes16(note.as_bytes());
                 w.u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
                 for e in entries {
                     check_entry_content(e.content)?;
@@ -438,7 +458,10 @@ impl<'a> DeskRef<'a> {
                 if route_version == 0 {
                     return Err(DecodeError::InvalidValue("route version"));
                 }
+                let part = r.u16()?;
+                let parts = r.u16()?;
                 let note = utf8(r.var_bytes16("note", MAX_NOTE_LEN)?)?;
+                check_parts(part, parts, note)?;
                 let count = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
                 if count > MAX_HANDOFF_ENTRIES {
                     return Err(DecodeError::TooMany {
@@ -468,6 +491,8 @@ impl<'a> DeskRef<'a> {
                 Self::Handoff {
                     customer,
                     route_version,
+                    part,
+                    parts,
                     note,
                     entries,
                 }
@@ -502,6 +527,20 @@ fn check_note(text: &str, may_be_empty: bool) -> Result<(), DecodeError> {
         });
     }
     if text.is_empty() && !may_be_empty {
+        return Err(DecodeError::InvalidValue("note"));
+    }
+    Ok(())
+}
+
+/// `1 ≤ part ≤ parts ≤ MAX_HANDOFF_PARTS`, and only part 1 carries a note.
+fn check_parts(part: u16, parts: u16, note: &str) -> Result<(), DecodeError> {
+    if parts == 0 || parts > MAX_HANDOFF_PARTS {
+        return Err(DecodeError::InvalidValue("handoff parts"));
+    }
+    if part == 0 || part > parts {
+        return Err(DecodeError::InvalidValue("handoff part"));
+    }
+    if part > 1 && !note.is_empty() {
         return Err(DecodeError::InvalidValue("note"));
     }
     Ok(())
@@ -556,6 +595,8 @@ mod tests {
         w.u8(DESK_HANDOFF);
         customer().encode_into(&mut w);
         w.u64(1)
+            .u16(1)
+            .u16(1)
             .var_bytes16(b"")
             .u32(u32::try_from(MAX_HANDOFF_ENTRIES + 1).unwrap());
         assert_eq!(
@@ -566,6 +607,32 @@ mod tests {
                 max: MAX_HANDOFF_ENTRIES
             })
         );
+        // Parts: 1 ..= parts ..= 64, a note only in part 1; encoding checks the same.
+        let handoff = |part, parts, note| DeskRef::Handoff {
+            customer: customer(),
+            route_version: 1,
+            part,
+            parts,
+            note,
+            entries: Vec::new(),
+        };
+        for (part, parts, note, refused) in [
+            (0, 1, "", "handoff part"),
+            (2, 1, "", "handoff part"),
+            (1, 0, "", "handoff parts"),
+            (1, MAX_HANDOFF_PARTS + 1, "", "handoff parts"),
+            (2, 2, "late", "note"),
+        ] {
+            assert_eq!(
+                handoff(part, parts, note).encode(),
+                Err(DecodeError::InvalidValue(refused)),
+                "part {part} of {parts}"
+            );
+        }
+        for (part, parts, note) in [(1, 1, "x"), (1, MAX_HANDOFF_PARTS, ""), (64, 64, "")] {
+            let bytes = handoff(part, parts, note).encode().unwrap();
+            assert_eq!(DeskRef::decode(&bytes).unwrap(), handoff(part, parts, note));
+        }
         // Chains: at most 128, strictly increasing, device and length at least 1.
         let chains: Vec<ChainHead> = (1..=129).map(|d| head(Side::Customer, d)).collect();
         let over = TranscriptConfirmation {

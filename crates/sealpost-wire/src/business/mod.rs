@@ -9,9 +9,9 @@ mod desk;
 mod route;
 pub use desk::{
     CHAIN_HEAD_ENCODED_LEN, CHAIN_HEAD_LEN, ChainHead, ConversationState, DESK_ASSIGN,
-    DESK_HANDOFF, DESK_NOTE, DeskRef, HandoffEntryRef, MAX_HANDOFF_ENTRIES, MAX_NOTE_LEN,
-    MAX_TRANSCRIPT_CHAINS, RouteMessage, Side, TranscriptConfirmation, decode_chains,
-    encode_chains,
+    DESK_HANDOFF, DESK_NOTE, DeskRef, HANDOFF_ENTRY_OVERHEAD, HANDOFF_PART_OVERHEAD,
+    HandoffEntryRef, MAX_HANDOFF_ENTRIES, MAX_HANDOFF_PARTS, MAX_NOTE_LEN, MAX_TRANSCRIPT_CHAINS,
+    RouteMessage, Side, TranscriptConfirmation, decode_chains, encode_chains,
 };
 pub use route::{MAX_ROUTE_LEN, RouteBody, RouteSigner, SignedRoute, TYPE_ROUTE};
 

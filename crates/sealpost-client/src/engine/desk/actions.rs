@@ -2,6 +2,14 @@
 //! claim, a transfer, a resolve) with its handoff, and internal notes.
 
 use super::*;
+use sealpost_wire::business::{
+    HANDOFF_ENTRY_OVERHEAD, HANDOFF_PART_OVERHEAD, MAX_HANDOFF_ENTRIES, MAX_HANDOFF_PARTS,
+    MAX_NOTE_LEN,
+};
+use sealpost_wire::content::MAX_BODY_LEN;
+
+/// A content ready to queue: its message id and its encoding.
+type Prepared = (MessageId, Zeroizing<Vec<u8>>);
 
 impl Engine {
     /// Assigns the conversation with `customer` (spec/business.md 8.1): signs the next
@@ -98,22 +106,24 @@ impl Engine {
         .map_err(|_| ClientError::Internal(crate::error::InternalError::Encoding))?;
         let own_account = self.address.account.clone();
         self.queue_control(&mut batch, &own_account, id, assign, now_ms)?;
-        if let Some((id, content)) = handoff_content {
+        // The parts in order, one after another (8.2 "Receiving").
+        for (id, content) in handoff_content.into_iter().flatten() {
             self.queue_control(&mut batch, &own_account, id, content, now_ms)?;
         }
         self.store.commit(batch)?;
         Ok(version)
     }
 
-    /// The handoff content of the conversation with `customer` (8.3): every message of this
-    /// device's history with a known sender that was not given up, oldest first.
+    /// The handoff of the conversation with `customer` (8.3): every message of this device's
+    /// history with a known sender that was not given up, in the handoff's order, as the
+    /// contents of its parts (8.2), in order.
     fn build_handoff(
         &self,
         customer: &AccountId,
         route_version: u64,
         note: &str,
         tamper: Option<&HandoffTamper>,
-    ) -> Result<(MessageId, Zeroizing<Vec<u8>>), ClientError> {
+    ) -> Result<Vec<Prepared>, ClientError> {
         // (queued, relay acceptance time, the entry): see the sort below.
         let mut entries: Vec<(bool, u64, HandoffEntry)> = Vec::new();
         for e in self.store.history(customer, usize::MAX)? {
@@ -155,20 +165,35 @@ impl Engine {
         if let Some(tamper) = tamper {
             tamper(&mut entries);
         }
-        let id = MessageId::random();
-        let content = Desk::Handoff {
-            customer: customer.clone(),
-            route_version,
-            note: note.to_owned(),
-            entries,
+        if note.len() > MAX_NOTE_LEN {
+            return Err(ClientError::NoteRefused);
         }
-        .encode(&id)
-        .map_err(|e| match e {
-            sealpost_wire::DecodeError::TooLong { .. }
-            | sealpost_wire::DecodeError::TooMany { .. } => ClientError::HandoffTooLarge,
-            _ => ClientError::NoteRefused,
-        })?;
-        Ok((id, content))
+        let chunks = handoff_parts(customer, note, entries)?;
+        let parts = u16::try_from(chunks.len()).map_err(|_| ClientError::HandoffTooLarge)?;
+        let mut contents = Vec::with_capacity(chunks.len());
+        for (part, entries) in (1..=parts).zip(chunks) {
+            let id = MessageId::random();
+            let content = Desk::Handoff {
+                customer: customer.clone(),
+                route_version,
+                part,
+                parts,
+                note: if part == 1 {
+                    note.to_owned()
+                } else {
+                    String::new()
+                },
+                entries,
+            }
+            .encode(&id)
+            .map_err(|e| match e {
+                sealpost_wire::DecodeError::TooLong { .. }
+                | sealpost_wire::DecodeError::TooMany { .. } => ClientError::HandoffTooLarge,
+                _ => ClientError::NoteRefused,
+            })?;
+            contents.push((id, content));
+        }
+        Ok(contents)
     }
 
     /// An internal note about the conversation with `customer`, kept here and queued to the
@@ -209,4 +234,41 @@ impl Engine {
         self.store.commit(batch)?;
         Ok(())
     }
+}
+
+/// Splits a handoff's entries, in order, into the fewest parts whose contents each fit
+/// `MAX_BODY_LEN` (8.2): part 1 also carries the note. At least one part (an empty
+/// conversation is one empty part); [`ClientError::HandoffTooLarge`] for a message that
+/// does not fit a part on its own, or for more than `MAX_HANDOFF_PARTS` parts.
+fn handoff_parts(
+    customer: &AccountId,
+    note: &str,
+    entries: Vec<HandoffEntry>,
+) -> Result<Vec<Vec<HandoffEntry>>, ClientError> {
+    let mut w = sealpost_wire::Writer::new();
+    customer.encode_into(&mut w);
+    let base = HANDOFF_PART_OVERHEAD + w.into_bytes().len();
+    let mut parts: Vec<Vec<HandoffEntry>> = vec![Vec::new()];
+    let mut used = base + note.len();
+    for e in entries {
+        let size = HANDOFF_ENTRY_OVERHEAD + e.content.len();
+        let full = parts.last().is_some_and(|p| {
+            !p.is_empty() && (used + size > MAX_BODY_LEN || p.len() >= MAX_HANDOFF_ENTRIES)
+        });
+        if full {
+            parts.push(Vec::new());
+            used = base;
+        }
+        if used + size > MAX_BODY_LEN {
+            return Err(ClientError::HandoffTooLarge);
+        }
+        used += size;
+        if let Some(p) = parts.last_mut() {
+            p.push(e);
+        }
+    }
+    if parts.len() > usize::from(MAX_HANDOFF_PARTS) {
+        return Err(ClientError::HandoffTooLarge);
+    }
+    Ok(parts)
 }

@@ -60,6 +60,8 @@ impl Engine {
             }
             Desk::Handoff {
                 route_version,
+                part,
+                parts,
                 note,
                 entries,
                 ..
@@ -81,34 +83,57 @@ impl Engine {
                 if !by_signer {
                     return Ok(Err("handoff from a device that did not sign the route"));
                 }
-                let mut log = TranscriptLog::new();
+                // Part 1 starts the handoff (replacing any earlier one); each later part
+                // continues the one in progress from the same device for the same route,
+                // in order (8.2 "Receiving").
+                let mut handoff = if part == 1 {
+                    StoredHandoff {
+                        from: sender.0,
+                        route_version,
+                        parts,
+                        received: 0,
+                        at: timestamp,
+                        note,
+                        log: TranscriptLog::new(),
+                    }
+                } else {
+                    match record.handoff.take() {
+                        Some(h)
+                            if h.from == sender.0
+                                && h.route_version == route_version
+                                && h.parts == parts
+                                && h.received.checked_add(1) == Some(part) =>
+                        {
+                            h
+                        }
+                        _ => return Ok(Err("handoff part out of order")),
+                    }
+                };
                 for e in &entries {
-                    if log.push(e.side, e.device, &e.content).is_err() {
+                    if handoff.log.push(e.side, e.device, &e.content).is_err() {
                         return Ok(Err("handoff with too many transcript chains"));
                     }
                 }
                 for e in &entries {
                     self.import_entry(batch, &customer, e)?;
                 }
-                let messages = entries.len();
-                record.handoff = Some(StoredHandoff {
-                    from: sender.0,
-                    route_version,
-                    at: timestamp,
-                    note: note.clone(),
-                    log,
-                });
-                events.push(ClientEvent::HandoffReceived {
-                    customer: customer.clone(),
-                    from: sender,
-                    note,
-                    messages,
-                });
-                if let Some(check) = check_record(&record) {
-                    events.push(ClientEvent::HandoffChecked {
+                handoff.received = part;
+                let complete = handoff.complete();
+                let (note, messages) = (handoff.note.clone(), handoff.log.len());
+                record.handoff = Some(handoff);
+                if complete {
+                    events.push(ClientEvent::HandoffReceived {
                         customer: customer.clone(),
-                        check,
+                        from: sender,
+                        note,
+                        messages,
                     });
+                    if let Some(check) = check_record(&record) {
+                        events.push(ClientEvent::HandoffChecked {
+                            customer: customer.clone(),
+                            check,
+                        });
+                    }
                 }
             }
             Desk::Note { text, .. } => {
@@ -273,6 +298,7 @@ impl Engine {
                 from: DeviceId(h.from),
                 note: h.note.clone(),
                 messages: h.log.len(),
+                complete: h.complete(),
                 check: check_record(record),
             }),
         }
@@ -281,9 +307,9 @@ impl Engine {
 
 /// The check of the record's handoff against the confirmations of its route's version: the
 /// worst of them (a mismatch, then an incomplete handoff, then verified); `None` without a
-/// handoff or such a confirmation.
+/// handoff whose every part arrived, or without such a confirmation.
 fn check_record(record: &DeskRecord) -> Option<HandoffCheck> {
-    let handoff = record.handoff.as_ref()?;
+    let handoff = record.handoff.as_ref().filter(|h| h.complete())?;
     let mut worst: Option<HandoffCheck> = None;
     for c in &record.confirmations {
         if c.confirmation.route_version != handoff.route_version {

@@ -59,8 +59,10 @@ pub struct HandoffInfo {
     pub from: DeviceId,
     /// Its note.
     pub note: String,
-    /// How many messages it held.
+    /// How many messages it held (so far, while parts are missing).
     pub messages: usize,
+    /// Whether every part of it arrived (spec/business.md 8.2); it is checked only then.
+    pub complete: bool,
     /// The check against the customer's confirmation; `None` while none has arrived.
     pub check: Option<HandoffCheck>,
 }

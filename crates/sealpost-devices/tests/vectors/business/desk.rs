@@ -94,9 +94,12 @@ fn desk_vectors_and_checks() {
         [&[0x01][..], &text8(CUSTOMER), &[0x01], &route_bytes].concat()
     );
     let note = "asks about a late order";
+    // Part 1 of 2 (the note travels in part 1 only).
     let handoff = DeskRef::Handoff {
         customer: customer.clone(),
         route_version: 1,
+        part: 1,
+        parts: 2,
         note,
         entries: entries.clone(),
     }
@@ -106,6 +109,8 @@ fn desk_vectors_and_checks() {
         &[0x02][..],
         &text8(CUSTOMER),
         &1u64.to_be_bytes(),
+        &1u16.to_be_bytes(),
+        &2u16.to_be_bytes(),
         &var16(note.as_bytes()),
         &3u32.to_be_bytes(),
     ]
@@ -265,6 +270,8 @@ fn desk_vectors_and_checks() {
         let handoff = DeskRef::Handoff {
             customer: customer.clone(),
             route_version: 1,
+            part: 1,
+            parts: 1,
             note: "",
             entries: contents
                 .iter()
@@ -300,11 +307,69 @@ fn desk_vectors_and_checks() {
             DecodeError::InvalidValue("note"),
         ),
         (
+            "handoff_part_zero",
+            [
+                &[0x02][..],
+                &text8(CUSTOMER),
+                &1u64.to_be_bytes(),
+                &0u16.to_be_bytes(),
+                &1u16.to_be_bytes(),
+                &var16(b""),
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
+            DecodeError::InvalidValue("handoff part"),
+        ),
+        (
+            "handoff_part_after_last",
+            [
+                &[0x02][..],
+                &text8(CUSTOMER),
+                &1u64.to_be_bytes(),
+                &3u16.to_be_bytes(),
+                &2u16.to_be_bytes(),
+                &var16(b""),
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
+            DecodeError::InvalidValue("handoff part"),
+        ),
+        (
+            "handoff_too_many_parts",
+            [
+                &[0x02][..],
+                &text8(CUSTOMER),
+                &1u64.to_be_bytes(),
+                &1u16.to_be_bytes(),
+                &65u16.to_be_bytes(),
+                &var16(b""),
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
+            DecodeError::InvalidValue("handoff parts"),
+        ),
+        (
+            "handoff_note_after_part_1",
+            [
+                &[0x02][..],
+                &text8(CUSTOMER),
+                &1u64.to_be_bytes(),
+                &2u16.to_be_bytes(),
+                &2u16.to_be_bytes(),
+                &var16(b"late"),
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
+            DecodeError::InvalidValue("note"),
+        ),
+        (
             "handoff_entry_not_a_message",
             [
                 &[0x02][..],
                 &text8(CUSTOMER),
                 &1u64.to_be_bytes(),
+                &1u16.to_be_bytes(),
+                &1u16.to_be_bytes(),
                 &var16(b""),
                 &1u32.to_be_bytes(),
                 &[0x00],
