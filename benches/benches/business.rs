@@ -26,7 +26,8 @@
 //!
 //! Besides the timings the bench prints the relay's own account of each send (envelopes
 //! queued per customer message, and its mean handling time per `Send` request, from its
-//! Prometheus `/metrics`) and the handoff's bundle size.
+//! Prometheus `/metrics`) and the handoff's bundle size. Before each case it waits until
+//! the relay has no unacknowledged envelope left (every device has processed its backlog).
 //!
 //! The relay's caps are raised for the set-up (64 devices on a business list, links, sends,
 //! registrations and bundle fetches not rate-limited, 2,000 connections from 127.0.0.1).
@@ -43,6 +44,9 @@
     clippy::print_stdout
 )]
 
+mod common;
+
+use common::{Codes, established_pair, register};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use sealpost_client::{
@@ -50,17 +54,12 @@ use sealpost_client::{
     DeviceRole, EventReceiver, HandoffCheck, MessageId, Store, StoreKey,
 };
 use sealpost_devices::{Transcript, TranscriptLog, chain_step};
-use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
-use sealpost_session::{
-    DeviceAddress, IdentityKeyPair, KemPreKeyKind, PreKeyStore, Session, SessionAddresses,
-    SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
-};
+use sealpost_relay::{Relay, RelayConfig, RelayHandle};
 use sealpost_wire::business::{DeskRef, HandoffEntryRef, Side, TranscriptConfirmation};
 use sealpost_wire::content::{CONTENT_TEXT, CONTENT_VERSION};
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -80,18 +79,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-#[derive(Default)]
-struct Codes(Mutex<HashMap<String, String>>);
-
-impl CodeSender for Codes {
-    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(account.as_str().to_owned(), code.as_str().to_owned());
-    }
 }
 
 /// The events the bench waits for, from every device, tagged with the device.
@@ -158,16 +145,6 @@ impl Inbox {
     }
 }
 
-async fn register(config: &ClientConfig, codes: &Codes, phone: &str) -> (Client, EventReceiver) {
-    let account = AccountId::new(phone).unwrap();
-    Client::request_code(config, &account).await.unwrap();
-    let code = codes.0.lock().unwrap().remove(phone).unwrap();
-    let store = Store::in_memory(StoreKey::generate()).unwrap();
-    Client::register(store, config.clone(), account, &code)
-        .await
-        .unwrap()
-}
-
 async fn link(
     owner: &Client,
     config: &ClientConfig,
@@ -204,6 +181,28 @@ fn metric(page: &str, name: &str, label: &str) -> f64 {
         })
         .filter_map(|(_, v)| v.parse::<f64>().ok())
         .sum()
+}
+
+/// Waits until every envelope the relay queued was acknowledged (every device online has
+/// processed what it was sent), so that no backlog competes with the next case.
+async fn settle(addr: SocketAddr) {
+    let start = std::time::Instant::now();
+    loop {
+        let page = tokio::task::spawn_blocking(move || scrape(addr))
+            .await
+            .unwrap();
+        let queued = metric(&page, "sealpost_messages_queued_total", "");
+        let delivered = metric(&page, "sealpost_messages_delivered_total", "");
+        if delivered >= queued {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "{} envelopes still unacknowledged after 15 minutes",
+            queued - delivered
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// What the relay counted for `Send` requests and queued envelopes.
@@ -243,44 +242,6 @@ impl RelayCount {
             queued / messages.max(1) as f64
         );
     }
-}
-
-/// Two sessions past the handshake, Alice sending on a current chain: the baseline.
-fn established_pair() -> (Session, Session) {
-    let mut rng = rand::rng();
-    let (alice, bob) = (
-        IdentityKeyPair::generate(&mut rng),
-        IdentityKeyPair::generate(&mut rng),
-    );
-    let at = |a: &str| DeviceAddress::new(AccountId::new(a).unwrap(), DeviceId(1));
-    let mut store = PreKeyStore::new();
-    store.generate_signed_prekey(&mut rng, &bob, 1_700_000_000);
-    store.generate_one_time_prekeys(&mut rng, 1);
-    store.generate_kem_prekeys(&mut rng, &bob, KemPreKeyKind::OneTime, 1, 1_700_000_000);
-    let bundle = VerifiedBundle::verify(&store.bundle(&bob, 1, true).unwrap()).unwrap();
-    let mut a = initiate(
-        &mut rng,
-        &alice,
-        &SessionAddresses::new(at("+15550009100"), at(SHOP)),
-        &bundle,
-        SessionConfig::default(),
-    )
-    .unwrap();
-    let SessionMessage::PreKey(first) = a.encrypt(&BODY).unwrap() else {
-        panic!("a first message is a prekey message");
-    };
-    let (mut b, _) = respond(
-        &mut rng,
-        &bob,
-        &SessionAddresses::new(at(SHOP), at("+15550009100")),
-        &mut store,
-        &first,
-        SessionConfig::default(),
-    )
-    .unwrap();
-    let reply = b.encrypt(b"reply").unwrap();
-    a.decrypt(&mut rng, &reply).unwrap();
-    (a, b)
 }
 
 /// The content encodings of a 500-message conversation of 100-byte texts, alternating
@@ -560,11 +521,12 @@ fn business(c: &mut Criterion) {
     let mut desk = rt.block_on(build_desk(agents, conversations, codes, dir.path()));
     let metrics = desk.relay.metrics_addr().unwrap();
     let handed = desk.customers.len() - 1;
+    rt.block_on(settle(metrics));
 
     let mut g = c.benchmark_group("business");
     g.sample_size(30);
     g.measurement_time(Duration::from_secs(8));
-    let (mut alice, _bob) = established_pair();
+    let (mut alice, _bob) = established_pair("+15550009100", SHOP);
     g.bench_function("session_encrypt_100B", |b| {
         b.iter(|| alice.encrypt(&BODY).unwrap());
     });
@@ -583,6 +545,7 @@ fn business(c: &mut Criterion) {
 
     let before = RelayCount::read(metrics);
     let mut sent = 0u64;
+    rt.block_on(settle(metrics));
     let mut turn = (conversations..conversations + WHOLE_DESK_CONVERSATIONS).cycle();
     g.bench_function("customer_send_100B/whole_desk", |b| {
         b.iter(|| {
@@ -592,9 +555,8 @@ fn business(c: &mut Criterion) {
         });
     });
     before.report(RelayCount::read(metrics), "routed to the whole desk", sent);
-    // Let the desk's devices finish decrypting the whole-desk messages before timing the
-    // next case.
-    rt.block_on(async { tokio::time::sleep(Duration::from_secs(5)).await });
+    // The desk's devices finish decrypting the whole-desk messages before the next case.
+    rt.block_on(settle(metrics));
 
     // One agent's conversations, to its device.
     let agent = FIRST_AGENT;
@@ -648,6 +610,7 @@ fn business(c: &mut Criterion) {
             )
             .await;
     });
+    rt.block_on(settle(metrics));
     let mut pair = [holder, other];
     let mut g = c.benchmark_group("business/handoff_500");
     g.sample_size(10);

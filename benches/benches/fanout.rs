@@ -26,17 +26,15 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::{Codes, established_pair, register};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sealpost_client::{
     AccountId, Client, ClientConfig, ClientEvent, EventReceiver, Store, StoreKey,
 };
-use sealpost_relay::{CodeSender, Relay, RelayConfig, RelayHandle, VerificationCode};
-use sealpost_session::{
-    DeviceAddress, DeviceId, IdentityKeyPair, KemPreKeyKind, PreKeyStore, Session,
-    SessionAddresses, SessionConfig, SessionMessage, VerifiedBundle, initiate, respond,
-};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use sealpost_relay::{Relay, RelayConfig, RelayHandle};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
@@ -44,66 +42,6 @@ const SHOP: &str = "+15550008000";
 const BODY: [u8; 100] = [0x61; 100];
 /// Recipient accounts of each size, sent to in turn (keeps every mailbox under its cap).
 const ACCOUNTS_PER_N: usize = 3;
-
-#[derive(Default)]
-struct Codes(Mutex<HashMap<String, String>>);
-
-impl CodeSender for Codes {
-    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(account.as_str().to_owned(), code.as_str().to_owned());
-    }
-}
-
-async fn register(config: &ClientConfig, codes: &Codes, phone: &str) -> (Client, EventReceiver) {
-    let account = AccountId::new(phone).unwrap();
-    Client::request_code(config, &account).await.unwrap();
-    let code = codes.0.lock().unwrap().remove(phone).unwrap();
-    let store = Store::in_memory(StoreKey::generate()).unwrap();
-    Client::register(store, config.clone(), account, &code)
-        .await
-        .unwrap()
-}
-
-/// Two sessions past the handshake, Alice sending on a current chain: the baseline.
-fn established_pair() -> (Session, Session) {
-    let mut rng = rand::rng();
-    let (alice, bob) = (
-        IdentityKeyPair::generate(&mut rng),
-        IdentityKeyPair::generate(&mut rng),
-    );
-    let at = |a: &str| DeviceAddress::new(AccountId::new(a).unwrap(), DeviceId(1));
-    let mut store = PreKeyStore::new();
-    store.generate_signed_prekey(&mut rng, &bob, 1_700_000_000);
-    store.generate_one_time_prekeys(&mut rng, 1);
-    store.generate_kem_prekeys(&mut rng, &bob, KemPreKeyKind::OneTime, 1, 1_700_000_000);
-    let bundle = VerifiedBundle::verify(&store.bundle(&bob, 1, true).unwrap()).unwrap();
-    let mut a = initiate(
-        &mut rng,
-        &alice,
-        &SessionAddresses::new(at(SHOP), at("+15550008100")),
-        &bundle,
-        SessionConfig::default(),
-    )
-    .unwrap();
-    let SessionMessage::PreKey(first) = a.encrypt(&BODY).unwrap() else {
-        panic!("a first message is a prekey message");
-    };
-    let (mut b, _) = respond(
-        &mut rng,
-        &bob,
-        &SessionAddresses::new(at("+15550008100"), at(SHOP)),
-        &mut store,
-        &first,
-        SessionConfig::default(),
-    )
-    .unwrap();
-    let reply = b.encrypt(b"reply").unwrap();
-    a.decrypt(&mut rng, &reply).unwrap();
-    (a, b)
-}
 
 /// Drains a device's events in the background (the client acknowledges what it stores).
 fn drain(mut events: EventReceiver) {
@@ -200,7 +138,7 @@ fn fanout(c: &mut Criterion) {
     g.sample_size(30);
     g.measurement_time(Duration::from_secs(5));
     // Only Alice's side is measured: a sending chain has no limit on how far it runs ahead.
-    let (mut alice, _bob) = established_pair();
+    let (mut alice, _bob) = established_pair(SHOP, "+15550008100");
     g.bench_function("session_encrypt_100B", |b| {
         b.iter(|| alice.encrypt(&BODY).unwrap());
     });

@@ -20,6 +20,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::Codes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sealpost_client::{
     AccountId, Client, ClientConfig, ClientError, Guardian, Guardians, PinArgon2Params,
@@ -27,29 +30,14 @@ use sealpost_client::{
 };
 use sealpost_pin::normalize::normalize;
 use sealpost_pin::stretch::{UserSalt, stretch};
-use sealpost_relay::{
-    CodeSender, GuardianConfig, Limits, Relay, RelayConfig, RelayHandle, VerificationCode,
-};
-use std::collections::HashMap;
+use sealpost_relay::{GuardianConfig, Limits, Relay, RelayConfig, RelayHandle};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
 const PHONE: &str = "+15550009001";
 const PIN: &str = "482915";
-
-#[derive(Default)]
-struct Codes(Mutex<HashMap<String, String>>);
-
-impl CodeSender for Codes {
-    fn send_code(&self, account: &AccountId, code: &VerificationCode) {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(account.as_str().to_owned(), code.as_str().to_owned());
-    }
-}
 
 fn stretching(c: &mut Criterion) {
     let pin = normalize(PIN).unwrap();
@@ -121,7 +109,7 @@ async fn deploy(params: PinArgon2Params) -> Deployment {
         .with_pin_params(params);
     let account = AccountId::new(PHONE).unwrap();
     let store = || Store::in_memory(StoreKey::generate()).unwrap();
-    let code = |codes: &Codes| codes.0.lock().unwrap().remove(PHONE).unwrap();
+    let code = |codes: &Codes| codes.take(PHONE);
     Client::request_code(&config, &account).await.unwrap();
     let (phone, _rx) = Client::register(store(), config.clone(), account.clone(), &code(&codes))
         .await
